@@ -1,0 +1,127 @@
+"""Settings: ``ratchet.toml`` found upward from the working directory, then environment.
+
+Precedence, lowest first: built-in defaults, the nearest ``ratchet.toml`` (relative paths
+in it are relative to the file), environment variables (relative paths relative to the
+working directory).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ratchet.errors import ConfigError
+
+CONFIG_FILENAME = "ratchet.toml"
+DEFAULT_HOME = ".ratchet"
+
+STARTER_CONFIG = """\
+# ratchet configuration. Environment variables override these values:
+# RATCHET_HOME, RATCHET_DB, RATCHET_ARTIFACTS, RATCHET_TRACKING_URI.
+[ratchet]
+# Where the embedded store lives; relative paths are relative to this file.
+home = ".ratchet"
+# Metadata store (SQLAlchemy URL). Default: SQLite file inside home.
+# db = "postgresql+psycopg://postgres@127.0.0.1:5432/ratchet"
+# Artifact store: a directory or any fsspec URL. Default: <home>/artifacts.
+# artifacts = "s3://bucket/ratchet"
+"""
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    db_url: str
+    artifacts_uri: str
+    tracking_uri: str | None = None
+    config_file: Path | None = None
+
+
+def find_config_file(start: Path) -> Path | None:
+    for directory in (start, *start.parents):
+        candidate = directory / CONFIG_FILENAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_config(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    section = data.get("ratchet", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: [ratchet] must be a table")
+    known = {"home", "db", "artifacts", "tracking_uri"}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key(s) in [ratchet]: {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    for key, value in section.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: [ratchet].{key} must be a string, got {value!r}")
+    return section
+
+
+def _is_url(value: str) -> bool:
+    return "://" in value
+
+
+def _sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def load_settings(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    cwd = (cwd or Path.cwd()).resolve()
+    env = os.environ if env is None else env
+    config_file = find_config_file(cwd)
+    file_values = _read_config(config_file) if config_file else {}
+    base = config_file.parent if config_file else cwd
+
+    def resolve(value: str, relative_to: Path) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else relative_to / path
+
+    if env.get("RATCHET_HOME"):
+        home = resolve(env["RATCHET_HOME"], cwd)
+    else:
+        home = resolve(str(file_values.get("home", DEFAULT_HOME)), base)
+
+    def location(env_key: str, file_key: str, default: str) -> str:
+        if env.get(env_key):
+            value, rel = env[env_key], cwd
+        elif file_key in file_values:
+            value, rel = str(file_values[file_key]), base
+        else:
+            return default
+        return value if _is_url(value) else str(resolve(value, rel))
+
+    db = location("RATCHET_DB", "db", _sqlite_url(home / "ratchet.db"))
+    if not _is_url(db):  # a bare path means a SQLite file
+        db = _sqlite_url(Path(db))
+    artifacts = location("RATCHET_ARTIFACTS", "artifacts", str(home / "artifacts"))
+    tracking_uri = env.get("RATCHET_TRACKING_URI") or file_values.get("tracking_uri")
+    return Settings(
+        home=home,
+        db_url=db,
+        artifacts_uri=artifacts,
+        tracking_uri=str(tracking_uri) if tracking_uri else None,
+        config_file=config_file,
+    )
+
+
+def write_starter_config(directory: Path, force: bool = False) -> Path:
+    target = directory / CONFIG_FILENAME
+    if target.exists() and not force:
+        raise ConfigError(f"{target} already exists; pass --force to overwrite it")
+    tmp = target.with_name(f".{CONFIG_FILENAME}.tmp")
+    tmp.write_text(STARTER_CONFIG)
+    tmp.replace(target)
+    return target

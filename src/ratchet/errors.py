@@ -1,0 +1,74 @@
+"""One error hierarchy for the whole package.
+
+Every error a user can cause is a ``RatchetError``: the CLI prints its message on one
+line and exits non-zero, a server maps it to an HTTP status. Messages say what was
+wrong, where, and what to do.
+"""
+
+from __future__ import annotations
+
+
+class RatchetError(Exception):
+    """Base of every error ratchet raises on purpose."""
+
+    http_status = 400
+    exit_code = 1
+
+
+class NotFound(RatchetError):
+    """The thing asked for does not exist."""
+
+    http_status = 404
+
+
+class AlreadyExists(RatchetError):
+    """Creating something whose unique name is taken."""
+
+    http_status = 409
+
+
+class Conflict(RatchetError):
+    """The write contradicts what is already recorded (e.g. a param changing value)."""
+
+    http_status = 409
+
+
+class InvalidInput(RatchetError):
+    """The caller passed something malformed; the message points at it."""
+
+    http_status = 422
+
+
+class ValidationFailed(RatchetError):
+    """Data or a model failed a declared check."""
+
+    http_status = 422
+
+
+class IntegrityError(RatchetError):
+    """Stored content does not match its recorded hash: corruption or tampering."""
+
+    http_status = 500
+
+
+class Untrusted(RatchetError):
+    """Loading this would execute arbitrary code; the caller must trust it explicitly."""
+
+    http_status = 403
+
+
+class ConfigError(RatchetError):
+    """The configuration file or environment is wrong."""
+
+
+__all__ = [
+    "AlreadyExists",
+    "ConfigError",
+    "Conflict",
+    "IntegrityError",
+    "InvalidInput",
+    "NotFound",
+    "RatchetError",
+    "Untrusted",
+    "ValidationFailed",
+]

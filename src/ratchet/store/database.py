@@ -1,0 +1,168 @@
+"""Engine creation, connection discipline, and schema migration on first use.
+
+SQLite: WAL journal, ``synchronous=NORMAL`` (a commit survives a process crash), a busy
+timeout, foreign keys on, and ``BEGIN IMMEDIATE`` for write transactions so that
+concurrent writers queue on the busy timeout instead of failing with "database is
+locked" when a read transaction tries to upgrade. PostgreSQL via psycopg 3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ratchet.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+# The newest migration; checked against the scripts by a test, so that opening an
+# up-to-date store needs no Alembic import.
+HEAD_REVISION = "0001"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+class Database:
+    """One engine plus the rules for reading and writing through it."""
+
+    def __init__(self, url: str, migrate: bool = True) -> None:
+        from sqlalchemy import create_engine, event
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise ConfigError(f"not a database URL: {url!r}") from None
+        self.url = url
+        self.dialect = parsed.get_backend_name()
+        if self.dialect not in {"sqlite", "postgresql"}:
+            raise ConfigError(
+                f"unsupported database {self.dialect!r} in {url!r}: use sqlite:///path "
+                "or postgresql+psycopg://user@host/db"
+            )
+        kwargs: dict[str, Any] = {}
+        if self.dialect == "sqlite":
+            db_path = parsed.database
+            if db_path and db_path != ":memory:":
+                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                                      "check_same_thread": False}
+        else:
+            kwargs["pool_pre_ping"] = True
+        try:
+            self.engine: Engine = create_engine(parsed, **kwargs)
+        except NoSuchModuleError:
+            raise ConfigError(f"no driver for {url!r}; for PostgreSQL install "
+                              "ratchet[postgres] and use postgresql+psycopg://") from None
+        except ModuleNotFoundError as exc:
+            raise ConfigError(f"the driver for {url!r} is not installed ({exc.name}); "
+                              "install ratchet[postgres]") from None
+        if self.dialect == "sqlite":
+            _configure_sqlite(self.engine, event)
+        if migrate:
+            ensure_schema(self)
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A transaction that holds the write lock from its first statement."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(ratchet_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _configure_sqlite(engine: Engine, event: Any) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take over transaction control from the sqlite3 module (see "begin" below).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get("ratchet_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def current_revision(db: Database) -> str | None:
+    from sqlalchemy import inspect, text
+
+    with db.read() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def alembic_config(db: Database) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", db.url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(db: Database, revision: str = "head") -> str | None:
+    """Apply migrations up to ``revision`` under a cross-process lock; return the new head."""
+    from alembic import command
+
+    with _migration_lock(db):
+        if current_revision(db) != HEAD_REVISION or revision != "head":
+            with db.engine.begin() as conn:
+                cfg = alembic_config(db)
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+    return current_revision(db)
+
+
+def ensure_schema(db: Database) -> None:
+    if current_revision(db) != HEAD_REVISION:
+        upgrade(db)
+
+
+@contextlib.contextmanager
+def _migration_lock(db: Database) -> Iterator[None]:
+    """Only one process migrates at a time; the others wait, then find nothing to do."""
+    if db.dialect == "postgresql":
+        from sqlalchemy import text
+
+        with db.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(7263811)"))
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(7263811)"))
+                conn.commit()
+        return
+    database = db.engine.url.database
+    if not database or database == ":memory:":
+        yield
+        return
+    lock_path = f"{database}.migrate.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

@@ -1,0 +1,225 @@
+"""The metadata store's tables (SQLAlchemy Core). Alembic migrations must match these.
+
+Times are integer milliseconds since the epoch (UTC). Ids are 32-char hex UUIDv7.
+``latest_metrics`` keeps one row per (run, key) so that search and listing never scan
+the full metric history.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+ID = String(32)
+KEY = String(250)
+PARAM_VALUE = String(6000)
+TAG_VALUE = Text()
+NAME = String(256)
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("experiment_id", ID, primary_key=True),
+    Column("name", NAME, nullable=False, unique=True),
+    Column("description", Text, nullable=True),
+    Column("lifecycle", String(16), nullable=False, default="active"),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+experiment_tags = Table(
+    "experiment_tags",
+    metadata,
+    Column("experiment_id", ID, ForeignKey("experiments.experiment_id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("key", KEY, primary_key=True),
+    Column("value", TAG_VALUE, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", ID, primary_key=True),
+    Column("experiment_id", ID, ForeignKey("experiments.experiment_id"), nullable=False),
+    Column("parent_run_id", ID, ForeignKey("runs.run_id"), nullable=True),
+    Column("name", NAME, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("start_time", BigInteger, nullable=False),
+    Column("end_time", BigInteger, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("user", String(128), nullable=True),
+    Column("host", String(256), nullable=True),
+    Column("entry_point", Text, nullable=True),
+    Column("git_commit", String(64), nullable=True),
+    Column("git_branch", String(256), nullable=True),
+    Column("git_dirty", Boolean, nullable=True),
+    Column("git_diff_hash", String(64), nullable=True),
+    Column("python_version", String(32), nullable=True),
+    Column("packages", Text, nullable=True),  # JSON object {name: version}
+    Index(None, "experiment_id", "start_time"),
+    Index(None, "parent_run_id"),
+    Index(None, "status"),
+)
+
+params = Table(
+    "params",
+    metadata,
+    Column("run_id", ID, ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("key", KEY, primary_key=True),
+    Column("value", PARAM_VALUE, nullable=False),
+    Index(None, "key", "value"),
+)
+
+run_tags = Table(
+    "run_tags",
+    metadata,
+    Column("run_id", ID, ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("key", KEY, primary_key=True),
+    Column("value", TAG_VALUE, nullable=False),
+    Index(None, "key"),
+)
+
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("run_id", ID, ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("key", KEY, nullable=False),
+    Column("value", Float, nullable=True),  # NULL with is_nan for NaN (SQLite has no NaN)
+    Column("is_nan", Boolean, nullable=False, default=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Index(None, "run_id", "key", "step"),
+)
+
+latest_metrics = Table(
+    "latest_metrics",
+    metadata,
+    Column("run_id", ID, ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("key", KEY, primary_key=True),
+    Column("value", Float, nullable=True),
+    Column("is_nan", Boolean, nullable=False, default=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Index(None, "key", "value"),
+)
+
+run_artifacts = Table(
+    "run_artifacts",
+    metadata,
+    Column("run_id", ID, ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("path", String(1024), primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index(None, "digest"),
+)
+
+run_inputs = Table(
+    "run_inputs",
+    metadata,
+    Column("run_id", ID, ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("name", NAME, primary_key=True),
+    Column("digest", String(64), primary_key=True),
+    Column("version", Integer, nullable=True),
+    Column("role", String(64), nullable=False),
+    Column("source", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Index(None, "name", "version"),
+)
+
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("name", NAME, primary_key=True),
+    Column("description", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+registered_model_tags = Table(
+    "registered_model_tags",
+    metadata,
+    Column("name", NAME, ForeignKey("registered_models.name", ondelete="CASCADE"),
+           primary_key=True),
+    Column("key", KEY, primary_key=True),
+    Column("value", TAG_VALUE, nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("name", NAME, ForeignKey("registered_models.name", ondelete="CASCADE"),
+           primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("run_id", ID, ForeignKey("runs.run_id"), nullable=True),
+    Column("artifact_path", String(1024), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("flavor", String(64), nullable=False),
+    Column("manifest", Text, nullable=False),  # JSON: the model's manifest
+    Column("description", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(128), nullable=True),
+    Index(None, "run_id"),
+    Index(None, "content_hash"),
+)
+
+model_version_tags = Table(
+    "model_version_tags",
+    metadata,
+    Column("name", NAME, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("key", KEY, primary_key=True),
+    Column("value", TAG_VALUE, nullable=False),
+    ForeignKeyConstraint(["name", "version"], ["model_versions.name", "model_versions.version"],
+                         ondelete="CASCADE"),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("name", NAME, primary_key=True),
+    Column("alias", KEY, primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    ForeignKeyConstraint(["name", "version"], ["model_versions.name", "model_versions.version"],
+                         ondelete="CASCADE"),
+)
+
+alias_events = Table(
+    "alias_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("name", NAME, ForeignKey("registered_models.name", ondelete="CASCADE"),
+           nullable=False),
+    Column("alias", KEY, nullable=False),
+    Column("from_version", Integer, nullable=True),
+    Column("to_version", Integer, nullable=True),  # NULL: the alias was deleted
+    Column("actor", String(128), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("at", BigInteger, nullable=False),
+    Index(None, "name", "alias", "at"),
+)
+
