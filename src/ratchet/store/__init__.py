@@ -1,0 +1,34 @@
+"""Storage layer: the metadata store (the only module that speaks SQL)."""
+
+from __future__ import annotations
+
+from ratchet.store.database import Database, open_database
+from ratchet.store.records import (
+    AliasEvent,
+    ArtifactEntry,
+    CodeVersion,
+    DatasetInput,
+    Experiment,
+    Metric,
+    ModelVersion,
+    RegisteredModel,
+    Run,
+)
+from ratchet.store.registry_store import RegistryStore
+from ratchet.store.tracking_store import TrackingStore
+
+__all__ = [
+    "AliasEvent",
+    "ArtifactEntry",
+    "CodeVersion",
+    "Database",
+    "DatasetInput",
+    "Experiment",
+    "Metric",
+    "ModelVersion",
+    "RegisteredModel",
+    "RegistryStore",
+    "Run",
+    "TrackingStore",
+    "open_database",
+]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,14 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def upsert(self, table: Any) -> Any:
+        """``INSERT`` with ``ON CONFLICT`` support for this dialect."""
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        return dialect_insert(table)
 
 
 def _configure_sqlite(engine: Engine, event: Any) -> None:
@@ -166,3 +175,17 @@ def _migration_lock(db: Database) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+_open: dict[str, Database] = {}
+_open_lock = threading.Lock()
+
+
+def open_database(url: str) -> Database:
+    """The process-wide Database for ``url`` (one engine and pool per URL and process)."""
+    key = f"{os.getpid()}:{url}"
+    with _open_lock:
+        db = _open.get(key)
+        if db is None:
+            db = _open[key] = Database(url)
+        return db

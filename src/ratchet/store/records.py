@@ -1,0 +1,145 @@
+"""Plain records the store returns. Immutable; times are epoch milliseconds (UTC)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ratchet.clock import to_datetime
+
+RUN_STATUSES = ("running", "finished", "failed", "killed")
+TERMINAL_STATUSES = ("finished", "failed", "killed")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    experiment_id: str
+    name: str
+    description: str | None
+    lifecycle: str
+    created_at: int
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CodeVersion:
+    """Where a run's code came from; captured automatically when a run starts."""
+
+    git_commit: str | None = None
+    git_branch: str | None = None
+    git_dirty: bool | None = None
+    git_diff_hash: str | None = None
+    entry_point: str | None = None
+    python_version: str | None = None
+    host: str | None = None
+    user: str | None = None
+    packages: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    value: float
+    step: int
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class DatasetInput:
+    name: str
+    digest: str
+    version: int | None
+    role: str
+    source: str | None
+
+
+@dataclass(frozen=True)
+class ArtifactEntry:
+    path: str
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    experiment_id: str
+    parent_run_id: str | None
+    name: str
+    status: str
+    start_time: int
+    end_time: int | None
+    error: str | None
+    code: CodeVersion
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # latest value per key
+    tags: dict[str, str] = field(default_factory=dict)
+    inputs: tuple[DatasetInput, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return self.run_id
+
+    @property
+    def duration_ms(self) -> int | None:
+        return None if self.end_time is None else self.end_time - self.start_time
+
+    def to_dict(self) -> dict[str, Any]:
+        started, ended = to_datetime(self.start_time), to_datetime(self.end_time)
+        return {
+            "run_id": self.run_id,
+            "experiment_id": self.experiment_id,
+            "parent_run_id": self.parent_run_id,
+            "name": self.name,
+            "status": self.status,
+            "start_time": started.isoformat() if started else None,
+            "end_time": ended.isoformat() if ended else None,
+            "error": self.error,
+            "code": {k: getattr(self.code, k) for k in CodeVersion.__dataclass_fields__},
+            "params": dict(self.params),
+            "metrics": dict(self.metrics),
+            "tags": dict(self.tags),
+            "inputs": [i.__dict__ for i in self.inputs],
+        }
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    description: str | None
+    created_at: int
+    updated_at: int
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, int] = field(default_factory=dict)
+    latest_version: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: int
+    run_id: str | None
+    artifact_path: str
+    content_hash: str
+    flavor: str
+    manifest: dict[str, Any]
+    description: str | None
+    created_at: int
+    created_by: str | None
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class AliasEvent:
+    name: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    actor: str | None
+    reason: str | None
+    at: int

@@ -1,0 +1,274 @@
+"""SQL implementation of registered models, versions, tags, aliases and alias history."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+
+from ratchet.clock import now_ms
+from ratchet.errors import AlreadyExists, InvalidInput, NotFound
+from ratchet.store import schema as t
+from ratchet.store.database import Database
+from ratchet.store.records import AliasEvent, ModelVersion, RegisteredModel
+from ratchet.store.tracking_store import validate_key
+
+_RESERVED_ALIASES = {"latest"}
+
+
+def validate_model_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput(f"model name must be a non-empty string, got {name!r}")
+    if len(name) > 256 or any(c in name for c in "/@\\") or any(ord(c) < 32 for c in name):
+        raise InvalidInput(
+            f"model name {name!r} must be at most 256 chars without '/', '@', '\\' or "
+            "control characters (they have meaning in models:/ URIs)"
+        )
+    return name
+
+
+def validate_alias(alias: object) -> str:
+    validate_key("alias", alias)
+    assert isinstance(alias, str)
+    if alias.isdigit() or alias.lower() in _RESERVED_ALIASES or "/" in alias:
+        raise InvalidInput(
+            f"alias {alias!r} is reserved or ambiguous: aliases cannot be numbers, contain '/', "
+            f"or be one of {sorted(_RESERVED_ALIASES)}"
+        )
+    return alias
+
+
+class RegistryStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ---------------------------------------------------------------- registered models
+    def create_registered_model(
+        self, name: str, description: str | None = None, tags: Mapping[str, str] | None = None
+    ) -> RegisteredModel:
+        validate_model_name(name)
+        created = now_ms()
+        try:
+            with self.db.write() as conn:
+                conn.execute(insert(t.registered_models).values(
+                    name=name, description=description, created_at=created, updated_at=created))
+                if tags:
+                    conn.execute(insert(t.registered_model_tags), [
+                        {"name": name, "key": validate_key("tag", k), "value": str(v)}
+                        for k, v in tags.items()])
+        except SAIntegrityError:
+            raise AlreadyExists(f"registered model {name!r} already exists") from None
+        return self.get_registered_model(name)
+
+    def ensure_registered_model(self, name: str) -> None:
+        validate_model_name(name)
+        created = now_ms()
+        with self.db.write() as conn:
+            conn.execute(self.db.upsert(t.registered_models).values(
+                name=name, created_at=created, updated_at=created).on_conflict_do_nothing())
+
+    def get_registered_model(self, name: str) -> RegisteredModel:
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(t.registered_models).where(t.registered_models.c.name == name)).first()
+            if row is None:
+                raise NotFound(f"no registered model named {name!r}")
+            tags = dict(conn.execute(
+                select(t.registered_model_tags.c.key, t.registered_model_tags.c.value)
+                .where(t.registered_model_tags.c.name == name)).tuples().all())
+            aliases = dict(conn.execute(
+                select(t.model_aliases.c.alias, t.model_aliases.c.version)
+                .where(t.model_aliases.c.name == name)).tuples().all())
+            latest = conn.execute(select(func.max(t.model_versions.c.version))
+                                  .where(t.model_versions.c.name == name)).scalar()
+        return RegisteredModel(row.name, row.description, row.created_at, row.updated_at,
+                               tags, aliases, latest)
+
+    def list_registered_models(self) -> list[RegisteredModel]:
+        with self.db.read() as conn:
+            names = list(conn.execute(
+                select(t.registered_models.c.name).order_by(t.registered_models.c.name)).scalars())
+        return [self.get_registered_model(n) for n in names]
+
+    def update_registered_model(self, name: str, description: str | None) -> None:
+        with self.db.write() as conn:
+            result = conn.execute(update(t.registered_models)
+                                  .where(t.registered_models.c.name == name)
+                                  .values(description=description, updated_at=now_ms()))
+        if result.rowcount == 0:
+            raise NotFound(f"no registered model named {name!r}")
+
+    def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
+        self._upsert_tag(t.registered_model_tags, {"name": name}, key, value,
+                         f"no registered model named {name!r}")
+
+    # ---------------------------------------------------------------- versions
+    def create_model_version(
+        self,
+        name: str,
+        *,
+        run_id: str | None,
+        artifact_path: str,
+        content_hash: str,
+        flavor: str,
+        manifest: Mapping[str, Any],
+        description: str | None = None,
+        created_by: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> ModelVersion:
+        """Add the next version (numbered from 1), creating the registered model if needed."""
+        self.ensure_registered_model(name)
+        now = now_ms()
+        with self.db.write() as conn:
+            # Lock the model row (PostgreSQL) so concurrent registrations number in order;
+            # SQLite write transactions are already serialized by BEGIN IMMEDIATE.
+            conn.execute(select(t.registered_models.c.name)
+                         .where(t.registered_models.c.name == name).with_for_update())
+            version = (conn.execute(select(func.max(t.model_versions.c.version))
+                                    .where(t.model_versions.c.name == name)).scalar() or 0) + 1
+            try:
+                conn.execute(insert(t.model_versions).values(
+                    name=name, version=version, run_id=run_id, artifact_path=artifact_path,
+                    content_hash=content_hash, flavor=flavor,
+                    manifest=json.dumps(manifest, sort_keys=True), description=description,
+                    created_at=now, created_by=created_by))
+            except SAIntegrityError:
+                raise NotFound(f"run {run_id!r} does not exist") from None
+            if tags:
+                conn.execute(insert(t.model_version_tags), [
+                    {"name": name, "version": version, "key": validate_key("tag", k),
+                     "value": str(v)} for k, v in tags.items()])
+            conn.execute(update(t.registered_models).where(t.registered_models.c.name == name)
+                         .values(updated_at=now))
+        return self.get_model_version(name, version)
+
+    def get_model_version(self, name: str, version: int) -> ModelVersion:
+        versions = self._load_versions(name, [version])
+        if not versions:
+            raise NotFound(f"model {name!r} has no version {version}")
+        return versions[0]
+
+    def list_model_versions(self, name: str) -> list[ModelVersion]:
+        self.get_registered_model(name)
+        return self._load_versions(name, None)
+
+    def versions_for_run(self, run_id: str) -> list[ModelVersion]:
+        with self.db.read() as conn:
+            pairs = conn.execute(select(t.model_versions.c.name, t.model_versions.c.version)
+                                 .where(t.model_versions.c.run_id == run_id)).all()
+        return [self.get_model_version(n, v) for n, v in pairs]
+
+    def _load_versions(self, name: str, versions: list[int] | None) -> list[ModelVersion]:
+        mv, tags_t, al = t.model_versions, t.model_version_tags, t.model_aliases
+        query = select(mv).where(mv.c.name == name).order_by(mv.c.version)
+        if versions is not None:
+            query = query.where(mv.c.version.in_(versions))
+        with self.db.read() as conn:
+            rows = conn.execute(query).all()
+            tags: dict[int, dict[str, str]] = {}
+            for r in conn.execute(select(tags_t).where(tags_t.c.name == name)):
+                tags.setdefault(r.version, {})[r.key] = r.value
+            aliases: dict[int, list[str]] = {}
+            for r in conn.execute(select(al).where(al.c.name == name).order_by(al.c.alias)):
+                aliases.setdefault(r.version, []).append(r.alias)
+        return [ModelVersion(
+            name=r.name, version=r.version, run_id=r.run_id, artifact_path=r.artifact_path,
+            content_hash=r.content_hash, flavor=r.flavor, manifest=json.loads(r.manifest),
+            description=r.description, created_at=r.created_at, created_by=r.created_by,
+            tags=tags.get(r.version, {}), aliases=tuple(aliases.get(r.version, ())),
+        ) for r in rows]
+
+    def set_model_version_tag(self, name: str, version: int, key: str, value: str) -> None:
+        self._upsert_tag(t.model_version_tags, {"name": name, "version": version}, key, value,
+                         f"model {name!r} has no version {version}")
+
+    def update_model_version(self, name: str, version: int, description: str | None) -> None:
+        with self.db.write() as conn:
+            result = conn.execute(update(t.model_versions).where(
+                t.model_versions.c.name == name, t.model_versions.c.version == version)
+                .values(description=description))
+        if result.rowcount == 0:
+            raise NotFound(f"model {name!r} has no version {version}")
+
+    # ---------------------------------------------------------------- aliases
+    def set_alias(
+        self, name: str, alias: str, version: int, *, actor: str | None, reason: str | None
+    ) -> AliasEvent:
+        validate_alias(alias)
+        now = now_ms()
+        al = t.model_aliases
+        with self.db.write() as conn:
+            exists = conn.execute(select(t.model_versions.c.version).where(
+                t.model_versions.c.name == name, t.model_versions.c.version == version)).first()
+            if exists is None:
+                raise NotFound(f"model {name!r} has no version {version}; cannot point "
+                               f"alias {alias!r} at it")
+            previous = conn.execute(select(al.c.version).where(
+                al.c.name == name, al.c.alias == alias).with_for_update()).scalar()
+            if previous is None:
+                conn.execute(insert(al).values(name=name, alias=alias, version=version,
+                                               updated_at=now))
+            else:
+                conn.execute(update(al).where(al.c.name == name, al.c.alias == alias)
+                             .values(version=version, updated_at=now))
+            event = AliasEvent(name, alias, previous, version, actor, reason, now)
+            conn.execute(insert(t.alias_events).values(**event.__dict__))
+        return event
+
+    def delete_alias(self, name: str, alias: str, *, actor: str | None,
+                     reason: str | None) -> AliasEvent:
+        al = t.model_aliases
+        now = now_ms()
+        with self.db.write() as conn:
+            previous = conn.execute(select(al.c.version).where(
+                al.c.name == name, al.c.alias == alias).with_for_update()).scalar()
+            if previous is None:
+                raise NotFound(f"model {name!r} has no alias {alias!r}")
+            conn.execute(delete(al).where(al.c.name == name, al.c.alias == alias))
+            event = AliasEvent(name, alias, previous, None, actor, reason, now)
+            conn.execute(insert(t.alias_events).values(**event.__dict__))
+        return event
+
+    def resolve_alias(self, name: str, alias: str) -> int:
+        al = t.model_aliases
+        with self.db.read() as conn:
+            version = conn.execute(select(al.c.version).where(
+                al.c.name == name, al.c.alias == alias)).scalar()
+        if version is None:
+            self.get_registered_model(name)  # NotFound for the model itself first
+            raise NotFound(f"model {name!r} has no alias {alias!r}")
+        return int(version)
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
+        ev = t.alias_events
+        query = select(ev).where(ev.c.name == name).order_by(ev.c.at, ev.c.id)
+        if alias is not None:
+            query = query.where(ev.c.alias == alias)
+        with self.db.read() as conn:
+            rows = conn.execute(query).all()
+        return [AliasEvent(r.name, r.alias, r.from_version, r.to_version, r.actor, r.reason, r.at)
+                for r in rows]
+
+    def alias_version_at(self, name: str, alias: str, at_ms: int) -> int | None:
+        """Which version the alias pointed at, at time ``at_ms`` (None: unset then)."""
+        ev = t.alias_events
+        with self.db.read() as conn:
+            row = conn.execute(select(ev.c.to_version).where(
+                ev.c.name == name, ev.c.alias == alias, ev.c.at <= at_ms)
+                .order_by(ev.c.at.desc(), ev.c.id.desc()).limit(1)).first()
+        return None if row is None else row.to_version
+
+    # ---------------------------------------------------------------- helpers
+    def _upsert_tag(self, table: Any, owner: dict[str, Any], key: str, value: str,
+                    missing: str) -> None:
+        stmt = self.db.upsert(table).values(**owner, key=validate_key("tag", key), value=str(value))
+        stmt = stmt.on_conflict_do_update(index_elements=[*owner, "key"],
+                                          set_={"value": stmt.excluded.value})
+        try:
+            with self.db.write() as conn:
+                conn.execute(stmt)
+        except SAIntegrityError:
+            raise NotFound(missing) from None

@@ -1,0 +1,507 @@
+"""SQL implementation of experiments, runs, params, metrics, tags, artifact index, inputs.
+
+The hot paths (``log_metric``, ``log_batch``) are one short write transaction each: the
+metric row plus an upsert of the run's latest value for that key, committed before the
+call returns.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+
+from ratchet.clock import now_ms
+from ratchet.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from ratchet.ids import new_id
+from ratchet.store import schema as t
+from ratchet.store.database import Database
+from ratchet.store.metric_writer import MetricWriter
+from ratchet.store.records import (
+    RUN_STATUSES,
+    ArtifactEntry,
+    CodeVersion,
+    DatasetInput,
+    Experiment,
+    Metric,
+    Run,
+)
+
+MAX_KEY_LENGTH = 250
+MAX_PARAM_LENGTH = 6000
+MAX_RESULTS_LIMIT = 50_000
+_KEY_RE = re.compile(r"^[A-Za-z0-9_\-. /:]+$")
+
+MetricPoint = tuple[str, float, int, int]  # key, value, step, timestamp
+
+
+def validate_key(kind: str, key: object) -> str:
+    if not isinstance(key, str) or not key:
+        raise InvalidInput(f"{kind} name must be a non-empty string, got {key!r}")
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidInput(f"{kind} name {key[:40]!r}... is longer than {MAX_KEY_LENGTH} chars")
+    if not _KEY_RE.match(key) or ".." in key.split("/") or key.startswith("/"):
+        raise InvalidInput(
+            f"{kind} name {key!r} may only contain letters, digits, '_', '-', '.', ' ', ':' "
+            "and '/' (not starting with '/' nor containing '..')"
+        )
+    return key
+
+
+def metric_value(key: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        try:  # numpy scalars, Decimal and friends
+            import numbers
+
+            if isinstance(value, numbers.Real) and not isinstance(value, bool):
+                return float(value)
+        except (TypeError, ValueError):
+            pass
+        raise InvalidInput(f"metric {key!r}: value must be a number, got {value!r}")
+    return float(value)
+
+
+class TrackingStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        lm = t.latest_metrics
+        upsert = db.upsert(lm)
+        newer = or_(
+            upsert.excluded.step > lm.c.step,
+            and_(upsert.excluded.step == lm.c.step, upsert.excluded.timestamp >= lm.c.timestamp),
+        )
+        # Latest = highest step, then newest timestamp (ties: last write wins).
+        self._latest_upsert = upsert.on_conflict_do_update(
+            index_elements=[lm.c.run_id, lm.c.key],
+            set_={
+                "value": upsert.excluded.value,
+                "is_nan": upsert.excluded.is_nan,
+                "step": upsert.excluded.step,
+                "timestamp": upsert.excluded.timestamp,
+            },
+            where=newer,
+        )
+        self._metric_writer = MetricWriter(db, insert(t.metrics), self._latest_upsert)
+
+    # ---------------------------------------------------------------- experiments
+    def create_experiment(
+        self, name: str, description: str | None = None, tags: Mapping[str, str] | None = None
+    ) -> Experiment:
+        name = _validate_name("experiment", name)
+        exp_id, created = new_id(), now_ms()
+        try:
+            with self.db.write() as conn:
+                conn.execute(
+                    insert(t.experiments).values(
+                        experiment_id=exp_id, name=name, description=description,
+                        lifecycle="active", created_at=created,
+                    )
+                )
+                if tags:
+                    conn.execute(
+                        insert(t.experiment_tags),
+                        [{"experiment_id": exp_id, "key": validate_key("tag", k), "value": str(v)}
+                         for k, v in tags.items()],
+                    )
+        except SAIntegrityError:
+            raise AlreadyExists(f"experiment {name!r} already exists") from None
+        return self.get_experiment(exp_id)
+
+    def get_or_create_experiment(self, name: str) -> Experiment:
+        found = self.find_experiment(name)
+        if found is not None:
+            return found
+        try:
+            return self.create_experiment(name)
+        except AlreadyExists:  # another process created it first
+            found = self.find_experiment(name)
+            assert found is not None
+            return found
+
+    def find_experiment(self, name_or_id: str) -> Experiment | None:
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(t.experiments).where(
+                    or_(t.experiments.c.name == name_or_id,
+                        t.experiments.c.experiment_id == name_or_id)
+                )
+            ).first()
+            if row is None:
+                return None
+            tags = dict(conn.execute(
+                select(t.experiment_tags.c.key, t.experiment_tags.c.value)
+                .where(t.experiment_tags.c.experiment_id == row.experiment_id)
+            ).tuples().all())
+        return Experiment(row.experiment_id, row.name, row.description, row.lifecycle,
+                          row.created_at, tags)
+
+    def get_experiment(self, name_or_id: str) -> Experiment:
+        found = self.find_experiment(name_or_id)
+        if found is None:
+            raise NotFound(f"no experiment named or with id {name_or_id!r}")
+        return found
+
+    def list_experiments(self) -> list[Experiment]:
+        with self.db.read() as conn:
+            rows = conn.execute(select(t.experiments).order_by(t.experiments.c.created_at)).all()
+            tag_rows = conn.execute(select(t.experiment_tags)).all()
+        tags: dict[str, dict[str, str]] = {}
+        for r in tag_rows:
+            tags.setdefault(r.experiment_id, {})[r.key] = r.value
+        return [Experiment(r.experiment_id, r.name, r.description, r.lifecycle, r.created_at,
+                           tags.get(r.experiment_id, {})) for r in rows]
+
+    def run_counts(self) -> dict[str, int]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(t.runs.c.experiment_id, func.count()).group_by(t.runs.c.experiment_id)
+            ).tuples().all()
+        return dict(rows)
+
+    # ---------------------------------------------------------------- runs
+    def create_run(
+        self,
+        experiment_id: str,
+        *,
+        name: str | None = None,
+        parent_run_id: str | None = None,
+        code: CodeVersion | None = None,
+        tags: Mapping[str, str] | None = None,
+        start_time: int | None = None,
+    ) -> Run:
+        run_id, code = new_id(), code or CodeVersion()
+        values = {
+            "run_id": run_id,
+            "experiment_id": experiment_id,
+            "parent_run_id": parent_run_id,
+            "name": name or f"run-{run_id[-8:]}",
+            "status": "running",
+            "start_time": start_time or now_ms(),
+            "user": code.user,
+            "host": code.host,
+            "entry_point": code.entry_point,
+            "git_commit": code.git_commit,
+            "git_branch": code.git_branch,
+            "git_dirty": code.git_dirty,
+            "git_diff_hash": code.git_diff_hash,
+            "python_version": code.python_version,
+            "packages": json.dumps(code.packages, sort_keys=True) if code.packages else None,
+        }
+        try:
+            with self.db.write() as conn:
+                conn.execute(insert(t.runs).values(**values))
+                if tags:
+                    conn.execute(insert(t.run_tags), _tag_rows(run_id, tags))
+        except SAIntegrityError:
+            if parent_run_id and not self._run_exists(parent_run_id):
+                raise NotFound(f"parent run {parent_run_id!r} does not exist") from None
+            raise NotFound(f"experiment {experiment_id!r} does not exist") from None
+        return self.get_run(run_id)
+
+    def _run_exists(self, run_id: str) -> bool:
+        with self.db.read() as conn:
+            return conn.execute(
+                select(t.runs.c.run_id).where(t.runs.c.run_id == run_id)
+            ).first() is not None
+
+    def set_run_status(
+        self, run_id: str, status: str, *, error: str | None = None, end_time: int | None = None
+    ) -> None:
+        if status not in RUN_STATUSES:
+            raise InvalidInput(f"run status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
+        ended = None if status == "running" else (end_time or now_ms())
+        with self.db.write() as conn:
+            result = conn.execute(
+                update(t.runs).where(t.runs.c.run_id == run_id)
+                .values(status=status, end_time=ended, error=error)
+            )
+        if result.rowcount == 0:
+            raise NotFound(f"no run with id {run_id!r}")
+
+    def get_run(self, run_id: str) -> Run:
+        runs = self._load_runs([run_id])
+        if not runs:
+            raise NotFound(f"no run with id {run_id!r}")
+        return runs[0]
+
+    def _load_runs(self, run_ids: Sequence[str], *, with_data: bool = True) -> list[Run]:
+        """Runs in the given order, with params, latest metrics, tags and inputs."""
+        if not run_ids:
+            return []
+        params: dict[str, dict[str, str]] = {}
+        metrics: dict[str, dict[str, float]] = {}
+        tags: dict[str, dict[str, str]] = {}
+        inputs: dict[str, list[DatasetInput]] = {}
+        with self.db.read() as conn:
+            rows = {r.run_id: r for r in conn.execute(
+                select(t.runs).where(t.runs.c.run_id.in_(run_ids)))}
+            if with_data:
+                for r in conn.execute(select(t.params).where(t.params.c.run_id.in_(run_ids))):
+                    params.setdefault(r.run_id, {})[r.key] = r.value
+                for r in conn.execute(
+                    select(t.latest_metrics).where(t.latest_metrics.c.run_id.in_(run_ids))
+                ):
+                    metrics.setdefault(r.run_id, {})[r.key] = math.nan if r.is_nan else r.value
+                for r in conn.execute(select(t.run_tags).where(t.run_tags.c.run_id.in_(run_ids))):
+                    tags.setdefault(r.run_id, {})[r.key] = r.value
+                for r in conn.execute(
+                    select(t.run_inputs).where(t.run_inputs.c.run_id.in_(run_ids))
+                    .order_by(t.run_inputs.c.created_at)
+                ):
+                    inputs.setdefault(r.run_id, []).append(
+                        DatasetInput(r.name, r.digest, r.version, r.role, r.source))
+        out = []
+        for rid in run_ids:
+            r = rows.get(rid)
+            if r is None:
+                continue
+            code = CodeVersion(
+                git_commit=r.git_commit, git_branch=r.git_branch, git_dirty=r.git_dirty,
+                git_diff_hash=r.git_diff_hash, entry_point=r.entry_point,
+                python_version=r.python_version, host=r.host, user=r.user,
+                packages=json.loads(r.packages) if r.packages else {},
+            )
+            out.append(Run(
+                run_id=r.run_id, experiment_id=r.experiment_id, parent_run_id=r.parent_run_id,
+                name=r.name, status=r.status, start_time=r.start_time, end_time=r.end_time,
+                error=r.error, code=code, params=params.get(rid, {}),
+                metrics=metrics.get(rid, {}), tags=tags.get(rid, {}),
+                inputs=tuple(inputs.get(rid, ())),
+            ))
+        return out
+
+    def child_runs(self, run_id: str) -> list[str]:
+        with self.db.read() as conn:
+            return list(conn.execute(
+                select(t.runs.c.run_id).where(t.runs.c.parent_run_id == run_id)
+                .order_by(t.runs.c.start_time)
+            ).scalars())
+
+    # ---------------------------------------------------------------- params / tags
+    def log_params(self, run_id: str, values: Mapping[str, object]) -> None:
+        rows = []
+        for key, value in values.items():
+            text = str(value)
+            if len(text) > MAX_PARAM_LENGTH:
+                raise InvalidInput(f"param {key!r}: value is longer than {MAX_PARAM_LENGTH} chars")
+            rows.append({"run_id": run_id, "key": validate_key("param", key), "value": text})
+        if not rows:
+            return
+        with self._writing(run_id) as conn:
+            conn.execute(self.db.upsert(t.params).on_conflict_do_nothing(), rows)
+            # Checked after the insert so that a concurrent writer cannot slip between.
+            stored = dict(conn.execute(
+                select(t.params.c.key, t.params.c.value).where(
+                    t.params.c.run_id == run_id, t.params.c.key.in_([r["key"] for r in rows]))
+            ).tuples().all())
+            for r in rows:
+                if stored[r["key"]] != r["value"]:
+                    raise Conflict(
+                        f"param {r['key']!r} of run {run_id} is already {stored[r['key']]!r}; "
+                        f"cannot change it to {r['value']!r} (params are immutable: start a "
+                        "new run or use a metric/tag for values that change)"
+                    )
+
+    def set_tags(self, run_id: str, values: Mapping[str, object]) -> None:
+        rows = _tag_rows(run_id, values)
+        if not rows:
+            return
+        upsert = self.db.upsert(t.run_tags)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[t.run_tags.c.run_id, t.run_tags.c.key],
+            set_={"value": upsert.excluded.value},
+        )
+        with self._writing(run_id) as conn:
+            conn.execute(upsert, rows)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        with self.db.write() as conn:
+            result = conn.execute(
+                t.run_tags.delete().where(t.run_tags.c.run_id == run_id, t.run_tags.c.key == key))
+        if result.rowcount == 0:
+            raise NotFound(f"run {run_id} has no tag {key!r}")
+
+    # ---------------------------------------------------------------- metrics
+    def log_metric(
+        self, run_id: str, key: str, value: float, step: int = 0, timestamp: int | None = None
+    ) -> None:
+        self.log_batch(run_id, [(key, value, step, timestamp or now_ms())])
+
+    def log_batch(self, run_id: str, points: Iterable[MetricPoint]) -> int:
+        """Append metric points and update the latest values; all or nothing."""
+        rows = []
+        latest: dict[str, dict[str, Any]] = {}
+        for key, raw_value, step, ts in points:
+            validate_key("metric", key)
+            value = metric_value(key, raw_value)
+            is_nan = math.isnan(value)
+            if isinstance(step, bool) or not isinstance(step, int):
+                try:
+                    step = int(step)  # numpy ints
+                except (TypeError, ValueError):
+                    raise InvalidInput(f"metric {key!r}: step must be an integer, got {step!r}") \
+                        from None
+            row = {"run_id": run_id, "key": key, "value": None if is_nan else value,
+                   "is_nan": is_nan, "step": step, "timestamp": int(ts)}
+            rows.append(row)
+            prev = latest.get(key)
+            if prev is None or (step, row["timestamp"]) >= (prev["step"], prev["timestamp"]):
+                latest[key] = row
+        if not rows:
+            return 0
+        self._metric_writer.write(run_id, rows, list(latest.values()))
+        return len(rows)
+
+    def metric_history(self, run_id: str, key: str) -> list[Metric]:
+        m = t.metrics
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(m.c.key, m.c.value, m.c.is_nan, m.c.step, m.c.timestamp)
+                .where(m.c.run_id == run_id, m.c.key == key)
+                .order_by(m.c.step, m.c.timestamp, m.c.id)
+            ).all()
+        if not rows and not self._run_exists(run_id):
+            raise NotFound(f"no run with id {run_id!r}")
+        return [Metric(r.key, math.nan if r.is_nan else r.value, r.step, r.timestamp)
+                for r in rows]
+
+    # ---------------------------------------------------------------- artifacts / inputs
+    def record_artifacts(self, run_id: str, entries: Sequence[ArtifactEntry]) -> None:
+        """Index artifact blobs under names; a name is immutable once it holds content."""
+        if not entries:
+            return
+        created = now_ms()
+        rows = [{"run_id": run_id, "path": e.path, "digest": e.digest, "size": e.size,
+                 "created_at": created} for e in entries]
+        with self._writing(run_id) as conn:
+            conn.execute(self.db.upsert(t.run_artifacts).on_conflict_do_nothing(), rows)
+            stored = dict(conn.execute(
+                select(t.run_artifacts.c.path, t.run_artifacts.c.digest).where(
+                    t.run_artifacts.c.run_id == run_id,
+                    t.run_artifacts.c.path.in_([e.path for e in entries]))
+            ).tuples().all())
+            for e in entries:
+                if stored[e.path] != e.digest:
+                    raise Conflict(
+                        f"artifact {e.path!r} of run {run_id} already holds different content; "
+                        "artifacts are immutable: log under a new path"
+                    )
+
+    def list_artifacts(self, run_id: str, prefix: str = "") -> list[ArtifactEntry]:
+        a = t.run_artifacts
+        query = select(a.c.path, a.c.digest, a.c.size).where(a.c.run_id == run_id)
+        if prefix:
+            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(or_(a.c.path == prefix,
+                                    a.c.path.like(f"{escaped}/%", escape="\\")))
+        with self.db.read() as conn:
+            rows = conn.execute(query.order_by(a.c.path)).all()
+        if not rows and not self._run_exists(run_id):
+            raise NotFound(f"no run with id {run_id!r}")
+        return [ArtifactEntry(r.path, r.digest, r.size) for r in rows]
+
+    def log_input(self, run_id: str, dataset: DatasetInput) -> None:
+        validate_key("input role", dataset.role)
+        row = {"run_id": run_id, "name": dataset.name, "digest": dataset.digest,
+               "version": dataset.version, "role": dataset.role, "source": dataset.source,
+               "created_at": now_ms()}
+        with self._writing(run_id) as conn:
+            conn.execute(self.db.upsert(t.run_inputs).on_conflict_do_nothing(), [row])
+
+    # ---------------------------------------------------------------- search
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str] | None = None,
+        filter: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int = 1000,
+        page_token: str | None = None,
+        statuses: Sequence[str] | None = None,
+    ) -> tuple[list[Run], str | None]:
+        from ratchet.store.run_filter import parse_filter, parse_order_by
+        from ratchet.store.run_query import build_search
+
+        if not isinstance(max_results, int) or not 1 <= max_results <= MAX_RESULTS_LIMIT:
+            raise InvalidInput(f"max_results must be between 1 and {MAX_RESULTS_LIMIT}, "
+                               f"got {max_results!r}")
+        node = parse_filter(filter)
+        order = parse_order_by(order_by)
+        fingerprint = json.dumps([sorted(experiment_ids or []), filter or "", list(order_by or []),
+                                  sorted(statuses or [])])
+        offset = _decode_page_token(page_token, fingerprint)
+        query = build_search(experiment_ids=experiment_ids, filter_node=node, order=order,
+                             statuses=statuses, dialect=self.db.dialect)
+        with self.db.read() as conn:
+            ids = [r[0] for r in conn.execute(query.limit(max_results + 1).offset(offset))]
+        next_token = None
+        if len(ids) > max_results:
+            ids = ids[:max_results]
+            next_token = _encode_page_token(offset + max_results, fingerprint)
+        return self._load_runs(ids), next_token
+
+    # ---------------------------------------------------------------- helpers
+    def _writing(self, run_id: str) -> Any:
+        return _RunWrite(self.db, run_id)
+
+
+class _RunWrite:
+    """A write transaction that turns a missing run (foreign key failure) into NotFound."""
+
+    def __init__(self, db: Database, run_id: str) -> None:
+        self._cm = db.write()
+        self._run_id = run_id
+
+    def __enter__(self) -> Any:
+        return self._cm.__enter__()
+
+    def __exit__(self, *exc: Any) -> bool:
+        try:
+            suppressed = bool(self._cm.__exit__(*exc))
+        except SAIntegrityError:
+            suppressed = False
+            exc = (SAIntegrityError,)
+        if not suppressed and exc[0] is not None and issubclass(exc[0], SAIntegrityError):
+            raise NotFound(f"no run with id {self._run_id!r}") from None
+        return suppressed
+
+
+def _tag_rows(run_id: str, values: Mapping[str, object]) -> list[dict[str, str]]:
+    return [{"run_id": run_id, "key": validate_key("tag", k), "value": str(v)}
+            for k, v in values.items()]
+
+
+def _validate_name(kind: str, name: object) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput(f"{kind} name must be a non-empty string, got {name!r}")
+    if len(name) > 256 or any(ord(c) < 32 for c in name):
+        raise InvalidInput(f"{kind} name {name[:40]!r} is too long or has control characters")
+    return name
+
+
+def _encode_page_token(offset: int, fingerprint: str) -> str:
+    raw = json.dumps({"offset": offset, "query": fingerprint}).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_page_token(token: str | None, fingerprint: str) -> int:
+    if not token:
+        return 0
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        offset = int(data["offset"])
+        same_query = data["query"] == fingerprint
+    except (ValueError, KeyError, TypeError):
+        raise InvalidInput(f"page_token {token[:20]!r} is not a token search_runs issued") \
+            from None
+    if not same_query or offset < 0:
+        raise InvalidInput("page_token belongs to a different search; pass the same "
+                           "experiments, filter and order_by as the call that returned it")
+    return offset
+
+

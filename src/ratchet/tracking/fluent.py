@@ -1,0 +1,115 @@
+"""The fluent API: module-level functions over a default ``TrackingClient``.
+
+It keeps no state of its own: the default client is looked up by the settings that
+select it (working directory and ``RATCHET_*`` variables), and the active-run stack lives
+in that client.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from ratchet.config import load_settings
+from ratchet.errors import InvalidInput
+from ratchet.store import ArtifactEntry, DatasetInput, Metric, Run
+from ratchet.tracking.client import ActiveRun, TrackingClient
+
+_ENV_KEYS = ("RATCHET_HOME", "RATCHET_DB", "RATCHET_ARTIFACTS", "RATCHET_TRACKING_URI")
+_clients: dict[tuple[str | None, ...], TrackingClient] = {}
+_lock = threading.Lock()
+
+
+def client() -> TrackingClient:
+    """The tracking client for the current directory and environment."""
+    key = (os.getcwd(), *(os.environ.get(k) for k in _ENV_KEYS))
+    found = _clients.get(key)
+    if found is None:
+        with _lock:
+            found = _clients.get(key)
+            if found is None:
+                found = _clients[key] = TrackingClient(load_settings())
+    return found
+
+
+def _active() -> str:
+    run_id = client().active_run_id()
+    if run_id is None:
+        raise InvalidInput("no active run: wrap the code in `with ratchet.start_run(): ...`")
+    return run_id
+
+
+def start_run(experiment: str | None = None, *, name: str | None = None, nested: bool = False,
+              run_id: str | None = None, tags: Mapping[str, str] | None = None) -> ActiveRun:
+    """Start a run (a child run with ``nested=True``); use it as a context manager."""
+    return client().start_run(experiment, name=name, nested=nested, run_id=run_id, tags=tags)
+
+
+def active_run_id() -> str | None:
+    return client().active_run_id()
+
+
+def end_run(status: str = "finished") -> None:
+    c = client()
+    run_id = c.active_run_id()
+    if run_id is None:
+        raise InvalidInput("no active run to end")
+    c._pop_active(run_id, None)
+    c.end_run(run_id, status)
+
+
+def log_param(key: str, value: object) -> None:
+    client().log_param(_active(), key, value)
+
+
+def log_params(params: Mapping[str, object]) -> None:
+    client().log_params(_active(), params)
+
+
+def log_metric(key: str, value: float, step: int = 0, timestamp: int | None = None) -> None:
+    client().log_metric(_active(), key, value, step, timestamp)
+
+
+def log_metrics(metrics: Mapping[str, float], step: int = 0,
+                timestamp: int | None = None) -> None:
+    client().log_metrics(_active(), metrics, step, timestamp)
+
+
+def log_batch(metrics: Sequence[Metric | tuple[str, float, int, int]] = (),
+              params: Mapping[str, object] | None = None,
+              tags: Mapping[str, object] | None = None) -> None:
+    client().log_batch(_active(), metrics, params, tags)
+
+
+def set_tag(key: str, value: object) -> None:
+    client().set_tag(_active(), key, value)
+
+
+def set_tags(tags: Mapping[str, object]) -> None:
+    client().set_tags(_active(), tags)
+
+
+def log_artifact(local_path: str | Path, artifact_path: str | None = None) -> ArtifactEntry:
+    return client().log_artifact(_active(), local_path, artifact_path)
+
+
+def log_artifacts(local_dir: str | Path, artifact_path: str | None = None) -> list[ArtifactEntry]:
+    return client().log_artifacts(_active(), local_dir, artifact_path)
+
+
+def log_input(dataset: DatasetInput) -> None:
+    client().log_input(_active(), dataset)
+
+
+def get_run(run_id: str) -> Run:
+    return client().get_run(run_id)
+
+
+def search_runs(filter: str | None = None, *, experiments: Sequence[str] | None = None,
+                order_by: Sequence[str] | None = None, max_results: int = 1000) -> list[Run]:
+    """The first ``max_results`` runs matching ``filter``; use the client for paging."""
+    runs, _ = client().search_runs(filter, experiments=experiments, order_by=order_by,
+                                   max_results=max_results)
+    return runs
