@@ -110,7 +110,7 @@ def _encoded_unsafe_reason(path: str) -> str | None:
                 return "it has too many layers of percent-encoding"
             reason = _unsafe_reason(variant)
             if reason is not None:
-                return f"it decodes to {variant!r}, where {reason}"
+                return f"it can be read as {variant!r}, where {reason}"
             seen.add(variant)
             pending.append(variant)
     return None

@@ -78,10 +78,10 @@ class RegistryStore:
                 raise NotFound(f"no registered model named {name!r}")
             tags = dict(conn.execute(
                 select(t.registered_model_tags.c.key, t.registered_model_tags.c.value)
-                .where(t.registered_model_tags.c.name == name)).tuples().all())
+                .where(t.registered_model_tags.c.name == name)).all())
             aliases = dict(conn.execute(
                 select(t.model_aliases.c.alias, t.model_aliases.c.version)
-                .where(t.model_aliases.c.name == name)).tuples().all())
+                .where(t.model_aliases.c.name == name)).all())
             latest = conn.execute(select(func.max(t.model_versions.c.version))
                                   .where(t.model_versions.c.name == name)).scalar()
         return RegisteredModel(row.name, row.description, row.created_at, row.updated_at,

@@ -137,7 +137,7 @@ class TrackingStore:
             tags = dict(conn.execute(
                 select(t.experiment_tags.c.key, t.experiment_tags.c.value)
                 .where(t.experiment_tags.c.experiment_id == row.experiment_id)
-            ).tuples().all())
+            ).all())
         return Experiment(row.experiment_id, row.name, row.description, row.lifecycle,
                           row.created_at, tags)
 
@@ -161,7 +161,7 @@ class TrackingStore:
         with self.db.read() as conn:
             rows = conn.execute(
                 select(t.runs.c.experiment_id, func.count()).group_by(t.runs.c.experiment_id)
-            ).tuples().all()
+            ).all()
         return dict(rows)
 
     # ---------------------------------------------------------------- runs
@@ -299,7 +299,7 @@ class TrackingStore:
             stored = dict(conn.execute(
                 select(t.params.c.key, t.params.c.value).where(
                     t.params.c.run_id == run_id, t.params.c.key.in_([r["key"] for r in rows]))
-            ).tuples().all())
+            ).all())
             for r in rows:
                 if stored[r["key"]] != r["value"]:
                     raise Conflict(
@@ -385,7 +385,7 @@ class TrackingStore:
                 select(t.run_artifacts.c.path, t.run_artifacts.c.digest).where(
                     t.run_artifacts.c.run_id == run_id,
                     t.run_artifacts.c.path.in_([e.path for e in entries]))
-            ).tuples().all())
+            ).all())
             for e in entries:
                 if stored[e.path] != e.digest:
                     raise Conflict(

@@ -1,0 +1,450 @@
+"""Content-addressed blob storage: a local directory by default, any fsspec URL for scale.
+
+Layout under the root::
+
+    blobs/<digest[:2]>/<digest[2:]>   one immutable file per content digest
+    tmp/                              in-flight writes; never read, swept by clean_temp()
+
+A blob only ever appears under ``blobs/`` complete: local writes go to ``tmp/`` on the
+same filesystem, are fsynced and then renamed into place; fsspec writes go to a temporary
+key and are moved, except ``put_bytes`` on object stores, where a single put is already
+atomic. Streamed fsspec writes never target the final key because a buffered remote file
+commits whatever it holds when it is closed, even on an exception, which would publish a
+truncated blob under a valid digest and poison deduplication. Every read is verified
+against the digest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import secrets
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
+from urllib.parse import unquote, urlsplit
+
+from ratchet.errors import IntegrityError, InvalidInput, NotFound
+from ratchet.hashing import CHUNK_SIZE, hash_bytes, hasher, is_digest
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+    from fsspec import AbstractFileSystem
+
+# Where a single put is atomic and rename is a copy: put_bytes writes the final key.
+_OBJECT_STORE_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss", "r2"})
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+_BLOB_MODE = 0o644
+_TMP_DIR_MODE = 0o700
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """A stored blob: its hex BLAKE2b-256 digest and its size in bytes."""
+
+    digest: str
+    size: int
+
+
+class BlobStore:
+    """Blobs addressed by content digest under a local directory or an fsspec URL."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        text = os.fspath(root)
+        if not text:
+            raise InvalidInput(
+                "artifact root is empty: give a directory or a URL like s3://bucket/prefix"
+            )
+        local = _local_path(text)
+        self._backend: _Backend
+        if local is not None:
+            self.root = os.path.abspath(os.path.expanduser(local))
+            self._backend = _LocalBackend(Path(self.root))
+        else:
+            from fsspec.core import url_to_fs  # lazy: fsspec costs ~100 ms to import
+
+            fs, base = url_to_fs(text, **dict(storage_options or {}))
+            self.root = text.rstrip("/")
+            protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+            self._backend = _FsspecBackend(
+                fs, base.rstrip("/"), object_store=bool(protocols & _OBJECT_STORE_PROTOCOLS)
+            )
+
+    def __repr__(self) -> str:
+        return f"BlobStore({self.root!r})"
+
+    # -- writing --------------------------------------------------------------------
+
+    def put_file(self, path: str | os.PathLike[str]) -> BlobInfo:
+        """Store a local file under its digest; a blob already present is not rewritten."""
+        src = Path(path)
+        try:
+            f = open(src, "rb")  # noqa: SIM115 -- closed below; one handle for both passes
+        except FileNotFoundError:
+            raise NotFound(f"cannot store {str(src)!r}: no such file") from None
+        except IsADirectoryError:
+            raise InvalidInput(f"cannot store {str(src)!r}: it is a directory") from None
+        with f:
+            # Hash first so that a blob we already have costs a read, not a write.
+            h = hasher()
+            size = 0
+            for chunk in self._read_chunks(f):
+                h.update(chunk)
+                size += len(chunk)
+            digest = h.hexdigest()
+            if self._backend.exists(digest):
+                return BlobInfo(digest, size)
+            f.seek(0)
+
+            def changed(actual: str) -> IntegrityError:
+                return IntegrityError(
+                    f"{str(src)!r} changed while it was being stored (hash {digest} then "
+                    f"{actual}); nothing was stored: retry once nothing is writing to it"
+                )
+
+            self._backend.write(digest, _verified(self._read_chunks(f), digest, changed))
+        return BlobInfo(digest, size)
+
+    def put_bytes(self, data: bytes) -> BlobInfo:
+        """Store ``data`` under its digest; a blob already present is not rewritten."""
+        digest = hash_bytes(data)
+        if not self._backend.exists(digest):
+            self._backend.write_bytes(digest, bytes(data))
+        return BlobInfo(digest, len(data))
+
+    def clean_temp(self, older_than_s: float = 3600) -> int:
+        """Delete temporary files left by killed writers; return how many were deleted.
+
+        The default age leaves in-flight writes of other processes alone; ``0`` deletes
+        every temporary file, so only use it when nothing else is writing.
+        """
+        if older_than_s < 0:
+            raise InvalidInput(f"older_than_s must be >= 0, got {older_than_s}")
+        return self._backend.clean_temp(older_than_s)
+
+    # -- reading --------------------------------------------------------------------
+
+    def exists(self, digest: str) -> bool:
+        return self._backend.exists(_check_digest(digest))
+
+    def size(self, digest: str) -> int:
+        try:
+            return self._backend.size(_check_digest(digest))
+        except FileNotFoundError:
+            raise self._not_found(digest) from None
+
+    def read_bytes(self, digest: str) -> bytes:
+        """The whole blob in memory, verified against its digest."""
+        with self._open_raw(digest) as f:
+            data = f.read()
+        actual = hash_bytes(data)
+        if actual != digest:
+            raise self._corrupt(digest, actual)
+        return data
+
+    def fetch(self, digest: str, dest: str | os.PathLike[str]) -> Path:
+        """Copy the blob to the local file ``dest``, verified, replacing it atomically.
+
+        ``dest`` only changes once the whole blob has been copied and verified, so a
+        corrupt blob or a crash leaves it as it was. Missing parent directories are made.
+        """
+        target = Path(dest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with self._open_raw(digest) as src:
+            # Same directory as dest, so os.replace is a rename on one filesystem.
+            tmp = target.parent / f".ratchet-{secrets.token_hex(8)}.part"
+            # 0o666 lets the umask decide, as for any file the user creates.
+            fd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666
+            )
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    for chunk in _verified(
+                        self._read_chunks(src), digest, lambda a: self._corrupt(digest, a)
+                    ):
+                        out.write(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        return target
+
+    @contextlib.contextmanager
+    def open(self, digest: str) -> Iterator[BinaryIO]:
+        """A streaming reader; reading to the end raises ``IntegrityError`` on a mismatch.
+
+        Bytes returned before the end are unverified: a consumer that must not act on
+        corrupt data should read everything before using it, or use ``fetch``.
+        """
+        with (
+            self._open_raw(digest) as raw,
+            io.BufferedReader(
+                _VerifyingReader(raw, digest, lambda a: self._corrupt(digest, a)), CHUNK_SIZE
+            ) as reader,
+        ):
+            yield cast(BinaryIO, reader)
+
+    # -- internals ------------------------------------------------------------------
+
+    def _read_chunks(self, f: BinaryIO) -> Iterator[bytes]:
+        """Every read of blob or source content goes through here (tests slow it down)."""
+        while chunk := f.read(CHUNK_SIZE):
+            yield chunk
+
+    def _open_raw(self, digest: str) -> BinaryIO:
+        try:
+            return self._backend.open_read(_check_digest(digest))
+        except FileNotFoundError:
+            raise self._not_found(digest) from None
+
+    def _not_found(self, digest: str) -> NotFound:
+        return NotFound(f"no artifact blob {digest} in {self.root}")
+
+    def _corrupt(self, digest: str, actual: str) -> IntegrityError:
+        return IntegrityError(
+            f"artifact blob {digest} in {self.root} is corrupt: its content hashes to "
+            f"{actual}; delete the blob and upload the artifact again, or restore it from a backup"
+        )
+
+
+def _check_digest(digest: str) -> str:
+    if not isinstance(digest, str) or not is_digest(digest):
+        raise InvalidInput(
+            f"not a content digest: {digest!r}; expected 64 lowercase hex characters (BLAKE2b-256)"
+        )
+    return digest
+
+
+def _local_path(root: str) -> str | None:
+    """The local directory ``root`` names, or None if it is a URL for fsspec."""
+    if "::" in root:  # fsspec chained URL, e.g. simplecache::s3://...
+        return None
+    if not _URL.match(root):
+        return root
+    parts = urlsplit(root)
+    if parts.scheme.lower() != "file":
+        return None
+    if parts.netloc not in ("", "localhost"):
+        raise InvalidInput(f"artifact root {root!r} names a remote host; use a local path")
+    path = unquote(parts.path)
+    if re.match(r"^/[A-Za-z]:", path):  # file:///C:/x on Windows
+        path = path[1:]
+    if not path:
+        raise InvalidInput(f"artifact root {root!r} has no path")
+    return path
+
+
+def _verified(
+    chunks: Iterable[bytes], expected: str, mismatch: Callable[[str], Exception]
+) -> Iterator[bytes]:
+    """Pass ``chunks`` through, raising ``mismatch(actual)`` at the end if the hash differs.
+
+    Writers consume this inside their try-block, so a mismatch aborts before the rename.
+    """
+    h = hasher()
+    for chunk in chunks:
+        h.update(chunk)
+        yield chunk
+    actual = h.hexdigest()
+    if actual != expected:
+        raise mismatch(actual)
+
+
+class _VerifyingReader(io.RawIOBase):
+    """Hashes what is read; at end of file, a digest mismatch raises (every time)."""
+
+    def __init__(self, f: BinaryIO, expected: str, mismatch: Callable[[str], Exception]) -> None:
+        super().__init__()
+        self._f = f
+        self._expected = expected
+        self._mismatch = mismatch
+        self._hash = hasher()
+        self._actual: str | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        if not len(view):
+            return 0
+        data = self._f.read(len(view))
+        n = len(data)
+        if n:
+            view[:n] = data
+            self._hash.update(data)
+            return n
+        if self._actual is None:
+            self._actual = self._hash.hexdigest()
+        if self._actual != self._expected:
+            raise self._mismatch(self._actual)
+        return 0
+
+
+class _Backend(Protocol):
+    def exists(self, digest: str) -> bool: ...
+    def size(self, digest: str) -> int: ...
+    def open_read(self, digest: str) -> BinaryIO: ...
+    def write(self, digest: str, chunks: Iterable[bytes]) -> None: ...
+    def write_bytes(self, digest: str, data: bytes) -> None: ...
+    def clean_temp(self, older_than_s: float) -> int: ...
+
+
+class _LocalBackend:
+    """Plain os calls: faster than fsspec, and the rename is the atomicity we rely on."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp_dir = root / "tmp"
+
+    def _path(self, digest: str) -> Path:
+        return self.root / "blobs" / digest[:2] / digest[2:]
+
+    def exists(self, digest: str) -> bool:
+        return self._path(digest).is_file()
+
+    def size(self, digest: str) -> int:
+        return self._path(digest).stat().st_size
+
+    def open_read(self, digest: str) -> BinaryIO:
+        # Unbuffered: the caller reads in CHUNK_SIZE pieces already.
+        return cast(BinaryIO, open(self._path(digest), "rb", buffering=0))
+
+    def write(self, digest: str, chunks: Iterable[bytes]) -> None:
+        self.tmp_dir.mkdir(mode=_TMP_DIR_MODE, parents=True, exist_ok=True)
+        # mkstemp: O_EXCL, mode 0o600, so a half-written blob is private to its writer.
+        fd, tmp = tempfile.mkstemp(prefix="blob-", suffix=".part", dir=self.tmp_dir)
+        final = self._path(digest)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())  # data on disk before the name: no empty blob after a crash
+            os.chmod(tmp, _BLOB_MODE)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)  # concurrent writers of one digest write equal bytes
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(final.parent)
+
+    def write_bytes(self, digest: str, data: bytes) -> None:
+        self.write(digest, [data])
+
+    def clean_temp(self, older_than_s: float) -> int:
+        cutoff = time.time() - older_than_s
+        removed = 0
+        try:
+            entries = list(os.scandir(self.tmp_dir))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                if older_than_s > 0 and entry.stat(follow_symlinks=False).st_mtime > cutoff:
+                    continue
+                os.unlink(entry.path)
+            except FileNotFoundError:  # another sweeper or its writer got there first
+                continue
+            removed += 1
+        return removed
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename durable; directories cannot be opened on Windows, so skip there."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class _FsspecBackend:
+    def __init__(self, fs: AbstractFileSystem, base: str, *, object_store: bool) -> None:
+        self.fs = fs
+        self.base = base
+        self.object_store = object_store
+
+    def _key(self, digest: str) -> str:
+        return f"{self.base}/blobs/{digest[:2]}/{digest[2:]}"
+
+    def exists(self, digest: str) -> bool:
+        return bool(self.fs.exists(self._key(digest)))
+
+    def size(self, digest: str) -> int:
+        return int(self.fs.info(self._key(digest))["size"])
+
+    def open_read(self, digest: str) -> BinaryIO:
+        return cast(BinaryIO, self.fs.open(self._key(digest), "rb"))
+
+    def write(self, digest: str, chunks: Iterable[bytes]) -> None:
+        tmp = f"{self.base}/tmp/{uuid.uuid4().hex}.part"
+        final = self._key(digest)
+        try:
+            if not self.object_store:  # object stores have no directories to make
+                self.fs.makedirs(f"{self.base}/tmp", exist_ok=True)
+            with self.fs.open(tmp, "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+            if not self.object_store:
+                self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+            # Atomic rename on local/sftp/hdfs; on object stores a server-side copy,
+            # whose result also appears whole.
+            self.fs.mv(tmp, final)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.fs.rm_file(tmp)
+            raise
+
+    def write_bytes(self, digest: str, data: bytes) -> None:
+        if self.object_store:
+            self.fs.pipe_file(self._key(digest), data)  # one PUT: all or nothing
+        else:
+            self.write(digest, [data])
+
+    def clean_temp(self, older_than_s: float) -> int:
+        try:
+            entries = self.fs.ls(f"{self.base}/tmp", detail=True)
+        except FileNotFoundError:
+            return 0
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for entry in entries:
+            if entry.get("type") != "file":
+                continue
+            name = entry["name"]
+            if older_than_s > 0:
+                try:
+                    modified = self.fs.modified(name).timestamp()
+                except (NotImplementedError, FileNotFoundError):
+                    continue  # age unknown: keep it rather than break a live writer
+                if modified > cutoff:
+                    continue
+            try:
+                self.fs.rm_file(name)
+            except FileNotFoundError:
+                continue
+            removed += 1
+        return removed

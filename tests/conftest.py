@@ -1,0 +1,92 @@
+"""Shared fixtures. ``backend_url`` runs a test against SQLite and the real PostgreSQL.
+
+PostgreSQL: one fresh database per test session (dropped at the end), tables truncated
+between tests. It is never skipped: if the server is down, the tests fail and say so.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ratchet.config import Settings
+
+PG_ADMIN_URL = os.environ.get(
+    "RATCHET_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+# Keep tests hermetic: never pick up a developer's ratchet.toml or RATCHET_* variables.
+for _key in ("RATCHET_HOME", "RATCHET_DB", "RATCHET_ARTIFACTS", "RATCHET_TRACKING_URI"):
+    os.environ.pop(_key, None)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    from sqlalchemy import create_engine, text
+
+    name = f"ratchet_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # a clear failure, not a skip
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable: {exc}", pytrace=False)
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    from ratchet.store import database
+
+    for key, db in list(database._open.items()):
+        if key.endswith(url):
+            db.dispose()
+            database._open.pop(key)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _truncate_all(url: str) -> None:
+    from sqlalchemy import text
+
+    from ratchet.store import open_database
+    from ratchet.store.schema import metadata
+
+    db = open_database(url)
+    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    with db.write() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'meta' / 'ratchet.db'}"
+        return
+    url = request.getfixturevalue("pg_url")
+    _truncate_all(url)
+    yield url
+
+
+@pytest.fixture
+def settings(backend_url: str, tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / ".ratchet", db_url=backend_url,
+                    artifacts_uri=str(tmp_path / "artifacts"))
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project directory with the default embedded store, as a new user has."""
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    return project
+
+
+@pytest.fixture
+def workspace_on(backend_url: str, workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project directory whose metadata store is ``backend_url`` (both backends)."""
+    monkeypatch.setenv("RATCHET_DB", backend_url)
+    return workspace
