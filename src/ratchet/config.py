@@ -125,3 +125,15 @@ def write_starter_config(directory: Path, force: bool = False) -> Path:
     tmp.write_text(STARTER_CONFIG)
     tmp.replace(target)
     return target
+
+
+def ensure_home(settings: Settings) -> Path:
+    """Create the home directory; it ignores itself in git so runs don't look dirty."""
+    home = settings.home
+    home.mkdir(parents=True, exist_ok=True)
+    ignore = home / ".gitignore"
+    if not ignore.exists():
+        tmp = home / ".gitignore.tmp"
+        tmp.write_text("# created by ratchet: the local store is not source code\n*\n")
+        tmp.replace(ignore)
+    return home

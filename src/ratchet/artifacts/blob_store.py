@@ -20,10 +20,8 @@ import contextlib
 import io
 import os
 import re
-import secrets
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,7 +161,7 @@ class BlobStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         with self._open_raw(digest) as src:
             # Same directory as dest, so os.replace is a rename on one filesystem.
-            tmp = target.parent / f".ratchet-{secrets.token_hex(8)}.part"
+            tmp = target.parent / f".ratchet-{os.urandom(8).hex()}.part"
             # 0o666 lets the umask decide, as for any file the user creates.
             fd = os.open(
                 tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666
@@ -400,7 +398,7 @@ class _FsspecBackend:
         return cast(BinaryIO, self.fs.open(self._key(digest), "rb"))
 
     def write(self, digest: str, chunks: Iterable[bytes]) -> None:
-        tmp = f"{self.base}/tmp/{uuid.uuid4().hex}.part"
+        tmp = f"{self.base}/tmp/{os.urandom(16).hex()}.part"
         final = self._key(digest)
         try:
             if not self.object_store:  # object stores have no directories to make

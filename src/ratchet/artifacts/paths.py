@@ -50,14 +50,19 @@ def normalize_artifact_path(path: str) -> str:
     """
     if not isinstance(path, str):
         raise InvalidInput(f"artifact path must be a string, got {type(path).__name__}")
-    reason = _unsafe_reason(path)
-    if reason is None:
-        reason = _encoded_unsafe_reason(path)
+    normalized = "/".join(s for s in path.split("/") if s not in ("", "."))
+    # The result is checked too: dropping './' can turn a harmless encoded prefix into a
+    # leading one ('./%2fetc' -> '%2fetc', which decodes to '/etc').
+    reason = _unsafe_reason(path) or _encoded_unsafe_reason(path)
+    if reason is None and normalized != path:
+        reason = _unsafe_reason(normalized) or _encoded_unsafe_reason(normalized)
+        if reason is not None:
+            reason = f"once normalized to {normalized!r}, {reason}"
     if reason is not None:
         raise InvalidInput(
             f"invalid artifact path {path!r}: {reason}; use a relative path like 'model/model.pkl'"
         )
-    return "/".join(s for s in path.split("/") if s not in ("", "."))
+    return normalized
 
 
 def _unsafe_reason(text: str) -> str | None:

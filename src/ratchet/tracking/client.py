@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ratchet.clock import now_ms
-from ratchet.config import Settings, load_settings
+from ratchet.config import Settings, ensure_home, load_settings
 from ratchet.errors import ConfigError, InvalidInput, NotFound
 from ratchet.store import (
     ArtifactEntry,
@@ -34,12 +34,11 @@ MAX_ERROR_CHARS = 20_000
 class ActiveRun:
     """The handle ``start_run`` returns; a context manager that ends the run."""
 
-    def __init__(self, client: TrackingClient, run: Run, token: Any) -> None:
+    def __init__(self, client: TrackingClient, run: Run) -> None:
         self.client = client
         self.id = run.run_id
         self.experiment_id = run.experiment_id
         self.name = run.name
-        self._token = token
         self._ended = False
 
     @property
@@ -71,7 +70,7 @@ class ActiveRun:
         if self._ended:
             return
         self._ended = True
-        self.client._pop_active(self.id, self._token)
+        self.client._pop_active(self.id)
         self.client.end_run(self.id, status, error=error)
 
     def __repr__(self) -> str:
@@ -87,6 +86,7 @@ class TrackingClient:
                 "(`ratchet server`), which this version does not ship yet; unset it to use "
                 "the local store"
             )
+        ensure_home(self.settings)
         self.store = TrackingStore(open_database(self.settings.db_url))
         self._blobs: BlobStore | None = None
         self._active: ContextVar[tuple[str, ...]] = ContextVar(
@@ -139,18 +139,20 @@ class TrackingClient:
             run = self.create_run(experiment, name=name,
                                   parent_run_id=stack[-1] if nested and stack else None,
                                   tags=tags)
-        token = self._active.set((*stack, run.run_id))
-        return ActiveRun(self, run, token)
+        self._active.set((*stack, run.run_id))
+        return ActiveRun(self, run)
 
-    def _pop_active(self, run_id: str, token: Any) -> None:
-        stack = self._active.get()
-        if stack and stack[-1] == run_id:
-            try:
-                self._active.reset(token)
-            except ValueError:  # ended from another context: drop it by value
-                self._active.set(stack[:-1])
-        elif run_id in stack:
-            self._active.set(tuple(r for r in stack if r != run_id))
+    def _pop_active(self, run_id: str) -> None:
+        self._active.set(tuple(r for r in self._active.get() if r != run_id))
+
+    def end_active_run(self, status: str = "finished") -> str:
+        """End the innermost active run; returns its id."""
+        run_id = self.active_run_id()
+        if run_id is None:
+            raise InvalidInput("no active run to end")
+        self._pop_active(run_id)
+        self.end_run(run_id, status)
+        return run_id
 
     def active_run_id(self) -> str | None:
         stack = self._active.get()

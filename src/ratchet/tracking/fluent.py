@@ -52,12 +52,8 @@ def active_run_id() -> str | None:
 
 
 def end_run(status: str = "finished") -> None:
-    c = client()
-    run_id = c.active_run_id()
-    if run_id is None:
-        raise InvalidInput("no active run to end")
-    c._pop_active(run_id, None)
-    c.end_run(run_id, status)
+    """End the active run started without ``with``."""
+    client().end_active_run(status)
 
 
 def log_param(key: str, value: object) -> None:

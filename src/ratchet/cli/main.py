@@ -1,0 +1,72 @@
+"""``ratchet``: the root command, its groups, and ``ratchet init``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ratchet.cli import artifacts, db, experiments, models, runs
+from ratchet.cli.output import RatchetGroup, console
+from ratchet.cli.session import Session
+
+app = typer.Typer(
+    name="ratchet",
+    cls=RatchetGroup,
+    help="ratchet: track experiments, register models, and move them forward safely.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(experiments.app, name="experiments")
+app.add_typer(runs.app, name="runs")
+app.add_typer(models.app, name="models")
+app.add_typer(artifacts.app, name="artifacts")
+app.add_typer(db.app, name="db")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from ratchet import __version__
+
+        typer.echo(f"ratchet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", is_eager=True,
+                     callback=_print_version),
+    ] = False,
+) -> None:
+    """ratchet: track experiments, register models, and move them forward safely.
+
+    Settings come from the nearest ratchet.toml and RATCHET_* environment variables.
+    """
+    ctx.obj = Session()
+
+
+@app.command()
+def init(
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing ratchet.toml.")
+    ] = False,
+) -> None:
+    """Write a starter ratchet.toml in the current directory."""
+    from ratchet.config import write_starter_config
+
+    path = write_starter_config(Path.cwd(), force=force)
+    console().print(f"wrote {path}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="ratchet")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""Shared rendering for the command line: tables, JSON, times, and the error boundary.
+
+Everything printed for people goes through Rich; everything printed for machines
+(``--json``) is plain JSON on stdout with nothing around it. Errors a user can cause
+(``RatchetError``) become one ``error: ...`` line on stderr and exit code 1; any other
+exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
+
+from ratchet.clock import to_datetime
+from ratchet.errors import RatchetError
+
+if TYPE_CHECKING:
+    from ratchet.store.records import (
+        AliasEvent,
+        ArtifactEntry,
+        Experiment,
+        Metric,
+        ModelVersion,
+        RegisteredModel,
+    )
+
+DIGEST_PREFIX = 12
+MISSING = "-"
+
+
+# ---------------------------------------------------------------- consoles
+def console() -> Console:
+    """A console on the current stdout (looked up per call, so test runners capture it)."""
+    return Console(highlight=False, markup=False)
+
+
+def error_console() -> Console:
+    return Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+
+
+def print_error(message: str) -> None:
+    """``error: <message>`` on stderr, never wrapped (continuation lines kept as they are)."""
+    error_console().print(Text(f"error: {message}", style="red"))
+
+
+def note(message: str) -> None:
+    """A dim remark for people (e.g. "no runs"); never printed in ``--json`` mode."""
+    console().print(Text(message, style="dim"))
+
+
+# ---------------------------------------------------------------- error boundary
+class RatchetGroup(TyperGroup):
+    """The root command group: turns a ``RatchetError`` into one line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RatchetError as exc:
+            print_error(str(exc) or type(exc).__name__)
+            raise typer.Exit(exc.exit_code) from None
+
+
+# ---------------------------------------------------------------- values
+def iso(ms: int | None, *, precise: bool = False) -> str | None:
+    """Epoch milliseconds as a UTC ISO-8601 string (``precise``: keep milliseconds)."""
+    moment = to_datetime(ms)
+    if moment is None:
+        return None
+    return moment.isoformat(timespec="milliseconds" if precise else "seconds")
+
+
+def cell_time(ms: int | None, *, precise: bool = False) -> str:
+    return iso(ms, precise=precise) or MISSING
+
+
+def cell(value: object) -> str:
+    """A value for a table cell: floats compact, ``None`` as ``-``."""
+    if value is None:
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def short_digest(digest: str | None) -> str:
+    return digest[:DIGEST_PREFIX] if digest else MISSING
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def duration(ms: int | None) -> str:
+    if ms is None:
+        return MISSING
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+# ---------------------------------------------------------------- JSON
+def jsonable(value: Any) -> Any:
+    """Plain JSON values; non-finite floats become the strings "NaN" / "Infinity"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output: JSON on stdout and nothing else."""
+    typer.echo(json.dumps(jsonable(data), indent=2, allow_nan=False))
+
+
+def experiment_dict(exp: Experiment, run_count: int | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "experiment_id": exp.experiment_id,
+        "name": exp.name,
+        "description": exp.description,
+        "lifecycle": exp.lifecycle,
+        "created_at": iso(exp.created_at, precise=True),
+        "tags": dict(exp.tags),
+    }
+    if run_count is not None:
+        data["run_count"] = run_count
+    return data
+
+
+def model_dict(model: RegisteredModel) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "description": model.description,
+        "created_at": iso(model.created_at, precise=True),
+        "updated_at": iso(model.updated_at, precise=True),
+        "latest_version": model.latest_version,
+        "aliases": dict(model.aliases),
+        "tags": dict(model.tags),
+    }
+
+
+def version_dict(mv: ModelVersion) -> dict[str, Any]:
+    return {
+        "name": mv.name,
+        "version": mv.version,
+        "uri": mv.uri,
+        "run_id": mv.run_id,
+        "artifact_path": mv.artifact_path,
+        "content_hash": mv.content_hash,
+        "flavor": mv.flavor,
+        "description": mv.description,
+        "created_at": iso(mv.created_at, precise=True),
+        "created_by": mv.created_by,
+        "aliases": list(mv.aliases),
+        "tags": dict(mv.tags),
+        "manifest": mv.manifest,
+    }
+
+
+def alias_event_dict(event: AliasEvent) -> dict[str, Any]:
+    return {
+        "model": event.name,
+        "alias": event.alias,
+        "from_version": event.from_version,
+        "to_version": event.to_version,
+        "actor": event.actor,
+        "reason": event.reason,
+        "at": iso(event.at, precise=True),
+    }
+
+
+def artifact_dict(entry: ArtifactEntry) -> dict[str, Any]:
+    return {"path": entry.path, "size": entry.size, "digest": entry.digest}
+
+
+def metric_dict(metric: Metric) -> dict[str, Any]:
+    return {
+        "key": metric.key,
+        "step": metric.step,
+        "value": metric.value,
+        "timestamp": iso(metric.timestamp, precise=True),
+    }
+
+
+# ---------------------------------------------------------------- tables
+def table(*columns: str, title: str | None = None, no_wrap: Iterable[str] = ()) -> Table:
+    """A table with the house style; columns named in ``no_wrap`` are never broken."""
+    keep = set(no_wrap)
+    result = Table(title=title, title_justify="left", header_style="bold", show_edge=False)
+    for name in columns:
+        result.add_column(name, no_wrap=name in keep, overflow="fold")
+    return result
+
+
+def key_values(rows: Sequence[tuple[str, object]], title: str | None = None) -> Table:
+    """Two columns, label and value: for a single record's fields."""
+    grid = Table.grid(padding=(0, 2))
+    grid.title = title
+    grid.title_justify = "left"
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for label, value in rows:
+        grid.add_row(label, value if isinstance(value, Text) else Text(cell(value)))
+    return grid
+
+
+def add_row(target: Table, *values: object) -> None:
+    """Add a row of plain text (names and values are never read as Rich markup)."""
+    target.add_row(*(v if isinstance(v, Text) else Text(cell(v)) for v in values))
+
+
+def mapping_table(title: str, data: Mapping[str, object], key: str = "key",
+                  value: str = "value") -> Table:
+    result = table(key, value, title=title)
+    for k in sorted(data):
+        add_row(result, k, data[k])
+    return result
+
+
+def print_all(*renderables: Any) -> None:
+    out = console()
+    for i, item in enumerate(renderables):
+        if i:
+            out.print()
+        out.print(item)

@@ -1,0 +1,53 @@
+"""One invocation's settings and clients, built on first use and shared by the command."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from ratchet.config import Settings
+    from ratchet.registry.client import RegistryClient
+    from ratchet.tracking.client import TrackingClient
+
+
+class Session:
+    """Settings from ``load_settings()`` and the clients over them, each made at most once."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._tracking: TrackingClient | None = None
+        self._registry: RegistryClient | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from ratchet.config import load_settings
+
+            self._settings = load_settings()
+        return self._settings
+
+    @property
+    def tracking(self) -> TrackingClient:
+        if self._tracking is None:
+            from ratchet.tracking.client import TrackingClient
+
+            self._tracking = TrackingClient(self.settings)
+        return self._tracking
+
+    @property
+    def registry(self) -> RegistryClient:
+        if self._registry is None:
+            from ratchet.registry.client import RegistryClient
+
+            self._registry = RegistryClient(self.tracking)
+        return self._registry
+
+
+def current_session() -> Session:
+    """The session of the running command (kept on the root click context)."""
+    root = click.get_current_context().find_root()
+    if not isinstance(root.obj, Session):
+        root.obj = Session()
+    return root.obj

@@ -1,0 +1,202 @@
+"""The manifest written next to a packaged model: what it is and how to load it."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ratchet.errors import InvalidInput
+
+MANIFEST_FILENAME = "ratchet-model.json"
+# Flavor-specific extras (e.g. which sklearn wrapper a native booster came from).
+FLAVOR_FILENAME = "flavor.json"
+# Bumped on incompatible changes so an old ratchet refuses a newer manifest clearly.
+MANIFEST_VERSION = 1
+# Input examples are documentation, not data: keep the first rows only.
+MAX_EXAMPLE_ROWS = 10
+
+INPUT_FORMATS = ("dataframe", "ndarray")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    flavor: str
+    model_file: str
+    library_versions: dict[str, str]
+    signature: dict[str, Any] | None
+    input_example: list[dict[str, Any]] | None
+    metrics: dict[str, float]
+    safe: bool
+    has_predict_proba: bool
+    created_at: str = field(default_factory=lambda: utc_now_iso())
+    ratchet_version: str = field(default_factory=lambda: ratchet_version())
+    # What the model was trained on: "dataframe", "ndarray", or None when unknown.
+    # Decides whether validated requests reach the model as a frame or an array.
+    input_format: str | None = None
+
+    def to_json(self) -> str:
+        data = {"manifest_version": MANIFEST_VERSION, **asdict(self)}
+        try:
+            return json.dumps(data, indent=2, sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise InvalidInput(f"model manifest is not JSON-serializable: {e}") from e
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> Manifest:
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InvalidInput(f"{where}: model manifest is not valid JSON ({e})") from e
+        if not isinstance(data, dict):
+            raise InvalidInput(f"{where}: model manifest must be a JSON object")
+        version = data.get("manifest_version", MANIFEST_VERSION)
+        if not isinstance(version, int) or version > MANIFEST_VERSION:
+            raise InvalidInput(
+                f"{where}: manifest version {version!r} is newer than this ratchet supports "
+                f"({MANIFEST_VERSION}); upgrade ratchet to load this model"
+            )
+        checks: dict[str, tuple[type | tuple[type, ...], bool]] = {
+            # field: (accepted types, may be null)
+            "flavor": (str, False),
+            "model_file": (str, False),
+            "library_versions": (dict, False),
+            "signature": (dict, True),
+            "input_example": (list, True),
+            "metrics": (dict, False),
+            "safe": (bool, False),
+            "has_predict_proba": (bool, False),
+            "created_at": (str, False),
+            "ratchet_version": (str, False),
+            "input_format": (str, True),
+        }
+        for name, (types, nullable) in checks.items():
+            if name not in data:
+                if name == "input_format":
+                    continue
+                raise InvalidInput(f"{where}: model manifest has no {name!r} field")
+            value = data[name]
+            if value is None and nullable:
+                continue
+            if not isinstance(value, types):
+                raise InvalidInput(
+                    f"{where}: model manifest field {name!r} has the wrong type "
+                    f"({type(value).__name__})"
+                )
+        model_file = data["model_file"]
+        if not model_file or Path(model_file).name != model_file:
+            # A path outside the model directory would let a manifest point anywhere.
+            raise InvalidInput(
+                f"{where}: 'model_file' must be a plain file name, got {model_file!r}"
+            )
+        versions = data["library_versions"]
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in versions.items()):
+            raise InvalidInput(f"{where}: 'library_versions' must map names to version strings")
+        metrics = data["metrics"]
+        if not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in metrics.values()
+        ):
+            raise InvalidInput(f"{where}: 'metrics' must map names to numbers")
+        example = data["input_example"]
+        if example is not None and not all(isinstance(r, dict) for r in example):
+            raise InvalidInput(f"{where}: 'input_example' must be a list of records (objects)")
+        if data.get("input_format") not in (None, *INPUT_FORMATS):
+            raise InvalidInput(f"{where}: 'input_format' must be one of {INPUT_FORMATS} or null")
+        return cls(
+            flavor=data["flavor"],
+            model_file=model_file,
+            library_versions=dict(versions),
+            signature=data["signature"],
+            input_example=example,
+            metrics={k: float(v) for k, v in metrics.items()},
+            safe=data["safe"],
+            has_predict_proba=data["has_predict_proba"],
+            created_at=data["created_at"],
+            ratchet_version=data["ratchet_version"],
+            input_format=data.get("input_format"),
+        )
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def ratchet_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ratchet-mlops")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def example_records(X: Any, names: list[str] | None = None) -> list[dict[str, Any]]:
+    """The first rows of an input example as JSON-ready records (NaN -> None)."""
+    from ratchet.models.signature import as_frame
+
+    frame = as_frame(X, names).head(MAX_EXAMPLE_ROWS)
+    return [
+        {str(k): json_value(v) for k, v in row.items()} for row in frame.to_dict(orient="records")
+    ]
+
+
+def json_value(value: Any) -> Any:
+    """A plain JSON value for a numpy/pandas scalar; missing values become None."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, datetime | pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, Mapping):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [json_value(v) for v in value]
+    return str(value)
+
+
+def write_json_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_flavor_metadata(directory: Path, data: dict[str, Any]) -> None:
+    write_json_atomic(directory / FLAVOR_FILENAME, json.dumps(data, indent=2, sort_keys=True))
+
+
+def read_flavor_metadata(directory: Path) -> dict[str, Any]:
+    path = directory / FLAVOR_FILENAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise InvalidInput(f"{path}: flavor metadata is missing; re-save the model") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InvalidInput(f"{path}: flavor metadata is not valid JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{path}: flavor metadata must be a JSON object")
+    return data
+
+
+__all__ = ["FLAVOR_FILENAME", "MANIFEST_FILENAME", "Manifest"]

@@ -1,0 +1,288 @@
+"""Compile a parsed run filter (see ``run_filter``) into one SQLAlchemy Core select.
+
+The database does all the filtering and ordering; nothing is loaded and filtered in
+Python. Shape of the query, chosen so the planner can start from an index:
+
+* each metric / param / tag comparison of the top-level AND becomes an INNER JOIN of an
+  aliased ``latest_metrics`` / ``params`` / ``run_tags`` on ``key = :k AND value op :v``
+  (all conditions on one key share one alias: a run has at most one row per key);
+* comparisons under an OR, and ``is null`` ("the run has no such key"), become
+  correlated ``EXISTS`` / ``NOT EXISTS`` subqueries;
+* ordering by a metric / param / tag LEFT JOINs it (reusing a filter join on the same
+  key), with NULLs last in either direction, then a stable tie-break.
+
+Values are always bound parameters.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    Float,
+    FromClause,
+    Select,
+    String,
+    and_,
+    bindparam,
+    exists,
+    literal_column,
+    not_,
+    or_,
+    select,
+)
+
+from ratchet.errors import InvalidInput
+from ratchet.store.records import RUN_STATUSES
+from ratchet.store.run_filter import (
+    ATTRIBUTES,
+    BOOLEAN_ATTRIBUTES,
+    LIST_OPS,
+    NULL_OPS,
+    NUMERIC_ATTRIBUTES,
+    And,
+    Comparison,
+    Node,
+    Or,
+    OrderKey,
+)
+from ratchet.store.schema import latest_metrics, params, run_tags, runs
+
+DIALECTS = ("sqlite", "postgresql")
+# SQLite allows at most 64 tables in one join; past this many joined keys (filter and
+# order together) a filter uses EXISTS and an order key a correlated scalar subquery.
+MAX_JOINS = 24
+
+_KEYED = {"metric": latest_metrics, "param": params, "tag": run_tags}
+_ALIAS_PREFIX = {"metric": "lm", "param": "p", "tag": "t"}
+_ATTRIBUTE_COLUMNS: dict[str, Any] = {
+    "run_id": runs.c.run_id,
+    "run_name": runs.c.name,
+    "status": runs.c.status,
+    "experiment_id": runs.c.experiment_id,
+    "parent_run_id": runs.c.parent_run_id,
+    "user": runs.c.user,
+    "host": runs.c.host,
+    "git_commit": runs.c.git_commit,
+    "git_branch": runs.c.git_branch,
+    "entry_point": runs.c.entry_point,
+    "start_time": runs.c.start_time,
+    "end_time": runs.c.end_time,
+    "git_dirty": runs.c.git_dirty,
+}
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+_INT64 = 2**63
+DEFAULT_ORDER = (OrderKey("attribute", "start_time", True), OrderKey("attribute", "run_id", True))
+
+
+def build_search(
+    *,
+    experiment_ids: Sequence[str] | None,
+    filter_node: Node | None,
+    order: Sequence[OrderKey],
+    statuses: Sequence[str] | None = None,
+    dialect: str = "sqlite",
+) -> Select[Any]:
+    """A select of ``run_id`` then ``order_0, order_1, ...`` (the values ordered by),
+    already ordered, with no LIMIT/OFFSET. ``None`` experiment ids means all."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"unsupported dialect {dialect!r}; expected one of {DIALECTS}")
+    compiler = _Compiler(dialect)
+    where: list[ColumnElement[bool]] = []
+    if experiment_ids is not None:
+        ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
+        where.append(runs.c.experiment_id.in_(ids))
+    if statuses is not None:
+        wanted = [statuses] if isinstance(statuses, str) else list(statuses)
+        wanted = [s.lower() for s in wanted]
+        unknown = sorted(set(wanted) - set(RUN_STATUSES))
+        if unknown:
+            raise InvalidInput(f"unknown run status {', '.join(unknown)}; expected one of "
+                               f"{', '.join(RUN_STATUSES)}")
+        where.append(runs.c.status.in_(wanted))
+
+    # Top-level conjuncts on a key that the run must have become inner joins.
+    joinable: dict[tuple[str, str], list[Comparison]] = {}
+    conjuncts: tuple[Node, ...] = (
+        filter_node.items if isinstance(filter_node, And)
+        else () if filter_node is None else (filter_node,)
+    )
+    for item in conjuncts:
+        if isinstance(item, Comparison) and item.entity != "attribute" and item.op != "is null":
+            slot = (item.entity, item.key)
+            if slot in joinable or len(joinable) < MAX_JOINS // 2:
+                joinable.setdefault(slot, []).append(item)
+                continue
+        where.append(compiler.predicate(item))
+
+    source: FromClause = runs
+    aliases: dict[tuple[str, str], Any] = {}
+    for (entity, key), items in joinable.items():
+        alias = compiler.alias(entity)
+        conditions = [compiler.condition(alias.c.value, c) for c in items if c.op not in NULL_OPS]
+        source = source.join(
+            alias, and_(alias.c.run_id == runs.c.run_id, alias.c.key == key, *conditions)
+        )
+        aliases[(entity, key)] = alias
+
+    columns: list[Any] = [runs.c.run_id]
+    order_by: list[Any] = []
+    seen = {k.key for k in order if k.entity == "attribute"}
+    keys = [*order, *(k for k in DEFAULT_ORDER if k.key not in seen)]
+    for i, order_key in enumerate(keys):
+        expr: Any
+        nullable = True
+        if order_key.entity == "attribute":
+            expr = _attribute_column(order_key.key)
+            nullable = bool(expr.nullable)
+        elif order_key.entity in _KEYED:
+            slot = (order_key.entity, order_key.key)
+            alias = aliases.get(slot)
+            if alias is None and len(aliases) < MAX_JOINS:
+                alias = compiler.alias(order_key.entity)
+                source = source.outerjoin(
+                    alias, and_(alias.c.run_id == runs.c.run_id, alias.c.key == order_key.key)
+                )
+                aliases[slot] = alias
+            if alias is not None:
+                expr = alias.c.value
+            else:
+                expr = compiler.scalar_value(order_key.entity, order_key.key)
+        else:
+            raise InvalidInput(f"cannot order by entity {order_key.entity!r}")
+        columns.append(expr.label(f"order_{i}"))
+        if nullable:
+            # Portable NULLS LAST in both directions: false (0) sorts before true (1).
+            order_by.append(expr.is_(None))
+        order_by.append(expr.desc() if order_key.descending else expr.asc())
+
+    return select(*columns).select_from(source).where(*where).order_by(*order_by)
+
+
+def _attribute_column(key: str) -> Any:
+    try:
+        return _ATTRIBUTE_COLUMNS[key]
+    except KeyError:
+        raise InvalidInput(
+            f"unknown attribute {key!r}: valid attributes are {', '.join(ATTRIBUTES)}"
+        ) from None
+
+
+class _Compiler:
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+        self.count = 0
+
+    def alias(self, entity: str) -> Any:
+        self.count += 1
+        return _KEYED[entity].alias(f"{_ALIAS_PREFIX[entity]}_{self.count}")
+
+    def predicate(self, node: Node) -> ColumnElement[bool]:
+        if isinstance(node, And):
+            return and_(*(self.predicate(item) for item in node.items))
+        if isinstance(node, Or):
+            return or_(*(self.predicate(item) for item in node.items))
+        if node.entity == "attribute":
+            column = _attribute_column(node.key)
+            if node.op == "is null":
+                return column.is_(None)  # type: ignore[no-any-return]
+            if node.op == "is not null":
+                return column.is_not(None)  # type: ignore[no-any-return]
+            return self.condition(column, node)
+        if node.entity not in _KEYED:
+            raise InvalidInput(f"cannot filter on entity {node.entity!r}")
+        alias = self.alias(node.entity)
+        has_key = (
+            select(literal_column("1"))
+            .select_from(alias)
+            .where(alias.c.run_id == runs.c.run_id, alias.c.key == node.key)
+            .correlate(runs)
+        )
+        if node.op == "is null":
+            return not_(exists(has_key))
+        if node.op == "is not null":
+            return exists(has_key)
+        return exists(has_key.where(self.condition(alias.c.value, node)))
+
+    def scalar_value(self, entity: str, key: str) -> Any:
+        alias = self.alias(entity)
+        return (
+            select(alias.c.value)
+            .where(alias.c.run_id == runs.c.run_id, alias.c.key == key)
+            .correlate(runs)
+            .scalar_subquery()
+        )
+
+    def condition(self, column: Any, node: Comparison) -> ColumnElement[bool]:
+        """``column op value`` for a value comparison (not IS NULL)."""
+        op = node.op
+        if op in LIST_OPS:
+            assert isinstance(node.value, tuple)
+            values = [self.bind(node, v) for v in node.value]
+            return column.in_(values) if op == "in" else column.not_in(values)  # type: ignore[no-any-return]
+        if op in ("like", "ilike", "not like", "not ilike"):
+            assert isinstance(node.value, str)
+            matched = self.like(column, node.value, insensitive=op.endswith("ilike"))
+            return not_(matched) if op.startswith("not ") else matched
+        if op not in _COMPARE:
+            raise InvalidInput(f"unknown operator {op!r} in a run filter")
+        return _COMPARE[op](column, self.bind(node, node.value))  # type: ignore[no-any-return]
+
+    def bind(self, node: Comparison, value: Any) -> Any:
+        """A typed bound parameter: never a value formatted into SQL."""
+        if node.entity == "metric":
+            return bindparam(None, float(value), type_=Float())
+        if node.entity == "attribute" and node.key in NUMERIC_ATTRIBUTES:
+            number = float(value)
+            # Times are BIGINT: bind whole numbers as integers and others as floats, so
+            # no driver casts 1.5 to a bigint (which would round it).
+            if number.is_integer() and abs(number) < _INT64:
+                return bindparam(None, int(number), type_=BigInteger())
+            return bindparam(None, number, type_=Float())
+        if node.entity == "attribute" and node.key in BOOLEAN_ATTRIBUTES:
+            return bindparam(None, bool(value), type_=Boolean())
+        return bindparam(None, str(value), type_=String())
+
+    def like(self, column: Any, pattern: str, *, insensitive: bool) -> ColumnElement[bool]:
+        if self.dialect == "postgresql":
+            # PostgreSQL's LIKE treats backslash as an escape, SQLite's does not; make a
+            # backslash literal on both.
+            pattern = pattern.replace("\\", "\\\\")
+        if insensitive:
+            # SQLAlchemy: ILIKE on PostgreSQL, lower(x) LIKE lower(:p) elsewhere.
+            return column.ilike(bindparam(None, pattern, type_=String()))  # type: ignore[no-any-return]
+        if self.dialect == "sqlite":
+            # SQLite's LIKE ignores ASCII case; GLOB is case-sensitive.
+            glob = bindparam(None, like_to_glob(pattern), type_=String())
+            return column.op("GLOB", is_comparison=True)(glob)  # type: ignore[no-any-return]
+        return column.like(bindparam(None, pattern, type_=String()))  # type: ignore[no-any-return]
+
+
+def like_to_glob(pattern: str) -> str:
+    """Translate a LIKE pattern (``%``, ``_``) to an equivalent SQLite GLOB pattern."""
+    out = []
+    for ch in pattern:
+        if ch == "%":
+            out.append("*")
+        elif ch == "_":
+            out.append("?")
+        elif ch in "*?[":
+            out.append(f"[{ch}]")  # a one-character class matches the character itself
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+__all__ = ["DEFAULT_ORDER", "build_search", "like_to_glob"]
