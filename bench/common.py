@@ -97,6 +97,7 @@ def parse_args(tool: str, argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.n < 1 or args.reps < 1:
         parser.error("--n and --reps must be at least 1")
+    args.workdir = args.workdir.resolve()
     args.workdir.mkdir(parents=True, exist_ok=True)
     return args
 

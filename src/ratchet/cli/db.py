@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ratchet.cli.output import key_values, print_all, print_json
-from ratchet.cli.session import current_session
+from ratchet.cli.session import Session
 
 app = typer.Typer(help="The metadata store: migrations and location.", no_args_is_help=True)
 
@@ -35,7 +35,7 @@ def upgrade() -> None:
     from ratchet.store.database import Database
     from ratchet.store.database import upgrade as apply_migrations
 
-    database = Database(current_session().settings.db_url, migrate=False)
+    database = Database(Session().settings.db_url, migrate=False)
     try:
         revision = apply_migrations(database)
     finally:
@@ -48,25 +48,30 @@ def current(as_json: JsonOption = False) -> None:
     """Print the store's schema revision and the newest one this version knows."""
     from ratchet.store.database import HEAD_REVISION, Database, current_revision
 
-    database = Database(current_session().settings.db_url, migrate=False)
+    database = Database(Session().settings.db_url, migrate=False)
     try:
         revision = current_revision(database)
     finally:
         database.dispose()
     if as_json:
-        print_json({"current": revision, "head": HEAD_REVISION,
-                    "up_to_date": revision == HEAD_REVISION})
+        print_json(
+            {"current": revision, "head": HEAD_REVISION, "up_to_date": revision == HEAD_REVISION}
+        )
         return
-    print_all(key_values([
-        ("current", revision or "none (empty store; run `ratchet db upgrade`)"),
-        ("head", HEAD_REVISION),
-    ]))
+    print_all(
+        key_values(
+            [
+                ("current", revision or "none (empty store; run `ratchet db upgrade`)"),
+                ("head", HEAD_REVISION),
+            ]
+        )
+    )
 
 
 @app.command()
 def info(as_json: JsonOption = False) -> None:
     """Print the database URL (password masked), artifact location, home and config file."""
-    settings = current_session().settings
+    settings = Session().settings
     data = {
         "db": mask_password(settings.db_url),
         "artifacts": settings.artifacts_uri,
@@ -77,10 +82,14 @@ def info(as_json: JsonOption = False) -> None:
     if as_json:
         print_json(data)
         return
-    print_all(key_values([
-        ("database", data["db"]),
-        ("artifacts", data["artifacts"]),
-        ("home", data["home"]),
-        ("config file", data["config_file"] or "none (defaults and environment)"),
-        ("tracking uri", data["tracking_uri"] or "none (local store)"),
-    ]))
+    print_all(
+        key_values(
+            [
+                ("database", data["db"]),
+                ("artifacts", data["artifacts"]),
+                ("home", data["home"]),
+                ("config file", data["config_file"] or "none (defaults and environment)"),
+                ("tracking uri", data["tracking_uri"] or "none (local store)"),
+            ]
+        )
+    )

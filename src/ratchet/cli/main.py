@@ -8,13 +8,11 @@ from typing import Annotated
 import typer
 
 from ratchet.cli import artifacts, db, experiments, models, runs
-from ratchet.cli.output import RatchetGroup, console
-from ratchet.cli.session import Session
+from ratchet.cli.output import RatchetGroup, say
 
 app = typer.Typer(
     name="ratchet",
     cls=RatchetGroup,
-    help="ratchet: track experiments, register models, and move them forward safely.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -36,18 +34,17 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def root(
-    ctx: typer.Context,
     version: Annotated[
         bool,
-        typer.Option("--version", help="Print the version and exit.", is_eager=True,
-                     callback=_print_version),
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+        ),
     ] = False,
 ) -> None:
     """ratchet: track experiments, register models, and move them forward safely.
 
     Settings come from the nearest ratchet.toml and RATCHET_* environment variables.
     """
-    ctx.obj = Session()
 
 
 @app.command()
@@ -60,7 +57,7 @@ def init(
     from ratchet.config import write_starter_config
 
     path = write_starter_config(Path.cwd(), force=force)
-    console().print(f"wrote {path}")
+    say(f"wrote {path}")
 
 
 def main() -> None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -35,12 +35,20 @@ if TYPE_CHECKING:
 
 DIGEST_PREFIX = 12
 MISSING = "-"
+PIPE_WIDTH = 200
 
 
 # ---------------------------------------------------------------- consoles
 def console() -> Console:
-    """A console on the current stdout (looked up per call, so test runners capture it)."""
-    return Console(highlight=False, markup=False)
+    """A console on the current stdout (looked up per call, so test runners capture it).
+
+    Piped output gets a wide page rather than Rich's 80 columns, so ids stay on one line
+    for grep and cut; ``COLUMNS`` still wins.
+    """
+    out = Console(highlight=False, markup=False)
+    if not out.is_terminal and not os.environ.get("COLUMNS"):
+        out.width = PIPE_WIDTH
+    return out
 
 
 def error_console() -> Console:
@@ -52,16 +60,21 @@ def print_error(message: str) -> None:
     error_console().print(Text(f"error: {message}", style="red"))
 
 
+def say(message: str) -> None:
+    """One line of plain text for people, never wrapped."""
+    console().print(Text(message), soft_wrap=True)
+
+
 def note(message: str) -> None:
     """A dim remark for people (e.g. "no runs"); never printed in ``--json`` mode."""
-    console().print(Text(message, style="dim"))
+    console().print(Text(message, style="dim"), soft_wrap=True)
 
 
 # ---------------------------------------------------------------- error boundary
 class RatchetGroup(TyperGroup):
     """The root command group: turns a ``RatchetError`` into one line and exit code 1."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # Any: typer may vendor click's Context
         try:
             return super().invoke(ctx)
         except RatchetError as exc:
@@ -70,16 +83,20 @@ class RatchetGroup(TyperGroup):
 
 
 # ---------------------------------------------------------------- values
-def iso(ms: int | None, *, precise: bool = False) -> str | None:
-    """Epoch milliseconds as a UTC ISO-8601 string (``precise``: keep milliseconds)."""
+def iso(ms: int | None) -> str | None:
+    """Epoch milliseconds as a UTC ISO-8601 string, as ``Run.to_dict`` writes them."""
     moment = to_datetime(ms)
-    if moment is None:
-        return None
-    return moment.isoformat(timespec="milliseconds" if precise else "seconds")
+    return None if moment is None else moment.isoformat()
 
 
 def cell_time(ms: int | None, *, precise: bool = False) -> str:
-    return iso(ms, precise=precise) or MISSING
+    """A compact UTC ISO-8601 time for tables: ``2024-05-01T12:00:00Z`` (``precise``: ms)."""
+    moment = to_datetime(ms)
+    if moment is None:
+        return MISSING
+    return moment.isoformat(timespec="milliseconds" if precise else "seconds").replace(
+        "+00:00", "Z"
+    )
 
 
 def cell(value: object) -> str:
@@ -112,7 +129,7 @@ def duration(ms: int | None) -> str:
     seconds = ms / 1000
     if seconds < 60:
         return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
@@ -142,7 +159,7 @@ def experiment_dict(exp: Experiment, run_count: int | None = None) -> dict[str, 
         "name": exp.name,
         "description": exp.description,
         "lifecycle": exp.lifecycle,
-        "created_at": iso(exp.created_at, precise=True),
+        "created_at": iso(exp.created_at),
         "tags": dict(exp.tags),
     }
     if run_count is not None:
@@ -154,8 +171,8 @@ def model_dict(model: RegisteredModel) -> dict[str, Any]:
     return {
         "name": model.name,
         "description": model.description,
-        "created_at": iso(model.created_at, precise=True),
-        "updated_at": iso(model.updated_at, precise=True),
+        "created_at": iso(model.created_at),
+        "updated_at": iso(model.updated_at),
         "latest_version": model.latest_version,
         "aliases": dict(model.aliases),
         "tags": dict(model.tags),
@@ -172,7 +189,7 @@ def version_dict(mv: ModelVersion) -> dict[str, Any]:
         "content_hash": mv.content_hash,
         "flavor": mv.flavor,
         "description": mv.description,
-        "created_at": iso(mv.created_at, precise=True),
+        "created_at": iso(mv.created_at),
         "created_by": mv.created_by,
         "aliases": list(mv.aliases),
         "tags": dict(mv.tags),
@@ -188,7 +205,7 @@ def alias_event_dict(event: AliasEvent) -> dict[str, Any]:
         "to_version": event.to_version,
         "actor": event.actor,
         "reason": event.reason,
-        "at": iso(event.at, precise=True),
+        "at": iso(event.at),
     }
 
 
@@ -201,7 +218,7 @@ def metric_dict(metric: Metric) -> dict[str, Any]:
         "key": metric.key,
         "step": metric.step,
         "value": metric.value,
-        "timestamp": iso(metric.timestamp, precise=True),
+        "timestamp": iso(metric.timestamp),
     }
 
 
@@ -232,12 +249,20 @@ def add_row(target: Table, *values: object) -> None:
     target.add_row(*(v if isinstance(v, Text) else Text(cell(v)) for v in values))
 
 
-def mapping_table(title: str, data: Mapping[str, object], key: str = "key",
-                  value: str = "value") -> Table:
+def mapping_table(
+    title: str, data: Mapping[str, object], key: str = "key", value: str = "value"
+) -> Table:
     result = table(key, value, title=title)
     for k in sorted(data):
         add_row(result, k, data[k])
     return result
+
+
+def artifacts_table(entries: Sequence[ArtifactEntry], title: str | None = "artifacts") -> Table:
+    out = table("path", "size", "digest", title=title)
+    for entry in entries:
+        add_row(out, entry.path, human_size(entry.size), short_digest(entry.digest))
+    return out
 
 
 def print_all(*renderables: Any) -> None:

@@ -1,10 +1,10 @@
-"""One invocation's settings and clients, built on first use and shared by the command."""
+"""One invocation's settings and clients: each command makes one ``Session`` and builds
+what it needs from it on first use (settings once, the registry over the same tracking
+client)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-
-import click
 
 if TYPE_CHECKING:
     from ratchet.config import Settings
@@ -43,11 +43,3 @@ class Session:
 
             self._registry = RegistryClient(self.tracking)
         return self._registry
-
-
-def current_session() -> Session:
-    """The session of the running command (kept on the root click context)."""
-    root = click.get_current_context().find_root()
-    if not isinstance(root.obj, Session):
-        root.obj = Session()
-    return root.obj

@@ -189,7 +189,8 @@ def load_model(directory: Path | str, *, trust: bool = False) -> LoadedModel:
     if not (directory / manifest.model_file).is_file():
         raise InvalidInput(f"{directory}: model file {manifest.model_file!r} is missing")
     module = FLAVORS[manifest.flavor]
-    if not (manifest.safe and module.SAFE) and not trust:
+    if module.SAFE and not manifest.safe and not trust:
+        # Unsafe flavors refuse in their own load; this catches a manifest marked unsafe.
         raise Untrusted(
             f"model {directory} ({manifest.flavor} flavor) is marked unsafe: loading it runs "
             "arbitrary code. Pass trust=True only if you trust its source."

@@ -310,15 +310,20 @@ def _is_numeric(dtype: str) -> bool:
     return dtype.startswith(("int", "uint", "float"))
 
 
-def _describe(series: pd.Series, bad: Any) -> str:
-    """'got 'abc' in row 3 (and 2 more rows)' for a boolean mask of bad positions."""
+def _describe(series: pd.Series, bad: Any, *, show_value: bool = True) -> str:
+    """ "got 'abc' in row 3 (and 2 more rows)" for a boolean mask of bad positions."""
     import numpy as np
 
     positions = np.flatnonzero(np.asarray(bad, dtype=bool))
     first = int(positions[0])
     more = len(positions) - 1
     tail = f" (and {more} more row{'s' if more != 1 else ''})" if more else ""
-    return f"got {series.iloc[first]!r} in row {first}{tail}"
+    if not show_value:
+        return f"in row {first}{tail}"
+    value = series.iloc[first]
+    if isinstance(value, np.generic):
+        value = value.item()  # 2.5, not np.float64(2.5)
+    return f"got {value!r} in row {first}{tail}"
 
 
 def _conform(series: pd.Series, spec: ColumnSpec, problems: list[str]) -> pd.Series:
@@ -328,7 +333,10 @@ def _conform(series: pd.Series, spec: ColumnSpec, problems: list[str]) -> pd.Ser
     nulls = series.isna().to_numpy()
     where = f"column {spec.name!r}"
     if nulls.any() and not spec.nullable:
-        problems.append(f"{where}: null values are not allowed, {_describe(series, nulls)}")
+        problems.append(
+            f"{where}: null {_describe(series, nulls, show_value=False)}, "
+            "but the column is not nullable"
+        )
     if _is_numeric(spec.dtype):
         return _conform_numeric(series, spec, problems)
     if spec.dtype == BOOL:
