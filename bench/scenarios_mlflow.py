@@ -11,6 +11,7 @@ import math
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ["MLFLOW_ENABLE_ASYNC_LOGGING"] = "false"
 
-import mlflow  # noqa: E402
-from mlflow.entities import Metric  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
+import mlflow
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
 
 MAX_METRICS_PER_CALL = 1000  # MLflow rejects larger log_batch calls (its client chunks too)
 
@@ -101,7 +102,7 @@ def log_batch(n: int, workdir: Path, reps: int) -> dict[str, Any]:
     calls = 0
     for _ in range(reps):
         run_id = client.create_run(exp_id).info.run_id
-        elapsed, calls = timed(lambda run_id=run_id: _log_batch(client, run_id, metrics))
+        elapsed, calls = timed(partial(_log_batch, client, run_id, metrics))
         times.append(elapsed)
         stored = len(client.get_metric_history(run_id, "m0"))
         if stored != math.ceil(n / 10):

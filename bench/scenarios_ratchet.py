@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ def log_batch(n: int, workdir: Path, reps: int) -> dict[str, Any]:
     times = []
     for _ in range(reps):
         run_id = client.create_run(exp).run_id
-        elapsed, _ = timed(lambda run_id=run_id: client.log_batch(run_id, points))
+        elapsed, _ = timed(partial(client.log_batch, run_id, points))
         times.append(elapsed)
         stored = len(client.metric_history(run_id, "m0"))
         if stored != math.ceil(n / 10):

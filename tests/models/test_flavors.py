@@ -55,12 +55,12 @@ class HomeMade(BaseEstimator):
         return np.full(len(X), self.mean_ + self.offset)
 
 
-def logistic() -> tuple[object, Any, str, bool]:
+def logistic() -> tuple[Any, Any, str, bool]:
     X, y = load_iris(return_X_y=True)  # a plain array: no feature names
     return LogisticRegression(max_iter=1000).fit(X, y), X, "sklearn", True
 
 
-def pipeline() -> tuple[object, Any, str, bool]:
+def pipeline() -> tuple[Any, Any, str, bool]:
     X, y = iris_frame()
     numeric = [c for c in X.columns if c != "size"]
     prep = ColumnTransformer(
@@ -73,19 +73,19 @@ def pipeline() -> tuple[object, Any, str, bool]:
     return model, X, "sklearn", True
 
 
-def tree_ensembles() -> tuple[object, Any, str, bool]:
+def tree_ensembles() -> tuple[Any, Any, str, bool]:
     # Their fitted trees are types skops distrusts by default; ratchet's allow-list takes them.
     X, y = load_diabetes(return_X_y=True, as_frame=True)
     return RandomForestRegressor(n_estimators=3, random_state=0).fit(X, y), X, "sklearn", False
 
 
-def hist_gradient_boosting() -> tuple[object, Any, str, bool]:
+def hist_gradient_boosting() -> tuple[Any, Any, str, bool]:
     X, y = load_iris(return_X_y=True)
     model = HistGradientBoostingClassifier(max_iter=5).fit(X, y)
     return model, X, "sklearn", True
 
 
-def lgbm_classifier() -> tuple[object, Any, str, bool]:
+def lgbm_classifier() -> tuple[Any, Any, str, bool]:
     X, y = iris_frame()
     X["size"] = X["size"].astype("category")
     labels = np.array(["setosa", "versicolor", "virginica"])[y]  # string labels
@@ -93,44 +93,44 @@ def lgbm_classifier() -> tuple[object, Any, str, bool]:
     return model, X, "lightgbm", True
 
 
-def lgbm_binary() -> tuple[object, Any, str, bool]:
+def lgbm_binary() -> tuple[Any, Any, str, bool]:
     X, y = load_breast_cancer(return_X_y=True)
     return lgb.LGBMClassifier(n_estimators=10, verbose=-1).fit(X, y), X, "lightgbm", True
 
 
-def lgbm_regressor() -> tuple[object, Any, str, bool]:
+def lgbm_regressor() -> tuple[Any, Any, str, bool]:
     X, y = load_diabetes(return_X_y=True, as_frame=True)
     return lgb.LGBMRegressor(n_estimators=10, verbose=-1).fit(X, y), X, "lightgbm", False
 
 
-def lgbm_booster() -> tuple[object, Any, str, bool]:
+def lgbm_booster() -> tuple[Any, Any, str, bool]:
     X, y = load_diabetes(return_X_y=True)
     params = {"objective": "regression", "verbose": -1}
     return lgb.train(params, lgb.Dataset(X, y), num_boost_round=10), X, "lightgbm", False
 
 
-def xgb_classifier() -> tuple[object, Any, str, bool]:
+def xgb_classifier() -> tuple[Any, Any, str, bool]:
     X, y = load_iris(return_X_y=True, as_frame=True)
     return xgb.XGBClassifier(n_estimators=10).fit(X, y), X, "xgboost", True
 
 
-def xgb_regressor() -> tuple[object, Any, str, bool]:
+def xgb_regressor() -> tuple[Any, Any, str, bool]:
     X, y = load_diabetes(return_X_y=True)
     return xgb.XGBRegressor(n_estimators=10).fit(X, y), X, "xgboost", False
 
 
-def xgb_booster() -> tuple[object, Any, str, bool]:
+def xgb_booster() -> tuple[Any, Any, str, bool]:
     X, y = load_diabetes(return_X_y=True, as_frame=True)
     booster = xgb.train({"max_depth": 3}, xgb.DMatrix(X, y), num_boost_round=10)
     return booster, X, "xgboost", False
 
 
-def python_model() -> tuple[object, Any, str, bool]:
+def python_model() -> tuple[Any, Any, str, bool]:
     X, _ = load_iris(return_X_y=True)
     return Doubler(2.0), X, "python", False
 
 
-MODELS: dict[str, Callable[[], tuple[object, Any, str, bool]]] = {
+MODELS: dict[str, Callable[[], tuple[Any, Any, str, bool]]] = {
     f.__name__: f
     for f in (
         logistic,

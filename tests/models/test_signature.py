@@ -178,6 +178,14 @@ def test_nullable_int_column_becomes_float() -> None:
     assert np.isnan(out["n"].iloc[1])
 
 
+def test_large_integers_stay_exact() -> None:
+    big = 2**53 + 1
+    sig = infer_signature(pd.DataFrame({"id": [big, 1]}))
+    assert sig.validate([{"id": big}, {"id": str(big)}])["id"].tolist() == [big, big]
+    with pytest.raises(ValidationFailed, match="expected int8"):
+        Signature(inputs=(ColumnSpec("n", "int8"),)).validate([{"n": 300}])
+
+
 def test_unsupported_input_type() -> None:
     sig = Signature(inputs=(ColumnSpec("n", "int64"),))
     with pytest.raises(InvalidInput, match="cannot use a int"):
@@ -191,7 +199,7 @@ def frames(draw: st.DrawFn) -> pd.DataFrame:
     for i in range(draw(st.integers(min_value=1, max_value=4))):
         kind = draw(st.sampled_from(["int", "float", "str"]))
         element: st.SearchStrategy[object] = {
-            "int": st.integers(min_value=-(2**53), max_value=2**53),
+            "int": st.integers(min_value=-(2**63), max_value=2**63 - 1),
             "float": st.floats(allow_nan=True, allow_infinity=True),
             "str": st.text(max_size=5),
         }[kind]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import secrets
@@ -10,10 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine, insert, text
 
 from ratchet.errors import InvalidInput
-from ratchet.store.run_filter import ATTRIBUTES, parse_filter, parse_order_by
+from ratchet.store.run_filter import ATTRIBUTES, Node, OrderKey, parse_filter, parse_order_by
 from ratchet.store.run_query import _ATTRIBUTE_COLUMNS, build_search, like_to_glob
 from ratchet.store.schema import (
     experiments,
@@ -23,6 +26,8 @@ from ratchet.store.schema import (
     run_tags,
     runs,
 )
+
+from .test_run_filter import filters, order_keys
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -63,25 +68,51 @@ def seed(engine: Engine) -> None:
     metadata.drop_all(engine)
     metadata.create_all(engine)
     with engine.begin() as conn:
-        conn.execute(insert(experiments), [
-            {"experiment_id": e, "name": f"exp-{e}", "lifecycle": "active", "created_at": 0}
-            for e in ("e1", "e2")
-        ])
+        conn.execute(
+            insert(experiments),
+            [
+                {"experiment_id": e, "name": f"exp-{e}", "lifecycle": "active", "created_at": 0}
+                for e in ("e1", "e2")
+            ],
+        )
         for run_id, exp, name, status, start, end, user, dirty, parent in RUNS:
-            conn.execute(insert(runs).values(
-                run_id=run_id, experiment_id=exp, name=name, status=status, start_time=start,
-                end_time=end, user=user, git_dirty=dirty, parent_run_id=parent,
-            ))
-        conn.execute(insert(latest_metrics), [
-            {"run_id": run_id, "key": key, "value": None if value != value else value,
-             "is_nan": value != value, "step": 0, "timestamp": 0}
-            for key, values in METRICS.items() for run_id, value in values.items()
-        ])
+            conn.execute(
+                insert(runs).values(
+                    run_id=run_id,
+                    experiment_id=exp,
+                    name=name,
+                    status=status,
+                    start_time=start,
+                    end_time=end,
+                    user=user,
+                    git_dirty=dirty,
+                    parent_run_id=parent,
+                )
+            )
+        conn.execute(
+            insert(latest_metrics),
+            [
+                {
+                    "run_id": run_id,
+                    "key": key,
+                    "value": None if math.isnan(value) else value,
+                    "is_nan": math.isnan(value),
+                    "step": 0,
+                    "timestamp": 0,
+                }
+                for key, values in METRICS.items()
+                for run_id, value in values.items()
+            ],
+        )
         for table, data in ((params, PARAMS), (run_tags, TAGS)):
-            conn.execute(insert(table), [
-                {"run_id": run_id, "key": key, "value": value}
-                for key, values in data.items() for run_id, value in values.items()
-            ])
+            conn.execute(
+                insert(table),
+                [
+                    {"run_id": run_id, "key": key, "value": value}
+                    for key, values in data.items()
+                    for run_id, value in values.items()
+                ],
+            )
 
 
 @pytest.fixture(scope="session")
@@ -102,8 +133,9 @@ def pg_engine() -> Iterator[Engine]:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[Backend]:
+def backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
     if request.param == "sqlite":
         engine = create_engine(f"sqlite:///{tmp_path_factory.mktemp('query') / 'runs.db'}")
     else:
@@ -124,9 +156,13 @@ def search(
     return [row.run_id for row in _rows(backend, filter, order_by, experiment_ids, statuses)]
 
 
-def _rows(backend: Backend, filter: str | None, order_by: Sequence[str] | None = None,
-          experiment_ids: Sequence[str] | None = None, statuses: Sequence[str] | None = None,
-          ) -> list[Any]:
+def _rows(
+    backend: Backend,
+    filter: str | None,
+    order_by: Sequence[str] | None = None,
+    experiment_ids: Sequence[str] | None = None,
+    statuses: Sequence[str] | None = None,
+) -> list[Any]:
     stmt = build_search(
         experiment_ids=experiment_ids,
         filter_node=parse_filter(filter),
@@ -177,8 +213,10 @@ FILTERS = [
     (r"tags.path like 'C:\dir'", ["r2"]),
     (r"tags.path ilike 'c:\dir%'", ["r2"]),
     ("tags.`x y` = '2'", ["r3"]),
-    ("(params.model = 'rf' or metrics.loss < 0.35) and attributes.status = 'finished'",
-     ["r7", "r6", "r2"]),
+    (
+        "(params.model = 'rf' or metrics.loss < 0.35) and attributes.status = 'finished'",
+        ["r7", "r6", "r2"],
+    ),
     ("params.model = 'rf' or metrics.loss < 0.35 and status = 'killed'", ["r6"]),
     ("metrics.loss < 0.5 or params.lr = '1'", ["r7", "r6", "r4", "r2"]),
     ("((metrics.auc > 0.5))", ["r7", "r6", "r5", "r2", "r1"]),
@@ -240,11 +278,19 @@ def test_order_by(backend: Backend, order_by: list[str], expected: list[str]) ->
 
 def test_order_by_a_filtered_metric_reuses_its_join(backend: Backend) -> None:
     assert search(backend, "metrics.auc > 0.85", ["metrics.auc asc"]) == ["r7", "r2", "r5"]
-    stmt = build_search(experiment_ids=None, filter_node=parse_filter("metrics.auc > 0.85"),
-                        order=parse_order_by(["metrics.auc"]), dialect=backend.dialect)
+    stmt = build_search(
+        experiment_ids=None,
+        filter_node=parse_filter("metrics.auc > 0.85"),
+        order=parse_order_by(["metrics.auc"]),
+        dialect=backend.dialect,
+    )
     assert "LEFT OUTER JOIN" not in str(stmt)
-    assert search(backend, "metrics.auc > 0.85 or metrics.auc < 0.75", ["metrics.auc desc"]) \
-        == ["r5", "r7", "r2", "r6"]
+    assert search(backend, "metrics.auc > 0.85 or metrics.auc < 0.75", ["metrics.auc desc"]) == [
+        "r5",
+        "r7",
+        "r2",
+        "r6",
+    ]
 
 
 def test_the_select_returns_the_order_values(backend: Backend) -> None:
@@ -255,11 +301,12 @@ def test_the_select_returns_the_order_values(backend: Backend) -> None:
 
 def test_experiment_and_status_scopes(backend: Backend) -> None:
     assert search(backend, experiment_ids=["e2"]) == ["r7", "r6", "r5"]
-    assert search(backend, experiment_ids="e2") == ["r7", "r6", "r5"]  # type: ignore[arg-type]
+    assert search(backend, experiment_ids="e2") == ["r7", "r6", "r5"]  # a lone id
     assert search(backend, experiment_ids=[]) == []
     assert search(backend, statuses=["FINISHED"]) == ["r7", "r6", "r2", "r1"]
-    assert search(backend, "metrics.loss > 0", experiment_ids=["e1"],
-                  statuses=["running", "failed"]) == ["r4", "r3"]
+    assert search(
+        backend, "metrics.loss > 0", experiment_ids=["e1"], statuses=["running", "failed"]
+    ) == ["r4", "r3"]
     with pytest.raises(InvalidInput, match="unknown run status done"):
         search(backend, statuses=["done"])
 
@@ -275,11 +322,23 @@ def test_many_keys_stay_under_the_join_limit(backend: Backend) -> None:
     many = " and ".join(f"metrics.m{i} is not null" for i in range(80))
     order = [f"params.p{i} desc" for i in range(80)]
     assert search(backend, many, order) == []
-    lots_of_auc = " and ".join(["metrics.auc > 0.85"] + [f"metrics.m{i} is null" for i in range(70)])
+    lots_of_auc = " and ".join(
+        ["metrics.auc > 0.85", *(f"metrics.m{i} is null" for i in range(70))]
+    )
     assert search(backend, lots_of_auc, ["metrics.loss"]) == ["r7", "r2", "r5"]
-    rows = _rows(backend, "params.model = 'xgb'", order + ["params.lr"])
+    rows = _rows(backend, "params.model = 'xgb'", [*order, "params.lr"])
     assert [row.run_id for row in rows] == ["r2", "r1"]
     assert [row.order_80 for row in rows] == ["0.01", "0.1"]
+
+
+@given(filters, st.lists(order_keys, max_size=3))
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+def test_random_valid_filters_run_on_both_backends(
+    backend: Backend, node: Node, order: list[OrderKey]
+) -> None:
+    stmt = build_search(experiment_ids=None, filter_node=node, order=order, dialect=backend.dialect)
+    with backend.engine.connect() as conn:
+        conn.execute(stmt.limit(5)).all()
 
 
 def test_values_are_bound_never_inlined() -> None:
@@ -315,17 +374,40 @@ def _generate(engine: Engine, n_runs: int, seed_: int = 0) -> None:
     run_rows, metric_rows, param_rows = [], [], []
     for i in range(n_runs):
         run_id = f"{i:032x}"
-        run_rows.append({"run_id": run_id, "experiment_id": "e", "name": f"run-{i}",
-                         "status": "finished", "start_time": 1_700_000_000_000 + i})
+        run_rows.append(
+            {
+                "run_id": run_id,
+                "experiment_id": "e",
+                "name": f"run-{i}",
+                "status": "finished",
+                "start_time": 1_700_000_000_000 + i,
+            }
+        )
         for key in ("auc", "loss"):
-            metric_rows.append({"run_id": run_id, "key": key, "value": rng.random(),
-                                "is_nan": False, "step": 0, "timestamp": 0})
-        param_rows.append({"run_id": run_id, "key": "model",
-                           "value": rng.choice(["xgb", "rf", "lgbm", "linear", "mlp"])})
+            metric_rows.append(
+                {
+                    "run_id": run_id,
+                    "key": key,
+                    "value": rng.random(),
+                    "is_nan": False,
+                    "step": 0,
+                    "timestamp": 0,
+                }
+            )
+        param_rows.append(
+            {
+                "run_id": run_id,
+                "key": "model",
+                "value": rng.choice(["xgb", "rf", "lgbm", "linear", "mlp"]),
+            }
+        )
         param_rows.append({"run_id": run_id, "key": "lr", "value": str(rng.choice([0.1, 0.01]))})
     with engine.begin() as conn:
-        conn.execute(insert(experiments).values(experiment_id="e", name="e",
-                                                lifecycle="active", created_at=0))
+        conn.execute(
+            insert(experiments).values(
+                experiment_id="e", name="e", lifecycle="active", created_at=0
+            )
+        )
         conn.execute(insert(runs), run_rows)
         conn.execute(insert(latest_metrics), metric_rows)
         conn.execute(insert(params), param_rows)
@@ -343,13 +425,17 @@ def test_the_sqlite_plan_searches_indexes_instead_of_scanning(tmp_path: Any) -> 
         ("params.model = 'xgb' and (metrics.auc > 0.9 or metrics.loss < 0.1)", ["metrics.auc"]),
         ("params.model like 'xg%' and metrics.auc is not null", ["params.lr desc"]),
     ]
-    for filter, order in queries:
-        stmt = build_search(experiment_ids=["e"], filter_node=parse_filter(filter),
-                            order=parse_order_by(order))
+    for filter_text, order in queries:
+        stmt = build_search(
+            experiment_ids=["e"], filter_node=parse_filter(filter_text), order=parse_order_by(order)
+        )
         sql = str(stmt.compile(engine, compile_kwargs={"literal_binds": True}))
         with engine.connect() as conn:
             plan = [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
-        print(filter, plan)
-        scans = [line for line in plan if re.match(r"SCAN (latest_metrics|params|run_tags|runs|lm_|p_|t_)", line)]
-        assert not scans, (filter, plan)
+        scans = [
+            line
+            for line in plan
+            if re.match(r"SCAN (latest_metrics|params|run_tags|runs|lm_|p_|t_)", line)
+        ]
+        assert not scans, (filter_text, plan)
     engine.dispose()

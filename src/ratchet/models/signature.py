@@ -364,23 +364,30 @@ def _conform_numeric(series: pd.Series, spec: ColumnSpec, problems: list[str]) -
         problems.append(f"{where}: expected {spec.dtype}, got {series.dtype}")
         return series
     raw = series.astype(object) if isinstance(series.dtype, pd.CategoricalDtype) else series
-    numbers = pd.to_numeric(raw, errors="coerce").astype("float64")
+    numbers = pd.to_numeric(raw, errors="coerce")
     values = numbers.to_numpy(dtype="float64", na_value=np.nan)
     bad = np.isnan(values) & series.notna().to_numpy()
     target = np.dtype(spec.dtype)
+    exact_ints = types.is_integer_dtype(numbers.dtype) and not numbers.isna().any()
     if target.kind in "iu":
         info = np.iinfo(target)
-        with np.errstate(invalid="ignore"):
-            bad |= ~np.isnan(values) & (
-                (values != np.round(values)) | (values < info.min) | (values > info.max)
-            )
+        if exact_ints:
+            # Compare integers as integers: ids above 2**53 must not round through float.
+            ints = numbers.to_numpy()
+            bad |= (ints < info.min) | (ints > info.max)
+        else:
+            with np.errstate(invalid="ignore"):
+                bad |= ~np.isnan(values) & (
+                    (values != np.round(values)) | (values < info.min) | (values > info.max)
+                )
     if bad.any():
         problems.append(f"{where}: expected {spec.dtype}, {_describe(series, bad)}")
         return series
     if target.kind in "iu" and np.isnan(values).any():
         # Integers with (allowed) nulls become floats, as pandas does at training time.
-        return numbers
-    return pd.Series(values.astype(target), index=series.index, name=series.name)
+        return pd.Series(values, index=series.index, name=series.name)
+    source = numbers.to_numpy() if exact_ints else values
+    return pd.Series(source.astype(target), index=series.index, name=series.name)
 
 
 def _conform_bool(series: pd.Series, spec: ColumnSpec, problems: list[str]) -> pd.Series:

@@ -35,7 +35,7 @@ from ratchet.errors import InvalidInput
 from ratchet.store.records import RUN_STATUSES
 
 Entity = Literal["metric", "param", "tag", "attribute"]
-Value: TypeAlias = str | float | bool | None | tuple[str, ...] | tuple[float, ...]
+Value: TypeAlias = str | float | bool | tuple[str, ...] | tuple[float, ...] | None
 
 MAX_FILTER_LENGTH = 10_000
 MAX_DEPTH = 50
@@ -81,8 +81,16 @@ _ENTITY_PREFIX: dict[str, str] = {
     "tag": "tags",
     "attribute": "attributes",
 }
-_SYMBOL_OPS = (("<=", "<="), (">=", ">="), ("!=", "!="), ("<>", "!="), ("==", "="),
-               ("=", "="), ("<", "<"), (">", ">"))
+_SYMBOL_OPS = (
+    ("<=", "<="),
+    (">=", ">="),
+    ("!=", "!="),
+    ("<>", "!="),
+    ("==", "="),
+    ("=", "="),
+    ("<", "<"),
+    (">", ">"),
+)
 _OPERATOR_HINT = "use =, !=, <, <=, >, >=, [NOT] LIKE, [NOT] ILIKE, [NOT] IN or IS [NOT] NULL"
 
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./:-")
@@ -143,8 +151,7 @@ def parse_order_by(items: Sequence[str] | None) -> list[OrderKey]:
     for i, item in enumerate(items):
         if not isinstance(item, str):
             raise InvalidInput(
-                f"order_by[{i}] must be a string like 'metrics.auc DESC', "
-                f"got {type(item).__name__}"
+                f"order_by[{i}] must be a string like 'metrics.auc DESC', got {type(item).__name__}"
             )
         keys.append(_Parser(item, f"order_by[{i}]").parse_order_key())
     return keys
@@ -215,6 +222,8 @@ class _Parser:
                 f"invalid {what}: it is {len(text)} characters long, the limit is "
                 f"{MAX_FILTER_LENGTH}; narrow it with fewer conditions"
             )
+        if "\x00" in text:  # PostgreSQL text cannot hold NUL, so no key or value has one
+            self.fail(text.index("\x00"), "a NUL character cannot appear in a filter")
 
     # -- entry points -------------------------------------------------------------
 
@@ -303,8 +312,7 @@ class _Parser:
             else:
                 out.append(c)
                 i += 1
-        self.fail(start, f"unterminated {quote} quote: close it with {quote}",
-                  len(text) - start)
+        self.fail(start, f"unterminated {quote} quote: close it with {quote}", len(text) - start)
 
     # -- grammar ------------------------------------------------------------------
 
@@ -361,16 +369,20 @@ class _Parser:
         head = _HEAD_RE.match(self.text, start)
         if head is None:
             self.fail_expected(
-                start, "a name like metrics.<key>, params.<key>, tags.<key> or "
-                "attributes.<name>, or '('"
+                start,
+                "a name like metrics.<key>, params.<key>, tags.<key> or attributes.<name>, or '('",
             )
         word = head.group()
         self.pos = head.end()
         if self.pos < len(self.text) and self.text[self.pos] == ".":
             entity = _ENTITIES.get(word.lower())
             if entity is None:
-                self.fail(start, f"unknown entity {word!r}: use metrics.<key>, params.<key>, "
-                          "tags.<key> or attributes.<name>", len(word))
+                self.fail(
+                    start,
+                    f"unknown entity {word!r}: use metrics.<key>, params.<key>, "
+                    "tags.<key> or attributes.<name>",
+                    len(word),
+                )
             self.pos += 1
             key_pos = self.pos
             key = self.key()
@@ -380,30 +392,37 @@ class _Parser:
         attribute = _canonical_attribute(word)
         if attribute is None:
             self.fail_expected(
-                start, "a name like metrics.<key>, params.<key>, tags.<key> or "
-                f"an attribute ({', '.join(ATTRIBUTES)})"
+                start,
+                "a name like metrics.<key>, params.<key>, tags.<key> or "
+                f"an attribute ({', '.join(ATTRIBUTES)})",
             )
         return "attribute", attribute
 
     def key(self) -> str:
         start = self.pos
-        if start < len(self.text) and self.text[start] in "`\"":
+        if start < len(self.text) and self.text[start] in '`"':
             key = self.quoted()
             if not key:
                 self.fail(start, "a key cannot be empty", self.pos - start)
             return key
         match = _KEY_RE.match(self.text, start)
         if match is None:
-            self.fail_expected(start, "a key after '.'",
-                               " (quote a key with spaces or symbols in back quotes: `my key`)")
+            self.fail_expected(
+                start,
+                "a key after '.'",
+                " (quote a key with spaces or symbols in back quotes: `my key`)",
+            )
         self.pos = match.end()
         return match.group()
 
     def attribute(self, key: str, key_pos: int) -> str:
         attribute = _canonical_attribute(key)
         if attribute is None:
-            self.fail(key_pos, f"unknown attribute {key!r}: valid attributes are "
-                      f"{', '.join(ATTRIBUTES)}", self.pos - key_pos)
+            self.fail(
+                key_pos,
+                f"unknown attribute {key!r}: valid attributes are {', '.join(ATTRIBUTES)}",
+                self.pos - key_pos,
+            )
         return attribute
 
     def operator(self) -> str:
@@ -436,7 +455,9 @@ class _Parser:
             string = self.quoted()
             return _Token("string", string, start, self.pos - start)
         number = _NUMBER_RE.match(text, start)
-        if number is not None and (number.end() == len(text) or text[number.end()] not in _NAME_CHARS):
+        if number is not None and (
+            number.end() == len(text) or text[number.end()] not in _NAME_CHARS
+        ):
             parsed = float(number.group())
             if not math.isfinite(parsed):
                 self.fail(start, "number out of range", number.end() - start)
@@ -446,8 +467,11 @@ class _Parser:
             if self.keyword(word):
                 return _Token("bool", truth, start, self.pos - start)
         if self.keyword("null"):
-            self.fail(start, "NULL is not a value: to test for a missing value use "
-                      "IS NULL or IS NOT NULL", 4)
+            self.fail(
+                start,
+                "NULL is not a value: to test for a missing value use IS NULL or IS NOT NULL",
+                4,
+            )
         self.fail_expected(start, "a value (a number or a quoted string)")
 
     def value_list(self) -> list[_Token]:
@@ -499,25 +523,33 @@ class _Parser:
         source = self.text[token.position : token.position + token.length]
         if kind == "number":
             if token.kind != "number":
-                self.fail(token.position, f"{label} compares to numbers, got {source}",
-                          token.length)
+                self.fail(
+                    token.position, f"{label} compares to numbers, got {source}", token.length
+                )
             return token.value
         if kind == "bool":
             if token.kind == "bool":
                 return token.value
             if token.kind == "string" and str(token.value).lower() in ("true", "false"):
                 return str(token.value).lower() == "true"
-            self.fail(token.position, f"{label} compares to true or false, got {source}",
-                      token.length)
+            self.fail(
+                token.position, f"{label} compares to true or false, got {source}", token.length
+            )
         if token.kind != "string":
-            self.fail(token.position, f"{label} compares to strings; quote the value: "
-                      f"'{source}'", token.length)
+            self.fail(
+                token.position,
+                f"{label} compares to strings; quote the value: '{source}'",
+                token.length,
+            )
         value = str(token.value)
         if kind == "status":
             value = value.lower()
             if value not in RUN_STATUSES:
-                self.fail(token.position, f"unknown run status {source}; expected one of "
-                          f"{', '.join(RUN_STATUSES)}", token.length)
+                self.fail(
+                    token.position,
+                    f"unknown run status {source}; expected one of {', '.join(RUN_STATUSES)}",
+                    token.length,
+                )
         return value
 
 

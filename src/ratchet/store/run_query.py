@@ -99,76 +99,36 @@ def build_search(
     already ordered, with no LIMIT/OFFSET. ``None`` experiment ids means all."""
     if dialect not in DIALECTS:
         raise ValueError(f"unsupported dialect {dialect!r}; expected one of {DIALECTS}")
-    compiler = _Compiler(dialect)
-    where: list[ColumnElement[bool]] = []
+    query = _Compiler(dialect)
     if experiment_ids is not None:
         ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
-        where.append(runs.c.experiment_id.in_(ids))
+        query.where.append(runs.c.experiment_id.in_(ids))
     if statuses is not None:
-        wanted = [statuses] if isinstance(statuses, str) else list(statuses)
-        wanted = [s.lower() for s in wanted]
-        unknown = sorted(set(wanted) - set(RUN_STATUSES))
-        if unknown:
-            raise InvalidInput(f"unknown run status {', '.join(unknown)}; expected one of "
-                               f"{', '.join(RUN_STATUSES)}")
-        where.append(runs.c.status.in_(wanted))
-
-    # Top-level conjuncts on a key that the run must have become inner joins.
-    joinable: dict[tuple[str, str], list[Comparison]] = {}
-    conjuncts: tuple[Node, ...] = (
-        filter_node.items if isinstance(filter_node, And)
-        else () if filter_node is None else (filter_node,)
-    )
-    for item in conjuncts:
-        if isinstance(item, Comparison) and item.entity != "attribute" and item.op != "is null":
-            slot = (item.entity, item.key)
-            if slot in joinable or len(joinable) < MAX_JOINS // 2:
-                joinable.setdefault(slot, []).append(item)
-                continue
-        where.append(compiler.predicate(item))
-
-    source: FromClause = runs
-    aliases: dict[tuple[str, str], Any] = {}
-    for (entity, key), items in joinable.items():
-        alias = compiler.alias(entity)
-        conditions = [compiler.condition(alias.c.value, c) for c in items if c.op not in NULL_OPS]
-        source = source.join(
-            alias, and_(alias.c.run_id == runs.c.run_id, alias.c.key == key, *conditions)
-        )
-        aliases[(entity, key)] = alias
-
+        query.where.append(runs.c.status.in_(_statuses(statuses)))
+    if filter_node is not None:
+        query.add_filter(filter_node)
     columns: list[Any] = [runs.c.run_id]
     order_by: list[Any] = []
     seen = {k.key for k in order if k.entity == "attribute"}
     keys = [*order, *(k for k in DEFAULT_ORDER if k.key not in seen)]
     for i, order_key in enumerate(keys):
-        expr: Any
-        nullable = True
-        if order_key.entity == "attribute":
-            expr = _attribute_column(order_key.key)
-            nullable = bool(expr.nullable)
-        elif order_key.entity in _KEYED:
-            slot = (order_key.entity, order_key.key)
-            alias = aliases.get(slot)
-            if alias is None and len(aliases) < MAX_JOINS:
-                alias = compiler.alias(order_key.entity)
-                source = source.outerjoin(
-                    alias, and_(alias.c.run_id == runs.c.run_id, alias.c.key == order_key.key)
-                )
-                aliases[slot] = alias
-            if alias is not None:
-                expr = alias.c.value
-            else:
-                expr = compiler.scalar_value(order_key.entity, order_key.key)
-        else:
-            raise InvalidInput(f"cannot order by entity {order_key.entity!r}")
+        expr, nullable = query.order_value(order_key)
         columns.append(expr.label(f"order_{i}"))
         if nullable:
             # Portable NULLS LAST in both directions: false (0) sorts before true (1).
             order_by.append(expr.is_(None))
         order_by.append(expr.desc() if order_key.descending else expr.asc())
+    return select(*columns).select_from(query.source).where(*query.where).order_by(*order_by)
 
-    return select(*columns).select_from(source).where(*where).order_by(*order_by)
+
+def _statuses(statuses: Sequence[str]) -> list[str]:
+    wanted = [s.lower() for s in ([statuses] if isinstance(statuses, str) else statuses)]
+    unknown = sorted(set(wanted) - set(RUN_STATUSES))
+    if unknown:
+        raise InvalidInput(
+            f"unknown run status {', '.join(unknown)}; expected one of {', '.join(RUN_STATUSES)}"
+        )
+    return wanted
 
 
 def _attribute_column(key: str) -> Any:
@@ -181,9 +141,57 @@ def _attribute_column(key: str) -> Any:
 
 
 class _Compiler:
+    """Accumulates the FROM clause (runs plus joins) and the WHERE terms of one search."""
+
     def __init__(self, dialect: str) -> None:
         self.dialect = dialect
         self.count = 0
+        self.source: FromClause = runs
+        self.where: list[ColumnElement[bool]] = []
+        self.joined: dict[tuple[str, str], Any] = {}  # (entity, key) -> alias
+
+    def add_filter(self, node: Node) -> None:
+        # Top-level conjuncts on a key the run must have become inner joins.
+        joinable: dict[tuple[str, str], list[Comparison]] = {}
+        for item in node.items if isinstance(node, And) else (node,):
+            if isinstance(item, Comparison) and item.entity != "attribute" and item.op != "is null":
+                slot = (item.entity, item.key)
+                if slot in joinable or len(joinable) < MAX_JOINS // 2:
+                    joinable.setdefault(slot, []).append(item)
+                    continue
+            self.where.append(self.predicate(item))
+        first: Any = None
+        for (entity, key), items in joinable.items():
+            alias = self.alias(entity)
+            values = [self.condition(alias.c.value, c) for c in items if c.op not in NULL_OPS]
+            # SQLite does not infer a.run_id = b.run_id from both equalling runs.run_id;
+            # without this link it must look up runs before probing the second table, once
+            # per candidate of the first instead of once per match.
+            linked = [] if first is None else [alias.c.run_id == first.c.run_id]
+            self.source = self.source.join(
+                alias, and_(alias.c.run_id == runs.c.run_id, *linked, alias.c.key == key, *values)
+            )
+            self.joined[(entity, key)] = alias
+            first = alias if first is None else first
+
+    def order_value(self, order_key: OrderKey) -> tuple[Any, bool]:
+        """The expression to order by, and whether it can be NULL."""
+        if order_key.entity == "attribute":
+            column = _attribute_column(order_key.key)
+            return column, bool(column.nullable)
+        if order_key.entity not in _KEYED:
+            raise InvalidInput(f"cannot order by entity {order_key.entity!r}")
+        slot = (order_key.entity, order_key.key)
+        alias = self.joined.get(slot)
+        if alias is None:
+            if len(self.joined) >= MAX_JOINS:
+                return self.scalar_value(order_key.entity, order_key.key), True
+            alias = self.alias(order_key.entity)
+            self.source = self.source.outerjoin(
+                alias, and_(alias.c.run_id == runs.c.run_id, alias.c.key == order_key.key)
+            )
+            self.joined[slot] = alias
+        return alias.c.value, True  # NULL for a missing key or a NaN metric
 
     def alias(self, entity: str) -> Any:
         self.count += 1
@@ -197,14 +205,14 @@ class _Compiler:
         if node.entity == "attribute":
             column = _attribute_column(node.key)
             if node.op == "is null":
-                return column.is_(None)  # type: ignore[no-any-return]
+                return column.is_(None)
             if node.op == "is not null":
-                return column.is_not(None)  # type: ignore[no-any-return]
+                return column.is_not(None)
             return self.condition(column, node)
         if node.entity not in _KEYED:
             raise InvalidInput(f"cannot filter on entity {node.entity!r}")
         alias = self.alias(node.entity)
-        has_key = (
+        has_key: Select[Any] = (
             select(literal_column("1"))
             .select_from(alias)
             .where(alias.c.run_id == runs.c.run_id, alias.c.key == node.key)
@@ -231,14 +239,14 @@ class _Compiler:
         if op in LIST_OPS:
             assert isinstance(node.value, tuple)
             values = [self.bind(node, v) for v in node.value]
-            return column.in_(values) if op == "in" else column.not_in(values)  # type: ignore[no-any-return]
+            return column.in_(values) if op == "in" else column.not_in(values)
         if op in ("like", "ilike", "not like", "not ilike"):
             assert isinstance(node.value, str)
             matched = self.like(column, node.value, insensitive=op.endswith("ilike"))
             return not_(matched) if op.startswith("not ") else matched
         if op not in _COMPARE:
             raise InvalidInput(f"unknown operator {op!r} in a run filter")
-        return _COMPARE[op](column, self.bind(node, node.value))  # type: ignore[no-any-return]
+        return _COMPARE[op](column, self.bind(node, node.value))
 
     def bind(self, node: Comparison, value: Any) -> Any:
         """A typed bound parameter: never a value formatted into SQL."""
@@ -262,12 +270,12 @@ class _Compiler:
             pattern = pattern.replace("\\", "\\\\")
         if insensitive:
             # SQLAlchemy: ILIKE on PostgreSQL, lower(x) LIKE lower(:p) elsewhere.
-            return column.ilike(bindparam(None, pattern, type_=String()))  # type: ignore[no-any-return]
+            return column.ilike(bindparam(None, pattern, type_=String()))
         if self.dialect == "sqlite":
             # SQLite's LIKE ignores ASCII case; GLOB is case-sensitive.
             glob = bindparam(None, like_to_glob(pattern), type_=String())
-            return column.op("GLOB", is_comparison=True)(glob)  # type: ignore[no-any-return]
-        return column.like(bindparam(None, pattern, type_=String()))  # type: ignore[no-any-return]
+            return column.op("GLOB", is_comparison=True)(glob)
+        return column.like(bindparam(None, pattern, type_=String()))
 
 
 def like_to_glob(pattern: str) -> str:

@@ -1,0 +1,392 @@
+"""ratchet vs MLflow, side by side in one command: ``make bench`` (``python bench/run.py``).
+
+Creates ``bench/.venv-mlflow`` on first use (MLflow never enters the project's virtualenv),
+runs every scenario for both tools as separate subprocesses, each in a fresh temporary
+directory with its own SQLite file, and prints ONE JSON document to stdout (progress goes
+to stderr). The same document is written to ``bench/results/latest.json``.
+
+    python bench/run.py                 # full sizes (several minutes on 2 cores)
+    python bench/run.py --quick         # small sizes, a smoke run
+    python bench/run.py --only search_runs --only import_time
+    python bench/run.py --skip-mlflow   # ratchet only; ratio targets are reported as skipped
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+RESULTS = BENCH / "results" / "latest.json"
+MLFLOW_VENV = BENCH / ".venv-mlflow"
+MLFLOW_REQUIREMENT = "mlflow==3.17.2"
+SUBPROCESS_TIMEOUT_S = 1800
+
+SCENARIOS = ("log_metric_single", "log_batch", "search_runs", "import_time")
+
+# name -> size, for full runs and for --quick smoke runs
+FULL = {"log_metric_single": 10_000, "sync_full": 2_000, "log_batch": 10_000,
+        "search_runs": 10_000, "search_runs_big": 100_000, "reps": 5, "import_reps": 5}
+QUICK = {"log_metric_single": 300, "sync_full": 200, "log_batch": 2_000,
+         "search_runs": 2_000, "search_runs_big": 10_000, "reps": 3, "import_reps": 3}
+
+QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
+             "NML_DISABLE_USAGE_LOGGING": "1", "MLFLOW_ENABLE_ASYNC_LOGGING": "false"}
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def child_env() -> dict[str, str]:
+    """The environment of every subprocess: telemetry off, no inherited store settings."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("RATCHET_", "MLFLOW_TRACKING_", "MLFLOW_REGISTRY_"))}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # cached bytecode for both tools alike
+    env.update(QUIET_ENV)
+    return env
+
+
+def ratchet_python() -> Path:
+    candidate = REPO / ".venv" / "bin" / "python"
+    return candidate if candidate.exists() else Path(sys.executable)
+
+
+def mlflow_python() -> Path:
+    return MLFLOW_VENV / "bin" / "python"
+
+
+def _check(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, check=True, text=True, env=child_env(), **kwargs)
+
+
+def ensure_mlflow_venv() -> str:
+    """Create ``bench/.venv-mlflow`` with MLflow if it is missing; return MLflow's version."""
+    py = mlflow_python()
+    probe = [str(py), "-c", "import importlib.metadata as m; print(m.version('mlflow'))"]
+    if py.exists():
+        found = subprocess.run(probe, capture_output=True, text=True, env=child_env())
+        if found.returncode == 0:
+            return found.stdout.strip()
+    log(f"creating {MLFLOW_VENV.relative_to(REPO)} with {MLFLOW_REQUIREMENT} (one-time)")
+    base = shutil.which("python3") or sys.executable
+    _check([base, "-m", "venv", "--clear", str(MLFLOW_VENV)])
+    _check([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "uv"])
+    _check([str(MLFLOW_VENV / "bin" / "uv"), "pip", "install", "--quiet", "--python", str(py),
+            MLFLOW_REQUIREMENT])
+    return _check(probe, capture_output=True).stdout.strip()
+
+
+def package_version(python: Path, dist: str) -> str | None:
+    code = f"import importlib.metadata as m; print(m.version({dist!r}))"
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True,
+                         env=child_env())
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def run_tool(tool: str, scenario: str, n: int, reps: int, keep: bool,
+             extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One scenario for one tool in a fresh subprocess and temp dir; its JSON result."""
+    python = ratchet_python() if tool == "ratchet" else mlflow_python()
+    script = BENCH / f"scenarios_{tool}.py"
+    workdir = Path(tempfile.mkdtemp(prefix=f"ratchet-bench-{tool}-{scenario}-"))
+    cmd = [str(python), str(script), scenario, "--n", str(n), "--workdir", str(workdir),
+           "--reps", str(reps), *extra]
+    log(f"{tool} {scenario} n={n} {' '.join(extra)}".rstrip())
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(),
+                              cwd=workdir, timeout=SUBPROCESS_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return {"tool": tool, "error": f"timed out after {SUBPROCESS_TIMEOUT_S}s"}
+    finally:
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    wall = time.perf_counter() - started
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        log(f"{tool} {scenario} FAILED (exit {proc.returncode}):\n{tail}")
+        return {"tool": tool, "error": f"exit {proc.returncode}: {tail}"}
+    result: dict[str, Any] = json.loads(lines[-1])
+    result["process_wall_s"] = wall
+    return result
+
+
+def _ratio(num: float | None, den: float | None) -> float | None:
+    if num is None or den is None or den == 0:
+        return None
+    return num / den
+
+
+def check(name: str, value: float | None, op: str, target: float) -> dict[str, Any]:
+    """A target: ``value op target``; pass is None when the value was not measured."""
+    passed = None if value is None else (value >= target if op == ">=" else value < target)
+    return {"name": name, "value": value, "op": op, "target": target, "pass": passed}
+
+
+def _get(result: dict[str, Any] | None, key: str) -> float | None:
+    if not result or "error" in result:
+        return None
+    value = result.get(key)
+    return float(value) if value is not None else None
+
+
+def scenario_log_metric_single(sizes: dict[str, int], mlflow: bool,
+                               keep: bool) -> dict[str, Any]:
+    n = sizes["log_metric_single"]
+    r = run_tool("ratchet", "log_metric_single", n, 1, keep)
+    full = run_tool("ratchet", "log_metric_single", sizes["sync_full"], 1, keep,
+                    ("--sync", "full"))
+    m = run_tool("mlflow", "log_metric_single", n, 1, keep) if mlflow else None
+    ratio = _ratio(_get(r, "rate"), _get(m, "rate"))
+    return {
+        "unit": "points/s (higher is better)",
+        "what": f"{n} points, one log_metric call each, one run, committed per call",
+        "ratchet": r, "mlflow": m,
+        "ratchet_value": _get(r, "rate"), "mlflow_value": _get(m, "rate"), "ratio": ratio,
+        "target": "ratchet >= 20x MLflow points/s",
+        "checks": [check("ratio vs MLflow", ratio, ">=", 20)],
+        "supplementary": {
+            "ratchet_synchronous_full": full,
+            "ratio_synchronous_full_vs_mlflow": _ratio(_get(full, "rate"), _get(m, "rate")),
+            "note": "ratchet's default is WAL + synchronous=NORMAL (a commit survives a "
+                    "process crash, not a power loss); MLflow's SQLite default is the rollback "
+                    "journal + synchronous=FULL (fsync per commit). The synchronous_full "
+                    "variant forces PRAGMA synchronous=FULL on ratchet for a like-for-like "
+                    "durability comparison.",
+        },
+    }
+
+
+def scenario_log_batch(sizes: dict[str, int], mlflow: bool, keep: bool) -> dict[str, Any]:
+    n, reps = sizes["log_batch"], sizes["reps"]
+    r = run_tool("ratchet", "log_batch", n, reps, keep)
+    m = run_tool("mlflow", "log_batch", n, reps, keep) if mlflow else None
+    ratio = _ratio(_get(r, "rate"), _get(m, "rate"))
+    return {
+        "unit": "points/s (higher is better), from the median of the repetitions",
+        "what": f"{n} points (10 keys x {n // 10} steps) per repetition into a fresh run; "
+                "ratchet: one log_batch call; MLflow: ceil(n/1000) log_batch calls "
+                "(MLflow caps a call at 1000 metrics), total time counted",
+        "ratchet": r, "mlflow": m,
+        "ratchet_value": _get(r, "rate"), "mlflow_value": _get(m, "rate"), "ratio": ratio,
+        "target": "ratchet >= 5x MLflow points/s",
+        "checks": [check("ratio vs MLflow", ratio, ">=", 5)],
+    }
+
+
+def scenario_search_runs(sizes: dict[str, int], mlflow: bool, keep: bool) -> dict[str, Any]:
+    n, big, reps = sizes["search_runs"], sizes["search_runs_big"], sizes["reps"]
+    r = run_tool("ratchet", "search_runs", n, reps, keep)
+    r_big = run_tool("ratchet", "search_runs", big, reps, keep)
+    m = run_tool("mlflow", "search_runs", n, reps, keep) if mlflow else None
+    ratio = _ratio(_get(m, "median_s"), _get(r, "median_s"))
+    consistent = None
+    if _get(r, "n_results") is not None and _get(m, "n_results") is not None:
+        consistent = _get(r, "n_results") == _get(m, "n_results")
+    return {
+        "unit": "seconds per search, median (lower is better); ratio = MLflow / ratchet",
+        "what": f"filter {r.get('filter')!r}, order_by {r.get('order_by')}, max_results 1000, "
+                f"over {n} seeded runs (ratchet also over {big})",
+        "ratchet": r, "ratchet_big": r_big, "mlflow": m,
+        "ratchet_value": _get(r, "median_s"), "mlflow_value": _get(m, "median_s"),
+        "ratio": ratio, "same_result_count": consistent,
+        "target": f"ratchet >= 10x faster than MLflow at {n} runs; ratchet < 0.1 s at "
+                  f"{big} runs",
+        "checks": [
+            check(f"speed-up vs MLflow at {n} runs", ratio, ">=", 10),
+            check(f"ratchet seconds at {big} runs", _get(r_big, "median_s"), "<", 0.1),
+        ],
+    }
+
+
+def _startup_times(python: Path, code: str, reps: int, cwd: Path) -> list[float]:
+    times = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        subprocess.run([str(python), "-c", code], check=True, env=child_env(), cwd=cwd,
+                       stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def scenario_import_time(sizes: dict[str, int], mlflow: bool, keep: bool) -> dict[str, Any]:
+    reps = sizes["import_reps"]
+    cases: dict[str, tuple[Path, str]] = {
+        "ratchet_baseline": (ratchet_python(), "pass"),
+        "ratchet": (ratchet_python(), "import ratchet"),
+        "ratchet_client": (ratchet_python(), "import ratchet.tracking.client"),
+    }
+    if mlflow:
+        cases["mlflow_baseline"] = (mlflow_python(), "pass")
+        cases["mlflow"] = (mlflow_python(), "import mlflow")
+    cwd = Path(tempfile.mkdtemp(prefix="ratchet-bench-import-"))
+    log(f"import_time: {reps} fresh processes per case, after one warm-up each")
+    try:
+        for python, code in cases.values():  # warm-up: page cache, bytecode
+            _startup_times(python, code, 1, cwd)
+        raw: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(reps):  # interleaved, so drift hits every case alike
+            for name, (python, code) in cases.items():
+                raw[name] += _startup_times(python, code, 1, cwd)
+    finally:
+        if not keep:
+            shutil.rmtree(cwd, ignore_errors=True)
+    med = {name: statistics.median(ts) for name, ts in raw.items()}
+
+    def side(name: str, baseline: str) -> dict[str, Any] | None:
+        if name not in med:
+            return None
+        return {"code": cases[name][1], "raw_s": med[name], "baseline_s": med[baseline],
+                "net_s": med[name] - med[baseline], "times_s": [round(x, 4) for x in raw[name]]}
+
+    r = side("ratchet", "ratchet_baseline")
+    rc = side("ratchet_client", "ratchet_baseline")
+    m = side("mlflow", "mlflow_baseline")
+    assert r is not None
+    ratio = _ratio(m["net_s"] if m else None, r["net_s"])
+    return {
+        "unit": "seconds of wall clock per fresh process, median; net = raw - `python -c pass`",
+        "what": "python -c 'import ratchet' vs python -c 'import mlflow'",
+        "ratchet": r, "mlflow": m,
+        "ratchet_value": r["net_s"], "mlflow_value": m["net_s"] if m else None, "ratio": ratio,
+        "target": "ratchet import < 0.3 s",
+        "checks": [check("ratchet net import seconds", r["net_s"], "<", 0.3),
+                   check("ratchet raw process seconds", r["raw_s"], "<", 0.3)],
+        "supplementary": {
+            "ratchet_tracking_client": rc,
+            "note": "`import ratchet` is lazy; `import ratchet.tracking.client` is what a "
+                    "script that logs a metric pays before its first call.",
+        },
+    }
+
+
+RUNNERS = {
+    "log_metric_single": scenario_log_metric_single,
+    "log_batch": scenario_log_batch,
+    "search_runs": scenario_search_runs,
+    "import_time": scenario_import_time,
+}
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import sqlite3
+
+    return {"cpus": os.cpu_count(), "cpu_model": cpu, "platform": platform.platform(),
+            "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
+            "tmpdir": tempfile.gettempdir()}
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    parser.add_argument("--only", action="append", choices=SCENARIOS, metavar="NAME",
+                        help=f"run only this scenario (repeatable): {', '.join(SCENARIOS)}")
+    parser.add_argument("--skip-mlflow", action="store_true",
+                        help="ratchet only; ratio targets are reported with pass=null")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dirs (debugging)")
+    parser.add_argument("--output", type=Path, default=RESULTS,
+                        help=f"where to write the JSON too (default {RESULTS.relative_to(REPO)})")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    sizes = QUICK if args.quick else FULL
+    with_mlflow = not args.skip_mlflow
+    mlflow_version = ensure_mlflow_venv() if with_mlflow else None
+    doc: dict[str, Any] = {
+        "schema": "ratchet-bench/1",
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python", "bench/run.py", *(argv if argv is not None
+                                                         else sys.argv[1:])]),
+        "quick": args.quick,
+        "sizes": sizes,
+        "machine": machine_info(),
+        "versions": {
+            "ratchet": package_version(ratchet_python(), "ratchet-mlops"),
+            "ratchet_git_commit": git_commit(),
+            "mlflow": mlflow_version,
+            "mlflow_requirement": MLFLOW_REQUIREMENT if with_mlflow else None,
+            "sqlalchemy_ratchet_venv": package_version(ratchet_python(), "sqlalchemy"),
+            "sqlalchemy_mlflow_venv": (package_version(mlflow_python(), "sqlalchemy")
+                                       if with_mlflow else None),
+        },
+        "scenarios": {},
+    }
+    for name in args.only or SCENARIOS:
+        if args.only and name not in args.only:
+            continue
+        result = RUNNERS[name](sizes, with_mlflow, args.keep)
+        result["pass"] = _overall([c["pass"] for c in result["checks"]])
+        doc["scenarios"][name] = result
+    verdicts = [c["pass"] for s in doc["scenarios"].values() for c in s["checks"]]
+    doc["summary"] = {"checks_passed": sum(v is True for v in verdicts),
+                      "checks_failed": sum(v is False for v in verdicts),
+                      "checks_skipped": sum(v is None for v in verdicts),
+                      "all_passed": _overall(verdicts)}
+    doc["total_s"] = time.perf_counter() - started
+
+    text = json.dumps(doc, indent=2)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text + "\n")
+    print(text)
+    _print_table(doc, args.output)
+    return 0
+
+
+def _overall(verdicts: list[bool | None]) -> bool | None:
+    if any(v is False for v in verdicts):
+        return False
+    if verdicts and all(v is True for v in verdicts):
+        return True
+    return None
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.{digits}g}"
+
+
+def _print_table(doc: dict[str, Any], output: Path) -> None:
+    log(f"done in {doc['total_s']:.0f}s; results in {output}")
+    for name, s in doc["scenarios"].items():
+        checks = "; ".join(
+            f"{c['name']}: {_fmt(c['value'])} {c['op']} {c['target']} -> "
+            f"{'PASS' if c['pass'] else 'FAIL' if c['pass'] is False else 'skipped'}"
+            for c in s["checks"])
+        log(f"{name:18} ratchet {_fmt(s['ratchet_value'])}  mlflow {_fmt(s['mlflow_value'])}"
+            f"  ratio {_fmt(s['ratio'])}  [{checks}]")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
