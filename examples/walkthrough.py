@@ -65,7 +65,7 @@ def main() -> None:
     sample = X_test.head(5)
     print(f"champion predictions for 5 test rows: {loaded.predict(sample).tolist()} "
           f"(truth: {y_test.head(5).tolist()})")
-    print(f"probability of class 1: {[round(p, 3) for p in loaded.predict_proba(sample)[:, 1]]}")
+    print(f"probability of class 1: {[round(float(p), 3) for p in loaded.predict_proba(sample)[:, 1]]}")
 
     lineage = ratchet.models.lineage(f"models:/{MODEL}@champion")
     code = lineage.run.code if lineage.run else None

@@ -31,7 +31,7 @@ def list_experiments(as_json: JsonOption = False) -> None:
     """List experiments with their run counts, oldest first."""
     tracking = Session().tracking
     found = tracking.list_experiments()
-    counts = tracking.store.run_counts()
+    counts = tracking.run_counts()
     if as_json:
         print_json([experiment_dict(e, counts.get(e.experiment_id, 0)) for e in found])
         return
@@ -58,7 +58,7 @@ def show(
     """Show one experiment: id, description, lifecycle, run count and tags."""
     tracking = Session().tracking
     exp = tracking.get_experiment(name_or_id)
-    run_count = tracking.store.run_counts().get(exp.experiment_id, 0)
+    run_count = tracking.run_counts().get(exp.experiment_id, 0)
     if as_json:
         print_json(experiment_dict(exp, run_count))
         return

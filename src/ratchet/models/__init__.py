@@ -1,23 +1,40 @@
-"""Model packaging: flavors, manifests and signatures.
+"""``ratchet.models``: the model registry as module functions over the default client.
 
-``save_model`` writes a model into a directory with a ``ratchet-model.json`` manifest;
-``load_model`` reads it back as a :class:`LoadedModel`. Heavy libraries (sklearn,
-skops, lightgbm, xgboost, cloudpickle, pandas) are imported only when used.
+    ratchet.models.set_alias("churn", "champion", version=3, reason="better AUC")
+    model = ratchet.models.load("models:/churn@champion")
+    ratchet.models.lineage("models:/churn@champion")
 """
 
 from __future__ import annotations
 
-from ratchet.models.manifest import Manifest
-from ratchet.models.packaging import LoadedModel, detect_flavor, load_model, save_model
-from ratchet.models.signature import ColumnSpec, Signature, infer_signature
+from ratchet.registry.fluent import (
+    alias_history,
+    client,
+    delete_alias,
+    get_model,
+    get_version,
+    lineage,
+    list_models,
+    list_versions,
+    load,
+    log_model,
+    register,
+    set_alias,
+    version_at,
+)
 
 __all__ = [
-    "ColumnSpec",
-    "LoadedModel",
-    "Manifest",
-    "Signature",
-    "detect_flavor",
-    "infer_signature",
-    "load_model",
-    "save_model",
+    "alias_history",
+    "client",
+    "delete_alias",
+    "get_model",
+    "get_version",
+    "lineage",
+    "list_models",
+    "list_versions",
+    "load",
+    "log_model",
+    "register",
+    "set_alias",
+    "version_at",
 ]

@@ -205,6 +205,8 @@ class RegistryClient:
 
     def version_at(self, name: str, alias: str, when: datetime | int) -> int | None:
         """The version ``alias`` pointed at, at time ``when`` (None if it was unset)."""
+        if not self.alias_history(name, alias):
+            raise NotFound(f"model {name!r} has never had an alias {alias!r}")
         return self.store.alias_version_at(name, alias, to_ms(when))
 
     # ---------------------------------------------------------------- resolving and loading

@@ -97,6 +97,7 @@ _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 _OP_CHARS = frozenset("<>=!")
 _HEAD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _KEY_RE = re.compile(r"[A-Za-z0-9_./:-]+")
+_UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
 _NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
@@ -222,8 +223,11 @@ class _Parser:
                 f"invalid {what}: it is {len(text)} characters long, the limit is "
                 f"{MAX_FILTER_LENGTH}; narrow it with fewer conditions"
             )
-        if "\x00" in text:  # PostgreSQL text cannot hold NUL, so no key or value has one
-            self.fail(text.index("\x00"), "a NUL character cannot appear in a filter")
+        # No stored key or value can hold these (PostgreSQL text has no NUL, and lone
+        # surrogates cannot be encoded), and the drivers would fail on them.
+        unstorable = _UNSTORABLE_RE.search(text)
+        if unstorable is not None:
+            self.fail(unstorable.start(), f"the character {unstorable.group()!r} cannot be stored")
 
     # -- entry points -------------------------------------------------------------
 

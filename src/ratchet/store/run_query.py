@@ -54,8 +54,9 @@ from ratchet.store.run_filter import (
 from ratchet.store.schema import latest_metrics, params, run_tags, runs
 
 DIALECTS = ("sqlite", "postgresql")
-# SQLite allows at most 64 tables in one join; past this many joined keys (filter and
-# order together) a filter uses EXISTS and an order key a correlated scalar subquery.
+# SQLite allows at most 64 tables in one join. The filter joins at most MAX_JOINS // 2
+# keys (the rest use EXISTS); order keys join up to MAX_JOINS in all, then fall back to
+# correlated scalar subqueries.
 MAX_JOINS = 24
 
 _KEYED = {"metric": latest_metrics, "param": params, "tag": run_tags}

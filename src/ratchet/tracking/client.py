@@ -111,6 +111,10 @@ class TrackingClient:
     def list_experiments(self) -> list[Experiment]:
         return self.store.list_experiments()
 
+    def run_counts(self) -> dict[str, int]:
+        """Number of runs per experiment id."""
+        return self.store.run_counts()
+
     # ---------------------------------------------------------------- run lifecycle
     def create_run(self, experiment: str | None = None, *, name: str | None = None,
                    parent_run_id: str | None = None,

@@ -20,8 +20,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ratchet.errors import Untrusted
-from ratchet.models import detect_flavor, load_model, save_model
-from ratchet.models.flavors.sklearn import is_allowed_type
+from ratchet.packaging import detect_flavor, load_model, save_model
+from ratchet.packaging.flavors.sklearn import is_allowed_type
 
 
 def iris_frame() -> tuple[pd.DataFrame, pd.Series]:

@@ -15,8 +15,8 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from ratchet.errors import InvalidInput, NotFound, RatchetError, Untrusted, ValidationFailed
-from ratchet.models import Manifest, Signature, infer_signature, load_model, save_model
-from ratchet.models.manifest import MANIFEST_FILENAME, MAX_EXAMPLE_ROWS
+from ratchet.packaging import Manifest, Signature, infer_signature, load_model, save_model
+from ratchet.packaging.manifest import MANIFEST_FILENAME, MAX_EXAMPLE_ROWS
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +213,7 @@ def test_errors_are_ratchet_errors() -> None:
 
 def test_import_is_cheap() -> None:
     code = (
-        "import sys, ratchet.models; "
+        "import sys, ratchet.packaging; "
         "heavy = [m for m in ('pandas', 'sklearn', 'skops', 'lightgbm', 'xgboost', "
         "'cloudpickle', 'sqlalchemy') if m in sys.modules]; print(heavy)"
     )

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ratchet.errors import InvalidInput, Untrusted
 
 if TYPE_CHECKING:
-    from ratchet.models.manifest import Manifest
+    from ratchet.packaging.manifest import Manifest
 
 FLAVOR = "sklearn"
 SAFE = True

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ratchet.errors import InvalidInput, ValidationFailed
-from ratchet.models import ColumnSpec, Signature, infer_signature
-from ratchet.models.signature import MAX_CATEGORIES, SignatureMismatch
+from ratchet.packaging import ColumnSpec, Signature, infer_signature
+from ratchet.packaging.signature import MAX_CATEGORIES, SignatureMismatch
 
 
 @pytest.fixture

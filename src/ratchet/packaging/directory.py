@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ratchet.errors import InvalidInput, NotFound, Untrusted
-from ratchet.models.flavors import DETECTION_ORDER, FLAVORS, get_flavor
-from ratchet.models.manifest import (
+from ratchet.packaging.flavors import DETECTION_ORDER, FLAVORS, get_flavor
+from ratchet.packaging.manifest import (
     MANIFEST_FILENAME,
     Manifest,
     example_records,
     write_json_atomic,
 )
-from ratchet.models.signature import Signature, as_frame, infer_signature
+from ratchet.packaging.signature import Signature, as_frame, infer_signature
 
 if TYPE_CHECKING:
     import numpy as np
@@ -228,7 +228,7 @@ def _infer_from_example(model: object, example: Any, names: list[str] | None) ->
     predictor: Any = model
     xgb = sys.modules.get("xgboost")
     if xgb is not None and isinstance(model, xgb.Booster):
-        from ratchet.models.flavors.xgboost import NativeXGBBooster
+        from ratchet.packaging.flavors.xgboost import NativeXGBBooster
 
         predictor = NativeXGBBooster(model)  # a bare Booster only predicts on a DMatrix
     try:

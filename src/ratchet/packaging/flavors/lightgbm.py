@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ratchet.errors import InvalidInput
-from ratchet.models.manifest import read_flavor_metadata, write_flavor_metadata
+from ratchet.packaging.manifest import read_flavor_metadata, write_flavor_metadata
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from ratchet.models.manifest import Manifest
+    from ratchet.packaging.manifest import Manifest
 
 FLAVOR = "lightgbm"
 SAFE = True

@@ -138,7 +138,7 @@ def ratchet_version() -> str:
 
 def example_records(X: Any, names: list[str] | None = None) -> list[dict[str, Any]]:
     """The first rows of an input example as JSON-ready records (NaN -> None)."""
-    from ratchet.models.signature import as_frame
+    from ratchet.packaging.signature import as_frame
 
     frame = as_frame(X, names).head(MAX_EXAMPLE_ROWS)
     return [

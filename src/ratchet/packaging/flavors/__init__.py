@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ratchet.errors import InvalidInput
-from ratchet.models.flavors import lightgbm, python, sklearn, xgboost
+from ratchet.packaging.flavors import lightgbm, python, sklearn, xgboost
 
 if TYPE_CHECKING:
-    from ratchet.models.manifest import Manifest
+    from ratchet.packaging.manifest import Manifest
 
 
 class Flavor(Protocol):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ratchet.errors import InvalidInput, Untrusted
 
 if TYPE_CHECKING:
-    from ratchet.models.manifest import Manifest
+    from ratchet.packaging.manifest import Manifest
 
 FLAVOR = "python"
 SAFE = False
