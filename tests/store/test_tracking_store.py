@@ -174,3 +174,15 @@ def test_search_and_paging(store: TrackingStore) -> None:
         store.search_runs(filter="metrics.auc >> 1")
     all_runs, _ = store.search_runs()
     assert len(all_runs) == 8
+
+
+def test_longest_param_value_is_stored_and_searchable(store: TrackingStore, run_id: str) -> None:
+    # 6,000 chars overflows a PostgreSQL btree row; the schema must not index it that way.
+    import random
+    import string
+
+    value = "".join(random.Random(0).choices(string.ascii_letters, k=6000))
+    store.log_params(run_id, {"big": value})
+    assert store.get_run(run_id).params["big"] == value
+    runs, _ = store.search_runs(filter=f"params.big = '{value}'")
+    assert [r.run_id for r in runs] == [run_id]

@@ -87,7 +87,11 @@ params = Table(
     Column("run_id", ID, ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
     Column("key", KEY, primary_key=True),
     Column("value", PARAM_VALUE, nullable=False),
-    Index(None, "key", "value"),
+    # Search starts from (key, value). PostgreSQL caps btree rows at ~2.7 kB and params may
+    # hold 6,000 chars, so there a hash index on the value (any size) does the job.
+    Index("ix_params_key_value_run_id", "key", "value", "run_id").ddl_if(dialect="sqlite"),
+    Index("ix_params_value_hash", "value", postgresql_using="hash").ddl_if(
+        dialect="postgresql"),
 )
 
 run_tags = Table(
@@ -122,7 +126,7 @@ latest_metrics = Table(
     Column("is_nan", Boolean, nullable=False, default=False),
     Column("step", BigInteger, nullable=False),
     Column("timestamp", BigInteger, nullable=False),
-    Index(None, "key", "value"),
+    Index(None, "key", "value", "run_id"),  # covering: search reads no table rows
 )
 
 run_artifacts = Table(
@@ -223,3 +227,15 @@ alias_events = Table(
     Index(None, "name", "alias", "at"),
 )
 
+
+
+def exists_on(obj: object, dialect: str) -> bool:
+    """Whether a schema object is created on ``dialect`` (honours ``.ddl_if(dialect=...)``).
+
+    Alembic's autogenerate does not look at ``ddl_if``; its ``include_object`` hook uses this.
+    """
+    condition = getattr(obj, "_ddl_if", None)
+    if condition is None or condition.dialect is None:
+        return True
+    wanted = condition.dialect
+    return dialect == wanted if isinstance(wanted, str) else dialect in wanted

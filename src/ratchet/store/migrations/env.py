@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from ratchet.store.schema import metadata
+from ratchet.store.schema import exists_on, metadata
 
 config = context.config
 
@@ -16,6 +16,10 @@ def _run(connection: object) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # type: ignore[attr-defined]
         compare_type=True,
+        include_object=lambda obj, _name, _kind, _reflected, _other: exists_on(
+            obj,
+            connection.dialect.name,  # type: ignore[attr-defined]
+        ),
     )
     with context.begin_transaction():
         context.run_migrations()

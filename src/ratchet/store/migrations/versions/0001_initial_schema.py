@@ -146,7 +146,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("latest_metrics", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_latest_metrics_key_value"), ["key", "value"], unique=False
+            batch_op.f("ix_latest_metrics_key_value_run_id"),
+            ["key", "value", "run_id"],
+            unique=False,
         )
 
     op.create_table(
@@ -212,8 +214,15 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("run_id", "key", name=op.f("pk_params")),
     )
-    with op.batch_alter_table("params", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_params_key_value"), ["key", "value"], unique=False)
+    # PostgreSQL caps btree rows at ~2.7 kB; params hold up to 6,000 chars.
+    if op.get_bind().dialect.name == "postgresql":
+        op.create_index(
+            "ix_params_value_hash", "params", ["value"], unique=False, postgresql_using="hash"
+        )
+    else:
+        op.create_index(
+            "ix_params_key_value_run_id", "params", ["key", "value", "run_id"], unique=False
+        )
 
     op.create_table(
         "run_artifacts",
@@ -313,7 +322,11 @@ def downgrade() -> None:
 
     op.drop_table("run_artifacts")
     with op.batch_alter_table("params", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_params_key_value"))
+        batch_op.drop_index(
+            "ix_params_value_hash"
+            if op.get_bind().dialect.name == "postgresql"
+            else "ix_params_key_value_run_id"
+        )
 
     op.drop_table("params")
     with op.batch_alter_table("model_versions", schema=None) as batch_op:
@@ -326,7 +339,7 @@ def downgrade() -> None:
 
     op.drop_table("metrics")
     with op.batch_alter_table("latest_metrics", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_latest_metrics_key_value"))
+        batch_op.drop_index(batch_op.f("ix_latest_metrics_key_value_run_id"))
 
     op.drop_table("latest_metrics")
     with op.batch_alter_table("runs", schema=None) as batch_op:
