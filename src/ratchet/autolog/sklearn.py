@@ -72,12 +72,13 @@ def _patch(cls: type) -> None:
         return
 
     @functools.wraps(fit)
-    def logged_fit(self: Any, X: Any, y: Any = None, *args: Any, **kwargs: Any) -> Any:
+    def logged_fit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # Arguments pass through untouched: fit signatures differ (LabelEncoder.fit(y)).
         if _in_fit.get() or not _config.enabled:
-            return fit(self, X, y, *args, **kwargs)
+            return fit(self, *args, **kwargs)
         token = _in_fit.set(True)
         try:
-            return _fit_and_log(fit, self, X, y, args, kwargs)
+            return _fit_and_log(fit, self, args, kwargs)
         finally:
             _in_fit.reset(token)
 
@@ -113,13 +114,14 @@ def _uninstall(base: type) -> None:
     _config.enabled = False
 
 
-def _fit_and_log(fit: Any, est: Any, X: Any, y: Any, args: tuple[Any, ...],
-                 kwargs: dict[str, Any]) -> Any:
+def _fit_and_log(fit: Any, est: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    X = args[0] if args else kwargs.get("X")
+    y = args[1] if len(args) > 1 else kwargs.get("y")
     own_run = tracking_fluent.active_run_id() is None
     run = tracking_fluent.start_run(name=type(est).__name__) if own_run else None
     try:
         _safely("params", lambda: tracking_fluent.log_params(_params(est)))
-        result = fit(est, X, y, *args, **kwargs)
+        result = fit(est, *args, **kwargs)
         _safely("training metrics",
                 lambda: tracking_fluent.log_metrics(training_metrics(est, X, y)))
         if _config.log_models:
