@@ -10,7 +10,7 @@ CHUNK_SIZE = 1 << 20
 DIGEST_HEX_LENGTH = 64
 
 
-def hasher() -> hashlib._Hash:
+def hasher() -> hashlib.blake2b:
     return hashlib.blake2b(digest_size=32)
 
 

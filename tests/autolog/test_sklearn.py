@@ -78,11 +78,11 @@ def test_classes_imported_later_are_patched(autologging: None) -> None:
     from sklearn.base import BaseEstimator, RegressorMixin
 
     class MeanRegressor(RegressorMixin, BaseEstimator):  # defined after autolog()
-        def fit(self, X, y):  # noqa: ANN001, ANN201
+        def fit(self, X, y):
             self.mean_ = float(np.mean(y))
             return self
 
-        def predict(self, X):  # noqa: ANN001, ANN201
+        def predict(self, X):
             return np.full(len(X), self.mean_)
 
     MeanRegressor().fit([[1.0], [2.0]], [1.0, 3.0])

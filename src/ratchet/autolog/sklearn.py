@@ -17,7 +17,7 @@ import inspect
 import warnings
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ratchet.registry import fluent as registry_fluent
 from ratchet.tracking import fluent as tracking_fluent
@@ -57,9 +57,11 @@ def autolog(*, log_models: bool = True, registered_model_name: str | None = None
 
 
 def _subclasses(root: type) -> list[type]:
-    seen, stack = [], [root]
+    seen: list[type] = []
+    stack = [root]
     while stack:
-        for sub in stack.pop().__subclasses__():
+        subclasses: list[type] = stack.pop().__subclasses__()
+        for sub in subclasses:
             if sub not in seen:
                 seen.append(sub)
                 stack.append(sub)
@@ -94,10 +96,10 @@ def _install_subclass_hook(base: type) -> None:
         if own is not None:
             own.__func__(cls, **kwargs)
         else:
-            super(base, cls).__init_subclass__(**kwargs)  # type: ignore[misc]
+            super(cast(Any, base), cls).__init_subclass__(**kwargs)
         _patch(cls)
 
-    base.__init_subclass__ = classmethod(hook)  # type: ignore[assignment]
+    base.__init_subclass__ = classmethod(hook)  # type: ignore[method-assign,assignment]
 
 
 def _uninstall(base: type) -> None:
@@ -108,9 +110,9 @@ def _uninstall(base: type) -> None:
         if fit is not None and hasattr(fit, _ORIGINAL):
             cls.fit = getattr(fit, _ORIGINAL)  # type: ignore[attr-defined]
     if _config.original_init_subclass is not None:
-        base.__init_subclass__ = _config.original_init_subclass  # type: ignore[assignment]
+        base.__init_subclass__ = _config.original_init_subclass  # type: ignore[method-assign]
     else:
-        del base.__init_subclass__  # type: ignore[misc]
+        del base.__init_subclass__
     _config.enabled = False
 
 

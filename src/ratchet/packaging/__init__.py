@@ -7,8 +7,8 @@ skops, lightgbm, xgboost, cloudpickle, pandas) are imported only when used.
 
 from __future__ import annotations
 
-from ratchet.packaging.manifest import Manifest
 from ratchet.packaging.directory import LoadedModel, detect_flavor, load_model, save_model
+from ratchet.packaging.manifest import Manifest
 from ratchet.packaging.signature import ColumnSpec, Signature, infer_signature
 
 __all__ = [

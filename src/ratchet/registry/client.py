@@ -107,9 +107,8 @@ class RegistryClient:
         tags: Mapping[str, str] | None = None,
     ) -> ModelVersion | LoggedModel:
         """Package ``model`` into the run's artifacts; with ``name``, register a new version."""
-        from ratchet.packaging import save_model
-
         from ratchet.artifacts import normalize_artifact_path
+        from ratchet.packaging import save_model
 
         run = self.tracking.get_run(run_id)
         path = normalize_artifact_path(artifact_path) if artifact_path else self._free_path(run_id)

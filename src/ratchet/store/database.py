@@ -88,10 +88,10 @@ class Database:
     def upsert(self, table: Any) -> Any:
         """``INSERT`` with ``ON CONFLICT`` support for this dialect."""
         if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+            from sqlalchemy.dialects import postgresql as dialect_module
         else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        return dialect_insert(table)
+            from sqlalchemy.dialects import sqlite as dialect_module  # type: ignore[no-redef]
+        return dialect_module.insert(table)
 
 
 def _configure_sqlite(engine: Engine, event: Any) -> None:

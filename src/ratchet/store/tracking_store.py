@@ -258,9 +258,9 @@ class TrackingStore:
                         DatasetInput(r.name, r.digest, r.version, r.role, r.source))
         out = []
         for rid in run_ids:
-            r = rows.get(rid)
-            if r is None:
+            if rid not in rows:
                 continue
+            r = rows[rid]
             code = CodeVersion(
                 git_commit=r.git_commit, git_branch=r.git_branch, git_dirty=r.git_dirty,
                 git_diff_hash=r.git_diff_hash, entry_point=r.entry_point,

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine
+from sqlalchemy.engine import Connection
 
 from ratchet.store.schema import exists_on, metadata
 
 config = context.config
 
 
-def _run(connection: object) -> None:
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,
-        render_as_batch=connection.dialect.name == "sqlite",  # type: ignore[attr-defined]
+        render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         include_object=lambda obj, _name, _kind, _reflected, _other: exists_on(
             obj,
-            connection.dialect.name,  # type: ignore[attr-defined]
+            connection.dialect.name,
         ),
     )
     with context.begin_transaction():
