@@ -1,0 +1,33 @@
+"""The docs' examples run: every python block in order, then every `ratchet` line."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DOCS = Path(__file__).parents[1] / "docs"
+SKIP_COMMANDS = ("export ", "ratchet db upgrade")  # need a PostgreSQL/S3 target
+
+
+def blocks(path: Path, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", path.read_text(), flags=re.S)
+
+
+@pytest.mark.parametrize("page", ["quickstart.md"])
+def test_doc_page_runs(page: str, workspace: Path) -> None:
+    namespace: dict[str, object] = {"__name__": "__docs__"}
+    for code in blocks(DOCS / page, "python"):
+        exec(compile(code, f"{page}", "exec"), namespace)  # noqa: S102
+    for block in blocks(DOCS / page, "bash"):
+        for line in block.strip().splitlines():
+            if not line.startswith("ratchet ") or line.startswith(SKIP_COMMANDS):
+                continue
+            args = shlex.split(line.split("  #")[0])[1:]
+            done = subprocess.run([sys.executable, "-m", "ratchet.cli.main", *args],
+                                  cwd=workspace, capture_output=True, text=True)
+            assert done.returncode == 0, f"{line}\n{done.stderr}"

@@ -1,0 +1,21 @@
+"""`make demo` runs examples/walkthrough.py: it must work from an empty directory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+
+
+def test_walkthrough_runs_from_an_empty_directory(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(EXAMPLES / "walkthrough.py")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "champion -> cancer-classifier v" in out
+    assert "metadata store : sqlite:///" in out and str(tmp_path) in out
+    assert (tmp_path / ".ratchet" / "ratchet.db").is_file()
+    # the printed predictions came from the model loaded back by alias
+    assert "champion predictions for 5 test rows" in out
