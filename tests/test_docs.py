@@ -22,7 +22,7 @@ def blocks(path: Path, language: str) -> list[str]:
 def test_doc_page_runs(page: str, workspace: Path) -> None:
     namespace: dict[str, object] = {"__name__": "__docs__"}
     for code in blocks(DOCS / page, "python"):
-        exec(compile(code, f"{page}", "exec"), namespace)  # noqa: S102
+        exec(compile(code, f"{page}", "exec"), namespace)
     for block in blocks(DOCS / page, "bash"):
         for line in block.strip().splitlines():
             if not line.startswith("ratchet ") or line.startswith(SKIP_COMMANDS):

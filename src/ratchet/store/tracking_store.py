@@ -14,7 +14,22 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import (
+    String,
+    and_,
+    bindparam,
+    false,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from ratchet.clock import now_ms
@@ -230,32 +245,49 @@ class TrackingStore:
             raise NotFound(f"no run with id {run_id!r}")
         return runs[0]
 
-    def _load_runs(self, run_ids: Sequence[str], *, with_data: bool = True) -> list[Run]:
-        """Runs in the given order, with params, latest metrics, tags and inputs."""
+    def _load_runs(self, run_ids: Sequence[str], run_rows: Mapping[str, Any] | None = None
+                   ) -> list[Run]:
+        """Runs in the given order, with params, latest metrics, tags and inputs.
+
+        ``run_rows`` are the runs' own rows when the caller already has them (search).
+        Params, metrics and tags come back in one UNION ALL. The ids are bound as one
+        parameter (a JSON array on SQLite, an array on PostgreSQL): expanding thousands of
+        bound values costs more than the lookups, and SQLite caps their number.
+        """
         if not run_ids:
             return []
-        params: dict[str, dict[str, str]] = {}
-        metrics: dict[str, dict[str, float]] = {}
-        tags: dict[str, dict[str, str]] = {}
+        rows: dict[str, Any] = dict(run_rows or {})
+        params: dict[str, dict[str, str]] = {rid: {} for rid in run_ids}
+        metrics: dict[str, dict[str, float]] = {rid: {} for rid in run_ids}
+        tags: dict[str, dict[str, str]] = {rid: {} for rid in run_ids}
         inputs: dict[str, list[DatasetInput]] = {}
+        p, m, g = t.params, t.latest_metrics, t.run_tags
+        ids = {"ids": json.dumps(list(run_ids)) if self.db.dialect == "sqlite" else list(run_ids)}
         with self.db.read() as conn:
-            rows = {r.run_id: r for r in conn.execute(
-                select(t.runs).where(t.runs.c.run_id.in_(run_ids)))}
-            if with_data:
-                for r in conn.execute(select(t.params).where(t.params.c.run_id.in_(run_ids))):
-                    params.setdefault(r.run_id, {})[r.key] = r.value
-                for r in conn.execute(
-                    select(t.latest_metrics).where(t.latest_metrics.c.run_id.in_(run_ids))
-                ):
-                    metrics.setdefault(r.run_id, {})[r.key] = math.nan if r.is_nan else r.value
-                for r in conn.execute(select(t.run_tags).where(t.run_tags.c.run_id.in_(run_ids))):
-                    tags.setdefault(r.run_id, {})[r.key] = r.value
-                for r in conn.execute(
-                    select(t.run_inputs).where(t.run_inputs.c.run_id.in_(run_ids))
-                    .order_by(t.run_inputs.c.created_at)
-                ):
-                    inputs.setdefault(r.run_id, []).append(
-                        DatasetInput(r.name, r.digest, r.version, r.role, r.source))
+            if run_rows is None:
+                rows.update((r.run_id, r) for r in conn.execute(
+                    select(t.runs).where(self._in_ids(t.runs.c.run_id)), ids))
+            data = union_all(
+                select(p.c.run_id, literal(0), p.c.key, p.c.value, null(), false())
+                .where(self._in_ids(p.c.run_id)),
+                select(m.c.run_id, literal(1), m.c.key, null(), m.c.value, m.c.is_nan)
+                .where(self._in_ids(m.c.run_id)),
+                select(g.c.run_id, literal(2), g.c.key, g.c.value, null(), false())
+                .where(self._in_ids(g.c.run_id)),
+            )
+            for rid, kind, key, text_value, number, is_nan in conn.execute(data, ids):
+                if kind == 0:
+                    params[rid][key] = text_value
+                elif kind == 1:
+                    metrics[rid][key] = math.nan if is_nan else number
+                else:
+                    tags[rid][key] = text_value
+            for r in conn.execute(
+                select(t.run_inputs).where(self._in_ids(t.run_inputs.c.run_id))
+                .order_by(t.run_inputs.c.created_at), ids
+            ):
+                inputs.setdefault(r.run_id, []).append(
+                    DatasetInput(r.name, r.digest, r.version, r.role, r.source))
         out = []
         for rid in run_ids:
             if rid not in rows:
@@ -270,11 +302,16 @@ class TrackingStore:
             out.append(Run(
                 run_id=r.run_id, experiment_id=r.experiment_id, parent_run_id=r.parent_run_id,
                 name=r.name, status=r.status, start_time=r.start_time, end_time=r.end_time,
-                error=r.error, code=code, params=params.get(rid, {}),
-                metrics=metrics.get(rid, {}), tags=tags.get(rid, {}),
-                inputs=tuple(inputs.get(rid, ())),
+                error=r.error, code=code, params=params[rid], metrics=metrics[rid],
+                tags=tags[rid], inputs=tuple(inputs.get(rid, ())),
             ))
         return out
+
+    def _in_ids(self, column: Any) -> Any:
+        """``column`` is one of the ids bound as the single parameter ``ids``."""
+        if self.db.dialect == "sqlite":
+            return column.in_(select(text("value")).select_from(func.json_each(bindparam("ids"))))
+        return column == func.any(bindparam("ids", type_=ARRAY(String)))
 
     def child_runs(self, run_id: str) -> list[str]:
         with self.db.read() as conn:
@@ -437,13 +474,16 @@ class TrackingStore:
         offset = _decode_page_token(page_token, fingerprint)
         query = build_search(experiment_ids=experiment_ids, filter_node=node, order=order,
                              statuses=statuses, dialect=self.db.dialect)
+        # The search selects the runs' own columns too: one query fewer per page.
+        query = query.add_columns(*(c for c in t.runs.c if c.name != "run_id"))
         with self.db.read() as conn:
-            ids = [r[0] for r in conn.execute(query.limit(max_results + 1).offset(offset))]
+            found = conn.execute(query.limit(max_results + 1).offset(offset)).all()
         next_token = None
-        if len(ids) > max_results:
-            ids = ids[:max_results]
+        if len(found) > max_results:
+            found = found[:max_results]
             next_token = _encode_page_token(offset + max_results, fingerprint)
-        return self._load_runs(ids), next_token
+        return self._load_runs([r.run_id for r in found], {r.run_id: r for r in found}), \
+            next_token
 
     # ---------------------------------------------------------------- helpers
     def _writing(self, run_id: str) -> Any:
