@@ -121,6 +121,56 @@ class BlobStore:
             self._backend.write_bytes(digest, bytes(data))
         return BlobInfo(digest, len(data))
 
+    @contextlib.contextmanager
+    def staging_file(self, suffix: str = "") -> Iterator[Path]:
+        """A private temporary path to write a future blob to, removed unless adopted.
+
+        For a local root it lies inside the store (same filesystem), so ``adopt`` is a
+        rename instead of a second copy of a possibly large file.
+        """
+        if isinstance(self._backend, _LocalBackend):
+            directory = self._backend.tmp_dir
+            directory.mkdir(mode=_TMP_DIR_MODE, parents=True, exist_ok=True)
+        else:
+            directory = Path(tempfile.gettempdir())
+        fd, name = tempfile.mkstemp(prefix="stage-", suffix=suffix + ".part", dir=directory)
+        os.close(fd)
+        path = Path(name)
+        try:
+            yield path
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def adopt(self, path: str | os.PathLike[str], digest: str) -> BlobInfo:
+        """Store a staged file whose digest the caller computed while writing it.
+
+        The file is moved (local root) or uploaded (other roots); reads still verify the
+        digest, so a wrong one can never be served as good content.
+        """
+        _check_digest(digest)
+        src = Path(path)
+        size = src.stat().st_size
+        if self._backend.exists(digest):
+            src.unlink()
+            return BlobInfo(digest, size)
+        if isinstance(self._backend, _LocalBackend):
+            self._backend.adopt(src, digest)
+        else:
+            with open(src, "rb") as f:
+                self._backend.write(digest, self._read_chunks(f))
+            src.unlink()
+        return BlobInfo(digest, size)
+
+    def local_path(self, digest: str) -> Path | None:
+        """The blob's file for zero-copy readers, when the root is a local directory."""
+        if not isinstance(self._backend, _LocalBackend):
+            return None
+        path = self._backend._path(_check_digest(digest))
+        if not path.is_file():
+            raise self._not_found(digest)
+        return path
+
     def clean_temp(self, older_than_s: float = 3600) -> int:
         """Delete temporary files left by killed writers; return how many were deleted.
 
@@ -344,6 +394,15 @@ class _LocalBackend:
 
     def write_bytes(self, digest: str, data: bytes) -> None:
         self.write(digest, [data])
+
+    def adopt(self, staged: Path, digest: str) -> None:
+        with open(staged, "rb+") as f:
+            os.fsync(f.fileno())  # data on disk before the name, as in write()
+        os.chmod(staged, _BLOB_MODE)
+        final = self._path(digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, final)
+        _fsync_dir(final.parent)
 
     def clean_temp(self, older_than_s: float) -> int:
         cutoff = time.time() - older_than_s

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from ratchet.store.database import Database, open_database
+from ratchet.store.dataset_store import DatasetStore
 from ratchet.store.records import (
     AliasEvent,
     ArtifactEntry,
     CodeVersion,
     DatasetInput,
+    DatasetVersionRecord,
     Experiment,
     Metric,
     ModelVersion,
@@ -23,6 +25,8 @@ __all__ = [
     "CodeVersion",
     "Database",
     "DatasetInput",
+    "DatasetStore",
+    "DatasetVersionRecord",
     "Experiment",
     "Metric",
     "ModelVersion",

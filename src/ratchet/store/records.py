@@ -143,3 +143,20 @@ class AliasEvent:
     actor: str | None
     reason: str | None
     at: int
+
+
+@dataclass(frozen=True)
+class DatasetVersionRecord:
+    """A stored dataset version, as the metadata store holds it."""
+
+    name: str
+    version: int
+    digest: str
+    size_bytes: int
+    row_count: int
+    schema: tuple[dict[str, Any], ...]  # [{name, type, nullable}]
+    profile: dict[str, Any]
+    source: str | None
+    parent_version: int | None
+    created_by_run: str | None
+    created_at: int

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 NAMING = {
@@ -227,6 +228,33 @@ alias_events = Table(
     Index(None, "name", "alias", "at"),
 )
 
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("name", NAME, primary_key=True),
+    Column("description", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("name", NAME, ForeignKey("datasets.name", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("digest", String(64), nullable=False),  # of the canonical Parquet snapshot
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("row_count", BigInteger, nullable=False),
+    Column("schema", Text, nullable=False),  # JSON: [{name, type, nullable}]
+    Column("profile", Text, nullable=False),  # JSON: DatasetProfile.to_dict()
+    Column("source", Text, nullable=True),
+    Column("parent_version", Integer, nullable=True),
+    Column("created_by_run", ID, ForeignKey("runs.run_id", ondelete="SET NULL"), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("name", "digest"),  # identical content is one version
+    Index(None, "digest"),
+)
 
 
 def exists_on(obj: object, dialect: str) -> bool:

@@ -1,0 +1,270 @@
+"""Turn what a user hands ``ratchet.data.log`` into one stream of Arrow record batches.
+
+Accepted: pandas and polars DataFrames, Arrow tables/batches/readers, and CSV or Parquet
+files or directories of them. Files are read in batches (pyarrow's streaming readers), so
+a file larger than memory is never loaded whole. Every user mistake is an ``InvalidInput``
+or ``NotFound`` whose one-line message names the place.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ratchet.errors import InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+CSV_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz", ".csv.bz2", ".csv.zst")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+_SNIFF_BYTES = 64 * 1024
+_RAGGED = re.compile(r"Expected (\d+) columns, got (\d+): (.*)", re.S)
+
+
+@dataclass
+class Source:
+    """A readable dataset: its schema, its batches, and how big it is (for progress)."""
+
+    description: str
+    schema: pa.Schema
+    batches: Iterator[pa.RecordBatch]
+    total_bytes: int | None = None
+    bytes_read: Any = None  # callable -> int, for progress over files
+
+
+def open_source(data: object, *, source: str | None = None) -> Source:
+    """A ``Source`` for any accepted input; files are opened, not read."""
+    import pyarrow as pa
+
+    if isinstance(data, str | os.PathLike):
+        return _open_path(Path(data), source)
+    module = type(data).__module__.split(".", 1)[0]
+    if module == "pandas":
+        return _from_table(_pandas_to_arrow(data), source or "pandas.DataFrame")
+    if module == "polars":
+        to_arrow = getattr(data, "to_arrow", None)
+        if to_arrow is None:  # a LazyFrame
+            collect = getattr(data, "collect", None)
+            if collect is None:
+                raise InvalidInput(f"cannot log a {type(data).__name__}")
+            data = collect()
+            to_arrow = data.to_arrow  # type: ignore[attr-defined]
+        return _from_table(to_arrow(), source or "polars.DataFrame")
+    if isinstance(data, pa.Table):
+        return _from_table(data, source or "pyarrow.Table")
+    if isinstance(data, pa.RecordBatch):
+        return _from_table(pa.Table.from_batches([data]), source or "pyarrow.RecordBatch")
+    if isinstance(data, pa.RecordBatchReader):
+        return Source(source or "pyarrow.RecordBatchReader", data.schema, iter(data))
+    raise InvalidInput(
+        f"cannot log a {type(data).__module__}.{type(data).__name__}: pass a pandas or polars "
+        "DataFrame, a pyarrow Table, or the path of a CSV/Parquet file or directory"
+    )
+
+
+def _pandas_to_arrow(frame: Any) -> pa.Table:
+    import pandas as pd
+    import pyarrow as pa
+
+    index = frame.index
+    default_index = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=not default_index)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise InvalidInput(f"cannot convert the DataFrame to Arrow: {exc}") from None
+
+
+def _from_table(table: pa.Table, description: str) -> Source:
+    # Canonical content: pandas/polars metadata must not change the content hash.
+    table = table.replace_schema_metadata(None)
+    return Source(description, table.schema, iter(table.to_batches()), table.nbytes)
+
+
+def _open_path(path: Path, source: str | None) -> Source:
+    if not path.exists():
+        raise NotFound(f"{path}: no such file or directory")
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and _kind(p) is not None)
+        if not files:
+            raise InvalidInput(f"{path}: the directory has no .csv or .parquet files")
+        kinds = {_kind(p) for p in files}
+        if len(kinds) > 1:
+            raise InvalidInput(f"{path}: mixes CSV and Parquet files; log them separately")
+    else:
+        files = [path]
+        if _kind(path) is None:
+            raise InvalidInput(
+                f"{path}: unknown file type; expected one of "
+                f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}"
+            )
+    kind = _kind(files[0])
+    description = source or str(path)
+    total = sum(f.stat().st_size for f in files)
+    if kind == "parquet":
+        return _parquet_source(files, description, total)
+    return _csv_source(files, description, total)
+
+
+def _kind(path: Path) -> str | None:
+    name = path.name.lower()
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    return None
+
+
+def _parquet_source(files: list[Path], description: str, total: int) -> Source:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    readers = []
+    for f in files:
+        with f.open("rb") as fh:
+            head = fh.read(4)
+        if head != b"PAR1":
+            raise InvalidInput(f"{f}: not a Parquet file (its first bytes are not 'PAR1')")
+        try:
+            readers.append(pq.ParquetFile(f))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InvalidInput(f"{f}: not a readable Parquet file: {exc}") from None
+    schema = readers[0].schema_arrow.remove_metadata()
+    for f, r in zip(files[1:], readers[1:], strict=True):
+        if not r.schema_arrow.remove_metadata().equals(schema):
+            raise InvalidInput(f"{f}: its columns differ from {files[0].name}'s "
+                               f"({_schema_text(r.schema_arrow)} vs {_schema_text(schema)})")
+    progress = {"bytes": 0}
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for f, reader in zip(files, readers, strict=True):
+            groups = reader.metadata.num_row_groups
+            for i in range(groups):
+                try:
+                    table = reader.read_row_group(i)
+                except (pa.ArrowInvalid, OSError) as exc:
+                    raise InvalidInput(f"{f}: row group {i} is unreadable: {exc}") from None
+                progress["bytes"] += f.stat().st_size // max(groups, 1)
+                yield from table.replace_schema_metadata(None).to_batches()
+
+    return Source(description, schema, batches(), total, lambda: progress["bytes"])
+
+
+def _csv_source(files: list[Path], description: str, total: int) -> Source:
+    import pyarrow as pa
+    import pyarrow.csv as csv
+
+    for f in files:
+        _check_text(f)
+    counters = [_CountingFile(f) for f in files]
+    first = _open_csv(files[0], counters[0], None)
+    schema = first.schema
+    convert = csv.ConvertOptions(column_types=schema)  # later files must match the first
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for i, f in enumerate(files):
+            reader = first if i == 0 else _open_csv(f, counters[i], convert)
+            if i and not reader.schema.equals(schema):
+                raise InvalidInput(f"{f}: its columns differ from {files[0].name}'s "
+                                   f"({_schema_text(reader.schema)} vs {_schema_text(schema)})")
+            try:
+                while True:
+                    try:
+                        batch = reader.read_next_batch()
+                    except StopIteration:
+                        break
+                    except pa.ArrowInvalid as exc:
+                        raise _csv_error(f, exc) from None
+                    yield batch
+            finally:
+                counters[i].close()
+
+    return Source(description, schema, batches(), total,
+                  lambda: sum(c.consumed for c in counters))
+
+
+class _CountingFile(io.RawIOBase):
+    """The raw file under pyarrow's CSV reader, counting bytes consumed for progress."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.consumed = 0
+        self._f: Any = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._f is None:
+            self._f = self.path.open("rb", buffering=0)
+        n = self._f.readinto(buffer)
+        self.consumed += n or 0
+        return n or 0
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+        super().close()
+
+
+def _open_csv(path: Path, raw: _CountingFile, convert: Any) -> Any:
+    import pyarrow as pa
+    import pyarrow.csv as csv
+
+    name = path.name.lower()
+    parse = csv.ParseOptions(delimiter="\t" if ".tsv" in name else ",")
+    stream: Any = pa.PythonFile(raw, mode="r")
+    compression = pa.Codec.detect(name).name if name.endswith((".gz", ".bz2", ".zst")) \
+        else None
+    if compression:
+        stream = pa.CompressedInputStream(stream, compression)
+    try:
+        return csv.open_csv(stream, parse_options=parse, convert_options=convert)
+    except pa.ArrowInvalid as exc:
+        raise _csv_error(path, exc) from None
+
+
+def _check_text(path: Path) -> None:
+    with path.open("rb") as f:
+        head = f.read(_SNIFF_BYTES)
+    if path.name.lower().endswith((".gz", ".bz2", ".zst")):
+        return
+    if not head.strip():
+        raise InvalidInput(f"{path}: the file is empty")
+    if b"\x00" in head or head.startswith(b"PAR1"):
+        raise InvalidInput(f"{path}: not a CSV text file (it contains binary data)")
+
+
+def _csv_error(path: Path, exc: Exception) -> InvalidInput:
+    text = str(exc).replace("CSV parse error: ", "")
+    ragged = _RAGGED.search(text)
+    if ragged:
+        expected, got, row = ragged.groups()
+        line = _find_line(path, row.strip())
+        where = f"{path}:{line}" if line else str(path)
+        return InvalidInput(f"{where}: ragged row: expected {expected} columns, got {got} "
+                            f"({row.strip()[:80]!r})")
+    if "Empty CSV file" in text:
+        return InvalidInput(f"{path}: the file has no header row")
+    return InvalidInput(f"{path}: {text.splitlines()[0]}")
+
+
+def _find_line(path: Path, row: str) -> int | None:
+    """The 1-based line of ``row`` in ``path``: only on the error path, so a scan is fine."""
+    try:
+        with path.open("r", encoding="utf-8", errors="replace") as f:
+            for number, line in enumerate(f, start=1):
+                if line.rstrip("\r\n") == row:
+                    return number
+    except OSError:
+        return None
+    return None
+
+
+def _schema_text(schema: pa.Schema) -> str:
+    return ", ".join(f"{f.name}: {f.type}" for f in schema)

@@ -1,0 +1,147 @@
+"""SQL implementation of datasets and their immutable, content-addressed versions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+
+from ratchet.clock import now_ms
+from ratchet.errors import InvalidInput, NotFound
+from ratchet.store import schema as t
+from ratchet.store.database import Database
+from ratchet.store.records import DatasetVersionRecord
+
+MIN_DIGEST_PREFIX = 6
+
+
+class DatasetStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add_version(
+        self,
+        name: str,
+        *,
+        digest: str,
+        size_bytes: int,
+        row_count: int,
+        schema: Sequence[dict[str, Any]],
+        profile: dict[str, Any],
+        source: str | None,
+        created_by_run: str | None,
+    ) -> tuple[DatasetVersionRecord, bool]:
+        """The next version of ``name``, or the existing one with the same digest.
+
+        Returns the record and whether it was created. The parent is the latest version
+        at the time of logging.
+        """
+        now = now_ms()
+        ds, dv = t.datasets, t.dataset_versions
+        with self.db.write() as conn:
+            conn.execute(self.db.upsert(ds).values(name=name, created_at=now, updated_at=now)
+                         .on_conflict_do_nothing())
+            # Serialize numbering per dataset on PostgreSQL (SQLite writes are serial).
+            conn.execute(select(ds.c.name).where(ds.c.name == name).with_for_update())
+            existing = conn.execute(select(dv.c.version).where(
+                dv.c.name == name, dv.c.digest == digest)).scalar()
+            if existing is not None:
+                created = False
+                version = int(existing)
+            else:
+                latest = conn.execute(select(func.max(dv.c.version))
+                                      .where(dv.c.name == name)).scalar()
+                version = (latest or 0) + 1
+                try:
+                    conn.execute(insert(dv).values(
+                        name=name, version=version, digest=digest, size_bytes=size_bytes,
+                        row_count=row_count, schema=json.dumps(list(schema)),
+                        profile=json.dumps(profile, allow_nan=False), source=source,
+                        parent_version=latest, created_by_run=created_by_run, created_at=now))
+                except SAIntegrityError:
+                    raise NotFound(f"run {created_by_run!r} does not exist") from None
+                conn.execute(update(ds).where(ds.c.name == name).values(updated_at=now))
+                created = True
+        return self.get_version(name, version), created
+
+    def get_version(self, name: str, version: int) -> DatasetVersionRecord:
+        dv = t.dataset_versions
+        with self.db.read() as conn:
+            row = conn.execute(select(dv).where(dv.c.name == name, dv.c.version == version)
+                               ).first()
+        if row is None:
+            self._require_dataset(name)
+            raise NotFound(f"dataset {name!r} has no version {version}")
+        return _record(row)
+
+    def latest_version(self, name: str) -> DatasetVersionRecord:
+        dv = t.dataset_versions
+        with self.db.read() as conn:
+            version = conn.execute(select(func.max(dv.c.version)).where(dv.c.name == name)
+                                   ).scalar()
+        if version is None:
+            self._require_dataset(name)
+            raise NotFound(f"dataset {name!r} has no versions")
+        return self.get_version(name, int(version))
+
+    def find_by_digest(self, name: str, prefix: str) -> DatasetVersionRecord:
+        if len(prefix) < MIN_DIGEST_PREFIX or any(c not in "0123456789abcdef" for c in prefix):
+            raise InvalidInput(f"{name}@{prefix}: a content hash prefix needs at least "
+                               f"{MIN_DIGEST_PREFIX} lowercase hex characters")
+        dv = t.dataset_versions
+        with self.db.read() as conn:
+            rows = conn.execute(select(dv).where(dv.c.name == name,
+                                                 dv.c.digest.like(f"{prefix}%"))).all()
+        if not rows:
+            self._require_dataset(name)
+            raise NotFound(f"dataset {name!r} has no version whose hash starts with {prefix}")
+        if len(rows) > 1:
+            versions = ", ".join(str(r.version) for r in rows)
+            raise InvalidInput(f"{name}@{prefix} is ambiguous (versions {versions}); "
+                               "give more characters of the hash")
+        return _record(rows[0])
+
+    def list_versions(self, name: str) -> list[DatasetVersionRecord]:
+        dv = t.dataset_versions
+        with self.db.read() as conn:
+            rows = conn.execute(select(dv).where(dv.c.name == name).order_by(dv.c.version)
+                                ).all()
+        if not rows:
+            self._require_dataset(name)
+        return [_record(r) for r in rows]
+
+    def list_datasets(self) -> list[tuple[str, int, int]]:
+        """(name, number of versions, latest version) for every dataset, by name."""
+        ds, dv = t.datasets, t.dataset_versions
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(ds.c.name, func.count(dv.c.version), func.max(dv.c.version))
+                .select_from(ds.outerjoin(dv, dv.c.name == ds.c.name))
+                .group_by(ds.c.name).order_by(ds.c.name)).all()
+        return [(r[0], int(r[1]), int(r[2] or 0)) for r in rows]
+
+    def runs_using(self, name: str, digest: str) -> list[tuple[str, str]]:
+        """(run id, role) of every run that recorded this dataset version as an input."""
+        ri = t.run_inputs
+        with self.db.read() as conn:
+            rows = conn.execute(select(ri.c.run_id, ri.c.role).where(
+                ri.c.name == name, ri.c.digest == digest).order_by(ri.c.created_at)).all()
+        return [(r[0], r[1]) for r in rows]
+
+    def _require_dataset(self, name: str) -> None:
+        with self.db.read() as conn:
+            found = conn.execute(select(t.datasets.c.name).where(t.datasets.c.name == name)
+                                 ).first()
+        if found is None:
+            raise NotFound(f"no dataset named {name!r}")
+
+
+def _record(row: Any) -> DatasetVersionRecord:
+    return DatasetVersionRecord(
+        name=row.name, version=row.version, digest=row.digest, size_bytes=row.size_bytes,
+        row_count=row.row_count, schema=tuple(json.loads(row.schema)),
+        profile=json.loads(row.profile), source=row.source, parent_version=row.parent_version,
+        created_by_run=row.created_by_run, created_at=row.created_at)
