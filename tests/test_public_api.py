@@ -40,3 +40,21 @@ def test_errors_are_one_hierarchy() -> None:
 
     for name in errors.__all__:
         assert issubclass(getattr(errors, name), errors.RatchetError)
+
+
+def test_submodules_do_not_shadow_public_functions() -> None:
+    # Importing a submodule sets it as an attribute of its package: a module named like a
+    # public function (data/client.py vs data.client()) silently replaces the function.
+    import importlib
+    import pkgutil
+
+    import ratchet.data
+    import ratchet.models
+
+    for package in (ratchet.data, ratchet.models):
+        for info in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{package.__name__}.{info.name}")
+        for name in package.__all__:
+            value = getattr(package, name)
+            assert callable(value) and not isinstance(value, type(ratchet)), \
+                f"{package.__name__}.{name} is shadowed by a submodule"

@@ -41,7 +41,7 @@ _LAZY = {
     "TrackingClient": "ratchet.tracking.client",
     "RegistryClient": "ratchet.registry.client",
 }
-_SUBMODULES = {"models"}
+_SUBMODULES = {"data", "models"}
 
 __all__ = [
     "RegistryClient",
@@ -49,6 +49,7 @@ __all__ = [
     "__version__",
     "active_run_id",
     "autolog",
+    "data",
     "end_run",
     "errors",
     "get_run",
@@ -69,7 +70,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from ratchet import models
+    from ratchet import data, models
     from ratchet.autolog import autolog
     from ratchet.registry.client import RegistryClient
     from ratchet.registry.fluent import log_model

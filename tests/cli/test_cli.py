@@ -17,6 +17,7 @@ GROUPS = [
     ["models"],
     ["models", "alias"],
     ["artifacts"],
+    ["data"],
     ["db"],
 ]
 COMMANDS = [
@@ -38,6 +39,13 @@ COMMANDS = [
     ["models", "alias", "at"],
     ["artifacts", "list"],
     ["artifacts", "download"],
+    ["data", "log"],
+    ["data", "list"],
+    ["data", "versions"],
+    ["data", "show"],
+    ["data", "diff"],
+    ["data", "infer-schema"],
+    ["data", "validate"],
     ["db", "upgrade"],
     ["db", "current"],
     ["db", "info"],

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ratchet.cli import artifacts, db, experiments, models, runs
+from ratchet.cli import artifacts, data, db, experiments, models, runs
 from ratchet.cli.output import RatchetGroup, say
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.add_typer(experiments.app, name="experiments")
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(artifacts.app, name="artifacts")
+app.add_typer(data.app, name="data")
 app.add_typer(db.app, name="db")
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ratchet.config import Settings
+    from ratchet.data.catalog import DataClient
     from ratchet.registry.client import RegistryClient
     from ratchet.tracking.client import TrackingClient
 
@@ -19,6 +20,7 @@ class Session:
         self._settings: Settings | None = None
         self._tracking: TrackingClient | None = None
         self._registry: RegistryClient | None = None
+        self._data: DataClient | None = None
 
     @property
     def settings(self) -> Settings:
@@ -43,3 +45,11 @@ class Session:
 
             self._registry = RegistryClient(self.tracking)
         return self._registry
+
+    @property
+    def data(self) -> DataClient:
+        if self._data is None:
+            from ratchet.data.catalog import DataClient
+
+            self._data = DataClient(self.tracking)
+        return self._data

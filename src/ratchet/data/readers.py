@@ -69,13 +69,13 @@ def open_source(data: object, *, source: str | None = None) -> Source:
 
 
 def _pandas_to_arrow(frame: Any) -> pa.Table:
-    import pandas as pd
     import pyarrow as pa
 
-    index = frame.index
-    default_index = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+    # A named index (set_index("id")) is data; an unnamed one is row bookkeeping left by
+    # filtering or concatenation and would only change the content hash.
+    named_index = any(name is not None for name in frame.index.names)
     try:
-        return pa.Table.from_pandas(frame, preserve_index=not default_index)
+        return pa.Table.from_pandas(frame, preserve_index=named_index)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise InvalidInput(f"cannot convert the DataFrame to Arrow: {exc}") from None
 

@@ -66,6 +66,10 @@ class ActiveRun:
             text = "".join(traceback.format_exception(exc_type, exc, tb))
             self.end("failed", error=text[-MAX_ERROR_CHARS:])
 
+    def log_input(self, dataset: Any, role: str = "input") -> None:
+        """Record that this run read ``dataset`` (a ``DatasetVersion`` or ``DatasetInput``)."""
+        self.client.log_input(self.id, dataset, role=role)
+
     def end(self, status: str = "finished", error: str | None = None) -> None:
         if self._ended:
             return
@@ -209,8 +213,19 @@ class TrackingClient:
     def metric_history(self, run_id: str, key: str) -> list[Metric]:
         return self.store.metric_history(run_id, key)
 
-    def log_input(self, run_id: str, dataset: DatasetInput) -> None:
-        """Record that the run read a dataset version (filled in by ``ratchet.data``)."""
+    def log_input(self, run_id: str, dataset: Any, role: str | None = None) -> None:
+        """Record that the run read a dataset version.
+
+        ``dataset`` is a ``DatasetInput`` or anything with ``as_input(role)`` (a
+        ``ratchet.data.DatasetVersion``); ``role`` names its use, e.g. ``"train"``.
+        """
+        if hasattr(dataset, "as_input"):
+            dataset = dataset.as_input(role or "input")
+        elif not isinstance(dataset, DatasetInput):
+            raise InvalidInput(f"log_input needs a dataset version, got {type(dataset).__name__}")
+        elif role is not None and role != dataset.role:
+            dataset = DatasetInput(dataset.name, dataset.digest, dataset.version, role,
+                                   dataset.source)
         self.store.log_input(run_id, dataset)
 
     # ---------------------------------------------------------------- artifacts

@@ -11,6 +11,7 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from ratchet.config import load_settings
 from ratchet.errors import InvalidInput
@@ -95,8 +96,9 @@ def log_artifacts(local_dir: str | Path, artifact_path: str | None = None) -> li
     return client().log_artifacts(_active(), local_dir, artifact_path)
 
 
-def log_input(dataset: DatasetInput) -> None:
-    client().log_input(_active(), dataset)
+def log_input(dataset: DatasetInput | Any, role: str | None = None) -> None:
+    """Record that the active run read ``dataset`` (a ``ratchet.data.DatasetVersion``)."""
+    client().log_input(_active(), dataset, role=role)
 
 
 def get_run(run_id: str) -> Run:

@@ -1,0 +1,100 @@
+"""``ratchet.data``: versioned datasets, profiles, schemas and validation.
+
+    ds = ratchet.data.log(df, name="churn", source="warehouse.churn")   # churn@1
+    ratchet.data.get("churn@1").to_pandas()
+    schema = ratchet.data.infer_schema(ds)
+    report = ratchet.data.validate(new_df, schema)
+
+Heavy modules (pyarrow, DuckDB, pandera) load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ratchet.data.catalog import DataClient, DatasetSummary, ProgressCallback
+    from ratchet.data.version import DatasetVersion
+    from ratchet.data.version_diff import DatasetDiff
+
+_LAZY = {
+    "DataClient": "ratchet.data.catalog",
+    "DatasetVersion": "ratchet.data.version",
+    "DatasetDiff": "ratchet.data.version_diff",
+    "ValidationReport": "ratchet.data.validation",
+    "infer_schema": "ratchet.data.schema",
+    "save_schema": "ratchet.data.schema",
+    "load_schema": "ratchet.data.schema",
+    "validate": "ratchet.data.validation",
+}
+
+__all__ = [
+    "DataClient",
+    "DatasetDiff",
+    "DatasetVersion",
+    "ValidationReport",
+    "client",
+    "diff",
+    "get",
+    "infer_schema",
+    "list_datasets",
+    "load_schema",
+    "log",
+    "save_schema",
+    "validate",
+    "versions",
+]
+
+_clients: dict[int, Any] = {}
+
+
+def client() -> DataClient:
+    """The data client sharing the default tracking client's store."""
+    from ratchet.data.catalog import DataClient
+    from ratchet.tracking import fluent
+
+    tracking = fluent.client()
+    found = _clients.get(id(tracking))
+    if found is None or found.tracking is not tracking:
+        found = _clients[id(tracking)] = DataClient(tracking)
+    return found
+
+
+def log(data: object, name: str, *, source: str | None = None, role: str | None = None,
+        progress: ProgressCallback | None = None) -> DatasetVersion:
+    """Store ``data`` as the next version of ``name`` (identical content: the same version).
+
+    Inside a run the run is recorded as its creator, and with ``role`` (e.g. ``"train"``)
+    the run also records the version as an input.
+    """
+    return client().log(data, name, source=source, role=role, progress=progress)
+
+
+def get(ref: str) -> DatasetVersion:
+    """``"churn"`` (latest), ``"churn@3"`` or ``"churn@<content hash prefix>"``."""
+    return client().get(ref)
+
+
+def versions(name: str) -> list[DatasetVersion]:
+    return client().versions(name)
+
+
+def list_datasets() -> list[DatasetSummary]:
+    return client().list_datasets()
+
+
+def diff(base: str, other: str, key: Sequence[str] | str | None = None) -> DatasetDiff:
+    """Rows added/removed (by ``key`` if given), schema and distribution changes."""
+    keys = [key] if isinstance(key, str) else key
+    return client().diff(base, other, keys)
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'ratchet.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,143 @@
+"""``DataClient``: log, find and compare dataset versions.
+
+Logging streams the input once: batches → canonical Parquet in the artifact store's
+staging area (hashed while written) → profile with DuckDB → the file is renamed into the
+store under its digest. Identical content under the same name is the existing version,
+found before profiling, so re-logging costs one read and no copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ratchet.data.version import DatasetRef, DatasetVersion, validate_dataset_name
+from ratchet.errors import NotFound
+from ratchet.hashing import CHUNK_SIZE
+from ratchet.store import DatasetStore
+from ratchet.tracking.client import TrackingClient
+
+if TYPE_CHECKING:
+    from ratchet.data.version_diff import DatasetDiff
+
+ProgressCallback = Callable[[int, int | None], None]  # (bytes read, total bytes or None)
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    name: str
+    versions: int
+    latest_version: int
+
+
+class DataClient:
+    def __init__(self, tracking: TrackingClient | None = None) -> None:
+        self.tracking = tracking or TrackingClient()
+        self.store = DatasetStore(self.tracking.store.db)
+
+    # ---------------------------------------------------------------- logging
+    def log(
+        self,
+        data: object,
+        name: str,
+        *,
+        source: str | None = None,
+        run_id: str | None = None,
+        role: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> DatasetVersion:
+        """Store ``data`` as a version of dataset ``name`` (or return the identical one).
+
+        ``run_id`` (default: the active run) is recorded as its creator; with ``role``,
+        the run also records the version as an input (``role="train"``).
+        """
+        from ratchet.data.profile import profile_parquet
+        from ratchet.data.readers import open_source
+        from ratchet.data.snapshot import schema_fields, write_snapshot
+
+        validate_dataset_name(name)
+        run_id = run_id or self.tracking.active_run_id()
+        src = open_source(data, source=source)
+        blobs = self.tracking.blobs
+
+        def on_rows(_rows: int) -> None:
+            if progress is not None and src.bytes_read is not None:
+                progress(src.bytes_read(), src.total_bytes)
+
+        with blobs.staging_file(".parquet") as staged:
+            snap = write_snapshot(src.batches, src.schema, staged, on_rows=on_rows)
+            existing = self._find_digest(name, snap.digest)
+            if existing is None:
+                profile = profile_parquet(staged)
+                blobs.adopt(staged, snap.digest)
+                record, _ = self.store.add_version(
+                    name, digest=snap.digest, size_bytes=snap.size_bytes, row_count=snap.rows,
+                    schema=schema_fields(snap.schema), profile=profile.to_dict(),
+                    source=src.description, created_by_run=run_id)
+                version = DatasetVersion.from_record(record, self)
+            else:
+                version = existing
+        if progress is not None:
+            progress(src.total_bytes or 0, src.total_bytes)
+        if run_id is not None and role is not None:
+            self.tracking.log_input(run_id, version.as_input(role))
+        return version
+
+    def _find_digest(self, name: str, digest: str) -> DatasetVersion | None:
+        try:
+            return DatasetVersion.from_record(self.store.find_by_digest(name, digest), self)
+        except NotFound:
+            return None
+
+    # ---------------------------------------------------------------- finding
+    def get(self, ref: str) -> DatasetVersion:
+        """``churn`` (latest), ``churn@3``, ``churn@latest`` or ``churn@<hash prefix>``."""
+        parsed = DatasetRef.parse(ref)
+        if parsed.version is not None:
+            record = self.store.get_version(parsed.name, parsed.version)
+        elif parsed.digest_prefix is not None:
+            record = self.store.find_by_digest(parsed.name, parsed.digest_prefix)
+        else:
+            record = self.store.latest_version(parsed.name)
+        return DatasetVersion.from_record(record, self)
+
+    def list_datasets(self) -> list[DatasetSummary]:
+        return [DatasetSummary(n, count, latest) for n, count, latest in
+                self.store.list_datasets()]
+
+    def versions(self, name: str) -> list[DatasetVersion]:
+        validate_dataset_name(name)
+        return [DatasetVersion.from_record(r, self) for r in self.store.list_versions(name)]
+
+    def used_by(self, ref: str) -> list[tuple[str, str]]:
+        """(run id, role) of the runs that recorded this version as an input."""
+        version = self.get(ref)
+        return self.store.runs_using(version.name, version.digest)
+
+    def diff(self, base: str, other: str, key: Sequence[str] | None = None) -> DatasetDiff:
+        from ratchet.data.version_diff import diff_versions
+
+        return diff_versions(self.get(base), self.get(other), key)
+
+    # ---------------------------------------------------------------- reading files
+    def parquet_path(self, digest: str) -> Path:
+        """A local Parquet file for the snapshot; remote stores are fetched into a cache."""
+        blobs = self.tracking.blobs
+        local = blobs.local_path(digest)
+        if local is not None:
+            return local
+        cache = self.tracking.settings.home / "cache" / "datasets" / f"{digest}.parquet"
+        if not cache.is_file():
+            blobs.fetch(digest, cache)  # verified while copied
+        return cache
+
+    def verify(self, digest: str) -> None:
+        with self.tracking.blobs.open(digest) as f:  # raises IntegrityError at EOF
+            while f.read(CHUNK_SIZE):
+                pass
+
+    def __repr__(self) -> str:
+        return f"DataClient({self.tracking.settings.db_url!r})"
+

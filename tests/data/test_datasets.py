@@ -1,0 +1,153 @@
+"""Dataset versions end to end, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pytest
+
+import ratchet
+from ratchet.errors import IntegrityError, InvalidInput, NotFound
+
+
+@pytest.fixture
+def churn() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n = 2_000
+    return pd.DataFrame(
+        {
+            "customer_id": np.arange(n),
+            "tenure": rng.integers(0, 72, n),
+            "charges": rng.normal(70, 20, n).round(2),
+            "plan": rng.choice(["basic", "plus", "pro"], n),
+            "churned": rng.random(n) < 0.2,
+        }
+    )
+
+
+def test_log_get_and_read_back(workspace_on: Path, churn: pd.DataFrame) -> None:
+    v1 = ratchet.data.log(churn, name="churn", source="warehouse.churn")
+    assert (v1.name, v1.version, v1.row_count, v1.parent_version) == ("churn", 1, 2000, None)
+    assert v1.source == "warehouse.churn" and len(v1.digest) == 64
+    assert [c["name"] for c in v1.schema] == list(churn.columns)
+    pd.testing.assert_frame_equal(v1.to_pandas(), churn, check_dtype=False)
+    assert v1.to_arrow(columns=["plan"]).column_names == ["plan"]
+    assert v1.profile.rows == 2000 and v1.profile.column("plan").distinct == 3
+
+    again = ratchet.data.log(pl.from_pandas(churn), name="churn")  # same content: same version
+    assert again.version == 1 and again.digest == v1.digest
+
+    more = pd.concat([churn, churn.head(10).assign(customer_id=lambda d: d.customer_id + 10_000)])
+    v2 = ratchet.data.log(more, name="churn")
+    assert (v2.version, v2.parent_version, v2.row_count) == (2, 1, 2010)
+    assert ratchet.data.get("churn").version == 2
+    assert ratchet.data.get("churn@1").digest == v1.digest
+    assert ratchet.data.get(f"churn@{v1.digest[:8]}").version == 1
+    assert ratchet.data.get("churn@latest").version == 2
+    assert [v.version for v in ratchet.data.versions("churn")] == [1, 2]
+    summary = ratchet.data.list_datasets()
+    assert [(s.name, s.versions, s.latest_version) for s in summary] == [("churn", 2, 2)]
+    # zero-copy readers see the same rows
+    count = duckdb.sql(f"SELECT count(*) FROM read_parquet('{v2.path}')").fetchall()
+    assert count == [(2010,)]
+    assert pl.read_parquet(v2.path).height == 2010
+
+
+def test_runs_record_inputs_and_models_inherit_them(workspace: Path, churn: pd.DataFrame) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    with ratchet.start_run(experiment="churn") as run:
+        ds = ratchet.data.log(churn, name="churn")
+        run.log_input(ds, role="train")
+        holdout = ratchet.data.log(churn.tail(500), name="churn-holdout", role="eval")
+        X, y = churn[["tenure", "charges"]], churn["churned"]
+        mv = ratchet.log_model(LogisticRegression().fit(X, y), name="churn-model")
+    assert ds.created_by_run == run.id
+    inputs = ratchet.get_run(run.id).inputs
+    assert [(i.name, i.version, i.role) for i in inputs] == [
+        ("churn", 1, "train"),
+        ("churn-holdout", 1, "eval"),
+    ]
+    lineage = ratchet.models.lineage(f"models:/churn-model/{mv.version}")
+    assert lineage.run is not None and lineage.run.inputs[0].digest == ds.digest
+    assert ratchet.data.client().used_by("churn@1") == [(run.id, "train")]
+    assert holdout.row_count == 500
+
+
+def test_files_log_and_bad_input(workspace: Path, churn: pd.DataFrame, tmp_path: Path) -> None:
+    csv = tmp_path / "churn.csv"
+    churn.to_csv(csv, index=False)
+    v = ratchet.data.log(csv, name="churn-csv")
+    assert v.row_count == 2000 and v.source == str(csv)
+    for bad in ("", "a/b", "../x", "has space", "x" * 200, ".hidden"):
+        with pytest.raises(InvalidInput, match="dataset name"):
+            ratchet.data.log(churn, name=bad)
+    with pytest.raises(InvalidInput, match="empty"):
+        ratchet.data.log(churn.head(0), name="empty")
+    with pytest.raises(NotFound, match="no dataset named"):
+        ratchet.data.get("ghost")
+    with pytest.raises(NotFound, match="no version 9"):
+        ratchet.data.get("churn-csv@9")
+    with pytest.raises(InvalidInput):
+        ratchet.data.get("churn-csv@zz")
+    with pytest.raises(InvalidInput, match="at least"):
+        ratchet.data.get("churn-csv@ab")
+    with pytest.raises(InvalidInput, match="no column"):
+        v.to_pandas(columns=["nope"])
+
+
+def test_tampered_snapshot_is_detected(workspace: Path, churn: pd.DataFrame) -> None:
+    v = ratchet.data.log(churn, name="churn")
+    v.verify()
+    path = v.path
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError):
+        v.verify()
+
+
+def test_diff(workspace: Path, churn: pd.DataFrame) -> None:
+    ratchet.data.log(churn, name="churn")
+    changed = churn.copy()
+    changed.loc[:99, "charges"] += 1000  # 100 changed rows
+    changed = changed.drop(index=range(100, 150))  # 50 removed
+    extra = churn.head(20).assign(customer_id=lambda d: d.customer_id + 50_000)
+    changed = pd.concat([changed, extra]).assign(region="eu")  # 20 added, a new column
+    ratchet.data.log(changed, name="churn")
+
+    by_key = ratchet.data.diff("churn@1", "churn@2", key="customer_id")
+    assert (by_key.rows_added, by_key.rows_removed, by_key.rows_changed) == (20, 50, 100)
+    assert by_key.columns_added == ("region",) and by_key.columns_removed == ()
+    charges = next(c for c in by_key.distribution if c.column == "charges")
+    assert charges.changed
+    as_rows = ratchet.data.diff("churn@1", "churn@2")
+    assert (as_rows.rows_added, as_rows.rows_removed, as_rows.rows_changed) == (120, 150, None)
+    same = ratchet.data.diff("churn@1", "churn@1")
+    assert same.identical
+    with pytest.raises(InvalidInput, match="key column"):
+        ratchet.data.diff("churn@1", "churn@2", key="nope")
+    with pytest.raises(InvalidInput, match="not unique"):
+        ratchet.data.diff("churn@1", "churn@2", key="plan")
+    assert by_key.to_dict()["rows_changed"] == 100
+
+
+def test_arrow_types_round_trip(workspace: Path) -> None:
+    table = pa.table(
+        {
+            "ts": pa.array(pd.date_range("2026-01-01", periods=4, freq="h", tz="UTC")),
+            "i8": pa.array([1, 2, None, 4], pa.int8()),
+            "s": pa.array(["a", None, "c", "d"]),
+            'weird "col" é': pa.array([1.5, 2.5, 3.5, float("nan")]),
+        }
+    )
+    v = ratchet.data.log(table, name="types")
+    back = v.to_arrow()
+    assert back.schema.equals(table.schema)  # types, tz and odd names survive
+    pd.testing.assert_frame_equal(back.to_pandas(), table.to_pandas())  # NaN == NaN here
