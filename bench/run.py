@@ -9,6 +9,10 @@ to stderr). The same document is written to ``bench/results/latest.json``.
     python bench/run.py --quick         # small sizes, a smoke run
     python bench/run.py --only search_runs --only import_time
     python bench/run.py --skip-mlflow   # ratchet only; ratio targets are reported as skipped
+    python bench/run.py --only data_log --only data_validation   # the data scenarios
+
+The data scenarios run ``bench/data_bench.py`` (ratchet vs ``dvc add``; DVC lives in
+``bench/.venv-dvc``, created on first use) and ``bench/validation_bench.py``.
 """
 
 from __future__ import annotations
@@ -34,13 +38,19 @@ MLFLOW_VENV = BENCH / ".venv-mlflow"
 MLFLOW_REQUIREMENT = "mlflow==3.17.2"
 SUBPROCESS_TIMEOUT_S = 1800
 
-SCENARIOS = ("log_metric_single", "log_batch", "search_runs", "import_time")
+SCENARIOS = ("log_metric_single", "log_batch", "search_runs", "import_time", "data_log",
+             "data_validation")
+MLFLOW_SCENARIOS = frozenset(SCENARIOS[:4])
 
 # name -> size, for full runs and for --quick smoke runs
 FULL = {"log_metric_single": 10_000, "sync_full": 2_000, "log_batch": 10_000,
-        "search_runs": 10_000, "search_runs_big": 100_000, "reps": 5, "import_reps": 5}
+        "search_runs": 10_000, "search_runs_big": 100_000, "reps": 5, "import_reps": 5,
+        "data_log_mb": 1024, "data_log_reps": 3, "validation_rows": 1_000_000,
+        "validation_reps": 3}
 QUICK = {"log_metric_single": 300, "sync_full": 200, "log_batch": 2_000,
-         "search_runs": 2_000, "search_runs_big": 10_000, "reps": 3, "import_reps": 3}
+         "search_runs": 2_000, "search_runs_big": 10_000, "reps": 3, "import_reps": 3,
+         "data_log_mb": 100, "data_log_reps": 1, "validation_rows": 100_000,
+         "validation_reps": 3}
 
 QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
              "NML_DISABLE_USAGE_LOGGING": "1", "MLFLOW_ENABLE_ASYNC_LOGGING": "false"}
@@ -131,9 +141,12 @@ def _ratio(num: float | None, den: float | None) -> float | None:
     return num / den
 
 
+OPS = {">=": float.__ge__, ">": float.__gt__, "<=": float.__le__, "<": float.__lt__}
+
+
 def check(name: str, value: float | None, op: str, target: float) -> dict[str, Any]:
     """A target: ``value op target``; pass is None when the value was not measured."""
-    passed = None if value is None else (value >= target if op == ">=" else value < target)
+    passed = None if value is None else OPS[op](float(value), float(target))
     return {"name": name, "value": value, "op": op, "target": target, "pass": passed}
 
 
@@ -274,11 +287,82 @@ def scenario_import_time(sizes: dict[str, int], mlflow: bool, keep: bool) -> dic
     }
 
 
+def _run_json(cmd: list[str], label: str) -> dict[str, Any]:
+    """A bench script's JSON document from stdout; its progress goes straight to stderr."""
+    log(label)
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=child_env(),
+                              cwd=REPO, timeout=SUBPROCESS_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {SUBPROCESS_TIMEOUT_S}s"}
+    if proc.returncode != 0:
+        log(f"{label} FAILED (exit {proc.returncode}); its stderr is above")
+        return {"error": f"exit {proc.returncode}"}
+    try:
+        result: dict[str, Any] = json.loads(proc.stdout)
+    except json.JSONDecodeError as exc:
+        return {"error": f"no JSON on stdout: {exc}"}
+    result["process_wall_s"] = time.perf_counter() - started
+    return result
+
+
+def _file_value(doc: dict[str, Any], kind: str, op: str, field: str) -> float | None:
+    value = doc.get("files", {}).get(kind, {}).get(op, {}).get(field)
+    return float(value) if value is not None else None
+
+
+def scenario_data_log(sizes: dict[str, int], mlflow: bool, keep: bool,
+                      dvc: bool = True) -> dict[str, Any]:
+    cmd = [str(ratchet_python()), str(BENCH / "data_bench.py"), "--compact",
+           "--size-mb", str(sizes["data_log_mb"]), "--reps", str(sizes["data_log_reps"])]
+    cmd += ["--skip-dvc"] if not dvc else []
+    cmd += ["--keep"] if keep else []
+    doc = _run_json(cmd, f"data_log: ~{sizes['data_log_mb']} MB CSV and Parquet, ratchet vs "
+                         f"{'dvc add vs ' if dvc else ''}the pyarrow read floor")
+    r = _file_value(doc, "csv", "ratchet_cold", "mb_per_s")
+    d = _file_value(doc, "csv", "dvc_add", "mb_per_s")
+    return {
+        "unit": "MB/s of input file (higher is better); headline = CSV, ratio = ratchet / "
+                "dvc add",
+        "what": f"DataClient.log of a ~{sizes['data_log_mb']} MB CSV of mixed columns and of "
+                "the same rows as Parquet (hash + profile + store, fresh store) vs `dvc add` "
+                "of the same file and vs reading it once with pyarrow; full detail per file "
+                "under ratchet.files",
+        "ratchet": doc, "baseline": "dvc",
+        "ratchet_value": r, "mlflow_value": None, "dvc_value": d, "ratio": _ratio(r, d),
+        "target": "ratchet within 2x of the pyarrow read floor and faster than dvc add "
+                  "(CSV and Parquet); ratchet's peak RSS < half the CSV's size",
+        "checks": doc.get("checks", []),
+    }
+
+
+def scenario_data_validation(sizes: dict[str, int], mlflow: bool,
+                             keep: bool) -> dict[str, Any]:
+    rows, reps = sizes["validation_rows"], sizes["validation_reps"]
+    cmd = [str(ratchet_python()), str(BENCH / "validation_bench.py"), "--rows", str(rows),
+           "--reps", str(reps)]
+    doc = _run_json(cmd, f"data_validation: {rows:,} rows x 30 columns, 60 checks")
+    value = _get(doc, "validate_s_median")
+    return {
+        "unit": "seconds per ratchet.data.validate call, median (lower is better)",
+        "what": f"{rows:,} rows x 30 columns, 60 checks (+ dtype/nullability), ~1% failing "
+                "rows in 4 columns; peak RSS in ratchet.peak_rss_mb_validate",
+        "ratchet": doc, "baseline": None,
+        "ratchet_value": value, "mlflow_value": None, "ratio": None,
+        "peak_rss_mb": _get(doc, "peak_rss_mb_validate") or _get(doc, "peak_rss_mb_process"),
+        "target": "none set: seconds and peak memory are reported",
+        "checks": [],
+    }
+
+
 RUNNERS = {
     "log_metric_single": scenario_log_metric_single,
     "log_batch": scenario_log_batch,
     "search_runs": scenario_search_runs,
     "import_time": scenario_import_time,
+    "data_log": scenario_data_log,
+    "data_validation": scenario_data_validation,
 }
 
 
@@ -314,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"run only this scenario (repeatable): {', '.join(SCENARIOS)}")
     parser.add_argument("--skip-mlflow", action="store_true",
                         help="ratchet only; ratio targets are reported with pass=null")
+    parser.add_argument("--skip-dvc", action="store_true",
+                        help="data_log without DVC; its DVC targets are reported with pass=null")
     parser.add_argument("--keep", action="store_true", help="keep the temp dirs (debugging)")
     parser.add_argument("--output", type=Path, default=RESULTS,
                         help=f"where to write the JSON too (default {RESULTS.relative_to(REPO)})")
@@ -321,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     sizes = QUICK if args.quick else FULL
-    with_mlflow = not args.skip_mlflow
+    selected = [name for name in SCENARIOS if not args.only or name in args.only]
+    with_mlflow = not args.skip_mlflow and any(n in MLFLOW_SCENARIOS for n in selected)
     mlflow_version = ensure_mlflow_venv() if with_mlflow else None
     doc: dict[str, Any] = {
         "schema": "ratchet-bench/1",
@@ -339,13 +426,17 @@ def main(argv: list[str] | None = None) -> int:
             "sqlalchemy_ratchet_venv": package_version(ratchet_python(), "sqlalchemy"),
             "sqlalchemy_mlflow_venv": (package_version(mlflow_python(), "sqlalchemy")
                                        if with_mlflow else None),
+            "pyarrow_ratchet_venv": package_version(ratchet_python(), "pyarrow"),
+            "duckdb_ratchet_venv": package_version(ratchet_python(), "duckdb"),
         },
         "scenarios": {},
     }
-    for name in args.only or SCENARIOS:
-        if args.only and name not in args.only:
-            continue
-        result = RUNNERS[name](sizes, with_mlflow, args.keep)
+    for name in selected:
+        if name == "data_log":
+            result = scenario_data_log(sizes, with_mlflow, args.keep, dvc=not args.skip_dvc)
+            doc["versions"]["dvc"] = result["ratchet"].get("versions", {}).get("dvc")
+        else:
+            result = RUNNERS[name](sizes, with_mlflow, args.keep)
         result["pass"] = _overall([c["pass"] for c in result["checks"]])
         doc["scenarios"][name] = result
     verdicts = [c["pass"] for s in doc["scenarios"].values() for c in s["checks"]]
@@ -384,7 +475,9 @@ def _print_table(doc: dict[str, Any], output: Path) -> None:
             f"{c['name']}: {_fmt(c['value'])} {c['op']} {c['target']} -> "
             f"{'PASS' if c['pass'] else 'FAIL' if c['pass'] is False else 'skipped'}"
             for c in s["checks"])
-        log(f"{name:18} ratchet {_fmt(s['ratchet_value'])}  mlflow {_fmt(s['mlflow_value'])}"
+        other = s.get("baseline", "mlflow")
+        versus = f"  {other} {_fmt(s.get(f'{other}_value'))}" if other else ""
+        log(f"{name:18} ratchet {_fmt(s['ratchet_value'])}{versus}"
             f"  ratio {_fmt(s['ratio'])}  [{checks}]")
 
 

@@ -151,3 +151,26 @@ def test_arrow_types_round_trip(workspace: Path) -> None:
     back = v.to_arrow()
     assert back.schema.equals(table.schema)  # types, tz and odd names survive
     pd.testing.assert_frame_equal(back.to_pandas(), table.to_pandas())  # NaN == NaN here
+
+
+def test_validation_report_is_stored_with_the_run(workspace: Path, churn: pd.DataFrame) -> None:
+    import json
+
+    ds = ratchet.data.log(churn, name="churn")
+    schema = ratchet.data.infer_schema(ds, name="churn")
+    bad = churn.copy()
+    bad.loc[:4, "tenure"] = -1
+    with ratchet.start_run() as run:
+        ok = ratchet.data.validate(ds, schema)
+        report = ratchet.data.validate(bad, schema)
+        with pytest.raises(ratchet.errors.ValidationFailed, match="tenure"):
+            ratchet.data.validate(bad, schema, fail_on_error=True)
+    assert ok.passed and not report.passed
+    client = ratchet.data.client().tracking
+    paths = [e.path for e in client.list_artifacts(run.id, "validation")]
+    assert paths == ["validation/churn-2.json", "validation/churn-3.json", "validation/churn.json"]
+    stored = json.loads(client.read_artifact(run.id, "validation/churn-2.json"))
+    assert stored["failures"][0]["column"] == "tenure"
+    assert stored["failures"][0]["failing_count"] == 5
+    history = client.metric_history(run.id, "validation.churn.errors")
+    assert [m.value for m in history] == [0.0, 1.0, 1.0]

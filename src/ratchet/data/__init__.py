@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ratchet.data.catalog import DataClient, DatasetSummary, ProgressCallback
+    from ratchet.data.validation import ValidationReport
     from ratchet.data.version import DatasetVersion
     from ratchet.data.version_diff import DatasetDiff
 
@@ -27,7 +28,6 @@ _LAZY = {
     "infer_schema": "ratchet.data.schema",
     "save_schema": "ratchet.data.schema",
     "load_schema": "ratchet.data.schema",
-    "validate": "ratchet.data.validation",
 }
 
 __all__ = [
@@ -89,6 +89,29 @@ def diff(base: str, other: str, key: Sequence[str] | str | None = None) -> Datas
     """Rows added/removed (by ``key`` if given), schema and distribution changes."""
     keys = [key] if isinstance(key, str) else key
     return client().diff(base, other, keys)
+
+
+def validate(data: Any, schema: Any, *, fail_on_error: bool = False,
+             max_examples: int = 5) -> ValidationReport:
+    """Check ``data`` (a frame, table or ``DatasetVersion``) against a pandera schema or a
+    schema YAML path, reporting every failed check.
+
+    Inside a run, the report is stored with it (``validation/<schema>.json`` and error /
+    warning counts as metrics). ``fail_on_error=True`` raises ``ValidationFailed`` when an
+    error-severity check fails; warn checks never raise.
+    """
+    from ratchet.data.validation import validate as run_checks
+    from ratchet.data.version import DatasetVersion
+
+    frame = data.to_pandas() if isinstance(data, DatasetVersion) else data
+    report = run_checks(frame, schema, max_examples=max_examples)
+    data_client = client()
+    run_id = data_client.tracking.active_run_id()
+    if run_id is not None:
+        data_client.record_validation(run_id, report)
+    if fail_on_error:
+        report.raise_for_errors()
+    return report
 
 
 def __getattr__(name: str) -> Any:

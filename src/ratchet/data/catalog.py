@@ -8,6 +8,8 @@ found before profiling, so re-logging costs one read and no copy.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from ratchet.store import DatasetStore
 from ratchet.tracking.client import TrackingClient
 
 if TYPE_CHECKING:
+    from ratchet.data.validation import ValidationReport
     from ratchet.data.version_diff import DatasetDiff
 
 ProgressCallback = Callable[[int, int | None], None]  # (bytes read, total bytes or None)
@@ -121,16 +124,51 @@ class DataClient:
 
         return diff_versions(self.get(base), self.get(other), key)
 
+    # ---------------------------------------------------------------- validation
+    def record_validation(self, run_id: str, report: ValidationReport) -> str:
+        """Store a validation report with a run: a JSON artifact under ``validation/`` and
+        ``validation.<schema>.errors`` / ``.warnings`` metrics. Returns the artifact path."""
+        import tempfile
+
+        label = re.sub(r"[^A-Za-z0-9_.-]+", "-", report.schema_name or "schema").strip("-")
+        taken = {e.path for e in self.tracking.list_artifacts(run_id, "validation")}
+        path, n = f"validation/{label}.json", 1
+        while path in taken:  # artifacts are immutable: a second check gets its own name
+            n += 1
+            path = f"validation/{label}-{n}.json"
+        with tempfile.TemporaryDirectory(prefix="ratchet-validation-") as tmp:
+            file = Path(tmp) / "report.json"
+            file.write_text(report.to_json(indent=2))
+            self.tracking.log_artifact(run_id, file, path)
+        self.tracking.log_metrics(run_id, {
+            f"validation.{label}.errors": float(len(report.errors)),
+            f"validation.{label}.warnings": float(len(report.warnings)),
+        }, step=n - 1)
+        return path
+
     # ---------------------------------------------------------------- reading files
     def parquet_path(self, digest: str) -> Path:
-        """A local Parquet file for the snapshot; remote stores are fetched into a cache."""
+        """A local ``<digest>.parquet`` file for the snapshot.
+
+        Readers that pick the format by extension (DuckDB's ``FROM 'file'``) need the
+        suffix that blobs don't have: a local store gets a hard link (no copy; a symlink
+        across filesystems), a remote store a verified download.
+        """
         blobs = self.tracking.blobs
-        local = blobs.local_path(digest)
-        if local is not None:
-            return local
         cache = self.tracking.settings.home / "cache" / "datasets" / f"{digest}.parquet"
-        if not cache.is_file():
+        if cache.is_file():
+            return cache
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        local = blobs.local_path(digest)
+        if local is None:
             blobs.fetch(digest, cache)  # verified while copied
+            return cache
+        staging = cache.with_name(f".{cache.name}.{os.getpid()}")
+        try:
+            os.link(local, staging)
+        except OSError:
+            staging.symlink_to(local)
+        os.replace(staging, cache)  # atomic: concurrent readers see the link or nothing
         return cache
 
     def verify(self, digest: str) -> None:
