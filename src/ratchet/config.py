@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ratchet.atomic import write_atomic
 from ratchet.errors import ConfigError
 
 CONFIG_FILENAME = "ratchet.toml"
@@ -121,10 +122,7 @@ def write_starter_config(directory: Path, force: bool = False) -> Path:
     target = directory / CONFIG_FILENAME
     if target.exists() and not force:
         raise ConfigError(f"{target} already exists; pass --force to overwrite it")
-    tmp = target.with_name(f".{CONFIG_FILENAME}.tmp")
-    tmp.write_text(STARTER_CONFIG)
-    tmp.replace(target)
-    return target
+    return write_atomic(target, STARTER_CONFIG)
 
 
 def ensure_home(settings: Settings) -> Path:
@@ -133,7 +131,5 @@ def ensure_home(settings: Settings) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     ignore = home / ".gitignore"
     if not ignore.exists():
-        tmp = home / ".gitignore.tmp"
-        tmp.write_text("# created by ratchet: the local store is not source code\n*\n")
-        tmp.replace(ignore)
+        write_atomic(ignore, "# created by ratchet: the local store is not source code\n*\n")
     return home

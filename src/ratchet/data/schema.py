@@ -17,18 +17,17 @@ pandas and pandera are imported inside the functions so that ``import ratchet`` 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ratchet.atomic import write_atomic
 from ratchet.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -612,19 +611,7 @@ def save_schema(schema: pa.DataFrameSchema, path: str | os.PathLike[str]) -> Pat
     assert body is not None
     _ensure_checks_survive(schema, yaml.safe_load(body))
     text = YAML_HEADER + body
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return target
+    return write_atomic(target, text)
 
 
 def _ensure_checks_survive(schema: pa.DataFrameSchema, raw: Any) -> None:
