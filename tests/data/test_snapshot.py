@@ -23,11 +23,17 @@ def _snap(data: object, path: Path) -> str:
 
 def test_digest_ignores_batching_and_frame_library(tmp_path: Path) -> None:
     n = ROW_GROUP_ROWS + 12_345
-    frame = pd.DataFrame({"a": np.arange(n), "b": np.random.default_rng(1).random(n)})
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({  # strings and nulls: their Parquet pages follow Arrow chunks
+        "a": np.arange(n), "b": np.where(rng.random(n) < 0.1, np.nan, rng.random(n)),
+        "plan": rng.choice(["basic", "plus", "pro"], n), "id": [f"id-{i}" for i in range(n)],
+    })
     table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
     one = _snap(frame, tmp_path / "1.parquet")
-    reader = pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=999))
-    assert _snap(reader, tmp_path / "2.parquet") == one
+    for size in (999, 1000, 7000, 65_536, 100_000):
+        batches = table.to_batches(max_chunksize=size)
+        reader = pa.RecordBatchReader.from_batches(table.schema, batches)
+        assert _snap(reader, tmp_path / f"b{size}.parquet") == one, size
     assert _snap(pl.from_pandas(frame), tmp_path / "3.parquet") == one
     changed = frame.copy()
     changed.loc[5, "b"] = -1.0

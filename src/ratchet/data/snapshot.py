@@ -97,7 +97,9 @@ def write_snapshot(
                 pending_rows += batch.num_rows
                 while pending_rows >= ROW_GROUP_ROWS:
                     table = pa.Table.from_batches(pending, schema=schema)
-                    writer.write_table(table.slice(0, ROW_GROUP_ROWS),
+                    # One contiguous chunk per column: Parquet pages follow Arrow chunks,
+                    # so without this the bytes (and digest) would depend on batching.
+                    writer.write_table(table.slice(0, ROW_GROUP_ROWS).combine_chunks(),
                                        row_group_size=ROW_GROUP_ROWS)
                     rest = table.slice(ROW_GROUP_ROWS)
                     pending, pending_rows = rest.to_batches(), rest.num_rows
@@ -105,8 +107,8 @@ def write_snapshot(
                     if on_rows:
                         on_rows(rows)
             if pending_rows:
-                writer.write_table(pa.Table.from_batches(pending, schema=schema),
-                                   row_group_size=ROW_GROUP_ROWS)
+                writer.write_table(pa.Table.from_batches(pending, schema=schema)
+                                   .combine_chunks(), row_group_size=ROW_GROUP_ROWS)
                 rows += pending_rows
                 if on_rows:
                     on_rows(rows)
