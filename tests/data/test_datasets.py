@@ -174,3 +174,45 @@ def test_validation_report_is_stored_with_the_run(workspace: Path, churn: pd.Dat
     assert stored["failures"][0]["failing_count"] == 5
     history = client.metric_history(run.id, "validation.churn.errors")
     assert [m.value for m in history] == [0.0, 1.0, 1.0]
+
+
+def test_relogging_an_unchanged_file_skips_parsing(workspace: Path, churn: pd.DataFrame,
+                                                   tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from ratchet.data import readers
+    from ratchet.hashing import hash_file
+
+    path = tmp_path / "churn.csv"
+    churn.to_csv(path, index=False)
+    first = ratchet.data.log(path, name="churn")
+    recorded = ratchet.data.client().store.find_source("churn", str(path.resolve()))
+    assert recorded is not None and recorded.raw_digest == hash_file(str(path))
+
+    def no_parsing(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an unchanged file must not be parsed again")
+
+    with monkeypatch.context() as m:
+        m.setattr(readers, "open_source", no_parsing)
+        assert ratchet.data.log(path, name="churn").version == first.version
+
+    # Same size, same mtime, different bytes: the re-hash catches it.
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    index = data.index(b"basic")
+    data[index:index + 5] = b"BASIC"
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size
+    second = ratchet.data.log(path, name="churn")
+    assert second.version == 2 and "BASIC" in set(second.to_pandas()["plan"])
+
+
+def test_parquet_source_is_recorded_too(workspace: Path, churn: pd.DataFrame,
+                                        tmp_path: Path) -> None:
+    path = tmp_path / "churn.parquet"
+    churn.to_parquet(path)
+    v = ratchet.data.log(path, name="churn-pq")
+    assert ratchet.data.log(path, name="churn-pq").version == v.version == 1
+    assert ratchet.data.client().store.find_source("churn-pq", str(path.resolve())) is not None

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ratchet.errors import InvalidInput, NotFound
+from ratchet.hashing import hasher
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 CSV_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz", ".csv.bz2", ".csv.zst")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _SNIFF_BYTES = 64 * 1024
+_PARQUET_BATCH_ROWS = 65_536
 _RAGGED = re.compile(r"Expected (\d+) columns, got (\d+): (.*)", re.S)
 
 
@@ -36,6 +38,7 @@ class Source:
     batches: Iterator[pa.RecordBatch]
     total_bytes: int | None = None
     bytes_read: Any = None  # callable -> int, for progress over files
+    raw_digest: Any = None  # callable -> str | None: digest of a single file's bytes as read
 
 
 def open_source(data: object, *, source: str | None = None) -> Source:
@@ -131,7 +134,8 @@ def _parquet_source(files: list[Path], description: str, total: int) -> Source:
         if head != b"PAR1":
             raise InvalidInput(f"{f}: not a Parquet file (its first bytes are not 'PAR1')")
         try:
-            readers.append(pq.ParquetFile(f))
+            # No pre-buffering and small reads: whole 1M-row groups would cost ~600 MB.
+            readers.append(pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20))
         except (pa.ArrowInvalid, OSError) as exc:
             raise InvalidInput(f"{f}: not a readable Parquet file: {exc}") from None
     schema = readers[0].schema_arrow.remove_metadata()
@@ -142,15 +146,18 @@ def _parquet_source(files: list[Path], description: str, total: int) -> Source:
     progress = {"bytes": 0}
 
     def batches() -> Iterator[pa.RecordBatch]:
+        done = 0
         for f, reader in zip(files, readers, strict=True):
-            groups = reader.metadata.num_row_groups
-            for i in range(groups):
-                try:
-                    table = reader.read_row_group(i)
-                except (pa.ArrowInvalid, OSError) as exc:
-                    raise InvalidInput(f"{f}: row group {i} is unreadable: {exc}") from None
-                progress["bytes"] += f.stat().st_size // max(groups, 1)
-                yield from table.replace_schema_metadata(None).to_batches()
+            size, rows = f.stat().st_size, max(reader.metadata.num_rows, 1)
+            read = 0
+            try:
+                for batch in reader.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
+                    read += batch.num_rows
+                    progress["bytes"] = done + size * read // rows
+                    yield batch.replace_schema_metadata(None)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise InvalidInput(f"{f}: unreadable Parquet data: {exc}") from None
+            done += size
 
     return Source(description, schema, batches(), total, lambda: progress["bytes"])
 
@@ -184,8 +191,15 @@ def _csv_source(files: list[Path], description: str, total: int) -> Source:
             finally:
                 counters[i].close()
 
+    def raw_digest() -> str | None:
+        # Only a single file read to its end has a digest of all of its bytes.
+        only = counters[0]
+        if len(counters) == 1 and only.consumed == files[0].stat().st_size:
+            return only.digest()
+        return None
+
     return Source(description, schema, batches(), total,
-                  lambda: sum(c.consumed for c in counters))
+                  lambda: sum(c.consumed for c in counters), raw_digest)
 
 
 class _CountingFile(io.RawIOBase):
@@ -195,6 +209,7 @@ class _CountingFile(io.RawIOBase):
         self.path = path
         self.consumed = 0
         self._f: Any = None
+        self._hash = hasher()  # the raw bytes, hashed as they stream past (for re-logs)
 
     def readable(self) -> bool:
         return True
@@ -202,9 +217,13 @@ class _CountingFile(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         if self._f is None:
             self._f = self.path.open("rb", buffering=0)
-        n = self._f.readinto(buffer)
-        self.consumed += n or 0
-        return n or 0
+        n = self._f.readinto(buffer) or 0
+        self.consumed += n
+        self._hash.update(memoryview(buffer)[:n])
+        return n
+
+    def digest(self) -> str:
+        return self._hash.hexdigest()
 
     def close(self) -> None:
         if self._f is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
@@ -16,6 +17,18 @@ from ratchet.store.database import Database
 from ratchet.store.records import DatasetVersionRecord
 
 MIN_DIGEST_PREFIX = 6
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file as it was when logged: where, its stat identity, and its bytes' digest."""
+
+    path: str
+    version: int
+    size: int
+    mtime_ns: int
+    inode: int
+    raw_digest: str
 
 
 class DatasetStore:
@@ -130,6 +143,29 @@ class DatasetStore:
             rows = conn.execute(select(ri.c.run_id, ri.c.role).where(
                 ri.c.name == name, ri.c.digest == digest).order_by(ri.c.created_at)).all()
         return [(r[0], r[1]) for r in rows]
+
+    def find_source(self, name: str, path: str) -> SourceFile | None:
+        """What was recorded when the file at ``path`` was last logged as ``name``."""
+        src = t.dataset_sources
+        with self.db.read() as conn:
+            row = conn.execute(select(src).where(src.c.name == name, src.c.path == path)
+                               ).first()
+        if row is None:
+            return None
+        return SourceFile(row.path, row.version, row.size, row.mtime_ns, row.inode,
+                          row.raw_digest)
+
+    def record_source(self, name: str, source: SourceFile) -> None:
+        src = t.dataset_sources
+        values = {"name": name, "path": source.path, "version": source.version,
+                  "size": source.size, "mtime_ns": source.mtime_ns, "inode": source.inode,
+                  "raw_digest": source.raw_digest, "updated_at": now_ms()}
+        stmt = self.db.upsert(src).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[src.c.name, src.c.path],
+            set_={k: stmt.excluded[k] for k in values if k not in ("name", "path")})
+        with self.db.write() as conn:
+            conn.execute(stmt)
 
     def _require_dataset(self, name: str) -> None:
         with self.db.read() as conn:

@@ -256,6 +256,23 @@ dataset_versions = Table(
     Index(None, "digest"),
 )
 
+dataset_sources = Table(
+    "dataset_sources",
+    metadata,
+    # A file once logged: re-logging it unchanged is a hash of its bytes, not a re-parse.
+    Column("name", NAME, ForeignKey("datasets.name", ondelete="CASCADE"), primary_key=True),
+    Column("path", String(1024), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("inode", BigInteger, nullable=False),
+    Column("raw_digest", String(64), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    ForeignKeyConstraint(["name", "version"],
+                         ["dataset_versions.name", "dataset_versions.version"],
+                         ondelete="CASCADE"),
+)
+
 
 def exists_on(obj: object, dialect: str) -> bool:
     """Whether a schema object is created on ``dialect`` (honours ``.ddl_if(dialect=...)``).

@@ -57,6 +57,31 @@ def upgrade() -> None:
     with op.batch_alter_table("dataset_versions", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_dataset_versions_digest"), ["digest"], unique=False)
 
+    op.create_table(
+        "dataset_sources",
+        sa.Column("name", sa.String(length=256), nullable=False),
+        sa.Column("path", sa.String(length=1024), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.Column("mtime_ns", sa.BigInteger(), nullable=False),
+        sa.Column("inode", sa.BigInteger(), nullable=False),
+        sa.Column("raw_digest", sa.String(length=64), nullable=False),
+        sa.Column("updated_at", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["name", "version"],
+            ["dataset_versions.name", "dataset_versions.version"],
+            name=op.f("fk_dataset_sources_name_dataset_versions"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["name"],
+            ["datasets.name"],
+            name=op.f("fk_dataset_sources_name_datasets"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("name", "path", name=op.f("pk_dataset_sources")),
+    )
+
     # ### end Alembic commands ###
 
 
@@ -65,6 +90,7 @@ def downgrade() -> None:
     with op.batch_alter_table("dataset_versions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_dataset_versions_digest"))
 
+    op.drop_table("dataset_sources")
     op.drop_table("dataset_versions")
     op.drop_table("datasets")
     # ### end Alembic commands ###
