@@ -216,3 +216,32 @@ def test_parquet_source_is_recorded_too(workspace: Path, churn: pd.DataFrame,
     v = ratchet.data.log(path, name="churn-pq")
     assert ratchet.data.log(path, name="churn-pq").version == v.version == 1
     assert ratchet.data.client().store.find_source("churn-pq", str(path.resolve())) is not None
+
+
+def test_parquet_input_profile_matches_the_snapshot(workspace: Path, tmp_path: Path) -> None:
+    # Parquet inputs are profiled from the input file while the snapshot is written.
+    from ratchet.data.profile import profile_parquet
+
+    rng = np.random.default_rng(5)
+    n = 20_000
+    frame = pd.DataFrame({
+        "i": rng.integers(0, 50, n), "f": np.where(rng.random(n) < 0.05, np.nan, rng.random(n)),
+        "s": rng.choice(["a", "b", "c"], n), "id": [f"u{i}" for i in range(n)],
+        "t": pd.date_range("2026-01-01", periods=n, freq="min", tz="UTC"),
+        "b": rng.random(n) < 0.3,
+    })
+    path = tmp_path / "in.parquet"
+    frame.to_parquet(path, row_group_size=3_000)
+    version = ratchet.data.log(path, name="pq")
+    # Equal up to float summation order (DuckDB aggregates row groups in parallel).
+    assert _close(version.profile.to_dict(), profile_parquet(version.path).to_dict())
+
+
+def _close(a: object, b: object) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float):
+        return a == pytest.approx(b, rel=1e-9)
+    return a == b

@@ -23,6 +23,7 @@ from ratchet.store.dataset_store import SourceFile
 from ratchet.tracking.client import TrackingClient
 
 if TYPE_CHECKING:
+    from ratchet.data.profile import DatasetProfile
     from ratchet.data.validation import ValidationReport
     from ratchet.data.version_diff import DatasetDiff
 
@@ -76,11 +77,19 @@ class DataClient:
             if progress is not None and src.bytes_read is not None:
                 progress(src.bytes_read(), src.total_bytes)
 
+        # A Parquet input holds exactly the snapshot's rows, so DuckDB can profile it on
+        # the other core while pyarrow re-encodes (both release the GIL).
+        early = _ProfileInBackground(file) if src.kind == "parquet" and file else None
         with blobs.staging_file(".parquet") as staged:
-            snap = write_snapshot(src.batches, src.schema, staged, on_rows=on_rows)
+            try:
+                snap = write_snapshot(src.batches, src.schema, staged, on_rows=on_rows)
+            except BaseException:
+                if early is not None:
+                    early.join()
+                raise
             existing = self._find_digest(name, snap.digest)
             if existing is None:
-                profile = profile_parquet(staged)
+                profile = early.result() if early is not None else profile_parquet(staged)
                 blobs.adopt(staged, snap.digest)
                 record, _ = self.store.add_version(
                     name, digest=snap.digest, size_bytes=snap.size_bytes, row_count=snap.rows,
@@ -88,6 +97,8 @@ class DataClient:
                     source=src.description, created_by_run=run_id)
                 version = DatasetVersion.from_record(record, self)
             else:
+                if early is not None:
+                    early.join()
                 version = existing
         if file is not None and stat is not None:
             raw = src.raw_digest() if src.raw_digest is not None else None
@@ -213,3 +224,34 @@ class DataClient:
     def __repr__(self) -> str:
         return f"DataClient({self.tracking.settings.db_url!r})"
 
+
+
+class _ProfileInBackground:
+    """``profile_parquet(path)`` on a worker thread; ``result()`` joins and re-raises."""
+
+    def __init__(self, path: Path) -> None:
+        import threading
+
+        from ratchet.data.profile import profile_parquet
+
+        self._profile: DatasetProfile | None = None
+        self._error: BaseException | None = None
+
+        def work() -> None:
+            try:
+                self._profile = profile_parquet(path)
+            except BaseException as exc:  # handed to the caller in result()
+                self._error = exc
+
+        self._thread = threading.Thread(target=work, name="ratchet-profile", daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def result(self) -> DatasetProfile:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        assert self._profile is not None
+        return self._profile

@@ -39,6 +39,7 @@ class Source:
     total_bytes: int | None = None
     bytes_read: Any = None  # callable -> int, for progress over files
     raw_digest: Any = None  # callable -> str | None: digest of a single file's bytes as read
+    kind: str | None = None  # "csv" | "parquet" for files, None for in-memory data
 
 
 def open_source(data: object, *, source: str | None = None) -> Source:
@@ -159,7 +160,8 @@ def _parquet_source(files: list[Path], description: str, total: int) -> Source:
                 raise InvalidInput(f"{f}: unreadable Parquet data: {exc}") from None
             done += size
 
-    return Source(description, schema, batches(), total, lambda: progress["bytes"])
+    return Source(description, schema, batches(), total, lambda: progress["bytes"],
+                  kind="parquet")
 
 
 def _csv_source(files: list[Path], description: str, total: int) -> Source:
@@ -199,7 +201,7 @@ def _csv_source(files: list[Path], description: str, total: int) -> Source:
         return None
 
     return Source(description, schema, batches(), total,
-                  lambda: sum(c.consumed for c in counters), raw_digest)
+                  lambda: sum(c.consumed for c in counters), raw_digest, kind="csv")
 
 
 class _CountingFile(io.RawIOBase):
