@@ -12,8 +12,9 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from ratchet.data.version import DatasetRef, DatasetVersion, validate_dataset_name
 from ratchet.errors import NotFound
@@ -23,10 +24,10 @@ from ratchet.store.dataset_store import SourceFile
 from ratchet.tracking.client import TrackingClient
 
 if TYPE_CHECKING:
-    from ratchet.data.profile import DatasetProfile
     from ratchet.data.validation import ValidationReport
     from ratchet.data.version_diff import DatasetDiff
 
+T = TypeVar("T")
 ProgressCallback = Callable[[int, int | None], None]  # (bytes read, total bytes or None)
 
 
@@ -78,14 +79,19 @@ class DataClient:
                 progress(src.bytes_read(), src.total_bytes)
 
         # A Parquet input holds exactly the snapshot's rows, so DuckDB can profile it on
-        # the other core while pyarrow re-encodes (both release the GIL).
-        early = _ProfileInBackground(file) if src.kind == "parquet" and file else None
+        # the other core while pyarrow re-encodes; a file's raw digest (for fast re-logs)
+        # is computed there too.
+        early = (_InBackground(partial(profile_parquet, file))
+                 if src.kind == "parquet" and file is not None else None)
+        raw = (_InBackground(partial(hash_file, str(file)))
+               if file is not None and stat is not None else None)
         with blobs.staging_file(".parquet") as staged:
             try:
                 snap = write_snapshot(src.batches, src.schema, staged, on_rows=on_rows)
             except BaseException:
-                if early is not None:
-                    early.join()
+                for job in (early, raw):
+                    if job is not None:
+                        job.join()
                 raise
             existing = self._find_digest(name, snap.digest)
             if existing is None:
@@ -100,11 +106,10 @@ class DataClient:
                 if early is not None:
                     early.join()
                 version = existing
-        if file is not None and stat is not None:
-            raw = src.raw_digest() if src.raw_digest is not None else None
+        if file is not None and stat is not None and raw is not None:
             self.store.record_source(name, SourceFile(
                 str(file), version.version, stat.st_size, stat.st_mtime_ns, stat.st_ino,
-                raw or hash_file(str(file))))
+                raw.result()))
         return self._finish(version, run_id, role, progress, src.total_bytes or 0)
 
     def _unchanged_file(self, name: str, file: Path, stat: os.stat_result
@@ -226,32 +231,33 @@ class DataClient:
 
 
 
-class _ProfileInBackground:
-    """``profile_parquet(path)`` on a worker thread; ``result()`` joins and re-raises."""
+class _InBackground(Generic[T]):
+    """``fn()`` on a worker thread; ``result()`` joins and re-raises its exception.
 
-    def __init__(self, path: Path) -> None:
+    For work that releases the GIL (DuckDB, hashlib on large buffers), so it runs on the
+    second core while the main thread parses and encodes.
+    """
+
+    def __init__(self, fn: Callable[[], T]) -> None:
         import threading
 
-        from ratchet.data.profile import profile_parquet
-
-        self._profile: DatasetProfile | None = None
+        self._value: T | None = None
         self._error: BaseException | None = None
 
         def work() -> None:
             try:
-                self._profile = profile_parquet(path)
+                self._value = fn()
             except BaseException as exc:  # handed to the caller in result()
                 self._error = exc
 
-        self._thread = threading.Thread(target=work, name="ratchet-profile", daemon=True)
+        self._thread = threading.Thread(target=work, name="ratchet-data", daemon=True)
         self._thread.start()
 
     def join(self) -> None:
         self._thread.join()
 
-    def result(self) -> DatasetProfile:
+    def result(self) -> T:
         self.join()
         if self._error is not None:
             raise self._error
-        assert self._profile is not None
-        return self._profile
+        return cast(T, self._value)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ratchet.errors import InvalidInput, NotFound
-from ratchet.hashing import hasher
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -38,7 +37,6 @@ class Source:
     batches: Iterator[pa.RecordBatch]
     total_bytes: int | None = None
     bytes_read: Any = None  # callable -> int, for progress over files
-    raw_digest: Any = None  # callable -> str | None: digest of a single file's bytes as read
     kind: str | None = None  # "csv" | "parquet" for files, None for in-memory data
 
 
@@ -193,15 +191,8 @@ def _csv_source(files: list[Path], description: str, total: int) -> Source:
             finally:
                 counters[i].close()
 
-    def raw_digest() -> str | None:
-        # Only a single file read to its end has a digest of all of its bytes.
-        only = counters[0]
-        if len(counters) == 1 and only.consumed == files[0].stat().st_size:
-            return only.digest()
-        return None
-
     return Source(description, schema, batches(), total,
-                  lambda: sum(c.consumed for c in counters), raw_digest, kind="csv")
+                  lambda: sum(c.consumed for c in counters), kind="csv")
 
 
 class _CountingFile(io.RawIOBase):
@@ -211,7 +202,6 @@ class _CountingFile(io.RawIOBase):
         self.path = path
         self.consumed = 0
         self._f: Any = None
-        self._hash = hasher()  # the raw bytes, hashed as they stream past (for re-logs)
 
     def readable(self) -> bool:
         return True
@@ -221,11 +211,7 @@ class _CountingFile(io.RawIOBase):
             self._f = self.path.open("rb", buffering=0)
         n = self._f.readinto(buffer) or 0
         self.consumed += n
-        self._hash.update(memoryview(buffer)[:n])
         return n
-
-    def digest(self) -> str:
-        return self._hash.hexdigest()
 
     def close(self) -> None:
         if self._f is not None:
