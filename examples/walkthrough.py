@@ -1,9 +1,10 @@
 """Tracking + registry walkthrough: what `make demo` runs.
 
-Trains a few scikit-learn models on the breast-cancer data that ships with
-scikit-learn, tracks each as a run, registers every model, points the `champion` alias
-at the best one, loads the champion back by alias and predicts, then prints where
-everything lives. Runs on the embedded defaults (SQLite + local files in ./.ratchet).
+Versions the breast-cancer data that ships with scikit-learn (train and test splits),
+trains a few scikit-learn models on it, tracks each as a run that records which dataset
+versions it read, registers every model, points the `champion` alias at the best one,
+loads the champion back by alias and predicts, then prints the champion's lineage and
+where everything lives. Runs on the embedded defaults (SQLite + local files in ./.ratchet).
 """
 
 from __future__ import annotations
@@ -35,12 +36,20 @@ def main() -> None:
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0,
                                                         stratify=y)
+    train_ds = ratchet.data.log(X_train.assign(target=y_train), name="breast-cancer-train",
+                                source="sklearn.datasets.load_breast_cancer")
+    test_ds = ratchet.data.log(X_test.assign(target=y_test), name="breast-cancer-test",
+                               source="sklearn.datasets.load_breast_cancer")
+    print(f"Datasets: {train_ds.ref} ({train_ds.row_count} rows, hash {train_ds.digest[:12]}), "
+          f"{test_ds.ref} ({test_ds.row_count} rows)")
     print(f"Training {len(candidates())} models on {len(X_train)} rows "
           f"({X.shape[1]} features)...")
 
     versions = []
     for name, model in candidates().items():
         with ratchet.start_run(experiment=EXPERIMENT, name=name) as run:
+            run.log_input(train_ds, role="train")
+            run.log_input(test_ds, role="eval")
             ratchet.log_params({"model": name, **{k: v for k, v in model.get_params().items()
                                                   if isinstance(v, int | float | str)}})
             model.fit(X_train, y_train)
@@ -69,6 +78,9 @@ def main() -> None:
 
     lineage = ratchet.models.lineage(f"models:/{MODEL}@champion")
     code = lineage.run.code if lineage.run else None
+    if lineage.run is not None:
+        used = ", ".join(f"{i.name}@{i.version} ({i.role})" for i in lineage.run.inputs)
+        print(f"champion was trained on: {used}")
     settings = ratchet.models.client().tracking.settings
     print("\nWhere everything is:")
     print(f"  metadata store : {settings.db_url}")
