@@ -85,3 +85,9 @@ def test_user_mistakes_are_one_line(cli: Invoke, project: Path) -> None:
     assert_user_error(cli("data", "show", "ghost@1"), "no dataset named 'ghost'")
     assert_user_error(cli("data", "validate", str(good), "--schema",
                           str(project / "missing.yaml")), "missing.yaml")
+
+
+def test_missing_file_argument_is_named_as_a_file(cli: Invoke, project: Path) -> None:
+    assert_user_error(cli("data", "infer-schema", "nope.parquet"), "nope.parquet: no such file")
+    assert_user_error(cli("data", "validate", "dir/x.csv", "--schema", "s.yaml"),
+                      "dir/x.csv: no such file")

@@ -207,7 +207,13 @@ def validate(
 
 def _resolve(data: str) -> Any:
     """A dataset version for a reference, or an Arrow table for a file path."""
+    from ratchet.data.readers import CSV_SUFFIXES, PARQUET_SUFFIXES
+    from ratchet.errors import NotFound
+
     path = Path(data)
+    looks_like_file = "/" in data or data.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES)
+    if looks_like_file and not path.exists():
+        raise NotFound(f"{data}: no such file (to name a dataset version, use churn@3)")
     if path.exists():
         import pyarrow as pa
 
