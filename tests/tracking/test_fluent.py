@@ -154,6 +154,11 @@ def test_search_runs_fluent(workspace_on: Path) -> None:
     assert [r.metrics["auc"] for r in runs] == [0.95, 0.92]
     with pytest.raises(InvalidInput, match="position"):
         ratchet.search_runs("metrics.auc > ")
+    first = ratchet.search_runs(order_by=["metrics.auc DESC"], max_results=3)
+    rest = ratchet.search_runs(order_by=["metrics.auc DESC"], max_results=3,
+                               page_token=first.next_page_token)
+    assert [r.metrics["auc"] for r in first + rest] == [0.99, 0.95, 0.92, 0.7]
+    assert rest.next_page_token is None
 
 
 def test_remote_uri_is_reserved(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -105,9 +105,21 @@ def get_run(run_id: str) -> Run:
     return client().get_run(run_id)
 
 
+class RunPage(list[Run]):
+    """One page of search results; ``next_page_token`` fetches the next (None: no more)."""
+
+    def __init__(self, runs: list[Run], next_page_token: str | None) -> None:
+        super().__init__(runs)
+        self.next_page_token = next_page_token
+
+
 def search_runs(filter: str | None = None, *, experiments: Sequence[str] | None = None,
-                order_by: Sequence[str] | None = None, max_results: int = 1000) -> list[Run]:
-    """The first ``max_results`` runs matching ``filter``; use the client for paging."""
-    runs, _ = client().search_runs(filter, experiments=experiments, order_by=order_by,
-                                   max_results=max_results)
-    return runs
+                order_by: Sequence[str] | None = None, max_results: int = 1000,
+                page_token: str | None = None) -> RunPage:
+    """Runs matching ``filter`` (see docs/api.md), ``max_results`` at a time.
+
+    The result is a list of runs with a ``next_page_token`` for the following page.
+    """
+    runs, token = client().search_runs(filter, experiments=experiments, order_by=order_by,
+                                       max_results=max_results, page_token=page_token)
+    return RunPage(runs, token)
