@@ -89,6 +89,8 @@ def test_files_log_and_bad_input(workspace: Path, churn: pd.DataFrame, tmp_path:
             ratchet.data.log(churn, name=bad)
     with pytest.raises(InvalidInput, match="empty"):
         ratchet.data.log(churn.head(0), name="empty")
+    with pytest.raises(InvalidInput, match="no run is active"):
+        ratchet.data.log(churn, name="churn-csv", role="train")
     with pytest.raises(NotFound, match="no dataset named"):
         ratchet.data.get("ghost")
     with pytest.raises(NotFound, match="no version 9"):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from ratchet.data.version import DatasetRef, DatasetVersion, validate_dataset_name
-from ratchet.errors import NotFound
+from ratchet.errors import InvalidInput, NotFound
 from ratchet.hashing import CHUNK_SIZE, hash_file
 from ratchet.store import DatasetStore
 from ratchet.store.dataset_store import SourceFile
@@ -65,6 +65,9 @@ class DataClient:
 
         validate_dataset_name(name)
         run_id = run_id or self.tracking.active_run_id()
+        if role is not None and run_id is None:
+            raise InvalidInput(f"role={role!r} records the dataset as a run's input, but no run "
+                               "is active: log inside `with ratchet.start_run():` or drop role")
         file = Path(data).resolve() if isinstance(data, str | os.PathLike) else None
         stat = file.stat() if file is not None and file.is_file() else None
         if file is not None and stat is not None:
