@@ -247,3 +247,35 @@ def _close(a: object, b: object) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return a == pytest.approx(b, rel=1e-9)
     return a == b
+
+
+def test_large_csv_profile_streams_alongside_the_write(workspace: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from ratchet.data import catalog
+    from ratchet.data.profile import profile_parquet
+
+    monkeypatch.setattr(catalog, "STREAM_PROFILE_MIN_BYTES", 0)  # stream even small files
+    rng = np.random.default_rng(11)
+    n = 30_000
+    frame = pd.DataFrame({
+        "id": [f"u{i}" for i in range(n)], "x": rng.normal(size=n),
+        "k": rng.integers(0, 10, n), "plan": rng.choice(["a", "b", "c"], n),
+        "when": pd.date_range("2026-01-01", periods=n, freq="s").astype(str),
+    })
+    path = tmp_path / "wide.csv"
+    frame.to_csv(path, index=False)
+    version = ratchet.data.log(path, name="streamed")
+    expected = profile_parquet(version.path, exact_distinct_max_rows=0,
+                               exact_quantile_max_rows=0).to_dict()
+    streamed = version.profile.to_dict()
+    for got, want in zip(streamed["columns"], expected["columns"], strict=True):
+        if not want["distinct_exact"]:  # HyperLogLog estimates: equal within their error
+            assert got["distinct"] == pytest.approx(want["distinct"], rel=0.05)
+            got["distinct"] = want["distinct"]
+    assert _close(streamed, expected)
+    assert version.profile.column("plan").top is not None
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("n\n" + "\n".join(str(i) for i in range(300_000)) + "\nnot-a-number\n")
+    with pytest.raises(InvalidInput, match=r"bad\.csv"):
+        ratchet.data.log(bad, name="bad")

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ratchet.data.version_diff import DatasetDiff
 
 T = TypeVar("T")
+STREAM_PROFILE_MIN_BYTES = 256 * 2**20
 ProgressCallback = Callable[[int, int | None], None]  # (bytes read, total bytes or None)
 
 
@@ -59,7 +60,7 @@ class DataClient:
         ``run_id`` (default: the active run) is recorded as its creator; with ``role``,
         the run also records the version as an input (``role="train"``).
         """
-        from ratchet.data.profile import profile_parquet
+        from ratchet.data.profile import StreamingProfile, profile_parquet
         from ratchet.data.readers import open_source
         from ratchet.data.snapshot import schema_fields, write_snapshot
 
@@ -86,19 +87,35 @@ class DataClient:
         # is computed there too.
         early = (_InBackground(partial(profile_parquet, file))
                  if src.kind == "parquet" and file is not None else None)
+        # A large CSV is profiled from its batches on the other core while being encoded
+        # (approximate distinct/quantiles, as its size would give them anyway).
+        stream = (StreamingProfile(src.schema)
+                  if src.kind == "csv" and (src.total_bytes or 0) >= STREAM_PROFILE_MIN_BYTES
+                  else None)
         raw = (_InBackground(partial(hash_file, str(file)))
                if file is not None and stat is not None else None)
         with blobs.staging_file(".parquet") as staged:
             try:
-                snap = write_snapshot(src.batches, src.schema, staged, on_rows=on_rows)
+                snap = write_snapshot(src.batches, src.schema, staged, on_rows=on_rows,
+                                      on_batch=stream.feed if stream is not None else None)
             except BaseException:
                 for job in (early, raw):
                     if job is not None:
                         job.join()
+                if stream is not None:
+                    stream.close()
+                    stream.abandon()
                 raise
+            if stream is not None:
+                stream.close()
             existing = self._find_digest(name, snap.digest)
             if existing is None:
-                profile = early.result() if early is not None else profile_parquet(staged)
+                if early is not None:
+                    profile = early.result()
+                elif stream is not None:
+                    profile = stream.finish(staged)
+                else:
+                    profile = profile_parquet(staged)
                 blobs.adopt(staged, snap.digest)
                 record, _ = self.store.add_version(
                     name, digest=snap.digest, size_bytes=snap.size_bytes, row_count=snap.rows,
@@ -108,6 +125,8 @@ class DataClient:
             else:
                 if early is not None:
                     early.join()
+                if stream is not None:
+                    stream.abandon()
                 version = existing
         if file is not None and stat is not None and raw is not None:
             self.store.record_source(name, SourceFile(

@@ -51,13 +51,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ratchet.data.duckdb_connection import duckdb_connection
 from ratchet.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -348,7 +347,7 @@ def profile_parquet(
     if not len(schema):
         return DatasetProfile(rows=rows, columns=())
     source = "read_parquet([" + ", ".join(_literal(f) for f in files) + "])"
-    with _connect(memory_limit, threads) as con:
+    with duckdb_connection(memory_limit, threads) as con:
         return _profile(
             con,
             source,
@@ -380,7 +379,7 @@ def profile_table(
     _check_options(top_k, bins)
     if table.num_columns == 0:  # DuckDB cannot scan a table without columns
         return DatasetProfile(rows=table.num_rows, columns=())
-    with _connect(memory_limit, threads) as con:
+    with duckdb_connection(memory_limit, threads) as con:
         con.register("ratchet_profiled", table)  # zero-copy scan
         return _profile(
             con,
@@ -393,6 +392,85 @@ def profile_table(
         )
 
 
+class StreamingProfile:
+    """Pass 1 of a profile over record batches as they are produced, on a worker thread.
+
+    While the main thread encodes the snapshot, DuckDB aggregates the same batches on the
+    other core; ``finish(path)`` then runs the remaining (smaller) passes over the written
+    Parquet file. Distinct counts and quantiles are the approximate kind, as the row count
+    is unknown until the end: use it for large inputs, where they would be anyway.
+    """
+
+    QUEUE_BATCHES = 8
+
+    def __init__(self, schema: pa.Schema, *, top_k: int = 50, bins: int = 20,
+                 memory_limit: str = "1GB", threads: int | None = None) -> None:
+        import queue
+        import threading
+
+        import pyarrow as pa
+
+        _check_options(top_k, bins)
+        self._top_k, self._bins = top_k, bins
+        self._schema = schema
+        self._cols = _plan(schema)
+        self._queue: queue.Queue[pa.RecordBatch | None] = queue.Queue(self.QUEUE_BATCHES)
+        self._rows: int | None = None
+        self._error: BaseException | None = None
+        self._con_cm = duckdb_connection(memory_limit, threads)
+        self._con = self._con_cm.__enter__()
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            while (batch := self._queue.get()) is not None:
+                yield batch
+
+        def work() -> None:
+            try:
+                reader = pa.RecordBatchReader.from_batches(schema, batches())
+                self._con.register("ratchet_stream", reader)
+                source = _renamed("ratchet_stream", self._cols)
+                self._rows = _stats_pass(self._con, source, self._cols, False, False)
+            except BaseException as exc:  # re-raised by finish()
+                self._error = exc
+                while self._queue.get() is not None:  # unblock the producer, then stop
+                    pass
+
+        self._thread = threading.Thread(target=work, name="ratchet-profile", daemon=True)
+        self._thread.start()
+
+    def feed(self, batch: pa.RecordBatch) -> None:
+        self._queue.put(batch)
+
+    def close(self) -> None:
+        """The stream ended (or failed): let pass 1 finish."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def abandon(self) -> None:
+        """Not needed after all (e.g. identical content already stored): release DuckDB."""
+        self._con_cm.__exit__(None, None, None)
+
+    def finish(self, path: str | Path) -> DatasetProfile:
+        try:
+            if self._error is not None:
+                raise self._error
+            assert self._rows is not None
+            if not self._cols:
+                return DatasetProfile(rows=self._rows, columns=())
+            import pyarrow.parquet as pq
+
+            # Types as stored (Parquet widens some, e.g. timestamp[s] to [ms]), so a streamed
+            # profile reads exactly like one made from the file.
+            stored = pq.read_schema(path)
+            for c in self._cols:
+                c.arrow_type = str(stored.field(c.index).type)
+            source = _renamed(f"read_parquet({_literal(str(path))})", self._cols)
+            return _finish_profile(self._con, source, self._cols, self._rows,
+                                   top_k=self._top_k, bins=self._bins)
+        finally:
+            self._con_cm.__exit__(None, None, None)
+
+
 def _check_options(top_k: int, bins: int) -> None:
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
         raise InvalidInput(f"top_k must be an int >= 0, got {top_k!r}")
@@ -400,23 +478,6 @@ def _check_options(top_k: int, bins: int) -> None:
         raise InvalidInput(f"bins must be an int >= 1, got {bins!r}")
 
 
-@contextmanager
-def _connect(memory_limit: str, threads: int | None) -> Iterator[duckdb.DuckDBPyConnection]:
-    import duckdb
-
-    # A private spill directory: the default (.tmp in the cwd) would litter the user's tree.
-    with tempfile.TemporaryDirectory(prefix="ratchet-profile-") as tmp:
-        config: dict[str, Any] = {"memory_limit": memory_limit, "temp_directory": tmp}
-        if threads is not None:
-            config["threads"] = threads
-        try:
-            con = duckdb.connect(config=config)
-        except duckdb.Error as e:
-            raise InvalidInput(f"cannot start the profiler: {e}") from e
-        try:
-            yield con
-        finally:
-            con.close()
 
 
 # --------------------------------------------------------------------------- the passes
@@ -493,10 +554,22 @@ def _profile(
     exact_quantiles: bool,
 ) -> DatasetProfile:
     cols = _plan(schema)
-    if cols:
-        # Rename columns by position: any name (quotes, unicode, empty, duplicated) is safe.
-        source = f"{source} AS ratchet_src({', '.join(f'c{c.index}' for c in cols)})"
+    source = _renamed(source, cols)
     rows = _stats_pass(con, source, cols, exact_distinct, exact_quantiles)
+    return _finish_profile(con, source, cols, rows, top_k=top_k, bins=bins)
+
+
+def _renamed(source: str, cols: list[_Col]) -> str:
+    # Rename columns by position: any name (quotes, unicode, empty, duplicated) is safe.
+    if not cols:
+        return source
+    return f"{source} AS ratchet_src({', '.join(f'c{c.index}' for c in cols)})"
+
+
+def _finish_profile(con: duckdb.DuckDBPyConnection, source: str, cols: list[_Col], rows: int,
+                    *, top_k: int, bins: int) -> DatasetProfile:
+    """Everything after pass 1: string ranges, histograms and value tables, top-k."""
+    _string_range_pass(con, source, [c for c in cols if c.family == STRING])
     for c in cols:
         c.semantic = _semantic(c)
     _shape_pass(con, source, cols, bins)
@@ -582,7 +655,6 @@ def _stats_pass(
     # Small data and all-null columns: no distinct estimate can exceed the non-null count.
     for c in cols:
         c.stats["distinct"] = min(c.stats["distinct"], c.stats["non_null"])
-    _string_range_pass(con, source, [c for c in cols if c.family == STRING])
     return rows
 
 

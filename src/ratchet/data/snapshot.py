@@ -79,7 +79,9 @@ def write_snapshot(
     dest: Path,
     *,
     on_rows: Callable[[int], None] | None = None,
+    on_batch: Callable[[pa.RecordBatch], None] | None = None,
 ) -> Snapshot:
+    """``on_batch`` sees every non-empty batch in order (e.g. to profile it concurrently)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -95,6 +97,8 @@ def write_snapshot(
                     continue
                 if not batch.schema.equals(schema):
                     batch = pa.Table.from_batches([batch]).cast(schema).to_batches()[0]
+                if on_batch is not None:
+                    on_batch(batch)
                 pending.append(batch)
                 pending_rows += batch.num_rows
                 while pending_rows >= ROW_GROUP_ROWS:
@@ -118,7 +122,10 @@ def write_snapshot(
         sink.close()
     if rows == 0:
         raise InvalidInput("the dataset is empty (0 rows): nothing to version")
-    return Snapshot(sink.digest, sink.size, rows, schema)
+    # The schema as stored: Parquet widens some types (timestamp[s] becomes [ms]), and the
+    # version must describe what readers will get back.
+    stored = pq.read_schema(dest).remove_metadata()
+    return Snapshot(sink.digest, sink.size, rows, stored)
 
 
 def _check_schema(schema: pa.Schema) -> None:

@@ -62,8 +62,7 @@ def _literal(text: str) -> str:
 
 def diff_versions(base: DatasetVersion, other: DatasetVersion,
                   key: Sequence[str] | None = None) -> DatasetDiff:
-    import duckdb
-
+    from ratchet.data.duckdb_connection import duckdb_connection
     from ratchet.data.profile_compare import compare_profiles
 
     base_types = {c["name"]: c["type"] for c in base.schema}
@@ -79,9 +78,7 @@ def diff_versions(base: DatasetVersion, other: DatasetVersion,
     if not common:
         raise InvalidInput(f"{base.ref} and {other.ref} share no columns: nothing to compare")
 
-    con = duckdb.connect()
-    try:
-        con.execute("SET threads TO 2; SET memory_limit = '1GB'")
+    with duckdb_connection() as con:
         con.execute(f"CREATE VIEW a AS SELECT * FROM read_parquet({_literal(str(base.path))})")
         con.execute(f"CREATE VIEW b AS SELECT * FROM read_parquet({_literal(str(other.path))})")
         if keys:
@@ -93,8 +90,6 @@ def diff_versions(base: DatasetVersion, other: DatasetVersion,
             removed = _scalar(con, f"SELECT count(*) FROM (SELECT {cols} FROM a "
                                    f"EXCEPT ALL SELECT {cols} FROM b)")
             changed = None
-    finally:
-        con.close()
     return DatasetDiff(
         base=base.ref, other=other.ref, rows_base=base.row_count, rows_other=other.row_count,
         key=keys, rows_added=added, rows_removed=removed, rows_changed=changed,
