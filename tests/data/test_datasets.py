@@ -279,3 +279,17 @@ def test_large_csv_profile_streams_alongside_the_write(workspace: Path, tmp_path
     bad.write_text("n\n" + "\n".join(str(i) for i in range(300_000)) + "\nnot-a-number\n")
     with pytest.raises(InvalidInput, match=r"bad\.csv"):
         ratchet.data.log(bad, name="bad")
+
+
+def test_progress_reports_bytes_read_up_to_the_total(workspace: Path, churn: pd.DataFrame,
+                                                     tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    pd.concat([churn] * 100).to_csv(path, index=False)  # several read blocks
+    seen: list[tuple[int, int | None]] = []
+    ratchet.data.log(path, name="progress", progress=lambda done, total: seen.append(
+        (done, total)))
+    size = path.stat().st_size
+    assert len(seen) > 1 and all(total == size for _, total in seen)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and seen[-1][0] == size
+    with pytest.raises(InvalidInput, match="source must be a string"):
+        ratchet.data.log(churn, name="churn", source=123)  # type: ignore[arg-type]

@@ -51,6 +51,24 @@ def test_keyboard_interrupt_marks_run_killed(workspace: Path) -> None:
     assert ratchet.get_run(run.id).status == "killed"
 
 
+def test_system_exit(workspace: Path) -> None:
+    with pytest.raises(SystemExit), ratchet.start_run() as clean:
+        raise SystemExit(0)
+    with pytest.raises(SystemExit), ratchet.start_run() as aborted:
+        raise SystemExit(2)
+    assert ratchet.get_run(clean.id).status == "finished"
+    assert ratchet.get_run(aborted.id).status == "killed"
+
+
+def test_artifact_for_a_missing_run_uploads_nothing(workspace: Path, tmp_path: Path) -> None:
+    f = tmp_path / "f.txt"
+    f.write_text("x")
+    client = fluent.client()
+    with pytest.raises(NotFound, match="no run"):
+        client.log_artifact("0" * 32, f)
+    assert not (Path(client.settings.artifacts_uri) / "blobs").exists()
+
+
 def test_nested_runs(workspace: Path) -> None:
     with ratchet.start_run(experiment="tune") as parent:
         with pytest.raises(InvalidInput, match="nested=True"):

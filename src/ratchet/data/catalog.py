@@ -65,6 +65,9 @@ class DataClient:
         from ratchet.data.snapshot import schema_fields, write_snapshot
 
         validate_dataset_name(name)
+        if source is not None and not isinstance(source, str):
+            raise InvalidInput(f"source must be a string describing where the data came from, "
+                               f"got {type(source).__name__}")
         run_id = run_id or self.tracking.active_run_id()
         if role is not None and run_id is None:
             raise InvalidInput(f"role={role!r} records the dataset as a run's input, but no run "

@@ -412,7 +412,6 @@ class StreamingProfile:
 
         _check_options(top_k, bins)
         self._top_k, self._bins = top_k, bins
-        self._schema = schema
         self._cols = _plan(schema)
         self._queue: queue.Queue[pa.RecordBatch | None] = queue.Queue(self.QUEUE_BATCHES)
         self._rows: int | None = None

@@ -57,6 +57,7 @@ class ResolvedModel:
     artifact_path: str
     content_hash: str | None
     version: ModelVersion | None
+    entries: tuple[ArtifactEntry, ...] | None = None  # listed already (runs:/ URIs)
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,7 @@ class RegistryClient:
         if ref.run_id is not None:
             entries = self._model_entries(ref.run_id, ref.artifact_path)
             return ResolvedModel(ref.run_id, ref.artifact_path,
-                                 _tree_hash(entries, ref.artifact_path), None)
+                                 _tree_hash(entries, ref.artifact_path), None, tuple(entries))
         assert ref.name is not None
         if ref.alias is not None:
             version = self.store.resolve_alias(ref.name, ref.alias)
@@ -234,7 +235,8 @@ class RegistryClient:
     def download(self, uri: str) -> Path:
         """The model's files in a local cache directory keyed by content hash (verified)."""
         resolved = self.resolve(uri)
-        entries = self._model_entries(resolved.run_id, resolved.artifact_path)
+        entries = list(resolved.entries) if resolved.entries is not None else \
+            self._model_entries(resolved.run_id, resolved.artifact_path)
         actual = _tree_hash(entries, resolved.artifact_path)
         if resolved.content_hash is not None and actual != resolved.content_hash:
             raise IntegrityError(

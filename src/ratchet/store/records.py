@@ -8,7 +8,6 @@ from typing import Any
 from ratchet.clock import to_datetime
 
 RUN_STATUSES = ("running", "finished", "failed", "killed")
-TERMINAL_STATUSES = ("finished", "failed", "killed")
 
 
 @dataclass(frozen=True)

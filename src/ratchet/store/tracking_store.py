@@ -219,6 +219,11 @@ class TrackingStore:
             raise NotFound(f"experiment {experiment_id!r} does not exist") from None
         return self.get_run(run_id)
 
+    def require_run(self, run_id: str) -> None:
+        """``NotFound`` unless the run exists (one indexed lookup, no run data loaded)."""
+        if not self._run_exists(run_id):
+            raise NotFound(f"no run with id {run_id!r}")
+
     def _run_exists(self, run_id: str) -> bool:
         with self.db.read() as conn:
             return conn.execute(

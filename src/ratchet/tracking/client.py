@@ -54,14 +54,11 @@ class ActiveRun:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: Any) -> None:
-        if exc_type is None:
+        clean_exit = isinstance(exc, SystemExit) and exc.code in (0, None)
+        if exc_type is None or clean_exit:
             self.end("finished")
-        elif issubclass(exc_type, KeyboardInterrupt | SystemExit) and not (
-            isinstance(exc, SystemExit) and exc.code in (0, None)
-        ):
-            self.end("killed", error=f"{exc_type.__name__}")
-        elif issubclass(exc_type, SystemExit):
-            self.end("finished")
+        elif issubclass(exc_type, KeyboardInterrupt | SystemExit):
+            self.end("killed", error=exc_type.__name__)
         else:
             text = "".join(traceback.format_exception(exc_type, exc, tb))
             self.end("failed", error=text[-MAX_ERROR_CHARS:])
@@ -240,7 +237,7 @@ class TrackingClient:
         if not path.is_file():
             raise NotFound(f"no file at {path}")
         name = normalize_artifact_path(artifact_path or path.name)
-        self.get_run(run_id)
+        self.store.require_run(run_id)  # before uploading anything
         blob = self.blobs.put_file(path)
         entry = ArtifactEntry(name, blob.digest, blob.size)
         self.store.record_artifacts(run_id, [entry])
@@ -255,7 +252,7 @@ class TrackingClient:
         if not directory.is_dir():
             raise NotFound(f"no directory at {directory}")
         prefix = normalize_artifact_path(artifact_path) + "/" if artifact_path else ""
-        self.get_run(run_id)
+        self.store.require_run(run_id)  # before uploading anything
         entries = []
         for rel, file in list_directory(directory):
             blob = self.blobs.put_file(file)
