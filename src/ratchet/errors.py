@@ -61,6 +61,24 @@ class ConfigError(RatchetError):
     """The configuration file or environment is wrong."""
 
 
+class StepFailed(RatchetError):
+    """A pipeline step raised (after its retries). The user's exception is ``__cause__``,
+    with its own traceback; ``step`` names the step and ``run_id`` the pipeline run."""
+
+    http_status = 500
+
+    def __init__(self, message: str, *, step: str, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.run_id = run_id
+
+
+class StepTimeout(RatchetError, TimeoutError):
+    """A step ran longer than its ``timeout=``."""
+
+    http_status = 504
+
+
 __all__ = [
     "AlreadyExists",
     "ConfigError",
@@ -69,6 +87,8 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "RatchetError",
+    "StepFailed",
+    "StepTimeout",
     "Untrusted",
     "ValidationFailed",
 ]

@@ -274,6 +274,118 @@ dataset_sources = Table(
 )
 
 
+# ---------------------------------------------------------------------------- pipelines
+pipeline_runs = Table(
+    "pipeline_runs",
+    metadata,
+    Column("run_id", ID, primary_key=True),
+    Column("pipeline", NAME, nullable=False),
+    Column("ref", Text, nullable=True),  # "module:qualname" when importable (resume, schedules)
+    Column("params", Text, nullable=False),  # JSON object
+    Column("status", String(16), nullable=False),  # running|finished|failed|abandoned|killed
+    Column("executor", String(64), nullable=False),
+    Column("tracking_run_id", ID, ForeignKey("runs.run_id", ondelete="SET NULL"),
+           nullable=True),
+    Column("resumed_from", ID, nullable=True),
+    Column("schedule_id", ID, nullable=True),
+    Column("outputs", Text, nullable=True),  # JSON: the pipeline's returned structure
+    Column("error", Text, nullable=True),
+    Column("host", String(256), nullable=True),
+    Column("pid", Integer, nullable=True),
+    Column("started_at", BigInteger, nullable=False),
+    Column("ended_at", BigInteger, nullable=True),
+    Column("heartbeat_at", BigInteger, nullable=False),
+    Index(None, "pipeline", "started_at"),
+    Index(None, "status", "heartbeat_at"),
+)
+
+step_runs = Table(
+    "step_runs",
+    metadata,
+    Column("step_run_id", ID, primary_key=True),
+    Column("pipeline_run_id", ID, ForeignKey("pipeline_runs.run_id", ondelete="CASCADE"),
+           nullable=False),
+    Column("node", NAME, nullable=False),  # unique within the pipeline run
+    Column("step", NAME, nullable=False),  # the step function's name
+    Column("position", Integer, nullable=False),  # topological order
+    Column("status", String(16), nullable=False),  # pending|running|finished|cached|failed|skipped
+    Column("upstream", Text, nullable=False),  # JSON list of node names
+    Column("params", Text, nullable=False),  # JSON: literal arguments
+    Column("code_hash", String(64), nullable=True),
+    Column("cache_key", String(64), nullable=True),
+    Column("cached_from", ID, nullable=True),  # the step run whose outputs were reused
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("tracking_run_id", ID, ForeignKey("runs.run_id", ondelete="SET NULL"),
+           nullable=True),
+    Column("log_digest", String(64), nullable=True),  # captured stdout/stderr blob
+    Column("error", Text, nullable=True),
+    Column("started_at", BigInteger, nullable=True),
+    Column("ended_at", BigInteger, nullable=True),
+    UniqueConstraint("pipeline_run_id", "node"),
+    Index(None, "cache_key", "status"),
+)
+
+step_outputs = Table(
+    "step_outputs",
+    metadata,
+    Column("step_run_id", ID, ForeignKey("step_runs.step_run_id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("name", KEY, primary_key=True),
+    Column("digest", String(64), nullable=False),  # content hash of the materialized value
+    Column("materializer", String(64), nullable=False),
+    Column("files", Text, nullable=False),  # JSON [[relative path, blob digest, size], ...]
+    Column("size", BigInteger, nullable=False),
+    Column("dataset_name", NAME, nullable=True),
+    Column("dataset_version", Integer, nullable=True),
+    Column("model_name", NAME, nullable=True),
+    Column("model_version", Integer, nullable=True),
+    Index(None, "digest"),
+    Index(None, "dataset_name", "dataset_version"),
+    Index(None, "model_name", "model_version"),
+)
+
+step_inputs = Table(
+    "step_inputs",
+    metadata,
+    Column("step_run_id", ID, ForeignKey("step_runs.step_run_id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("name", KEY, primary_key=True),  # the argument
+    Column("digest", String(64), nullable=False),
+    Column("source_node", NAME, nullable=False),
+    Column("source_output", KEY, nullable=False),
+    Index(None, "digest"),
+)
+
+# ---------------------------------------------------------------------------- schedules
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("schedule_id", ID, primary_key=True),
+    Column("name", NAME, nullable=False, unique=True),
+    Column("pipeline_ref", Text, nullable=False),  # "module:qualname"
+    Column("cron", String(128), nullable=False),
+    Column("params", Text, nullable=False),  # JSON object
+    Column("executor", String(64), nullable=True),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("next_run_at", BigInteger, nullable=False),
+    Column("last_run_at", BigInteger, nullable=True),
+    Column("last_pipeline_run_id", ID, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index(None, "enabled", "next_run_at"),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    # A named lock with an expiry, held by one process at a time (e.g. the scheduler).
+    Column("name", KEY, primary_key=True),
+    Column("holder", String(256), nullable=False),
+    Column("acquired_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
+
+
 def exists_on(obj: object, dialect: str) -> bool:
     """Whether a schema object is created on ``dialect`` (honours ``.ddl_if(dialect=...)``).
 
