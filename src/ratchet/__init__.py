@@ -40,8 +40,13 @@ _LAZY = {
     "autolog": "ratchet.autolog",
     "TrackingClient": "ratchet.tracking.client",
     "RegistryClient": "ratchet.registry.client",
+    "step": "ratchet.pipelines",
+    "pipeline": "ratchet.pipelines",
+    "register_materializer": "ratchet.pipelines",
+    "schedule": "ratchet.pipelines",
+    "tune": "ratchet.tuning",
 }
-_SUBMODULES = {"data", "models"}
+_SUBMODULES = {"data", "models", "pipelines", "tuning"}
 
 __all__ = [
     "RegistryClient",
@@ -63,18 +68,27 @@ __all__ = [
     "log_param",
     "log_params",
     "models",
+    "pipeline",
+    "pipelines",
+    "register_materializer",
+    "schedule",
     "search_runs",
     "set_tag",
     "set_tags",
     "start_run",
+    "step",
+    "tune",
+    "tuning",
 ]
 
 if TYPE_CHECKING:
-    from ratchet import data, models
+    from ratchet import data, models, pipelines, tuning
     from ratchet.autolog import autolog
+    from ratchet.pipelines import pipeline, register_materializer, schedule, step
     from ratchet.registry.client import RegistryClient
     from ratchet.registry.fluent import log_model
     from ratchet.tracking.client import TrackingClient
+    from ratchet.tuning import tune
     from ratchet.tracking.fluent import (
         active_run_id,
         end_run,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ratchet.store.database import Database, open_database
 from ratchet.store.dataset_store import DatasetStore
+from ratchet.store.pipeline_store import PipelineStore
 from ratchet.store.records import (
     AliasEvent,
     ArtifactEntry,
@@ -13,8 +14,12 @@ from ratchet.store.records import (
     Experiment,
     Metric,
     ModelVersion,
+    PipelineRunRecord,
     RegisteredModel,
     Run,
+    StepInput,
+    StepRunRecord,
+    StoredOutput,
 )
 from ratchet.store.registry_store import RegistryStore
 from ratchet.store.tracking_store import TrackingStore
@@ -30,9 +35,14 @@ __all__ = [
     "Experiment",
     "Metric",
     "ModelVersion",
+    "PipelineRunRecord",
+    "PipelineStore",
     "RegisteredModel",
     "RegistryStore",
     "Run",
+    "StepInput",
+    "StepRunRecord",
+    "StoredOutput",
     "TrackingStore",
     "open_database",
 ]

@@ -159,3 +159,84 @@ class DatasetVersionRecord:
     parent_version: int | None
     created_by_run: str | None
     created_at: int
+
+
+# ---------------------------------------------------------------------------- pipelines
+PIPELINE_STATUSES = ("running", "finished", "failed", "killed", "abandoned")
+STEP_STATUSES = ("pending", "running", "finished", "cached", "failed", "skipped", "killed",
+                 "abandoned")
+
+
+@dataclass(frozen=True)
+class StoredOutput:
+    """One materialized step output: where its bytes are and what they hash to."""
+
+    name: str
+    digest: str  # content hash: of the single file, or a tree hash over the files
+    materializer: str
+    files: tuple[tuple[str, str, int], ...]  # (relative path, blob digest, size)
+    size: int
+    inline: bytes | None = None  # a small single-file value kept in the metadata store
+    dataset: tuple[str, int] | None = None  # (name, version) when stored as a dataset version
+    model: tuple[str, int] | None = None  # (name, version) when registered as a model version
+
+
+@dataclass(frozen=True)
+class StepInput:
+    name: str  # the argument (a dotted path for a reference nested in a list or dict)
+    digest: str
+    source_node: str
+    source_output: str
+
+
+@dataclass(frozen=True)
+class StepRunRecord:
+    step_run_id: str
+    pipeline_run_id: str
+    node: str
+    step: str
+    position: int
+    status: str
+    upstream: tuple[str, ...]
+    params: dict[str, Any]
+    code_hash: str | None
+    cache_key: str | None
+    cached_from: str | None
+    attempts: int
+    tracking_run_id: str | None
+    log_digest: str | None
+    error: str | None
+    started_at: int | None
+    ended_at: int | None
+    outputs: tuple[StoredOutput, ...] = ()
+    inputs: tuple[StepInput, ...] = ()
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return self.ended_at - self.started_at
+
+
+@dataclass(frozen=True)
+class PipelineRunRecord:
+    run_id: str
+    pipeline: str
+    ref: str | None
+    params: dict[str, Any]
+    status: str
+    executor: str
+    tracking_run_id: str | None
+    resumed_from: str | None
+    schedule_id: str | None
+    outputs: Any
+    error: str | None
+    host: str | None
+    pid: int | None
+    started_at: int
+    ended_at: int | None
+    heartbeat_at: int
+
+    @property
+    def duration_ms(self) -> int | None:
+        return None if self.ended_at is None else self.ended_at - self.started_at

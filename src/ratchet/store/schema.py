@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -334,6 +335,8 @@ step_outputs = Table(
     Column("digest", String(64), nullable=False),  # content hash of the materialized value
     Column("materializer", String(64), nullable=False),
     Column("files", Text, nullable=False),  # JSON [[relative path, blob digest, size], ...]
+    # A small single-file value lives here instead of the blob store: no file, no fsync.
+    Column("inline", LargeBinary, nullable=True),
     Column("size", BigInteger, nullable=False),
     Column("dataset_name", NAME, nullable=True),
     Column("dataset_version", Integer, nullable=True),

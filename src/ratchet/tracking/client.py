@@ -5,7 +5,8 @@ over one of these; every piece of state, including the stack of active runs, liv
 from __future__ import annotations
 
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,6 +147,16 @@ class TrackingClient:
                                   tags=tags)
         self._active.set((*stack, run.run_id))
         return ActiveRun(self, run)
+
+    @contextmanager
+    def activate(self, run_id: str) -> Iterator[None]:
+        """Make an existing run the active one in this context (thread) for a block,
+        without changing its status: a pipeline step's run while the step executes."""
+        token = self._active.set((*self._active.get(), run_id))
+        try:
+            yield
+        finally:
+            self._active.reset(token)
 
     def _pop_active(self, run_id: str) -> None:
         self._active.set(tuple(r for r in self._active.get() if r != run_id))

@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-22 20:26:42.303976
+Create Date: 2026-11-22 20:30:24.859854
 """
 
 from __future__ import annotations
@@ -152,6 +152,7 @@ def upgrade() -> None:
         sa.Column("digest", sa.String(length=64), nullable=False),
         sa.Column("materializer", sa.String(length=64), nullable=False),
         sa.Column("files", sa.Text(), nullable=False),
+        sa.Column("inline", sa.LargeBinary(), nullable=True),
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("dataset_name", sa.String(length=256), nullable=True),
         sa.Column("dataset_version", sa.Integer(), nullable=True),

@@ -1,0 +1,32 @@
+"""Pipelines: ``@step`` functions composed by a ``@pipeline`` function into a DAG that runs
+in-process or on Ray, with caching, retries, lineage, schedules and resume."""
+
+from __future__ import annotations
+
+from ratchet.pipelines.materializers import (
+    FileMaterializer,
+    Materializer,
+    PickleMaterializer,
+    register_materializer,
+)
+from ratchet.pipelines.pipeline_definition import Pipeline, pipeline
+from ratchet.pipelines.references import load_pipeline
+from ratchet.pipelines.run_result import PipelineResult
+from ratchet.pipelines.runs import get_pipeline_run, list_pipeline_runs, resume
+from ratchet.pipelines.step_definition import Step, step
+
+__all__ = [
+    "FileMaterializer",
+    "Materializer",
+    "PickleMaterializer",
+    "Pipeline",
+    "PipelineResult",
+    "Step",
+    "get_pipeline_run",
+    "list_pipeline_runs",
+    "load_pipeline",
+    "pipeline",
+    "register_materializer",
+    "resume",
+    "step",
+]

@@ -1,0 +1,98 @@
+"""Pipelines by reference: ``"package.module:name"`` or ``"path/to/file.py:name"``.
+
+A pipeline run records its reference so that ``resume`` and schedules can find the
+pipeline again in another process.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ratchet.errors import InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from ratchet.pipelines.pipeline_definition import Pipeline
+
+
+def reference_of(fn: Any) -> str | None:
+    """``module:qualname`` for an importable function; a file path for a script's
+    ``__main__``; ``None`` for functions defined inside other functions."""
+    qualname = getattr(fn, "__qualname__", "")
+    module = getattr(fn, "__module__", None)
+    if not module or "<locals>" in qualname or "<lambda>" in qualname:
+        return None
+    if module == "__main__":
+        path = getattr(sys.modules.get("__main__"), "__file__", None)
+        return f"{Path(path).resolve()}:{qualname}" if path else None
+    loaded = sys.modules.get(module)
+    spec = getattr(loaded, "__spec__", None)
+    file = getattr(loaded, "__file__", None)
+    if spec is None and file:
+        return f"{Path(file).resolve()}:{qualname}"
+    return f"{module}:{qualname}"
+
+
+def load_pipeline(ref: str) -> Pipeline:
+    """The pipeline object a reference names."""
+    from ratchet.pipelines.pipeline_definition import Pipeline
+
+    obj = load_object(ref)
+    if not isinstance(obj, Pipeline):
+        raise InvalidInput(f"{ref!r} is a {type(obj).__name__}, not a pipeline: decorate the "
+                           "function with @ratchet.pipeline")
+    return obj
+
+
+def load_object(ref: str) -> Any:
+    if not isinstance(ref, str) or ref.count(":") < 1:
+        raise InvalidInput(f"{ref!r}: give a pipeline as 'package.module:name' or "
+                           "'path/to/file.py:name'")
+    target, _, qualname = ref.rpartition(":")
+    if not target or not qualname:
+        raise InvalidInput(f"{ref!r}: give a pipeline as 'package.module:name' or "
+                           "'path/to/file.py:name'")
+    module = _import_target(target, ref)
+    obj: Any = module
+    for part in qualname.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise NotFound(f"{ref!r}: {target} has no attribute {qualname!r}") from None
+    return obj
+
+
+def _import_target(target: str, ref: str) -> Any:
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        path = Path(target).expanduser().resolve()
+        if not path.is_file():
+            raise NotFound(f"{ref!r}: no such file {str(path)!r}")
+        for module in list(sys.modules.values()):
+            file = getattr(module, "__file__", None)
+            if file and Path(file).resolve() == path \
+                    and getattr(module, "__name__", "") != "__main__":
+                return module
+        name = f"ratchet_user_{path.stem}_{abs(hash(str(path))) % 10**8}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise InvalidInput(f"{ref!r}: cannot import {str(path)!r}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        if str(path.parent) not in sys.path:
+            sys.path.insert(0, str(path.parent))  # sibling imports, as `python file.py` has
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+        return module
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as exc:
+        if exc.name and target.startswith(exc.name):
+            raise NotFound(f"{ref!r}: cannot import module {target!r} (is it on the Python "
+                           "path? run from the project directory)") from None
+        raise

@@ -1,0 +1,68 @@
+"""Recorded pipeline runs: look them up, list them, resume a failed one."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ratchet.errors import InvalidInput
+from ratchet.pipelines.run_result import PipelineResult
+from ratchet.store import PipelineStore
+
+if TYPE_CHECKING:
+    from ratchet.executors.base import Executor
+    from ratchet.store.records import PipelineRunRecord
+    from ratchet.tracking.client import TrackingClient
+
+
+def _clients(tracking: TrackingClient | None) -> tuple[TrackingClient, PipelineStore]:
+    from ratchet.tracking import fluent
+
+    tracking = tracking or fluent.client()
+    return tracking, PipelineStore(tracking.store.db)
+
+
+def get_pipeline_run(run_id: str, *, tracking: TrackingClient | None = None) -> PipelineResult:
+    """A pipeline run by id (or unique prefix), with its steps."""
+    tracking, store = _clients(tracking)
+    record = store.get_pipeline_run(run_id)
+    return PipelineResult(record, store.step_runs(record.run_id), tracking)
+
+
+def list_pipeline_runs(pipeline: str | None = None, *, status: str | None = None,
+                       limit: int = 50, tracking: TrackingClient | None = None
+                       ) -> list[PipelineRunRecord]:
+    """Newest first. Marks runs whose process died (no heartbeat) as abandoned first."""
+    from ratchet.pipelines.runner import reap_abandoned
+
+    tracking, store = _clients(tracking)
+    reap_abandoned(store)
+    return store.list_pipeline_runs(pipeline, status=status, limit=limit)
+
+
+def resume(run_id: str, *, executor: str | Executor | None = None,
+           tracking: TrackingClient | None = None) -> PipelineResult:
+    """Run a failed (or abandoned, or killed) pipeline run again with the same parameters.
+
+    Steps that finished in it are reused whatever their cache settings; the rest run.
+    The new run records ``resumed_from``.
+    """
+    from ratchet.pipelines.references import load_pipeline
+    from ratchet.pipelines.runner import PipelineRunner, reap_abandoned
+
+    tracking, store = _clients(tracking)
+    reap_abandoned(store)
+    record = store.get_pipeline_run(run_id)
+    if record.status == "running":
+        raise InvalidInput(f"pipeline run {record.run_id} is still running (its heartbeat is "
+                           "fresh); wait for it or stop it before resuming")
+    if record.status == "finished":
+        raise InvalidInput(f"pipeline run {record.run_id} finished; nothing to resume")
+    if record.ref is None:
+        raise InvalidInput(f"pipeline run {record.run_id} ({record.pipeline!r}) was defined "
+                           "where it cannot be imported again (inside a function or an "
+                           "interactive session); re-run it instead")
+    pipeline = load_pipeline(record.ref)
+    runner = PipelineRunner(pipeline, record.params, executor=executor,
+                            resume_from=record.run_id, tracking=tracking,
+                            schedule_id=record.schedule_id)
+    return runner.run()

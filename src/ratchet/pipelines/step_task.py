@@ -1,0 +1,189 @@
+"""What an executor runs for one step attempt, wherever it runs.
+
+A ``StepTask`` carries the step, its literal arguments, the stored outputs it reads and
+the store locations; on the worker it loads its inputs, runs the function with the step's
+tracking run active and its output captured, and writes its outputs to the artifact store
+(datasets and models through the catalog and registry). It returns a small
+``StepOutcome``: digests, never data. Errors come back in the outcome, so logs survive.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+import traceback
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ratchet.config import Settings
+from ratchet.errors import InvalidInput
+from ratchet.pipelines.graph import OutputRef, replace_refs
+from ratchet.pipelines.log_capture import captured_output
+from ratchet.pipelines.stored_values import load_value, store_value
+from ratchet.store.records import ModelVersion, StoredOutput
+
+if TYPE_CHECKING:
+    from ratchet.pipelines.step_definition import Step
+    from ratchet.tracking.client import TrackingClient
+
+MAX_ERROR_CHARS = 20_000
+
+
+@dataclass
+class StepOutcome:
+    outputs: list[StoredOutput] = field(default_factory=list)
+    log_text: str = ""
+    log_digest: str | None = None
+    started_at: int = 0
+    ended_at: int = 0
+    error: str | None = None  # the user's traceback
+    exception: BaseException | None = None
+    retryable: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class StepTask:
+    step: Step
+    node: str
+    arguments: dict[str, Any]  # literals, with OutputRef where a stored output goes
+    inputs: dict[tuple[str, str], StoredOutput]  # (node, output) -> stored output
+    settings: Settings
+    tracking_run_id: str | None
+
+    def __call__(self) -> StepOutcome:
+        from ratchet.clock import now_ms
+
+        outcome = StepOutcome(started_at=now_ms())
+        client = _tracking_client(self.settings)
+        options = self.step.options
+        try:
+            args, kwargs = self._load_arguments(client)
+            with captured_output() as capture, _activated(client, self.tracking_run_id):
+                try:
+                    result = self.step.fn(*args, **kwargs)
+                finally:
+                    outcome.log_text = capture.text()
+            outcome.outputs = self._store_outputs(client, result)
+        except Exception as exc:
+            outcome.error = "".join(traceback.format_exception(exc))[-MAX_ERROR_CHARS:]
+            outcome.exception = _portable(exc)
+            outcome.retryable = isinstance(exc, options.retry_on)
+        if outcome.log_text and options.capture_logs:
+            outcome.log_digest = client.blobs.put_bytes(outcome.log_text.encode()).digest
+        outcome.ended_at = now_ms()
+        return outcome
+
+    def _load_arguments(self, client: TrackingClient) -> tuple[list[Any], dict[str, Any]]:
+        loaded: dict[tuple[str, str], Any] = {}
+
+        def load(ref: OutputRef) -> Any:
+            key = (ref.node, ref.output)
+            if key not in loaded:
+                loaded[key] = load_value(self.inputs[key], client.blobs)
+            return loaded[key]
+
+        import inspect
+
+        values = {name: replace_refs(value, load) for name, value in self.arguments.items()}
+        bound = inspect.BoundArguments(self.step.signature, values)
+        return list(bound.args), dict(bound.kwargs)
+
+    def _store_outputs(self, client: TrackingClient, result: Any) -> list[StoredOutput]:
+        options = self.step.options
+        names = options.output_names
+        where = f"step {self.node!r}"
+        if options.outputs is not None:
+            if not isinstance(result, tuple | list) or len(result) != len(names):
+                raise InvalidInput(f"{where} declares outputs={names} and must return a "
+                                   f"tuple of {len(names)} values, got {type(result).__name__}")
+            values = dict(zip(names, result, strict=True))
+        else:
+            values = {names[0]: result}
+        stored = []
+        for name, value in values.items():
+            label = f"{where} output {name!r}"
+            if name in options.dataset:
+                stored.append(self._store_dataset(client, name, value, options.dataset[name]))
+            elif name in options.model:
+                stored.append(self._store_model(client, name, value, options.model[name]))
+            else:
+                stored.append(store_value(value, name, client.blobs, label))
+        return stored
+
+    def _store_dataset(self, client: TrackingClient, name: str, value: Any,
+                       dataset: str) -> StoredOutput:
+        from ratchet.data.catalog import DataClient
+
+        version = DataClient(client).log(value, dataset, run_id=self.tracking_run_id,
+                                         source=f"pipeline step {self.node}")
+        return StoredOutput(name=name, digest=version.digest, materializer="dataset",
+                            files=(("data.parquet", version.digest, version.size_bytes),),
+                            size=version.size_bytes, dataset=(version.name, version.version))
+
+    def _store_model(self, client: TrackingClient, name: str, value: Any,
+                     model_name: str) -> StoredOutput:
+        from ratchet.registry.client import RegistryClient
+
+        if self.tracking_run_id is None:
+            raise InvalidInput(f"step {self.node!r}: model= needs the step's tracking run")
+        registry = RegistryClient(client)
+        version = registry.log_model(self.tracking_run_id, value, name=model_name,
+                                     artifact_path=f"model-{name}")
+        assert isinstance(version, ModelVersion)  # a name was given: a registered version
+        entries = client.list_artifacts(self.tracking_run_id, f"model-{name}")
+        prefix = f"model-{name}/"
+        files = tuple((e.path[len(prefix):], e.digest, e.size) for e in entries)
+        return StoredOutput(name=name, digest=version.content_hash, materializer="model",
+                            files=files, size=sum(f[2] for f in files),
+                            model=(version.name, version.version))
+
+
+def _portable(exc: BaseException) -> BaseException | None:
+    """The exception itself if it survives pickling (to cross process boundaries)."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return None
+    return exc
+
+
+class _activated:
+    def __init__(self, client: TrackingClient, run_id: str | None) -> None:
+        self.cm = client.activate(run_id) if run_id else None
+
+    def __enter__(self) -> None:
+        if self.cm is not None:
+            self.cm.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.cm is not None:
+            self.cm.__exit__(*exc)
+
+
+_client_lock = threading.Lock()
+
+
+def _tracking_client(settings: Settings) -> TrackingClient:
+    """The fluent client (so ``ratchet.log_metric`` in a step reaches the step's run),
+    pointed at the driver's stores; on a remote worker the environment is set to match."""
+    from ratchet.tracking import fluent
+
+    client = fluent.client()
+    if _same_store(client.settings, settings):
+        return client
+    with _client_lock:
+        os.environ["RATCHET_HOME"] = str(settings.home)
+        os.environ["RATCHET_DB"] = settings.db_url
+        os.environ["RATCHET_ARTIFACTS"] = settings.artifacts_uri
+        client = fluent.client()
+    return client
+
+
+def _same_store(a: Settings, b: Settings) -> bool:
+    return a.db_url == b.db_url and a.artifacts_uri == b.artifacts_uri
+

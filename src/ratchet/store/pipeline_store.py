@@ -1,0 +1,320 @@
+"""Pipeline runs and step runs: the DAG executions, their cache keys and outputs.
+
+The driver of a pipeline run is the only writer of its rows. A run's steps are inserted
+as ``pending`` when it starts, so ``show`` can draw the whole DAG at any moment.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, func, insert, select, update
+
+from ratchet.clock import now_ms
+from ratchet.errors import InvalidInput, NotFound
+from ratchet.store import schema as t
+from ratchet.store.database import Database
+from ratchet.store.records import PipelineRunRecord, StepInput, StepRunRecord, StoredOutput
+
+MIN_PREFIX = 6
+CACHEABLE_STATUSES = ("finished", "cached")
+
+
+@dataclass(frozen=True)
+class NewStep:
+    step_run_id: str
+    node: str
+    step: str
+    position: int
+    upstream: tuple[str, ...]
+    params: dict[str, Any]
+
+
+class PipelineStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ---------------------------------------------------------------- writes
+    def create_pipeline_run(
+        self, *, run_id: str, pipeline: str, ref: str | None, params: dict[str, Any],
+        executor: str, tracking_run_id: str | None, steps: Sequence[NewStep],
+        resumed_from: str | None = None, schedule_id: str | None = None,
+        host: str | None = None, pid: int | None = None, now: int | None = None,
+    ) -> None:
+        now = now or now_ms()
+        with self.db.write() as conn:
+            conn.execute(insert(t.pipeline_runs).values(
+                run_id=run_id, pipeline=pipeline, ref=ref, params=_dumps(params),
+                status="running", executor=executor, tracking_run_id=tracking_run_id,
+                resumed_from=resumed_from, schedule_id=schedule_id, host=host, pid=pid,
+                started_at=now, heartbeat_at=now,
+            ))
+            if steps:
+                conn.execute(insert(t.step_runs), [
+                    {"step_run_id": s.step_run_id, "pipeline_run_id": run_id, "node": s.node,
+                     "step": s.step, "position": s.position, "status": "pending",
+                     "upstream": json.dumps(list(s.upstream)), "params": _dumps(s.params),
+                     "attempts": 0}
+                    for s in steps
+                ])
+
+    def heartbeat(self, run_id: str, now: int | None = None) -> None:
+        with self.db.write() as conn:
+            conn.execute(update(t.pipeline_runs).where(t.pipeline_runs.c.run_id == run_id)
+                         .values(heartbeat_at=now or now_ms()))
+
+    def start_step(self, step_run_id: str, *, code_hash: str, cache_key: str | None,
+                   tracking_run_id: str | None, attempts: int = 1,
+                   started_at: int | None = None) -> None:
+        with self.db.write() as conn:
+            conn.execute(update(t.step_runs).where(t.step_runs.c.step_run_id == step_run_id)
+                         .values(status="running", code_hash=code_hash, cache_key=cache_key,
+                                 tracking_run_id=tracking_run_id, attempts=attempts,
+                                 started_at=started_at or now_ms()))
+
+    def set_attempts(self, step_run_id: str, attempts: int, error: str | None = None) -> None:
+        with self.db.write() as conn:
+            conn.execute(update(t.step_runs).where(t.step_runs.c.step_run_id == step_run_id)
+                         .values(attempts=attempts, error=error))
+
+    def finish_step(
+        self, step_run_id: str, *, status: str, outputs: Sequence[StoredOutput] = (),
+        inputs: Sequence[StepInput] = (), log_digest: str | None = None,
+        error: str | None = None, cached_from: str | None = None,
+        code_hash: str | None = None, cache_key: str | None = None,
+        started_at: int | None = None, ended_at: int | None = None,
+    ) -> None:
+        ended_at = ended_at or now_ms()
+        values: dict[str, Any] = {"status": status, "log_digest": log_digest, "error": error,
+                                  "cached_from": cached_from, "ended_at": ended_at}
+        if code_hash is not None:
+            values["code_hash"] = code_hash
+        if cache_key is not None:
+            values["cache_key"] = cache_key
+        if started_at is not None:
+            values["started_at"] = started_at
+        with self.db.write() as conn:
+            conn.execute(update(t.step_runs).where(t.step_runs.c.step_run_id == step_run_id)
+                         .values(**values))
+            if outputs:
+                conn.execute(insert(t.step_outputs), [_output_row(step_run_id, o)
+                                                      for o in outputs])
+            if inputs:
+                conn.execute(insert(t.step_inputs), [
+                    {"step_run_id": step_run_id, "name": i.name, "digest": i.digest,
+                     "source_node": i.source_node, "source_output": i.source_output}
+                    for i in inputs
+                ])
+
+    def skip_pending(self, run_id: str, status: str = "skipped") -> None:
+        with self.db.write() as conn:
+            conn.execute(update(t.step_runs).where(and_(
+                t.step_runs.c.pipeline_run_id == run_id, t.step_runs.c.status == "pending"))
+                .values(status=status))
+
+    def finish_pipeline_run(self, run_id: str, status: str, *, error: str | None = None,
+                            outputs: Any = None) -> None:
+        now = now_ms()
+        with self.db.write() as conn:
+            conn.execute(update(t.pipeline_runs).where(t.pipeline_runs.c.run_id == run_id)
+                         .values(status=status, error=error, ended_at=now, heartbeat_at=now,
+                                 outputs=None if outputs is None else json.dumps(outputs)))
+
+    def reap_abandoned(self, stale_before: int, now: int | None = None) -> list[str]:
+        """Mark runs whose driver stopped heart-beating as ``abandoned``; returns their ids.
+
+        Their unfinished steps and the tracking runs they opened end too, so nothing
+        stays ``running`` forever after a ``kill -9``.
+        """
+        now = now or now_ms()
+        pr, sr, runs = t.pipeline_runs, t.step_runs, t.runs
+        with self.db.write() as conn:
+            stale = conn.execute(select(pr.c.run_id, pr.c.tracking_run_id).where(and_(
+                pr.c.status == "running", pr.c.heartbeat_at < stale_before))).all()
+            if not stale:
+                return []
+            ids = [row.run_id for row in stale]
+            message = (f"abandoned: the process running it stopped sending heartbeats "
+                       f"(last before {stale_before} ms); marked at {now} ms")
+            conn.execute(update(pr).where(pr.c.run_id.in_(ids))
+                         .values(status="abandoned", error=message, ended_at=now))
+            step_tracking = [row.tracking_run_id for row in conn.execute(
+                select(sr.c.tracking_run_id).where(and_(
+                    sr.c.pipeline_run_id.in_(ids), sr.c.status == "running",
+                    sr.c.tracking_run_id.is_not(None)))).all()]
+            conn.execute(update(sr).where(and_(sr.c.pipeline_run_id.in_(ids),
+                                               sr.c.status == "running"))
+                         .values(status="abandoned", ended_at=now, error=message))
+            conn.execute(update(sr).where(and_(sr.c.pipeline_run_id.in_(ids),
+                                               sr.c.status == "pending"))
+                         .values(status="skipped"))
+            tracking = [row.tracking_run_id for row in stale if row.tracking_run_id]
+            tracking += step_tracking
+            if tracking:
+                conn.execute(update(runs).where(and_(runs.c.run_id.in_(tracking),
+                                                     runs.c.status == "running"))
+                             .values(status="killed", end_time=now, error=message))
+        return ids
+
+    # ---------------------------------------------------------------- reads
+    def find_cached(self, cache_key: str, *, in_run: str | None = None,
+                    node: str | None = None) -> StepRunRecord | None:
+        """The newest finished (or cached) step run with this key, with its outputs."""
+        sr = t.step_runs
+        query = select(sr).where(and_(sr.c.cache_key == cache_key,
+                                      sr.c.status.in_(CACHEABLE_STATUSES)))
+        if in_run is not None:
+            query = query.where(sr.c.pipeline_run_id == in_run)
+        if node is not None:
+            query = query.where(sr.c.node == node)
+        query = query.order_by(sr.c.ended_at.desc()).limit(1)
+        with self.db.read() as conn:
+            row = conn.execute(query).first()
+            if row is None:
+                return None
+            return self._step_records(conn, [row])[0]
+
+    def resolve_run_id(self, run_id: str) -> str:
+        """A full pipeline run id from an id or a unique prefix of at least 6 characters."""
+        if not isinstance(run_id, str) or not run_id.strip():
+            raise InvalidInput("give a pipeline run id")
+        run_id = run_id.strip().lower()
+        pr = t.pipeline_runs
+        with self.db.read() as conn:
+            if conn.execute(select(pr.c.run_id).where(pr.c.run_id == run_id)).first():
+                return run_id
+            if len(run_id) < MIN_PREFIX:
+                raise NotFound(f"no pipeline run {run_id!r} (a prefix needs at least "
+                               f"{MIN_PREFIX} characters)")
+            found = conn.execute(select(pr.c.run_id).where(pr.c.run_id.like(f"{run_id}%"))
+                                 .limit(2)).scalars().all()
+        if not found:
+            raise NotFound(f"no pipeline run {run_id!r}; `ratchet pipeline list` shows runs")
+        if len(found) > 1:
+            raise InvalidInput(f"pipeline run prefix {run_id!r} is ambiguous; give more of it")
+        return found[0]
+
+    def get_pipeline_run(self, run_id: str) -> PipelineRunRecord:
+        run_id = self.resolve_run_id(run_id)
+        with self.db.read() as conn:
+            row = conn.execute(select(t.pipeline_runs)
+                               .where(t.pipeline_runs.c.run_id == run_id)).one()
+        return _pipeline_record(row)
+
+    def list_pipeline_runs(self, pipeline: str | None = None, *, status: str | None = None,
+                           limit: int = 50) -> list[PipelineRunRecord]:
+        pr = t.pipeline_runs
+        query = select(pr).order_by(pr.c.started_at.desc(), pr.c.run_id.desc()).limit(limit)
+        if pipeline is not None:
+            query = query.where(pr.c.pipeline == pipeline)
+        if status is not None:
+            query = query.where(pr.c.status == status)
+        with self.db.read() as conn:
+            return [_pipeline_record(row) for row in conn.execute(query)]
+
+    def step_runs(self, run_id: str) -> list[StepRunRecord]:
+        sr = t.step_runs
+        with self.db.read() as conn:
+            rows = conn.execute(select(sr).where(sr.c.pipeline_run_id == run_id)
+                                .order_by(sr.c.position)).all()
+            return self._step_records(conn, rows)
+
+    def step_counts(self, run_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """``{run id: {status: number of steps}}`` for listing."""
+        sr = t.step_runs
+        counts: dict[str, dict[str, int]] = {}
+        if not run_ids:
+            return counts
+        with self.db.read() as conn:
+            for row in conn.execute(
+                select(sr.c.pipeline_run_id, sr.c.status, func.count())
+                .where(sr.c.pipeline_run_id.in_(list(run_ids)))
+                .group_by(sr.c.pipeline_run_id, sr.c.status)
+            ):
+                counts.setdefault(row[0], {})[row[1]] = row[2]
+        return counts
+
+    def producers(self, *, digest: str | None = None, dataset: tuple[str, int] | None = None,
+                  model: tuple[str, int] | None = None) -> list[StepRunRecord]:
+        """Step runs whose outputs are this content, dataset version or model version."""
+        so, sr = t.step_outputs, t.step_runs
+        query = select(sr).join(so, so.c.step_run_id == sr.c.step_run_id)
+        if digest is not None:
+            query = query.where(so.c.digest == digest)
+        if dataset is not None:
+            query = query.where(and_(so.c.dataset_name == dataset[0],
+                                     so.c.dataset_version == dataset[1]))
+        if model is not None:
+            query = query.where(and_(so.c.model_name == model[0],
+                                     so.c.model_version == model[1]))
+        with self.db.read() as conn:
+            rows = conn.execute(query.distinct().order_by(sr.c.ended_at)).all()
+            return self._step_records(conn, rows)
+
+    def _step_records(self, conn: Any, rows: Iterable[Any]) -> list[StepRunRecord]:
+        rows = list(rows)
+        if not rows:
+            return []
+        ids = [row.step_run_id for row in rows]
+        outputs: dict[str, list[StoredOutput]] = {}
+        inputs: dict[str, list[StepInput]] = {}
+        for o in conn.execute(select(t.step_outputs).where(t.step_outputs.c.step_run_id.in_(ids))
+                              .order_by(t.step_outputs.c.name)):
+            outputs.setdefault(o.step_run_id, []).append(_stored_output(o))
+        for i in conn.execute(select(t.step_inputs).where(t.step_inputs.c.step_run_id.in_(ids))
+                              .order_by(t.step_inputs.c.name)):
+            inputs.setdefault(i.step_run_id, []).append(
+                StepInput(i.name, i.digest, i.source_node, i.source_output))
+        return [
+            StepRunRecord(
+                step_run_id=row.step_run_id, pipeline_run_id=row.pipeline_run_id,
+                node=row.node, step=row.step, position=row.position, status=row.status,
+                upstream=tuple(json.loads(row.upstream)), params=json.loads(row.params),
+                code_hash=row.code_hash, cache_key=row.cache_key, cached_from=row.cached_from,
+                attempts=row.attempts, tracking_run_id=row.tracking_run_id,
+                log_digest=row.log_digest, error=row.error, started_at=row.started_at,
+                ended_at=row.ended_at, outputs=tuple(outputs.get(row.step_run_id, ())),
+                inputs=tuple(inputs.get(row.step_run_id, ())),
+            )
+            for row in rows
+        ]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=repr)
+
+
+def _output_row(step_run_id: str, o: StoredOutput) -> dict[str, Any]:
+    return {
+        "step_run_id": step_run_id, "name": o.name, "digest": o.digest,
+        "materializer": o.materializer, "files": json.dumps([list(f) for f in o.files]),
+        "inline": o.inline, "size": o.size,
+        "dataset_name": o.dataset[0] if o.dataset else None,
+        "dataset_version": o.dataset[1] if o.dataset else None,
+        "model_name": o.model[0] if o.model else None,
+        "model_version": o.model[1] if o.model else None,
+    }
+
+
+def _stored_output(row: Any) -> StoredOutput:
+    return StoredOutput(
+        name=row.name, digest=row.digest, materializer=row.materializer,
+        files=tuple((f[0], f[1], int(f[2])) for f in json.loads(row.files)), size=row.size,
+        inline=bytes(row.inline) if row.inline is not None else None,
+        dataset=(row.dataset_name, row.dataset_version) if row.dataset_name else None,
+        model=(row.model_name, row.model_version) if row.model_name else None,
+    )
+
+
+def _pipeline_record(row: Any) -> PipelineRunRecord:
+    return PipelineRunRecord(
+        run_id=row.run_id, pipeline=row.pipeline, ref=row.ref, params=json.loads(row.params),
+        status=row.status, executor=row.executor, tracking_run_id=row.tracking_run_id,
+        resumed_from=row.resumed_from, schedule_id=row.schedule_id,
+        outputs=json.loads(row.outputs) if row.outputs else None, error=row.error,
+        host=row.host, pid=row.pid, started_at=row.started_at, ended_at=row.ended_at,
+        heartbeat_at=row.heartbeat_at,
+    )
