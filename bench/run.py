@@ -12,7 +12,9 @@ to stderr). The same document is written to ``bench/results/latest.json``.
     python bench/run.py --only data_log --only data_validation   # the data scenarios
 
 The data scenarios run ``bench/data_bench.py`` (ratchet vs ``dvc add``; DVC lives in
-``bench/.venv-dvc``, created on first use) and ``bench/validation_bench.py``.
+``bench/.venv-dvc``, created on first use) and ``bench/validation_bench.py``. The
+``pipelines`` scenario runs ``bench/pipeline_bench.py`` (per-step overhead, ratchet vs
+Prefect 3 vs Metaflow; each incumbent in its own ``bench/.venv-*``, created on first use).
 """
 
 from __future__ import annotations
@@ -39,18 +41,18 @@ MLFLOW_REQUIREMENT = "mlflow==3.17.2"
 SUBPROCESS_TIMEOUT_S = 1800
 
 SCENARIOS = ("log_metric_single", "log_batch", "search_runs", "import_time", "data_log",
-             "data_validation")
+             "data_validation", "pipelines")
 MLFLOW_SCENARIOS = frozenset(SCENARIOS[:4])
 
 # name -> size, for full runs and for --quick smoke runs
 FULL = {"log_metric_single": 10_000, "sync_full": 2_000, "log_batch": 10_000,
         "search_runs": 10_000, "search_runs_big": 100_000, "reps": 5, "import_reps": 5,
         "data_log_mb": 1024, "data_log_reps": 3, "validation_rows": 1_000_000,
-        "validation_reps": 3}
+        "validation_reps": 3, "pipeline_reps": 5}
 QUICK = {"log_metric_single": 300, "sync_full": 200, "log_batch": 2_000,
          "search_runs": 2_000, "search_runs_big": 10_000, "reps": 3, "import_reps": 3,
          "data_log_mb": 100, "data_log_reps": 1, "validation_rows": 100_000,
-         "validation_reps": 3}
+         "validation_reps": 3, "pipeline_reps": 1}
 
 QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
              "NML_DISABLE_USAGE_LOGGING": "1", "MLFLOW_ENABLE_ASYNC_LOGGING": "false"}
@@ -356,6 +358,38 @@ def scenario_data_validation(sizes: dict[str, int], mlflow: bool,
     }
 
 
+# --- pipelines: bench/pipeline_bench.py (ratchet vs Prefect vs Metaflow) -------------------
+
+
+def scenario_pipelines(sizes: dict[str, int], mlflow: bool, keep: bool) -> dict[str, Any]:
+    reps = sizes["pipeline_reps"]
+    cmd = [str(ratchet_python()), str(BENCH / "pipeline_bench.py"), "--compact",
+           "--reps", str(reps)]
+    cmd += ["--keep"] if keep else []
+    doc = _run_json(cmd, f"pipelines: 20-step linear pipeline, cold and cached, ratchet vs "
+                         f"Prefect vs Metaflow, {reps} repetition(s)")
+
+    def per_step(tool: str, phase: str = "cold") -> float | None:
+        value = doc.get("tools", {}).get(tool, {}).get(phase, {}).get("per_step_ms")
+        return float(value) if value is not None else None
+
+    r, p = per_step("ratchet"), per_step("prefect")
+    return {
+        "unit": "ms of overhead per step, cold run, median (lower is better); ratio = "
+                "Prefect / ratchet; cached runs and Metaflow under ratchet.tools",
+        "what": "a linear pipeline of 20 trivial steps, local executor, one process per run, "
+                "imports and one-time start-up excluded (reported under ratchet.tools)",
+        "ratchet": doc, "baseline": "prefect",
+        "ratchet_value": r, "mlflow_value": None, "prefect_value": p,
+        "metaflow_value": per_step("metaflow"), "ratio": _ratio(p, r),
+        "target": "ratchet < 10 ms per step; Prefect and Metaflow >= 20x ratchet's overhead",
+        "checks": doc.get("checks", []),
+    }
+
+
+# --- end pipelines -----------------------------------------------------------------------
+
+
 RUNNERS = {
     "log_metric_single": scenario_log_metric_single,
     "log_batch": scenario_log_batch,
@@ -363,6 +397,7 @@ RUNNERS = {
     "import_time": scenario_import_time,
     "data_log": scenario_data_log,
     "data_validation": scenario_data_validation,
+    "pipelines": scenario_pipelines,
 }
 
 
@@ -435,6 +470,10 @@ def main(argv: list[str] | None = None) -> int:
         if name == "data_log":
             result = scenario_data_log(sizes, with_mlflow, args.keep, dvc=not args.skip_dvc)
             doc["versions"]["dvc"] = result["ratchet"].get("versions", {}).get("dvc")
+        elif name == "pipelines":  # the incumbents' versions, from their own venvs
+            result = scenario_pipelines(sizes, with_mlflow, args.keep)
+            found = result["ratchet"].get("versions", {})
+            doc["versions"].update(prefect=found.get("prefect"), metaflow=found.get("metaflow"))
         else:
             result = RUNNERS[name](sizes, with_mlflow, args.keep)
         result["pass"] = _overall([c["pass"] for c in result["checks"]])

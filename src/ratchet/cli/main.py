@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ratchet.cli import artifacts, data, db, experiments, models, runs, schedules
+from ratchet.cli import artifacts, data, db, experiments, models, pipelines, runs, schedules
 from ratchet.cli.output import RatchetGroup, say
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(data.app, name="data")
 app.add_typer(db.app, name="db")
+app.add_typer(pipelines.app, name="pipeline")
 app.add_typer(schedules.app, name="schedule")
 app.command("scheduler")(schedules.scheduler)
 

@@ -42,12 +42,38 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON to stdout."
 ScheduleName = Annotated[str, typer.Argument(help="The schedule's name.")]
 
 
-def _importable_cwd() -> None:
+@contextmanager
+def _cwd_importable() -> Iterator[None]:
     """Pipelines are named ``module:name`` relative to the project, as ``python -m`` would
-    find them: put the working directory on the import path."""
+    find them: the working directory is on the import path while the command runs."""
     cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
         sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
+@contextmanager
+def _errors_logged() -> Iterator[None]:
+    """Failed runs are logged with their traceback to stderr, unless the application
+    configured logging itself."""
+    import logging
+
+    log = logging.getLogger("ratchet.scheduler")
+    if log.handlers or logging.getLogger().handlers:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
 
 
 def schedule_dict(item: Schedule) -> dict[str, Any]:
@@ -126,10 +152,10 @@ def create(
     from ratchet.pipelines.schedules import parse_params, schedule, validate_cron
 
     validate_cron(cron)  # a bad expression is reported before the pipeline is imported
-    _importable_cwd()
-    params = parse_params(load_pipeline(pipeline), param or [])
-    created = schedule(pipeline, cron, params=params, name=name, executor=executor,
-                       enabled=not disabled, replace=replace, settings=Session().settings)
+    with _cwd_importable():
+        params = parse_params(load_pipeline(pipeline), param or [])
+        created = schedule(pipeline, cron, params=params, name=name, executor=executor,
+                           enabled=not disabled, replace=replace, settings=Session().settings)
     if as_json:
         print_json(schedule_dict(created))
         return
@@ -207,7 +233,8 @@ def _graceful_stop(stop: threading.Event) -> Iterator[None]:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        os.write(2, b"stopping after the current pipeline run; press Ctrl-C again to abort it\n")
+        os.write(2, b"stopping (after the pipeline run in progress, if any); "
+                    b"Ctrl-C again aborts it\n")
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -233,24 +260,19 @@ def scheduler(
     over within --lease-ttl seconds if it dies. Times missed while none ran fire once.
     With --once, exits 1 if a pipeline it ran failed.
     """
-    import logging
-
     from ratchet.pipelines.scheduler import Scheduler
 
-    _importable_cwd()
-    if not logging.getLogger().handlers:  # failures are logged with their traceback
-        logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                            format="%(levelname)s %(name)s: %(message)s")
     runner = Scheduler(Session().settings, lease_ttl_s=lease_ttl, poll_s=poll)
-    if once:
+    with _cwd_importable(), _errors_logged():
+        if not once:
+            _serve(runner, as_json)
+            return
         try:
             fired = runner.run_due()
             holder = None if runner.lease is not None else runner.current_holder()
         finally:
             runner.release_lease()
-        _report_once(fired, holder.holder if holder else None, as_json)
-        return
-    _serve(runner, as_json)
+    _report_once(fired, holder.holder if holder else None, as_json)
 
 
 def _report_once(fired: Sequence[Fired], other_holder: str | None, as_json: bool) -> None:

@@ -13,6 +13,7 @@ from ratchet.pipelines.pipeline_definition import Pipeline, pipeline
 from ratchet.pipelines.references import load_pipeline
 from ratchet.pipelines.run_result import PipelineResult
 from ratchet.pipelines.runs import get_pipeline_run, list_pipeline_runs, resume
+from ratchet.pipelines.schedules import delete_schedule, list_schedules, schedule
 from ratchet.pipelines.step_definition import Step, step
 
 __all__ = [
@@ -22,11 +23,14 @@ __all__ = [
     "Pipeline",
     "PipelineResult",
     "Step",
+    "delete_schedule",
     "get_pipeline_run",
     "list_pipeline_runs",
+    "list_schedules",
     "load_pipeline",
     "pipeline",
     "register_materializer",
     "resume",
+    "schedule",
     "step",
 ]

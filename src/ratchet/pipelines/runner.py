@@ -30,9 +30,10 @@ from ratchet.pipelines.graph import Node, OutputRef, encode_outputs, replace_ref
 from ratchet.pipelines.run_result import PipelineResult
 from ratchet.pipelines.step_task import StepOutcome, StepTask
 from ratchet.pipelines.stored_values import output_available
-from ratchet.store import ArtifactEntry, PipelineStore
-from ratchet.store.pipeline_store import NewStep
+from ratchet.store import PipelineStore
+from ratchet.store.pipeline_store import CachedStep, NewStep, NewTrackingRun
 from ratchet.store.records import StepInput, StoredOutput
+from ratchet.store.tracking_store import new_run_rows
 
 if TYPE_CHECKING:
     from ratchet.pipelines.pipeline_definition import Pipeline
@@ -165,6 +166,7 @@ class PipelineRunner:
                 dependents[up].append(n.name)
         by_name = {n.name: n for n in nodes}
         self._outputs: dict[str, dict[str, StoredOutput]] = {}
+        self._cached: list[CachedStep] = []
         running: dict[Future[StepOutcome], _Running] = {}
         retry_at: list[tuple[float, int, str]] = []  # (monotonic time, tiebreak, node)
         attempts: dict[str, int] = {}
@@ -188,6 +190,7 @@ class PipelineRunner:
                 states[name] = state
                 attempts[name] = 1
                 running[self._submit(executor, state)] = state
+            self._flush_cached()
             if not running and (not retry_at or failure is not None):
                 break
             timeout = None
@@ -231,32 +234,35 @@ class PipelineRunner:
         inputs = [StepInput(path, self._outputs[ref.node][ref.output].digest, ref.node,
                             ref.output) for path, ref in node.refs()]
         code = code_hash(node.step.fn, options.version)
-        key = _cache_key(node, code, inputs)
-        prior = None
+        params = _params_record(node)
+        key = _cache_key(node, code, params, inputs)
+        hit = None
         if self.resume_from is not None:
-            prior = self.store.find_cached(key, in_run=self.resume_from, node=node.name)
-        if prior is None and self.cache and options.cache and options.deterministic:
-            prior = self.store.find_cached(key)
-        if prior is not None and all(output_available(o, self.tracking.blobs)
-                                     for o in prior.outputs):
-            now = now_ms()
-            self.store.finish_step(step_run_id, status="cached", outputs=prior.outputs,
-                                   inputs=inputs, cached_from=prior.cached_from or
-                                   prior.step_run_id, code_hash=code, cache_key=key,
-                                   started_at=now, ended_at=now)
-            self._outputs[node.name] = {o.name: o for o in prior.outputs}
+            hit = self.store.find_cached(key, in_run=self.resume_from, node=node.name)
+        if hit is None and self.cache and options.cache and options.deterministic:
+            hit = self.store.find_cached(key)
+        if hit is not None and all(output_available(o, self.tracking.blobs)
+                                   for o in hit.outputs):
+            self._cached.append(CachedStep(step_run_id, hit.origin, code, key, now_ms(),
+                                           hit.outputs, tuple(inputs)))
+            self._outputs[node.name] = {o.name: o for o in hit.outputs}
             return None
-        tracking_run = self.tracking.store.create_run(
+        self._flush_cached()
+        values, tag_rows = new_run_rows(
             self._experiment_id, name=node.name, parent_run_id=self._tracking_run_id,
             code=self._code, tags={"ratchet.step": node.step.name,
                                    "ratchet.pipeline_run_id": self.run_id})
-        literal = {k: v for k, v in _params_record(node).items() if _is_scalar(v)}
-        if literal:
-            self.tracking.store.log_params(tracking_run.run_id, literal)
+        run = NewTrackingRun(values["run_id"], values, tag_rows,
+                             {k: str(v) for k, v in params.items() if _is_scalar(v)})
         started = now_ms()
-        self.store.start_step(step_run_id, code_hash=code, cache_key=key,
-                              tracking_run_id=tracking_run.run_id, started_at=started)
-        return _Running(node, step_run_id, tracking_run.run_id, key, code, inputs, started)
+        self.store.start_step(step_run_id, code_hash=code, cache_key=key, run=run,
+                              started_at=started)
+        return _Running(node, step_run_id, run.run_id, key, code, inputs, started)
+
+    def _flush_cached(self) -> None:
+        if self._cached:
+            self.store.record_cached(self._cached)
+            self._cached = []
 
     def _submit(self, executor: Executor, state: _Running) -> Future[StepOutcome]:
         node = state.node
@@ -270,26 +276,20 @@ class PipelineRunner:
                                timeout=node.step.timeout, name=f"step {node.name!r}")
 
     def _finish_step(self, state: _Running, outcome: StepOutcome) -> None:
-        self.store.finish_step(state.step_run_id, status="finished", outputs=outcome.outputs,
-                               inputs=state.inputs, log_digest=outcome.log_digest,
-                               ended_at=outcome.ended_at or now_ms())
+        self._end_step(state, outcome, "finished")
         self._outputs[state.node.name] = {o.name: o for o in outcome.outputs}
-        if state.tracking_run_id is not None:
-            self._record_log(state.tracking_run_id, outcome)
-            self.tracking.end_run(state.tracking_run_id, "finished")
 
     def _fail_step(self, state: _Running, outcome: StepOutcome) -> None:
-        self.store.finish_step(state.step_run_id, status="failed", inputs=state.inputs,
-                               log_digest=outcome.log_digest, error=outcome.error,
-                               ended_at=outcome.ended_at or now_ms())
-        if state.tracking_run_id is not None:
-            self._record_log(state.tracking_run_id, outcome)
-            self.tracking.end_run(state.tracking_run_id, "failed", error=outcome.error)
+        self._end_step(state, outcome, "failed")
 
-    def _record_log(self, tracking_run_id: str, outcome: StepOutcome) -> None:
-        if outcome.log_digest is not None:
-            self.tracking.store.record_artifacts(tracking_run_id, [ArtifactEntry(
-                LOG_ARTIFACT, outcome.log_digest, len(outcome.log_text.encode()))])
+    def _end_step(self, state: _Running, outcome: StepOutcome, status: str) -> None:
+        log = (LOG_ARTIFACT, len(outcome.log_text.encode())) if outcome.log_digest else None
+        self.store.finish_step(
+            state.step_run_id, status=status, outputs=outcome.outputs if outcome.ok else (),
+            inputs=state.inputs, log_digest=outcome.log_digest, error=outcome.error,
+            ended_at=outcome.ended_at or now_ms(),
+            end_run=(state.tracking_run_id, status) if state.tracking_run_id else None,
+            log_artifact=log)
 
     def _abort(self, exc: BaseException) -> None:
         """The driver itself was interrupted: end everything it started as killed."""
@@ -347,12 +347,12 @@ def _fingerprint(value: Any) -> str:
     return f"repr:{value!r}"
 
 
-def _cache_key(node: Node, code: str, inputs: list[StepInput]) -> str:
+def _cache_key(node: Node, code: str, params: dict[str, Any], inputs: list[StepInput]) -> str:
     options = node.step.options
     material = {
         "step": node.step.name,
         "code": code,
-        "params": _params_record(node),
+        "params": params,
         "inputs": {i.name: i.digest for i in inputs},
         "outputs": list(options.output_names),
         "dataset": dict(options.dataset),

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 
 from ratchet.clock import now_ms
 from ratchet.errors import InvalidInput, NotFound
@@ -31,6 +31,34 @@ class NewStep:
     position: int
     upstream: tuple[str, ...]
     params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NewTrackingRun:
+    """A step's tracking run, written with the step's start (rows from ``new_run_rows``)."""
+
+    run_id: str
+    values: dict[str, Any]
+    tag_rows: list[dict[str, str]]
+    params: dict[str, str]
+
+
+@dataclass(frozen=True)
+class CacheHit:
+    step_run_id: str
+    origin: str  # the step run that computed the outputs
+    outputs: tuple[StoredOutput, ...]
+
+
+@dataclass(frozen=True)
+class CachedStep:
+    step_run_id: str
+    cached_from: str
+    code_hash: str
+    cache_key: str
+    at: int
+    outputs: tuple[StoredOutput, ...]
+    inputs: tuple[StepInput, ...]
 
 
 class PipelineStore:
@@ -67,13 +95,22 @@ class PipelineStore:
                          .values(heartbeat_at=now or now_ms()))
 
     def start_step(self, step_run_id: str, *, code_hash: str, cache_key: str | None,
-                   tracking_run_id: str | None, attempts: int = 1,
+                   run: NewTrackingRun | None = None, attempts: int = 1,
                    started_at: int | None = None) -> None:
+        """Mark a step running; in the same transaction, create its tracking run."""
         with self.db.write() as conn:
+            if run is not None:
+                conn.execute(insert(t.runs).values(**run.values))
+                if run.tag_rows:
+                    conn.execute(insert(t.run_tags), run.tag_rows)
+                if run.params:
+                    conn.execute(insert(t.params), [
+                        {"run_id": run.run_id, "key": k, "value": v}
+                        for k, v in run.params.items()])
             conn.execute(update(t.step_runs).where(t.step_runs.c.step_run_id == step_run_id)
                          .values(status="running", code_hash=code_hash, cache_key=cache_key,
-                                 tracking_run_id=tracking_run_id, attempts=attempts,
-                                 started_at=started_at or now_ms()))
+                                 tracking_run_id=run.run_id if run else None,
+                                 attempts=attempts, started_at=started_at or now_ms()))
 
     def set_attempts(self, step_run_id: str, attempts: int, error: str | None = None) -> None:
         with self.db.write() as conn:
@@ -86,7 +123,10 @@ class PipelineStore:
         error: str | None = None, cached_from: str | None = None,
         code_hash: str | None = None, cache_key: str | None = None,
         started_at: int | None = None, ended_at: int | None = None,
+        end_run: tuple[str, str] | None = None, log_artifact: tuple[str, int] | None = None,
     ) -> None:
+        """Record a step's end; ``end_run=(tracking run id, status)`` ends its tracking run
+        and ``log_artifact=(path, size)`` files the captured log under it, atomically."""
         ended_at = ended_at or now_ms()
         values: dict[str, Any] = {"status": status, "log_digest": log_digest, "error": error,
                                   "cached_from": cached_from, "ended_at": ended_at}
@@ -103,11 +143,35 @@ class PipelineStore:
                 conn.execute(insert(t.step_outputs), [_output_row(step_run_id, o)
                                                       for o in outputs])
             if inputs:
-                conn.execute(insert(t.step_inputs), [
-                    {"step_run_id": step_run_id, "name": i.name, "digest": i.digest,
-                     "source_node": i.source_node, "source_output": i.source_output}
-                    for i in inputs
-                ])
+                conn.execute(insert(t.step_inputs), _input_rows(step_run_id, inputs))
+            if end_run is not None:
+                run_id, run_status = end_run
+                if log_artifact is not None and log_digest is not None:
+                    conn.execute(insert(t.run_artifacts).values(
+                        run_id=run_id, path=log_artifact[0], digest=log_digest,
+                        size=log_artifact[1], created_at=ended_at))
+                conn.execute(update(t.runs).where(t.runs.c.run_id == run_id)
+                             .values(status=run_status, end_time=ended_at, error=error))
+
+    def record_cached(self, steps: Sequence[CachedStep]) -> None:
+        """Many cache hits in one transaction (a fully cached run is mostly these)."""
+        if not steps:
+            return
+        sr = t.step_runs
+        with self.db.write() as conn:
+            conn.execute(
+                update(sr).where(sr.c.step_run_id == bindparam("b_id")).values(
+                    status="cached", cached_from=bindparam("b_from"),
+                    code_hash=bindparam("b_code"), cache_key=bindparam("b_key"),
+                    started_at=bindparam("b_at"), ended_at=bindparam("b_at")),
+                [{"b_id": c.step_run_id, "b_from": c.cached_from, "b_code": c.code_hash,
+                  "b_key": c.cache_key, "b_at": c.at} for c in steps])
+            outputs = [_output_row(c.step_run_id, o) for c in steps for o in c.outputs]
+            if outputs:
+                conn.execute(insert(t.step_outputs), outputs)
+            inputs = [row for c in steps for row in _input_rows(c.step_run_id, c.inputs)]
+            if inputs:
+                conn.execute(insert(t.step_inputs), inputs)
 
     def skip_pending(self, run_id: str, status: str = "skipped") -> None:
         with self.db.write() as conn:
@@ -161,21 +225,28 @@ class PipelineStore:
 
     # ---------------------------------------------------------------- reads
     def find_cached(self, cache_key: str, *, in_run: str | None = None,
-                    node: str | None = None) -> StepRunRecord | None:
-        """The newest finished (or cached) step run with this key, with its outputs."""
-        sr = t.step_runs
-        query = select(sr).where(and_(sr.c.cache_key == cache_key,
-                                      sr.c.status.in_(CACHEABLE_STATUSES)))
+                    node: str | None = None) -> CacheHit | None:
+        """The newest finished (or cached) step run with this key, and its outputs
+        (one query: a step run and its outputs joined)."""
+        sr, so = t.step_runs, t.step_outputs
+        newest = (select(sr.c.step_run_id, sr.c.cached_from)
+                  .where(and_(sr.c.cache_key == cache_key,
+                              sr.c.status.in_(CACHEABLE_STATUSES))))
         if in_run is not None:
-            query = query.where(sr.c.pipeline_run_id == in_run)
+            newest = newest.where(sr.c.pipeline_run_id == in_run)
         if node is not None:
-            query = query.where(sr.c.node == node)
-        query = query.order_by(sr.c.ended_at.desc()).limit(1)
+            newest = newest.where(sr.c.node == node)
+        sub = newest.order_by(sr.c.ended_at.desc()).limit(1).subquery()
+        query = (select(sub.c.step_run_id.label("hit_id"),
+                        sub.c.cached_from.label("hit_from"), so)
+                 .select_from(sub.outerjoin(so, so.c.step_run_id == sub.c.step_run_id)))
         with self.db.read() as conn:
-            row = conn.execute(query).first()
-            if row is None:
-                return None
-            return self._step_records(conn, [row])[0]
+            rows = conn.execute(query).all()
+        if not rows:
+            return None
+        outputs = tuple(_stored_output(row) for row in rows if row.name is not None)
+        first = rows[0]
+        return CacheHit(first.hit_id, first.hit_from or first.hit_id, outputs)
 
     def resolve_run_id(self, run_id: str) -> str:
         """A full pipeline run id from an id or a unique prefix of at least 6 characters."""
@@ -281,6 +352,11 @@ class PipelineStore:
             )
             for row in rows
         ]
+
+
+def _input_rows(step_run_id: str, inputs: Sequence[StepInput]) -> list[dict[str, Any]]:
+    return [{"step_run_id": step_run_id, "name": i.name, "digest": i.digest,
+             "source_node": i.source_node, "source_output": i.source_output} for i in inputs]
 
 
 def _dumps(value: Any) -> str:

@@ -190,34 +190,18 @@ class TrackingStore:
         tags: Mapping[str, str] | None = None,
         start_time: int | None = None,
     ) -> Run:
-        run_id, code = new_id(), code or CodeVersion()
-        values = {
-            "run_id": run_id,
-            "experiment_id": experiment_id,
-            "parent_run_id": parent_run_id,
-            "name": name or f"run-{run_id[-8:]}",
-            "status": "running",
-            "start_time": start_time or now_ms(),
-            "user": code.user,
-            "host": code.host,
-            "entry_point": code.entry_point,
-            "git_commit": code.git_commit,
-            "git_branch": code.git_branch,
-            "git_dirty": code.git_dirty,
-            "git_diff_hash": code.git_diff_hash,
-            "python_version": code.python_version,
-            "packages": json.dumps(code.packages, sort_keys=True) if code.packages else None,
-        }
+        values, tag_rows = new_run_rows(experiment_id, name=name, parent_run_id=parent_run_id,
+                                        code=code, tags=tags, start_time=start_time)
         try:
             with self.db.write() as conn:
                 conn.execute(insert(t.runs).values(**values))
-                if tags:
-                    conn.execute(insert(t.run_tags), _tag_rows(run_id, tags))
+                if tag_rows:
+                    conn.execute(insert(t.run_tags), tag_rows)
         except SAIntegrityError:
             if parent_run_id and not self._run_exists(parent_run_id):
                 raise NotFound(f"parent run {parent_run_id!r} does not exist") from None
             raise NotFound(f"experiment {experiment_id!r} does not exist") from None
-        return self.get_run(run_id)
+        return run_from_rows(values, code or CodeVersion(), tag_rows)
 
     def require_run(self, run_id: str) -> None:
         """``NotFound`` unless the run exists (one indexed lookup, no run data loaded)."""
@@ -514,6 +498,46 @@ class _RunWrite:
         if not suppressed and exc[0] is not None and issubclass(exc[0], SAIntegrityError):
             raise NotFound(f"no run with id {self._run_id!r}") from None
         return suppressed
+
+
+def new_run_rows(
+    experiment_id: str, *, name: str | None = None, parent_run_id: str | None = None,
+    code: CodeVersion | None = None, tags: Mapping[str, str] | None = None,
+    start_time: int | None = None,
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """The ``runs`` row and ``run_tags`` rows of a new running run (for callers that write
+    it inside a larger transaction, like the pipeline driver)."""
+    run_id, code = new_id(), code or CodeVersion()
+    values = {
+        "run_id": run_id,
+        "experiment_id": experiment_id,
+        "parent_run_id": parent_run_id,
+        "name": name or f"run-{run_id[-8:]}",
+        "status": "running",
+        "start_time": start_time or now_ms(),
+        "end_time": None,
+        "error": None,
+        "user": code.user,
+        "host": code.host,
+        "entry_point": code.entry_point,
+        "git_commit": code.git_commit,
+        "git_branch": code.git_branch,
+        "git_dirty": code.git_dirty,
+        "git_diff_hash": code.git_diff_hash,
+        "python_version": code.python_version,
+        "packages": json.dumps(code.packages, sort_keys=True) if code.packages else None,
+    }
+    return values, _tag_rows(run_id, tags) if tags else []
+
+
+def run_from_rows(values: Mapping[str, Any], code: CodeVersion,
+                  tag_rows: Sequence[Mapping[str, str]]) -> Run:
+    return Run(
+        run_id=values["run_id"], experiment_id=values["experiment_id"],
+        parent_run_id=values["parent_run_id"], name=values["name"], status=values["status"],
+        start_time=values["start_time"], end_time=None, error=None, code=code,
+        tags={row["key"]: row["value"] for row in tag_rows},
+    )
 
 
 def _tag_rows(run_id: str, values: Mapping[str, object]) -> list[dict[str, str]]:

@@ -75,8 +75,9 @@ def _parse_range(key: str, spec: tuple[Any, ...]) -> BaseDistribution:
     if len(spec) not in (3, 4):
         raise InvalidInput(f"space[{key!r}]: a range is ({kind!r}, low, high) or "
                            f"({kind!r}, low, high, {{options}}), got {spec!r}")
-    low, high = spec[1], spec[2]
-    options = spec[3] if len(spec) == 4 else {}
+    low: Any = spec[1]
+    high: Any = spec[2]
+    options: Any = spec[3] if len(spec) == 4 else {}
     if not isinstance(options, Mapping):
         raise InvalidInput(f"space[{key!r}]: the 4th item must be a dict of options "
                            f"(log=, step=), got {options!r}")
@@ -84,8 +85,9 @@ def _parse_range(key: str, spec: tuple[Any, ...]) -> BaseDistribution:
     if unknown:
         raise InvalidInput(f"space[{key!r}]: unknown option(s) {', '.join(map(repr, unknown))}; "
                            f"known: {', '.join(RANGE_OPTIONS)}")
-    want: type = Integral if kind == "int" else Real
-    for label, bound in (("low", low), ("high", high)):
+    want: Any = Integral if kind == "int" else Real
+    bounds: tuple[tuple[str, Any], ...] = (("low", low), ("high", high))
+    for label, bound in bounds:
         if isinstance(bound, bool) or not isinstance(bound, want) or \
                 (kind == "float" and not math.isfinite(bound)):
             raise InvalidInput(f"space[{key!r}]: {label} must be a finite "

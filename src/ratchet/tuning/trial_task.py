@@ -100,9 +100,13 @@ class TrialTask:
 
     def _run(self, client: TrackingClient, trial: optuna.Trial | None,
              local: bool) -> TrialOutcome:
+        with client.activate(self.run_id):
+            return self._call_objective(client, trial, local)
+
+    def _call_objective(self, client: TrackingClient, trial: optuna.Trial | None,
+                        local: bool) -> TrialOutcome:
         import optuna
 
-        client.start_run(run_id=self.run_id)  # the active run of this fresh context
         reporter = TrialReporter(client, self.run_id, trial, self.metric)
         set_reporter(reporter)
         try:
