@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, overload
 
 from ratchet.errors import InvalidInput
-from ratchet.pipelines.step_definition import _NAME
+from ratchet.pipelines.step_definition import _NAME, default_name
 
 if TYPE_CHECKING:
     from ratchet.executors.base import Executor
@@ -35,7 +35,7 @@ class Pipeline:
         if not inspect.isfunction(fn):
             raise InvalidInput(f"@ratchet.pipeline decorates a function, got {fn!r}")
         self.fn = fn
-        self.name = name or fn.__name__
+        self.name = name or default_name(fn, "pipeline")
         if not _NAME.match(self.name):
             raise InvalidInput(f"pipeline name {self.name!r}: use letters, digits, '_', '.', '-'")
         self.experiment = experiment

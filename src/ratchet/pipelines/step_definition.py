@@ -111,6 +111,11 @@ def _public_options(opts: dict[str, Any]) -> dict[str, Any]:
     return opts
 
 
+def default_name(fn: Any, fallback: str) -> str:
+    """A function's name as a node name ("<lambda>" becomes "lambda")."""
+    return re.sub(r"[^A-Za-z0-9_.\-]", "", getattr(fn, "__name__", "") or "") or fallback
+
+
 def _identifier(name: str) -> str:
     return re.sub(r"\W", "_", name) or "step"
 
@@ -198,7 +203,7 @@ def step(
 def _build_options(func: Callable[..., Any], *, name: str | None,
                    retry_on: Any, outputs: Any, dataset: Any, model: Any,
                    **rest: Any) -> StepOptions:
-    step_name = name or getattr(func, "__name__", None) or "step"
+    step_name = name or default_name(func, "step")
     where = f"step {step_name!r}"
     if not isinstance(step_name, str) or not _NAME.match(step_name):
         raise InvalidInput(f"{where}: a step name is letters, digits, '_', '.', '-' "

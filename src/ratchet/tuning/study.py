@@ -205,9 +205,8 @@ class _StudyDriver:
                 return
             done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
             for future in done:
-                pending = in_flight.pop(future)
-                outcome = _outcome_of(future)
-                self._finish(study, pending, outcome)
+                outcome = _outcome_of(future)  # an interrupt leaves it in flight, to abandon
+                self._finish(study, in_flight.pop(future), outcome)
                 bar.advance(outcome.state, self.best, self.metric)
 
     def _launch(self, study: optuna.Study, pending: _Pending) -> Future[TrialOutcome]:
