@@ -304,11 +304,15 @@ def test_trial_timeout_fails_the_trial(sqlite_settings: Settings) -> None:
             release.wait(30)  # outlives its timeout; released at the end of the test
         return x
 
+    # Ours, so tune() does not wait for the stuck threads; one thread per trial, so no
+    # trial queues behind a stuck one.
+    executor = LocalExecutor(6)
     try:
-        result = tune(slow, {"x": [0.25, 0.75]}, n_trials=6, trial_timeout=0.2,
-                      settings=sqlite_settings, storage=None, seed=0)
+        result = tune(slow, {"x": [0.25, 0.75]}, n_trials=6, trial_timeout=1.0, parallel=2,
+                      executor=executor, settings=sqlite_settings, storage=None, seed=0)
     finally:
         release.set()
+        executor.shutdown()
     runs = children(sqlite_settings, result.run_id)
     timed_out = [r for r in runs if r.params["x"] == "0.75"]
     assert timed_out and all(r.status == "failed" and "StepTimeout" in (r.error or "")

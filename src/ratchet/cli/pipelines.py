@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
@@ -50,6 +51,11 @@ def _status(status: str) -> Text:
     return Text(f"{symbol} {status}", style=style)
 
 
+def _stdout_for_data(as_json: bool) -> Any:
+    """With --json, stdout carries only the JSON: what steps print goes to stderr."""
+    return contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+
+
 def _on_path() -> None:
     # `ratchet pipeline run pkg.module:name` imports from the project, as `python -m` would.
     cwd = os.getcwd()
@@ -75,7 +81,8 @@ def run_pipeline(
     pipeline = load_pipeline(ref)
     params = parse_params(pipeline, param or [])
     try:
-        result = pipeline.run(executor=executor, cache=not no_cache, **params)
+        with _stdout_for_data(as_json):
+            result = pipeline.run(executor=executor, cache=not no_cache, **params)
     except StepFailed as exc:
         if exc.run_id is not None:
             _print_run(get_pipeline_run(exc.run_id), as_json)
@@ -94,7 +101,9 @@ def resume_run(
     from ratchet.pipelines import resume
 
     _on_path()
-    _print_run(resume(run_id, executor=executor), as_json)
+    with _stdout_for_data(as_json):
+        result = resume(run_id, executor=executor)
+    _print_run(result, as_json)
 
 
 @app.command("list")

@@ -70,12 +70,18 @@ class _Capture:
         return "".join(self.parts)[-MAX_CAPTURE_CHARS:]
 
 
+def _routed(stream: TextIO, label: str) -> TextIO:
+    if isinstance(stream, _Router):
+        if stream.label == label:
+            return stream
+        stream = stream.stream  # e.g. stdout redirected to stderr: route the real stream
+    return _Router(stream, label)
+
+
 def _install() -> None:
     with _install_lock:
-        if not isinstance(sys.stdout, _Router):
-            sys.stdout = _Router(sys.stdout, "stdout")
-        if not isinstance(sys.stderr, _Router):
-            sys.stderr = _Router(sys.stderr, "stderr")
+        sys.stdout = _routed(sys.stdout, "stdout")
+        sys.stderr = _routed(sys.stderr, "stderr")
 
 
 @contextmanager
