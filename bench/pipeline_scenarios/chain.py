@@ -45,3 +45,14 @@ def emit(result: dict[str, Any]) -> None:
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def timeline(ends: list[float]) -> dict[str, Any]:
+    """The steps' end times (seconds, any epoch) as offsets from the first, and the cadence:
+    the mean time between consecutive step ends, i.e. the steady cost of one more step,
+    free of the run's fixed start and finish costs."""
+    ends = sorted(ends)
+    if len(ends) < 2:
+        return {"cadence_s": None, "step_end_offsets_ms": []}
+    return {"cadence_s": (ends[-1] - ends[0]) / (len(ends) - 1),
+            "step_end_offsets_ms": [round((t - ends[0]) * 1000, 1) for t in ends]}

@@ -19,6 +19,8 @@ GROUPS = [
     ["artifacts"],
     ["data"],
     ["db"],
+    ["pipeline"],
+    ["schedule"],
 ]
 COMMANDS = [
     ["init"],
@@ -49,6 +51,17 @@ COMMANDS = [
     ["db", "upgrade"],
     ["db", "current"],
     ["db", "info"],
+    ["pipeline", "run"],
+    ["pipeline", "resume"],
+    ["pipeline", "list"],
+    ["pipeline", "show"],
+    ["pipeline", "logs"],
+    ["schedule", "create"],
+    ["schedule", "list"],
+    ["schedule", "delete"],
+    ["schedule", "enable"],
+    ["schedule", "disable"],
+    ["scheduler"],
 ]
 
 

@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ratchet.clock import now_ms, to_ms
-from ratchet.errors import InvalidInput, RatchetError, StepFailed
+from ratchet.errors import InvalidInput, NotFound, RatchetError, StepFailed
 from ratchet.ids import new_id
 from ratchet.pipelines.schedules import next_run_time, schedule_store
 
@@ -169,10 +169,10 @@ class Scheduler:
         if not due:
             return fired
         with self._lease_kept():
-            for item in due:
+            for index, item in enumerate(due):
                 if not self.holds_lease():
                     logger.warning("scheduler %s no longer holds the lease; leaving %d due "
-                                   "schedule(s) to the holder", self.holder, len(due) - len(fired))
+                                   "schedule(s) to the holder", self.holder, len(due) - index)
                     break
                 result = self._fire(item, moment)
                 if result is not None:
@@ -188,13 +188,17 @@ class Scheduler:
         if not self.store.claim_firing(item.schedule_id, expected_next_run_at=item.next_run_at,
                                        next_run_at=following, now=moment):
             return None  # fired by another scheduler, disabled or redefined meanwhile
-        logger.info("schedule %r: running %s (due %s)", item.name, item.pipeline_ref,
+        try:  # run what the schedule says now (replace= may have changed its params)
+            current = self.store.get_schedule_by_id(item.schedule_id)
+        except NotFound:  # deleted in between
+            return None
+        logger.info("schedule %r: running %s (due %s)", item.name, current.pipeline_ref,
                     item.next_run_at)
-        run_id, status, error = self._run(item)
+        run_id, status, error = self._run(current)
         if run_id is not None:
             self.store.record_pipeline_run(item.schedule_id, run_id)
         return Fired(schedule=item.name, schedule_id=item.schedule_id,
-                     pipeline_ref=item.pipeline_ref, scheduled_for=item.next_run_at,
+                     pipeline_ref=current.pipeline_ref, scheduled_for=item.next_run_at,
                      fired_at=moment, next_run_at=following, pipeline_run_id=run_id,
                      status=status, error=error)
 
@@ -255,7 +259,10 @@ class Scheduler:
                     break
                 stop.wait(self.poll_s)
         finally:
-            self.release_lease()
+            try:
+                self.release_lease()
+            except Exception:  # the store is gone: the lease expires by itself
+                logger.exception("scheduler %s could not release its lease", self.holder)
         return count
 
 

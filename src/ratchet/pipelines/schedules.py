@@ -232,9 +232,10 @@ def schedule(
     if executor is not None:
         if not isinstance(executor, str) or not executor.strip():
             raise InvalidInput(f"executor must be a name like 'local' or 'ray', got {executor!r}")
-        from ratchet.executors import resolve_executor
+        if executor.partition(":")[0].strip().lower() != "ray":  # ray would connect now
+            from ratchet.executors import resolve_executor
 
-        resolve_executor(executor)  # validates the name; starts nothing
+            resolve_executor(executor).shutdown()  # checks the name; starts no workers
     schedule_name = name if name is not None else getattr(target, "name", None)
     if not isinstance(schedule_name, str) or not schedule_name:
         raise InvalidInput(f"schedule name must be a non-empty string, got {schedule_name!r}")
