@@ -12,7 +12,7 @@ $(BIN)/uv:
 	$(BIN)/pip install --quiet uv
 
 $(STAMP): pyproject.toml | $(BIN)/uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[$(EXTRAS)]"
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,14 +1,20 @@
-"""Tracking + registry walkthrough: what `make demo` runs.
+"""The training loop as a pipeline: what `make demo` runs.
 
-Versions the breast-cancer data that ships with scikit-learn (train and test splits),
-trains a few scikit-learn models on it, tracks each as a run that records which dataset
-versions it read, registers every model, points the `champion` alias at the best one,
-loads the champion back by alias and predicts, then prints the champion's lineage and
-where everything lives. Runs on the embedded defaults (SQLite + local files in ./.ratchet).
+A ratchet pipeline versions the breast-cancer data that ships with scikit-learn (train
+and test splits become dataset versions), trains four scikit-learn candidates as
+independent steps (run side by side; each registers its model as a new version and
+records which dataset versions it read), and returns their test metrics. The best
+candidate becomes `champion`; it is loaded back by alias and predicts. The pipeline then
+runs again: nothing changed, so every step is served from the cache. Finally the
+champion's lineage and where everything lives are printed. Runs on the embedded defaults
+(SQLite + local files in ./.ratchet).
 """
 
 from __future__ import annotations
 
+import time
+
+import pandas as pd
 from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -19,8 +25,8 @@ from sklearn.preprocessing import StandardScaler
 
 import ratchet
 
-EXPERIMENT = "breast-cancer"
 MODEL = "cancer-classifier"
+TARGET = "target"
 
 
 def candidates() -> dict[str, object]:
@@ -32,49 +38,74 @@ def candidates() -> dict[str, object]:
     }
 
 
-def main() -> None:
+@ratchet.step(outputs=("train", "test"),
+              dataset={"train": "breast-cancer-train", "test": "breast-cancer-test"})
+def load_data(test_size: float = 0.25):
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0,
-                                                        stratify=y)
-    train_ds = ratchet.data.log(X_train.assign(target=y_train), name="breast-cancer-train",
-                                source="sklearn.datasets.load_breast_cancer")
-    test_ds = ratchet.data.log(X_test.assign(target=y_test), name="breast-cancer-test",
-                               source="sklearn.datasets.load_breast_cancer")
-    print(f"Datasets: {train_ds.ref} ({train_ds.row_count} rows, hash {train_ds.digest[:12]}), "
-          f"{test_ds.ref} ({test_ds.row_count} rows)")
-    print(f"Training {len(candidates())} models on {len(X_train)} rows "
-          f"({X.shape[1]} features)...")
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=test_size,
+                                                        random_state=0, stratify=y)
+    return X_train.assign(**{TARGET: y_train}), X_test.assign(**{TARGET: y_test})
 
-    versions = []
-    for name, model in candidates().items():
-        with ratchet.start_run(experiment=EXPERIMENT, name=name) as run:
-            run.log_input(train_ds, role="train")
-            run.log_input(test_ds, role="eval")
-            ratchet.log_params({"model": name, **{k: v for k, v in model.get_params().items()
-                                                  if isinstance(v, int | float | str)}})
-            model.fit(X_train, y_train)
-            proba = model.predict_proba(X_test)[:, 1]
-            auc = roc_auc_score(y_test, proba)
-            ratchet.log_metrics({"auc": auc,
-                                 "accuracy": accuracy_score(y_test, model.predict(X_test))})
-            mv = ratchet.log_model(model, name=MODEL, input_example=X_train.head())
-            versions.append(mv)
-            print(f"  run {run.id[:12]}  {name:<12} auc={auc:.4f}  -> {MODEL} v{mv.version}")
 
-    best = ratchet.search_runs("attributes.status = 'finished'",
-                               experiments=[EXPERIMENT], order_by=["metrics.auc DESC"],
-                               max_results=1)[0]
-    champion = next(v for v in versions if v.run_id == best.run_id)
-    ratchet.models.set_alias(MODEL, "champion", champion.version,
-                             reason=f"highest test AUC ({best.metrics['auc']:.4f})")
-    print(f"champion -> {MODEL} v{champion.version} ({best.name}, "
-          f"auc={best.metrics['auc']:.4f})")
+@ratchet.step(outputs=("model", "metrics"), model={"model": MODEL})
+def train_candidate(name: str, train: pd.DataFrame, test: pd.DataFrame):
+    model = candidates()[name]
+    ratchet.log_params({"model": name, **{k: v for k, v in model.get_params().items()
+                                          if isinstance(v, int | float | str)}})
+    model.fit(train.drop(columns=TARGET), train[TARGET])
+    X_test, y_test = test.drop(columns=TARGET), test[TARGET]
+    metrics = {"auc": float(roc_auc_score(y_test, model.predict_proba(X_test)[:, 1])),
+               "accuracy": float(accuracy_score(y_test, model.predict(X_test)))}
+    ratchet.log_metrics(metrics)  # into this step's tracking run
+    return model, metrics
 
+
+@ratchet.pipeline(experiment="breast-cancer")
+def training(test_size: float = 0.25):
+    train, test = load_data(test_size)
+    return {name: train_candidate(name, train, test)[1] for name in candidates()}
+
+
+def main() -> None:
+    started = time.perf_counter()
+    result = training.run()
+    seconds = time.perf_counter() - started
+    train_out = result.step("load_data").outputs[1]
+    print(f"Pipeline run {result.run_id[:12]}: {len(result.steps)} steps "
+          f"{result.status} in {seconds:.1f} s; data versioned as "
+          f"breast-cancer-train@{train_out.dataset[1] if train_out.dataset else '?'} "
+          f"(hash {train_out.digest[:12]})")
+    versions = {}
+    for name, metrics in result.output.items():
+        record = result.step(next(s.node for s in result.steps
+                                  if s.params.get("name") == name))
+        model_out = next(o for o in record.outputs if o.name == "model")
+        assert model_out.model is not None
+        versions[name] = model_out.model[1]
+        print(f"  step {record.node:<18} {name:<12} auc={metrics['auc']:.4f}  "
+              f"-> {MODEL} v{model_out.model[1]}")
+
+    best = max(result.output, key=lambda n: result.output[n]["auc"])
+    champion = versions[best]
+    auc = result.output[best]["auc"]
+    ratchet.models.set_alias(MODEL, "champion", champion,
+                             reason=f"highest test AUC ({auc:.4f}) in pipeline run "
+                                    f"{result.run_id}")
+    print(f"champion -> {MODEL} v{champion} ({best}, auc={auc:.4f})")
+
+    test = result.load("load_data", "test")
     loaded = ratchet.models.load(f"models:/{MODEL}@champion")
-    sample = X_test.head(5)
+    sample = test.drop(columns=TARGET).head(5)
     print(f"champion predictions for 5 test rows: {loaded.predict(sample).tolist()} "
-          f"(truth: {y_test.head(5).tolist()})")
-    print(f"probability of class 1: {[round(float(p), 3) for p in loaded.predict_proba(sample)[:, 1]]}")
+          f"(truth: {test[TARGET].head(5).tolist()})")
+    print(f"probability of class 1: "
+          f"{[round(float(p), 3) for p in loaded.predict_proba(sample)[:, 1]]}")
+
+    started = time.perf_counter()
+    again = training.run()
+    print(f"Ran the pipeline again: {sum(s.status == 'cached' for s in again.steps)} of "
+          f"{len(again.steps)} steps served from the cache in "
+          f"{time.perf_counter() - started:.2f} s")
 
     lineage = ratchet.models.lineage(f"models:/{MODEL}@champion")
     code = lineage.run.code if lineage.run else None
@@ -85,12 +116,13 @@ def main() -> None:
     print("\nWhere everything is:")
     print(f"  metadata store : {settings.db_url}")
     print(f"  artifact store : {settings.artifacts_uri}")
-    print(f"  champion files : runs:/{champion.run_id}/{champion.artifact_path} "
-          f"(content hash {champion.content_hash[:16]}...)")
+    version = ratchet.models.get_version(MODEL, champion)
+    print(f"  champion files : runs:/{version.run_id}/{version.artifact_path} "
+          f"(content hash {version.content_hash[:16]}...)")
     if code is not None:
         print(f"  trained from   : {code.entry_point} at commit "
               f"{(code.git_commit or 'none')[:12]} (dirty={code.git_dirty})")
-    print("  try            : ratchet runs list; ratchet models show cancer-classifier; "
+    print(f"  try            : ratchet pipeline show {result.run_id[:12]}; "
           "ratchet models lineage cancer-classifier@champion")
 
 

@@ -20,4 +20,6 @@ def test_walkthrough_runs_from_an_empty_directory(tmp_path: Path) -> None:
     # the printed predictions came from the model loaded back by alias
     assert "champion predictions for 5 test rows" in out
     trained_on = next(line for line in out.splitlines() if line.startswith("champion was trained on"))
-    assert "breast-cancer-train@1 (train)" in trained_on and "breast-cancer-test@1 (eval)" in trained_on
+    assert "breast-cancer-train@1 (train)" in trained_on and "breast-cancer-test@1 (test)" in trained_on
+    assert "4 of 5 steps served from the cache" not in out  # all five are
+    assert "5 of 5 steps served from the cache" in out

@@ -88,7 +88,6 @@ if TYPE_CHECKING:
     from ratchet.registry.client import RegistryClient
     from ratchet.registry.fluent import log_model
     from ratchet.tracking.client import TrackingClient
-    from ratchet.tuning import tune
     from ratchet.tracking.fluent import (
         active_run_id,
         end_run,
@@ -106,6 +105,7 @@ if TYPE_CHECKING:
         set_tags,
         start_run,
     )
+    from ratchet.tuning import tune
 
 
 def __getattr__(name: str) -> Any:

@@ -138,6 +138,11 @@ def test_schedule_create_list_enable_delete(workspace_on: Path) -> None:
 
     with pytest.raises(AlreadyExists, match="replace"):
         schedule(nightly, "0 4 * * *")
+    # A file reference is stored absolute (the scheduler may run elsewhere).
+    (workspace_on / "flows.py").write_text("from tests.pipelines.sample_pipelines import *\n")
+    by_file = schedule("flows.py:nightly", "@daily", name="by-file")
+    assert by_file.pipeline_ref == f"{workspace_on / 'flows.py'}:nightly"
+    delete_schedule("by-file")
     # By reference, under another name; the string form is checked the same way.
     hourly = schedule(f"{REF}:nightly", "@hourly", name="hourly", enabled=False)
     assert hourly.pipeline_ref == f"{REF}:nightly" and not hourly.enabled
@@ -204,6 +209,29 @@ def test_schedule_rejects_bad_input(workspace_on: Path) -> None:
     with pytest.raises(InvalidInput, match="schedule name"):
         schedule(nightly, "@daily", name="")
     assert list_schedules() == []  # nothing half-created
+
+
+def test_a_pipeline_in_the_running_script_is_refused(workspace_on: Path) -> None:
+    script = workspace_on / "train.py"
+    script.write_text(textwrap.dedent("""
+        import ratchet
+
+        @ratchet.step
+        def one() -> int:
+            return 1
+
+        @ratchet.pipeline
+        def nightly():
+            return one()
+
+        ratchet.schedule(nightly, "@daily")
+    """))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
+    done = subprocess.run([sys.executable, str(script)], cwd=workspace_on, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "InvalidInput" in done.stderr and "Move it into a module" in done.stderr
+    assert list_schedules() == []
 
 
 # ---------------------------------------------------------------- the scheduler

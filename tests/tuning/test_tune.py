@@ -371,3 +371,14 @@ def test_result_before_any_completed_trial(sqlite_settings: Settings) -> None:
     assert "no completed trial" in repr(result)
     with pytest.raises(NotFound, match="has no completed trial"):
         _ = result.best_params
+
+
+def test_progress_bar_on_request(sqlite_settings: Settings,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    tune(quadratic, SPACE, n_trials=3, name="shown", progress=True, storage=None,
+         settings=sqlite_settings)
+    captured = capsys.readouterr()
+    assert "shown" in captured.err and "3/3" in captured.err and "best objective=" in captured.err
+    assert captured.out == ""
+    tune(quadratic, SPACE, n_trials=3, name="hidden", storage=None, settings=sqlite_settings)
+    assert capsys.readouterr().err == ""  # not a terminal: no bar by default

@@ -32,7 +32,7 @@ from ratchet.pipelines.step_task import StepOutcome, StepTask
 from ratchet.pipelines.stored_values import output_available
 from ratchet.store import PipelineStore
 from ratchet.store.pipeline_store import CachedStep, NewStep, NewTrackingRun
-from ratchet.store.records import StepInput, StoredOutput
+from ratchet.store.records import DatasetInput, StepInput, StoredOutput
 from ratchet.store.tracking_store import new_run_rows
 
 if TYPE_CHECKING:
@@ -67,7 +67,8 @@ class _Running:
     cache_key: str
     code_hash: str
     inputs: list[StepInput]
-    started_at: int
+    started_at: int  # when the driver submitted it
+    ran_from: int | None = None  # when its first attempt actually started on a worker
 
 
 class PipelineRunner:
@@ -201,6 +202,8 @@ class PipelineRunner:
                 state = running.pop(future)
                 name = state.node.name
                 outcome = _outcome_of(future, state)
+                if state.ran_from is None and outcome.started_at:
+                    state.ran_from = outcome.started_at
                 if outcome.ok:
                     self._finish_step(state, outcome)
                     finish_ok(name)
@@ -252,8 +255,15 @@ class PipelineRunner:
             self._experiment_id, name=node.name, parent_run_id=self._tracking_run_id,
             code=self._code, tags={"ratchet.step": node.step.name,
                                    "ratchet.pipeline_run_id": self.run_id})
+        # Dataset versions flowing in are recorded as the step run's inputs (lineage from a
+        # model version back to the data), with the argument as the role.
+        datasets = tuple(
+            DatasetInput(stored.dataset[0], stored.digest, stored.dataset[1],
+                         path.split("[")[0], f"pipeline step {ref.node}")
+            for path, ref in node.refs()
+            if (stored := self._outputs[ref.node][ref.output]).dataset is not None)
         run = NewTrackingRun(values["run_id"], values, tag_rows,
-                             {k: str(v) for k, v in params.items() if _is_scalar(v)})
+                             {k: str(v) for k, v in params.items() if _is_scalar(v)}, datasets)
         started = now_ms()
         self.store.start_step(step_run_id, code_hash=code, cache_key=key, run=run,
                               started_at=started)
@@ -287,7 +297,7 @@ class PipelineRunner:
         self.store.finish_step(
             state.step_run_id, status=status, outputs=outcome.outputs if outcome.ok else (),
             inputs=state.inputs, log_digest=outcome.log_digest, error=outcome.error,
-            ended_at=outcome.ended_at or now_ms(),
+            ended_at=outcome.ended_at or now_ms(), started_at=state.ran_from,
             end_run=(state.tracking_run_id, status) if state.tracking_run_id else None,
             log_artifact=log)
 

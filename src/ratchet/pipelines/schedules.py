@@ -19,6 +19,7 @@ import inspect
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ratchet.clock import now_ms, to_ms
@@ -194,12 +195,21 @@ def _resolve(pipeline: Any) -> tuple[Any, str]:
     from ratchet.pipelines.references import load_pipeline
 
     if isinstance(pipeline, str):
+        target, sep, qualname = pipeline.rpartition(":")
+        if sep and (target.endswith(".py") or "/" in target or "\\" in target):
+            # A file: stored absolute, so the scheduler finds it from any directory.
+            pipeline = f"{Path(target).expanduser().resolve()}:{qualname}"
         return load_pipeline(pipeline), pipeline
     ref = getattr(pipeline, "ref", None)
     name = getattr(pipeline, "name", None)
     if not hasattr(pipeline, "parameters") or not hasattr(pipeline, "run"):
         raise InvalidInput(f"schedule() takes a @ratchet.pipeline or a 'module:name' reference, "
                            f"got {type(pipeline).__name__}")
+    if getattr(getattr(pipeline, "fn", None), "__module__", None) == "__main__":
+        raise InvalidInput(
+            f"pipeline {name!r} cannot be scheduled from the script being run (__main__): "
+            "loading it would run the script's top-level code again in the scheduler. Move it "
+            "into a module (e.g. flows.py) and schedule 'flows:" + str(name) + "'")
     if not ref:
         raise InvalidInput(
             f"pipeline {name!r} cannot be scheduled: it is not importable by reference (defined "

@@ -17,7 +17,13 @@ from ratchet.clock import now_ms
 from ratchet.errors import InvalidInput, NotFound
 from ratchet.store import schema as t
 from ratchet.store.database import Database
-from ratchet.store.records import PipelineRunRecord, StepInput, StepRunRecord, StoredOutput
+from ratchet.store.records import (
+    DatasetInput,
+    PipelineRunRecord,
+    StepInput,
+    StepRunRecord,
+    StoredOutput,
+)
 
 MIN_PREFIX = 6
 CACHEABLE_STATUSES = ("finished", "cached")
@@ -41,6 +47,7 @@ class NewTrackingRun:
     values: dict[str, Any]
     tag_rows: list[dict[str, str]]
     params: dict[str, str]
+    inputs: tuple[DatasetInput, ...] = ()  # dataset versions the step reads
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,13 @@ class PipelineStore:
                     conn.execute(insert(t.params), [
                         {"run_id": run.run_id, "key": k, "value": v}
                         for k, v in run.params.items()])
+                if run.inputs:
+                    now = now_ms()
+                    unique = {(d.name, d.digest): d for d in run.inputs}
+                    conn.execute(insert(t.run_inputs), [
+                        {"run_id": run.run_id, "name": d.name, "digest": d.digest,
+                         "version": d.version, "role": d.role, "source": d.source,
+                         "created_at": now} for d in unique.values()])
             conn.execute(update(t.step_runs).where(t.step_runs.c.step_run_id == step_run_id)
                          .values(status="running", code_hash=code_hash, cache_key=cache_key,
                                  tracking_run_id=run.run_id if run else None,
