@@ -321,6 +321,11 @@ NOTES = [
     "ratios are informational. Prefect 3.8.8's fixed cost includes joining its flow-run "
     "heartbeat thread, which sleeps in 1 s slices (flow_engine._send_heartbeats): a flow "
     "run ends up to ~1 s after its last task (after_last_task_s).",
+    "Prefect 3 orchestrates tasks client-side: a task run is created in-process and its "
+    "state changes go to the API as events from a background worker, so its cadence holds "
+    "no synchronous API write per task (the persisted task result is written inline). "
+    "ratchet's step records are in its store when run() returns (result.steps is read "
+    "from it).",
     "Default logging for every tool (Prefect prints one INFO line per task run and ships "
     "logs to its API; Metaflow prints task lines; ratchet captures step logs).",
     "Telemetry: DO_NOT_TRACK=1, MLFLOW_DISABLE_TELEMETRY=true, NML_DISABLE_USAGE_LOGGING=1, "

@@ -196,7 +196,7 @@ def test_report_under_another_key_only_logs(sqlite_settings: Settings) -> None:
 
 
 def test_dict_objective_with_metric(sqlite_settings: Settings) -> None:
-    def scores(x: float) -> dict[str, float]:
+    def scores(x: float) -> dict[str, Any]:
         return {"acc": x, "loss": np.float32(1 - x)}  # numpy numbers are fine
 
     result = tune(scores, {"x": ("float", 0, 1)}, n_trials=6, metric="acc", seed=0,
@@ -382,3 +382,28 @@ def test_progress_bar_on_request(sqlite_settings: Settings,
     assert captured.out == ""
     tune(quadratic, SPACE, n_trials=3, name="hidden", storage=None, settings=sqlite_settings)
     assert capsys.readouterr().err == ""  # not a terminal: no bar by default
+
+
+def test_timeout_stops_starting_trials(sqlite_settings: Settings) -> None:
+    import time
+
+    def slow(x: float) -> float:
+        time.sleep(0.2)
+        return x
+
+    result = tune(slow, {"x": ("float", 0, 1)}, n_trials=1000, timeout=0.3, parallel=1,
+                  settings=sqlite_settings, storage=None)
+    assert 1 <= len(result.trials) < 1000
+    assert (result.trials["state"] == "COMPLETE").all()  # started trials were let finish
+
+
+def test_submodules_do_not_shadow_public_names() -> None:
+    import importlib
+    import pkgutil
+
+    import ratchet.tuning
+
+    for info in pkgutil.iter_modules(ratchet.tuning.__path__):
+        importlib.import_module(f"ratchet.tuning.{info.name}")
+    for name in ratchet.tuning.__all__:
+        assert not isinstance(getattr(ratchet.tuning, name), type(ratchet)), name

@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 MAX_CAPTURE_CHARS = 5_000_000  # a runaway step cannot fill memory; the tail is kept
 
@@ -75,7 +75,7 @@ def _routed(stream: TextIO, label: str) -> TextIO:
         if stream.label == label:
             return stream
         stream = stream.stream  # e.g. stdout redirected to stderr: route the real stream
-    return _Router(stream, label)
+    return cast(TextIO, _Router(stream, label))
 
 
 def _install() -> None:

@@ -177,14 +177,3 @@ def _create_schema(url: str, schema: str) -> None:
     finally:
         engine.dispose()
 
-
-def forget_opened() -> None:
-    """Drop cached storages (their engines are closed); the next ``open`` reconnects."""
-    with _opened_lock:
-        found = list(_opened.values())
-        _opened.clear()
-    for storage in found:
-        engine = getattr(storage, "engine", None)
-        if engine is not None:
-            engine.dispose()
-

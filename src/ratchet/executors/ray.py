@@ -1,0 +1,526 @@
+"""The Ray executor: each task is a Ray task, scheduled by its ``Resources``.
+
+Where it runs:
+- ``RayExecutor("10.0.0.5:6379")`` or ``RAY_ADDRESS`` connects to an existing cluster;
+  ``shutdown()`` only disconnects from it.
+- With neither, it starts a private single-machine cluster bound to 127.0.0.1 (no
+  dashboard, no usage stats, a 200 MB object store) on first use, and ``shutdown()``
+  stops it.
+
+Ray allows one cluster connection per process, so executors in one process share it:
+the connection is opened by the first executor that needs it and closed when the last
+one shuts down. A connection the user opened with ``ray.init`` is used and never closed.
+
+Tasks: the callable is pickled with cloudpickle in the driver and run in a Ray task with
+``num_cpus`` / ``num_gpus`` / ``memory`` from ``Resources``. An exception raised by the
+task comes back as its original type, with the worker's traceback attached as a note.
+Requests no node of the cluster can satisfy are refused up front (Ray would queue them
+forever). Ray does not retry tasks on its own: retries belong to the pipeline.
+
+Timeouts count from the moment the task starts running on a worker, not from
+submission, so tasks queued behind busy CPUs are not cut short. A task past its timeout
+is killed (``ray.cancel(force=True)`` ends its worker process) and fails with
+``StepTimeout``.
+
+Code on the workers: a function defined in an importable module is pickled by
+reference, so the worker must import the same module. When every node of the cluster is
+on this machine, the workers get the driver's ``sys.path`` (as ``PYTHONPATH``) so test
+modules and un-installed project code import as they do in the driver. On a remote
+cluster the code must be installed on the nodes (ratchet itself included), e.g. in the
+image, or shipped with a Ray ``runtime_env`` (``py_modules`` / ``working_dir``) that the
+cluster or ``ray.init`` applies.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import ipaddress
+import logging
+import os
+import re
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, InvalidStateError
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ratchet.errors import ConfigError, InvalidInput, RatchetError, StepTimeout
+from ratchet.executors.base import DEFAULT_RESOURCES, Executor, Resources
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install 'ratchet-mlops[ray]'"
+LOCAL_OBJECT_STORE_BYTES = 200_000_000
+_LOOPBACK = "127.0.0.1"
+_POLL_S = 0.1  # how soon the watcher notices new tasks, cancellations and deadlines
+_CONNECT_CHECK_S = 5.0
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_STARTED = "ratchet:started"
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError(f"the Ray executor needs Ray, which is not installed: "
+                          f"{INSTALL_HINT}") from exc
+    return ray
+
+
+class RayExecutor(Executor):
+    """Runs tasks on a Ray cluster (``address``, else ``RAY_ADDRESS``, else a local one)."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, *, num_cpus: int | None = None) -> None:
+        if address is not None and (not isinstance(address, str) or not address.strip()):
+            raise InvalidInput(f"address= must be a Ray address like '127.0.0.1:6379', "
+                               f"got {address!r}")
+        if num_cpus is not None and (not isinstance(num_cpus, int)
+                                     or isinstance(num_cpus, bool) or num_cpus < 1):
+            raise InvalidInput(f"num_cpus= must be a positive integer, got {num_cpus!r}")
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError(f"the Ray executor needs Ray, which is not installed: "
+                              f"{INSTALL_HINT}")
+        self.address = address.strip() if address else None
+        self.num_cpus = num_cpus
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
+        self._pending: list[_Pending] = []
+        self._closing = False
+        self._watcher: threading.Thread | None = None
+        self._connected_to: str | None = None
+        self._on_this_machine = False  # every node is here: workers get our sys.path
+        self._nodes: list[dict[str, float]] = []
+
+    # -- connection ------------------------------------------------------------------
+
+    def _target(self) -> str | None:
+        return self.address or os.environ.get("RAY_ADDRESS") or None
+
+    def _connect(self) -> None:
+        with self._lock:
+            if self._connected_to is not None:
+                return
+            ray = _import_ray()
+            target = self._target()
+            if target is not None and self.num_cpus is not None:
+                log.warning("num_cpus=%s is ignored: it sizes a local cluster that ratchet "
+                            "starts, and this executor connects to %s", self.num_cpus, target)
+            self._connected_to = _CONNECTION.acquire(ray, target, self.num_cpus)
+            try:
+                self._nodes = _node_resources(ray)
+                self._on_this_machine = _cluster_is_on_this_machine(ray, target)
+                self._closing = False
+                self._watcher = threading.Thread(target=self._watch, daemon=True,
+                                                 name="ratchet-ray-watcher")
+                self._watcher.start()
+            except BaseException:
+                self._connected_to = None
+                _CONNECTION.release(ray)
+                raise
+
+    @property
+    def parallelism(self) -> int:
+        self._connect()
+        ray = _import_ray()
+        return max(int(ray.cluster_resources().get("CPU", 0)), 1)
+
+    def describe(self) -> str:
+        return f"ray({self._connected_to or self._target() or 'local'})"
+
+    # -- submitting ------------------------------------------------------------------
+
+    def submit(self, task: Callable[[], T], *, resources: Resources = DEFAULT_RESOURCES,
+               timeout: float | None = None, name: str = "task") -> Future[T]:
+        if not callable(task):
+            raise InvalidInput(f"task {name!r} must be a callable with no arguments, "
+                               f"got {type(task).__name__}")
+        if timeout is not None and (isinstance(timeout, bool)
+                                    or not isinstance(timeout, int | float) or timeout <= 0):
+            raise InvalidInput(f"timeout= must be a positive number of seconds, got {timeout!r}")
+        import cloudpickle
+
+        try:
+            payload = cloudpickle.dumps(task)
+        except Exception as exc:
+            raise InvalidInput(f"task {name!r} cannot be sent to Ray workers because it does "
+                               f"not pickle: {exc}. Capture paths and ids, not open files, "
+                               "connections or locks.") from exc
+        self._connect()
+        ray = _import_ray()
+        self._check_feasible(ray, resources, name)
+        options: dict[str, Any] = {"name": name, "num_cpus": resources.cpus,
+                                   "num_gpus": resources.gpus}
+        if resources.memory is not None:
+            options["memory"] = resources.memory
+        if self._on_this_machine:  # read per task: sys.path may have grown since connecting
+            options["runtime_env"] = {"env_vars": {"PYTHONPATH": _driver_pythonpath()}}
+        future: Future[T] = Future()
+        with self._lock:
+            if self._connected_to is None or self._closing:
+                raise RatchetError(f"cannot submit {name!r}: the Ray executor is shutting down")
+            generator = _runner(ray).options(**options).remote(payload)
+            self._pending.append(_Pending(name, future, generator, timeout))
+            self._wakeup.notify_all()
+        return future
+
+    def _check_feasible(self, ray: Any, resources: Resources, name: str) -> None:
+        asked = {"CPU": float(resources.cpus), "GPU": float(resources.gpus),
+                 "memory": float(resources.memory or 0)}
+
+        def fits() -> bool:
+            return any(all(node.get(key, 0.0) >= value for key, value in asked.items())
+                       for node in self._nodes)
+
+        if fits():
+            return
+        self._nodes = _node_resources(ray)  # nodes may have joined since we looked
+        if fits():
+            return
+        largest = {key: max((node.get(key, 0.0) for node in self._nodes), default=0.0)
+                   for key in asked}
+        short = [key for key, value in asked.items() if largest[key] < value] or list(asked)
+        raise InvalidInput(
+            f"task {name!r} asks for {_describe(asked, short)}, but no node of the Ray "
+            f"cluster at {self._connected_to} has that much (the largest has "
+            f"{_describe(largest, short)}), so Ray would queue it forever. Lower the step's "
+            "resources or add a bigger node to the cluster.")
+
+    # -- watching --------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        """One thread per executor follows every task: start, result, deadline, cancel.
+
+        A task reports first that it started, then its result (a Ray streaming
+        generator), so the deadline can count from the start."""
+        ray = _import_ray()
+        try:
+            while True:
+                with self._wakeup:
+                    while not self._pending and not self._closing:
+                        self._wakeup.wait()
+                    if not self._pending:
+                        return
+                    pending = list(self._pending)
+                waiting = [p for p in pending if not self._expire(ray, p)]
+                if not waiting:
+                    continue
+                now = time.monotonic()
+                wait_s = min([_POLL_S] + [p.deadline - now for p in waiting
+                                          if p.deadline is not None])
+                generators = [p.generator for p in waiting]
+                ready, _ = ray.wait(generators, num_returns=1, timeout=max(wait_s, 0.0))
+                if ready:  # collect everything else that is ready too
+                    ready, _ = ray.wait(generators, num_returns=len(generators), timeout=0)
+                ready_ids = {id(g) for g in ready}
+                for p in waiting:
+                    if id(p.generator) in ready_ids:
+                        self._advance(ray, p)
+        except Exception as exc:  # e.g. the cluster went away: fail, never hang
+            with self._lock:
+                pending, self._pending = self._pending, []
+            for p in pending:
+                _settle(p.future, exc=RatchetError(
+                    f"lost track of Ray task {p.name!r}: {type(exc).__name__}: {exc}"))
+
+    def _expire(self, ray: Any, p: _Pending) -> bool:
+        """Cancel ``p`` if the caller cancelled it or its deadline passed; True if so."""
+        if p.future.cancelled():
+            ray.cancel(p.generator, force=True)
+        elif p.deadline is not None and time.monotonic() >= p.deadline:
+            ray.cancel(p.generator, force=True)
+            _settle(p.future, exc=StepTimeout(
+                f"{p.name} did not finish within its timeout of {p.timeout:g} s; its Ray "
+                "task was cancelled and its worker process killed"))
+        else:
+            return False
+        self._forget(p)
+        return True
+
+    def _advance(self, ray: Any, p: _Pending) -> None:
+        try:
+            ref = next(p.generator)
+        except StopIteration:  # the task ended without reporting a result
+            _settle(p.future, exc=RatchetError(f"Ray task {p.name!r} ended without a result"))
+            self._forget(p)
+            return
+        try:
+            value = ray.get(ref)
+        except Exception as exc:  # the task's own error (or Ray's), handed to the caller
+            _settle(p.future, exc=_unwrap(ray, exc, p.name))
+            self._forget(p)
+            return
+        if not p.started:  # the first item only says the task is running now
+            p.started = True
+            if not p.future.set_running_or_notify_cancel():  # cancelled while queued
+                ray.cancel(p.generator, force=True)
+                self._forget(p)
+            elif p.timeout is not None:
+                p.deadline = time.monotonic() + p.timeout
+            return
+        _settle(p.future, result=value)
+        self._forget(p)
+
+    def _forget(self, p: _Pending) -> None:
+        with self._lock:
+            if p in self._pending:
+                self._pending.remove(p)
+
+    # -- shutting down ---------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Cancel tasks that have not started, wait for running ones, then disconnect
+        (and stop the local cluster if this executor's process started it)."""
+        with self._wakeup:
+            if self._connected_to is None:
+                return
+            self._closing = True
+            for p in self._pending:
+                if not p.started:
+                    p.future.cancel()
+            self._wakeup.notify_all()
+            watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.join()
+        with self._lock:
+            self._connected_to = None
+            self._on_this_machine = False
+        _CONNECTION.release(_import_ray())
+
+
+@dataclass(eq=False)
+class _Pending:
+    name: str
+    future: Future[Any]
+    generator: Any  # ray.ObjectRefGenerator: touched only by the watcher thread
+    timeout: float | None
+    deadline: float | None = None
+    started: bool = False
+
+
+def _settle(future: Future[Any], *, result: Any = None, exc: BaseException | None = None) -> None:
+    try:
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+    except InvalidStateError:  # cancelled or already timed out: the outcome is dropped
+        pass
+
+
+def _describe(amounts: dict[str, float], keys: list[str]) -> str:
+    return ", ".join(f"memory={amounts[key] / 2**30:.3g} GiB" if key == "memory"
+                     else f"{key}={amounts[key]:g}" for key in keys)
+
+
+def _unwrap(ray: Any, exc: BaseException, name: str) -> BaseException:
+    """The user's own exception instead of Ray's wrapper, with the worker's traceback."""
+    if isinstance(exc, ray.exceptions.RayTaskError):
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, BaseException) and not isinstance(cause, ray.exceptions.RayError):
+            # str() of Ray's wrapper is the worker-side traceback (with terminal colours).
+            cause.add_note(f"Raised in Ray task {name!r}; traceback in the worker:\n"
+                           + _ANSI.sub("", str(exc)))
+            return cause
+    return exc
+
+
+# -- the task as Ray runs it -------------------------------------------------------------
+
+_RUNNER: Any = None
+
+
+def _run_task(payload: bytes) -> Iterator[Any]:
+    """Runs in the Ray worker: report the start, then the task's return value."""
+    yield _STARTED
+    import cloudpickle
+
+    try:
+        task = cloudpickle.loads(payload)
+    except Exception as exc:
+        raise ConfigError(
+            f"a Ray worker could not load the task: {type(exc).__name__}: {exc}. The "
+            "task's code must be importable on the cluster's nodes: install it there or "
+            "ship it with a Ray runtime_env (py_modules / working_dir).") from exc
+    yield task()
+
+
+def _runner(ray: Any) -> Any:
+    global _RUNNER
+    if _RUNNER is None:
+        # max_retries=0: a failed or killed task is reported, the pipeline decides retries.
+        _RUNNER = ray.remote(num_returns="streaming", max_retries=0)(_run_task)
+    return _RUNNER
+
+
+# -- the process-wide connection ---------------------------------------------------------
+
+
+class _Connection:
+    """Ray's one connection per process, shared by executors and reference-counted."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users = 0
+        self.opened_by_us = False
+        self.address: str | None = None
+
+    def acquire(self, ray: Any, target: str | None, num_cpus: int | None) -> str:
+        with self.lock:
+            if ray.is_initialized():
+                current = self.address or _current_address(ray)
+                if target not in (None, "auto") and not _same_address(target, current):
+                    raise ConfigError(
+                        f"cannot connect to the Ray cluster at {target}: this process is "
+                        f"already connected to {current}, and Ray allows one cluster per "
+                        "process. Shut the other executor down (or call ray.shutdown()) "
+                        "first.")
+                self.address = current or target or "(unknown address)"
+            else:
+                self.address = _init(ray, target, num_cpus)
+                self.opened_by_us = True
+            self.users += 1
+            return self.address
+
+    def release(self, ray: Any) -> None:
+        with self.lock:
+            self.users = max(self.users - 1, 0)
+            if self.users == 0:
+                if self.opened_by_us and ray.is_initialized():
+                    ray.shutdown()  # also stops the processes of a cluster ray.init started
+                self.opened_by_us = False
+                self.address = None
+
+
+_CONNECTION = _Connection()
+
+
+def _init(ray: Any, target: str | None, num_cpus: int | None) -> str:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    common: dict[str, Any] = {"logging_level": logging.WARNING,
+                              "configure_logging": True}
+    if target is None:
+        with _loopback_only(ray):
+            # "local": a new cluster even if another one runs on this machine.
+            context = ray.init(address="local", _node_ip_address=_LOOPBACK,
+                               include_dashboard=False, num_cpus=num_cpus,
+                               object_store_memory=LOCAL_OBJECT_STORE_BYTES, **common)
+        return str(context.address_info.get("gcs_address") or context.address_info["address"])
+    _check_reachable(target)
+    if _is_loopback_address(target):
+        with _loopback_only(ray):
+            ray.init(address=target, **common)
+    else:
+        ray.init(address=target, **common)
+    return _current_address(ray) or target
+
+
+@contextmanager
+def _loopback_only(ray: Any) -> Iterator[None]:
+    """Keep Ray on 127.0.0.1 while it resolves this node's address.
+
+    On Linux Ray replaces 127.0.0.1/localhost by the machine's network address (so that
+    other nodes could join), which would bind its servers to that interface, or, when
+    joining a cluster listening on loopback only, make ``ray.init`` wait forever on an
+    address nobody listens on. Ray's single-machine mode (its default on macOS/Windows,
+    the constant below) keeps 127.0.0.1; it is only consulted while connecting."""
+    try:
+        from ray._private import ray_constants
+    except ImportError:  # a Ray layout we do not know: rely on its defaults
+        yield
+        return
+    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+def _split_host_port(address: str) -> tuple[str, int] | None:
+    if "://" in address or address == "auto":
+        return None
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]") or _LOOPBACK, int(port)
+
+
+def _is_loopback_address(address: str) -> bool:
+    parsed = _split_host_port(address)
+    if parsed is None:
+        return False
+    host = parsed[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on a wrong address: ``ray.init`` retries an unreachable one for minutes."""
+    parsed = _split_host_port(address)
+    if parsed is None:  # ray://, auto: Ray's own resolution
+        return
+    try:
+        with socket.create_connection(parsed, timeout=_CONNECT_CHECK_S):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"no Ray cluster answers at {address} ({exc}). Start one with "
+            "`ray start --head`, or fix the executor address / RAY_ADDRESS.") from exc
+
+
+def _same_address(a: str, b: str | None) -> bool:
+    if b is None:
+        return False
+
+    def norm(address: str) -> str:
+        address = address.removeprefix("ray://")
+        parsed = _split_host_port(address)
+        if parsed is None:
+            return address
+        host = _LOOPBACK if parsed[0] == "localhost" else parsed[0]
+        return f"{host}:{parsed[1]}"
+
+    return norm(a) == norm(b)
+
+
+def _current_address(ray: Any) -> str | None:
+    try:
+        return str(ray.get_runtime_context().gcs_address)
+    except Exception:  # client mode and older Rays do not expose it
+        return None
+
+
+def _node_resources(ray: Any) -> list[dict[str, float]]:
+    return [dict(node.get("Resources", {})) for node in ray.nodes() if node.get("Alive")]
+
+
+def _cluster_is_on_this_machine(ray: Any, target: str | None) -> bool:
+    if target is None:
+        return True
+    local = {_LOOPBACK, "::1", "localhost"}
+    if "://" not in target:  # a driver joins through a node on its own machine
+        with suppress(Exception):
+            local.add(str(ray.util.get_node_ip_address()))
+    addresses = {node.get("NodeManagerAddress") for node in ray.nodes() if node.get("Alive")}
+    return bool(addresses) and addresses <= local
+
+
+def _driver_pythonpath() -> str:
+    entries: list[str] = []
+    for entry in sys.path:
+        path = os.path.abspath(entry or os.curdir)  # "" is the current directory
+        if path not in entries and os.path.exists(path):
+            entries.append(path)
+    return os.pathsep.join(entries)
