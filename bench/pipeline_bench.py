@@ -170,8 +170,11 @@ def warm_up(tool: str) -> None:
     """Import the tool once, untimed: bytecode compiled and files in the page cache."""
     module = {"ratchet": "ratchet.pipelines", "prefect": "prefect",
               "metaflow": "metaflow"}[tool]
-    subprocess.run([str(python_for(tool)), "-c", f"import {module}"], check=True,
-                   env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with tempfile.TemporaryDirectory(prefix="ratchet-bench-pipeline-warm-") as tmp:
+        # Its own home too: importing prefect creates PREFECT_HOME (else ~/.prefect).
+        subprocess.run([str(python_for(tool)), "-c", f"import {module}"], check=True,
+                       env=child_env(tool, Path(tmp)), cwd=tmp,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def run_one(tool: str, workdir: Path, phase: str, steps: int) -> dict[str, Any]:

@@ -8,6 +8,7 @@ teardown kills exactly those processes, by pid, and never another cluster on the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -42,13 +43,22 @@ def ray_environment() -> dict[str, str]:
     return env
 
 
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an exited child its parent has not reaped yet)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def session_pids(sid: int) -> set[int]:
-    """Every live process of session ``sid`` (the cluster's ``ray start`` and its tree)."""
+    """Every running process of session ``sid`` (the cluster's ``ray start`` and its tree)."""
     found = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if os.getsid(int(entry)) == sid:
+                if os.getsid(int(entry)) == sid and running(int(entry)):
                     found.add(int(entry))
             except OSError:  # exited while we looked
                 pass
@@ -119,10 +129,8 @@ def kill_all(pids_of: Callable[[], set[int]], timeout: float = RAY_STOP_TIMEOUT_
         if not left or time.monotonic() > deadline:
             return left
         for pid in left:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         time.sleep(0.2)
 
 

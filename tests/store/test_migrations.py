@@ -16,15 +16,40 @@ from ratchet.store.database import (
 from ratchet.store.schema import exists_on, metadata
 
 
-def test_models_and_migrations_agree(backend_url: str) -> None:
-    db = Database(backend_url)  # applies the migrations on first use
+def _schema_diff(db: Database) -> list[object]:
     with db.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={
             "compare_type": True,
             "include_object": lambda obj, *_: exists_on(obj, conn.dialect.name),
         })
-        diff = compare_metadata(context, metadata)
+        return list(compare_metadata(context, metadata))
+
+
+def test_models_and_migrations_agree(backend_url: str) -> None:
+    db = Database(backend_url, migrate=False)
+    _drop_everything(db)
+    assert upgrade(db) == HEAD_REVISION  # every migration script, in order
+    diff = _schema_diff(db)
     assert diff == [], f"schema.py and the migrations differ: {diff}"
+
+
+def test_a_fresh_store_is_created_from_the_tables_and_stamped(backend_url: str) -> None:
+    db = Database(backend_url, migrate=False)
+    _drop_everything(db)
+    fresh = Database(backend_url)  # the fast path: create_all + stamp
+    assert current_revision(fresh) == HEAD_REVISION
+    assert _schema_diff(fresh) == []
+    assert upgrade(fresh) == HEAD_REVISION  # Alembic agrees there is nothing to do
+
+
+def _drop_everything(db: Database) -> None:
+    from sqlalchemy import MetaData, text
+
+    found = MetaData()
+    with db.engine.begin() as conn:
+        found.reflect(conn)
+        found.drop_all(conn)
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
 
 
 def test_head_revision_constant_matches_scripts(tmp_path) -> None:
