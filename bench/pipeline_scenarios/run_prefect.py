@@ -9,9 +9,10 @@ server (a uvicorn subprocess on 127.0.0.1), which lives as long as this process.
 
 Timed separately: the imports; the temporary server's start (a health check through
 ``get_client``: uvicorn start-up plus, in a fresh PREFECT_HOME, the database migrations);
-a one-task warm-up flow (first-call costs); then the chain itself. The first two and the
-warm-up are Prefect's one-time costs per process. The tasks' end times (from Prefect's
-own task-run log records) give the cadence (steady cost per task).
+a one-task warm-up flow (first-call costs); then the chain itself. The imports, the server
+start and the warm-up are Prefect's one-time costs per process. The tasks' end times (from
+Prefect's own task-run log records) give the cadence (steady cost per task).
+
 Tasks use ``cache_policy=INPUTS + TASK_SOURCE`` with persisted results, so a second run in
 the same PREFECT_HOME hits the cache for every task (Prefect's default policy includes the
 flow run id, so it never reuses results across runs).

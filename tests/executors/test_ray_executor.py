@@ -6,6 +6,7 @@ timestamps the tasks record, and "killed" from the worker's pid and a marker fil
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,8 +17,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import CancelledError
+from concurrent.futures import CancelledError, Future
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,12 +28,14 @@ from ratchet.executors import Resources, resolve_executor
 from ratchet.executors.ray import RayExecutor
 from tests.executors.conftest import (
     RayHead,
-    descendant_pids,
     is_loopback,
     kill_all,
     listening_addresses,
     running,
+    session_pids,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TASK_WAIT_S = 120  # generous: the first task on a fresh cluster starts a worker process
 
@@ -58,6 +62,25 @@ def record_interval(seconds: float) -> tuple[float, float, int]:
     return start, time.time(), os.getpid()
 
 
+def hold_until(release: Path, started: Path | None = None) -> tuple[float, float, int]:
+    """Occupy a CPU until ``release`` exists (never for more than a minute)."""
+    start = time.time()
+    if started is not None:
+        started.touch()
+    deadline = time.monotonic() + 60
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return start, time.time(), os.getpid()
+
+
+def occupy_both_cpus(executor: RayExecutor, release: Path) -> list[Future[Any]]:
+    """Two tasks that hold the cluster's two CPUs until ``release`` is created."""
+    holders: list[Future[Any]] = [
+        executor.submit(lambda: hold_until(release), name=f"holder {i}") for i in range(2)]
+    wait_for(lambda: all(f.running() for f in holders), TASK_WAIT_S, "both holders to start")
+    return holders
+
+
 def task_context() -> dict[str, object]:
     import ray
 
@@ -66,8 +89,10 @@ def task_context() -> dict[str, object]:
             "pid": os.getpid()}
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def executor(ray_cluster: str) -> Iterator[RayExecutor]:
+    # One connection for the module: every new connection is a new Ray job, whose
+    # first tasks wait for fresh worker processes.
     ex = RayExecutor(ray_cluster)
     yield ex
     ex.shutdown()
@@ -117,10 +142,17 @@ def test_builtin_exceptions_keep_their_type(executor: RayExecutor) -> None:
     assert type(caught.value) is KeyError
 
 
-def test_tasks_run_concurrently(executor: RayExecutor) -> None:
+def test_tasks_run_concurrently(executor: RayExecutor, tmp_path: Path) -> None:
     assert executor.parallelism == 2
-    futures = [executor.submit(lambda: record_interval(1.0), name=f"sleep {i}")
-               for i in range(2)]
+    # Each task marks its start, then waits for both marks: run one after the other,
+    # the first would wait for a second that cannot start.
+    marks = [tmp_path / "a", tmp_path / "b"]
+
+    def meet(mine: Path, other: Path) -> tuple[float, float, int]:
+        return hold_until(release=other, started=mine)
+
+    futures = [executor.submit(lambda: meet(marks[0], marks[1]), name="a"),
+               executor.submit(lambda: meet(marks[1], marks[0]), name="b")]
     (start_a, end_a, pid_a), (start_b, end_b, pid_b) = (
         f.result(timeout=TASK_WAIT_S) for f in futures)
     assert pid_a != pid_b
@@ -148,13 +180,16 @@ def test_timeout_kills_the_task(executor: RayExecutor, tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-def test_timeout_counts_from_the_start_not_the_queue(executor: RayExecutor) -> None:
-    blockers = [executor.submit(lambda: record_interval(3.0), name=f"blocker {i}")
-                for i in range(2)]
-    queued = executor.submit(lambda: record_interval(0.0), timeout=2.0, name="queued")
-    start, _, _ = queued.result(timeout=TASK_WAIT_S)  # no StepTimeout after 3 s in queue
-    ends = [f.result(timeout=TASK_WAIT_S)[1] for f in blockers]
-    assert start >= min(ends) - 0.05, "the queued task did not wait for a free CPU"
+def test_timeout_counts_from_the_start_not_the_queue(executor: RayExecutor,
+                                                    tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    holders = occupy_both_cpus(executor, release)
+    queued = executor.submit(lambda: record_interval(0.0), timeout=1.0, name="queued")
+    time.sleep(2.0)  # queued for twice its timeout
+    assert not queued.done()
+    release.touch()
+    start, _, _ = queued.result(timeout=TASK_WAIT_S)  # ran, no StepTimeout
+    assert start >= min(f.result(timeout=TASK_WAIT_S)[1] for f in holders) - 0.05
 
 
 def test_resources_reach_ray(executor: RayExecutor) -> None:
@@ -207,32 +242,33 @@ def test_unpicklable_task_is_refused_before_submitting(executor: RayExecutor) ->
 
 def test_shutdown_cancels_queued_tasks_and_waits_for_running_ones(ray_cluster: str,
                                                                   tmp_path: Path) -> None:
-    marker = tmp_path / "queued-ran"
+    release, marker = tmp_path / "release", tmp_path / "queued-ran"
     ex = RayExecutor(ray_cluster)
-    running = [ex.submit(lambda: record_interval(2.0), name=f"running {i}") for i in range(2)]
-    # wait until both CPUs are busy, so the next task is certainly queued
-    wait_for(lambda: all(f.running() for f in running), TASK_WAIT_S, "the tasks to start")
+    holders = occupy_both_cpus(ex, release)
     queued = ex.submit(lambda: marker.write_text("ran"), name="queued")
-    ex.shutdown()
-    assert [f.done() for f in running] == [True, True]
-    assert all(len(f.result()) == 3 for f in running)
-    assert queued.cancelled()
+    closing = threading.Thread(target=ex.shutdown)
+    closing.start()
+    wait_for(queued.cancelled, 30, "shutdown() to cancel the queued task")
+    assert closing.is_alive(), "shutdown() returned while tasks were still running"
+    release.touch()
+    closing.join(timeout=TASK_WAIT_S)
+    assert not closing.is_alive()
+    assert all(len(f.result(timeout=0)) == 3 for f in holders)
     with pytest.raises(CancelledError):
-        queued.result()
-    time.sleep(0.5)
+        queued.result(timeout=0)
     assert not marker.exists()
 
 
 def test_future_cancel_stops_a_queued_task(executor: RayExecutor, tmp_path: Path) -> None:
-    marker = tmp_path / "queued-ran"
-    running = [executor.submit(lambda: record_interval(2.0), name=f"busy {i}")
-               for i in range(2)]
-    wait_for(lambda: all(f.running() for f in running), TASK_WAIT_S, "the tasks to start")
+    release, marker = tmp_path / "release", tmp_path / "queued-ran"
+    holders = occupy_both_cpus(executor, release)
     queued = executor.submit(lambda: marker.write_text("ran"), name="queued")
     assert queued.cancel()
-    for f in running:
+    release.touch()
+    for f in holders:
         f.result(timeout=TASK_WAIT_S)
-    # the freed CPUs would have run the queued task by now, had it not been cancelled
+    # Ray runs tasks in submission order: had the queued task survived, it would have
+    # run before this one
     assert executor.submit(lambda: 1, name="after").result(timeout=TASK_WAIT_S) == 1
     assert not marker.exists()
 
@@ -276,13 +312,6 @@ def test_a_second_cluster_in_one_process_is_refused(executor: RayExecutor) -> No
         other.submit(lambda: 1, name="b")
 
 
-def test_unreachable_address_fails_fast() -> None:
-    ex = RayExecutor("127.0.0.1:1")  # nothing listens on port 1
-    with pytest.raises(ConfigError, match=r"no Ray cluster answers at 127\.0\.0\.1:1"):
-        ex.submit(lambda: 1, name="nowhere")
-    ex.shutdown()  # nothing to release
-
-
 def test_the_test_cluster_listens_on_loopback_only(ray_head: RayHead,
                                                    executor: RayExecutor) -> None:
     executor.submit(lambda: 1, name="warm").result(timeout=TASK_WAIT_S)  # start workers
@@ -291,36 +320,59 @@ def test_the_test_cluster_listens_on_loopback_only(ray_head: RayHead,
     assert all(is_loopback(ip) for ip in addresses), addresses
 
 
-def test_started_for_you_cluster_is_local_and_stopped(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, short_temp_dir: Path) -> None:
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    # Ray writes a token for the local clusters it starts into ~/.ray and sets
-    # RAY_AUTH_MODE in this process: keep both out of the real home and environment.
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
-    monkeypatch.setenv("RAY_TMPDIR", str(short_temp_dir))
-    before = descendant_pids(os.getpid())
-    started: set[int] = set()
-    ex = RayExecutor(num_cpus=1)
+# Run in a fresh process: Ray allows one cluster connection per process, and this one
+# must start (and stop) its own cluster.
+STARTED_FOR_YOU = """
+import json, os
+from ratchet.executors.ray import RayExecutor
+from tests.executors.conftest import descendant_pids, listening_addresses
+
+ex = RayExecutor(num_cpus=1)
+report = {"before": ex.describe()}
+report["value"] = ex.submit(lambda: 41 + 1, name="local").result(timeout=120)
+report["parallelism"] = ex.parallelism
+report["after"] = ex.describe()
+pids = descendant_pids(os.getpid())
+report["pids"] = sorted(pids)
+report["listening"] = sorted(listening_addresses(pids | {os.getpid()}))
+ex.shutdown()
+print(json.dumps(report))
+"""
+
+
+def test_started_for_you_cluster_is_local_and_stopped(tmp_path: Path,
+                                                      short_temp_dir: Path) -> None:
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    # Ray writes an auth token for the local clusters it starts into ~/.ray.
+    env.update(HOME=str(tmp_path), RAY_TMPDIR=str(short_temp_dir))
+    proc = subprocess.Popen([sys.executable, "-c", STARTED_FOR_YOU], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
-        assert ex.describe() == "ray(local)"
-        assert ex.submit(lambda: add_one(1), name="local").result(timeout=TASK_WAIT_S) == 2
-        assert ex.parallelism == 1
-        assert ex.describe().startswith("ray(127.0.0.1:")
-        # the session cluster runs in its own session: what is new in ours is this one
-        started = {pid for pid in descendant_pids(os.getpid()) - before
-                   if _session_of(pid) == os.getsid(0)}
-        assert started, "found no processes of the local cluster"
-        addresses = listening_addresses(started | {os.getpid()})
-        assert addresses and all(is_loopback(ip) for ip in addresses), addresses
+        out, err = proc.communicate(timeout=300)
     finally:
-        ex.shutdown()
-        deadline = time.monotonic() + 30
-        while any(running(pid) for pid in started) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        leaked = {pid for pid in started if running(pid)}
-        kill_all(lambda: {pid for pid in started if running(pid)}, timeout=10)
-    assert not leaked, f"processes {sorted(leaked)} of the local cluster outlived shutdown()"
+        leftovers = kill_all(lambda: session_pids(proc.pid), timeout=30)
+    assert proc.returncode == 0, err[-3000:]
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["before"] == "ray(local)"
+    assert report["after"].startswith("ray(127.0.0.1:")
+    assert report["value"] == 42
+    assert report["parallelism"] == 1
+    assert report["pids"], "the local cluster started no processes"
+    assert report["listening"], "found no listening sockets of the local cluster"
+    assert all(is_loopback(ip) for ip in report["listening"]), report["listening"]
+    assert not leftovers, f"processes {sorted(leftovers)} of the local cluster did not stop"
+    assert not [pid for pid in report["pids"] if running(pid)]
+
+
+def test_unreachable_address_fails_fast() -> None:
+    code = ("from ratchet.executors.ray import RayExecutor\n"
+            "RayExecutor('127.0.0.1:1').submit(lambda: 1, name='nowhere')\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "ConfigError: no Ray cluster answers at 127.0.0.1:1" in proc.stderr
 
 
 def test_import_ratchet_does_not_import_ray() -> None:
@@ -356,10 +408,3 @@ def short_temp_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="rt-ray-"))  # short: Ray's socket paths live in it
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-def _session_of(pid: int) -> int | None:
-    try:
-        return os.getsid(pid)
-    except OSError:
-        return None

@@ -11,10 +11,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, literal_column, select, update
 
 from ratchet.clock import now_ms
 from ratchet.errors import InvalidInput, NotFound
+from ratchet.store import raw_sql as raw
 from ratchet.store import schema as t
 from ratchet.store.database import Database
 from ratchet.store.records import (
@@ -105,26 +106,23 @@ class PipelineStore:
                    run: NewTrackingRun | None = None, attempts: int = 1,
                    started_at: int | None = None) -> None:
         """Mark a step running; in the same transaction, create its tracking run."""
-        with self.db.write() as conn:
+        sql = _statements(self.db)
+        with sql.connections.transaction(write=True) as cur:
             if run is not None:
-                conn.execute(insert(t.runs).values(**run.values))
-                if run.tag_rows:
-                    conn.execute(insert(t.run_tags), run.tag_rows)
-                if run.params:
-                    conn.execute(insert(t.params), [
-                        {"run_id": run.run_id, "key": k, "value": v}
-                        for k, v in run.params.items()])
-                if run.inputs:
-                    now = now_ms()
-                    unique = {(d.name, d.digest): d for d in run.inputs}
-                    conn.execute(insert(t.run_inputs), [
-                        {"run_id": run.run_id, "name": d.name, "digest": d.digest,
-                         "version": d.version, "role": d.role, "source": d.source,
-                         "created_at": now} for d in unique.values()])
-            conn.execute(update(t.step_runs).where(t.step_runs.c.step_run_id == step_run_id)
-                         .values(status="running", code_hash=code_hash, cache_key=cache_key,
-                                 tracking_run_id=run.run_id if run else None,
-                                 attempts=attempts, started_at=started_at or now_ms()))
+                raw.run(cur, sql.insert_run, [run.values])
+                raw.run(cur, sql.insert_tag, run.tag_rows)
+                raw.run(cur, sql.insert_param, [{"run_id": run.run_id, "key": k, "value": v}
+                                                for k, v in run.params.items()])
+                now = now_ms()
+                unique = {(d.name, d.digest): d for d in run.inputs}
+                raw.run(cur, sql.insert_input, [
+                    {"run_id": run.run_id, "name": d.name, "digest": d.digest,
+                     "version": d.version, "role": d.role, "source": d.source,
+                     "created_at": now} for d in unique.values()])
+            raw.run(cur, sql.start_step, [{
+                "b_id": step_run_id, "b_code": code_hash, "b_key": cache_key,
+                "b_run": run.run_id if run else None, "b_attempts": attempts,
+                "b_started": started_at or now_ms()}])
 
     def set_attempts(self, step_run_id: str, attempts: int, error: str | None = None) -> None:
         with self.db.write() as conn:
@@ -142,30 +140,22 @@ class PipelineStore:
         """Record a step's end; ``end_run=(tracking run id, status)`` ends its tracking run
         and ``log_artifact=(path, size)`` files the captured log under it, atomically."""
         ended_at = ended_at or now_ms()
-        values: dict[str, Any] = {"status": status, "log_digest": log_digest, "error": error,
-                                  "cached_from": cached_from, "ended_at": ended_at}
-        if code_hash is not None:
-            values["code_hash"] = code_hash
-        if cache_key is not None:
-            values["cache_key"] = cache_key
-        if started_at is not None:
-            values["started_at"] = started_at
-        with self.db.write() as conn:
-            conn.execute(update(t.step_runs).where(t.step_runs.c.step_run_id == step_run_id)
-                         .values(**values))
-            if outputs:
-                conn.execute(insert(t.step_outputs), [_output_row(step_run_id, o)
-                                                      for o in outputs])
-            if inputs:
-                conn.execute(insert(t.step_inputs), _input_rows(step_run_id, inputs))
+        sql = _statements(self.db)
+        with sql.connections.transaction(write=True) as cur:
+            raw.run(cur, sql.finish_step, [{
+                "b_id": step_run_id, "b_status": status, "b_log": log_digest, "b_error": error,
+                "b_from": cached_from, "b_ended": ended_at, "b_code": code_hash,
+                "b_key": cache_key, "b_started": started_at}])
+            raw.run(cur, sql.insert_output, [_output_row(step_run_id, o) for o in outputs])
+            raw.run(cur, sql.insert_step_input, _input_rows(step_run_id, inputs))
             if end_run is not None:
                 run_id, run_status = end_run
                 if log_artifact is not None and log_digest is not None:
-                    conn.execute(insert(t.run_artifacts).values(
-                        run_id=run_id, path=log_artifact[0], digest=log_digest,
-                        size=log_artifact[1], created_at=ended_at))
-                conn.execute(update(t.runs).where(t.runs.c.run_id == run_id)
-                             .values(status=run_status, end_time=ended_at, error=error))
+                    raw.run(cur, sql.insert_artifact, [{
+                        "run_id": run_id, "path": log_artifact[0], "digest": log_digest,
+                        "size": log_artifact[1], "created_at": ended_at}])
+                raw.run(cur, sql.end_run, [{"b_id": run_id, "b_status": run_status,
+                                            "b_ended": ended_at, "b_error": error}])
 
     def record_cached(self, steps: Sequence[CachedStep]) -> None:
         """Many cache hits in one transaction (a fully cached run is mostly these)."""
@@ -242,25 +232,18 @@ class PipelineStore:
                     node: str | None = None) -> CacheHit | None:
         """The newest finished (or cached) step run with this key, and its outputs
         (one query: a step run and its outputs joined)."""
-        sr, so = t.step_runs, t.step_outputs
-        newest = (select(sr.c.step_run_id, sr.c.cached_from)
-                  .where(and_(sr.c.cache_key == cache_key,
-                              sr.c.status.in_(CACHEABLE_STATUSES))))
-        if in_run is not None:
-            newest = newest.where(sr.c.pipeline_run_id == in_run)
-        if node is not None:
-            newest = newest.where(sr.c.node == node)
-        sub = newest.order_by(sr.c.ended_at.desc()).limit(1).subquery()
-        query = (select(sub.c.step_run_id.label("hit_id"),
-                        sub.c.cached_from.label("hit_from"), so)
-                 .select_from(sub.outerjoin(so, so.c.step_run_id == sub.c.step_run_id)))
-        with self.db.read() as conn:
-            rows = conn.execute(query).all()
+        sql = _statements(self.db)
+        statement = sql.find_cached if in_run is None else sql.find_cached_in_run
+        params = {"b_key": cache_key, "b_run": in_run, "b_node": node}
+        with sql.connections.transaction(write=False) as cur:
+            cur.execute(statement.sql, statement.params(params))
+            rows = cur.fetchall()
         if not rows:
             return None
-        outputs = tuple(_stored_output(row) for row in rows if row.name is not None)
-        first = rows[0]
-        return CacheHit(first.hit_id, first.hit_from or first.hit_id, outputs)
+        hit_id, hit_from = rows[0][0], rows[0][1]
+        outputs = tuple(_stored_output(_OutputRow(*row[2:])) for row in rows
+                        if row[2] is not None)
+        return CacheHit(hit_id, hit_from or hit_id, outputs)
 
     def resolve_run_id(self, run_id: str) -> str:
         """A full pipeline run id from an id or a unique prefix of at least 6 characters."""
@@ -366,6 +349,82 @@ class PipelineStore:
             )
             for row in rows
         ]
+
+
+class _OutputRow:
+    """A ``step_outputs`` row from a raw cursor, by column name (as ``_stored_output`` reads)."""
+
+    def __init__(self, *values: Any) -> None:
+        for column, value in zip(_OUTPUT_COLUMNS, values, strict=True):
+            setattr(self, column, value)
+
+
+_OUTPUT_COLUMNS = tuple(c.name for c in t.step_outputs.columns)
+
+
+class _Statements:
+    """The hot path's statements, compiled once per database."""
+
+    def __init__(self, db: Database) -> None:
+        sr, so = t.step_runs, t.step_outputs
+        self.connections = raw.RawConnections(db)
+
+        def compiled(statement: Any, keys: Sequence[str] | None = None
+                     ) -> raw.CompiledStatement:
+            return raw.CompiledStatement(db, statement, keys)
+
+        self.insert_run = compiled(insert(t.runs), [c.name for c in t.runs.columns])
+        self.insert_tag = compiled(insert(t.run_tags), ["run_id", "key", "value"])
+        self.insert_param = compiled(insert(t.params), ["run_id", "key", "value"])
+        self.insert_input = compiled(insert(t.run_inputs), [c.name for c in t.run_inputs.columns])
+        self.insert_artifact = compiled(insert(t.run_artifacts),
+                                        [c.name for c in t.run_artifacts.columns])
+        self.insert_output = compiled(insert(so), list(_OUTPUT_COLUMNS))
+        self.insert_step_input = compiled(insert(t.step_inputs),
+                                          [c.name for c in t.step_inputs.columns])
+        self.start_step = compiled(update(sr).where(sr.c.step_run_id == bindparam("b_id")).values(
+            status="running", code_hash=bindparam("b_code"), cache_key=bindparam("b_key"),
+            tracking_run_id=bindparam("b_run"), attempts=bindparam("b_attempts"),
+            started_at=bindparam("b_started")))
+        self.finish_step = compiled(update(sr).where(sr.c.step_run_id == bindparam("b_id")).values(
+            status=bindparam("b_status"), log_digest=bindparam("b_log"),
+            error=bindparam("b_error"), cached_from=bindparam("b_from"),
+            ended_at=bindparam("b_ended"),
+            code_hash=func.coalesce(bindparam("b_code", type_=sr.c.code_hash.type),
+                                    sr.c.code_hash),
+            cache_key=func.coalesce(bindparam("b_key", type_=sr.c.cache_key.type),
+                                    sr.c.cache_key),
+            started_at=func.coalesce(bindparam("b_started", type_=sr.c.started_at.type),
+                                     sr.c.started_at)))
+        self.end_run = compiled(update(t.runs).where(t.runs.c.run_id == bindparam("b_id")).values(
+            status=bindparam("b_status"), end_time=bindparam("b_ended"),
+            error=bindparam("b_error")))
+        self.find_cached = compiled(_find_cached_query(in_run=False))
+        self.find_cached_in_run = compiled(_find_cached_query(in_run=True))
+
+
+def _find_cached_query(*, in_run: bool) -> Any:
+    sr, so = t.step_runs, t.step_outputs
+    statuses = [literal_column(f"'{status}'") for status in CACHEABLE_STATUSES]
+    newest = select(sr.c.step_run_id, sr.c.cached_from).where(and_(
+        sr.c.cache_key == bindparam("b_key"), sr.c.status.in_(statuses)))
+    if in_run:
+        newest = newest.where(and_(sr.c.pipeline_run_id == bindparam("b_run"),
+                                   sr.c.node == bindparam("b_node")))
+    sub = newest.order_by(sr.c.ended_at.desc()).limit(1).subquery()
+    return (select(sub.c.step_run_id, sub.c.cached_from, *so.columns)
+            .select_from(sub.outerjoin(so, so.c.step_run_id == sub.c.step_run_id))
+            .order_by(so.c.name))
+
+
+_compiled: dict[int, tuple[Database, _Statements]] = {}
+
+
+def _statements(db: Database) -> _Statements:
+    found = _compiled.get(id(db))
+    if found is None or found[0] is not db:
+        found = _compiled[id(db)] = (db, _Statements(db))
+    return found[1]
 
 
 def _input_rows(step_run_id: str, inputs: Sequence[StepInput]) -> list[dict[str, Any]]:

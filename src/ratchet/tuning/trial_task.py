@@ -167,6 +167,7 @@ class TrialTask:
                     return None
                 if self.storage.kind != "custom":
                     _remote_studies[key] = study
+            study.pruner = self.pruner  # a cached study may come from a call with another
         return optuna.Trial(study, self.trial_id)
 
 
