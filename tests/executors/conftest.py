@@ -40,6 +40,9 @@ def ray_environment() -> dict[str, str]:
     # On Linux `ray start` replaces --node-ip-address=127.0.0.1 by the machine's network
     # address and binds its servers there; Ray's single-machine mode keeps 127.0.0.1.
     env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    # `ray start` turns token authentication on whenever ~/.ray/auth_token exists, while a
+    # driver given an explicit address does not: pin it so the machine's state is moot.
+    env["RAY_AUTH_MODE"] = "disabled"
     return env
 
 

@@ -116,8 +116,11 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 def test_results_come_back(executor: RayExecutor) -> None:
     factor = 3
-    futures = [executor.submit(lambda i=i: add_one(i) * factor, name=f"add {i}")
-               for i in range(4)]
+
+    def scaled(i: int) -> Callable[[], int]:
+        return lambda: add_one(i) * factor  # a closure: shipped by value
+
+    futures = [executor.submit(scaled(i), name=f"add {i}") for i in range(4)]
     assert [f.result(timeout=TASK_WAIT_S) for f in futures] == [3, 6, 9, 12]
     assert executor.submit(dict, name="empty").result(timeout=TASK_WAIT_S) == {}
 
@@ -136,7 +139,8 @@ def test_exception_keeps_its_type_and_the_worker_traceback(executor: RayExecutor
 
 
 def test_builtin_exceptions_keep_their_type(executor: RayExecutor) -> None:
-    future = executor.submit(lambda: {}["missing"], name="lookup")
+    table: dict[str, int] = {}
+    future = executor.submit(lambda: table["missing"], name="lookup")
     with pytest.raises(KeyError) as caught:
         future.result(timeout=TASK_WAIT_S)
     assert type(caught.value) is KeyError
@@ -383,12 +387,25 @@ def test_import_ratchet_does_not_import_ray() -> None:
     assert out.stdout.strip() == "False"
 
 
-def test_missing_ray_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails
-    with pytest.raises(ConfigError, match=r"pip install 'ratchet-mlops\[ray\]'"):
-        RayExecutor()
-    with pytest.raises(ConfigError, match=r"pip install 'ratchet-mlops\[ray\]'"):
-        resolve_executor("ray:127.0.0.1:6379")
+def test_missing_ray_is_a_config_error() -> None:
+    # in a fresh process: hiding Ray from this one would break its live connection
+    code = ("import sys; sys.modules['ray'] = None  # `import ray` now fails\n"
+            "from ratchet.errors import ConfigError\n"
+            "from ratchet.executors import resolve_executor\n"
+            "for spec in ('ray', 'ray:127.0.0.1:6379'):\n"
+            "    try:\n"
+            "        resolve_executor(spec)\n"
+            "    except ConfigError as exc:\n"
+            "        print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True, timeout=120).stdout.splitlines()
+    assert len(out) == 2
+    assert all("pip install 'ratchet-mlops[ray]'" in line for line in out)
+
+
+def test_ray_client_addresses_are_refused() -> None:
+    with pytest.raises(ConfigError, match="Ray Client addresses"):
+        RayExecutor("ray://10.0.0.5:10001").submit(lambda: 1)
 
 
 def test_invalid_arguments() -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import Executor as _PoolExecutor
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from ratchet.errors import InvalidInput, StepTimeout
@@ -64,11 +64,20 @@ class LocalExecutor(Executor):
             import cloudpickle
 
             inner = pool.submit(_run_pickled, cloudpickle.dumps(task))
-        else:
-            inner = pool.submit(task)
+            # A worker process cannot tell us when it starts: count from submission.
+            return inner if timeout is None else _with_deadline(inner, timeout, name)
         if timeout is None:
-            return inner
-        return _with_deadline(inner, timeout, name)
+            return pool.submit(task)
+        # Count from when a pool thread picks the task up, not from submission, so steps
+        # queued behind busy workers are not cut short (as the Ray executor does).
+        started = threading.Event()
+
+        def timed() -> T:
+            started.set()
+            return task()
+
+        inner = pool.submit(timed)
+        return _with_deadline(inner, timeout, name, started)
 
     def shutdown(self) -> None:
         with self._lock:
@@ -83,8 +92,10 @@ def _run_pickled(payload: bytes) -> Any:
     return cloudpickle.loads(payload)()
 
 
-def _with_deadline(inner: Future[T], timeout: float, name: str) -> Future[T]:
-    """A future that fails with ``StepTimeout`` if ``inner`` is not done in ``timeout`` s."""
+def _with_deadline(inner: Future[T], timeout: float, name: str,
+                   started: threading.Event | None = None) -> Future[T]:
+    """A future that fails with ``StepTimeout`` if ``inner`` is not done ``timeout`` s
+    after it ``started`` (or after now, without that event)."""
     outer: Future[T] = Future()
     outer.set_running_or_notify_cancel()
     lock = threading.Lock()
@@ -98,11 +109,24 @@ def _with_deadline(inner: Future[T], timeout: float, name: str) -> Future[T]:
         settle(lambda: outer.set_exception(
             StepTimeout(f"{name} did not finish within its timeout of {timeout:g} s")))
 
-    timer = threading.Timer(timeout, expire)
-    timer.daemon = True
+    def watch() -> None:
+        if started is not None:
+            while not started.wait(0.05):
+                if inner.done():
+                    return
+        if not inner.done():
+            done_in_time.wait(timeout)
+            if not inner.done():
+                expire()
+
+    done_in_time = threading.Event()
+    timer = threading.Thread(target=watch, name=f"ratchet-deadline-{name}", daemon=True)
 
     def copy(done: Future[T]) -> None:
-        timer.cancel()
+        done_in_time.set()
+        if done.cancelled():  # the pool shut down before the task started
+            settle(lambda: outer.set_exception(CancelledError(f"{name} was cancelled")))
+            return
         exc = done.exception()
         if exc is not None:
             settle(lambda: outer.set_exception(exc))

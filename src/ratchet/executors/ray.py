@@ -14,8 +14,10 @@ one shuts down. A connection the user opened with ``ray.init`` is used and never
 Tasks: the callable is pickled with cloudpickle in the driver and run in a Ray task with
 ``num_cpus`` / ``num_gpus`` / ``memory`` from ``Resources``. An exception raised by the
 task comes back as its original type, with the worker's traceback attached as a note.
-Requests no node of the cluster can satisfy are refused up front (Ray would queue them
-forever). Ray does not retry tasks on its own: retries belong to the pipeline.
+Requests no node of the cluster can satisfy are refused up front with ``InvalidInput``
+(Ray would queue them forever); this assumes the nodes present are all there will be, so
+an autoscaling cluster must keep a node of the largest size up. Ray does not retry tasks
+on its own: retries belong to the pipeline.
 
 Timeouts count from the moment the task starts running on a worker, not from
 submission, so tasks queued behind busy CPUs are not cut short. A task past its timeout
@@ -28,7 +30,11 @@ on this machine, the workers get the driver's ``sys.path`` (as ``PYTHONPATH``) s
 modules and un-installed project code import as they do in the driver. On a remote
 cluster the code must be installed on the nodes (ratchet itself included), e.g. in the
 image, or shipped with a Ray ``runtime_env`` (``py_modules`` / ``working_dir``) that the
-cluster or ``ray.init`` applies.
+cluster or ``ray.init`` applies. Ray Client addresses (``ray://``) are not supported.
+
+Authentication is Ray's: the local cluster uses Ray's default (token auth, the token
+kept in ``~/.ray/auth_token``); for a cluster started with tokens, set
+``RAY_AUTH_MODE=token`` in the driver's environment.
 """
 
 from __future__ import annotations
@@ -110,6 +116,11 @@ class RayExecutor(Executor):
                 return
             ray = _import_ray()
             target = self._target()
+            if target is not None and target.startswith("ray://"):
+                raise ConfigError(
+                    f"{target}: Ray Client addresses (ray://) are not supported. Run the "
+                    "driver on the cluster (e.g. with `ray job submit`) and give the "
+                    "executor the cluster's GCS address (host:6379), or set RAY_ADDRESS.")
             if target is not None and self.num_cpus is not None:
                 log.warning("num_cpus=%s is ignored: it sizes a local cluster that ratchet "
                             "starts, and this executor connects to %s", self.num_cpus, target)
@@ -166,6 +177,9 @@ class RayExecutor(Executor):
         with self._lock:
             if self._connected_to is None or self._closing:
                 raise RatchetError(f"cannot submit {name!r}: the Ray executor is shutting down")
+            if self._watcher is None or not self._watcher.is_alive():
+                raise RatchetError(f"cannot submit {name!r}: the Ray executor lost its "
+                                   f"cluster ({self._connected_to}); shut it down and retry")
             generator = _runner(ray).options(**options).remote(payload)
             self._pending.append(_Pending(name, future, generator, timeout))
             self._wakeup.notify_all()
@@ -287,8 +301,8 @@ class RayExecutor(Executor):
                     p.future.cancel()
             self._wakeup.notify_all()
             watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            watcher.join()
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join()  # (a done-callback runs on the watcher: it cannot wait for itself)
         with self._lock:
             self._connected_to = None
             self._on_this_machine = False
@@ -414,12 +428,32 @@ def _init(ray: Any, target: str | None, num_cpus: int | None) -> str:
                                object_store_memory=LOCAL_OBJECT_STORE_BYTES, **common)
         return str(context.address_info.get("gcs_address") or context.address_info["address"])
     _check_reachable(target)
-    if _is_loopback_address(target):
-        with _loopback_only(ray):
+    try:
+        if _is_loopback_address(target):
+            with _loopback_only(ray):
+                ray.init(address=target, **common)
+        else:
             ray.init(address=target, **common)
-    else:
-        ray.init(address=target, **common)
+    except ConnectionError as exc:
+        if _is_auth_failure(exc):
+            raise ConfigError(
+                f"the Ray cluster at {target} requires token authentication: set "
+                "RAY_AUTH_MODE=token in this process's environment (Ray reads the token "
+                "from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token).") from exc
+        raise
     return _current_address(ray) or target
+
+
+def _is_auth_failure(exc: BaseException) -> bool:
+    """Ray reports a rejected token only inside the text of the errors it chains."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if "AuthenticationError" in type(current).__name__ or "InvalidAuthToken" in str(current):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 @contextmanager

@@ -405,7 +405,9 @@ class _Statements:
 
 def _find_cached_query(*, in_run: bool) -> Any:
     sr, so = t.step_runs, t.step_outputs
-    statuses = [literal_column(f"'{status}'") for status in CACHEABLE_STATUSES]
+    # Inline literals: an IN over bound values would expand at execution, which a
+    # statement compiled once for a raw cursor cannot do.
+    statuses: list[Any] = [literal_column(f"'{status}'") for status in CACHEABLE_STATUSES]
     newest = select(sr.c.step_run_id, sr.c.cached_from).where(and_(
         sr.c.cache_key == bindparam("b_key"), sr.c.status.in_(statuses)))
     if in_run:
