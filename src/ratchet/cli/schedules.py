@@ -232,7 +232,9 @@ def _graceful_stop(stop: threading.Event) -> Iterator[None]:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
-        stop.set()
+        # Not stop.set() here: the handler may run while this very thread holds the
+        # event's internal lock (inside stop.wait()), and that lock is not re-entrant.
+        threading.Thread(target=stop.set, name="ratchet-stop", daemon=True).start()
         os.write(2, b"stopping (after the pipeline run in progress, if any); "
                     b"Ctrl-C again aborts it\n")
 
