@@ -183,6 +183,15 @@ class RayExecutor(Executor):
             generator = _runner(ray).options(**options).remote(payload)
             self._pending.append(_Pending(name, future, generator, timeout))
             self._wakeup.notify_all()
+
+        def cancel_now(done: Future[T]) -> None:
+            # Runs inside future.cancel(): the queued Ray task is cancelled before cancel()
+            # returns, not at the watcher's next poll (it could start in between).
+            if done.cancelled():
+                with suppress(Exception):
+                    ray.cancel(generator, force=True)
+
+        future.add_done_callback(cancel_now)
         return future
 
     def _check_feasible(self, ray: Any, resources: Resources, name: str) -> None:
