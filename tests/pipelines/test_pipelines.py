@@ -416,3 +416,19 @@ def test_a_step_outside_a_pipeline_is_its_function() -> None:
     assert len(df) == 4
     train, test = ex.split(df)
     assert len(train) == 2 and len(test) == 2
+
+
+def test_a_run_with_non_json_parameters_cannot_be_resumed(workspace: Path) -> None:
+    @ratchet.step
+    def rows(df: pd.DataFrame) -> int:
+        raise ValueError(f"{len(df)} rows is not enough")
+
+    @ratchet.pipeline
+    def p(df: pd.DataFrame | None = None):
+        return rows(df)
+
+    with pytest.raises(StepFailed) as err:
+        p.run(df=pd.DataFrame({"a": [1, 2]}))
+    assert get_pipeline_run(err.value.run_id or "").record.ref is None
+    with pytest.raises(InvalidInput, match="parameters are not JSON"):
+        resume(err.value.run_id or "")

@@ -123,8 +123,10 @@ class PipelineRunner:
         if loggable:
             tracking.store.log_params(pipeline_run.run_id, loggable)
         step_ids = {node.name: new_id() for node in nodes}
+        # A run can be resumed from its record only if its parameters survive JSON.
+        ref = self.pipeline.ref if _json_exact(self.params) else None
         self.store.create_pipeline_run(
-            run_id=self.run_id, pipeline=self.pipeline.name, ref=self.pipeline.ref,
+            run_id=self.run_id, pipeline=self.pipeline.name, ref=ref,
             params=self.params, executor=executor.describe(),
             tracking_run_id=pipeline_run.run_id, resumed_from=self.resume_from,
             schedule_id=self.schedule_id, host=socket.gethostname(), pid=os.getpid(),
@@ -369,6 +371,13 @@ def _cache_key(node: Node, code: str, params: dict[str, Any], inputs: list[StepI
         "model": dict(options.model),
     }
     return hash_bytes(json.dumps(material, sort_keys=True).encode())
+
+
+def _json_exact(value: Any) -> bool:
+    try:
+        return bool(json.loads(json.dumps(value)) == value)
+    except (TypeError, ValueError):
+        return False
 
 
 def _is_scalar(value: Any) -> bool:

@@ -58,9 +58,10 @@ def resume(run_id: str, *, executor: str | Executor | None = None,
     if record.status == "finished":
         raise InvalidInput(f"pipeline run {record.run_id} finished; nothing to resume")
     if record.ref is None:
-        raise InvalidInput(f"pipeline run {record.run_id} ({record.pipeline!r}) was defined "
-                           "where it cannot be imported again (inside a function or an "
-                           "interactive session); re-run it instead")
+        raise InvalidInput(f"pipeline run {record.run_id} ({record.pipeline!r}) cannot be "
+                           "rebuilt from its record: the pipeline was defined where it cannot "
+                           "be imported again (inside a function, an interactive session), "
+                           "or its parameters are not JSON values; re-run it instead")
     pipeline = load_pipeline(record.ref)
     runner = PipelineRunner(pipeline, record.params, executor=executor,
                             resume_from=record.run_id, tracking=tracking,
