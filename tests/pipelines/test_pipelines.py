@@ -407,6 +407,8 @@ def test_building_errors_are_clear(workspace: Path) -> None:
         ex.training()
     with pytest.raises(InvalidInput, match="unexpected keyword argument 'nope'"):
         ex.training.run(nope=1)
+    with pytest.raises(InvalidInput, match="unknown pipeline run status 'done'"):
+        list_pipeline_runs(status="done")
     with pytest.raises(InvalidInput, match="retries= must be"):
         ratchet.step(retries=-1)(lambda: 1)
 

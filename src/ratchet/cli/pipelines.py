@@ -189,6 +189,8 @@ def _dag(steps: list[StepRunRecord]) -> Tree:
     last one and marked with the others (so every step appears exactly once)."""
     from rich.tree import Tree
 
+    from ratchet.pipelines.runner import last_line
+
     root = Tree(Text("DAG", style="bold"))
     by_node = {s.node: s for s in steps}
     children: dict[str, list[StepRunRecord]] = {s.node: [] for s in steps}
@@ -218,7 +220,7 @@ def _dag(steps: list[StepRunRecord]) -> Tree:
             where += f" → model {o.model[0]}/{o.model[1]}" if o.model else ""
             out.append(f"  {o.name}:{short_digest(o.digest)}{where}", style="dim")
         if s.status == "failed" and s.error:
-            out.append(f"  {_last_line(s.error)}", style="red")
+            out.append(f"  {last_line(s.error)}", style="red")
         return out
 
     def add(tree: Tree, s: StepRunRecord) -> None:
@@ -229,11 +231,6 @@ def _dag(steps: list[StepRunRecord]) -> Tree:
     for s in roots:
         add(root, s)
     return root
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""
 
 
 def _run_dict(r: PipelineRunRecord) -> dict[str, Any]:

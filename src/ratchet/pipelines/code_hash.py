@@ -8,7 +8,6 @@ the standard library, ratchet itself) is versioned by its package and not hashed
 
 from __future__ import annotations
 
-import builtins
 import inspect
 import sys
 import sysconfig
@@ -109,12 +108,7 @@ def _collect(obj: Any, parts: list[bytes], seen: set[int]) -> None:
 def _follow(fn: types.FunctionType, parts: list[bytes], seen: set[int]) -> None:
     names = _names(fn.__code__)
     scope = fn.__globals__
-    candidates: list[Any] = []
-    for name in sorted(names):
-        if name in scope:
-            candidates.append(scope[name])
-        elif not hasattr(builtins, name):
-            continue
+    candidates: list[Any] = [scope[name] for name in sorted(names) if name in scope]
     for cell in fn.__closure__ or ():
         try:
             candidates.append(cell.cell_contents)

@@ -8,7 +8,6 @@ using a reference as a value says so.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -176,6 +175,3 @@ def encode_outputs(value: Any, where: str) -> Any:
     raise InvalidInput(f"{where} returned {type(value).__name__}; a pipeline returns step "
                        "outputs, plain values, or lists/dicts of them")
 
-
-def signature_of(fn: Callable[..., Any]) -> inspect.Signature:
-    return inspect.signature(fn)

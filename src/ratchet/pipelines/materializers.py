@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -84,10 +83,7 @@ class JsonMaterializer(FileMaterializer):
 def _numpy_scalar(value: Any) -> Any:
     item = getattr(value, "item", None)
     if type(value).__module__ == "numpy" and callable(item):
-        result = item()
-        if isinstance(result, float) and math.isnan(result):
-            return result
-        return result
+        return item()
     raise TypeError(f"{type(value).__name__} is not JSON-able")
 
 

@@ -69,6 +69,7 @@ class _Running:
     inputs: list[StepInput]
     started_at: int  # when the driver submitted it
     ran_from: int | None = None  # when its first attempt actually started on a worker
+    attempts: int = 1
 
 
 class PipelineRunner:
@@ -123,6 +124,7 @@ class PipelineRunner:
         if loggable:
             tracking.store.log_params(pipeline_run.run_id, loggable)
         step_ids = {node.name: new_id() for node in nodes}
+        self._params = {node.name: _params_record(node) for node in nodes}
         # A run can be resumed from its record only if its parameters survive JSON.
         ref = self.pipeline.ref if _json_exact(self.params) else None
         self.store.create_pipeline_run(
@@ -131,7 +133,7 @@ class PipelineRunner:
             tracking_run_id=pipeline_run.run_id, resumed_from=self.resume_from,
             schedule_id=self.schedule_id, host=socket.gethostname(), pid=os.getpid(),
             steps=[NewStep(step_ids[n.name], n.name, n.step.name, n.position, n.upstream,
-                           _params_record(n)) for n in nodes],
+                           self._params[n.name]) for n in nodes],
         )
         heartbeat = _Heartbeat(self.store, self.run_id)
         heartbeat.start()
@@ -147,7 +149,7 @@ class PipelineRunner:
             self.store.skip_pending(self.run_id)
             message = (f"step {node!r} failed after {attempts} attempt(s) in pipeline "
                        f"{self.pipeline.name!r} (run {self.run_id}): "
-                       f"{_last_line(error_text)}")
+                       f"{last_line(error_text)}")
             self.store.finish_pipeline_run(self.run_id, "failed", error=message)
             tracking.end_run(pipeline_run.run_id, "failed", error=error_text)
             raise StepFailed(message, step=node, run_id=self.run_id) from (
@@ -172,7 +174,6 @@ class PipelineRunner:
         self._cached: list[CachedStep] = []
         running: dict[Future[StepOutcome], _Running] = {}
         retry_at: list[tuple[float, int, str]] = []  # (monotonic time, tiebreak, node)
-        attempts: dict[str, int] = {}
         states: dict[str, _Running] = {}
         ready = [n.name for n in nodes if not n.upstream]
         failure: tuple[str, str, BaseException | None, int] | None = None
@@ -191,7 +192,6 @@ class PipelineRunner:
                     finish_ok(name)
                     continue
                 states[name] = state
-                attempts[name] = 1
                 running[self._submit(executor, state)] = state
             self._flush_cached()
             if not running and (not retry_at or failure is not None):
@@ -211,17 +211,17 @@ class PipelineRunner:
                     finish_ok(name)
                     continue
                 options = state.node.step.options
-                if outcome.retryable and attempts[name] <= options.retries and failure is None:
-                    delay = min(options.backoff * options.backoff_factor ** (attempts[name] - 1),
+                if outcome.retryable and state.attempts <= options.retries and failure is None:
+                    delay = min(options.backoff * options.backoff_factor ** (state.attempts - 1),
                                 options.max_backoff)
-                    attempts[name] += 1
-                    self.store.set_attempts(state.step_run_id, attempts[name],
+                    state.attempts += 1
+                    self.store.set_attempts(state.step_run_id, state.attempts,
                                             error=outcome.error)
                     heapq.heappush(retry_at, (time.monotonic() + delay, len(retry_at), name))
                     continue
                 self._fail_step(state, outcome)
                 if failure is None:
-                    failure = (name, outcome.error or "", outcome.exception, attempts[name])
+                    failure = (name, outcome.error or "", outcome.exception, state.attempts)
             while retry_at and retry_at[0][0] <= time.monotonic() and failure is None:
                 _, _, name = heapq.heappop(retry_at)
                 running[self._submit(executor, states[name])] = states[name]
@@ -239,7 +239,7 @@ class PipelineRunner:
         inputs = [StepInput(path, self._outputs[ref.node][ref.output].digest, ref.node,
                             ref.output) for path, ref in node.refs()]
         code = code_hash(node.step.fn, options.version)
-        params = _params_record(node)
+        params = self._params[node.name]
         key = _cache_key(node, code, params, inputs)
         hit = None
         if self.resume_from is not None:
@@ -385,7 +385,8 @@ def _is_scalar(value: Any) -> bool:
         isinstance(value, str) and len(value) > 500)
 
 
-def _last_line(text: str) -> str:
+def last_line(text: str) -> str:
+    """The last non-empty line of a traceback: the exception and its message."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else "unknown error"
 

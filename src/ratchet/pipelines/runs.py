@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from ratchet.errors import InvalidInput
 from ratchet.pipelines.run_result import PipelineResult
 from ratchet.store import PipelineStore
+from ratchet.store.records import PIPELINE_STATUSES
 
 if TYPE_CHECKING:
     from ratchet.executors.base import Executor
@@ -34,6 +35,9 @@ def list_pipeline_runs(pipeline: str | None = None, *, status: str | None = None
     """Newest first. Marks runs whose process died (no heartbeat) as abandoned first."""
     from ratchet.pipelines.runner import reap_abandoned
 
+    if status is not None and status not in PIPELINE_STATUSES:
+        raise InvalidInput(f"unknown pipeline run status {status!r}; one of "
+                           f"{', '.join(PIPELINE_STATUSES)}")
     tracking, store = _clients(tracking)
     reap_abandoned(store)
     return store.list_pipeline_runs(pipeline, status=status, limit=limit)

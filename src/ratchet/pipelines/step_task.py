@@ -9,6 +9,8 @@ tracking run active and its output captured, and writes its outputs to the artif
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import os
 import pickle
 import threading
@@ -63,7 +65,9 @@ class StepTask:
         options = self.step.options
         try:
             args, kwargs = self._load_arguments(client)
-            with captured_output() as capture, _activated(client, self.tracking_run_id):
+            with captured_output() as capture, (
+                    client.activate(self.tracking_run_id) if self.tracking_run_id
+                    else contextlib.nullcontext()):
                 try:
                     result = self.step.fn(*args, **kwargs)
                 finally:
@@ -86,8 +90,6 @@ class StepTask:
             if key not in loaded:
                 loaded[key] = load_value(self.inputs[key], client.blobs)
             return loaded[key]
-
-        import inspect
 
         values = {name: replace_refs(value, load) for name, value in self.arguments.items()}
         bound = inspect.BoundArguments(self.step.signature, values)
@@ -150,19 +152,6 @@ def _portable(exc: BaseException) -> BaseException | None:
     except Exception:
         return None
     return exc
-
-
-class _activated:
-    def __init__(self, client: TrackingClient, run_id: str | None) -> None:
-        self.cm = client.activate(run_id) if run_id else None
-
-    def __enter__(self) -> None:
-        if self.cm is not None:
-            self.cm.__enter__()
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.cm is not None:
-            self.cm.__exit__(*exc)
 
 
 _client_lock = threading.Lock()

@@ -7,6 +7,7 @@ as ``pending`` when it starts, so ``show`` can draw the whole DAG at any moment.
 from __future__ import annotations
 
 import json
+from collections import namedtuple
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -351,15 +352,9 @@ class PipelineStore:
         ]
 
 
-class _OutputRow:
-    """A ``step_outputs`` row from a raw cursor, by column name (as ``_stored_output`` reads)."""
-
-    def __init__(self, *values: Any) -> None:
-        for column, value in zip(_OUTPUT_COLUMNS, values, strict=True):
-            setattr(self, column, value)
-
-
 _OUTPUT_COLUMNS = tuple(c.name for c in t.step_outputs.columns)
+# A ``step_outputs`` row from a raw cursor, by column name (as ``_stored_output`` reads).
+_OutputRow = namedtuple("_OutputRow", _OUTPUT_COLUMNS)  # type: ignore[misc]
 
 
 class _Statements:

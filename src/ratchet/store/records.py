@@ -163,8 +163,6 @@ class DatasetVersionRecord:
 
 # ---------------------------------------------------------------------------- pipelines
 PIPELINE_STATUSES = ("running", "finished", "failed", "killed", "abandoned")
-STEP_STATUSES = ("pending", "running", "finished", "cached", "failed", "skipped", "killed",
-                 "abandoned")
 
 
 @dataclass(frozen=True)
