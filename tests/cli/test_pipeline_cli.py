@@ -102,3 +102,21 @@ def test_run_as_a_real_process(project: Path) -> None:
                           cwd=project, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "finished"
+
+
+def test_a_module_that_fails_to_import_is_a_one_line_error(cli: Invoke, project: Path) -> None:
+    (project / "broken.py").write_text("import ratchet\nraise RuntimeError('boom at import')\n")
+    (project / "syntax.py").write_text("def oops(:\n")
+    for ref, expected in [("broken.py:flow", "RuntimeError: boom at import"),
+                          ("broken:flow", "RuntimeError: boom at import"),
+                          ("syntax.py:flow", "SyntaxError")]:
+        result = cli("pipeline", "run", ref)
+        assert result.exit_code == 1, (ref, result.output)
+        assert expected in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_file_reference_is_recorded_by_path(cli: Invoke, project: Path) -> None:
+    from ratchet.pipelines import load_pipeline
+
+    _project(project)
+    assert load_pipeline("flow.py:flow").ref == f"{(project / 'flow.py').resolve()}:flow"

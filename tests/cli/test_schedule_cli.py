@@ -106,7 +106,7 @@ def test_user_errors_are_one_line(cli_on: Invoke) -> None:
     assert_user_error(cli_on("schedule", "create", f"{REF}:nightly", "--cron", "@daily",
                              "--param", "m=1"), "unexpected keyword argument 'm'")
     assert_user_error(cli_on("schedule", "create", f"{REF}:nightly", "--cron", "@daily",
-                             "--param", "n=three"), "expected a int")
+                             "--param", "n=three"), "expected an int")
     assert_user_error(cli_on("schedule", "create", f"{REF}:nightly", "--cron", "@daily",
                              "--param", "n"), "KEY=VALUE")
     assert_user_error(cli_on("schedule", "create", f"{REF}:nope", "--cron", "@daily"),

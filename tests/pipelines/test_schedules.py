@@ -115,7 +115,7 @@ def test_cli_params_are_converted_by_annotation() -> None:
         "name": "007", "ratio": 2.0, "flag": True, "tags": ["a", "b"]}
     assert parse_params(nightly, ["n=3"]) == {"n": 3}
     assert parse_params(typed, ["tags=not json"]) == {"tags": "not json"}
-    with pytest.raises(InvalidInput, match="expected a int"):
+    with pytest.raises(InvalidInput, match="expected an int"):
         parse_params(nightly, ["n=three"])
     with pytest.raises(InvalidInput, match="true or false"):
         parse_params(typed, ["flag=maybe"])

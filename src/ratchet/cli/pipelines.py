@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,7 +23,7 @@ from ratchet.cli.output import (
     short_digest,
     table,
 )
-from ratchet.cli.session import Session
+from ratchet.cli.session import Session, cwd_importable
 
 if TYPE_CHECKING:
     from rich.tree import Tree
@@ -56,13 +55,6 @@ def _stdout_for_data(as_json: bool) -> Any:
     return contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
 
 
-def _on_path() -> None:
-    # `ratchet pipeline run pkg.module:name` imports from the project, as `python -m` would.
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-
-
 @app.command("run")
 def run_pipeline(
     ref: Annotated[str, typer.Argument(help="The pipeline: package.module:name or file.py:name.")],
@@ -77,12 +69,12 @@ def run_pipeline(
     from ratchet.pipelines import get_pipeline_run, load_pipeline
     from ratchet.pipelines.schedules import parse_params
 
-    _on_path()
-    pipeline = load_pipeline(ref)
-    params = parse_params(pipeline, param or [])
     try:
-        with _stdout_for_data(as_json):
-            result = pipeline.run(executor=executor, cache=not no_cache, **params)
+        with cwd_importable():
+            pipeline = load_pipeline(ref)
+            params = parse_params(pipeline, param or [])
+            with _stdout_for_data(as_json):
+                result = pipeline.run(executor=executor, cache=not no_cache, **params)
     except StepFailed as exc:
         if exc.run_id is not None:
             _print_run(get_pipeline_run(exc.run_id), as_json)
@@ -100,8 +92,7 @@ def resume_run(
     """Run a failed pipeline run again: finished steps are reused, the rest run."""
     from ratchet.pipelines import resume
 
-    _on_path()
-    with _stdout_for_data(as_json):
+    with cwd_importable(), _stdout_for_data(as_json):
         result = resume(run_id, executor=executor)
     _print_run(result, as_json)
 

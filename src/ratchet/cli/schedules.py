@@ -26,7 +26,7 @@ from ratchet.cli.output import (
     say,
     table,
 )
-from ratchet.cli.session import Session
+from ratchet.cli.session import Session, cwd_importable
 
 if TYPE_CHECKING:
     from ratchet.pipelines.scheduler import Fired
@@ -40,21 +40,6 @@ app = typer.Typer(
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")]
 ScheduleName = Annotated[str, typer.Argument(help="The schedule's name.")]
-
-
-@contextmanager
-def _cwd_importable() -> Iterator[None]:
-    """Pipelines are named ``module:name`` relative to the project, as ``python -m`` would
-    find them: the working directory is on the import path while the command runs."""
-    cwd = os.getcwd()
-    added = cwd not in sys.path and "" not in sys.path
-    if added:
-        sys.path.insert(0, cwd)
-    try:
-        yield
-    finally:
-        if added and cwd in sys.path:
-            sys.path.remove(cwd)
 
 
 @contextmanager
@@ -152,7 +137,7 @@ def create(
     from ratchet.pipelines.schedules import parse_params, schedule, validate_cron
 
     validate_cron(cron)  # a bad expression is reported before the pipeline is imported
-    with _cwd_importable():
+    with cwd_importable():
         params = parse_params(load_pipeline(pipeline), param or [])
         created = schedule(pipeline, cron, params=params, name=name, executor=executor,
                            enabled=not disabled, replace=replace, settings=Session().settings)
@@ -265,7 +250,7 @@ def scheduler(
     from ratchet.pipelines.scheduler import Scheduler
 
     runner = Scheduler(Session().settings, lease_ttl_s=lease_ttl, poll_s=poll)
-    with _cwd_importable(), _errors_logged():
+    with cwd_importable(), _errors_logged():
         if not once:
             _serve(runner, as_json)
             return

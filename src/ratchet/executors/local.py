@@ -10,10 +10,17 @@ executor kills timed-out tasks.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import (
+    CancelledError,
+    Future,
+    InvalidStateError,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+)
 from concurrent.futures import Executor as _PoolExecutor
 from typing import Any, TypeVar
 
@@ -59,25 +66,29 @@ class LocalExecutor(Executor):
     def submit(self, task: Callable[[], T], *, resources: Resources = DEFAULT_RESOURCES,
                timeout: float | None = None, name: str = "task") -> Future[T]:
         pool = self._get_pool()
-        inner: Future[Any]
         if self.processes:
             import cloudpickle
 
-            inner = pool.submit(_run_pickled, cloudpickle.dumps(task))
-            # A worker process cannot tell us when it starts: count from submission.
-            return inner if timeout is None else _with_deadline(inner, timeout, name)
+            call: Callable[..., Any] = _run_pickled
+            args: tuple[Any, ...] = (cloudpickle.dumps(task),)
+        else:
+            call, args = task, ()
         if timeout is None:
-            return pool.submit(task)
-        # Count from when a pool thread picks the task up, not from submission, so steps
-        # queued behind busy workers are not cut short (as the Ray executor does).
-        started = threading.Event()
+            return pool.submit(call, *args)
+        outer, arm = _deadline(timeout, name)
+        if self.processes:
+            arm()  # a worker process cannot tell us when it starts: count from submission
+            inner = pool.submit(call, *args)
+        else:
+            # Count from when a pool thread picks the task up, not from submission, so
+            # steps queued behind busy workers are not cut short (as the Ray executor does).
+            def timed() -> Any:
+                arm()
+                return task()
 
-        def timed() -> T:
-            started.set()
-            return task()
-
-        inner = pool.submit(timed)
-        return _with_deadline(inner, timeout, name, started)
+            inner = pool.submit(timed)
+        inner.add_done_callback(lambda done: _settle_from(outer, done, name))
+        return outer
 
     def shutdown(self) -> None:
         with self._lock:
@@ -92,47 +103,32 @@ def _run_pickled(payload: bytes) -> Any:
     return cloudpickle.loads(payload)()
 
 
-def _with_deadline(inner: Future[T], timeout: float, name: str,
-                   started: threading.Event | None = None) -> Future[T]:
-    """A future that fails with ``StepTimeout`` if ``inner`` is not done ``timeout`` s
-    after it ``started`` (or after now, without that event)."""
-    outer: Future[T] = Future()
+def _deadline(timeout: float, name: str) -> tuple[Future[Any], Callable[[], None]]:
+    """A future that fails with ``StepTimeout`` once ``timeout`` s have passed after
+    ``arm()`` is called, unless the task's result settles it first."""
+    outer: Future[Any] = Future()
     outer.set_running_or_notify_cancel()
-    lock = threading.Lock()
-
-    def settle(fn: Callable[[], None]) -> None:
-        with lock:
-            if not outer.done():
-                fn()
 
     def expire() -> None:
-        settle(lambda: outer.set_exception(
-            StepTimeout(f"{name} did not finish within its timeout of {timeout:g} s")))
+        with contextlib.suppress(InvalidStateError):  # the result won the race
+            outer.set_exception(
+                StepTimeout(f"{name} did not finish within its timeout of {timeout:g} s"))
 
-    def watch() -> None:
-        if started is not None:
-            while not started.wait(0.05):
-                if inner.done():
-                    return
-        if not inner.done():
-            done_in_time.wait(timeout)
-            if not inner.done():
-                expire()
+    def arm() -> None:
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
+        outer.add_done_callback(lambda _: timer.cancel())
 
-    done_in_time = threading.Event()
-    timer = threading.Thread(target=watch, name=f"ratchet-deadline-{name}", daemon=True)
+    return outer, arm
 
-    def copy(done: Future[T]) -> None:
-        done_in_time.set()
+
+def _settle_from(outer: Future[Any], done: Future[Any], name: str) -> None:
+    """Copy the task's outcome to ``outer`` unless the deadline already settled it."""
+    with contextlib.suppress(InvalidStateError):
         if done.cancelled():  # the pool shut down before the task started
-            settle(lambda: outer.set_exception(CancelledError(f"{name} was cancelled")))
-            return
-        exc = done.exception()
-        if exc is not None:
-            settle(lambda: outer.set_exception(exc))
+            outer.set_exception(CancelledError(f"{name} was cancelled"))
+        elif done.exception() is not None:
+            outer.set_exception(done.exception())
         else:
-            settle(lambda: outer.set_result(done.result()))
-
-    timer.start()
-    inner.add_done_callback(copy)
-    return outer
+            outer.set_result(done.result())

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from ratchet.pipelines.pipeline_definition import Pipeline
 
 
+_FILE_MODULE_PREFIX = "ratchet_user_"
+
+
 def reference_of(fn: Any) -> str | None:
     """``module:qualname`` for an importable function; a file path for a script's
     ``__main__``; ``None`` for functions defined inside other functions."""
@@ -29,11 +32,25 @@ def reference_of(fn: Any) -> str | None:
         path = getattr(sys.modules.get("__main__"), "__file__", None)
         return f"{Path(path).resolve()}:{qualname}" if path else None
     loaded = sys.modules.get(module)
-    spec = getattr(loaded, "__spec__", None)
     file = getattr(loaded, "__file__", None)
-    if spec is None and file:
+    # A module we imported from a file path has a private name no other process knows:
+    # refer to it by its file, as the user did.
+    if file and (module.startswith(_FILE_MODULE_PREFIX) or
+                 getattr(loaded, "__spec__", None) is None):
         return f"{Path(file).resolve()}:{qualname}"
     return f"{module}:{qualname}"
+
+
+def normalized_reference(ref: str) -> str:
+    """``ref`` with a file path made absolute (so it resolves from any directory)."""
+    target, sep, qualname = ref.rpartition(":") if isinstance(ref, str) else ("", "", "")
+    if sep and _is_file_target(target):
+        return f"{Path(target).expanduser().resolve()}:{qualname}"
+    return ref
+
+
+def _is_file_target(target: str) -> bool:
+    return target.endswith(".py") or "/" in target or "\\" in target
 
 
 def load_pipeline(ref: str) -> Pipeline:
@@ -66,7 +83,7 @@ def load_object(ref: str) -> Any:
 
 
 def _import_target(target: str, ref: str) -> Any:
-    if target.endswith(".py") or "/" in target or "\\" in target:
+    if _is_file_target(target):
         path = Path(target).expanduser().resolve()
         if not path.is_file():
             raise NotFound(f"{ref!r}: no such file {str(path)!r}")
@@ -75,7 +92,7 @@ def _import_target(target: str, ref: str) -> Any:
             if file and Path(file).resolve() == path \
                     and getattr(module, "__name__", "") != "__main__":
                 return module
-        name = f"ratchet_user_{path.stem}_{abs(hash(str(path))) % 10**8}"
+        name = f"{_FILE_MODULE_PREFIX}{path.stem}_{abs(hash(str(path))) % 10**8}"
         spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
             raise InvalidInput(f"{ref!r}: cannot import {str(path)!r}")
@@ -85,9 +102,9 @@ def _import_target(target: str, ref: str) -> Any:
             sys.path.insert(0, str(path.parent))  # sibling imports, as `python file.py` has
         try:
             spec.loader.exec_module(module)
-        except BaseException:
+        except Exception as exc:
             sys.modules.pop(name, None)
-            raise
+            raise _import_failed(ref, str(path), exc) from exc
         return module
     try:
         return importlib.import_module(target)
@@ -95,4 +112,15 @@ def _import_target(target: str, ref: str) -> Any:
         if exc.name and target.startswith(exc.name):
             raise NotFound(f"{ref!r}: cannot import module {target!r} (is it on the Python "
                            "path? run from the project directory)") from None
-        raise
+        raise _import_failed(ref, target, exc) from exc
+    except Exception as exc:
+        raise _import_failed(ref, target, exc) from exc
+
+
+def _import_failed(ref: str, target: str, exc: Exception) -> InvalidInput:
+    """The user's module raised while being imported: say where, keep the cause."""
+    where = ""
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        where = f" (line {exc.lineno})"
+    return InvalidInput(f"{ref!r}: importing {target} failed{where}: "
+                        f"{type(exc).__name__}: {exc}")

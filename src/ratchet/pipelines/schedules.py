@@ -19,7 +19,6 @@ import inspect
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ratchet.clock import now_ms, to_ms
@@ -168,7 +167,8 @@ def _convert(key: str, raw: str, wanted: type | None) -> Any:
         try:
             return wanted(raw)
         except ValueError:
-            raise InvalidInput(f"--param {key}={raw}: expected a {wanted.__name__}") from None
+            raise InvalidInput(f"--param {key}={raw}: expected {'an' if wanted is int else 'a'} "
+                               f"{wanted.__name__}") from None
     try:
         return json.loads(raw)
     except ValueError:
@@ -192,14 +192,11 @@ def schedule_store(settings: Settings | None = None) -> ScheduleStore:
 
 def _resolve(pipeline: Any) -> tuple[Any, str]:
     """The pipeline object and its ``module:qualname`` reference."""
-    from ratchet.pipelines.references import load_pipeline
+    from ratchet.pipelines.references import load_pipeline, normalized_reference
 
     if isinstance(pipeline, str):
-        target, sep, qualname = pipeline.rpartition(":")
-        if sep and (target.endswith(".py") or "/" in target or "\\" in target):
-            # A file: stored absolute, so the scheduler finds it from any directory.
-            pipeline = f"{Path(target).expanduser().resolve()}:{qualname}"
-        return load_pipeline(pipeline), pipeline
+        given = normalized_reference(pipeline)  # a file is stored absolute, for any cwd
+        return load_pipeline(given), given
     ref = getattr(pipeline, "ref", None)
     name = getattr(pipeline, "name", None)
     if not hasattr(pipeline, "parameters") or not hasattr(pipeline, "run"):
