@@ -235,6 +235,9 @@ def test_bad_space_and_objective_fail_before_any_trial(sqlite_settings: Settings
     with pytest.raises(InvalidInput, match="cannot be called with the space's parameters"):
         tune(quadratic, {"x": ("float", 0, 1), "z": ("float", 0, 1)},
              settings=sqlite_settings)
+    for bad in ({"sampler": "tpe"}, {"pruner": "median"}, {"resources": {"cpus": 2}}):
+        with pytest.raises(InvalidInput, match=f"{next(iter(bad))}= must be a"):
+            tune(quadratic, SPACE, settings=sqlite_settings, **bad)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="objective must be a function"):
         tune(42, SPACE, settings=sqlite_settings)  # type: ignore[arg-type]
     assert TrackingClient(sqlite_settings).search_runs()[0] == []
@@ -252,6 +255,9 @@ def test_resuming_with_another_direction_or_space_is_refused(sqlite_settings: Se
     with pytest.raises(Conflict, match="metric='objective'"):
         tune(quadratic, SPACE, n_trials=1, name="fixed", metric="score",
              settings=sqlite_settings)
+    with pytest.raises(Conflict, match="another space"):  # beyond six significant digits
+        tune(quadratic, {**SPACE, "x": ("float", -10, 10.0000001)}, n_trials=1,
+             name="fixed", settings=sqlite_settings)
 
 
 class RecordingExecutor(Executor):

@@ -117,6 +117,14 @@ def describe_space(space: Mapping[str, BaseDistribution]) -> dict[str, str]:
     return {key: describe_distribution(dist) for key, dist in space.items()}
 
 
+def space_fingerprint(space: Mapping[str, BaseDistribution]) -> dict[str, str]:
+    """Exact, comparable form of a space (Optuna's own JSON per distribution): what a
+    resumed study must match. ``describe_space`` rounds numbers for people."""
+    from optuna.distributions import distribution_to_json
+
+    return {key: distribution_to_json(dist) for key, dist in space.items()}
+
+
 def describe_distribution(dist: BaseDistribution) -> str:
     from optuna.distributions import (
         CategoricalDistribution,

@@ -23,7 +23,12 @@ from ratchet.tracking.client import DEFAULT_EXPERIMENT, MAX_ERROR_CHARS, Trackin
 from ratchet.tuning.fluent_binding import fluent_bound_to
 from ratchet.tuning.progress import TrialProgress
 from ratchet.tuning.result import RUN_ID_ATTR, TuningResult
-from ratchet.tuning.search_space import check_objective_accepts, describe_space, parse_space
+from ratchet.tuning.search_space import (
+    check_objective_accepts,
+    describe_space,
+    parse_space,
+    space_fingerprint,
+)
 from ratchet.tuning.storage import StudyStorage, resolve_storage
 from ratchet.tuning.trial_task import (
     LiveSession,
@@ -92,6 +97,14 @@ def tune(
         raise InvalidInput(f"metric must be a non-empty string, got {metric!r}")
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise InvalidInput(f"name must be a non-empty string, got {name!r}")
+    import optuna
+
+    for label, value, kind in (("sampler", sampler, optuna.samplers.BaseSampler),
+                               ("pruner", pruner, optuna.pruners.BasePruner),
+                               ("resources", resources, Resources)):
+        if value is not None and not isinstance(value, kind):
+            raise InvalidInput(f"{label}= must be a {kind.__module__}.{kind.__name__} "
+                               f"instance, got {value!r}")
     if sampler is not None and seed is not None:
         raise InvalidInput("pass seed= or sampler=, not both: seed= seeds the default "
                            "TPESampler; seed your own sampler yourself")
@@ -139,6 +152,7 @@ class _StudyDriver:
         self.fn = fn
         self.distributions = distributions
         self.space_text = describe_space(distributions)
+        self.space_exact = space_fingerprint(distributions)
         self.n_trials = n_trials
         self.direction = direction
         self.metric = metric or DEFAULT_METRIC
@@ -303,8 +317,11 @@ class _StudyDriver:
                            f"{self.metric!r}; pass metric={attrs[METRIC_ATTR]!r} or choose a "
                            "new name=")
         recorded = attrs.get(SPACE_ATTR)
-        if recorded is not None and recorded != self.space_text:
-            raise Conflict(f"study {self.name!r} searches {recorded}, not {self.space_text}; "
+        if recorded is not None and recorded != self.space_exact:
+            from optuna.distributions import json_to_distribution
+
+            shown = describe_space({k: json_to_distribution(v) for k, v in recorded.items()})
+            raise Conflict(f"study {self.name!r} searches {shown}, not {self.space_text}; "
                            "resuming with another space would mix two searches: choose a "
                            "new name=")
 
@@ -338,7 +355,7 @@ class _StudyDriver:
             **{f"space.{k}": v for k, v in self.space_text.items()}})
         study.set_user_attr(RUN_ID_ATTR, run.run_id)
         study.set_user_attr(METRIC_ATTR, self.metric)
-        study.set_user_attr(SPACE_ATTR, self.space_text)
+        study.set_user_attr(SPACE_ATTR, self.space_exact)
         return run.run_id, exp.experiment_id
 
     def _close_study_run(self, study: optuna.Study) -> None:
