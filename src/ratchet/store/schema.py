@@ -389,6 +389,42 @@ leases = Table(
 )
 
 
+# ---------------------------------------------------------------------------- serving
+deployments = Table(
+    "deployments",
+    metadata,
+    # A served endpoint; what it serves is its newest plan revision.
+    Column("name", NAME, primary_key=True),
+    Column("description", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+deployment_plans = Table(
+    "deployment_plans",
+    metadata,
+    # Every plan a deployment ever had, numbered from 1; servers poll the newest.
+    Column("deployment", NAME, ForeignKey("deployments.name", ondelete="CASCADE"),
+           primary_key=True),
+    Column("revision", Integer, primary_key=True),
+    Column("plan", Text, nullable=False),  # JSON: kind + model references
+    Column("reason", Text, nullable=True),
+    Column("actor", String(256), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+prediction_feedback = Table(
+    "prediction_feedback",
+    metadata,
+    # Ground truth for a logged prediction row, possibly days later; the newest wins.
+    Column("request_id", String(64), primary_key=True),
+    Column("row", Integer, primary_key=True),
+    Column("deployment", NAME, nullable=False),
+    Column("value", Text, nullable=False),  # JSON scalar: a label or a number
+    Column("received_at", BigInteger, nullable=False),
+    Index(None, "deployment", "received_at"),
+)
+
+
 def exists_on(obj: object, dialect: str) -> bool:
     """Whether a schema object is created on ``dialect`` (honours ``.ddl_if(dialect=...)``).
 

@@ -1,0 +1,353 @@
+"""The HTTP server: a thin FastAPI adapter over :class:`InferenceService`.
+
+Bodies are read as bytes and parsed by ``request_formats`` (not by pydantic), because the
+three wire formats differ and validation must say row *and* field; the pydantic models
+below only document the bodies in the OpenAPI schema. Small requests are answered on the
+event loop (a thread hop costs more than a one-row prediction); large ones in a thread.
+
+FastAPI resolves handler annotations at run time, so its types are imported at the top.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from ratchet.errors import InvalidInput
+from ratchet.ids import new_id
+from ratchet.serving.request_formats import (
+    BadRequest,
+    ParsedRequest,
+    decode_json,
+    parse_mlflow,
+    parse_native,
+    parse_oip,
+)
+from ratchet.serving.request_validation import ValidationPolicy
+
+if TYPE_CHECKING:
+    from ratchet.config import Settings
+    from ratchet.serving.deployment_watcher import DeploymentWatcher, ModelSource, RoutingTable
+    from ratchet.serving.inference import Answer, InferenceService
+    from ratchet.serving.prediction_log import PredictionLog
+    from ratchet.serving.serving_metrics import ServingMetrics
+
+log = logging.getLogger(__name__)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_THREAD_FROM_ROWS = 64
+_JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    policy: ValidationPolicy = field(default_factory=ValidationPolicy)
+    max_body_bytes: int = 16 * 1024 * 1024
+    poll_interval_s: float = 1.0
+    log_predictions: bool = True
+    log_flush_interval_s: float = 1.0
+    log_max_buffered_rows: int = 200_000
+
+
+class _Server:
+    """Everything a request handler needs, created on startup, closed on shutdown."""
+
+    def __init__(self, deployment: str, source: ModelSource, config: ServingConfig,
+                 settings: Settings | None) -> None:
+        from ratchet.serving.deployment_watcher import DeploymentWatcher
+        from ratchet.serving.inference import InferenceService
+        from ratchet.serving.serving_metrics import ServingMetrics
+
+        self.deployment = deployment
+        self.config = config
+        self.settings = settings
+        self.metrics: ServingMetrics = ServingMetrics(deployment)
+        self.log: PredictionLog | None = None
+        if config.log_predictions and settings is not None:
+            from ratchet.serving.prediction_log import PredictionLog
+
+            self.log = PredictionLog(
+                settings.artifacts_uri, flush_interval_s=config.log_flush_interval_s,
+                max_buffered_rows=config.log_max_buffered_rows,
+                on_drop=self.metrics.log_dropped.labels(deployment).inc,
+                on_flush=self.metrics.log_rows.labels(deployment).inc)
+        self.service: InferenceService = InferenceService(deployment, self.metrics, self.log)
+        self.watcher: DeploymentWatcher = DeploymentWatcher(
+            deployment, source, poll_interval_s=config.poll_interval_s, policy=config.policy,
+            on_load=self.metrics.loaded, on_swap=self.metrics.swapped)
+
+    def start(self) -> None:
+        self.watcher.start()
+
+    def stop(self) -> None:
+        self.watcher.stop()
+        self.service.close()
+        if self.log is not None:
+            self.log.close()
+
+
+def create_app(model: str | None = None, *, deployment: str | None = None,
+               bundle: str | None = None, settings: Settings | None = None,
+               config: ServingConfig | None = None) -> FastAPI:
+    """A FastAPI app serving a deployment.
+
+    ``create_app("churn@champion")`` serves (and, the first time, creates) deployment
+    ``churn`` with that single model; ``create_app(deployment="churn")`` serves an existing
+    deployment under its stored plan; ``create_app(bundle="dist/churn")`` serves a bundle
+    written by ``ratchet build`` without a registry.
+    """
+    from ratchet.config import load_settings
+
+    config = config or ServingConfig()
+    settings = settings or load_settings()
+    source: ModelSource
+    if bundle is not None:
+        from ratchet.serving.bundle import load_bundle
+        from ratchet.serving.deployment_watcher import StaticSource
+        from ratchet.serving.served_model import ModelVersionRef
+
+        info, loaded = load_bundle(bundle)
+        deployment = deployment or info.deployment
+        source = StaticSource(ModelVersionRef(info.model_name, info.model_version), loaded)
+    else:
+        from ratchet.registry.uris import parse_model_uri
+        from ratchet.serving.deployment_watcher import RegistrySource
+        from ratchet.serving.deployments import DeploymentClient
+
+        client = DeploymentClient(settings=settings)
+        if model is not None:
+            ref = parse_model_uri(model)
+            if ref.name is None:
+                raise InvalidInput(f"serve a registered model (name@alias or name/version), "
+                                   f"not {model!r}")
+            deployment = deployment or ref.name
+            client.ensure(deployment, model)
+        elif deployment is None:
+            raise InvalidInput("create_app needs a model reference, a deployment or a bundle")
+        else:
+            client.status(deployment)  # NotFound now, not at the first request
+        source = RegistrySource(deployment, client)
+    assert deployment is not None
+    return _build_app(_Server(deployment, source, config, settings))
+
+
+def _build_app(server: _Server) -> FastAPI:
+    import contextlib
+    from collections.abc import AsyncIterator
+
+    from starlette.concurrency import run_in_threadpool
+
+    from ratchet.packaging.manifest import ratchet_version
+    from ratchet.serving import api_schema
+    from ratchet.serving.inference import ModelFailed
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        server.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(server.stop)
+
+    app = FastAPI(title=f"ratchet: {server.deployment}", version=ratchet_version(),
+                  lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.state.server = server
+    metrics = server.metrics
+
+    def error(status: int, message: str, request_id: str,
+              problems: list[dict[str, Any]] | None = None) -> Response:
+        body: dict[str, Any] = {"error": message, "request_id": request_id}
+        if problems is not None:
+            body["detail"] = problems
+        return Response(json.dumps(body), status, media_type=_JSON,
+                        headers={"X-Request-ID": request_id})
+
+    async def handle(request: Request, parse: Any, render: Any) -> Response:
+        started = time.perf_counter()
+        arrival_ms = time.time_ns() // 1_000_000
+        supplied = request.headers.get("x-request-id")
+        request_id = supplied if supplied and _REQUEST_ID.match(supplied) else new_id()
+        table = server.watcher.table
+        if table is None:
+            return error(503, "the model is not loaded yet; retry shortly"
+                         + (f" ({server.watcher.last_error})" if server.watcher.last_error
+                            else ""), request_id)
+        length = request.headers.get("content-length")
+        limit = server.config.max_body_bytes
+        if length is not None and length.isdigit() and int(length) > limit:
+            return error(413, f"the body is {length} bytes; the limit is {limit}", request_id)
+        metrics.inflight_now.inc()
+        try:
+            body = await request.body()
+            if len(body) > limit:
+                return error(413, f"the body is {len(body)} bytes; the limit is {limit}",
+                             request_id)
+            try:
+                parsed = parse(body, request.headers.get("content-type", _JSON),
+                               table.routes[0].model.validator.names)
+                if parsed.n_rows >= _THREAD_FROM_ROWS:
+                    answer = await run_in_threadpool(server.service.answer, table, parsed,
+                                                     request_id, arrival_ms, started)
+                else:
+                    answer = server.service.answer(table, parsed, request_id, arrival_ms,
+                                                   started)
+            except BadRequest as exc:
+                if not hasattr(exc, "total"):  # RequestInvalid is counted by the service
+                    metrics.rejected(exc.problems)
+                    metrics.observe(table.routes[0].model, "invalid", 0.0)
+                return error(exc.status, str(exc), request_id, exc.problems)
+            except ModelFailed as exc:
+                return error(500, str(exc), request_id)
+            content = render(answer, parsed)
+            metrics.observe(answer.model, "ok", time.perf_counter() - started)
+            ref = answer.model.ref
+            return Response(json.dumps(content), media_type=_JSON, headers={
+                "X-Request-ID": request_id, "X-Model-Name": ref.name,
+                "X-Model-Version": str(ref.version)})
+        finally:
+            metrics.inflight_now.dec()
+
+    # ------------------------------------------------------------------ our API
+    def parse_ours(body: bytes, _ct: str, names: list[str]) -> ParsedRequest:
+        return parse_native(decode_json(body), names)
+
+    @app.post("/predict", tags=["inference"], summary="Predict (ratchet JSON)",
+              openapi_extra=api_schema.body(api_schema.PredictRequest),
+              response_model=api_schema.PredictResponse,
+              responses=api_schema.ERRORS)
+    async def predict(request: Request) -> Response:
+        return await handle(request, parse_ours, _native_answer)
+
+    @app.post("/invocations", tags=["inference"], summary="Predict (MLflow scoring protocol)",
+              openapi_extra=api_schema.body(api_schema.InvocationsRequest, csv=True),
+              response_model=api_schema.InvocationsResponse, responses=api_schema.ERRORS)
+    async def invocations(request: Request) -> Response:
+        return await handle(request, parse_mlflow,
+                            lambda a, _p: {"predictions": _predictions(a)})
+
+    @app.post("/feedback", tags=["feedback"], summary="Record ground truth for predictions",
+              openapi_extra=api_schema.body(api_schema.FeedbackRequest),
+              response_model=api_schema.FeedbackResponse, responses=api_schema.ERRORS)
+    async def feedback(request: Request) -> Response:
+        request_id = new_id()
+        try:
+            rows = api_schema.feedback_rows(decode_json(await request.body()))
+        except BadRequest as exc:
+            return error(exc.status, str(exc), request_id, exc.problems)
+        if server.settings is None:
+            return error(503, "this server has no metadata store for feedback", request_id)
+        recorded = await run_in_threadpool(_store_feedback, server, rows)
+        return Response(json.dumps({"recorded": recorded}), media_type=_JSON)
+
+    # ------------------------------------------------------------------ health
+    def ready_body() -> tuple[int, dict[str, Any]]:
+        table = server.watcher.table
+        if table is None:
+            return 503, {"ready": False, "error": server.watcher.last_error}
+        return 200, {"ready": True, "revision": table.revision, "models": [
+            {"variant": r.variant, "model": r.model.ref.name, "version": r.model.ref.version}
+            for r in table.all_routes]}
+
+    @app.get("/health/live", tags=["health"], summary="Liveness")
+    @app.get("/v2/health/live", tags=["health"], summary="Liveness (Open Inference Protocol)")
+    async def live() -> dict[str, bool]:
+        return {"live": True}
+
+    @app.get("/health/ready", tags=["health"], summary="Readiness: a model is loaded")
+    @app.get("/v2/health/ready", tags=["health"], summary="Readiness (Open Inference Protocol)")
+    @app.get("/ping", tags=["health"], summary="Readiness (MLflow)")
+    async def ready() -> Response:
+        status, body = ready_body()
+        return JSONResponse(body, status)
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics")
+    async def prometheus_metrics() -> Response:
+        data, content_type = metrics.exposition()
+        return Response(data, media_type=content_type)
+
+    # ------------------------------------------------------------------ Open Inference Protocol
+    def oip_table(name: str) -> RoutingTable | None:
+        table = server.watcher.table
+        if table is None or name not in (server.deployment, table.routes[0].model.ref.name):
+            return None
+        return table
+
+    @app.get("/v2", tags=["open inference protocol"], summary="Server metadata")
+    async def oip_server() -> dict[str, Any]:
+        return {"name": "ratchet", "version": ratchet_version(), "extensions": []}
+
+    @app.get("/v2/models/{name}", tags=["open inference protocol"], summary="Model metadata")
+    async def oip_model(name: str) -> Response:
+        table = oip_table(name)
+        if table is None:
+            return _unknown_model(name, server)
+        return JSONResponse(api_schema.oip_metadata(name, table.routes[0].model))
+
+    @app.get("/v2/models/{name}/ready", tags=["open inference protocol"],
+             summary="Model readiness")
+    async def oip_ready(name: str) -> Response:
+        if oip_table(name) is None:
+            return _unknown_model(name, server)
+        return JSONResponse({"name": name, "ready": True})
+
+    @app.post("/v2/models/{name}/infer", tags=["open inference protocol"], summary="Infer",
+              openapi_extra=api_schema.body(api_schema.InferRequest),
+              response_model=api_schema.InferResponse, responses=api_schema.ERRORS)
+    async def oip_infer(name: str, request: Request) -> Response:
+        if oip_table(name) is None:
+            return _unknown_model(name, server)
+        return await handle(request, lambda b, _c, names: parse_oip(decode_json(b), names),
+                            lambda a, p: api_schema.oip_response(name, a, p))
+
+    api_schema.install_openapi(app)
+    return app
+
+
+def _native_answer(answer: Answer, _parsed: ParsedRequest) -> dict[str, Any]:
+    out: dict[str, Any] = {"request_id": answer.request_id,
+                           "model_name": answer.model.ref.name,
+                           "model_version": answer.model.ref.version,
+                           "predictions": _predictions(answer)}
+    model = answer.model
+    if model.classes is not None and f"proba_{model.classes[0]}" in answer.outputs:
+        columns = [answer.outputs[f"proba_{c}"] for c in model.classes]
+        out["classes"] = model.classes
+        out["probabilities"] = [list(row) for row in zip(*columns, strict=True)]
+    if answer.row_models is not None:
+        out["model_versions"] = [m.ref.version for m in answer.row_models]
+    if answer.flags is not None:
+        out["flags"] = answer.flags
+    return out
+
+
+def _predictions(answer: Answer) -> list[Any]:
+    outputs = answer.outputs
+    if "prediction" in outputs:
+        return outputs["prediction"]
+    names = sorted(k for k in outputs if k.startswith("prediction_"))
+    return [list(row) for row in zip(*(outputs[k] for k in names), strict=True)]
+
+
+def _unknown_model(name: str, server: _Server) -> Response:
+    table = server.watcher.table
+    known = [server.deployment] + ([table.routes[0].model.ref.name] if table else [])
+    return JSONResponse({"error": f"no model named {name!r} here (serving: "
+                                  f"{', '.join(dict.fromkeys(known))})"}, 404)
+
+
+def _store_feedback(server: _Server, rows: list[tuple[str, int, Any]]) -> int:
+    from ratchet.store.database import open_database
+    from ratchet.store.deployment_store import DeploymentStore
+
+    assert server.settings is not None
+    store = DeploymentStore(open_database(server.settings.db_url))
+    return store.record_feedback((rid, row, server.deployment, value) for rid, row, value in rows)
+
+
+__all__ = ["ServingConfig", "create_app"]

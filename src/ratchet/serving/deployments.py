@@ -1,0 +1,165 @@
+"""Deployments: a named endpoint, its traffic plan history, and rollback.
+
+Every plan change is a new revision in the metadata store; running servers poll the
+newest revision and the aliases it names, so ``set_plan`` and alias moves reach them
+within seconds. ``rollback`` undoes the newest change, whichever it was:
+
+- an alias move after the current plan was set (``champion`` → v7): the plan is pinned to
+  the versions served just before that move (v6);
+- otherwise the plan change itself: the previous plan, pinned to the versions it served
+  just before it was replaced.
+
+Rollbacks are ordinary revisions (pinned, with a reason), so a rollback can be rolled back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ratchet.errors import Conflict, InvalidInput, NotFound
+from ratchet.registry.uris import parse_model_uri
+from ratchet.serving.traffic_plan import TrafficPlan
+from ratchet.store.deployment_store import (
+    Deployment,
+    DeploymentStore,
+    PlanRevision,
+    validate_deployment_name,
+)
+
+if TYPE_CHECKING:
+    from ratchet.config import Settings
+    from ratchet.registry import RegistryClient
+
+
+@dataclass(frozen=True)
+class DeploymentStatus:
+    name: str
+    revision: int
+    plan: TrafficPlan
+    versions: dict[str, tuple[str, int]]  # variant -> (model name, version) right now
+    reason: str | None
+    created_at: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "revision": self.revision, "plan": self.plan.to_dict(),
+                "versions": {k: {"model": m, "version": v} for k, (m, v) in self.versions.items()},
+                "reason": self.reason}
+
+
+class DeploymentClient:
+    def __init__(self, registry: RegistryClient | None = None,
+                 settings: Settings | None = None) -> None:
+        from ratchet.registry import RegistryClient
+        from ratchet.tracking import TrackingClient
+
+        if registry is None:
+            registry = RegistryClient(TrackingClient(settings))
+        self.registry = registry
+        self.store = DeploymentStore(registry.tracking.store.db)
+
+    # ------------------------------------------------------------------ create and read
+    def create(self, name: str, plan: TrafficPlan | str, *, description: str | None = None,
+               reason: str | None = None, actor: str | None = None) -> DeploymentStatus:
+        plan = _plan(plan)
+        validate_deployment_name(name)
+        self.resolve(plan)  # refuse references that do not resolve today
+        self.store.create(name, plan.to_dict(), description=description,
+                          reason=reason or "created", actor=actor)
+        return self.status(name)
+
+    def ensure(self, name: str, plan: TrafficPlan | str) -> DeploymentStatus:
+        """The deployment, created with ``plan`` if it does not exist (``ratchet serve``)."""
+        if not self.store.exists(name):
+            try:
+                return self.create(name, plan, reason="created by ratchet serve")
+            except Exception:
+                if not self.store.exists(name):  # lost a race to another worker: fine
+                    raise
+        return self.status(name)
+
+    def get(self, name: str) -> Deployment:
+        return self.store.get(name)
+
+    def list(self) -> list[Deployment]:
+        return self.store.list()
+
+    def delete(self, name: str) -> None:
+        self.store.delete(name)
+
+    def history(self, name: str) -> list[PlanRevision]:
+        return self.store.history(name)
+
+    def status(self, name: str) -> DeploymentStatus:
+        current = self.store.get(name).current
+        plan = TrafficPlan.from_dict(current.plan, f"deployment {name!r} revision "
+                                                   f"{current.revision}")
+        return DeploymentStatus(name, current.revision, plan, self.resolve(plan),
+                                current.reason, current.created_at)
+
+    def resolve(self, plan: TrafficPlan, at_ms: int | None = None) -> dict[str, tuple[str, int]]:
+        """Each variant's (model name, version), now or as of ``at_ms``."""
+        return {v.name: self._resolve_ref(v.model, at_ms) for v in plan.all_variants}
+
+    def _resolve_ref(self, ref: str, at_ms: int | None) -> tuple[str, int]:
+        parsed = parse_model_uri(ref)
+        if parsed.name is None:
+            raise InvalidInput(f"deployments serve registered models; {ref!r} is a run URI — "
+                               "register it first (ratchet models register)")
+        if at_ms is not None and parsed.alias is not None:
+            version = self.registry.store.alias_version_at(parsed.name, parsed.alias, at_ms)
+            if version is None:
+                raise NotFound(f"alias {parsed.name}@{parsed.alias} was not set at {at_ms}")
+            return parsed.name, version
+        resolved = self.registry.resolve(ref)
+        assert resolved.version is not None
+        return parsed.name, resolved.version.version
+
+    # ------------------------------------------------------------------ changing
+    def set_plan(self, name: str, plan: TrafficPlan | str, *, reason: str | None = None,
+                 actor: str | None = None, expected_revision: int | None = None
+                 ) -> DeploymentStatus:
+        plan = _plan(plan)
+        self.resolve(plan)
+        self.store.set_plan(name, plan.to_dict(), reason=reason, actor=actor,
+                            expected_revision=expected_revision)
+        return self.status(name)
+
+    def rollback(self, name: str, *, reason: str | None = None,
+                 actor: str | None = None) -> DeploymentStatus:
+        history = self.store.history(name)
+        current = history[-1]
+        plan = TrafficPlan.from_dict(current.plan)
+        moves = [e for v in plan.all_variants for e in self._alias_moves(v.model)
+                 if e > current.created_at]
+        if moves:
+            when = max(moves)
+            target, what = plan, "the alias move"
+        elif len(history) > 1:
+            when = current.created_at
+            target = TrafficPlan.from_dict(history[-2].plan)
+            what = f"revision {current.revision}"
+        else:
+            raise Conflict(f"deployment {name!r} has had no change to roll back "
+                           "(one plan revision, no alias moves since)")
+        before = self.resolve(target, at_ms=when - 1)
+        pinned = target.with_models({k: f"{m}/{v}" for k, (m, v) in before.items()})
+        note = ", ".join(f"{k}={m}/{v}" for k, (m, v) in before.items())
+        self.store.set_plan(name, pinned.to_dict(), actor=actor,
+                            reason=reason or f"rollback of {what}: back to {note}",
+                            expected_revision=current.revision)
+        return self.status(name)
+
+    def _alias_moves(self, ref: str) -> list[int]:
+        parsed = parse_model_uri(ref)
+        if parsed.name is None or parsed.alias is None:
+            return []
+        return [e.at for e in self.registry.alias_history(parsed.name, parsed.alias)]
+
+
+def _plan(plan: TrafficPlan | str) -> TrafficPlan:
+    if isinstance(plan, TrafficPlan):
+        return plan
+    if isinstance(plan, str):
+        return TrafficPlan.single(plan)
+    raise InvalidInput(f"expected a TrafficPlan or a model reference, got {plan!r}")

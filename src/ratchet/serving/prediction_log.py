@@ -1,0 +1,512 @@
+"""The prediction log: every served row, buffered in memory and written as Parquet.
+
+Layout under the artifact root (a local directory or an fsspec URL)::
+
+    predictions/deployment=<name>/hour=<YYYY-MM-DDTHH>/<writer_id>-<uuid7>.parquet
+
+One file per (deployment, hour) per flush and writer, so writers never share a file and
+readers prune hours by listing directories. A file only ever appears complete: local
+writes go to a hidden temp file in the same directory, fsynced, then renamed; fsspec
+writes are a single PUT on object stores and a temp key moved into place elsewhere (as in
+``ratchet.artifacts.blob_store``). Readers ignore hidden files.
+
+``PredictionLog.record`` is the server's hot path: it checks the entry, appends it to a
+list under a lock and never touches Arrow or storage. A daemon thread converts buffered
+requests to Arrow tables and writes them; a failed write keeps its rows for the next try.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import posixpath
+import re
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ratchet.atomic import write_atomic
+from ratchet.errors import InvalidInput
+from ratchet.ids import new_id
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from fsspec import AbstractFileSystem
+
+logger = logging.getLogger(__name__)
+
+PREDICTIONS_DIR = "predictions"
+HOUR_MS = 3_600_000
+# The fixed columns every file starts with; inputs/outputs follow as input.<c>, output.<c>.
+META_COLUMNS = ("request_id", "row", "timestamp", "deployment", "model_name", "model_version",
+                "variant", "status", "error", "latency_ms", "flags")
+_HOUR_DIR = re.compile(r"^hour=(\d{4}-\d{2}-\d{2}T\d{2})$")
+_WRITER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_MAX_BACKOFF_S = 60.0
+_MAX_TIMESTAMP_MS = 253_402_300_800_000  # year 10000: beyond it datetime cannot name the hour
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRequest:
+    request_id: str            # one HTTP request (or one batch chunk)
+    timestamp_ms: int          # epoch ms UTC when the request arrived
+    deployment: str
+    model_name: str
+    model_version: int
+    variant: str               # "primary", "shadow", "canary", or a split variant name
+    latency_ms: float
+    inputs: dict[str, list[Any]]    # column name -> values (n rows), as validated
+    outputs: dict[str, list[Any]]   # column name -> values (n rows); {} on error
+    rows: list[int] | None = None          # row numbers within the request (None: 0..n-1)
+    flags: list[list[str]] | None = None   # per row, e.g. ["age:out_of_range"]; None: none
+    status: str = "ok"                     # "ok" | "error"
+    error: str | None = None
+
+
+# ---------------------------------------------------------------- format (pure)
+def meta_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([
+        ("request_id", pa.string()), ("row", pa.int32()),
+        ("timestamp", pa.timestamp("ms", tz="UTC")), ("deployment", pa.string()),
+        ("model_name", pa.string()), ("model_version", pa.int32()), ("variant", pa.string()),
+        ("status", pa.string()), ("error", pa.string()), ("latency_ms", pa.float64()),
+        ("flags", pa.list_(pa.string())),
+    ])
+
+
+def hour_dir(timestamp_ms: int) -> str:
+    """The partition directory name of the hour ``timestamp_ms`` falls in."""
+    start = datetime.fromtimestamp(timestamp_ms // HOUR_MS * 3600, UTC)
+    return f"hour={start:%Y-%m-%dT%H}"
+
+
+def hour_start_ms(name: str) -> int | None:
+    """The first epoch ms of an hour partition directory, or None for another name."""
+    match = _HOUR_DIR.match(name)
+    if match is None:
+        return None
+    try:
+        start = datetime.strptime(match[1], "%Y-%m-%dT%H").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return int(start.timestamp()) * 1000
+
+
+def stored_rows(entry: LoggedRequest) -> int:
+    """How many Parquet rows ``entry`` becomes; ValueError if it is malformed.
+
+    O(columns), never O(rows): it runs on the request path. A request without rows (a
+    failed one's inputs are still logged) has nothing to log.
+    """
+    for field, kind in (("request_id", str), ("deployment", str), ("model_name", str),
+                        ("variant", str), ("status", str)):
+        if not isinstance(getattr(entry, field), kind):
+            raise ValueError(f"{field} must be a str, got {getattr(entry, field)!r}")
+    for field in ("timestamp_ms", "model_version"):
+        value = getattr(entry, field)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{field} must be an int, got {value!r}")
+    if not 0 <= entry.timestamp_ms < _MAX_TIMESTAMP_MS:
+        raise ValueError(f"timestamp_ms {entry.timestamp_ms} is not epoch milliseconds")
+    if not isinstance(entry.latency_ms, int | float):
+        raise ValueError(f"latency_ms must be a number, got {entry.latency_ms!r}")
+    if entry.error is not None and not isinstance(entry.error, str):
+        raise ValueError(f"error must be a str or None, got {entry.error!r}")
+    n = _declared_rows(entry)
+    sized = [("rows", entry.rows), ("flags", entry.flags)]
+    sized += [(f"input {c!r}", v) for c, v in entry.inputs.items()]
+    sized += [(f"output {c!r}", v) for c, v in entry.outputs.items()]
+    for what, values in sized:
+        if values is not None and len(values) != n:
+            raise ValueError(f"{what} has {len(values)} values, expected {n}")
+    return n
+
+
+def _declared_rows(entry: LoggedRequest) -> int:
+    if entry.rows is not None:
+        return len(entry.rows)
+    first = next(iter(entry.inputs.values()), None)
+    if first is None:
+        first = next(iter(entry.outputs.values()), None)
+    return 0 if first is None else len(first)
+
+
+def to_table(entries: Sequence[LoggedRequest]) -> pa.Table:
+    """One row per prediction row; columns are the union over ``entries`` (missing: null).
+
+    Input/output types are inferred by Arrow; a column Arrow cannot type (mixed kinds,
+    e.g. ints and strings) is stored as strings.
+    """
+    import pyarrow as pa
+
+    counts = [stored_rows(e) for e in entries]
+    index = [i for i, n in enumerate(counts) for _ in range(n)]
+    per_request = pa.table({
+        "request_id": [e.request_id for e in entries],
+        "timestamp": pa.array([e.timestamp_ms for e in entries], pa.timestamp("ms", tz="UTC")),
+        "deployment": [e.deployment for e in entries],
+        "model_name": [e.model_name for e in entries],
+        "model_version": pa.array([e.model_version for e in entries], pa.int32()),
+        "variant": [e.variant for e in entries],
+        "status": [e.status for e in entries],
+        "error": pa.array([e.error for e in entries], pa.string()),
+        "latency_ms": pa.array([float(e.latency_ms) for e in entries], pa.float64()),
+    }).take(pa.array(index, pa.int64()))
+    rows: list[int] = []
+    flags: list[list[str]] = []
+    for e, n in zip(entries, counts, strict=True):
+        rows.extend(e.rows if e.rows is not None else range(n))
+        flags.extend(e.flags if e.flags is not None else [[]] * n)
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {
+        name: per_request.column(name) for name in per_request.column_names}
+    columns["row"] = pa.array(rows, pa.int32())
+    columns["flags"] = _array(flags, pa.list_(pa.string()))
+    table = pa.table({name: columns[name] for name in META_COLUMNS}, schema=meta_schema())
+    for prefix, attr in (("input.", "inputs"), ("output.", "outputs")):
+        for name in dict.fromkeys(c for e in entries for c in getattr(e, attr)):
+            values: list[Any] = []
+            for e, n in zip(entries, counts, strict=True):
+                column = getattr(e, attr).get(name)
+                values.extend(column if column is not None else [None] * n)
+            table = table.append_column(prefix + name, _array(values))
+    return table
+
+
+def _array(values: list[Any], kind: pa.DataType | None = None) -> pa.Array:
+    import pyarrow as pa
+
+    try:
+        return pa.array(values, kind)
+    except (pa.ArrowException, ValueError, TypeError, OverflowError):
+        if kind is not None:  # flags: each flag as text
+            return pa.array([None if row is None else [str(f) for f in row] for row in values],
+                            kind)
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------- storage
+class LogStorage:
+    """The ``predictions/`` tree under an artifact root: a local directory or fsspec URL."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        from ratchet.artifacts.blob_store import _local_path
+
+        text = os.fspath(root)
+        if not text:
+            raise InvalidInput("artifact root is empty: give a directory or a URL like "
+                               "s3://bucket/prefix")
+        local = _local_path(text)
+        self.fs: AbstractFileSystem | None = None
+        self.object_store = False
+        if local is not None:
+            self.base = os.path.join(os.path.abspath(os.path.expanduser(local)), PREDICTIONS_DIR)
+        else:
+            from fsspec.core import url_to_fs
+
+            from ratchet.artifacts.blob_store import _OBJECT_STORE_PROTOCOLS
+
+            self.fs, base = url_to_fs(text)
+            self.base = f"{base.rstrip('/')}/{PREDICTIONS_DIR}"
+            protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) \
+                else set(self.fs.protocol)
+            self.object_store = bool(protocols & _OBJECT_STORE_PROTOCOLS)
+        self.root = text
+
+    def path(self, *parts: str) -> str:
+        if self.fs is None:
+            return os.path.join(self.base, *parts)
+        return posixpath.join(self.base, *parts)
+
+    def put(self, directory: str, name: str, data: bytes) -> None:
+        """Write ``directory/name`` so that it never exists incomplete."""
+        if self.fs is None:
+            write_atomic(os.path.join(directory, name), data)  # hidden temp file + rename
+            return
+        final = f"{directory}/{name}"
+        if self.object_store:
+            self.fs.pipe_file(final, data)  # one PUT: all or nothing
+            return
+        self.fs.makedirs(directory, exist_ok=True)
+        tmp = f"{directory}/.{name}.{os.urandom(8).hex()}.tmp"
+        try:
+            self.fs.pipe_file(tmp, data)
+            self.fs.mv(tmp, final)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.fs.rm_file(tmp)
+            raise
+
+    def list(self, directory: str, *, dirs: bool) -> list[str]:
+        """Names of the subdirectories (``dirs``) or visible Parquet files; [] if absent."""
+        if self.fs is None:
+            try:
+                with os.scandir(directory) as it:
+                    entries = [(e.name, e.is_dir()) for e in it]
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+        else:
+            try:
+                found = self.fs.ls(directory, detail=True)
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+            entries = [(posixpath.basename(e["name"].rstrip("/")), e["type"] == "directory")
+                       for e in found]
+        if dirs:
+            return sorted(name for name, is_dir in entries if is_dir)
+        return sorted(name for name, is_dir in entries
+                      if not is_dir and name.endswith(".parquet") and not name.startswith("."))
+
+    def url(self, path: str) -> str:
+        """``path`` as DuckDB (with this filesystem registered) can open it."""
+        return path if self.fs is None else str(self.fs.unstrip_protocol(path))
+
+
+# ---------------------------------------------------------------- the writer
+class PredictionLog:
+    """Buffers requests in memory and writes them as Parquet from a background thread.
+
+    ``record`` never blocks on I/O and never raises: when ``max_buffered_rows`` would be
+    exceeded the request is dropped, counted and reported to ``on_drop(n_rows)``.
+    ``close`` (idempotent) writes what is left; call it on the shutdown path, not inside
+    a raw signal handler. Create one per process (each uvicorn worker): the thread does not
+    survive a fork, and ``writer_id`` (default ``<hostname>-<pid>``) keeps file names apart.
+    """
+
+    def __init__(self, root: str, *, flush_interval_s: float = 1.0,
+                 max_buffered_rows: int = 100_000, flush_rows: int = 20_000,
+                 writer_id: str | None = None,
+                 on_drop: Callable[[int], None] | None = None,
+                 on_flush: Callable[[int], None] | None = None) -> None:
+        if not flush_interval_s > 0:
+            raise InvalidInput(f"flush_interval_s must be > 0, got {flush_interval_s}")
+        for name, value in (("max_buffered_rows", max_buffered_rows), ("flush_rows", flush_rows)):
+            if not isinstance(value, int) or value < 1:
+                raise InvalidInput(f"{name} must be an int >= 1, got {value!r}")
+        self._storage = LogStorage(root)
+        self.writer_id = _writer_id(writer_id)
+        self._interval = float(flush_interval_s)
+        self._max_rows = max_buffered_rows
+        self._flush_rows = flush_rows
+        self._on_drop = on_drop
+        self._on_flush = on_flush
+        self._lock = threading.Lock()         # guards the buffer and the counters
+        self._flushing = threading.RLock()    # one flush at a time, so flush() sees all
+        self._closing = threading.RLock()
+        self._buffer: list[tuple[LoggedRequest, int]] = []
+        self._buffered = 0    # rows held in memory: buffered plus being written
+        self._dropped = 0
+        self._written = 0
+        self._failures = 0
+        self._full = False    # log a full buffer once per episode, not once per request
+        self._closed = False
+        self._close_started = False
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ratchet-prediction-log",
+                                        daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> PredictionLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def dropped(self) -> int:
+        """Rows not logged: buffer full, malformed, unconvertible, or left at close."""
+        return self._dropped
+
+    @property
+    def written(self) -> int:
+        return self._written
+
+    @property
+    def buffered(self) -> int:
+        return self._buffered
+
+    @property
+    def flush_failures(self) -> int:
+        """Flushes in which some write failed (their rows were kept for a retry)."""
+        return self._failures
+
+    def record(self, entry: LoggedRequest) -> bool:
+        """Buffer ``entry``; False (and counted as dropped) if it cannot be kept."""
+        try:
+            try:
+                n = stored_rows(entry)
+            except Exception as exc:  # a caller bug: serving goes on, the rows are counted
+                logger.error("prediction log: dropped a malformed entry: %s", exc)
+                self._drop(max(_declared_rows_or_zero(entry), 1))
+                return False
+            if n == 0:
+                return True
+            wake = first_drop = False
+            with self._lock:
+                accepted = not self._closed and self._buffered + n <= self._max_rows
+                if accepted:
+                    self._buffer.append((entry, n))
+                    self._buffered += n
+                    wake = self._buffered >= self._flush_rows
+                else:
+                    first_drop = not self._full and not self._closed
+                    self._full = True
+            if accepted:
+                if wake and not self._wake.is_set():
+                    self._wake.set()
+                return True
+            if first_drop:
+                logger.warning("prediction log: %d rows buffered (max_buffered_rows=%d); "
+                               "dropping requests until the writer catches up",
+                               self._buffered, self._max_rows)
+            self._drop(n)
+            return False
+        except Exception:
+            logger.exception("prediction log: record failed")
+            return False
+
+    def flush(self) -> int:
+        """Write everything buffered now; the rows written. Never raises: failures are
+        logged and counted, and their rows stay buffered for the next flush."""
+        return self._flush()[0]
+
+    def close(self) -> None:
+        """Stop the thread and write what is left; rows that still fail count as dropped."""
+        with self._closing:
+            if self._close_started:
+                return
+            self._close_started = True
+            self._stop.set()
+            self._wake.set()
+            if self._thread is not threading.current_thread():
+                self._thread.join()
+            with self._lock:
+                self._closed = True  # from here, a record would never be flushed
+            self._flush()
+            with self._lock:
+                lost = self._buffered
+                self._buffer, self._buffered = [], 0
+            if lost:
+                logger.error("prediction log: %d rows could not be written before close", lost)
+                self._drop(lost)
+
+    # -- internals --------------------------------------------------------------
+
+    def _run(self) -> None:
+        delay = self._interval
+        while not self._stop.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            _, failed = self._flush()
+            if failed:  # storage is failing: back off instead of retrying on every wake-up
+                self._stop.wait(delay)
+                delay = min(delay * 2, _MAX_BACKOFF_S)
+            else:
+                delay = self._interval
+
+    def _flush(self) -> tuple[int, bool]:
+        try:
+            with self._flushing:
+                with self._lock:
+                    batch, self._buffer = self._buffer, []
+                if not batch:
+                    return 0, False
+                try:
+                    written, lost, retry = self._write(batch)
+                except Exception:  # a bug, not storage: retrying would fail the same way
+                    logger.exception("prediction log: dropped a batch that failed to convert")
+                    written, lost, retry = 0, sum(n for _, n in batch), []
+                with self._lock:
+                    self._buffer[:0] = retry  # oldest first, ahead of newer requests
+                    self._buffered -= written + lost
+                    self._written += written
+                    self._dropped += lost
+                    if retry:
+                        self._failures += 1
+                    elif written:
+                        self._full = False
+            _notify(self._on_flush, written)
+            _notify(self._on_drop, lost)
+            return written, bool(retry)
+        except Exception:  # a bug here must not kill the thread or the server
+            logger.exception("prediction log: flush failed")
+            return 0, True
+
+    def _write(self, batch: list[tuple[LoggedRequest, int]]
+               ) -> tuple[int, int, list[tuple[LoggedRequest, int]]]:
+        """Write one file per (deployment, hour): (rows written, rows lost, to retry)."""
+        from ratchet.store.deployment_store import validate_deployment_name
+
+        groups: dict[tuple[str, str], list[tuple[LoggedRequest, int]]] = {}
+        for item in batch:
+            groups.setdefault((item[0].deployment, hour_dir(item[0].timestamp_ms)), []).append(item)
+        written, lost, retry = 0, 0, []
+        for (deployment, hour), group in groups.items():
+            rows = sum(n for _, n in group)
+            try:  # deterministic: a group that cannot be converted never will be
+                validate_deployment_name(deployment)
+                data = _parquet_bytes(to_table([e for e, _ in group]))
+            except Exception:
+                logger.exception("prediction log: dropped %d rows of deployment %r that "
+                                 "cannot be converted to Parquet", rows, deployment)
+                lost += rows
+                continue
+            directory = self._storage.path(f"deployment={deployment}", hour)
+            name = f"{self.writer_id}-{new_id()}.parquet"
+            try:
+                self._storage.put(directory, name, data)
+            except Exception as exc:  # disk full, permissions, network: try again later
+                logger.error("prediction log: cannot write %d rows to %s (%s); keeping them "
+                             "for the next flush", rows, directory, exc)
+                retry.extend(group)
+                continue
+            written += rows
+        return written, lost, retry
+
+    def _drop(self, n: int) -> None:
+        with self._lock:
+            self._dropped += n
+        _notify(self._on_drop, n)
+
+
+def _declared_rows_or_zero(entry: object) -> int:
+    try:
+        return _declared_rows(entry)  # type: ignore[arg-type]
+    except Exception:
+        return 0
+
+
+def _notify(callback: Callable[[int], None] | None, n: int) -> None:
+    if callback is None or not n:
+        return
+    try:
+        callback(n)
+    except Exception:
+        logger.exception("prediction log: callback %r failed", callback)
+
+
+def _writer_id(writer_id: str | None) -> str:
+    if writer_id is None:
+        host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()).strip("._-") or "host"
+        return f"{host[:100]}-{os.getpid()}"
+    if not isinstance(writer_id, str) or not _WRITER_ID.match(writer_id):
+        raise InvalidInput(f"writer_id must be 1-128 letters, digits, '_', '-' or '.', "
+                           f"starting with a letter or digit; got {writer_id!r}")
+    return writer_id

@@ -1,0 +1,362 @@
+"""Check request columns against a model signature before the model sees them.
+
+Each problem names its field and row (the body of a 422). Two values are matters of
+policy rather than errors: a category the training data never had, and a number outside
+the training range. Each is either rejected or accepted and flagged on its row; both are
+always counted. Small requests are checked value by value in Python (cheaper than NumPy's
+per-call overhead for one row); large numeric columns (batch scoring) are checked with
+NumPy, with the same rules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ratchet.errors import InvalidInput
+from ratchet.packaging.signature import BOOL, CATEGORY, STRING, ColumnSpec, Signature
+from ratchet.serving.request_formats import BadRequest, ParsedRequest
+
+REJECT, FLAG, IGNORE = "reject", "flag", "ignore"
+UNKNOWN_CATEGORY, OUT_OF_RANGE = "unknown_category", "out_of_range"
+MAX_REPORTED_PROBLEMS = 100
+_VECTORIZE_FROM_ROWS = 512
+_BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False}
+_INT_LIMIT = 2**63
+
+
+@dataclass(frozen=True)
+class ValidationPolicy:
+    """What to do with values that are valid but unlike the training data."""
+
+    unknown_category: str = REJECT
+    out_of_range: str = FLAG
+    extra_columns: str = REJECT
+    max_rows: int = 10_000
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("unknown_category", (REJECT, FLAG)),
+                              ("out_of_range", (REJECT, FLAG)),
+                              ("extra_columns", (REJECT, IGNORE))):
+            if getattr(self, name) not in allowed:
+                raise InvalidInput(f"validation policy {name}: expected one of "
+                                   f"{', '.join(allowed)}, got {getattr(self, name)!r}")
+        if not isinstance(self.max_rows, int) or self.max_rows < 1:
+            raise InvalidInput(f"validation policy max_rows: expected a positive integer, "
+                               f"got {self.max_rows!r}")
+
+
+class RequestInvalid(BadRequest):
+    """The request does not match the signature: one entry per offending field and row."""
+
+    def __init__(self, problems: list[dict[str, Any]], total: int) -> None:
+        shown = "; ".join(p["msg"] for p in problems[:5])
+        more = f" (and {total - 5} more)" if total > 5 else ""
+        super().__init__(f"input does not match the model signature: {shown}{more}",
+                         problems=problems)
+        self.total = total
+
+
+@dataclass
+class ValidatedRequest:
+    columns: dict[str, Any]            # signature order; lists, or arrays for big batches
+    n_rows: int
+    flags: list[list[str]] | None      # per row, None when nothing was flagged
+    flag_counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    extras: dict[str, Any] = field(default_factory=dict)  # allowed non-model columns
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.total = 0
+        self.by_field: Counter[tuple[str, str]] = Counter()
+
+    def add(self, row: int | None, name: str, kind: str, msg: str) -> None:
+        self.total += 1
+        self.by_field[(name, kind)] += 1
+        if len(self.items) < MAX_REPORTED_PROBLEMS:
+            loc: list[Any] = ["body", "inputs"] + ([] if row is None else [row]) + [name]
+            where = f"row {row}, " if row is not None else ""
+            self.items.append({"loc": loc, "msg": f"{where}column {name!r}: {msg}",
+                               "type": kind})
+
+
+class RequestValidator:
+    """Compiled once per model version; ``validate`` runs on every request."""
+
+    def __init__(self, signature: Signature | None, policy: ValidationPolicy | None = None,
+                 *, allowed_extra: Sequence[str] = ()) -> None:
+        self.signature = signature
+        self.policy = policy or ValidationPolicy()
+        self.names = signature.input_names if signature else []
+        self.allowed_extra = frozenset(allowed_extra)
+        self._names_set = frozenset(self.names)
+        self._checks = [(spec.name, _checker(spec, self.policy))
+                        for spec in (signature.inputs if signature else ())]
+
+    def validate(self, request: ParsedRequest) -> ValidatedRequest:
+        n = request.n_rows
+        if n > self.policy.max_rows:
+            raise BadRequest(f"{n} rows in one request; the limit is {self.policy.max_rows} "
+                             "(send smaller requests or use `ratchet predict` for batches)",
+                             status=413)
+        if n == 0:
+            raise BadRequest("the request has no rows")
+        given = request.columns
+        if self.signature is None:  # nothing to check against: pass through as given
+            return ValidatedRequest(dict(given), n, None)
+        problems = _Problems()
+        extras = {k: v for k, v in given.items() if k in self.allowed_extra}
+        if self.policy.extra_columns == REJECT:
+            for name in given:
+                if name not in self.allowed_extra and name not in self._names_set:
+                    problems.add(None, name, "extra", "not an input of the model "
+                                 f"(inputs: {', '.join(self.names)})")
+        columns: dict[str, Any] = {}
+        flags: list[list[str]] | None = None
+        flag_counts: Counter[tuple[str, str]] = Counter()
+        for name, check in self._checks:
+            values = given.get(name)
+            if values is None:
+                problems.add(None, name, "missing", "missing")
+                continue
+            conformed, flagged = check(values, problems)
+            columns[name] = conformed
+            for row, flag in flagged:
+                if flags is None:
+                    flags = [[] for _ in range(n)]
+                flags[row].append(f"{name}:{flag}")
+                flag_counts[(name, flag)] += 1
+        if problems.total:
+            raise RequestInvalid(problems.items, problems.total)
+        return ValidatedRequest(columns, n, flags, flag_counts, extras)
+
+
+# A checker conforms one column and returns (values, [(row, flag), ...]); problems go to
+# the collector. Columns are lists from JSON, or NumPy/pandas arrays from batch files.
+Checker = Callable[[Any, _Problems], tuple[Any, list[tuple[int, str]]]]
+
+
+def _checker(spec: ColumnSpec, policy: ValidationPolicy) -> Checker:
+    dtype = spec.dtype
+    if dtype.startswith(("int", "uint", "float")):
+        return _numeric_checker(spec, policy)
+    if dtype in (STRING, CATEGORY):
+        return _text_checker(spec, policy)
+    if dtype == BOOL:
+        return _bool_checker(spec)
+    if dtype.startswith("datetime64"):
+        return _datetime_checker(spec)
+    # object, timedelta and friends are passed through: the model decides.
+    return lambda values, problems: (_as_list(values), [])
+
+
+def _null(v: Any) -> bool:
+    return v is None or (type(v) is float and v != v)
+
+
+def _numeric_checker(spec: ColumnSpec, policy: ValidationPolicy) -> Checker:
+    name, nullable = spec.name, spec.nullable
+    integer = spec.dtype.startswith(("int", "uint"))
+    low = spec.min if spec.min is not None else float("-inf")
+    high = spec.max if spec.max is not None else float("inf")
+    reject_range = policy.out_of_range == REJECT
+    kind = "an integer" if integer else "a number"
+
+    def check(values: Any, problems: _Problems) -> tuple[Any, list[tuple[int, str]]]:
+        if not isinstance(values, list) and len(values) >= _VECTORIZE_FROM_ROWS:
+            vectorized = _numeric_array(values, spec, policy, problems)
+            if vectorized is not None:
+                return vectorized
+        values = _as_list(values)
+        out: list[Any] = values
+        flagged: list[tuple[int, str]] = []
+        for i, v in enumerate(values):
+            t = type(v)
+            if t is float:
+                if v != v:
+                    if not nullable:
+                        problems.add(i, name, "null", "null, but the training data had none")
+                    continue
+                if integer:
+                    if not v.is_integer():
+                        problems.add(i, name, "type", f"expected {kind}, got {v!r}")
+                        continue
+                    if out is values:
+                        out = list(values)
+                    out[i] = int(v)
+            elif t is int:
+                if integer and not -_INT_LIMIT <= v < _INT_LIMIT:
+                    problems.add(i, name, "type", f"{v} does not fit in {spec.dtype}")
+                    continue
+            elif v is None:
+                if not nullable:
+                    problems.add(i, name, "null", "null, but the training data had none")
+                continue
+            else:
+                converted = _number(v)
+                if converted is None or (integer and not float(converted).is_integer()):
+                    problems.add(i, name, "type", f"expected {kind}, got {v!r}")
+                    continue
+                if out is values:
+                    out = list(values)
+                out[i] = v = int(converted) if integer else converted
+            if v < low or v > high:
+                if reject_range:
+                    problems.add(i, name, OUT_OF_RANGE,
+                                 f"{v!r} is outside the training range [{low:g}, {high:g}]")
+                else:
+                    flagged.append((i, OUT_OF_RANGE))
+        return out, flagged
+
+    return check
+
+
+def _number(v: Any) -> float | int | None:
+    """NumPy scalars (from files) count as numbers; bools and text do not."""
+    if isinstance(v, bool) or type(v).__name__ == "bool_":
+        return None
+    try:
+        import numbers
+
+        if isinstance(v, numbers.Integral):
+            return int(v)
+        if isinstance(v, numbers.Real):
+            return float(v)
+    except (TypeError, ValueError):
+        pass
+    return None
+
+
+def _numeric_array(values: Any, spec: ColumnSpec, policy: ValidationPolicy,
+                   problems: _Problems) -> tuple[Any, list[tuple[int, str]]] | None:
+    """The NumPy path for a numeric array; None when the array is not numeric."""
+    import numpy as np
+
+    array = np.asarray(values)
+    if array.dtype.kind not in "iuf":
+        return None
+    name = spec.name
+    flagged: list[tuple[int, str]] = []
+    if array.dtype.kind == "f":
+        nulls = np.isnan(array)
+        if not spec.nullable and nulls.any():
+            for i in np.flatnonzero(nulls)[:MAX_REPORTED_PROBLEMS]:
+                problems.add(int(i), name, "null", "null, but the training data had none")
+            problems.total += max(0, int(nulls.sum()) - MAX_REPORTED_PROBLEMS)
+        if spec.dtype.startswith(("int", "uint")):
+            with np.errstate(invalid="ignore"):
+                bad = ~nulls & (array != np.round(array))
+            for i in np.flatnonzero(bad)[:MAX_REPORTED_PROBLEMS]:
+                problems.add(int(i), name, "type", f"expected an integer, got {array[i]!r}")
+    low = spec.min if spec.min is not None else -np.inf
+    high = spec.max if spec.max is not None else np.inf
+    with np.errstate(invalid="ignore"):
+        outside = (array < low) | (array > high)
+    if outside.any():
+        rows = np.flatnonzero(outside)
+        if policy.out_of_range == REJECT:
+            for i in rows[:MAX_REPORTED_PROBLEMS]:
+                problems.add(int(i), name, OUT_OF_RANGE,
+                             f"{array[i].item()!r} is outside the training range "
+                             f"[{low:g}, {high:g}]")
+            problems.total += max(0, len(rows) - MAX_REPORTED_PROBLEMS)
+        else:
+            flagged = [(int(i), OUT_OF_RANGE) for i in rows]
+    return array, flagged
+
+
+def _text_checker(spec: ColumnSpec, policy: ValidationPolicy) -> Checker:
+    name, nullable = spec.name, spec.nullable
+    known = frozenset(spec.categories) if spec.categories is not None else None
+    reject_unknown = policy.unknown_category == REJECT
+    shown = ", ".join(repr(c) for c in (spec.categories or ())[:10])
+
+    def check(values: Any, problems: _Problems) -> tuple[Any, list[tuple[int, str]]]:
+        values = _as_list(values)
+        out: list[Any] = values
+        flagged: list[tuple[int, str]] = []
+        for i, v in enumerate(values):
+            if type(v) is not str:
+                if _null(v):
+                    if not nullable:
+                        problems.add(i, name, "null", "null, but the training data had none")
+                    continue
+                if isinstance(v, bool) or not isinstance(v, int):
+                    problems.add(i, name, "type", f"expected a string, got {v!r}")
+                    continue
+                if out is values:
+                    out = list(values)
+                out[i] = v = str(v)  # category codes sent as numbers
+            if known is not None and v not in known:
+                if reject_unknown:
+                    problems.add(i, name, UNKNOWN_CATEGORY,
+                                 f"unknown category {v!r} (known: {shown}"
+                                 f"{' …' if len(known) > 10 else ''})")
+                else:
+                    flagged.append((i, UNKNOWN_CATEGORY))
+        return out, flagged
+
+    return check
+
+
+def _bool_checker(spec: ColumnSpec) -> Checker:
+    name, nullable = spec.name, spec.nullable
+
+    def check(values: Any, problems: _Problems) -> tuple[Any, list[tuple[int, str]]]:
+        out = []
+        for i, v in enumerate(_as_list(values)):
+            if type(v) is bool:
+                out.append(v)
+            elif _null(v):
+                if not nullable:
+                    problems.add(i, name, "null", "null, but the training data had none")
+                out.append(None)
+            elif type(v) in (int, float) and v in (0, 1):
+                out.append(bool(v))
+            elif isinstance(v, str) and v.strip().lower() in _BOOL_TEXT:
+                out.append(_BOOL_TEXT[v.strip().lower()])
+            else:
+                problems.add(i, name, "type", f"expected true or false, got {v!r}")
+                out.append(None)
+        return out, []
+
+    return check
+
+
+def _datetime_checker(spec: ColumnSpec) -> Checker:
+    name, nullable = spec.name, spec.nullable
+
+    def check(values: Any, problems: _Problems) -> tuple[Any, list[tuple[int, str]]]:
+        values = _as_list(values)
+        for i, v in enumerate(values):
+            if _null(v):
+                if not nullable:
+                    problems.add(i, name, "null", "null, but the training data had none")
+            elif isinstance(v, str):
+                try:
+                    dt.datetime.fromisoformat(v)
+                except ValueError:
+                    problems.add(i, name, "type", f"expected an ISO 8601 datetime, got {v!r}")
+            elif not isinstance(v, dt.datetime) and type(v).__name__ != "Timestamp":
+                problems.add(i, name, "type", f"expected an ISO 8601 datetime, got {v!r}")
+        return values, []
+
+    return check
+
+
+def _as_list(values: Any) -> list[Any]:
+    if isinstance(values, list):
+        return values
+    tolist = getattr(values, "tolist", None)
+    return tolist() if tolist is not None else list(values)
+
+
+def validate_mapping(validator: RequestValidator, columns: Mapping[str, Any], n_rows: int
+                     ) -> ValidatedRequest:
+    """Validate already-columnar data (batch scoring) with the request rules."""
+    return validator.validate(ParsedRequest(dict(columns), n_rows))

@@ -1,0 +1,158 @@
+"""One loaded model version, ready to answer: validated columns in, output columns out.
+
+Classifiers answer with the predicted label and one ``proba_<class>`` column per class
+(monitoring estimates performance from these before labels arrive). The model input is
+built the way the model was trained: a float matrix for models fitted on arrays, a typed
+DataFrame (categories, datetimes) for models fitted on frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ratchet.packaging.signature import BOOL, CATEGORY, STRING
+from ratchet.serving.request_validation import RequestValidator, ValidationPolicy
+
+if TYPE_CHECKING:
+    from ratchet.packaging import LoadedModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelVersionRef:
+    name: str
+    version: int
+
+    def __str__(self) -> str:
+        return f"{self.name}/{self.version}"
+
+
+class ServedModel:
+    def __init__(self, ref: ModelVersionRef, model: LoadedModel, *,
+                 policy: ValidationPolicy | None = None, allowed_extra: tuple[str, ...] = (),
+                 probabilities: bool = True) -> None:
+        self.ref = ref
+        self.model = model
+        self.signature = model.signature
+        self.validator = RequestValidator(model.signature, policy, allowed_extra=allowed_extra)
+        self.load_seconds = 0.0
+        raw = model.raw
+        self._predict = raw.predict  # type: ignore[attr-defined]
+        self._proba = raw.predict_proba if (  # type: ignore[attr-defined]
+            probabilities and model.has_predict_proba) else None
+        classes = getattr(raw, "classes_", None)
+        self.classes: list[Any] | None = None if classes is None else list(classes.tolist())
+        self._proba_names = None if self.classes is None else [
+            f"proba_{c}" for c in self.classes]
+        self._as_array = self._wants_array()
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.classes is not None
+
+    def _wants_array(self) -> bool:
+        fmt = self.model.manifest.input_format
+        if self.signature is None:
+            return fmt == "ndarray"
+        numeric = all(c.dtype.startswith(("int", "uint", "float")) for c in self.signature.inputs)
+        return fmt == "ndarray" and numeric
+
+    # ------------------------------------------------------------------ predicting
+    def model_input(self, columns: Mapping[str, Any]) -> Any:
+        import numpy as np
+
+        if self._as_array:
+            return np.array([columns[n] for n in self.validator.names], dtype=np.float64).T
+        return self._frame(columns)
+
+    def _frame(self, columns: Mapping[str, Any]) -> Any:
+        import pandas as pd
+
+        if self.signature is None:
+            return pd.DataFrame(dict(columns))
+        data: dict[str, Any] = {}
+        for spec in self.signature.inputs:
+            values = columns[spec.name]
+            if spec.dtype == CATEGORY and spec.categories is not None:
+                data[spec.name] = pd.Categorical(values, categories=list(spec.categories))
+            elif spec.dtype in (STRING, BOOL):
+                data[spec.name] = pd.Series(values, dtype=object)
+            elif spec.dtype.startswith("datetime64"):
+                parsed = pd.to_datetime(pd.Series(values), utc=True, format="mixed")
+                tz = getattr(pd.api.types.pandas_dtype(spec.dtype), "tz", None)
+                data[spec.name] = (parsed.dt.tz_convert(tz) if tz is not None
+                                   else parsed.dt.tz_convert("UTC").dt.tz_localize(None))
+            elif spec.dtype.startswith(("int", "uint")):
+                series = pd.Series(values, dtype="float64")
+                data[spec.name] = series if series.isna().any() else series.astype(spec.dtype)
+            elif spec.dtype.startswith("float"):
+                data[spec.name] = pd.Series(values, dtype=spec.dtype)
+            else:
+                data[spec.name] = pd.Series(values, dtype=object)
+        return pd.DataFrame(data)
+
+    def predict(self, columns: Mapping[str, Any]) -> dict[str, list[Any]]:
+        """Output columns for validated input columns (one value per row)."""
+        import numpy as np
+
+        X = self.model_input(columns)
+        if self._proba is not None and self._proba_names is not None:
+            proba = np.asarray(self._proba(X))
+            labels = np.asarray(self._predict(X))
+            out = {"prediction": labels.tolist()}
+            for j, name in enumerate(self._proba_names):
+                out[name] = proba[:, j].tolist()
+            return out
+        pred = np.asarray(self._predict(X))
+        if pred.ndim == 2:
+            return {f"prediction_{j}": pred[:, j].tolist() for j in range(pred.shape[1])}
+        return {"prediction": pred.tolist()}
+
+    # ------------------------------------------------------------------ warming
+    def warm(self) -> None:
+        """Run a few predictions so the first real request does not pay lazy setup."""
+        example = self._example()
+        if example is None:
+            return
+        try:
+            for _ in range(3):
+                self.predict(example)
+        except Exception as exc:  # a model that cannot predict its own example still loads
+            log.warning("warm-up of %s failed: %s", self.ref, exc)
+
+    def _example(self) -> dict[str, list[Any]] | None:
+        records = self.model.manifest.input_example
+        if records:
+            try:
+                names = self.validator.names
+                return {n: [r.get(n) for r in records[:1]] for n in names}
+            except AttributeError:
+                return None
+        if self.signature is None:
+            return None
+        row: dict[str, list[Any]] = {}
+        for spec in self.signature.inputs:
+            if spec.categories:
+                row[spec.name] = [spec.categories[0]]
+            elif spec.dtype.startswith(("int", "uint", "float")):
+                low = spec.min if spec.min is not None else 0.0
+                high = spec.max if spec.max is not None else low
+                mid = (low + high) / 2
+                row[spec.name] = [round(mid) if spec.dtype.startswith(("int", "uint")) else mid]
+            else:
+                return None
+        return row
+
+
+def load_served_model(ref: ModelVersionRef, model: LoadedModel, **kwargs: Any) -> ServedModel:
+    """Wrap and warm a loaded model, recording how long that took."""
+    started = time.perf_counter()
+    served = ServedModel(ref, model, **kwargs)
+    served.warm()
+    served.load_seconds = time.perf_counter() - started
+    return served

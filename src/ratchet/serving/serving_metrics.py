@@ -1,0 +1,125 @@
+"""Prometheus metrics for a served deployment (names are listed in docs/serving.md and
+used by deploy/grafana/ratchet-serving.json).
+
+Each app has its own registry, so several apps can live in one process (tests, embedding).
+With several uvicorn workers, ``PROMETHEUS_MULTIPROC_DIR`` is set by ``ratchet serve`` and
+``/metrics`` aggregates every worker's files (prometheus-client's multiprocess mode).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ratchet.serving.deployment_watcher import RoutingTable
+    from ratchet.serving.served_model import ServedModel
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+MAX_LABEL_CLASSES = 50  # more distinct labels than this are a regression, not classes
+
+
+class ServingMetrics:
+    def __init__(self, deployment: str) -> None:
+        from prometheus_client import (
+            CollectorRegistry,
+            Counter,
+            Gauge,
+            Histogram,
+            disable_created_metrics,
+        )
+
+        disable_created_metrics()  # *_created series double the exposition for no use here
+        self.deployment = deployment
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        version = ["deployment", "model", "version"]
+        self.requests = Counter("ratchet_requests", "Requests answered, by model version and "
+                                "status (ok, invalid, error).", [*version, "status"], registry=r)
+        self.latency = Histogram("ratchet_request_latency_seconds", "Time from request "
+                                 "arrival to response, by model version.", version,
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.validation_failures = Counter(
+            "ratchet_validation_failures", "Rejected values, by field and reason.",
+            ["deployment", "field", "reason"], registry=r)
+        self.validation_flags = Counter(
+            "ratchet_validation_flags", "Accepted but flagged values (unknown category, out of "
+            "the training range), by field.", ["deployment", "field", "flag"], registry=r)
+        self.predictions = Counter("ratchet_predictions", "Predicted class counts.",
+                                   [*version, "label"], registry=r)
+        self.prediction_value = Histogram("ratchet_prediction_value", "Distribution of "
+                                          "predicted values (regression).", version, registry=r)
+        self.inflight = Gauge("ratchet_inflight_requests", "Requests being answered now.",
+                              ["deployment"], registry=r, multiprocess_mode="livesum")
+        self.load_seconds = Gauge("ratchet_model_load_seconds", "Seconds to load and warm a "
+                                  "model version.", version, registry=r,
+                                  multiprocess_mode="max")
+        self.model_info = Gauge("ratchet_model_info", "1 for each model version being served, "
+                                "by variant.", [*version, "variant"], registry=r,
+                                multiprocess_mode="livemax")
+        self.log_dropped = Counter("ratchet_prediction_log_dropped", "Prediction log rows "
+                                   "dropped because the buffer was full.", ["deployment"],
+                                   registry=r)
+        self.log_rows = Counter("ratchet_prediction_log_rows", "Prediction log rows written.",
+                                ["deployment"], registry=r)
+        self.shadow_disagreements = Counter(
+            "ratchet_shadow_disagreements", "Rows where the shadow's prediction differed from "
+            "the served one.", version, registry=r)
+        self.inflight_now = self.inflight.labels(deployment)
+        self._served_labels: set[tuple[str, str, str]] = set()
+
+    # ------------------------------------------------------------------ per request
+    def observe(self, model: ServedModel, status: str, seconds: float) -> None:
+        name, version = model.ref.name, str(model.ref.version)
+        self.requests.labels(self.deployment, name, version, status).inc()
+        if status == "ok":
+            self.latency.labels(self.deployment, name, version).observe(seconds)
+
+    def observe_outputs(self, model: ServedModel, outputs: dict[str, list[Any]]) -> None:
+        values = outputs.get("prediction")
+        if not values:
+            return
+        name, version = model.ref.name, str(model.ref.version)
+        if model.is_classifier and model.classes and len(model.classes) <= MAX_LABEL_CLASSES:
+            for label, count in Counter(values).items():
+                self.predictions.labels(self.deployment, name, version, str(label)).inc(count)
+        elif isinstance(values[0], int | float):
+            child = self.prediction_value.labels(self.deployment, name, version)
+            for v in values:
+                child.observe(v)
+
+    def rejected(self, problems: list[dict[str, Any]]) -> None:
+        for p in problems:
+            field = str(p["loc"][-1]) if p.get("loc") else "body"
+            self.validation_failures.labels(self.deployment, field, p.get("type", "format")).inc()
+
+    def flagged(self, counts: Counter[tuple[str, str]]) -> None:
+        for (field, flag), n in counts.items():
+            self.validation_flags.labels(self.deployment, field, flag).inc(n)
+
+    # ------------------------------------------------------------------ model lifecycle
+    def loaded(self, model: ServedModel) -> None:
+        self.load_seconds.labels(self.deployment, model.ref.name,
+                                 str(model.ref.version)).set(model.load_seconds)
+
+    def swapped(self, table: RoutingTable) -> None:
+        now = {(r.model.ref.name, str(r.model.ref.version), r.variant) for r in table.all_routes}
+        for name, version, variant in self._served_labels - now:
+            self.model_info.remove(self.deployment, name, version, variant)
+        for name, version, variant in now:
+            self.model_info.labels(self.deployment, name, version, variant).set(1)
+        self._served_labels = now
+
+    # ------------------------------------------------------------------ exposition
+    def exposition(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
