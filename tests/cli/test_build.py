@@ -77,5 +77,7 @@ def test_existing_bundle_needs_overwrite(cli: Invoke, project: Path, iris_model:
 
 
 def test_bad_options_are_usage_errors(cli: Invoke) -> None:
-    assert cli("build", "iris/1").exit_code == 2  # -o is required
-    assert cli("build", "iris/1", "-o", "x", "--port", "0").exit_code == 2
+    missing = cli("build", "iris/1")
+    assert missing.exit_code == 2 and "--output" in missing.output  # -o is required
+    bad_port = cli("build", "iris/1", "-o", "x", "--port", "0")
+    assert bad_port.exit_code == 2 and "--port" in bad_port.output

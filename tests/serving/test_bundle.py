@@ -145,6 +145,10 @@ def test_kubernetes_manifests_parse_and_reference_the_probes(bundle_dir: Path) -
     for doc in (deployment, service, hpa):
         assert DNS_LABEL.match(doc["metadata"]["name"])
         assert doc["metadata"]["name"] == "iris-model"
+    for path in (bundle_dir / "k8s").iterdir():
+        assert "&id" not in path.read_text()  # plain YAML, no anchors
+    for directory in (bundle_dir, bundle_dir / "model", bundle_dir / "k8s"):
+        assert directory.stat().st_mode & 0o755 == 0o755  # readable when shipped
 
     assert (deployment["apiVersion"], deployment["kind"]) == ("apps/v1", "Deployment")
     assert deployment["spec"]["replicas"] == 3

@@ -7,7 +7,19 @@ from typing import Annotated
 
 import typer
 
-from ratchet.cli import artifacts, data, db, experiments, models, pipelines, runs, schedules
+from ratchet.cli import (
+    artifacts,
+    build,
+    data,
+    db,
+    deployments,
+    experiments,
+    models,
+    pipelines,
+    runs,
+    schedules,
+    serving,
+)
 from ratchet.cli.output import RatchetGroup, say
 
 app = typer.Typer(
@@ -26,6 +38,10 @@ app.add_typer(db.app, name="db")
 app.add_typer(pipelines.app, name="pipeline")
 app.add_typer(schedules.app, name="schedule")
 app.command("scheduler")(schedules.scheduler)
+app.add_typer(deployments.app, name="deploy")
+app.command("serve")(serving.serve)
+app.command("predict")(serving.predict)
+app.command("build")(build.build)
 
 
 def _print_version(value: bool) -> None:

@@ -216,8 +216,8 @@ def oip_response(name: str, answer: Answer, parsed: ParsedRequest) -> dict[str, 
 
     predictions = _predictions(answer)
     n = len(predictions)
-    outputs = [{"name": "prediction", "shape": [n], "datatype": _datatype(predictions),
-                "data": predictions}]
+    outputs: list[dict[str, Any]] = [{"name": "prediction", "shape": [n],
+                                      "datatype": _datatype(predictions), "data": predictions}]
     model = answer.model
     if model.classes is not None and f"proba_{model.classes[0]}" in answer.outputs:
         columns = [answer.outputs[f"proba_{c}"] for c in model.classes]

@@ -350,4 +350,21 @@ def _store_feedback(server: _Server, rows: list[tuple[str, int, Any]]) -> int:
     return store.record_feedback((rid, row, server.deployment, value) for rid, row, value in rows)
 
 
-__all__ = ["ServingConfig", "create_app"]
+
+
+
+# ----------------------------------------------------------------------------- workers
+SPEC_ENV = "RATCHET_SERVE_SPEC"
+
+
+def app_from_environment() -> FastAPI:
+    """The app factory uvicorn workers call (``ratchet serve --workers N``): what to serve
+    comes from ``RATCHET_SERVE_SPEC`` (JSON), written by the parent process."""
+    import os
+
+    spec = json.loads(os.environ[SPEC_ENV])
+    policy = ValidationPolicy(**spec.get("policy", {}))
+    config = ServingConfig(policy=policy, **spec.get("config", {}))
+    return create_app(deployment=spec.get("deployment"), bundle=spec.get("bundle"),
+                      config=config)
+__all__ = ["ServingConfig", "app_from_environment", "create_app"]

@@ -129,9 +129,8 @@ def build_bundle(
             f"{model_uri}: a bundle is built from a registered model version; register it "
             "first (ratchet.models.register) and build from models:/<name>/<version>"
         )
-    if deployment is None:
-        default = mv.name
-        deployment = default if _is_deployment_name(default) else _dns_label(default, "model")
+    if deployment is None:  # the model name, or its DNS form where that is not a valid name
+        deployment = mv.name if _is_deployment_name(mv.name) else _dns_label(mv.name, "model")
     validate_deployment_name(deployment)
     k8s_name = _dns_label(deployment, "deployment")
     if image is None:

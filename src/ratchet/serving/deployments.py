@@ -81,8 +81,8 @@ class DeploymentClient:
     def get(self, name: str) -> Deployment:
         return self.store.get(name)
 
-    def list(self) -> list[Deployment]:
-        return self.store.list()
+    def list_deployments(self) -> list[Deployment]:
+        return self.store.list_deployments()
 
     def delete(self, name: str) -> None:
         self.store.delete(name)

@@ -196,7 +196,7 @@ def _parquet_bytes(table: pa.Table) -> bytes:
 
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
-    return sink.getvalue().to_pybytes()  # type: ignore[no-any-return]
+    return sink.getvalue().to_pybytes()
 
 
 # ---------------------------------------------------------------- storage
@@ -297,6 +297,10 @@ class PredictionLog:
         for name, value in (("max_buffered_rows", max_buffered_rows), ("flush_rows", flush_rows)):
             if not isinstance(value, int) or value < 1:
                 raise InvalidInput(f"{name} must be an int >= 1, got {value!r}")
+        from ratchet.store.deployment_store import validate_deployment_name
+
+        self._validate_name = validate_deployment_name
+        self._valid_names: set[str] = set()  # names become directories: checked once each
         self._storage = LogStorage(root)
         self.writer_id = _writer_id(writer_id)
         self._interval = float(flush_interval_s)
@@ -350,6 +354,8 @@ class PredictionLog:
         try:
             try:
                 n = stored_rows(entry)
+                if entry.deployment not in self._valid_names:
+                    self._valid_names.add(self._validate_name(entry.deployment))
             except Exception as exc:  # a caller bug: serving goes on, the rows are counted
                 logger.error("prediction log: dropped a malformed entry: %s", exc)
                 self._drop(max(_declared_rows_or_zero(entry), 1))
@@ -397,10 +403,11 @@ class PredictionLog:
                 self._thread.join()
             with self._lock:
                 self._closed = True  # from here, a record would never be flushed
-            self._flush()
-            with self._lock:
-                lost = self._buffered
-                self._buffer, self._buffered = [], 0
+            with self._flushing:  # no other flush may hold rows while we count what is left
+                self._flush()
+                with self._lock:
+                    lost = self._buffered
+                    self._buffer, self._buffered = [], 0
             if lost:
                 logger.error("prediction log: %d rows could not be written before close", lost)
                 self._drop(lost)
@@ -452,8 +459,6 @@ class PredictionLog:
     def _write(self, batch: list[tuple[LoggedRequest, int]]
                ) -> tuple[int, int, list[tuple[LoggedRequest, int]]]:
         """Write one file per (deployment, hour): (rows written, rows lost, to retry)."""
-        from ratchet.store.deployment_store import validate_deployment_name
-
         groups: dict[tuple[str, str], list[tuple[LoggedRequest, int]]] = {}
         for item in batch:
             groups.setdefault((item[0].deployment, hour_dir(item[0].timestamp_ms)), []).append(item)
@@ -461,7 +466,6 @@ class PredictionLog:
         for (deployment, hour), group in groups.items():
             rows = sum(n for _, n in group)
             try:  # deterministic: a group that cannot be converted never will be
-                validate_deployment_name(deployment)
                 data = _parquet_bytes(to_table([e for e, _ in group]))
             except Exception:
                 logger.exception("prediction log: dropped %d rows of deployment %r that "

@@ -308,7 +308,7 @@ def _bool_checker(spec: ColumnSpec) -> Checker:
     name, nullable = spec.name, spec.nullable
 
     def check(values: Any, problems: _Problems) -> tuple[Any, list[tuple[int, str]]]:
-        out = []
+        out: list[bool | None] = []
         for i, v in enumerate(_as_list(values)):
             if type(v) is bool:
                 out.append(v)

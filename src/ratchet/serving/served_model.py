@@ -49,6 +49,11 @@ class ServedModel:
         self.classes: list[Any] | None = None if classes is None else list(classes.tolist())
         self._proba_names = None if self.classes is None else [
             f"proba_{c}" for c in self.classes]
+        # One model call instead of two: for almost every classifier the label is the
+        # class of highest probability. Not for SVMs (Platt scaling can disagree with the
+        # decision function): they pay for both calls.
+        self._labels_from_proba = self._proba is not None and not _final_is_svm(raw)
+        self._classes_array: Any = None if classes is None else classes
         self._as_array = self._wants_array()
 
     @property
@@ -103,7 +108,8 @@ class ServedModel:
         X = self.model_input(columns)
         if self._proba is not None and self._proba_names is not None:
             proba = np.asarray(self._proba(X))
-            labels = np.asarray(self._predict(X))
+            labels = (self._classes_array[proba.argmax(axis=1)] if self._labels_from_proba
+                      else np.asarray(self._predict(X)))
             out = {"prediction": labels.tolist()}
             for j, name in enumerate(self._proba_names):
                 out[name] = proba[:, j].tolist()
@@ -147,6 +153,12 @@ class ServedModel:
             else:
                 return None
         return row
+
+
+def _final_is_svm(model: Any) -> bool:
+    steps = getattr(model, "steps", None)
+    final = steps[-1][1] if steps else model
+    return type(final).__name__ in ("SVC", "NuSVC")
 
 
 def load_served_model(ref: ModelVersionRef, model: LoadedModel, **kwargs: Any) -> ServedModel:

@@ -69,13 +69,22 @@ class ServingMetrics:
             "the served one.", version, registry=r)
         self.inflight_now = self.inflight.labels(deployment)
         self._served_labels: set[tuple[str, str, str]] = set()
+        # labels() costs a lock and a dict lookup per call: cache the children we use.
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(self.deployment, *labels)
+        return child
 
     # ------------------------------------------------------------------ per request
     def observe(self, model: ServedModel, status: str, seconds: float) -> None:
         name, version = model.ref.name, str(model.ref.version)
-        self.requests.labels(self.deployment, name, version, status).inc()
+        self._child(self.requests, name, version, status).inc()
         if status == "ok":
-            self.latency.labels(self.deployment, name, version).observe(seconds)
+            self._child(self.latency, name, version).observe(seconds)
 
     def observe_outputs(self, model: ServedModel, outputs: dict[str, list[Any]]) -> None:
         values = outputs.get("prediction")
@@ -83,10 +92,13 @@ class ServingMetrics:
             return
         name, version = model.ref.name, str(model.ref.version)
         if model.is_classifier and model.classes and len(model.classes) <= MAX_LABEL_CLASSES:
+            if len(values) == 1:
+                self._child(self.predictions, name, version, str(values[0])).inc()
+                return
             for label, count in Counter(values).items():
-                self.predictions.labels(self.deployment, name, version, str(label)).inc(count)
+                self._child(self.predictions, name, version, str(label)).inc(count)
         elif isinstance(values[0], int | float):
-            child = self.prediction_value.labels(self.deployment, name, version)
+            child = self._child(self.prediction_value, name, version)
             for v in values:
                 child.observe(v)
 

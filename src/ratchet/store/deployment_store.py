@@ -103,7 +103,7 @@ class DeploymentStore:
         with self.db.read() as conn:
             return conn.execute(select(d.c.name).where(d.c.name == name)).first() is not None
 
-    def list(self) -> list[Deployment]:
+    def list_deployments(self) -> list[Deployment]:
         d = t.deployments
         with self.db.read() as conn:
             names = conn.execute(select(d.c.name).order_by(d.c.name)).scalars().all()

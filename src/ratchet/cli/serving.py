@@ -1,0 +1,162 @@
+"""``ratchet serve``: the online server; ``ratchet predict``: batch scoring of files."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ratchet.cli.output import key_values, print_all, print_json, say
+from ratchet.cli.session import Session
+from ratchet.errors import InvalidInput
+
+PolicyChoice = Annotated[str, typer.Option(
+    "--unknown-category", help="A category the training data never had: reject (422) or "
+    "flag (accept, mark the row, count it).")]
+
+
+def serve(
+    model: Annotated[str | None, typer.Argument(
+        help="The model to serve, e.g. churn@champion or churn/3. Creates deployment "
+        "NAME (the model's name) the first time; later runs serve its stored plan.")] = None,
+    deployment: Annotated[str | None, typer.Option(
+        "--deployment", "-d", help="Serve this deployment (default: the model's name).")] = None,
+    bundle: Annotated[Path | None, typer.Option(
+        "--bundle", help="Serve a bundle written by `ratchet build` (no registry needed).",
+        file_okay=False)] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to bind.", min=1,
+                                      max=65535)] = 8000,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Worker processes.", min=1,
+                                         max=64)] = 1,
+    unknown_category: PolicyChoice = "reject",
+    out_of_range: Annotated[str, typer.Option(
+        "--out-of-range", help="A number outside the training range: flag (default) or "
+        "reject.")] = "flag",
+    extra_columns: Annotated[str, typer.Option(
+        "--extra-columns", help="Fields the model does not take: reject (default) or "
+        "ignore.")] = "reject",
+    max_rows: Annotated[int, typer.Option("--max-rows", help="Rows per request before 413.",
+                                          min=1)] = 10_000,
+    poll_interval: Annotated[float, typer.Option(
+        "--poll-interval", help="Seconds between checks for plan and alias changes.",
+        min=0.05)] = 1.0,
+    no_log: Annotated[bool, typer.Option("--no-log", help="Do not log predictions.")] = False,
+) -> None:
+    """Serve a model over HTTP: /predict, /invocations (MLflow), /v2 (Open Inference
+    Protocol), /feedback, /metrics, /health/*, /docs."""
+    from ratchet.serving.request_validation import ValidationPolicy
+
+    policy: dict[str, Any] = {"unknown_category": unknown_category, "out_of_range": out_of_range,
+              "extra_columns": extra_columns, "max_rows": max_rows}
+    ValidationPolicy(**policy)  # a bad choice is a one-line error before anything starts
+    spec: dict[str, Any] = {"policy": policy, "config": {
+        "poll_interval_s": poll_interval, "log_predictions": not no_log}}
+    if bundle is not None:
+        if model is not None:
+            raise InvalidInput("give a model or --bundle, not both")
+        spec["bundle"] = str(bundle.resolve())
+        spec["deployment"] = deployment
+        from ratchet.serving.bundle import load_bundle
+
+        info, _ = load_bundle(bundle)  # a broken bundle fails here, in one line
+        what = f"bundle {bundle} ({info.model_name} v{info.model_version})"
+    else:
+        from ratchet.serving.deployments import DeploymentClient
+
+        client = DeploymentClient(Session().registry)
+        if model is not None:
+            from ratchet.registry.uris import parse_model_uri
+
+            name = deployment or parse_model_uri(model).name
+            if name is None:
+                raise InvalidInput(f"serve a registered model (name@alias, name/3), not {model!r}")
+            status = client.ensure(name, model)
+        elif deployment is not None:
+            status = client.status(deployment)
+        else:
+            raise InvalidInput("give a model to serve (e.g. churn@champion), --deployment or "
+                               "--bundle")
+        spec["deployment"] = status.name
+        what = f"deployment {status.name}: {status.plan.describe()}"
+    say(f"serving {what} on http://{host}:{port} ({workers} worker"
+        f"{'s' if workers != 1 else ''}); Ctrl+C stops")
+    with _environment(spec, workers):
+        import uvicorn
+
+        uvicorn.run("ratchet.serving.app:app_from_environment", factory=True, host=host,
+                    port=port, workers=workers, loop="uvloop", http="httptools",
+                    access_log=False, log_level="warning", timeout_graceful_shutdown=30)
+
+
+@contextlib.contextmanager
+def _environment(spec: dict[str, Any], workers: int) -> Iterator[None]:
+    """What the workers read: the spec, and a shared metrics directory when there are
+    several of them (prometheus-client's multiprocess mode)."""
+    from ratchet.serving.app import SPEC_ENV
+
+    saved = {k: os.environ.get(k) for k in (SPEC_ENV, "PROMETHEUS_MULTIPROC_DIR")}
+    metrics_dir = tempfile.mkdtemp(prefix="ratchet-metrics-") if workers > 1 else None
+    os.environ[SPEC_ENV] = json.dumps(spec)
+    if metrics_dir is not None:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def predict(
+    model: Annotated[str, typer.Argument(help="The model, e.g. churn@champion or churn/3.")],
+    source: Annotated[Path, typer.Argument(
+        help="A Parquet or CSV file, or a directory of them.", exists=True)],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="Where to write the scored rows (.parquet or .csv).")],
+    batch_rows: Annotated[int, typer.Option(
+        "--batch-rows", help="Rows per record batch (bounds memory).", min=1)] = 100_000,
+    unknown_category: PolicyChoice = "reject",
+    out_of_range: Annotated[str, typer.Option(
+        "--out-of-range", help="flag (default) or reject.")] = "flag",
+    deployment: Annotated[str | None, typer.Option(
+        "--deployment", "-d", help="Log predictions under this deployment "
+        "(default: the model's name).")] = None,
+    no_log: Annotated[bool, typer.Option("--no-log", help="Do not log predictions.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
+) -> None:
+    """Score a file in record batches: the same validation and prediction log as the
+    server, bounded memory, a progress bar."""
+    from ratchet.serving.batch_scoring import score_file
+    from ratchet.serving.request_validation import ValidationPolicy
+
+    policy = ValidationPolicy(unknown_category=unknown_category, out_of_range=out_of_range,
+                              extra_columns="ignore", max_rows=max(batch_rows, 1))
+    session = Session()
+    result = score_file(model, source, output, batch_rows=batch_rows, policy=policy,
+                        registry=session.registry, deployment=deployment, log=not no_log,
+                        overwrite=overwrite, progress=not as_json)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    print_all(key_values([
+        ("model", f"{result.model_name} v{result.model_version}"),
+        ("rows", f"{result.rows:,}"),
+        ("flagged rows", f"{result.flagged_rows:,}"),
+        ("seconds", f"{result.seconds:.2f}"),
+        ("rows/s", f"{result.rows / max(result.seconds, 1e-9):,.0f}"),
+        ("output", str(result.output)),
+        ("logged", "no" if no_log else f"deployment {result.deployment}"),
+    ], title="scored"))

@@ -1,0 +1,210 @@
+"""Batch scoring: files in, scored files out, in record batches of bounded size.
+
+The same :class:`RequestValidator` and :class:`ServedModel` as the server check and
+predict each batch; each batch is logged to the prediction log like one request. The
+output is written to a temporary file next to the target and renamed into place at the
+end, so a failed or interrupted run never leaves a half-written output behind.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ratchet.errors import AlreadyExists, InvalidInput
+from ratchet.ids import new_id
+from ratchet.serving.request_formats import ParsedRequest
+from ratchet.serving.request_validation import RequestInvalid, ValidationPolicy
+from ratchet.serving.served_model import ModelVersionRef, ServedModel
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ratchet.registry import RegistryClient
+
+_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+
+
+@dataclass(frozen=True)
+class ScoringResult:
+    model_name: str
+    model_version: int
+    rows: int
+    flagged_rows: int
+    batches: int
+    seconds: float
+    output: str
+    deployment: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def score_file(model: str, source: str | os.PathLike[str], output: str | os.PathLike[str], *,
+               batch_rows: int = 100_000, policy: ValidationPolicy | None = None,
+               registry: RegistryClient | None = None, deployment: str | None = None,
+               log: bool = True, overwrite: bool = False, progress: bool = False
+               ) -> ScoringResult:
+    """Score every row of ``source`` (Parquet/CSV file or directory) into ``output``."""
+    from ratchet.registry import RegistryClient
+    from ratchet.registry.uris import parse_model_uri
+    from ratchet.tracking import TrackingClient
+
+    started = time.perf_counter()
+    source, output = Path(source), Path(output)
+    out_format = _format(output, "output")
+    if output.exists() and not overwrite:
+        raise AlreadyExists(f"{output} exists; pass overwrite=True (CLI: --overwrite)")
+    registry = registry or RegistryClient(TrackingClient())
+    resolved = registry.resolve(model)
+    name = parse_model_uri(model).name
+    if name is None or resolved.version is None:
+        raise InvalidInput(f"score with a registered model (name@alias, name/3), not {model!r}")
+    ref = ModelVersionRef(name, resolved.version.version)
+    policy = policy or ValidationPolicy(extra_columns="ignore", max_rows=batch_rows)
+    if policy.max_rows < batch_rows:
+        raise InvalidInput(f"policy max_rows ({policy.max_rows}) is below batch_rows "
+                           f"({batch_rows})")
+    served = ServedModel(ref, registry.load(f"models:/{ref.name}/{ref.version}"), policy=policy)
+    deployment = deployment or name
+    prediction_log = None
+    if log:
+        from ratchet.serving.prediction_log import PredictionLog
+        from ratchet.store.deployment_store import validate_deployment_name
+
+        validate_deployment_name(deployment)
+        # Flushed after each batch by this thread: batch scoring waits, it never drops.
+        prediction_log = PredictionLog(registry.tracking.settings.artifacts_uri,
+                                       flush_interval_s=3600, max_buffered_rows=batch_rows * 2,
+                                       flush_rows=batch_rows * 4)
+    dataset = _dataset(source)
+    total = dataset.count_rows() if progress else None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.{new_id()[:12]}.tmp")
+    rows = flagged = batches = 0
+    writer: Any = None
+    try:
+        with _Progress(progress, total, f"scoring with {ref}") as advance:
+            for batch in dataset.to_batches(batch_size=batch_rows):
+                if batch.num_rows == 0:
+                    continue
+                table, n_flagged = _score_batch(served, batch, rows, prediction_log,
+                                                deployment)
+                if writer is None:
+                    writer = _writer(tmp, out_format, table.schema)
+                writer.write_table(table)
+                rows += batch.num_rows
+                flagged += n_flagged
+                batches += 1
+                advance(batch.num_rows)
+        if writer is None:
+            raise InvalidInput(f"{source}: no rows to score")
+        writer.close()
+        writer = None
+        os.replace(tmp, output)
+    finally:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+        if prediction_log is not None:
+            prediction_log.close()
+    return ScoringResult(ref.name, ref.version, rows, flagged, batches,
+                         time.perf_counter() - started, str(output),
+                         deployment if log else None)
+
+
+def _score_batch(served: ServedModel, batch: pa.RecordBatch, offset: int,
+                 prediction_log: Any, deployment: str) -> tuple[pa.Table, int]:
+    import numpy as np
+    import pyarrow as pa
+
+    arrival_ms = time.time_ns() // 1_000_000
+    started = time.perf_counter()
+    columns: dict[str, Any] = {}
+    for name in batch.schema.names:
+        array = batch.column(name)
+        numeric = pa.types.is_integer(array.type) or pa.types.is_floating(array.type)
+        columns[name] = (array.to_numpy(zero_copy_only=False) if numeric and array.null_count == 0
+                         else array.to_pylist())
+    try:
+        validated = served.validator.validate(ParsedRequest(columns, batch.num_rows))
+    except RequestInvalid as exc:
+        raise InvalidInput(f"rows {offset}..{offset + batch.num_rows - 1} do not match the "
+                           f"model signature (row numbers below count from {offset}): "
+                           f"{exc}") from None
+    outputs = served.predict(validated.columns)
+    if prediction_log is not None:
+        from ratchet.serving.prediction_log import LoggedRequest
+
+        prediction_log.record(LoggedRequest(
+            request_id=f"batch-{new_id()}", timestamp_ms=arrival_ms, deployment=deployment,
+            model_name=served.ref.name, model_version=served.ref.version, variant="batch",
+            latency_ms=(time.perf_counter() - started) * 1000, inputs=validated.columns,
+            outputs=outputs, flags=validated.flags))
+        prediction_log.flush()
+    table = pa.Table.from_batches([batch])
+    for name, values in outputs.items():
+        table = table.append_column(name, pa.array(np.asarray(values)))
+    n_flagged = 0 if validated.flags is None else sum(1 for f in validated.flags if f)
+    return table, n_flagged
+
+
+def _format(path: Path, what: str) -> str:
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InvalidInput(f"{what} {path}: use a .parquet or .csv file name")
+    return fmt
+
+
+def _dataset(source: Path) -> Any:
+    import pyarrow.dataset as ds
+
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.is_file() and
+                       p.suffix.lower() in _FORMATS and not p.name.startswith((".", "_")))
+        if not files:
+            raise InvalidInput(f"{source}: no .parquet or .csv files in this directory")
+        formats = {_FORMATS[p.suffix.lower()] for p in files}
+        if len(formats) > 1:
+            raise InvalidInput(f"{source}: mixes Parquet and CSV files; score them separately")
+        return ds.dataset([str(p) for p in files], format=formats.pop())
+    try:
+        return ds.dataset(str(source), format=_format(source, "input"))
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise InvalidInput(f"{source}: cannot be read: {exc}") from None
+
+
+def _writer(path: Path, fmt: str, schema: pa.Schema) -> Any:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetWriter(str(path), schema, compression="zstd")
+    import pyarrow.csv as pcsv
+
+    return pcsv.CSVWriter(str(path), schema)
+
+
+class _Progress:
+    """A Rich progress bar (rows) when asked for, else a no-op."""
+
+    def __init__(self, enabled: bool, total: int | None, label: str) -> None:
+        self.enabled, self.total, self.label = enabled, total, label
+        self._bar: Any = None
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return lambda n: None
+        from rich.progress import Progress
+
+        self._bar = Progress(transient=False)
+        self._bar.start()
+        task = self._bar.add_task(self.label, total=self.total)
+        return lambda n: self._bar.advance(task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+

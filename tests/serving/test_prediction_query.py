@@ -1,0 +1,180 @@
+"""predictions(): DuckDB over the logged Parquet files, time windows, feedback join."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pandas as pd
+import pytest
+
+from ratchet.config import Settings
+from ratchet.errors import IntegrityError, InvalidInput
+from ratchet.serving.prediction_log import META_COLUMNS, LoggedRequest, PredictionLog
+from ratchet.serving.prediction_query import predictions
+from ratchet.store import open_database
+from ratchet.store.deployment_store import DeploymentStore
+
+H10 = datetime(2024, 5, 1, 10, tzinfo=UTC)
+MS10 = int(H10.timestamp() * 1000)
+HOUR = 3_600_000
+
+
+def request(request_id: str, timestamp_ms: int, *, deployment: str = "churn", n: int = 2,
+            inputs: dict[str, list[Any]] | None = None, version: int = 3) -> LoggedRequest:
+    return LoggedRequest(
+        request_id=request_id, timestamp_ms=timestamp_ms, deployment=deployment,
+        model_name="churn-model", model_version=version, variant="primary", latency_ms=2.0,
+        inputs=inputs if inputs is not None else {"age": [30 + i for i in range(n)]},
+        outputs={"prediction": [float(i) for i in range(n)]})
+
+
+def log_all(root: str, *batches: list[LoggedRequest]) -> None:
+    """Each batch becomes its own flush (its own files)."""
+    with PredictionLog(root, flush_interval_s=3600) as log:
+        for batch in batches:
+            for entry in batch:
+                assert log.record(entry)
+            log.flush()
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / ".ratchet", db_url=f"sqlite:///{tmp_path / 'meta.db'}",
+                    artifacts_uri=str(tmp_path / "artifacts"))
+
+
+def keys(frame: pd.DataFrame) -> list[tuple[str, int]]:
+    return list(zip(frame["request_id"], frame["row"].astype(int), strict=True))
+
+
+def test_rows_come_back_ordered_across_files_and_hours(local: Settings) -> None:
+    log_all(local.artifacts_uri,
+            [request("b", MS10 + 5), request("late", MS10 + HOUR + 1, n=1)],
+            [request("a", MS10 + 5), request("first", MS10, n=1)])
+    frame = predictions("churn", settings=local)
+    assert keys(frame) == [("first", 0), ("a", 0), ("a", 1), ("b", 0), ("b", 1), ("late", 0)]
+    assert list(frame.columns) == [*META_COLUMNS, "input.age", "output.prediction"]
+    assert frame["timestamp"].iloc[0] == pd.Timestamp(H10)
+    assert str(frame["timestamp"].dtype) == "datetime64[ms, UTC]"
+    assert frame["model_version"].tolist() == [3] * 6
+    assert frame["input.age"].tolist() == [30, 30, 31, 30, 31, 30]
+
+
+def test_window_is_half_open_and_takes_datetimes_or_epoch_ms(local: Settings) -> None:
+    log_all(local.artifacts_uri, [request(f"r{i}", MS10 + i * HOUR // 2, n=1) for i in range(6)])
+
+    def ids(since: Any = None, until: Any = None) -> list[str]:
+        return predictions("churn", since, until, settings=local)["request_id"].tolist()
+
+    assert ids() == [f"r{i}" for i in range(6)]
+    assert ids(MS10 + HOUR, MS10 + 2 * HOUR) == ["r2", "r3"]  # until is excluded
+    naive = datetime(2024, 5, 1, 11)  # naive means UTC
+    assert ids(since=naive) == ["r2", "r3", "r4", "r5"]
+    assert ids(until=naive + timedelta(milliseconds=1)) == ["r0", "r1", "r2"]
+    plus2 = timezone(timedelta(hours=2))
+    assert ids(datetime(2024, 5, 1, 13, 30, tzinfo=plus2), pd.Timestamp("2024-05-01T12:00Z")) \
+        == ["r3"]
+    assert ids(MS10 + HOUR, MS10 + HOUR) == []
+
+
+def test_hours_outside_the_window_are_never_read(local: Settings) -> None:
+    log_all(local.artifacts_uri, [request("r10", MS10, n=1), request("r12", MS10 + 2 * HOUR, n=1)])
+    deployment_dir = Path(local.artifacts_uri) / "predictions" / "deployment=churn"
+    (deployment_dir / "hour=2024-05-01T11").mkdir()
+    (deployment_dir / "hour=2024-05-01T11" / "garbage.parquet").write_bytes(b"not parquet")
+    (deployment_dir / "hour=2024-05-01T10" / ".half-written.parquet.tmp").write_bytes(b"x")
+    (deployment_dir / "not-an-hour").mkdir()
+
+    outside = predictions("churn", until=MS10 + HOUR, settings=local)
+    assert outside["request_id"].tolist() == ["r10"]
+    assert predictions("churn", since=MS10 + 2 * HOUR, settings=local)["request_id"].tolist() \
+        == ["r12"]
+    with pytest.raises(IntegrityError, match="deployment 'churn'"):
+        predictions("churn", settings=local)  # the window includes the unreadable hour
+
+
+def test_an_unknown_deployment_is_an_empty_frame(local: Settings) -> None:
+    frame = predictions("nothing-logged", settings=local)
+    assert frame.empty
+    assert list(frame.columns) == list(META_COLUMNS)
+    assert str(frame["timestamp"].dtype) == "datetime64[ms, UTC]"
+    with_fb = predictions("nothing-logged", settings=local, with_feedback=True)
+    assert list(with_fb.columns) == [*META_COLUMNS, "feedback", "feedback_at"]
+
+
+def test_columns_union_by_name_across_model_versions(local: Settings) -> None:
+    log_all(local.artifacts_uri,
+            [request("v3", MS10, n=1, inputs={"age": [41]}, version=3)],
+            [request("v4", MS10 + 1, n=1, inputs={"age": [42], "income": [1.5]}, version=4)],
+            [request("v5", MS10 + 2, n=1, inputs={"age": ["unknown"]}, version=5)])
+    frame = predictions("churn", settings=local)
+    assert frame["model_version"].tolist() == [3, 4, 5]
+    assert frame["input.age"].tolist() == ["41", "42", "unknown"]  # int + string: string
+    assert math.isnan(frame["input.income"].iloc[0])
+    assert frame["input.income"].iloc[1] == 1.5
+
+
+def test_deployments_are_kept_apart(local: Settings) -> None:
+    log_all(local.artifacts_uri, [request("mine", MS10), request("other", MS10, deployment="x")])
+    assert set(predictions("churn", settings=local)["request_id"]) == {"mine"}
+    assert set(predictions("x", settings=local)["request_id"]) == {"other"}
+
+
+def test_with_feedback_joins_on_request_and_row(settings: Settings) -> None:
+    log_all(settings.artifacts_uri, [request("r1", MS10), request("r2", MS10 + 1, n=1)])
+    store = DeploymentStore(open_database(settings.db_url))
+    store.record_feedback([("r1", 1, "churn", {"label": 1}), ("r2", 0, "churn", 0),
+                           ("r2", 5, "churn", 1),           # a row that was never logged
+                           ("r1", 0, "other", "elsewhere")])  # another deployment's feedback
+    store.record_feedback([("r2", 0, "churn", 1)])  # a correction: the newest value wins
+
+    frame = predictions("churn", settings=settings, with_feedback=True)
+    assert keys(frame) == [("r1", 0), ("r1", 1), ("r2", 0)]
+    assert frame["feedback"].tolist() == [None, {"label": 1}, 1]
+    assert frame["feedback_at"].isna().tolist() == [True, False, False]
+    assert frame["feedback_at"].iloc[1] <= pd.Timestamp.now(tz="UTC")
+    assert "feedback" not in predictions("churn", settings=settings).columns
+
+
+@pytest.mark.parametrize("since, until, message", [
+    ("2024-05-01", None, "since must be a datetime"),
+    (None, 1.5e12, "until must be a datetime"),
+    (True, None, "since must be a datetime"),
+    (pd.NaT, None, "since must be a datetime"),
+    (MS10 + 1, MS10, "is after until"),
+])
+def test_bad_windows_are_invalid_input(local: Settings, since: Any, until: Any,
+                                       message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        predictions("churn", since, until, settings=local)
+
+
+def test_bad_deployment_names_are_invalid_input(local: Settings) -> None:
+    with pytest.raises(InvalidInput, match="deployment name"):
+        predictions("../../etc", settings=local)
+
+
+@pytest.fixture
+def memory_root() -> Iterator[str]:
+    name = f"ratchet-test-{uuid.uuid4().hex}"
+    yield f"memory://{name}"
+    fs = fsspec.filesystem("memory")
+    if fs.exists(f"/{name}"):
+        fs.rm(f"/{name}", recursive=True)
+
+
+def test_an_fsspec_root_works_end_to_end(tmp_path: Path, memory_root: str) -> None:
+    settings = Settings(home=tmp_path / ".ratchet", db_url=f"sqlite:///{tmp_path / 'meta.db'}",
+                        artifacts_uri=memory_root)
+    log_all(memory_root, [request("r1", MS10), request("r2", MS10 + HOUR, n=1)])
+    stored = fsspec.filesystem("memory").find(memory_root.removeprefix("memory://"))
+    assert len(stored) == 2 and all(p.endswith(".parquet") for p in stored)
+    frame = predictions("churn", since=MS10 + 1, settings=settings)
+    assert keys(frame) == [("r2", 0)]
+    assert keys(predictions("churn", settings=settings)) == [("r1", 0), ("r1", 1), ("r2", 0)]
