@@ -147,6 +147,18 @@ def test_malformed_entries_are_dropped_not_raised(tmp_path: Path) -> None:
     assert (log.written, dropped) == (2, [2, 1, 2, 1])
 
 
+def test_a_failed_request_without_rows_keeps_its_error(tmp_path: Path) -> None:
+    failed = LoggedRequest("shadow-1", T0, "churn", "churn-model", 4, "shadow", 0.0, {}, {},
+                           status="error", error="age: expected int")
+    with PredictionLog(str(tmp_path), flush_interval_s=QUIET) as log:
+        assert log.record(failed)
+        assert log.record(request("ok"))
+    rows = read_all(tmp_path).to_pylist()
+    assert [(r["request_id"], r["row"], r["status"], r["error"], r["input.age"])
+            for r in rows] == [("shadow-1", None, "error", "age: expected int", None),
+                               ("ok", 0, "ok", None, 0), ("ok", 1, "ok", None, 1)]
+
+
 def test_callbacks_that_raise_do_not_break_logging(tmp_path: Path) -> None:
     def boom(n: int) -> None:
         raise RuntimeError("metrics are broken")

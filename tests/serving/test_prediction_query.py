@@ -104,6 +104,7 @@ def test_an_unknown_deployment_is_an_empty_frame(local: Settings) -> None:
     assert frame.empty
     assert list(frame.columns) == list(META_COLUMNS)
     assert str(frame["timestamp"].dtype) == "datetime64[ms, UTC]"
+    assert frame["row"].dtype == "Int32"
     with_fb = predictions("nothing-logged", settings=local, with_feedback=True)
     assert list(with_fb.columns) == [*META_COLUMNS, "feedback", "feedback_at"]
 
@@ -127,7 +128,9 @@ def test_deployments_are_kept_apart(local: Settings) -> None:
 
 
 def test_with_feedback_joins_on_request_and_row(settings: Settings) -> None:
-    log_all(settings.artifacts_uri, [request("r1", MS10), request("r2", MS10 + 1, n=1)])
+    failed = LoggedRequest("r0", MS10, "churn", "churn-model", 3, "shadow", 0.0, {}, {},
+                           status="error", error="rejected")  # logged with a null row
+    log_all(settings.artifacts_uri, [request("r1", MS10), request("r2", MS10 + 1, n=1), failed])
     store = DeploymentStore(open_database(settings.db_url))
     store.record_feedback([("r1", 1, "churn", {"label": 1}), ("r2", 0, "churn", 0),
                            ("r2", 5, "churn", 1),           # a row that was never logged
@@ -135,6 +138,8 @@ def test_with_feedback_joins_on_request_and_row(settings: Settings) -> None:
     store.record_feedback([("r2", 0, "churn", 1)])  # a correction: the newest value wins
 
     frame = predictions("churn", settings=settings, with_feedback=True)
+    assert frame["row"].dtype == "Int32" and frame["row"].isna().tolist() == [True] + [False] * 3
+    frame = frame.iloc[1:]
     assert keys(frame) == [("r1", 0), ("r1", 1), ("r2", 0)]
     assert frame["feedback"].tolist() == [None, {"label": 1}, 1]
     assert frame["feedback_at"].isna().tolist() == [True, False, False]

@@ -101,8 +101,9 @@ def hour_start_ms(name: str) -> int | None:
 def stored_rows(entry: LoggedRequest) -> int:
     """How many Parquet rows ``entry`` becomes; ValueError if it is malformed.
 
-    O(columns), never O(rows): it runs on the request path. A request without rows (a
-    failed one's inputs are still logged) has nothing to log.
+    O(columns), never O(rows): it runs on the request path. A failed request without rows
+    (e.g. a shadow that rejected the input) still becomes one row, with a null ``row``, so
+    that its error is kept; an ``ok`` request without rows has nothing to log.
     """
     for field, kind in (("request_id", str), ("deployment", str), ("model_name", str),
                         ("variant", str), ("status", str)):
@@ -125,7 +126,7 @@ def stored_rows(entry: LoggedRequest) -> int:
     for what, values in sized:
         if values is not None and len(values) != n:
             raise ValueError(f"{what} has {len(values)} values, expected {n}")
-    return n
+    return n if n or entry.status == "ok" else 1
 
 
 def _declared_rows(entry: LoggedRequest) -> int:
@@ -158,9 +159,13 @@ def to_table(entries: Sequence[LoggedRequest]) -> pa.Table:
         "error": pa.array([e.error for e in entries], pa.string()),
         "latency_ms": pa.array([float(e.latency_ms) for e in entries], pa.float64()),
     }).take(pa.array(index, pa.int64()))
-    rows: list[int] = []
+    rows: list[int | None] = []
     flags: list[list[str]] = []
     for e, n in zip(entries, counts, strict=True):
+        if _declared_rows(e) == 0:  # the one row of a failed request without rows
+            rows.append(None)
+            flags.append([])
+            continue
         rows.extend(e.rows if e.rows is not None else range(n))
         flags.extend(e.flags if e.flags is not None else [[]] * n)
     columns: dict[str, pa.Array | pa.ChunkedArray] = {
@@ -173,7 +178,7 @@ def to_table(entries: Sequence[LoggedRequest]) -> pa.Table:
             values: list[Any] = []
             for e, n in zip(entries, counts, strict=True):
                 column = getattr(e, attr).get(name)
-                values.extend(column if column is not None else [None] * n)
+                values.extend(column if column is not None and len(column) == n else [None] * n)
             table = table.append_column(prefix + name, _array(values))
     return table
 

@@ -29,7 +29,8 @@ def predictions(deployment: str, since: datetime | int | None = None,
                 settings: Settings | None = None) -> pd.DataFrame:
     """Logged rows of ``deployment`` with ``since <= timestamp < until``, ordered by
     (timestamp, request_id, row). ``since``/``until``: datetime (naive means UTC) or epoch
-    milliseconds. ``with_feedback`` adds ``feedback`` (the recorded value, missing where
+    milliseconds. ``row`` is nullable (``Int32``): a failed request logged without rows has
+    none. ``with_feedback`` adds ``feedback`` (the recorded value, missing where
     none arrived yet) and ``feedback_at``, matched on (request_id, row)."""
     from ratchet.config import load_settings
     from ratchet.store.deployment_store import validate_deployment_name
@@ -45,6 +46,8 @@ def predictions(deployment: str, since: datetime | int | None = None,
     table = _read(storage, deployment, files, since_ms, until_ms) if files \
         else meta_schema().empty_table()
     frame = table.to_pandas()
+    # Nullable, so that the dtype does not depend on whether a rowless failure is present.
+    frame["row"] = frame["row"].astype("Int32")
     if with_feedback:
         frame = _join_feedback(frame, _deployment_store(settings), deployment)
     return frame
@@ -139,8 +142,8 @@ def _join_feedback(frame: pd.DataFrame, store: DeploymentStore,
 
     feedback = {(f.request_id, f.row): f for f in store.feedback(deployment)}
     # A dict lookup keeps the frame's order and dtypes (a merge would reorder or upcast).
-    matched = [feedback.get((rid, row)) for rid, row in zip(frame["request_id"], frame["row"],
-                                                            strict=True)]
+    matched = [None if row is pd.NA else feedback.get((rid, int(row)))
+               for rid, row in zip(frame["request_id"], frame["row"], strict=True)]
     received = pa.array([None if f is None else f.received_at for f in matched],
                         pa.timestamp("ms", tz="UTC")).to_pandas()
     received.index = frame.index

@@ -23,6 +23,14 @@ from typing import Any
 from ratchet.errors import InvalidInput
 
 
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+MISSING: Any = _Missing()  # a field absent from one record of several
+
+
 class BadRequest(InvalidInput):
     """A body that is not in the expected format (HTTP 422, or 413 when too large)."""
 
@@ -220,20 +228,9 @@ def _records_to_columns(records: list[Mapping[str, Any]], where: str
     keys: dict[str, None] = {}
     for r in records:
         keys.update(dict.fromkeys(r))
-    missing = object()
-    columns = {}
-    for k in keys:
-        values = [r.get(k, missing) for r in records]
-        columns[str(k)] = values
-    # A key absent from some records is reported as missing there, not as null.
-    for name, values in columns.items():
-        rows = [i for i, v in enumerate(values) if v is missing]
-        if rows:
-            raise BadRequest(
-                f"{where}: field {name!r} is missing in row {rows[0]}"
-                + (f" (and {len(rows) - 1} more rows)" if len(rows) > 1 else ""),
-                problems=[_loc([where, i, name], "field required", "missing") for i in rows[:100]])
-    return columns, n
+    # A field absent from some records is MISSING there (reported by validation as
+    # missing in that row), not null.
+    return {str(k): [r.get(k, MISSING) for r in records] for k in keys}, n
 
 
 def _rows_to_columns(rows: list[Any], names: list[str], where: str

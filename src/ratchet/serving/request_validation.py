@@ -18,7 +18,7 @@ from typing import Any
 
 from ratchet.errors import InvalidInput
 from ratchet.packaging.signature import BOOL, CATEGORY, STRING, ColumnSpec, Signature
-from ratchet.serving.request_formats import BadRequest, ParsedRequest
+from ratchet.serving.request_formats import MISSING, BadRequest, ParsedRequest
 
 REJECT, FLAG, IGNORE = "reject", "flag", "ignore"
 UNKNOWN_CATEGORY, OUT_OF_RANGE = "unknown_category", "out_of_range"
@@ -152,11 +152,24 @@ def _checker(spec: ColumnSpec, policy: ValidationPolicy) -> Checker:
     if dtype.startswith("datetime64"):
         return _datetime_checker(spec)
     # object, timedelta and friends are passed through: the model decides.
-    return lambda values, problems: (_as_list(values), [])
+    def check(values: Any, problems: _Problems) -> tuple[Any, list[tuple[int, str]]]:
+        values = _as_list(values)
+        for i, v in enumerate(values):
+            _absent(v, i, spec.name, problems)
+        return values, []
+
+    return check
 
 
 def _null(v: Any) -> bool:
     return v is None or (type(v) is float and v != v)
+
+
+def _absent(v: Any, row: int, name: str, problems: _Problems) -> bool:
+    if v is MISSING:
+        problems.add(row, name, "missing", "missing in this row")
+        return True
+    return False
 
 
 def _numeric_checker(spec: ColumnSpec, policy: ValidationPolicy) -> Checker:
@@ -198,6 +211,8 @@ def _numeric_checker(spec: ColumnSpec, policy: ValidationPolicy) -> Checker:
                     problems.add(i, name, "null", "null, but the training data had none")
                 continue
             else:
+                if _absent(v, i, name, problems):
+                    continue
                 converted = _number(v)
                 if converted is None or (integer and not float(converted).is_integer()):
                     problems.add(i, name, "type", f"expected {kind}, got {v!r}")
@@ -282,6 +297,8 @@ def _text_checker(spec: ColumnSpec, policy: ValidationPolicy) -> Checker:
         flagged: list[tuple[int, str]] = []
         for i, v in enumerate(values):
             if type(v) is not str:
+                if _absent(v, i, name, problems):
+                    continue
                 if _null(v):
                     if not nullable:
                         problems.add(i, name, "null", "null, but the training data had none")
@@ -312,6 +329,8 @@ def _bool_checker(spec: ColumnSpec) -> Checker:
         for i, v in enumerate(_as_list(values)):
             if type(v) is bool:
                 out.append(v)
+            elif _absent(v, i, name, problems):
+                out.append(None)
             elif _null(v):
                 if not nullable:
                     problems.add(i, name, "null", "null, but the training data had none")
@@ -334,6 +353,8 @@ def _datetime_checker(spec: ColumnSpec) -> Checker:
     def check(values: Any, problems: _Problems) -> tuple[Any, list[tuple[int, str]]]:
         values = _as_list(values)
         for i, v in enumerate(values):
+            if _absent(v, i, name, problems):
+                continue
             if _null(v):
                 if not nullable:
                     problems.add(i, name, "null", "null, but the training data had none")
