@@ -1,0 +1,114 @@
+"""Deployments on SQLite and PostgreSQL: plan revisions, compare-and-swap, rollback."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ratchet.config import Settings
+from ratchet.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from ratchet.serving.deployments import DeploymentClient
+from ratchet.serving.traffic_plan import TrafficPlan
+from ratchet.store.deployment_store import DeploymentStore
+from tests.serving.conftest import register_churn
+
+
+@pytest.fixture
+def deployments(settings: Settings) -> DeploymentClient:
+    return DeploymentClient(register_churn(settings))
+
+
+def _tick() -> None:
+    time.sleep(0.005)  # plan and alias times are milliseconds: keep events ordered
+
+
+def test_create_status_history(deployments: DeploymentClient) -> None:
+    status = deployments.create("churn", "churn@champion", description="main endpoint")
+    assert status.revision == 1 and status.versions == {"primary": ("churn", 1)}
+    with pytest.raises(AlreadyExists):
+        deployments.create("churn", "churn/2")
+    _tick()
+    plan = TrafficPlan.canary("churn@champion", "churn/2", 10, key="customer_id")
+    status = deployments.set_plan("churn", plan, reason="canary v2")
+    assert status.revision == 2 and status.plan == plan
+    assert status.versions == {"primary": ("churn", 1), "canary": ("churn", 2)}
+    history = deployments.history("churn")
+    assert [(r.revision, r.reason) for r in history] == [(1, "created"), (2, "canary v2")]
+    assert [d.name for d in deployments.list_deployments()] == ["churn"]
+
+
+def test_bad_input_is_refused_before_anything_is_stored(deployments: DeploymentClient) -> None:
+    with pytest.raises(InvalidInput, match="deployment name"):
+        deployments.create("../etc", "churn/1")
+    with pytest.raises(NotFound):
+        deployments.create("churn", "churn/9")
+    with pytest.raises(NotFound):
+        deployments.create("churn", "nope@champion")
+    assert deployments.list_deployments() == []
+    deployments.create("churn", "churn/1")
+    with pytest.raises(NotFound):
+        deployments.set_plan("churn", "churn@staging")
+    with pytest.raises(NotFound):
+        deployments.set_plan("other", "churn/1")
+    assert deployments.status("churn").revision == 1
+
+
+def test_compare_and_swap_on_revision(deployments: DeploymentClient) -> None:
+    deployments.create("churn", "churn/1")
+    deployments.set_plan("churn", "churn/2", expected_revision=1)
+    with pytest.raises(Conflict, match="revision 2"):
+        deployments.set_plan("churn", "churn/3", expected_revision=1)
+    assert deployments.status("churn").versions["primary"] == ("churn", 2)
+
+
+def test_rollback_undoes_an_alias_move(deployments: DeploymentClient) -> None:
+    deployments.create("churn", "churn@champion")
+    _tick()
+    deployments.registry.set_alias("churn", "champion", 2)
+    assert deployments.status("churn").versions["primary"] == ("churn", 2)
+    _tick()
+    status = deployments.rollback("churn")
+    assert status.versions["primary"] == ("churn", 1)
+    assert status.plan.to_dict() == {"kind": "single", "model": "churn/1"}
+    assert "alias move" in (status.reason or "")
+    # The alias itself is untouched: the deployment is pinned until a new plan is set.
+    assert deployments.registry.resolve("churn@champion").version.version == 2
+
+
+def test_rollback_undoes_a_plan_change_and_can_be_undone(deployments: DeploymentClient) -> None:
+    deployments.create("churn", "churn@champion")
+    _tick()
+    deployments.set_plan("churn", TrafficPlan.canary("churn@champion", "churn/3", 25))
+    _tick()
+    back = deployments.rollback("churn")
+    assert back.plan.kind == "single" and back.versions == {"primary": ("churn", 1)}
+    _tick()
+    again = deployments.rollback("churn")
+    assert again.plan.kind == "canary"
+    assert again.versions == {"primary": ("churn", 1), "canary": ("churn", 3)}
+    assert [r.revision for r in deployments.history("churn")] == [1, 2, 3, 4]
+
+
+def test_nothing_to_roll_back(deployments: DeploymentClient) -> None:
+    deployments.create("churn", "churn/1")
+    with pytest.raises(Conflict, match="no change to roll back"):
+        deployments.rollback("churn")
+
+
+def test_feedback_upserts(settings: Settings, deployments: DeploymentClient) -> None:
+    store = DeploymentStore(deployments.registry.tracking.store.db)
+    assert store.record_feedback([("r1", 0, "churn", 1), ("r1", 1, "churn", "yes")]) == 2
+    store.record_feedback([("r1", 0, "churn", 0)])  # a correction: the newest wins
+    rows = {(f.request_id, f.row): f.value for f in store.feedback("churn")}
+    assert rows == {("r1", 0): 0, ("r1", 1): "yes"}
+    assert store.feedback("other") == []
+
+
+def test_delete(deployments: DeploymentClient) -> None:
+    deployments.create("churn", "churn/1")
+    deployments.delete("churn")
+    with pytest.raises(NotFound):
+        deployments.status("churn")
+    with pytest.raises(NotFound):
+        deployments.delete("churn")

@@ -1,0 +1,117 @@
+"""A real `ratchet serve` process under 32 concurrent connections: an alias move and a
+rollback lose zero requests and return zero errors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ratchet.config import Settings
+from ratchet.registry import RegistryClient
+from ratchet.serving.deployments import DeploymentClient
+from tests.serving.conftest import ROW, wait_until
+
+CONNECTIONS = 32
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(churn_registry: RegistryClient, serving_settings: Settings, tmp_path: Path):
+    port = _free_port()
+    env = {**os.environ, "RATCHET_HOME": str(serving_settings.home),
+           "RATCHET_DB": serving_settings.db_url, "RATCHET_ARTIFACTS": serving_settings.artifacts_uri}
+    log = (tmp_path / "server.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ratchet.cli.main", "serve", "churn@champion", "--port",
+         str(port), "--poll-interval", "0.1"],
+        env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def ready() -> bool:
+            assert process.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                return httpx.get(f"{url}/health/ready", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(ready, timeout=60, what="server ready")
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+async def _load(url: str, stop: asyncio.Event, results: list[tuple[int, int | None]]) -> None:
+    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        async def worker() -> None:
+            while not stop.is_set():
+                try:
+                    r = await client.post("/predict", json={"inputs": [ROW]})
+                    version = r.json().get("model_version") if r.status_code == 200 else None
+                    results.append((r.status_code, version))
+                except httpx.HTTPError as exc:  # a dropped connection counts as lost
+                    results.append((-1, None))
+                    print("lost:", repr(exc))
+
+        await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+
+
+def test_alias_move_and_rollback_under_load_lose_nothing(
+        server: str, churn_registry: RegistryClient) -> None:
+    results: list[tuple[int, int | None]] = []
+
+    def served_versions_since(start: int) -> set[int | None]:
+        return {v for _, v in results[start:]}
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        load = asyncio.create_task(_load(server, stop, results))
+        loop = asyncio.get_running_loop()
+
+        async def until(predicate, what: str) -> None:  # type: ignore[no-untyped-def]
+            deadline = time.monotonic() + 30
+            while not predicate():
+                assert time.monotonic() < deadline, f"timed out: {what}"
+                await asyncio.sleep(0.05)
+
+        await until(lambda: len(results) > 200, "warm traffic")
+        mark = len(results)
+        await loop.run_in_executor(None, churn_registry.set_alias, "churn", "champion", 2)
+        await until(lambda: served_versions_since(len(results) - 50) == {2}
+                    if len(results) - mark > 50 else False, "swap to v2")
+        await asyncio.sleep(1.0)
+        await loop.run_in_executor(None, DeploymentClient(churn_registry).rollback, "churn")
+        mark = len(results)
+        await until(lambda: served_versions_since(len(results) - 50) == {1}
+                    if len(results) - mark > 50 else False, "rollback to v1")
+        await asyncio.sleep(1.0)
+        stop.set()
+        await load
+
+    asyncio.run(scenario())
+    statuses = Counter(status for status, _ in results)
+    assert statuses == {200: len(results)}, statuses
+    versions = [v for _, v in results]
+    assert versions[0] == 1 and versions[-1] == 1 and 2 in versions
+    assert len(results) > 300
