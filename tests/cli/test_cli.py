@@ -21,6 +21,7 @@ GROUPS = [
     ["db"],
     ["pipeline"],
     ["schedule"],
+    ["deploy"],
 ]
 COMMANDS = [
     ["init"],
@@ -62,6 +63,16 @@ COMMANDS = [
     ["schedule", "enable"],
     ["schedule", "disable"],
     ["scheduler"],
+    ["deploy", "create"],
+    ["deploy", "set-plan"],
+    ["deploy", "rollback"],
+    ["deploy", "show"],
+    ["deploy", "list"],
+    ["deploy", "history"],
+    ["deploy", "delete"],
+    ["serve"],
+    ["predict"],
+    ["build"],
 ]
 
 

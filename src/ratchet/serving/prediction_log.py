@@ -25,9 +25,9 @@ import re
 import socket
 import threading
 from collections.abc import Callable, Sequence
-from itertools import chain, repeat
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain, repeat
 from typing import TYPE_CHECKING, Any
 
 from ratchet.atomic import write_atomic

@@ -17,6 +17,7 @@ same variant (a stable hash, identical across processes and restarts).
 
 from __future__ import annotations
 
+import math
 import random
 import zlib
 from collections.abc import Mapping, Sequence
@@ -118,15 +119,20 @@ class TrafficPlan:
             name, weight = v.get("name"), v.get("weight")
             if not isinstance(name, str) or not name.isidentifier():
                 raise InvalidInput(f"{at}.name: must be an identifier like 'a', got {name!r}")
-            if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
-                raise InvalidInput(f"{at}.weight: must be a number >= 0, got {weight!r}")
+            # NaN and inf (which JSON parsers accept) would break the router's bounds.
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or not (
+                    0 <= weight < math.inf):
+                raise InvalidInput(f"{at}.weight: must be a finite number >= 0, got {weight!r}")
             variants.append(Variant(name, _model_ref(v.get("model"), f"{at}.model"),
                                     float(weight)))
         names = [v.name for v in variants]
         if len(set(names)) != len(names) or SHADOW in names:
             raise InvalidInput(f"{where}.variants: names must be unique and not 'shadow': {names}")
-        if sum(v.weight for v in variants) <= 0:
+        total = sum(v.weight for v in variants)
+        if total <= 0:
             raise InvalidInput(f"{where}.variants: the weights add up to 0")
+        if total == math.inf:
+            raise InvalidInput(f"{where}.variants: the weights are too large; use percentages")
         return cls("split", tuple(variants), None, key)
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,7 +184,10 @@ class Router:
         for w in weights:
             acc += w / total
             bounds.append(acc)
-        bounds[-1] = 1.0
+        # Rounding can leave the sum just under 1: the last positive weight takes the rest,
+        # so zero-weight variants after it are never picked.
+        last = max(i for i, w in enumerate(weights) if w > 0)
+        bounds[last:] = [1.0] * (len(bounds) - last)
         self.bounds = bounds
         self.key = key
         self._random = (rng or random.Random()).random
@@ -207,7 +216,10 @@ def _model_ref(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(f"{where}: expected a model reference like 'churn@champion' or "
                            f"'churn/3', got {value!r}")
-    parse_model_uri(value)  # raises a clear InvalidInput on a malformed reference
+    try:
+        parse_model_uri(value)
+    except InvalidInput as exc:  # say which field holds the malformed reference
+        raise InvalidInput(f"{where}: {exc}") from None
     return value.strip()
 
 
