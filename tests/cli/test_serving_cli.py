@@ -85,7 +85,7 @@ def test_predict_csv_directory_and_bad_rows(cli: Invoke, churn: Path) -> None:
     ok = cli("predict", "churn/2", "in", "-o", "out.csv", "--no-log")
     assert ok.exit_code == 0, ok.output
     assert len(pd.read_csv(churn / "out.csv")) == 300
-    bad = X.assign(plan=["gold"] + list(X.plan[1:]))
+    bad = X.assign(plan=["gold", *list(X.plan[1:])])
     bad.to_parquet(churn / "bad.parquet")
     failed = cli("predict", "churn/1", "bad.parquet", "-o", "bad-out.parquet")
     assert failed.exit_code != 0 and "unknown category 'gold'" in failed.output

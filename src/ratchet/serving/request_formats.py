@@ -56,6 +56,8 @@ def decode_json(body: bytes) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:  # e.g. 100,000 nested brackets: the decoder recurses
+        raise BadRequest("the request body is nested too deeply") from None
 
 
 # ----------------------------------------------------------------------------- ours
@@ -151,14 +153,15 @@ def parse_oip(payload: Any, names: Sequence[str]) -> ParsedRequest:
                              f"data has {len(data)}",
                              problems=[_loc([*at, "data"], "length does not match shape")])
         tensors.append((name, shape, data))
-    if len(tensors) == 1 and tensors[0][0] not in names and len(tensors[0][1]) == 2:
+    params = _params(payload.get("parameters"))
+    if len(tensors) == 1 and names and tensors[0][0] not in names and len(tensors[0][1]) == 2:
         # One [n, k] tensor holding every column, in signature order.
         _, (n, k), data = tensors[0]
         if k != len(names):
             raise BadRequest(f"inputs[0]: a [rows, columns] tensor needs {len(names)} columns "
                              f"({', '.join(names)}), got {k}")
         columns = {c: data[j::k] for j, c in enumerate(names)}
-        return ParsedRequest(columns, n, request_id=request_id)
+        return ParsedRequest(columns, n, params=params, request_id=request_id)
     columns = {}
     n_rows = None
     for i, (name, shape, data) in enumerate(tensors):
@@ -168,10 +171,12 @@ def parse_oip(payload: Any, names: Sequence[str]) -> ParsedRequest:
         if n_rows is not None and shape[0] != n_rows:
             raise BadRequest(f"inputs[{i}] ({name}): {shape[0]} rows, but earlier tensors have "
                              f"{n_rows}")
+        if name in columns:  # the later tensor would silently replace the earlier one
+            raise BadRequest(f"inputs[{i}] ({name}): an earlier tensor has the same name",
+                             problems=[_loc(["inputs", i, "name"], "duplicate tensor name")])
         n_rows = shape[0]
         columns[name] = data
-    return ParsedRequest(columns, n_rows or 0, params=_params(payload.get("parameters")),
-                         request_id=request_id)
+    return ParsedRequest(columns, n_rows or 0, params=params, request_id=request_id)
 
 
 def _flatten(data: Any, where: str) -> list[Any]:

@@ -11,6 +11,7 @@ NumPy, with the same rules.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,9 @@ MAX_REPORTED_PROBLEMS = 100
 _VECTORIZE_FROM_ROWS = 512
 _BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False}
 _INT_LIMIT = 2**63
+_FLOAT_MAX = sys.float_info.max
+# JSON parsers accept Infinity (and 1e400 overflows to it); no model can use it.
+_INFINITE = (float("inf"), float("-inf"))
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,11 @@ class _Problems:
             where = f"row {row}, " if row is not None else ""
             self.items.append({"loc": loc, "msg": f"{where}column {name!r}: {msg}",
                                "type": kind})
+
+    def count(self, name: str, kind: str, n: int) -> None:
+        """Problems beyond the reported ones: counted, not described."""
+        self.total += n
+        self.by_field[(name, kind)] += n
 
 
 class RequestValidator:
@@ -188,12 +197,32 @@ def _numeric_checker(spec: ColumnSpec, policy: ValidationPolicy) -> Checker:
         values = _as_list(values)
         out: list[Any] = values
         flagged: list[tuple[int, str]] = []
+        # One verdict per row, first rule that applies; _numeric_array applies the same
+        # rules in the same order.
         for i, v in enumerate(values):
             t = type(v)
+            if t is not float and t is not int:
+                if v is None:
+                    if not nullable:
+                        problems.add(i, name, "null", "null, but the training data had none")
+                    continue
+                if _absent(v, i, name, problems):
+                    continue
+                converted = _number(v)  # NumPy scalars; a NumPy NaN is a null below
+                if converted is None:
+                    problems.add(i, name, "type", f"expected {kind}, got {v!r}")
+                    continue
+                if out is values:
+                    out = list(values)
+                out[i] = v = converted
+                t = type(v)
             if t is float:
                 if v != v:
                     if not nullable:
                         problems.add(i, name, "null", "null, but the training data had none")
+                    continue
+                if v in _INFINITE:
+                    problems.add(i, name, "type", f"expected a finite number, got {v!r}")
                     continue
                 if integer:
                     if not v.is_integer():
@@ -201,25 +230,14 @@ def _numeric_checker(spec: ColumnSpec, policy: ValidationPolicy) -> Checker:
                         continue
                     if out is values:
                         out = list(values)
-                    out[i] = int(v)
-            elif t is int:
-                if integer and not -_INT_LIMIT <= v < _INT_LIMIT:
+                    out[i] = v = int(v)
+            if integer:
+                if not -_INT_LIMIT <= v < _INT_LIMIT:
                     problems.add(i, name, "type", f"{v} does not fit in {spec.dtype}")
                     continue
-            elif v is None:
-                if not nullable:
-                    problems.add(i, name, "null", "null, but the training data had none")
+            elif t is int and not -_FLOAT_MAX <= v <= _FLOAT_MAX:  # a huge JSON integer
+                problems.add(i, name, "type", f"{v} does not fit in {spec.dtype}")
                 continue
-            else:
-                if _absent(v, i, name, problems):
-                    continue
-                converted = _number(v)
-                if converted is None or (integer and not float(converted).is_integer()):
-                    problems.add(i, name, "type", f"expected {kind}, got {v!r}")
-                    continue
-                if out is values:
-                    out = list(values)
-                out[i] = v = int(converted) if integer else converted
             if v < low or v > high:
                 if reject_range:
                     problems.add(i, name, OUT_OF_RANGE,
@@ -242,47 +260,67 @@ def _number(v: Any) -> float | int | None:
             return int(v)
         if isinstance(v, numbers.Real):
             return float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         pass
     return None
 
 
 def _numeric_array(values: Any, spec: ColumnSpec, policy: ValidationPolicy,
                    problems: _Problems) -> tuple[Any, list[tuple[int, str]]] | None:
-    """The NumPy path for a numeric array; None when the array is not numeric."""
+    """The NumPy path for a numeric array; None when the array is not numeric.
+
+    The same rules as the Python path, one verdict per row (null, then type, then range),
+    and problems reported in row order, so both paths report the same problems.
+    """
     import numpy as np
 
     array = np.asarray(values)
-    if array.dtype.kind not in "iuf":
+    if array.dtype.kind not in "iuf" or array.ndim != 1:
         return None
     name = spec.name
-    flagged: list[tuple[int, str]] = []
-    if array.dtype.kind == "f":
-        nulls = np.isnan(array)
-        if not spec.nullable and nulls.any():
-            for i in np.flatnonzero(nulls)[:MAX_REPORTED_PROBLEMS]:
-                problems.add(int(i), name, "null", "null, but the training data had none")
-            problems.total += max(0, int(nulls.sum()) - MAX_REPORTED_PROBLEMS)
-        if spec.dtype.startswith(("int", "uint")):
-            with np.errstate(invalid="ignore"):
-                bad = ~nulls & (array != np.round(array))
-            for i in np.flatnonzero(bad)[:MAX_REPORTED_PROBLEMS]:
-                problems.add(int(i), name, "type", f"expected an integer, got {array[i]!r}")
+    integer = spec.dtype.startswith(("int", "uint"))
     low = spec.min if spec.min is not None else -np.inf
     high = spec.max if spec.max is not None else np.inf
-    with np.errstate(invalid="ignore"):
-        outside = (array < low) | (array > high)
-    if outside.any():
-        rows = np.flatnonzero(outside)
-        if policy.out_of_range == REJECT:
-            for i in rows[:MAX_REPORTED_PROBLEMS]:
-                problems.add(int(i), name, OUT_OF_RANGE,
-                             f"{array[i].item()!r} is outside the training range "
-                             f"[{low:g}, {high:g}]")
-            problems.total += max(0, len(rows) - MAX_REPORTED_PROBLEMS)
+    none = np.zeros(len(array), dtype=bool)
+    nulls, bad = none, none
+    with np.errstate(invalid="ignore", over="ignore"):  # float16 vs 2**63: inf, as it should
+        if array.dtype.kind == "f":
+            nulls = np.isnan(array)
+            bad = np.isinf(array)
+            if integer:
+                bad = bad | (~nulls & ((array != np.round(array)) | (array < -_INT_LIMIT)
+                                       | (array >= _INT_LIMIT)))
+        elif integer and array.dtype.kind == "u":
+            bad = array >= _INT_LIMIT  # uint64 values that do not fit in an int64
+        outside = ~nulls & ~bad & ((array < low) | (array > high))
+    reject_range = policy.out_of_range == REJECT
+    null_problem = none if spec.nullable else nulls
+    rejected = null_problem | bad | (outside if reject_range else none)
+    rows = np.flatnonzero(rejected)
+    for i in rows[:MAX_REPORTED_PROBLEMS].tolist():
+        v = array[i].item()
+        if null_problem[i]:
+            problems.add(i, name, "null", "null, but the training data had none")
+        elif bad[i]:
+            problems.add(i, name, "type", _numeric_type_message(v, spec))
         else:
-            flagged = [(int(i), OUT_OF_RANGE) for i in rows]
+            problems.add(i, name, OUT_OF_RANGE,
+                         f"{v!r} is outside the training range [{low:g}, {high:g}]")
+    rest = rows[MAX_REPORTED_PROBLEMS:]
+    if len(rest):  # beyond what a response shows: counted, not described
+        for kind, mask in (("null", null_problem), ("type", bad), (OUT_OF_RANGE, outside)):
+            problems.count(name, kind, int(np.count_nonzero(mask[rest])))
+    flagged = [] if reject_range else [(i, OUT_OF_RANGE) for i in np.flatnonzero(outside).tolist()]
     return array, flagged
+
+
+def _numeric_type_message(v: float | int, spec: ColumnSpec) -> str:
+    """The Python path's message for a row the NumPy path found of the wrong type."""
+    if isinstance(v, float) and v in _INFINITE:
+        return f"expected a finite number, got {v!r}"
+    if isinstance(v, float) and not v.is_integer():
+        return f"expected an integer, got {v!r}"
+    return f"{int(v)} does not fit in {spec.dtype}"
 
 
 def _text_checker(spec: ColumnSpec, policy: ValidationPolicy) -> Checker:

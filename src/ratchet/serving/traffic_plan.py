@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -121,7 +122,7 @@ class TrafficPlan:
                 raise InvalidInput(f"{at}.name: must be an identifier like 'a', got {name!r}")
             # NaN and inf (which JSON parsers accept) would break the router's bounds.
             if isinstance(weight, bool) or not isinstance(weight, int | float) or not (
-                    0 <= weight < math.inf):
+                    0 <= weight <= sys.float_info.max):
                 raise InvalidInput(f"{at}.weight: must be a finite number >= 0, got {weight!r}")
             variants.append(Variant(name, _model_ref(v.get("model"), f"{at}.model"),
                                     float(weight)))
@@ -178,8 +179,8 @@ class Router:
     def __init__(self, weights: Sequence[float], key: str | None = None,
                  rng: random.Random | None = None) -> None:
         total = float(sum(weights))
-        if total <= 0:
-            raise InvalidInput("a router needs at least one positive weight")
+        if not 0 < total < math.inf:  # also NaN
+            raise InvalidInput(f"a router needs finite weights, at least one positive: {weights}")
         bounds, acc = [], 0.0
         for w in weights:
             acc += w / total
