@@ -60,7 +60,7 @@ def test_serving_page_runs(workspace: Path) -> None:
                     if "…" in line:  # a placeholder request id: the page says so
                         continue
                     done = subprocess.run(shlex.split(line), capture_output=True, text=True)
-                    assert done.returncode == 0 and '"error"' not in done.stdout or \
+                    assert (done.returncode == 0 and '"error"' not in done.stdout) or \
                         "does not match" in done.stdout, f"{line}\n{done.stdout}"
     finally:
         for server in servers:
