@@ -15,6 +15,9 @@ The data scenarios run ``bench/data_bench.py`` (ratchet vs ``dvc add``; DVC live
 ``bench/.venv-dvc``, created on first use) and ``bench/validation_bench.py``. The
 ``pipelines`` scenario runs ``bench/pipeline_bench.py`` (per-step overhead, ratchet vs
 Prefect 3 vs Metaflow; each incumbent in its own ``bench/.venv-*``, created on first use).
+The ``serving`` scenario runs ``bench/serving_bench.py`` (ratchet serve vs ``mlflow models
+serve`` vs bare FastAPI, with wrk; MLflow in ``bench/.venv-mlflow-serve``) and
+``bench/batch_bench.py`` (``ratchet predict`` on 10M rows vs a pyarrow floor).
 """
 
 from __future__ import annotations
@@ -41,18 +44,22 @@ MLFLOW_REQUIREMENT = "mlflow==3.17.2"
 SUBPROCESS_TIMEOUT_S = 1800
 
 SCENARIOS = ("log_metric_single", "log_batch", "search_runs", "import_time", "data_log",
-             "data_validation", "pipelines")
+             "data_validation", "pipelines", "serving")
 MLFLOW_SCENARIOS = frozenset(SCENARIOS[:4])
 
 # name -> size, for full runs and for --quick smoke runs
 FULL = {"log_metric_single": 10_000, "sync_full": 2_000, "log_batch": 10_000,
         "search_runs": 10_000, "search_runs_big": 100_000, "reps": 5, "import_reps": 5,
         "data_log_mb": 1024, "data_log_reps": 3, "validation_rows": 1_000_000,
-        "validation_reps": 3, "pipeline_reps": 5}
+        "validation_reps": 3, "pipeline_reps": 5, "serving_requests": 5_000,
+        "serving_warmup_requests": 500, "serving_duration_s": 10, "serving_warmup_s": 3,
+        "batch_rows": 10_000_000}
 QUICK = {"log_metric_single": 300, "sync_full": 200, "log_batch": 2_000,
          "search_runs": 2_000, "search_runs_big": 10_000, "reps": 3, "import_reps": 3,
          "data_log_mb": 100, "data_log_reps": 1, "validation_rows": 100_000,
-         "validation_reps": 3, "pipeline_reps": 1}
+         "validation_reps": 3, "pipeline_reps": 1, "serving_requests": 1_000,
+         "serving_warmup_requests": 200, "serving_duration_s": 3, "serving_warmup_s": 1,
+         "batch_rows": 200_000}
 
 QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
              "NML_DISABLE_USAGE_LOGGING": "1", "MLFLOW_ENABLE_ASYNC_LOGGING": "false"}
@@ -390,6 +397,49 @@ def scenario_pipelines(sizes: dict[str, int], mlflow: bool, keep: bool) -> dict[
 # --- end pipelines -----------------------------------------------------------------------
 
 
+# --- serving: bench/serving_bench.py (online) + bench/batch_bench.py (batch) -------------
+
+
+def scenario_serving(sizes: dict[str, int], mlflow: bool, keep: bool) -> dict[str, Any]:
+    cmd = [str(ratchet_python()), str(BENCH / "serving_bench.py"), "--compact",
+           "--requests", str(sizes["serving_requests"]),
+           "--warmup-requests", str(sizes["serving_warmup_requests"]),
+           "--duration", str(sizes["serving_duration_s"]),
+           "--warmup-seconds", str(sizes["serving_warmup_s"])]
+    cmd += ["--skip-mlflow"] if not mlflow else []
+    cmd += ["--keep"] if keep else []
+    online = _run_json(cmd, "serving: ratchet serve vs mlflow models serve vs bare FastAPI "
+                            f"({sizes['serving_requests']} sequential requests, wrk "
+                            f"{sizes['serving_duration_s']}s)")
+    rows = sizes["batch_rows"]
+    batch_cmd = [str(ratchet_python()), str(BENCH / "batch_bench.py"), "--compact",
+                 "--rows", str(rows), *(["--keep"] if keep else [])]
+    batch = _run_json(batch_cmd, f"serving: ratchet predict on {rows:,} rows vs the pyarrow "
+                                 "+ model.predict floor")
+
+    def rps(name: str) -> float | None:
+        value = online.get("contenders", {}).get(name, {}).get("rps")
+        return float(value) if value is not None else None
+
+    r, m = rps("ratchet"), rps("mlflow")
+    return {
+        "unit": "req/s with wrk, 32 connections, 1 worker (higher is better); ratio = "
+                "ratchet / mlflow models serve; latencies, floors and batch under ratchet",
+        "what": "one-row requests to the same scikit-learn LogisticRegression: ratchet serve, "
+                "mlflow models serve, bare FastAPI (constant / model.predict), in-process "
+                "predict; and ratchet predict over a Parquet file vs a pyarrow floor",
+        "ratchet": {"online": online, "batch": batch},
+        "ratchet_value": r, "mlflow_value": m, "ratio": _ratio(r, m),
+        "bare_value": rps("bare_model"),
+        "batch_rows_per_s": batch.get("summary", {}).get("ratchet", {}).get("rows_per_s"),
+        "batch_peak_rss_mb": batch.get("summary", {}).get("ratchet", {}).get("peak_rss_mb"),
+        "target": "ratchet p50 <= bare endpoint p50 + 0.5 ms; req/s >= 70% of the bare "
+                  "endpoint's and >= 20x MLflow's; near-linear scaling with --workers; batch: "
+                  "rows/s and peak memory reported",
+        "checks": online.get("checks", []) + batch.get("checks", []),
+    }
+
+
 RUNNERS = {
     "log_metric_single": scenario_log_metric_single,
     "log_batch": scenario_log_batch,
@@ -398,6 +448,7 @@ RUNNERS = {
     "data_log": scenario_data_log,
     "data_validation": scenario_data_validation,
     "pipelines": scenario_pipelines,
+    "serving": scenario_serving,
 }
 
 
@@ -474,6 +525,10 @@ def main(argv: list[str] | None = None) -> int:
             result = scenario_pipelines(sizes, with_mlflow, args.keep)
             found = result["ratchet"].get("versions", {})
             doc["versions"].update(prefect=found.get("prefect"), metaflow=found.get("metaflow"))
+        elif name == "serving":  # its own MLflow venv (bench/.venv-mlflow-serve)
+            result = scenario_serving(sizes, not args.skip_mlflow, args.keep)
+            found = result["ratchet"]["online"].get("versions", {}).get("mlflow_venv") or {}
+            doc["versions"]["mlflow_serving"] = found.get("mlflow")
         else:
             result = RUNNERS[name](sizes, with_mlflow, args.keep)
         result["pass"] = _overall([c["pass"] for c in result["checks"]])

@@ -187,7 +187,9 @@ def ratchet_cli_problem(command: str) -> str | None:
 
 
 def make_model(workdir: Path) -> tuple[Any, Any]:
-    """Fit the benchmark model on a NumPy array; write model.pkl and example.npy."""
+    """Fit the benchmark model on a NumPy array; write model.pkl, train.npy (the training
+    features: ratchet's input example, so its signature's ranges are the training data's,
+    as a user passing ``input_example=X_train`` gets) and example.npy (5 rows, for checks)."""
     import numpy as np
     from sklearn.datasets import make_classification
     from sklearn.linear_model import LogisticRegression
@@ -197,6 +199,7 @@ def make_model(workdir: Path) -> tuple[Any, Any]:
     model = LogisticRegression(max_iter=1_000).fit(X, y)
     with open(workdir / "model.pkl", "wb") as f:
         pickle.dump(model, f)
+    np.save(workdir / "train.npy", X)
     np.save(workdir / "example.npy", X[:5])
     return model, X
 
@@ -513,10 +516,12 @@ def measure(server: Server, path: str, body_file: Path, plan: Plan, *, sequentia
                                  f"expected the prediction {expect!r}")
         log(f"{server.name}: wrk warm-up {plan.warmup_s}s, then {plan.duration_s}s "
             f"(-t{plan.threads} -c{plan.connections})")
+        _check_alive(server)
         result["wrk_warmup"] = run_wrk(server.port, path, body_file, plan.threads,
                                        plan.connections, plan.warmup_s)
         result["wrk"] = run_wrk(server.port, path, body_file, plan.threads, plan.connections,
                                 plan.duration_s)
+        _check_alive(server)
         if after is not None:
             result.update(after(server))
     except BenchError as exc:
@@ -524,18 +529,38 @@ def measure(server: Server, path: str, body_file: Path, plan: Plan, *, sequentia
         log(f"{server.name} FAILED: {exc}")
     finally:
         stop(server)
-    seq, wrk = result.get("sequential"), result.get("wrk")
+    timed_seq, timed_wrk = result.get("sequential"), result.get("wrk")
+    warm = result.get("wrk_warmup")
     result.update(
-        p50_ms=seq["p50_ms"] if seq else None, p99_ms=seq["p99_ms"] if seq else None,
-        rps=wrk["rps"] if wrk else None,
-        wrk_p50_ms=wrk["p50_ms"] if wrk else None, wrk_p99_ms=wrk["p99_ms"] if wrk else None,
-        errors=(seq["errors"] if seq else 0) + (wrk["errors"] if wrk else 0)
-        if (seq or wrk) else None)
+        p50_ms=timed_seq["p50_ms"] if timed_seq else None,
+        p99_ms=timed_seq["p99_ms"] if timed_seq else None,
+        rps=timed_wrk["rps"] if timed_wrk else None,
+        wrk_p50_ms=timed_wrk["p50_ms"] if timed_wrk else None,
+        wrk_p99_ms=timed_wrk["p99_ms"] if timed_wrk else None,
+        errors=((timed_seq["errors"] if timed_seq else 0)
+                + (timed_wrk["errors"] if timed_wrk else 0)) if (timed_seq or timed_wrk)
+        else None,
+        warmup_errors=warm["errors"] if warm else None)
     if "error" not in result:
         log(f"{server.name}: p50 {_fmt(result['p50_ms'])} ms, p99 {_fmt(result['p99_ms'])} ms "
             f"sequential; {_fmt(result['rps'])} req/s (wrk p50 {_fmt(result['wrk_p50_ms'])} "
             f"ms, p99 {_fmt(result['wrk_p99_ms'])} ms); errors {result['errors']}")
     return result
+
+
+def _answered(result: dict[str, Any]) -> int:
+    """POSTs the server answered during a measurement (sequential and wrk, warm-ups too)."""
+    seq = result.get("sequential") or {}
+    total = seq.get("warmup", 0) + sum(seq.get("statuses", {}).values())
+    return total + sum((result.get(k) or {}).get("requests", 0) for k in ("wrk_warmup", "wrk"))
+
+
+def _check_alive(server: Server) -> None:
+    """A server that died mid-measurement (e.g. signalled by another process) voids it."""
+    code = server.proc.poll() if server.proc is not None else None
+    if code is not None:
+        raise BenchError(f"{server.name} exited with {code} during the measurement; its "
+                         f"output:\n{server.log_tail()}")
 
 
 def _fmt(value: float | None) -> str:
@@ -587,8 +612,7 @@ def ratchet_after(home: Path) -> Any:
                         "ratchet_prediction_log_rows_total", "ratchet_validation_failures_total"):
                 with contextlib.suppress(ValueError):
                     sums[name] = sums.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
-        return {"metrics": sums, "metrics_note": "one worker's /metrics (with --workers > 1, "
-                                                 "whichever worker answered)"}
+        return {"metrics": sums}
 
     return after
 
@@ -681,11 +705,16 @@ def run(args: argparse.Namespace, contenders: list[str]) -> dict[str, Any]:
             elif name.startswith("ratchet"):
                 workers = 2 if name.endswith("_w2") else 1
                 server = ratchet_server(name, workdir, home, workers)
+                before = prediction_log_rows(home)
                 results[name] = measure(server, "/predict", ours, plan,
                                         sequential_too=not name.endswith("_w2"), expect=expect,
                                         after=ratchet_after(home))
                 results[name]["workers"] = workers
-                results[name]["prediction_log_after_stop"] = prediction_log_rows(home)
+                after = prediction_log_rows(home)
+                results[name]["prediction_log"] = {
+                    "rows_added": after["rows"] - before["rows"],
+                    "files_added": after["files"] - before["files"],
+                    "requests_answered": _answered(results[name])}
             elif name == "mlflow":
                 results[name] = measure(mlflow_server(workdir), "/invocations", mlflow_body,
                                         plan, sequential_too=True, expect=expect)
@@ -814,9 +843,17 @@ NOTES = [
     "Scaling: with 2 vCPUs shared with wrk, linear scaling cannot show here; the scaling "
     "goal compares ratchet's 2-worker/1-worker ratio with the bare endpoint's on the same "
     "machine. Both raw ratios are reported.",
-    "ratchet: prediction_log_after_stop counts the Parquet rows its prediction log holds "
-    "after the server stopped (every request sent, warm-ups included, should be there "
-    "unless counted as dropped in /metrics).",
+    "ratchet runs with its defaults: signature validation on (the model was logged with "
+    "input_example=X_train, so ranges are the training data's), prediction logging on, "
+    "metrics on; its /predict answers predictions plus class probabilities, model name, "
+    "version and request id. The bare endpoint answers predictions only.",
+    "ratchet: prediction_log.rows_added counts the Parquet rows its prediction log gained "
+    "between server start and stop; requests_answered is what the clients got answers to "
+    "(warm-ups included; wrk's in-flight requests at its end are not counted, so "
+    "rows_added may be a little higher). metrics holds sums read from /metrics at the end "
+    "(with --workers > 1, prometheus-client's multiprocess mode aggregates the workers).",
+    "MLflow's venv has MLflow's own dependencies only: its uvicorn runs without uvloop and "
+    "httptools unless MLflow pulls them in (versions.mlflow_venv says).",
 ]
 
 

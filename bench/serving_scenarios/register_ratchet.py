@@ -2,10 +2,11 @@
 
     RATCHET_HOME=/tmp/x/.ratchet python register_ratchet.py --workdir /tmp/x
 
-Reads ``model.pkl`` (the fitted scikit-learn model) and ``example.npy`` (a few training
-rows) from the workdir, logs the model with ``ratchet.log_model`` inside a run (which
-registers version 1 of ``bench-model``; the input example is a NumPy array, so the
-signature's columns are f0..f9 and the model is fed arrays), points ``champion`` at it,
+Reads ``model.pkl`` (the fitted scikit-learn model), ``train.npy`` (its training features)
+and ``example.npy`` (5 of those rows) from the workdir, logs the model with
+``ratchet.log_model(..., input_example=X_train)`` inside a run (which registers version 1
+of ``bench-model``; the example is a NumPy array, so the signature's columns are f0..f9,
+their ranges the training data's, and the model is fed arrays), points ``champion`` at it,
 loads it back through the registry to check it predicts what the original does, and
 times ``LoadedModel.predict`` on one record (the in-process cost of ratchet's signature
 checks). Prints one JSON line.
@@ -35,11 +36,12 @@ def main() -> None:
 
     with open(args.workdir / "model.pkl", "rb") as f:
         model = pickle.load(f)  # our own file, written by serving_bench.py
+    train = np.load(args.workdir / "train.npy")
     example = np.load(args.workdir / "example.npy")
 
     started = time.perf_counter()
     with ratchet.start_run(experiment="bench-serving", name="bench-model"):
-        mv = ratchet.log_model(model, name=args.name, input_example=example)
+        mv = ratchet.log_model(model, name=args.name, input_example=train)
     version = int(mv.version)  # type: ignore[union-attr]
     ratchet.models.set_alias(args.name, args.alias, version=version, reason="benchmark")
     register_s = time.perf_counter() - started

@@ -21,7 +21,7 @@ from ratchet.serving.request_validation import ValidationPolicy
 from ratchet.serving.traffic_plan import TrafficPlan
 from tests.serving.conftest import ROW, wait_until
 
-FAST = ServingConfig(poll_interval_s=0.05, log_flush_interval_s=0.1)
+FAST = ServingConfig(poll_interval_s=0.05, log_flush_interval_s=0.1, startup_wait_s=10)
 
 
 def _client(app: Any) -> Iterator[TestClient]:
@@ -281,7 +281,9 @@ def test_not_ready_until_loaded(churn_registry: RegistryClient,
     DeploymentClient(churn_registry).create("ghost", "churn/3")
     shutil.rmtree(Path(serving_settings.artifacts_uri) / "blobs")
     shutil.rmtree(serving_settings.home / "cache", ignore_errors=True)
-    ghost = create_app(deployment="ghost", settings=serving_settings, config=FAST)
+    # Startup waits for the model only so long, then serves 503 with the reason.
+    config = ServingConfig(poll_interval_s=0.05, startup_wait_s=0.5)
+    ghost = create_app(deployment="ghost", settings=serving_settings, config=config)
     with TestClient(ghost) as client:
         wait_until(lambda: client.get("/health/ready").json().get("error"), what="error")
         r = client.post("/predict", json={"inputs": [ROW]})

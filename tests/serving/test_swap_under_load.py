@@ -4,6 +4,7 @@ rollback lose zero requests and return zero errors."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -30,35 +32,44 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def server(churn_registry: RegistryClient, serving_settings: Settings, tmp_path: Path):
+@contextlib.contextmanager
+def running_server(settings: Settings, tmp_path: Path, *args: str) -> Iterator[str]:
+    """``ratchet serve ARGS`` on a free loopback port; stopped by its process group."""
     port = _free_port()
-    env = {**os.environ, "RATCHET_HOME": str(serving_settings.home),
-           "RATCHET_DB": serving_settings.db_url, "RATCHET_ARTIFACTS": serving_settings.artifacts_uri}
-    log = (tmp_path / "server.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ratchet.cli.main", "serve", "churn@champion", "--port",
-         str(port), "--poll-interval", "0.1"],
-        env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        def ready() -> bool:
-            assert process.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                return httpx.get(f"{url}/health/ready", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(ready, timeout=60, what="server ready")
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
+    env = {**os.environ, "RATCHET_HOME": str(settings.home), "RATCHET_DB": settings.db_url,
+           "RATCHET_ARTIFACTS": settings.artifacts_uri}
+    log_path = tmp_path / f"server-{port}.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ratchet.cli.main", "serve", *args, "--port", str(port)],
+            env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
+            def ready() -> bool:
+                assert process.poll() is None, log_path.read_text()
+                try:
+                    return httpx.get(f"{url}/health/ready", timeout=1).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_until(ready, timeout=90, what="server ready")
+            yield url
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@pytest.fixture
+def server(churn_registry: RegistryClient, serving_settings: Settings,
+           tmp_path: Path) -> Iterator[str]:
+    with running_server(serving_settings, tmp_path, "churn@champion",
+                        "--poll-interval", "0.1") as url:
+        yield url
 
 
 async def _load(url: str, stop: asyncio.Event, results: list[tuple[int, int | None]]) -> None:
@@ -115,3 +126,22 @@ def test_alias_move_and_rollback_under_load_lose_nothing(
     versions = [v for _, v in results]
     assert versions[0] == 1 and versions[-1] == 1 and 2 in versions
     assert len(results) > 300
+
+
+def test_workers_share_one_metrics_endpoint(churn_registry: RegistryClient,
+                                            serving_settings: Settings, tmp_path: Path) -> None:
+    """With --workers 2 every worker serves and /metrics sums them (and passes promtool)."""
+    with (running_server(serving_settings, tmp_path, "churn@champion", "--workers", "2") as url,
+          httpx.Client(base_url=url) as client):
+        # A worker accepts connections only once its model is loaded: never a 503.
+        statuses = Counter(client.post("/predict", json={"inputs": [ROW]}).status_code
+                           for _ in range(200))
+        served = statuses[200]
+        assert statuses == {200: 200}, statuses
+        text = client.get("/metrics").text
+    line = next(x for x in text.splitlines() if x.startswith("ratchet_requests_total{")
+                and 'status="ok"' in x)
+    assert float(line.rsplit(" ", 1)[1]) == served
+    check = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,
+                           capture_output=True)
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -53,6 +53,9 @@ class ServingConfig:
     log_predictions: bool = True
     log_flush_interval_s: float = 1.0
     log_max_buffered_rows: int = 200_000
+    # A worker accepts connections once its models are loaded (up to this long), so that
+    # with several workers none answers 503 while a sibling is ready.
+    startup_wait_s: float = 120.0
 
 
 class _Server:
@@ -150,6 +153,7 @@ def _build_app(server: _Server) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         server.start()
+        await run_in_threadpool(server.watcher.wait_loaded, server.config.startup_wait_s)
         try:
             yield
         finally:

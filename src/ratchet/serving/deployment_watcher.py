@@ -111,6 +111,7 @@ class DeploymentWatcher:
         self._cache: OrderedDict[tuple[ModelVersionRef, str | None], ServedModel] = OrderedDict()
         self._seen: tuple[int, tuple[tuple[str, str, int], ...]] | None = None
         self._stop = threading.Event()
+        self._loaded = threading.Event()
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -118,6 +119,10 @@ class DeploymentWatcher:
         self._thread = threading.Thread(target=self._run, name=f"ratchet-watch-{self.deployment}",
                                         daemon=True)
         self._thread.start()
+
+    def wait_loaded(self, timeout: float) -> bool:
+        """Block until the first table is in place (or ``timeout`` seconds pass)."""
+        return self._loaded.wait(timeout)
 
     def stop(self) -> None:
         self._stop.set()
@@ -146,6 +151,7 @@ class DeploymentWatcher:
             return False
         self.table = table  # the swap: one atomic assignment
         self._seen = seen
+        self._loaded.set()
         self.last_error = None
         log.info("deployment %s: serving revision %d: %s", self.deployment, revision,
                  ", ".join(f"{r.variant}={r.model.ref}" for r in table.all_routes))

@@ -188,6 +188,7 @@ def _numeric_checker(spec: ColumnSpec, policy: ValidationPolicy) -> Checker:
     high = spec.max if spec.max is not None else float("inf")
     reject_range = policy.out_of_range == REJECT
     kind = "an integer" if integer else "a number"
+    int_min, int_max = _int_bounds(spec.dtype) if integer else (0, 0)
 
     def check(values: Any, problems: _Problems) -> tuple[Any, list[tuple[int, str]]]:
         if not isinstance(values, list) and len(values) >= _VECTORIZE_FROM_ROWS:
@@ -232,7 +233,7 @@ def _numeric_checker(spec: ColumnSpec, policy: ValidationPolicy) -> Checker:
                         out = list(values)
                     out[i] = v = int(v)
             if integer:
-                if not -_INT_LIMIT <= v < _INT_LIMIT:
+                if not int_min <= v <= int_max:
                     problems.add(i, name, "type", f"{v} does not fit in {spec.dtype}")
                     continue
             elif t is int and not -_FLOAT_MAX <= v <= _FLOAT_MAX:  # a huge JSON integer
@@ -247,6 +248,17 @@ def _numeric_checker(spec: ColumnSpec, policy: ValidationPolicy) -> Checker:
         return out, flagged
 
     return check
+
+
+def _int_bounds(dtype: str) -> tuple[int, int]:
+    """The values an integer column's dtype holds (int8 … uint64)."""
+    import numpy as np
+
+    try:
+        info = np.iinfo(np.dtype(dtype))
+    except TypeError:
+        return -_INT_LIMIT, _INT_LIMIT - 1
+    return int(info.min), int(info.max)
 
 
 def _number(v: Any) -> float | int | None:
@@ -288,10 +300,12 @@ def _numeric_array(values: Any, spec: ColumnSpec, policy: ValidationPolicy,
             nulls = np.isnan(array)
             bad = np.isinf(array)
             if integer:
-                bad = bad | (~nulls & ((array != np.round(array)) | (array < -_INT_LIMIT)
-                                       | (array >= _INT_LIMIT)))
-        elif integer and array.dtype.kind == "u":
-            bad = array >= _INT_LIMIT  # uint64 values that do not fit in an int64
+                int_min, int_max = _int_bounds(spec.dtype)
+                bad = bad | (~nulls & ((array != np.round(array)) | (array < int_min)
+                                       | (array >= float(int_max) + 1)))
+        elif integer:
+            int_min, int_max = _int_bounds(spec.dtype)
+            bad = (array < int_min) | (array > int_max)  # e.g. int64 values for an int32
         outside = ~nulls & ~bad & ((array < low) | (array > high))
     reject_range = policy.out_of_range == REJECT
     null_problem = none if spec.nullable else nulls
@@ -304,8 +318,9 @@ def _numeric_array(values: Any, spec: ColumnSpec, policy: ValidationPolicy,
         elif bad[i]:
             problems.add(i, name, "type", _numeric_type_message(v, spec))
         else:
+            shown = int(v) if integer else v  # 99, not 99.0, as the Python path says
             problems.add(i, name, OUT_OF_RANGE,
-                         f"{v!r} is outside the training range [{low:g}, {high:g}]")
+                         f"{shown!r} is outside the training range [{low:g}, {high:g}]")
     rest = rows[MAX_REPORTED_PROBLEMS:]
     if len(rest):  # beyond what a response shows: counted, not described
         for kind, mask in (("null", null_problem), ("type", bad), (OUT_OF_RANGE, outside)):
@@ -386,6 +401,8 @@ def _bool_checker(spec: ColumnSpec) -> Checker:
 
 
 def _datetime_checker(spec: ColumnSpec) -> Checker:
+    import pandas as pd
+
     name, nullable = spec.name, spec.nullable
 
     def check(values: Any, problems: _Problems) -> tuple[Any, list[tuple[int, str]]]:
@@ -397,9 +414,12 @@ def _datetime_checker(spec: ColumnSpec) -> Checker:
                 if not nullable:
                     problems.add(i, name, "null", "null, but the training data had none")
             elif isinstance(v, str):
+                # The model input is built with pandas: accept what both it and the
+                # ISO 8601 parser read (fromisoformat alone takes week dates pandas can't).
                 try:
                     dt.datetime.fromisoformat(v)
-                except ValueError:
+                    pd.Timestamp(v)
+                except ValueError:  # pandas' DateParseError is a ValueError
                     problems.add(i, name, "type", f"expected an ISO 8601 datetime, got {v!r}")
             elif not isinstance(v, dt.datetime) and type(v).__name__ != "Timestamp":
                 problems.add(i, name, "type", f"expected an ISO 8601 datetime, got {v!r}")
