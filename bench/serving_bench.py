@@ -388,11 +388,15 @@ def stop(server: Server) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
         proc.wait()
+    killed = False
     while _group_alive(pgid):
         if time.monotonic() > deadline:
+            if killed:
+                log(f"{server.name}: processes of group {pgid} outlived SIGKILL; giving up")
+                break
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
-            deadline = time.monotonic() + 5
+            killed, deadline = True, time.monotonic() + 5
         time.sleep(0.05)
     server.proc = None
 

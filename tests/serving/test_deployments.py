@@ -112,3 +112,9 @@ def test_delete(deployments: DeploymentClient) -> None:
         deployments.status("churn")
     with pytest.raises(NotFound):
         deployments.delete("churn")
+
+
+def test_feedback_given_twice_in_one_call_keeps_the_last(deployments: DeploymentClient) -> None:
+    store = DeploymentStore(deployments.registry.tracking.store.db)
+    assert store.record_feedback([("r1", 0, "churn", 1), ("r1", 0, "churn", 0)]) == 1
+    assert [f.value for f in store.feedback("churn")] == [0]

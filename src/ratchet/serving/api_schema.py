@@ -7,27 +7,29 @@ path); they exist so that ``/openapi.json`` tells clients the truth.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from ratchet.serving.request_formats import BadRequest, ParsedRequest
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from ratchet.packaging.signature import ColumnSpec
     from ratchet.serving.inference import Answer
+    from ratchet.serving.request_validation import ValidationPolicy
     from ratchet.serving.served_model import ServedModel
 
-Scalar = str | float | int | bool | None
 
-
-# ----------------------------------------------------------------------------- ours
-class PredictRequest(BaseModel):
-    """Rows as records, or as columns (``{"age": [31, 52]}``)."""
-
-    inputs: list[dict[str, Scalar]] | dict[str, list[Scalar]]
-    params: dict[str, Any] | None = None
+# ----------------------------------------------------------------------------- bodies
+# Request bodies are documented from the served model's signature (regenerated on every
+# /openapi.json, so a plan change is reflected): a client generated from the document
+# sends what validation accepts. The columnar form of /predict and CSV bodies for
+# /invocations are accepted too; they are described in text, since JSON Schema cannot say
+# "all columns the same length".
 
 
 class PredictResponse(BaseModel):
@@ -44,34 +46,8 @@ class PredictResponse(BaseModel):
                                           "were unlike the training data")
 
 
-class InvocationsRequest(BaseModel):
-    """Exactly one of the four MLflow input fields."""
-
-    model_config = ConfigDict(extra="forbid")
-    dataframe_split: dict[str, Any] | None = None
-    dataframe_records: list[dict[str, Scalar]] | None = None
-    instances: list[Any] | dict[str, list[Scalar]] | None = None
-    inputs: list[Any] | dict[str, list[Scalar]] | None = None
-    params: dict[str, Any] | None = None
-
-
 class InvocationsResponse(BaseModel):
     predictions: list[Any]
-
-
-class FeedbackItem(BaseModel):
-    request_id: str = Field(max_length=64)
-    row: int = Field(0, ge=0, description="row within the request, from 0")
-    value: Scalar = Field(description="the true label or value")
-
-
-class FeedbackRequest(BaseModel):
-    """One item, or ``{"feedback": [items]}``."""
-
-    request_id: str | None = None
-    row: int | None = None
-    value: Scalar = None
-    feedback: list[FeedbackItem] | None = None
 
 
 class FeedbackResponse(BaseModel):
@@ -90,19 +66,11 @@ class ErrorResponse(BaseModel):
     detail: list[Problem] | None = None
 
 
-# ----------------------------------------------------------------------------- OIP v2
 class Tensor(BaseModel):
     name: str
     shape: list[int]
     datatype: str
     data: list[Any]
-    parameters: dict[str, Any] | None = None
-
-
-class InferRequest(BaseModel):
-    id: str | None = None
-    inputs: list[Tensor]
-    outputs: list[dict[str, Any]] | None = None
     parameters: dict[str, Any] | None = None
 
 
@@ -121,33 +89,147 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     500: {"model": ErrorResponse, "description": "The model raised on valid input"},
     503: {"model": ErrorResponse, "description": "No model loaded yet"},
 }
-_DOC_MODELS: list[type[BaseModel]] = [
-    PredictRequest, InvocationsRequest, FeedbackRequest, FeedbackItem, InferRequest, Tensor]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No model of that name is served here"}}
+MAX_ROW = 2**31 - 1  # rows are 32-bit integers in the store
+_SCALAR: dict[str, Any] = {"type": ["string", "number", "integer", "boolean", "null"]}
+_REF = "#/components/schemas/{}"
 
 
-def body(model: type[BaseModel], *, csv: bool = False) -> dict[str, Any]:
+def body(schema: str, description: str = "") -> dict[str, Any]:
     """``openapi_extra`` declaring a request body the handler reads itself."""
-    content: dict[str, Any] = {"application/json": {
-        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}
-    if csv:
-        content["text/csv"] = {"schema": {"type": "string"}}
-    return {"requestBody": {"required": True, "content": content}}
+    return {"requestBody": {"required": True, "description": description, "content": {
+        "application/json": {"schema": {"$ref": _REF.format(schema)}}}}}
 
 
-def install_openapi(app: FastAPI) -> None:
-    """Add the request models (not known to FastAPI, see ``body``) to the components."""
+def column_schema(spec: ColumnSpec, policy: ValidationPolicy) -> dict[str, Any]:
+    """What validation accepts for one column (see request_validation)."""
+    import numpy as np
+
+    from ratchet.packaging.signature import BOOL, CATEGORY, STRING
+    from ratchet.serving.request_validation import REJECT
+
+    schema: dict[str, Any]
+    if spec.dtype.startswith(("int", "uint")):
+        info = np.iinfo(np.dtype(spec.dtype))
+        schema = {"type": "integer", "minimum": int(info.min), "maximum": int(info.max)}
+    elif spec.dtype.startswith("float"):
+        schema = {"type": "number"}
+    elif spec.dtype in (STRING, CATEGORY):
+        schema = {"type": "string"}
+        if spec.categories is not None and policy.unknown_category == REJECT:
+            schema["enum"] = list(spec.categories)
+    elif spec.dtype == BOOL:
+        schema = {"type": "boolean"}
+    elif spec.dtype.startswith("datetime64"):
+        schema = {"type": "string", "format": "date-time"}
+    else:
+        return {}
+    numeric = schema["type"] in ("integer", "number")
+    if numeric and policy.out_of_range == REJECT and spec.min is not None \
+            and spec.max is not None:
+        low, high = spec.min, spec.max
+        if schema["type"] == "integer":
+            low, high = math.ceil(low), math.floor(high)
+        schema["minimum"] = max(schema.get("minimum", low), low)
+        schema["maximum"] = min(schema.get("maximum", high), high)
+    if spec.nullable:
+        schema = {"anyOf": [schema, {"type": "null"}]}
+    return schema
+
+
+def request_schemas(model: ServedModel | None, policy: ValidationPolicy,
+                    extra: Sequence[str]) -> dict[str, Any]:
+    """Component schemas for the request bodies, from the served model's signature."""
+    names = [c.name for c in model.signature.inputs] if model and model.signature else []
+    if names:
+        assert model is not None and model.signature is not None
+        properties = {c.name: column_schema(c, policy) for c in model.signature.inputs}
+        properties.update({k: {} for k in extra})
+        record: dict[str, Any] = {
+            "type": "object", "properties": properties, "required": names,
+            "additionalProperties": policy.extra_columns != "reject",
+            "description": f"One row: {', '.join(names)}."}
+        row = {"type": "array", "prefixItems": [properties[n] for n in names],
+               "minItems": len(names), "maxItems": len(names),
+               "description": f"One row as values in the order {', '.join(names)}."}
+    else:
+        record = {"type": "object", "additionalProperties": _SCALAR}
+        row = {"type": "array", "items": _SCALAR}
+    rows = {"type": "array", "items": {"$ref": _REF.format("Record")}, "minItems": 1,
+            "maxItems": policy.max_rows}
+    params = {"type": ["object", "null"], "description": "Ignored by scikit-learn models."}
+    return {
+        "Record": record,
+        "PredictRequest": {
+            "type": "object", "required": ["inputs"], "additionalProperties": False,
+            "properties": {"inputs": rows, "params": params},
+            "description": "Rows as records. The columnar form {\"inputs\": {column: "
+                           "[values…]}} is accepted too."},
+        "InvocationsRequest": {
+            "description": "MLflow's scoring protocol: exactly one input field. A text/csv "
+                           "body with a header row is accepted too.",
+            "oneOf": [
+                _one("dataframe_records", rows, params),
+                _one("instances", rows, params),
+                _one("dataframe_split", {
+                    "type": "object", "required": ["columns", "data"],
+                    "additionalProperties": False, "properties": {
+                        "columns": {"const": names} if names else {"type": "array"},
+                        "index": {"type": "array"},
+                        "data": {"type": "array", "items": row, "minItems": 1,
+                                 "maxItems": policy.max_rows}}}, params),
+            ]},
+        "FeedbackItem": {
+            "type": "object", "required": ["request_id", "value"],
+            "additionalProperties": False, "properties": {
+                "request_id": {"type": "string", "minLength": 1, "maxLength": 64,
+                               "description": "The X-Request-ID of the prediction."},
+                "row": {"type": "integer", "minimum": 0, "maximum": MAX_ROW, "default": 0,
+                        "description": "The row within that request, from 0."},
+                "value": {"type": ["string", "number", "integer", "boolean"],
+                          "description": "The true label or value."}}},
+        "FeedbackRequest": {"oneOf": [
+            {"$ref": _REF.format("FeedbackItem")},
+            {"type": "object", "required": ["feedback"], "additionalProperties": False,
+             "properties": {"feedback": {"type": "array", "minItems": 1,
+                                         "items": {"$ref": _REF.format("FeedbackItem")}}}}]},
+        "InferRequest": {
+            "type": "object", "required": ["inputs"],
+            "description": "Open Inference Protocol v2: one tensor per column (shape [n] or "
+                           "[n, 1]), or one [n, k] tensor with the columns in signature "
+                           f"order ({', '.join(names)}).",
+            "properties": {"id": {"type": "string"},
+                           "inputs": {"type": "array", "minItems": 1,
+                                      "items": {"$ref": _REF.format("Tensor")}},
+                           "outputs": {"type": "array"}, "parameters": {"type": "object"}}},
+    }
+
+
+def _one(key: str, schema: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": [key], "additionalProperties": False,
+            "properties": {key: schema, "params": params}}
+
+
+def install_openapi(app: FastAPI, current: Callable[[], tuple[ServedModel | None,
+                                                              Sequence[str]]],
+                    policy: ValidationPolicy) -> None:
+    """Serve an OpenAPI document whose request bodies follow the current model."""
+    import copy
+
     from fastapi.openapi.utils import get_openapi
 
+    base: dict[str, Any] = {}
+
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in _DOC_MODELS:
-                doc = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                components.update(doc.pop("$defs", {}))
-                components[model.__name__] = doc
-            app.openapi_schema = schema
-        return app.openapi_schema
+        if not base:
+            base.update(get_openapi(title=app.title, version=app.version, routes=app.routes,
+                                    description=app.description))
+        schema = copy.deepcopy(base)
+        model, extra = current()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(request_schemas(model, policy, extra))
+        return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
@@ -174,9 +256,11 @@ def feedback_rows(payload: Any) -> list[tuple[str, int, Any]]:
             problems.append({"loc": [*loc, "request_id"], "msg": "expected the request id "
                              "(the X-Request-ID of the prediction), at most 64 characters",
                              "type": "type"})
-        if isinstance(row, bool) or not isinstance(row, int) or row < 0:
-            problems.append({"loc": [*loc, "row"], "msg": "expected a row number >= 0",
-                             "type": "type"})
+        if isinstance(row, float) and row.is_integer():
+            row = int(row)  # JSON Schema's integers include 3.0
+        if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row <= MAX_ROW:
+            problems.append({"loc": [*loc, "row"], "msg": f"expected a row number from 0 to "
+                             f"{MAX_ROW}", "type": "type"})
         if "value" not in item or isinstance(value, dict | list) or (
                 isinstance(value, float) and value != value):
             problems.append({"loc": [*loc, "value"], "msg": "expected the true label or "

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from ratchet.errors import InvalidInput
 from ratchet.ids import new_id
@@ -222,21 +222,21 @@ def _build_app(server: _Server) -> FastAPI:
         return parse_native(decode_json(body), names)
 
     @app.post("/predict", tags=["inference"], summary="Predict (ratchet JSON)",
-              openapi_extra=api_schema.body(api_schema.PredictRequest),
+              openapi_extra=api_schema.body("PredictRequest"),
               response_model=api_schema.PredictResponse,
               responses=api_schema.ERRORS)
     async def predict(request: Request) -> Response:
         return await handle(request, parse_ours, _native_answer)
 
     @app.post("/invocations", tags=["inference"], summary="Predict (MLflow scoring protocol)",
-              openapi_extra=api_schema.body(api_schema.InvocationsRequest, csv=True),
+              openapi_extra=api_schema.body("InvocationsRequest"),
               response_model=api_schema.InvocationsResponse, responses=api_schema.ERRORS)
     async def invocations(request: Request) -> Response:
         return await handle(request, parse_mlflow,
                             lambda a, _p: {"predictions": _predictions(a)})
 
     @app.post("/feedback", tags=["feedback"], summary="Record ground truth for predictions",
-              openapi_extra=api_schema.body(api_schema.FeedbackRequest),
+              openapi_extra=api_schema.body("FeedbackRequest"),
               response_model=api_schema.FeedbackResponse, responses=api_schema.ERRORS)
     async def feedback(request: Request) -> Response:
         request_id = new_id()
@@ -263,14 +263,19 @@ def _build_app(server: _Server) -> FastAPI:
     async def live() -> dict[str, bool]:
         return {"live": True}
 
-    @app.get("/health/ready", tags=["health"], summary="Readiness: a model is loaded")
-    @app.get("/v2/health/ready", tags=["health"], summary="Readiness (Open Inference Protocol)")
-    @app.get("/ping", tags=["health"], summary="Readiness (MLflow)")
+    not_ready = {503: {"description": "No model loaded yet"}}
+
+    @app.get("/health/ready", tags=["health"], summary="Readiness: a model is loaded",
+             responses=not_ready)
+    @app.get("/v2/health/ready", tags=["health"], summary="Readiness (Open Inference Protocol)",
+             responses=not_ready)
+    @app.get("/ping", tags=["health"], summary="Readiness (MLflow)", responses=not_ready)
     async def ready() -> Response:
         status, body = ready_body()
         return JSONResponse(body, status)
 
-    @app.get("/metrics", tags=["health"], summary="Prometheus metrics")
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics",
+             response_class=PlainTextResponse)
     async def prometheus_metrics() -> Response:
         data, content_type = metrics.exposition()
         return Response(data, media_type=content_type)
@@ -286,7 +291,8 @@ def _build_app(server: _Server) -> FastAPI:
     async def oip_server() -> dict[str, Any]:
         return {"name": "ratchet", "version": ratchet_version(), "extensions": []}
 
-    @app.get("/v2/models/{name}", tags=["open inference protocol"], summary="Model metadata")
+    @app.get("/v2/models/{name}", tags=["open inference protocol"], summary="Model metadata",
+             responses=api_schema.NOT_FOUND)
     async def oip_model(name: str) -> Response:
         table = oip_table(name)
         if table is None:
@@ -294,22 +300,29 @@ def _build_app(server: _Server) -> FastAPI:
         return JSONResponse(api_schema.oip_metadata(name, table.routes[0].model))
 
     @app.get("/v2/models/{name}/ready", tags=["open inference protocol"],
-             summary="Model readiness")
+             summary="Model readiness", responses=api_schema.NOT_FOUND)
     async def oip_ready(name: str) -> Response:
         if oip_table(name) is None:
             return _unknown_model(name, server)
         return JSONResponse({"name": name, "ready": True})
 
     @app.post("/v2/models/{name}/infer", tags=["open inference protocol"], summary="Infer",
-              openapi_extra=api_schema.body(api_schema.InferRequest),
-              response_model=api_schema.InferResponse, responses=api_schema.ERRORS)
+              openapi_extra=api_schema.body("InferRequest"),
+              response_model=api_schema.InferResponse,
+              responses={**api_schema.ERRORS, **api_schema.NOT_FOUND})
     async def oip_infer(name: str, request: Request) -> Response:
         if oip_table(name) is None:
             return _unknown_model(name, server)
         return await handle(request, lambda b, _c, names: parse_oip(decode_json(b), names),
                             lambda a, p: api_schema.oip_response(name, a, p))
 
-    api_schema.install_openapi(app)
+    def current() -> tuple[Any, tuple[str, ...]]:
+        table = server.watcher.table
+        if table is None:
+            return None, ()
+        return table.routes[0].model, (table.plan.key,) if table.plan.key else ()
+
+    api_schema.install_openapi(app, current, server.config.policy)
     return app
 
 

@@ -95,6 +95,12 @@ def parse_mlflow(body: bytes, content_type: str, names: Sequence[str]) -> Parsed
         if not isinstance(value, Mapping) or not isinstance(value.get("data"), list):
             raise BadRequest('dataframe_split: expected {"columns": [...], "data": [[...], ...]}',
                              problems=[_loc(["dataframe_split", "data"], "expected a list of rows")])
+        extra = sorted(set(value) - {"columns", "data", "index"})
+        if extra:
+            raise BadRequest(f"dataframe_split: unknown field(s) {', '.join(extra)}; expected "
+                             "columns, data (and optionally index)")
+        if not isinstance(value.get("index", []), list):
+            raise BadRequest("dataframe_split.index: expected a list of row labels")
         columns = value.get("columns", list(names))
         if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
             raise BadRequest("dataframe_split.columns: expected a list of column names")

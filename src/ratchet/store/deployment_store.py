@@ -162,9 +162,11 @@ class DeploymentStore:
     def record_feedback(self, rows: Iterable[tuple[str, int, str, Any]]) -> int:
         """Upsert (request_id, row, deployment, value) rows; the newest value wins."""
         now = now_ms()
+        # One row per key (the last given wins): an upsert may not touch a row twice.
+        latest = {(rid, row): (dep, value) for rid, row, dep, value in rows}
         values = [{"request_id": rid, "row": row, "deployment": dep,
                    "value": json.dumps(value, allow_nan=False), "received_at": now}
-                  for rid, row, dep, value in rows]
+                  for (rid, row), (dep, value) in latest.items()]
         if not values:
             return 0
         f = t.prediction_feedback
