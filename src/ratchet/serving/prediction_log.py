@@ -18,6 +18,7 @@ requests to Arrow tables and writes them; a failed write keeps its rows for the 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import posixpath
@@ -139,67 +140,130 @@ def _declared_rows(entry: LoggedRequest) -> int:
     return 0 if first is None else len(first)
 
 
-def to_table(entries: Sequence[LoggedRequest], counts: Sequence[int] | None = None
-             ) -> pa.Table:
+class _Columns:
+    """Rows of one (deployment, hour, input and output columns) group, as column lists.
+
+    ``record`` appends values here (a few list extends, no per-request objects), so the
+    garbage collector has nothing new to traverse per request and a flush is one Arrow
+    conversion per column. NumPy columns (batch scoring) are kept as arrays.
+    """
+
+    __slots__ = ("deployment", "has_flags", "hour", "inputs", "meta", "n", "outputs")
+
+    def __init__(self, deployment: str, hour: str, inputs: tuple[str, ...],
+                 outputs: tuple[str, ...]) -> None:
+        self.deployment, self.hour, self.n, self.has_flags = deployment, hour, 0, False
+        # request_id, row, timestamp, model_name, model_version, variant, status, error,
+        # latency_ms, flags
+        self.meta: list[list[Any]] = [[] for _ in range(10)]
+        self.inputs: dict[str, list[Any]] = {name: [] for name in inputs}
+        self.outputs: dict[str, list[Any]] = {name: [] for name in outputs}
+
+    def add(self, e: LoggedRequest, n: int) -> None:
+        meta = self.meta
+        if n == 1:
+            meta[0].append(e.request_id)
+            meta[1].append(e.rows[0] if e.rows is not None else
+                           0 if e.inputs or e.outputs else None)
+            meta[2].append(e.timestamp_ms)
+            meta[3].append(e.model_name)
+            meta[4].append(e.model_version)
+            meta[5].append(e.variant)
+            meta[6].append(e.status)
+            meta[7].append(e.error)
+            meta[8].append(e.latency_ms)
+            meta[9].append(e.flags[0] if e.flags is not None else None)
+        else:
+            for column, value in zip(meta, (e.request_id, None, e.timestamp_ms, e.model_name,
+                                            e.model_version, e.variant, e.status, e.error,
+                                            e.latency_ms), strict=False):
+                column.extend(repeat(value, n))
+            meta[1][-n:] = e.rows if e.rows is not None else range(n)
+            meta[9].extend(e.flags if e.flags is not None else repeat(None, n))
+        self.has_flags = self.has_flags or e.flags is not None
+        for target, source in ((self.inputs, e.inputs), (self.outputs, e.outputs)):
+            for name, values in source.items():
+                column = target[name]
+                if isinstance(values, list):
+                    column.extend(values)
+                else:  # a NumPy column: kept whole, converted once at flush
+                    column.append(_Chunk(values))
+        self.n += n
+
+    def table(self) -> pa.Table:
+        import numpy as np
+        import pyarrow as pa
+
+        meta = self.meta
+        columns: dict[str, Any] = {
+            "request_id": pa.array(meta[0], pa.string()),
+            "row": pa.array(meta[1], pa.int32()),
+            "timestamp": pa.array(meta[2], pa.timestamp("ms", tz="UTC")),
+            "deployment": pa.array(repeat(self.deployment, self.n), pa.string(), size=self.n),
+            "model_name": pa.array(meta[3], pa.string()),
+            "model_version": pa.array(meta[4], pa.int32()),
+            "variant": pa.array(meta[5], pa.string()),
+            "status": pa.array(meta[6], pa.string()),
+            "error": pa.array(meta[7], pa.string()),
+            "latency_ms": pa.array(meta[8], pa.float64()),
+        }
+        # Flags from offsets + values: pa.array on a list of lists is ~50 us per row.
+        offsets = np.zeros(self.n + 1, dtype=np.int32)
+        if self.has_flags:
+            np.cumsum([len(f) if f else 0 for f in meta[9]], out=offsets[1:])
+            values = pa.array([str(f) for f in chain.from_iterable(f for f in meta[9] if f)],
+                              pa.string())
+        else:
+            values = pa.array([], pa.string())
+        columns["flags"] = pa.ListArray.from_arrays(pa.array(offsets), values)
+        table = pa.table({name: columns[name] for name in META_COLUMNS}, schema=meta_schema())
+        for prefix, group in (("input.", self.inputs), ("output.", self.outputs)):
+            for name, column in group.items():
+                table = table.append_column(prefix + name, _column_array(column))
+        return table
+
+
+class _Chunk:
+    """A NumPy column inside a list column (batch scoring)."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: Any) -> None:
+        self.values = values
+
+
+def _column_array(column: list[Any]) -> pa.Array:
+    if not any(isinstance(v, _Chunk) for v in column):
+        return _array(column)
+    import numpy as np
+
+    parts = [v.values if isinstance(v, _Chunk) else np.asarray([v]) for v in column]
+    try:
+        return _array(np.concatenate(parts))
+    except (TypeError, ValueError):
+        return _array(list(chain.from_iterable(p.tolist() for p in parts)))
+
+
+def to_table(entries: Sequence[LoggedRequest]) -> pa.Table:
     """One row per prediction row; columns are the union over ``entries`` (missing: null).
 
-    Input/output types are inferred by Arrow; a column Arrow cannot type (mixed kinds,
-    e.g. ints and strings) is stored as strings. This runs on the writer thread, which
-    shares the GIL with the request path, so each column is built with one C-level
-    chain and one Arrow conversion rather than per-row Python work.
+    A column Arrow cannot type (mixed kinds, e.g. ints and strings) is stored as strings.
+    The writer groups entries by their columns and never needs the union; this is for
+    tests and tools.
     """
-    import numpy as np
-    import pyarrow as pa
-
-    if counts is None:
-        counts = [stored_rows(e) for e in entries]
-    total = sum(counts)
-
-    def per_row(values: list[Any]) -> list[Any]:
-        if all(n == 1 for n in counts):
-            return values
-        return list(chain.from_iterable(repeat(v, n) for v, n in zip(values, counts,
-                                                                         strict=True)))
-
-    columns: dict[str, Any] = {
-        "request_id": per_row([e.request_id for e in entries]),
-        "row": pa.array(list(chain.from_iterable(  # null for a failed request without rows
-            e.rows if e.rows is not None else range(n) if e.inputs or e.outputs
-            else repeat(None, n) for e, n in zip(entries, counts, strict=True))), pa.int32()),
-        "timestamp": pa.array(per_row([e.timestamp_ms for e in entries]),
-                              pa.timestamp("ms", tz="UTC")),
-        "deployment": per_row([e.deployment for e in entries]),
-        "model_name": per_row([e.model_name for e in entries]),
-        "model_version": pa.array(per_row([e.model_version for e in entries]), pa.int32()),
-        "variant": per_row([e.variant for e in entries]),
-        "status": per_row([e.status for e in entries]),
-        "error": pa.array(per_row([e.error for e in entries]), pa.string()),
-        "latency_ms": pa.array(per_row([float(e.latency_ms) for e in entries]), pa.float64()),
-    }
-    if all(e.flags is None for e in entries):
-        columns["flags"] = pa.ListArray.from_arrays(
-            pa.array(np.zeros(total + 1, dtype=np.int32)), pa.array([], pa.string()))
-    else:
-        rows = list(chain.from_iterable(e.flags if e.flags is not None else repeat((), n)
-                                        for e, n in zip(entries, counts, strict=True)))
-        # From offsets + values: pa.array on a list of lists is ~50 us per row here.
-        offsets = np.zeros(len(rows) + 1, dtype=np.int32)
-        np.cumsum([len(r) for r in rows], out=offsets[1:])
-        values = pa.array([str(f) for f in chain.from_iterable(rows)], pa.string())
-        columns["flags"] = pa.ListArray.from_arrays(pa.array(offsets), values)
-    table = pa.table({name: columns[name] for name in META_COLUMNS}, schema=meta_schema())
-    for prefix, attr in (("input.", "inputs"), ("output.", "outputs")):
-        parts = [getattr(e, attr) for e in entries]
-        for name in dict.fromkeys(chain.from_iterable(parts)):
-            pieces = [p.get(name) for p in parts]
-            if all(isinstance(piece, np.ndarray) for piece in pieces):
-                array = _array(np.concatenate(pieces))  # batch scoring: no Python objects
-            else:
-                array = _array(list(chain.from_iterable(
-                    piece if piece is not None else repeat(None, n)
-                    for piece, n in zip(pieces, counts, strict=True))))
-            table = table.append_column(prefix + name, array)
-    return table
+    if not entries:
+        raise ValueError("no entries")
+    inputs = tuple(dict.fromkeys(chain.from_iterable(e.inputs for e in entries)))
+    outputs = tuple(dict.fromkeys(chain.from_iterable(e.outputs for e in entries)))
+    first = entries[0]
+    columns = _Columns(first.deployment, hour_dir(first.timestamp_ms), inputs, outputs)
+    for e in entries:
+        n = stored_rows(e)
+        padded = dataclasses.replace(
+            e, inputs={c: e.inputs.get(c, [None] * n) for c in inputs},
+            outputs={c: e.outputs.get(c, [None] * n) for c in outputs})
+        columns.add(padded, n)
+    return columns.table()
 
 
 def _array(values: Any, kind: pa.DataType | None = None) -> pa.Array:
@@ -335,7 +399,10 @@ class PredictionLog:
         self._lock = threading.Lock()         # guards the buffer and the counters
         self._flushing = threading.RLock()    # one flush at a time, so flush() sees all
         self._closing = threading.RLock()
-        self._buffer: list[tuple[LoggedRequest, int]] = []
+        # Rows waiting, as columns per (deployment, hour, columns); tables whose write
+        # failed wait in _retry, oldest first.
+        self._groups: dict[tuple[Any, ...], _Columns] = {}
+        self._retry: list[tuple[str, str, pa.Table, int]] = []
         self._buffered = 0    # rows held in memory: buffered plus being written
         self._dropped = 0
         self._written = 0
@@ -390,7 +457,14 @@ class PredictionLog:
             with self._lock:
                 accepted = not self._closed and self._buffered + n <= self._max_rows
                 if accepted:
-                    self._buffer.append((entry, n))
+                    hour = entry.timestamp_ms // HOUR_MS
+                    key = (entry.deployment, hour, *entry.inputs, "|", *entry.outputs)
+                    group = self._groups.get(key)
+                    if group is None:
+                        group = self._groups[key] = _Columns(
+                            entry.deployment, hour_dir(entry.timestamp_ms),
+                            tuple(entry.inputs), tuple(entry.outputs))
+                    group.add(entry, n)
                     self._buffered += n
                     wake = self._buffered >= self._flush_rows
                 else:
@@ -431,7 +505,7 @@ class PredictionLog:
                 self._flush()
                 with self._lock:
                     lost = self._buffered
-                    self._buffer, self._buffered = [], 0
+                    self._groups, self._retry, self._buffered = {}, [], 0
             if lost:
                 logger.error("prediction log: %d rows could not be written before close", lost)
                 self._drop(lost)
@@ -456,57 +530,53 @@ class PredictionLog:
         try:
             with self._flushing:
                 with self._lock:
-                    batch, self._buffer = self._buffer, []
-                if not batch:
+                    groups, self._groups = self._groups, {}
+                    retry, self._retry = self._retry, []
+                if not groups and not retry:
                     return 0, False
-                try:
-                    written, lost, retry = self._write(batch)
-                except Exception:  # a bug, not storage: retrying would fail the same way
-                    logger.exception("prediction log: dropped a batch that failed to convert")
-                    written, lost, retry = 0, sum(n for _, n in batch), []
+                pending, lost = list(retry), 0
+                for group in groups.values():
+                    try:  # deterministic: a group that cannot be converted never will be
+                        pending.append((group.deployment, group.hour, group.table(), group.n))
+                    except Exception:
+                        logger.exception("prediction log: dropped %d rows of deployment %r "
+                                         "that cannot be converted to Arrow", group.n,
+                                         group.deployment)
+                        lost += group.n
+                written, failed = self._write(pending)
                 with self._lock:
-                    self._buffer[:0] = retry  # oldest first, ahead of newer requests
+                    self._retry[:0] = failed  # oldest first, ahead of newer requests
                     self._buffered -= written + lost
                     self._written += written
                     self._dropped += lost
-                    if retry:
+                    if failed:
                         self._failures += 1
                     elif written:
                         self._full = False
             _notify(self._on_flush, written)
             _notify(self._on_drop, lost)
-            return written, bool(retry)
+            return written, bool(failed)
         except Exception:  # a bug here must not kill the thread or the server
             logger.exception("prediction log: flush failed")
             return 0, True
 
-    def _write(self, batch: list[tuple[LoggedRequest, int]]
-               ) -> tuple[int, int, list[tuple[LoggedRequest, int]]]:
-        """Write one file per (deployment, hour): (rows written, rows lost, to retry)."""
-        groups: dict[tuple[str, str], list[tuple[LoggedRequest, int]]] = {}
-        for item in batch:
-            groups.setdefault((item[0].deployment, hour_dir(item[0].timestamp_ms)), []).append(item)
-        written, lost, retry = 0, 0, []
-        for (deployment, hour), group in groups.items():
-            rows = sum(n for _, n in group)
-            try:  # deterministic: a group that cannot be converted never will be
-                data = _parquet_bytes(to_table([e for e, _ in group], [n for _, n in group]))
-            except Exception:
-                logger.exception("prediction log: dropped %d rows of deployment %r that "
-                                 "cannot be converted to Parquet", rows, deployment)
-                lost += rows
-                continue
+    def _write(self, tables: list[tuple[str, str, pa.Table, int]]
+               ) -> tuple[int, list[tuple[str, str, pa.Table, int]]]:
+        """Write one file per table: (rows written, tables to retry)."""
+        written, retry = 0, []
+        for item in tables:
+            deployment, hour, table, rows = item
             directory = self._storage.path(f"deployment={deployment}", hour)
             name = f"{self.writer_id}-{new_id()}.parquet"
             try:
-                self._storage.put(directory, name, data)
+                self._storage.put(directory, name, _parquet_bytes(table))
             except Exception as exc:  # disk full, permissions, network: try again later
                 logger.error("prediction log: cannot write %d rows to %s (%s); keeping them "
                              "for the next flush", rows, directory, exc)
-                retry.extend(group)
+                retry.append(item)
                 continue
             written += rows
-        return written, lost, retry
+        return written, retry
 
     def _drop(self, n: int) -> None:
         with self._lock:
