@@ -345,7 +345,7 @@ def _native_answer(answer: Answer, _parsed: ParsedRequest) -> dict[str, Any]:
     if answer.row_models is not None:
         out["model_versions"] = [m.ref.version for m in answer.row_models]
     if answer.flags is not None:
-        out["flags"] = answer.flags
+        out["flags"] = [marks or [] for marks in answer.flags]
     return out
 
 

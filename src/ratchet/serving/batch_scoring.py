@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,15 +81,15 @@ def score_file(model: str, source: str | os.PathLike[str], output: str | os.Path
         prediction_log = PredictionLog(registry.tracking.settings.artifacts_uri,
                                        flush_interval_s=3600, max_buffered_rows=batch_rows * 2,
                                        flush_rows=batch_rows * 4)
-    dataset = _dataset(source)
-    total = dataset.count_rows() if progress else None
+    files, fmt = _input_files(source)
+    total = _count_rows(files) if progress and fmt == "parquet" else None
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.{new_id()[:12]}.tmp")
     rows = flagged = batches = 0
     writer: Any = None
     try:
         with _Progress(progress, total, f"scoring with {ref}") as advance:
-            for batch in dataset.to_batches(batch_size=batch_rows):
+            for batch in _batches(files, fmt, batch_rows):
                 if batch.num_rows == 0:
                     continue
                 table, n_flagged = _score_batch(served, batch, rows, prediction_log,
@@ -118,7 +119,6 @@ def score_file(model: str, source: str | os.PathLike[str], output: str | os.Path
 
 def _score_batch(served: ServedModel, batch: pa.RecordBatch, offset: int,
                  prediction_log: Any, deployment: str) -> tuple[pa.Table, int]:
-    import numpy as np
     import pyarrow as pa
 
     arrival_ms = time.time_ns() // 1_000_000
@@ -135,7 +135,7 @@ def _score_batch(served: ServedModel, batch: pa.RecordBatch, offset: int,
         raise InvalidInput(f"rows {offset}..{offset + batch.num_rows - 1} do not match the "
                            f"model signature (row numbers below count from {offset}): "
                            f"{exc}") from None
-    outputs = served.predict(validated.columns)
+    outputs = served.predict(validated.columns, as_lists=False)
     if prediction_log is not None:
         from ratchet.serving.prediction_log import LoggedRequest
 
@@ -147,7 +147,7 @@ def _score_batch(served: ServedModel, batch: pa.RecordBatch, offset: int,
         prediction_log.flush()
     table = pa.Table.from_batches([batch])
     for name, values in outputs.items():
-        table = table.append_column(name, pa.array(np.asarray(values)))
+        table = table.append_column(name, pa.array(values))
     n_flagged = 0 if validated.flags is None else sum(1 for f in validated.flags if f)
     return table, n_flagged
 
@@ -159,29 +159,61 @@ def _format(path: Path, what: str) -> str:
     return fmt
 
 
-def _dataset(source: Path) -> Any:
-    import pyarrow.dataset as ds
+def _input_files(source: Path) -> tuple[list[Path], str]:
+    if not source.is_dir():
+        return [source], _format(source, "input")
+    files = sorted(p for p in source.rglob("*") if p.is_file() and
+                   p.suffix.lower() in _FORMATS and not p.name.startswith((".", "_")))
+    if not files:
+        raise InvalidInput(f"{source}: no .parquet or .csv files in this directory")
+    formats = {_FORMATS[p.suffix.lower()] for p in files}
+    if len(formats) > 1:
+        raise InvalidInput(f"{source}: mixes Parquet and CSV files; score them separately")
+    return files, formats.pop()
 
-    if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.is_file() and
-                       p.suffix.lower() in _FORMATS and not p.name.startswith((".", "_")))
-        if not files:
-            raise InvalidInput(f"{source}: no .parquet or .csv files in this directory")
-        formats = {_FORMATS[p.suffix.lower()] for p in files}
-        if len(formats) > 1:
-            raise InvalidInput(f"{source}: mixes Parquet and CSV files; score them separately")
-        return ds.dataset([str(p) for p in files], format=formats.pop())
+
+def _count_rows(files: list[Path]) -> int | None:
+    import pyarrow.parquet as pq
+
     try:
-        return ds.dataset(str(source), format=_format(source, "input"))
-    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-        raise InvalidInput(f"{source}: cannot be read: {exc}") from None
+        return sum(pq.ParquetFile(str(f)).metadata.num_rows for f in files)
+    except (OSError, ValueError):
+        return None  # reported with the file's name when it is read
+
+
+def _batches(files: list[Path], fmt: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """Record batches of at most ``batch_rows``, one file at a time, without read-ahead:
+    memory is bounded by a batch, not by the file (Arrow's dataset scanner pre-buffers
+    whole row groups of several files)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    for path in files:
+        try:
+            if fmt == "parquet":
+                reader = pq.ParquetFile(str(path), pre_buffer=False, buffer_size=1 << 20)
+                yield from reader.iter_batches(batch_size=batch_rows)
+            else:
+                stream = pcsv.open_csv(str(path), read_options=pcsv.ReadOptions(
+                    block_size=16 << 20))
+                pending: list[pa.RecordBatch] = []
+                for block in stream:
+                    pending.append(block)
+                    while sum(b.num_rows for b in pending) >= batch_rows:
+                        table = pa.Table.from_batches(pending).combine_chunks()
+                        yield from table.slice(0, batch_rows).to_batches()
+                        pending = table.slice(batch_rows).to_batches()
+                yield from pending
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise InvalidInput(f"{path}: cannot be read: {exc}") from None
 
 
 def _writer(path: Path, fmt: str, schema: pa.Schema) -> Any:
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        return pq.ParquetWriter(str(path), schema, compression="zstd")
+        return pq.ParquetWriter(str(path), schema)  # snappy: fast to write and read
     import pyarrow.csv as pcsv
 
     return pcsv.CSVWriter(str(path), schema)

@@ -43,7 +43,7 @@ class Answer:
     model: ServedModel                  # who answered row 0
     outputs: dict[str, list[Any]]
     row_models: list[ServedModel] | None  # per row, when rows went to different versions
-    flags: list[list[str]] | None
+    flags: list[list[str] | None] | None  # per row (None: clean row)
 
 
 class InferenceService:

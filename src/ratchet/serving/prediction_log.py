@@ -64,7 +64,7 @@ class LoggedRequest:
     inputs: dict[str, list[Any]]    # column name -> values (n rows), as validated
     outputs: dict[str, list[Any]]   # column name -> values (n rows); {} on error
     rows: list[int] | None = None          # row numbers within the request (None: 0..n-1)
-    flags: list[list[str]] | None = None   # per row, e.g. ["age:out_of_range"]; None: none
+    flags: list[list[str] | None] | None = None  # per row, e.g. ["age:out_of_range"]
     status: str = "ok"                     # "ok" | "error"
     error: str | None = None
 
@@ -173,12 +173,12 @@ class _Columns:
             meta[7].append(e.error)
             meta[8].append(e.latency_ms)
             meta[9].append(e.flags[0] if e.flags is not None else None)
-        else:
+        else:  # many rows (batch scoring): constants stay one value until the flush
             for column, value in zip(meta, (e.request_id, None, e.timestamp_ms, e.model_name,
                                             e.model_version, e.variant, e.status, e.error,
                                             e.latency_ms), strict=False):
-                column.extend(repeat(value, n))
-            meta[1][-n:] = e.rows if e.rows is not None else range(n)
+                column.append(_Repeat(value, n))
+            meta[1][-1] = _Chunk(e.rows if e.rows is not None else range(n))
             meta[9].extend(e.flags if e.flags is not None else repeat(None, n))
         self.has_flags = self.has_flags or e.flags is not None
         for target, source in ((self.inputs, e.inputs), (self.outputs, e.outputs)):
@@ -196,16 +196,16 @@ class _Columns:
 
         meta = self.meta
         columns: dict[str, Any] = {
-            "request_id": pa.array(meta[0], pa.string()),
-            "row": pa.array(meta[1], pa.int32()),
-            "timestamp": pa.array(meta[2], pa.timestamp("ms", tz="UTC")),
-            "deployment": pa.array(repeat(self.deployment, self.n), pa.string(), size=self.n),
-            "model_name": pa.array(meta[3], pa.string()),
-            "model_version": pa.array(meta[4], pa.int32()),
-            "variant": pa.array(meta[5], pa.string()),
-            "status": pa.array(meta[6], pa.string()),
-            "error": pa.array(meta[7], pa.string()),
-            "latency_ms": pa.array(meta[8], pa.float64()),
+            "request_id": _meta_array(meta[0], pa.string()),
+            "row": _meta_array(meta[1], pa.int32()),
+            "timestamp": _meta_array(meta[2], pa.timestamp("ms", tz="UTC")),
+            "deployment": pa.repeat(pa.scalar(self.deployment, pa.string()), self.n),
+            "model_name": _meta_array(meta[3], pa.string()),
+            "model_version": _meta_array(meta[4], pa.int32()),
+            "variant": _meta_array(meta[5], pa.string()),
+            "status": _meta_array(meta[6], pa.string()),
+            "error": _meta_array(meta[7], pa.string()),
+            "latency_ms": _meta_array(meta[8], pa.float64()),
         }
         # Flags from offsets + values: pa.array on a list of lists is ~50 us per row.
         offsets = np.zeros(self.n + 1, dtype=np.int32)
@@ -230,6 +230,37 @@ class _Chunk:
 
     def __init__(self, values: Any) -> None:
         self.values = values
+
+
+class _Repeat:
+    """One value for ``n`` rows (a batch's request id, model version, ...)."""
+
+    __slots__ = ("n", "value")
+
+    def __init__(self, value: Any, n: int) -> None:
+        self.value, self.n = value, n
+
+
+def _meta_array(column: list[Any], kind: pa.DataType) -> pa.Array:
+    """A meta column of plain values, with runs of ``_Repeat`` / ``_Chunk`` in between."""
+    import pyarrow as pa
+
+    if not any(type(v) in (_Repeat, _Chunk) for v in column):
+        return pa.array(column, kind)
+    pieces: list[pa.Array] = []
+    plain: list[Any] = []
+    for v in column:
+        if type(v) in (_Repeat, _Chunk):
+            if plain:
+                pieces.append(pa.array(plain, kind))
+                plain = []
+            pieces.append(pa.repeat(pa.scalar(v.value, kind), v.n) if type(v) is _Repeat
+                          else pa.array(v.values, kind))
+        else:
+            plain.append(v)
+    if plain:
+        pieces.append(pa.array(plain, kind))
+    return pa.concat_arrays(pieces)
 
 
 def _column_array(column: list[Any]) -> pa.Array:

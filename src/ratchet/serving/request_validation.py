@@ -68,7 +68,7 @@ class RequestInvalid(BadRequest):
 class ValidatedRequest:
     columns: dict[str, Any]            # signature order; lists, or arrays for big batches
     n_rows: int
-    flags: list[list[str]] | None      # per row, None when nothing was flagged
+    flags: list[list[str] | None] | None  # per row (None: clean row); None: no flags at all
     flag_counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     extras: dict[str, Any] = field(default_factory=dict)  # allowed non-model columns
 
@@ -126,7 +126,7 @@ class RequestValidator:
                     problems.add(None, name, "extra", "not an input of the model "
                                  f"(inputs: {', '.join(self.names)})")
         columns: dict[str, Any] = {}
-        flags: list[list[str]] | None = None
+        flags: list[list[str] | None] | None = None  # per row; None where nothing was flagged
         flag_counts: Counter[tuple[str, str]] = Counter()
         for name, check in self._checks:
             values = given.get(name)
@@ -135,11 +135,18 @@ class RequestValidator:
                 continue
             conformed, flagged = check(values, problems)
             columns[name] = conformed
+            if not flagged:
+                continue
+            if flags is None:
+                flags = [None] * n
+            texts: dict[str, str] = {}
             for row, flag in flagged:
-                if flags is None:
-                    flags = [[] for _ in range(n)]
-                flags[row].append(f"{name}:{flag}")
-                flag_counts[(name, flag)] += 1
+                text = texts.get(flag) or texts.setdefault(flag, f"{name}:{flag}")
+                if (marks := flags[row]) is None:
+                    flags[row] = [text]
+                else:
+                    marks.append(text)
+            flag_counts.update((name, flag) for _, flag in flagged)
         if problems.total:
             raise RequestInvalid(problems.items, problems.total)
         return ValidatedRequest(columns, n, flags, flag_counts, extras)

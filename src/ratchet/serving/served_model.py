@@ -101,23 +101,26 @@ class ServedModel:
                 data[spec.name] = pd.Series(values, dtype=object)
         return pd.DataFrame(data)
 
-    def predict(self, columns: Mapping[str, Any]) -> dict[str, list[Any]]:
-        """Output columns for validated input columns (one value per row)."""
+    def predict(self, columns: Mapping[str, Any], *, as_lists: bool = True
+                ) -> dict[str, Any]:
+        """Output columns for validated input columns (one value per row): Python lists
+        for JSON, or NumPy arrays (``as_lists=False``, batch scoring)."""
         import numpy as np
 
         X = self.model_input(columns)
+        out: dict[str, Any]
         if self._proba is not None and self._proba_names is not None:
             proba = np.asarray(self._proba(X))
             labels = (self._classes_array[proba.argmax(axis=1)] if self._labels_from_proba
                       else np.asarray(self._predict(X)))
-            out = {"prediction": labels.tolist()}
+            out = {"prediction": labels}
             for j, name in enumerate(self._proba_names):
-                out[name] = proba[:, j].tolist()
-            return out
-        pred = np.asarray(self._predict(X))
-        if pred.ndim == 2:
-            return {f"prediction_{j}": pred[:, j].tolist() for j in range(pred.shape[1])}
-        return {"prediction": pred.tolist()}
+                out[name] = proba[:, j]
+        else:
+            pred = np.asarray(self._predict(X))
+            out = ({f"prediction_{j}": pred[:, j] for j in range(pred.shape[1])}
+                   if pred.ndim == 2 else {"prediction": pred})
+        return {k: v.tolist() for k, v in out.items()} if as_lists else out
 
     # ------------------------------------------------------------------ warming
     def warm(self) -> None:
