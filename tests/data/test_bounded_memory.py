@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,17 +33,33 @@ def _write_big_csv(path: Path) -> int:
     return path.stat().st_size
 
 
+def _vm_hwm_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), 0)
+    except (OSError, ValueError):
+        return 0
+
+
 def _run_measured(args: list[str], cwd: Path) -> tuple[int, str, str, int]:
     """Run a child to completion; return (exit status, stdout, stderr, its peak RSS bytes).
 
-    The child is reaped with wait4, which reports that one child's own peak memory.
+    The peak is the child's VmHWM, polled while it runs. Not wait4's ru_maxrss: Linux
+    carries the parent's high-water mark into a forked child across exec, so a child of a
+    large pytest process would report at least pytest's own peak.
     """
     out, err = cwd / "child.out", cwd / "child.err"
+    peak_kb = 0
     with out.open("w") as o, err.open("w") as e:
         proc = subprocess.Popen(args, cwd=cwd, stdout=o, stderr=e)
-        _, status, usage = os.wait4(proc.pid, 0)
+        while True:
+            peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
+            pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.02)
         proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped
-    return proc.returncode, out.read_text(), err.read_text(), usage.ru_maxrss * 1024
+    return proc.returncode, out.read_text(), err.read_text(), peak_kb * 1024
 
 
 @pytest.mark.slow
