@@ -46,7 +46,7 @@ _LAZY = {
     "schedule": "ratchet.pipelines",
     "tune": "ratchet.tuning",
 }
-_SUBMODULES = {"data", "models", "pipelines", "tuning"}
+_SUBMODULES = {"data", "models", "pipelines", "serving", "tuning"}
 
 __all__ = [
     "RegistryClient",
@@ -73,6 +73,7 @@ __all__ = [
     "register_materializer",
     "schedule",
     "search_runs",
+    "serving",
     "set_tag",
     "set_tags",
     "start_run",
@@ -82,7 +83,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from ratchet import data, models, pipelines, tuning
+    from ratchet import data, models, pipelines, serving, tuning
     from ratchet.autolog import autolog
     from ratchet.pipelines import pipeline, register_materializer, schedule, step
     from ratchet.registry.client import RegistryClient
