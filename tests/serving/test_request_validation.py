@@ -408,14 +408,14 @@ def test_unknown_category_flagged_and_counted() -> None:
     policy = ValidationPolicy(unknown_category=FLAG)
     out = validate(rows(4, plan={1: "gold", 3: "silver"}), policy)
     assert out.columns["plan"] == ["pro", "gold", "pro", "silver"]
-    assert out.flags == [[], ["plan:unknown_category"], [], ["plan:unknown_category"]]
+    assert out.flags == [None, ["plan:unknown_category"], None, ["plan:unknown_category"]]
     assert out.flag_counts == Counter({("plan", UNKNOWN_CATEGORY): 2})
 
 
 def test_out_of_range_flagged_by_default() -> None:
     out = validate(rows(4, age={0: 17, 2: 81.0}, income={2: 1000.5, 3: 0}))
-    assert out.flags == [["age:out_of_range"], [],
-                         ["age:out_of_range", "income:out_of_range"], []]
+    assert out.flags == [["age:out_of_range"], None,
+                         ["age:out_of_range", "income:out_of_range"], None]
     assert out.flag_counts == Counter({("age", OUT_OF_RANGE): 2, ("income", OUT_OF_RANGE): 1})
     assert out.columns["age"] == [17, 30, 81, 30]
 
@@ -446,7 +446,7 @@ def test_one_sided_range() -> None:
 def test_flags_and_unknowns_together_in_signature_order() -> None:
     policy = ValidationPolicy(unknown_category=FLAG)
     out = validate(rows(2, plan={0: "gold"}, age={0: 99}), policy)
-    assert out.flags == [["age:out_of_range", "plan:unknown_category"], []]
+    assert out.flags == [["age:out_of_range", "plan:unknown_category"], None]
 
 
 def test_a_rejected_request_reports_every_kind_at_once() -> None:
@@ -673,7 +673,7 @@ def test_numpy_and_python_paths_agree(case: tuple[np.ndarray, ColumnSpec,
         assert vector_exc is None and python_exc is None, (vector_exc, python_exc)
         assert vector_ok is not None and python_ok is not None
         flags = None if not expected_flags else [
-            ["x:out_of_range"] if i in set(expected_flags) else [] for i in range(len(array))]
+            ["x:out_of_range"] if i in set(expected_flags) else None for i in range(len(array))]
         assert vector_ok.flags == python_ok.flags == flags
         assert vector_ok.flag_counts == python_ok.flag_counts
         # The same values reach the model (ints for an int column, NaN where null).
