@@ -46,7 +46,7 @@ _LAZY = {
     "schedule": "ratchet.pipelines",
     "tune": "ratchet.tuning",
 }
-_SUBMODULES = {"data", "models", "pipelines", "serving", "tuning"}
+_SUBMODULES = {"data", "models", "monitoring", "pipelines", "serving", "tuning"}
 
 __all__ = [
     "RegistryClient",
@@ -68,6 +68,7 @@ __all__ = [
     "log_param",
     "log_params",
     "models",
+    "monitoring",
     "pipeline",
     "pipelines",
     "register_materializer",
@@ -83,7 +84,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from ratchet import data, models, pipelines, serving, tuning
+    from ratchet import data, models, monitoring, pipelines, serving, tuning
     from ratchet.autolog import autolog
     from ratchet.pipelines import pipeline, register_materializer, schedule, step
     from ratchet.registry.client import RegistryClient
