@@ -22,6 +22,7 @@ GROUPS = [
     ["pipeline"],
     ["schedule"],
     ["deploy"],
+    ["monitor"],
 ]
 COMMANDS = [
     ["init"],
@@ -73,6 +74,8 @@ COMMANDS = [
     ["serve"],
     ["predict"],
     ["build"],
+    ["monitor", "run"],
+    ["monitor", "history"],
 ]
 
 

@@ -15,6 +15,7 @@ from ratchet.cli import (
     deployments,
     experiments,
     models,
+    monitoring,
     pipelines,
     runs,
     schedules,
@@ -39,6 +40,7 @@ app.add_typer(pipelines.app, name="pipeline")
 app.add_typer(schedules.app, name="schedule")
 app.command("scheduler")(schedules.scheduler)
 app.add_typer(deployments.app, name="deploy")
+app.add_typer(monitoring.app, name="monitor")
 app.command("serve")(serving.serve)
 app.command("predict")(serving.predict)
 app.command("build")(build.build)

@@ -425,6 +425,24 @@ prediction_feedback = Table(
 )
 
 
+# ---------------------------------------------------------------------------- monitoring
+monitor_results = Table(
+    "monitor_results",
+    metadata,
+    # One evaluation of a deployment over a window of its prediction log.
+    Column("result_id", ID, primary_key=True),
+    Column("deployment", NAME, nullable=False),
+    Column("window_start", BigInteger, nullable=False),
+    Column("window_end", BigInteger, nullable=False),
+    Column("verdict", String(32), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("result", Text, nullable=False),  # the whole result as JSON
+    Column("report_path", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Index(None, "deployment", "created_at"),
+)
+
+
 def exists_on(obj: object, dialect: str) -> bool:
     """Whether a schema object is created on ``dialect`` (honours ``.ddl_if(dialect=...)``).
 

@@ -1,0 +1,303 @@
+"""Run a monitor: a window of a deployment's prediction log against the model's training
+data, stored, reported and alerted on.
+
+Reference = the dataset version the served model was trained on, found through lineage
+(model version → run → its input with role ``train``, else its only input). Current = the
+window's logged inputs (shadow answers and failed requests left out). The result holds the
+drift tests, a multivariate test, data quality, performance from feedback (and, for
+classifiers, estimated from the logged probabilities), and histograms for the report.
+When the verdict differs from the previous result's, a log line and an optional webhook
+say so, with the report's location.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ratchet.errors import InvalidInput, NotFound
+from ratchet.monitoring.drift import NUMERIC, column_kind
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ratchet.config import Settings
+    from ratchet.packaging import LoadedModel
+    from ratchet.registry import RegistryClient
+    from ratchet.store.monitor_store import StoredMonitorResult
+
+log = logging.getLogger(__name__)
+MULTIVARIATE_MIN_ROWS = 100
+PREDICTION_SAMPLE = 50_000
+TOP_CATEGORIES = 20
+OK, DRIFT, NO_DATA = "ok", "drift", "no data"
+
+
+@dataclass(frozen=True)
+class MonitorRun:
+    result: dict[str, Any]
+    stored: StoredMonitorResult | None
+    report_html: Path | None
+    report_json: Path | None
+    previous_verdict: str | None
+
+    @property
+    def verdict(self) -> str:
+        return str(self.result["verdict"])
+
+    @property
+    def changed(self) -> bool:
+        return self.previous_verdict is not None and self.previous_verdict != self.verdict
+
+
+def parse_window(window: str | timedelta) -> timedelta:
+    """"15min", "1h", "6h", "1d", "7d" (pandas' spelling) or a timedelta."""
+    import pandas as pd
+
+    if isinstance(window, timedelta):
+        value = window
+    else:
+        try:
+            value = pd.Timedelta(str(window)).to_pytimedelta()
+        except ValueError:
+            value = timedelta(0)
+    if value <= timedelta(0):
+        raise InvalidInput(f"window must be a positive duration like 15min, 1h, 1d or 7d; "
+                           f"got {window!r}")
+    return value
+
+
+def run_monitor(deployment: str, *, window: str | timedelta = "1h",
+                end: datetime | None = None, settings: Settings | None = None,
+                reference: pd.DataFrame | str | None = None,
+                report_dir: str | Path | None = None, webhook: str | None = None,
+                store: bool = True) -> MonitorRun:
+    """Evaluate ``deployment`` over ``[end - window, end)`` (end: now)."""
+    from ratchet.serving.deployments import DeploymentClient
+    from ratchet.serving.prediction_query import predictions
+    from ratchet.store.monitor_store import MonitorStore
+
+    span = parse_window(window)
+    end = end.astimezone(UTC) if end is not None and end.tzinfo else \
+        (end.replace(tzinfo=UTC) if end is not None else datetime.now(UTC))
+    start = end - span
+    client = DeploymentClient(settings=settings)
+    status = client.status(deployment)
+    name, version = status.versions[status.plan.variants[0].name]
+    model = client.registry.load(f"models:/{name}/{version}")
+    logged = predictions(deployment, since=start, until=end, with_feedback=True,
+                         settings=client.registry.tracking.settings)
+    if len(logged):
+        logged = logged[(logged["variant"] != "shadow") & (logged["status"] == "ok")]
+    inputs = (model.signature.input_names if model.signature is not None else
+              [c.removeprefix("input.") for c in logged.columns if c.startswith("input.")])
+    result: dict[str, Any] = {
+        "deployment": deployment, "created_at": datetime.now(UTC).isoformat(),
+        "window": {"start": start.isoformat(), "end": end.isoformat()},
+        "model": {"name": name, "version": version}, "rows": len(logged),
+        "reference": None, "drift": None, "quality": None, "performance": None,
+        "distributions": {}}
+    if len(logged) == 0:
+        result["verdict"] = NO_DATA
+    else:
+        current = _current_inputs(logged, inputs)
+        ref_frame, result["reference"] = _reference(client.registry, name, version, inputs,
+                                                    reference)
+        _evaluate(result, model, ref_frame, current, logged)
+    db = client.registry.tracking.store.db
+    monitor_store = MonitorStore(db)
+    previous = monitor_store.latest(deployment)
+    stored = None
+    if store:
+        stored = monitor_store.add(
+            deployment, window_start=int(start.timestamp() * 1000),
+            window_end=int(end.timestamp() * 1000), verdict=result["verdict"],
+            rows=result["rows"], result=result)
+    html_path = json_path = None
+    if report_dir is not None or store:
+        history = [r.result for r in monitor_store.history(deployment, limit=50)
+                   if stored is None or r.result_id != stored.result_id]
+        html_path, json_path = _write_report(result, history, report_dir, client, stored)
+        if stored is not None:
+            monitor_store.set_report_path(stored.result_id, str(html_path))
+    run = MonitorRun(result, stored, html_path, json_path,
+                     previous.verdict if previous is not None else None)
+    if run.changed:
+        _alert(run, webhook)
+    return run
+
+
+# ----------------------------------------------------------------------------- pieces
+def _current_inputs(logged: pd.DataFrame, inputs: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame({c: logged[f"input.{c}"].to_numpy() for c in inputs
+                         if f"input.{c}" in logged.columns})
+
+
+def _reference(registry: RegistryClient, name: str, version: int, inputs: list[str],
+               given: pd.DataFrame | str | None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    from ratchet.data.catalog import DataClient
+
+    data = DataClient(registry.tracking)
+    if given is not None and not isinstance(given, str):
+        return given, {"dataset": None, "version": None, "rows": len(given)}
+    if isinstance(given, str):
+        dataset = data.get(given)
+    else:
+        run = registry.lineage(f"models:/{name}/{version}").run
+        candidates = [] if run is None else list(run.inputs)
+        trained = [i for i in candidates if i.role == "train"] or candidates
+        if not trained or trained[0].version is None:
+            raise NotFound(f"model {name} v{version} has no training dataset in its lineage; "
+                           "log the data with ratchet.data.log inside the training run, or "
+                           "pass a reference (--reference DATASET[@VERSION])")
+        dataset = data.get(f"{trained[0].name}@{trained[0].version}")
+    frame = dataset.to_pandas()
+    missing = [c for c in inputs if c not in frame.columns]
+    if missing:
+        raise InvalidInput(f"reference {dataset.name}@{dataset.version} lacks the model's "
+                           f"input column(s) {', '.join(missing)}")
+    return frame, {"dataset": dataset.name, "version": dataset.version, "rows": len(frame)}
+
+
+def _evaluate(result: dict[str, Any], model: LoadedModel, reference: pd.DataFrame,
+              current: pd.DataFrame, logged: pd.DataFrame) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from ratchet.monitoring.classifier_drift import classifier_drift
+    from ratchet.monitoring.data_quality import quality_report
+    from ratchet.monitoring.drift import dataset_drift
+
+    columns = [c for c in current.columns if c in reference.columns]
+    frames_ref = reference[columns]
+    frames_cur = current[columns]
+    # Prediction drift: the model's answers on (a sample of) its training data vs live.
+    drift_ref, drift_cur, prediction = frames_ref, frames_cur, None
+    if "output.prediction" in logged.columns:
+        sample = frames_ref.sample(n=min(len(frames_ref), PREDICTION_SAMPLE), random_state=0)
+        answers = pd.Series(np.asarray(model.predict(sample)), index=sample.index)
+        prediction = "prediction"
+        drift_ref = frames_ref.assign(prediction=answers)  # rows not sampled: null, left out
+        drift_cur = frames_cur.assign(prediction=logged["output.prediction"].to_numpy())
+    drift = dataset_drift(drift_ref, drift_cur, columns=columns, prediction=prediction)
+    report = drift.to_dict()
+    report["multivariate"] = (classifier_drift(frames_ref, frames_cur).to_dict()
+                              if len(frames_cur) >= MULTIVARIATE_MIN_ROWS else None)
+    result["drift"] = report
+    result["quality"] = quality_report(frames_cur, model.signature, frames_ref).to_dict()
+    result["performance"] = _performance(model, logged)
+    result["distributions"] = {c: _distribution(frames_ref[c], frames_cur[c])
+                               for c in columns}
+    multivariate = report["multivariate"]
+    drifted = drift.drift or bool(multivariate and multivariate["drifted"])
+    result["verdict"] = DRIFT if drifted else OK
+
+
+def _performance(model: LoadedModel, logged: pd.DataFrame) -> dict[str, Any] | None:
+    from ratchet.monitoring import performance as perf
+
+    classes = getattr(model.raw, "classes_", None)
+    proba_columns = [f"output.proba_{c}" for c in classes] if classes is not None else []
+    has_proba = bool(proba_columns) and all(c in logged.columns for c in proba_columns)
+    labeled = logged[logged["feedback"].notna()] if "feedback" in logged.columns else \
+        logged.iloc[0:0]
+    out: dict[str, Any] = {"task": "classification" if classes is not None else "regression",
+                           "labeled": len(labeled), "metrics": None, "estimated": None}
+    if len(labeled):
+        if classes is not None:
+            proba = labeled[proba_columns].to_numpy(dtype=float) if has_proba else None
+            out["metrics"] = perf.classification_metrics(
+                labeled["feedback"].to_numpy(), labeled["output.prediction"].to_numpy(),
+                proba, list(classes.tolist()))
+        else:
+            out["metrics"] = perf.regression_metrics(
+                labeled["feedback"].to_numpy(dtype=float),
+                labeled["output.prediction"].to_numpy(dtype=float))
+    if has_proba and classes is not None:
+        out["estimated"] = perf.estimate_classification_performance(
+            logged[proba_columns].to_numpy(dtype=float), list(classes.tolist()))
+    if out["metrics"] is None and out["estimated"] is None:
+        return None
+    return _jsonable(out)
+
+
+def _distribution(reference: pd.Series, current: pd.Series) -> dict[str, Any]:
+    import numpy as np
+    import pandas as pd
+
+    from ratchet.monitoring.drift import binned_counts, numeric_bins
+
+    ref, cur = reference.dropna(), current.dropna()
+    if column_kind(reference) == NUMERIC and len(ref) and len(cur):
+        r = np.sort(ref.to_numpy(dtype=float))
+        edges = numeric_bins(r, sorted_input=True)
+        return {"kind": "numeric", "edges": [float(r[0]), *edges.tolist(), float(r[-1])],
+                "reference": binned_counts(r, edges, sorted_input=True).tolist(),
+                "current": binned_counts(cur.to_numpy(dtype=float), edges).tolist()}
+    top = pd.concat([ref, cur]).astype(str).value_counts().index[:TOP_CATEGORIES].tolist()
+    ref_counts = ref.astype(str).value_counts()
+    cur_counts = cur.astype(str).value_counts()
+    return {"kind": "categorical", "categories": top,
+            "reference": [int(ref_counts.get(c, 0)) for c in top],
+            "current": [int(cur_counts.get(c, 0)) for c in top]}
+
+
+def _write_report(result: dict[str, Any], history: list[dict[str, Any]],
+                  report_dir: str | Path | None, client: Any,
+                  stored: StoredMonitorResult | None) -> tuple[Path, Path]:
+    from ratchet.atomic import write_atomic
+    from ratchet.monitoring.report_html import render_report
+
+    directory = Path(report_dir) if report_dir is not None else \
+        client.registry.tracking.settings.home / "reports" / result["deployment"]
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.fromisoformat(result["created_at"]).strftime("%Y%m%dT%H%M%SZ")
+    stem = f"{stamp}-{stored.result_id[-8:]}" if stored is not None else stamp
+    html_path, json_path = directory / f"{stem}.html", directory / f"{stem}.json"
+    write_atomic(json_path, json.dumps(result, indent=2, default=str).encode())
+    write_atomic(html_path, render_report(result, history).encode())
+    return html_path, json_path
+
+
+def _alert(run: MonitorRun, webhook: str | None) -> None:
+    report = run.report_html.resolve().as_uri() if run.report_html else None
+    message = (f"monitor {run.result['deployment']}: verdict {run.previous_verdict!r} -> "
+               f"{run.verdict!r} (window {run.result['window']['start']} .. "
+               f"{run.result['window']['end']}); report: {report}")
+    log.warning(message)
+    if webhook is None:
+        return
+    body = json.dumps({"deployment": run.result["deployment"], "verdict": run.verdict,
+                       "previous": run.previous_verdict, "window": run.result["window"],
+                       "report": report, "text": message}).encode()
+    request = urllib.request.Request(webhook, data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+    except OSError as exc:  # an unreachable hook must not lose the result: it is stored
+        log.error("monitor %s: webhook %s failed: %s", run.result["deployment"], webhook, exc)
+
+
+def _jsonable(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+__all__ = ["MonitorRun", "parse_window", "run_monitor"]
