@@ -14,6 +14,7 @@ import gc
 import json
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _THREAD_FROM_ROWS = 64
+MONITOR_POLL_S = 5.0
 _JSON = "application/json"
 
 
@@ -82,14 +84,37 @@ class _Server:
                 on_drop=self.metrics.log_dropped.labels(deployment).inc,
                 on_flush=self.metrics.log_rows.labels(deployment).inc)
         self.service: InferenceService = InferenceService(deployment, self.metrics, self.log)
+        self._stopped = threading.Event()
         self.watcher: DeploymentWatcher = DeploymentWatcher(
             deployment, source, poll_interval_s=config.poll_interval_s, policy=config.policy,
             on_load=self.metrics.loaded, on_swap=self.metrics.swapped)
 
     def start(self) -> None:
         self.watcher.start()
+        if self.settings is not None:
+            threading.Thread(target=self._export_monitor_results, daemon=True,
+                             name="ratchet-monitor-gauges").start()
+
+    def _export_monitor_results(self) -> None:
+        """Every few seconds, the newest stored monitor result becomes gauges."""
+        from ratchet.store.database import open_database
+        from ratchet.store.monitor_store import MonitorStore
+
+        assert self.settings is not None
+        store = MonitorStore(open_database(self.settings.db_url))
+        while True:
+            try:
+                latest = store.latest(self.deployment)
+                if latest is not None:
+                    self.metrics.monitor_result(latest.result_id, latest.result)
+            except Exception as exc:  # the gauges are a convenience: never stop serving
+                log.warning("deployment %s: cannot read monitor results: %s",
+                            self.deployment, exc)
+            if self._stopped.wait(MONITOR_POLL_S):
+                return
 
     def stop(self) -> None:
+        self._stopped.set()
         self.watcher.stop()
         self.service.close()
         if self.log is not None:

@@ -67,6 +67,22 @@ class ServingMetrics:
         self.shadow_disagreements = Counter(
             "ratchet_shadow_disagreements", "Rows where the shadow's prediction differed from "
             "the served one.", version, registry=r)
+        # The newest monitor result of this deployment (ratchet monitor run), re-read by the
+        # server every few seconds so that Prometheus scrapes drift and performance here.
+        self.drift_score = Gauge("ratchet_drift_score", "Drift statistic per column from "
+                                 "the newest monitor result.", ["deployment", "column", "test"],
+                                 registry=r, multiprocess_mode="mostrecent")
+        self.drift_share = Gauge("ratchet_drift_share", "Share of drifted columns in the "
+                                 "newest monitor result.", ["deployment"], registry=r,
+                                 multiprocess_mode="mostrecent")
+        self.drift_detected = Gauge("ratchet_drift_detected", "1 if the newest monitor "
+                                    "result's verdict is drift.", ["deployment"], registry=r,
+                                    multiprocess_mode="mostrecent")
+        self.performance = Gauge("ratchet_model_performance", "Performance in the newest "
+                                 "monitor result: realized from feedback, or estimated.",
+                                 ["deployment", "metric", "kind"], registry=r,
+                                 multiprocess_mode="mostrecent")
+        self._monitor_result: str | None = None
         self.inflight_now = self.inflight.labels(deployment)
         self._served_labels: set[tuple[str, str, str]] = set()
         # labels() costs a lock and a dict lookup per call: cache the children we use.
@@ -123,6 +139,25 @@ class ServingMetrics:
         for name, version, variant in now:
             self.model_info.labels(self.deployment, name, version, variant).set(1)
         self._served_labels = now
+
+    def monitor_result(self, result_id: str, result: dict[str, Any]) -> None:
+        """Export a stored monitor result (once per result)."""
+        if result_id == self._monitor_result:
+            return
+        self._monitor_result = result_id
+        drift = result.get("drift") or {}
+        for column in drift.get("columns", []):
+            self.drift_score.labels(self.deployment, column["column"], column["test"]).set(
+                column["statistic"])
+        self.drift_share.labels(self.deployment).set(drift.get("share", 0.0))
+        self.drift_detected.labels(self.deployment).set(result.get("verdict") == "drift")
+        performance = result.get("performance") or {}
+        for kind in ("metrics", "estimated"):
+            for metric, value in (performance.get(kind) or {}).items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    self.performance.labels(
+                        self.deployment, metric,
+                        "realized" if kind == "metrics" else "estimated").set(value)
 
     # ------------------------------------------------------------------ exposition
     def exposition(self) -> tuple[bytes, str]:
