@@ -92,8 +92,8 @@ def _levels(probs: list[float]) -> Draw:
 
 
 def _zipf(k: int, s: float = 1.1) -> np.ndarray:
-    weights = 1.0 / np.arange(1, k + 1) ** s
-    return weights / weights.sum()
+    weights = 1.0 / np.arange(1, k + 1, dtype=np.float64) ** s
+    return np.asarray(weights / weights.sum(), dtype=np.float64)
 
 
 def _categories(probs: np.ndarray) -> Draw:

@@ -38,9 +38,8 @@ from common import P_VALUE_TESTS, Clock, emit, manifest, number, parse_args, vm_
 def main() -> None:
     args = parse_args("evidently")
     clock = Clock()
-    import pandas as pd
-
     import evidently
+    import pandas as pd
     from evidently import DataDefinition, Dataset, Report
     from evidently.legacy.calculations.stattests import registry
     from evidently.presets import DataDriftPreset

@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ratchet.monitoring.classifier_drift import ClassifierDrift, classifier_drift
+    from ratchet.monitoring.multivariate_drift import ClassifierDrift, classifier_drift
     from ratchet.monitoring.drift import (
         ColumnDrift,
         DatasetDrift,
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     )
 
 _LAZY = {
-    "ClassifierDrift": "ratchet.monitoring.classifier_drift",
-    "classifier_drift": "ratchet.monitoring.classifier_drift",
+    "ClassifierDrift": "ratchet.monitoring.multivariate_drift",
+    "classifier_drift": "ratchet.monitoring.multivariate_drift",
     "ColumnDrift": "ratchet.monitoring.drift",
     "DatasetDrift": "ratchet.monitoring.drift",
     "DriftTest": "ratchet.monitoring.drift",

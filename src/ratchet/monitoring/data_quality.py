@@ -1,0 +1,281 @@
+"""Data quality of production traffic: missing values, and, against the model's signature,
+out-of-range numbers, unknown categories, values of the wrong type, nulls where none are
+allowed and missing columns; against a reference frame, the change in missing rates.
+
+Every check is a vectorized pandas/NumPy operation over a column, never a loop over rows.
+
+Column names: a plain frame (``age``, ``plan``) or the prediction log as read by
+``ratchet.serving.prediction_query.predictions`` (``input.age``, ``input.plan`` next to
+``timestamp``, ``output.prediction`` ...). ``prefix`` says which: ``"input."`` checks only
+the columns named ``input.<name>`` and reports them as ``<name>``, ``""`` checks every
+column as named, and None (the default) picks ``"input."`` when the frame has such columns
+and ``""`` otherwise. ``reference_prefix`` does the same for the reference frame.
+
+What a check means, per signature dtype (the same rules serving's validation applies, so
+a value that passed validation never counts as a type violation):
+
+- numbers: a value that does not parse as a number (``"abc"``), a datetime, or for an
+  integer dtype a fractional value, is a type violation; parsable values outside the
+  signature's ``[min, max]`` are out of range;
+- booleans: anything but true/false, 1/0 (as values or text) is a type violation;
+- strings and categories: any value is text; values outside the signature's categories
+  are unknown categories;
+- datetimes: values that do not parse as a date and time are type violations.
+
+Missing values never count as violations of the dtype; in a column the signature does not
+declare nullable, each one is a null violation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from ratchet.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from ratchet.packaging.signature import ColumnSpec, Signature
+
+INPUT_PREFIX = "input."
+DEFAULT_MISSING_TOLERANCE = 0.05  # a rise in the missing rate above this is an issue
+_EXAMPLES = 3
+_BOOL_TEXT = ("true", "false", "1", "0", "1.0", "0.0")
+
+
+@dataclass(frozen=True)
+class ColumnQuality:
+    """One column. A count is None when it was not checked (no signature, no bounds, no
+    categories, or a dtype without a rule)."""
+
+    column: str
+    dtype: str                       # as observed
+    expected_dtype: str | None       # from the signature
+    missing: int
+    missing_rate: float | None       # None without rows
+    out_of_range: int | None
+    unknown_categories: int | None
+    type_violations: int | None
+    null_violations: int | None
+    reference_missing_rate: float | None
+    missing_rate_change: float | None   # current - reference
+    issues: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["issues"] = list(self.issues)
+        return data
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    rows: int
+    columns: tuple[ColumnQuality, ...]
+    missing_columns: tuple[str, ...]   # in the signature (or reference), not in the data
+    extra_columns: tuple[str, ...]     # in the data, not in the signature (or reference)
+
+    @property
+    def issues(self) -> int:
+        """Problems found: one per missing column and per sentence of a column."""
+        return len(self.missing_columns) + sum(len(c.issues) for c in self.columns)
+
+    @property
+    def messages(self) -> list[str]:
+        """Every problem as one line, e.g. for a log."""
+        return ([f"column {c!r} is missing" for c in self.missing_columns]
+                + [f"column {c.column!r}: {issue}" for c in self.columns for issue in c.issues])
+
+    def column(self, name: str) -> ColumnQuality:
+        for column in self.columns:
+            if column.column == name:
+                return column
+        raise InvalidInput(f"no column {name!r} in the report; it has "
+                           f"{', '.join(c.column for c in self.columns)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "columns": [c.to_dict() for c in self.columns],
+                "missing_columns": list(self.missing_columns),
+                "extra_columns": list(self.extra_columns), "issues": self.issues}
+
+
+def quality_report(current: pd.DataFrame, signature: Signature | None = None,
+                   reference: pd.DataFrame | None = None, *, prefix: str | None = None,
+                   reference_prefix: str | None = None,
+                   missing_tolerance: float = DEFAULT_MISSING_TOLERANCE) -> QualityReport:
+    """Quality of ``current`` (see the module docstring for the checks and ``prefix``).
+
+    The expected columns are the signature's inputs, else the reference's columns; those
+    absent from ``current`` are ``missing_columns`` and the others present are
+    ``extra_columns`` (reported, not an issue: serving ignores them). Columns come in the
+    signature's order, then the extra ones. With a reference, a column whose missing rate
+    rose by more than ``missing_tolerance`` (absolute, default 5 points) has an issue.
+    """
+    import pandas as pd
+
+    for name, frame in (("current", current), ("reference", reference)):
+        if frame is not None and not isinstance(frame, pd.DataFrame):
+            raise InvalidInput(f"{name} must be a pandas DataFrame, got {type(frame).__name__}")
+    if signature is not None and not hasattr(signature, "inputs"):
+        raise InvalidInput(f"signature must be a ratchet Signature, got "
+                           f"{type(signature).__name__}")
+    if isinstance(missing_tolerance, bool) or not isinstance(missing_tolerance, int | float) \
+            or not 0 <= missing_tolerance <= 1:
+        raise InvalidInput(f"missing_tolerance must be a rate in [0, 1], got "
+                           f"{missing_tolerance!r}")
+    data = _columns(current, prefix, "prefix")
+    ref = None if reference is None else _columns(reference, reference_prefix,
+                                                  "reference_prefix")
+    specs = {spec.name: spec for spec in signature.inputs} if signature is not None else {}
+    if signature is not None:
+        expected: list[str] | None = list(specs)
+    elif ref is not None:
+        expected = list(ref)
+    else:
+        expected = None
+    if expected is None:
+        names, missing, extra = list(data), [], []
+    else:
+        missing = [c for c in expected if c not in data]
+        extra = [c for c in data if c not in set(expected)]
+        names = [c for c in expected if c in data] + extra
+    rows = len(current)
+    columns = []
+    for name in names:
+        reference_rate = None
+        if ref is not None and name in ref and len(reference):
+            reference_rate = float(reference[ref[name]].isna().mean())
+        columns.append(_column(name, current[data[name]], specs.get(name), reference_rate,
+                               missing_tolerance))
+    return QualityReport(rows, tuple(columns), tuple(missing), tuple(extra))
+
+
+def _columns(frame: pd.DataFrame, prefix: str | None, what: str) -> dict[str, Any]:
+    """Reported name -> the frame's column label."""
+    if prefix is not None and not isinstance(prefix, str):
+        raise InvalidInput(f"{what} must be a string such as {INPUT_PREFIX!r}, '' (plain "
+                           f"column names) or None (detect), got {prefix!r}")
+    labels = {str(c): c for c in frame.columns}
+    if prefix is None:
+        prefix = INPUT_PREFIX if any(n.startswith(INPUT_PREFIX) for n in labels) else ""
+    if not prefix:
+        return labels
+    return {n[len(prefix):]: c for n, c in labels.items() if n.startswith(prefix)}
+
+
+def _column(name: str, values: pd.Series, spec: ColumnSpec | None,
+            reference_rate: float | None, tolerance: float) -> ColumnQuality:
+    from ratchet.packaging.signature import dtype_name
+
+    if getattr(values, "ndim", 1) != 1:
+        raise InvalidInput(f"column {name!r} appears more than once")
+    rows = len(values)
+    nulls = values.isna().to_numpy()
+    missing = int(nulls.sum())
+    rate = missing / rows if rows else None
+    issues: list[str] = []
+    out_of_range = unknown = type_bad = null_bad = None
+    if spec is not None:
+        null_bad = 0 if spec.nullable else missing
+        if null_bad:
+            issues.append(f"{_count(null_bad, rows, 'null')} but the column is not nullable")
+        type_bad, out_of_range, unknown = _check(values, nulls, spec, rows, issues)
+    change = None
+    if reference_rate is not None and rate is not None:
+        change = rate - reference_rate
+        if change > tolerance and not null_bad:
+            issues.append(f"missing rate {rate:.1%}, up from {reference_rate:.1%} in the "
+                          "reference")
+    return ColumnQuality(name, dtype_name(values), None if spec is None else spec.dtype,
+                         missing, rate, out_of_range, unknown, type_bad, null_bad,
+                         reference_rate, change, tuple(issues))
+
+
+def _check(values: pd.Series, nulls: np.ndarray, spec: ColumnSpec, rows: int,
+           issues: list[str]) -> tuple[int | None, int | None, int | None]:
+    """(type violations, out of range, unknown categories) for one column and its spec."""
+    import numpy as np
+    import pandas as pd
+    from pandas.api import types
+
+    from ratchet.packaging.signature import BOOL, CATEGORY, STRING
+
+    dtype = spec.dtype
+    bad: np.ndarray | None = None
+    out_of_range = unknown = None
+    if dtype.startswith(("int", "uint", "float")):
+        if types.is_datetime64_any_dtype(values.dtype) or types.is_timedelta64_dtype(
+                values.dtype):
+            bad = ~nulls
+            numbers = np.full(rows, np.nan)
+        else:
+            raw = values.astype(object) if isinstance(values.dtype, pd.CategoricalDtype) \
+                else values
+            numbers = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64,
+                                                                   na_value=np.nan)
+            parsed = ~np.isnan(numbers)
+            bad = ~parsed & ~nulls
+            if dtype.startswith(("int", "uint")):
+                with np.errstate(invalid="ignore"):
+                    bad |= parsed & (numbers != np.round(numbers))
+        if spec.min is not None or spec.max is not None:
+            valid = ~np.isnan(numbers) & ~bad
+            with np.errstate(invalid="ignore"):
+                outside = ((numbers < spec.min) if spec.min is not None else False) | \
+                    ((numbers > spec.max) if spec.max is not None else False)
+            out_mask = valid & outside
+            out_of_range = int(out_mask.sum())
+            if out_of_range:
+                issues.append(f"{_count(out_of_range, rows, 'value')} outside the training "
+                              f"range [{_fmt(spec.min, '-inf')}, {_fmt(spec.max, 'inf')}], e.g. "
+                              f"{_examples(values, out_mask)}")
+    elif dtype == BOOL:
+        if types.is_bool_dtype(values.dtype):
+            bad = np.zeros(rows, dtype=bool)
+        else:
+            text = values.astype(object).astype(str).str.strip().str.lower()
+            bad = ~text.isin(_BOOL_TEXT).to_numpy() & ~nulls
+    elif dtype in (STRING, CATEGORY):
+        bad = np.zeros(rows, dtype=bool)  # anything can be text
+        if spec.categories is not None:
+            text = values.astype(object).astype(str)
+            unknown_mask = ~text.isin(spec.categories).to_numpy() & ~nulls
+            unknown = int(unknown_mask.sum())
+            if unknown:
+                issues.append(f"{_count(unknown, rows, 'unknown category', 'unknown categories')}"
+                              f", e.g. {_examples(values, unknown_mask)}")
+    elif dtype.startswith("datetime64"):
+        if types.is_datetime64_any_dtype(values.dtype):
+            bad = np.zeros(rows, dtype=bool)
+        else:
+            parsed = pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
+            bad = parsed.isna().to_numpy() & ~nulls
+    if bad is None:  # object or another dtype: nothing to check
+        return None, out_of_range, unknown
+    type_bad = int(bad.sum())
+    if type_bad:
+        issues.insert(0, f"{_count(type_bad, rows, 'value')} not of type {dtype}, e.g. "
+                         f"{_examples(values, bad)}")
+    return type_bad, out_of_range, unknown
+
+
+def _count(n: int, rows: int, noun: str, plural: str | None = None) -> str:
+    word = noun if n == 1 else (plural or f"{noun}s")
+    return f"{n} {word} ({n / rows:.1%})"
+
+
+def _examples(values: pd.Series, mask: np.ndarray) -> str:
+    """The most frequent offending values (one value_counts over the offending rows)."""
+    counts = values[mask].astype(object).value_counts(dropna=True)
+    shown = [repr(v.item() if type(v).__module__ == "numpy" else v)
+             for v in counts.index[:_EXAMPLES]]
+    more = len(counts) - _EXAMPLES
+    return ", ".join(shown) + (f" (and {more} more distinct)" if more > 0 else "")
+
+
+def _fmt(bound: float | None, unbounded: str) -> str:
+    return unbounded if bound is None else f"{bound:g}"
+
+
+__all__ = ["ColumnQuality", "QualityReport", "quality_report"]
