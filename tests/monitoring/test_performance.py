@@ -72,7 +72,8 @@ def test_binary_metrics_match_scikit_learn_with_the_last_class_positive() -> Non
     assert got["f1"] == pytest.approx(skm.f1_score(y_true, y_pred, pos_label="yes"))
     assert got["roc_auc"] == pytest.approx(skm.roc_auc_score(y_true == "yes", proba[:, 1]))
     assert got["log_loss"] == pytest.approx(skm.log_loss(y_true, proba, labels=classes))
-    # Without classes: the sorted labels, the same answer.
+    # classes as a NumPy array (a model's classes_), or without classes (the sorted labels).
+    assert classification_metrics(y_true, y_pred, proba, np.array(classes)) == got
     assert classification_metrics(list(y_true), list(y_pred), proba) == got
 
 
@@ -89,6 +90,25 @@ def test_multiclass_metrics_are_macro_averages_as_in_scikit_learn() -> None:
     # Float32 probabilities (rows off 1 by rounding) are accepted.
     assert classification_metrics(labels, pred, proba.astype(np.float32),
                                   [0, 1, 2])["log_loss"] == pytest.approx(got["log_loss"], 1e-5)
+
+
+def test_tied_and_certain_probabilities_and_a_missing_class_as_in_scikit_learn() -> None:
+    rng = np.random.default_rng(12)
+    y = rng.integers(0, 2, 2_000)
+    score = np.round(rng.random(2_000), 1)  # 11 distinct scores: many ties
+    score[:5], score[5:10] = 0.0, 1.0         # certain, and sometimes wrong: clipped log loss
+    proba = np.c_[1 - score, score]
+    got = classification_metrics(y, (score > 0.5).astype(int), proba, [0, 1])
+    assert got["roc_auc"] == pytest.approx(skm.roc_auc_score(y, score), abs=1e-12)
+    assert got["log_loss"] == pytest.approx(skm.log_loss(y, proba), abs=1e-12)
+    # Multiclass where class 2 never occurs: one-vs-rest over the classes present.
+    proba3, labels3 = calibrated_multiclass(1_000, 3, seed=13)
+    keep = labels3 != 2
+    y3, p3 = labels3[keep], proba3[keep]
+    got3 = classification_metrics(y3, p3.argmax(axis=1), p3, [0, 1, 2])
+    assert got3["roc_auc"] == pytest.approx(np.mean(
+        [skm.roc_auc_score(y3 == j, p3[:, j]) for j in (0, 1)]))
+    assert got3["f1"] == pytest.approx(skm.f1_score(y3, p3.argmax(axis=1), average="macro"))
 
 
 def test_without_probabilities_only_the_label_metrics_are_computed() -> None:
@@ -128,6 +148,16 @@ def test_unknown_labels_count_as_errors_and_missing_labels_are_skipped() -> None
     # ROC AUC and log loss only over the labels the model knows.
     assert got["roc_auc"] == 1.0
     assert got["log_loss"] == pytest.approx(skm.log_loss([1, 0], proba[:2], labels=[0, 1]))
+    # Multiclass: a label the model does not know is a miss, never a hit of another class
+    # (scikit-learn with labels= restricted to the classes agrees).
+    y = ["a", "b", "c", "z", "z", "a", "c"]
+    pred = ["a", "b", "b", "a", "c", "a", "c"]
+    multi = classification_metrics(y, pred, None, ["a", "b", "c"])
+    assert multi["unknown_labels"] == 2 and multi["accuracy"] == pytest.approx(4 / 7)
+    for name, fn in (("precision", skm.precision_score), ("recall", skm.recall_score),
+                     ("f1", skm.f1_score)):
+        assert multi[name] == pytest.approx(fn(y, pred, labels=["a", "b", "c"],
+                                               average="macro")), name
     nothing = classification_metrics([None, None], [1, 0], proba[:2], [0, 1])
     assert nothing["n"] == 0 and nothing["accuracy"] is None and nothing["roc_auc"] is None
     one_class = classification_metrics([1, 1], [1, 0], proba[:2], [0, 1])
@@ -288,6 +318,18 @@ def test_segments_split_each_window() -> None:
     assert first[3]["n_rows"] == 5
 
 
+def test_row_order_and_index_labels_do_not_matter() -> None:
+    frame, _ = log_frame(seed=3, hours=2)
+    expected = performance_by_window(frame, window="1h", task="classification",
+                                     segment_column="input.plan")
+    shuffled = frame.sample(frac=1, random_state=1)
+    shuffled.index = shuffled.index * 10 + 7
+    got = performance_by_window(shuffled, window="1h", task="classification",
+                                segment_column="input.plan")
+    assert_rows_match(got, [{k: v for k, v in row.items() if v is not None}
+                            for row in expected])
+
+
 def test_a_window_without_labels_is_listed_with_no_metrics() -> None:
     frame, _ = log_frame(seed=5, hours=2)
     frame.loc[frame["timestamp"] < pd.Timestamp(START) + pd.Timedelta(hours=1), "feedback"] = None
@@ -336,7 +378,7 @@ def test_window_misuse_is_a_clear_error() -> None:
     with pytest.raises(InvalidInput, match=r"'feedback' are not in the frame.*with_feedback"):
         performance_by_window(frame.drop(columns="feedback"), window="1h",
                               task="classification")
-    with pytest.raises(InvalidInput, match="'input.country'"):
+    with pytest.raises(InvalidInput, match=r"'input\.country'"):
         performance_by_window(frame, window="1h", task="classification",
                               segment_column="input.country")
     with pytest.raises(InvalidInput, match="1h"):
@@ -344,7 +386,7 @@ def test_window_misuse_is_a_clear_error() -> None:
     with pytest.raises(InvalidInput, match="must hold datetimes"):
         performance_by_window(frame.assign(timestamp="now"), window="1h",
                               task="classification")
-    with pytest.raises(InvalidInput, match="output.proba_2"):
+    with pytest.raises(InvalidInput, match=r"output\.proba_2"):
         performance_by_window(frame, window="1h", task="classification", classes=[0, 1, 2])
     with pytest.raises(InvalidInput, match="classification only"):
         performance_by_window(frame, window="1h", task="regression", classes=[0, 1])

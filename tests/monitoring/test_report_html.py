@@ -18,8 +18,8 @@ import pytest
 
 from ratchet.errors import InvalidInput
 from ratchet.monitoring import dataset_drift
-from ratchet.monitoring.multivariate_drift import classifier_drift
 from ratchet.monitoring.drift import binned_counts, category_counts, numeric_bins
+from ratchet.monitoring.multivariate_drift import classifier_drift
 from ratchet.monitoring.report_html import ESTIMATE_NOTE, render_report
 
 RNG = np.random.default_rng(7)

@@ -2,6 +2,7 @@
 
     report = ratchet.monitoring.dataset_drift(reference_df, current_df)
     report.drift, report.drifted_columns, report.to_dict()
+    run = ratchet.monitoring.run_monitor("churn", window="1h")   # stored, reported
 
 Heavy modules (NumPy, SciPy, scikit-learn, pandas) are imported on first use.
 """
@@ -12,7 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ratchet.monitoring.multivariate_drift import ClassifierDrift, classifier_drift
+    from ratchet.monitoring.data_quality import ColumnQuality, QualityReport, quality_report
     from ratchet.monitoring.drift import (
         ColumnDrift,
         DatasetDrift,
@@ -21,8 +22,27 @@ if TYPE_CHECKING:
         column_drift,
         dataset_drift,
     )
+    from ratchet.monitoring.monitor import MonitorRun, run_monitor
+    from ratchet.monitoring.multivariate_drift import ClassifierDrift, classifier_drift
+    from ratchet.monitoring.performance import (
+        classification_metrics,
+        estimate_classification_performance,
+        performance_by_window,
+        regression_metrics,
+    )
+    from ratchet.monitoring.report_html import render_report
 
 _LAZY = {
+    "ColumnQuality": "ratchet.monitoring.data_quality",
+    "QualityReport": "ratchet.monitoring.data_quality",
+    "quality_report": "ratchet.monitoring.data_quality",
+    "classification_metrics": "ratchet.monitoring.performance",
+    "regression_metrics": "ratchet.monitoring.performance",
+    "performance_by_window": "ratchet.monitoring.performance",
+    "estimate_classification_performance": "ratchet.monitoring.performance",
+    "MonitorRun": "ratchet.monitoring.monitor",
+    "run_monitor": "ratchet.monitoring.monitor",
+    "render_report": "ratchet.monitoring.report_html",
     "ClassifierDrift": "ratchet.monitoring.multivariate_drift",
     "classifier_drift": "ratchet.monitoring.multivariate_drift",
     "ColumnDrift": "ratchet.monitoring.drift",
@@ -46,10 +66,20 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ClassifierDrift",
     "ColumnDrift",
+    "ColumnQuality",
     "DatasetDrift",
     "DriftTest",
+    "MonitorRun",
+    "QualityReport",
     "choose_test",
+    "classification_metrics",
     "classifier_drift",
     "column_drift",
     "dataset_drift",
+    "estimate_classification_performance",
+    "performance_by_window",
+    "quality_report",
+    "regression_metrics",
+    "render_report",
+    "run_monitor",
 ]

@@ -144,7 +144,7 @@ def quality_report(current: pd.DataFrame, signature: Signature | None = None,
     columns = []
     for name in names:
         reference_rate = None
-        if ref is not None and name in ref and len(reference):
+        if ref is not None and reference is not None and name in ref and len(reference):
             reference_rate = float(reference[ref[name]].isna().mean())
         columns.append(_column(name, current[data[name]], specs.get(name), reference_rate,
                                missing_tolerance))

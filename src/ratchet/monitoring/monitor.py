@@ -171,9 +171,9 @@ def _evaluate(result: dict[str, Any], model: LoadedModel, reference: pd.DataFram
     import numpy as np
     import pandas as pd
 
-    from ratchet.monitoring.multivariate_drift import classifier_drift
     from ratchet.monitoring.data_quality import quality_report
     from ratchet.monitoring.drift import dataset_drift
+    from ratchet.monitoring.multivariate_drift import classifier_drift
 
     columns = [c for c in current.columns if c in reference.columns]
     frames_ref = reference[columns]

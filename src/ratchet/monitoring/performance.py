@@ -142,7 +142,7 @@ def _class_matcher(classes: Sequence[Any]) -> Callable[[Any], int]:
         except TypeError:  # unhashable
             return UNKNOWN
         if hit is None:
-            hit = None
+            hit = text.get(str(value))
         if hit is None:
             number = _as_number(value)
             hit = None if number is None else numeric.get(number)
@@ -267,6 +267,8 @@ def classification_metrics(y_true: Any, y_pred: Any, proba: Any = None,
 
 
 def _check_classes(classes: Sequence[Any]) -> list[Any]:
+    if type(classes).__module__ == "numpy" or hasattr(classes, "to_list"):  # array, Index
+        classes = list(classes)
     if isinstance(classes, str) or not isinstance(classes, Sequence) or not classes:
         raise InvalidInput(f"classes must be a non-empty list, got {classes!r}")
     values = [_py(c) for c in classes]
@@ -277,9 +279,10 @@ def _check_classes(classes: Sequence[Any]) -> list[Any]:
 
 def _classification(true: np.ndarray, pred: np.ndarray, proba: np.ndarray | None,
                     k: int) -> dict[str, Any]:
-    """Metrics on class codes (true may hold UNKNOWN); proba rows aligned, finite."""
+    """Metrics on class codes (true may hold UNKNOWN); proba rows aligned, finite.
+    NumPy only (a bincount for the confusion counts, ranks for ROC AUC): it runs once per
+    window and segment; the tests hold it to scikit-learn's results."""
     import numpy as np
-    from sklearn.metrics import log_loss, precision_recall_fscore_support, roc_auc_score
 
     n = len(true)
     result: dict[str, Any] = dict.fromkeys(CLASSIFICATION_METRICS)
@@ -294,22 +297,41 @@ def _classification(true: np.ndarray, pred: np.ndarray, proba: np.ndarray | None
         present[true[true >= 0]] = True
         present[pred] = True
         labels = np.flatnonzero(present).tolist()
-    precision, recall, f1, _ = precision_recall_fscore_support(
-        true, pred, labels=labels, average="macro", zero_division=0)
-    result.update(precision=float(precision), recall=float(recall), f1=float(f1))
+    # Confusion counts in one bincount; an unknown label is an extra row (never predicted).
+    rows = np.where(true >= 0, true, k)
+    cm = np.bincount(rows * k + pred, minlength=(k + 1) * k).reshape(k + 1, k)
+    tp = np.diagonal(cm[:k]).astype(np.float64)
+    predicted, actual = cm.sum(axis=0), cm[:k].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):  # zero_division=0, as sklearn's
+        precision = np.where(predicted > 0, tp / predicted, 0.0)[labels]
+        recall = np.where(actual > 0, tp / actual, 0.0)[labels]
+        f1 = np.where(predicted + actual > 0, 2 * tp / (predicted + actual), 0.0)[labels]
+    result.update(precision=float(precision.mean()), recall=float(recall.mean()),
+                  f1=float(f1.mean()))
     if proba is None or k < 2:
         return result
     known = true >= 0
     t, p = true[known], proba[known]
-    if len(t):
-        result["log_loss"] = float(log_loss(t, p, labels=list(range(k))))
-    if len(np.unique(t)) >= 2:
-        if k == 2:
-            result["roc_auc"] = float(roc_auc_score(t == 1, p[:, 1]))
-        else:  # one-vs-rest over the classes with both positives and negatives here
-            scores = [roc_auc_score(t == j, p[:, j]) for j in np.unique(t)]
-            result["roc_auc"] = float(np.mean(scores))
+    if len(t):  # as sklearn's log_loss: probabilities clipped to [eps, 1 - eps]
+        eps = np.finfo(np.float64).eps
+        result["log_loss"] = float(-np.mean(np.log(np.clip(p[np.arange(len(t)), t],
+                                                           eps, 1 - eps))))
+    present = np.unique(t)
+    if len(present) >= 2:  # binary: the positive class; else one-vs-rest over those present
+        scored = [1] if k == 2 else present.tolist()
+        result["roc_auc"] = float(np.mean([_auc(t == j, p[:, j]) for j in scored]))
     return result
+
+
+def _auc(positive: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney statistic (tied scores count one half), which is what
+    roc_auc_score computes; needs positives and negatives."""
+    from scipy.stats import rankdata
+
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, Any]:
@@ -433,12 +455,13 @@ def performance_by_window(frame: pd.DataFrame, *, time_column: str = "timestamp"
     else:
         seg_codes, seg_values = np.zeros(len(frame), dtype=np.intp), [None]
     groups = pd.DataFrame({"w": starts, "s": seg_codes}).groupby(["w", "s"], sort=True).indices
+    k = 0 if classes is None else len(classes)
     rows = []
     for (start, segment), index in groups.items():
         idx = index[labeled[index]]
         if task == CLASSIFICATION:
             metrics = _classification(true_codes[idx], pred_codes[idx],
-                                      None if matrix is None else matrix[idx], len(classes))
+                                      None if matrix is None else matrix[idx], k)
         else:
             metrics = _regression(t_values[idx], p_values[idx])
         metrics.pop("n")
