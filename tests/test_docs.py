@@ -18,7 +18,8 @@ def blocks(path: Path, language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", path.read_text(), flags=re.S)
 
 
-@pytest.mark.parametrize("page", ["quickstart.md", "data.md", "pipelines.md", "monitoring.md"])
+@pytest.mark.parametrize("page", ["quickstart.md", "data.md", "pipelines.md", "monitoring.md",
+                                  "continuous-training.md"])
 def test_doc_page_runs(page: str, workspace: Path) -> None:
     namespace: dict[str, object] = {"__name__": "__docs__"}
     for code in blocks(DOCS / page, "python"):

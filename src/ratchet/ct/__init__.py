@@ -1,0 +1,2 @@
+"""``ratchet.ct``: the continuous-training loop — policies, the promotion gate, the
+controller. So far: the gate (``ratchet.ct.gate``)."""
