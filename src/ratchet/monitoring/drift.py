@@ -14,9 +14,12 @@ ones an effect size with a fixed threshold:
 ==============  ==========================  ==========================================
 column          reference rows <= 1,000     reference rows > 1,000
 ==============  ==========================  ==========================================
-numeric         KS, drift if p < 0.05       Wasserstein / std(reference), drift if > 0.1
-categorical     chi-square, p < 0.05        Jensen-Shannon distance, drift if > 0.1
+numeric         KS, drift if p < 0.05       Wasserstein / std(reference), drift if >= 0.1
+categorical     chi-square, p < 0.05        Jensen-Shannon distance, drift if >= 0.1
 ==============  ==========================  ==========================================
+
+A numeric column with at most five distinct values in the reference (codes, ratings) is
+tested as categories. Distances drift at or above their threshold, p-values below theirs.
 
 Any column can be given another test and threshold (``overrides``). The dataset drifts
 when at least ``drift_share`` (default half) of its columns do.
@@ -48,7 +51,7 @@ DEFAULT_THRESHOLDS = {KS: 0.05, CHISQUARE: 0.05, PSI: 0.2, WASSERSTEIN: 0.1,
                       JENSENSHANNON: 0.1}
 SMALL_SAMPLE = 1_000
 NUMERIC_BINS = 20           # quantile bins of the reference, for PSI and JS on numbers
-QUANTILE_GRID = 10_000      # Wasserstein between samples of different sizes
+FEW_VALUES = 5              # a numeric column with this few values is tested as categories
 MIN_SCALE = 1e-3            # never normalize by a smaller standard deviation
 DEFAULT_DRIFT_SHARE = 0.5
 
@@ -145,8 +148,8 @@ def wasserstein_normalized(reference: np.ndarray, current: np.ndarray, *,
                            sorted_input: bool = False) -> float:
     """Earth mover's distance divided by the reference's standard deviation.
 
-    Equal sizes: exact (mean absolute difference of the sorted samples). Otherwise the
-    quantile functions are compared on a 10,000-point grid (the W1 integral over u).
+    Exact: for equal sizes the mean absolute difference of the sorted samples, otherwise
+    the integral of the difference of the two empirical CDFs.
     """
     import numpy as np
 
@@ -154,9 +157,11 @@ def wasserstein_normalized(reference: np.ndarray, current: np.ndarray, *,
     cur = current if sorted_input else np.sort(current)
     if len(ref) == len(cur):
         distance = float(np.mean(np.abs(ref - cur)))
-    else:
-        grid = (np.arange(QUANTILE_GRID) + 0.5) / QUANTILE_GRID
-        distance = float(np.mean(np.abs(_quantiles(ref, grid) - _quantiles(cur, grid))))
+    else:  # the integral of |F - G| between consecutive points of both samples
+        points = np.sort(np.concatenate([ref, cur]), kind="mergesort")  # two sorted runs
+        cdf_ref = np.searchsorted(ref, points[:-1], side="right") / len(ref)
+        cdf_cur = np.searchsorted(cur, points[:-1], side="right") / len(cur)
+        distance = float(np.sum(np.abs(cdf_ref - cdf_cur) * np.diff(points)))
     scale = max(float(np.std(ref)), MIN_SCALE)
     return distance / scale
 
@@ -231,13 +236,18 @@ def column_drift(reference: Any, current: Any, *, column: str = "value",
     if len(ref) == 0 or len(cur) == 0:
         raise InvalidInput(f"column {column!r}: no non-null values on the "
                            f"{'reference' if len(ref) == 0 else 'current'} side")
+    r = c = None
+    if kind == NUMERIC:
+        r = np.sort(ref.to_numpy(dtype=np.float64))
+        c = np.sort(cur.to_numpy(dtype=np.float64))
+        if test is None and np.count_nonzero(np.diff(r)) + 1 <= FEW_VALUES:
+            kind = CATEGORICAL  # a handful of codes: compare frequencies, not distances
     chosen = _test(test, kind, len(ref), column)
     threshold = chosen.threshold if chosen.threshold is not None else \
         DEFAULT_THRESHOLDS[chosen.test]
     p_value: float | None = None
     if kind == NUMERIC:
-        r = np.sort(ref.to_numpy(dtype=np.float64))
-        c = np.sort(cur.to_numpy(dtype=np.float64))
+        assert r is not None and c is not None
         if chosen.test == KS:
             statistic, p_value = ks_test(r, c)
         elif chosen.test == WASSERSTEIN:
@@ -255,7 +265,7 @@ def column_drift(reference: Any, current: Any, *, column: str = "value",
             statistic = psi(rc, cc)
         else:
             statistic = js_distance(rc, cc)
-    drifted = (p_value < threshold) if p_value is not None else statistic > threshold
+    drifted = (p_value < threshold) if p_value is not None else statistic >= threshold
     return ColumnDrift(column, kind, chosen.test, _finite(statistic), p_value, threshold,
                        bool(drifted), len(ref), len(cur))
 
