@@ -42,6 +42,11 @@ CONTRACT_METRICS = {
     "ratchet_prediction_log_dropped_total": "counter",
     "ratchet_prediction_log_rows_total": "counter",
     "ratchet_shadow_disagreements_total": "counter",
+    # The newest monitor result, exported by the server (ratchet.monitoring).
+    "ratchet_drift_score": "gauge",
+    "ratchet_drift_share": "gauge",
+    "ratchet_drift_detected": "gauge",
+    "ratchet_model_performance": "gauge",
 }
 
 
