@@ -19,7 +19,8 @@ from fastapi.testclient import TestClient
 from ratchet.config import Settings
 from ratchet.data.catalog import DataClient
 from ratchet.errors import InvalidInput, NotFound
-from ratchet.monitoring.monitor import parse_window, run_monitor
+from ratchet.monitoring.monitor import run_monitor
+from ratchet.monitoring.performance import parse_window
 from ratchet.registry import RegistryClient
 from ratchet.serving import create_app
 from ratchet.serving.app import ServingConfig
@@ -144,7 +145,7 @@ def test_windows_without_traffic_and_bad_input(home: Settings, registry: Registr
                         end=datetime.now(UTC) - timedelta(days=3), report_dir=tmp_path / "r")
     assert quiet.verdict == "no data" and quiet.result["rows"] == 0
     assert (tmp_path / "r").is_dir() and quiet.report_html is not None
-    with pytest.raises(InvalidInput, match="window must be a positive duration"):
+    with pytest.raises(InvalidInput, match="window must be a fixed length"):
         parse_window("soon")
     with pytest.raises(InvalidInput, match="window"):
         parse_window("-1h")

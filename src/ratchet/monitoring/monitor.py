@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ratchet.errors import InvalidInput, NotFound
 from ratchet.monitoring.drift import NUMERIC, column_kind
+from ratchet.monitoring.performance import parse_window
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,23 +56,6 @@ class MonitorRun:
         return self.previous_verdict is not None and self.previous_verdict != self.verdict
 
 
-def parse_window(window: str | timedelta) -> timedelta:
-    """"15min", "1h", "6h", "1d", "7d" (pandas' spelling) or a timedelta."""
-    import pandas as pd
-
-    if isinstance(window, timedelta):
-        value = window
-    else:
-        try:
-            value = pd.Timedelta(str(window)).to_pytimedelta()
-        except ValueError:
-            value = timedelta(0)
-    if value <= timedelta(0):
-        raise InvalidInput(f"window must be a positive duration like 15min, 1h, 1d or 7d; "
-                           f"got {window!r}")
-    return value
-
-
 def run_monitor(deployment: str, *, window: str | timedelta = "1h",
                 end: datetime | None = None, settings: Settings | None = None,
                 reference: pd.DataFrame | str | None = None,
@@ -82,7 +66,7 @@ def run_monitor(deployment: str, *, window: str | timedelta = "1h",
     from ratchet.serving.prediction_query import predictions
     from ratchet.store.monitor_store import MonitorStore
 
-    span = parse_window(window)
+    span = parse_window(window).to_pytimedelta()
     end = end.astimezone(UTC) if end is not None and end.tzinfo else \
         (end.replace(tzinfo=UTC) if end is not None else datetime.now(UTC))
     start = end - span
@@ -300,4 +284,4 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-__all__ = ["MonitorRun", "parse_window", "run_monitor"]
+__all__ = ["MonitorRun", "run_monitor"]
