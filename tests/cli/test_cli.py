@@ -23,6 +23,7 @@ GROUPS = [
     ["schedule"],
     ["deploy"],
     ["monitor"],
+    ["ct"],
 ]
 COMMANDS = [
     ["init"],
@@ -76,6 +77,7 @@ COMMANDS = [
     ["build"],
     ["monitor", "run"],
     ["monitor", "history"],
+    ["ct", "history"],
 ]
 
 

@@ -10,6 +10,7 @@ import typer
 from ratchet.cli import (
     artifacts,
     build,
+    ct,
     data,
     db,
     deployments,
@@ -41,6 +42,7 @@ app.add_typer(schedules.app, name="schedule")
 app.command("scheduler")(schedules.scheduler)
 app.add_typer(deployments.app, name="deploy")
 app.add_typer(monitoring.app, name="monitor")
+app.add_typer(ct.app, name="ct")
 app.command("serve")(serving.serve)
 app.command("predict")(serving.predict)
 app.command("build")(build.build)

@@ -443,6 +443,23 @@ monitor_results = Table(
 )
 
 
+# ---------------------------------------------------------------------------- continuous training
+ct_events = Table(
+    "ct_events",
+    metadata,
+    # Every decision of the loop (trigger, retrain, gate, rollout step, promotion,
+    # rollback), with its evidence; append-only, ordered by id (UUIDv7, time-sortable).
+    Column("event_id", ID, primary_key=True),
+    Column("model", NAME, nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("evidence", Text, nullable=False),  # JSON object
+    Column("actor", String(256), nullable=True),
+    Column("at", BigInteger, nullable=False),
+    Index(None, "model", "at"),
+)
+
+
 def exists_on(obj: object, dialect: str) -> bool:
     """Whether a schema object is created on ``dialect`` (honours ``.ddl_if(dialect=...)``).
 
