@@ -78,6 +78,7 @@ COMMANDS = [
     ["monitor", "run"],
     ["monitor", "history"],
     ["ct", "history"],
+    ["check"],
 ]
 
 
