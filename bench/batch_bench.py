@@ -37,15 +37,15 @@ import json
 import os
 import platform
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import harness
+from harness import check, ratio, write_json
 from run import git_commit, machine_info
 from serving_bench import (
     COLUMNS,
@@ -99,53 +99,16 @@ def generate_input(path: Path, rows: int, chunk_rows: int, train: Any) -> dict[s
             "generate_s": time.perf_counter() - started}
 
 
-def _vm_hwm_kb(pid: int) -> int:
-    """The process's own peak resident set (VmHWM, reset by exec), polled while it runs."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
 def run_measured(cmd: list[str], env: dict[str, str], cwd: Path, name: str) -> dict[str, Any]:
     """Run ``cmd`` to completion; its wall time and peak RSS (VmHWM, polled)."""
-    out_path, err_path = cwd / f"{name}.stdout", cwd / f"{name}.stderr"
-    os.sync()  # untimed: no writeback of earlier output during the measurement
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = started + CHILD_TIMEOUT_S
-        peak_kb = 0
-        while True:
-            peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                wall = time.perf_counter() - started
-                break
-            if time.perf_counter() > deadline:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                os.wait4(proc.pid, 0)
-                proc.returncode = -9
-                raise BenchError(f"{name} still running after {CHILD_TIMEOUT_S}s; killed")
-            time.sleep(0.02)
-    code = os.waitstatus_to_exitcode(status)
-    proc.returncode = code  # reaped by wait4; tell Popen
-    stdout = out_path.read_text(errors="replace")
-    stderr = err_path.read_text(errors="replace")
-    if code != 0:
-        tail = "\n".join(stderr.strip().splitlines()[-15:])
-        raise BenchError(f"{name} exited with {code}: {' '.join(cmd)}\n{tail}")
-    # Not ru_maxrss: Linux carries the parent's high-water mark into a forked child across
-    # exec, so every child of this (large) process would report at least our own peak.
-    return {"command": cmd, "wall_s": wall, "peak_rss_mb": peak_kb / 1024,
-            "cpu_s": usage.ru_utime + usage.ru_stime, "stdout_tail": stdout[-500:],
-            "stderr_tail": stderr[-500:]}
+    m = harness.run_measured(cmd, env, cwd, name, CHILD_TIMEOUT_S)
+    if m.exit_code is None:
+        raise BenchError(f"{name} still running after {CHILD_TIMEOUT_S}s; killed")
+    if m.exit_code != 0:
+        raise BenchError(f"{name} exited with {m.exit_code}: {' '.join(cmd)}\n"
+                         f"{m.stderr_tail()}")
+    return {"command": cmd, "wall_s": m.wall_s, "peak_rss_mb": m.peak_rss_mb,
+            "cpu_s": m.cpu_s, "stdout_tail": m.stdout[-500:], "stderr_tail": m.stderr[-500:]}
 
 
 def inspect_output(path: Path, model: Any, input_path: Path) -> dict[str, Any]:
@@ -244,13 +207,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     summary = {name: summarize(rs, args.rows) for name, rs in runs.items()}
     r, f = summary.get("ratchet"), summary["floor"]
     ratios = {
-        "ratchet_rows_per_s_over_floor": _ratio(r["rows_per_s"] if r else None,
+        "ratchet_rows_per_s_over_floor": ratio(r["rows_per_s"] if r else None,
                                                 f["rows_per_s"]),
-        "ratchet_peak_rss_over_floor": _ratio(r["peak_rss_mb"] if r else None,
+        "ratchet_peak_rss_over_floor": ratio(r["peak_rss_mb"] if r else None,
                                               f["peak_rss_mb"]),
-        "ratchet_op_rows_per_s_over_floor_op": _ratio(r["op_rows_per_s"] if r else None,
+        "ratchet_op_rows_per_s_over_floor_op": ratio(r["op_rows_per_s"] if r else None,
                                                       f["op_rows_per_s"]),
-        "ratchet_no_log_rows_per_s_over_floor": _ratio(
+        "ratchet_no_log_rows_per_s_over_floor": ratio(
             summary["ratchet_no_log"]["rows_per_s"] if "ratchet_no_log" in summary else None,
             f["rows_per_s"]),
     }
@@ -298,18 +261,6 @@ def summarize(runs: list[dict[str, Any]], rows: int) -> dict[str, Any]:
         "predictions_match": (None if None in matches else int(all(matches))),
         "report": runs[-1].get("report"),  # ratchet predict --json (rows, flagged rows, ...)
     }
-
-
-def _ratio(num: float | None, den: float | None) -> float | None:
-    return None if num is None or den is None or den == 0 else num / den
-
-
-OPS = {"==": float.__eq__}
-
-
-def check(name: str, value: float | None, op: str, target: float) -> dict[str, Any]:
-    passed = None if value is None else OPS[op](float(value), float(target))
-    return {"name": name, "value": value, "op": op, "target": target, "pass": passed}
 
 
 NOTES = [
@@ -360,13 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    text = json.dumps(doc, indent=None if args.compact else 2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(args.out.name + ".tmp")
-        tmp.write_text(text + "\n")
-        tmp.replace(args.out)
+    write_json(doc, args.out, args.compact)
     for name, s in doc["summary"].items():
         log(f"{name:8} {s['wall_s']:.1f}s  {s['rows_per_s']:,.0f} rows/s  peak RSS "
             f"{s['peak_rss_mb']:.0f} MB  output {s['output_rows_min']:,} rows, "

@@ -40,13 +40,10 @@ goals of issue 6 as checks.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
-import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -56,6 +53,8 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+import harness
+from harness import check, ratchet_python, ratio, write_json
 from run import git_commit, machine_info
 
 BENCH = Path(__file__).resolve().parent
@@ -72,8 +71,6 @@ CONTENDERS = ("floor", "ratchet", "evidently")
 GOAL_SPEEDUP_VS_EVIDENTLY = 20.0
 GOAL_OVER_FLOOR = 2.0
 
-QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
-             "NML_DISABLE_USAGE_LOGGING": "1", "EVIDENTLY_DISABLE_TELEMETRY": "1"}
 DROPPED_PREFIXES = ("RATCHET_", "MLFLOW_TRACKING_", "MLFLOW_REGISTRY_", "EVIDENTLY_")
 
 WARM_IMPORTS = {
@@ -91,11 +88,6 @@ def log(message: str) -> None:
     print(f"[drift_bench] {message}", file=sys.stderr, flush=True)
 
 
-def ratchet_python() -> Path:
-    candidate = REPO / ".venv" / "bin" / "python"
-    return candidate if candidate.exists() else Path(sys.executable)
-
-
 def evidently_python() -> Path:
     return EVIDENTLY_VENV / "bin" / "python"
 
@@ -107,23 +99,11 @@ def python_for(contender: str) -> Path:
 def child_env() -> dict[str, str]:
     """Telemetry off (Evidently phones home unless DO_NOT_TRACK is set), no inherited
     ratchet/MLflow/Evidently settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(DROPPED_PREFIXES)}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # cached bytecode for every contender alike
-    env.update(QUIET_ENV)
-    return env
+    return harness.child_env(DROPPED_PREFIXES)
 
 
 def installed(python: Path, dists: list[str]) -> dict[str, str | None]:
-    code = ("import importlib.metadata as m, json, sys\n"
-            "def v(d):\n"
-            "    try: return m.version(d)\n"
-            "    except m.PackageNotFoundError: return None\n"
-            "print(json.dumps({d: v(d) for d in sys.argv[1:]}))")
-    if not python.exists():
-        return dict.fromkeys(dists)
-    out = subprocess.run([str(python), "-c", code, *dists], capture_output=True, text=True,
-                         env=child_env())
-    return json.loads(out.stdout) if out.returncode == 0 else dict.fromkeys(dists)
+    return harness.installed(python, dists, child_env())
 
 
 def ensure_evidently_venv() -> None:
@@ -181,52 +161,17 @@ def read_through(*paths: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- measuring
-def _vm_hwm_kb(pid: int) -> int:
-    """The process's own peak resident set (VmHWM, reset by exec), polled while it runs."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
 def run_measured(cmd: list[str], cwd: Path, name: str) -> dict[str, Any]:
     """Run ``cmd`` to completion; its wall time, peak RSS (VmHWM, polled) and output."""
-    out_path, err_path = cwd / f"{name}.stdout", cwd / f"{name}.stderr"
-    os.sync()  # untimed: no writeback of earlier output during the measurement
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=child_env(), cwd=cwd, stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = started + CHILD_TIMEOUT_S
-        peak_kb = 0
-        while True:
-            peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                wall = time.perf_counter() - started
-                break
-            if time.perf_counter() > deadline:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                os.wait4(proc.pid, 0)
-                proc.returncode = -9
-                return {"error": f"still running after {CHILD_TIMEOUT_S}s; killed"}
-            time.sleep(0.02)
-    code = os.waitstatus_to_exitcode(status)
-    proc.returncode = code  # reaped by wait4; tell Popen
-    stdout = out_path.read_text(errors="replace")
-    stderr = err_path.read_text(errors="replace")
-    result: dict[str, Any] = {"command": cmd, "exit_code": code, "wall_s": wall,
-                              "peak_rss_polled_mb": peak_kb / 1024,
-                              "cpu_s": usage.ru_utime + usage.ru_stime}
+    m = harness.run_measured(cmd, child_env(), cwd, name, CHILD_TIMEOUT_S)
+    if m.exit_code is None:
+        return {"error": f"still running after {CHILD_TIMEOUT_S}s; killed"}
+    code, stdout = m.exit_code, m.stdout
+    result: dict[str, Any] = {"command": cmd, "exit_code": code, "wall_s": m.wall_s,
+                              "peak_rss_polled_mb": m.peak_rss_mb, "cpu_s": m.cpu_s}
     lines = [line for line in stdout.splitlines() if line.startswith("{")]
     if code != 0 or not lines:
-        tail = "\n".join(stderr.strip().splitlines()[-15:])
-        result["error"] = f"exit {code}: {tail}"
+        result["error"] = f"exit {code}: {m.stderr_tail()}"
         return result
     result.update(json.loads(lines[-1]))
     # The child's own last reading of VmHWM (just before exit) may exceed the last poll.
@@ -280,20 +225,8 @@ def _count(values: Any) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def _ratio(num: float | None, den: float | None) -> float | None:
-    return None if num is None or den is None or den == 0 else num / den
-
-
 def jaccard(a: set[str], b: set[str]) -> float:
     return 1.0 if not a and not b else len(a & b) / len(a | b)
-
-
-OPS = {">=": float.__ge__, "<=": float.__le__, "<": float.__lt__, "==": float.__eq__}
-
-
-def check(name: str, value: float | None, op: str, target: float) -> dict[str, Any]:
-    passed = None if value is None else OPS[op](float(value), float(target))
-    return {"name": name, "value": value, "op": op, "target": target, "pass": passed}
 
 
 def compare(summary: dict[str, dict[str, Any]], spec: dict[str, Any]) -> dict[str, Any]:
@@ -337,20 +270,20 @@ def analyse(summary: dict[str, dict[str, Any]],
         return None if not s or "error" in s else s.get(key)
 
     ratios = {
-        "evidently_over_ratchet_compute": _ratio(get("evidently", "compute_s"),
+        "evidently_over_ratchet_compute": ratio(get("evidently", "compute_s"),
                                                  get("ratchet", "compute_s")),
-        "evidently_over_ratchet_wall": _ratio(get("evidently", "wall_s"),
+        "evidently_over_ratchet_wall": ratio(get("evidently", "wall_s"),
                                               get("ratchet", "wall_s")),
-        "ratchet_over_floor_compute": _ratio(get("ratchet", "compute_s"),
+        "ratchet_over_floor_compute": ratio(get("ratchet", "compute_s"),
                                              get("floor", "compute_s")),
-        "ratchet_over_floor_wall": _ratio(get("ratchet", "wall_s"), get("floor", "wall_s")),
-        "ratchet_over_evidently_peak_rss": _ratio(get("ratchet", "peak_rss_mb"),
+        "ratchet_over_floor_wall": ratio(get("ratchet", "wall_s"), get("floor", "wall_s")),
+        "ratchet_over_evidently_peak_rss": ratio(get("ratchet", "peak_rss_mb"),
                                                   get("evidently", "peak_rss_mb")),
-        "ratchet_over_floor_peak_rss": _ratio(get("ratchet", "peak_rss_mb"),
+        "ratchet_over_floor_peak_rss": ratio(get("ratchet", "peak_rss_mb"),
                                               get("floor", "peak_rss_mb")),
-        "evidently_over_floor_compute": _ratio(get("evidently", "compute_s"),
+        "evidently_over_floor_compute": ratio(get("evidently", "compute_s"),
                                                get("floor", "compute_s")),
-        "evidently_over_floor_wall": _ratio(get("evidently", "wall_s"),
+        "evidently_over_floor_wall": ratio(get("evidently", "wall_s"),
                                             get("floor", "wall_s")),
     }
 
@@ -577,13 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     except (BenchError, subprocess.CalledProcessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    text = json.dumps(doc, indent=None if args.compact else 2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(args.out.name + ".tmp")
-        tmp.write_text(text + "\n")
-        tmp.replace(args.out)
+    write_json(doc, args.out, args.compact)
     print_summary(doc)
     return 0
 

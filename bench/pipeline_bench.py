@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import harness
 from run import git_commit, machine_info
 
 BENCH = Path(__file__).resolve().parent
@@ -126,14 +127,7 @@ def child_env(tool: str | None = None, workdir: Path | None = None) -> dict[str,
 
 
 def installed(python: Path, dists: list[str]) -> dict[str, str | None]:
-    code = ("import importlib.metadata as m, json, sys\n"
-            "def v(d):\n"
-            "    try: return m.version(d)\n"
-            "    except m.PackageNotFoundError: return None\n"
-            "print(json.dumps({d: v(d) for d in sys.argv[1:]}))")
-    out = subprocess.run([str(python), "-c", code, *dists], capture_output=True, text=True,
-                         env=child_env())
-    return json.loads(out.stdout) if out.returncode == 0 else dict.fromkeys(dists)
+    return harness.installed(python, dists, child_env())
 
 
 def ensure_venv(tool: str) -> str:

@@ -58,6 +58,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import harness
+from harness import check, ratchet_python, ratio, write_json
 from run import git_commit, machine_info
 
 BENCH = Path(__file__).resolve().parent
@@ -84,8 +86,6 @@ GOAL_RPS_OVER_BARE = 0.7      # ratchet req/s >= 70% of the bare endpoint's
 GOAL_RPS_OVER_MLFLOW = 20.0   # ratchet req/s >= 20x MLflow's
 GOAL_SCALING_VS_BARE = 0.9    # ratchet's 2-worker speed-up >= 90% of the bare endpoint's
 
-QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
-             "NML_DISABLE_USAGE_LOGGING": "1"}
 # Inherited settings that could point a tool at another store, server or worker count.
 DROPPED_PREFIXES = ("RATCHET_", "MLFLOW_", "UVICORN_", "WEB_CONCURRENCY")
 
@@ -107,11 +107,6 @@ def log(message: str) -> None:
     print(f"[serving_bench] {message}", file=sys.stderr, flush=True)
 
 
-def ratchet_python() -> Path:
-    candidate = REPO / ".venv" / "bin" / "python"
-    return candidate if candidate.exists() else Path(sys.executable)
-
-
 def mlflow_python() -> Path:
     return MLFLOW_VENV / "bin" / "python"
 
@@ -119,24 +114,11 @@ def mlflow_python() -> Path:
 def child_env(extra: dict[str, str] | None = None,
               path_first: Path | None = None) -> dict[str, str]:
     """Telemetry off, no inherited tool settings; ``path_first`` (a venv's bin) leads PATH."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(DROPPED_PREFIXES)}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.update(QUIET_ENV)
-    if path_first is not None:
-        env["PATH"] = os.pathsep.join([str(path_first), env.get("PATH", "")])
-    env.update(extra or {})
-    return env
+    return harness.child_env(DROPPED_PREFIXES, extra, path_first)
 
 
 def installed(python: Path, dists: list[str]) -> dict[str, str | None]:
-    code = ("import importlib.metadata as m, json, sys\n"
-            "def v(d):\n"
-            "    try: return m.version(d)\n"
-            "    except m.PackageNotFoundError: return None\n"
-            "print(json.dumps({d: v(d) for d in sys.argv[1:]}))")
-    out = subprocess.run([str(python), "-c", code, *dists], capture_output=True, text=True,
-                         env=child_env())
-    return json.loads(out.stdout) if out.returncode == 0 else dict.fromkeys(dists)
+    return harness.installed(python, dists, child_env())
 
 
 def ensure_mlflow_venv(sklearn_version: str, numpy_version: str) -> None:
@@ -767,20 +749,8 @@ def _wrk_version() -> str | None:
     return first[0] if first else None
 
 
-def _ratio(num: float | None, den: float | None) -> float | None:
-    return None if num is None or den is None or den == 0 else num / den
-
-
 def _diff(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
-
-
-OPS = {">=": float.__ge__, "<=": float.__le__, "==": float.__eq__}
-
-
-def check(name: str, value: float | None, op: str, target: float) -> dict[str, Any]:
-    passed = None if value is None else OPS[op](float(value), float(target))
-    return {"name": name, "value": value, "op": op, "target": target, "pass": passed}
 
 
 def analyse(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -791,22 +761,22 @@ def analyse(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any
         value = found.get(key)
         return None if value is None else float(value)
 
-    ratchet_scaling = _ratio(get("ratchet_w2", "rps"), get("ratchet", "rps"))
-    bare_scaling = _ratio(get("bare_model_w2", "rps"), get("bare_model", "rps"))
+    ratchet_scaling = ratio(get("ratchet_w2", "rps"), get("ratchet", "rps"))
+    bare_scaling = ratio(get("bare_model_w2", "rps"), get("bare_model", "rps"))
     ratios = {
         "ratchet_p50_minus_bare_p50_ms": _diff(get("ratchet", "p50_ms"),
                                                get("bare_model", "p50_ms")),
         "ratchet_p99_minus_bare_p99_ms": _diff(get("ratchet", "p99_ms"),
                                                get("bare_model", "p99_ms")),
-        "ratchet_rps_over_bare": _ratio(get("ratchet", "rps"), get("bare_model", "rps")),
-        "ratchet_rps_over_mlflow": _ratio(get("ratchet", "rps"), get("mlflow", "rps")),
-        "ratchet_rps_over_bare_constant": _ratio(get("ratchet", "rps"),
+        "ratchet_rps_over_bare": ratio(get("ratchet", "rps"), get("bare_model", "rps")),
+        "ratchet_rps_over_mlflow": ratio(get("ratchet", "rps"), get("mlflow", "rps")),
+        "ratchet_rps_over_bare_constant": ratio(get("ratchet", "rps"),
                                                  get("bare_constant", "rps")),
         "ratchet_scaling_w2_over_w1": ratchet_scaling,
         "bare_scaling_w2_over_w1": bare_scaling,
-        "ratchet_scaling_over_bare_scaling": _ratio(ratchet_scaling, bare_scaling),
-        "mlflow_p50_over_ratchet_p50": _ratio(get("mlflow", "p50_ms"), get("ratchet", "p50_ms")),
-        "bare_model_rps_over_bare_constant": _ratio(get("bare_model", "rps"),
+        "ratchet_scaling_over_bare_scaling": ratio(ratchet_scaling, bare_scaling),
+        "mlflow_p50_over_ratchet_p50": ratio(get("mlflow", "p50_ms"), get("ratchet", "p50_ms")),
+        "bare_model_rps_over_bare_constant": ratio(get("bare_model", "rps"),
                                                     get("bare_constant", "rps")),
         "bare_model_p50_minus_bare_constant_p50_ms": _diff(get("bare_model", "p50_ms"),
                                                            get("bare_constant", "p50_ms")),
@@ -908,13 +878,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    text = json.dumps(doc, indent=None if args.compact else 2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(args.out.name + ".tmp")
-        tmp.write_text(text + "\n")
-        tmp.replace(args.out)
+    write_json(doc, args.out, args.compact)
     for name, r in doc["contenders"].items():
         if "error" in r:
             log(f"{name:14} ERROR {r['error'].splitlines()[0]}")

@@ -68,6 +68,7 @@ def test_predict_scores_a_file_and_logs(cli: Invoke, churn: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["rows"] == 2_500 and report["batches"] == 3 and report["model_version"] == 1
+    assert report["log_dropped"] == 0
     scored = pd.read_parquet(churn / "scored.parquet")
     assert list(scored.columns[:3]) == ["age", "income", "plan"]
     assert {"prediction", "proba_0", "proba_1"} <= set(scored.columns)

@@ -43,6 +43,34 @@ _TMP_DIR_MODE = 0o700
 
 
 @dataclass(frozen=True)
+class StorageRoot:
+    """Where an artifact root lives: a local directory (``fs`` None, ``base`` absolute), or
+    an fsspec filesystem and the base path in it."""
+
+    fs: AbstractFileSystem | None
+    base: str
+    object_store: bool  # a single put is atomic and rename is a copy (S3, GCS, Azure...)
+
+
+def storage_root(root: str | os.PathLike[str],
+                 storage_options: Mapping[str, Any] | None = None) -> StorageRoot:
+    """Resolve a directory or fsspec URL (shared by the blob store and the prediction log)."""
+    text = os.fspath(root)
+    if not text:
+        raise InvalidInput(
+            "artifact root is empty: give a directory or a URL like s3://bucket/prefix"
+        )
+    local = _local_path(text)
+    if local is not None:
+        return StorageRoot(None, os.path.abspath(os.path.expanduser(local)), False)
+    from fsspec.core import url_to_fs  # lazy: fsspec costs ~100 ms to import
+
+    fs, base = url_to_fs(text, **dict(storage_options or {}))
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    return StorageRoot(fs, base.rstrip("/"), bool(protocols & _OBJECT_STORE_PROTOCOLS))
+
+
+@dataclass(frozen=True)
 class BlobInfo:
     """A stored blob: its hex BLAKE2b-256 digest and its size in bytes."""
 
@@ -59,25 +87,14 @@ class BlobStore:
         *,
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        text = os.fspath(root)
-        if not text:
-            raise InvalidInput(
-                "artifact root is empty: give a directory or a URL like s3://bucket/prefix"
-            )
-        local = _local_path(text)
+        where = storage_root(root, storage_options)
         self._backend: _Backend
-        if local is not None:
-            self.root = os.path.abspath(os.path.expanduser(local))
+        if where.fs is None:
+            self.root = where.base
             self._backend = _LocalBackend(Path(self.root))
         else:
-            from fsspec.core import url_to_fs  # lazy: fsspec costs ~100 ms to import
-
-            fs, base = url_to_fs(text, **dict(storage_options or {}))
-            self.root = text.rstrip("/")
-            protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
-            self._backend = _FsspecBackend(
-                fs, base.rstrip("/"), object_store=bool(protocols & _OBJECT_STORE_PROTOCOLS)
-            )
+            self.root = os.fspath(root).rstrip("/")
+            self._backend = _FsspecBackend(where.fs, where.base, object_store=where.object_store)
 
     def __repr__(self) -> str:
         return f"BlobStore({self.root!r})"

@@ -158,5 +158,7 @@ def predict(
         ("seconds", f"{result.seconds:.2f}"),
         ("rows/s", f"{result.rows / max(result.seconds, 1e-9):,.0f}"),
         ("output", str(result.output)),
-        ("logged", "no" if no_log else f"deployment {result.deployment}"),
+        ("logged", "no" if no_log else f"deployment {result.deployment}"
+         + (f" ({result.log_dropped:,} rows could NOT be logged)" if result.log_dropped
+            else "")),
     ], title="scored"))

@@ -32,7 +32,7 @@ from ratchet.serving.request_formats import (
     parse_native,
     parse_oip,
 )
-from ratchet.serving.request_validation import ValidationPolicy
+from ratchet.serving.request_validation import RequestInvalid, ValidationPolicy
 
 if TYPE_CHECKING:
     from ratchet.config import Settings
@@ -233,7 +233,7 @@ def _build_app(server: _Server) -> FastAPI:
                     answer = server.service.answer(table, parsed, request_id, arrival_ms,
                                                    started)
             except BadRequest as exc:
-                if not hasattr(exc, "total"):  # RequestInvalid is counted by the service
+                if not isinstance(exc, RequestInvalid):  # those the service counted
                     metrics.rejected(exc.problems)
                     metrics.observe(table.routes[0].model, "invalid", 0.0)
                 return error(exc.status, str(exc), request_id, exc.problems)

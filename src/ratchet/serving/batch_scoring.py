@@ -8,6 +8,7 @@ end, so a failed or interrupted run never leaves a half-written output behind.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
     from ratchet.registry import RegistryClient
 
+logger = logging.getLogger(__name__)
 _FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 
 
@@ -39,6 +41,7 @@ class ScoringResult:
     seconds: float
     output: str
     deployment: str | None
+    log_dropped: int = 0  # rows the prediction log could not write (storage failing)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,7 +80,8 @@ def score_file(model: str, source: str | os.PathLike[str], output: str | os.Path
         from ratchet.store.deployment_store import validate_deployment_name
 
         validate_deployment_name(deployment)
-        # Flushed after each batch by this thread: batch scoring waits, it never drops.
+        # Flushed after each batch by this thread: scoring waits for the log instead of
+        # dropping; rows are lost only if storage keeps failing (counted in the result).
         prediction_log = PredictionLog(registry.tracking.settings.artifacts_uri,
                                        flush_interval_s=3600, max_buffered_rows=batch_rows * 2,
                                        flush_rows=batch_rows * 4)
@@ -112,9 +116,13 @@ def score_file(model: str, source: str | os.PathLike[str], output: str | os.Path
         tmp.unlink(missing_ok=True)
         if prediction_log is not None:
             prediction_log.close()
+    dropped = prediction_log.dropped if prediction_log is not None else 0
+    if dropped:
+        logger.error("ratchet predict: %d scored rows could not be written to the prediction "
+                  "log of %s", dropped, deployment)
     return ScoringResult(ref.name, ref.version, rows, flagged, batches,
                          time.perf_counter() - started, str(output),
-                         deployment if log else None)
+                         deployment if log else None, dropped)
 
 
 def _score_batch(served: ServedModel, batch: pa.RecordBatch, offset: int,

@@ -24,6 +24,7 @@ from ratchet.serving.traffic_plan import Router, TrafficPlan
 
 if TYPE_CHECKING:
     from ratchet.packaging import LoadedModel
+    from ratchet.serving.deployments import DeploymentClient
     from ratchet.serving.request_validation import ValidationPolicy
 
 log = logging.getLogger(__name__)
@@ -64,10 +65,7 @@ class ModelSource(Protocol):
 
 
 class RegistrySource:
-    def __init__(self, deployment: str, client: object) -> None:
-        from ratchet.serving.deployments import DeploymentClient
-
-        assert isinstance(client, DeploymentClient)
+    def __init__(self, deployment: str, client: DeploymentClient) -> None:
         self.deployment = deployment
         self.client = client
 

@@ -80,14 +80,14 @@ class InferenceService:
             raise
         if len(groups) == 1:
             (idx, _), = groups.items()
-            outputs, model = self._predict(table, idx, validated[idx], None, request_id,
-                                           arrival_ms, started)
+            outputs, model = self._predict(table, idx, validated[idx], None, request,
+                                           request_id, arrival_ms, started)
             row_models = None
         else:
             outputs, row_models = {}, [table.routes[0].model] * n
             for idx, rows in groups.items():
-                part, model = self._predict(table, idx, validated[idx], rows, request_id,
-                                            arrival_ms, started)
+                part, model = self._predict(table, idx, validated[idx], rows, request,
+                                            request_id, arrival_ms, started)
                 for name, values in part.items():
                     column = outputs.setdefault(name, [None] * n)
                     for row, value in zip(rows, values, strict=True):
@@ -112,8 +112,8 @@ class InferenceService:
         return {table.router.pick_request(): list(range(request.n_rows))}
 
     def _predict(self, table: RoutingTable, idx: int, validated: ValidatedRequest,
-                 rows: list[int] | None, request_id: str, arrival_ms: int,
-                 started: float) -> tuple[dict[str, list[Any]], ServedModel]:
+                 rows: list[int] | None, request: ParsedRequest, request_id: str,
+                 arrival_ms: int, started: float) -> tuple[dict[str, list[Any]], ServedModel]:
         route = table.routes[idx]
         columns = validated.columns if rows is None else {
             k: [v[i] for i in rows] for k, v in validated.columns.items()}
@@ -124,11 +124,10 @@ class InferenceService:
             if idx == 0:
                 raise ModelFailed(f"model {route.model.ref} failed: "
                                   f"{type(exc).__name__}: {exc}") from exc
-            # A canary/variant failure is answered by the primary.
-            primary = table.routes[0]
-            fallback = primary.model.validator.validate(ParsedRequest(columns, len(
-                next(iter(columns.values()))) if columns else 0))
-            return self._predict(table, 0, fallback, None, request_id, arrival_ms, started)
+            # A canary/variant failure is answered by the primary, for the same rows.
+            fallback = table.routes[0].model.validator.validate(request)
+            return self._predict(table, 0, fallback, rows, request, request_id, arrival_ms,
+                                 started)
         self._record(route, columns, outputs, validated, rows, request_id, arrival_ms, started)
         return outputs, route.model
 

@@ -323,28 +323,14 @@ class LogStorage:
     """The ``predictions/`` tree under an artifact root: a local directory or fsspec URL."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        from ratchet.artifacts.blob_store import _local_path
+        from ratchet.artifacts.blob_store import storage_root
 
-        text = os.fspath(root)
-        if not text:
-            raise InvalidInput("artifact root is empty: give a directory or a URL like "
-                               "s3://bucket/prefix")
-        local = _local_path(text)
-        self.fs: AbstractFileSystem | None = None
-        self.object_store = False
-        if local is not None:
-            self.base = os.path.join(os.path.abspath(os.path.expanduser(local)), PREDICTIONS_DIR)
-        else:
-            from fsspec.core import url_to_fs
-
-            from ratchet.artifacts.blob_store import _OBJECT_STORE_PROTOCOLS
-
-            self.fs, base = url_to_fs(text)
-            self.base = f"{base.rstrip('/')}/{PREDICTIONS_DIR}"
-            protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) \
-                else set(self.fs.protocol)
-            self.object_store = bool(protocols & _OBJECT_STORE_PROTOCOLS)
-        self.root = text
+        where = storage_root(root)
+        self.fs: AbstractFileSystem | None = where.fs
+        self.object_store = where.object_store
+        self.base = (os.path.join(where.base, PREDICTIONS_DIR) if where.fs is None
+                     else f"{where.base}/{PREDICTIONS_DIR}")
+        self.root = os.fspath(root)
 
     def path(self, *parts: str) -> str:
         if self.fs is None:

@@ -135,13 +135,9 @@ class ServedModel:
             log.warning("warm-up of %s failed: %s", self.ref, exc)
 
     def _example(self) -> dict[str, list[Any]] | None:
-        records = self.model.manifest.input_example
+        records = self.model.manifest.input_example  # dicts, checked by the manifest
         if records:
-            try:
-                names = self.validator.names
-                return {n: [r.get(n) for r in records[:1]] for n in names}
-            except AttributeError:
-                return None
+            return {n: [records[0].get(n)] for n in self.validator.names}
         if self.signature is None:
             return None
         row: dict[str, list[Any]] = {}
