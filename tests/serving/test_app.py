@@ -140,6 +140,13 @@ def test_body_size_limit(churn_registry: RegistryClient, serving_settings: Setti
         assert client.post("/predict", json={"inputs": [ROW]}).status_code == 200
         r = client.post("/predict", json={"inputs": [ROW] * 10})
         assert r.status_code == 413 and "limit is 200" in r.json()["error"]
+        # No Content-Length (chunked): refused once the stream passes the limit.
+        chunked = client.post("/predict", content=iter([b'{"inputs": [', b" " * 500, b"]}"]),
+                              headers={"Content-Type": "application/json"})
+        assert chunked.status_code == 413 and "over the limit" in chunked.json()["error"]
+        feedback = client.post("/feedback", json={"feedback": [
+            {"request_id": "r", "value": 1}] * 20})
+        assert feedback.status_code == 413
 
 
 def test_flag_policy_accepts_and_marks_rows(churn_registry: RegistryClient,

@@ -203,6 +203,21 @@ def _build_app(server: _Server) -> FastAPI:
         return Response(json.dumps(body), status, media_type=_JSON,
                         headers={"X-Request-ID": request_id})
 
+    async def read_body(request: Request) -> bytes:
+        """The body, refused (413) as soon as it passes the limit: a client that sends no
+        Content-Length, or a false one, cannot make the server buffer more than that."""
+        limit = server.config.max_body_bytes
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise BadRequest(f"the body is {length} bytes; the limit is {limit}", status=413)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BadRequest(f"the body is over the limit of {limit} bytes", status=413)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     async def handle(request: Request, parse: Any, render: Any) -> Response:
         started = time.perf_counter()
         arrival_ms = time.time_ns() // 1_000_000
@@ -213,17 +228,10 @@ def _build_app(server: _Server) -> FastAPI:
             return error(503, "the model is not loaded yet; retry shortly"
                          + (f" ({server.watcher.last_error})" if server.watcher.last_error
                             else ""), request_id)
-        length = request.headers.get("content-length")
-        limit = server.config.max_body_bytes
-        if length is not None and length.isdigit() and int(length) > limit:
-            return error(413, f"the body is {length} bytes; the limit is {limit}", request_id)
         metrics.inflight_now.inc()
         try:
-            body = await request.body()
-            if len(body) > limit:
-                return error(413, f"the body is {len(body)} bytes; the limit is {limit}",
-                             request_id)
             try:
+                body = await read_body(request)
                 parsed = parse(body, request.headers.get("content-type", _JSON),
                                table.routes[0].model.validator.names)
                 if parsed.n_rows >= _THREAD_FROM_ROWS:
@@ -272,7 +280,7 @@ def _build_app(server: _Server) -> FastAPI:
     async def feedback(request: Request) -> Response:
         request_id = new_id()
         try:
-            rows = api_schema.feedback_rows(decode_json(await request.body()))
+            rows = api_schema.feedback_rows(decode_json(await read_body(request)))
         except BadRequest as exc:
             return error(exc.status, str(exc), request_id, exc.problems)
         if server.settings is None:
