@@ -161,6 +161,11 @@ def test_flag_policy_accepts_and_marks_rows(churn_registry: RegistryClient,
         text = client.get("/metrics").text
         assert ('ratchet_validation_flags_total{deployment="churn",field="plan",'
                 'flag="unknown_category"} 1.0') in text
+    from ratchet.serving.prediction_query import predictions
+
+    logged = predictions("churn", settings=serving_settings)  # the shutdown flushed it
+    assert [list(f) for f in logged["flags"]] == [[], ["age:out_of_range",
+                                                    "plan:unknown_category"]]
 
 
 def test_plan_changes_and_alias_moves_are_picked_up_without_restart(

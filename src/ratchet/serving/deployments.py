@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ratchet.errors import Conflict, InvalidInput, NotFound
+from ratchet.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from ratchet.registry.uris import parse_model_uri
 from ratchet.serving.traffic_plan import TrafficPlan
 from ratchet.store.deployment_store import (
@@ -73,9 +73,8 @@ class DeploymentClient:
         if not self.store.exists(name):
             try:
                 return self.create(name, plan, reason="created by ratchet serve")
-            except Exception:
-                if not self.store.exists(name):  # lost a race to another worker: fine
-                    raise
+            except AlreadyExists:
+                pass  # another worker created it a moment ago: serve what it stored
         return self.status(name)
 
     def get(self, name: str) -> Deployment:
