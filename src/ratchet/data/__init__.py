@@ -10,9 +10,10 @@ Heavy modules (pyarrow, DuckDB, pandera) load on first use.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from ratchet.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from ratchet.data.catalog import DataClient, DatasetSummary, ProgressCallback
@@ -114,10 +115,4 @@ def validate(data: Any, schema: Any, *, fail_on_error: bool = False,
     return report
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'ratchet.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -9,8 +9,9 @@ Heavy modules (NumPy, SciPy, scikit-learn, pandas) are imported on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ratchet.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from ratchet.monitoring.data_quality import ColumnQuality, QualityReport, quality_report
@@ -54,13 +55,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ratchet.monitoring' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

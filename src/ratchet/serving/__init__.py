@@ -10,8 +10,9 @@ Heavy modules (FastAPI, pandas, DuckDB) are imported on first use.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from ratchet.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from ratchet.serving.app import ServingConfig, create_app
@@ -31,13 +32,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ratchet.serving' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 def create_deployment(name: str, plan: TrafficPlan | str, **kwargs: Any) -> DeploymentStatus:
