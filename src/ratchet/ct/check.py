@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ratchet.ct.gate import GateDecision, GatePolicy, decide, evaluate_model
+from ratchet.ct.gate import GateDecision, GatePolicy, LoadedPredictor, decide, evaluate_model
 from ratchet.errors import InvalidInput, RatchetError
 
 if TYPE_CHECKING:
@@ -149,10 +149,11 @@ def _model_check(registry: RegistryClient, candidate: str, holdout: pd.DataFrame
 def _champion_check(registry: RegistryClient, model: Any, champion: str | None,
                     holdout: pd.DataFrame, label: str, policy: GatePolicy) -> GateDecision:
     features, y = holdout.drop(columns=[label]), holdout[label]
-    ours = evaluate_model(_Predictor(model), features, y, policy=policy)
+    ours = evaluate_model(LoadedPredictor(model), features, y, policy=policy)
     theirs = None
     if champion is not None:
-        theirs = evaluate_model(_Predictor(registry.load(champion)), features, y, policy=policy)
+        theirs = evaluate_model(LoadedPredictor(registry.load(champion)), features, y,
+                                policy=policy)
     return decide(policy, theirs, ours)
 
 
@@ -165,36 +166,6 @@ def _decision_result(decision: GateDecision, champion: str | None) -> CheckResul
         summary = (f"{evidence['metric']} {score:.4f} vs {evidence['champion']['score']:.4f} "
                    f"(needs > +{evidence['policy']['margin']:g})")
     return CheckResult("champion", decision.passed, summary, decision.reasons + decision.flags)
-
-
-class _Predictor:
-    """A loaded model as the gate's evaluator expects it (predict, predict_proba, classes_),
-    going through the same signature handling as serving."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        raw = model.raw
-        if hasattr(raw, "classes_"):
-            self.classes_ = raw.classes_
-        names = model.signature.input_names if model.signature else None
-        if names is not None:
-            import numpy as np
-
-            self.feature_names_in_ = np.asarray(names, dtype=object)
-
-    def predict(self, X: Any) -> Any:
-        return self.model.predict(X)
-
-    def predict_proba(self, X: Any) -> Any:
-        return self.model.predict_proba(X)
-
-    def fit(self, X: Any, y: Any) -> _Predictor:  # scikit-learn's checks look for it
-        return self
-
-    def score(self, X: Any, y: Any) -> float:
-        import numpy as np
-
-        return float(np.mean(np.asarray(self.predict(X)) == np.asarray(y)))
 
 
 def _cell(text: str) -> str:

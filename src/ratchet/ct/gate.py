@@ -207,3 +207,33 @@ def _top_features(model: Any, X: Any, y: Any, policy: GatePolicy, repeats: int,
                                     random_state=seed)
     order = np.argsort(-result.importances_mean)[: policy.top_features]
     return tuple(str(X.columns[i]) for i in order)
+
+
+class LoadedPredictor:
+    """A loaded model as the gate's evaluator expects it (predict, predict_proba, classes_),
+    going through the same signature handling as serving."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        raw = model.raw
+        if hasattr(raw, "classes_"):
+            self.classes_ = raw.classes_
+        names = model.signature.input_names if model.signature else None
+        if names is not None:
+            import numpy as np
+
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+
+    def predict(self, X: Any) -> Any:
+        return self.model.predict(X)
+
+    def predict_proba(self, X: Any) -> Any:
+        return self.model.predict_proba(X)
+
+    def fit(self, X: Any, y: Any) -> LoadedPredictor:  # scikit-learn's checks look for it
+        return self
+
+    def score(self, X: Any, y: Any) -> float:
+        import numpy as np
+
+        return float(np.mean(np.asarray(self.predict(X)) == np.asarray(y)))

@@ -5,7 +5,7 @@ Written in Python (``CTPolicy(...)``) or YAML (``load_policy("churn.yaml")``)::
     model: churn                 # the registered model the loop moves forward
     deployment: churn            # where it is served (default: the model's name)
     pipeline: flows:training     # module:name or file.py:name, run to make a challenger
-    params: {days: 30}           # pipeline parameters
+    params: {C: 1.0}             # pipeline parameters (the controller adds data=DATASET@V)
     triggers:
       - drift                    # the newest monitor verdict is drift
       - {performance: accuracy, below: 0.7}
@@ -20,6 +20,8 @@ Written in Python (``CTPolicy(...)``) or YAML (``load_policy("churn.yaml")``)::
     rollout: {shadow_requests: 500, canary_percent: 10, canary_requests: 1000,
               max_error_rate: 0.01, max_latency_p99_ms: 50, max_accuracy_drop: 0.02}
     approval: false              # true: wait for ratchet ct approve|reject before promoting
+    data: {label: churned, rows: 20000, holdout: 2000, lookback: 30d}
+    monitor: {rows: 5000}        # the newest logged rows the controller judges at each tick
 
 Every field is checked when the policy is built; a mistake names the field.
 """
@@ -82,9 +84,11 @@ class RolloutPolicy:
     max_latency_p99_ms: float | None = None
     max_accuracy_drop: float = 0.02      # canary vs champion, once feedback arrives
     max_disagreement: float | None = None  # shadow vs champion predictions
+    max_prediction_shift: float | None = 0.2  # canary vs champion answers, JS / Wasserstein
+    min_labels: int = 30                 # labeled canary rows before accuracy is judged
 
     def __post_init__(self) -> None:
-        for name in ("shadow_requests", "canary_requests"):
+        for name in ("shadow_requests", "canary_requests", "min_labels"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise InvalidInput(f"rollout.{name} must be an int >= 0, got {value!r}")
@@ -95,10 +99,50 @@ class RolloutPolicy:
             if not _number(getattr(self, name)) or not 0 <= getattr(self, name) <= 1:
                 raise InvalidInput(f"rollout.{name} must be in [0, 1], got "
                                    f"{getattr(self, name)!r}")
-        for name in ("max_latency_p99_ms", "max_disagreement"):
+        for name in ("max_latency_p99_ms", "max_disagreement", "max_prediction_shift"):
             value = getattr(self, name)
             if value is not None and (not _number(value) or value <= 0):
                 raise InvalidInput(f"rollout.{name} must be a number > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class DataPolicy:
+    """What a retrain learns from: the newest labeled production rows (inputs + feedback
+    as ``label``), at most ``rows``, read from the last ``lookback`` of the log; the newest
+    ``holdout`` of them are held out for the gate, the rest train the challenger."""
+
+    label: str = "label"
+    rows: int = 10_000
+    holdout: int = 1_000
+    lookback: timedelta = timedelta(days=30)
+    min_rows: int = 200          # fewer labeled rows than this: the retrain waits
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.label, str) or not self.label:
+            raise InvalidInput(f"data.label must be a column name, got {self.label!r}")
+        for name in ("rows", "holdout", "min_rows"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InvalidInput(f"data.{name} must be an int >= 1, got {value!r}")
+        if self.holdout >= self.rows:
+            raise InvalidInput(f"data.holdout ({self.holdout}) must be smaller than data.rows "
+                               f"({self.rows}): the rest trains the challenger")
+
+
+@dataclass(frozen=True)
+class MonitorPolicy:
+    """What the controller watches at each tick: the newest ``rows`` logged rows (within
+    the data lookback) of the champion, against its training data."""
+
+    rows: int = 1_000
+    min_rows: int = 100          # fewer: no verdict yet
+    multivariate: bool = True    # also the classifier test (slower)
+
+    def __post_init__(self) -> None:
+        for name in ("rows", "min_rows"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InvalidInput(f"monitor.{name} must be an int >= 1, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -113,6 +157,8 @@ class CTPolicy:
     gate: GatePolicy = field(default_factory=GatePolicy)
     rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
     approval: bool = False
+    data: DataPolicy = field(default_factory=DataPolicy)
+    monitor: MonitorPolicy = field(default_factory=MonitorPolicy)
 
     def __post_init__(self) -> None:
         from ratchet.registry.uris import parse_model_uri
@@ -146,7 +192,10 @@ class CTPolicy:
                 "params": dict(self.params), "triggers": [t.to_spec() for t in self.triggers],
                 "cooldown": f"{int(self.cooldown.total_seconds())}s",
                 "max_retrains_per_day": self.max_retrains_per_day, "gate": gate,
-                "rollout": asdict(self.rollout), "approval": self.approval}
+                "rollout": asdict(self.rollout), "approval": self.approval,
+                "data": {**asdict(self.data),
+                         "lookback": f"{int(self.data.lookback.total_seconds())}s"},
+                "monitor": asdict(self.monitor)}
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -175,6 +224,13 @@ def policy_from_dict(data: Any, where: str = "policy") -> CTPolicy:
                                     tuples=("slices",))
     if "rollout" in kwargs:
         kwargs["rollout"] = _dataclass(RolloutPolicy, kwargs["rollout"], f"{where}.rollout")
+    if "data" in kwargs:
+        raw = kwargs["data"]
+        if isinstance(raw, Mapping) and "lookback" in raw:
+            raw = {**raw, "lookback": _duration(raw["lookback"], f"{where}.data.lookback")}
+        kwargs["data"] = _dataclass(DataPolicy, raw, f"{where}.data")
+    if "monitor" in kwargs:
+        kwargs["monitor"] = _dataclass(MonitorPolicy, kwargs["monitor"], f"{where}.monitor")
     if "params" in kwargs and kwargs["params"] is None:
         kwargs["params"] = {}
     try:

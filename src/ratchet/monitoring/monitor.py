@@ -64,21 +64,41 @@ def run_monitor(deployment: str, *, window: str | timedelta = "1h",
     """Evaluate ``deployment`` over ``[end - window, end)`` (end: now)."""
     from ratchet.serving.deployments import DeploymentClient
     from ratchet.serving.prediction_query import predictions
-    from ratchet.store.monitor_store import MonitorStore
 
     span = parse_window(window).to_pytimedelta()
     end = end.astimezone(UTC) if end is not None and end.tzinfo else \
         (end.replace(tzinfo=UTC) if end is not None else datetime.now(UTC))
     start = end - span
     client = DeploymentClient(settings=settings)
-    status = client.status(deployment)
-    name, version = status.versions[status.plan.variants[0].name]
-    model = client.registry.load(f"models:/{name}/{version}")
     logged = predictions(deployment, since=start, until=end, with_feedback=True,
                          settings=client.registry.tracking.settings)
+    return monitor_logged(deployment, logged, start=start, end=end, deployments=client,
+                          reference=reference, report_dir=report_dir, webhook=webhook,
+                          store=store)
+
+
+def monitor_logged(deployment: str, logged: pd.DataFrame, *, start: datetime, end: datetime,
+                   deployments: Any, reference: pd.DataFrame | str | None = None,
+                   report_dir: str | Path | None = None, webhook: str | None = None,
+                   store: bool = True, report: bool | str = True, multivariate: bool = True,
+                   model: tuple[str, int] | None = None) -> MonitorRun:
+    """Evaluate rows already read from the prediction log (``predictions(...,
+    with_feedback=True)`` or a frame of the same shape, e.g. a backtest's simulated log)
+    against the served model's training data. ``model``: (name, version) to judge (default:
+    the deployment's primary). ``report``: write the HTML/JSON report (stored results
+    get one unless False; ``"changed"``: only when the verdict changed, or the first)."""
+    from ratchet.store.monitor_store import MonitorStore
+
+    client = deployments
+    if model is None:
+        status = client.status(deployment)
+        name, version = status.versions[status.plan.variants[0].name]
+    else:
+        name, version = model
+    loaded = client.registry.load(f"models:/{name}/{version}")
     if len(logged):
         logged = logged[(logged["variant"] != "shadow") & (logged["status"] == "ok")]
-    inputs = (model.signature.input_names if model.signature is not None else
+    inputs = (loaded.signature.input_names if loaded.signature is not None else
               [c.removeprefix("input.") for c in logged.columns if c.startswith("input.")])
     result: dict[str, Any] = {
         "deployment": deployment, "created_at": datetime.now(UTC).isoformat(),
@@ -92,7 +112,7 @@ def run_monitor(deployment: str, *, window: str | timedelta = "1h",
         current = _current_inputs(logged, inputs)
         ref_frame, result["reference"] = _reference(client.registry, name, version, inputs,
                                                     reference)
-        _evaluate(result, model, ref_frame, current, logged)
+        _evaluate(result, loaded, ref_frame, current, logged, multivariate)
     db = client.registry.tracking.store.db
     monitor_store = MonitorStore(db)
     previous = monitor_store.latest(deployment)
@@ -103,7 +123,9 @@ def run_monitor(deployment: str, *, window: str | timedelta = "1h",
             window_end=int(end.timestamp() * 1000), verdict=result["verdict"],
             rows=result["rows"], result=result)
     html_path = json_path = None
-    if report_dir is not None or store:
+    if report == "changed":
+        report = previous is None or previous.verdict != result["verdict"]
+    if report and (report_dir is not None or store):
         history = [r.result for r in monitor_store.history(deployment, limit=50)
                    if stored is None or r.result_id != stored.result_id]
         html_path, json_path = _write_report(result, history, report_dir, client, stored)
@@ -151,7 +173,7 @@ def _reference(registry: RegistryClient, name: str, version: int, inputs: list[s
 
 
 def _evaluate(result: dict[str, Any], model: LoadedModel, reference: pd.DataFrame,
-              current: pd.DataFrame, logged: pd.DataFrame) -> None:
+              current: pd.DataFrame, logged: pd.DataFrame, multivariate: bool = True) -> None:
     import numpy as np
     import pandas as pd
 
@@ -171,16 +193,17 @@ def _evaluate(result: dict[str, Any], model: LoadedModel, reference: pd.DataFram
         drift_ref = frames_ref.assign(prediction=answers)  # rows not sampled: null, left out
         drift_cur = frames_cur.assign(prediction=logged["output.prediction"].to_numpy())
     drift = dataset_drift(drift_ref, drift_cur, columns=columns, prediction=prediction)
-    report = drift.to_dict()
+    report: dict[str, Any] = drift.to_dict()
     report["multivariate"] = (classifier_drift(frames_ref, frames_cur).to_dict()
-                              if len(frames_cur) >= MULTIVARIATE_MIN_ROWS else None)
+                              if multivariate and len(frames_cur) >= MULTIVARIATE_MIN_ROWS
+                              else None)
     result["drift"] = report
     result["quality"] = quality_report(frames_cur, model.signature, frames_ref).to_dict()
     result["performance"] = _performance(model, logged)
     result["distributions"] = {c: _distribution(frames_ref[c], frames_cur[c])
                                for c in columns}
-    multivariate = report["multivariate"]
-    drifted = drift.drift or bool(multivariate and multivariate["drifted"])
+    classifier = report["multivariate"]
+    drifted = drift.drift or bool(classifier and classifier["drifted"])
     result["verdict"] = DRIFT if drifted else OK
 
 
@@ -284,4 +307,4 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-__all__ = ["MonitorRun", "run_monitor"]
+__all__ = ["MonitorRun", "monitor_logged", "run_monitor"]

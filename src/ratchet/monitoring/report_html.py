@@ -119,6 +119,45 @@ def render_report(result: Mapping[str, Any], history: Sequence[Mapping[str, Any]
     return _PAGE.substitute(title=_e(name), script=script, body=body, footer=footer)
 
 
+def render_timeline_report(title: str, accuracy: Mapping[str, Sequence[tuple[str, Any]]],
+                           events: Sequence[Mapping[str, Any]],
+                           summary: Sequence[Mapping[str, Any]], *, metric: str = "accuracy",
+                           note: str = "") -> str:
+    """A continuous-training page: ``metric`` over time per strategy (``{"loop": [(period,
+    value), ...], "never retrained": ...}``), a summary table (one dict per strategy) and
+    the loop's timeline (events with ``at``, ``kind``, ``summary``)."""
+    import plotly
+    import plotly.offline
+
+    plots = _Plots()
+    palette = [CURRENT_COLOR, REFERENCE_COLOR, ESTIMATE_COLOR, "#8250df", "#1a7f37",
+               "#cf222e"]
+    lines = [(name, [v for _, v in points], palette[i % len(palette)],
+              "solid" if i == 0 else "dash") for i, (name, points) in enumerate(
+                  accuracy.items())]
+    x = [str(p) for p, _ in next(iter(accuracy.values()), [])]
+    plot = _line_plot(x, lines, f"{metric} over time", plots) if x else \
+        '<p class="missing">No periods to plot.</p>'
+    columns = list(summary[0]) if summary else []
+    table = _table([_e(c) for c in columns], [
+        ([_num(r.get(c)) if _is_number(r.get(c)) else _e(r.get(c)) for c in columns], False)
+        for r in summary], numeric=frozenset(range(1, len(columns))))
+    flagged = {"rejected", "rolled-back", "canary-failed", "shadow-failed", "retrain-failed"}
+    timeline = _table(["at", "event", "what"], [
+        ([_e(e.get("at")), _e(e.get("kind")), _e(e.get("summary"))],
+         e.get("kind") in flagged) for e in events])
+    body = "\n".join([
+        f'<p class="note">{_e(note)}</p>' if note else "",
+        _section("accuracy", f"Live {_e(metric)} over time", plot),
+        _section("summary", "Summary", table),
+        _section("timeline", "Timeline", timeline if events else
+                 '<p class="missing">No events.</p>')])
+    script = f"<script>{plotly.offline.get_plotlyjs()}</script>" if plots.count else ""
+    footer = (f"Written by ratchet. Self-contained: plotly.js from the installed plotly "
+              f"{_e(plotly.__version__)} package is part of the page.")
+    return _PAGE.substitute(title=_e(title), script=script, body=body, footer=footer)
+
+
 # ----------------------------------------------------------------------------- formatting
 def _e(value: Any) -> str:
     return "—" if value is None else html.escape(str(value))

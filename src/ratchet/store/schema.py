@@ -470,3 +470,22 @@ def exists_on(obj: object, dialect: str) -> bool:
         return True
     wanted = condition.dialect
     return dialect == wanted if isinstance(wanted, str) else dialect in wanted
+
+
+ct_controllers = Table(
+    "ct_controllers",
+    metadata,
+    # One continuous-training controller per model: its state machine and its lease.
+    # Every change is a compare-and-swap on seq by the lease holder, so a step commits
+    # once, and two controllers never both act.
+    Column("model", NAME, primary_key=True),
+    Column("state", String(32), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("cycle", BigInteger, nullable=False),
+    Column("data", Text, nullable=False),       # JSON object: the state's working data
+    Column("requests", Text, nullable=False),   # JSON list: retrain/approve/reject asks
+    Column("updated_at", BigInteger, nullable=False),
+    Column("lease_holder", String(128), nullable=True),
+    Column("lease_expires_at", BigInteger, nullable=True),
+)
+

@@ -1,0 +1,469 @@
+"""Policy backtesting: replay a labeled history through the same controller, with a
+simulated clock and a simulated server, and compare it with never retraining, retraining
+on a fixed schedule, and two naive baselines.
+
+The rows before ``start`` train the first champion (with the policy's own pipeline). From
+``start`` on, time advances one ``tick`` at a time: the rows of the tick are answered as
+the deployment's current plan says (primary, shadow copy, canary share — a canary that
+raises is answered by the primary, as the server does), their labels become visible
+``label_delay`` later, and then the controller ticks, exactly as ``ratchet controller``
+would. The registry, deployments, datasets and events live in a scratch store, so the
+whole timeline can be inspected afterwards.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ratchet.ct.controller import CHAMPION, Controller
+from ratchet.ct.policy import CTPolicy
+from ratchet.ct.rollout import PRIMARY, SHADOW
+from ratchet.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ratchet.serving.deployments import DeploymentClient
+
+LOOP, NEVER, SCHEDULED, MAJORITY, YESTERDAY = (
+    "loop", "never retrained", "fixed schedule", "majority class", "yesterday's label")
+
+
+@dataclass
+class BacktestResult:
+    policy: CTPolicy
+    summary: list[dict[str, Any]]                 # one row per strategy
+    periods: dict[str, list[tuple[str, float | None]]]  # strategy -> (period, accuracy)
+    events: list[dict[str, Any]]
+    promotions: list[dict[str, Any]]              # each promotion, judged on what followed
+    home: Path
+    seconds: float
+    rows: int
+
+    def strategy(self, name: str) -> dict[str, Any]:
+        return next(s for s in self.summary if s["strategy"] == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy.to_dict(), "rows": self.rows,
+                "seconds": round(self.seconds, 2), "summary": self.summary,
+                "periods": {k: [list(p) for p in v] for k, v in self.periods.items()},
+                "promotions": self.promotions, "events": self.events, "home": str(self.home)}
+
+    def to_markdown(self) -> str:
+        lines = ["| strategy | accuracy | retrains | promotions | rejected | rolled back |",
+                 "|---|---:|---:|---:|---:|---:|"]
+        for s in self.summary:
+            lines.append(f"| {s['strategy']} | {s['accuracy']:.4f} | {s['retrains']} | "
+                         f"{s['promotions']} | {s['rejected']} | {s['rolled_back']} |")
+        return "\n".join(lines)
+
+    def write_html(self, path: str | Path, title: str = "ratchet backtest") -> Path:
+        from ratchet.atomic import write_atomic
+        from ratchet.monitoring.report_html import render_timeline_report
+
+        page = render_timeline_report(
+            title, self.periods, self.events, self.summary, metric="accuracy",
+            note=f"{self.rows} rows replayed; the loop ran the policy's own triggers, gate "
+                 "and rollout with a simulated clock.")
+        write_atomic(Path(path), page.encode())
+        return Path(path)
+
+
+class SimulatedWorld:
+    """A server, a prediction log and a clock, in memory."""
+
+    def __init__(self, policy: CTPolicy, deployments: DeploymentClient, inputs: list[str],
+                 label_delay_ms: int, seed: int = 0) -> None:
+        self.policy = policy
+        self.deployments = deployments
+        self.inputs = inputs
+        self.label_delay_ms = label_delay_ms
+        self.now = 0
+        self._parts: list[pd.DataFrame] = []
+        self._log: pd.DataFrame | None = None
+        self._models: dict[int, Any] = {}
+        self._random = random.Random(seed)
+        self.served: list[pd.DataFrame] = []   # what each caller got: time, label, answer
+
+    # ------------------------------------------------------------------ the World protocol
+    def now_ms(self) -> int:
+        return self.now
+
+    def log_now_ms(self) -> int:
+        return self.now
+
+    def logged(self, since_ms: int) -> pd.DataFrame:
+        import numpy as np
+        import pandas as pd
+
+        if self._log is None:
+            self._log = pd.concat(self._parts, ignore_index=True) if self._parts else \
+                pd.DataFrame(columns=["timestamp", "_t", "_label", "variant", "status"])
+            self._parts = [self._log] if len(self._log) else []
+        log = self._log
+        rows = log[(log["_t"].to_numpy() >= since_ms) & (log["_t"].to_numpy() <= self.now)]
+        visible = rows["_t"].to_numpy() + self.label_delay_ms <= self.now
+        return rows.assign(feedback=np.where(visible, rows["_label"].to_numpy(dtype=object),
+                                             None))
+
+    def monitor(self, window: pd.DataFrame, model: tuple[str, int],
+                reference: str | None) -> dict[str, Any]:
+        from ratchet.monitoring.monitor import monitor_logged
+
+        times = window["timestamp"]
+        return monitor_logged(self.policy.deployment_name, window,
+                              start=times.min().to_pydatetime(),
+                              end=times.max().to_pydatetime(), deployments=self.deployments,
+                              reference=reference, store=False, report=False, model=model,
+                              multivariate=self.policy.monitor.multivariate).result
+
+    # ------------------------------------------------------------------ the server
+    def model(self, version: int) -> Any:
+        if version not in self._models:
+            self._models[version] = self.deployments.registry.load(
+                f"models:/{self.policy.model}/{version}")
+        return self._models[version]
+
+    def serve(self, batch: pd.DataFrame, times: Any, labels: Any, first_id: int) -> None:
+        """Answer ``batch`` (one request per row) as the deployment's plan says now."""
+        import numpy as np
+        import pandas as pd
+
+        from ratchet.serving.traffic_plan import Router
+
+        if not len(batch):
+            return
+        status = self.deployments.status(self.policy.deployment_name)
+        plan = status.plan
+        n = len(batch)
+        ids = np.array([f"r{first_id + i}" for i in range(n)], dtype=object)
+        router = Router([v.weight for v in plan.variants], rng=self._random)
+        picks = np.array([router.pick_request() for _ in range(n)])
+        answer = np.empty(n, dtype=object)
+        served_version = np.zeros(n, dtype=np.int64)
+        parts = []
+
+        def record(rows: Any, variant: str, version: int, predicted: Any, status_: str,
+                   error: str | None, seconds: float) -> None:
+            frame = batch.iloc[rows]
+            part = pd.DataFrame({f"input.{c}": frame[c].to_numpy() for c in self.inputs})
+            part.insert(0, "request_id", ids[rows])
+            part["row"] = 0
+            part["_t"] = times[rows]
+            part["timestamp"] = pd.to_datetime(times[rows], unit="ms", utc=True)
+            part["model_name"] = self.policy.model
+            part["model_version"] = version
+            part["variant"] = variant
+            part["status"] = status_
+            part["error"] = error
+            part["latency_ms"] = seconds * 1000 / max(len(rows), 1)
+            part["output.prediction"] = predicted
+            part["_label"] = labels[rows]
+            parts.append(part)
+
+        primary_rows = np.flatnonzero(picks == 0)
+        for idx in range(1, len(plan.variants)):  # canary (or split) variants
+            rows = np.flatnonzero(picks == idx)
+            if not len(rows):
+                continue
+            version = status.versions[plan.variants[idx].name][1]
+            started = time.perf_counter()
+            try:
+                predicted = np.asarray(self.model(version).predict(batch.iloc[rows]))
+            except Exception as exc:  # answered by the primary, as the server does
+                record(rows, plan.variants[idx].name, version, None, "error",
+                       f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
+                primary_rows = np.concatenate([primary_rows, rows])
+                continue
+            record(rows, plan.variants[idx].name, version, predicted, "ok", None,
+                   time.perf_counter() - started)
+            answer[rows], served_version[rows] = predicted, version
+        primary_rows = np.sort(primary_rows)
+        version = status.versions[plan.variants[0].name][1]
+        started = time.perf_counter()
+        predicted = np.asarray(self.model(version).predict(batch.iloc[primary_rows]))
+        record(primary_rows, PRIMARY, version, predicted, "ok", None,
+               time.perf_counter() - started)
+        answer[primary_rows], served_version[primary_rows] = predicted, version
+        if plan.shadow is not None:
+            version = status.versions[plan.shadow.name][1]
+            everything = np.arange(n)
+            started = time.perf_counter()
+            try:
+                predicted = np.asarray(self.model(version).predict(batch))
+                record(everything, SHADOW, version, predicted, "ok", None,
+                       time.perf_counter() - started)
+            except Exception as exc:
+                record(everything, SHADOW, version, None, "error",
+                       f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
+        self._parts.extend(parts)
+        self._log = None
+        self.served.append(pd.DataFrame({"_t": times, "label": labels, "answer": answer,
+                                         "version": served_version}))
+
+
+@dataclass
+class _Replay:
+    history: pd.DataFrame
+    times: Any           # epoch ms per row
+    labels: Any
+    start: int           # index of the first replayed row
+    inputs: list[str] = field(default_factory=list)
+
+
+def backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
+             label: str | None = None, start: Any, tick: str | timedelta = "30d",
+             label_delay: str | timedelta = "1d", schedule: str | timedelta | None = "365d",
+             period: str | timedelta = "365d", work_dir: str | Path | None = None,
+             progress: Callable[[int, int], None] | None = None) -> BacktestResult:
+    """Replay ``history`` (inputs, ``label`` — default the policy's data.label — and
+    ``time_column``) from ``start`` (a time, or an int: the row where replay begins)."""
+    import os
+
+    saved = {k: os.environ.get(k) for k in ("RATCHET_HOME", "RATCHET_DB", "RATCHET_ARTIFACTS")}
+    try:
+        return _backtest(policy, history, time_column=time_column, label=label, start=start,
+                         tick=tick, label_delay=label_delay, schedule=schedule, period=period,
+                         work_dir=work_dir, progress=progress)
+    finally:  # pipeline steps point the process's fluent client at the scratch store
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
+              label: str | None, start: Any, tick: str | timedelta,
+              label_delay: str | timedelta, schedule: str | timedelta | None,
+              period: str | timedelta, work_dir: str | Path | None,
+              progress: Callable[[int, int], None] | None) -> BacktestResult:
+    import numpy as np
+    import pandas as pd
+
+    from ratchet.config import load_settings
+    from ratchet.monitoring.performance import parse_window
+    from ratchet.registry import RegistryClient
+    from ratchet.serving.deployments import DeploymentClient
+    from ratchet.serving.traffic_plan import TrafficPlan
+    from ratchet.tracking import TrackingClient
+
+    began = time.perf_counter()
+    replay = _prepare(history, time_column, label or policy.data.label, start)
+    label = label or policy.data.label
+    tick_ms = int(parse_window(tick).total_seconds() * 1000)
+    delay_ms = int(parse_window(label_delay).total_seconds() * 1000)
+    home = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(
+        prefix="ratchet-backtest-"))
+    settings = load_settings(env={"RATCHET_HOME": str(home)})
+    registry = RegistryClient(TrackingClient(settings))
+    deployments = DeploymentClient(registry)
+    initial = replay.history.iloc[:replay.start]
+    first = _train(policy, registry, initial[[*replay.inputs, label]], "initial")
+    registry.set_alias(policy.model, CHAMPION, first, reason="backtest: initial model")
+    deployments.ensure(policy.deployment_name,
+                       TrafficPlan.single(f"{policy.model}@{CHAMPION}"))
+    world = SimulatedWorld(policy, deployments, replay.inputs, delay_ms)
+    controller = Controller(policy, world, holder="backtest", lease_ms=3_600_000,
+                            actor="backtest")
+    n = len(replay.history)
+    cursor = replay.start
+    edge = int(replay.times[replay.start])
+    while cursor < n:
+        edge += tick_ms
+        stop = int(np.searchsorted(replay.times, edge, side="left"))
+        world.serve(replay.history.iloc[cursor:stop][replay.inputs],
+                    replay.times[cursor:stop], replay.labels[cursor:stop], cursor)
+        world.now = edge
+        cursor = stop
+        controller.tick()
+        if progress is not None:
+            progress(cursor - replay.start, n - replay.start)
+    controller.release()
+    served = pd.concat(world.served, ignore_index=True)
+    answers = {LOOP: served["answer"].to_numpy()}
+    answers[NEVER] = np.asarray(world.model(first).predict(
+        replay.history.iloc[replay.start:][replay.inputs]))
+    retrains_scheduled = 0
+    if schedule is not None:
+        answers[SCHEDULED], retrains_scheduled = _scheduled(
+            policy, registry, replay, label, int(parse_window(schedule).total_seconds() * 1000),
+            delay_ms)
+    answers[MAJORITY] = _running_majority(replay, delay_ms)
+    answers[YESTERDAY] = replay.labels[replay.start - 1:-1]
+    truth = replay.labels[replay.start:]
+    from ratchet.store.ct_event_store import CTEventStore
+
+    events = CTEventStore(registry.tracking.store.db).history(policy.model)
+    counts = {k: sum(e.kind == k for e in events) for k in ("retrained", "promoted",
+                                                               "rejected", "rolled-back")}
+    summary = []
+    for name, predicted in answers.items():
+        row = {"strategy": name, "accuracy": _accuracy(truth, predicted),
+               "retrains": 0, "promotions": 0, "rejected": 0, "rolled_back": 0}
+        if name == LOOP:
+            row.update(retrains=counts["retrained"], promotions=counts["promoted"],
+                       rejected=counts["rejected"], rolled_back=counts["rolled-back"])
+        elif name == SCHEDULED:
+            row.update(retrains=retrains_scheduled, promotions=retrains_scheduled)
+        summary.append(row)
+    period_ms = int(parse_window(period).total_seconds() * 1000)
+    times = replay.times[replay.start:]
+    bins = (times - times[0]) // period_ms
+    periods = {name: [(_day(times[bins == b][0]), _accuracy(truth[bins == b],
+                                                            predicted[bins == b]))
+                      for b in np.unique(bins)] for name, predicted in answers.items()}
+    promotions = _judge_promotions(events, world, replay, served, policy.monitor.rows)
+    return BacktestResult(
+        policy, summary, periods,
+        [{"at": _day(e.at), "kind": e.kind, "summary": e.summary, "evidence": e.evidence}
+         for e in events], promotions, home, time.perf_counter() - began,
+        n - replay.start)
+
+
+# ----------------------------------------------------------------------------- pieces
+def _prepare(history: pd.DataFrame, time_column: str, label: str, start: Any) -> _Replay:
+    import numpy as np
+    import pandas as pd
+
+    for column in (time_column, label):
+        if column not in history.columns:
+            raise InvalidInput(f"history has no column {column!r}; its columns: "
+                               f"{', '.join(map(str, history.columns))}")
+    if history[label].isna().any():
+        raise InvalidInput(f"history column {label!r} has missing labels: a backtest "
+                           "replays labeled rows")
+    times = pd.to_datetime(history[time_column], utc=True, errors="coerce")
+    if times.isna().any():
+        bad = int(np.flatnonzero(times.isna().to_numpy())[0])
+        raise InvalidInput(f"history column {time_column!r}, row {bad}: "
+                           f"{history[time_column].iloc[bad]!r} is not a time")
+    order = np.argsort(times.to_numpy(), kind="stable")
+    frame = history.iloc[order].reset_index(drop=True)
+    ms = ((times.iloc[order] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
+          ).to_numpy(dtype=np.int64)
+    if isinstance(start, int) and not isinstance(start, bool):
+        first = start
+    else:
+        at = pd.Timestamp(start)
+        at = at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC")
+        first = int(np.searchsorted(ms, (at - pd.Timestamp(0, tz="UTC")) //
+                                    pd.Timedelta(milliseconds=1)))
+    if not 1 <= first < len(frame):
+        raise InvalidInput(f"start {start!r} leaves no rows to train the first model on, or "
+                           f"none to replay ({len(frame)} rows)")
+    inputs = [c for c in frame.columns if c not in (time_column, label)]
+    return _Replay(frame, ms, frame[label].to_numpy(), first, inputs)
+
+
+def _train(policy: CTPolicy, registry: Any, frame: pd.DataFrame, why: str) -> int:
+    """One run of the policy's pipeline on ``frame`` (as the controller runs it)."""
+    from ratchet.data.catalog import DataClient
+    from ratchet.pipelines.references import load_pipeline
+    from ratchet.pipelines.runner import PipelineRunner
+
+    version = DataClient(registry.tracking).log(frame.reset_index(drop=True),
+                                                f"{policy.model}-backtest-{why}")
+    run = PipelineRunner(load_pipeline(policy.pipeline),
+                         {**policy.params, "data": f"{version.name}@{version.version}"},
+                         tracking=registry.tracking).run()
+    found = [o.model[1] for s in run.steps for o in s.outputs
+             if o.model is not None and o.model[0] == policy.model]
+    if not found:
+        raise InvalidInput(f"pipeline {policy.pipeline} registered no version of "
+                           f"{policy.model!r}")
+    return int(max(found))
+
+
+def _scheduled(policy: CTPolicy, registry: Any, replay: _Replay, label: str, every_ms: int,
+               delay_ms: int) -> tuple[Any, int]:
+    """Retrain every ``every_ms`` on the newest ``data.rows`` labeled rows, promote
+    unconditionally: the fixed-schedule baseline."""
+    import numpy as np
+
+    times = replay.times
+    answer = np.empty(len(times) - replay.start, dtype=object)
+    version = None
+    retrains = -1
+    boundary = times[replay.start]
+    cursor = replay.start
+    while cursor < len(times):
+        known = int(np.searchsorted(times, boundary - delay_ms, side="right"))
+        window = replay.history.iloc[max(0, known - policy.data.rows):known]
+        version = _train(policy, registry, window[[*replay.inputs, label]],
+                         "schedule") if retrains >= 0 or version is None else version
+        retrains += 1
+        stop = int(np.searchsorted(times, boundary + every_ms, side="left"))
+        model = registry.load(f"models:/{policy.model}/{version}")
+        answer[cursor - replay.start:stop - replay.start] = np.asarray(
+            model.predict(replay.history.iloc[cursor:stop][replay.inputs]))
+        cursor, boundary = stop, boundary + every_ms
+    return answer, max(retrains, 0)
+
+
+def _running_majority(replay: _Replay, delay_ms: int) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    labels = pd.Series(replay.labels)
+    codes, classes = pd.factorize(labels)
+    onehot = np.zeros((len(labels), len(classes)), dtype=np.int64)
+    onehot[np.arange(len(labels)), codes] = 1
+    seen = np.cumsum(onehot, axis=0)
+    out = []
+    for i in range(replay.start, len(labels)):
+        known = int(np.searchsorted(replay.times, replay.times[i] - delay_ms, side="right"))
+        out.append(classes[int(np.argmax(seen[known - 1]))] if known else classes[0])
+    return np.asarray(out, dtype=object)
+
+
+def _judge_promotions(events: list[Any], world: SimulatedWorld, replay: _Replay,
+                      served: pd.DataFrame, rows: int) -> list[dict[str, Any]]:
+    """Each promotion: the new and the old champion on the ``rows`` rows that followed."""
+    import numpy as np
+
+    out = []
+    for e in events:
+        if e.kind != "promoted":
+            continue
+        after = int(np.searchsorted(replay.times, e.at, side="left"))
+        chunk = replay.history.iloc[after:after + rows]
+        if not len(chunk):
+            continue
+        truth = replay.labels[after:after + rows]
+        new = _accuracy(truth, np.asarray(world.model(e.evidence["version"]).predict(
+            chunk[replay.inputs])))
+        old = _accuracy(truth, np.asarray(world.model(e.evidence["previous"]).predict(
+            chunk[replay.inputs])))
+        out.append({"at": _day(e.at), "version": e.evidence["version"],
+                    "previous": e.evidence["previous"], "rows": len(chunk),
+                    "accuracy_new": new, "accuracy_old": old,
+                    "lowered": bool(new is not None and old is not None and new < old)})
+    return out
+
+
+def _accuracy(truth: Any, predicted: Any) -> float | None:
+    import numpy as np
+
+    if not len(truth):
+        return None
+    return float(np.mean(np.asarray(truth, dtype=object) == np.asarray(predicted,
+                                                                        dtype=object)))
+
+
+def _day(ms: int) -> str:
+    from ratchet.clock import to_datetime
+
+    moment = to_datetime(int(ms))
+    assert moment is not None
+    return moment.strftime("%Y-%m-%d")
+
+
+__all__ = ["BacktestResult", "SimulatedWorld", "backtest"]

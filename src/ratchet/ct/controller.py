@@ -1,0 +1,572 @@
+"""The continuous-training controller: a persisted state machine that watches a served
+model, retrains it when a trigger fires, gates the challenger, rolls it out (shadow, then
+canary) and promotes it, or rolls it back, by itself.
+
+    watching ─trigger─▶ training ─▶ gating ─pass─▶ [approval] ─▶ shadow ─▶ canary ─▶ promoting
+       ▲                                 └fail─▶ rejecting          └fail────┴──▶ rolling_back
+       └──────────────────────────────────────────────────────────────────────────────┘
+
+The state, the cycle's working data and the pending requests live in the metadata store
+(``ct_controllers``). Each step reads the state, does its work, and commits the next state
+together with its event in one compare-and-swap under a lease (``CTStateStore.commit``):
+killed anywhere, a restarted controller finds either the old state (and redoes a step
+whose effects were never recorded — each effect is idempotent: datasets are
+content-addressed, the training pipeline's steps are cached, plans are compared before
+they are set, aliases and tags are set to values) or the new one. A second controller
+finds the lease taken and does nothing. The champion is a registry alias, so there is
+never more than one; the deployment's plan names the alias, pinning only the challenger.
+
+The same code runs live and in a backtest: everything it needs from the outside comes
+from a ``World`` (the clock, the prediction log, the monitor), and the registry and
+deployments it changes are real ones (a backtest's are in a scratch store).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ratchet.ct.gate import LoadedPredictor, decide, evaluate_model
+from ratchet.ct.policy import CTPolicy
+from ratchet.ct.rollout import CANARY, PRIMARY, canary_check, shadow_check
+from ratchet.ct.triggers import Observations, evaluate_triggers
+from ratchet.errors import InvalidInput, NotFound, RatchetError
+from ratchet.ids import new_id
+from ratchet.store.ct_state_store import ControllerState, CTStateStore, EventSpec, LeaseLost
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ratchet.serving.deployments import DeploymentClient
+    from ratchet.serving.traffic_plan import TrafficPlan
+
+log = logging.getLogger(__name__)
+
+WATCHING, TRAINING, GATING, APPROVAL, SHADOW, CANARY_STATE, PROMOTING, ROLLING_BACK, \
+    REJECTING = ("watching", "training", "gating", "awaiting_approval", "shadow", "canary",
+                 "promoting", "rolling_back", "rejecting")
+STATES = (WATCHING, TRAINING, GATING, APPROVAL, SHADOW, CANARY_STATE, PROMOTING,
+          ROLLING_BACK, REJECTING)
+CHAMPION = "champion"
+DAY_MS = 86_400_000
+CYCLE_TAG, STATUS_TAG, IMPORTANCE_TAG = "ratchet.ct.cycle", "ratchet.ct.status", \
+    "ratchet.importance"
+
+
+class World(Protocol):
+    """What the controller needs from outside: time, the log, the monitor."""
+
+    deployments: DeploymentClient
+
+    def now_ms(self) -> int:
+        """The controller's clock (wall time live; simulated in a backtest)."""
+
+    def log_now_ms(self) -> int:
+        """The prediction log's clock: where 'since now' starts for a rollout phase."""
+
+    def logged(self, since_ms: int) -> pd.DataFrame:
+        """Logged rows with ``timestamp >= since_ms`` (log clock), with ``feedback``."""
+
+    def monitor(self, window: pd.DataFrame, model: tuple[str, int],
+                reference: str | None) -> dict[str, Any]:
+        """A monitor result (``run_monitor``'s shape) for ``window``, the champion's rows."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a step decided: the next state, its data, and the event that records it."""
+
+    state: str
+    data: dict[str, Any]
+    event: EventSpec | None = None
+    cycle: int | None = None
+    consumed: int = 0
+    pause: bool = False              # stop ticking after this commit (nothing to do now)
+
+
+@dataclass
+class TickResult:
+    model: str
+    held_by: str | None = None       # another controller's lease: nothing was done
+    steps: list[tuple[str, str, str | None]] = field(default_factory=list)  # from, to, event
+    state: str | None = None
+
+    def describe(self) -> str:
+        if self.held_by is not None:
+            return f"{self.model}: another controller holds the lease ({self.held_by})"
+        moves = "; ".join(f"{a} -> {b}" + (f" ({e})" if e else "") for a, b, e in self.steps
+                          if a != b or e)
+        return f"{self.model}: {self.state}" + (f" [{moves}]" if moves else "")
+
+
+def default_holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
+
+
+class Controller:
+    def __init__(self, policy: CTPolicy, world: World, *, holder: str | None = None,
+                 lease_ms: int = 60_000, actor: str = "ratchet-controller") -> None:
+        self.policy = policy
+        self.world = world
+        self.deployments = world.deployments
+        self.registry = world.deployments.registry
+        self.store = CTStateStore(self.registry.tracking.store.db)
+        self.holder = holder or default_holder()
+        self.lease_ms = lease_ms
+        self.actor = actor
+
+    # ------------------------------------------------------------------ driving
+    def tick(self, max_steps: int = 20) -> TickResult:
+        """Advance until the loop has to wait (or ``max_steps`` commits)."""
+        model = self.policy.model
+        result = TickResult(model)
+        state = self.store.acquire(model, self.holder, self.lease_ms)
+        if state is None:
+            current = self.store.get(model)
+            result.held_by = current.lease_holder if current else "?"
+            return result
+        self._ensure_deployment()
+        with _Heartbeat(self):
+            for _ in range(max_steps):
+                handler: Callable[[ControllerState], Outcome | None] = getattr(
+                    self, f"_{state.state}")
+                outcome = handler(state)
+                if outcome is None:
+                    break
+                before = state.state
+                state = self.store.commit(
+                    state, self.holder, state=outcome.state, data=outcome.data,
+                    cycle=outcome.cycle, consumed_requests=outcome.consumed,
+                    event=outcome.event, at=self.world.now_ms())
+                result.steps.append((before, state.state,
+                                     outcome.event.kind if outcome.event else None))
+                if outcome.pause:
+                    break
+        result.state = state.state
+        return result
+
+    def release(self) -> None:
+        self.store.release(self.policy.model, self.holder)
+
+    def _ensure_deployment(self) -> None:
+        from ratchet.serving.traffic_plan import TrafficPlan
+
+        self.deployments.ensure(self.policy.deployment_name,
+                                TrafficPlan.single(f"{self.policy.model}@{CHAMPION}"))
+
+    # ------------------------------------------------------------------ watching
+    def _watching(self, st: ControllerState) -> Outcome:
+        policy, now = self.policy, self.world.now_ms()
+        watch = dict(st.data.get("watch", {}))
+        manual = [r for r in st.requests if r["kind"] == "retrain"]
+        champion = self._champion()
+        logged = self.world.logged(self.world.log_now_ms()
+                                   - int(policy.data.lookback.total_seconds() * 1000))
+        mine = _served_by(logged, champion)
+        window = mine.tail(policy.monitor.rows)
+        verdict, metrics = None, {}
+        if len(window) >= policy.monitor.min_rows:
+            reference = watch.get("reference") if watch.get("reference_for") == champion \
+                else None
+            result = self.world.monitor(window, (policy.model, champion), reference)
+            verdict = result.get("verdict")
+            realized = (result.get("performance") or {}).get("metrics") or {}
+            labeled = (result.get("performance") or {}).get("labeled", 0)
+            if labeled >= policy.monitor.min_rows:
+                metrics = {k: v for k, v in realized.items()
+                           if isinstance(v, int | float) and k != "n"}
+        if watch.get("baseline_for") != champion and metrics:
+            watch["baseline"], watch["baseline_for"] = metrics, champion
+        baseline = watch.get("baseline", {}) if watch.get("baseline_for") == champion else {}
+        since = watch.get("last_retrain_log_ms", 0)
+        new_labels = int((logged["feedback"].notna() & (epoch_ms(logged["timestamp"])
+                                                        >= since)).sum()) if len(logged) else 0
+        retrains = [t for t in watch.get("retrains", []) if t > now - DAY_MS]
+        obs = Observations(
+            now=_dt(now), monitor_verdict=verdict, performance=metrics, baseline=baseline,
+            new_labels=new_labels, manual=bool(manual),
+            last_retrain_at=_dt(watch["last_retrain_at"]) if watch.get("last_retrain_at")
+            else None, retrains_last_24h=len(retrains),
+            last_checked_at=_dt(watch["last_checked_at"]) if watch.get("last_checked_at")
+            else None)
+        decision = evaluate_triggers(policy, obs)
+        watch.update(last_checked_at=now, last_verdict=verdict, last_metrics=metrics)
+        stale = len(st.requests)  # approvals/rejections with no cycle waiting are answered
+        if not decision.retrain:
+            event = None
+            blocked = decision.blocked.split(":")[0] if decision.blocked else None
+            if blocked and blocked != watch.get("last_blocked"):  # once per blocked spell
+                event = EventSpec("trigger-blocked", decision.blocked or "", {
+                    "fired": [f.__dict__ for f in decision.fired]}, self.actor)
+            watch["last_blocked"] = blocked
+            return Outcome(WATCHING, {"watch": watch}, event, consumed=stale, pause=True)
+        watch.update(last_blocked=None, last_retrain_at=now,
+                     last_retrain_log_ms=self.world.log_now_ms(), retrains=[*retrains, now])
+        fired = [f.__dict__ for f in decision.fired]
+        observed: dict[str, Any] = {"verdict": verdict, "metrics": metrics,
+                                    "baseline": baseline, "new_labels": new_labels}
+        cycle = {"number": st.cycle + 1, "champion": champion, "trigger": fired,
+                 "observed": observed,
+                 "requested_by": manual[0]["actor"] if manual else None}
+        summary = "; ".join(f["reason"] for f in fired)
+        return Outcome(TRAINING, {"watch": watch, "cycle": cycle},
+                       EventSpec("trigger", f"retrain #{st.cycle + 1}: {summary}",
+                                 {"fired": fired, **observed,
+                                  "champion": champion}, self.actor),
+                       cycle=st.cycle + 1, consumed=stale)
+
+    # ------------------------------------------------------------------ training
+    def _training(self, st: ControllerState) -> Outcome:
+        cycle = dict(st.data["cycle"])
+        if "train" not in cycle:
+            return self._prepare_data(st, cycle)
+        from ratchet.pipelines.references import load_pipeline
+        from ratchet.pipelines.runner import PipelineRunner
+
+        params = {**self.policy.params, "data": cycle["train"]}
+        try:
+            run = PipelineRunner(load_pipeline(self.policy.pipeline), params,
+                                 tracking=self.registry.tracking).run()
+            version = self._registered_version(run)
+        except RatchetError as exc:
+            return self._back_to_watching(st, "retrain-failed",
+                                          f"retrain #{st.cycle} failed: {exc}",
+                                          {"error": str(exc), "params": params})
+        self.registry.set_tag(self.policy.model, CYCLE_TAG, str(st.cycle), version)
+        cycle.update(challenger=version, pipeline_run=run.run_id)
+        return Outcome(GATING, {**st.data, "cycle": cycle}, EventSpec(
+            "retrained", f"retrain #{st.cycle}: {self.policy.model} v{version} from "
+            f"{cycle['train']}", {"version": version, "pipeline_run": run.run_id,
+                                  "params": params, "train": cycle["train"],
+                                  "holdout": cycle["holdout"]}, self.actor))
+
+    def _prepare_data(self, st: ControllerState, cycle: dict[str, Any]) -> Outcome:
+        from ratchet.data.catalog import DataClient
+
+        data_policy = self.policy.data
+        logged = self.world.logged(self.world.log_now_ms()
+                                   - int(data_policy.lookback.total_seconds() * 1000))
+        frame = labeled_rows(logged, data_policy.label).tail(data_policy.rows)
+        if len(frame) < data_policy.rows:  # young deployment: top up with what trained it
+            frame = self._with_training_data(frame, cycle["champion"])
+        if len(frame) < data_policy.min_rows:
+            return self._back_to_watching(
+                st, "retrain-skipped", f"retrain #{st.cycle}: only {len(frame)} labeled rows "
+                f"in the last {data_policy.lookback}; the policy needs {data_policy.min_rows}",
+                {"labeled": len(frame)})
+        holdout_n = min(data_policy.holdout, len(frame) // 2)
+        train, holdout = frame.iloc[:-holdout_n], frame.iloc[-holdout_n:]
+        data = DataClient(self.registry.tracking)
+        name = self.policy.model
+        train_v = data.log(train.reset_index(drop=True), f"{name}-ct-train")
+        holdout_v = data.log(holdout.reset_index(drop=True), f"{name}-ct-holdout")
+        cycle.update(train=f"{train_v.name}@{train_v.version}",
+                     holdout=f"{holdout_v.name}@{holdout_v.version}",
+                     rows={"train": len(train), "holdout": len(holdout)})
+        return Outcome(TRAINING, {**st.data, "cycle": cycle}, EventSpec(
+            "data", f"retrain #{st.cycle}: {len(train)} labeled rows to train on, the newest "
+            f"{len(holdout)} held out", {"train": cycle["train"], "holdout": cycle["holdout"],
+                                         **cycle["rows"]}, self.actor))
+
+    def _with_training_data(self, frame: pd.DataFrame, champion: int) -> pd.DataFrame:
+        """The first champion's training rows (from lineage) before the labeled production
+        rows, newest ``data.rows`` kept; the production rows alone when lineage has none."""
+        import pandas as pd
+
+        from ratchet.data.catalog import DataClient
+
+        if CYCLE_TAG in (self.registry.get_version(self.policy.model, champion).tags or {}):
+            return frame  # its training rows came from the log: they would repeat
+        run = self.registry.lineage(f"models:/{self.policy.model}/{champion}").run
+        inputs = [] if run is None else [i for i in run.inputs if i.role == "train"]
+        if not inputs or inputs[0].version is None:
+            return frame
+        earlier = DataClient(self.registry.tracking).get(
+            f"{inputs[0].name}@{inputs[0].version}").to_pandas()
+        columns = list(frame.columns) if len(frame.columns) else list(earlier.columns)
+        if any(c not in earlier.columns for c in columns):
+            return frame
+        return pd.concat([earlier[columns], frame], ignore_index=True).tail(
+            self.policy.data.rows)
+
+    def _registered_version(self, run: Any) -> int:
+        versions = [o.model[1] for s in run.steps for o in s.outputs
+                    if o.model is not None and o.model[0] == self.policy.model]
+        if not versions:
+            raise InvalidInput(f"pipeline {self.policy.pipeline} registered no version of "
+                               f"{self.policy.model!r}: give its training step "
+                               f"model={{'model': {self.policy.model!r}}}")
+        return int(max(versions))
+
+    # ------------------------------------------------------------------ gate
+    def _gating(self, st: ControllerState) -> Outcome:
+        from ratchet.data.catalog import DataClient
+
+        cycle = dict(st.data["cycle"])
+        label = self.policy.data.label
+        holdout = DataClient(self.registry.tracking).get(cycle["holdout"]).to_pandas()
+        features, y = holdout.drop(columns=[label]), holdout[label]
+        gate = self.policy.gate
+        model = self.policy.model
+        challenger = self.registry.load(f"models:/{model}/{cycle['challenger']}")
+        champion = self.registry.load(f"models:/{model}/{cycle['champion']}")
+        ours = evaluate_model(LoadedPredictor(challenger), features, y, policy=gate)
+        theirs = evaluate_model(LoadedPredictor(champion), features, y, policy=gate)
+        decision = decide(gate, theirs, ours,
+                          data_checks_passed=_data_checks(holdout, label))
+        for version, evaluation in ((cycle["challenger"], ours), (cycle["champion"], theirs)):
+            self.registry.set_tag(model, IMPORTANCE_TAG, json.dumps(
+                {"top_features": list(evaluation.top_features), "holdout": cycle["holdout"]}),
+                version)
+        cycle["gate"] = {"passed": decision.passed, "reasons": list(decision.reasons),
+                         "flags": list(decision.flags), "challenger": ours.score,
+                         "champion": theirs.score}
+        verdict = "passed" if decision.passed else "failed"
+        summary = (f"gate {verdict}: v{cycle['challenger']} {gate.metric} {ours.score:.4f} vs "
+                   f"champion v{cycle['champion']} {theirs.score:.4f} on {ours.n} holdout rows")
+        event = EventSpec("gate", summary, decision.to_dict(), self.actor)
+        if not decision.passed:
+            cycle["reason"] = "; ".join(decision.reasons)
+            return Outcome(REJECTING, {**st.data, "cycle": cycle}, event)
+        return Outcome(APPROVAL if self.policy.approval else SHADOW,
+                       {**st.data, "cycle": cycle}, event)
+
+    def _awaiting_approval(self, st: ControllerState) -> Outcome | None:
+        cycle = dict(st.data["cycle"])
+        answers = [(i, r) for i, r in enumerate(st.requests)
+                   if r["kind"] in ("approve", "reject") and r.get("cycle") in (None, st.cycle)]
+        if not answers:
+            return None
+        index, answer = answers[0]
+        who = answer.get("actor") or "someone"
+        if answer["kind"] == "approve":
+            return Outcome(SHADOW, {**st.data, "cycle": cycle}, EventSpec(
+                "approved", f"v{cycle['challenger']} approved by {who}", answer, who),
+                consumed=index + 1)
+        cycle["reason"] = f"rejected by {who}" + (f": {answer['reason']}"
+                                                  if answer.get("reason") else "")
+        return Outcome(REJECTING, {**st.data, "cycle": cycle}, EventSpec(
+            "disapproved", cycle["reason"], answer, who), consumed=index + 1)
+
+    # ------------------------------------------------------------------ rollout
+    def _shadow(self, st: ControllerState) -> Outcome | None:
+        from ratchet.serving.traffic_plan import TrafficPlan
+
+        cycle = dict(st.data["cycle"])
+        rollout = self.policy.rollout
+        challenger = cycle["challenger"]
+        if rollout.shadow_requests == 0:
+            return Outcome(CANARY_STATE, {**st.data, "cycle": cycle})
+        if "shadow_since" not in cycle:
+            plan = TrafficPlan.shadowed(f"{self.policy.model}@{CHAMPION}",
+                                        f"{self.policy.model}/{challenger}")
+            revision = self._ensure_plan(plan, f"ct: shadow v{challenger}")
+            cycle.update(shadow_since=self.world.log_now_ms(), shadow_revision=revision)
+            return Outcome(SHADOW, {**st.data, "cycle": cycle}, EventSpec(
+                "shadow-started", f"v{challenger} answers a copy of live traffic (plan "
+                f"revision {revision})", {"revision": revision, "version": challenger},
+                self.actor))
+        check = shadow_check(rollout, self.world.logged(cycle["shadow_since"]), challenger)
+        if not check.done:
+            return None
+        if not check.passed:
+            cycle["reason"] = "shadow: " + "; ".join(check.reasons)
+            return Outcome(ROLLING_BACK, {**st.data, "cycle": cycle}, EventSpec(
+                "shadow-failed", cycle["reason"], check.evidence, self.actor))
+        disagreement = check.evidence.get("disagreement")
+        note = f", disagreement {disagreement:.1%}" if disagreement is not None else ""
+        return Outcome(CANARY_STATE, {**st.data, "cycle": cycle}, EventSpec(
+            "shadow-passed", f"v{challenger} in shadow: {check.evidence['requests']} "
+            f"requests{note}", check.evidence, self.actor))
+
+    def _canary(self, st: ControllerState) -> Outcome | None:
+        from ratchet.serving.traffic_plan import TrafficPlan
+
+        cycle = dict(st.data["cycle"])
+        rollout = self.policy.rollout
+        challenger = cycle["challenger"]
+        if "canary_since" not in cycle:
+            plan = TrafficPlan.canary(f"{self.policy.model}@{CHAMPION}",
+                                      f"{self.policy.model}/{challenger}",
+                                      rollout.canary_percent)
+            revision = self._ensure_plan(plan, f"ct: canary v{challenger} at "
+                                               f"{rollout.canary_percent:g}%")
+            cycle.update(canary_since=self.world.log_now_ms(), canary_revision=revision)
+            return Outcome(CANARY_STATE, {**st.data, "cycle": cycle}, EventSpec(
+                "canary-started", f"v{challenger} answers {rollout.canary_percent:g}% of "
+                f"traffic (plan revision {revision})", {"revision": revision,
+                                                        "percent": rollout.canary_percent},
+                self.actor))
+        loaded = self.registry.load(f"models:/{self.policy.model}/{cycle['champion']}")
+        classes = getattr(loaded.raw, "classes_", None)
+        check = canary_check(rollout, self.world.logged(cycle["canary_since"]), challenger,
+                             metric=self.policy.gate.metric,
+                             classes=list(classes.tolist()) if classes is not None else None)
+        if not check.done:
+            return None
+        if not check.passed:
+            cycle["reason"] = "canary: " + "; ".join(check.reasons)
+            return Outcome(ROLLING_BACK, {**st.data, "cycle": cycle}, EventSpec(
+                "canary-failed", cycle["reason"], check.evidence, self.actor))
+        return Outcome(PROMOTING, {**st.data, "cycle": cycle}, EventSpec(
+            "canary-passed", f"v{challenger} on {rollout.canary_percent:g}%: "
+            f"{check.evidence['requests']} requests, {check.evidence['errors']} errors",
+            check.evidence, self.actor))
+
+    # ------------------------------------------------------------------ endings
+    def _promoting(self, st: ControllerState) -> Outcome:
+        from ratchet.serving.traffic_plan import TrafficPlan
+
+        cycle = dict(st.data["cycle"])
+        model, challenger = self.policy.model, cycle["challenger"]
+        if self._champion() != challenger:
+            self.registry.set_alias(model, CHAMPION, challenger, actor=self.actor,
+                                    reason=f"ct: promoted after retrain #{st.cycle}")
+        self._ensure_plan(TrafficPlan.single(f"{model}@{CHAMPION}"),
+                          f"ct: v{challenger} promoted")
+        self.registry.set_tag(model, STATUS_TAG, "promoted", challenger)
+        watch = dict(st.data.get("watch", {}))
+        watch.pop("baseline", None)  # the new champion's first full window sets it
+        return Outcome(WATCHING, {"watch": watch, "last_cycle": cycle}, EventSpec(
+            "promoted", f"v{challenger} is champion (was v{cycle['champion']})",
+            {"version": challenger, "previous": cycle["champion"], "gate": cycle.get("gate")},
+            self.actor), pause=True)
+
+    def _rolling_back(self, st: ControllerState) -> Outcome:
+        return self._end_cycle(st, "rolled-back", "rolled back")
+
+    def _rejecting(self, st: ControllerState) -> Outcome:
+        return self._end_cycle(st, "rejected", "rejected")
+
+    def _end_cycle(self, st: ControllerState, kind: str, word: str) -> Outcome:
+        from ratchet.serving.traffic_plan import TrafficPlan
+
+        cycle = dict(st.data["cycle"])
+        model, challenger = self.policy.model, cycle["challenger"]
+        self._ensure_plan(TrafficPlan.single(f"{model}@{CHAMPION}"),
+                          f"ct: v{challenger} {word}")
+        self.registry.set_tag(model, STATUS_TAG, kind, challenger)
+        self.registry.set_tag(model, "ratchet.ct.reason", cycle.get("reason", "")[:4000],
+                              challenger)
+        return Outcome(WATCHING, {"watch": st.data.get("watch", {}), "last_cycle": cycle},
+                       EventSpec(kind, f"v{challenger} {word}: {cycle.get('reason')}; "
+                                 f"v{self._champion()} stays champion",
+                                 {"version": challenger, "reason": cycle.get("reason")},
+                                 self.actor), pause=True)
+
+    def _back_to_watching(self, st: ControllerState, kind: str, summary: str,
+                          evidence: Mapping[str, Any]) -> Outcome:
+        cycle = dict(st.data.get("cycle", {}))
+        cycle["reason"] = summary
+        return Outcome(WATCHING, {"watch": st.data.get("watch", {}), "last_cycle": cycle},
+                       EventSpec(kind, summary, evidence, self.actor), pause=True)
+
+    # ------------------------------------------------------------------ effects
+    def _champion(self) -> int:
+        try:
+            resolved = self.registry.resolve(f"models:/{self.policy.model}@{CHAMPION}")
+        except NotFound:
+            raise InvalidInput(f"model {self.policy.model!r} has no {CHAMPION!r} alias: the "
+                               "controller moves a champion forward, so register one first "
+                               f"(ratchet models alias {self.policy.model} {CHAMPION} "
+                               "VERSION)") from None
+        assert resolved.version is not None
+        return resolved.version.version
+
+    def _ensure_plan(self, plan: TrafficPlan, reason: str) -> int:
+        """Set the deployment's plan unless it already is this plan (a step redone after
+        a crash must not stack revisions); a compare-and-swap on the revision read."""
+        name = self.policy.deployment_name
+        status = self.deployments.status(name)
+        if status.plan.to_dict() == plan.to_dict():
+            return status.revision
+        return self.deployments.set_plan(name, plan, reason=reason, actor=self.actor,
+                                          expected_revision=status.revision).revision
+
+
+def labeled_rows(logged: pd.DataFrame, label: str) -> pd.DataFrame:
+    """The answered, labeled rows of a log frame as a training table: the model's inputs
+    and the feedback as ``label``, oldest first, one row per (request, row)."""
+    import pandas as pd
+
+    if not len(logged) or "feedback" not in logged.columns:
+        return pd.DataFrame()
+    rows = logged[(logged["variant"] == PRIMARY) | (logged["variant"] == CANARY)]
+    rows = rows[(rows["status"] == "ok") & rows["feedback"].notna()]
+    rows = rows.drop_duplicates(["request_id", "row"])
+    inputs = [c for c in rows.columns if c.startswith("input.")]
+    frame = pd.DataFrame({c.removeprefix("input."): rows[c].to_numpy() for c in inputs})
+    frame[label] = pd.Series(rows["feedback"].to_numpy()).infer_objects()
+    return frame.dropna(axis=1, how="all")
+
+
+def epoch_ms(times: pd.Series) -> pd.Series:
+    """Timestamps (any resolution, UTC) as epoch milliseconds."""
+    import pandas as pd
+
+    return (times - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
+
+
+def _served_by(logged: pd.DataFrame, version: int) -> pd.DataFrame:
+    if not len(logged):
+        return logged
+    return logged[(logged["variant"] == PRIMARY) & (logged["model_version"] == version)]
+
+
+def _data_checks(holdout: pd.DataFrame, label: str) -> bool:
+    """The training window's basic checks: labels present, inputs not all missing."""
+    return bool(len(holdout)) and not holdout[label].isna().any() and \
+        not holdout.drop(columns=[label]).isna().all().any()
+
+
+def _dt(ms: int) -> Any:
+    from ratchet.clock import to_datetime
+
+    return to_datetime(ms)
+
+
+class _Heartbeat:
+    """Renews the lease while a step runs (training can outlast it)."""
+
+    def __init__(self, controller: Controller) -> None:
+        self.controller = controller
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def __enter__(self) -> _Heartbeat:
+        c = self.controller
+
+        def beat() -> None:
+            while not self.stop.wait(c.lease_ms / 3000):
+                try:
+                    if c.store.acquire(c.policy.model, c.holder, c.lease_ms) is None:
+                        log.error("controller %s: lost the lease", c.policy.model)
+                        return
+                except Exception as exc:  # a store hiccup: the commit will tell
+                    log.warning("controller %s: lease renewal failed: %s", c.policy.model, exc)
+
+        self.thread = threading.Thread(target=beat, name="ratchet-ct-lease", daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
+
+
+__all__ = [
+    "STATES",
+    "Controller",
+    "LeaseLost",
+    "Outcome",
+    "TickResult",
+    "World",
+    "labeled_rows",
+]

@@ -1,0 +1,50 @@
+"""The controller's world when it runs for real: the wall clock, the deployment's
+prediction log (with feedback), and monitor runs that are stored, exported and reported."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ratchet.clock import now_ms
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ratchet.ct.policy import CTPolicy
+    from ratchet.serving.deployments import DeploymentClient
+
+
+class LiveWorld:
+    def __init__(self, policy: CTPolicy, deployments: DeploymentClient, *,
+                 clock: Callable[[], int] | None = None, webhook: str | None = None) -> None:
+        self.policy = policy
+        self.deployments = deployments
+        self.clock = clock or now_ms
+        self.webhook = webhook
+
+    def now_ms(self) -> int:
+        return self.clock()
+
+    def log_now_ms(self) -> int:
+        return now_ms()  # the server stamps its log with the wall clock
+
+    def logged(self, since_ms: int) -> pd.DataFrame:
+        from ratchet.serving.prediction_query import predictions
+
+        return predictions(self.policy.deployment_name, since=since_ms, with_feedback=True,
+                           settings=self.deployments.registry.tracking.settings)
+
+    def monitor(self, window: pd.DataFrame, model: tuple[str, int],
+                reference: str | None) -> dict[str, Any]:
+        from ratchet.monitoring.monitor import monitor_logged
+
+        times = window["timestamp"]
+        start = times.min().to_pydatetime() if len(window) else datetime.now(UTC)
+        end = times.max().to_pydatetime() if len(window) else start
+        run = monitor_logged(self.policy.deployment_name, window, start=start, end=end,
+                             deployments=self.deployments, reference=reference,
+                             webhook=self.webhook, report="changed", model=model,
+                             multivariate=self.policy.monitor.multivariate)
+        return run.result
