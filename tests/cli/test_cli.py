@@ -78,6 +78,13 @@ COMMANDS = [
     ["monitor", "run"],
     ["monitor", "history"],
     ["ct", "history"],
+    ["ct", "tick"],
+    ["ct", "status"],
+    ["ct", "retrain"],
+    ["ct", "approve"],
+    ["ct", "reject"],
+    ["ct", "backtest"],
+    ["controller"],
     ["check"],
 ]
 

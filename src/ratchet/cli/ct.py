@@ -7,15 +7,191 @@ from typing import Annotated, Any
 
 import typer
 
-from ratchet.cli.output import add_row, cell_time, console, iso, note, print_json, table
+from ratchet.cli.output import (
+    add_row,
+    cell_time,
+    console,
+    error_console,
+    iso,
+    note,
+    print_json,
+    table,
+)
 from ratchet.cli.session import Session
 from ratchet.errors import InvalidInput
 
 app = typer.Typer(
-    help="Continuous training: the timeline of every trigger, retrain, gate, rollout step, "
-    "promotion and rollback, with evidence.",
+    help="Continuous training: run the controller one step at a time, answer it (retrain, "
+    "approve, reject), backtest a policy, and read the timeline of every trigger, retrain, "
+    "gate, rollout step, promotion and rollback, with evidence.",
     no_args_is_help=True,
 )
+PolicyArg = Annotated[Path, typer.Argument(
+    help="The CT policy (YAML).", exists=True, dir_okay=False)]
+ModelArg = Annotated[str, typer.Argument(help="The registered model the loop moves.")]
+ActorOption = Annotated[str | None, typer.Option(
+    "--actor", help="Who asks (default: $USER).")]
+ReasonOption = Annotated[str | None, typer.Option("--reason", help="Why, for the record.")]
+
+
+def _controller(policy_path: Path, holder: str | None = None) -> Any:
+    from ratchet.ct.controller import Controller
+    from ratchet.ct.live_world import LiveWorld
+    from ratchet.ct.policy import load_policy
+    from ratchet.serving.deployments import DeploymentClient
+
+    policy = load_policy(policy_path)
+    world = LiveWorld(policy, DeploymentClient(Session().registry))
+    return Controller(policy, world, holder=holder)
+
+
+@app.command("tick")
+def tick(
+    policy: PolicyArg,
+    steps: Annotated[int, typer.Option(
+        "--steps", help="At most this many state changes (1: exactly one step).",
+        min=1)] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
+) -> None:
+    """Advance the controller of POLICY's model until it has to wait (for cron or CI):
+    watch, and when a trigger fires, retrain, gate, roll out, promote or roll back."""
+    from ratchet.cli.session import cwd_importable
+
+    controller = _controller(policy)
+    with cwd_importable():
+        try:
+            result = controller.tick(max_steps=steps)
+        finally:
+            controller.release()
+    if as_json:
+        print_json({"model": result.model, "state": result.state, "held_by": result.held_by,
+                    "steps": [{"from": a, "to": b, "event": e} for a, b, e in result.steps]})
+        return
+    typer.echo(result.describe())
+
+
+@app.command("status")
+def status(
+    model: ModelArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
+) -> None:
+    """Where a model's controller is: its state, the cycle in progress, pending requests
+    and who holds the lease."""
+    from ratchet.store.ct_state_store import CTStateStore
+
+    state = CTStateStore(Session().tracking.store.db).get(model)
+    if state is None:
+        raise InvalidInput(f"no controller has run for model {model!r} yet (ratchet ct tick "
+                           "POLICY, or ratchet controller POLICY)")
+    if as_json:
+        print_json({"model": state.model, "state": state.state, "cycle": state.cycle,
+                    "data": state.data, "requests": state.requests,
+                    "lease_holder": state.lease_holder,
+                    "lease_expires_at": iso(state.lease_expires_at),
+                    "updated_at": iso(state.updated_at)})
+        return
+    cycle = state.data.get("cycle") or {}
+    rows = [("state", state.state), ("cycle", state.cycle),
+            ("champion (cycle start)", cycle.get("champion")),
+            ("challenger", cycle.get("challenger")),
+            ("pending requests", ", ".join(r["kind"] for r in state.requests) or "none"),
+            ("lease", state.lease_holder or "free"), ("updated", iso(state.updated_at))]
+    from ratchet.cli.output import key_values
+
+    console().print(key_values(rows, title=f"controller: {model}"))
+
+
+def _request(model: str, kind: str, actor: str | None, reason: str | None) -> None:
+    import getpass
+
+    from ratchet.store.ct_state_store import CTStateStore
+
+    store = CTStateStore(Session().tracking.store.db)
+    current = store.get(model)
+    if kind in ("approve", "reject") and (current is None or
+                                          current.state != "awaiting_approval"):
+        where = current.state if current else "not started"
+        raise InvalidInput(f"model {model!r}: no challenger is waiting for approval (the "
+                           f"controller is {where})")
+    who = actor or getpass.getuser()
+    store.request(model, kind, actor=who, reason=reason,
+                  cycle=current.cycle if current is not None and kind != "retrain" else None)
+    typer.echo(f"{kind} recorded for {model}; the controller acts on its next tick")
+
+
+@app.command("retrain")
+def retrain(model: ModelArg, actor: ActorOption = None, reason: ReasonOption = None) -> None:
+    """Ask the controller to retrain now (a manual trigger: cooldowns do not apply)."""
+    _request(model, "retrain", actor, reason)
+
+
+@app.command("approve")
+def approve(model: ModelArg, actor: ActorOption = None, reason: ReasonOption = None) -> None:
+    """Approve the challenger that passed the gate (policies with approval: true)."""
+    _request(model, "approve", actor, reason)
+
+
+@app.command("reject")
+def reject(model: ModelArg, actor: ActorOption = None, reason: ReasonOption = None) -> None:
+    """Reject the challenger waiting for approval; the champion stays."""
+    _request(model, "reject", actor, reason)
+
+
+@app.command("backtest")
+def backtest(
+    policy: PolicyArg,
+    data: Annotated[Path, typer.Option(
+        "--data", help="Labeled history: Parquet or CSV.", exists=True, dir_okay=False)],
+    time_column: Annotated[str, typer.Option("--time-column", help="The rows' time.")],
+    start: Annotated[str, typer.Option(
+        "--start", help="Where replay begins: a time (rows before it train the first model) "
+        "or a row number.")],
+    label: Annotated[str | None, typer.Option(
+        "--label", help="The label column (default: the policy's data.label).")] = None,
+    tick_every: Annotated[str, typer.Option(
+        "--tick", help="Simulated time between controller ticks.")] = "30d",
+    label_delay: Annotated[str, typer.Option(
+        "--label-delay", help="How long after a prediction its label arrives.")] = "1d",
+    schedule: Annotated[str, typer.Option(
+        "--schedule", help="The fixed-schedule baseline's retrain interval.")] = "365d",
+    period: Annotated[str, typer.Option(
+        "--period", help="Accuracy is reported per period of this length.")] = "365d",
+    report: Annotated[Path | None, typer.Option(
+        "--report", help="Write the HTML report here.", dir_okay=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
+) -> None:
+    """Replay a labeled history through the policy's triggers, gate and rollout (the same
+    controller code, a simulated clock and server) and compare it with never retraining,
+    a fixed schedule, the majority class and yesterday's label."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ratchet.cli.session import cwd_importable
+    from ratchet.ct.backtest import backtest as run_backtest
+    from ratchet.ct.policy import load_policy
+
+    loaded = load_policy(policy)
+    history = _read_holdout(data)
+    first: Any = int(start) if start.isdigit() else start
+    with cwd_importable(), Progress(TextColumn("backtest"), BarColumn(),
+                                    TextColumn("{task.completed}/{task.total} rows"),
+                                    TimeRemainingColumn(), console=error_console(),
+                                    disable=as_json) as bar:
+        task = bar.add_task("replay", total=None)
+        result = run_backtest(
+            loaded, history, time_column=time_column, label=label, start=first,
+            tick=tick_every, label_delay=label_delay, schedule=schedule, period=period,
+            progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if report is not None:
+        result.write_html(report, title=f"ratchet backtest: {loaded.model}")
+    if as_json:
+        print_json(result.to_dict())
+        return
+    typer.echo(result.to_markdown())
+    lowered = [p for p in result.promotions if p["lowered"]]
+    typer.echo(f"\n{result.rows} rows in {result.seconds:.1f} s; promotions that lowered "
+               f"accuracy on the following {loaded.monitor.rows} rows: {len(lowered)}"
+               + (f"; report: {report}" if report else "")
+               + f"; scratch store: {result.home}")
 
 
 @app.command("history")
@@ -87,6 +263,45 @@ def check(
     typer.echo(text)
     if not result.passed:
         raise typer.Exit(1)
+
+
+def controller(
+    policy: PolicyArg,
+    interval: Annotated[float, typer.Option(
+        "--interval", help="Seconds between ticks.", min=0.01)] = 60.0,
+    lease_ttl: Annotated[float, typer.Option(
+        "--lease-ttl", help="Seconds before a silent controller's lease can be taken over.",
+        min=1.0)] = 60.0,
+) -> None:
+    """Run the continuous-training controller for POLICY's model until Ctrl-C: tick every
+    --interval seconds. Start two by mistake and only the lease holder acts; the other
+    takes over if it dies. Killed at any point, a restarted controller resumes where the
+    last one committed."""
+    import threading
+
+    from ratchet.cli.output import say
+    from ratchet.cli.schedules import graceful_stop
+    from ratchet.cli.session import cwd_importable
+    from ratchet.errors import RatchetError
+
+    ctl = _controller(policy)
+    ctl.lease_ms = int(lease_ttl * 1000)
+    stop = threading.Event()
+    say(f"controller {ctl.holder} for {ctl.policy.model}: ticking every {interval:g}s; "
+        "Ctrl-C to stop")
+    last = None
+    with cwd_importable(), graceful_stop(stop):
+        while not stop.is_set():
+            try:
+                line = ctl.tick().describe()
+            except RatchetError as exc:  # say it and keep watching: the next tick retries
+                line = f"{ctl.policy.model}: {exc}"
+            if line != last:
+                say(line)
+                last = line
+            stop.wait(interval)
+    ctl.release()
+    say("controller stopped")
 
 
 def _read_holdout(path: Path) -> Any:

@@ -208,7 +208,7 @@ def _fired_line(item: Fired) -> str:
 
 
 @contextmanager
-def _graceful_stop(stop: threading.Event) -> Iterator[None]:
+def graceful_stop(stop: threading.Event) -> Iterator[None]:
     """First Ctrl-C (or SIGTERM): stop after the pipeline running now. Second: abort it."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -305,7 +305,7 @@ def _serve(runner: Any, as_json: bool) -> None:
                  "if it stops")
         sys.stdout.flush()
     try:
-        with _graceful_stop(stop):
+        with graceful_stop(stop):
             runner.serve(stop, on_fire=on_fire)
     except KeyboardInterrupt:
         print_error("scheduler interrupted; the pipeline run in progress was aborted")
