@@ -49,6 +49,8 @@ def serve(
         "--poll-interval", help="Seconds between checks for plan and alias changes.",
         min=0.05)] = 1.0,
     no_log: Annotated[bool, typer.Option("--no-log", help="Do not log predictions.")] = False,
+    log_flush: Annotated[float, typer.Option(
+        "--log-flush", help="Seconds between prediction-log writes.", min=0.05)] = 1.0,
 ) -> None:
     """Serve a model over HTTP: /predict, /invocations (MLflow), /v2 (Open Inference
     Protocol), /feedback, /metrics, /health/*, /docs."""
@@ -58,7 +60,8 @@ def serve(
               "extra_columns": extra_columns, "max_rows": max_rows}
     ValidationPolicy(**policy)  # a bad choice is a one-line error before anything starts
     spec: dict[str, Any] = {"policy": policy, "config": {
-        "poll_interval_s": poll_interval, "log_predictions": not no_log}}
+        "poll_interval_s": poll_interval, "log_predictions": not no_log,
+        "log_flush_interval_s": log_flush}}
     if bundle is not None:
         if model is not None:
             raise InvalidInput("give a model or --bundle, not both")

@@ -266,7 +266,7 @@ def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
     registry = RegistryClient(TrackingClient(settings))
     deployments = DeploymentClient(registry)
     initial = replay.history.iloc[:replay.start]
-    first = _train(policy, registry, initial[[*replay.inputs, label]], "initial")
+    first = train_with_pipeline(policy, registry, initial[[*replay.inputs, label]], "initial")
     registry.set_alias(policy.model, CHAMPION, first, reason="backtest: initial model")
     deployments.ensure(policy.deployment_name,
                        TrafficPlan.single(f"{policy.model}@{CHAMPION}"))
@@ -363,7 +363,7 @@ def _prepare(history: pd.DataFrame, time_column: str, label: str, start: Any) ->
     return _Replay(frame, ms, frame[label].to_numpy(), first, inputs)
 
 
-def _train(policy: CTPolicy, registry: Any, frame: pd.DataFrame, why: str) -> int:
+def train_with_pipeline(policy: CTPolicy, registry: Any, frame: pd.DataFrame, why: str) -> int:
     """One run of the policy's pipeline on ``frame`` (as the controller runs it)."""
     from ratchet.data.catalog import DataClient
     from ratchet.pipelines.references import load_pipeline
@@ -397,7 +397,7 @@ def _scheduled(policy: CTPolicy, registry: Any, replay: _Replay, label: str, eve
     while cursor < len(times):
         known = int(np.searchsorted(times, boundary - delay_ms, side="right"))
         window = replay.history.iloc[max(0, known - policy.data.rows):known]
-        version = _train(policy, registry, window[[*replay.inputs, label]],
+        version = train_with_pipeline(policy, registry, window[[*replay.inputs, label]],
                          "schedule") if retrains >= 0 or version is None else version
         retrains += 1
         stop = int(np.searchsorted(times, boundary + every_ms, side="left"))
@@ -466,4 +466,4 @@ def _day(ms: int) -> str:
     return moment.strftime("%Y-%m-%d")
 
 
-__all__ = ["BacktestResult", "SimulatedWorld", "backtest"]
+__all__ = ["BacktestResult", "SimulatedWorld", "backtest", "train_with_pipeline"]
