@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml | $(BIN)/uv
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python examples/walkthrough.py
+	$(BIN)/python examples/rainfall/demo.py
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

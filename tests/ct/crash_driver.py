@@ -52,7 +52,7 @@ START_MS = 1_704_067_200_000   # 2024-01-01T00:00Z: the first served chunk's sta
 TICK_MS = 3_600_000            # one simulated hour per chunk (and per controller tick)
 CHUNK = 100                    # requests per chunk
 INITIAL = 400                  # rows before START_MS: they train the first champion
-CHUNKS = 9                     # chunks served
+CHUNKS = 8                     # chunks served
 CHANGE_AT = 2                  # the concept changes with this chunk (0-based)
 WORLD_FILE, KILLED = "crash-world.pkl", "crash-killed-"
 
@@ -95,14 +95,14 @@ def policy(scenario: str) -> Any:
 
     return CTPolicy(
         model=MODEL, pipeline=f"{Path(__file__).resolve()}:training",
-        triggers=(Trigger("performance", metric="accuracy", below=0.8), Trigger("manual")),
+        triggers=(Trigger("performance", metric="accuracy", below=0.6), Trigger("manual")),
         cooldown=timedelta(days=1), max_retrains_per_day=1,
         gate=GatePolicy(metric="accuracy", margin=0.0, min_holdout=50),
         rollout=RolloutPolicy(shadow_requests=50, canary_percent=50, canary_requests=40,
                               min_labels=10, max_accuracy_drop=0.2, max_prediction_shift=None,
                               max_disagreement=0.05 if scenario == "rollback" else None),
         approval=True,
-        data=DataPolicy(label=LABEL, rows=400, holdout=100, min_rows=200,
+        data=DataPolicy(label=LABEL, rows=200, holdout=100, min_rows=150,
                         lookback=timedelta(days=30)),
         monitor=MonitorPolicy(rows=200, min_rows=100, multivariate=False))
 
@@ -188,11 +188,15 @@ def answer_approval(controller: Any, answer: str, now: int) -> None:
 def tick(controller: Any, answer: str, now: int, deadline_s: float = 30.0) -> None:
     answer_approval(controller, answer, now)
     stop = time.monotonic() + deadline_s
+    waited = False
     while True:
         result = controller.tick()
         if result.held_by is None:
             print(f"t={(now - START_MS) // TICK_MS}: {result.describe()}", flush=True)
             return
+        if not waited:
+            print(f"lease held by {result.held_by}: waiting for it to expire", flush=True)
+            waited = True
         if time.monotonic() > stop:
             raise SystemExit(f"the lease stayed with {result.held_by} for {deadline_s}s")
         time.sleep(0.1)  # a killed controller's lease: wait for it to expire
@@ -204,6 +208,7 @@ def setup(home: Path, pol: Any, registry: Any, deployments: Any, history: pd.Dat
     deployment, as ``backtest`` sets them up."""
     from ratchet.ct.controller import CHAMPION
     from ratchet.data.catalog import DataClient
+    from ratchet.errors import NotFound
     from ratchet.pipelines.references import load_pipeline
     from ratchet.pipelines.runner import PipelineRunner
     from ratchet.serving.traffic_plan import TrafficPlan
@@ -211,7 +216,7 @@ def setup(home: Path, pol: Any, registry: Any, deployments: Any, history: pd.Dat
     try:
         registry.resolve(f"models:/{MODEL}@{CHAMPION}")
         return  # set up before a crash
-    except Exception:  # noqa: BLE001 - NotFound: not yet
+    except NotFound:  # not yet
         pass
     frame = history.iloc[:INITIAL].assign(**{LABEL: labels[:INITIAL]})
     data = DataClient(registry.tracking).log(frame, f"{MODEL}-initial")
@@ -242,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
 
     home = Path(args.home).resolve()
     home.mkdir(parents=True, exist_ok=True)
-    settings = load_settings(env={"RATCHET_HOME": str(home)})
+    settings = load_settings(cwd=home, env={"RATCHET_HOME": str(home)})
     registry = RegistryClient(TrackingClient(settings))
     deployments = DeploymentClient(registry)
     pol = policy(args.scenario)
@@ -255,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     controller = Controller(pol, world, holder=args.holder, lease_ms=args.lease_ms,
                             actor="crash-driver")
     answer = "reject" if args.scenario == "reject" else "approve"
+    found = controller.store.get(MODEL)
+    print(json.dumps({"start": found.state if found else None,
+                      "seq": found.seq if found else None}), flush=True)
     resumed = load(home, world)
     cursor, ticked = resumed if resumed is not None else (INITIAL, True)
     if not ticked:  # killed during a tick: do it again, at the same time, first

@@ -316,8 +316,11 @@ class Controller:
         model = self.policy.model
         challenger = self.registry.load(f"models:/{model}/{cycle['challenger']}")
         champion = self.registry.load(f"models:/{model}/{cycle['champion']}")
-        ours = evaluate_model(LoadedPredictor(challenger), features, y, policy=gate)
-        theirs = evaluate_model(LoadedPredictor(champion), features, y, policy=gate)
+        latency_rows = 200 if gate.latency_budget_ms is not None else 0  # only if judged
+        ours = evaluate_model(LoadedPredictor(challenger), features, y, policy=gate,
+                              latency_rows=latency_rows)
+        theirs = evaluate_model(LoadedPredictor(champion), features, y, policy=gate,
+                                latency_rows=latency_rows)
         decision = decide(gate, theirs, ours,
                           data_checks_passed=_data_checks(holdout, label))
         for version, evaluation in ((cycle["challenger"], ours), (cycle["champion"], theirs)):

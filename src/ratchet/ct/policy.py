@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import timedelta
@@ -312,7 +313,9 @@ def _duration(value: Any, where: str) -> timedelta:
     if isinstance(value, timedelta):
         return value
     try:
-        parsed = pd.Timedelta(str(value)).to_pytimedelta()
+        with warnings.catch_warnings():  # pandas 3 deprecates "d" for days; we accept it
+            warnings.simplefilter("ignore")
+            parsed = pd.Timedelta(str(value)).to_pytimedelta()
     except ValueError:
         raise InvalidInput(f"{where}: expected a duration like 30min, 6h or 1d, got "
                            f"{value!r}") from None

@@ -1,0 +1,227 @@
+"""backtest(): a synthetic daily stream whose concept flips halfway, replayed through the
+real controller (performance-drop trigger, gate, shadow, canary) with a simulated clock,
+against never retraining, a fixed schedule and the naive baselines. Also: its input
+checks, and that it leaves the process's RATCHET_* environment as it found it."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+import ratchet
+from ratchet.ct.backtest import (
+    LOOP,
+    MAJORITY,
+    NEVER,
+    SCHEDULED,
+    YESTERDAY,
+    BacktestResult,
+    backtest,
+)
+from ratchet.ct.gate import GatePolicy
+from ratchet.ct.policy import CTPolicy, DataPolicy, MonitorPolicy, RolloutPolicy, Trigger
+from ratchet.errors import InvalidInput
+
+MODEL, LABEL, TIME = "flip", "y", "day"
+INPUTS = ["x1", "x2"]
+ROWS, FLIP, START = 3_000, 1_500, 1_000
+ENV = ("RATCHET_HOME", "RATCHET_DB", "RATCHET_ARTIFACTS")
+
+
+# ------------------------------------------------------------------ the training pipeline
+@ratchet.step(dataset={"output": "flip-train"})
+def training_window(data: str) -> pd.DataFrame:
+    return ratchet.data.get(data).to_pandas()
+
+
+@ratchet.step(model={"output": MODEL})
+def fit(train: pd.DataFrame) -> Any:
+    model = LogisticRegression()
+    model.fit(train[INPUTS], train[LABEL].astype(int))
+    return model
+
+
+@ratchet.pipeline(experiment="flip-ct")
+def training(data: str) -> Any:
+    return fit(training_window(data))
+
+
+# ------------------------------------------------------------------ the stream
+def stream(n: int = ROWS, flip: int = FLIP, seed: int = 0) -> pd.DataFrame:
+    """One row a day; the label rule inverts at row ``flip`` (an abrupt concept change)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 2))
+    rule = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
+    y = np.where(np.arange(n) < flip, rule, 1 - rule)
+    days = pd.date_range("2015-01-01", periods=n, freq="D", tz="UTC")
+    frame = pd.DataFrame({TIME: days, "x1": x[:, 0], "x2": x[:, 1], LABEL: y})
+    return frame.sample(frac=1, random_state=seed).reset_index(drop=True)  # any order
+
+
+def policy() -> CTPolicy:
+    return CTPolicy(
+        model=MODEL, pipeline="tests.ct.test_backtest:training",
+        triggers=(Trigger("performance", metric="accuracy", drop=0.1), Trigger("manual")),
+        cooldown=timedelta(0), max_retrains_per_day=1,
+        gate=GatePolicy(metric="accuracy", margin=0.0, min_holdout=50),
+        rollout=RolloutPolicy(shadow_requests=20, canary_percent=50, canary_requests=10,
+                              min_labels=5, max_accuracy_drop=0.1,
+                              max_prediction_shift=None),
+        data=DataPolicy(label=LABEL, rows=120, holdout=50, lookback=timedelta(days=3_000),
+                        min_rows=100),
+        monitor=MonitorPolicy(rows=60, min_rows=30, multivariate=False))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[BacktestResult,
+                                                                    dict[str, Any]]]:
+    """One backtest for the whole module, with sentinel RATCHET_* values set before it."""
+    base = tmp_path_factory.mktemp("backtest")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(base)
+        sentinels = {"RATCHET_HOME": str(base / "mine"),
+                     "RATCHET_DB": f"sqlite:///{base / 'mine' / 'ratchet.db'}"}
+        for key in ENV:
+            mp.delenv(key, raising=False)
+        for key, value in sentinels.items():
+            mp.setenv(key, value)
+        before = {k: os.environ.get(k) for k in ENV}
+        ticks: list[tuple[int, int]] = []
+        result = backtest(policy(), stream(), time_column=TIME, start=START, tick="30d",
+                          label_delay="1d", work_dir=base / "scratch",
+                          progress=lambda done, total: ticks.append((done, total)))
+        after = {k: os.environ.get(k) for k in ENV}
+        yield result, {"before": before, "after": after, "ticks": ticks, "base": base}
+
+
+def test_the_loop_recovers_from_the_concept_change(run: tuple[BacktestResult, Any]) -> None:
+    result, _ = run
+    loop, never = result.strategy(LOOP), result.strategy(NEVER)
+    assert loop["accuracy"] > never["accuracy"] + 0.2, result.to_markdown()
+    assert loop["promotions"] >= 1 and loop["retrains"] >= loop["promotions"]
+    assert never["retrains"] == never["promotions"] == 0
+    # The replay is the rows from START on; the first champion learned from the rest.
+    assert result.rows == ROWS - START and result.home == run[1]["base"] / "scratch"
+    # Never retrained: right before the flip, wrong after it.
+    assert never["accuracy"] < 0.5
+    first, last = result.periods[NEVER][0][1], result.periods[NEVER][-1][1]
+    assert first is not None and first > 0.9 and last is not None and last < 0.1
+    loop_last = result.periods[LOOP][-1][1]
+    assert loop_last is not None and loop_last > 0.8
+
+
+def test_summary_periods_events_and_promotions_agree(run: tuple[BacktestResult, Any]) -> None:
+    result, _ = run
+    names = [s["strategy"] for s in result.summary]
+    assert names == [LOOP, NEVER, SCHEDULED, MAJORITY, YESTERDAY]
+    assert set(result.periods) == set(names)
+    lengths = {len(p) for p in result.periods.values()}
+    assert lengths == {6}  # 2,000 days in 365-day periods
+    assert len({tuple(d for d, _ in p) for p in result.periods.values()}) == 1  # same dates
+    for s in result.summary:
+        assert 0 <= s["accuracy"] <= 1
+    kinds = [e["kind"] for e in result.events]
+    loop = result.strategy(LOOP)
+    assert loop["promotions"] == kinds.count("promoted")
+    assert loop["retrains"] == kinds.count("retrained")
+    assert loop["rejected"] == kinds.count("rejected")
+    assert loop["rolled_back"] == kinds.count("rolled-back")
+    assert kinds.count("trigger") >= loop["retrains"]
+    promoted = [e for e in result.events if e["kind"] == "promoted"]
+    assert 1 <= len(result.promotions) <= len(promoted)
+    for judged, event in zip(result.promotions, promoted, strict=False):
+        assert judged["version"] == event["evidence"]["version"]
+        assert judged["previous"] == event["evidence"]["previous"]
+        assert judged["at"] == event["at"] and judged["rows"] > 0
+        assert judged["lowered"] == (judged["accuracy_new"] < judged["accuracy_old"])
+    # The first promotion replaced the initial champion, after the concept changed.
+    first = result.promotions[0]
+    assert first["previous"] == 1 and first["accuracy_new"] > first["accuracy_old"]
+    assert first["at"] > "2019-02-09"  # row 1,500 is 2019-02-10
+    # Every event is dated inside the replay, in order.
+    dates = [e["at"] for e in result.events]
+    assert dates == sorted(dates) and dates[0] >= "2017-09-27"  # row 1,000
+    as_dict = result.to_dict()
+    assert as_dict["rows"] == result.rows and len(as_dict["events"]) == len(result.events)
+    assert as_dict["policy"]["model"] == MODEL
+
+
+def test_progress_is_reported_per_tick(run: tuple[BacktestResult, Any]) -> None:
+    ticks = run[1]["ticks"]
+    assert len(ticks) == 67  # 2,000 days in 30-day ticks
+    assert all(total == ROWS - START for _, total in ticks)
+    assert [done for done, _ in ticks] == sorted(done for done, _ in ticks)
+    assert ticks[-1][0] == ROWS - START
+
+
+def test_markdown_and_html(run: tuple[BacktestResult, Any], tmp_path: Path) -> None:
+    result, _ = run
+    table = result.to_markdown().splitlines()
+    assert table[0].startswith("| strategy | accuracy |")
+    assert len(table) == 2 + len(result.summary)
+    loop = result.strategy(LOOP)
+    assert table[2] == (f"| loop | {loop['accuracy']:.4f} | {loop['retrains']} | "
+                        f"{loop['promotions']} | {loop['rejected']} | {loop['rolled_back']} |")
+    path = result.write_html(tmp_path / "report" / "backtest.html", title="flip backtest")
+    assert path == tmp_path / "report" / "backtest.html"
+    page = path.read_text(encoding="utf-8")
+    assert "flip backtest" in page
+    for name in (LOOP, NEVER, SCHEDULED, MAJORITY, "yesterday"):
+        assert name in page, name
+    assert not re.search(r"<script[^>]*\bsrc\s*=\s*[\"']?https?://", page, re.IGNORECASE)
+    assert "promoted" in page
+
+
+def test_the_environment_is_as_it_was(run: tuple[BacktestResult, Any]) -> None:
+    seen = run[1]
+    assert seen["after"] == seen["before"]
+    assert seen["before"]["RATCHET_ARTIFACTS"] is None  # unset before, unset after
+    assert seen["before"]["RATCHET_HOME"] is not None
+
+
+def test_the_scratch_store_holds_the_timeline(run: tuple[BacktestResult, Any]) -> None:
+    from ratchet.config import load_settings
+    from ratchet.registry import RegistryClient
+    from ratchet.tracking import TrackingClient
+
+    result, _ = run
+    registry = RegistryClient(TrackingClient(load_settings(
+        env={"RATCHET_HOME": str(result.home)})))
+    champion = registry.get_model(MODEL).aliases["champion"]
+    promoted = [e for e in result.events if e["kind"] == "promoted"]
+    assert champion == promoted[-1]["evidence"]["version"]
+    assert not (run[1]["base"] / "mine").exists()  # the caller's store was never touched
+
+
+# ------------------------------------------------------------------ bad input
+@pytest.mark.parametrize(("change", "kwargs", "message"), [
+    (lambda f: f.drop(columns=[TIME]), {}, "no column 'day'"),
+    (lambda f: f.drop(columns=[LABEL]), {}, "no column 'y'"),
+    (lambda f: f.assign(y=f[LABEL].where(f.index != 7)), {}, "'y' has missing labels"),
+    (lambda f: f, {"label": "rain"}, "no column 'rain'"),
+    (lambda f: f.assign(day=f[TIME].astype(str).where(f.index != 3, "soon")), {},
+     "'day', row .*'soon' is not a time"),
+    (lambda f: f, {"start": 0}, "start 0 leaves no rows"),
+    (lambda f: f, {"start": 200}, "start 200 leaves no rows"),
+    (lambda f: f, {"start": "2030-01-01"}, "leaves no rows"),
+    (lambda f: f, {"start": "1990-01-01"}, "leaves no rows"),
+])
+def test_bad_input_names_the_problem(change: Any, kwargs: dict[str, Any], message: str,
+                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    history = change(stream(200, 100))
+    arguments: dict[str, Any] = {"time_column": TIME, "start": 100,
+                                 "work_dir": tmp_path / "scratch", **kwargs}
+    with pytest.raises(InvalidInput, match=message):
+        backtest(policy(), history, **arguments)
+    assert not (tmp_path / "scratch").exists()  # refused before any work
+    assert all(k not in os.environ for k in ENV)

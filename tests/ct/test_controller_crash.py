@@ -1,0 +1,341 @@
+"""The controller killed (SIGKILL) at every state and restarted: the loop ends in a
+consistent state with exactly one champion.
+
+Each case runs ``crash_driver.py`` (a simulated server and the controller, one process) on
+a fresh home until the controller leaves the chosen state, where the driver SIGKILLs
+itself just before the state change commits (the step's effects done, not recorded) or
+just after; then runs it again, without a kill, to the end of the stream. The store must
+then look as after an uninterrupted run of the same scenario: the controller watching with
+no cycle pending, one champion (the same version), the deployment on the champion alone,
+every step recorded once (the same events), no extra model versions or plan revisions,
+and one status tag per challenger.
+
+The cases are independent subprocess pairs, so a module fixture runs them in a small
+thread pool (in the background while the tests wait for their own case).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ratchet.ct.controller import (
+    APPROVAL,
+    CANARY_STATE,
+    CHAMPION,
+    CYCLE_TAG,
+    GATING,
+    PROMOTING,
+    REJECTING,
+    ROLLING_BACK,
+    SHADOW,
+    STATES,
+    STATUS_TAG,
+    TRAINING,
+    WATCHING,
+)
+
+DRIVER = Path(__file__).with_name("crash_driver.py")
+MODEL = "crashy"
+PROMOTE, REJECT, ROLLBACK = "promote", "reject", "rollback"
+WORKERS = min(6, (os.cpu_count() or 2) + 2)  # the takeover cases mostly sleep
+TIMEOUT_S = 180
+PREFIX_TICKS = 3  # the quiet ticks before the first retrain: run once, copied by each case
+TAKEOVER_LEASE_MS = 12_000
+TERMINAL = {"promoted", "rejected", "rolled-back"}
+
+
+@dataclass(frozen=True)
+class Case:
+    scenario: str
+    kill: str              # STATE:before|after[:N] (the N-th commit leaving STATE)
+    takeover: bool = False  # the restart is another holder: it waits for the lease
+
+    @property
+    def state(self) -> str:
+        return self.kill.split(":")[0]
+
+    @property
+    def when(self) -> str:
+        return self.kill.split(":")[1]
+
+    @property
+    def id(self) -> str:
+        return f"{self.scenario}-{self.kill.replace(':', '-')}" + (
+            "-new-holder" if self.takeover else "")
+
+
+def _cases() -> list[Case]:
+    out = []
+    for when in ("before", "after"):
+        # training commits twice: its data (datasets logged), then the challenger (the
+        # pipeline ran and registered a version); shadow and canary's first commits set
+        # the deployment's plan.
+        for kill in (WATCHING, TRAINING, f"{TRAINING}:{when}:2", GATING, APPROVAL, SHADOW,
+                     CANARY_STATE, PROMOTING):
+            spec = kill if kill.count(":") == 2 else f"{kill}:{when}"
+            out.append(Case(PROMOTE, spec, takeover=spec == f"{TRAINING}:before:2"))
+        out.append(Case(REJECT, f"{REJECTING}:{when}"))
+        out.append(Case(ROLLBACK, f"{ROLLING_BACK}:{when}", takeover=when == "before"))
+    return out
+
+
+CASES = _cases()
+
+
+# ----------------------------------------------------------------------------- running
+@dataclass
+class Proc:
+    returncode: int
+    out: str
+    seconds: float
+
+
+@dataclass
+class CrashRun:
+    home: Path
+    killed: Proc
+    resumed: Proc
+    seconds: float
+
+
+def _driver(home: Path, scenario: str, *extra: str, lease_ms: int = 2000) -> Proc:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RATCHET_")}
+    env["PYTHONHASHSEED"] = "0"
+    began = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, str(DRIVER), "--home", str(home), "--scenario", scenario,
+         "--lease-ms", str(lease_ms), *extra],
+        cwd=home.parent, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    return Proc(done.returncode, done.stdout + done.stderr, time.perf_counter() - began)
+
+
+def _copy(template: Path, home: Path) -> Path:
+    home.parent.mkdir(parents=True)
+    shutil.copytree(template, home)
+    return home
+
+
+def _reference(root: Path, template: Path, scenario: str) -> Proc:
+    return _driver(_copy(template, root / "reference" / scenario / "home"), scenario)
+
+
+def _crash(root: Path, template: Path, case: Case) -> CrashRun:
+    began = time.perf_counter()
+    home = _copy(template, root / case.id / "home")
+    # A takeover case holds a longer lease, so that the new holder, started while the
+    # dead one's lease still runs (it was renewed every third of it), has to wait for it.
+    lease = TAKEOVER_LEASE_MS if case.takeover else 2000
+    killed = _driver(home, case.scenario, "--kill-at", case.kill, "--holder", "first",
+                     lease_ms=lease)
+    resumed = _driver(home, case.scenario, "--holder",
+                      "second" if case.takeover else "first", lease_ms=lease)
+    return CrashRun(home, killed, resumed, time.perf_counter() - began)
+
+
+@dataclass
+class Runs:
+    root: Path
+    references: dict[str, Future[Proc]] = field(default_factory=dict)
+    crashes: dict[str, Future[CrashRun]] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[Runs]:
+    """The selected cases (and the references they compare with), started at once."""
+    wanted = [item.callspec.params["case"] for item in request.session.items
+              if item.module is request.module and hasattr(item, "callspec")
+              and "case" in item.callspec.params]
+    root = tmp_path_factory.mktemp("ct-crash")
+    # The first champion, its deployment and the quiet ticks before the concept change
+    # are the same in every run: done once, each run continues a copy.
+    template = root / "template" / "home"
+    template.parent.mkdir()
+    prefix = _driver(template, PROMOTE, "--ticks", str(PREFIX_TICKS))
+    assert prefix.returncode == 0, prefix.out
+    result = Runs(root)
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        for scenario in sorted({c.scenario for c in wanted}, key=[PROMOTE, REJECT,
+                                                                  ROLLBACK].index):
+            result.references[scenario] = pool.submit(_reference, root, template, scenario)
+        # the slow ones (they wait for a lease) first
+        for case in sorted(wanted, key=lambda c: not c.takeover):
+            result.crashes[case.id] = pool.submit(_crash, root, template, case)
+        try:
+            yield result
+        finally:
+            for future in result.crashes.values():
+                future.cancel()
+
+
+# ----------------------------------------------------------------------------- inspecting
+@dataclass
+class Store:
+    state: Any
+    champion: int
+    champions: list[int]              # versions carrying the champion alias
+    aliases: dict[str, int]
+    alias_moves: list[tuple[int | None, int | None]]
+    versions: dict[int, dict[str, str]]  # version -> tags
+    plan: dict[str, Any]
+    revisions: list[dict[str, Any]]
+    events: list[Any]
+
+
+def _inspect(home: Path) -> Store:
+    from ratchet.config import load_settings
+    from ratchet.registry import RegistryClient
+    from ratchet.serving.deployments import DeploymentClient
+    from ratchet.store.ct_event_store import CTEventStore
+    from ratchet.store.ct_state_store import CTStateStore
+    from ratchet.tracking import TrackingClient
+
+    settings = load_settings(cwd=home, env={"RATCHET_HOME": str(home)})
+    registry = RegistryClient(TrackingClient(settings))
+    deployments = DeploymentClient(registry)
+    db = registry.tracking.store.db
+    resolved = registry.resolve(f"models:/{MODEL}@{CHAMPION}")
+    assert resolved.version is not None
+    versions = registry.list_versions(MODEL)
+    return Store(
+        state=CTStateStore(db).get(MODEL), champion=resolved.version.version,
+        champions=[v.version for v in versions if CHAMPION in v.aliases],
+        aliases=dict(registry.get_model(MODEL).aliases),
+        alias_moves=[(e.from_version, e.to_version)
+                     for e in registry.alias_history(MODEL, CHAMPION)],
+        versions={v.version: dict(v.tags or {}) for v in versions},
+        plan=deployments.status(MODEL).plan.to_dict(),
+        revisions=[r.plan for r in deployments.history(MODEL)],
+        events=CTEventStore(db).history(MODEL))
+
+
+def _cycles(events: list[Any]) -> dict[int, list[str]]:
+    """Event kinds per retrain cycle: a cycle starts with its trigger ("retrain #N: ...")
+    and owns every event up to the next trigger."""
+    cycles: dict[int, list[str]] = {}
+    current = None
+    for e in events:
+        if e.kind == "trigger":
+            number = int(e.summary.split("#", 1)[1].split(":", 1)[0])
+            assert number not in cycles, f"cycle {number} triggered twice: {e.summary}"
+            current = number
+            cycles[current] = []
+        if current is not None:
+            cycles[current].append(e.kind)
+    return cycles
+
+
+def _timeline(events: list[Any]) -> list[tuple[str, str, int]]:
+    return [(e.kind, e.summary, e.at) for e in events]
+
+
+def _check_consistent(store: Store) -> None:
+    """What any run must end in, interrupted or not."""
+    from ratchet.serving.traffic_plan import TrafficPlan
+
+    state = store.state
+    assert state is not None
+    assert state.state == WATCHING, state
+    assert "cycle" not in state.data, state.data          # no cycle half done
+    assert state.requests == [], state.requests           # every answer consumed
+    assert state.lease_holder is None                     # released at the end
+    # Exactly one champion, the one the alias resolves to.
+    assert store.champions == [store.champion]
+    assert store.aliases == {CHAMPION: store.champion}
+    assert store.plan == TrafficPlan.single(f"{MODEL}@{CHAMPION}").to_dict()
+    # Every step recorded once per cycle.
+    cycles = _cycles(store.events)
+    assert cycles, [e.kind for e in store.events]
+    for number, kinds in cycles.items():
+        repeated = {k: n for k, n in Counter(kinds).items() if n > 1}
+        assert not repeated, f"cycle {number}: {repeated} in {kinds}"
+        assert len(TERMINAL & set(kinds)) == 1, f"cycle {number}: {kinds}"
+    assert state.cycle == max(cycles)
+    # One status per challenger, the one its cycle's ending recorded; one challenger per
+    # cycle; the champion moved once per promotion.
+    endings = {(e.evidence["version"], e.kind) for e in store.events if e.kind in TERMINAL}
+    statuses = {(v, tags[STATUS_TAG]) for v, tags in store.versions.items()
+                if STATUS_TAG in tags}
+    assert statuses == endings
+    challengers = Counter(tags[CYCLE_TAG] for tags in store.versions.values()
+                          if CYCLE_TAG in tags)
+    assert all(n == 1 for n in challengers.values()), challengers
+    promoted = [e.evidence for e in store.events if e.kind == "promoted"]
+    assert store.alias_moves[1:] == [(p["previous"], p["version"]) for p in promoted]
+
+
+# ----------------------------------------------------------------------------- tests
+def test_every_state_is_killed_at() -> None:
+    assert {c.state for c in CASES} == set(STATES)
+    for state in STATES:
+        assert {c.when for c in CASES if c.state == state} == {"before", "after"}, state
+    assert any(c.takeover for c in CASES)
+
+
+@pytest.mark.parametrize("scenario", [PROMOTE, REJECT, ROLLBACK])
+def test_uninterrupted_reference(runs: Runs, scenario: str) -> None:
+    """The scenarios do what the crash cases rely on: visit the states they kill at."""
+    if scenario not in runs.references:
+        pytest.fail(f"no reference run for {scenario}: select a crash case of it too")
+    proc = runs.references[scenario].result()
+    assert proc.returncode == 0, proc.out
+    store = _inspect(_home_of(runs, scenario))
+    _check_consistent(store)
+    kinds = [e.kind for e in store.events]
+    ending = {PROMOTE: "promoted", REJECT: "rejected", ROLLBACK: "rolled-back"}[scenario]
+    assert kinds.count("trigger") == 1 and ending in kinds, kinds
+    if scenario == PROMOTE:
+        assert kinds[:kinds.index("promoted") + 1] == [
+            "trigger", "data", "retrained", "gate", "approve-requested", "approved",
+            "shadow-started", "shadow-passed", "canary-started", "canary-passed", "promoted"]
+        assert store.champion == 2 and sorted(store.versions) == [1, 2]
+    else:
+        assert store.champion == 1 and sorted(store.versions) == [1, 2]
+
+
+def _home_of(runs: Runs, scenario: str) -> Path:
+    return runs.root / "reference" / scenario / "home"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_killed_and_restarted(runs: Runs, case: Case) -> None:
+    run = runs.crashes[case.id].result()
+    killed, resumed = run.killed, run.resumed
+    assert killed.returncode == -9, f"the driver was not SIGKILLed:\n{killed.out}"
+    assert (run.home / f"crash-killed-{case.kill.replace(':', '-')}").exists()
+    assert resumed.returncode == 0, resumed.out
+    start = json.loads(next(line for line in resumed.out.splitlines()
+                            if line.startswith('{"start"')))
+    if case.when == "before":  # the step's effects were done, its state change was not
+        assert start["start"] == case.state, resumed.out
+    if case.takeover:  # another holder: it waited for the dead one's lease to expire
+        assert "lease held by first" in resumed.out, resumed.out
+
+    store = _inspect(run.home)
+    _check_consistent(store)
+
+    reference = runs.references[case.scenario].result()
+    assert reference.returncode == 0, reference.out
+    expected = _inspect(_home_of(runs, case.scenario))
+    # The same story as without the crash: the same steps with the same numbers at the same
+    # (simulated) times, the same champion, no version or plan revision made twice.
+    assert _timeline(store.events) == _timeline(expected.events)
+    assert store.champion == expected.champion
+    assert sorted(store.versions) == sorted(expected.versions)
+    assert store.revisions == expected.revisions
+    assert store.alias_moves == expected.alias_moves
+    assert {v: t.get(STATUS_TAG) for v, t in store.versions.items()} == \
+        {v: t.get(STATUS_TAG) for v, t in expected.versions.items()}

@@ -1,0 +1,389 @@
+"""Rollout guards over hand-built prediction-log frames: when the evidence is complete,
+the error budget (failing early), p99 latency, shadow disagreement, the canary's
+prediction shift, live accuracy, and waiting for labels. Pure: no store, no models."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ratchet.ct.policy import RolloutPolicy
+from ratchet.ct.rollout import CANARY, PRIMARY, SHADOW, canary_check, shadow_check
+
+CHAMPION, CHALLENGER = 1, 2
+COLUMNS = ["request_id", "row", "timestamp", "variant", "model_version", "status",
+           "latency_ms", "output.prediction", "feedback"]
+T0 = pd.Timestamp("2024-05-01", tz="UTC")
+
+
+def rows(variant: str, version: int, predictions: Sequence[Any], *, start: int = 0,
+         feedback: Sequence[Any] | None = None, latency: float | Sequence[float] = 5.0,
+         errors: int = 0, ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """``len(predictions)`` answered requests of one variant, then ``errors`` failed ones
+    (no prediction, no feedback), shaped like the prediction log."""
+    n = len(predictions)
+    total = n + errors
+    request_ids = list(ids) if ids is not None else [f"r{start + i}" for i in range(total)]
+    latencies = list(latency) if isinstance(latency, Sequence) else [latency] * n
+    labels = list(feedback) if feedback is not None else [None] * n
+    assert len(latencies) == n and len(labels) == n and len(request_ids) == total
+    return pd.DataFrame({
+        "request_id": request_ids,
+        "row": 0,
+        "timestamp": [T0 + pd.Timedelta(seconds=start + i) for i in range(total)],
+        "variant": variant,
+        "model_version": version,
+        "status": ["ok"] * n + ["error"] * errors,
+        "latency_ms": [*latencies, *([1.0] * errors)],
+        "output.prediction": pd.Series([*predictions, *([None] * errors)], dtype=object),
+        "feedback": pd.Series([*labels, *([None] * errors)], dtype=object),
+    }, columns=COLUMNS)
+
+
+def log(*parts: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat(parts, ignore_index=True)
+
+
+def numeric(frame: pd.DataFrame) -> pd.DataFrame:
+    """A regression model's log: predictions as numbers (a float column)."""
+    return frame.assign(**{"output.prediction": frame["output.prediction"].astype(float)})
+
+
+def alternating(n: int, offset: int = 0) -> list[int]:
+    return [(i + offset) % 2 for i in range(n)]
+
+
+def with_accuracy(truth: Sequence[int], accuracy: float) -> list[int]:
+    """Predictions that match ``truth`` on the first ``accuracy`` share of rows."""
+    right = round(len(truth) * accuracy)
+    return [t if i < right else 1 - t for i, t in enumerate(truth)]
+
+
+# ---------------------------------------------------------------------------- shadow
+def test_shadow_is_not_done_until_enough_requests() -> None:
+    policy = RolloutPolicy(shadow_requests=50)
+    primary = rows(PRIMARY, CHAMPION, alternating(49))
+    shadow = rows(SHADOW, CHALLENGER, alternating(49))
+    check = shadow_check(policy, log(primary, shadow), CHALLENGER)
+    assert (check.done, check.passed, check.reasons) == (False, False, ())
+    assert check.evidence == {"requests": 49, "errors": 0, "needed": 50}
+    # One more request (copied from the same traffic) completes the evidence.
+    primary = rows(PRIMARY, CHAMPION, alternating(50))
+    shadow = rows(SHADOW, CHALLENGER, alternating(50))
+    check = shadow_check(policy, log(primary, shadow), CHALLENGER)
+    assert check.done and check.passed, check.reasons
+    assert check.evidence["requests"] == 50 and check.evidence["disagreement"] == 0.0
+    assert check.evidence["compared"] == 50
+
+
+def test_shadow_counts_only_the_challengers_rows() -> None:
+    policy = RolloutPolicy(shadow_requests=10)
+    primary = rows(PRIMARY, CHAMPION, alternating(20))
+    older = rows(SHADOW, 7, alternating(20))  # an earlier challenger's shadow rows
+    check = shadow_check(policy, log(primary, older), CHALLENGER)
+    assert not check.done and check.evidence["requests"] == 0
+
+
+def test_shadow_error_budget_fails_before_the_requests_are_in() -> None:
+    policy = RolloutPolicy(shadow_requests=100, max_error_rate=0.05)  # budget: 5 errors
+    primary = rows(PRIMARY, CHAMPION, alternating(30))
+    five = rows(SHADOW, CHALLENGER, alternating(25), errors=5)
+    assert not shadow_check(policy, log(primary, five), CHALLENGER).done
+    six = rows(SHADOW, CHALLENGER, alternating(24), errors=6)
+    check = shadow_check(policy, log(primary, six), CHALLENGER)
+    assert check.done and not check.passed
+    assert check.reasons[0].startswith("6 of 30 requests failed")
+    assert "100 requests" in check.reasons[0]
+
+
+def test_shadow_latency_guard() -> None:
+    policy = RolloutPolicy(shadow_requests=20, max_latency_p99_ms=50)
+    primary = rows(PRIMARY, CHAMPION, alternating(20))
+    fast = rows(SHADOW, CHALLENGER, alternating(20), latency=[10.0] * 20)
+    assert shadow_check(policy, log(primary, fast), CHALLENGER).passed
+    slow = rows(SHADOW, CHALLENGER, alternating(20), latency=[10.0] * 18 + [400.0] * 2)
+    check = shadow_check(policy, log(primary, slow), CHALLENGER)
+    assert check.done and not check.passed
+    assert check.evidence["latency_p99_ms"] > 50
+    assert any("p99 latency" in r and "over 50 ms" in r for r in check.reasons)
+
+
+def test_shadow_disagreement_guard() -> None:
+    policy = RolloutPolicy(shadow_requests=20, max_disagreement=0.2)
+    champion = alternating(20)
+    primary = rows(PRIMARY, CHAMPION, champion)
+    close = [1 - p if i < 2 else p for i, p in enumerate(champion)]     # 10% differ
+    far = [1 - p if i < 6 else p for i, p in enumerate(champion)]       # 30% differ
+    check = shadow_check(policy, log(primary, rows(SHADOW, CHALLENGER, close)), CHALLENGER)
+    assert check.passed and check.evidence["disagreement"] == pytest.approx(0.1)
+    check = shadow_check(policy, log(primary, rows(SHADOW, CHALLENGER, far)), CHALLENGER)
+    assert check.done and not check.passed
+    assert check.evidence["disagreement"] == pytest.approx(0.3)
+    assert "disagrees with the champion on 30.0% of rows" in check.reasons[0]
+    # Without the guard, disagreement is reported but never fails.
+    lax = RolloutPolicy(shadow_requests=20)
+    check = shadow_check(lax, log(primary, rows(SHADOW, CHALLENGER, far)), CHALLENGER)
+    assert check.passed and check.evidence["disagreement"] == pytest.approx(0.3)
+
+
+def test_shadow_compares_only_rows_both_answered() -> None:
+    policy = RolloutPolicy(shadow_requests=10, max_disagreement=0.1, max_error_rate=0.5)
+    primary = rows(PRIMARY, CHAMPION, alternating(10))
+    # The first three shadow copies failed: only seven rows are compared.
+    shadow = rows(SHADOW, CHALLENGER, alternating(7, offset=1), errors=3,
+                  ids=[f"r{i}" for i in range(3, 10)] + ["r0", "r1", "r2"])
+    check = shadow_check(policy, log(primary, shadow), CHALLENGER)
+    assert check.evidence["compared"] == 7 and check.evidence["errors"] == 3
+    assert check.evidence["disagreement"] == 0.0 and check.passed
+
+
+# ---------------------------------------------------------------------------- canary
+def test_canary_is_not_done_until_enough_requests() -> None:
+    policy = RolloutPolicy(canary_requests=40, min_labels=5, max_prediction_shift=None)
+    truth = alternating(39)
+    traffic = log(rows(PRIMARY, CHAMPION, truth, feedback=truth),
+                  rows(CANARY, CHALLENGER, truth, start=100, feedback=truth))
+    check = canary_check(policy, traffic, CHALLENGER, classes=[0, 1])
+    assert (check.done, check.passed) == (False, False)
+    assert check.evidence["requests"] == 39 and check.evidence["needed"] == 40
+    truth = alternating(40)
+    traffic = log(rows(PRIMARY, CHAMPION, truth, feedback=truth),
+                  rows(CANARY, CHALLENGER, truth, start=100, feedback=truth))
+    check = canary_check(policy, traffic, CHALLENGER, classes=[0, 1])
+    assert check.done and check.passed, check.reasons
+    assert check.evidence["live"]["canary"] == 1.0 and check.evidence["live"]["drop"] == 0.0
+
+
+def test_canary_error_budget_fails_early() -> None:
+    """Errors beyond max_error_rate * canary_requests fail at once, long before the
+    canary has answered its canary_requests."""
+    policy = RolloutPolicy(canary_requests=200, max_error_rate=0.05)  # budget: 10 errors
+    primary = rows(PRIMARY, CHAMPION, alternating(100))
+    within = rows(CANARY, CHALLENGER, alternating(10), start=500, errors=10)
+    check = canary_check(policy, log(primary, within), CHALLENGER)
+    assert not check.done and check.evidence["errors"] == 10
+    beyond = rows(CANARY, CHALLENGER, alternating(9), start=500, errors=11)
+    check = canary_check(policy, log(primary, beyond), CHALLENGER)
+    assert check.done and not check.passed
+    assert check.evidence["requests"] == 20 < policy.canary_requests
+    assert check.reasons == ("11 of 20 requests failed (policy: error rate at most 5.0% "
+                             "over 200 requests)",)
+    # A zero budget: the first error fails the canary.
+    strict = RolloutPolicy(canary_requests=200, max_error_rate=0.0)
+    one = rows(CANARY, CHALLENGER, [], start=500, errors=1)
+    assert canary_check(strict, log(primary, one), CHALLENGER).done
+
+
+def test_canary_latency_guard() -> None:
+    policy = RolloutPolicy(canary_requests=30, max_latency_p99_ms=20, min_labels=5,
+                           max_prediction_shift=None)
+    truth = alternating(30)
+    primary = rows(PRIMARY, CHAMPION, truth, feedback=truth)
+    fast = rows(CANARY, CHALLENGER, truth, start=100, feedback=truth, latency=15.0)
+    assert canary_check(policy, log(primary, fast), CHALLENGER, classes=[0, 1]).passed
+    slow = rows(CANARY, CHALLENGER, truth, start=100, feedback=truth, latency=25.0)
+    check = canary_check(policy, log(primary, slow), CHALLENGER, classes=[0, 1])
+    assert check.done and not check.passed
+    assert check.evidence["latency_p99_ms"] == pytest.approx(25.0)
+    assert check.reasons == ("p99 latency 25.00 ms is over 20 ms",)
+
+
+def test_canary_prediction_shift_guard() -> None:
+    policy = RolloutPolicy(canary_requests=40, max_prediction_shift=0.2, min_labels=1_000)
+    primary = rows(PRIMARY, CHAMPION, alternating(200))
+    same = rows(CANARY, CHALLENGER, alternating(40), start=1_000)
+    check = canary_check(policy, log(primary, same), CHALLENGER)
+    assert check.evidence["prediction_shift"]["statistic"] == pytest.approx(0.0)
+    assert not check.done  # no shift; waits for labels (none yet)
+    ones = rows(CANARY, CHALLENGER, [1] * 40, start=1_000)
+    check = canary_check(policy, log(primary, ones), CHALLENGER)
+    assert check.done and not check.passed  # decided without waiting for labels
+    shift = check.evidence["prediction_shift"]
+    assert shift["test"] == "jensenshannon" and shift["statistic"] > 0.2
+    assert "distributed differently" in check.reasons[0]
+    # Without the guard the same canary is not judged on its answers' distribution.
+    lax = RolloutPolicy(canary_requests=40, max_prediction_shift=None, min_labels=1_000)
+    check = canary_check(lax, log(primary, ones), CHALLENGER)
+    assert "prediction_shift" not in check.evidence and not check.done
+
+
+def test_canary_prediction_shift_on_numbers() -> None:
+    policy = RolloutPolicy(canary_requests=50, max_prediction_shift=0.2, min_labels=1_000)
+    primary = rows(PRIMARY, CHAMPION, [float(i % 50) for i in range(200)])
+    near = rows(CANARY, CHALLENGER, [float(i % 50) + 0.5 for i in range(50)], start=1_000)
+    check = canary_check(policy, numeric(log(primary, near)), CHALLENGER)
+    assert check.evidence["prediction_shift"]["test"] == "wasserstein"
+    assert check.evidence["prediction_shift"]["statistic"] < 0.2
+    moved = rows(CANARY, CHALLENGER, [float(i % 50) + 20 for i in range(50)], start=1_000)
+    check = canary_check(policy, numeric(log(primary, moved)), CHALLENGER)
+    assert check.done and not check.passed and "wasserstein" in check.reasons[0]
+
+
+@pytest.mark.parametrize(("accuracy", "passes"), [(0.9, True), (0.85, True), (0.6, False)])
+def test_canary_live_accuracy_drop(accuracy: float, passes: bool) -> None:
+    policy = RolloutPolicy(canary_requests=100, max_accuracy_drop=0.1, min_labels=30,
+                           max_prediction_shift=None)
+    truth = alternating(100)
+    primary = rows(PRIMARY, CHAMPION, with_accuracy(truth, 0.9), feedback=truth)
+    canary = rows(CANARY, CHALLENGER, with_accuracy(truth, accuracy), start=1_000,
+                  feedback=truth)
+    check = canary_check(policy, log(primary, canary), CHALLENGER, metric="accuracy",
+                         classes=[0, 1])
+    assert check.done and check.passed is passes, check.reasons
+    live = check.evidence["live"]
+    assert live["metric"] == "accuracy" and live["champion"] == pytest.approx(0.9)
+    assert live["canary"] == pytest.approx(accuracy)
+    assert live["drop"] == pytest.approx(0.9 - accuracy)
+    if not passes:
+        assert check.reasons == ("live accuracy 0.6000 vs the champion's 0.9000 in the "
+                                 "same period: worse by 0.3000 (policy: at most 0.1)",)
+
+
+def test_canary_live_metric_where_lower_is_better() -> None:
+    policy = RolloutPolicy(canary_requests=40, max_accuracy_drop=0.5, min_labels=10,
+                           max_prediction_shift=None)
+    truth = [float(i) for i in range(40)]
+    primary = rows(PRIMARY, CHAMPION, [t + 1 for t in truth], feedback=truth)   # mae 1
+    good = rows(CANARY, CHALLENGER, [t + 1.25 for t in truth], start=100, feedback=truth)
+    check = canary_check(policy, log(primary, good), CHALLENGER, metric="mae")
+    assert check.passed and check.evidence["live"]["drop"] == pytest.approx(0.25)
+    bad = rows(CANARY, CHALLENGER, [t + 2 for t in truth], start=100, feedback=truth)
+    check = canary_check(policy, log(primary, bad), CHALLENGER, metric="mae")
+    assert check.done and not check.passed and "live mae" in check.reasons[0]
+
+
+def test_canary_waits_for_labels_then_decides_without_them() -> None:
+    policy = RolloutPolicy(canary_requests=50, min_labels=20, max_prediction_shift=None)
+    primary = rows(PRIMARY, CHAMPION, alternating(300), feedback=alternating(300))
+    # The canary's answers have no feedback yet: it waits ...
+    for n in (50, 75, 99):
+        unlabeled = rows(CANARY, CHALLENGER, alternating(n), start=1_000)
+        check = canary_check(policy, log(primary, unlabeled), CHALLENGER, classes=[0, 1])
+        assert not check.done, n
+        assert check.evidence["labeled"] == [0, 300]
+    # ... until twice its canary_requests, then is decided without the accuracy guard.
+    unlabeled = rows(CANARY, CHALLENGER, alternating(100), start=1_000)
+    check = canary_check(policy, log(primary, unlabeled), CHALLENGER, classes=[0, 1])
+    assert check.done and check.passed
+    assert "canary" not in check.evidence["live"]
+    assert check.evidence["live"]["note"] == ("fewer than 20 labeled rows on a side: "
+                                              "not judged")
+    # A few labels (fewer than min_labels) do not count as enough either.
+    few = alternating(10) + [None] * 50
+    some = rows(CANARY, CHALLENGER, alternating(60), start=1_000, feedback=few)
+    check = canary_check(policy, log(primary, some), CHALLENGER, classes=[0, 1])
+    assert not check.done and check.evidence["labeled"] == [10, 300]
+
+
+def test_canary_waits_for_the_champions_labels_too() -> None:
+    policy = RolloutPolicy(canary_requests=50, min_labels=20, max_prediction_shift=None)
+    truth = alternating(60)
+    primary = rows(PRIMARY, CHAMPION, truth)  # unlabeled
+    canary = rows(CANARY, CHALLENGER, with_accuracy(truth, 0.1), start=1_000,
+                  feedback=truth)
+    check = canary_check(policy, log(primary, canary), CHALLENGER, classes=[0, 1])
+    assert not check.done and check.evidence["labeled"] == [60, 0]
+
+
+def test_canary_ignores_failed_champion_rows_and_other_versions() -> None:
+    policy = RolloutPolicy(canary_requests=20, min_labels=5, max_prediction_shift=None)
+    truth = alternating(20)
+    primary = rows(PRIMARY, CHAMPION, truth, feedback=truth, errors=30)
+    other = rows(CANARY, 9, [0] * 20, start=500, errors=20)  # an old canary's rows
+    canary = rows(CANARY, CHALLENGER, truth, start=1_000, feedback=truth)
+    check = canary_check(policy, log(primary, other, canary), CHALLENGER, classes=[0, 1])
+    assert check.done and check.passed, check.reasons
+    assert check.evidence["primary_requests"] == 20 and check.evidence["errors"] == 0
+
+
+# ---------------------------------------------------------------------------- properties
+labels = st.sampled_from([0, 1, None])
+answered = st.lists(st.tuples(st.sampled_from([0, 1]), labels,
+                              st.floats(min_value=0.1, max_value=200)),
+                    min_size=0, max_size=60)
+
+
+def _rows_from(variant: str, version: int, items: list[tuple[int, Any, float]], start: int,
+               errors: int = 0) -> pd.DataFrame:
+    return rows(variant, version, [p for p, _, _ in items], start=start,
+                feedback=[f for _, f, _ in items], latency=[lat for _, _, lat in items],
+                errors=errors)
+
+
+policies = st.builds(
+    RolloutPolicy,
+    # canary_requests=0 with no canary rows divides by zero (reported; see the bug list).
+    shadow_requests=st.integers(0, 50), canary_requests=st.integers(1, 50),
+    max_error_rate=st.sampled_from([0.0, 0.01, 0.1, 0.3, 1.0]),
+    max_latency_p99_ms=st.sampled_from([None, 50.0, 150.0]),
+    max_accuracy_drop=st.sampled_from([0.0, 0.05, 0.3]),
+    max_disagreement=st.sampled_from([None, 0.1, 0.5]),
+    max_prediction_shift=st.sampled_from([None, 0.2]),
+    min_labels=st.integers(0, 20))
+
+
+@settings(max_examples=60, deadline=None)
+@given(policy=policies, champion=answered, challenger=answered,
+       errors=st.integers(0, 20), extra=st.integers(1, 20))
+def test_adding_errors_never_turns_a_failing_check_into_a_passing_one(
+        policy: RolloutPolicy, champion: list[tuple[int, Any, float]],
+        challenger: list[tuple[int, Any, float]], errors: int, extra: int) -> None:
+    primary = _rows_from(PRIMARY, CHAMPION, champion, 0)
+    for variant, judge in ((SHADOW, _shadow), (CANARY, _canary)):
+        start = 0 if variant == SHADOW else 10_000  # a shadow copies the primary's requests
+        before = judge(policy, log(primary, _rows_from(variant, CHALLENGER, challenger,
+                                                       start, errors)))
+        after = judge(policy, log(primary, _rows_from(variant, CHALLENGER, challenger,
+                                                      start, errors + extra)))
+        if before.done and not before.passed:
+            assert after.done and not after.passed, (variant, before, after)
+        if after.done and after.passed:  # a pass never has more errors than the budget
+            needed = policy.shadow_requests if variant == SHADOW else policy.canary_requests
+            n = after.evidence["requests"]
+            assert after.evidence["errors"] <= policy.max_error_rate * max(needed, n)
+
+
+@settings(max_examples=60, deadline=None)
+@given(needed=st.integers(1, 40), n=st.integers(0, 80), rate=st.sampled_from(
+    [0.0, 0.02, 0.1, 0.25, 0.5]), data=st.data())
+def test_with_nothing_else_wrong_the_error_count_alone_decides(
+        needed: int, n: int, rate: float, data: st.DataObject) -> None:
+    """Same requests, same answers: passed exactly when the requests are in and the errors
+    fit the budget, and more errors never pass where fewer failed."""
+    errors = data.draw(st.integers(0, n), label="errors")
+    more = data.draw(st.integers(errors, n), label="more")
+    policy = RolloutPolicy(shadow_requests=needed, canary_requests=needed,
+                           max_error_rate=rate, min_labels=0, max_prediction_shift=None)
+
+    def canary_with(e: int) -> Any:
+        truth = alternating(n - e)
+        traffic = log(rows(PRIMARY, CHAMPION, alternating(100), feedback=alternating(100)),
+                      rows(CANARY, CHALLENGER, truth, start=1_000, feedback=truth, errors=e))
+        return canary_check(policy, traffic, CHALLENGER, classes=[0, 1])
+
+    def shadow_with(e: int) -> Any:
+        traffic = log(rows(PRIMARY, CHAMPION, alternating(n)),
+                      rows(SHADOW, CHALLENGER, alternating(n - e), errors=e))
+        return shadow_check(policy, traffic, CHALLENGER)
+
+    for check_with in (canary_with, shadow_with):
+        fewer, most = check_with(errors), check_with(more)
+        over = errors > rate * max(needed, n) and errors > 0
+        assert fewer.passed == (n >= needed and not over), (fewer, errors)
+        if not fewer.passed:
+            assert not most.passed
+        if over:  # decided at once, whatever the number of requests
+            assert fewer.done and most.done
+
+
+def _shadow(policy: RolloutPolicy, frame: pd.DataFrame) -> Any:
+    return shadow_check(policy, frame, CHALLENGER)
+
+
+def _canary(policy: RolloutPolicy, frame: pd.DataFrame) -> Any:
+    return canary_check(policy, frame, CHALLENGER, classes=[0, 1])
