@@ -1,26 +1,31 @@
 """A continuous-training loop that can be SIGKILLed at a chosen step, for
 ``test_controller_crash.py``.
 
-    python crash_driver.py --home DIR --scenario promote|reject|rollback
-                           [--kill-at STATE[:before|after][:N]] [--holder NAME] [--ticks N]
+    python crash_driver.py --home DIR [--scenario promote|reject|rollback]
+                           [--kill-at STATE[:before|after|during][:N]] [--holder NAME]
+                           [--lease-ms MS] [--ticks N]
+    python crash_driver.py --fork-server      # runs the above, one JSON line per run
 
 One process plays the server and the controller: it serves the next chunk of a synthetic,
 seeded stream (its concept changes after a few chunks, so the champion's live accuracy
 drops and the controller retrains), sets the simulated clock and ticks the controller. The
 simulated server's prediction log, its router's random state and the stream's cursor are
 saved in the home directory after every chunk and every tick (written atomically), so a
-restarted driver continues the same stream; a tick that a kill interrupted is done again
-at the same simulated time before the next chunk is served.
+restarted driver continues the same stream; a tick that a kill interrupted is finished at
+the same simulated time before the next chunk is served (unless it had already done all it
+would have: the controller moved into watching, which always ends a tick).
 
-Scenarios (the policy waits for approval; the driver answers as soon as it is asked):
-``promote`` approves, and the challenger goes through shadow and canary to promotion;
-``reject`` rejects it; ``rollback`` approves, and a strict shadow disagreement bound
-rolls it back.
+Scenarios (the policy waits for approval; the driver answers at the start of the first
+tick that finds the challenger waiting): ``promote`` approves, and the challenger goes
+through shadow and canary to promotion; ``reject`` rejects it; ``rollback`` approves, and a
+strict bound on the shadow's disagreement with the champion rolls it back.
 
 ``--kill-at STATE:before`` SIGKILLs the process in ``CTStateStore.commit`` when the
 controller leaves STATE (the N-th such commit that moves or records an event, default the
 first) before the commit runs — the step's effects are done but not recorded;
-``STATE:after`` right after it returned. Once per home directory (a marker file).
+``STATE:after`` right after it returned; ``STATE:during`` inside the step, right after its
+first effect (``DURING``). Once per home directory (a marker file, written before the kill).
+Nothing in ratchet is changed for it: the driver wraps the methods in its own process.
 
 The training pipeline (``training``) is defined here too: the controller loads it by
 reference (``.../crash_driver.py:training``).
@@ -108,10 +113,12 @@ def policy(scenario: str) -> Any:
 
 
 # ----------------------------------------------------------------------------- persistence
-def save(home: Path, world: Any, cursor: int, ticked: bool) -> None:
+def save(home: Path, world: Any, cursor: int, seq: int | None) -> None:
+    """The world after serving up to ``cursor``; ``seq``: the controller's seq when the
+    tick at ``world.now`` began (None: that tick is done)."""
     log = world._log if world._log is not None else (
         pd.concat(world._parts, ignore_index=True) if world._parts else None)
-    blob = pickle.dumps({"cursor": cursor, "now": world.now, "ticked": ticked, "log": log,
+    blob = pickle.dumps({"cursor": cursor, "now": world.now, "seq": seq, "log": log,
                          "random": world._random.getstate()})
     tmp = home / f"{WORLD_FILE}.tmp"
     with open(tmp, "wb") as f:
@@ -121,7 +128,7 @@ def save(home: Path, world: Any, cursor: int, ticked: bool) -> None:
     os.replace(tmp, home / WORLD_FILE)
 
 
-def load(home: Path, world: Any) -> tuple[int, bool] | None:
+def load(home: Path, world: Any) -> tuple[int, int | None] | None:
     path = home / WORLD_FILE
     if not path.exists():
         return None
@@ -130,30 +137,69 @@ def load(home: Path, world: Any) -> tuple[int, bool] | None:
     world._log = None
     world._random.setstate(saved["random"])
     world.now = saved["now"]
-    return saved["cursor"], saved["ticked"]
+    return saved["cursor"], saved["seq"]
 
 
 # ----------------------------------------------------------------------------- fault injection
+# STATE:during kills right after the first of these calls made while the controller's
+# STATE step runs: some of the step's effects done, the rest not.
+DURING = {
+    "training": ("ratchet.registry.client", "RegistryClient", "log_model"),  # in the fit step
+    "gating": ("ratchet.registry.client", "RegistryClient", "set_tag"),
+    "promoting": ("ratchet.registry.client", "RegistryClient", "set_alias"),
+    "rolling_back": ("ratchet.serving.deployments", "DeploymentClient", "set_plan"),
+}
+
+
 def install_kill(home: Path, spec: str) -> None:
-    """SIGKILL this process in ``CTStateStore.commit`` as ``spec`` says (see the module)."""
+    """SIGKILL this process as ``spec`` says (see the module)."""
+    import importlib
+
+    from ratchet.ct.controller import Controller
     from ratchet.store.ct_state_store import CTStateStore
 
     target, _, rest = spec.partition(":")
     when, _, nth = rest.partition(":")
     when = when or "before"
-    if when not in ("before", "after"):
-        raise SystemExit(f"--kill-at {spec}: say before or after")
+    if when not in ("before", "after", "during") or (
+            when == "during" and target not in DURING):
+        raise SystemExit(f"--kill-at {spec}: say before or after (or during, for "
+                         f"{', '.join(DURING)})")
     marker = home / f"{KILLED}{spec.replace(':', '-')}"
     if marker.exists():
         return
-    real = CTStateStore.commit
-    seen = [0]
 
     def die() -> None:
         marker.write_text(spec)
         sys.stdout.flush()
         sys.stderr.flush()
         os.kill(os.getpid(), signal.SIGKILL)
+
+    if when == "during":
+        module, cls_name, method = DURING[target]
+        cls = getattr(importlib.import_module(module), cls_name)
+        effect, handler = getattr(cls, method), getattr(Controller, f"_{target}")
+        running = [False]
+
+        def step(self: Any, *args: Any, **kwargs: Any) -> Any:
+            running[0] = True
+            try:
+                return handler(self, *args, **kwargs)
+            finally:
+                running[0] = False
+
+        def effect_then_die(self: Any, *args: Any, **kwargs: Any) -> Any:
+            done = effect(self, *args, **kwargs)
+            if running[0]:
+                die()
+            return done
+
+        setattr(Controller, f"_{target}", step)
+        setattr(cls, method, effect_then_die)
+        return
+
+    real = CTStateStore.commit
+    seen = [0]
 
     def commit(self: Any, current: Any, holder: str, **kwargs: Any) -> Any:
         leaving = current.state == target and (
@@ -185,8 +231,9 @@ def answer_approval(controller: Any, answer: str, now: int) -> None:
                   cycle=state.cycle, at=now)
 
 
-def tick(controller: Any, answer: str, now: int, deadline_s: float = 30.0) -> None:
-    answer_approval(controller, answer, now)
+def tick(controller: Any, answer: str | None, now: int, deadline_s: float = 30.0) -> None:
+    if answer is not None:
+        answer_approval(controller, answer, now)
     stop = time.monotonic() + deadline_s
     waited = False
     while True:
@@ -264,11 +311,18 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"start": found.state if found else None,
                       "seq": found.seq if found else None}), flush=True)
     resumed = load(home, world)
-    cursor, ticked = resumed if resumed is not None else (INITIAL, True)
-    if not ticked:  # killed during a tick: do it again, at the same time, first
-        print("resuming an interrupted tick", flush=True)
-        tick(controller, answer, world.now)
-        save(home, world, cursor, True)
+    cursor, began = resumed if resumed is not None else (INITIAL, None)
+    if began is not None and found is not None:
+        # Killed during the tick at world.now. Every commit into watching ends a tick, so
+        # if the controller moved and is watching, that tick had done all it would have;
+        # otherwise finish it at the same simulated time, as an uninterrupted run would
+        # have (without answering approvals again: that came before the tick).
+        if found.state == "watching" and found.seq > began:
+            print("the interrupted tick had finished", flush=True)
+        else:
+            print("finishing the interrupted tick", flush=True)
+            tick(controller, None, world.now)
+        save(home, world, cursor, None)
     end = min(INITIAL + args.ticks * CHUNK, len(history))
     while cursor < end:
         stop = cursor + CHUNK
@@ -276,9 +330,10 @@ def main(argv: list[str] | None = None) -> int:
                     cursor)
         world.now = START_MS + ((cursor - INITIAL) // CHUNK + 1) * TICK_MS
         cursor = stop
-        save(home, world, cursor, False)
+        now_state = controller.store.get(MODEL)
+        save(home, world, cursor, now_state.seq if now_state is not None else 0)
         tick(controller, answer, world.now)
-        save(home, world, cursor, True)
+        save(home, world, cursor, None)
     controller.release()
     state = controller.store.get(MODEL)
     print(json.dumps({"state": state.state if state else None,
@@ -286,5 +341,58 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- fork server
+def fork_server() -> int:
+    """``crash_driver.py --fork-server``: import everything once, then run each job read
+    from stdin (a JSON line: ``argv``, ``log``, ``timeout``) in a forked child — its own
+    process, as killable as a fresh one, without paying for the imports again — and answer
+    with a JSON line: the child's ``returncode`` (``-9``: SIGKILLed). One job at a time."""
+    import importlib
+    import traceback
+
+    from ratchet.pipelines.references import load_pipeline
+
+    for module in ("ratchet.config", "ratchet.ct.backtest", "ratchet.ct.controller",
+                   "ratchet.data.catalog", "ratchet.monitoring.monitor",
+                   "ratchet.monitoring.drift", "ratchet.monitoring.performance",
+                   "ratchet.pipelines.runner", "ratchet.registry",
+                   "ratchet.serving.deployments", "ratchet.serving.traffic_plan",
+                   "ratchet.store.ct_event_store", "ratchet.tracking", "sklearn.inspection",
+                   "skops.io"):
+        importlib.import_module(module)
+    from sklearn.utils.discovery import all_estimators
+
+    all_estimators()  # imports every estimator's module, as loading a model does
+    load_pipeline(f"{Path(__file__).resolve()}:training")
+    while line := sys.stdin.readline():
+        job = json.loads(line)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: the job's output to its log, never back to the server
+            code = 1
+            try:
+                signal.alarm(int(job["timeout"]))  # a hung job dies (SIGALRM) in time
+                out = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                os.dup2(out, 1)
+                os.dup2(out, 2)
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                code = main(job["argv"])
+            except SystemExit as exc:
+                if not isinstance(exc.code, int):
+                    print(exc.code, file=sys.stderr)
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        print(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}), flush=True)
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(fork_server() if sys.argv[1:] == ["--fork-server"] else main())

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -70,7 +69,10 @@ def stream(n: int = ROWS, flip: int = FLIP, seed: int = 0) -> pd.DataFrame:
 def policy() -> CTPolicy:
     return CTPolicy(
         model=MODEL, pipeline="tests.ct.test_backtest:training",
-        triggers=(Trigger("performance", metric="accuracy", drop=0.1), Trigger("manual")),
+        # A drop vs the champion's own baseline notices the change; the floor catches a
+        # champion that was weak from its first window (its baseline is low too).
+        triggers=(Trigger("performance", metric="accuracy", drop=0.1),
+                  Trigger("performance", metric="accuracy", below=0.8), Trigger("manual")),
         cooldown=timedelta(0), max_retrains_per_day=1,
         gate=GatePolicy(metric="accuracy", margin=0.0, min_holdout=50),
         rollout=RolloutPolicy(shadow_requests=20, canary_percent=50, canary_requests=10,
@@ -82,8 +84,7 @@ def policy() -> CTPolicy:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[BacktestResult,
-                                                                    dict[str, Any]]]:
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[BacktestResult, dict[str, Any]]:
     """One backtest for the whole module, with sentinel RATCHET_* values set before it."""
     base = tmp_path_factory.mktemp("backtest")
     with pytest.MonkeyPatch.context() as mp:
@@ -100,7 +101,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[BacktestResu
                           label_delay="1d", work_dir=base / "scratch",
                           progress=lambda done, total: ticks.append((done, total)))
         after = {k: os.environ.get(k) for k in ENV}
-        yield result, {"before": before, "after": after, "ticks": ticks, "base": base}
+    return result, {"before": before, "after": after, "ticks": ticks, "base": base}
 
 
 def test_the_loop_recovers_from_the_concept_change(run: tuple[BacktestResult, Any]) -> None:
@@ -143,10 +144,11 @@ def test_summary_periods_events_and_promotions_agree(run: tuple[BacktestResult, 
         assert judged["previous"] == event["evidence"]["previous"]
         assert judged["at"] == event["at"] and judged["rows"] > 0
         assert judged["lowered"] == (judged["accuracy_new"] < judged["accuracy_old"])
-    # The first promotion replaced the initial champion, after the concept changed.
-    first = result.promotions[0]
-    assert first["previous"] == 1 and first["accuracy_new"] > first["accuracy_old"]
-    assert first["at"] > "2019-02-09"  # row 1,500 is 2019-02-10
+    # The first promotion replaced the initial champion, after the concept changed; the
+    # newest champion is far better than the one it replaced on the rows that followed.
+    first, last = result.promotions[0], result.promotions[-1]
+    assert first["previous"] == 1 and first["at"] > "2019-02-09"  # row 1,500: 2019-02-10
+    assert last["accuracy_new"] > last["accuracy_old"] + 0.5 and not last["lowered"]
     # Every event is dated inside the replay, in order.
     dates = [e["at"] for e in result.events]
     assert dates == sorted(dates) and dates[0] >= "2017-09-27"  # row 1,000
@@ -191,6 +193,7 @@ def test_the_environment_is_as_it_was(run: tuple[BacktestResult, Any]) -> None:
 def test_the_scratch_store_holds_the_timeline(run: tuple[BacktestResult, Any]) -> None:
     from ratchet.config import load_settings
     from ratchet.registry import RegistryClient
+    from ratchet.store.ct_event_store import CTEventStore
     from ratchet.tracking import TrackingClient
 
     result, _ = run
@@ -199,7 +202,12 @@ def test_the_scratch_store_holds_the_timeline(run: tuple[BacktestResult, Any]) -
     champion = registry.get_model(MODEL).aliases["champion"]
     promoted = [e for e in result.events if e["kind"] == "promoted"]
     assert champion == promoted[-1]["evidence"]["version"]
-    assert not (run[1]["base"] / "mine").exists()  # the caller's store was never touched
+    # The caller's own store (RATCHET_HOME at the time) got none of it.
+    mine = run[1]["base"] / "mine"
+    if (mine / "ratchet.db").exists():
+        theirs = RegistryClient(TrackingClient(load_settings(env={"RATCHET_HOME": str(mine)})))
+        assert theirs.list_models() == []
+        assert CTEventStore(theirs.tracking.store.db).history(MODEL) == []
 
 
 # ------------------------------------------------------------------ bad input

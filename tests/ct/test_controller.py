@@ -6,8 +6,7 @@ by request, the gate rejecting, approval, a failing retrain, the lease, a promot
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +22,11 @@ from ratchet.ct.backtest import SimulatedWorld
 from ratchet.ct.controller import CHAMPION, STATUS_TAG, Controller
 from ratchet.ct.gate import GatePolicy
 from ratchet.ct.policy import CTPolicy, DataPolicy, MonitorPolicy, RolloutPolicy, Trigger
-from ratchet.errors import InvalidInput, NotFound
+from ratchet.errors import InvalidInput
 from ratchet.serving.deployments import DeploymentClient
 from ratchet.serving.traffic_plan import TrafficPlan
-from ratchet.store.ct_event_store import CTEventStore
 from ratchet.store import schema as t
+from ratchet.store.ct_event_store import CTEventStore
 from ratchet.store.ct_state_store import CTStateStore, LeaseLost
 
 MODEL, LABEL = "ctm", "y"
@@ -108,7 +107,7 @@ class Scene:
     policy: CTPolicy
     world: SimulatedWorld
     served: int = 0
-    seeds: list[int] = field(default_factory=lambda: [100])
+    seed: int = 100
 
     @property
     def registry(self) -> Any:
@@ -126,8 +125,8 @@ class Scene:
     def serve(self, n: int, *, flipped: bool = False) -> None:
         """``n`` requests, a minute apart, answered as the plan says; labels arrive at
         once (the clock moves past them)."""
-        self.seeds[0] += 1
-        batch = frame(n, flipped=flipped, seed=self.seeds[0])
+        self.seed += 1
+        batch = frame(n, flipped=flipped, seed=self.seed)
         times = T0 + (self.served + np.arange(n)) * MINUTE
         self.world.serve(batch[INPUTS], times, batch[LABEL].to_numpy(), self.served)
         self.served += n
@@ -184,12 +183,12 @@ def bare(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Scene:
 
 
 @pytest.fixture
-def scene(bare: Scene) -> Iterator[Scene]:
+def scene(bare: Scene) -> Scene:
     """v1 trained on the first concept is the champion, served under MODEL@champion."""
     first = train(bare.deployments, frame(400, seed=1))
     bare.registry.set_alias(MODEL, CHAMPION, first, reason="test: initial model")
     bare.deployments.ensure(MODEL, TrafficPlan.single(f"{MODEL}@{CHAMPION}"))
-    yield bare
+    return bare
 
 
 def single() -> dict[str, Any]:
@@ -206,10 +205,6 @@ def test_without_a_champion_alias_the_controller_says_what_to_do(bare: Scene) ->
         bare.controller().tick()
 
 
-@pytest.mark.xfail(strict=True, raises=NotFound, reason=(
-    "bug: Controller.tick() creates the deployment (_ensure_deployment) before it looks for "
-    "the champion, and the deployment's plan names MODEL@champion, so the registry's "
-    "NotFound escapes instead of the controller's InvalidInput"))
 def test_without_a_champion_alias_or_a_deployment_the_error_says_what_to_do(
         bare: Scene) -> None:
     train(bare.deployments, frame(300, seed=1))

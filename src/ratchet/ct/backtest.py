@@ -17,7 +17,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -262,7 +262,10 @@ def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
     delay_ms = int(parse_window(label_delay).total_seconds() * 1000)
     home = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(
         prefix="ratchet-backtest-"))
-    settings = load_settings(env={"RATCHET_HOME": str(home)})
+    # A scratch store of its own: not the project's ratchet.toml db/artifacts.
+    settings = replace(load_settings(env={"RATCHET_HOME": str(home)}),
+                       db_url=f"sqlite:///{home / 'ratchet.db'}",
+                       artifacts_uri=str(home / "artifacts"), tracking_uri=None)
     registry = RegistryClient(TrackingClient(settings))
     deployments = DeploymentClient(registry)
     initial = replay.history.iloc[:replay.start]

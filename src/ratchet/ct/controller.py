@@ -131,7 +131,12 @@ class Controller:
             current = self.store.get(model)
             result.held_by = current.lease_holder if current else "?"
             return result
-        self._ensure_deployment()
+        try:
+            self._champion()  # a clear error before anything else needs the alias
+            self._ensure_deployment()
+        except Exception:
+            self.release()
+            raise
         with _Heartbeat(self):
             for _ in range(max_steps):
                 handler: Callable[[ControllerState], Outcome | None] = getattr(
@@ -205,7 +210,8 @@ class Controller:
                 event = EventSpec("trigger-blocked", decision.blocked or "", {
                     "fired": [f.__dict__ for f in decision.fired]}, self.actor)
             watch["last_blocked"] = blocked
-            return Outcome(WATCHING, {"watch": watch}, event, consumed=stale, pause=True)
+            return Outcome(WATCHING, {**st.data, "watch": watch}, event, consumed=stale,
+                           pause=True)
         watch.update(last_blocked=None, last_retrain_at=now,
                      last_retrain_log_ms=self.world.log_now_ms(), retrains=[*retrains, now])
         fired = [f.__dict__ for f in decision.fired]

@@ -78,7 +78,7 @@ def canary_check(policy: RolloutPolicy, logged: pd.DataFrame, version: int, *,
     if n < policy.canary_requests:
         return RolloutCheck(False, False, (), evidence)
     ok = canary[canary["status"] == "ok"]
-    evidence["error_rate"] = errors / n
+    evidence["error_rate"] = errors / n if n else 0.0
     evidence["latency_p99_ms"] = _p99(ok)
     reasons += _latency(policy, evidence["latency_p99_ms"])
     reasons += _prediction_shift(policy, ok, primary, evidence)
@@ -143,7 +143,10 @@ def _prediction_shift(policy: RolloutPolicy, canary: pd.DataFrame, primary: pd.D
     if policy.max_prediction_shift is None or column not in canary.columns or \
             not len(canary) or not len(primary):
         return []
-    ours, theirs = canary[column].dropna(), primary[column].dropna()
+    # Error rows leave holes (None) that make the column object-typed: infer again, so
+    # numbers are compared as numbers.
+    ours = canary[column].dropna().infer_objects()
+    theirs = primary[column].dropna().infer_objects()
     if not len(ours) or not len(theirs):
         return []
     kind = column_kind(theirs)

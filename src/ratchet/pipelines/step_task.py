@@ -160,11 +160,13 @@ _client_lock = threading.Lock()
 def _tracking_client(settings: Settings) -> TrackingClient:
     """The fluent client (so ``ratchet.log_metric`` in a step reaches the step's run),
     pointed at the driver's stores; on a remote worker the environment is set to match."""
+    from ratchet.config import load_settings
     from ratchet.tracking import fluent
 
-    client = fluent.client()
-    if _same_store(client.settings, settings):
-        return client
+    # Compare settings before opening anything: the environment's store may be another
+    # project's (a backtest's scratch store runs steps from inside a project).
+    if _same_store(load_settings(), settings):
+        return fluent.client()
     with _client_lock:
         os.environ["RATCHET_HOME"] = str(settings.home)
         os.environ["RATCHET_DB"] = settings.db_url
