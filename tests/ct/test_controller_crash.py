@@ -70,7 +70,10 @@ PROMOTE, REJECT, ROLLBACK = "promote", "reject", "rollback"
 WORKERS = min(4, (os.cpu_count() or 2) + 1)
 TIMEOUT_S = 180
 PREFIX_TICKS = 3  # the quiet ticks before the first retrain: run once, copied by each case
-TAKEOVER_LEASE_MS = 4_000
+# The lease: a restart by the same holder takes it back at once, so those runs hold a
+# roomy one (a loaded machine must not make a live controller lose it); a takeover waits
+# for it to expire, so those hold a short one.
+LEASE_MS, TAKEOVER_LEASE_MS = 10_000, 5_000
 TERMINAL = {"promoted", "rejected", "rolled-back"}
 
 
@@ -169,7 +172,7 @@ class ForkServer:
 
 
 def _driver(servers: Queue[ForkServer] | None, home: Path, scenario: str, *extra: str,
-            lease_ms: int = 2000, log: str = "driver") -> Proc:
+            lease_ms: int = LEASE_MS, log: str = "driver") -> Proc:
     """One run of the driver: a child of a fork server, or (``servers`` None) a fresh
     ``python crash_driver.py ...``."""
     argv = ["--home", str(home), "--scenario", scenario, "--lease-ms", str(lease_ms), *extra]
@@ -204,7 +207,7 @@ def _crash(servers: Queue[ForkServer], root: Path, template: Path, case: Case) -
     home = _copy(template, root / case.id / "home")
     # A takeover case: the restart is another holder, started at once, while the dead
     # one's lease (renewed every third of it) still runs: it has to wait for it to expire.
-    lease = TAKEOVER_LEASE_MS if case.takeover else 2000
+    lease = TAKEOVER_LEASE_MS if case.takeover else LEASE_MS
     killed = _driver(servers, home, case.scenario, "--kill-at", case.kill, "--holder",
                      "first", lease_ms=lease, log="killed")
     resumed = _driver(servers, home, case.scenario, "--holder",

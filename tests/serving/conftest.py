@@ -8,11 +8,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -84,3 +91,41 @@ ROW = {"age": 52, "income": 61.5, "plan": "pro"}
 def rows() -> Iterator[list[dict[str, Any]]]:
     X, _ = churn_frame(20, seed=1)
     yield X.to_dict(orient="records")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_server(settings: Settings, tmp_path: Path, *args: str) -> Iterator[str]:
+    """``ratchet serve ARGS`` on a free loopback port; stopped by its process group."""
+    port = _free_port()
+    env = {**os.environ, "RATCHET_HOME": str(settings.home), "RATCHET_DB": settings.db_url,
+           "RATCHET_ARTIFACTS": settings.artifacts_uri}
+    log_path = tmp_path / f"server-{port}.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ratchet.cli.main", "serve", *args, "--port", str(port)],
+            env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            def ready() -> bool:
+                assert process.poll() is None, log_path.read_text()
+                try:
+                    return httpx.get(f"{url}/health/ready", timeout=1).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_until(ready, timeout=90, what="server ready")
+            yield url
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
