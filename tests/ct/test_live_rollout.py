@@ -20,14 +20,7 @@ from ratchet.serving.deployments import DeploymentClient
 from ratchet.serving.traffic_plan import TrafficPlan
 from ratchet.store.ct_event_store import CTEventStore
 from ratchet.store.ct_state_store import CTStateStore
-from tests.serving.conftest import (  # noqa: F401  (fixtures)
-    _pipeline,
-    churn_frame,
-    churn_registry,
-    running_server,
-    serving_settings,
-    wait_until,
-)
+from tests.serving.conftest import _pipeline, churn_frame, running_server, wait_until
 
 HOLDER = "live-test"
 
