@@ -301,6 +301,39 @@ class Controller:
         return pd.concat([earlier[columns], frame], ignore_index=True).tail(
             self.policy.data.rows)
 
+    def _refit(self, st: ControllerState, cycle: dict[str, Any]) -> Outcome:
+        """The gated challenger's recipe on all the window's rows (the pipeline's cached
+        steps make a redone refit return the same version)."""
+        import pandas as pd
+
+        from ratchet.data.catalog import DataClient
+
+        data = DataClient(self.registry.tracking)
+        name = self.policy.model
+        rows = pd.concat([data.get(cycle["train"]).to_pandas(),
+                          data.get(cycle["holdout"]).to_pandas()], ignore_index=True)
+        window = data.log(rows, f"{name}-ct-train")
+        params = {**self.policy.params, "data": f"{window.name}@{window.version}"}
+        from ratchet.pipelines.references import load_pipeline
+        from ratchet.pipelines.runner import PipelineRunner
+
+        try:
+            run = PipelineRunner(load_pipeline(self.policy.pipeline), params,
+                                 tracking=self.registry.tracking).run()
+            version = self._registered_version(run)
+        except RatchetError as exc:
+            cycle["reason"] = f"refit failed: {exc}"
+            return Outcome(ROLLING_BACK, {**st.data, "cycle": cycle}, EventSpec(
+                "retrain-failed", cycle["reason"], {"params": params}, self.actor))
+        self.registry.set_tag(name, CYCLE_TAG, str(st.cycle), version)
+        cycle.update(refit={"gated": cycle["challenger"], "data": params["data"],
+                            "pipeline_run": run.run_id}, challenger=version)
+        return Outcome(SHADOW, {**st.data, "cycle": cycle}, EventSpec(
+            "refit", f"retrain #{st.cycle}: v{version} = v{cycle['refit']['gated']}'s "
+            f"recipe on all {len(rows)} rows (holdout included)",
+            {"version": version, "gated": cycle["refit"]["gated"], "rows": len(rows),
+             "data": params["data"]}, self.actor))
+
     def _registered_version(self, run: Any) -> int:
         versions = [o.model[1] for s in run.steps for o in s.outputs
                     if o.model is not None and o.model[0] == self.policy.model]
@@ -370,6 +403,8 @@ class Controller:
         cycle = dict(st.data["cycle"])
         rollout = self.policy.rollout
         challenger = cycle["challenger"]
+        if self.policy.data.refit and "refit" not in cycle:
+            return self._refit(st, cycle)
         if rollout.shadow_requests == 0:
             return Outcome(CANARY_STATE, {**st.data, "cycle": cycle})
         if "shadow_since" not in cycle:
@@ -441,7 +476,12 @@ class Controller:
                           f"ct: v{challenger} promoted")
         self.registry.set_tag(model, STATUS_TAG, "promoted", challenger)
         watch = dict(st.data.get("watch", {}))
-        watch.pop("baseline", None)  # the new champion's first full window sets it
+        gate = cycle.get("gate") or {}
+        if gate.get("challenger") is not None:  # what it scored on the newest data
+            watch.update(baseline={self.policy.gate.metric: gate["challenger"]},
+                         baseline_for=challenger)
+        else:  # its first full window sets it
+            watch.pop("baseline", None)
         return Outcome(WATCHING, {"watch": watch, "last_cycle": cycle}, EventSpec(
             "promoted", f"v{challenger} is champion (was v{cycle['champion']})",
             {"version": challenger, "previous": cycle["champion"], "gate": cycle.get("gate")},

@@ -110,13 +110,16 @@ class RolloutPolicy:
 class DataPolicy:
     """What a retrain learns from: the newest labeled production rows (inputs + feedback
     as ``label``), at most ``rows``, read from the last ``lookback`` of the log; the newest
-    ``holdout`` of them are held out for the gate, the rest train the challenger."""
+    ``holdout`` of them are held out for the gate, the rest train the challenger. With
+    ``refit``, a challenger that passed the gate is trained once more on all the rows
+    (holdout included: the newest data) before its rollout guards it live."""
 
     label: str = "label"
     rows: int = 10_000
     holdout: int = 1_000
     lookback: timedelta = timedelta(days=30)
     min_rows: int = 200          # fewer labeled rows than this: the retrain waits
+    refit: bool = False          # once the gate passed, retrain on train + holdout
 
     def __post_init__(self) -> None:
         if not isinstance(self.label, str) or not self.label:
