@@ -20,7 +20,8 @@ REPO = BENCH.parent
 # Incumbents phone home by default; every child runs with all of these set.
 TELEMETRY_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
                  "NML_DISABLE_USAGE_LOGGING": "1", "EVIDENTLY_DISABLE_TELEMETRY": "1"}
-OPS = {">=": float.__ge__, "<=": float.__le__, "<": float.__lt__, "==": float.__eq__}
+OPS = {">=": float.__ge__, "<=": float.__le__, "<": float.__lt__, ">": float.__gt__,
+       "==": float.__eq__}
 
 
 def ratchet_python() -> Path:

@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 POLICY = HERE / "policy.yaml"
 INITIAL_DAYS = 3_650
-BATCH_DAYS = 30
+BATCH_DAYS = 60
 
 
 def main() -> None:

@@ -240,8 +240,24 @@ def test_canary_live_accuracy_drop(accuracy: float, passes: bool) -> None:
     assert live["canary"] == pytest.approx(accuracy)
     assert live["drop"] == pytest.approx(0.9 - accuracy)
     if not passes:
-        assert check.reasons == ("live accuracy 0.6000 vs the champion's 0.9000 in the "
-                                 "same period: worse by 0.3000 (policy: at most 0.1)",)
+        assert len(check.reasons) == 1 and check.reasons[0].startswith(
+            "live accuracy 0.6000 vs the champion's 0.9000 in the same period: worse by "
+            "0.3000 (policy: at most 0.1; 2 standard errors: 0.1")
+
+
+def test_a_canary_drop_within_the_noise_of_few_labels_is_not_a_failure() -> None:
+    """0.15 worse on 30 labeled rows a side is within two standard errors (~0.19)."""
+    policy = RolloutPolicy(canary_requests=30, max_accuracy_drop=0.1, min_labels=30,
+                           max_prediction_shift=None)
+    truth = alternating(40)
+    primary = rows(PRIMARY, CHAMPION, with_accuracy(truth, 0.9), feedback=truth)
+    canary = rows(CANARY, CHALLENGER, with_accuracy(truth, 0.75), start=1_000, feedback=truth)
+    check = canary_check(policy, log(primary, canary), CHALLENGER, metric="accuracy",
+                         classes=[0, 1])
+    live = check.evidence["live"]
+    assert check.done and check.passed, check.reasons
+    assert live["drop"] > policy.max_accuracy_drop
+    assert live["drop"] < 2 * live["standard_error"]
 
 
 def test_canary_live_metric_where_lower_is_better() -> None:

@@ -154,6 +154,9 @@ def backtest(
         "--label-delay", help="How long after a prediction its label arrives.")] = "1d",
     schedule: Annotated[str, typer.Option(
         "--schedule", help="The fixed-schedule baseline's retrain interval.")] = "365d",
+    schedule_rows: Annotated[list[int] | None, typer.Option(
+        "--schedule-rows", help="Also a fixed schedule on this many newest labeled rows "
+        "(repeatable; the default one uses the policy's data.rows).", min=1)] = None,
     period: Annotated[str, typer.Option(
         "--period", help="Accuracy is reported per period of this length.")] = "365d",
     report: Annotated[Path | None, typer.Option(
@@ -180,6 +183,7 @@ def backtest(
         result = run_backtest(
             loaded, history, time_column=time_column, label=label, start=first,
             tick=tick_every, label_delay=label_delay, schedule=schedule, period=period,
+            schedule_rows=tuple(schedule_rows or ()),
             progress=lambda done, total: bar.update(task, completed=done, total=total))
     if report is not None:
         result.write_html(report, title=f"ratchet backtest: {loaded.model}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -222,16 +222,19 @@ def backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
              label: str | None = None, start: Any, tick: str | timedelta = "30d",
              label_delay: str | timedelta = "1d", schedule: str | timedelta | None = "365d",
              period: str | timedelta = "365d", work_dir: str | Path | None = None,
-             progress: Callable[[int, int], None] | None = None) -> BacktestResult:
+             progress: Callable[[int, int], None] | None = None,
+             schedule_rows: Sequence[int] = ()) -> BacktestResult:
     """Replay ``history`` (inputs, ``label`` — default the policy's data.label — and
-    ``time_column``) from ``start`` (a time, or an int: the row where replay begins)."""
+    ``time_column``) from ``start`` (a time, or an int: the row where replay begins).
+    The fixed schedule retrains every ``schedule`` on the newest ``data.rows`` labeled rows
+    (and, for each of ``schedule_rows``, on that many: more baselines)."""
     import os
 
     saved = {k: os.environ.get(k) for k in ("RATCHET_HOME", "RATCHET_DB", "RATCHET_ARTIFACTS")}
     try:
         return _backtest(policy, history, time_column=time_column, label=label, start=start,
                          tick=tick, label_delay=label_delay, schedule=schedule, period=period,
-                         work_dir=work_dir, progress=progress)
+                         work_dir=work_dir, progress=progress, schedule_rows=schedule_rows)
     finally:  # pipeline steps point the process's fluent client at the scratch store
         for key, value in saved.items():
             if value is None:
@@ -244,7 +247,8 @@ def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
               label: str | None, start: Any, tick: str | timedelta,
               label_delay: str | timedelta, schedule: str | timedelta | None,
               period: str | timedelta, work_dir: str | Path | None,
-              progress: Callable[[int, int], None] | None) -> BacktestResult:
+              progress: Callable[[int, int], None] | None,
+              schedule_rows: Sequence[int]) -> BacktestResult:
     import numpy as np
     import pandas as pd
 
@@ -294,11 +298,13 @@ def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
     answers = {LOOP: served["answer"].to_numpy()}
     answers[NEVER] = np.asarray(world.model(first).predict(
         replay.history.iloc[replay.start:][replay.inputs]))
-    retrains_scheduled = 0
+    scheduled_retrains: dict[str, int] = {}
     if schedule is not None:
-        answers[SCHEDULED], retrains_scheduled = _scheduled(
-            policy, registry, replay, label, int(parse_window(schedule).total_seconds() * 1000),
-            delay_ms)
+        every = int(parse_window(schedule).total_seconds() * 1000)
+        for rows in (policy.data.rows, *schedule_rows):
+            name = SCHEDULED if rows == policy.data.rows else f"{SCHEDULED} ({rows} rows)"
+            answers[name], scheduled_retrains[name] = _scheduled(
+                policy, registry, replay, label, every, delay_ms, rows)
     answers[MAJORITY] = _running_majority(replay, delay_ms)
     answers[YESTERDAY] = replay.labels[replay.start - 1:-1]
     truth = replay.labels[replay.start:]
@@ -314,8 +320,9 @@ def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
         if name == LOOP:
             row.update(retrains=counts["retrained"], promotions=counts["promoted"],
                        rejected=counts["rejected"], rolled_back=counts["rolled-back"])
-        elif name == SCHEDULED:
-            row.update(retrains=retrains_scheduled, promotions=retrains_scheduled)
+        elif name in scheduled_retrains:
+            row.update(retrains=scheduled_retrains[name],
+                       promotions=scheduled_retrains[name])
         summary.append(row)
     period_ms = int(parse_window(period).total_seconds() * 1000)
     times = replay.times[replay.start:]
@@ -386,8 +393,8 @@ def train_with_pipeline(policy: CTPolicy, registry: Any, frame: pd.DataFrame, wh
 
 
 def _scheduled(policy: CTPolicy, registry: Any, replay: _Replay, label: str, every_ms: int,
-               delay_ms: int) -> tuple[Any, int]:
-    """Retrain every ``every_ms`` on the newest ``data.rows`` labeled rows, promote
+               delay_ms: int, rows: int) -> tuple[Any, int]:
+    """Retrain every ``every_ms`` on the newest ``rows`` labeled rows, promote
     unconditionally: the fixed-schedule baseline."""
     import numpy as np
 
@@ -399,7 +406,7 @@ def _scheduled(policy: CTPolicy, registry: Any, replay: _Replay, label: str, eve
     cursor = replay.start
     while cursor < len(times):
         known = int(np.searchsorted(times, boundary - delay_ms, side="right"))
-        window = replay.history.iloc[max(0, known - policy.data.rows):known]
+        window = replay.history.iloc[max(0, known - rows):known]
         version = train_with_pipeline(policy, registry, window[[*replay.inputs, label]],
                          "schedule") if retrains >= 0 or version is None else version
         retrains += 1

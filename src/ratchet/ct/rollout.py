@@ -64,7 +64,9 @@ def canary_check(policy: RolloutPolicy, logged: pd.DataFrame, version: int, *,
                  metric: str = "accuracy", classes: list[Any] | None = None) -> RolloutCheck:
     """The challenger answered ``canary_percent`` of live traffic: errors, latency, its
     answers' distribution vs the champion's in the same period, and live ``metric`` once
-    enough feedback has arrived (waiting up to twice the canary's requests for it)."""
+    enough feedback has arrived (waiting up to twice the canary's requests for it): worse
+    than the champion by more than ``max_accuracy_drop`` and by more than two standard
+    errors fails."""
     canary = logged[(logged["variant"] == CANARY) & (logged["model_version"] == version)]
     primary = logged[(logged["variant"] == PRIMARY) & (logged["status"] == "ok")]
     n = len(canary)
@@ -92,11 +94,15 @@ def canary_check(policy: RolloutPolicy, logged: pd.DataFrame, version: int, *,
         evidence["live"] = {"metric": metric, "canary": ours, "champion": theirs}
         if ours is not None and theirs is not None:
             drop = ours - theirs if metric in LOWER_IS_BETTER else theirs - ours
-            evidence["live"]["drop"] = drop
-            if drop > policy.max_accuracy_drop:
+            noise = _noise(metric, ours, theirs, *map(len, labeled))
+            evidence["live"].update(drop=drop, standard_error=noise)
+            # Worse by more than the policy allows, and by more than two standard errors:
+            # a few dozen labeled rows per side must not roll back a good model by chance.
+            if drop > policy.max_accuracy_drop and (noise is None or drop > 2 * noise):
                 reasons.append(f"live {metric} {ours:.4f} vs the champion's {theirs:.4f} in "
                                f"the same period: worse by {drop:.4f} (policy: at most "
-                               f"{policy.max_accuracy_drop:g})")
+                               f"{policy.max_accuracy_drop:g}; 2 standard errors: "
+                               f"{2 * noise if noise is not None else float('nan'):.4f})")
     else:
         evidence["live"] = {"metric": metric, "note": f"fewer than {policy.min_labels} "
                             "labeled rows on a side: not judged"}
@@ -159,6 +165,18 @@ def _prediction_shift(policy: RolloutPolicy, canary: pd.DataFrame, primary: pd.D
         return [f"the canary's answers are distributed differently from the champion's "
                 f"({test} {result.statistic:.3f} > {policy.max_prediction_shift:g})"]
     return []
+
+
+def _noise(metric: str, ours: float, theirs: float, n_ours: int, n_theirs: int
+           ) -> float | None:
+    """The standard error of a difference of two rates (accuracy-like metrics in [0, 1]);
+    None for other metrics, whose drop is judged on the bound alone."""
+    import math
+
+    if not (0 <= ours <= 1 and 0 <= theirs <= 1) or metric in LOWER_IS_BETTER:
+        return None
+    return math.sqrt(ours * (1 - ours) / max(n_ours, 1)
+                     + theirs * (1 - theirs) / max(n_theirs, 1))
 
 
 def _labeled(rows: pd.DataFrame) -> pd.DataFrame:
