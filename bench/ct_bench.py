@@ -30,9 +30,9 @@ def main() -> None:
     parser.add_argument("--report", type=Path, help="also write the HTML report here")
     args = parser.parse_args()
 
-    from data import LABEL, load_rainfall
     from harness import check, installed, ratchet_python, write_json
 
+    from data import LABEL, load_rainfall
     from ratchet.ct.backtest import NEVER, SCHEDULED, backtest
     from ratchet.ct.policy import load_policy
 
