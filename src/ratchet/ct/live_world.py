@@ -23,6 +23,7 @@ class LiveWorld:
         self.deployments = deployments
         self.clock = clock or now_ms
         self.webhook = webhook
+        self._reader: Any = None
 
     def now_ms(self) -> int:
         return self.clock()
@@ -31,10 +32,13 @@ class LiveWorld:
         return now_ms()  # the server stamps its log with the wall clock
 
     def logged(self, since_ms: int) -> pd.DataFrame:
-        from ratchet.serving.prediction_query import predictions
+        from ratchet.serving.prediction_query import LogReader
 
-        return predictions(self.policy.deployment_name, since=since_ms, with_feedback=True,
-                           settings=self.deployments.registry.tracking.settings)
+        if self._reader is None:  # one reader for every tick: each log file is read once
+            self._reader = LogReader(
+                self.policy.deployment_name, settings=self.deployments.registry.tracking.settings,
+                horizon_ms=int(self.policy.data.lookback.total_seconds() * 1000) + 3_600_000)
+        return self._reader.read(since_ms)
 
     def monitor(self, window: pd.DataFrame, model: tuple[str, int],
                 reference: str | None) -> dict[str, Any]:

@@ -53,6 +53,59 @@ def predictions(deployment: str, since: datetime | int | None = None,
     return frame
 
 
+class LogReader:
+    """Reads one deployment's log again and again (a controller's ticks) without reading it
+    all again: log files are immutable once written, so each is read once and its rows
+    kept for ``horizon_ms`` (wall time); feedback is joined afresh on every read, since
+    labels keep arriving. A read reaching back past the horizon reads the log directly."""
+
+    def __init__(self, deployment: str, *, horizon_ms: int,
+                 settings: Settings | None = None) -> None:
+        from ratchet.config import load_settings
+        from ratchet.store.deployment_store import validate_deployment_name
+
+        validate_deployment_name(deployment)
+        self.deployment = deployment
+        self.horizon_ms = horizon_ms
+        self.settings = settings or load_settings()
+        self.storage = LogStorage(self.settings.artifacts_uri)
+        self._seen: set[str] = set()
+        self._rows: pd.DataFrame | None = None
+        self._store: DeploymentStore | None = None
+
+    def read(self, since_ms: int, *, with_feedback: bool = True) -> pd.DataFrame:
+        import time
+
+        import pandas as pd
+
+        floor = time.time_ns() // 1_000_000 - self.horizon_ms
+        if since_ms < floor:
+            return predictions(self.deployment, since=since_ms, with_feedback=with_feedback,
+                               settings=self.settings)
+        files = _files_in_window(self.storage, self.deployment, floor, None)
+        fresh = [f for f in files if f not in self._seen]
+        if fresh:
+            frame = _read(self.storage, self.deployment, fresh, floor, None).to_pandas()
+            parts = [p for p in (self._rows, frame) if p is not None and len(p)]
+            self._rows = pd.concat(parts, ignore_index=True) if parts else frame
+            self._seen = set(files)  # files of hours past the horizon are forgotten
+        rows = self._rows if self._rows is not None else \
+            meta_schema().empty_table().to_pandas()
+        stamps = (rows["timestamp"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(
+            milliseconds=1)
+        rows = rows[stamps.to_numpy() >= floor]
+        self._rows = rows
+        out = rows[stamps[stamps >= floor].to_numpy() >= since_ms]
+        out = out.sort_values(["timestamp", "request_id", "row"], kind="stable",
+                              ignore_index=True)
+        out["row"] = out["row"].astype("Int32")
+        if with_feedback:
+            if self._store is None:
+                self._store = _deployment_store(self.settings)
+            out = _join_feedback(out, self._store, self.deployment)
+        return out
+
+
 def _epoch_ms(value: object, name: str) -> int | None:
     if value is None:
         return None
