@@ -1,0 +1,65 @@
+"""``ratchet ct``: requests to the controller, its status, one tick from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+import ratchet
+from tests.cli.conftest import Invoke, assert_user_error
+
+POLICY = """\
+model: rain
+pipeline: flows.py:training
+triggers: [manual]
+monitor: {rows: 100, min_rows: 50, multivariate: false}
+"""
+
+
+def _champion(project: Path) -> None:
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"x": rng.normal(size=200)})
+    with ratchet.start_run(experiment="ct-cli"):
+        ratchet.log_model(LogisticRegression().fit(X, X.x > 0), name="rain", input_example=X)
+    ratchet.models.set_alias("rain", "champion", version=1)
+    (project / "policy.yaml").write_text(POLICY)
+
+
+def test_requests_status_and_a_tick(cli: Invoke, project: Path) -> None:
+    _champion(project)
+    assert_user_error(cli("ct", "status", "rain"), "no controller has run for model 'rain'")
+    assert_user_error(cli("ct", "approve", "rain"), "no challenger is waiting for approval")
+
+    done = cli("ct", "tick", "policy.yaml", "--json")
+    assert done.exit_code == 0, done.output
+    tick = json.loads(done.stdout)
+    assert tick["model"] == "rain" and tick["state"] == "watching" and tick["held_by"] is None
+
+    done = cli("ct", "retrain", "rain", "--actor", "ana", "--reason", "new sensors")
+    assert done.exit_code == 0 and "retrain recorded for rain" in done.stdout
+    status = json.loads(cli("ct", "status", "rain", "--json").stdout)
+    assert status["state"] == "watching" and status["lease_holder"] is None
+    assert [(r["kind"], r["actor"], r["reason"]) for r in status["requests"]] == [
+        ("retrain", "ana", "new sensors")]
+    history = json.loads(cli("ct", "history", "rain", "--json").stdout)
+    assert [e["kind"] for e in history] == ["retrain-requested"]
+    assert history[0]["actor"] == "ana"
+
+
+def test_tick_with_a_bad_policy_says_which_field(cli: Invoke, project: Path) -> None:
+    (project / "policy.yaml").write_text("model: rain\npipeline: flows.py:training\n"
+                                         "rollout: {canary_percent: 150}\n")
+    assert_user_error(cli("ct", "tick", "policy.yaml"), "canary_percent")
+
+
+def test_tick_without_a_champion_says_what_to_do(cli: Invoke, project: Path) -> None:
+    (project / "policy.yaml").write_text(POLICY)
+    with ratchet.start_run(experiment="ct-cli"):
+        X = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
+        ratchet.log_model(LogisticRegression().fit(X, [0, 0, 1, 1]), name="rain",
+                          input_example=X)
+    assert_user_error(cli("ct", "tick", "policy.yaml"), "no 'champion' alias")
