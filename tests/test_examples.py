@@ -1,4 +1,5 @@
-"""`make demo` runs examples/walkthrough.py: it must work from an empty directory."""
+"""The examples run from an empty directory: the pipeline walkthrough, and the
+continuous-training demo (`make demo`) on its first twelve replayed years."""
 
 from __future__ import annotations
 
@@ -23,3 +24,19 @@ def test_walkthrough_runs_from_an_empty_directory(tmp_path: Path) -> None:
     assert "breast-cancer-train@1 (train)" in trained_on and "breast-cancer-test@1 (test)" in trained_on
     assert "4 of 5 steps served from the cache" not in out  # all five are
     assert "5 of 5 steps served from the cache" in out
+
+
+def test_the_continuous_training_demo_runs_the_loop(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    done = subprocess.run([sys.executable, str(EXAMPLES / "rainfall" / "demo.py"), "--years",
+                           "12", "--home", str(home)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "rainfall v1 is champion; starting `ratchet serve`" in out
+    assert "Replaying 4380 days through HTTP" in out
+    assert "promoted" in out and "v3 is champion (was v1)" in out
+    assert "loop (live)" in out and "never retrained" in out
+    report = home / "reports" / "ct-demo.html"
+    assert report.is_file() and "promoted" in report.read_text()
+    assert "<script src=" not in report.read_text()  # plotly.js inlined: works offline

@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -60,7 +61,9 @@ class Demo:
         from ratchet.tracking import TrackingClient
 
         self.home = home
-        self.policy = load_policy(POLICY)
+        # The policy names its pipeline relative to the repository root; pin it to this
+        # directory so the demo runs from anywhere.
+        self.policy = replace(load_policy(POLICY), pipeline=f"{HERE / 'training.py'}:training")
         self.label = LABEL
         self.history = load_rainfall()
         if years is not None:
