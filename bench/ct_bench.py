@@ -1,7 +1,7 @@
 """The continuous-training loop on the rainfall data: accuracy over 40 years against never
 retraining, fixed yearly schedules, the majority class and yesterday's label.
 
-Runs ``ratchet.ct.backtest`` with the demo's policy (examples/rainfall/policy.yaml): the
+Runs ``ratchet.ct.backtesting`` with the demo's policy (examples/rainfall/policy.yaml): the
 same controller code as ``make demo`` and ``ratchet controller``, on a simulated clock and
 server. The fixed schedules retrain every 365 days on the policy's window (4 years) and on
 a 10-year window (the field's reference: about 0.765 with 40 retrains). Goal: the loop at
@@ -33,7 +33,7 @@ def main() -> None:
     from harness import check, installed, ratchet_python, write_json
 
     from data import LABEL, load_rainfall
-    from ratchet.ct.backtest import NEVER, SCHEDULED, backtest
+    from ratchet.ct.backtesting import NEVER, SCHEDULED, backtest
     from ratchet.ct.policy import load_policy
 
     policy = load_policy(ROOT / "examples" / "rainfall" / "policy.yaml")

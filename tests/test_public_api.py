@@ -48,10 +48,11 @@ def test_submodules_do_not_shadow_public_functions() -> None:
     import importlib
     import pkgutil
 
+    import ratchet.ct
     import ratchet.data
     import ratchet.models
 
-    for package in (ratchet.data, ratchet.models):
+    for package in (ratchet.ct, ratchet.data, ratchet.models):
         for info in pkgutil.iter_modules(package.__path__):
             importlib.import_module(f"{package.__name__}.{info.name}")
         for name in package.__all__:

@@ -79,7 +79,7 @@ class Demo:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from ratchet.ct.backtest import train_with_pipeline
+        from ratchet.ct.backtesting import train_with_pipeline
         from ratchet.ct.controller import CHAMPION, Controller
         from ratchet.ct.live_world import LiveWorld
         from ratchet.serving.traffic_plan import TrafficPlan

@@ -46,7 +46,7 @@ _LAZY = {
     "schedule": "ratchet.pipelines",
     "tune": "ratchet.tuning",
 }
-_SUBMODULES = {"data", "models", "monitoring", "pipelines", "serving", "tuning"}
+_SUBMODULES = {"ct", "data", "models", "monitoring", "pipelines", "serving", "tuning"}
 
 __all__ = [
     "RegistryClient",
@@ -54,6 +54,7 @@ __all__ = [
     "__version__",
     "active_run_id",
     "autolog",
+    "ct",
     "data",
     "end_run",
     "errors",
@@ -84,7 +85,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from ratchet import data, models, monitoring, pipelines, serving, tuning
+    from ratchet import ct, data, models, monitoring, pipelines, serving, tuning
     from ratchet.autolog import autolog
     from ratchet.pipelines import pipeline, register_materializer, schedule, step
     from ratchet.registry.client import RegistryClient

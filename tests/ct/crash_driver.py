@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from ratchet.config import load_settings
-    from ratchet.ct.backtest import SimulatedWorld
+    from ratchet.ct.backtesting import SimulatedWorld
     from ratchet.ct.controller import Controller
     from ratchet.registry import RegistryClient
     from ratchet.serving.deployments import DeploymentClient
@@ -352,7 +352,7 @@ def fork_server() -> int:
 
     from ratchet.pipelines.references import load_pipeline
 
-    for module in ("ratchet.config", "ratchet.ct.backtest", "ratchet.ct.controller",
+    for module in ("ratchet.config", "ratchet.ct.backtesting", "ratchet.ct.controller",
                    "ratchet.data.catalog", "ratchet.monitoring.monitor",
                    "ratchet.monitoring.drift", "ratchet.monitoring.performance",
                    "ratchet.pipelines.runner", "ratchet.registry",

@@ -17,7 +17,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import ratchet
-from ratchet.ct.backtest import (
+from ratchet.ct.backtesting import (
     LOOP,
     MAJORITY,
     NEVER,

@@ -18,7 +18,7 @@ from sqlalchemy import update
 
 import ratchet
 from ratchet.config import load_settings
-from ratchet.ct.backtest import SimulatedWorld
+from ratchet.ct.backtesting import SimulatedWorld
 from ratchet.ct.controller import CHAMPION, STATUS_TAG, Controller
 from ratchet.ct.gate import GatePolicy
 from ratchet.ct.policy import CTPolicy, DataPolicy, MonitorPolicy, RolloutPolicy, Trigger

@@ -169,7 +169,7 @@ def backtest(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ratchet.cli.session import cwd_importable
-    from ratchet.ct.backtest import backtest as run_backtest
+    from ratchet.ct.backtesting import backtest as run_backtest
     from ratchet.ct.policy import load_policy
 
     loaded = load_policy(policy)
