@@ -22,3 +22,9 @@ def load_rainfall() -> pd.DataFrame:
     frame = raw.rename(columns=lambda c: c.strip().replace(" ", "_").replace("-", "_"))
     frame.insert(0, "date", FIRST_DAY + pd.to_timedelta(day, unit="D"))
     return frame
+
+
+if __name__ == "__main__":  # python examples/rainfall/data.py rainfall.parquet
+    import sys
+
+    load_rainfall().to_parquet(sys.argv[1] if len(sys.argv) > 1 else "rainfall.parquet")
