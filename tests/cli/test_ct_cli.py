@@ -63,3 +63,40 @@ def test_tick_without_a_champion_says_what_to_do(cli: Invoke, project: Path) -> 
         ratchet.log_model(LogisticRegression().fit(X, [0, 0, 1, 1]), name="rain",
                           input_example=X)
     assert_user_error(cli("ct", "tick", "policy.yaml"), "no 'champion' alias")
+
+
+def test_the_controller_daemon_ticks_and_stops_on_sigterm(project: Path) -> None:
+    """`ratchet controller` as a process: it says what it is doing, stops gracefully on
+    SIGTERM and releases its lease, so another controller can start at once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ratchet.config import load_settings
+    from ratchet.store import open_database
+    from ratchet.store.ct_state_store import CTStateStore
+
+    _champion(project)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ratchet.cli.main", "controller", "policy.yaml",
+         "--interval", "0.2"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=os.environ.copy())
+    store = CTStateStore(open_database(load_settings().db_url))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        state = store.get("rain")
+        if state is not None and state.lease_holder is not None:
+            break
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the controller never took its lease")
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "ticking every 0.2s" in out and "rain: watching" in out
+    assert out.rstrip().endswith("controller stopped")
+    final = store.get("rain")
+    assert final is not None and final.state == "watching" and final.lease_holder is None

@@ -222,6 +222,7 @@ def test_the_scratch_store_holds_the_timeline(run: tuple[BacktestResult, Any]) -
     (lambda f: f, {"start": 200}, "start 200 leaves no rows"),
     (lambda f: f, {"start": "2030-01-01"}, "leaves no rows"),
     (lambda f: f, {"start": "1990-01-01"}, "leaves no rows"),
+    (lambda f: f, {"start": "next tuesday"}, "neither a time nor a row number"),
 ])
 def test_bad_input_names_the_problem(change: Any, kwargs: dict[str, Any], message: str,
                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

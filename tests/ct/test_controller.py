@@ -5,6 +5,7 @@ by request, the gate rejecting, approval, a failing retrain, the lease, a promot
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from sqlalchemy import update
 import ratchet
 from ratchet.config import load_settings
 from ratchet.ct.backtesting import SimulatedWorld
-from ratchet.ct.controller import CHAMPION, STATUS_TAG, Controller
+from ratchet.ct.controller import CHAMPION, IMPORTANCE_TAG, STATUS_TAG, Controller
 from ratchet.ct.gate import GatePolicy
 from ratchet.ct.policy import CTPolicy, DataPolicy, MonitorPolicy, RolloutPolicy, Trigger
 from ratchet.errors import InvalidInput
@@ -398,9 +399,8 @@ class Takeover:
             self.store.commit(other, "usurper", state=other.state, data=other.data)
         return self.inner.logged(since_ms)
 
-    def monitor(self, window: pd.DataFrame, model: tuple[str, int],
-                reference: str | None) -> dict[str, Any]:
-        return self.inner.monitor(window, model, reference)
+    def monitor(self, window: pd.DataFrame, model: tuple[str, int]) -> dict[str, Any]:
+        return self.inner.monitor(window, model)
 
 
 def test_a_controller_that_lost_its_lease_mid_step_commits_nothing(scene: Scene) -> None:
@@ -442,6 +442,11 @@ def test_a_promotion_leaves_exactly_one_champion_and_a_single_plan(scene: Scene)
     assert holders == [2]
     assert scene.plan() == single()
     assert scene.registry.get_version(MODEL, 2).tags[STATUS_TAG] == "promoted"
+    # Permutation importance is stored with both versions the gate compared.
+    for version in (1, 2):
+        importance = json.loads(scene.registry.get_version(MODEL, version).tags[
+            IMPORTANCE_TAG])
+        assert importance["top_features"] and set(importance["top_features"]) <= {"x1", "x2"}
     assert scene.events() == ["retrain-requested", "trigger", "data", "retrained", "gate",
                               "shadow-started", "shadow-passed", "canary-started",
                               "canary-passed", "promoted"]

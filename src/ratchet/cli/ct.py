@@ -34,7 +34,7 @@ ActorOption = Annotated[str | None, typer.Option(
 ReasonOption = Annotated[str | None, typer.Option("--reason", help="Why, for the record.")]
 
 
-def _controller(policy_path: Path, holder: str | None = None) -> Any:
+def _controller(policy_path: Path, lease_ms: int = 60_000) -> Any:
     from ratchet.ct.controller import Controller
     from ratchet.ct.live_world import LiveWorld
     from ratchet.ct.policy import load_policy
@@ -42,7 +42,7 @@ def _controller(policy_path: Path, holder: str | None = None) -> Any:
 
     policy = load_policy(policy_path)
     world = LiveWorld(policy, DeploymentClient(Session().registry))
-    return Controller(policy, world, holder=holder)
+    return Controller(policy, world, lease_ms=lease_ms)
 
 
 @app.command("tick")
@@ -288,8 +288,7 @@ def controller(
     from ratchet.cli.session import cwd_importable
     from ratchet.errors import RatchetError
 
-    ctl = _controller(policy)
-    ctl.lease_ms = int(lease_ttl * 1000)
+    ctl = _controller(policy, lease_ms=int(lease_ttl * 1000))
     stop = threading.Event()
     say(f"controller {ctl.holder} for {ctl.policy.model}: ticking every {interval:g}s; "
         "Ctrl-C to stop")

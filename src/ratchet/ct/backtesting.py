@@ -22,7 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ratchet.ct.controller import CHAMPION, Controller
+from ratchet.ct.controller import CHAMPION, Controller, epoch_ms, run_training
 from ratchet.ct.policy import CTPolicy
 from ratchet.ct.rollout import PRIMARY, SHADOW
 from ratchet.errors import InvalidInput
@@ -113,15 +113,14 @@ class SimulatedWorld:
         return rows.assign(feedback=np.where(visible, rows["_label"].to_numpy(dtype=object),
                                              None))
 
-    def monitor(self, window: pd.DataFrame, model: tuple[str, int],
-                reference: str | None) -> dict[str, Any]:
+    def monitor(self, window: pd.DataFrame, model: tuple[str, int]) -> dict[str, Any]:
         from ratchet.monitoring.monitor import monitor_logged
 
         times = window["timestamp"]
         return monitor_logged(self.policy.deployment_name, window,
                               start=times.min().to_pydatetime(),
                               end=times.max().to_pydatetime(), deployments=self.deployments,
-                              reference=reference, store=False, report=False, model=model,
+                              store=False, report=False, model=model,
                               multivariate=self.policy.monitor.multivariate).result
 
     # ------------------------------------------------------------------ the server
@@ -357,12 +356,16 @@ def _prepare(history: pd.DataFrame, time_column: str, label: str, start: Any) ->
                            f"{history[time_column].iloc[bad]!r} is not a time")
     order = np.argsort(times.to_numpy(), kind="stable")
     frame = history.iloc[order].reset_index(drop=True)
-    ms = ((times.iloc[order] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
-          ).to_numpy(dtype=np.int64)
+    ms = epoch_ms(times.iloc[order]).to_numpy(dtype=np.int64)
     if isinstance(start, int) and not isinstance(start, bool):
         first = start
     else:
-        at = pd.Timestamp(start)
+        try:
+            at = pd.Timestamp(start)
+        except (ValueError, TypeError):
+            at = pd.NaT
+        if at is pd.NaT:
+            raise InvalidInput(f"start {start!r} is neither a time nor a row number")
         at = at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC")
         first = int(np.searchsorted(ms, (at - pd.Timestamp(0, tz="UTC")) //
                                     pd.Timedelta(milliseconds=1)))
@@ -374,22 +377,13 @@ def _prepare(history: pd.DataFrame, time_column: str, label: str, start: Any) ->
 
 
 def train_with_pipeline(policy: CTPolicy, registry: Any, frame: pd.DataFrame, why: str) -> int:
-    """One run of the policy's pipeline on ``frame`` (as the controller runs it)."""
+    """One run of the policy's pipeline on ``frame`` (stored as a dataset version first),
+    exactly as the controller runs it: the version it registered."""
     from ratchet.data.catalog import DataClient
-    from ratchet.pipelines.references import load_pipeline
-    from ratchet.pipelines.runner import PipelineRunner
 
     version = DataClient(registry.tracking).log(frame.reset_index(drop=True),
                                                 f"{policy.model}-backtest-{why}")
-    run = PipelineRunner(load_pipeline(policy.pipeline),
-                         {**policy.params, "data": f"{version.name}@{version.version}"},
-                         tracking=registry.tracking).run()
-    found = [o.model[1] for s in run.steps for o in s.outputs
-             if o.model is not None and o.model[0] == policy.model]
-    if not found:
-        raise InvalidInput(f"pipeline {policy.pipeline} registered no version of "
-                           f"{policy.model!r}")
-    return int(max(found))
+    return run_training(policy, registry.tracking, f"{version.name}@{version.version}")[1]
 
 
 def _scheduled(policy: CTPolicy, registry: Any, replay: _Replay, label: str, every_ms: int,

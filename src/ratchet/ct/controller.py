@@ -73,9 +73,9 @@ class World(Protocol):
     def logged(self, since_ms: int) -> pd.DataFrame:
         """Logged rows with ``timestamp >= since_ms`` (log clock), with ``feedback``."""
 
-    def monitor(self, window: pd.DataFrame, model: tuple[str, int],
-                reference: str | None) -> dict[str, Any]:
-        """A monitor result (``run_monitor``'s shape) for ``window``, the champion's rows."""
+    def monitor(self, window: pd.DataFrame, model: tuple[str, int]) -> dict[str, Any]:
+        """A monitor result (``run_monitor``'s shape) for ``window``, the champion's rows,
+        against the training data in the champion's lineage."""
 
 
 @dataclass(frozen=True)
@@ -177,9 +177,7 @@ class Controller:
         window = mine.tail(policy.monitor.rows)
         verdict, metrics = None, {}
         if len(window) >= policy.monitor.min_rows:
-            reference = watch.get("reference") if watch.get("reference_for") == champion \
-                else None
-            result = self.world.monitor(window, (policy.model, champion), reference)
+            result = self.world.monitor(window, (policy.model, champion))
             verdict = result.get("verdict")
             realized = (result.get("performance") or {}).get("metrics") or {}
             labeled = (result.get("performance") or {}).get("labeled", 0)
@@ -232,14 +230,9 @@ class Controller:
         cycle = dict(st.data["cycle"])
         if "train" not in cycle:
             return self._prepare_data(st, cycle)
-        from ratchet.pipelines.references import load_pipeline
-        from ratchet.pipelines.runner import PipelineRunner
-
         params = {**self.policy.params, "data": cycle["train"]}
         try:
-            run = PipelineRunner(load_pipeline(self.policy.pipeline), params,
-                                 tracking=self.registry.tracking).run()
-            version = self._registered_version(run)
+            run, version = run_training(self.policy, self.registry.tracking, cycle["train"])
         except RatchetError as exc:
             return self._back_to_watching(st, "retrain-failed",
                                           f"retrain #{st.cycle} failed: {exc}",
@@ -314,13 +307,8 @@ class Controller:
                           data.get(cycle["holdout"]).to_pandas()], ignore_index=True)
         window = data.log(rows, f"{name}-ct-train")
         params = {**self.policy.params, "data": f"{window.name}@{window.version}"}
-        from ratchet.pipelines.references import load_pipeline
-        from ratchet.pipelines.runner import PipelineRunner
-
         try:
-            run = PipelineRunner(load_pipeline(self.policy.pipeline), params,
-                                 tracking=self.registry.tracking).run()
-            version = self._registered_version(run)
+            run, version = run_training(self.policy, self.registry.tracking, params["data"])
         except RatchetError as exc:
             cycle["reason"] = f"refit failed: {exc}"
             return Outcome(ROLLING_BACK, {**st.data, "cycle": cycle}, EventSpec(
@@ -333,15 +321,6 @@ class Controller:
             f"recipe on all {len(rows)} rows (holdout included)",
             {"version": version, "gated": cycle["refit"]["gated"], "rows": len(rows),
              "data": params["data"]}, self.actor))
-
-    def _registered_version(self, run: Any) -> int:
-        versions = [o.model[1] for s in run.steps for o in s.outputs
-                    if o.model is not None and o.model[0] == self.policy.model]
-        if not versions:
-            raise InvalidInput(f"pipeline {self.policy.pipeline} registered no version of "
-                               f"{self.policy.model!r}: give its training step "
-                               f"model={{'model': {self.policy.model!r}}}")
-        return int(max(versions))
 
     # ------------------------------------------------------------------ gate
     def _gating(self, st: ControllerState) -> Outcome:
@@ -539,6 +518,24 @@ class Controller:
                                           expected_revision=status.revision).revision
 
 
+def run_training(policy: CTPolicy, tracking: Any, data: str) -> tuple[Any, int]:
+    """Run the policy's pipeline on dataset ``data`` (``name@version``): the pipeline run
+    and the version of ``policy.model`` it registered. Shared by the controller and the
+    backtest's baselines, so both train the same way."""
+    from ratchet.pipelines.references import load_pipeline
+    from ratchet.pipelines.runner import PipelineRunner
+
+    run = PipelineRunner(load_pipeline(policy.pipeline), {**policy.params, "data": data},
+                         tracking=tracking).run()
+    versions = [o.model[1] for s in run.steps for o in s.outputs
+                if o.model is not None and o.model[0] == policy.model]
+    if not versions:
+        raise InvalidInput(f"pipeline {policy.pipeline} registered no version of "
+                           f"{policy.model!r}: give its training step "
+                           f"model={{'output': {policy.model!r}}}")
+    return run, int(max(versions))
+
+
 def labeled_rows(logged: pd.DataFrame, label: str) -> pd.DataFrame:
     """The answered, labeled rows of a log frame as a training table: the model's inputs
     and the feedback as ``label``, oldest first, one row per (request, row)."""
@@ -618,4 +615,5 @@ __all__ = [
     "TickResult",
     "World",
     "labeled_rows",
+    "run_training",
 ]

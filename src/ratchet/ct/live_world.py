@@ -40,15 +40,14 @@ class LiveWorld:
                 horizon_ms=int(self.policy.data.lookback.total_seconds() * 1000) + 3_600_000)
         return self._reader.read(since_ms)
 
-    def monitor(self, window: pd.DataFrame, model: tuple[str, int],
-                reference: str | None) -> dict[str, Any]:
+    def monitor(self, window: pd.DataFrame, model: tuple[str, int]) -> dict[str, Any]:
         from ratchet.monitoring.monitor import monitor_logged
 
         times = window["timestamp"]
         start = times.min().to_pydatetime() if len(window) else datetime.now(UTC)
         end = times.max().to_pydatetime() if len(window) else start
         run = monitor_logged(self.policy.deployment_name, window, start=start, end=end,
-                             deployments=self.deployments, reference=reference,
+                             deployments=self.deployments,
                              webhook=self.webhook, report="changed", model=model,
                              multivariate=self.policy.monitor.multivariate)
         return run.result
