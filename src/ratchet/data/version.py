@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from ratchet.data.profile import DatasetProfile
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Versions are stored as 64-bit integers; a larger number can name no version.
+MAX_VERSION = 2**63 - 1
 
 
 def validate_dataset_name(name: object) -> str:
@@ -46,10 +48,17 @@ class DatasetRef:
         validate_dataset_name(name)
         if not sep or selector == "latest":
             return cls(name)
-        if selector.isdigit():
-            if int(selector) < 1:
+        if re.fullmatch(r"[0-9]+", selector):  # ASCII only: str.isdigit() accepts '²'
+            # Compare as text first: int() of a huge string is slow and the store would
+            # overflow on it (sqlite3 raises OverflowError past 64 bits).
+            version = int(selector) if len(selector.lstrip("0")) <= 19 else MAX_VERSION + 1
+            if version < 1:
                 raise InvalidInput(f"{text!r}: dataset versions are numbered from 1")
-            return cls(name, version=int(selector))
+            if version > MAX_VERSION:
+                raise InvalidInput(f"{text!r}: no dataset version is that large (the "
+                                   f"maximum is {MAX_VERSION}); give a version number as "
+                                   "shown by `ratchet data versions`")
+            return cls(name, version=version)
         if re.fullmatch(r"[0-9a-f]+", selector):
             return cls(name, digest_prefix=selector)
         raise InvalidInput(f"{text!r}: after '@' give a version number, 'latest' or a hex "
