@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= dev
 
-.PHONY: demo test lint typecheck bench clean services
+.PHONY: demo test lint typecheck bench clean services tools
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python examples/rainfall/demo.py
 
-test: $(STAMP)
+# System tools the tests use: promtool (Debian package prometheus) checks the metrics
+# exposition and the Grafana queries. Installed once, only when missing.
+tools:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "make: installing promtool (Debian package prometheus)"; \
+	  { [ "$$(id -u)" = 0 ] && SUDO= || SUDO=sudo; }; \
+	  $$SUDO apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+test: $(STAMP) tools
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/lint-imports
 	$(BIN)/mypy
