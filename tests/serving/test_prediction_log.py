@@ -301,3 +301,49 @@ def test_default_writer_id_names_host_and_process(tmp_path: Path) -> None:
 
     with PredictionLog(str(tmp_path), flush_interval_s=QUIET) as log:
         assert log.writer_id.endswith(f"-{os.getpid()}")
+
+
+def test_one_unencodable_request_costs_only_its_own_rows(tmp_path: Path) -> None:
+    """A lone surrogate in one request of a 41-row flush: the other 40 rows are written."""
+    dropped: list[int] = []
+    log = PredictionLog(str(tmp_path), flush_interval_s=QUIET, on_drop=dropped.append)
+    for i in range(40):
+        assert log.record(request(f"ok{i}", n=1, inputs={"age": [i], "plan": ["a"]}))
+    assert log.record(request("bad", n=1, inputs={"age": [1], "plan": ["\ud800"]}))
+    assert log.flush() == 40
+    log.close()
+    table = read_all(tmp_path)
+    assert table.num_rows == 40 and "bad" not in table.column("request_id").to_pylist()
+    assert (log.written, log.dropped, dropped) == (40, 1, [1])
+
+
+def test_a_bad_value_in_a_batch_drops_that_batch_only(tmp_path: Path) -> None:
+    import numpy as np
+
+    log = PredictionLog(str(tmp_path), flush_interval_s=QUIET)
+    log.record(request("batch-ok", n=3, inputs={"age": np.arange(3), "plan": ["a"] * 3}))
+    log.record(request("one", n=1, inputs={"age": np.arange(1), "plan": ["b"]}))
+    log.record(request("batch-bad", n=2, inputs={"age": np.arange(2), "plan": ["c", "\udfff"]},
+                       error=None))
+    log.record(request("err", n=1, inputs={"age": [5], "plan": ["d"]}, status="error",
+                       error="bad value \ud800"))
+    assert log.flush() == 4
+    log.close()
+    table = read_all(tmp_path)
+    assert table.column("request_id").to_pylist() == ["batch-ok"] * 3 + ["one"]
+    assert table.column("row").to_pylist() == [0, 1, 2, 0]
+    assert table.column("input.age").to_pylist() == [0, 1, 2, 0]
+    assert log.dropped == 3
+
+
+def test_objects_and_lists_are_stored_as_json_text(tmp_path: Path) -> None:
+    """A signature-less model's {"x": {"a": 1}} must not make a struct column."""
+    with PredictionLog(str(tmp_path), flush_interval_s=QUIET) as log:
+        log.record(request("r1", n=2, inputs={"x": [{"a": 1}, None], "v": [[1, 2], [3]]}))
+    table = read_all(tmp_path)
+    assert table.schema.field("input.x").type == pa.string()
+    assert table.schema.field("input.v").type == pa.string()
+    assert table.column("input.x").to_pylist() == ['{"a": 1}', None]
+    assert table.column("input.v").to_pylist() == ["[1, 2]", "[3]"]
+    mixed = to_table([request("m", n=2, inputs={"x": [1, {"a": "\ud800"}]})])
+    assert mixed.column("input.x").to_pylist() == ["1", '{"a": "\\ud800"}']

@@ -209,3 +209,41 @@ def test_a_log_reader_reads_each_file_once_and_matches_predictions(local: Settin
     # Older than the horizon: read from the log directly, still the same answer.
     old = reader.read(now - 3 * HOUR)
     assert keys(old) == keys(predictions("churn", since=now - 3 * HOUR, settings=local))
+
+
+def _old_struct_file(settings: Settings, timestamp_ms: int) -> None:
+    """A file as an older writer left it: ``input.x`` a struct column, ``output.prediction``
+    text."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ratchet.serving.prediction_log import hour_dir, meta_schema, to_table
+
+    base = to_table([request("old", timestamp_ms, n=1, inputs={"age": [1]})])
+    meta = base.select(list(META_COLUMNS)).cast(meta_schema())
+    table = meta.append_column("input.x", pa.array([{"a": 1}])) \
+        .append_column("input.age", pa.array(["one"])) \
+        .append_column("output.prediction", pa.array(["yes"]))
+    directory = Path(settings.artifacts_uri) / "predictions" / "deployment=churn" / \
+        hour_dir(timestamp_ms)
+    directory.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, directory / "old-writer-0.parquet")
+
+
+def test_a_file_with_clashing_column_types_does_not_break_its_neighbours(
+        local: Settings) -> None:
+    log_all(local.artifacts_uri,
+            [request("a", MS10 + 1, inputs={"x": [1.5, 2.5], "age": [30, 31]})],
+            [request("b", MS10 + 3, inputs={"x": [3.5, 4.5], "age": [32, 33]})])
+    _old_struct_file(local, MS10 + 2)
+    frame = predictions("churn", since=H10, until=H10 + timedelta(hours=1), settings=local)
+    assert keys(frame) == [("a", 0), ("a", 1), ("old", 0), ("b", 0), ("b", 1)]
+    assert frame["input.x"].tolist() == ["1.5", "2.5", '{"a": 1}', "3.5", "4.5"]
+    assert frame["input.age"].tolist() == ["30", "31", "one", "32", "33"]
+    assert frame["output.prediction"].tolist() == ["0", "1", "yes", "0", "1"]
+    assert frame["row"].dtype == "Int32" and str(frame["timestamp"].dt.tz) == "UTC"
+    # The log reader (a controller's ticks) reads the same files the same way.
+    from ratchet.serving.prediction_query import LogReader
+
+    reader = LogReader("churn", horizon_ms=10 * 365 * 24 * HOUR, settings=local)
+    assert keys(reader.read(MS10, with_feedback=False)) == keys(frame)

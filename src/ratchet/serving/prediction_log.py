@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import posixpath
 import re
 import socket
 import threading
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import chain, repeat
+from itertools import accumulate, chain, repeat
 from typing import TYPE_CHECKING, Any
 
 from ratchet.atomic import write_atomic
@@ -191,6 +193,45 @@ class _Columns:
         self.n += n
 
     def table(self) -> pa.Table:
+        """All rows as one table; rows of requests that cannot be converted are left out
+        (see :meth:`convert`)."""
+        return self.convert()[0]
+
+    def convert(self) -> tuple[pa.Table | None, int]:
+        """(the table, rows left out). One request whose values Arrow cannot encode (a lone
+        surrogate in a string, say) costs its own rows only: on a failed conversion every
+        column is checked value by value and the requests holding a bad value are dropped.
+        None when no row is left."""
+        try:
+            return self._table(), 0
+        except Exception:
+            pass
+        sizes = [v.n if type(v) is _Repeat else 1 for v in self.meta[0]]
+        meta = [_flat(column) for column in self.meta]
+        inputs = {name: _flat(column) for name, column in self.inputs.items()}
+        outputs = {name: _flat(column) for name, column in self.outputs.items()}
+        bad_rows: set[int] = set()
+        for kind, values in chain(zip(_meta_kinds(), meta, strict=True),
+                                  ((None, v) for v in chain(inputs.values(),
+                                                            outputs.values()))):
+            bad_rows |= _unconvertible(values, kind)
+        starts = list(accumulate(sizes, initial=0))
+        bad_requests = {bisect_right(starts, i) - 1 for i in bad_rows}
+        if not bad_requests:  # not a value problem but a bug: let it be seen
+            return self._table(), 0
+        keep = [row for r, size in enumerate(sizes) if r not in bad_requests
+                for row in range(starts[r], starts[r] + size)]
+        dropped = self.n - len(keep)
+        if not keep:
+            return None, dropped
+        kept = _Columns(self.deployment, self.hour, (), ())
+        kept.meta = [[column[i] for i in keep] for column in meta]
+        kept.inputs = {name: [values[i] for i in keep] for name, values in inputs.items()}
+        kept.outputs = {name: [values[i] for i in keep] for name, values in outputs.items()}
+        kept.n, kept.has_flags = len(keep), self.has_flags
+        return kept._table(), dropped
+
+    def _table(self) -> pa.Table:
         import numpy as np
         import pyarrow as pa
 
@@ -263,6 +304,54 @@ def _meta_array(column: list[Any], kind: pa.DataType) -> pa.Array:
     return pa.concat_arrays(pieces)
 
 
+def _meta_kinds() -> list[pa.DataType]:
+    """The Arrow types of ``_Columns.meta``, in its order."""
+    import pyarrow as pa
+
+    return [pa.string(), pa.int32(), pa.timestamp("ms", tz="UTC"), pa.string(), pa.int32(),
+            pa.string(), pa.string(), pa.string(), pa.float64(), pa.list_(pa.string())]
+
+
+def _flat(column: list[Any]) -> list[Any]:
+    """One plain value per row: runs of ``_Repeat`` and ``_Chunk`` expanded."""
+    if not any(type(v) in (_Repeat, _Chunk) for v in column):
+        return column
+    out: list[Any] = []
+    for v in column:
+        if type(v) is _Repeat:
+            out.extend(repeat(v.value, v.n))
+        elif type(v) is _Chunk:
+            values = v.values
+            out.extend(values.tolist() if hasattr(values, "tolist") else values)
+        else:
+            out.append(v)
+    return out
+
+
+def _unconvertible(values: list[Any], kind: pa.DataType | None) -> set[int]:
+    """The positions of the values that Arrow cannot store (slow: only after a failure)."""
+    import pyarrow as pa
+
+    def convert(part: list[Any]) -> None:
+        if kind is None or pa.types.is_list(kind):
+            _array(part, kind)
+        else:
+            pa.array(part, kind)
+
+    try:
+        convert(values)
+        return set()
+    except Exception:
+        pass
+    bad = set()
+    for i, value in enumerate(values):
+        try:
+            convert([value])
+        except Exception:
+            bad.add(i)
+    return bad
+
+
 def _column_array(column: list[Any]) -> pa.Array:
     if not any(isinstance(v, _Chunk) for v in column):
         return _array(column)
@@ -298,15 +387,31 @@ def to_table(entries: Sequence[LoggedRequest]) -> pa.Table:
 
 
 def _array(values: Any, kind: pa.DataType | None = None) -> pa.Array:
+    """``values`` as one Arrow array. Without ``kind``, a value column: Arrow's own type if
+    that is a scalar type; else text, with objects and lists as JSON, so that a column is
+    never a struct or list whose type would clash with the same column in other files.
+    Raises if a value cannot be stored at all (a string with a lone surrogate)."""
     import pyarrow as pa
 
     try:
-        return pa.array(values, kind)
+        array = pa.array(values, kind)
+        if kind is not None or not pa.types.is_nested(array.type):
+            return array
     except (pa.ArrowException, ValueError, TypeError, OverflowError):
         if kind is not None:  # flags: each flag as text
             return pa.array([None if row is None else [str(f) for f in row] for row in values],
                             kind)
-        return pa.array([None if v is None else str(v) for v in values], pa.string())
+    return pa.array([_text(v) for v in values], pa.string())
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, default=str)
+    if hasattr(value, "tolist") and type(value).__module__ == "numpy":  # an array row
+        return json.dumps(value.tolist(), default=str)
+    return str(value)
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
@@ -554,7 +659,16 @@ class PredictionLog:
                 pending, lost = list(retry), 0
                 for group in groups.values():
                     try:  # deterministic: a group that cannot be converted never will be
-                        pending.append((group.deployment, group.hour, group.table(), group.n))
+                        table, bad = group.convert()
+                        if bad:
+                            logger.warning("prediction log: dropped %d rows of deployment %r "
+                                           "whose values cannot be stored (e.g. a string "
+                                           "with a lone surrogate); the other %d rows are "
+                                           "kept", bad, group.deployment, group.n - bad)
+                            lost += bad
+                        if table is not None:
+                            pending.append((group.deployment, group.hour, table,
+                                            group.n - bad))
                     except Exception:
                         logger.exception("prediction log: dropped %d rows of deployment %r "
                                          "that cannot be converted to Arrow", group.n,

@@ -159,13 +159,86 @@ def _read(storage: LogStorage, deployment: str, files: list[str], since_ms: int 
             con.execute("SET TimeZone = 'UTC'")
             if storage.fs is not None:
                 con.register_filesystem(storage.fs)
-            table = con.sql(sql, params=params).to_arrow_table()
+            try:
+                table = con.sql(sql, params=params).to_arrow_table()
+            except (duckdb.ConversionException, duckdb.BinderException,
+                    duckdb.InvalidInputException, duckdb.NotImplementedException):
+                # A column whose type differs between files (an older writer stored
+                # objects as structs, a model version changed a column's kind): read each
+                # group of files that agree, then unify. Only then, so reads stay one query.
+                groups = _files_by_schema(con, files)
+                if len(groups) < 2:
+                    raise
+                table = _unify([con.sql(sql, params={**params, "files": group})
+                                .to_arrow_table() for group in groups])
         except duckdb.Error as exc:
             raise IntegrityError(
                 f"cannot read the prediction log of deployment {deployment!r} under "
                 f"{storage.root}: {exc}; if a file was deleted meanwhile retry, otherwise "
                 "move the unreadable file away") from exc
     return _conform(table)
+
+
+def _files_by_schema(con: Any, files: list[str]) -> list[list[str]]:
+    """``files`` grouped by their Parquet schema (one footer read per file)."""
+    rows = con.sql("SELECT file_name, name, type, logical_type, num_children "
+                   "FROM parquet_schema($files)", params={"files": files}).fetchall()
+    schemas: dict[str, list[tuple[Any, ...]]] = {}
+    for file_name, *column in rows:
+        schemas.setdefault(file_name, []).append(tuple(str(c) for c in column))
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for file_name in files:
+        groups.setdefault(tuple(schemas.get(file_name, ())), []).append(file_name)
+    return list(groups.values())
+
+
+def _unify(tables: list[pa.Table]) -> pa.Table:
+    """One table from tables whose columns may disagree in type: numbers that disagree
+    become float64, anything else that disagrees becomes text (objects and lists as
+    JSON), so a reader sees every row rather than none."""
+    import pyarrow as pa
+
+    kinds: dict[str, set[pa.DataType]] = {}
+    for table in tables:
+        for field in table.schema:
+            if not pa.types.is_null(field.type):
+                kinds.setdefault(field.name, set()).add(field.type)
+    target = {name: _common_type(types) for name, types in kinds.items() if len(types) > 1}
+    unified = []
+    for table in tables:
+        for name, kind in target.items():
+            i = table.schema.get_field_index(name)
+            if i >= 0 and table.schema.field(i).type != kind:
+                table = table.set_column(i, name, _cast(table.column(i), kind))
+        unified.append(table)
+    table = pa.concat_tables(unified, promote_options="default")
+    return table.sort_by([("timestamp", "ascending"), ("request_id", "ascending"),
+                          ("row", "ascending")])
+
+
+def _common_type(types: set[pa.DataType]) -> pa.DataType:
+    import pyarrow as pa
+
+    if all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in types):
+        return pa.float64()
+    if all(pa.types.is_timestamp(t) for t in types):
+        return pa.timestamp("us", tz="UTC")
+    return pa.string()
+
+
+def _cast(column: pa.ChunkedArray, kind: pa.DataType) -> pa.ChunkedArray:
+    import json
+
+    import pyarrow as pa
+
+    if kind == pa.string() and pa.types.is_nested(column.type):
+        return pa.chunked_array([pa.array(
+            [None if v is None else json.dumps(v, default=str) for v in column.to_pylist()],
+            pa.string())], pa.string())
+    if pa.types.is_timestamp(column.type) and column.type.tz is None and \
+            pa.types.is_timestamp(kind):
+        column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))
+    return column.cast(kind)
 
 
 def _conform(table: pa.Table) -> pa.Table:
