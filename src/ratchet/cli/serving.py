@@ -51,17 +51,66 @@ def serve(
     no_log: Annotated[bool, typer.Option("--no-log", help="Do not log predictions.")] = False,
     log_flush: Annotated[float, typer.Option(
         "--log-flush", help="Seconds between prediction-log writes.", min=0.05)] = 1.0,
+    no_batching: Annotated[bool, typer.Option(
+        "--no-batching", help="One model call per request (default: concurrent requests "
+        "for one model version share a call).")] = False,
+    batch_wait_ms: Annotated[float, typer.Option(
+        "--batch-wait-ms", help="Longest a request waits for a running model call before "
+        "its batch gets a call of its own.", min=0.0)] = 1.0,
+    batch_max_rows: Annotated[int, typer.Option(
+        "--batch-max-rows", help="Rows per batched model call.", min=1)] = 256,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        "--allowed-host", help="A Host name this server answers to (repeatable; '*.example"
+        ".com' for subdomains, '*' for any). Default: localhost, 127.0.0.1, [::1] and the "
+        "--host address. Others get 421 (DNS rebinding).")] = None,
+    token_file: Annotated[Path | None, typer.Option(
+        "--token-file", help="Bearer tokens, one a line (or RATCHET_SERVE_TOKEN): then "
+        "/feedback needs `Authorization: Bearer <token>`.", dir_okay=False)] = None,
+    auth: Annotated[str, typer.Option(
+        "--auth", help="What the tokens protect: feedback (state changes) or predict "
+        "(every route but health and metrics).")] = "feedback",
+    max_in_flight: Annotated[int, typer.Option(
+        "--max-in-flight", help="Requests in flight per worker before 503.", min=1)] = 1024,
+    max_header_bytes: Annotated[int, typer.Option(
+        "--max-header-bytes", help="Request line + headers before 431.",
+        min=1024)] = 64 * 1024,
+    timeout_header: Annotated[float, typer.Option(
+        "--timeout-header", help="Seconds a client has to send a request's headers.",
+        min=0.1)] = 10.0,
+    timeout_body: Annotated[float, typer.Option(
+        "--timeout-body", help="Seconds a client may stay silent while sending a body.",
+        min=0.1)] = 30.0,
+    timeout_keep_alive: Annotated[int, typer.Option(
+        "--timeout-keep-alive", help="Seconds an idle keep-alive connection stays open.",
+        min=1)] = 5,
+    backlog: Annotated[int, typer.Option(
+        "--backlog", help="Connections the kernel queues before accepting.", min=1)] = 2048,
 ) -> None:
     """Serve a model over HTTP: /predict, /invocations (MLflow), /v2 (Open Inference
     Protocol), /feedback, /metrics, /health/*, /docs."""
+    from ratchet.serving.access import AccessPolicy, TokenSet, default_allowed_hosts
+    from ratchet.serving.connection_limits import ConnectionLimits
     from ratchet.serving.request_validation import ValidationPolicy
 
     policy: dict[str, Any] = {"unknown_category": unknown_category, "out_of_range": out_of_range,
               "extra_columns": extra_columns, "max_rows": max_rows}
     ValidationPolicy(**policy)  # a bad choice is a one-line error before anything starts
-    spec: dict[str, Any] = {"policy": policy, "config": {
+    access: dict[str, Any] = {
+        "allowed_hosts": list(default_allowed_hosts(host, allowed_host or ())),
+        "token_file": str(token_file.resolve()) if token_file else None, "protect": auth,
+        "max_in_flight": max_in_flight}
+    AccessPolicy(**{**access, "allowed_hosts": tuple(access["allowed_hosts"])})
+    # Read now: a missing or empty token file is a one-line error. Workers get its path
+    # (never the tokens) and read it themselves; RATCHET_SERVE_TOKEN they inherit.
+    tokens = TokenSet.from_environment(access["token_file"])
+    connections: dict[str, Any] = {"max_header_bytes": max_header_bytes, "header_timeout_s": timeout_header,
+                   "body_timeout_s": timeout_body}
+    ConnectionLimits(**connections)
+    spec: dict[str, Any] = {"policy": policy, "access": access, "connections": connections,
+                            "config": {
         "poll_interval_s": poll_interval, "log_predictions": not no_log,
-        "log_flush_interval_s": log_flush}}
+        "log_flush_interval_s": log_flush, "batching": not no_batching,
+        "batch_max_wait_ms": batch_wait_ms, "batch_max_rows": batch_max_rows}}
     if bundle is not None:
         if model is not None:
             raise InvalidInput("give a model or --bundle, not both")
@@ -91,12 +140,25 @@ def serve(
         what = f"deployment {status.name}: {status.plan.describe()}"
     say(f"serving {what} on http://{host}:{port} ({workers} worker"
         f"{'s' if workers != 1 else ''}); Ctrl+C stops")
+    if host not in ("127.0.0.1", "localhost", "::1") and tokens is None:
+        say(f"note: {host} is reachable from other machines and no --token-file is set: "
+            "anyone who can reach it can predict and write feedback")
+    if "*" not in access["allowed_hosts"] and host in ("0.0.0.0", "::") and not allowed_host:
+        say("note: only Host localhost/127.0.0.1/[::1] is answered; add --allowed-host "
+            "NAME for the names clients use")
+    from ratchet.serving.connection_limits import GuardedHttpToolsProtocol, raise_open_files_limit
+
+    raise_open_files_limit()  # before the workers start: they inherit it
     with _environment(spec, workers):
         import uvicorn
 
+        # No uvicorn limit_concurrency: it counts open connections, so idle ones would
+        # turn real requests into 503s; the app limits requests in flight instead.
         uvicorn.run("ratchet.serving.app:app_from_environment", factory=True, host=host,
-                    port=port, workers=workers, loop="uvloop", http="httptools",
-                    access_log=False, log_level="warning", timeout_graceful_shutdown=30)
+                    port=port, workers=workers, loop="uvloop", http=GuardedHttpToolsProtocol,
+                    access_log=False, log_level="warning", timeout_graceful_shutdown=30,
+                    timeout_keep_alive=timeout_keep_alive, backlog=backlog,
+                    h11_max_incomplete_event_size=max_header_bytes)
 
 
 @contextlib.contextmanager

@@ -2,8 +2,11 @@
 
 Bodies are read as bytes and parsed by ``request_formats`` (not by pydantic), because the
 three wire formats differ and validation must say row *and* field; the pydantic models
-below only document the bodies in the OpenAPI schema. Small requests are answered on the
-event loop (a thread hop costs more than a one-row prediction); large ones in a thread.
+below only document the bodies in the OpenAPI schema. The event loop only awaits: small
+bodies are parsed and validated on it (microseconds), large ones in a thread, and every
+model call runs on a worker thread of the micro-batcher (``batching.py``), which gathers
+concurrent requests for one model version into one call. ``access.py`` guards every route
+(Host allowlist, content types, bearer tokens, requests in flight).
 
 FastAPI resolves handler annotations at run time, so its types are imported at the top.
 """
@@ -24,6 +27,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from ratchet.errors import InvalidInput
 from ratchet.ids import new_id
+from ratchet.serving.access import AccessPolicy
+from ratchet.serving.batching import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_WAIT_MS
 from ratchet.serving.request_formats import (
     BadRequest,
     ParsedRequest,
@@ -36,6 +41,8 @@ from ratchet.serving.request_validation import RequestInvalid, ValidationPolicy
 
 if TYPE_CHECKING:
     from ratchet.config import Settings
+    from ratchet.serving.access import TokenSet
+    from ratchet.serving.batching import MicroBatcher
     from ratchet.serving.deployment_watcher import DeploymentWatcher, ModelSource, RoutingTable
     from ratchet.serving.inference import Answer, InferenceService
     from ratchet.serving.prediction_log import PredictionLog
@@ -44,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _THREAD_FROM_ROWS = 64
+_THREAD_FROM_BYTES = 64 * 1024
 MONITOR_POLL_S = 5.0
 _JSON = "application/json"
 
@@ -59,6 +67,12 @@ class ServingConfig:
     # A worker accepts connections once its models are loaded (up to this long), so that
     # with several workers none answers 503 while a sibling is ready.
     startup_wait_s: float = 120.0
+    # Micro-batching: concurrent requests for one model version share one model call
+    # (off: each request its own call, still on a worker thread).
+    batching: bool = True
+    batch_max_wait_ms: float = DEFAULT_MAX_WAIT_MS
+    batch_max_rows: int = DEFAULT_MAX_BATCH_ROWS
+    access: AccessPolicy = field(default_factory=AccessPolicy)
 
 
 class _Server:
@@ -84,6 +98,13 @@ class _Server:
                 on_drop=self.metrics.log_dropped.labels(deployment).inc,
                 on_flush=self.metrics.log_rows.labels(deployment).inc)
         self.service: InferenceService = InferenceService(deployment, self.metrics, self.log)
+        from ratchet.serving.access import TokenSet
+        from ratchet.serving.batching import MicroBatcher
+
+        self.tokens: TokenSet | None = TokenSet.from_environment(config.access.token_file)
+        self.batcher: MicroBatcher = MicroBatcher(
+            max_wait_ms=config.batch_max_wait_ms,
+            max_batch_rows=config.batch_max_rows if config.batching else 1)
         self._stopped = threading.Event()
         self.watcher: DeploymentWatcher = DeploymentWatcher(
             deployment, source, poll_interval_s=config.poll_interval_s, policy=config.policy,
@@ -116,6 +137,7 @@ class _Server:
     def stop(self) -> None:
         self._stopped.set()
         self.watcher.stop()
+        self.batcher.close()
         self.service.close()
         if self.log is not None:
             self.log.close()
@@ -194,6 +216,10 @@ def _build_app(server: _Server) -> FastAPI:
                   lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.server = server
     metrics = server.metrics
+    from ratchet.serving.access import AccessGuard
+
+    app.add_middleware(AccessGuard, policy=server.config.access,
+                       tokens=server.tokens)
 
     def error(status: int, message: str, request_id: str,
               problems: list[dict[str, Any]] | None = None) -> Response:
@@ -232,14 +258,14 @@ def _build_app(server: _Server) -> FastAPI:
         try:
             try:
                 body = await read_body(request)
-                parsed = parse(body, request.headers.get("content-type", _JSON),
-                               table.routes[0].model.validator.names)
-                if parsed.n_rows >= _THREAD_FROM_ROWS:
-                    answer = await run_in_threadpool(server.service.answer, table, parsed,
-                                                     request_id, arrival_ms, started)
-                else:
-                    answer = server.service.answer(table, parsed, request_id, arrival_ms,
-                                                   started)
+                content_type = request.headers.get("content-type", _JSON)
+                names = table.routes[0].model.validator.names
+                parsed = (await run_in_threadpool(parse, body, content_type, names)
+                          if len(body) > _THREAD_FROM_BYTES
+                          else parse(body, content_type, names))
+                answer = await server.service.answer_async(
+                    table, parsed, request_id, arrival_ms, started, server.batcher.predict,
+                    offload=parsed.n_rows >= _THREAD_FROM_ROWS)
             except BadRequest as exc:
                 if not isinstance(exc, RequestInvalid):  # those the service counted
                     metrics.rejected(exc.problems)
@@ -247,10 +273,13 @@ def _build_app(server: _Server) -> FastAPI:
                 return error(exc.status, str(exc), request_id, exc.problems)
             except ModelFailed as exc:
                 return error(500, str(exc), request_id)
-            content = render(answer, parsed)
+            if parsed.n_rows >= _THREAD_FROM_ROWS:
+                text = await run_in_threadpool(lambda: json.dumps(render(answer, parsed)))
+            else:
+                text = json.dumps(render(answer, parsed))
             metrics.observe(answer.model, "ok", time.perf_counter() - started)
             ref = answer.model.ref
-            return Response(json.dumps(content), media_type=_JSON, headers={
+            return Response(text, media_type=_JSON, headers={
                 "X-Request-ID": request_id, "X-Model-Name": ref.name,
                 "X-Model-Version": str(ref.version)})
         finally:
@@ -418,9 +447,16 @@ def app_from_environment() -> FastAPI:
     comes from ``RATCHET_SERVE_SPEC`` (JSON), written by the parent process."""
     import os
 
+    from ratchet.serving.connection_limits import ConnectionLimits, configure
+
     spec = json.loads(os.environ[SPEC_ENV])
     policy = ValidationPolicy(**spec.get("policy", {}))
-    config = ServingConfig(policy=policy, **spec.get("config", {}))
+    access = spec.get("access", {})
+    if "allowed_hosts" in access:
+        access["allowed_hosts"] = tuple(access["allowed_hosts"])
+    config = ServingConfig(policy=policy, access=AccessPolicy(**access),
+                           **spec.get("config", {}))
+    configure(ConnectionLimits(**spec.get("connections", {})))
     return create_app(deployment=spec.get("deployment"), bundle=spec.get("bundle"),
                       config=config)
 __all__ = ["ServingConfig", "app_from_environment", "create_app"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_PENDING_SHADOW = 256
+
+# ``await predict(model, columns, n_rows)``: a model's output columns (the micro-batcher).
+AsyncPredict = Callable[["ServedModel", dict[str, Any], int],
+                        Awaitable[dict[str, list[Any]]]]
 
 
 class ModelFailed(RatchetError):
@@ -67,8 +71,36 @@ class InferenceService:
     # ------------------------------------------------------------------ answering
     def answer(self, table: RoutingTable, request: ParsedRequest, request_id: str,
                arrival_ms: int, started: float) -> Answer:
+        """Route, validate, predict (in this thread), log: the synchronous path."""
+        groups, validated = self.validate(table, request)
+        parts = {idx: self._predict(table, idx, validated[idx], rows if len(groups) > 1
+                                    else None, request, request_id, arrival_ms, started)
+                 for idx, rows in groups.items()}
+        return self.assemble(table, request, request_id, arrival_ms, groups, validated, parts)
+
+    async def answer_async(self, table: RoutingTable, request: ParsedRequest,
+                           request_id: str, arrival_ms: int, started: float,
+                           predict: AsyncPredict, *, offload: bool = False) -> Answer:
+        """The same as :meth:`answer` with the model calls awaited through ``predict``
+        (the server's micro-batcher); routing, validation and logging stay per request.
+        ``offload``: validate in a thread (a large request would stall the event loop)."""
+        if offload:
+            import asyncio
+
+            groups, validated = await asyncio.to_thread(self.validate, table, request)
+        else:
+            groups, validated = self.validate(table, request)
+        parts = {}
+        for idx, rows in groups.items():
+            parts[idx] = await self._predict_async(
+                table, idx, validated[idx], rows if len(groups) > 1 else None, request,
+                request_id, arrival_ms, started, predict)
+        return self.assemble(table, request, request_id, arrival_ms, groups, validated, parts)
+
+    def validate(self, table: RoutingTable, request: ParsedRequest
+                 ) -> tuple[dict[int, list[int]], dict[int, ValidatedRequest]]:
+        """Which route answers which rows, and the request validated for each route."""
         groups = self._route(table, request)
-        n = request.n_rows
         validated: dict[int, ValidatedRequest] = {}
         try:
             for idx in groups:
@@ -78,16 +110,21 @@ class InferenceService:
                 self.metrics.rejected(exc.problems)
                 self.metrics.observe(table.routes[0].model, "invalid", 0.0)
             raise
+        return groups, validated
+
+    def assemble(self, table: RoutingTable, request: ParsedRequest, request_id: str,
+                 arrival_ms: int, groups: dict[int, list[int]],
+                 validated: dict[int, ValidatedRequest],
+                 parts: dict[int, tuple[dict[str, list[Any]], ServedModel]]) -> Answer:
+        n = request.n_rows
+        row_models: list[ServedModel] | None
         if len(groups) == 1:
-            (idx, _), = groups.items()
-            outputs, model = self._predict(table, idx, validated[idx], None, request,
-                                           request_id, arrival_ms, started)
+            (outputs, model), = parts.values()
             row_models = None
         else:
             outputs, row_models = {}, [table.routes[0].model] * n
             for idx, rows in groups.items():
-                part, model = self._predict(table, idx, validated[idx], rows, request,
-                                            request_id, arrival_ms, started)
+                part, model = parts[idx]
                 for name, values in part.items():
                     column = outputs.setdefault(name, [None] * n)
                     for row, value in zip(rows, values, strict=True):
@@ -115,21 +152,47 @@ class InferenceService:
                  rows: list[int] | None, request: ParsedRequest, request_id: str,
                  arrival_ms: int, started: float) -> tuple[dict[str, list[Any]], ServedModel]:
         route = table.routes[idx]
-        columns = validated.columns if rows is None else {
-            k: [v[i] for i in rows] for k, v in validated.columns.items()}
+        columns = _rows_of(validated.columns, rows)
         try:
             outputs = route.model.predict(columns)
         except Exception as exc:
-            self._failed(route, validated, columns, rows, request_id, arrival_ms, started, exc)
-            if idx == 0:
-                raise ModelFailed(f"model {route.model.ref} failed: "
-                                  f"{type(exc).__name__}: {exc}") from exc
-            # A canary/variant failure is answered by the primary, for the same rows.
-            fallback = table.routes[0].model.validator.validate(request)
+            fallback = self._fallback(table, idx, validated, columns, rows, request,
+                                      request_id, arrival_ms, started, exc)
             return self._predict(table, 0, fallback, rows, request, request_id, arrival_ms,
                                  started)
         self._record(route, columns, outputs, validated, rows, request_id, arrival_ms, started)
         return outputs, route.model
+
+    async def _predict_async(self, table: RoutingTable, idx: int, validated: ValidatedRequest,
+                             rows: list[int] | None, request: ParsedRequest, request_id: str,
+                             arrival_ms: int, started: float, predict: AsyncPredict
+                             ) -> tuple[dict[str, list[Any]], ServedModel]:
+        route = table.routes[idx]
+        columns = _rows_of(validated.columns, rows)
+        try:
+            outputs = await predict(route.model, columns,
+                                    request.n_rows if rows is None else len(rows))
+        except Exception as exc:
+            fallback = self._fallback(table, idx, validated, columns, rows, request,
+                                      request_id, arrival_ms, started, exc)
+            return await self._predict_async(table, 0, fallback, rows, request, request_id,
+                                             arrival_ms, started, predict)
+        self._record(route, columns, outputs, validated, rows, request_id, arrival_ms, started)
+        return outputs, route.model
+
+    def _fallback(self, table: RoutingTable, idx: int, validated: ValidatedRequest,
+                  columns: dict[str, Any], rows: list[int] | None, request: ParsedRequest,
+                  request_id: str, arrival_ms: int, started: float,
+                  exc: Exception) -> ValidatedRequest:
+        """After route ``idx`` raised: log it; the primary's validation of the request to
+        answer the same rows with, or :class:`ModelFailed` when the primary raised."""
+        route = table.routes[idx]
+        self._failed(route, validated, columns, rows, request_id, arrival_ms, started, exc)
+        if idx == 0:
+            raise ModelFailed(f"model {route.model.ref} failed: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        # A canary/variant failure is answered by the primary, for the same rows.
+        return table.routes[0].model.validator.validate(request)
 
     # ------------------------------------------------------------------ bookkeeping
     def _record(self, route: Route, columns: dict[str, Any], outputs: dict[str, list[Any]],
@@ -209,3 +272,7 @@ class InferenceService:
             log.exception("deployment %s: shadow %s failed", self.deployment, route.model.ref)
         finally:
             self._shadow_slots.release()
+
+
+def _rows_of(columns: dict[str, Any], rows: list[int] | None) -> dict[str, Any]:
+    return columns if rows is None else {k: [v[i] for i in rows] for k, v in columns.items()}
