@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ratchet.atomic import write_atomic
 from ratchet.errors import ConfigError
+from ratchet.redaction import redact_url
 
 CONFIG_FILENAME = "ratchet.toml"
 DEFAULT_HOME = ".ratchet"
@@ -39,6 +40,14 @@ class Settings:
     artifacts_uri: str
     tracking_uri: str | None = None
     config_file: Path | None = None
+
+    def __repr__(self) -> str:  # URLs may hold passwords: never print them
+        tracking = redact_url(self.tracking_uri) if self.tracking_uri else None
+        return (f"Settings(home={str(self.home)!r}, db_url={redact_url(self.db_url)!r}, "
+                f"artifacts_uri={redact_url(self.artifacts_uri)!r}, "
+                f"tracking_uri={tracking!r}, config_file={self.config_file and str(self.config_file)!r})")
+
+    __str__ = __repr__
 
 
 def find_config_file(start: Path) -> Path | None:
@@ -128,7 +137,12 @@ def write_starter_config(directory: Path, force: bool = False) -> Path:
 def ensure_home(settings: Settings) -> Path:
     """Create the home directory; it ignores itself in git so runs don't look dirty."""
     home = settings.home
-    home.mkdir(parents=True, exist_ok=True)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, no permission, a read-only disk
+        why = "it is a file, not a folder" if home.is_file() else exc.strerror or exc
+        raise ConfigError(f"cannot create the ratchet home {home}: {why}; "
+                          "set RATCHET_HOME to a writable folder") from None
     ignore = home / ".gitignore"
     if not ignore.exists():
         write_atomic(ignore, "# created by ratchet: the local store is not source code\n*\n")

@@ -61,6 +61,13 @@ class ConfigError(RatchetError):
     """The configuration file or environment is wrong."""
 
 
+class StoreUnavailable(ConfigError):
+    """The metadata store cannot be reached or read (server down, no such database, a file
+    that is not a database)."""
+
+    http_status = 503
+
+
 class StepFailed(RatchetError):
     """A pipeline step raised (after its retries). The user's exception is ``__cause__``,
     with its own traceback; ``step`` names the step and ``run_id`` the pipeline run."""
@@ -89,6 +96,7 @@ __all__ = [
     "RatchetError",
     "StepFailed",
     "StepTimeout",
+    "StoreUnavailable",
     "Untrusted",
     "ValidationFailed",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 import typer
@@ -14,19 +13,11 @@ app = typer.Typer(help="The metadata store: migrations and location.", no_args_i
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")]
 
-# scheme://user:password@host -> scheme://user:***@host (fallback when the URL won't parse)
-_PASSWORD = re.compile(r"^(?P<head>[^:/]+://[^:/@]*:)(?P<password>.*)(?P<tail>@[^@]*)$")
-
-
 def mask_password(url: str) -> str:
     """The database URL with any password replaced by ``***``."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from ratchet.store.database import redact_url
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):  # not a URL SQLAlchemy understands: mask as text
-        return _PASSWORD.sub(r"\g<head>***\g<tail>", url)
+    return redact_url(url)
 
 
 @app.command()

@@ -11,19 +11,20 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ratchet.errors import ConfigError
+from ratchet.errors import ConfigError, StoreUnavailable
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
 # The newest migration; checked against the scripts by a test, so that opening an
 # up-to-date store needs no Alembic import.
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -39,19 +40,24 @@ class Database:
         try:
             parsed = make_url(url)
         except ArgumentError:
-            raise ConfigError(f"not a database URL: {url!r}") from None
+            raise ConfigError(f"not a database URL: {redact_url(url)!r}") from None
         self.url = url
         self.dialect = parsed.get_backend_name()
         if self.dialect not in {"sqlite", "postgresql"}:
             raise ConfigError(
-                f"unsupported database {self.dialect!r} in {url!r}: use sqlite:///path "
+                f"unsupported database {self.dialect!r} in {redact_url(url)!r}: use sqlite:///path "
                 "or postgresql+psycopg://user@host/db"
             )
         kwargs: dict[str, Any] = {}
         if self.dialect == "sqlite":
             db_path = parsed.database
             if db_path and db_path != ":memory:":
-                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise ConfigError(f"cannot create the folder of the store {db_path}: "
+                                      f"{exc.strerror or exc}; set RATCHET_HOME (or "
+                                      "RATCHET_DB) to a writable folder") from None
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
                                       "check_same_thread": False}
         else:
@@ -59,13 +65,14 @@ class Database:
         try:
             self.engine: Engine = create_engine(parsed, **kwargs)
         except NoSuchModuleError:
-            raise ConfigError(f"no driver for {url!r}; for PostgreSQL install "
+            raise ConfigError(f"no driver for {redact_url(url)!r}; for PostgreSQL install "
                               "ratchet[postgres] and use postgresql+psycopg://") from None
         except ModuleNotFoundError as exc:
-            raise ConfigError(f"the driver for {url!r} is not installed ({exc.name}); "
+            raise ConfigError(f"the driver for {redact_url(url)!r} is not installed ({exc.name}); "
                               "install ratchet[postgres]") from None
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine, event)
+        event.listen(self.engine, "handle_error", self._on_error)
         if migrate:
             ensure_schema(self)
 
@@ -81,6 +88,13 @@ class Database:
     def read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn, conn.begin():
             yield conn
+
+    def _on_error(self, context: Any) -> BaseException | None:
+        """A store that cannot be reached or read is the user's to fix: one clear
+        ``StoreUnavailable`` instead of the driver's exception (pre-ping retries kept)."""
+        if context.is_pre_ping:
+            return None
+        return store_unavailable(self.url, context.sqlalchemy_exception)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -221,3 +235,44 @@ def open_database(url: str) -> Database:
         if db is None:
             db = _open[key] = Database(url)
         return db
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``: safe for messages."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):  # not a URL SQLAlchemy understands: mask as text
+        return _PASSWORD.sub(r"\g<head>***\g<tail>", url)
+
+
+# scheme://user:password@host -> scheme://user:***@host (when the URL won't parse)
+_PASSWORD = re.compile(r"^(?P<head>[^:/]+://[^:/@]*:)(?P<password>.*)(?P<tail>@[^@]*)$")
+
+
+def store_unavailable(url: str, exc: BaseException | None) -> StoreUnavailable | None:
+    """The one-line error for a store that cannot be reached or read, or None when ``exc``
+    is something else (a constraint or a SQL error is a bug, and keeps its traceback)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DatabaseError, InterfaceError, OperationalError
+
+    if not (isinstance(exc, OperationalError | InterfaceError) or type(exc) is DatabaseError):
+        return None
+    assert isinstance(exc, DatabaseError | InterfaceError)
+    reason = (str(exc.orig or exc).strip().splitlines() or ["no reason given"])[0]
+    reason = reason.removeprefix("connection failed: ").strip()
+    try:
+        password = make_url(url).password
+    except Exception:  # an unparsable URL never got this far; be safe anyway
+        password = None
+    if password:
+        reason = reason.replace(str(password), "***")
+    if make_url(url).get_backend_name() == "sqlite":
+        hint = ("if this file is not a ratchet store, move it aside or point RATCHET_DB "
+                "(or RATCHET_HOME) elsewhere")
+    else:
+        hint = ("check that the server is running and the database exists, or point "
+                "RATCHET_DB elsewhere")
+    return StoreUnavailable(f"cannot use the store {redact_url(url)}: {reason}; {hint}")
