@@ -1,29 +1,22 @@
 """scikit-learn models, saved with skops (a zip of JSON + arrays, not a pickle).
 
-skops lists every type in a file it does not trust by default (it distrusts even some
-sklearn internals, e.g. ``sklearn.tree._tree.Tree``). ratchet accepts the ones on its
-allow-list and refuses the rest unless the caller passes ``trust=True``:
-
-- classes from scikit-learn, NumPy and SciPy, plus the LightGBM / XGBoost sklearn
-  wrappers and their Boosters (whose state is restored natively, not by pickle);
-- functions only from ``sklearn.metrics`` and ``sklearn.feature_selection`` (score
-  functions such as ``f_classif``).
-
-Other functions are refused even from trusted libraries: a ``FunctionTransformer``
-calls its function with keyword arguments read from the file, so a function that
-writes files (``sklearn.datasets.dump_svmlight_file``) or unpickles (``numpy.load``)
-is a code- or file-execution primitive. Test helpers and ``numpy.memmap`` are refused.
+Loading a skops file imports every type and function it names and calls them with
+arguments from the file, so without ``trust=True`` every name must be on the reviewed
+allow-list in ``sklearn_types`` (explicit names, never a package prefix). The check
+covers all names in the file, including those skops trusts by default, and skops' own
+untrusted-type report; skops is then told to trust only allowed names. A file holding a
+LightGBM / XGBoost Booster (state parsed by native code) is loaded in a child process
+first (``ratchet.packaging.probe``), so a malformed one cannot crash the caller.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ratchet.errors import InvalidInput, Untrusted
+from ratchet.packaging.flavors.sklearn_types import ALLOWLIST, ALLOWLIST_VERSION, NATIVE_STATE_TYPES
 
 if TYPE_CHECKING:
     from ratchet.packaging.manifest import Manifest
@@ -31,34 +24,6 @@ if TYPE_CHECKING:
 FLAVOR = "sklearn"
 SAFE = True
 MODEL_FILE = "model.skops"
-
-_CLASS_PACKAGES = ("sklearn", "numpy", "scipy")
-_WRAPPER_CLASSES = frozenset(
-    {
-        "lightgbm.basic.Booster",
-        "lightgbm.sklearn.LGBMClassifier",
-        "lightgbm.sklearn.LGBMRegressor",
-        "lightgbm.sklearn.LGBMRanker",
-        "xgboost.core.Booster",
-        "xgboost.sklearn.XGBClassifier",
-        "xgboost.sklearn.XGBRegressor",
-        "xgboost.sklearn.XGBRanker",
-        "xgboost.sklearn.XGBRFClassifier",
-        "xgboost.sklearn.XGBRFRegressor",
-    }
-)
-_STDLIB_CLASSES = frozenset(
-    {
-        "collections.Counter",
-        "collections.OrderedDict",
-        "collections.defaultdict",
-        "collections.deque",
-        # partial's wrapped function is listed (and checked) separately by skops.
-        "functools.partial",
-    }
-)
-_FUNCTION_MODULES = ("sklearn.metrics", "sklearn.feature_selection")
-_DENIED_PARTS = frozenset({"__main__", "conftest", "tests", "testing", "_testing"})
 
 
 def can_save(model: object) -> bool:
@@ -91,59 +56,59 @@ def save(model: object, directory: Path) -> tuple[str, dict[str, str]]:
 def load(directory: Path, manifest: Manifest, trust: bool) -> object:
     import skops.io
 
+    from ratchet.packaging import probe
+
     path = directory / manifest.model_file
     try:
-        untrusted = skops.io.get_untrusted_types(file=path)
+        named = referenced_types(path)
+        untrusted = set(skops.io.get_untrusted_types(file=path))
     except Exception as e:
         raise InvalidInput(f"{path} is not a readable skops file ({e})") from e
-    refused = sorted(t for t in untrusted if not is_allowed_type(t))
+    refused = sorted((named | untrusted) - ALLOWLIST)
     if refused and not trust:
         raise Untrusted(
-            f"model {directory} contains types outside ratchet's allow-list: "
-            f"{', '.join(refused)}. Loading them can run arbitrary code; pass trust=True "
-            "only for a model from a trusted source."
+            f"model {directory} names types and functions outside ratchet's allow-list "
+            f"(version {ALLOWLIST_VERSION}): {', '.join(refused)}. Loading them can run "
+            "arbitrary code; pass trust=True only for a model from a trusted source."
         )
-    return skops.io.load(path, trusted=list(untrusted))
+    if named & NATIVE_STATE_TYPES:
+        probe.probe_in_child(directory, manifest, trust=trust)
+    # Without trust every untrusted name is allowed here; skops trusts nothing more.
+    return skops.io.load(path, trusted=sorted(untrusted))
+
+
+def referenced_types(path: Path) -> set[str]:
+    """Every type and function a skops file names, including those skops trusts by default.
+
+    skops builds its node tree without importing or constructing anything; with every
+    node's default trust emptied, its own audit lists everything it would resolve.
+    """
+    from zipfile import ZipFile
+
+    from skops.io._audit import Node, get_tree
+    from skops.io._utils import read_schema
+
+    with ZipFile(path, "r") as zf:
+        schema, context = read_schema(zf)
+        tree = get_tree(schema, load_context=context, trusted=None)
+    seen: set[int] = set()
+    stack: list[Any] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, Node) and id(node) not in seen:
+            seen.add(id(node))
+            node.trusted = []
+            stack.extend(node.children.values())
+    return set(tree.get_unsafe_set())
 
 
 def is_allowed_type(name: str) -> bool:
-    """Whether a type name reported by skops is safe to load without ``trust=True``."""
-    if name in _STDLIB_CLASSES or name in _WRAPPER_CLASSES:
-        return True
-    parts = name.split(".")
-    if parts[0] not in _CLASS_PACKAGES or _DENIED_PARTS.intersection(parts):
-        return False
-    # Resolve the name: a re-export of a foreign object (joblib.Memory via sklearn)
-    # must be judged by where it really lives.
-    obj = _resolve(parts)
-    if obj is None:
-        return False
-    module = getattr(obj, "__module__", None) or ""
-    if isinstance(obj, type):
-        import numpy
-
-        return module.split(".")[0] in _CLASS_PACKAGES and not issubclass(obj, numpy.memmap)
-    if inspect.isfunction(obj) or inspect.isbuiltin(obj):
-        return module.startswith(_FUNCTION_MODULES) and not _DENIED_PARTS.intersection(
-            module.split(".")
-        )
-    return False
+    """Whether a type or function named in a skops file loads without ``trust=True``."""
+    return name in ALLOWLIST
 
 
-def _resolve(parts: list[str]) -> Any:
-    for i in range(len(parts) - 1, 0, -1):
-        try:
-            obj: Any = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
-            continue
-        except Exception:
-            return None
-        for attr in parts[i:]:
-            obj = getattr(obj, attr, None)
-            if obj is None:
-                return None
-        return obj
-    return None
-
-
-__all__ = ["FLAVOR", "SAFE", "can_save", "is_allowed_type", "load", "save"]
+__all__ = ["FLAVOR", "SAFE", "can_save", "is_allowed_type", "load", "referenced_types", "save"]

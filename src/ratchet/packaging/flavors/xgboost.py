@@ -66,6 +66,9 @@ def save(model: object, directory: Path) -> tuple[str, dict[str, str]]:
 
 
 def load(directory: Path, manifest: Manifest, trust: bool) -> object:
+    from ratchet.packaging.probe import probe_in_child
+
+    probe_in_child(directory, manifest, trust=trust)  # native parser: a bad file may crash
     import xgboost as xgb
 
     path = directory / manifest.model_file
