@@ -22,7 +22,9 @@ from ratchet.cli import (
     schedules,
     serving,
 )
-from ratchet.cli.output import RatchetGroup, say
+from ratchet.cli.output import RatchetGroup, hide_flag_types, say
+
+hide_flag_types()
 
 app = typer.Typer(
     name="ratchet",

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -72,14 +73,52 @@ def note(message: str) -> None:
 
 # ---------------------------------------------------------------- error boundary
 class RatchetGroup(TyperGroup):
-    """The root command group: turns a ``RatchetError`` into one line and exit code 1."""
+    """The root command group: a ``RatchetError`` becomes one line and exit code 1; a usage
+    error (unknown option, missing argument, bad value) one line and exit code 2, with a
+    pointer to ``--help`` instead of Typer's five-line box."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with usage_errors_in_one_line():
+            return super().make_context(*args, **kwargs)
 
     def invoke(self, ctx: Any) -> Any:  # Any: typer may vendor click's Context
-        try:
-            return super().invoke(ctx)
-        except RatchetError as exc:
-            print_error(str(exc) or type(exc).__name__)
-            raise typer.Exit(exc.exit_code) from None
+        with usage_errors_in_one_line():
+            try:
+                return super().invoke(ctx)
+            except RatchetError as exc:
+                print_error(str(exc) or type(exc).__name__)
+                raise typer.Exit(exc.exit_code) from None
+
+
+@contextmanager
+def usage_errors_in_one_line() -> Iterator[None]:
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+    try:
+        yield
+    except NoArgsIsHelpError:  # a bare group prints its help, as it should
+        raise
+    except ClickException as exc:
+        where = getattr(exc, "ctx", None)
+        command = where.command_path if where is not None else "ratchet"
+        print_error(f"{exc.format_message().rstrip('.')}; see {command} --help")
+        raise typer.Exit(exc.exit_code) from None
+
+
+def hide_flag_types() -> None:
+    """Typer's help puts ``<bool>`` after every flag although a flag takes no value: show
+    nothing there, as for ``--help`` in any other tool."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "ratchet_hides_flags", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_bool_flag else shown(self, ctx)
+
+    display_type_rich.ratchet_hides_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------------- values
