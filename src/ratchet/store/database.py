@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -239,17 +238,9 @@ def open_database(url: str) -> Database:
 
 def redact_url(url: str) -> str:
     """``url`` with its password (if any) replaced by ``***``: safe for messages."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from ratchet import redaction  # the one home of the rule (also ?password= in the query)
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):  # not a URL SQLAlchemy understands: mask as text
-        return _PASSWORD.sub(r"\g<head>***\g<tail>", url)
-
-
-# scheme://user:password@host -> scheme://user:***@host (when the URL won't parse)
-_PASSWORD = re.compile(r"^(?P<head>[^:/]+://[^:/@]*:)(?P<password>.*)(?P<tail>@[^@]*)$")
+    return redaction.redact_url(url)
 
 
 def store_unavailable(url: str, exc: BaseException | None) -> StoreUnavailable | None:

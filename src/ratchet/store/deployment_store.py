@@ -160,21 +160,31 @@ class DeploymentStore:
 
     # ---------------------------------------------------------------- feedback
     def record_feedback(self, rows: Iterable[tuple[str, int, str, Any]]) -> int:
-        """Upsert (request_id, row, deployment, value) rows; the newest value wins."""
+        """Upsert (request_id, row, deployment, value) rows; the newest value wins.
+
+        Keyed on (deployment, request_id, row): feedback for one deployment never touches
+        another's. Values are JSON scalars; checking them (finite, no NUL, known ids) is
+        the caller's job (``ratchet.serving.feedback``), this refuses what it cannot store.
+        """
         now = now_ms()
         # One row per key (the last given wins): an upsert may not touch a row twice.
-        latest = {(rid, row): (dep, value) for rid, row, dep, value in rows}
-        values = [{"request_id": rid, "row": row, "deployment": dep,
-                   "value": json.dumps(value, allow_nan=False), "received_at": now}
-                  for (rid, row), (dep, value) in latest.items()]
+        latest = {(dep, rid, row): value for rid, row, dep, value in rows}
+        values = []
+        for (dep, rid, row), value in latest.items():
+            try:
+                text = json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise InvalidInput(f"feedback for request {rid!r} row {row}: {exc}; send a "
+                                   "finite number, a boolean or a string") from None
+            values.append({"request_id": rid, "row": row, "deployment": dep, "value": text,
+                           "received_at": now})
         if not values:
             return 0
         f = t.prediction_feedback
         stmt = self.db.upsert(f)
         stmt = stmt.on_conflict_do_update(
-            index_elements=["request_id", "row"],
-            set_={"value": stmt.excluded.value, "deployment": stmt.excluded.deployment,
-                  "received_at": stmt.excluded.received_at})
+            index_elements=["deployment", "request_id", "row"],
+            set_={"value": stmt.excluded.value, "received_at": stmt.excluded.received_at})
         with self.db.write() as conn:
             conn.execute(stmt, values)
         return len(values)

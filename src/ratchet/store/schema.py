@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -416,11 +417,13 @@ prediction_feedback = Table(
     "prediction_feedback",
     metadata,
     # Ground truth for a logged prediction row, possibly days later; the newest wins.
-    Column("request_id", String(64), primary_key=True),
-    Column("row", Integer, primary_key=True),
+    # Keyed per deployment: one deployment's client never relabels another's rows.
+    Column("request_id", String(64), nullable=False),
+    Column("row", Integer, nullable=False),
     Column("deployment", NAME, nullable=False),
     Column("value", Text, nullable=False),  # JSON scalar: a label or a number
     Column("received_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("deployment", "request_id", "row"),
     Index(None, "deployment", "received_at"),
 )
 
