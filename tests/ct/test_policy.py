@@ -82,7 +82,7 @@ def test_mistakes_name_the_field(change: dict, message: str) -> None:
 
 def test_bad_yaml_and_missing_files(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
-    with pytest.raises(InvalidInput, match="not valid YAML"):
+    with pytest.raises(InvalidInput, match="invalid YAML"):
         load_policy(tmp_path / "bad.yaml")
     with pytest.raises(InvalidInput, match="no such policy file"):
         load_policy(tmp_path / "none.yaml")

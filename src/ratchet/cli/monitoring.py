@@ -51,7 +51,10 @@ def run(
 ) -> None:
     """Evaluate one window, store the result, write the report, alert on a changed verdict."""
     from ratchet.monitoring.monitor import run_monitor
+    from ratchet.monitoring.webhook import validate_webhook
 
+    if webhook is not None:  # before any work: a bad URL is not found only when alerting
+        webhook = validate_webhook(webhook, "--webhook")
     when = None
     if end is not None:
         try:
@@ -66,6 +69,7 @@ def run(
         print_json({**result.result, "report_html": str(result.report_html),
                     "report_json": str(result.report_json)})
         return
+    alert = result.alert
     r = result.result
     drift = r.get("drift") or {}
     performance = r.get("performance") or {}
@@ -83,6 +87,9 @@ def run(
         ("accuracy", metrics.get("accuracy")),
         ("estimated accuracy", estimated.get("accuracy")),
         ("report", str(result.report_html)),
+        *([("webhook", f"{alert.webhook}: " + ("delivered" if alert.delivered else
+                                               f"FAILED ({alert.error})"))]
+          if alert is not None else []),
     ], title="monitor"))
 
 

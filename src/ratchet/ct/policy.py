@@ -245,15 +245,16 @@ def policy_from_dict(data: Any, where: str = "policy") -> CTPolicy:
 
 def load_policy(path: str | os.PathLike[str]) -> CTPolicy:
     """A policy from a YAML file; errors name the file and the field."""
-    import yaml
+    from ratchet.safe_load import load_yaml
 
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            text = f.read()
     except FileNotFoundError:
         raise InvalidInput(f"{path}: no such policy file") from None
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"{path}: not valid YAML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{path}: cannot read the policy file: {exc}") from None
+    data = load_yaml(text, str(path))  # bounded: depth and alias expansion
     return policy_from_dict(data, str(path))
 
 

@@ -252,7 +252,9 @@ class DataClient:
                 pass
 
     def __repr__(self) -> str:
-        return f"DataClient({self.tracking.settings.db_url!r})"
+        from ratchet.redaction import redact_url
+
+        return f"DataClient({redact_url(self.tracking.settings.db_url)!r})"  # no password
 
 
 

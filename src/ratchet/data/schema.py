@@ -594,6 +594,8 @@ def save_schema(schema: pa.DataFrameSchema, path: str | os.PathLike[str]) -> Pat
     import pandera.pandas as pa
     import yaml
 
+    from ratchet.safe_load import load_yaml
+
     if not isinstance(schema, pa.DataFrameSchema):
         raise InvalidInput(
             f"save_schema: expected a pandera DataFrameSchema, got {type(schema).__name__}"
@@ -609,7 +611,7 @@ def save_schema(schema: pa.DataFrameSchema, path: str | os.PathLike[str]) -> Pat
             "use plain numbers, strings or datetimes in checks"
         ) from e
     assert body is not None
-    _ensure_checks_survive(schema, yaml.safe_load(body))
+    _ensure_checks_survive(schema, load_yaml(body, "save_schema"))
     text = YAML_HEADER + body
     return write_atomic(target, text)
 
@@ -636,7 +638,7 @@ def _ensure_checks_survive(schema: pa.DataFrameSchema, raw: Any) -> None:
 
 def load_schema(path: str | os.PathLike[str]) -> pa.DataFrameSchema:
     """Read a schema YAML written by ``save_schema`` (or by hand, in pandera's format)."""
-    import yaml
+    from ratchet.safe_load import compose_yaml, load_yaml
 
     p = Path(path)
     try:
@@ -648,14 +650,9 @@ def load_schema(path: str | os.PathLike[str]) -> pa.DataFrameSchema:
         ) from e
     except (OSError, UnicodeDecodeError) as e:
         raise InvalidInput(f"{p}: cannot read schema file: {_one_line(e)}") from e
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
-        problem = getattr(e, "problem", None) or _one_line(e)
-        raise InvalidInput(f"{where}: invalid YAML: {problem}") from e
+    # Bounded in depth and alias expansion; YAML errors become "<file>:<line>: ..."
+    node = compose_yaml(text, str(p))
+    raw = load_yaml(text, str(p))
     _check_structure(raw, node, p)
     return _deserialize(raw, where=str(p))
 

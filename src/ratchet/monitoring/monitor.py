@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ratchet.errors import InvalidInput, NotFound
 from ratchet.monitoring.drift import NUMERIC, column_kind
 from ratchet.monitoring.performance import parse_window
+from ratchet.monitoring.webhook import WebhookOutcome, post_json, validate_webhook
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,6 +46,8 @@ class MonitorRun:
     report_html: Path | None
     report_json: Path | None
     previous_verdict: str | None
+    alert: WebhookOutcome | None = None
+    """The webhook post of a changed verdict (None: no change or no webhook)."""
 
     @property
     def verdict(self) -> str:
@@ -63,6 +65,9 @@ def run_monitor(deployment: str, *, window: str | timedelta = "1h",
                 store: bool = True) -> MonitorRun:
     """Evaluate ``deployment`` over ``[end - window, end)`` (end: now)."""
     from ratchet.serving.deployments import DeploymentClient
+
+    if webhook is not None:  # up front: a bad URL must not surface only when alerting
+        webhook = validate_webhook(webhook, "--webhook")
     from ratchet.serving.prediction_query import predictions
 
     span = parse_window(window).to_pytimedelta()
@@ -89,6 +94,8 @@ def monitor_logged(deployment: str, logged: pd.DataFrame, *, start: datetime, en
     get one unless False; ``"changed"``: only when the verdict changed, or the first)."""
     from ratchet.store.monitor_store import MonitorStore
 
+    if webhook is not None:
+        webhook = validate_webhook(webhook, "webhook")
     client = deployments
     if model is None:
         status = client.status(deployment)
@@ -134,7 +141,12 @@ def monitor_logged(deployment: str, logged: pd.DataFrame, *, start: datetime, en
     run = MonitorRun(result, stored, html_path, json_path,
                      previous.verdict if previous is not None else None)
     if run.changed:
-        _alert(run, webhook)
+        outcome = _alert(run, webhook)
+        if outcome is not None:  # kept with the result, delivered or not
+            run = replace(run, alert=outcome)
+            result["alert"] = outcome.to_dict()
+            if stored is not None:
+                monitor_store.set_result(stored.result_id, result)
     return run
 
 
@@ -236,31 +248,16 @@ def _performance(model: LoadedModel, logged: pd.DataFrame) -> dict[str, Any] | N
 
 
 def _distribution(reference: pd.Series, current: pd.Series) -> dict[str, Any]:
-    import numpy as np
-    import pandas as pd
+    from ratchet.monitoring.histograms import column_histogram
 
-    from ratchet.monitoring.drift import binned_counts, numeric_bins
-
-    ref, cur = reference.dropna(), current.dropna()
-    if column_kind(reference) == NUMERIC and len(ref) and len(cur):
-        r = np.sort(ref.to_numpy(dtype=float))
-        edges = numeric_bins(r, sorted_input=True)
-        return {"kind": "numeric", "edges": [float(r[0]), *edges.tolist(), float(r[-1])],
-                "reference": binned_counts(r, edges, sorted_input=True).tolist(),
-                "current": binned_counts(cur.to_numpy(dtype=float), edges).tolist()}
-    top = pd.concat([ref, cur]).astype(str).value_counts().index[:TOP_CATEGORIES].tolist()
-    ref_counts = ref.astype(str).value_counts()
-    cur_counts = cur.astype(str).value_counts()
-    return {"kind": "categorical", "categories": top,
-            "reference": [int(ref_counts.get(c, 0)) for c in top],
-            "current": [int(cur_counts.get(c, 0)) for c in top]}
+    return column_histogram(reference, current, numeric=column_kind(reference) == NUMERIC)
 
 
 def _write_report(result: dict[str, Any], history: list[dict[str, Any]],
                   report_dir: str | Path | None, client: Any,
                   stored: StoredMonitorResult | None) -> tuple[Path, Path]:
     from ratchet.atomic import write_atomic
-    from ratchet.monitoring.report_html import render_report
+    from ratchet.monitoring.report_html import SHARED, render_report, write_report
 
     directory = Path(report_dir) if report_dir is not None else \
         client.registry.tracking.settings.home / "reports" / result["deployment"]
@@ -269,28 +266,23 @@ def _write_report(result: dict[str, Any], history: list[dict[str, Any]],
     stem = f"{stamp}-{stored.result_id[-8:]}" if stored is not None else stamp
     html_path, json_path = directory / f"{stem}.html", directory / f"{stem}.json"
     write_atomic(json_path, json.dumps(result, indent=2, default=str).encode())
-    write_atomic(html_path, render_report(result, history).encode())
+    write_report(html_path, render_report(result, history, plotly_js=SHARED))
     return html_path, json_path
 
 
-def _alert(run: MonitorRun, webhook: str | None) -> None:
+def _alert(run: MonitorRun, webhook: str | None) -> WebhookOutcome | None:
     report = run.report_html.resolve().as_uri() if run.report_html else None
     message = (f"monitor {run.result['deployment']}: verdict {run.previous_verdict!r} -> "
                f"{run.verdict!r} (window {run.result['window']['start']} .. "
                f"{run.result['window']['end']}); report: {report}")
     log.warning(message)
     if webhook is None:
-        return
-    body = json.dumps({"deployment": run.result["deployment"], "verdict": run.verdict,
-                       "previous": run.previous_verdict, "window": run.result["window"],
-                       "report": report, "text": message}).encode()
-    request = urllib.request.Request(webhook, data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            response.read()
-    except OSError as exc:  # an unreachable hook must not lose the result: it is stored
-        log.error("monitor %s: webhook %s failed: %s", run.result["deployment"], webhook, exc)
+        return None
+    return post_json(webhook, {"deployment": run.result["deployment"], "verdict": run.verdict,
+                               "previous": run.previous_verdict,
+                               "window": run.result["window"], "report": report,
+                               "text": message},
+                     what=f"monitor {run.result['deployment']}")
 
 
 def _jsonable(value: Any) -> Any:

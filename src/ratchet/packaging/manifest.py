@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ratchet.errors import InvalidInput
+from ratchet.safe_load import load_json
 
 MANIFEST_FILENAME = "ratchet-model.json"
 # Flavor-specific extras (e.g. which sklearn wrapper a native booster came from).
@@ -50,10 +51,7 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str, where: str) -> Manifest:
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InvalidInput(f"{where}: model manifest is not valid JSON ({e})") from e
+        data = load_json(text, f"{where}: model manifest")  # bounded nesting
         if not isinstance(data, dict):
             raise InvalidInput(f"{where}: model manifest must be a JSON object")
         version = data.get("manifest_version", MANIFEST_VERSION)
@@ -189,11 +187,12 @@ def write_flavor_metadata(directory: Path, data: dict[str, Any]) -> None:
 def read_flavor_metadata(directory: Path) -> dict[str, Any]:
     path = directory / FLAVOR_FILENAME
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError as e:
         raise InvalidInput(f"{path}: flavor metadata is missing; re-save the model") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
         raise InvalidInput(f"{path}: flavor metadata is not valid JSON ({e})") from e
+    data = load_json(text, f"{path}: flavor metadata")  # bounded nesting
     if not isinstance(data, dict):
         raise InvalidInput(f"{path}: flavor metadata must be a JSON object")
     return data

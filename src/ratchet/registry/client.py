@@ -21,6 +21,7 @@ from ratchet.clock import to_ms
 from ratchet.errors import IntegrityError, InvalidInput, NotFound
 from ratchet.hashing import hash_tree
 from ratchet.registry.uris import ModelRef, parse_model_uri
+from ratchet.safe_load import load_json
 from ratchet.store import (
     AliasEvent,
     ArtifactEntry,
@@ -148,8 +149,9 @@ class RegistryClient:
         if ref.run_id is None:
             raise InvalidInput(f"register needs a runs:/ URI, got {source!r}")
         entries = self._model_entries(ref.run_id, ref.artifact_path)
-        manifest = json.loads(self.tracking.read_artifact(
-            ref.run_id, f"{ref.artifact_path}/{MANIFEST_FILENAME}"))
+        manifest = load_json(self.tracking.read_artifact(  # bounded nesting
+            ref.run_id, f"{ref.artifact_path}/{MANIFEST_FILENAME}"),
+            f"{source}/{MANIFEST_FILENAME}")
         return self.store.create_model_version(
             name, run_id=ref.run_id, artifact_path=ref.artifact_path,
             content_hash=_tree_hash(entries, ref.artifact_path), flavor=manifest["flavor"],

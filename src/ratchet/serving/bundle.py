@@ -505,6 +505,7 @@ _FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {
 
 def read_bundle_info(directory: str | os.PathLike[str]) -> BundleInfo:
     """Parse and check ``<directory>/bundle.json`` (the model is not touched)."""
+    from ratchet.safe_load import load_json
     from ratchet.store.deployment_store import validate_deployment_name
 
     root = Path(directory)
@@ -512,13 +513,14 @@ def read_bundle_info(directory: str | os.PathLike[str]) -> BundleInfo:
         raise NotFound(f"bundle directory {root} does not exist")
     path = root / BUNDLE_FILENAME
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InvalidInput(
             f"{root} has no {BUNDLE_FILENAME}: it is not a bundle written by `ratchet build`"
         ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError) as e:
         raise InvalidInput(f"{path}: not valid JSON ({e}); rebuild the bundle") from e
+    data = load_json(text, str(path), "rebuild the bundle")  # bounded nesting
     if not isinstance(data, dict):
         raise InvalidInput(f"{path}: must hold a JSON object; rebuild the bundle")
     version = data.get("format_version")

@@ -55,6 +55,13 @@ class MonitorStore:
             conn.execute(update(t.monitor_results).where(
                 t.monitor_results.c.result_id == result_id).values(report_path=path))
 
+    def set_result(self, result_id: str, result: Mapping[str, Any]) -> None:
+        """Replace a stored result (the monitor adds how its alert went)."""
+        with self.db.write() as conn:
+            conn.execute(update(t.monitor_results).where(
+                t.monitor_results.c.result_id == result_id).values(
+                    result=json.dumps(dict(result), allow_nan=False, default=str)))
+
     def history(self, deployment: str, *, limit: int | None = None) -> list[StoredMonitorResult]:
         """Results of a deployment, oldest first (the newest ``limit`` when given)."""
         m = t.monitor_results

@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -24,17 +25,35 @@ KEY_PACKAGES = (
     "xgboost", "xgboost-cpu", "torch", "skops", "sqlalchemy",
 )
 GIT_TIMEOUT_S = 5
+# Reading a repository must not run programs its config names: a checkout from elsewhere
+# may set core.fsmonitor (run by every index read), hooks, or diff/filter drivers.
+# safe.directory is left to git: a repository owned by someone else is still refused.
+_NO_PROGRAMS = ("-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null",
+                "-c", "core.untrackedCache=false")
+_FILTER_KEY = re.compile(rb"^(filter\.\S+\.(?:clean|smudge|process))\s", re.MULTILINE)
 
 
-def _git(args: list[str], cwd: str) -> bytes | None:
+def _git(args: list[str], cwd: str, overrides: tuple[str, ...] = ()) -> bytes | None:
     try:
         done = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, timeout=GIT_TIMEOUT_S, check=False,
-            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},  # never take the index lock
+            ["git", *_NO_PROGRAMS, *overrides, *args], cwd=cwd, capture_output=True,
+            stdin=subprocess.DEVNULL, timeout=GIT_TIMEOUT_S, check=False,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0",  # never take the index lock
+                 "GIT_TERMINAL_PROMPT": "0", "GIT_EXTERNAL_DIFF": ""},
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout if done.returncode == 0 else None
+
+
+def _no_filters(cwd: str) -> tuple[str, ...]:
+    """``-c filter.<x>.clean=`` for every configured filter driver: git diff would run
+    them on changed files (an empty command is no filter). Reading config runs nothing."""
+    listed = _git(["config", "--get-regexp", r"^filter\..*\.(clean|smudge|process)$"], cwd)
+    keys = {m.decode(errors="replace") for m in _FILTER_KEY.findall(listed or b"")}
+    keys |= {key.rsplit(".", 1)[0] + ".required" for key in keys}
+    return tuple(part for key in sorted(keys)
+                 for part in ("-c", f"{key}={'false' if key.endswith('.required') else ''}"))
 
 
 def git_state(cwd: str) -> tuple[str | None, str | None, bool | None, str | None]:
@@ -42,9 +61,12 @@ def git_state(cwd: str) -> tuple[str | None, str | None, bool | None, str | None
     if commit is None:
         return None, None, None, None
     branch = _git(["rev-parse", "--abbrev-ref", "HEAD"], cwd)
-    # Tracked changes (staged and not) plus the names of untracked files.
-    diff = _git(["diff", "HEAD", "--no-ext-diff", "--binary"], cwd) or b""
-    untracked = _git(["ls-files", "--others", "--exclude-standard"], cwd) or b""
+    # Tracked changes (staged and not) plus the names of untracked files; no textconv,
+    # external diff or filter program runs.
+    safe = _no_filters(cwd)
+    diff = _git(["diff", "HEAD", "--no-ext-diff", "--no-textconv", "--binary"], cwd,
+                safe) or b""
+    untracked = _git(["ls-files", "--others", "--exclude-standard"], cwd, safe) or b""
     dirty = bool(diff or untracked)
     return (
         commit.decode().strip(),

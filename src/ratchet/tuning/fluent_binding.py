@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ratchet.errors import Conflict
+from ratchet.redaction import redact_url
 from ratchet.tracking import fluent
 from ratchet.tracking.client import TrackingClient
 
@@ -57,7 +58,7 @@ def fluent_bound_to(client: TrackingClient) -> Iterator[TrackingClient]:
             if not same_store(binding.client, client):
                 raise Conflict(
                     "another study in this process is logging to "
-                    f"{binding.client.settings.db_url}; two studies on different stores "
+                    f"{redact_url(binding.client.settings.db_url)}; two studies on different stores "
                     "cannot run at once in one process")
             binding.holders += 1
         else:
