@@ -111,7 +111,7 @@ def test_yaml_sites_refuse_deep_and_bombs(tmp_path: Path, site: Callable[..., Ca
 
 def test_bundle_json_deep_is_refused(tmp_path: Path) -> None:
     (tmp_path / "bundle.json").write_text('{"format_version": ' + DEEP_JSON + "}")
-    with pytest.raises(InvalidInput, match="nested more than.*rebuild the bundle") as exc:
+    with pytest.raises(InvalidInput, match=r"nested more than.*rebuild the bundle") as exc:
         read_bundle_info(tmp_path)
     _one_line(exc, "bundle.json")
 
