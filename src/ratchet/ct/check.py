@@ -95,7 +95,11 @@ def run_check(candidate: str, holdout: pd.DataFrame, label: str, *,
     registry = registry or RegistryClient(TrackingClient())
     policy = policy or GatePolicy()
     checks = [_data_check(holdout, schema)]
+    if holdout.empty:  # nothing to score: a model check on no rows proves nothing
+        return CheckReport(candidate, champion, tuple(checks))
     model_check, model = _model_check(registry, candidate, holdout, label)
+    if model_check.passed and model is not None:
+        model_check = _label_check(model, holdout[label]) or model_check
     checks.append(model_check)
     decision = None
     if model is not None and model_check.passed:
@@ -105,6 +109,9 @@ def run_check(candidate: str, holdout: pd.DataFrame, label: str, *,
 
 
 def _data_check(holdout: pd.DataFrame, schema: str | None) -> CheckResult:
+    if holdout.empty:
+        return CheckResult("data", False, "the holdout has no rows: nothing to check the "
+                           "candidate on")
     if schema is None:
         return CheckResult("data", True, f"{len(holdout):,} holdout rows; no schema given")
     from ratchet.data.validation import validate
@@ -144,6 +151,27 @@ def _model_check(registry: RegistryClient, candidate: str, holdout: pd.DataFrame
                            f"{len(features)} rows"), model
     return CheckResult("model", True, f"loads ({model.flavor}), signature accepts all "
                        f"{len(features):,} rows, predicts every row"), model
+
+
+def _label_check(model: Any, labels: pd.Series) -> CheckResult | None:
+    """A classifier scored on labels it has never seen scores 0 for a reason that is not
+    the model's: say so instead (usually the label column or its encoding is wrong)."""
+    classes = getattr(model.raw, "classes_", None)
+    if classes is None:
+        return None
+    known = {_plain(c) for c in classes}
+    seen = {_plain(v) for v in labels.dropna().unique()}
+    if seen and not seen & known:
+        shown = ", ".join(sorted(map(repr, seen))[:10])
+        return CheckResult("model", False, f"none of the holdout's labels ({shown}) is among "
+                           f"the candidate's classes ({', '.join(sorted(map(repr, known)))}): "
+                           "check the --label column and its encoding")
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python values, so 1 (int64) and 1 (int) compare equal."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def _champion_check(registry: RegistryClient, model: Any, champion: str | None,
