@@ -185,6 +185,58 @@ def test_kubernetes_manifests_parse_and_reference_the_probes(bundle_dir: Path) -
     assert metric["resource"]["target"]["type"] == "Utilization"
 
 
+def test_manifests_narrow_hosts_and_need_a_token_secret(bundle_dir: Path, tmp_path: Path,
+                                                         registry: RegistryClient) -> None:
+    """The container binds 0.0.0.0, so the Deployment's args answer only the Service's
+    names and guard /feedback with the Secret's token; run those very args here (on
+    127.0.0.1) and check what they allow and refuse."""
+    import httpx
+
+    from tests.serving.conftest import running_server
+
+    (deployment,) = _docs(bundle_dir / "k8s" / "deployment.yaml")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert args[:8] == ["ratchet", "serve", "--bundle", "/app/bundle", "--host", "0.0.0.0",
+                        "--port", "9000"]
+    hosts = [args[i + 1] for i, a in enumerate(args) if a == "--allowed-host"]
+    assert hosts == ["iris-model", "iris-model.$(POD_NAMESPACE)",
+                     "iris-model.$(POD_NAMESPACE).svc",
+                     "iris-model.$(POD_NAMESPACE).svc.cluster.local"]
+    assert {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {
+        "fieldPath": "metadata.namespace"}}} in container["env"]
+    token_path = args[args.index("--token-file") + 1]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "token"]
+    assert token_path == f"{mount['mountPath']}/token" and mount["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "token"]
+    assert volume["secret"]["secretName"] == "iris-model-token"
+    assert "optional" not in volume["secret"]  # no Secret, no pod: never open by mistake
+    readme = (bundle_dir / "k8s" / "README.md").read_text()
+    assert "kubectl create secret generic iris-model-token" in readme
+    assert "Authorization: Bearer" in readme and "--allowed-host" in readme
+    dockerfile = (bundle_dir / "Dockerfile").read_text()
+    assert "--allowed-host" in dockerfile and "--token-file" in dockerfile
+
+    token = tmp_path / "token"
+    token.write_text("k8s-secret-token\n")
+    local = [a.replace("$(POD_NAMESPACE)", "default") for a in args[2:]]
+    local[local.index("--bundle") + 1] = str(bundle_dir)
+    local[local.index("--host") + 1] = "127.0.0.1"
+    local[local.index("--token-file") + 1] = str(token)
+    settings = Settings(home=tmp_path / "home", db_url=f"sqlite:///{tmp_path / 'r.db'}",
+                        artifacts_uri=str(tmp_path / "artifacts"))
+    row = {"inputs": [{"sepal length (cm)": 5.1, "sepal width (cm)": 3.5,
+                       "petal length (cm)": 1.4, "petal width (cm)": 0.2}]}
+    with running_server(settings, tmp_path, *local) as url, httpx.Client(base_url=url) as c:
+        service = {"Host": "iris-model.default.svc.cluster.local:9000"}
+        assert c.post("/predict", json=row, headers=service).status_code == 200
+        assert c.post("/predict", json=row, headers={"Host": "evil.example"}).status_code == 421
+        assert c.get("/v2/health/ready", headers={"Host": "10.1.2.3:9000"}).status_code == 200
+        feedback = {"request_id": "x", "row": 0, "value": 1}
+        assert c.post("/feedback", json=feedback, headers=service).status_code == 401
+
+
 def test_options_name_the_deployment_and_image(tmp_path: Path, registry: RegistryClient) -> None:
     bundle = build_bundle("models:/Iris_Model/2", tmp_path / "b", registry=registry,
                           deployment="Iris.API_v2", image="registry.example.com/iris:2")

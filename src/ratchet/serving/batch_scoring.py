@@ -61,7 +61,8 @@ def score_file(model: str, source: str | os.PathLike[str], output: str | os.Path
     source, output = Path(source), Path(output)
     out_format = _format(output, "output")
     if output.exists() and not overwrite:
-        raise AlreadyExists(f"{output} exists; pass overwrite=True (CLI: --overwrite)")
+        raise AlreadyExists(f"{output} exists; pass --overwrite (overwrite=True in Python) "
+                            "to replace it")
     registry = registry or RegistryClient(TrackingClient())
     resolved = registry.resolve(model)
     name = parse_model_uri(model).name

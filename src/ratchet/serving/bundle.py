@@ -7,7 +7,11 @@
     <out>/requirements.txt   every line pinned with ==
     <out>/Dockerfile         non-root image running ``ratchet serve --bundle /app/bundle``
     <out>/wheels/            empty; drop wheels here for packages not on your index
-    <out>/k8s/               deployment.yaml, service.yaml, hpa.yaml
+    <out>/k8s/               deployment.yaml, service.yaml, hpa.yaml, README.md
+
+The image binds 0.0.0.0 (a container must), so the manifests narrow who it answers: the
+Host allowlist holds the Service's cluster names, and ``/feedback`` needs a bearer token
+from the Secret ``<name>-token`` (mounted as a file; the pod does not start without it).
 
 ``load_bundle`` reads it back (``ratchet serve --bundle``), refusing a model directory
 whose files no longer hash to what ``bundle.json`` records.
@@ -42,6 +46,8 @@ IMAGE_RATCHET_HOME = "/var/lib/ratchet"
 IMAGE_UID = 10001
 READY_PATH = "/v2/health/ready"
 LIVE_PATH = "/v2/health/live"
+TOKEN_DIR = "/var/run/secrets/ratchet"
+TOKEN_KEY = "token"
 # Installed at build time and pinned next to what the model's manifest records.
 SERVER_REQUIREMENTS = ("fastapi", "uvicorn[standard]", "prometheus-client")
 HPA_CPU_UTILIZATION = 70
@@ -187,6 +193,7 @@ def build_bundle(
         (staging / "k8s").mkdir()
         for filename, document in kubernetes_manifests(info, k8s_name, replicas).items():
             _write(staging / "k8s" / filename, _yaml(document))
+        _write(staging / "k8s" / "README.md", kubernetes_readme(info, k8s_name))
         # mkdtemp (and the model cache) make private directories; a bundle is for shipping.
         for directory in (staging, *(p for p in staging.rglob("*") if p.is_dir())):
             directory.chmod(0o755)
@@ -224,8 +231,8 @@ def _check_output(out: Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise InvalidInput(
-            f"output directory {out} is not empty; pass overwrite=True (--overwrite) to "
-            "replace the bundle there, or choose another directory"
+            f"output directory {out} is not empty; pass --overwrite (overwrite=True in "
+            "Python) to replace the bundle there, or choose another directory"
         )
     if not (out / BUNDLE_FILENAME).is_file():
         # --overwrite replaces bundles only: a mistyped -o must not delete a project.
@@ -360,6 +367,10 @@ EXPOSE {info.port}
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \\
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('{ready}', timeout=2)"]
 # 0.0.0.0 inside the container only; publish it with -p 127.0.0.1:{info.port}:{info.port}.
+# Only Host localhost / 127.0.0.1 / [::1] is answered (421 otherwise): add
+# `--allowed-host NAME` for the names clients use. /feedback is open to whoever reaches
+# the port unless tokens are set: mount a file with one token a line and add
+# `--token-file /run/secrets/ratchet-token` (`--auth predict` to guard predictions too).
 CMD {json.dumps(command)}
 """
 
@@ -383,11 +394,26 @@ def kubernetes_manifests(info: BundleInfo, name: str, replicas: int) -> dict[str
             "failureThreshold": 3,
         }
 
+    # The image's command, plus: answer to the Service's names only (Kubernetes expands
+    # $(POD_NAMESPACE)); probes and Prometheus use the pod IP on health and metrics paths,
+    # which the Host check leaves open. /feedback needs a token from the Secret.
+    hosts = [name, f"{name}.$(POD_NAMESPACE)", f"{name}.$(POD_NAMESPACE).svc",
+             f"{name}.$(POD_NAMESPACE).svc.cluster.local"]
+    args = ["ratchet", "serve", "--bundle", IMAGE_BUNDLE_DIR, "--host", "0.0.0.0",
+            "--port", str(info.port)]
+    for host in hosts:
+        args += ["--allowed-host", host]
+    args += ["--token-file", f"{TOKEN_DIR}/{TOKEN_KEY}"]
     container = {
         "name": "server",
         "image": info.image,
+        "args": args,
         "ports": [{"name": "http", "containerPort": info.port, "protocol": "TCP"}],
-        "env": [{"name": "RATCHET_HOME", "value": IMAGE_RATCHET_HOME}],
+        "env": [
+            {"name": "RATCHET_HOME", "value": IMAGE_RATCHET_HOME},
+            {"name": "POD_NAMESPACE",
+             "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        ],
         "resources": {
             "requests": {"cpu": "500m", "memory": "512Mi"},
             "limits": {"cpu": "1", "memory": "1Gi"},
@@ -398,6 +424,7 @@ def kubernetes_manifests(info: BundleInfo, name: str, replicas: int) -> dict[str
         "volumeMounts": [
             {"name": "ratchet-home", "mountPath": IMAGE_RATCHET_HOME},
             {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "token", "mountPath": TOKEN_DIR, "readOnly": True},
         ],
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -432,6 +459,8 @@ def kubernetes_manifests(info: BundleInfo, name: str, replicas: int) -> dict[str
                     "volumes": [
                         {"name": "ratchet-home", "emptyDir": {}},
                         {"name": "tmp", "emptyDir": {}},
+                        {"name": "token", "secret": {"secretName": f"{name}-token",
+                                                     "defaultMode": 0o440}},
                     ],
                 },
             },
@@ -472,6 +501,37 @@ def kubernetes_manifests(info: BundleInfo, name: str, replicas: int) -> dict[str
         },
     }
     return {"deployment.yaml": deployment, "service.yaml": service, "hpa.yaml": hpa}
+
+
+def kubernetes_readme(info: BundleInfo, name: str) -> str:
+    """What the manifests leave open and closed, and the one Secret they need."""
+    return f"""\
+# {name} on Kubernetes
+
+    kubectl create secret generic {name}-token \\
+      --from-literal={TOKEN_KEY}="$(openssl rand -hex 32)"
+    kubectl apply -f k8s/
+
+The pod mounts the Secret `{name}-token` at `{TOKEN_DIR}` and does not start without
+it. Clients of `POST /feedback` (the route that writes ground truth) send
+`Authorization: Bearer <token>`; a wrong or missing token gets 401. To guard predictions
+too, add `--auth predict` to the container's args. Several tokens (one a line in the
+`{TOKEN_KEY}` key) allow rotation; the server re-reads the file when the Secret changes.
+
+The server answers only `Host` names it is told (421 otherwise, against DNS rebinding):
+`{name}`, `{name}.<namespace>`, `{name}.<namespace>.svc` and
+`{name}.<namespace>.svc.cluster.local`. Behind an Ingress, add its host name with another
+`--allowed-host` argument (`*.example.com` allows subdomains).
+
+Open to anyone who reaches the port, by design: `/v2/health/*`, `/health/*`, `/ping`
+(the kubelet probes them by pod IP) and `/metrics` (Prometheus scrapes it, see the pod
+annotations); they change nothing and show no request data. Restrict who reaches the pod
+with a NetworkPolicy.
+
+Every POST must say `Content-Type: application/json` (`/invocations`: or `text/csv`);
+requests past 1,024 in flight per pod get 503, headers over 64 KiB get 431, and a client
+that does not finish its headers within 10 s is cut off (408).
+"""
 
 
 def _yaml(document: dict[str, Any]) -> str:
