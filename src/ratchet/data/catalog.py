@@ -60,7 +60,7 @@ class DataClient:
         ``run_id`` (default: the active run) is recorded as its creator; with ``role``,
         the run also records the version as an input (``role="train"``).
         """
-        from ratchet.data.profile import StreamingProfile, profile_parquet
+        from ratchet.data.profile import StreamingProfile, check_width, profile_parquet
         from ratchet.data.readers import open_source
         from ratchet.data.snapshot import schema_fields, write_snapshot
 
@@ -79,6 +79,7 @@ class DataClient:
             if unchanged is not None:
                 return self._finish(unchanged, run_id, role, progress, stat.st_size)
         src = open_source(data, source=source)
+        check_width(len(src.schema))  # before a byte is written: too wide to profile
         blobs = self.tracking.blobs
 
         def on_rows(_rows: int) -> None:
