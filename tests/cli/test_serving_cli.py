@@ -51,6 +51,8 @@ def test_deploy_lifecycle(cli: Invoke, churn: Path) -> None:
     (["serve", "churn@nope"], "no alias 'nope'"),
     (["serve", "churn@champion", "--unknown-category", "maybe"], "unknown_category"),
     (["serve"], "give a model to serve"),
+    (["serve", "churn@champion", "--token-file", "no-such-file"], "cannot read token file"),
+    (["serve", "churn@champion", "--auth", "everything"], "auth scope"),
 ])
 def test_mistakes_are_one_line_errors(cli: Invoke, churn: Path, args: list[str],
                                       message: str) -> None:
