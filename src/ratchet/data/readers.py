@@ -4,6 +4,11 @@ Accepted: pandas and polars DataFrames, Arrow tables/batches/readers, and CSV or
 files or directories of them. Files are read in batches (pyarrow's streaming readers), so
 a file larger than memory is never loaded whole. Every user mistake is an ``InvalidInput``
 or ``NotFound`` whose one-line message names the place.
+
+Symlinks: a path given directly is followed (the user named it). Inside a logged
+directory, a symlink whose target lies outside the directory is refused (``InvalidInput``,
+naming the link and its target), so a planted link cannot pull in another file's rows;
+links that stay inside are skipped, as what they point to is already read in place.
 """
 
 from __future__ import annotations
@@ -92,7 +97,7 @@ def _open_path(path: Path, source: str | None) -> Source:
     if not path.exists():
         raise NotFound(f"{path}: no such file or directory")
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and _kind(p) is not None)
+        files = data_files(path)
         if not files:
             raise InvalidInput(f"{path}: the directory has no .csv or .parquet files")
         kinds = {_kind(p) for p in files}
@@ -111,6 +116,35 @@ def _open_path(path: Path, source: str | None) -> Source:
     if kind == "parquet":
         return _parquet_source(files, description, total)
     return _csv_source(files, description, total)
+
+
+def data_files(directory: Path) -> list[Path]:
+    """The CSV and Parquet files physically under ``directory`` (recursively), sorted.
+
+    A symlink (to a file or a directory) that resolves outside ``directory`` raises
+    ``InvalidInput``; one that stays inside is skipped, its target being listed in place.
+    """
+    root = directory.resolve()
+    found: list[Path] = []
+    # followlinks=False: never descend through a link (no loops, no escape).
+    for here, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in (*dirnames, *filenames):
+            entry = Path(here) / name
+            if entry.is_symlink():
+                _check_link(entry, root, directory)
+            elif name in filenames and _kind(entry) is not None and entry.is_file():
+                found.append(directory / entry.relative_to(root))  # as the user named it
+    return sorted(found)
+
+
+def _check_link(link: Path, root: Path, given: Path) -> None:
+    target = link.resolve()
+    if target != root and root not in target.parents:
+        shown = given / link.relative_to(root)
+        raise InvalidInput(
+            f"{shown}: a symlink to {target}, outside the logged directory {given}; ratchet "
+            "does not follow links out of a logged directory: copy the file in, or log it "
+            "by its own path")
 
 
 def _kind(path: Path) -> str | None:
