@@ -160,15 +160,19 @@ def supported_models() -> Iterator[tuple[str, Any, Any]]:
     for make in regressors:
         model = make().fit(X, y_reg)
         yield type(model).__name__, model, X
-    yield "HistGradientBoostingClassifier-categorical", ensemble.HistGradientBoostingClassifier(
-        max_iter=3, categorical_features=[2]
-    ).fit(Xa, y_multi), Xa
-    yield "GradientBoostingClassifier-exponential", ensemble.GradientBoostingClassifier(
-        n_estimators=3, loss="exponential"
-    ).fit(X, y_bin), X
-    yield "MultinomialNB", naive_bayes.MultinomialNB().fit(
-        X_counts, y_multi
-    ), X_counts
+    yield (
+        "HistGradientBoostingClassifier-categorical",
+        ensemble.HistGradientBoostingClassifier(max_iter=3, categorical_features=[2]).fit(
+            Xa, y_multi
+        ),
+        Xa,
+    )
+    yield (
+        "GradientBoostingClassifier-exponential",
+        ensemble.GradientBoostingClassifier(n_estimators=3, loss="exponential").fit(X, y_bin),
+        X,
+    )
+    yield "MultinomialNB", naive_bayes.MultinomialNB().fit(X_counts, y_multi), X_counts
     for knn in (
         neighbors.KNeighborsClassifier(n_neighbors=3, metric="manhattan"),
         neighbors.KNeighborsClassifier(n_neighbors=3, metric="minkowski", p=3),
@@ -179,9 +183,11 @@ def supported_models() -> Iterator[tuple[str, Any, Any]]:
         yield f"KNeighborsClassifier({knn.metric}, {knn.algorithm})", knn.fit(X, y_bin), X
     X_sparse = scipy.sparse.csr_matrix(X_counts)
     yield "SVC-sparse", svm.SVC().fit(X_sparse, y_bin), X_sparse
-    yield "LogisticRegression-sparsified", linear_model.LogisticRegression().fit(
-        X, y_bin
-    ).sparsify(), X
+    yield (
+        "LogisticRegression-sparsified",
+        linear_model.LogisticRegression().fit(X, y_bin).sparsify(),
+        X,
+    )
     yield "BernoulliNB", naive_bayes.BernoulliNB().fit(X_counts, y_multi), X_counts
     yield "ComplementNB", naive_bayes.ComplementNB().fit(X_counts, y_multi), X_counts
     yield "CategoricalNB", naive_bayes.CategoricalNB().fit(X_counts, y_multi), X_counts
@@ -248,14 +254,20 @@ def supported_models() -> Iterator[tuple[str, Any, Any]]:
         (preprocessing.OneHotEncoder(sparse_output=True), ["colour"]),
         remainder="passthrough",
     )
-    yield "ColumnTransformer-sparse", pipeline.make_pipeline(
-        ct, linear_model.LogisticRegression()
-    ).fit(frame, y_bin), frame
+    yield (
+        "ColumnTransformer-sparse",
+        pipeline.make_pipeline(ct, linear_model.LogisticRegression()).fit(frame, y_bin),
+        frame,
+    )
     selector = compose.make_column_selector(dtype_include="number")
-    yield "ColumnTransformer-selector", pipeline.make_pipeline(
-        compose.ColumnTransformer([("num", preprocessing.StandardScaler(), selector)]),
-        linear_model.Ridge(),
-    ).fit(frame, y_reg), frame
+    yield (
+        "ColumnTransformer-selector",
+        pipeline.make_pipeline(
+            compose.ColumnTransformer([("num", preprocessing.StandardScaler(), selector)]),
+            linear_model.Ridge(),
+        ).fit(frame, y_reg),
+        frame,
+    )
 
 
 def candidate_types(directory: Path | None = None) -> dict[str, set[str]]:
