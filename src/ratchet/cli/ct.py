@@ -106,7 +106,9 @@ def _request(model: str, kind: str, actor: str | None, reason: str | None) -> No
 
     from ratchet.store.ct_state_store import CTStateStore
 
-    store = CTStateStore(Session().tracking.store.db)
+    session = Session()
+    session.registry.get_model(model)  # NotFound for a model that is not registered
+    store = CTStateStore(session.tracking.store.db)
     current = store.get(model)
     if kind in ("approve", "reject") and (current is None or
                                           current.state != "awaiting_approval"):

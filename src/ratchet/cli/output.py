@@ -77,12 +77,25 @@ class RatchetGroup(TyperGroup):
     error (unknown option, missing argument, bad value) one line and exit code 2, with a
     pointer to ``--help`` instead of Typer's five-line box."""
 
-    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+    def make_context(self, info_name: Any, args: Any, *rest: Any, **kwargs: Any) -> Any:
         with usage_errors_in_one_line():
-            return super().make_context(*args, **kwargs)
+            ctx = super().make_context(info_name, args, *rest, **kwargs)
+        # The command as typed, up to its first option (options may carry secrets).
+        words = [str(info_name or "ratchet")]
+        for arg in args:
+            if str(arg).startswith("-"):
+                break
+            words.append(str(arg))
+        ctx.meta["ratchet.command"] = " ".join(words)
+        return ctx
 
     def invoke(self, ctx: Any) -> Any:  # Any: typer may vendor click's Context
-        with usage_errors_in_one_line():
+        from ratchet.tracking.code_version import user_code
+
+        # Runs started from here ran the user's code in the working directory, not
+        # ratchet's own console script (a pipeline run narrows this to its file).
+        command = ctx.meta.get("ratchet.command", "ratchet")
+        with usage_errors_in_one_line(), user_code(os.getcwd(), command):
             try:
                 return super().invoke(ctx)
             except RatchetError as exc:

@@ -73,7 +73,7 @@ def run_pipeline(
         with cwd_importable():
             pipeline = load_pipeline(ref)
             params = parse_params(pipeline, param or [])
-            with _stdout_for_data(as_json):
+            with _stdout_for_data(as_json), _pipeline_code(pipeline, ref):
                 result = pipeline.run(executor=executor, cache=not no_cache, **params)
     except StepFailed as exc:
         if exc.run_id is not None:
@@ -81,6 +81,20 @@ def run_pipeline(
             note(f"resume it with: ratchet pipeline resume {exc.run_id}")
         raise
     _print_run(result, as_json)
+
+
+def _pipeline_code(pipeline: Any, ref: str) -> Any:
+    """Runs record the pipeline's own file (its git checkout, or none) as their code."""
+    import inspect
+    import os
+
+    from ratchet.tracking.code_version import user_code
+
+    try:
+        source = inspect.getsourcefile(pipeline.fn)
+    except TypeError:  # defined somewhere without a file: the working directory stands in
+        source = None
+    return user_code(os.path.dirname(source) if source else os.getcwd(), ref)
 
 
 @app.command("resume")

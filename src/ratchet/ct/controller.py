@@ -502,7 +502,7 @@ class Controller:
         except NotFound:
             raise InvalidInput(f"model {self.policy.model!r} has no {CHAMPION!r} alias: the "
                                "controller moves a champion forward, so register one first "
-                               f"(ratchet models alias {self.policy.model} {CHAMPION} "
+                               f"(ratchet models alias set {self.policy.model} {CHAMPION} "
                                "VERSION)") from None
         assert resolved.version is not None
         return resolved.version.version

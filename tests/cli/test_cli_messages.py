@@ -1,0 +1,46 @@
+"""What the CLI says matches what it does: unknown models are errors, history says who,
+hints name real commands and flags."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from pathlib import Path
+
+from tests.cli.conftest import Invoke, Seeded, assert_user_error
+
+
+def test_ct_retrain_of_an_unknown_model_is_an_error(cli: Invoke, seeded: Seeded) -> None:
+    assert_user_error(cli("ct", "retrain", "nope"), "no registered model named 'nope'")
+    assert_user_error(cli("ct", "approve", "nope"), "'nope'")
+    done = cli("ct", "retrain", "churn", "--actor", "ann")
+    assert done.exit_code == 0 and "retrain recorded for churn" in done.stdout
+
+
+def test_deploy_history_says_who_changed_the_plan(cli: Invoke, seeded: Seeded) -> None:
+    assert cli("deploy", "create", "web", "--model", "churn@champion").exit_code == 0
+    assert cli("deploy", "set-plan", "web", "--model", "churn/1").exit_code == 0
+    assert cli("deploy", "rollback", "web").exit_code == 0
+    history = json.loads(cli("deploy", "history", "web", "--json").stdout)
+    assert len(history) == 3
+    assert [r["actor"] for r in history] == [getpass.getuser()] * 3
+    table = cli("deploy", "history", "web").stdout
+    assert getpass.getuser() in table
+
+
+def test_overwrite_hints_name_the_flag(cli: Invoke, seeded: Seeded, project: Path) -> None:
+    (project / "bundle").mkdir()
+    (project / "bundle" / "x").write_text("x")
+    lines = assert_user_error(cli("build", "churn/1", "-o", "bundle"), "pass --overwrite")
+    assert "overwrite=True" not in lines[0].split("pass --overwrite")[0]
+    (project / "in.csv").write_text("a\n1\n")
+    (project / "out.csv").write_text("taken\n")
+    lines = assert_user_error(cli("predict", "churn/1", "in.csv", "-o", "out.csv"),
+                              "out.csv exists; pass --overwrite")
+
+
+def test_the_controller_hint_names_alias_set() -> None:
+    source = Path(__file__).parents[2] / "src" / "ratchet" / "ct" / "controller.py"
+    text = source.read_text()
+    assert "ratchet models alias set {self.policy.model} {CHAMPION}" in text
+    assert "ratchet models alias {self.policy.model}" not in text
