@@ -44,3 +44,24 @@ def test_the_controller_hint_names_alias_set() -> None:
     text = source.read_text()
     assert "ratchet models alias set {self.policy.model} {CHAMPION}" in text
     assert "ratchet models alias {self.policy.model}" not in text
+
+
+def test_runs_show_metric_and_artifacts_take_id_prefixes(cli: Invoke, seeded: Seeded) -> None:
+    prefix = seeded.best[:12]
+    shown = cli("runs", "show", prefix, "--json")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["run_id"] == seeded.best
+    assert "0.82" in cli("runs", "metric", prefix, "auc").stdout
+    assert "model/weights.txt" in cli("artifacts", "list", prefix).stdout
+    assert_user_error(cli("runs", "show", seeded.best[:3]), "at least 6 hex digits")
+    assert_user_error(cli("runs", "show", "ffffffffffff"), "no run 'ffffffffffff'")
+    assert_user_error(cli("runs", "show", "%%%%%%%%"), "no run")
+
+
+def test_an_ambiguous_run_prefix_is_refused(cli: Invoke, seeded: Seeded) -> None:
+    import os.path
+
+    shared = os.path.commonprefix(seeded.run_order)  # UUIDv7: a creation-time prefix
+    if len(shared) < 6:  # the four runs straddle a 4.6-hour boundary: nothing to test
+        return
+    assert_user_error(cli("runs", "show", shared), "ambiguous")

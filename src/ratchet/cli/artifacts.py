@@ -19,12 +19,13 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON to stdout."
 
 @app.command("list")
 def list_artifacts(
-    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    run_id: Annotated[str, typer.Argument(help="The run id or a unique prefix of it.")],
     path: Annotated[str, typer.Argument(help="Only this file or directory.")] = "",
     as_json: JsonOption = False,
 ) -> None:
     """List a run's artifacts: path, size and digest prefix."""
-    entries = Session().tracking.list_artifacts(run_id, path)
+    tracking = Session().tracking
+    entries = tracking.list_artifacts(tracking.store.resolve_run_id(run_id), path)
     if as_json:
         print_json([artifact_dict(e) for e in entries])
         return
@@ -36,10 +37,11 @@ def list_artifacts(
 
 @app.command()
 def download(
-    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    run_id: Annotated[str, typer.Argument(help="The run id or a unique prefix of it.")],
     path: Annotated[str, typer.Argument(help="An artifact file or directory of the run.")],
     dest: Annotated[Path, typer.Argument(help="Where to write it (a file or directory).")],
 ) -> None:
     """Download an artifact file or directory, verifying every hash."""
-    written = Session().tracking.download_artifacts(run_id, path, dest)
+    tracking = Session().tracking
+    written = tracking.download_artifacts(tracking.store.resolve_run_id(run_id), path, dest)
     say(f"downloaded {path} to {written}")

@@ -110,11 +110,12 @@ def list_runs(
 
 @app.command()
 def show(
-    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    run_id: Annotated[str, typer.Argument(help="The run id or a unique prefix of it.")],
     as_json: JsonOption = False,
 ) -> None:
     """Show a run: info, code version, params, latest metrics, tags, inputs, artifacts, children."""
     tracking = Session().tracking
+    run_id = tracking.store.resolve_run_id(run_id)
     run = tracking.get_run(run_id)
     artifacts = tracking.list_artifacts(run_id)
     children = tracking.child_runs(run_id)
@@ -238,12 +239,13 @@ def search(
 
 @app.command()
 def metric(
-    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    run_id: Annotated[str, typer.Argument(help="The run id or a unique prefix of it.")],
     key: Annotated[str, typer.Argument(help="The metric name.")],
     as_json: JsonOption = False,
 ) -> None:
     """Print every logged value of one metric: step, value, time."""
-    history = Session().tracking.metric_history(run_id, key)
+    tracking = Session().tracking
+    history = tracking.metric_history(tracking.store.resolve_run_id(run_id), key)
     if as_json:
         print_json([metric_dict(m) for m in history])
         return
