@@ -19,6 +19,7 @@ import pytest
 from ratchet.errors import InvalidInput
 from ratchet.monitoring import dataset_drift
 from ratchet.monitoring.drift import binned_counts, category_counts, numeric_bins
+from ratchet.monitoring.histograms import column_histogram
 from ratchet.monitoring.multivariate_drift import classifier_drift
 from ratchet.monitoring.report_html import ESTIMATE_NOTE, render_report
 
@@ -87,6 +88,15 @@ def figure(page: str, div_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]
     return data, layout
 
 
+def caption(page: str, div_id: str) -> str:
+    """The HTML caption above a figure (its title, outside plotly's canvas)."""
+    div = page.index(f'id="{div_id}"')
+    start = page.rindex("<figure>\n<figcaption>", 0, div) + len("<figure>\n<figcaption>")
+    end = page.index("</figcaption>", start)
+    assert end < div and "</figure>" not in page[start:div]
+    return page[start:end]
+
+
 # ----------------------------------------------------------------------------- fixtures
 def frames(n: int = 600, shift: float = 0.0) -> pd.DataFrame:
     return pd.DataFrame({
@@ -98,21 +108,21 @@ def frames(n: int = 600, shift: float = 0.0) -> pd.DataFrame:
 
 
 def distributions(reference: pd.DataFrame, current: pd.DataFrame) -> dict[str, Any]:
-    """Numeric columns as the drift module bins them (inner quantile edges) or as a full
-    histogram; categorical columns as aligned category counts."""
-    inner = numeric_bins(reference["age"].to_numpy())
-    counts, full = np.histogram(reference["tenure"], bins=8)
-    current_counts, _ = np.histogram(current["tenure"], bins=full)
+    """age as the monitor records it now (equal-width bins, values beyond the range
+    counted); plan as aligned category counts; tenure as results written before equal-width
+    bins recorded it (full edges at the reference's quantiles: unequal widths)."""
+    inner = numeric_bins(reference["tenure"].to_numpy())
+    full = [float(reference["tenure"].min()), *inner.tolist(),
+            float(reference["tenure"].max())]
     cats = pd.unique(pd.concat([reference["plan"], current["plan"]]))
     ref_cat, cur_cat = category_counts(reference["plan"], current["plan"])
     return {
-        "age": {"kind": "numeric", "edges": inner.tolist(),
-                "reference": binned_counts(reference["age"].to_numpy(), inner).tolist(),
-                "current": binned_counts(current["age"].to_numpy(), inner).tolist()},
+        "age": column_histogram(reference["age"], current["age"], numeric=True),
         "plan": {"kind": "categorical", "categories": list(cats),
                  "reference": ref_cat.tolist(), "current": cur_cat.tolist()},
-        "tenure": {"kind": "numeric", "edges": full.tolist(), "reference": counts.tolist(),
-                   "current": current_counts.tolist()}}
+        "tenure": {"kind": "numeric", "edges": full,
+                   "reference": binned_counts(reference["tenure"].to_numpy(), inner).tolist(),
+                   "current": binned_counts(current["tenure"].to_numpy(), inner).tolist()}}
 
 
 def quality() -> dict[str, Any]:
@@ -222,24 +232,39 @@ def test_distribution_plots_show_shares_of_reference_and_current(result: dict[st
     dists = result["distributions"]
     for i, name in enumerate(dists, start=1):
         data, layout = figure(html, f"ratchet-plot-{i}")
-        spec = dists[name]
         assert [t["name"] for t in data] == ["reference", "current"]
-        for trace, side in zip(data, ("reference", "current"), strict=True):
-            counts = np.asarray(spec[side], dtype=float)
-            assert trace["y"] == pytest.approx((counts / counts.sum()).tolist())
-            assert sum(trace["y"]) == pytest.approx(1.0)
-        assert layout["title"]["text"].startswith(name)
-    age, _ = figure(html, "ratchet-plot-1")             # inner edges: labelled bins
-    edges = dists["age"]["edges"]
-    assert age[0]["x"][0] == f"&lt; {edges[0]:.4g}" and age[0]["x"][-1] == f"≥ {edges[-1]:.4g}"
-    assert len(age[0]["x"]) == len(edges) + 1
+        # The title is an HTML caption above the plot, not in plotly's canvas where the
+        # toolbar (top right) covers it.
+        assert "title" not in layout and caption(html, f"ratchet-plot-{i}").startswith(name)
+    # age: equal-width bins overlaid on a numeric axis; the shares count every value, those
+    # beyond the plotted range too, and the caption says how many those are.
+    age, age_layout = figure(html, "ratchet-plot-1")
+    spec = dists["age"]
+    edges = np.asarray(spec["edges"])
+    assert np.allclose(np.diff(edges), edges[1] - edges[0])
+    assert age[0]["x"] == pytest.approx(((edges[:-1] + edges[1:]) / 2).tolist())
+    assert age[0]["width"] == pytest.approx(np.diff(edges).tolist())
+    assert age_layout["barmode"] == "overlay" and age_layout["yaxis"]["tickformat"] == ".0%"
+    for trace, side in zip(age, ("reference", "current"), strict=True):
+        counts = np.asarray(spec[side], dtype=float)
+        total = counts.sum() + sum(spec["outside"][side])
+        assert trace["y"] == pytest.approx((counts / total).tolist())
+    beyond = sum(spec["outside"]["reference"])
+    assert beyond > 0 and f"{beyond} reference values" in caption(html, "ratchet-plot-1")
+    # plan: categories side by side, shares summing to one.
     plan, plan_layout = figure(html, "ratchet-plot-2")
     assert plan[0]["x"] == dists["plan"]["categories"]
     assert plan_layout["xaxis"]["type"] == "category"
-    tenure, _ = figure(html, "ratchet-plot-3")           # full edges: a histogram
-    full = dists["tenure"]["edges"]
+    for trace, side in zip(plan, ("reference", "current"), strict=True):
+        counts = np.asarray(dists["plan"][side], dtype=float)
+        assert trace["y"] == pytest.approx((counts / counts.sum()).tolist())
+    # tenure, an older result's unequal bins: densities, so a wide tail bin is not a slab.
+    tenure, tenure_layout = figure(html, "ratchet-plot-3")
+    full = np.asarray(dists["tenure"]["edges"])
+    counts = np.asarray(dists["tenure"]["reference"], dtype=float)
     assert tenure[0]["x"][0] == pytest.approx((full[0] + full[1]) / 2)
-    assert tenure[0]["width"][0] == pytest.approx(full[1] - full[0])
+    assert tenure[0]["y"] == pytest.approx((counts / counts.sum() / np.diff(full)).tolist())
+    assert tenure_layout["yaxis"]["title"]["text"] == "share of rows per unit"
 
 
 def test_over_time_plots_follow_the_history(result: dict[str, Any],
@@ -251,8 +276,8 @@ def test_over_time_plots_follow_the_history(result: dict[str, Any],
     assert share_layout["shapes"][0]["y0"] == result["drift"]["drift_share"]
     auc, _ = figure(html, "ratchet-plot-5")
     assert auc[0]["y"] == [r["drift"]["multivariate"]["auc"] for r in [*history, result]]
-    accuracy, layout = figure(html, "ratchet-plot-6")
-    assert layout["title"]["text"] == "accuracy"
+    accuracy, _ = figure(html, "ratchet-plot-6")
+    assert caption(html, "ratchet-plot-6") == "accuracy"
     assert [t["name"] for t in accuracy] == ["realized", "estimated"]
     assert accuracy[0]["y"] == [0.9, 0.9, 0.81, 0.81]
     assert accuracy[1]["y"] == pytest.approx([0.92, 0.92, 0.83, 0.83])
@@ -281,8 +306,8 @@ def test_every_user_string_is_escaped(result: dict[str, Any]) -> None:
     assert page.sources == []                          # the escaped href is text, not a link
     assert len(page.scripts) == 2 and len(page.figures) == 1
     # Inside the figure, plotly gets the escaped text and shows it literally.
-    data, layout = figure(html, "ratchet-plot-1")
-    assert layout["title"]["text"].startswith("&lt;script&gt;")
+    data, _ = figure(html, "ratchet-plot-1")
+    assert caption(html, "ratchet-plot-1").startswith("&lt;script&gt;")
     assert data[0]["x"][0].startswith("&lt;/script&gt;&lt;img")
     assert EVIL in page.plain and "<b>churn</b>" in page.plain     # the reader sees the text
 
@@ -364,3 +389,58 @@ def test_result_and_history_must_be_dicts(result: dict[str, Any]) -> None:
 
 def test_footer_names_the_inlined_plotly(result: dict[str, Any]) -> None:
     assert f"installed plotly {plotly.__version__} package" in render_report(result)
+
+
+# ----------------------------------------------------------------------------- shared plotly.js
+def test_reports_of_one_folder_share_one_plotly_file(result: dict[str, Any],
+                                                     history: list[dict[str, Any]],
+                                                     tmp_path: Path) -> None:
+    from ratchet.monitoring.report_html import SHARED, plotly_js_name, write_report
+
+    folder = tmp_path / "reports"
+    first = write_report(folder / "a.html", render_report(result, history, plotly_js=SHARED))
+    second = write_report(folder / "b.html", render_report(result, plotly_js=SHARED))
+    scripts = sorted(p.name for p in folder.glob("*.js"))
+    assert scripts == [plotly_js_name()]                       # one copy for both pages
+    assert (folder / scripts[0]).read_text(encoding="utf-8") == plotly.offline.get_plotlyjs()
+    assert plotly.__version__ in scripts[0]
+    for path in (first, second):
+        html = path.read_text(encoding="utf-8")
+        page = Page(html)
+        assert page.errors == []
+        assert page.sources == [f"script src={plotly_js_name()}"]   # relative, no network
+        assert PLOTLY_JS_START not in html and len(html) < 200_000   # not 4.7 MB each
+        assert "window.Plotly" in html and plotly_js_name() in page.plain  # says what it needs
+    # A page written alone in another folder gets its own copy: it works offline too.
+    alone = write_report(tmp_path / "elsewhere" / "c.html",
+                         render_report(result, plotly_js=SHARED))
+    assert (alone.parent / plotly_js_name()).is_file()
+    # The default stays one self-contained page.
+    assert render_report(result).count(PLOTLY_JS_START) == 1
+    with pytest.raises(InvalidInput, match="plotly_js must be"):
+        render_report(result, plotly_js="cdn")
+
+
+def test_timeline_marks_promotions_and_rollbacks(tmp_path: Path) -> None:
+    from ratchet.monitoring.report_html import render_timeline_report
+
+    periods = {"loop": [("2020-01-01", 0.8), ("2021-01-01", 0.6), ("2022-01-01", 0.85)],
+               "never retrained": [("2020-01-01", 0.8), ("2021-01-01", 0.55),
+                                   ("2022-01-01", 0.5)]}
+    events = [{"at": "2021-03-02", "kind": "promoted", "summary": "v2 is champion"},
+              {"at": "2021-06-01", "kind": "rolled-back", "summary": "v3: canary failed"},
+              {"at": "2021-09-09", "kind": "promoted", "summary": "v4 is champion"},
+              {"at": "2021-09-09", "kind": "retrained", "summary": "v4 trained"}]
+    html = render_timeline_report("ct", periods, events, [{"strategy": "loop",
+                                                          "accuracy": 0.75}])
+    data, layout = figure(html, "ratchet-plot-1")
+    names = [t["name"] for t in data]
+    assert names == ["loop", "never retrained", "promotion (2)", "rollback (1)"]
+    promotions, rollbacks = data[2], data[3]
+    assert [x for x in promotions["x"] if x] == ["2021-03-02"] * 2 + ["2021-09-09"] * 2
+    assert [x for x in rollbacks["x"] if x] == ["2021-06-01"] * 2
+    assert "v2 is champion" in promotions["text"][0]
+    low, high = layout["yaxis"]["range"]        # the lines span the plotted values
+    assert low < 0.5 and high > 0.85
+    assert layout["xaxis"]["type"] == "date"
+    assert "promotions" in caption(html, "ratchet-plot-1")

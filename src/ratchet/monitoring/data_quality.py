@@ -24,6 +24,11 @@ a value that passed validation never counts as a type violation):
 
 Missing values never count as violations of the dtype; in a column the signature does not
 declare nullable, each one is a null violation.
+
+Infinite numbers (``inf``, ``-inf``, also as text) in a numeric column are an issue of their
+own (``non_finite``), in the current data and in the reference (``reference_non_finite``),
+and not counted as out of range: no model input should be infinite, and the drift tests
+leave them out (one would make a statistic NaN).
 """
 
 from __future__ import annotations
@@ -59,8 +64,10 @@ class ColumnQuality:
     unknown_categories: int | None
     type_violations: int | None
     null_violations: int | None
+    non_finite: int | None           # inf / -inf; None: not a numeric column
     reference_missing_rate: float | None
     missing_rate_change: float | None   # current - reference
+    reference_non_finite: int | None
     issues: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,11 +150,13 @@ def quality_report(current: pd.DataFrame, signature: Signature | None = None,
     rows = len(current)
     columns = []
     for name in names:
-        reference_rate = None
+        reference_rate = reference_inf = None
         if ref is not None and reference is not None and name in ref and len(reference):
-            reference_rate = float(reference[ref[name]].isna().mean())
+            reference_values = reference[ref[name]]
+            reference_rate = float(reference_values.isna().mean())
+            reference_inf = _infinite(reference_values)
         columns.append(_column(name, current[data[name]], specs.get(name), reference_rate,
-                               missing_tolerance))
+                               reference_inf, missing_tolerance))
     return QualityReport(rows, tuple(columns), tuple(missing), tuple(extra))
 
 
@@ -164,8 +173,20 @@ def _columns(frame: pd.DataFrame, prefix: str | None, what: str) -> dict[str, An
     return {n[len(prefix):]: c for n, c in labels.items() if n.startswith(prefix)}
 
 
+def _infinite(values: pd.Series) -> int | None:
+    """inf / -inf in a numeric column (None for other dtypes)."""
+    import numpy as np
+    from pandas.api import types
+
+    if getattr(values, "ndim", 1) != 1 or types.is_bool_dtype(values.dtype) or \
+            not types.is_numeric_dtype(values.dtype):
+        return None
+    return int(np.isinf(values.to_numpy(dtype=np.float64, na_value=np.nan)).sum())
+
+
 def _column(name: str, values: pd.Series, spec: ColumnSpec | None,
-            reference_rate: float | None, tolerance: float) -> ColumnQuality:
+            reference_rate: float | None, reference_inf: int | None,
+            tolerance: float) -> ColumnQuality:
     from ratchet.packaging.signature import dtype_name
 
     if getattr(values, "ndim", 1) != 1:
@@ -176,11 +197,20 @@ def _column(name: str, values: pd.Series, spec: ColumnSpec | None,
     rate = missing / rows if rows else None
     issues: list[str] = []
     out_of_range = unknown = type_bad = null_bad = None
+    infinite = _infinite(values)
     if spec is not None:
         null_bad = 0 if spec.nullable else missing
         if null_bad:
             issues.append(f"{_count(null_bad, rows, 'null')} but the column is not nullable")
-        type_bad, out_of_range, unknown = _check(values, nulls, spec, rows, issues)
+        type_bad, out_of_range, unknown, checked_inf = _check(values, nulls, spec, rows,
+                                                              issues)
+        infinite = checked_inf if checked_inf is not None else infinite
+    if infinite:
+        issues.append(f"{_count(infinite, rows, 'infinite value')}, left out of the drift "
+                      "tests")
+    if reference_inf:
+        issues.append(f"the reference has {reference_inf} infinite value"
+                      f"{'' if reference_inf == 1 else 's'}, left out of the drift tests")
     change = None
     if reference_rate is not None and rate is not None:
         change = rate - reference_rate
@@ -188,13 +218,14 @@ def _column(name: str, values: pd.Series, spec: ColumnSpec | None,
             issues.append(f"missing rate {rate:.1%}, up from {reference_rate:.1%} in the "
                           "reference")
     return ColumnQuality(name, dtype_name(values), None if spec is None else spec.dtype,
-                         missing, rate, out_of_range, unknown, type_bad, null_bad,
-                         reference_rate, change, tuple(issues))
+                         missing, rate, out_of_range, unknown, type_bad, null_bad, infinite,
+                         reference_rate, change, reference_inf, tuple(issues))
 
 
 def _check(values: pd.Series, nulls: np.ndarray, spec: ColumnSpec, rows: int,
-           issues: list[str]) -> tuple[int | None, int | None, int | None]:
-    """(type violations, out of range, unknown categories) for one column and its spec."""
+           issues: list[str]) -> tuple[int | None, int | None, int | None, int | None]:
+    """(type violations, out of range, unknown categories, infinite numbers) for one column
+    and its spec."""
     import numpy as np
     import pandas as pd
     from pandas.api import types
@@ -203,7 +234,7 @@ def _check(values: pd.Series, nulls: np.ndarray, spec: ColumnSpec, rows: int,
 
     dtype = spec.dtype
     bad: np.ndarray | None = None
-    out_of_range = unknown = None
+    out_of_range = unknown = infinite = None
     if dtype.startswith(("int", "uint", "float")):
         if types.is_datetime64_any_dtype(values.dtype) or types.is_timedelta64_dtype(
                 values.dtype):
@@ -216,11 +247,13 @@ def _check(values: pd.Series, nulls: np.ndarray, spec: ColumnSpec, rows: int,
                                                                    na_value=np.nan)
             parsed = ~np.isnan(numbers)
             bad = ~parsed & ~nulls
+            infinite_mask = np.isinf(numbers)
+            infinite = int(infinite_mask.sum())
             if dtype.startswith(("int", "uint")):
                 with np.errstate(invalid="ignore"):
-                    bad |= parsed & (numbers != np.round(numbers))
+                    bad |= parsed & ~infinite_mask & (numbers != np.round(numbers))
         if spec.min is not None or spec.max is not None:
-            valid = ~np.isnan(numbers) & ~bad
+            valid = np.isfinite(numbers) & ~bad
             with np.errstate(invalid="ignore"):
                 outside = ((numbers < spec.min) if spec.min is not None else False) | \
                     ((numbers > spec.max) if spec.max is not None else False)
@@ -252,12 +285,12 @@ def _check(values: pd.Series, nulls: np.ndarray, spec: ColumnSpec, rows: int,
             parsed = pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
             bad = parsed.isna().to_numpy() & ~nulls
     if bad is None:  # object or another dtype: nothing to check
-        return None, out_of_range, unknown
+        return None, out_of_range, unknown, infinite
     type_bad = int(bad.sum())
     if type_bad:
         issues.insert(0, f"{_count(type_bad, rows, 'value')} not of type {dtype}, e.g. "
                          f"{_examples(values, bad)}")
-    return type_bad, out_of_range, unknown
+    return type_bad, out_of_range, unknown, infinite
 
 
 def _count(n: int, rows: int, noun: str, plural: str | None = None) -> str:

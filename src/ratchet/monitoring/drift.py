@@ -21,6 +21,12 @@ categorical     chi-square, p < 0.05        Jensen-Shannon distance, drift if >=
 A numeric column with at most five distinct values in the reference (codes, ratings) is
 tested as categories. Distances drift at or above their threshold, p-values below theirs.
 
+Nulls, and in numeric columns infinite values (``inf``, ``-inf``), are left out of every
+statistic: one ``inf`` would make a mean, a standard deviation or a bin edge infinite and
+the statistic NaN, which no threshold can judge. How many were left out on each side is in
+the result (``non_finite_reference``, ``non_finite_current``); data quality reports them
+as an issue. A side with no finite value left is an error, as one with no value at all.
+
 Any column can be given another test and threshold (``overrides``). The dataset drifts
 when at least ``drift_share`` (default half) of its columns do.
 """
@@ -73,11 +79,17 @@ class ColumnDrift:
     p_value: float | None
     threshold: float
     drifted: bool
-    n_reference: int
+    n_reference: int                 # values tested (nulls and non-finite left out)
     n_current: int
+    non_finite_reference: int = 0    # inf / -inf left out of the statistic
+    non_finite_current: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for key in ("statistic", "p_value"):  # strict JSON has no inf or NaN
+            if data[key] is not None and not math.isfinite(data[key]):
+                data[key] = None
+        return data
 
 
 @dataclass(frozen=True)
@@ -226,20 +238,28 @@ def chi_square_test(reference_counts: np.ndarray, current_counts: np.ndarray
 # ----------------------------------------------------------------------------- one column
 def column_drift(reference: Any, current: Any, *, column: str = "value",
                  kind: str | None = None, test: DriftTest | str | None = None) -> ColumnDrift:
-    """Test one column: reference and current are arrays or Series (nulls are dropped)."""
+    """Test one column: reference and current are arrays or Series (nulls, and infinite
+    numbers, are left out)."""
     import numpy as np
     import pandas as pd
 
     kind = kind or column_kind(reference)
     ref = pd.Series(reference).dropna()
     cur = pd.Series(current).dropna()
-    if len(ref) == 0 or len(cur) == 0:
-        raise InvalidInput(f"column {column!r}: no non-null values on the "
-                           f"{'reference' if len(ref) == 0 else 'current'} side")
     r = c = None
+    non_finite = (0, 0)
     if kind == NUMERIC:
-        r = np.sort(ref.to_numpy(dtype=np.float64))
-        c = np.sort(cur.to_numpy(dtype=np.float64))
+        r, c = ref.to_numpy(dtype=np.float64), cur.to_numpy(dtype=np.float64)
+        finite_r, finite_c = np.isfinite(r), np.isfinite(c)
+        non_finite = (len(r) - int(finite_r.sum()), len(c) - int(finite_c.sum()))
+        r, c = np.sort(r[finite_r]), np.sort(c[finite_c])
+        ref, cur = ref[finite_r], cur[finite_c]
+    if len(ref) == 0 or len(cur) == 0:
+        side = "reference" if len(ref) == 0 else "current"
+        raise InvalidInput(f"column {column!r}: no non-null values on the {side} side"
+                           + (" (infinite values do not count)" if kind == NUMERIC else ""))
+    if kind == NUMERIC:
+        assert r is not None and c is not None
         if test is None and np.count_nonzero(np.diff(r)) + 1 <= FEW_VALUES:
             kind = CATEGORICAL  # a handful of codes: compare frequencies, not distances
     chosen = _test(test, kind, len(ref), column)
@@ -267,7 +287,7 @@ def column_drift(reference: Any, current: Any, *, column: str = "value",
             statistic = js_distance(rc, cc)
     drifted = (p_value < threshold) if p_value is not None else statistic >= threshold
     return ColumnDrift(column, kind, chosen.test, _finite(statistic), p_value, threshold,
-                       bool(drifted), len(ref), len(cur))
+                       bool(drifted), len(ref), len(cur), *non_finite)
 
 
 def _test(test: DriftTest | str | None, kind: str, n_reference: int,

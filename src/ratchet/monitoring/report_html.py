@@ -1,31 +1,41 @@
-"""A monitor result as one self-contained HTML page that works offline.
+"""A monitor result as an HTML page that works offline.
 
     page = render_report(result, history)      # history: earlier results, oldest first
+    write_report(path, render_report(result, history, plotly_js=SHARED))
 
 Sections: a header (deployment, model version, window, verdict, rows, reference), the drift
 table (with prediction, target and multivariate drift), one plot per column of the reference
-and current distributions (shares, not counts), drift share and performance over time, the
-data-quality table and realized against estimated performance.
+and current distributions (share of rows per equal-width bin, or per category), drift share
+and performance over time, the data-quality table and realized against estimated
+performance. Each plot's title is an HTML caption above it, clear of plotly's toolbar.
 
-Offline by construction: plotly.js comes from the installed ``plotly`` package and is
-inlined once in the page's head (only when the page has a plot); figures are a ``<div>``
-and a small inline script each. Nothing in the page names a network address: no
-``<script src>`` or ``<link href>``, no MathJax (``typesetMath`` off, so a ``$`` in a column
-name stays text), no plotly logo and no "send to cloud" button (which would post to
-plotly's server). Only bar and line traces are drawn; geo traces would fetch topojson and
-map traces tiles, so none are used. Every string from the result (deployment, column
-names, categories, issue texts) is escaped with ``html.escape``; plotly's JSON escapes
-``<`` as well, so a column named ``</script>`` cannot end a script.
+Offline by construction: plotly.js (4.7 MB) comes from the installed ``plotly`` package.
+``plotly_js=INLINE`` (the default) puts it in the page's head: one file that works anywhere.
+``plotly_js=SHARED`` references it as ``<script src="plotly-<version>-<hash>.min.js">``, a
+relative, content-addressed file that ``write_report`` writes once next to the pages, so a
+folder of reports holds one copy (a page copied without it shows its tables and says the
+plots need that file). Figures are a ``<div>`` and a small inline script each. Nothing in
+the page names a network address: no absolute ``<script src>`` or ``<link href>``, no
+MathJax (``typesetMath`` off, so a ``$`` in a column name stays text), no plotly logo and no
+"send to cloud" button (which would post to plotly's server). Only bar and line traces are
+drawn; geo traces would fetch topojson and map traces tiles, so none are used. Every string
+from the result (deployment, column names, categories, issue texts) is escaped with
+``html.escape``; plotly's JSON escapes ``<`` as well, so a column named ``</script>``
+cannot end a script.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import html
 import math
+import re
 import string
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import pairwise
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ratchet.errors import InvalidInput
@@ -39,12 +49,13 @@ VERDICT_COLORS = {"ok": "#1a7f37", "drift": "#9a6700", "degraded": "#cf222e",
                   "drift+degraded": "#a40e26", "no data": "#6e7781"}
 REFERENCE_COLOR, CURRENT_COLOR, ESTIMATE_COLOR = "#8c959f", "#0969da", "#bc4c00"
 PLOT_HEIGHT = 280
+INLINE, SHARED = "inline", "shared"   # where a page gets plotly.js (see the docstring)
 ESTIMATE_NOTE = ("Estimated metrics come from the model's own confidence (confidence-based "
                  "performance estimation) and assume calibrated probabilities: if the model "
                  "is over- or under-confident, so are the estimates. They are estimates, not "
                  "measurements; realized metrics replace them as labels arrive.")
 _LAYOUT = {"template": "none", "height": PLOT_HEIGHT, "font": {"size": 11},
-           "margin": {"l": 50, "r": 10, "t": 40, "b": 50}, "legend": {"orientation": "h"},
+           "margin": {"l": 50, "r": 10, "t": 30, "b": 50}, "legend": {"orientation": "h"},
            "xaxis": {"gridcolor": "#eaeef2", "automargin": True},
            "yaxis": {"gridcolor": "#eaeef2", "automargin": True}}
 _PAGE = string.Template("""<!DOCTYPE html>
@@ -65,6 +76,9 @@ tr.flag td { background: #fff8c5; }
 .missing, .note { color: #59636e; }
 .plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr));
          gap: 1rem; }
+figure { margin: 0; }
+figcaption { font-size: .9rem; font-weight: 600; margin: .3rem 0 0 .3rem; }
+figcaption .note { font-weight: normal; }
 </style>
 $script
 </head>
@@ -72,6 +86,7 @@ $script
 <h1>$title</h1>
 $body
 <footer class="note">$footer</footer>
+$check
 </body>
 </html>
 """)
@@ -83,21 +98,83 @@ class _Plots:
     def __init__(self) -> None:
         self.count = 0
 
-    def html(self, fig: go.Figure, title: str) -> str:
+    def html(self, fig: go.Figure, title: str, note: str = "", height: int = PLOT_HEIGHT
+             ) -> str:
+        """``title`` and ``note`` are HTML: a caption above the plot, where plotly's toolbar
+        (top right, on hover) cannot cover it."""
         self.count += 1
-        fig.update_layout(_LAYOUT, title={"text": title, "x": 0.02})
-        return str(fig.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False,
-                               config=PLOT_CONFIG, div_id=f"ratchet-plot-{self.count}",
-                               default_height=f"{PLOT_HEIGHT}px"))
+        fig.update_layout(_LAYOUT, height=height)
+        div = str(fig.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False,
+                              config=PLOT_CONFIG, div_id=f"ratchet-plot-{self.count}",
+                              default_height=f"{height}px"))
+        caption = title + (f'<br><span class="note">{note}</span>' if note else "")
+        return f"<figure>\n<figcaption>{caption}</figcaption>\n{div}\n</figure>"
 
 
-def render_report(result: Mapping[str, Any], history: Sequence[Mapping[str, Any]] | None = None,
-                  *, title: str | None = None) -> str:
-    """The HTML page of one monitor ``result``; ``history`` (earlier results of the same
-    deployment, oldest first) feeds the over-time plots."""
+@functools.cache
+def plotly_js_name() -> str:
+    """The shared script's file name: plotly's version and a hash of its content, so pages
+    written by different plotly versions in one folder each find their own."""
     import plotly
     import plotly.offline
 
+    digest = hashlib.blake2b(plotly.offline.get_plotlyjs().encode(), digest_size=6).hexdigest()
+    return f"plotly-{plotly.__version__}-{digest}.min.js"
+
+
+def _script_and_footer(plotly_js: str, plots: _Plots) -> tuple[str, str, str]:
+    """(the head's script, the footer's sentence, the body's end check) for a page."""
+    import plotly
+    import plotly.offline
+
+    if not plots.count:
+        return "", "", ""
+    if plotly_js == INLINE:
+        return (f"<script>{plotly.offline.get_plotlyjs()}</script>",
+                f"Self-contained: plotly.js from the installed plotly "
+                f"{_e(plotly.__version__)} package is part of the page.", "")
+    if plotly_js == SHARED:
+        name = plotly_js_name()
+        return (f'<script src="{name}"></script>',
+                f"The plots use plotly.js from the installed plotly {_e(plotly.__version__)} "
+                f"package, in the file {name} next to this page (copy both to share it).",
+                '<script>if (!window.Plotly) { document.body.insertAdjacentHTML("afterbegin", '
+                f"'<p class=\"missing\">The plots need the file {name} next to this page; "
+                "the tables are complete without it.</p>'); }</script>")
+    raise InvalidInput(f"plotly_js must be {INLINE!r} or {SHARED!r}, got {plotly_js!r}")
+
+
+_SHARED_SCRIPT = re.compile(r'<script src="(plotly-[0-9A-Za-z.+-]+\.min\.js)"></script>')
+
+
+def write_report(path: str | Path, page: str) -> Path:
+    """Write ``page`` to ``path`` (atomically); when it references the shared plotly.js
+    (``plotly_js=SHARED``), also write that file next to it unless it is there already:
+    its name holds its content's hash, so one copy serves every page of the folder."""
+    import plotly.offline
+
+    from ratchet.atomic import write_atomic
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    found = _SHARED_SCRIPT.search(page)
+    if found is not None:
+        if found.group(1) != plotly_js_name():
+            raise InvalidInput(f"{path.name}: the page references {found.group(1)}, but the "
+                               f"installed plotly provides {plotly_js_name()}; render it again")
+        script = path.parent / found.group(1)
+        if not script.is_file():
+            write_atomic(script, plotly.offline.get_plotlyjs().encode())
+    write_atomic(path, page.encode())
+    return path
+
+
+def render_report(result: Mapping[str, Any], history: Sequence[Mapping[str, Any]] | None = None,
+                  *, title: str | None = None, plotly_js: str = INLINE) -> str:
+    """The HTML page of one monitor ``result``; ``history`` (earlier results of the same
+    deployment, oldest first) feeds the over-time plots. ``plotly_js``: ``INLINE`` (one
+    self-contained page) or ``SHARED`` (a file next to it: write the page with
+    ``write_report``)."""
     if not isinstance(result, Mapping):
         raise InvalidInput(f"result must be a monitor result (a dict), got {type(result).__name__}")
     history = list(history or [])
@@ -110,25 +187,22 @@ def render_report(result: Mapping[str, Any], history: Sequence[Mapping[str, Any]
         _distributions(result.get("distributions"), drift, plots),
         _over_time([*history, result], plots), _quality(result.get("quality")),
         _performance(result.get("performance"))])
-    script = f"<script>{plotly.offline.get_plotlyjs()}</script>" if plots.count else ""
-    footer = (f"Written by ratchet for the monitor result of {_e(result.get('created_at'))}. "
-              f"Self-contained: plotly.js from the installed plotly {_e(plotly.__version__)} "
-              "package is part of the page." if plots.count else
-              f"Written by ratchet for the monitor result of {_e(result.get('created_at'))}.")
+    script, plotly_note, check = _script_and_footer(plotly_js, plots)
+    footer = f"Written by ratchet for the monitor result of {_e(result.get('created_at'))}." \
+        + (f" {plotly_note}" if plotly_note else "")
     name = title if title is not None else f"ratchet monitor: {result.get('deployment')}"
-    return _PAGE.substitute(title=_e(name), script=script, body=body, footer=footer)
+    return _PAGE.substitute(title=_e(name), script=script, body=body, footer=footer,
+                            check=check)
 
 
 def render_timeline_report(title: str, accuracy: Mapping[str, Sequence[tuple[str, Any]]],
                            events: Sequence[Mapping[str, Any]],
                            summary: Sequence[Mapping[str, Any]], *, metric: str = "accuracy",
-                           note: str = "") -> str:
-    """A continuous-training page: ``metric`` over time per strategy (``{"loop": [(period,
-    value), ...], "never retrained": ...}``), a summary table (one dict per strategy) and
-    the loop's timeline (events with ``at``, ``kind``, ``summary``)."""
-    import plotly
-    import plotly.offline
-
+                           note: str = "", plotly_js: str = INLINE) -> str:
+    """A continuous-training page: ``metric`` over time per strategy (``{"loop": [(period
+    start, value), ...], "never retrained": ...}``, period starts as ISO dates), a summary
+    table (one dict per strategy) and the loop's timeline (events with ``at``, ``kind``,
+    ``summary``). Promotions and rollbacks are marked on the plot as vertical lines."""
     plots = _Plots()
     palette = [CURRENT_COLOR, REFERENCE_COLOR, ESTIMATE_COLOR, "#8250df", "#1a7f37",
                "#cf222e"]
@@ -136,7 +210,7 @@ def render_timeline_report(title: str, accuracy: Mapping[str, Sequence[tuple[str
               "solid" if i == 0 else "dash") for i, (name, points) in enumerate(
                   accuracy.items())]
     x = [str(p) for p, _ in next(iter(accuracy.values()), [])]
-    plot = _line_plot(x, lines, f"{metric} over time", plots) if x else \
+    plot = _timeline_plot(x, lines, events, metric, plots) if x else \
         '<p class="missing">No periods to plot.</p>'
     columns = list(summary[0]) if summary else []
     table = _table([_e(c) for c in columns], [
@@ -152,10 +226,51 @@ def render_timeline_report(title: str, accuracy: Mapping[str, Sequence[tuple[str
         _section("summary", "Summary", table),
         _section("timeline", "Timeline", timeline if events else
                  '<p class="missing">No events.</p>')])
-    script = f"<script>{plotly.offline.get_plotlyjs()}</script>" if plots.count else ""
-    footer = (f"Written by ratchet. Self-contained: plotly.js from the installed plotly "
-              f"{_e(plotly.__version__)} package is part of the page.")
-    return _PAGE.substitute(title=_e(title), script=script, body=body, footer=footer)
+    script, plotly_note, check = _script_and_footer(plotly_js, plots)
+    footer = "Written by ratchet." + (f" {plotly_note}" if plotly_note else "")
+    return _PAGE.substitute(title=_e(title), script=script, body=body, footer=footer,
+                            check=check)
+
+
+MARKED_EVENTS = {"promoted": ("promotion", "#1a7f37"), "rolled-back": ("rollback", "#cf222e")}
+
+
+def _timeline_plot(x: list[str], lines: Sequence[tuple[str, list[Any], str, str]],
+                   events: Sequence[Mapping[str, Any]], metric: str, plots: _Plots) -> str:
+    """``metric`` per period (a point at each period's start, on a date axis), with a
+    vertical line at each promotion and rollback (hover: what happened)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure([go.Scatter(x=x, y=[v if _is_number(v) and math.isfinite(v) else None
+                                        for v in y], name=_e(name), mode="lines+markers",
+                                line={"color": color, "dash": dash, "shape": "hv"},
+                                hovertemplate="%{y:.3f}")
+                     for name, y, color, dash in lines])
+    values = [v for _, y, _, _ in lines for v in y if _is_number(v) and math.isfinite(v)]
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = max((high - low) * 0.08, 0.01)
+    low, high = low - pad, high + pad
+    for kind, (label, color) in MARKED_EVENTS.items():
+        marked = [e for e in events if e.get("kind") == kind and e.get("at")]
+        if not marked:
+            continue
+        xs: list[Any] = []
+        ys: list[Any] = []
+        texts: list[Any] = []
+        for e in marked:
+            xs += [str(e["at"]), str(e["at"]), None]
+            ys += [low, high, None]
+            text = f"{_e(e.get('at'))} {label}: {_e(e.get('summary'))}"
+            texts += [text, text, None]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{label} ({len(marked)})",
+                                 line={"color": color, "width": 1, "dash": "dot"},
+                                 text=texts, hovertemplate="%{text}<extra></extra>"))
+    fig.update_xaxes(type="date", title_text="period start (UTC)")
+    fig.update_yaxes(range=[low, high], title_text=_e(metric))
+    fig.update_layout(hovermode="closest")
+    return plots.html(fig, f"{_e(metric)} per period",
+                      "dotted lines: promotions (green) and rollbacks (red)",
+                      height=PLOT_HEIGHT + 120)
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -284,8 +399,9 @@ def _distributions(distributions: Mapping[str, Any] | None, drift: Mapping[str, 
     figures = [_distribution_plot(str(name), spec, tests.get(name), plots)
                for name, spec in distributions.items()]
     return _section("distributions", "Reference and current distributions",
-                    '<p class="note">Share of rows per bin or category; grey is the reference, '
-                    'blue the current window.</p>\n<div class="plots">\n'
+                    '<p class="note">Share of rows per bin (numbers: equal-width bins over the '
+                    'range both sides share) or per category; grey is the reference (training '
+                    'data), blue the current window.</p>\n<div class="plots">\n'
                     + "\n".join(figures) + "\n</div>")
 
 
@@ -296,17 +412,29 @@ def _shares(counts: Any, column: str, side: str) -> list[float]:
     return [c / total if total else 0.0 for c in counts]
 
 
+def _beyond(spec: Mapping[str, Any], side: str) -> int:
+    """Values of ``side`` beyond the plotted range (``outside``: [below, above] per side)."""
+    outside = spec.get("outside")
+    counts = outside.get(side) if isinstance(outside, Mapping) else None
+    if not isinstance(counts, Sequence):
+        return 0
+    return int(sum(v for v in counts if _is_number(v)))
+
+
 def _distribution_plot(column: str, spec: Mapping[str, Any], test: Mapping[str, Any] | None,
                        plots: _Plots) -> str:
     import plotly.graph_objects as go
 
-    ref = _shares(spec.get("reference"), column, "reference")
-    cur = _shares(spec.get("current"), column, "current")
+    ref_counts, cur_counts = spec.get("reference"), spec.get("current")
+    ref = _shares(ref_counts, column, "reference")
+    cur = _shares(cur_counts, column, "current")
     if len(ref) != len(cur):
         raise InvalidInput(f"distribution of {column!r}: reference has {len(ref)} bins, "
                            f"current {len(cur)}")
     kind = spec.get("kind")
     widths: list[float] | None = None
+    note = ""
+    y_title = "share of rows"
     if kind == "categorical":
         x: list[Any] = [_e("(missing)" if c is None else c) for c in spec.get("categories") or []]
     elif kind == "numeric":
@@ -314,6 +442,22 @@ def _distribution_plot(column: str, spec: Mapping[str, Any], test: Mapping[str, 
         if len(edges) == len(ref) + 1:        # full edges: a histogram on a numeric axis
             x = [(a + b) / 2 for a, b in pairwise(edges)]
             widths = [b - a for a, b in pairwise(edges)]
+            # Shares of every value, those beyond the plotted range included.
+            beyond = []
+            for side, shares, counts in (("reference", ref, ref_counts),
+                                         ("current", cur, cur_counts)):
+                extra, plotted = _beyond(spec, side), float(sum(counts or []))
+                if extra:
+                    shares[:] = [v * plotted / (plotted + extra) for v in shares]
+                    beyond.append(f"{_num(extra)} {side} value{'s' if extra != 1 else ''} "
+                                  f"({_pct(extra / (plotted + extra))})")
+            note = " and ".join(beyond) + " beyond the plotted range" if beyond else ""
+            if widths and max(widths) - min(widths) > 1e-9 * max(abs(w) for w in widths):
+                # Unequal bins (results written before equal-width bins): plot densities,
+                # so a wide bin's bar is as tall as its values are dense, not as it is wide.
+                ref = [s / w for s, w in zip(ref, widths, strict=True)]
+                cur = [s / w for s, w in zip(cur, widths, strict=True)]
+                y_title = "share of rows per unit"
         else:                                 # inner edges (drift.numeric_bins): labelled bins
             x = ([f"&lt; {edges[0]:.4g}"] if edges else []) + [
                 f"[{a:.4g}, {b:.4g})" for a, b in pairwise(edges)] + (
@@ -324,19 +468,25 @@ def _distribution_plot(column: str, spec: Mapping[str, Any], test: Mapping[str, 
     if len(x) != len(ref):
         raise InvalidInput(f"distribution of {column!r}: {len(ref)} counts do not match its "
                            f"{'categories' if kind == 'categorical' else 'edges'}")
+    hover = "%{x}: %{y:.1%}<extra>%{fullData.name}</extra>" if y_title == "share of rows" \
+        else "%{x}: %{y:.3g}<extra>%{fullData.name}</extra>"
     fig = go.Figure([go.Bar(x=x, y=ref, width=widths, name="reference",
-                            marker_color=REFERENCE_COLOR, hovertemplate="%{y:.1%}"),
+                            marker_color=REFERENCE_COLOR, hovertemplate=hover),
                      go.Bar(x=x, y=cur, width=widths, name="current",
-                            marker_color=CURRENT_COLOR, hovertemplate="%{y:.1%}")])
-    fig.update_layout(barmode="overlay" if widths else "group", yaxis_tickformat=".0%")
-    fig.update_traces(opacity=0.6 if widths else 1.0)
-    if widths is None:
+                            marker_color=CURRENT_COLOR, hovertemplate=hover)])
+    if widths:  # overlaid on a numeric axis, the reference behind
+        fig.update_layout(barmode="overlay", bargap=0)
+        fig.update_traces(opacity=0.55, marker_line_width=0)
+    else:
+        fig.update_layout(barmode="group")
         fig.update_xaxes(type="category")
+    fig.update_yaxes(title_text=y_title,
+                     tickformat=".0%" if y_title == "share of rows" else None)
     label = _e(column)
     if test:
-        label += (f" — {_e(test.get('test'))} {_num(test.get('statistic'))}"
-                  + (", drifted" if test.get("drifted") else ""))
-    return plots.html(fig, label)
+        label += (f' <span class="note">{_e(test.get("test"))} {_num(test.get("statistic"))}'
+                  + (", <strong>drifted</strong>" if test.get("drifted") else "") + "</span>")
+    return plots.html(fig, label, _e(note) if note else "")
 
 
 def _when(result: Mapping[str, Any]) -> str:
@@ -428,13 +578,14 @@ def _quality(quality: Mapping[str, Any] | None) -> str:
     rows = [([_e(c.get("column")), _num(c.get("missing")), _pct(c.get("missing_rate")),
               _pct(c.get("reference_missing_rate")), _num(c.get("out_of_range")),
               _num(c.get("unknown_categories")), _num(c.get("type_violations")),
-              _num(c.get("null_violations")),
+              _num(c.get("null_violations")), _num(c.get("non_finite")),
               "<br>".join(_e(i) for i in c.get("issues") or []) or "—"], bool(c.get("issues")))
             for c in quality.get("columns") or []]
     if rows:
         parts.append(_table(["column", "missing", "missing rate", "reference missing rate",
                              "out of range", "unknown categories", "type violations",
-                             "null violations", "issues"], rows, frozenset(range(1, 8))))
+                             "null violations", "infinite", "issues"], rows,
+                            frozenset(range(1, 9))))
     return _section("quality", "Data quality", "\n".join(parts))
 
 

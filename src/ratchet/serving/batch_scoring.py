@@ -107,7 +107,8 @@ def score_file(model: str, source: str | os.PathLike[str], output: str | os.Path
                 batches += 1
                 advance(batch.num_rows)
         if writer is None:
-            raise InvalidInput(f"{source}: no rows to score")
+            raise InvalidInput(f"{source}: no rows to score (the first line of a CSV is its "
+                               "header, the column names; the rows follow it)")
         writer.close()
         writer = None
         os.replace(tmp, output)
