@@ -64,7 +64,7 @@ class DataClient:
         from ratchet.data.readers import open_source
         from ratchet.data.snapshot import schema_fields, write_snapshot
 
-        validate_dataset_name(name)
+        name = validate_dataset_name(name)  # canonical: " churn" is churn
         if source is not None and not isinstance(source, str):
             raise InvalidInput(f"source must be a string describing where the data came from, "
                                f"got {type(source).__name__}")
@@ -187,7 +187,7 @@ class DataClient:
                 self.store.list_datasets()]
 
     def versions(self, name: str) -> list[DatasetVersion]:
-        validate_dataset_name(name)
+        name = validate_dataset_name(name)
         return [DatasetVersion.from_record(r, self) for r in self.store.list_versions(name)]
 
     def used_by(self, ref: str) -> list[tuple[str, str]]:

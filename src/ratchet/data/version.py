@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ratchet.clock import to_datetime
 from ratchet.errors import InvalidInput
+from ratchet.names import dataset_name
 from ratchet.store import DatasetInput, DatasetVersionRecord
 
 if TYPE_CHECKING:
@@ -17,19 +18,14 @@ if TYPE_CHECKING:
 
     from ratchet.data.profile import DatasetProfile
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Versions are stored as 64-bit integers; a larger number can name no version.
 MAX_VERSION = 2**63 - 1
 
 
 def validate_dataset_name(name: object) -> str:
-    """Dataset names become path segments and URI parts: keep them portable."""
-    if not isinstance(name, str) or not _NAME.match(name) or name.endswith("."):
-        raise InvalidInput(
-            f"dataset name {name!r} is not allowed: use 1-128 letters, digits, '.', '_' or "
-            "'-', starting with a letter or digit (it must be usable as a file name)"
-        )
-    return name
+    """Dataset names become path segments and URI parts: the canonical, portable name
+    (see ratchet.names), or InvalidInput."""
+    return dataset_name(name)
 
 
 @dataclass(frozen=True)
@@ -45,7 +41,7 @@ class DatasetRef:
         if not isinstance(text, str) or not text.strip():
             raise InvalidInput(f"not a dataset reference: {text!r}")
         name, sep, selector = text.strip().partition("@")
-        validate_dataset_name(name)
+        name = validate_dataset_name(name)
         if not sep or selector == "latest":
             return cls(name)
         if re.fullmatch(r"[0-9]+", selector):  # ASCII only: str.isdigit() accepts '²'

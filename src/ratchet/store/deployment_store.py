@@ -8,7 +8,6 @@ Plans are stored as JSON text; their meaning lives in ``ratchet.serving.traffic_
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,11 +17,10 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from ratchet.clock import now_ms
 from ratchet.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from ratchet.names import deployment_name, lookup_name
 from ratchet.store import schema as t
 from ratchet.store.database import Database
 
-# Deployment names become directory names in the prediction log: no separators.
-_DEPLOYMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MAX_REQUEST_ID_LENGTH = 64
 
 
@@ -54,11 +52,12 @@ class FeedbackRow:
 
 
 def validate_deployment_name(name: object) -> str:
-    if not isinstance(name, str) or not _DEPLOYMENT_NAME.match(name) or name in (".", ".."):
-        raise InvalidInput(
-            f"deployment name must be 1-128 letters, digits, '_', '-' or '.', starting with a "
-            f"letter or digit; got {name!r}")
-    return name
+    """The canonical deployment name (see ratchet.names), or InvalidInput."""
+    return deployment_name(name)
+
+
+def _found(name: str) -> str:
+    return lookup_name(name)  # type: ignore[return-value]
 
 
 def _revision(row: Any) -> PlanRevision:
@@ -74,7 +73,7 @@ class DeploymentStore:
     # ---------------------------------------------------------------- deployments
     def create(self, name: str, plan: Mapping[str, Any], *, description: str | None = None,
                reason: str | None = None, actor: str | None = None) -> Deployment:
-        validate_deployment_name(name)
+        name = validate_deployment_name(name)
         now = now_ms()
         try:
             with self.db.write() as conn:
@@ -88,6 +87,7 @@ class DeploymentStore:
         return self.get(name)
 
     def get(self, name: str) -> Deployment:
+        name = _found(name)
         d, p = t.deployments, t.deployment_plans
         with self.db.read() as conn:
             row = conn.execute(select(d).where(d.c.name == name)).first()
@@ -99,6 +99,7 @@ class DeploymentStore:
         return Deployment(row.name, row.description, row.created_at, _revision(current))
 
     def exists(self, name: str) -> bool:
+        name = _found(name)
         d = t.deployments
         with self.db.read() as conn:
             return conn.execute(select(d.c.name).where(d.c.name == name)).first() is not None
@@ -110,6 +111,7 @@ class DeploymentStore:
         return [self.get(n) for n in names]
 
     def delete(self, name: str) -> None:
+        name = _found(name)
         with self.db.write() as conn:
             gone = conn.execute(delete(t.deployments).where(t.deployments.c.name == name))
             if gone.rowcount == 0:
@@ -121,6 +123,7 @@ class DeploymentStore:
                  actor: str | None = None, expected_revision: int | None = None) -> PlanRevision:
         """Append a revision. With ``expected_revision``, only if that is still the newest
         (compare-and-swap for controllers); a concurrent writer gets :class:`Conflict`."""
+        name = _found(name)
         p = t.deployment_plans
         now = now_ms()
         try:
@@ -141,6 +144,7 @@ class DeploymentStore:
 
     def current_revision(self, name: str) -> int:
         """The newest revision number: the one integer a server polls."""
+        name = _found(name)
         p = t.deployment_plans
         with self.db.read() as conn:
             newest = conn.execute(select(func.max(p.c.revision))
@@ -150,6 +154,7 @@ class DeploymentStore:
         return int(newest)
 
     def history(self, name: str) -> list[PlanRevision]:
+        name = _found(name)
         p = t.deployment_plans
         with self.db.read() as conn:
             rows = conn.execute(select(p).where(p.c.deployment == name)

@@ -10,35 +10,26 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from ratchet.clock import now_ms
-from ratchet.errors import AlreadyExists, InvalidInput, NotFound
+from ratchet.errors import AlreadyExists, NotFound
+from ratchet.names import alias_name, lookup_name, model_name
 from ratchet.store import schema as t
 from ratchet.store.database import Database
 from ratchet.store.records import AliasEvent, ModelVersion, RegisteredModel
 from ratchet.store.tracking_store import validate_key
 
-_RESERVED_ALIASES = {"latest"}
-
 
 def validate_model_name(name: object) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidInput(f"model name must be a non-empty string, got {name!r}")
-    if len(name) > 256 or any(c in name for c in "/@\\") or any(ord(c) < 32 for c in name):
-        raise InvalidInput(
-            f"model name {name!r} must be at most 256 chars without '/', '@', '\\' or "
-            "control characters (they have meaning in models:/ URIs)"
-        )
-    return name
+    """The canonical model name (see ratchet.names), or InvalidInput."""
+    return model_name(name)
 
 
 def validate_alias(alias: object) -> str:
-    validate_key("alias", alias)
-    assert isinstance(alias, str)
-    if alias.isdigit() or alias.lower() in _RESERVED_ALIASES or "/" in alias:
-        raise InvalidInput(
-            f"alias {alias!r} is reserved or ambiguous: aliases cannot be numbers, contain '/', "
-            f"or be one of {sorted(_RESERVED_ALIASES)}"
-        )
-    return alias
+    return alias_name(alias)
+
+
+def _found(name: str) -> str:
+    """A name as given to a lookup, in the canonical form it was stored under."""
+    return lookup_name(name)  # type: ignore[return-value]
 
 
 class RegistryStore:
@@ -49,7 +40,7 @@ class RegistryStore:
     def create_registered_model(
         self, name: str, description: str | None = None, tags: Mapping[str, str] | None = None
     ) -> RegisteredModel:
-        validate_model_name(name)
+        name = validate_model_name(name)
         created = now_ms()
         try:
             with self.db.write() as conn:
@@ -64,13 +55,14 @@ class RegistryStore:
         return self.get_registered_model(name)
 
     def ensure_registered_model(self, name: str) -> None:
-        validate_model_name(name)
+        name = validate_model_name(name)
         created = now_ms()
         with self.db.write() as conn:
             conn.execute(self.db.upsert(t.registered_models).values(
                 name=name, created_at=created, updated_at=created).on_conflict_do_nothing())
 
     def get_registered_model(self, name: str) -> RegisteredModel:
+        name = _found(name)
         with self.db.read() as conn:
             row = conn.execute(
                 select(t.registered_models).where(t.registered_models.c.name == name)).first()
@@ -94,6 +86,7 @@ class RegistryStore:
         return [self.get_registered_model(n) for n in names]
 
     def update_registered_model(self, name: str, description: str | None) -> None:
+        name = _found(name)
         with self.db.write() as conn:
             result = conn.execute(update(t.registered_models)
                                   .where(t.registered_models.c.name == name)
@@ -102,6 +95,7 @@ class RegistryStore:
             raise NotFound(f"no registered model named {name!r}")
 
     def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
+        name = _found(name)
         self._upsert_tag(t.registered_model_tags, {"name": name}, key, value,
                          f"no registered model named {name!r}")
 
@@ -120,6 +114,7 @@ class RegistryStore:
         tags: Mapping[str, str] | None = None,
     ) -> ModelVersion:
         """Add the next version (numbered from 1), creating the registered model if needed."""
+        name = validate_model_name(name)
         self.ensure_registered_model(name)
         now = now_ms()
         with self.db.write() as conn:
@@ -162,6 +157,7 @@ class RegistryStore:
         return [self.get_model_version(n, v) for n, v in pairs]
 
     def _load_versions(self, name: str, versions: list[int] | None) -> list[ModelVersion]:
+        name = _found(name)
         mv, tags_t, al = t.model_versions, t.model_version_tags, t.model_aliases
         query = select(mv).where(mv.c.name == name).order_by(mv.c.version)
         if versions is not None:
@@ -182,10 +178,12 @@ class RegistryStore:
         ) for r in rows]
 
     def set_model_version_tag(self, name: str, version: int, key: str, value: str) -> None:
+        name = _found(name)
         self._upsert_tag(t.model_version_tags, {"name": name, "version": version}, key, value,
                          f"model {name!r} has no version {version}")
 
     def update_model_version(self, name: str, version: int, description: str | None) -> None:
+        name = _found(name)
         with self.db.write() as conn:
             result = conn.execute(update(t.model_versions).where(
                 t.model_versions.c.name == name, t.model_versions.c.version == version)
@@ -197,7 +195,7 @@ class RegistryStore:
     def set_alias(
         self, name: str, alias: str, version: int, *, actor: str | None, reason: str | None
     ) -> AliasEvent:
-        validate_alias(alias)
+        name, alias = _found(name), validate_alias(alias)
         now = now_ms()
         al = t.model_aliases
         with self.db.write() as conn:
@@ -220,6 +218,7 @@ class RegistryStore:
 
     def delete_alias(self, name: str, alias: str, *, actor: str | None,
                      reason: str | None) -> AliasEvent:
+        name, alias = _found(name), _found(alias)
         al = t.model_aliases
         now = now_ms()
         with self.db.write() as conn:
@@ -233,6 +232,7 @@ class RegistryStore:
         return event
 
     def resolve_alias(self, name: str, alias: str) -> int:
+        name, alias = _found(name), _found(alias)
         al = t.model_aliases
         with self.db.read() as conn:
             version = conn.execute(select(al.c.version).where(
@@ -243,6 +243,7 @@ class RegistryStore:
         return int(version)
 
     def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
+        name, alias = _found(name), _found(alias) if alias is not None else None
         ev = t.alias_events
         query = select(ev).where(ev.c.name == name).order_by(ev.c.at, ev.c.id)
         if alias is not None:
@@ -254,6 +255,7 @@ class RegistryStore:
 
     def alias_version_at(self, name: str, alias: str, at_ms: int) -> int | None:
         """Which version the alias pointed at, at time ``at_ms`` (None: unset then)."""
+        name, alias = _found(name), _found(alias)
         ev = t.alias_events
         with self.db.read() as conn:
             row = conn.execute(select(ev.c.to_version).where(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -35,6 +34,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from ratchet.clock import now_ms
 from ratchet.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from ratchet.ids import new_id
+from ratchet.names import check_key, experiment_name, lookup_name
 from ratchet.store import schema as t
 from ratchet.store.database import Database
 from ratchet.store.metric_writer import MetricWriter
@@ -48,25 +48,14 @@ from ratchet.store.records import (
     Run,
 )
 
-MAX_KEY_LENGTH = 250
 MAX_PARAM_LENGTH = 6000
 MAX_RESULTS_LIMIT = 50_000
-_KEY_RE = re.compile(r"^[A-Za-z0-9_\-. /:]+$")
 
 MetricPoint = tuple[str, float, int, int]  # key, value, step, timestamp
 
 
 def validate_key(kind: str, key: object) -> str:
-    if not isinstance(key, str) or not key:
-        raise InvalidInput(f"{kind} name must be a non-empty string, got {key!r}")
-    if len(key) > MAX_KEY_LENGTH:
-        raise InvalidInput(f"{kind} name {key[:40]!r}... is longer than {MAX_KEY_LENGTH} chars")
-    if not _KEY_RE.match(key) or ".." in key.split("/") or key.startswith("/"):
-        raise InvalidInput(
-            f"{kind} name {key!r} may only contain letters, digits, '_', '-', '.', ' ', ':' "
-            "and '/' (not starting with '/' nor containing '..')"
-        )
-    return key
+    return check_key(kind, key)  # the one rule for names lives in ratchet.names
 
 
 def metric_value(key: str, value: object) -> float:
@@ -108,7 +97,7 @@ class TrackingStore:
     def create_experiment(
         self, name: str, description: str | None = None, tags: Mapping[str, str] | None = None
     ) -> Experiment:
-        name = _validate_name("experiment", name)
+        name = experiment_name(name)
         exp_id, created = new_id(), now_ms()
         try:
             with self.db.write() as conn:
@@ -129,6 +118,7 @@ class TrackingStore:
         return self.get_experiment(exp_id)
 
     def get_or_create_experiment(self, name: str) -> Experiment:
+        name = experiment_name(name)
         found = self.find_experiment(name)
         if found is not None:
             return found
@@ -140,6 +130,7 @@ class TrackingStore:
             return found
 
     def find_experiment(self, name_or_id: str) -> Experiment | None:
+        name_or_id = lookup_name(name_or_id)  # type: ignore[assignment]
         with self.db.read() as conn:
             row = conn.execute(
                 select(t.experiments).where(
@@ -563,14 +554,6 @@ def run_from_rows(values: Mapping[str, Any], code: CodeVersion,
 def _tag_rows(run_id: str, values: Mapping[str, object]) -> list[dict[str, str]]:
     return [{"run_id": run_id, "key": validate_key("tag", k), "value": str(v)}
             for k, v in values.items()]
-
-
-def _validate_name(kind: str, name: object) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidInput(f"{kind} name must be a non-empty string, got {name!r}")
-    if len(name) > 256 or any(ord(c) < 32 for c in name):
-        raise InvalidInput(f"{kind} name {name[:40]!r} is too long or has control characters")
-    return name
 
 
 def _encode_page_token(offset: int, fingerprint: str) -> str:
