@@ -276,15 +276,16 @@ def test_mlflow_csv() -> None:
     raw = b"age,income,plan\n30,1.5,pro\n40,,basic\n"
     parsed = parse_mlflow(raw, "text/csv", NAMES)
     assert parsed.n_rows == 2
-    assert parsed.columns == {"age": [30, 40], "income": [1.5, None], "plan": ["pro", "basic"]}
-    assert all(type(v) is int for v in parsed.columns["age"])  # plain Python values
-    assert type(parsed.columns["income"][0]) is float
+    # Cells stay text (the validator reads them as their column's kind); empty is null.
+    assert parsed.columns == {"age": ["30", "40"], "income": ["1.5", None],
+                              "plan": ["pro", "basic"]}
+    assert parsed.text_cells
 
 
 @pytest.mark.parametrize("content_type", ["text/csv; charset=utf-8", "TEXT/CSV",
                                           " text/csv ;header=present"])
 def test_mlflow_csv_content_type_variants(content_type: str) -> None:
-    assert parse_mlflow(b"age\n1\n", content_type, NAMES).columns == {"age": [1]}
+    assert parse_mlflow(b"age\n1\n", content_type, NAMES).columns == {"age": ["1"]}
 
 
 def test_mlflow_csv_header_only_has_no_rows() -> None:
@@ -393,7 +394,7 @@ def test_oip_needs_a_list_of_tensors(payload: Any) -> None:
     ({"name": 3, "shape": [1], "datatype": "FP64", "data": [1]},
      ["body", "inputs", 0, "name"], "inputs[0].name"),
     ({"name": "age", "datatype": "FP64", "data": [1]}, ["body", "inputs", 0, "shape"],
-     "inputs[0].shape: expected a list of non-negative integers"),
+     "inputs[0].shape: expected [rows] or [rows, columns] (non-negative integers)"),
     (tensor("age", [1], []), ["body", "inputs", 0, "shape"], "inputs[0].shape"),
     (tensor("age", [1], [-1]), ["body", "inputs", 0, "shape"], "inputs[0].shape"),
     (tensor("age", [1], [1.0]), ["body", "inputs", 0, "shape"], "inputs[0].shape"),
@@ -435,7 +436,7 @@ def test_oip_column_tensor_of_the_wrong_shape() -> None:
                                tensor("income", [1.0, 2.0])]}, NAMES,
         fragments=("inputs[0] (age): a column tensor must have shape [n] or [n, 1], got [2, 2]",))
     bad(parse_oip, {"inputs": [tensor("age", [1, 2], [2, 1, 1])]}, NAMES,
-        fragments=("must have shape [n] or [n, 1]",))
+        fragments=("inputs[0].shape: expected [rows] or [rows, columns]",))
 
 
 def test_oip_duplicate_tensor_names() -> None:

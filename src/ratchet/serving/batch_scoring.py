@@ -98,7 +98,7 @@ def score_file(model: str, source: str | os.PathLike[str], output: str | os.Path
                 if batch.num_rows == 0:
                     continue
                 table, n_flagged = _score_batch(served, batch, rows, prediction_log,
-                                                deployment)
+                                                deployment, text_cells=fmt == "csv")
                 if writer is None:
                     writer = _writer(tmp, out_format, table.schema)
                 writer.write_table(table)
@@ -128,7 +128,8 @@ def score_file(model: str, source: str | os.PathLike[str], output: str | os.Path
 
 
 def _score_batch(served: ServedModel, batch: pa.RecordBatch, offset: int,
-                 prediction_log: Any, deployment: str) -> tuple[pa.Table, int]:
+                 prediction_log: Any, deployment: str, *, text_cells: bool = False
+                 ) -> tuple[pa.Table, int]:
     import pyarrow as pa
 
     arrival_ms = time.time_ns() // 1_000_000
@@ -140,7 +141,10 @@ def _score_batch(served: ServedModel, batch: pa.RecordBatch, offset: int,
         columns[name] = (array.to_numpy(zero_copy_only=False) if numeric and array.null_count == 0
                          else array.to_pylist())
     try:
-        validated = served.validator.validate(ParsedRequest(columns, batch.num_rows))
+        # CSV: a column Arrow read as text (one bad cell) is read per cell, as the server
+        # reads a CSV body, so only the bad rows are reported.
+        validated = served.validator.validate(ParsedRequest(columns, batch.num_rows,
+                                                            text_cells=text_cells))
     except RequestInvalid as exc:
         raise InvalidInput(f"rows {offset}..{offset + batch.num_rows - 1} do not match the "
                            f"model signature (row numbers below count from {offset}): "

@@ -10,6 +10,11 @@
 
 Everything here is pure: bytes and a list of expected column names in, a
 :class:`ParsedRequest` out, or a :class:`BadRequest` that says what is wrong and where.
+
+Parsing is bounded by :class:`ParseLimits` *while* it runs, so its cost follows the limits,
+not the body: a record with too many fields, a CSV header with too many columns or too many
+tensors are refused (413) at the first one that passes the bound, before any work that would
+grow with rows x columns.
 """
 
 from __future__ import annotations
@@ -31,6 +36,42 @@ class _Missing:
 MISSING: Any = _Missing()  # a field absent from one record of several
 
 
+# Columns a request may carry besides the model's inputs (ignored extras, ids, the routing
+# key) when the caller gives no limits of its own.
+EXTRA_COLUMNS_ALLOWANCE = 1_024
+# What pandas.read_csv reads as a null by default: CSV cells, like MLflow's scoring server.
+CSV_NULLS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
+                       "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a",
+                       "nan", "null"})
+
+
+@dataclass(frozen=True)
+class ParseLimits:
+    """Bounds checked while a body is parsed (HTTP 413 when one is passed).
+
+    ``max_columns`` bounds the distinct fields of records, the columns of a CSV header or
+    a ``dataframe_split`` and the tensors of an OIP request; ``max_rows`` (None: no bound
+    here, the validator's policy still applies) the rows of any format.
+    """
+
+    max_columns: int = EXTRA_COLUMNS_ALLOWANCE
+    max_rows: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_columns", "max_rows"):
+            value = getattr(self, name)
+            if value is None and name == "max_rows":
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InvalidInput(f"parse limits {name}: expected a positive integer, "
+                                   f"got {value!r}")
+
+    @classmethod
+    def for_names(cls, names: Sequence[str]) -> ParseLimits:
+        """The default for a model with these inputs: room for them and for extras."""
+        return cls(max_columns=len(names) + EXTRA_COLUMNS_ALLOWANCE)
+
+
 class BadRequest(InvalidInput):
     """A body that is not in the expected format (HTTP 422, or 413 when too large)."""
 
@@ -47,6 +88,9 @@ class ParsedRequest:
     n_rows: int
     params: dict[str, Any] = field(default_factory=dict)
     request_id: str | None = None  # a client-chosen id (OIP ``id``), echoed back
+    # Cells are text from a CSV: the validator reads each as its column's kind (a number
+    # for a numeric column, null for an empty cell), so one bad cell fails only its row.
+    text_cells: bool = False
 
 
 def decode_json(body: bytes) -> Any:
@@ -61,7 +105,8 @@ def decode_json(body: bytes) -> Any:
 
 
 # ----------------------------------------------------------------------------- ours
-def parse_native(payload: Any, names: Sequence[str]) -> ParsedRequest:
+def parse_native(payload: Any, names: Sequence[str], *,
+                 limits: ParseLimits | None = None) -> ParsedRequest:
     if not isinstance(payload, Mapping) or "inputs" not in payload:
         raise BadRequest('expected {"inputs": [{column: value, ...}, ...]} or '
                          '{"inputs": {column: [values, ...]}}')
@@ -69,7 +114,8 @@ def parse_native(payload: Any, names: Sequence[str]) -> ParsedRequest:
     if unknown:
         raise BadRequest(f"unknown top-level field(s): {', '.join(unknown)}; "
                          "expected 'inputs' (and optionally 'params')")
-    return ParsedRequest(*_table(payload["inputs"], names, "inputs"),
+    limits = limits or ParseLimits.for_names(names)
+    return ParsedRequest(*_table(payload["inputs"], names, "inputs", limits),
                          params=_params(payload.get("params")))
 
 
@@ -77,9 +123,11 @@ def parse_native(payload: Any, names: Sequence[str]) -> ParsedRequest:
 _MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
 
-def parse_mlflow(body: bytes, content_type: str, names: Sequence[str]) -> ParsedRequest:
+def parse_mlflow(body: bytes, content_type: str, names: Sequence[str], *,
+                 limits: ParseLimits | None = None) -> ParsedRequest:
+    limits = limits or ParseLimits.for_names(names)
     if content_type.split(";")[0].strip().lower() == "text/csv":
-        return _parse_csv(body)
+        return parse_csv(body, names, limits=limits)
     payload = decode_json(body)
     if not isinstance(payload, Mapping):
         raise BadRequest(f"expected a JSON object with one of {', '.join(_MLFLOW_KEYS)}")
@@ -104,23 +152,57 @@ def parse_mlflow(body: bytes, content_type: str, names: Sequence[str]) -> Parsed
         columns = value.get("columns", list(names))
         if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
             raise BadRequest("dataframe_split.columns: expected a list of column names")
+        _check_header(columns, "dataframe_split.columns", names, limits)
+        _check_rows(len(value["data"]), "dataframe_split.data", limits)
         table = _rows_to_columns(value["data"], columns, "dataframe_split.data")
     else:
-        table = _table(value, names, key)
+        table = _table(value, names, key, limits)
     return ParsedRequest(*table, params=_params(payload.get("params")))
 
 
-def _parse_csv(body: bytes) -> ParsedRequest:
+def parse_csv(body: bytes, names: Sequence[str] = (), *,
+              limits: ParseLimits | None = None) -> ParsedRequest:
+    """A CSV body with a header line; every cell stays text (``text_cells``) for the
+    validator to read as its column's kind, and the pandas null markers become None.
+
+    The header is read first and refused when wider than the limit, before any row is
+    parsed; rows are counted as they are read and refused past ``max_rows``.
+    """
+    import csv
     import io
 
-    import pandas as pd
-
+    limits = limits or ParseLimits.for_names(names)
     try:
-        frame = pd.read_csv(io.BytesIO(body))
-    except (ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError is a ValueError
-        raise BadRequest(f"the CSV body could not be parsed: {exc}") from None
-    frame = frame.astype(object).where(frame.notna(), None)
-    return ParsedRequest({str(c): frame[c].tolist() for c in frame.columns}, len(frame))
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"the CSV body could not be parsed: it is not UTF-8 text ({exc})"
+                         ) from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+        if not header:
+            raise BadRequest("the CSV body could not be parsed: it is empty; send a header "
+                             "line with the column names, then one line per row")
+        _check_header(header, "the CSV header", names, limits)
+        width = len(header)
+        cells: list[list[str]] = []
+        for record in reader:
+            if not record:  # a blank line, skipped as pandas does
+                continue
+            if len(record) != width:
+                row = len(cells)
+                raise BadRequest(f"the CSV body could not be parsed: row {row} (line "
+                                 f"{reader.line_num}) has {len(record)} values; the header "
+                                 f"has {width} columns",
+                                 problems=[_loc(["csv", row], f"expected {width} values")])
+            cells.append(record)
+            _check_rows(len(cells), "the CSV body", limits, stopped=True)
+    except csv.Error as exc:  # an unterminated quote, a field over csv's size limit, ...
+        raise BadRequest(f"the CSV body could not be parsed: line {reader.line_num}: {exc}"
+                         ) from None
+    columns = {name: [None if (v := row[j]) in CSV_NULLS else v for row in cells]
+               for j, name in enumerate(header)}
+    return ParsedRequest(columns, len(cells), text_cells=True)
 
 
 # ----------------------------------------------------------------------------- OIP v2
@@ -128,10 +210,16 @@ _OIP_NUMERIC = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", 
                 "INT64", "FP16", "FP32", "FP64"}
 
 
-def parse_oip(payload: Any, names: Sequence[str]) -> ParsedRequest:
+def parse_oip(payload: Any, names: Sequence[str], *,
+              limits: ParseLimits | None = None) -> ParsedRequest:
     if not isinstance(payload, Mapping) or not isinstance(payload.get("inputs"), list) \
             or not payload["inputs"]:
         raise BadRequest('expected {"inputs": [{"name", "shape", "datatype", "data"}, ...]}')
+    limits = limits or ParseLimits.for_names(names)
+    if len(payload["inputs"]) > limits.max_columns:
+        raise BadRequest(f"inputs: {len(payload['inputs']):,} tensors; the limit is "
+                         f"{limits.max_columns:,} (one tensor per column{_inputs_of(names)})",
+                         status=413, problems=[_loc(["inputs"], "too many tensors", "limit")])
     request_id = payload.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest("id: expected a string")
@@ -145,13 +233,18 @@ def parse_oip(payload: Any, names: Sequence[str]) -> ParsedRequest:
         if not isinstance(name, str):
             raise BadRequest(f"inputs[{i}].name: expected a string",
                              problems=[_loc([*at, "name"], "expected a string")])
-        if not isinstance(shape, list) or not shape or not all(
+        # [n], [n, 1] or [n, k]: more dimensions are never usable here (and a product over
+        # millions of dimensions would be a big-integer computation on the event loop).
+        if not isinstance(shape, list) or not 1 <= len(shape) <= 2 or not all(
                 isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-            raise BadRequest(f"inputs[{i}].shape: expected a list of non-negative integers",
-                             problems=[_loc([*at, "shape"], "expected non-negative integers")])
+            raise BadRequest(f"inputs[{i}].shape: expected [rows] or [rows, columns] "
+                             "(non-negative integers)",
+                             problems=[_loc([*at, "shape"], "expected [rows] or "
+                                            "[rows, columns]")])
         if datatype != "BYTES" and datatype not in _OIP_NUMERIC:
             raise BadRequest(f"inputs[{i}].datatype: unknown datatype {datatype!r}",
                              problems=[_loc([*at, "datatype"], f"unknown datatype {datatype!r}")])
+        _check_rows(shape[0], f"inputs[{i}]", limits)
         data = _flatten(tensor.get("data"), f"inputs[{i}].data")
         expected = math.prod(shape)
         if len(data) != expected:
@@ -171,7 +264,7 @@ def parse_oip(payload: Any, names: Sequence[str]) -> ParsedRequest:
     columns = {}
     n_rows = None
     for i, (name, shape, data) in enumerate(tensors):
-        if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+        if len(shape) == 2 and shape[1] != 1:
             raise BadRequest(f"inputs[{i}] ({name}): a column tensor must have shape [n] or "
                              f"[n, 1], got {shape}")
         if n_rows is not None and shape[0] != n_rows:
@@ -204,9 +297,12 @@ def _flatten(data: Any, where: str) -> list[Any]:
 
 
 # ----------------------------------------------------------------------------- shared
-def _table(value: Any, names: Sequence[str], where: str) -> tuple[dict[str, list[Any]], int]:
+def _table(value: Any, names: Sequence[str], where: str, limits: ParseLimits
+           ) -> tuple[dict[str, list[Any]], int]:
     """Records, columns ({col: [...]}) or rows of values in signature order."""
     if isinstance(value, Mapping):
+        if len(value) > limits.max_columns:
+            raise _too_many_columns(f"{where}: {len(value):,} columns", [where], names, limits)
         columns = {}
         n_rows = None
         for name, values in value.items():
@@ -217,31 +313,59 @@ def _table(value: Any, names: Sequence[str], where: str) -> tuple[dict[str, list
                                  f"have {n_rows}", problems=[_loc([where, name],
                                                                   "column lengths differ")])
             n_rows = len(values)
+            _check_rows(n_rows, where, limits)
             columns[str(name)] = values
         return columns, n_rows or 0
     if not isinstance(value, list):
         raise BadRequest(f"{where}: expected a list of records or an object of columns")
     if not value:
         raise BadRequest(f"{where}: no rows")
+    _check_rows(len(value), where, limits)
     if all(isinstance(r, Mapping) for r in value):
-        return _records_to_columns(value, where)
+        return _records_to_columns(value, where, names, limits)
     if all(isinstance(r, list) for r in value):
         return _rows_to_columns(value, list(names), where)
     raise BadRequest(f"{where}: every row must be an object (record) or a list of values in "
                      f"the order {', '.join(names)}")
 
 
-def _records_to_columns(records: list[Mapping[str, Any]], where: str
-                        ) -> tuple[dict[str, list[Any]], int]:
+def _records_to_columns(records: list[Mapping[str, Any]], where: str, names: Sequence[str],
+                        limits: ParseLimits) -> tuple[dict[str, list[Any]], int]:
+    """Columns from records in one pass over their fields: the work is the number of
+    fields sent (plus the MISSING fill of a field absent from some records), and the
+    first record that brings the distinct fields over the limit stops it."""
     n = len(records)
-    if n == 1:
-        return {str(k): [v] for k, v in records[0].items()}, 1
-    keys: dict[str, None] = {}
-    for r in records:
-        keys.update(dict.fromkeys(r))
-    # A field absent from some records is MISSING there (reported by validation as
-    # missing in that row), not null.
-    return {str(k): [r.get(k, MISSING) for r in records] for k in keys}, n
+    first = records[0]
+    bound = limits.max_columns
+    if len(first) > bound:
+        raise _too_many_columns(f"{where}[0]: a record with {len(first):,} fields",
+                                [where, 0], names, limits)
+    keys = first.keys()
+    if all(len(r) == len(first) and r.keys() == keys for r in records):
+        # The usual request: the same fields in every record.
+        return {str(k): [r[k] for r in records] for k in first}, n
+    columns: dict[str, list[Any]] = {}
+    for i, record in enumerate(records):
+        if len(record) > bound:
+            raise _too_many_columns(f"{where}[{i}]: a record with {len(record):,} fields",
+                                    [where, i], names, limits)
+        for key, value in record.items():
+            column = columns.get(key)
+            if column is None:
+                if len(columns) == bound:
+                    raise _too_many_columns(
+                        f"{where}[{i}]: field {_short(key)} is distinct field number "
+                        f"{bound + 1:,} of the records so far", [where, i], names, limits)
+                # A field absent from some records is MISSING there (reported by
+                # validation as missing in that row), not null.
+                column = columns[key] = [MISSING] * i
+            elif len(column) < i:
+                column.extend([MISSING] * (i - len(column)))
+            column.append(value)
+    for column in columns.values():
+        if len(column) < n:
+            column.extend([MISSING] * (n - len(column)))
+    return {str(k): v for k, v in columns.items()}, n
 
 
 def _rows_to_columns(rows: list[Any], names: list[str], where: str
@@ -251,9 +375,54 @@ def _rows_to_columns(rows: list[Any], names: list[str], where: str
         if not isinstance(row, list) or len(row) != width:
             got = len(row) if isinstance(row, list) else type(row).__name__
             raise BadRequest(f"{where}[{i}]: expected a list of {width} values "
-                             f"({', '.join(names)}), got {got}",
+                             f"({_shown_names(names)}), got {got}",
                              problems=[_loc([where, i], f"expected {width} values")])
     return {name: [row[j] for row in rows] for j, name in enumerate(names)}, len(rows)
+
+
+def _check_header(header: list[str], where: str, names: Sequence[str],
+                  limits: ParseLimits) -> None:
+    if len(header) > limits.max_columns:
+        raise _too_many_columns(f"{where}: {len(header):,} columns", [], names, limits)
+    if len(set(header)) != len(header):  # the later column would replace the earlier one
+        seen: set[str] = set()
+        for name in header:
+            if name in seen:
+                raise BadRequest(f"{where}: column {_short(name)} appears more than once",
+                                 problems=[_loc([name], "duplicate column")])
+            seen.add(name)
+
+
+def _check_rows(n: int, where: str, limits: ParseLimits, *, stopped: bool = False) -> None:
+    """Refuse more than ``max_rows``; ``stopped``: counting stopped at the first one over."""
+    if limits.max_rows is not None and n > limits.max_rows:
+        count = f"more than {limits.max_rows:,}" if stopped else f"{n:,}"
+        raise BadRequest(f"{where}: {count} rows in one request; the limit is "
+                         f"{limits.max_rows:,} (send smaller requests or use `ratchet "
+                         "predict` for batches)", status=413,
+                         problems=[_loc([where], "too many rows", "limit")])
+
+
+def _too_many_columns(what: str, loc: list[Any], names: Sequence[str],
+                      limits: ParseLimits) -> BadRequest:
+    return BadRequest(f"{what}; the limit is {limits.max_columns:,} columns per request"
+                      f"{_inputs_of(names)}", status=413,
+                      problems=[_loc(loc, "too many columns", "limit")])
+
+
+def _inputs_of(names: Sequence[str]) -> str:
+    return f" (the model takes {len(names)}: {_shown_names(names)})" if names else ""
+
+
+def _shown_names(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:10])
+    return shown + (f", … ({len(names) - 10} more)" if len(names) > 10 else "")
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A value for a message: its repr, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _params(value: Any) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 Each problem names its field and row (the body of a 422). Two values are matters of
 policy rather than errors: a category the training data never had, and a number outside
 the training range. Each is either rejected or accepted and flagged on its row; both are
-always counted. Small requests are checked value by value in Python (cheaper than NumPy's
+always counted. A value is always one value of its column's kind: never a JSON object or
+array, never a number its dtype cannot hold (1e39 in a float32 column would become
+infinity), never text that is not valid Unicode (a lone surrogate) or holds NUL. Small requests are checked value by value in Python (cheaper than NumPy's
 per-call overhead for one row); large numeric columns (batch scoring) are checked with
 NumPy, with the same rules.
 """
@@ -19,7 +21,14 @@ from typing import Any
 
 from ratchet.errors import InvalidInput
 from ratchet.packaging.signature import BOOL, CATEGORY, STRING, ColumnSpec, Signature
-from ratchet.serving.request_formats import MISSING, BadRequest, ParsedRequest
+from ratchet.serving.request_formats import (
+    CSV_NULLS,
+    EXTRA_COLUMNS_ALLOWANCE,
+    MISSING,
+    BadRequest,
+    ParsedRequest,
+    ParseLimits,
+)
 
 REJECT, FLAG, IGNORE = "reject", "flag", "ignore"
 UNKNOWN_CATEGORY, OUT_OF_RANGE = "unknown_category", "out_of_range"
@@ -30,6 +39,10 @@ _INT_LIMIT = 2**63
 _FLOAT_MAX = sys.float_info.max
 # JSON parsers accept Infinity (and 1e400 overflows to it); no model can use it.
 _INFINITE = (float("inf"), float("-inf"))
+# Columns a request may carry besides the inputs and the allowed extras when extras are
+# rejected anyway: enough for a useful list of them, and a bound on the parser's work.
+_REJECTED_EXTRA_SLACK = 64
+_MAX_SHOWN = 60  # characters of a value quoted in a message
 
 
 @dataclass(frozen=True)
@@ -85,7 +98,7 @@ class _Problems:
         if len(self.items) < MAX_REPORTED_PROBLEMS:
             loc: list[Any] = ["body", "inputs"] + ([] if row is None else [row]) + [name]
             where = f"row {row}, " if row is not None else ""
-            self.items.append({"loc": loc, "msg": f"{where}column {name!r}: {msg}",
+            self.items.append({"loc": loc, "msg": f"{where}column {_shown(name)}: {msg}",
                                "type": kind})
 
     def count(self, name: str, kind: str, n: int) -> None:
@@ -106,6 +119,18 @@ class RequestValidator:
         self._names_set = frozenset(self.names)
         self._checks = [(spec.name, _checker(spec, self.policy))
                         for spec in (signature.inputs if signature else ())]
+        self._numeric = frozenset(spec.name for spec in (signature.inputs if signature else ())
+                                  if _is_numeric(spec.dtype))
+
+    @property
+    def parse_limits(self) -> ParseLimits:
+        """The bounds to parse this model's requests with (``parse_native(..., limits=)``):
+        room for every input and allowed extra, plus a few (extras rejected) or
+        ``EXTRA_COLUMNS_ALLOWANCE`` (extras ignored) more, and the policy's rows."""
+        slack = (_REJECTED_EXTRA_SLACK if self.policy.extra_columns == REJECT
+                 else EXTRA_COLUMNS_ALLOWANCE)
+        return ParseLimits(max_columns=len(self.names) + len(self.allowed_extra) + slack,
+                           max_rows=self.policy.max_rows)
 
     def validate(self, request: ParsedRequest) -> ValidatedRequest:
         n = request.n_rows
@@ -115,16 +140,25 @@ class RequestValidator:
                              status=413)
         if n == 0:
             raise BadRequest("the request has no rows")
-        given = request.columns
-        if self.signature is None:  # nothing to check against: pass through as given
-            return ValidatedRequest(dict(given), n, None)
+        given: dict[str, Any] = request.columns
+        if request.text_cells:
+            given = {name: _from_text(values, name in self._numeric)
+                     for name, values in given.items()}
         problems = _Problems()
+        if self.signature is None:  # nothing to check against: single values, as given
+            for name, column in given.items():
+                _check_plain(column, name, problems)
+            if problems.total:
+                raise RequestInvalid(problems.items, problems.total)
+            return ValidatedRequest(dict(given), n, None)
         extras = {k: v for k, v in given.items() if k in self.allowed_extra}
+        for name, extra in extras.items():  # logged, and a routing key is hashed
+            _check_plain(extra, name, problems)
         if self.policy.extra_columns == REJECT:
             for name in given:
                 if name not in self.allowed_extra and name not in self._names_set:
                     problems.add(None, name, "extra", "not an input of the model "
-                                 f"(inputs: {', '.join(self.names)})")
+                                 f"(inputs: {_shown_names(self.names)})")
         columns: dict[str, Any] = {}
         flags: list[list[str] | None] | None = None  # per row; None where nothing was flagged
         flag_counts: Counter[tuple[str, str]] = Counter()
@@ -167,14 +201,85 @@ def _checker(spec: ColumnSpec, policy: ValidationPolicy) -> Checker:
         return _bool_checker(spec)
     if dtype.startswith("datetime64"):
         return _datetime_checker(spec)
-    # object, timedelta and friends are passed through: the model decides.
+    # object, timedelta and friends are passed through (the model decides), one value
+    # per row.
     def check(values: Any, problems: _Problems) -> tuple[Any, list[tuple[int, str]]]:
-        values = _as_list(values)
-        for i, v in enumerate(values):
-            _absent(v, i, spec.name, problems)
-        return values, []
+        return _check_plain(values, spec.name, problems), []
 
     return check
+
+
+def _check_plain(values: Any, name: str, problems: _Problems) -> list[Any]:
+    """One value per row: a scalar (not a JSON object or array), text that is valid
+    Unicode without NUL; anything else is a problem on its row."""
+    values = _as_list(values)
+    for i, v in enumerate(values):
+        t = type(v)
+        if t is str:
+            if (bad := _bad_text(v)) is not None:
+                problems.add(i, name, "type", bad)
+        elif t is dict or t is list or t is tuple:
+            if not _absent(v, i, name, problems):
+                problems.add(i, name, "type", "expected a single value, got "
+                             f"{'an object' if t is dict else 'a list'}: {_shown(v)}")
+        else:
+            _absent(v, i, name, problems)
+    return values
+
+
+def _bad_text(v: str) -> str | None:
+    """Why a string cannot be stored and read back as sent (None: it can)."""
+    if not v.isascii():
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from "\\ud800" in JSON
+            return (f"text with a lone surrogate {v[exc.start]!r} at position {exc.start}, "
+                    f"which is not valid Unicode: {_shown(v)}; send UTF-8 text")
+    if "\x00" in v:  # cut short by C libraries and refused by PostgreSQL text
+        return f"text with a NUL character at position {v.index(chr(0))}: {_shown(v)}"
+    return None
+
+
+def _shown_names(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:20])
+    return shown + (f", … ({len(names) - 20} more)" if len(names) > 20 else "")
+
+
+def _shown(v: Any) -> str:
+    """A value for a message: its repr, cut short."""
+    text = repr(v)
+    return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN - 1] + "…"
+
+
+def _is_numeric(dtype: str) -> bool:
+    return dtype.startswith(("int", "uint", "float"))
+
+
+def _from_text(values: Any, numeric: bool) -> Any:
+    """CSV cells as values: the pandas null markers become None and, for a numeric column,
+    numbers become numbers (what does not parse stays text, a problem on its row only)."""
+    if not isinstance(values, list):
+        return values  # a typed array (batch scoring): already values
+    out = []
+    for v in values:
+        if type(v) is str:
+            if v in CSV_NULLS:
+                v = None
+            elif numeric and "_" not in v:  # int() and float() read "1_000"; pandas does not
+                v = _text_number(v)
+        out.append(v)
+    return out
+
+
+def _text_number(v: str) -> Any:
+    try:
+        return int(v)
+    except ValueError:
+        pass
+    try:
+        return float(v)
+    except ValueError:
+        return v
 
 
 def _null(v: Any) -> bool:
@@ -196,6 +301,7 @@ def _numeric_checker(spec: ColumnSpec, policy: ValidationPolicy) -> Checker:
     reject_range = policy.out_of_range == REJECT
     kind = "an integer" if integer else "a number"
     int_min, int_max = _int_bounds(spec.dtype) if integer else (0, 0)
+    overflow = 0 if integer else _float_overflow(spec.dtype)
 
     def check(values: Any, problems: _Problems) -> tuple[Any, list[tuple[int, str]]]:
         if not isinstance(values, list) and len(values) >= _VECTORIZE_FROM_ROWS:
@@ -218,7 +324,7 @@ def _numeric_checker(spec: ColumnSpec, policy: ValidationPolicy) -> Checker:
                     continue
                 converted = _number(v)  # NumPy scalars; a NumPy NaN is a null below
                 if converted is None:
-                    problems.add(i, name, "type", f"expected {kind}, got {v!r}")
+                    problems.add(i, name, "type", f"expected {kind}, got {_shown(v)}")
                     continue
                 if out is values:
                     out = list(values)
@@ -241,10 +347,10 @@ def _numeric_checker(spec: ColumnSpec, policy: ValidationPolicy) -> Checker:
                     out[i] = v = int(v)
             if integer:
                 if not int_min <= v <= int_max:
-                    problems.add(i, name, "type", f"{v} does not fit in {spec.dtype}")
+                    problems.add(i, name, "type", f"{_shown(v)} does not fit in {spec.dtype}")
                     continue
-            elif t is int and not -_FLOAT_MAX <= v <= _FLOAT_MAX:  # a huge JSON integer
-                problems.add(i, name, "type", f"{v} does not fit in {spec.dtype}")
+            elif not -overflow < v < overflow:  # 1e39 in a float32, a huge JSON integer
+                problems.add(i, name, "type", _float_message(v, spec.dtype))
                 continue
             if v < low or v > high:
                 if reject_range:
@@ -255,6 +361,30 @@ def _numeric_checker(spec: ColumnSpec, policy: ValidationPolicy) -> Checker:
         return out, flagged
 
     return check
+
+
+def _float_overflow(dtype: str) -> int:
+    """The smallest magnitude a float dtype rounds to infinity (its largest value plus
+    half a step: 3.4028235677973366e38 for float32), exact as a Python int."""
+    import numpy as np
+
+    try:
+        info = np.finfo(np.dtype(dtype))
+    except (TypeError, ValueError):
+        info = np.finfo(np.float64)
+    largest = info.max
+    half_step = (largest - np.nextafter(largest, info.dtype.type(0))) / 2
+    return int(largest) + int(half_step)
+
+
+def _float_message(v: float | int, dtype: str) -> str:
+    import numpy as np
+
+    try:
+        largest = float(np.finfo(np.dtype(dtype)).max)
+    except (TypeError, ValueError):
+        largest = _FLOAT_MAX
+    return f"{_shown(v)} does not fit in {dtype} (largest magnitude {largest:.8g})"
 
 
 def _int_bounds(dtype: str) -> tuple[int, int]:
@@ -313,6 +443,9 @@ def _numeric_array(values: Any, spec: ColumnSpec, policy: ValidationPolicy,
         elif integer:
             int_min, int_max = _int_bounds(spec.dtype)
             bad = (array < int_min) | (array > int_max)  # e.g. int64 values for an int32
+        if not integer and spec.dtype in ("float16", "float32"):  # else never past float64
+            overflow = float(_float_overflow(spec.dtype))  # exact in float64
+            bad = bad | (array >= overflow) | (array <= -overflow)
         outside = ~nulls & ~bad & ((array < low) | (array > high))
     reject_range = policy.out_of_range == REJECT
     null_problem = none if spec.nullable else nulls
@@ -340,9 +473,11 @@ def _numeric_type_message(v: float | int, spec: ColumnSpec) -> str:
     """The Python path's message for a row the NumPy path found of the wrong type."""
     if isinstance(v, float) and v in _INFINITE:
         return f"expected a finite number, got {v!r}"
+    if not spec.dtype.startswith(("int", "uint")):
+        return _float_message(v, spec.dtype)
     if isinstance(v, float) and not v.is_integer():
         return f"expected an integer, got {v!r}"
-    return f"{int(v)} does not fit in {spec.dtype}"
+    return f"{_shown(int(v))} does not fit in {spec.dtype}"
 
 
 def _text_checker(spec: ColumnSpec, policy: ValidationPolicy) -> Checker:
@@ -364,15 +499,18 @@ def _text_checker(spec: ColumnSpec, policy: ValidationPolicy) -> Checker:
                         problems.add(i, name, "null", "null, but the training data had none")
                     continue
                 if isinstance(v, bool) or not isinstance(v, int):
-                    problems.add(i, name, "type", f"expected a string, got {v!r}")
+                    problems.add(i, name, "type", f"expected a string, got {_shown(v)}")
                     continue
                 if out is values:
                     out = list(values)
                 out[i] = v = str(v)  # category codes sent as numbers
+            elif (bad := _bad_text(v)) is not None:
+                problems.add(i, name, "type", bad)
+                continue
             if known is not None and v not in known:
                 if reject_unknown:
                     problems.add(i, name, UNKNOWN_CATEGORY,
-                                 f"unknown category {v!r} (known: {shown}"
+                                 f"unknown category {_shown(v)} (known: {shown}"
                                  f"{' …' if len(known) > 10 else ''})")
                 else:
                     flagged.append((i, UNKNOWN_CATEGORY))
@@ -400,7 +538,7 @@ def _bool_checker(spec: ColumnSpec) -> Checker:
             elif isinstance(v, str) and v.strip().lower() in _BOOL_TEXT:
                 out.append(_BOOL_TEXT[v.strip().lower()])
             else:
-                problems.add(i, name, "type", f"expected true or false, got {v!r}")
+                problems.add(i, name, "type", f"expected true or false, got {_shown(v)}")
                 out.append(None)
         return out, []
 
@@ -427,9 +565,11 @@ def _datetime_checker(spec: ColumnSpec) -> Checker:
                     dt.datetime.fromisoformat(v)
                     pd.Timestamp(v)
                 except ValueError:  # pandas' DateParseError is a ValueError
-                    problems.add(i, name, "type", f"expected an ISO 8601 datetime, got {v!r}")
+                    problems.add(i, name, "type",
+                                 f"expected an ISO 8601 datetime, got {_shown(v)}")
             elif not isinstance(v, dt.datetime) and type(v).__name__ != "Timestamp":
-                problems.add(i, name, "type", f"expected an ISO 8601 datetime, got {v!r}")
+                problems.add(i, name, "type",
+                             f"expected an ISO 8601 datetime, got {_shown(v)}")
         return values, []
 
     return check

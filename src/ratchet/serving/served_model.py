@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ratchet.errors import InvalidInput
 from ratchet.packaging.signature import BOOL, CATEGORY, STRING
 from ratchet.serving.request_validation import RequestValidator, ValidationPolicy
 
@@ -36,6 +37,14 @@ class ServedModel:
     def __init__(self, ref: ModelVersionRef, model: LoadedModel, *,
                  policy: ValidationPolicy | None = None, allowed_extra: tuple[str, ...] = (),
                  probabilities: bool = True) -> None:
+        if model.signature is None:
+            # Nothing says which columns, in which order, of which kinds: every request
+            # would fail (or reach the model unchecked). Refuse to load, with the fix.
+            raise InvalidInput(
+                f"model {ref} has no input signature (it was logged without input_example "
+                "or signature), so its requests cannot be checked or put in column order; "
+                "log it again with input_example=<a few training rows> or "
+                "signature=ratchet.packaging.infer_signature(X_train), then serve that version")
         self.ref = ref
         self.model = model
         self.signature = model.signature

@@ -210,7 +210,8 @@ class Router:
 
 def bucket(value: Any) -> int:
     """A stable bucket in [0, 10000) for a key value (CRC32, not Python's salted hash)."""
-    return zlib.crc32(str(value).encode()) % _BUCKETS
+    # surrogatepass: a lone surrogate (refused by validation later) must not crash routing.
+    return zlib.crc32(str(value).encode("utf-8", "surrogatepass")) % _BUCKETS
 
 
 def _model_ref(value: Any, where: str) -> str:
