@@ -65,10 +65,10 @@ def info(as_json: JsonOption = False) -> None:
     settings = Session().settings
     data = {
         "db": mask_password(settings.db_url),
-        "artifacts": settings.artifacts_uri,
+        "artifacts": mask_password(settings.artifacts_uri),
         "home": str(settings.home),
         "config_file": str(settings.config_file) if settings.config_file else None,
-        "tracking_uri": settings.tracking_uri,
+        "tracking_uri": mask_password(settings.tracking_uri) if settings.tracking_uri else None,
     }
     if as_json:
         print_json(data)

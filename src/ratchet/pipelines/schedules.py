@@ -184,7 +184,10 @@ def schedule_store(settings: Settings | None = None) -> ScheduleStore:
 
     settings = settings or load_settings()
     if settings.tracking_uri:
-        raise ConfigError(f"RATCHET_TRACKING_URI={settings.tracking_uri!r} selects remote mode, "
+        from ratchet.redaction import redact_url
+
+        raise ConfigError(f"RATCHET_TRACKING_URI={redact_url(settings.tracking_uri)!r} "
+                          "selects remote mode, "
                           "which does not support schedules yet; unset it to use the local store")
     ensure_home(settings)
     return ScheduleStore(open_database(settings.db_url))

@@ -255,7 +255,10 @@ def _deployment_store(settings: Settings) -> DeploymentStore:
     from ratchet.store.deployment_store import DeploymentStore
 
     if settings.tracking_uri:
-        raise ConfigError(f"RATCHET_TRACKING_URI={settings.tracking_uri!r} selects remote mode, "
+        from ratchet.redaction import redact_url
+
+        raise ConfigError(f"RATCHET_TRACKING_URI={redact_url(settings.tracking_uri)!r} "
+                          "selects remote mode, "
                           "which does not serve feedback yet; unset it to use the local store")
     ensure_home(settings)
     return DeploymentStore(open_database(settings.db_url))

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ratchet.errors import InvalidInput
+from ratchet.redaction import redact_url
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -129,7 +130,7 @@ def _dialect(url: str) -> str:
     try:
         return make_url(url).get_backend_name()
     except ArgumentError:
-        raise InvalidInput(f"storage={url!r} is not a database URL") from None
+        raise InvalidInput(f"storage={redact_url(url)!r} is not a database URL") from None
 
 
 def _open_rdb(url: str, schema: str | None) -> BaseStorage:
@@ -139,7 +140,8 @@ def _open_rdb(url: str, schema: str | None) -> BaseStorage:
     if schema is None:
         return RDBStorage(url, engine_kwargs=engine_kwargs)
     if _dialect(url) != "postgresql":
-        raise InvalidInput(f"a separate schema for Optuna needs PostgreSQL, got {url!r}")
+        raise InvalidInput("a separate schema for Optuna needs PostgreSQL, got "
+                           f"{redact_url(url)!r}")
     engine_kwargs["connect_args"] = {"options": f"-csearch_path={schema}"}
     with _pg_lock(url):
         _create_schema(url, schema)
