@@ -59,9 +59,22 @@ def test_runs_show_metric_and_artifacts_take_id_prefixes(cli: Invoke, seeded: Se
 
 
 def test_an_ambiguous_run_prefix_is_refused(cli: Invoke, seeded: Seeded) -> None:
-    import os.path
-
-    shared = os.path.commonprefix(seeded.run_order)  # UUIDv7: a creation-time prefix
+    first = seeded.run_order[0]  # UUIDv7: ids made together share a creation-time prefix
+    n = 0
+    while n < len(first) and all(r[n] == first[n] for r in seeded.run_order):
+        n += 1
+    shared = first[:n]
     if len(shared) < 6:  # the four runs straddle a 4.6-hour boundary: nothing to test
         return
     assert_user_error(cli("runs", "show", shared), "ambiguous")
+
+
+def test_a_csv_without_header_says_so(cli: Invoke, project: Path) -> None:
+    from ratchet.config import load_settings
+    from tests.serving.conftest import churn_frame, register_churn
+
+    register_churn(load_settings())
+    X, _ = churn_frame(3, seed=5)
+    X.head(1).to_csv(project / "one.csv", index=False, header=False)
+    assert_user_error(cli("predict", "churn/1", "one.csv", "-o", "out.csv", "--json"),
+                      "no rows to score", "first line of a CSV is its header")
