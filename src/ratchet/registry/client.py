@@ -6,6 +6,7 @@ run, an artifact path, and the tree hash of the files there, which is checked on
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ratchet.clock import to_ms
 from ratchet.errors import IntegrityError, InvalidInput, NotFound
-from ratchet.hashing import hash_tree
+from ratchet.hashing import hash_file, hash_tree
 from ratchet.registry.uris import ModelRef, parse_model_uri
 from ratchet.safe_load import load_json
 from ratchet.store import (
@@ -245,12 +246,24 @@ class RegistryClient:
                 f"{uri}: the files under runs:/{resolved.run_id}/{resolved.artifact_path} "
                 f"hash to {actual[:12]}…, but the version records {resolved.content_hash[:12]}…")
         cache = self.tracking.settings.home / "cache" / "models" / actual
+        # The cache is checked on every use, not trusted after the first: a file edited
+        # under it would otherwise be loaded (and served) as this version.
         if cache.is_dir():
-            return cache
+            if _local_tree_hash(cache) == actual:
+                return cache
+            _discard(cache)
         cache.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{actual[:12]}-", dir=cache.parent))
         try:
             self.tracking.download_artifacts(resolved.run_id, resolved.artifact_path, staging)
+            got = _local_tree_hash(staging)
+            if got != actual:
+                raise IntegrityError(
+                    f"{uri}: the files downloaded from runs:/{resolved.run_id}/"
+                    f"{resolved.artifact_path} hash to {got[:12]}…, not {actual[:12]}…; "
+                    "the artifact store is damaged or being written to"
+                )
+            _make_read_only(staging)
             try:
                 os.rename(staging, cache)  # atomic; a concurrent loader may have won
             except OSError:
@@ -258,6 +271,11 @@ class RegistryClient:
                     raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        if _local_tree_hash(cache) != actual:  # the concurrent winner's copy, checked too
+            raise IntegrityError(
+                f"{uri}: the cached model files under {cache} do not match the version's "
+                "content hash; delete that directory and load again"
+            )
         return cache
 
     def load(self, uri: str, *, trust: bool = False) -> LoadedModel:
@@ -277,6 +295,30 @@ class RegistryClient:
 def _tree_hash(entries: list[ArtifactEntry], artifact_path: str) -> str:
     prefix = artifact_path + "/"
     return hash_tree((e.path[len(prefix):], e.digest) for e in entries)
+
+
+def _local_tree_hash(directory: Path) -> str:
+    """The tree hash of local files, computed like the one recorded at logging time."""
+    # A symlink never matches: the recorded tree holds regular files only.
+    return hash_tree(
+        (p.relative_to(directory).as_posix(), "symlink" if p.is_symlink() else hash_file(str(p)))
+        for p in directory.rglob("*")
+        if p.is_symlink() or p.is_file()
+    )
+
+
+def _make_read_only(directory: Path) -> None:
+    for p in directory.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            p.chmod(0o444)
+
+
+def _discard(cache: Path) -> None:
+    """Move a tampered cache entry aside (atomically) and delete it."""
+    aside = Path(tempfile.mkdtemp(prefix=f".{cache.name[:12]}-bad-", dir=cache.parent))
+    with contextlib.suppress(OSError):  # a concurrent loader moved it already
+        os.rename(cache, aside / "tree")
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
