@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from ratchet.serving.request_formats import BadRequest, ParsedRequest
+from ratchet.serving.request_formats import ParsedRequest
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -50,8 +50,19 @@ class InvocationsResponse(BaseModel):
     predictions: list[Any]
 
 
+class RejectedFeedback(BaseModel):
+    index: int = Field(description="The item's position in the body, from 0.")
+    reason: str = Field(description="unknown: this deployment logged no such (request_id, "
+                        "row) within the feedback window; label: not one of the model's "
+                        "classes.")
+    msg: str
+
+
 class FeedbackResponse(BaseModel):
     recorded: int
+    rejected: list[RejectedFeedback] | None = Field(
+        None, description="Items not recorded (present only when some were not); a body "
+        "none of whose items is recorded is refused: 404 if all are unknown, else 422.")
 
 
 class Problem(BaseModel):
@@ -91,6 +102,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No model of that name is served here"}}
+FEEDBACK_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "None of the items names a prediction this "
+          "deployment logged within the feedback window (nothing recorded)"}}
 MAX_ROW = 2**31 - 1  # rows are 32-bit integers in the store
 _SCALAR: dict[str, Any] = {"type": ["string", "number", "integer", "boolean", "null"]}
 _REF = "#/components/schemas/{}"
@@ -183,16 +197,19 @@ def request_schemas(model: ServedModel | None, policy: ValidationPolicy,
         "FeedbackItem": {
             "type": "object", "required": ["request_id", "value"],
             "additionalProperties": False, "properties": {
-                "request_id": {"type": "string", "minLength": 1, "maxLength": 64,
+                "request_id": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$",
                                "description": "The X-Request-ID of the prediction."},
                 "row": {"type": "integer", "minimum": 0, "maximum": MAX_ROW, "default": 0,
                         "description": "The row within that request, from 0."},
                 "value": {"type": ["string", "number", "integer", "boolean"],
-                          "description": "The true label or value."}}},
+                          "maxLength": 1000,
+                          "description": "The true label or value: a finite number, a "
+                                         "boolean or a string without NUL; for a "
+                                         "classifier, one of its classes."}}},
         "FeedbackRequest": {"oneOf": [
             {"$ref": _REF.format("FeedbackItem")},
             {"type": "object", "required": ["feedback"], "additionalProperties": False,
-             "properties": {"feedback": {"type": "array", "minItems": 1,
+             "properties": {"feedback": {"type": "array", "minItems": 1, "maxItems": 10_000,
                                          "items": {"$ref": _REF.format("FeedbackItem")}}}}]},
         "InferRequest": {
             "type": "object", "required": ["inputs"],
@@ -236,41 +253,11 @@ def install_openapi(app: FastAPI, current: Callable[[], tuple[ServedModel | None
 
 # ----------------------------------------------------------------------------- feedback
 def feedback_rows(payload: Any) -> list[tuple[str, int, Any]]:
-    if not isinstance(payload, dict):
-        raise BadRequest('expected {"request_id", "row", "value"} or {"feedback": [...]}')
-    items = payload.get("feedback") if "feedback" in payload else [payload]
-    if not isinstance(items, list) or not items:
-        raise BadRequest("feedback: expected a non-empty list of {request_id, row, value}")
-    rows, problems = [], []
-    for i, item in enumerate(items):
-        loc: list[Any] = ["body", "feedback", i] if "feedback" in payload else ["body"]
-        if not isinstance(item, dict):
-            problems.append({"loc": loc, "msg": "expected an object", "type": "type"})
-            continue
-        unknown = sorted(set(item) - {"request_id", "row", "value"})
-        rid, row, value = item.get("request_id"), item.get("row", 0), item.get("value")
-        if unknown:
-            problems.append({"loc": loc, "msg": f"unknown field(s): {', '.join(unknown)}",
-                             "type": "extra"})
-        if not isinstance(rid, str) or not 0 < len(rid) <= 64:
-            problems.append({"loc": [*loc, "request_id"], "msg": "expected the request id "
-                             "(the X-Request-ID of the prediction), at most 64 characters",
-                             "type": "type"})
-        if isinstance(row, float) and row.is_integer():
-            row = int(row)  # JSON Schema's integers include 3.0
-        if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row <= MAX_ROW:
-            problems.append({"loc": [*loc, "row"], "msg": f"expected a row number from 0 to "
-                             f"{MAX_ROW}", "type": "type"})
-        if "value" not in item or isinstance(value, dict | list) or (
-                isinstance(value, float) and value != value):
-            problems.append({"loc": [*loc, "value"], "msg": "expected the true label or "
-                             "value (a string, number or boolean)", "type": "type"})
-        rows.append((rid, row, value))
-    if problems:
-        raise BadRequest(f"feedback is not valid: {problems[0]['msg']}"
-                         + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
-                         problems=problems)
-    return rows  # type: ignore[return-value]
+    """(request_id, row, value) per item of a ``/feedback`` body (``ratchet.serving.feedback``
+    holds the rules)."""
+    from ratchet.serving.feedback import parse_items
+
+    return [(item.request_id, item.row, item.value) for item in parse_items(payload)]
 
 
 # ----------------------------------------------------------------------------- OIP

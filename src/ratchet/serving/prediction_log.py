@@ -525,6 +525,9 @@ class PredictionLog:
         # failed wait in _retry, oldest first.
         self._groups: dict[tuple[Any, ...], _Columns] = {}
         self._retry: list[tuple[str, str, pa.Table, int]] = []
+        # What a flush has taken from the buffer and not yet written (for ``rows_of``).
+        self._in_flight: list[_Columns] = []
+        self._in_flight_tables: list[tuple[str, str, pa.Table, int]] = []
         self._buffered = 0    # rows held in memory: buffered plus being written
         self._dropped = 0
         self._written = 0
@@ -606,6 +609,36 @@ class PredictionLog:
             logger.exception("prediction log: record failed")
             return False
 
+    def rows_of(self, deployment: str, request_ids: set[str]) -> set[tuple[str, int]]:
+        """The (request_id, row) pairs of ``request_ids`` that ``deployment`` logged and
+        that are still in memory (buffered, being written or waiting for a retry): with the
+        files, every row this process served. The buffer is copied under the lock (a C-level
+        list copy) and scanned outside it, so ``record`` is never held up for long."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        with self._lock:
+            columns = [(list(g.meta[0]), list(g.meta[1]))
+                       for g in chain(self._groups.values(), self._in_flight)
+                       if g.deployment == deployment]
+            tables = [table for dep, _, table, _ in chain(self._retry, self._in_flight_tables)
+                      if dep == deployment]
+        found: set[tuple[str, int]] = set()
+        for ids, rows in columns:
+            for rid, row in zip(ids, rows, strict=True):
+                rid = rid.value if type(rid) is _Repeat else rid
+                if rid in request_ids:
+                    numbers = row.values if type(row) is _Chunk else (row,)
+                    found.update((rid, int(r)) for r in numbers if r is not None)
+        wanted = pa.array(sorted(request_ids), pa.string())
+        for table in tables:
+            hits = table.select(["request_id", "row"]).filter(
+                pc.is_in(table.column("request_id"), value_set=wanted))
+            found.update((rid, row) for rid, row in zip(
+                hits.column("request_id").to_pylist(), hits.column("row").to_pylist(),
+                strict=True) if row is not None)
+        return found
+
     def flush(self) -> int:
         """Write everything buffered now; the rows written. Never raises: failures are
         logged and counted, and their rows stay buffered for the next flush."""
@@ -654,6 +687,8 @@ class PredictionLog:
                 with self._lock:
                     groups, self._groups = self._groups, {}
                     retry, self._retry = self._retry, []
+                    self._in_flight = list(groups.values())
+                    self._in_flight_tables = list(retry)
                 if not groups and not retry:
                     return 0, False
                 pending, lost = list(retry), 0
@@ -677,6 +712,7 @@ class PredictionLog:
                 written, failed = self._write(pending)
                 with self._lock:
                     self._retry[:0] = failed  # oldest first, ahead of newer requests
+                    self._in_flight, self._in_flight_tables = [], []
                     self._buffered -= written + lost
                     self._written += written
                     self._dropped += lost

@@ -106,6 +106,36 @@ class LogReader:
         return out
 
 
+def logged_rows(storage: LogStorage, deployment: str, request_ids: set[str],
+                since_ms: int, hours: set[str] | None = None) -> set[tuple[str, int]]:
+    """The (request_id, row) pairs of ``request_ids`` in ``deployment``'s log files of the
+    hours from ``since_ms`` on (only the hour directories named in ``hours``, if given):
+    one DuckDB query that reads two columns, whatever the number of ids."""
+    import duckdb
+
+    from ratchet.data.duckdb_connection import duckdb_connection
+
+    if not request_ids:
+        return set()
+    files = _files_in_window(storage, deployment, since_ms, None, hours)
+    if not files:
+        return set()
+    sql = ('SELECT DISTINCT request_id, "row" FROM read_parquet($files, union_by_name = true, '
+           'hive_partitioning = false) WHERE request_id IN (SELECT unnest($ids)) '
+           'AND "row" IS NOT NULL')
+    with duckdb_connection() as con:
+        try:
+            if storage.fs is not None:
+                con.register_filesystem(storage.fs)
+            found = con.sql(sql, params={"files": files, "ids": sorted(request_ids)}).fetchall()
+        except duckdb.Error as exc:
+            raise IntegrityError(
+                f"cannot read the prediction log of deployment {deployment!r} under "
+                f"{storage.root}: {exc}; if a file was deleted meanwhile retry, otherwise "
+                "move the unreadable file away") from exc
+    return {(str(rid), int(row)) for rid, row in found}
+
+
 def _epoch_ms(value: object, name: str) -> int | None:
     if value is None:
         return None
@@ -120,14 +150,15 @@ def _epoch_ms(value: object, name: str) -> int | None:
 
 
 def _files_in_window(storage: LogStorage, deployment: str, since_ms: int | None,
-                     until_ms: int | None) -> list[str]:
-    """The files of the hours that overlap [since, until), as DuckDB can open them."""
+                     until_ms: int | None, hours: set[str] | None = None) -> list[str]:
+    """The files of the hours that overlap [since, until) (and are in ``hours``, if given),
+    as DuckDB can open them."""
     base = storage.path(f"deployment={deployment}")
     files = []
     for name in storage.list(base, dirs=True):
         start = hour_start_ms(name)
-        if start is None:
-            continue  # not a partition we wrote
+        if start is None or (hours is not None and name not in hours):
+            continue  # not a partition we wrote, or not one asked for
         if (since_ms is not None and start + HOUR_MS <= since_ms) or \
                 (until_ms is not None and start >= until_ms):
             continue

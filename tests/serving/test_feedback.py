@@ -1,0 +1,148 @@
+"""/feedback through the real app on SQLite and PostgreSQL: malformed bodies are 422 (never
+500), feedback is scoped to the deployment and to predictions it logged, wrong labels are
+refused per item."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ratchet.config import Settings
+from ratchet.serving import create_app
+from ratchet.serving.app import ServingConfig
+from ratchet.store import open_database
+from ratchet.store.deployment_store import DeploymentStore
+from tests.serving.conftest import ROW, register_churn, wait_until
+
+FAST = ServingConfig(poll_interval_s=0.05, log_flush_interval_s=0.1, startup_wait_s=10)
+
+
+@pytest.fixture
+def served(settings: Settings) -> Settings:
+    register_churn(settings)
+    return settings
+
+
+def _app(settings: Settings, deployment: str) -> Iterator[TestClient]:
+    with TestClient(create_app("churn@champion", deployment=deployment, settings=settings,
+                               config=FAST)) as client:
+        wait_until(lambda: client.get("/health/ready").status_code == 200, what="ready")
+        yield client
+
+
+def _stored(settings: Settings, deployment: str) -> list[tuple[str, int, Any]]:
+    store = DeploymentStore(open_database(settings.db_url))
+    return sorted((f.request_id, f.row, f.value) for f in store.feedback(deployment))
+
+
+def _predict(client: TestClient, n: int = 1, request_id: str | None = None) -> str:
+    headers = {"X-Request-ID": request_id} if request_id else {}
+    r = client.post("/predict", json={"inputs": [ROW] * n}, headers=headers)
+    assert r.status_code == 200, r.text
+    return str(r.json()["request_id"])
+
+
+def _post(client: TestClient, body: str) -> Any:
+    return client.post("/feedback", content=body.encode("utf-8", "surrogatepass"),
+                       headers={"Content-Type": "application/json"})
+
+
+def test_malformed_feedback_is_422_naming_the_item_never_500(served: Settings) -> None:
+    for client in _app(served, "churn"):
+        rid = _predict(client)
+        good = f'{{"request_id": "{rid}", "row": 0, "value": 1}}'
+        for item, field in ((f'{{"request_id": "{rid}", "value": Infinity}}', "value"),
+                            (f'{{"request_id": "{rid}", "value": -Infinity}}', "value"),
+                            (f'{{"request_id": "{rid}", "value": NaN}}', "value"),
+                            (f'{{"request_id": "{rid}", "value": 1e400}}', "value"),
+                            (f'{{"request_id": "{rid}", "value": 1{"0" * 30}}}', "value"),
+                            (f'{{"request_id": "{rid}", "value": "a\\u0000b"}}', "value"),
+                            (f'{{"request_id": "{rid}", "value": "\\ud800"}}', "value"),
+                            (f'{{"request_id": "{rid}", "value": "{"x" * 1001}"}}', "value"),
+                            ('{"request_id": "\\ud800", "value": 1}', "request_id"),
+                            ('{"request_id": "a\\u0000", "value": 1}', "request_id"),
+                            ('{"request_id": "a/b", "value": 1}', "request_id"),
+                            (f'{{"request_id": "{rid}", "row": -1, "value": 1}}', "row")):
+            r = _post(client, f'{{"feedback": [{good}, {item}]}}')
+            assert r.status_code == 422, (item, r.status_code, r.text)
+            assert r.json()["detail"][0]["loc"] == ["body", "feedback", 1, field], r.text
+            assert "item 1" in r.json()["error"]
+        assert _stored(served, "churn") == []  # a bad body records nothing
+        too_many = json.dumps({"feedback": [{"request_id": rid, "value": 1}] * 10_001})
+        r = _post(client, too_many)
+        assert r.status_code == 413 and "limit is 10000" in r.json()["error"]
+        assert client.post("/feedback", json={"feedback": [{"request_id": rid, "value": 1}]
+                                              * 10_000}).json() == {"recorded": 1}
+
+
+def test_one_deployment_cannot_label_anothers_predictions(served: Settings) -> None:
+    for a in _app(served, "a"):
+        for b in _app(served, "b"):
+            ours = _predict(a, n=2)
+            # b's client names a's prediction: nothing recorded, not found.
+            r = b.post("/feedback", json={"request_id": ours, "row": 1, "value": 1})
+            assert r.status_code == 404 and r.json()["detail"][0]["type"] == "unknown"
+            assert a.post("/feedback", json={"request_id": ours, "row": 1,
+                                             "value": 1}).json() == {"recorded": 1}
+            # The same client-chosen id served by both: each labels only its own row.
+            _predict(a, request_id="shared-1")
+            _predict(b, request_id="shared-1")
+            assert a.post("/feedback", json={"request_id": "shared-1", "value": 0}
+                          ).status_code == 200
+            assert b.post("/feedback", json={"request_id": "shared-1", "value": 1}
+                          ).status_code == 200
+    assert _stored(served, "a") == [(ours, 1, 1), ("shared-1", 0, 0)]
+    assert _stored(served, "b") == [("shared-1", 0, 1)]
+
+
+def test_unknown_ids_rows_and_labels_are_rejected_per_item(served: Settings) -> None:
+    for client in _app(served, "churn"):
+        rid = _predict(client, n=2)
+        r = client.post("/feedback", json={"feedback": [
+            {"request_id": rid, "row": 1, "value": "1"},          # recorded ("1" is class 1)
+            {"request_id": "invented-42", "value": 1},              # unknown id
+            {"request_id": rid, "row": 2, "value": 0},              # no such row
+            {"request_id": rid, "row": 0, "value": "yes"},          # not a class of 0/1
+        ]})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["recorded"] == 1
+        assert [(x["index"], x["reason"]) for x in body["rejected"]] == [
+            (1, "unknown"), (2, "unknown"), (3, "label")]
+        assert "is not one of the model's classes [0, 1]" in body["rejected"][2]["msg"]
+        only_label = client.post("/feedback", json={"request_id": rid, "value": "yes"})
+        assert only_label.status_code == 422 and "classes" in only_label.json()["error"]
+        metrics = client.get("/metrics").text
+        assert 'ratchet_feedback_rejected_total{deployment="churn",reason="unknown"} 2.0' \
+            in metrics
+        assert 'ratchet_feedback_rejected_total{deployment="churn",reason="label"} 2.0' \
+            in metrics
+    assert _stored(served, "churn") == [(rid, 1, "1")]
+
+
+def test_invented_ids_in_bulk_are_not_stored(served: Settings) -> None:
+    for client in _app(served, "churn"):
+        _predict(client)
+        invented = [{"request_id": f"{i:032x}", "value": 1} for i in range(5_000)]
+        r = client.post("/feedback", json={"feedback": invented})
+        assert r.status_code == 404 and len(r.json()["detail"]) == 5_000
+    assert _stored(served, "churn") == []
+
+
+def test_feedback_for_a_prediction_logged_by_an_earlier_process(served: Settings) -> None:
+    """The ids are found in the log files, not only in this process's buffer."""
+    for client in _app(served, "churn"):
+        rid = _predict(client, n=3)
+        custom = _predict(client, request_id="client-chosen-7")
+    for client in _app(served, "churn"):  # a new server: its buffer is empty
+        r = client.post("/feedback", json={"feedback": [
+            {"request_id": rid, "row": 2, "value": 0},
+            {"request_id": custom, "row": 0, "value": True},
+            {"request_id": rid, "row": 3, "value": 0}]})
+        assert r.status_code == 200, r.text
+        assert r.json()["recorded"] == 2 and r.json()["rejected"][0]["index"] == 2
+    assert _stored(served, "churn") == sorted([("client-chosen-7", 0, True), (rid, 2, 0)])
