@@ -64,6 +64,8 @@ def _read_config(path: Path) -> dict[str, object]:
             data = tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per nesting level
+        raise ConfigError(f"{path}: nested too deeply to be a ratchet.toml") from None
     section = data.get("ratchet", {})
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: [ratchet] must be a table")
@@ -144,6 +146,11 @@ def ensure_home(settings: Settings) -> Path:
         raise ConfigError(f"cannot create the ratchet home {home}: {why}; "
                           "set RATCHET_HOME to a writable folder") from None
     ignore = home / ".gitignore"
-    if not ignore.exists():
-        write_atomic(ignore, "# created by ratchet: the local store is not source code\n*\n")
+    try:
+        if not ignore.exists():
+            write_atomic(ignore, "# created by ratchet: the local store is not source code\n*\n")
+    except OSError as exc:  # the folder exists but cannot be written (read-only, /proc)
+        raise ConfigError(f"cannot write in the ratchet home {home}: "
+                          f"{exc.strerror or type(exc).__name__}; "
+                          "set RATCHET_HOME to a writable folder") from None
     return home
