@@ -138,9 +138,11 @@ def write_starter_config(directory: Path, force: bool = False) -> Path:
 
 def ensure_home(settings: Settings) -> Path:
     """Create the home directory; it ignores itself in git so runs don't look dirty."""
+    from ratchet.file_modes import make_dirs
+
     home = settings.home
     try:
-        home.mkdir(parents=True, exist_ok=True)
+        make_dirs(home)  # new directories 0700 (see ratchet.file_modes); existing untouched
     except OSError as exc:  # a file in the way, no permission, a read-only disk
         why = "it is a file, not a folder" if home.is_file() else exc.strerror or exc
         raise ConfigError(f"cannot create the ratchet home {home}: {why}; "

@@ -5,6 +5,11 @@ Layout under the root::
     blobs/<digest[:2]>/<digest[2:]>   one immutable file per content digest
     tmp/                              in-flight writes; never read, swept by clean_temp()
 
+New directories are created 0700 and blobs 0600 (``ratchet.file_modes``;
+``RATCHET_PRIVATE_FILES=0`` lets the umask decide). The first write through a store in a
+process sweeps ``tmp/`` of files older than ``SWEEP_AGE_S`` (1 h) left by killed writers;
+on a local root a live writer holds a lock on its file, so however old, it is kept.
+
 A blob only ever appears under ``blobs/`` complete: local writes go to ``tmp/`` on the
 same filesystem, are fsynced and then renamed into place; fsspec writes go to a temporary
 key and are moved, except ``put_bytes`` on object stores, where a single put is already
@@ -17,10 +22,12 @@ against the digest.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import os
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -29,6 +36,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 from urllib.parse import unquote, urlsplit
 
 from ratchet.errors import IntegrityError, InvalidInput, NotFound
+from ratchet.file_modes import PRIVATE_FILE_MODE, file_mode, make_dirs, private_files
 from ratchet.hashing import CHUNK_SIZE, hash_bytes, hasher, is_digest
 
 if TYPE_CHECKING:
@@ -38,8 +46,11 @@ if TYPE_CHECKING:
 # Where a single put is atomic and rename is a copy: put_bytes writes the final key.
 _OBJECT_STORE_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss", "r2"})
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
-_BLOB_MODE = 0o644
 _TMP_DIR_MODE = 0o700
+# Staging files older than this are a killed writer's: swept on a store's first write.
+SWEEP_AGE_S = 3600.0
+_swept: set[str] = set()  # roots swept by this process
+_swept_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -120,6 +131,7 @@ class BlobStore:
             digest = h.hexdigest()
             if self._backend.exists(digest):
                 return BlobInfo(digest, size)
+            self._sweep_once()
             f.seek(0)
 
             def changed(actual: str) -> IntegrityError:
@@ -135,6 +147,7 @@ class BlobStore:
         """Store ``data`` under its digest; a blob already present is not rewritten."""
         digest = hash_bytes(data)
         if not self._backend.exists(digest):
+            self._sweep_once()
             self._backend.write_bytes(digest, bytes(data))
         return BlobInfo(digest, len(data))
 
@@ -145,17 +158,17 @@ class BlobStore:
         For a local root it lies inside the store (same filesystem), so ``adopt`` is a
         rename instead of a second copy of a possibly large file.
         """
+        self._sweep_once()
         if isinstance(self._backend, _LocalBackend):
-            directory = self._backend.tmp_dir
-            directory.mkdir(mode=_TMP_DIR_MODE, parents=True, exist_ok=True)
+            # Held (shared lock) until the context ends: the sweeper keeps it however old.
+            fd, path = self._backend.new_temp("stage-", suffix + ".part")
         else:
-            directory = Path(tempfile.gettempdir())
-        fd, name = tempfile.mkstemp(prefix="stage-", suffix=suffix + ".part", dir=directory)
-        os.close(fd)
-        path = Path(name)
+            fd, name = tempfile.mkstemp(prefix="stage-", suffix=suffix + ".part")
+            path = Path(name)
         try:
             yield path
         finally:
+            os.close(fd)
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
@@ -191,12 +204,32 @@ class BlobStore:
     def clean_temp(self, older_than_s: float = 3600) -> int:
         """Delete temporary files left by killed writers; return how many were deleted.
 
-        The default age leaves in-flight writes of other processes alone; ``0`` deletes
-        every temporary file, so only use it when nothing else is writing.
+        The default age leaves in-flight writes of other processes alone. On a local root
+        a live writer's file is kept whatever its age (it holds a lock), so ``0`` deletes
+        exactly the files of dead writers; elsewhere ``0`` deletes every temporary file, so
+        only use it there when nothing else is writing.
         """
         if older_than_s < 0:
             raise InvalidInput(f"older_than_s must be >= 0, got {older_than_s}")
         return self._backend.clean_temp(older_than_s)
+
+    def _sweep_once(self) -> None:
+        """``clean_temp(SWEEP_AGE_S)`` on this process's first write to this root, so the
+        staging files of killed writers do not pile up; never fails the write. A remote
+        root is listed on a background thread (a network round trip)."""
+        with _swept_lock:
+            if self.root in _swept:
+                return
+            _swept.add(self.root)
+
+        def sweep() -> None:
+            with contextlib.suppress(Exception):
+                self._backend.clean_temp(SWEEP_AGE_S)
+
+        if isinstance(self._backend, _LocalBackend):
+            sweep()  # one scandir of tmp/
+        else:
+            threading.Thread(target=sweep, name="ratchet-sweep", daemon=True).start()
 
     # -- reading --------------------------------------------------------------------
 
@@ -389,10 +422,22 @@ class _LocalBackend:
         # Unbuffered: the caller reads in CHUNK_SIZE pieces already.
         return cast(BinaryIO, open(self._path(digest), "rb", buffering=0))
 
+    def new_temp(self, prefix: str, suffix: str) -> tuple[int, Path]:
+        """A new file in ``tmp/`` (O_EXCL, ``file_mode()``), open and under a shared lock
+        that tells ``clean_temp`` its writer is alive (the kernel drops it if killed)."""
+        make_dirs(self.root)
+        self.tmp_dir.mkdir(mode=_TMP_DIR_MODE, exist_ok=True)
+        while True:
+            path = self.tmp_dir / f"{prefix}{os.urandom(8).hex()}{suffix}"
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, file_mode())
+            except FileExistsError:
+                continue
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            return fd, path
+
     def write(self, digest: str, chunks: Iterable[bytes]) -> None:
-        self.tmp_dir.mkdir(mode=_TMP_DIR_MODE, parents=True, exist_ok=True)
-        # mkstemp: O_EXCL, mode 0o600, so a half-written blob is private to its writer.
-        fd, tmp = tempfile.mkstemp(prefix="blob-", suffix=".part", dir=self.tmp_dir)
+        fd, tmp = self.new_temp("blob-", ".part")
         final = self._path(digest)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -400,8 +445,7 @@ class _LocalBackend:
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())  # data on disk before the name: no empty blob after a crash
-            os.chmod(tmp, _BLOB_MODE)
-            final.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(final.parent)
             os.replace(tmp, final)  # concurrent writers of one digest write equal bytes
         except BaseException:
             with contextlib.suppress(OSError):
@@ -415,9 +459,10 @@ class _LocalBackend:
     def adopt(self, staged: Path, digest: str) -> None:
         with open(staged, "rb+") as f:
             os.fsync(f.fileno())  # data on disk before the name, as in write()
-        os.chmod(staged, _BLOB_MODE)
+        if private_files():  # whoever made the staged file, the blob is private
+            os.chmod(staged, PRIVATE_FILE_MODE)
         final = self._path(digest)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(final.parent)
         os.replace(staged, final)
         _fsync_dir(final.parent)
 
@@ -434,11 +479,26 @@ class _LocalBackend:
                     continue
                 if older_than_s > 0 and entry.stat(follow_symlinks=False).st_mtime > cutoff:
                     continue
+                if _locked_by_a_writer(entry.path):
+                    continue
                 os.unlink(entry.path)
             except FileNotFoundError:  # another sweeper or its writer got there first
                 continue
+            except OSError:  # not ours to open or delete (permissions): leave it
+                continue
             removed += 1
         return removed
+
+
+def _locked_by_a_writer(path: str) -> bool:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # releases the probe's lock
+    return False
 
 
 def _fsync_dir(path: Path) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ratchet.errors import ConfigError, StoreUnavailable
+from ratchet.file_modes import create_file, make_dirs
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -52,11 +53,16 @@ class Database:
             db_path = parsed.database
             if db_path and db_path != ":memory:":
                 try:
-                    Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+                    make_dirs(Path(db_path).parent)  # new folders 0700 (ratchet.file_modes)
                 except OSError as exc:
                     raise ConfigError(f"cannot create the folder of the store {db_path}: "
                                       f"{exc.strerror or exc}; set RATCHET_HOME (or "
                                       "RATCHET_DB) to a writable folder") from None
+                if not db_path.startswith("file:") and not os.path.exists(db_path):
+                    # SQLite would create it 0644; an empty file is a valid new database
+                    # and its -wal / -shm files take its mode. Failures: SQLite reports.
+                    with contextlib.suppress(OSError):
+                        create_file(db_path)
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
                                       "check_same_thread": False}
         else:
