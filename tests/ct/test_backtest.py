@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from datetime import timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +23,11 @@ from ratchet.ct.backtesting import (
     LOOP,
     MAJORITY,
     NEVER,
+    PERIODS,
     SCHEDULED,
     YESTERDAY,
     BacktestResult,
+    accuracy_by_period,
     backtest,
 )
 from ratchet.ct.gate import GatePolicy
@@ -126,8 +130,10 @@ def test_summary_periods_events_and_promotions_agree(run: tuple[BacktestResult, 
     assert names == [LOOP, NEVER, SCHEDULED, MAJORITY, YESTERDAY]
     assert set(result.periods) == set(names)
     lengths = {len(p) for p in result.periods.values()}
-    assert lengths == {6}  # 2,000 days in 365-day periods
+    assert lengths == {PERIODS}  # 2,000 days in 24 periods of 84 days: enough points to see
     assert len({tuple(d for d, _ in p) for p in result.periods.values()}) == 1  # same dates
+    starts = [pd.Timestamp(d) for d, _ in result.periods[LOOP]]
+    assert {b - a for a, b in pairwise(starts)} == {pd.Timedelta(days=84)}
     for s in result.summary:
         assert 0 <= s["accuracy"] <= 1
     kinds = [e["kind"] for e in result.events]
@@ -181,6 +187,63 @@ def test_markdown_and_html(run: tuple[BacktestResult, Any], tmp_path: Path) -> N
         assert name in page, name
     assert not re.search(r"<script[^>]*\bsrc\s*=\s*[\"']?https?://", page, re.IGNORECASE)
     assert "promoted" in page
+    # The accuracy plot marks each promotion where it happened.
+    data = _plot_data(page)
+    promoted = [e["at"] for e in result.events if e["kind"] == "promoted"]
+    marks = next(t for t in data if t["name"].startswith("promotion"))
+    assert marks["name"] == f"promotion ({len(promoted)})"
+    assert [x for x in marks["x"] if x][::2] == promoted
+    assert [t["name"] for t in data][:len(result.summary)] == [s["strategy"]
+                                                                for s in result.summary]
+
+
+def _plot_data(page: str) -> list[dict[str, Any]]:
+    import json
+
+    call = re.search(r'Plotly\.newPlot\(\s*"ratchet-plot-1",\s*', page)
+    assert call is not None
+    data, _ = json.JSONDecoder().raw_decode(page, call.end())
+    return list(data)
+
+
+def test_periods_of_a_given_length_never_end_on_a_sliver() -> None:
+    day = 86_400_000
+    times = np.arange(0, 400) * day                         # 400 days, one row a day
+    truth = np.zeros(400, dtype=int)
+    never = np.where(np.arange(400) < 395, 1, 0)             # wrong, except the last 5 days
+    periods = accuracy_by_period(times, truth, {NEVER: never}, 100 * day)
+    assert [d for d, _ in periods[NEVER]] == ["1970-01-01", "1970-04-11", "1970-07-20",
+                                              "1970-10-28"]
+    assert periods[NEVER][-1][1] == pytest.approx(5 / 100)   # 100 days, not 1.0 on 5 rows
+    longer = accuracy_by_period(times, truth, {NEVER: never}, 130 * day)
+    assert [a for _, a in longer[NEVER]][-1] == pytest.approx(5 / 140)  # 10 days joined
+    kept = accuracy_by_period(times[:360], truth[:360], {NEVER: never[:360]}, 100 * day)
+    assert len(kept[NEVER]) == 4                             # 60 days: over half, its own
+    auto = accuracy_by_period(times, truth, {NEVER: never})
+    assert len(auto[NEVER]) == PERIODS - 1 or len(auto[NEVER]) == PERIODS
+    assert accuracy_by_period([], [], {NEVER: []}) == {NEVER: []}
+    with pytest.raises(InvalidInput, match="period must be positive"):
+        accuracy_by_period(times, truth, {NEVER: never}, 0)
+
+
+def test_a_temporary_scratch_store_is_removed_also_after_a_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    monkeypatch.chdir(tmp_path)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))      # where mkdtemp makes folders
+    small = replace(policy(), triggers=(Trigger("manual"),))
+    result = backtest(small, stream(300, 150), time_column=TIME, start=150, tick="30d")
+    assert result.home is None and result.to_dict()["home"] is None
+    assert result.strategy(LOOP)["accuracy"] > 0
+    assert list(temp.iterdir()) == []                        # nothing left behind
+    broken = replace(small, pipeline="tests.ct.test_backtest:no_such_pipeline")
+    with pytest.raises(Exception, match="no_such_pipeline"):
+        backtest(broken, stream(300, 150), time_column=TIME, start=150, tick="30d")
+    assert list(temp.iterdir()) == []
+    assert all(k not in os.environ for k in ENV)
 
 
 def test_the_environment_is_as_it_was(run: tuple[BacktestResult, Any]) -> None:

@@ -159,8 +159,9 @@ def backtest(
     schedule_rows: Annotated[list[int] | None, typer.Option(
         "--schedule-rows", help="Also a fixed schedule on this many newest labeled rows "
         "(repeatable; the default one uses the policy's data.rows).", min=1)] = None,
-    period: Annotated[str, typer.Option(
-        "--period", help="Accuracy is reported per period of this length.")] = "365d",
+    period: Annotated[str | None, typer.Option(
+        "--period", help="Accuracy is reported per period of this length (default: the "
+        "replay in 24 equal periods).")] = None,
     report: Annotated[Path | None, typer.Option(
         "--report", help="Write the HTML report here.", dir_okay=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
@@ -197,7 +198,7 @@ def backtest(
     typer.echo(f"\n{result.rows} rows in {result.seconds:.1f} s; promotions that lowered "
                f"accuracy on the following {loaded.monitor.rows} rows: {len(lowered)}"
                + (f"; report: {report}" if report else "")
-               + f"; scratch store: {result.home}")
+               + (f"; scratch store: {result.home}" if result.home else ""))
 
 
 @app.command("history")

@@ -7,13 +7,21 @@ The rows before ``start`` train the first champion (with the policy's own pipeli
 the deployment's current plan says (primary, shadow copy, canary share — a canary that
 raises is answered by the primary, as the server does), their labels become visible
 ``label_delay`` later, and then the controller ticks, exactly as ``ratchet controller``
-would. The registry, deployments, datasets and events live in a scratch store, so the
-whole timeline can be inspected afterwards.
+would. The registry, deployments, datasets and events live in a scratch store: in
+``work_dir`` when given (kept, so the whole timeline can be inspected afterwards), else in a
+temporary folder that is removed when the backtest ends, also when it fails (each run
+writes 1-20 MB of datasets and models there).
+
+Accuracy is reported per period of the replay: ``period`` long (the last, shorter one joins
+the one before it when it is under half a period, so a handful of rows never makes a point
+of its own), or by default the replay split into ``PERIODS`` equal periods.
 """
 
 from __future__ import annotations
 
+import math
 import random
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +42,8 @@ if TYPE_CHECKING:
 
 LOOP, NEVER, SCHEDULED, MAJORITY, YESTERDAY = (
     "loop", "never retrained", "fixed schedule", "majority class", "yesterday's label")
+PERIODS = 24          # equal periods over the replay, unless a period length is given
+DAY_MS = 86_400_000
 
 
 @dataclass
@@ -43,7 +53,7 @@ class BacktestResult:
     periods: dict[str, list[tuple[str, float | None]]]  # strategy -> (period, accuracy)
     events: list[dict[str, Any]]
     promotions: list[dict[str, Any]]              # each promotion, judged on what followed
-    home: Path
+    home: Path | None                             # the scratch store (None: removed)
     seconds: float
     rows: int
 
@@ -54,7 +64,8 @@ class BacktestResult:
         return {"policy": self.policy.to_dict(), "rows": self.rows,
                 "seconds": round(self.seconds, 2), "summary": self.summary,
                 "periods": {k: [list(p) for p in v] for k, v in self.periods.items()},
-                "promotions": self.promotions, "events": self.events, "home": str(self.home)}
+                "promotions": self.promotions, "events": self.events,
+                "home": str(self.home) if self.home is not None else None}
 
     def to_markdown(self) -> str:
         lines = ["| strategy | accuracy | retrains | promotions | rejected | rolled back |",
@@ -65,15 +76,16 @@ class BacktestResult:
         return "\n".join(lines)
 
     def write_html(self, path: str | Path, title: str = "ratchet backtest") -> Path:
-        from ratchet.atomic import write_atomic
-        from ratchet.monitoring.report_html import render_timeline_report
+        """One self-contained page (plotly.js inlined): accuracy per period with the
+        promotions and rollbacks marked, the summary and the timeline."""
+        from ratchet.monitoring.report_html import render_timeline_report, write_report
 
         page = render_timeline_report(
             title, self.periods, self.events, self.summary, metric="accuracy",
             note=f"{self.rows} rows replayed; the loop ran the policy's own triggers, gate "
-                 "and rollout with a simulated clock.")
-        write_atomic(Path(path), page.encode())
-        return Path(path)
+                 "and rollout with a simulated clock. Each point is the accuracy of one "
+                 "period, drawn from its first day.")
+        return write_report(path, page)
 
 
 class SimulatedWorld:
@@ -220,32 +232,44 @@ class _Replay:
 def backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
              label: str | None = None, start: Any, tick: str | timedelta = "30d",
              label_delay: str | timedelta = "1d", schedule: str | timedelta | None = "365d",
-             period: str | timedelta = "365d", work_dir: str | Path | None = None,
+             period: str | timedelta | None = None, work_dir: str | Path | None = None,
              progress: Callable[[int, int], None] | None = None,
              schedule_rows: Sequence[int] = ()) -> BacktestResult:
     """Replay ``history`` (inputs, ``label`` — default the policy's data.label — and
     ``time_column``) from ``start`` (a time, or an int: the row where replay begins).
     The fixed schedule retrains every ``schedule`` on the newest ``data.rows`` labeled rows
-    (and, for each of ``schedule_rows``, on that many: more baselines)."""
+    (and, for each of ``schedule_rows``, on that many: more baselines). ``period``: the
+    length of a reported period (default: the replay in ``PERIODS`` equal periods).
+    ``work_dir``: keep the scratch store there (default: a temporary folder, removed)."""
     import os
 
     saved = {k: os.environ.get(k) for k in ("RATCHET_HOME", "RATCHET_DB", "RATCHET_ARTIFACTS")}
+    scratch = None
     try:
-        return _backtest(policy, history, time_column=time_column, label=label, start=start,
-                         tick=tick, label_delay=label_delay, schedule=schedule, period=period,
-                         work_dir=work_dir, progress=progress, schedule_rows=schedule_rows)
+        if work_dir is None:
+            scratch = Path(tempfile.mkdtemp(prefix="ratchet-backtest-"))
+        result = _backtest(policy, history, time_column=time_column, label=label,
+                           start=start, tick=tick, label_delay=label_delay,
+                           schedule=schedule, period=period,
+                           work_dir=work_dir if scratch is None else scratch,
+                           progress=progress, schedule_rows=schedule_rows)
+        if scratch is not None:
+            result.home = None
+        return result
     finally:  # pipeline steps point the process's fluent client at the scratch store
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
               label: str | None, start: Any, tick: str | timedelta,
               label_delay: str | timedelta, schedule: str | timedelta | None,
-              period: str | timedelta, work_dir: str | Path | None,
+              period: str | timedelta | None, work_dir: str | Path | None,
               progress: Callable[[int, int], None] | None,
               schedule_rows: Sequence[int]) -> BacktestResult:
     import numpy as np
@@ -263,8 +287,8 @@ def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
     label = label or policy.data.label
     tick_ms = int(parse_window(tick).total_seconds() * 1000)
     delay_ms = int(parse_window(label_delay).total_seconds() * 1000)
-    home = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(
-        prefix="ratchet-backtest-"))
+    assert work_dir is not None  # backtest() makes a temporary one
+    home = Path(work_dir)
     # A scratch store of its own: not the project's ratchet.toml db/artifacts.
     settings = replace(load_settings(env={"RATCHET_HOME": str(home)}),
                        db_url=f"sqlite:///{home / 'ratchet.db'}",
@@ -323,12 +347,8 @@ def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
             row.update(retrains=scheduled_retrains[name],
                        promotions=scheduled_retrains[name])
         summary.append(row)
-    period_ms = int(parse_window(period).total_seconds() * 1000)
-    times = replay.times[replay.start:]
-    bins = (times - times[0]) // period_ms
-    periods = {name: [(_day(times[bins == b][0]), _accuracy(truth[bins == b],
-                                                            predicted[bins == b]))
-                      for b in np.unique(bins)] for name, predicted in answers.items()}
+    period_ms = None if period is None else int(parse_window(period).total_seconds() * 1000)
+    periods = accuracy_by_period(replay.times[replay.start:], truth, answers, period_ms)
     promotions = _judge_promotions(events, world, replay, served, policy.monitor.rows)
     return BacktestResult(
         policy, summary, periods,
@@ -338,6 +358,34 @@ def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
 
 
 # ----------------------------------------------------------------------------- pieces
+def accuracy_by_period(times_ms: Any, truth: Any, answers: dict[str, Any],
+                       period_ms: int | None = None, *, periods: int = PERIODS
+                       ) -> dict[str, list[tuple[str, float | None]]]:
+    """Accuracy of each strategy's ``answers`` per period: ``[(first day, accuracy), ...]``.
+
+    ``period_ms`` long periods from the first row (a last one shorter than half a period
+    joins the one before), or ``periods`` equal ones spanning the rows (whole days)."""
+    import numpy as np
+
+    times = np.asarray(times_ms, dtype=np.int64)
+    if not len(times):
+        return {name: [] for name in answers}
+    first, span = int(times[0]), int(times[-1] - times[0]) + 1
+    if period_ms is None:
+        period_ms = max(DAY_MS, math.ceil(span / periods / DAY_MS) * DAY_MS)
+    elif period_ms <= 0:
+        raise InvalidInput(f"period must be positive, got {period_ms} ms")
+    bins = (times - first) // period_ms
+    last = int(bins[-1])
+    if last > 0 and span - last * period_ms < period_ms / 2:
+        bins[bins == last] = last - 1   # a sliver of a period is too few rows to judge
+    starts = np.unique(bins)
+    truth = np.asarray(truth, dtype=object)
+    return {name: [(_day(first + int(b) * period_ms),
+                    _accuracy(truth[bins == b], np.asarray(predicted, dtype=object)[bins == b]))
+                   for b in starts] for name, predicted in answers.items()}
+
+
 def _prepare(history: pd.DataFrame, time_column: str, label: str, start: Any) -> _Replay:
     import numpy as np
     import pandas as pd
@@ -470,4 +518,5 @@ def _day(ms: int) -> str:
     return moment.strftime("%Y-%m-%d")
 
 
-__all__ = ["BacktestResult", "SimulatedWorld", "backtest", "train_with_pipeline"]
+__all__ = ["BacktestResult", "SimulatedWorld", "accuracy_by_period", "backtest",
+           "train_with_pipeline"]

@@ -232,7 +232,7 @@ def render_timeline_report(title: str, accuracy: Mapping[str, Sequence[tuple[str
                             check=check)
 
 
-MARKED_EVENTS = {"promoted": ("promotion", "#1a7f37"), "rolled-back": ("rollback", "#cf222e")}
+MARKED_EVENTS = {"promoted": ("promotion", "#1f2328"), "rolled-back": ("rollback", "#cf222e")}
 
 
 def _timeline_plot(x: list[str], lines: Sequence[tuple[str, list[Any], str, str]],
@@ -242,7 +242,8 @@ def _timeline_plot(x: list[str], lines: Sequence[tuple[str, list[Any], str, str]
     import plotly.graph_objects as go
 
     fig = go.Figure([go.Scatter(x=x, y=[v if _is_number(v) and math.isfinite(v) else None
-                                        for v in y], name=_e(name), mode="lines+markers",
+                                        for v in y], mode="lines+markers",
+                                name=html.escape(name, quote=False),
                                 line={"color": color, "dash": dash, "shape": "hv"},
                                 hovertemplate="%{y:.3f}")
                      for name, y, color, dash in lines])
@@ -263,13 +264,14 @@ def _timeline_plot(x: list[str], lines: Sequence[tuple[str, list[Any], str, str]
             text = f"{_e(e.get('at'))} {label}: {_e(e.get('summary'))}"
             texts += [text, text, None]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{label} ({len(marked)})",
-                                 line={"color": color, "width": 1, "dash": "dot"},
+                                 line={"color": color, "width": 1.5, "dash": "dot"},
                                  text=texts, hovertemplate="%{text}<extra></extra>"))
-    fig.update_xaxes(type="date", title_text="period start (UTC)")
+    fig.update_xaxes(type="date")
     fig.update_yaxes(range=[low, high], title_text=_e(metric))
     fig.update_layout(hovermode="closest")
     return plots.html(fig, f"{_e(metric)} per period",
-                      "dotted lines: promotions (green) and rollbacks (red)",
+                      "each step is one period, from its first day (UTC); dotted lines: "
+                      "promotions (black) and rollbacks (red)",
                       height=PLOT_HEIGHT + 120)
 
 
