@@ -39,11 +39,23 @@ def test_overwrite_hints_name_the_flag(cli: Invoke, seeded: Seeded, project: Pat
                               "out.csv exists; pass --overwrite")
 
 
-def test_the_controller_hint_names_alias_set() -> None:
-    source = Path(__file__).parents[2] / "src" / "ratchet" / "ct" / "controller.py"
-    text = source.read_text()
-    assert "ratchet models alias set {self.policy.model} {CHAMPION}" in text
-    assert "ratchet models alias {self.policy.model}" not in text
+def test_the_controller_hint_names_a_real_command(cli: Invoke, project: Path) -> None:
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    import ratchet
+
+    (project / "policy.yaml").write_text("model: rain\npipeline: flows.py:training\n"
+                                         "triggers: [manual]\n")
+    with ratchet.start_run(experiment="ct-cli"):
+        X = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
+        ratchet.log_model(LogisticRegression().fit(X, [0, 0, 1, 1]), name="rain",
+                          input_example=X)
+    lines = assert_user_error(cli("ct", "tick", "policy.yaml"), "no 'champion' alias")
+    hint = lines[0].split("(", 1)[1].split(")")[0]  # (ratchet models alias set rain ...)
+    assert hint == "ratchet models alias set rain champion VERSION"
+    words = hint.split()[1:4]
+    assert cli(*words, "--help").exit_code == 0  # the command it names exists
 
 
 def test_runs_show_metric_and_artifacts_take_id_prefixes(cli: Invoke, seeded: Seeded) -> None:

@@ -3,6 +3,7 @@ line never shows the password in the database URL."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -77,6 +78,7 @@ def test_quickstart_placeholder_host_as_a_real_process(tmp_path: Path) -> None:
         "HOME": str(tmp_path),
         "RATCHET_HOME": str(tmp_path / ".ratchet"),
         "RATCHET_DB": "postgresql+psycopg://ratchet:secret@db.invalid/ratchet",
+        **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
     }
     done = subprocess.run(
         [sys.executable, "-m", "ratchet.cli.main", "db", "upgrade"],
