@@ -96,6 +96,22 @@ def test_records_with_ever_new_fields_stop_at_the_first_record_past_the_bound() 
             fragments=("inputs[6]: field 'k6_7' is distinct field number 68",))
 
 
+def test_sparse_records_cannot_build_a_huge_table() -> None:
+    # A few distinct fields early, then millions of empty records ("{}," is 3 bytes): each
+    # field would be filled in for every record (6 x 2,000,000 cells here).
+    empty: dict[str, Any] = {}
+    records = [{f"k{i}": 1} for i in range(6)] + [empty] * 1_999_994
+    exc = refused(parse_native, {"inputs": records}, NAMES, status=413,
+                  fragments=("inputs[5]: field 'k5' makes 6 distinct fields in 2,000,000 "
+                             "records, a table of more than 10,000,000 cells",))
+    assert exc.problems[0]["loc"] == ["body", "inputs", 5]
+    refused(parse_native, {"inputs": [{"a": 1}, {"b": 1}, {"c": 1}]}, NAMES, status=413,
+            limits=ParseLimits(max_cells=8), fragments=("inputs[2]: field 'c' makes 3",))
+    # The same fields in every record cost what was sent: no cell bound needed.
+    assert parse_native({"inputs": [ROW] * 4}, NAMES,
+                        limits=ParseLimits(max_cells=1)).n_rows == 4
+
+
 def test_one_record_with_too_many_fields_is_named() -> None:
     records = [ROW, ROW, {f"f{i}": i for i in range(50_000)}]
     refused(parse_native, {"inputs": records}, NAMES, status=413,

@@ -19,6 +19,7 @@ grow with rows x columns.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -39,6 +40,9 @@ MISSING: Any = _Missing()  # a field absent from one record of several
 # Columns a request may carry besides the model's inputs (ignored extras, ids, the routing
 # key) when the caller gives no limits of its own.
 EXTRA_COLUMNS_ALLOWANCE = 1_024
+# Rows x columns of the table built from sparse records (each field absent from a record
+# is filled in): more than a dense body under the default 16 MB limit can carry.
+MAX_CELLS = 10_000_000
 # What pandas.read_csv reads as a null by default: CSV cells, like MLflow's scoring server.
 CSV_NULLS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
                        "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a",
@@ -51,14 +55,17 @@ class ParseLimits:
 
     ``max_columns`` bounds the distinct fields of records, the columns of a CSV header or
     a ``dataframe_split`` and the tensors of an OIP request; ``max_rows`` (None: no bound
-    here, the validator's policy still applies) the rows of any format.
+    here, the validator's policy still applies) the rows of any format; ``max_cells`` the
+    rows x distinct fields of records that do not all have the same fields (every other
+    format costs what its body holds).
     """
 
     max_columns: int = EXTRA_COLUMNS_ALLOWANCE
     max_rows: int | None = None
+    max_cells: int = MAX_CELLS
 
     def __post_init__(self) -> None:
-        for name in ("max_columns", "max_rows"):
+        for name in ("max_columns", "max_rows", "max_cells"):
             value = getattr(self, name)
             if value is None and name == "max_rows":
                 continue
@@ -69,7 +76,12 @@ class ParseLimits:
     @classmethod
     def for_names(cls, names: Sequence[str]) -> ParseLimits:
         """The default for a model with these inputs: room for them and for extras."""
-        return cls(max_columns=len(names) + EXTRA_COLUMNS_ALLOWANCE)
+        return _default_limits(len(names))
+
+
+@functools.lru_cache(maxsize=64)
+def _default_limits(n_inputs: int) -> ParseLimits:  # once per model width, not per request
+    return ParseLimits(max_columns=n_inputs + EXTRA_COLUMNS_ALLOWANCE)
 
 
 class BadRequest(InvalidInput):
@@ -356,6 +368,13 @@ def _records_to_columns(records: list[Mapping[str, Any]], where: str, names: Seq
                     raise _too_many_columns(
                         f"{where}[{i}]: field {_short(key)} is distinct field number "
                         f"{bound + 1:,} of the records so far", [where, i], names, limits)
+                if (len(columns) + 1) * n > limits.max_cells:
+                    raise BadRequest(
+                        f"{where}[{i}]: field {_short(key)} makes {len(columns) + 1:,} "
+                        f"distinct fields in {n:,} records, a table of more than "
+                        f"{limits.max_cells:,} cells; send fewer records per request, or "
+                        "the same fields in each", status=413,
+                        problems=[_loc([where, i], "too many cells", "limit")])
                 # A field absent from some records is MISSING there (reported by
                 # validation as missing in that row), not null.
                 column = columns[key] = [MISSING] * i

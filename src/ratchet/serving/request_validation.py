@@ -121,16 +121,14 @@ class RequestValidator:
                         for spec in (signature.inputs if signature else ())]
         self._numeric = frozenset(spec.name for spec in (signature.inputs if signature else ())
                                   if _is_numeric(spec.dtype))
-
-    @property
-    def parse_limits(self) -> ParseLimits:
-        """The bounds to parse this model's requests with (``parse_native(..., limits=)``):
-        room for every input and allowed extra, plus a few (extras rejected) or
-        ``EXTRA_COLUMNS_ALLOWANCE`` (extras ignored) more, and the policy's rows."""
+        # The bounds to parse this model's requests with (``parse_native(..., limits=)``):
+        # room for every input and allowed extra, plus a few more (extras rejected) or
+        # ``EXTRA_COLUMNS_ALLOWANCE`` (extras ignored); the policy's rows.
         slack = (_REJECTED_EXTRA_SLACK if self.policy.extra_columns == REJECT
                  else EXTRA_COLUMNS_ALLOWANCE)
-        return ParseLimits(max_columns=len(self.names) + len(self.allowed_extra) + slack,
-                           max_rows=self.policy.max_rows)
+        self.parse_limits = ParseLimits(
+            max_columns=len(self.names) + len(self.allowed_extra) + slack,
+            max_rows=self.policy.max_rows)
 
     def validate(self, request: ParsedRequest) -> ValidatedRequest:
         n = request.n_rows
