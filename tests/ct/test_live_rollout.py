@@ -94,7 +94,7 @@ def test_a_bad_canary_is_rolled_back_by_itself_and_no_caller_fails(
     failed = next(e for e in CTEventStore(registry.tracking.store.db).history("churn")
                   if e.kind == "canary-failed")
     if case == "raises":
-        assert "requests failed" in failed.summary, failed.summary
+        assert "rows failed" in failed.summary, failed.summary
     else:
         assert "live accuracy" in failed.summary, failed.summary
     assert registry.resolve(f"models:/churn@{CHAMPION}").version.version == 1  # type: ignore[union-attr]

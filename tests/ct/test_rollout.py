@@ -71,7 +71,7 @@ def test_shadow_is_not_done_until_enough_requests() -> None:
     shadow = rows(SHADOW, CHALLENGER, alternating(49))
     check = shadow_check(policy, log(primary, shadow), CHALLENGER)
     assert (check.done, check.passed, check.reasons) == (False, False, ())
-    assert check.evidence == {"requests": 49, "errors": 0, "needed": 50}
+    assert check.evidence == {"rows": 49, "requests": 49, "errors": 0, "needed": 50}
     # One more request (copied from the same traffic) completes the evidence.
     primary = rows(PRIMARY, CHAMPION, alternating(50))
     shadow = rows(SHADOW, CHALLENGER, alternating(50))
@@ -97,8 +97,8 @@ def test_shadow_error_budget_fails_before_the_requests_are_in() -> None:
     six = rows(SHADOW, CHALLENGER, alternating(24), errors=6)
     check = shadow_check(policy, log(primary, six), CHALLENGER)
     assert check.done and not check.passed
-    assert check.reasons[0].startswith("6 of 30 requests failed")
-    assert "100 requests" in check.reasons[0]
+    assert check.reasons[0].startswith("6 of 30 rows failed")
+    assert "100 rows" in check.reasons[0]
 
 
 def test_shadow_latency_guard() -> None:
@@ -171,8 +171,8 @@ def test_canary_error_budget_fails_early() -> None:
     check = canary_check(policy, log(primary, beyond), CHALLENGER)
     assert check.done and not check.passed
     assert check.evidence["requests"] == 20 < policy.canary_requests
-    assert check.reasons == ("11 of 20 requests failed (policy: error rate at most 5.0% "
-                             "over 200 requests)",)
+    assert check.reasons == ("11 of 20 rows failed (policy: error rate at most 5.0% "
+                             "over 200 rows)",)
     # A zero budget: the first error fails the canary.
     strict = RolloutPolicy(canary_requests=200, max_error_rate=0.0)
     one = rows(CANARY, CHALLENGER, [], start=500, errors=1)
@@ -360,7 +360,7 @@ def test_adding_errors_never_turns_a_failing_check_into_a_passing_one(
             assert after.done and not after.passed, (variant, before, after)
         if after.done and after.passed:  # a pass never has more errors than the budget
             needed = policy.shadow_requests if variant == SHADOW else policy.canary_requests
-            n = after.evidence["requests"]
+            n = after.evidence["rows"]
             assert after.evidence["errors"] <= policy.max_error_rate * max(needed, n)
 
 
@@ -403,3 +403,24 @@ def _shadow(policy: RolloutPolicy, frame: pd.DataFrame) -> Any:
 
 def _canary(policy: RolloutPolicy, frame: pd.DataFrame) -> Any:
     return canary_check(policy, frame, CHALLENGER, classes=[0, 1])
+
+
+def test_evidence_counts_rows_and_requests_apart() -> None:
+    """A request of ten rows is ten rows of evidence but one request: the event says both
+    (it used to call 50 rows of 5 requests "50 requests")."""
+    from ratchet.ct.controller import _rows
+
+    policy = RolloutPolicy(shadow_requests=50, canary_requests=50, min_labels=5,
+                           max_prediction_shift=None)
+    ids = [f"batch-{i // 10}" for i in range(50)]
+    primary = rows(PRIMARY, CHAMPION, alternating(50), ids=ids)
+    shadow = rows(SHADOW, CHALLENGER, alternating(50), ids=ids)
+    check = shadow_check(policy, log(primary, shadow), CHALLENGER)
+    assert check.done and check.passed
+    assert (check.evidence["rows"], check.evidence["requests"]) == (50, 5)
+    assert _rows(check.evidence) == "50 rows in 5 requests"
+    canary = rows(CANARY, CHALLENGER, alternating(50), start=100,
+                  ids=[f"c-{i // 25}" for i in range(50)], feedback=alternating(50))
+    check = canary_check(policy, log(primary, canary), CHALLENGER)
+    assert (check.evidence["rows"], check.evidence["requests"]) == (50, 2)
+    assert _rows({"rows": 1, "requests": 1}) == "1 row in 1 request"

@@ -405,8 +405,8 @@ class Controller:
         disagreement = check.evidence.get("disagreement")
         note = f", disagreement {disagreement:.1%}" if disagreement is not None else ""
         return Outcome(CANARY_STATE, {**st.data, "cycle": cycle}, EventSpec(
-            "shadow-passed", f"v{challenger} in shadow: {check.evidence['requests']} "
-            f"requests{note}", check.evidence, self.actor))
+            "shadow-passed", f"v{challenger} in shadow: {_rows(check.evidence)}{note}",
+            check.evidence, self.actor))
 
     def _canary(self, st: ControllerState) -> Outcome | None:
         from ratchet.serving.traffic_plan import TrafficPlan
@@ -439,7 +439,7 @@ class Controller:
                 "canary-failed", cycle["reason"], check.evidence, self.actor))
         return Outcome(PROMOTING, {**st.data, "cycle": cycle}, EventSpec(
             "canary-passed", f"v{challenger} on {rollout.canary_percent:g}%: "
-            f"{check.evidence['requests']} requests, {check.evidence['errors']} errors",
+            f"{_rows(check.evidence)}, {check.evidence['errors']} failed",
             check.evidence, self.actor))
 
     # ------------------------------------------------------------------ endings
@@ -557,6 +557,13 @@ def epoch_ms(times: pd.Series) -> pd.Series:
     import pandas as pd
 
     return (times - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
+
+
+def _rows(evidence: dict[str, Any]) -> str:
+    """A guard's evidence in words: "50 rows in 5 requests" (a request may hold many)."""
+    rows, requests = evidence["rows"], evidence["requests"]
+    return f"{rows} row{'s' if rows != 1 else ''} in {requests} request" \
+        f"{'s' if requests != 1 else ''}"
 
 
 def _served_by(logged: pd.DataFrame, version: int) -> pd.DataFrame:

@@ -34,9 +34,9 @@ def shadow_check(policy: RolloutPolicy, logged: pd.DataFrame, version: int) -> R
 
     shadow = logged[(logged["variant"] == SHADOW) & (logged["model_version"] == version)]
     primary = logged[logged["variant"] == PRIMARY]
-    n = len(shadow)
+    n = len(shadow)  # logged rows: a request of ten rows is ten rows of evidence
     errors = int((shadow["status"] != "ok").sum())
-    evidence: dict[str, Any] = {"requests": n, "errors": errors,
+    evidence: dict[str, Any] = {"rows": n, "requests": _requests(shadow), "errors": errors,
                                 "needed": policy.shadow_requests}
     reasons = _error_budget(policy, n, errors, policy.shadow_requests)
     if n < policy.shadow_requests and not reasons:
@@ -71,7 +71,7 @@ def canary_check(policy: RolloutPolicy, logged: pd.DataFrame, version: int, *,
     primary = logged[(logged["variant"] == PRIMARY) & (logged["status"] == "ok")]
     n = len(canary)
     errors = int((canary["status"] != "ok").sum())
-    evidence: dict[str, Any] = {"requests": n, "errors": errors,
+    evidence: dict[str, Any] = {"rows": n, "requests": _requests(canary), "errors": errors,
                                 "needed": policy.canary_requests,
                                 "primary_requests": len(primary)}
     reasons = _error_budget(policy, n, errors, policy.canary_requests)
@@ -110,12 +110,18 @@ def canary_check(policy: RolloutPolicy, logged: pd.DataFrame, version: int, *,
 
 
 # ----------------------------------------------------------------------------- pieces
+def _requests(rows: pd.DataFrame) -> int:
+    """Distinct requests among logged rows (the counts above are rows, as the policy's
+    ``shadow_requests`` / ``canary_requests`` are)."""
+    return int(rows["request_id"].nunique()) if "request_id" in rows.columns else len(rows)
+
+
 def _error_budget(policy: RolloutPolicy, n: int, errors: int, needed: int) -> list[str]:
-    """Failing as soon as the errors exceed what the whole phase may have."""
+    """Failing as soon as the errors exceed what the whole phase may have (in rows)."""
     budget = policy.max_error_rate * max(needed, n)
     if errors > budget and errors > 0:
-        return [f"{errors} of {n} requests failed (policy: error rate at most "
-                f"{policy.max_error_rate:.1%} over {max(needed, n)} requests)"]
+        return [f"{errors} of {n} rows failed (policy: error rate at most "
+                f"{policy.max_error_rate:.1%} over {max(needed, n)} rows)"]
     return []
 
 
