@@ -1,4 +1,5 @@
-"""The training loop as a pipeline: what `make demo` runs.
+"""The training loop as a pipeline (`python examples/walkthrough.py`; `make demo` runs the
+continuous-training demo, `examples/rainfall/demo.py`).
 
 A ratchet pipeline versions the breast-cancer data that ships with scikit-learn (train
 and test splits become dataset versions), trains four scikit-learn candidates as
