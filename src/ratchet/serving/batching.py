@@ -2,10 +2,11 @@
 
 A model call has a fixed cost (input conversion, scikit-learn's checks) that dwarfs the
 per-row cost for small requests, so answering 8 one-row requests with one 8-row call is
-several times cheaper than 8 calls. The batcher is "natural": the first request of an
-idle period goes to the worker thread at once (no added latency for a lone client);
-requests that arrive while that call runs wait for it to finish and then go together, up
-to ``max_batch_rows`` rows per call. A waiting request never waits more than
+several times cheaper than 8 calls. The batcher never waits on a clock for company: when
+no call for the model is running, a request goes at the end of the current event-loop
+pass (so requests whose bytes arrived together, up to ``max_batch_rows`` rows, share the
+call; a lone client waits for nothing); requests that arrive while a call runs wait for
+it to finish and then go together. A waiting request never waits more than
 ``max_wait_ms`` for the running call: after that its batch goes on another worker thread.
 
 Model calls run on worker threads, never on the event loop. Each caller gets its own rows
@@ -47,7 +48,7 @@ class _Queue:
     waiting: list[_Pending] = field(default_factory=list)
     rows: int = 0
     running: int = 0
-    timer: asyncio.TimerHandle | None = None
+    timer: asyncio.TimerHandle | asyncio.Handle | None = None
 
 
 class MicroBatcher:
@@ -86,10 +87,16 @@ class MicroBatcher:
         queue = entry[1]
         queue.waiting.append(_Pending(columns, n_rows, future))
         queue.rows += n_rows
-        if queue.running == 0 or queue.rows >= self.max_batch_rows:
+        if queue.rows >= self.max_batch_rows:
             self._dispatch(loop, model, queue)
         elif queue.timer is None:
-            queue.timer = loop.call_later(self.max_wait_s, self._dispatch, loop, model, queue)
+            # Idle: after the requests already runnable in this loop pass (they were read
+            # in the same poll) have joined. Busy: when the running call ends, or at most
+            # max_wait_ms from now.
+            queue.timer = (loop.call_soon(self._dispatch, loop, model, queue)
+                           if queue.running == 0 else
+                           loop.call_later(self.max_wait_s, self._dispatch, loop, model,
+                                           queue))
         return await future
 
     # ------------------------------------------------------------------ on the loop
