@@ -114,3 +114,14 @@ def test_data_wider_than_the_limit_is_a_clear_error(tmp_path: Path) -> None:
     assert out["datasets"] == 0  # nothing stored
     for message in out["errors"]:
         assert message is not None and "10,001 columns" in message and "at most 10,000" in message
+
+
+def test_value_tables_from_lists_match_the_hash_aggregates(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import ratchet.data.profile as profile_module
+
+    table = _mixed_table(n=1_500)
+    assert table.num_rows <= profile_module.LIST_MAX_ROWS
+    from_lists = profile_table(table).to_dict()
+    monkeypatch.setattr(profile_module, "LIST_MAX_ROWS", 0)  # the large-data path
+    assert profile_table(table).to_dict() == from_lists
