@@ -68,3 +68,11 @@ def test_usage_errors_are_one_line(cli: Invoke, args: list[str], expected: str) 
 def test_a_bare_group_still_prints_its_help(cli: Invoke) -> None:
     result = cli("runs")
     assert "Usage: ratchet runs" in result.output and "error:" not in result.output
+
+
+def test_a_path_the_system_refuses_is_one_line(cli: Invoke) -> None:
+    from tests.cli.conftest import assert_user_error
+
+    long_name = "x" * 300  # over NAME_MAX: the OS refuses it
+    assert_user_error(cli("data", "infer-schema", long_name), "File name too long")
+    assert_user_error(cli("build", "churn/1", "-o", long_name), "File name too long")

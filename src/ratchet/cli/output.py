@@ -2,8 +2,8 @@
 
 Everything printed for people goes through Rich; everything printed for machines
 (``--json``) is plain JSON on stdout with nothing around it. Errors a user can cause
-(``RatchetError``) become one ``error: ...`` line on stderr and exit code 1; any other
-exception is a bug and keeps its traceback.
+(``RatchetError``, and an ``OSError`` about a named path) become one ``error: ...`` line
+on stderr and exit code 1; any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -101,6 +101,11 @@ class RatchetGroup(TyperGroup):
             except RatchetError as exc:
                 print_error(str(exc) or type(exc).__name__)
                 raise typer.Exit(exc.exit_code) from None
+            except OSError as exc:  # a path the user gave: too long, a folder, no access
+                if exc.filename is None:
+                    raise
+                print_error(f"{exc.filename}: {exc.strerror or exc}")
+                raise typer.Exit(1) from None
 
 
 @contextmanager
