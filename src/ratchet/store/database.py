@@ -270,6 +270,6 @@ def store_unavailable(url: str, exc: BaseException | None) -> StoreUnavailable |
         hint = ("if this file is not a ratchet store, move it aside or point RATCHET_DB "
                 "(or RATCHET_HOME) elsewhere")
     else:
-        hint = ("check that the server is running and the database exists, or point "
-                "RATCHET_DB elsewhere")
+        hint = ("check that the server is up and that the user and database in RATCHET_DB "
+                "exist")
     return StoreUnavailable(f"cannot use the store {redact_url(url)}: {reason}; {hint}")
