@@ -267,8 +267,10 @@ def store_unavailable(url: str, exc: BaseException | None) -> StoreUnavailable |
     if password:
         reason = reason.replace(str(password), "***")
     if make_url(url).get_backend_name() == "sqlite":
+        corrupt = "not a database" in reason or "malformed" in reason
         hint = ("if this file is not a ratchet store, move it aside or point RATCHET_DB "
-                "(or RATCHET_HOME) elsewhere")
+                "(or RATCHET_HOME) elsewhere") if corrupt else (
+                "check that the file and its folder are readable and writable")
     else:
         hint = ("check that the server is up and that the user and database in RATCHET_DB "
                 "exist")
