@@ -60,10 +60,7 @@ def classifier_drift(reference: pd.DataFrame, current: pd.DataFrame, *,
     categorical = []
     for name in columns:
         if column_kind(both[name]) == NUMERIC:
-            values = both[name].to_numpy(dtype=np.float64, na_value=np.nan)
-            # inf / -inf as missing: the classifier refuses infinity, and drift.py leaves
-            # them out of the per-column tests too (data quality counts them).
-            features[name] = np.where(np.isfinite(values), values, np.nan)
+            features[name] = both[name].to_numpy(dtype=np.float64, na_value=np.nan)
         else:
             codes, _ = pd.factorize(both[name], use_na_sentinel=True)
             features[name] = np.where(codes < 0, np.nan, codes).astype(np.float64)
