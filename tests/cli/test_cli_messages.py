@@ -65,8 +65,8 @@ def test_runs_show_metric_and_artifacts_take_id_prefixes(cli: Invoke, seeded: Se
     assert json.loads(shown.stdout)["run_id"] == seeded.best
     assert "0.82" in cli("runs", "metric", prefix, "auc").stdout
     assert "model/weights.txt" in cli("artifacts", "list", prefix).stdout
-    assert_user_error(cli("runs", "show", seeded.best[:3]), "at least 6 hex digits")
-    assert_user_error(cli("runs", "show", "ffffffffffff"), "no run 'ffffffffffff'")
+    assert_user_error(cli("runs", "show", seeded.best[:3]), "6+ hex digits")
+    assert_user_error(cli("runs", "show", "ffffffffffff"), "no run with id 'ffffffffffff'")
     assert_user_error(cli("runs", "show", "%%%%%%%%"), "no run")
 
 

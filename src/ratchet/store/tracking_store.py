@@ -230,11 +230,11 @@ class TrackingStore:
             if conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first():
                 return run_id
             if len(run_id) < 6 or run_id.strip("0123456789abcdef"):  # LIKE sees hex only
-                raise NotFound(f"no run {run_id!r} (a prefix is at least 6 hex digits)")
+                raise NotFound(f"no run with id {run_id!r} (a prefix is 6+ hex digits)")
             found = conn.execute(select(runs.c.run_id).where(runs.c.run_id.like(
                 f"{run_id}%")).limit(2)).scalars().all()
         if not found:
-            raise NotFound(f"no run {run_id!r}; `ratchet runs list` shows runs")
+            raise NotFound(f"no run with id {run_id!r}; `ratchet runs list` shows runs")
         if len(found) > 1:
             raise InvalidInput(f"run id prefix {run_id!r} is ambiguous; give more of it")
         return str(found[0])
