@@ -87,6 +87,13 @@ def _bounded_loader() -> type:
         class BoundedLoader(yaml.SafeLoader):
             depth = 0
 
+            def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+                # The scanner looks ahead over every open '[' / '{' (each may start a
+                # key) at a cost that grows with their number: stop before the composer.
+                if self.flow_level >= MAX_DEPTH:
+                    raise _TooDeep
+                super().fetch_flow_collection_start(TokenClass)
+
             def compose_node(self, parent: Any, index: Any) -> Any:
                 self.depth += 1
                 try:
@@ -154,8 +161,8 @@ def _depth_exceeds(data: Any, limit: int) -> bool:
 
 
 def _too_deep(where: str, hint: str = "") -> InvalidInput:
-    return InvalidInput(f"{where}: nested more than {MAX_DEPTH} levels deep, which no file "
-                        f"ratchet writes is{_tail(hint)}")
+    return InvalidInput(f"{where}: nested more than {MAX_DEPTH} levels deep; ratchet never "
+                        f"writes such a file{_tail(hint)}")
 
 
 def _tail(hint: str) -> str:
