@@ -282,7 +282,7 @@ def test_invalid_arguments_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="flush_rows"):
         PredictionLog(str(tmp_path), flush_rows=0)
     with pytest.raises(InvalidInput, match="flush_interval_s"):
-        PredictionLog(str(tmp_path), flush_interval_s=0)
+        PredictionLog(str(tmp_path), flush_interval_s=-1)
     with pytest.raises(InvalidInput, match="artifact root is empty"):
         PredictionLog("")
 

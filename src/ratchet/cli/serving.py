@@ -50,7 +50,9 @@ def serve(
         min=0.05)] = 1.0,
     no_log: Annotated[bool, typer.Option("--no-log", help="Do not log predictions.")] = False,
     log_flush: Annotated[float, typer.Option(
-        "--log-flush", help="Seconds between prediction-log writes.", min=0.05)] = 1.0,
+        "--log-flush", help="Seconds between prediction-log writes (a SIGKILL loses up to "
+        "that much); 0: durable, each request is appended to a write-ahead file first.",
+        min=0.0)] = 1.0,
     no_batching: Annotated[bool, typer.Option(
         "--no-batching", help="One model call per request (default: concurrent requests "
         "for one model version share a call).")] = False,

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from fsspec import AbstractFileSystem
 
+    from ratchet.serving.prediction_wal import Segment
+
 logger = logging.getLogger(__name__)
 
 PREDICTIONS_DIR = "predictions"
@@ -51,6 +53,7 @@ META_COLUMNS = ("request_id", "row", "timestamp", "deployment", "model_name", "m
 _HOUR_DIR = re.compile(r"^hour=(\d{4}-\d{2}-\d{2}T\d{2})$")
 _WRITER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _MAX_BACKOFF_S = 60.0
+DURABLE_FLUSH_S = 1.0  # durable mode: how often the write-ahead rows become Parquet
 _MAX_TIMESTAMP_MS = 253_402_300_800_000  # year 10000: beyond it datetime cannot name the hour
 
 
@@ -495,15 +498,24 @@ class PredictionLog:
     ``close`` (idempotent) writes what is left; call it on the shutdown path, not inside
     a raw signal handler. Create one per process (each uvicorn worker): the thread does not
     survive a fork, and ``writer_id`` (default ``<hostname>-<pid>``) keeps file names apart.
+
+    A process killed without ``close`` (SIGKILL, OOM killer, power loss) loses what it had
+    buffered: up to one flush interval of rows. ``flush_interval_s=0`` is durable mode:
+    ``record`` also appends each request to a write-ahead file in ``wal_dir`` (default
+    ``<root>/predictions/.wal``; a local directory) before it returns, Parquet files are
+    still written every second, and the next writer to start replays what a dead one left
+    (see ``ratchet.serving.prediction_wal``). ``fsync=True`` also survives a power loss.
     """
 
     def __init__(self, root: str, *, flush_interval_s: float = 1.0,
                  max_buffered_rows: int = 100_000, flush_rows: int = 20_000,
                  writer_id: str | None = None,
                  on_drop: Callable[[int], None] | None = None,
-                 on_flush: Callable[[int], None] | None = None) -> None:
-        if not flush_interval_s > 0:
-            raise InvalidInput(f"flush_interval_s must be > 0, got {flush_interval_s}")
+                 on_flush: Callable[[int], None] | None = None,
+                 wal_dir: str | None = None, fsync: bool = False) -> None:
+        if not flush_interval_s >= 0:
+            raise InvalidInput(f"flush_interval_s must be >= 0 (0: durable), got "
+                               f"{flush_interval_s}")
         for name, value in (("max_buffered_rows", max_buffered_rows), ("flush_rows", flush_rows)):
             if not isinstance(value, int) or value < 1:
                 raise InvalidInput(f"{name} must be an int >= 1, got {value!r}")
@@ -513,7 +525,7 @@ class PredictionLog:
         self._valid_names: set[str] = set()  # names become directories: checked once each
         self._storage = LogStorage(root)
         self.writer_id = _writer_id(writer_id)
-        self._interval = float(flush_interval_s)
+        self._interval = float(flush_interval_s) or DURABLE_FLUSH_S
         self._max_rows = max_buffered_rows
         self._flush_rows = flush_rows
         self._on_drop = on_drop
@@ -524,10 +536,10 @@ class PredictionLog:
         # Rows waiting, as columns per (deployment, hour, columns); tables whose write
         # failed wait in _retry, oldest first.
         self._groups: dict[tuple[Any, ...], _Columns] = {}
-        self._retry: list[tuple[str, str, pa.Table, int]] = []
+        self._retry: list[tuple[str, str, pa.Table, int, str | None]] = []
         # What a flush has taken from the buffer and not yet written (for ``rows_of``).
         self._in_flight: list[_Columns] = []
-        self._in_flight_tables: list[tuple[str, str, pa.Table, int]] = []
+        self._in_flight_tables: list[tuple[str, str, pa.Table, int, str | None]] = []
         self._buffered = 0    # rows held in memory: buffered plus being written
         self._dropped = 0
         self._written = 0
@@ -535,6 +547,25 @@ class PredictionLog:
         self._full = False    # log a full buffer once per episode, not once per request
         self._closed = False
         self._close_started = False
+        # Durable mode: the segment being appended to, segments whose rows a flush took
+        # (deleted once nothing waits for a retry), and dead writers' segments to replay.
+        self._fsync = bool(fsync)
+        self._wal: Segment | None = None
+        self._sealed: list[Segment] = []
+        self._orphans: list[Segment] = []
+        if flush_interval_s == 0:
+            from ratchet.serving.prediction_wal import Segment as _Segment
+            from ratchet.serving.prediction_wal import orphans
+
+            if wal_dir is None:
+                if self._storage.fs is not None:
+                    raise InvalidInput(f"durable mode (flush_interval_s=0) needs a local "
+                                       f"wal_dir when the log is at {root!r}")
+                wal_dir = self._storage.path(".wal")
+            self._orphans = orphans(wal_dir)
+            self._wal = _Segment.create(wal_dir, self.writer_id)
+            self._wal_dir = wal_dir
+        self._wal_failed = False
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ratchet-prediction-log",
@@ -578,18 +609,18 @@ class PredictionLog:
                 return False
             if n == 0:
                 return True
+            line = None
+            if self._wal is not None:
+                from ratchet.serving.prediction_wal import encode
+
+                line = encode(entry)
             wake = first_drop = False
             with self._lock:
                 accepted = not self._closed and self._buffered + n <= self._max_rows
                 if accepted:
-                    hour = entry.timestamp_ms // HOUR_MS
-                    key = (entry.deployment, hour, *entry.inputs, "|", *entry.outputs)
-                    group = self._groups.get(key)
-                    if group is None:
-                        group = self._groups[key] = _Columns(
-                            entry.deployment, hour_dir(entry.timestamp_ms),
-                            tuple(entry.inputs), tuple(entry.outputs))
-                    group.add(entry, n)
+                    if line is not None:
+                        self._append(line)
+                    _add(self._groups, entry, n)
                     self._buffered += n
                     wake = self._buffered >= self._flush_rows
                 else:
@@ -621,8 +652,8 @@ class PredictionLog:
             columns = [(list(g.meta[0]), list(g.meta[1]))
                        for g in chain(self._groups.values(), self._in_flight)
                        if g.deployment == deployment]
-            tables = [table for dep, _, table, _ in chain(self._retry, self._in_flight_tables)
-                      if dep == deployment]
+            tables = [item[2] for item in chain(self._retry, self._in_flight_tables)
+                      if item[0] == deployment]
         found: set[tuple[str, int]] = set()
         for ids, rows in columns:
             for rid, row in zip(ids, rows, strict=True):
@@ -638,6 +669,19 @@ class PredictionLog:
                 hits.column("request_id").to_pylist(), hits.column("row").to_pylist(),
                 strict=True) if row is not None)
         return found
+
+    def _append(self, line: bytes) -> None:
+        """Append to the write-ahead segment (under the lock, so that a segment holds
+        exactly the rows of the groups a flush takes)."""
+        assert self._wal is not None
+        try:
+            self._wal.append(line, fsync=self._fsync)
+            self._wal_failed = False
+        except OSError as exc:  # disk full: the row is still buffered, only not durable
+            if not self._wal_failed:
+                logger.error("prediction log: cannot append to %s (%s); rows are kept in "
+                             "memory only until it works again", self._wal.path, exc)
+            self._wal_failed = True
 
     def flush(self) -> int:
         """Write everything buffered now; the rows written. Never raises: failures are
@@ -661,7 +705,20 @@ class PredictionLog:
                 with self._lock:
                     lost = self._buffered
                     self._groups, self._retry, self._buffered = {}, [], 0
-            if lost:
+                    segments = [*self._sealed, *self._orphans]
+                    if self._wal is not None:
+                        segments.append(self._wal)
+                    self._sealed, self._orphans, self._wal = [], [], None
+                for segment in segments:  # unlocked: the next writer to start replays them
+                    if lost:
+                        segment.release()
+                    else:
+                        segment.delete()
+            if lost and segments:
+                logger.error("prediction log: %d rows could not be written before close; "
+                             "they stay in %s and are written when the log next starts",
+                             lost, self._wal_dir)
+            elif lost:
                 logger.error("prediction log: %d rows could not be written before close", lost)
                 self._drop(lost)
 
@@ -689,10 +746,17 @@ class PredictionLog:
                     retry, self._retry = self._retry, []
                     self._in_flight = list(groups.values())
                     self._in_flight_tables = list(retry)
+                    sealed = None
+                    if self._wal is not None and self._wal.size:
+                        sealed = self._rotate()
+                orphan_rows = self._replay_orphans() if self._orphans else 0
                 if not groups and not retry:
-                    return 0, False
+                    return orphan_rows, False
+                # Files of a segment's rows are named after it, so a replay overwrites them.
+                names = [f"{sealed.stem}-{k}" if sealed is not None else None
+                         for k in range(len(groups))]
                 pending, lost = list(retry), 0
-                for group in groups.values():
+                for group, name in zip(groups.values(), names, strict=True):
                     try:  # deterministic: a group that cannot be converted never will be
                         table, bad = group.convert()
                         if bad:
@@ -703,7 +767,7 @@ class PredictionLog:
                             lost += bad
                         if table is not None:
                             pending.append((group.deployment, group.hour, table,
-                                            group.n - bad))
+                                            group.n - bad, name))
                     except Exception:
                         logger.exception("prediction log: dropped %d rows of deployment %r "
                                          "that cannot be converted to Arrow", group.n,
@@ -713,6 +777,10 @@ class PredictionLog:
                 with self._lock:
                     self._retry[:0] = failed  # oldest first, ahead of newer requests
                     self._in_flight, self._in_flight_tables = [], []
+                    if sealed is not None:
+                        self._sealed.append(sealed)
+                    done, self._sealed = (self._sealed, []) if not self._retry else ([],
+                                                                                     self._sealed)
                     self._buffered -= written + lost
                     self._written += written
                     self._dropped += lost
@@ -720,21 +788,78 @@ class PredictionLog:
                         self._failures += 1
                     elif written:
                         self._full = False
+            for segment in done:  # every row of theirs is in a file now
+                segment.delete()
             _notify(self._on_flush, written)
             _notify(self._on_drop, lost)
-            return written, bool(failed)
+            return written + orphan_rows, bool(failed)
         except Exception:  # a bug here must not kill the thread or the server
             logger.exception("prediction log: flush failed")
             return 0, True
 
-    def _write(self, tables: list[tuple[str, str, pa.Table, int]]
-               ) -> tuple[int, list[tuple[str, str, pa.Table, int]]]:
+    def _rotate(self) -> Segment | None:
+        """Start a new segment (under the lock); the old one, to delete once written, or
+        None if no new one could be made (the old one then stays in use)."""
+        from ratchet.serving.prediction_wal import Segment as _Segment
+
+        assert self._wal is not None
+        old = self._wal
+        try:
+            self._wal = _Segment.create(self._wal_dir, self.writer_id)
+        except OSError as exc:
+            logger.error("prediction log: cannot start a new write-ahead segment in %s "
+                         "(%s); appending to %s meanwhile", self._wal_dir, exc, old.path)
+            return None
+        return old
+
+    def _replay_orphans(self) -> int:
+        """Write the rows of dead writers' segments; each is deleted once written."""
+        from ratchet.serving.prediction_wal import decode
+
+        written = 0
+        for segment in list(self._orphans):
+            groups: dict[tuple[Any, ...], _Columns] = {}
+            bad = 0
+            for record in segment.read():
+                try:
+                    entry = LoggedRequest(**decode(record))
+                    n = stored_rows(entry)
+                except Exception as exc:
+                    logger.error("prediction log: skipped a record of %s: %s",
+                                 segment.path, exc)
+                    continue
+                if n:
+                    _add(groups, entry, n)
+            pending: list[tuple[str, str, pa.Table, int, str | None]] = []
+            for k, group in enumerate(groups.values()):
+                table, dropped = group.convert()
+                bad += dropped
+                if table is not None:
+                    pending.append((group.deployment, group.hour, table, group.n - dropped,
+                                    f"{segment.stem}-{k}"))
+            rows, failed = self._write(pending)
+            if failed:  # storage failing: try again at the next flush
+                continue
+            self._orphans.remove(segment)
+            segment.delete()
+            written += rows
+            logger.warning("prediction log: replayed %d rows that a stopped writer left in "
+                           "%s", rows, segment.path)
+            with self._lock:
+                self._written += rows
+                self._dropped += bad
+            _notify(self._on_flush, rows)
+            _notify(self._on_drop, bad)
+        return written
+
+    def _write(self, tables: list[tuple[str, str, pa.Table, int, str | None]]
+               ) -> tuple[int, list[tuple[str, str, pa.Table, int, str | None]]]:
         """Write one file per table: (rows written, tables to retry)."""
         written, retry = 0, []
         for item in tables:
-            deployment, hour, table, rows = item
+            deployment, hour, table, rows, stem = item
             directory = self._storage.path(f"deployment={deployment}", hour)
-            name = f"{self.writer_id}-{new_id()}.parquet"
+            name = f"{stem or f'{self.writer_id}-{new_id()}'}.parquet"
             try:
                 self._storage.put(directory, name, _parquet_bytes(table))
             except Exception as exc:  # disk full, permissions, network: try again later
@@ -749,6 +874,17 @@ class PredictionLog:
         with self._lock:
             self._dropped += n
         _notify(self._on_drop, n)
+
+
+def _add(groups: dict[tuple[Any, ...], _Columns], entry: LoggedRequest, n: int) -> None:
+    """Buffer ``entry`` in the group of its (deployment, hour, columns)."""
+    key = (entry.deployment, entry.timestamp_ms // HOUR_MS, *entry.inputs, "|",
+           *entry.outputs)
+    group = groups.get(key)
+    if group is None:
+        group = groups[key] = _Columns(entry.deployment, hour_dir(entry.timestamp_ms),
+                                       tuple(entry.inputs), tuple(entry.outputs))
+    group.add(entry, n)
 
 
 def _declared_rows_or_zero(entry: object) -> int:
