@@ -98,6 +98,7 @@ def test_tampered_cache_and_damaged_store_raise_integrity_error(
     client = ratchet.models.client()
     cache = client.download("models:/iris/1")
     mv = client.get_version("iris", 1)
+    assert mv.run_id is not None
     entries = client.tracking.list_artifacts(mv.run_id, mv.artifact_path)
     digest = next(e.digest for e in entries if e.path.endswith("model.skops"))
     blob = client.tracking.blobs.local_path(digest)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ratchet.errors import InvalidInput, Untrusted
+from ratchet.packaging.flavors.sklearn_checks import check_tree_arrays
 from ratchet.packaging.flavors.sklearn_types import ALLOWLIST, ALLOWLIST_VERSION, NATIVE_STATE_TYPES
 
 if TYPE_CHECKING:
@@ -74,7 +75,9 @@ def load(directory: Path, manifest: Manifest, trust: bool) -> object:
     if named & NATIVE_STATE_TYPES:
         probe.probe_in_child(directory, manifest, trust=trust)
     # Without trust every untrusted name is allowed here; skops trusts nothing more.
-    return skops.io.load(path, trusted=sorted(untrusted))
+    model = skops.io.load(path, trusted=sorted(untrusted))
+    check_tree_arrays(model, str(path))
+    return model
 
 
 def referenced_types(path: Path) -> set[str]:

@@ -22,8 +22,9 @@ an attribute), anything from scipy.io / numpy.lib.npyio / sklearn.datasets (file
 ``exec``, ``open``, ``getattr``), ``operator.*getter`` / ``methodcaller``, os,
 subprocess, importlib, and any function outside the score/validation functions below.
 
-Types whose state is parsed by native code (the LightGBM / XGBoost Boosters) are also in
-``NATIVE_STATE_TYPES``: a file containing one is loaded in a child process first.
+Types whose state is parsed by native code (the LightGBM / XGBoost Boosters, kNN trees)
+are also in ``NATIVE_STATE_TYPES``: a file containing one is loaded in a child process
+first.
 
 ``tests/packaging/test_allowlist.py`` regenerates the candidate list and fails on any
 type missing here: review it, then add it and bump ``ALLOWLIST_VERSION``.
@@ -246,8 +247,17 @@ ALLOWLIST: frozenset[str] = frozenset(
     }
 )
 
-# Types whose file state is parsed by native code on load (a malformed one can crash
-# the process, not just raise): such files are probed in a child process first.
-NATIVE_STATE_TYPES: frozenset[str] = frozenset({"lightgbm.basic.Booster", "xgboost.core.Booster"})
+# Types whose file state is parsed or walked by native code without bounds checks (a
+# malformed one can crash the process, not just raise): files holding one are loaded
+# and run on their input example in a child process first. sklearn's Tree and
+# TreePredictor arrays are instead checked exactly (sklearn_checks.py).
+NATIVE_STATE_TYPES: frozenset[str] = frozenset(
+    {
+        "lightgbm.basic.Booster",
+        "xgboost.core.Booster",
+        "sklearn.neighbors._ball_tree.BallTree",
+        "sklearn.neighbors._kd_tree.KDTree",
+    }
+)
 
 __all__ = ["ALLOWLIST", "ALLOWLIST_VERSION", "NATIVE_STATE_TYPES"]
