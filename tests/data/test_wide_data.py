@@ -116,12 +116,19 @@ def test_data_wider_than_the_limit_is_a_clear_error(tmp_path: Path) -> None:
         assert message is not None and "10,001 columns" in message and "at most 10,000" in message
 
 
-def test_value_tables_from_lists_match_the_hash_aggregates(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_small_data_path_matches_the_large_data_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Up to LIST_MAX_ROWS, pass 1 unpivots columns of one type into one grouped query and
+    pass 2 aggregates lists: every number must be the one the per-column queries give."""
     import ratchet.data.profile as profile_module
 
-    table = _mixed_table(n=1_500)
+    mixed = _mixed_table(n=1_500)
+    # Every type twice, so that each one forms a group of columns.
+    table = pa.table({**{n: mixed[n] for n in mixed.column_names},
+                      **{f"{n} again": mixed[n] for n in mixed.column_names}})
+    path = tmp_path / "twice.parquet"
+    pq.write_table(table, path, row_group_size=400)  # several row groups: several threads
     assert table.num_rows <= profile_module.LIST_MAX_ROWS
-    from_lists = profile_table(table).to_dict()
-    monkeypatch.setattr(profile_module, "LIST_MAX_ROWS", 0)  # the large-data path
-    assert profile_table(table).to_dict() == from_lists
+    small = (profile_table(table).to_dict(), profile_parquet(path).to_dict())
+    monkeypatch.setattr(profile_module, "LIST_MAX_ROWS", 0)
+    assert (profile_table(table).to_dict(), profile_parquet(path).to_dict()) == small

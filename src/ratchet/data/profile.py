@@ -58,6 +58,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,6 +107,8 @@ MAX_COLUMNS = 10_000
 # query, which dominates wide, short data (~3x faster). Beyond it the lists would cost
 # memory. (Counts are exact either way; sums are left alone, whose last bits would change.)
 LIST_MAX_ROWS = 10_000
+# Columns of one type unpivoted into one grouped pass-1 query (data up to LIST_MAX_ROWS).
+UNPIVOT_BATCH = 1_024
 
 # Type families: what a column's values can be compared as.
 NUMERIC, BOOLEAN, DATETIME, STRING, NULL, OTHER = (
@@ -380,6 +383,7 @@ def profile_parquet(
             exact_distinct=rows <= exact_distinct_max_rows,
             exact_quantiles=rows <= exact_quantile_max_rows,
             column_batch=column_batch,
+            rows=rows,
         )
 
 
@@ -416,6 +420,7 @@ def profile_table(
             exact_distinct=table.num_rows <= exact_distinct_max_rows,
             exact_quantiles=table.num_rows <= exact_quantile_max_rows,
             column_batch=column_batch,
+            rows=table.num_rows,
         )
 
 
@@ -605,10 +610,11 @@ def _profile(
     exact_distinct: bool,
     exact_quantiles: bool,
     column_batch: int,
+    rows: int,
 ) -> DatasetProfile:
     cols = _plan(schema)
     source = _renamed(source, cols)
-    rows = _stats_pass(con, source, cols, exact_distinct, exact_quantiles, column_batch)
+    rows = _stats_pass(con, source, cols, exact_distinct, exact_quantiles, column_batch, rows)
     return _finish_profile(con, source, cols, rows, top_k=top_k, bins=bins,
                            column_batch=column_batch)
 
@@ -663,16 +669,100 @@ def _stats_pass(
     exact_distinct: bool,
     exact_quantiles: bool,
     column_batch: int,
+    rows: int | None = None,
 ) -> int:
     """Pass 1: every per-column aggregate, ``column_batch`` columns per query (one scan of
-    those columns each). Returns the row count."""
-    rows = 0
-    for batch in _batches(cols, column_batch) if cols else iter([cols]):
-        rows = _stats_query(con, source, batch, exact_distinct, exact_quantiles)
+    those columns each). Returns the row count.
+
+    With ``rows`` known and at most ``LIST_MAX_ROWS``, columns of one type are unpivoted
+    into (column, value) pairs and aggregated ``GROUP BY column``: one set of aggregates
+    per query whatever the width, where per-column aggregates cost DuckDB ~10 ms each.
+    """
+    # The 101 probabilities as a variable, not a literal list in every quantile call:
+    # binding the literal cost ~5 ms per column (half of a wide, short profile).
+    con.execute(f"SET VARIABLE ratchet_probs = {_double_list(QUANTILE_PROBS)}")
+    rest = cols
+    if rows is not None and rows <= LIST_MAX_ROWS and len(cols) > 1:
+        groups: dict[tuple[str, str], list[_Col]] = {}
+        for c in cols:
+            if c.family not in (NULL, OTHER):
+                groups.setdefault((c.family, c.arrow_type), []).append(c)
+        grouped = [g for g in groups.values() if len(g) > 1]
+        if grouped:
+            with _one_thread(con):  # sums in row order: the same bits as the other path
+                for group in grouped:
+                    for batch in _batches(group, UNPIVOT_BATCH):
+                        _stats_grouped(con, source, batch, exact_distinct, exact_quantiles)
+            done = {c.index for g in grouped for c in g}
+            rest = [c for c in cols if c.index not in done]
+    counted = None
+    for batch in _batches(rest, column_batch) if rest else iter([rest]):
+        if batch or rows is None:
+            counted = _stats_query(con, source, batch, exact_distinct, exact_quantiles)
     # Small data and all-null columns: no distinct estimate can exceed the non-null count.
     for c in cols:
         c.stats["distinct"] = min(c.stats["distinct"], c.stats["non_null"])
-    return rows
+    assert counted is not None or rows is not None
+    return counted if counted is not None else int(rows or 0)
+
+
+@contextmanager
+def _one_thread(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    (threads,) = _fetch_row(con, "SELECT current_setting('threads') AS t").values()
+    con.execute("SET threads = 1")
+    try:
+        yield
+    finally:
+        con.execute(f"SET threads = {int(threads)}")
+
+
+def _stat_aggs(c: _Col, v: str, exact_distinct: bool,
+               exact_quantiles: bool) -> list[tuple[str, str]]:
+    """(name, SQL) of the aggregates of column ``c`` whose values are ``v``."""
+    probs = "getvariable('ratchet_probs')"
+    aggs = [("nn", f"count({v})")]
+    if c.family == NULL:
+        return aggs
+    hashed = f"hash({v})" if c.family == OTHER else v  # HLL wants a scalar
+    aggs.append(("d", f"count(DISTINCT {v})" if exact_distinct
+                 else f"approx_count_distinct({hashed})"))
+    if c.family == NUMERIC:
+        aggs += [("lo", f"min({v})"), ("hi", f"max({v})")]
+        aggs += [("mean", f"avg({v})"), ("std", f"stddev_samp({v})")]
+        aggs.append(("q", _quantile_sql(v, probs, exact_quantiles)))
+    elif c.family == BOOLEAN:
+        x = f"CAST({v} AS INTEGER)"
+        aggs += [("lo", f"min({x})"), ("hi", f"max({x})")]
+        aggs += [("mean", f"avg({x})"), ("std", f"stddev_samp({x})")]
+    elif c.family == DATETIME:
+        aggs += [("lo", f"min({v})"), ("hi", f"max({v})")]
+        aggs.append(("q", _quantile_sql(f"epoch({v})", probs, exact_quantiles)))
+    elif c.family == STRING:
+        # Bytes, not characters: counting code points costs ~20 % of the whole pass
+        # on text-heavy data, and the byte length serves the same purposes.
+        aggs.append(("len", f"avg(strlen({v}))"))
+    return aggs
+
+
+def _take_stats(c: _Col, row: Mapping[str, Any], exact_distinct: bool) -> None:
+    """Store the results of ``_stat_aggs`` (keys without the column suffix)."""
+    s = c.stats
+    s["non_null"] = int(row.get("nn") or 0)
+    s["distinct"] = int(row.get("d") or 0)
+    s["distinct_exact"] = exact_distinct or c.family == NULL
+    if c.family in (NUMERIC, BOOLEAN):
+        s["min"], s["max"] = _float(row.get("lo")), _float(row.get("hi"))
+        s["mean"], s["std"] = _float(row.get("mean")), _float(row.get("std"))
+    elif c.family == DATETIME:
+        s["min"], s["max"] = row.get("lo"), row.get("hi")
+    if c.family == STRING:
+        s["mean_length"] = _float(row.get("len"))
+    q = row.get("q")
+    if q is not None and s["non_null"]:
+        lo, hi = s["min"], s["max"]
+        if c.family == DATETIME:
+            lo, hi = _epoch_seconds(lo), _epoch_seconds(hi)
+        s["quantiles"] = _tidy_quantiles(q, lo, hi)
 
 
 def _stats_query(
@@ -682,59 +772,39 @@ def _stats_query(
     exact_distinct: bool,
     exact_quantiles: bool,
 ) -> int:
-    # The 101 probabilities as a variable, not a literal list in every quantile call:
-    # binding the literal cost ~5 ms per column (half of a wide, short profile).
-    con.execute(f"SET VARIABLE ratchet_probs = {_double_list(QUANTILE_PROBS)}")
-    probs = "getvariable('ratchet_probs')"
     aggs = ["count(*) AS n"]
     for c in cols:
-        v, i = c.v, c.index
-        aggs.append(f"count({v}) AS nn{i}")
-        if c.family == NULL:
-            continue
-        hashed = f"hash({v})" if c.family == OTHER else v  # HLL wants a scalar
-        aggs.append(
-            f"count(DISTINCT {v}) AS d{i}"
-            if exact_distinct
-            else f"approx_count_distinct({hashed}) AS d{i}"
-        )
-        if c.family == NUMERIC:
-            aggs += [f"min({v}) AS lo{i}", f"max({v}) AS hi{i}"]
-            aggs += [f"avg({v}) AS mean{i}", f"stddev_samp({v}) AS std{i}"]
-            aggs.append(_quantile_sql(v, probs, exact_quantiles, i))
-        elif c.family == BOOLEAN:
-            x = f"CAST({v} AS INTEGER)"
-            aggs += [f"min({x}) AS lo{i}", f"max({x}) AS hi{i}"]
-            aggs += [f"avg({x}) AS mean{i}", f"stddev_samp({x}) AS std{i}"]
-        elif c.family == DATETIME:
-            aggs += [f"min({v}) AS lo{i}", f"max({v}) AS hi{i}"]
-            aggs.append(_quantile_sql(f"epoch({v})", probs, exact_quantiles, i))
-        elif c.family == STRING:
-            # Bytes, not characters: counting code points costs ~20 % of the whole pass
-            # on text-heavy data, and the byte length serves the same purposes.
-            aggs.append(f"avg(strlen({v})) AS len{i}")
+        aggs += [f"{sql} AS {name}_{c.index}"
+                 for name, sql in _stat_aggs(c, c.v, exact_distinct, exact_quantiles)]
     inner = ", ".join(f"{c.value_sql} AS {c.v}" for c in cols) or "1 AS _"
     row = _fetch_row(con, f"SELECT {', '.join(aggs)} FROM (SELECT {inner} FROM {source})")
-    rows = int(row["n"])
+    by_column: dict[str, dict[str, Any]] = {}
+    for key, value in row.items():
+        name, _, index = key.rpartition("_")
+        by_column.setdefault(index, {})[name] = value
     for c in cols:
-        i, s = c.index, c.stats
-        s["non_null"] = int(row[f"nn{i}"])
-        s["distinct"] = int(row.get(f"d{i}") or 0)
-        s["distinct_exact"] = exact_distinct or c.family == NULL
-        if c.family in (NUMERIC, BOOLEAN):
-            s["min"], s["max"] = _float(row[f"lo{i}"]), _float(row[f"hi{i}"])
-            s["mean"], s["std"] = _float(row[f"mean{i}"]), _float(row[f"std{i}"])
-        elif c.family == DATETIME:
-            s["min"], s["max"] = row[f"lo{i}"], row[f"hi{i}"]
-        if c.family == STRING:
-            s["mean_length"] = _float(row[f"len{i}"])
-        q = row.get(f"q{i}")
-        if q is not None and s["non_null"]:
-            lo, hi = s["min"], s["max"]
-            if c.family == DATETIME:
-                lo, hi = _epoch_seconds(lo), _epoch_seconds(hi)
-            s["quantiles"] = _tidy_quantiles(q, lo, hi)
-    return rows
+        _take_stats(c, by_column.get(str(c.index), {}), exact_distinct)
+    return int(row["n"])
+
+
+def _stats_grouped(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    cols: list[_Col],
+    exact_distinct: bool,
+    exact_quantiles: bool,
+) -> None:
+    """The aggregates of columns of one type as one grouped query (see ``_stats_pass``)."""
+    aggs = _stat_aggs(cols[0], "v", exact_distinct, exact_quantiles)
+    inner = ", ".join(f"{c.value_sql} AS {c.v}" for c in cols)
+    sql = (f"SELECT k, {', '.join(f'{sql} AS {name}' for name, sql in aggs)} FROM "
+           f"(UNPIVOT (SELECT {inner} FROM {source}) ON {', '.join(c.v for c in cols)} "
+           "INTO NAME k VALUE v) GROUP BY k")
+    rel = con.sql(sql)
+    names = rel.columns
+    by_column = {r[0]: dict(zip(names, r, strict=True)) for r in rel.fetchall()}
+    for c in cols:  # an all-null column has no pairs: no row, zero counts
+        _take_stats(c, by_column.get(c.v, {}), exact_distinct)
 
 
 def _string_range_pass(con: duckdb.DuckDBPyConnection, source: str, cols: list[_Col]) -> None:
@@ -750,10 +820,10 @@ def _string_range_pass(con: duckdb.DuckDBPyConnection, source: str, cols: list[_
         c.stats["min"], c.stats["max"] = row[f"lo{c.index}"], row[f"hi{c.index}"]
 
 
-def _quantile_sql(x: str, probs: str, exact: bool, i: int) -> str:
+def _quantile_sql(x: str, probs: str, exact: bool) -> str:
     if exact:
-        return f"quantile_cont({x}, {probs}) AS q{i}"
-    return f"reservoir_quantile(CAST({x} AS DOUBLE), {probs}, {RESERVOIR_SIZE}) AS q{i}"
+        return f"quantile_cont({x}, {probs})"
+    return f"reservoir_quantile(CAST({x} AS DOUBLE), {probs}, {RESERVOIR_SIZE})"
 
 
 def _tidy_quantiles(q: Sequence[Any], lo: float | None, hi: float | None) -> tuple[float, ...]:
