@@ -216,6 +216,10 @@ def test_dataset_and_model_outputs_are_versions_with_lineage(workspace_on: Path)
     assert version.digest == feature_out.digest and version.row_count == 50
     loaded = ratchet.models.load("models:/clf/1")
     assert loaded.predict(pd.DataFrame({"x": [3.0]})).shape == (1,)
+    # The signature comes from the step's training frame, cut to the model's features, so
+    # the version can be served.
+    assert loaded.signature is not None
+    assert [c.name for c in loaded.signature.inputs] == ["x"]
     lineage = ratchet.models.lineage("models:/clf/1")
     assert lineage.run.run_id == result.step("train").tracking_run_id
     store = PipelineStore(fluent.client().store.db)

@@ -72,7 +72,7 @@ class StepTask:
                     result = self.step.fn(*args, **kwargs)
                 finally:
                     outcome.log_text = capture.text()
-            outcome.outputs = self._store_outputs(client, result)
+            outcome.outputs = self._store_outputs(client, result, [*args, *kwargs.values()])
         except Exception as exc:
             outcome.error = "".join(traceback.format_exception(exc))[-MAX_ERROR_CHARS:]
             outcome.exception = _portable(exc)
@@ -95,7 +95,8 @@ class StepTask:
         bound = inspect.BoundArguments(self.step.signature, values)
         return list(bound.args), dict(bound.kwargs)
 
-    def _store_outputs(self, client: TrackingClient, result: Any) -> list[StoredOutput]:
+    def _store_outputs(self, client: TrackingClient, result: Any,
+                       arguments: list[Any]) -> list[StoredOutput]:
         options = self.step.options
         names = options.output_names
         where = f"step {self.node!r}"
@@ -112,7 +113,8 @@ class StepTask:
             if name in options.dataset:
                 stored.append(self._store_dataset(client, name, value, options.dataset[name]))
             elif name in options.model:
-                stored.append(self._store_model(client, name, value, options.model[name]))
+                stored.append(self._store_model(client, name, value, options.model[name],
+                                                _input_example(value, arguments)))
             else:
                 stored.append(store_value(value, name, client.blobs, label))
         return stored
@@ -128,14 +130,14 @@ class StepTask:
                             size=version.size_bytes, dataset=(version.name, version.version))
 
     def _store_model(self, client: TrackingClient, name: str, value: Any,
-                     model_name: str) -> StoredOutput:
+                     model_name: str, input_example: Any) -> StoredOutput:
         from ratchet.registry.client import RegistryClient
 
         if self.tracking_run_id is None:
             raise InvalidInput(f"step {self.node!r}: model= needs the step's tracking run")
         registry = RegistryClient(client)
         version = registry.log_model(self.tracking_run_id, value, name=model_name,
-                                     artifact_path=f"model-{name}")
+                                     artifact_path=f"model-{name}", input_example=input_example)
         assert isinstance(version, ModelVersion)  # a name was given: a registered version
         entries = client.list_artifacts(self.tracking_run_id, f"model-{name}")
         prefix = f"model-{name}/"
@@ -143,6 +145,23 @@ class StepTask:
         return StoredOutput(name=name, digest=version.content_hash, materializer="model",
                             files=files, size=sum(f[2] for f in files),
                             model=(version.name, version.version))
+
+
+def _input_example(model: Any, arguments: list[Any]) -> Any:
+    """The step's training frame, cut to the model's features: the example its signature
+    is inferred from (a model without a signature cannot be served). None when no
+    DataFrame argument holds every feature the model was fitted on."""
+    import sys
+
+    names = getattr(model, "feature_names_in_", None)
+    pd = sys.modules.get("pandas")
+    if names is None or pd is None:
+        return None
+    wanted = [str(n) for n in names]
+    for value in arguments:
+        if isinstance(value, pd.DataFrame) and set(wanted) <= set(map(str, value.columns)):
+            return value[wanted]
+    return None
 
 
 def _portable(exc: BaseException) -> BaseException | None:
