@@ -61,7 +61,7 @@ def test_user_error_in_a_real_process(tmp_path: Path) -> None:
     )
     assert done.returncode == 1, done.stderr
     assert done.stdout == ""
-    assert done.stderr == "error: no run with id '0000'\n"
+    assert done.stderr == "error: no run with id '0000' (a prefix is 6+ hex digits)\n"
 
 
 def test_usage_error_in_a_real_process(tmp_path: Path) -> None:

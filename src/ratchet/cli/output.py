@@ -90,12 +90,12 @@ class RatchetGroup(TyperGroup):
         return ctx
 
     def invoke(self, ctx: Any) -> Any:  # Any: typer may vendor click's Context
-        from ratchet.tracking.code_version import user_code
+        from ratchet.user_code import launched
 
         # Runs started from here ran the user's code in the working directory, not
         # ratchet's own console script (a pipeline run narrows this to its file).
         command = ctx.meta.get("ratchet.command", "ratchet")
-        with usage_errors_in_one_line(), user_code(os.getcwd(), command):
+        with usage_errors_in_one_line(), launched(os.getcwd(), command):
             try:
                 return super().invoke(ctx)
             except RatchetError as exc:

@@ -88,13 +88,13 @@ def _pipeline_code(pipeline: Any, ref: str) -> Any:
     import inspect
     import os
 
-    from ratchet.tracking.code_version import user_code
+    from ratchet.user_code import launched
 
     try:
         source = inspect.getsourcefile(pipeline.fn)
     except TypeError:  # defined somewhere without a file: the working directory stands in
         source = None
-    return user_code(os.path.dirname(source) if source else os.getcwd(), ref)
+    return launched(os.path.dirname(source) if source else os.getcwd(), ref)
 
 
 @app.command("resume")

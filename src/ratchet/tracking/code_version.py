@@ -14,11 +14,10 @@ import re
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import lru_cache
 from importlib import metadata
 
+from ratchet import user_code
 from ratchet.hashing import hash_bytes
 from ratchet.store.records import CodeVersion
 
@@ -104,31 +103,15 @@ def _user() -> str | None:
         return None
 
 
-# Set by a launcher (the ratchet CLI) whose own script is not the user's code:
-# (the folder git is asked about, the entry point to record).
-_user_code: tuple[str, str] | None = None
-
-
-@contextmanager
-def user_code(directory: str, entry: str) -> Iterator[None]:
-    """While open, runs record the user's code as in ``directory`` (a pipeline file's
-    folder, the working directory) run as ``entry``, not the ``__main__`` that launched."""
-    global _user_code
-    before, _user_code = _user_code, (os.path.abspath(directory), entry)
-    try:
-        yield
-    finally:
-        _user_code = before
-
-
 def capture(cwd: str | None = None) -> CodeVersion:
     cwd = cwd or os.getcwd()
     main = sys.modules.get("__main__")
     script = getattr(main, "__file__", None)
     repo_dir = os.path.dirname(os.path.abspath(script)) if script else cwd
     entry = entry_point()
-    if _user_code is not None:
-        repo_dir, entry = _user_code
+    launcher = user_code.location()  # the ratchet CLI: the user's code is not __main__
+    if launcher is not None:
+        repo_dir, entry = launcher
     commit, branch, dirty, diff_hash = git_state(repo_dir)
     return CodeVersion(
         git_commit=commit, git_branch=branch, git_dirty=dirty, git_diff_hash=diff_hash,
