@@ -38,6 +38,7 @@ COMMANDS = [
     ["models", "show"],
     ["models", "versions"],
     ["models", "lineage"],
+    ["models", "register"],
     ["models", "alias", "set"],
     ["models", "alias", "delete"],
     ["models", "alias", "history"],

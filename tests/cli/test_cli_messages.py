@@ -90,3 +90,24 @@ def test_a_csv_without_header_says_so(cli: Invoke, project: Path) -> None:
     X.head(1).to_csv(project / "one.csv", index=False, header=False)
     assert_user_error(cli("predict", "churn/1", "one.csv", "-o", "out.csv", "--json"),
                       "no rows to score", "first line of a CSV is its header")
+
+
+def test_models_register_exists_as_the_deploy_hint_says(cli: Invoke, project: Path) -> None:
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    import ratchet
+
+    X = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
+    with ratchet.start_run(experiment="reg") as run:
+        ratchet.log_model(LogisticRegression().fit(X, [0, 0, 1, 1]), input_example=X)
+    uri = f"runs:/{run.run_id}/model"
+    assert_user_error(cli("deploy", "create", "web", "--model", uri),
+                      "(ratchet models register)")
+    done = cli("models", "register", uri, "rain", "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["version"] == 1
+    again = cli("models", "register", uri, "rain")
+    assert again.stdout == f"registered rain version 2 from {uri}\n"
+    assert_user_error(cli("models", "register", "churn/1", "rain"), "runs:/ URI")
+    assert cli("deploy", "create", "web", "--model", "rain/1").exit_code == 0

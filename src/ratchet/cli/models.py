@@ -150,6 +150,23 @@ def versions(name: ModelName, as_json: JsonOption = False) -> None:
     console().print(_versions_table(found))
 
 
+@app.command()
+def register(
+    source: Annotated[str, typer.Argument(
+        help="A model logged with a run: runs:/<run id>/<artifact path>.")],
+    name: ModelName,
+    description: Annotated[str | None, typer.Option(
+        "--description", help="What this version is.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Register a model logged with a run as the next version of NAME."""
+    found = Session().registry.register(source, name, description=description)
+    if as_json:
+        print_json(version_dict(found))
+        return
+    say(f"registered {found.name} version {found.version} from {source}")
+
+
 # ---------------------------------------------------------------- aliases
 @alias_app.command("set")
 def alias_set(
