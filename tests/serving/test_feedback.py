@@ -146,3 +146,23 @@ def test_feedback_for_a_prediction_logged_by_an_earlier_process(served: Settings
         assert r.status_code == 200, r.text
         assert r.json()["recorded"] == 2 and r.json()["rejected"][0]["index"] == 2
     assert _stored(served, "churn") == sorted([("client-chosen-7", 0, True), (rid, 2, 0)])
+
+
+def test_the_feedback_window_reaches_back_30_days_and_no_further(served: Settings) -> None:
+    from ratchet.clock import now_ms
+    from ratchet.serving.prediction_log import LoggedRequest, PredictionLog
+
+    day = 86_400_000
+    with PredictionLog(served.artifacts_uri, flush_interval_s=3600) as log:
+        for rid, age_days in (("ten-days-old", 10), ("forty-days-old", 40)):
+            assert log.record(LoggedRequest(
+                rid, now_ms() - age_days * day, "churn", "churn", 1, "primary", 1.0,
+                {"age": [30]}, {"prediction": [1]}))
+    for client in _app(served, "churn"):
+        r = client.post("/feedback", json={"feedback": [
+            {"request_id": "forty-days-old", "value": 1},
+            {"request_id": "ten-days-old", "value": 0}]})
+        assert r.status_code == 200, r.text
+        assert r.json()["rejected"][0]["index"] == 0
+        assert "in the last 30 days" in r.json()["rejected"][0]["msg"]
+    assert _stored(served, "churn") == [("ten-days-old", 0, 0)]

@@ -17,9 +17,12 @@ A body none of whose items is recorded is refused: 404 when every item is unknow
 422, with the same ``detail``. Rejected items are counted in
 ``ratchet_feedback_rejected{deployment, reason}``.
 
-Which rows were served is read from the prediction log: this process's buffer, then one
-DuckDB query over the log files of the window (narrowed to the hour an id names when it is
-a server-made UUIDv7). A prediction answered by a sibling worker may still sit in that
+Which rows were served is read from the prediction log: this process's buffer, then the
+log files of the window, newest first, one single-threaded DuckDB query for the last day,
+then for twice as many hours each time (5 queries cover 31 days), until every pair is found (a server-made UUIDv7 id names its hour: that one is read
+first). One body's read runs at a time per process. The cost grows with the files in the
+window: a body of invented ids reads all of them (~2 s for 30 days of 1,440 files and
+720,000 rows on the development VM). A prediction answered by a sibling worker may still sit in that
 worker's buffer: with several workers, unknown items are looked up once more after one
 flush interval. Across replicas there is no such wait: feedback sent within a second of its
 prediction to another replica may come back ``unknown`` (send it again).
@@ -47,6 +50,7 @@ MAX_INT = 2**63 - 1
 DAY_S = 86_400.0
 _UUID7 = re.compile(r"^[0-9a-f]{12}7[0-9a-f]{3}[89ab][0-9a-f]{15}$")
 _BOOL_TEXT = {"true": True, "false": False}
+_FIRST_HOURS = 24  # then 48, 96, ...: 5 queries read 31 days
 
 
 @dataclass(frozen=True)
@@ -204,7 +208,7 @@ def served(items: Sequence[FeedbackItem], *, deployment: str, settings: Settings
     """The indices of ``items`` whose (request_id, row) ``deployment`` logged within the
     last ``window_s``: this process's buffer first, then the log files."""
     from ratchet.serving.prediction_log import LogStorage, hour_dir
-    from ratchet.serving.prediction_query import logged_rows
+    from ratchet.serving.prediction_query import log_hours, logged_rows
 
     wanted: dict[tuple[str, int], list[int]] = {}
     for item in items:
@@ -226,8 +230,15 @@ def served(items: Sequence[FeedbackItem], *, deployment: str, settings: Settings
         found |= logged_rows(storage, deployment, set(stamped), since_ms, hours) & \
             wanted.keys()
         missing = {rid for rid, row in wanted if (rid, row) not in found}
-    if missing:
-        found |= logged_rows(storage, deployment, missing, since_ms) & wanted.keys()
+    # The rest from the newest hours back (labels mostly follow their predictions
+    # closely), in doubling chunks, until every pair is found or the window is read.
+    newest_first = log_hours(storage, deployment, since_ms) if missing else []
+    start, size = 0, _FIRST_HOURS
+    while missing and start < len(newest_first):
+        chunk = set(newest_first[start:start + size])
+        found |= logged_rows(storage, deployment, missing, since_ms, chunk) & wanted.keys()
+        missing = {rid for rid, row in wanted if (rid, row) not in found}
+        start, size = start + size, size * 2
     return {index for key in found for index in wanted[key]}
 
 
@@ -251,6 +262,7 @@ class FeedbackDesk:
         self.recheck_after_s = recheck_after_s
         self.policy = policy or FeedbackPolicy()
         self._store: Any = None
+        self._reading = asyncio.Lock()
         self.rejected_counter: Any = None
         if registry is not None:
             from prometheus_client import Counter
@@ -268,11 +280,13 @@ class FeedbackDesk:
         rejected: dict[int, tuple[str, str]] = {}
         # First whether the prediction exists (an invented id is "unknown", whatever its
         # label), then whether the label can be the model's.
-        known = await run_in_threadpool(self._served, items)
+        async with self._reading:  # one log read at a time: bodies queue, the server not
+            known = await run_in_threadpool(self._served, items)
         unknown = [item for item in items if item.index not in known]
         if unknown and self.recheck_after_s > 0:
             await asyncio.sleep(self.recheck_after_s)  # a sibling worker's buffer
-            known |= await run_in_threadpool(self._served, unknown)
+            async with self._reading:
+                known |= await run_in_threadpool(self._served, unknown)
         window_days = self.policy.window_s / DAY_S
         classes = self.classes()
         matches = label_matcher(classes) if classes else None

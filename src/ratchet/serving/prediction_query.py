@@ -106,11 +106,19 @@ class LogReader:
         return out
 
 
+def log_hours(storage: LogStorage, deployment: str, since_ms: int) -> list[str]:
+    """The hour directories of ``deployment``'s log from the hour of ``since_ms`` on,
+    newest first."""
+    names = [name for name in storage.list(storage.path(f"deployment={deployment}"), dirs=True)
+             if (start := hour_start_ms(name)) is not None and start + HOUR_MS > since_ms]
+    return sorted(names, reverse=True)
+
+
 def logged_rows(storage: LogStorage, deployment: str, request_ids: set[str],
                 since_ms: int, hours: set[str] | None = None) -> set[tuple[str, int]]:
     """The (request_id, row) pairs of ``request_ids`` in ``deployment``'s log files of the
     hours from ``since_ms`` on (only the hour directories named in ``hours``, if given):
-    one DuckDB query that reads two columns, whatever the number of ids."""
+    one single-threaded DuckDB query that reads two columns, whatever the number of ids."""
     import duckdb
 
     from ratchet.data.duckdb_connection import duckdb_connection
@@ -123,7 +131,7 @@ def logged_rows(storage: LogStorage, deployment: str, request_ids: set[str],
     sql = ('SELECT DISTINCT request_id, "row" FROM read_parquet($files, union_by_name = true, '
            'hive_partitioning = false) WHERE request_id IN (SELECT unnest($ids)) '
            'AND "row" IS NOT NULL')
-    with duckdb_connection() as con:
+    with duckdb_connection(threads=1) as con:  # on a serving process: one core at most
         try:
             if storage.fs is not None:
                 con.register_filesystem(storage.fs)
