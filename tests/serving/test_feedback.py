@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -166,3 +167,29 @@ def test_the_feedback_window_reaches_back_30_days_and_no_further(served: Setting
         assert r.json()["rejected"][0]["index"] == 0
         assert "in the last 30 days" in r.json()["rejected"][0]["msg"]
     assert _stored(served, "churn") == [("ten-days-old", 0, 0)]
+
+
+def test_feedback_right_after_a_prediction_another_worker_answered(
+        tmp_path: Path) -> None:
+    """``ratchet serve --workers 2``: each request on a new connection, so both workers
+    answer; feedback posted at once may land on the sibling, whose log is still in memory."""
+    import httpx
+
+    from tests.serving.conftest import running_server
+
+    home = tmp_path / "home"
+    settings = Settings(home=home, db_url=f"sqlite:///{home / 'ratchet.db'}",
+                        artifacts_uri=str(home / "artifacts"))
+    register_churn(settings)
+    with running_server(settings, tmp_path, "churn@champion", "--workers", "2",
+                        "--log-flush", "0.5") as url:
+        statuses = []
+        for i in range(12):
+            with httpx.Client(base_url=url, timeout=30) as http:
+                assert http.post("/predict", json={"inputs": [ROW]},
+                                 headers={"X-Request-ID": f"w{i}"}).status_code == 200
+            with httpx.Client(base_url=url, timeout=30) as http:
+                r = http.post("/feedback", json={"request_id": f"w{i}", "value": i % 2})
+                statuses.append((r.status_code, r.text))
+    assert all(status == 200 for status, _ in statuses), statuses
+    assert _stored(settings, "churn") == sorted((f"w{i}", 0, i % 2) for i in range(12))
