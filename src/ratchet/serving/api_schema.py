@@ -94,11 +94,18 @@ class InferResponse(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "A bearer token is required here (the "
+          "server runs with --token-file) and was missing or wrong"},
     413: {"model": ErrorResponse, "description": "Body or row count over the limit"},
+    415: {"model": ErrorResponse, "description": "Content-Type is not application/json "
+          "(/invocations: or text/csv)"},
+    421: {"model": ErrorResponse, "description": "The Host header is not one this server "
+          "answers to (--allowed-host)"},
     422: {"model": ErrorResponse, "description": "Input does not match the model signature: "
           "one entry per offending field and row"},
     500: {"model": ErrorResponse, "description": "The model raised on valid input"},
-    503: {"model": ErrorResponse, "description": "No model loaded yet"},
+    503: {"model": ErrorResponse, "description": "No model loaded yet, or too many requests "
+          "in flight (retry after Retry-After seconds)"},
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No model of that name is served here"}}
