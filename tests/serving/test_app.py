@@ -301,3 +301,14 @@ def test_not_ready_until_loaded(churn_registry: RegistryClient,
         r = client.post("/predict", json={"inputs": [ROW]})
         assert r.status_code == 503 and "not loaded" in r.json()["error"]
 
+
+
+def test_no_batching_makes_one_model_call_per_request(churn_registry: RegistryClient,
+                                                       serving_settings: Settings) -> None:
+    config = ServingConfig(poll_interval_s=0.05, startup_wait_s=10, batching=False)
+    app = create_app("churn@champion", settings=serving_settings, config=config)
+    for client in _client(app):
+        for _ in range(5):
+            assert client.post("/predict", json={"inputs": [ROW, ROW]}).status_code == 200
+        batcher = app.state.server.batcher
+        assert (batcher.calls, batcher.batched, batcher.max_batch_rows) == (5, 0, 1)
