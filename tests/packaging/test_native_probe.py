@@ -153,3 +153,11 @@ def test_probe_timeout_is_configurable_and_validated(
     monkeypatch.setenv(probe.TIMEOUT_ENV, "soon")
     with pytest.raises(InvalidInput, match=probe.TIMEOUT_ENV):
         load_model(tmp_path / "m")
+
+
+def test_probe_child_gets_no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RATCHET_DB", "postgresql://user:secret@db/ratchet")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    env = probe._child_env()
+    assert "secret" not in " ".join(env.values())
+    assert set(env) <= {"PATH", "PYTHONPATH", "LC_ALL", "OMP_NUM_THREADS", "SYSTEMROOT", "TMPDIR"}
