@@ -6,7 +6,10 @@ caller hands in parsed columns; what comes back is an :class:`Answer` or an exce
 raised on valid input). A canary or split variant that raises is answered by the primary
 instead (counted as the variant's error), so a bad challenger costs callers nothing. The
 shadow runs off the request path on one background thread, bounded, and its answers are
-only logged.
+only logged. :meth:`InferenceService.answer` predicts in the calling thread;
+:meth:`InferenceService.answer_async` (the server) awaits each model call through a
+predict function, the micro-batcher, so routing, validation and logging stay per request
+while model calls are shared.
 """
 
 from __future__ import annotations
