@@ -102,13 +102,12 @@ RESERVOIR_SIZE = 2**18
 COLUMN_BATCH = 64
 # The widest data profiled (and so logged); beyond it a clear error, not a crash.
 MAX_COLUMNS = 10_000
-# Up to this many rows, value tables and histograms (pass 2) are the same histogram
-# aggregate over each column's values gathered in a list: no hash table per column per
-# query, which dominates wide, short data (~3x faster). Beyond it the lists would cost
-# memory. (Counts are exact either way; sums are left alone, whose last bits would change.)
+# Up to this many rows, the columns of one type are unpivoted into (column, value) pairs
+# and aggregated GROUP BY column: one set of aggregates per query whatever the width,
+# where per-column aggregates cost DuckDB ~10 ms each (which dominated wide, short data).
+# Beyond it, unpivoting would multiply the rows to hash: per-column aggregates.
 LIST_MAX_ROWS = 10_000
-# Columns of one type unpivoted into one grouped pass-1 query (data up to LIST_MAX_ROWS).
-UNPIVOT_BATCH = 1_024
+UNPIVOT_BATCH = 1_024  # columns per unpivoted query
 
 # Type families: what a column's values can be compared as.
 NUMERIC, BOOLEAN, DATETIME, STRING, NULL, OTHER = (
@@ -638,8 +637,11 @@ def _finish_profile(con: duckdb.DuckDBPyConnection, source: str, cols: list[_Col
         _string_range_pass(con, source, batch)
     for c in cols:
         c.semantic = _semantic(c)
-    for batch in _batches(cols, column_batch):
-        _shape_pass(con, source, batch, bins, small=rows <= LIST_MAX_ROWS)
+    if rows <= LIST_MAX_ROWS:
+        _shape_pass_grouped(con, source, cols, bins)
+    else:
+        for batch in _batches(cols, column_batch):
+            _shape_pass(con, source, batch, bins)
     for c in cols:
         if c.values is not None:  # the full table makes distinct exact
             c.stats["distinct"], c.stats["distinct_exact"] = len(c.values), True
@@ -838,52 +840,58 @@ def _tidy_quantiles(q: Sequence[Any], lo: float | None, hi: float | None) -> tup
     return tuple(out)
 
 
-def _shape_pass(con: duckdb.DuckDBPyConnection, source: str, cols: list[_Col], bins: int,
-                *, small: bool = False) -> None:
+def _shape_plan(c: _Col, bins: int) -> tuple[bool, bool]:
+    """(needs a value→count table, needs a histogram query) for pass 2; a constant
+    column's histogram needs no query and is set here."""
+    s = c.stats
+    needs_values = (
+        _wants_top(c.family, c.semantic, s["distinct"])
+        # an estimate could be just above the cut-off: collect and decide on exact counts
+        or (
+            c.family == NUMERIC
+            and not s["distinct_exact"]
+            and s["distinct"] <= 2 * DISCRETE_MAX_DISTINCT
+        )
+    ) and s["distinct"] <= TOP_MAX_DISTINCT
+    hist = c.family == NUMERIC and s["non_null"] > 0
+    if hist and s["min"] == s["max"]:
+        c.histogram = {"edges": [s["min"], s["max"]], "counts": [s["non_null"]]}
+        hist = False
+    if hist:
+        c.histogram = {"edges": _edges(s["min"], s["max"], bins), "counts": []}
+    return needs_values, hist
+
+
+def _bin_sql(c: _Col, bins: int) -> tuple[str, str]:
+    """(first guess of the bin of ``c.v``, named ``b<i>``; the bin, using that name)."""
+    lo, hi = c.stats["min"], c.stats["max"]
+    x, b, L, S = c.v, f"b{c.index}", _double(lo), _double((hi - lo) / bins)
+    # numpy.histogram's algorithm: a first guess from the scaled value, then one
+    # correction against the edges (lo + k * step, numpy.linspace's arithmetic), so
+    # a value on an edge lands in the bin numpy puts it in (left-closed, last closed).
+    first = f"least({bins - 1}, CAST(floor(({x} - {L}) / {_double(hi - lo)} * {bins}) AS INTEGER))"
+    final = (f"CASE WHEN {x} < {b} * {S} + {L} THEN {b} - 1 "
+             f"WHEN {b} < {bins - 1} AND {x} >= ({b} + 1) * {S} + {L} THEN {b} + 1 "
+             f"ELSE {b} END")
+    return first, final
+
+
+def _shape_pass(con: duckdb.DuckDBPyConnection, source: str, cols: list[_Col], bins: int
+                ) -> None:
     """Pass 2: numeric histograms and small value→count tables, in one scan."""
-
-    def histogram(x: str, where: str = "") -> str:
-        if small:  # see LIST_MAX_ROWS: the same aggregate over a list
-            return f"list_aggregate(list({x}){where}, 'histogram')"
-        return f"histogram({x}){where}"
-
     inner: list[str] = []  # values and, for histograms, a first-guess bin index
     aggs: list[str] = []
     for c in cols:
-        s, v, i = c.stats, c.v, c.index
-        needs_values = (
-            _wants_top(c.family, c.semantic, s["distinct"])
-            # an estimate could be just above the cut-off: collect and decide on exact counts
-            or (
-                c.family == NUMERIC
-                and not s["distinct_exact"]
-                and s["distinct"] <= 2 * DISCRETE_MAX_DISTINCT
-            )
-        ) and s["distinct"] <= TOP_MAX_DISTINCT
-        hist = c.family == NUMERIC and s["non_null"] > 0
-        if hist and s["min"] == s["max"]:
-            c.histogram = {"edges": [s["min"], s["max"]], "counts": [s["non_null"]]}
-            hist = False
+        needs_values, hist = _shape_plan(c, bins)
         if not (needs_values or hist):
             continue
-        inner.append(f"{c.value_sql} AS {v}")
+        inner.append(f"{c.value_sql} AS {c.v}")
         if needs_values:
-            aggs.append(f"{histogram(v)} AS t{i}")
+            aggs.append(f"histogram({c.v}) AS t{c.index}")
         if hist:
-            lo, hi = s["min"], s["max"]
-            step = (hi - lo) / bins
-            edges = _edges(lo, hi, bins)
-            x, b, L, S = v, f"b{i}", _double(lo), _double(step)
-            # numpy.histogram's algorithm: a first guess from the scaled value, then one
-            # correction against the edges (lo + k * step, numpy.linspace's arithmetic), so
-            # a value on an edge lands in the bin numpy puts it in (left-closed, last closed).
-            first = f"least({bins - 1}, CAST(floor(({x} - {L}) / {_double(hi - lo)} * {bins}) AS INTEGER))"
-            inner.append(f"{first} AS {b}")
-            aggs.append(histogram(
-                f"CASE WHEN {x} < {b} * {S} + {L} THEN {b} - 1 "
-                f"WHEN {b} < {bins - 1} AND {x} >= ({b} + 1) * {S} + {L} THEN {b} + 1 "
-                f"ELSE {b} END", f" FILTER (WHERE {x} IS NOT NULL)") + f" AS h{i}")
-            c.histogram = {"edges": edges, "counts": []}
+            first, final = _bin_sql(c, bins)
+            inner.append(f"{first} AS b{c.index}")
+            aggs.append(f"histogram({final}) FILTER (WHERE {c.v} IS NOT NULL) AS h{c.index}")
     if not aggs:
         return
     row = _fetch_row(
@@ -896,6 +904,53 @@ def _shape_pass(con: duckdb.DuckDBPyConnection, source: str, cols: list[_Col], b
         if f"h{i}" in row and c.histogram is not None:
             h = row[f"h{i}"] or {}
             c.histogram["counts"] = [int(h.get(b, 0)) for b in range(bins)]
+
+
+def _shape_pass_grouped(con: duckdb.DuckDBPyConnection, source: str, cols: list[_Col],
+                        bins: int) -> None:
+    """Pass 2 for data up to ``LIST_MAX_ROWS``: the (column, value) pairs of the columns
+    of one type, and the (column, bin) pairs of every histogram, counted by ``GROUP BY``
+    (two queries per type whatever the width; counts are the same as ``_shape_pass``)."""
+    groups: dict[tuple[str, str], list[_Col]] = {}
+    hists: list[_Col] = []
+    for c in cols:
+        needs_values, hist = _shape_plan(c, bins)
+        if needs_values:
+            groups.setdefault((c.family, c.arrow_type), []).append(c)
+        if hist:
+            hists.append(c)
+    for group in groups.values():
+        for batch in _batches(group, UNPIVOT_BATCH):
+            inner = ", ".join(f"{c.value_sql} AS {c.v}" for c in batch)
+            counts = _pair_counts(con, f"SELECT {inner} FROM {source}", batch)
+            for c in batch:
+                c.values = {_value_text(v, c.tz_aware): n for v, n in counts.get(c.v, [])}
+    for batch in _batches(hists, UNPIVOT_BATCH):
+        bin_sql = [_bin_sql(c, bins) for c in batch]
+        values = ", ".join(f"{c.value_sql} AS {c.v}" for c in batch)
+        firsts = ", ".join(f"{first} AS b{c.index}" for c, (first, _) in zip(batch, bin_sql,
+                                                                             strict=True))
+        # A null value gets a null bin (least() skips nulls, so the first guess is not
+        # null), which UNPIVOT drops: the FILTER of _shape_pass.
+        finals = ", ".join(f"CASE WHEN {c.v} IS NOT NULL THEN {final} END AS {c.v}"
+                           for c, (_, final) in zip(batch, bin_sql, strict=True))
+        counts = _pair_counts(
+            con, f"SELECT {finals} FROM (SELECT {values}, {firsts} FROM {source})", batch)
+        for c in batch:
+            h = dict(counts.get(c.v, []))
+            assert c.histogram is not None
+            c.histogram["counts"] = [int(h.get(b, 0)) for b in range(bins)]
+
+
+def _pair_counts(con: duckdb.DuckDBPyConnection, select: str, cols: list[_Col]
+                 ) -> dict[str, list[tuple[Any, int]]]:
+    """{column alias: [(value, count)]} of the non-null values ``select`` gives them."""
+    sql = (f"SELECT k, v, count(*) FROM (UNPIVOT ({select}) ON "
+           f"{', '.join(c.v for c in cols)} INTO NAME k VALUE v) GROUP BY k, v")
+    out: dict[str, list[tuple[Any, int]]] = {}
+    for k, v, n in con.sql(sql).fetchall():
+        out.setdefault(k, []).append((v, int(n)))
+    return out
 
 
 def _top_k_pass(
