@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ratchet.serving.served_model import ServedModel
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+OTHER_FIELD = "_other"  # the field label of values outside the served signatures
 MAX_LABEL_CLASSES = 50  # more distinct labels than this are a regression, not classes
 
 
@@ -85,6 +86,7 @@ class ServingMetrics:
         self._monitor_result: str | None = None
         self.inflight_now = self.inflight.labels(deployment)
         self._served_labels: set[tuple[str, str, str]] = set()
+        self._fields: set[str] = {"body"}
         # labels() costs a lock and a dict lookup per call: cache the children we use.
         self._children: dict[tuple[Any, ...], Any] = {}
 
@@ -121,6 +123,10 @@ class ServingMetrics:
     def rejected(self, problems: list[dict[str, Any]]) -> None:
         for p in problems:
             field = str(p["loc"][-1]) if p.get("loc") else "body"
+            # Label values come from a bounded set: a column the client invented (or a row
+            # index) is "_other", so clients cannot create series at will.
+            if field not in self._fields:
+                field = OTHER_FIELD
             self.validation_failures.labels(self.deployment, field, p.get("type", "format")).inc()
 
     def flagged(self, counts: Counter[tuple[str, str]]) -> None:
@@ -139,6 +145,9 @@ class ServingMetrics:
         for name, version, variant in now:
             self.model_info.labels(self.deployment, name, version, variant).set(1)
         self._served_labels = now
+        self._fields = {"body", *(n for r in table.all_routes for n in r.model.validator.names)}
+        if table.plan.key:
+            self._fields.add(table.plan.key)
 
     def monitor_result(self, result_id: str, result: dict[str, Any]) -> None:
         """Export a stored monitor result (once per result)."""
