@@ -122,7 +122,7 @@ def test_data_wider_than_the_limit_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_the_small_data_path_matches_the_large_data_path(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Up to LIST_MAX_ROWS, pass 1 unpivots columns of one type into one grouped query and
+    """Up to UNPIVOT_MAX_ROWS, pass 1 unpivots columns of one type into one grouped query and
     pass 2 aggregates lists: every number must be the one the per-column queries give."""
     import ratchet.data.profile as profile_module
 
@@ -132,7 +132,7 @@ def test_the_small_data_path_matches_the_large_data_path(
                       **{f"{n} again": mixed[n] for n in mixed.column_names}})
     path = tmp_path / "twice.parquet"
     pq.write_table(table, path, row_group_size=400)  # several row groups: several threads
-    assert table.num_rows <= profile_module.LIST_MAX_ROWS
+    assert table.num_rows <= profile_module.UNPIVOT_MAX_ROWS
     small = (profile_table(table).to_dict(), profile_parquet(path).to_dict())
-    monkeypatch.setattr(profile_module, "LIST_MAX_ROWS", 0)
+    monkeypatch.setattr(profile_module, "UNPIVOT_MAX_ROWS", 0)
     assert (profile_table(table).to_dict(), profile_parquet(path).to_dict()) == small

@@ -49,8 +49,13 @@ Rules (documented here because monitoring depends on them):
 Wide data: each pass aggregates at most ``COLUMN_BATCH`` (64) columns per query, so a
 query's size (and DuckDB's memory for its aggregate states) does not grow with the
 width; on Parquet each query reads only its own columns, so the data is still read about
-once. One query over 3,000 columns crashed DuckDB. At most ``MAX_COLUMNS`` (10,000)
-columns are profiled: wider data is refused with ``InvalidInput`` before anything runs.
+once. One query over 3,000 columns crashed DuckDB. Data of at most ``UNPIVOT_MAX_ROWS``
+(10,000) rows is unpivoted instead: the columns of one type become (column, value) pairs
+aggregated ``GROUP BY column`` — the same numbers (tested), at a cost that follows the
+number of values rather than the number of aggregates (DuckDB spends ~10 ms per
+aggregate expression, which dominated wide, short data). At most ``MAX_COLUMNS``
+(10,000) columns are profiled: wider data is refused with ``InvalidInput`` before
+anything runs.
 """
 
 from __future__ import annotations
@@ -106,7 +111,7 @@ MAX_COLUMNS = 10_000
 # and aggregated GROUP BY column: one set of aggregates per query whatever the width,
 # where per-column aggregates cost DuckDB ~10 ms each (which dominated wide, short data).
 # Beyond it, unpivoting would multiply the rows to hash: per-column aggregates.
-LIST_MAX_ROWS = 10_000
+UNPIVOT_MAX_ROWS = 10_000
 UNPIVOT_BATCH = 1_024  # columns per unpivoted query
 
 # Type families: what a column's values can be compared as.
@@ -637,7 +642,7 @@ def _finish_profile(con: duckdb.DuckDBPyConnection, source: str, cols: list[_Col
         _string_range_pass(con, source, batch)
     for c in cols:
         c.semantic = _semantic(c)
-    if rows <= LIST_MAX_ROWS:
+    if rows <= UNPIVOT_MAX_ROWS:
         _shape_pass_grouped(con, source, cols, bins)
     else:
         for batch in _batches(cols, column_batch):
@@ -676,7 +681,7 @@ def _stats_pass(
     """Pass 1: every per-column aggregate, ``column_batch`` columns per query (one scan of
     those columns each). Returns the row count.
 
-    With ``rows`` known and at most ``LIST_MAX_ROWS``, columns of one type are unpivoted
+    With ``rows`` known and at most ``UNPIVOT_MAX_ROWS``, columns of one type are unpivoted
     into (column, value) pairs and aggregated ``GROUP BY column``: one set of aggregates
     per query whatever the width, where per-column aggregates cost DuckDB ~10 ms each.
     """
@@ -684,7 +689,7 @@ def _stats_pass(
     # binding the literal cost ~5 ms per column (half of a wide, short profile).
     con.execute(f"SET VARIABLE ratchet_probs = {_double_list(QUANTILE_PROBS)}")
     rest = cols
-    if rows is not None and rows <= LIST_MAX_ROWS and len(cols) > 1:
+    if rows is not None and rows <= UNPIVOT_MAX_ROWS and len(cols) > 1:
         groups: dict[tuple[str, str], list[_Col]] = {}
         for c in cols:
             if c.family not in (NULL, OTHER):
@@ -908,7 +913,7 @@ def _shape_pass(con: duckdb.DuckDBPyConnection, source: str, cols: list[_Col], b
 
 def _shape_pass_grouped(con: duckdb.DuckDBPyConnection, source: str, cols: list[_Col],
                         bins: int) -> None:
-    """Pass 2 for data up to ``LIST_MAX_ROWS``: the (column, value) pairs of the columns
+    """Pass 2 for data up to ``UNPIVOT_MAX_ROWS``: the (column, value) pairs of the columns
     of one type, and the (column, bin) pairs of every histogram, counted by ``GROUP BY``
     (two queries per type whatever the width; counts are the same as ``_shape_pass``)."""
     groups: dict[tuple[str, str], list[_Col]] = {}
