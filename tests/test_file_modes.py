@@ -25,6 +25,7 @@ CHILD = textwrap.dedent("""
 
     home = Path(os.environ["RATCHET_HOME"])
     v = ratchet.data.log(pd.DataFrame({"a": [1, 2, 3]}), name="d")
+    cached = v.path  # home/cache/datasets/<digest>.parquet, a hard link to the blob
     blobs = home / "artifacts" / "blobs"
     src = home.parent / "model.bin"
     src.write_bytes(b"weights")
@@ -44,6 +45,8 @@ CHILD = textwrap.dedent("""
         "dataset_blob": mode(blobs / v.digest[:2] / v.digest[2:]),
         "stored_blob": mode(blobs / stored[:2] / stored[2:]),
         "elsewhere": mode(home.parent / "elsewhere"),
+        "cache": mode(cached.parent),
+        "cached": mode(cached),
         "elsewhere_blob": mode(home.parent / "elsewhere" / "store" / "blobs" / other[:2]
                                / other[2:]),
     }))
@@ -63,14 +66,14 @@ def _modes(project: Path, **env: str) -> dict[str, str | None]:
 def test_a_new_store_is_private_whatever_the_umask(tmp_path: Path) -> None:
     modes = _modes(tmp_path)
     assert modes.pop("wal") in (None, "0o600")
-    dirs = {"home", "artifacts", "blobs", "shard", "elsewhere"}
+    dirs = {"home", "artifacts", "blobs", "shard", "elsewhere", "cache"}
     assert modes == {k: ("0o700" if k in dirs else "0o600") for k in modes}
 
 
 def test_the_umask_decides_when_private_files_are_off(tmp_path: Path) -> None:
     modes = _modes(tmp_path, RATCHET_PRIVATE_FILES="0")
     assert modes.pop("wal") in (None, "0o644")
-    dirs = {"home", "artifacts", "blobs", "shard", "elsewhere"}
+    dirs = {"home", "artifacts", "blobs", "shard", "elsewhere", "cache"}
     assert modes == {k: ("0o755" if k in dirs else "0o644") for k in modes}
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from ratchet.data.version import DatasetRef, DatasetVersion, validate_dataset_name
 from ratchet.errors import InvalidInput, NotFound
+from ratchet.file_modes import make_dirs
 from ratchet.hashing import CHUNK_SIZE, hash_file
 from ratchet.store import DatasetStore
 from ratchet.store.dataset_store import SourceFile
@@ -234,7 +235,7 @@ class DataClient:
         cache = self.tracking.settings.home / "cache" / "datasets" / f"{digest}.parquet"
         if cache.is_file():
             return cache
-        cache.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(cache.parent)  # 0700 unless RATCHET_PRIVATE_FILES=0
         local = blobs.local_path(digest)
         if local is None:
             blobs.fetch(digest, cache)  # verified while copied
