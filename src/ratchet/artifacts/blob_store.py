@@ -433,7 +433,9 @@ class _LocalBackend:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, file_mode())
             except FileExistsError:
                 continue
-            fcntl.flock(fd, fcntl.LOCK_SH)
+            # Where locks are unsupported (some network filesystems) only the age protects.
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_SH)
             return fd, path
 
     def write(self, digest: str, chunks: Iterable[bytes]) -> None:
