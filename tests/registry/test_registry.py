@@ -137,7 +137,8 @@ def test_cloudpickle_model_needs_trust(workspace: Path, iris: tuple) -> None:
 
 
 def test_uri_errors(workspace: Path) -> None:
-    for bad in ("", "models:/", "models:/a/b/c", "models:/a/0", "runs:/xyz/model", "s3://x"):
+    for bad in ("", "models:/", "models:/a/b/c", "models:/a/0", "runs:/xyz/model", "s3://x",
+                "models:/a/99999999999999999999999", "models:/a/\u0663"):
         with pytest.raises(InvalidInput):
             parse_model_uri(bad)
     with pytest.raises(NotFound):

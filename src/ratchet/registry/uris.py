@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ratchet.errors import InvalidInput
 
-_MODELS_VERSION = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+|latest)$")
+_MODELS_VERSION = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>[0-9]+|latest)$")
 _MODELS_ALIAS = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
 _RUNS = re.compile(r"^runs:/(?P<run_id>[0-9a-f]{32})(?:/(?P<path>.+))?$")
 
@@ -37,7 +37,10 @@ def parse_model_uri(uri: str) -> ModelRef:
     if m := _MODELS_VERSION.match(text):
         if m["version"] == "latest":
             return ModelRef(name=m["name"], latest=True)
-        version = int(m["version"])
+        digits = m["version"]
+        if len(digits.lstrip("0")) > 18:  # the stores keep versions in 64-bit integers
+            raise InvalidInput(f"{uri!r}: version {digits} is out of range")
+        version = int(digits)
         if version < 1:
             raise InvalidInput(f"{uri!r}: model versions are numbered from 1")
         return ModelRef(name=m["name"], version=version)
