@@ -148,3 +148,28 @@ def test_ratchet_serve_log_flush_0_keeps_every_acknowledged_row_through_sigkill(
             what="the replayed rows")
     logged = predictions("churn", settings=serving_settings)
     assert sorted(logged["request_id"]) == sorted(acknowledged)  # each exactly once
+
+
+def test_rows_storage_refused_until_close_are_kept_for_the_next_writer(tmp_path: Path) -> None:
+    """Durable mode: rows that could not be written by close are not dropped; the next
+    writer replays them, and the rows that were written are not written twice."""
+    from tests.serving.test_prediction_log import request
+
+    blocker = tmp_path / "predictions" / "deployment=broken"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where a directory should be: writes into it fail")
+    log = PredictionLog(str(tmp_path), flush_interval_s=0)
+    assert log.record(request("ok-1", deployment="fine"))
+    assert log.record(request("lost-1", deployment="broken"))
+    log.flush()
+    assert log.record(request("lost-2", deployment="broken"))
+    log.close()
+    assert (log.written, log.dropped) == (2, 0)
+    assert list((tmp_path / "predictions" / ".wal").glob("*.wal"))
+    blocker.unlink()
+    with PredictionLog(str(tmp_path), flush_interval_s=0) as replay:
+        pass
+    assert replay.written in (4, 6)  # 6 if ok-1 shared a segment with lost-1: rewritten
+    ids = _rows(tmp_path).column("request_id").to_pylist()
+    assert sorted(ids) == ["lost-1", "lost-1", "lost-2", "lost-2", "ok-1", "ok-1"]
+    assert not list((tmp_path / "predictions" / ".wal").glob("*.wal"))

@@ -54,6 +54,7 @@ _HOUR_DIR = re.compile(r"^hour=(\d{4}-\d{2}-\d{2}T\d{2})$")
 _WRITER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _MAX_BACKOFF_S = 60.0
 DURABLE_FLUSH_S = 1.0  # durable mode: how often the write-ahead rows become Parquet
+_MAX_SEALED = 64
 _MAX_TIMESTAMP_MS = 253_402_300_800_000  # year 10000: beyond it datetime cannot name the hour
 
 
@@ -747,7 +748,10 @@ class PredictionLog:
                     self._in_flight = list(groups.values())
                     self._in_flight_tables = list(retry)
                     sealed = None
-                    if self._wal is not None and self._wal.size:
+                    # While storage fails, sealed segments wait (each holds a file
+                    # descriptor for its lock): past a few, keep appending to the current.
+                    if self._wal is not None and self._wal.size and \
+                            len(self._sealed) < _MAX_SEALED:
                         sealed = self._rotate()
                 orphan_rows = self._replay_orphans() if self._orphans else 0
                 if not groups and not retry:
