@@ -316,14 +316,16 @@ def _build_app(server: _Server) -> FastAPI:
               responses={**api_schema.ERRORS, **api_schema.FEEDBACK_NOT_FOUND})
     async def feedback(request: Request) -> Response:
         request_id = new_id()
-        try:
-            rows = api_schema.feedback_rows(decode_json(await read_body(request)))
-        except BadRequest as exc:
-            return error(exc.status, str(exc), request_id, exc.problems)
         if server.settings is None:
             return error(503, "this server has no metadata store for feedback", request_id)
-        recorded = await run_in_threadpool(_store_feedback, server, rows)
-        return Response(json.dumps({"recorded": recorded}), media_type=_JSON)
+        try:
+            status, content = await _store_feedback(server, decode_json(
+                await read_body(request)))
+        except BadRequest as exc:
+            return error(exc.status, str(exc), request_id, exc.problems)
+        if status != 200:
+            return error(status, content["error"], request_id, content.get("detail"))
+        return Response(json.dumps(content), media_type=_JSON)
 
     # ------------------------------------------------------------------ health
     def ready_body() -> tuple[int, dict[str, Any]]:
@@ -507,13 +509,10 @@ def _unknown_model(name: str, server: _Server) -> Response:
                                   f"{', '.join(dict.fromkeys(known))})"}, 404)
 
 
-def _store_feedback(server: _Server, rows: list[tuple[str, int, Any]]) -> int:
-    from ratchet.store.database import open_database
-    from ratchet.store.deployment_store import DeploymentStore
+async def _store_feedback(server: _Server, payload: Any) -> tuple[int, dict[str, Any]]:
+    from ratchet.serving.feedback import desk_for
 
-    assert server.settings is not None
-    store = DeploymentStore(open_database(server.settings.db_url))
-    return store.record_feedback((rid, row, server.deployment, value) for rid, row, value in rows)
+    return await desk_for(server).take(payload)
 
 
 
