@@ -48,6 +48,7 @@ experiments = Table(
     Column("description", Text, nullable=True),
     Column("lifecycle", String(16), nullable=False, default="active"),
     Column("created_at", BigInteger, nullable=False),
+    Column("deleted_at", BigInteger, nullable=True),  # soft-deleted at (ms); gc purges
 )
 
 experiment_tags = Table(
@@ -79,6 +80,7 @@ runs = Table(
     Column("git_diff_hash", String(64), nullable=True),
     Column("python_version", String(32), nullable=True),
     Column("packages", Text, nullable=True),  # JSON object {name: version}
+    Column("deleted_at", BigInteger, nullable=True),  # soft-deleted at (ms); gc purges
     Index(None, "experiment_id", "start_time"),
     Index(None, "parent_run_id"),
     Index(None, "status"),
@@ -163,6 +165,8 @@ registered_models = Table(
     Column("description", Text, nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    Column("deleted_at", BigInteger, nullable=True),  # soft-deleted at (ms); gc purges
+    Column("purged_version", Integer, nullable=True),  # highest version gc removed
 )
 
 registered_model_tags = Table(
@@ -188,6 +192,7 @@ model_versions = Table(
     Column("description", Text, nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("created_by", String(128), nullable=True),
+    Column("deleted_at", BigInteger, nullable=True),  # soft-deleted at (ms); gc purges
     Index(None, "run_id"),
     Index(None, "content_hash"),
 )
@@ -238,6 +243,7 @@ datasets = Table(
     Column("description", Text, nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    Column("purged_version", Integer, nullable=True),  # highest version gc removed
 )
 
 dataset_versions = Table(
@@ -254,6 +260,7 @@ dataset_versions = Table(
     Column("parent_version", Integer, nullable=True),
     Column("created_by_run", ID, ForeignKey("runs.run_id", ondelete="SET NULL"), nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    Column("deleted_at", BigInteger, nullable=True),  # soft-deleted at (ms); gc purges
     UniqueConstraint("name", "digest"),  # identical content is one version
     Index(None, "digest"),
 )
