@@ -193,3 +193,10 @@ def test_feedback_right_after_a_prediction_another_worker_answered(
                 statuses.append((r.status_code, r.text))
     assert all(status == 200 for status, _ in statuses), statuses
     assert _stored(settings, "churn") == sorted((f"w{i}", 0, i % 2) for i in range(12))
+
+
+def test_feedback_accepts_exactly_the_request_ids_the_server_accepts() -> None:
+    from ratchet.serving.app import _REQUEST_ID
+    from ratchet.serving.feedback import REQUEST_ID
+
+    assert REQUEST_ID.pattern == _REQUEST_ID.pattern
