@@ -170,3 +170,21 @@ def test_cross_site_posts_and_tokens(server: str, serving_settings: Settings) ->
     logged = predictions("churn", settings=serving_settings, with_feedback=True)
     labelled = logged.dropna(subset=["feedback"])
     assert list(zip(labelled.request_id, labelled.row, strict=True)) == [(request_id, 1)]
+
+
+def test_the_open_files_limit_is_raised_to_the_hard_limit() -> None:
+    """`ratchet serve` calls this before uvicorn starts; a process started with the
+    common soft limit of 256/1,024 ends up at its hard limit (workers inherit it)."""
+    import subprocess
+    import sys
+
+    code = ("import resource\n"
+            "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))\n"
+            "from ratchet.serving.connection_limits import raise_open_files_limit\n"
+            "raise_open_files_limit()\n"
+            "print(*resource.getrlimit(resource.RLIMIT_NOFILE))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout.split()
+    soft, hard = (int(v) for v in out)
+    assert soft == hard or hard == -1
