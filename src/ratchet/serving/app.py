@@ -33,6 +33,7 @@ from ratchet.serving.batching import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_WAIT_MS
 from ratchet.serving.request_formats import (
     BadRequest,
     ParsedRequest,
+    ParseLimits,
     decode_json,
     parse_mlflow,
     parse_native,
@@ -264,10 +265,13 @@ def _build_app(server: _Server) -> FastAPI:
             try:
                 body = await read()
                 content_type = header("content-type") or _JSON
-                names = table.routes[0].model.validator.names
-                parsed = (await run_in_threadpool(parse, body, content_type, names)
+                # Parsing is bounded by the primary's limits while it runs (columns, rows).
+                validator = table.routes[0].model.validator
+                names, limits = validator.names, validator.parse_limits
+                parsed = (await run_in_threadpool(parse, body, content_type, names,
+                                                  limits=limits)
                           if len(body) > _THREAD_FROM_BYTES
-                          else parse(body, content_type, names))
+                          else parse(body, content_type, names, limits=limits))
                 answer = await server.service.answer_async(
                     table, parsed, request_id, arrival_ms, started, server.batcher.predict,
                     offload=parsed.n_rows >= _THREAD_FROM_ROWS)
@@ -294,8 +298,9 @@ def _build_app(server: _Server) -> FastAPI:
                                       parse, render))
 
     # ------------------------------------------------------------------ our API
-    def parse_ours(body: bytes, _ct: str, names: list[str]) -> ParsedRequest:
-        return parse_native(decode_json(body), names)
+    def parse_ours(body: bytes, _ct: str, names: list[str], *,
+                   limits: ParseLimits) -> ParsedRequest:
+        return parse_native(decode_json(body), names, limits=limits)
 
     @app.post("/predict", tags=["inference"], summary="Predict (ratchet JSON)",
               openapi_extra=api_schema.body("PredictRequest"),
@@ -394,7 +399,7 @@ def _build_app(server: _Server) -> FastAPI:
         return await route(request, *oip_route(name))
 
     def oip_route(name: str) -> tuple[Any, Any]:
-        return (lambda b, _c, names: parse_oip(decode_json(b), names),
+        return (lambda b, _c, names, limits: parse_oip(decode_json(b), names, limits=limits),
                 lambda a, p: api_schema.oip_response(name, a, p))
 
     def current() -> tuple[Any, tuple[str, ...]]:
