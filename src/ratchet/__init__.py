@@ -37,6 +37,11 @@ _LAZY = {
     "get_run": "ratchet.tracking.fluent",
     "search_runs": "ratchet.tracking.fluent",
     "log_model": "ratchet.registry.fluent",
+    "delete_run": "ratchet.tracking.deletion",
+    "restore_run": "ratchet.tracking.deletion",
+    "delete_experiment": "ratchet.tracking.deletion",
+    "restore_experiment": "ratchet.tracking.deletion",
+    "gc": "ratchet.tracking.gc",
     "autolog": "ratchet.autolog",
     "TrackingClient": "ratchet.tracking.client",
     "RegistryClient": "ratchet.registry.client",
@@ -56,8 +61,11 @@ __all__ = [
     "autolog",
     "ct",
     "data",
+    "delete_experiment",
+    "delete_run",
     "end_run",
     "errors",
+    "gc",
     "get_run",
     "log_artifact",
     "log_artifacts",
@@ -73,6 +81,8 @@ __all__ = [
     "pipeline",
     "pipelines",
     "register_materializer",
+    "restore_experiment",
+    "restore_run",
     "schedule",
     "search_runs",
     "serving",
@@ -91,6 +101,12 @@ if TYPE_CHECKING:
     from ratchet.registry.client import RegistryClient
     from ratchet.registry.fluent import log_model
     from ratchet.tracking.client import TrackingClient
+    from ratchet.tracking.deletion import (
+        delete_experiment,
+        delete_run,
+        restore_experiment,
+        restore_run,
+    )
     from ratchet.tracking.fluent import (
         active_run_id,
         end_run,
@@ -108,6 +124,7 @@ if TYPE_CHECKING:
         set_tags,
         start_run,
     )
+    from ratchet.tracking.gc import gc
     from ratchet.tuning import tune
 
 

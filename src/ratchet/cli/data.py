@@ -90,9 +90,19 @@ def list_datasets(as_json: JsonOption = False) -> None:
 
 @app.command()
 def versions(name: Annotated[str, typer.Argument(help="The dataset's name.")],
-             as_json: JsonOption = False) -> None:
+             as_json: JsonOption = False,
+             deleted: Annotated[bool, typer.Option(
+                 "--deleted", help="Include deleted versions (restorable until gc).")] = False,
+             ) -> None:
     """Every version of a dataset, oldest first."""
-    found = Session().data.versions(name)
+    session = Session()
+    if deleted:
+        from ratchet.data.version import DatasetVersion
+
+        found = [DatasetVersion.from_record(r, session.data)
+                 for r in session.data.store.list_versions(name, include_deleted=True)]
+    else:
+        found = session.data.versions(name)
     if as_json:
         print_json([_summary(v) for v in found])
         return
@@ -246,3 +256,31 @@ def _comparison_text(comparison: Any) -> str:
             continue
         shown.append(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}")
     return ", ".join(shown[:4])
+
+
+@app.command()
+def delete(
+    refs: Annotated[list[str], typer.Argument(help="Dataset versions as name@number.")],
+    force: Annotated[bool, typer.Option(
+        "--force", help="Delete even though runs recorded it as an input.")] = False,
+) -> None:
+    """Delete dataset versions (restorable until `ratchet gc` purges them)."""
+    from ratchet.tracking.deletion import delete_dataset_version
+
+    tracking = Session().tracking
+    for ref in refs:
+        delete_dataset_version(ref, force=force, client=tracking)
+        say(f"deleted dataset {ref}; `ratchet data restore {ref}` undoes it")
+
+
+@app.command()
+def restore(
+    refs: Annotated[list[str], typer.Argument(help="Dataset versions as name@number.")],
+) -> None:
+    """Restore deleted dataset versions."""
+    from ratchet.tracking.deletion import restore_dataset_version
+
+    tracking = Session().tracking
+    for ref in refs:
+        restore_dataset_version(ref, client=tracking)
+        say(f"restored dataset {ref}")

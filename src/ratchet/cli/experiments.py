@@ -26,11 +26,19 @@ app = typer.Typer(help="Experiments: named groups of runs.", no_args_is_help=Tru
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")]
 
 
+DeletedOption = Annotated[
+    bool, typer.Option("--deleted", help="Include deleted experiments (restorable until gc).")
+]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Delete even though something live still uses it.")
+]
+
+
 @app.command("list")
-def list_experiments(as_json: JsonOption = False) -> None:
+def list_experiments(as_json: JsonOption = False, deleted: DeletedOption = False) -> None:
     """List experiments with their run counts, oldest first."""
     tracking = Session().tracking
-    found = tracking.list_experiments()
+    found = tracking.store.list_experiments(include_deleted=deleted)
     counts = tracking.run_counts()
     if as_json:
         print_json([experiment_dict(e, counts.get(e.experiment_id, 0)) for e in found])
@@ -38,7 +46,8 @@ def list_experiments(as_json: JsonOption = False) -> None:
     if not found:
         note("no experiments yet")
         return
-    out = table("name", "id", "runs", "created", no_wrap=("id",))
+    out = table("name", "id", "runs", "created", *(["deleted"] if deleted else []),
+                no_wrap=("id",))
     for exp in found:
         add_row(
             out,
@@ -46,6 +55,7 @@ def list_experiments(as_json: JsonOption = False) -> None:
             exp.experiment_id,
             counts.get(exp.experiment_id, 0),
             cell_time(exp.created_at),
+            *([cell_time(exp.deleted_at)] if deleted else []),
         )
     console().print(out)
 
@@ -89,3 +99,26 @@ def create(
     """Create an experiment."""
     exp = Session().tracking.create_experiment(name, description)
     say(f"created experiment {exp.name} ({exp.experiment_id})")
+
+
+@app.command()
+def delete(
+    name_or_id: Annotated[str, typer.Argument(help="Experiment name or id.")],
+    force: ForceOption = False,
+) -> None:
+    """Delete an experiment and its runs (restorable until `ratchet gc` purges them)."""
+    from ratchet.tracking.deletion import delete_experiment
+
+    session = Session()
+    runs = delete_experiment(name_or_id, force=force, client=session.tracking)
+    say(f"deleted experiment {name_or_id} and {len(runs)} run(s); "
+        f"`ratchet experiments restore {name_or_id}` undoes it")
+
+
+@app.command()
+def restore(name_or_id: Annotated[str, typer.Argument(help="Experiment name or id.")]) -> None:
+    """Restore a deleted experiment and the runs deleted with it."""
+    from ratchet.tracking.deletion import restore_experiment
+
+    runs = restore_experiment(name_or_id, client=Session().tracking)
+    say(f"restored experiment {name_or_id} and {len(runs)} run(s)")

@@ -15,6 +15,7 @@ from ratchet.cli import (
     db,
     deployments,
     experiments,
+    gc,
     models,
     monitoring,
     pipelines,
@@ -50,6 +51,7 @@ app.command("controller")(ct.controller)
 app.command("serve")(serving.serve)
 app.command("predict")(serving.predict)
 app.command("build")(build.build)
+app.command("gc")(gc.gc)
 
 
 def _print_version(value: bool) -> None:

@@ -84,10 +84,15 @@ def _versions_table(versions: Sequence[ModelVersion], title: str | None = None) 
     return out
 
 
+DeletedOption = Annotated[
+    bool, typer.Option("--deleted", help="Include deleted ones (restorable until gc).")
+]
+
+
 @app.command("list")
-def list_models(as_json: JsonOption = False) -> None:
+def list_models(as_json: JsonOption = False, deleted: DeletedOption = False) -> None:
     """List registered models with their latest version and aliases."""
-    found = Session().registry.list_models()
+    found = Session().registry.store.list_registered_models(include_deleted=deleted)
     if as_json:
         print_json([model_dict(m) for m in found])
         return
@@ -138,9 +143,10 @@ def show(name: ModelName, as_json: JsonOption = False) -> None:
 
 
 @app.command()
-def versions(name: ModelName, as_json: JsonOption = False) -> None:
+def versions(name: ModelName, as_json: JsonOption = False,
+             deleted: DeletedOption = False) -> None:
     """List a model's versions, oldest first."""
-    found = Session().registry.list_versions(name)
+    found = Session().registry.store.list_model_versions(name, include_deleted=deleted)
     if as_json:
         print_json([version_dict(v) for v in found])
         return
@@ -311,3 +317,42 @@ def lineage_tree(found: Lineage) -> Tree:
         commit.append(f"  entry point {code.entry_point}")
     run_node.add(commit)
     return tree
+
+
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Delete even though an alias or a deployment uses it "
+                                       "(its aliases are removed).")
+]
+VersionOption = Annotated[
+    int | None, typer.Option("--version", "-v", help="Only this version, not the whole model.",
+                             min=1)
+]
+
+
+@app.command()
+def delete(name: ModelName, version: VersionOption = None, force: ForceOption = False) -> None:
+    """Delete a model version, or a whole model (restorable until `ratchet gc`)."""
+    from ratchet.tracking.deletion import delete_model, delete_model_version
+
+    tracking = Session().tracking
+    if version is None:
+        delete_model(name, force=force, client=tracking)
+        say(f"deleted model {name}; `ratchet models restore {name}` undoes it")
+    else:
+        delete_model_version(name, version, force=force, client=tracking)
+        say(f"deleted model {name} version {version}; "
+            f"`ratchet models restore {name} --version {version}` undoes it")
+
+
+@app.command()
+def restore(name: ModelName, version: VersionOption = None) -> None:
+    """Restore a deleted model version, or a deleted model."""
+    from ratchet.tracking.deletion import restore_model, restore_model_version
+
+    tracking = Session().tracking
+    if version is None:
+        restore_model(name, client=tracking)
+        say(f"restored model {name}")
+    else:
+        restore_model_version(name, version, client=tracking)
+        say(f"restored model {name} version {version}")

@@ -88,11 +88,17 @@ def list_runs(
     ] = None,
     max_results: MaxResultsOption = 100,
     as_json: JsonOption = False,
+    deleted: Annotated[
+        bool, typer.Option("--deleted", help="Include deleted runs (restorable until gc).")
+    ] = False,
 ) -> None:
     """List runs, newest first."""
     tracking = Session().tracking
-    found, next_token = tracking.search_runs(
-        experiments=experiment or None, statuses=status or None, max_results=max_results
+    experiment_ids = ([tracking.get_experiment(e).experiment_id for e in experiment]
+                      if experiment else None)
+    found, next_token = tracking.store.search_runs(
+        experiment_ids=experiment_ids, statuses=status or None, max_results=max_results,
+        include_deleted=deleted,
     )
     if as_json:
         print_json([run.to_dict() for run in found])
@@ -256,3 +262,38 @@ def metric(
     for point in history:
         add_row(out, point.step, str(point.value), cell_time(point.timestamp, precise=True))
     console().print(out)
+
+
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Delete even though something live still uses it.")
+]
+
+
+@app.command()
+def delete(
+    run_ids: Annotated[list[str], typer.Argument(help="Run ids (or unique 6+ char prefixes).")],
+    force: ForceOption = False,
+) -> None:
+    """Delete runs and their nested runs (restorable until `ratchet gc` purges them)."""
+    from ratchet.tracking.deletion import delete_run
+
+    tracking = Session().tracking
+    for run_id in run_ids:
+        gone = delete_run(run_id, force=force, client=tracking)
+        nested = f" and {len(gone) - 1} nested run(s)" if len(gone) > 1 else ""
+        say(f"deleted run {gone[0] if gone else run_id}{nested}" if gone
+            else f"run {run_id} was already deleted")
+
+
+@app.command()
+def restore(
+    run_ids: Annotated[list[str], typer.Argument(help="Run ids (or unique 6+ char prefixes).")],
+) -> None:
+    """Restore deleted runs (with the nested runs deleted with them)."""
+    from ratchet.tracking.deletion import restore_run
+
+    tracking = Session().tracking
+    for run_id in run_ids:
+        back = restore_run(run_id, client=tracking)
+        say(f"restored {len(back)} run(s) from {run_id}" if back
+            else f"run {run_id} is not deleted")

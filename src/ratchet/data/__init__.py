@@ -37,12 +37,14 @@ __all__ = [
     "DatasetVersion",
     "ValidationReport",
     "client",
+    "delete_version",
     "diff",
     "get",
     "infer_schema",
     "list_datasets",
     "load_schema",
     "log",
+    "restore_version",
     "save_schema",
     "validate",
     "versions",
@@ -84,6 +86,21 @@ def versions(name: str) -> list[DatasetVersion]:
 
 def list_datasets() -> list[DatasetSummary]:
     return client().list_datasets()
+
+
+def delete_version(ref: str, *, force: bool = False) -> None:
+    """Delete ``"churn@2"`` (restorable until ``ratchet gc``). Refused while a run that is
+    not deleted recorded it as an input, unless ``force``."""
+    from ratchet.tracking.deletion import delete_dataset_version
+
+    delete_dataset_version(ref, force=force, client=client().tracking)
+
+
+def restore_version(ref: str) -> None:
+    """Undo ``delete_version`` (until ``ratchet gc`` purged it)."""
+    from ratchet.tracking.deletion import restore_dataset_version
+
+    restore_dataset_version(ref, client=client().tracking)
 
 
 def diff(base: str, other: str, key: Sequence[str] | str | None = None) -> DatasetDiff:

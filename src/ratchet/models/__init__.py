@@ -22,11 +22,17 @@ from ratchet.registry.fluent import (
     set_alias,
     version_at,
 )
+from ratchet.tracking.deletion import delete_model
+from ratchet.tracking.deletion import delete_model_version as delete_version
+from ratchet.tracking.deletion import restore_model
+from ratchet.tracking.deletion import restore_model_version as restore_version
 
 __all__ = [
     "alias_history",
     "client",
     "delete_alias",
+    "delete_model",
+    "delete_version",
     "get_model",
     "get_version",
     "lineage",
@@ -35,6 +41,8 @@ __all__ = [
     "load",
     "log_model",
     "register",
+    "restore_model",
+    "restore_version",
     "set_alias",
     "version_at",
 ]

@@ -59,15 +59,23 @@ class DatasetStore:
                          .on_conflict_do_nothing())
             # Serialize numbering per dataset on PostgreSQL (SQLite writes are serial).
             conn.execute(select(ds.c.name).where(ds.c.name == name).with_for_update())
-            existing = conn.execute(select(dv.c.version).where(
-                dv.c.name == name, dv.c.digest == digest)).scalar()
+            existing = conn.execute(select(dv.c.version, dv.c.deleted_at).where(
+                dv.c.name == name, dv.c.digest == digest)).first()
             if existing is not None:
                 created = False
-                version = int(existing)
+                version = int(existing.version)
+                if existing.deleted_at is not None:  # logging it again undoes the delete
+                    conn.execute(update(dv).where(dv.c.name == name, dv.c.version == version)
+                                 .values(deleted_at=None))
             else:
-                latest = conn.execute(select(func.max(dv.c.version))
-                                      .where(dv.c.name == name)).scalar()
-                version = (latest or 0) + 1
+                latest = conn.execute(select(func.max(dv.c.version)).where(
+                    dv.c.name == name, dv.c.deleted_at.is_(None))).scalar()
+                # A number gc purged (or a deleted version holds) is never reused.
+                highest = conn.execute(select(func.max(dv.c.version))
+                                       .where(dv.c.name == name)).scalar()
+                purged = conn.execute(select(ds.c.purged_version).where(ds.c.name == name)
+                                      ).scalar()
+                version = max(highest or 0, purged or 0) + 1
                 try:
                     conn.execute(insert(dv).values(
                         name=name, version=version, digest=digest, size_bytes=size_bytes,
@@ -80,7 +88,8 @@ class DatasetStore:
                 created = True
         return self.get_version(name, version), created
 
-    def get_version(self, name: str, version: int) -> DatasetVersionRecord:
+    def get_version(self, name: str, version: int, *, include_deleted: bool = False
+                    ) -> DatasetVersionRecord:
         dv = t.dataset_versions
         with self.db.read() as conn:
             row = conn.execute(select(dv).where(dv.c.name == name, dv.c.version == version)
@@ -88,13 +97,18 @@ class DatasetStore:
         if row is None:
             self._require_dataset(name)
             raise NotFound(f"dataset {name!r} has no version {version}")
+        if row.deleted_at is not None and not include_deleted:
+            from ratchet.store.deletion import deleted_note
+
+            raise NotFound(deleted_note(f"dataset {name}@{version}", row.deleted_at,
+                                        f"ratchet data restore {name}@{version}"))
         return _record(row)
 
     def latest_version(self, name: str) -> DatasetVersionRecord:
         dv = t.dataset_versions
         with self.db.read() as conn:
-            version = conn.execute(select(func.max(dv.c.version)).where(dv.c.name == name)
-                                   ).scalar()
+            version = conn.execute(select(func.max(dv.c.version)).where(
+                dv.c.name == name, dv.c.deleted_at.is_(None))).scalar()
         if version is None:
             self._require_dataset(name)
             raise NotFound(f"dataset {name!r} has no versions")
@@ -106,7 +120,7 @@ class DatasetStore:
                                f"{MIN_DIGEST_PREFIX} lowercase hex characters")
         dv = t.dataset_versions
         with self.db.read() as conn:
-            rows = conn.execute(select(dv).where(dv.c.name == name,
+            rows = conn.execute(select(dv).where(dv.c.name == name, dv.c.deleted_at.is_(None),
                                                  dv.c.digest.like(f"{prefix}%"))).all()
         if not rows:
             self._require_dataset(name)
@@ -117,11 +131,14 @@ class DatasetStore:
                                "give more characters of the hash")
         return _record(rows[0])
 
-    def list_versions(self, name: str) -> list[DatasetVersionRecord]:
+    def list_versions(self, name: str, *, include_deleted: bool = False
+                      ) -> list[DatasetVersionRecord]:
         dv = t.dataset_versions
+        query = select(dv).where(dv.c.name == name).order_by(dv.c.version)
+        if not include_deleted:
+            query = query.where(dv.c.deleted_at.is_(None))
         with self.db.read() as conn:
-            rows = conn.execute(select(dv).where(dv.c.name == name).order_by(dv.c.version)
-                                ).all()
+            rows = conn.execute(query).all()
         if not rows:
             self._require_dataset(name)
         return [_record(r) for r in rows]
@@ -132,7 +149,7 @@ class DatasetStore:
         with self.db.read() as conn:
             rows = conn.execute(
                 select(ds.c.name, func.count(dv.c.version), func.max(dv.c.version))
-                .select_from(ds.outerjoin(dv, dv.c.name == ds.c.name))
+                .select_from(ds.join(dv, (dv.c.name == ds.c.name) & dv.c.deleted_at.is_(None)))
                 .group_by(ds.c.name).order_by(ds.c.name)).all()
         return [(r[0], int(r[1]), int(r[2] or 0)) for r in rows]
 
@@ -146,10 +163,12 @@ class DatasetStore:
 
     def find_source(self, name: str, path: str) -> SourceFile | None:
         """What was recorded when the file at ``path`` was last logged as ``name``."""
-        src = t.dataset_sources
+        src, dv = t.dataset_sources, t.dataset_versions
         with self.db.read() as conn:
-            row = conn.execute(select(src).where(src.c.name == name, src.c.path == path)
-                               ).first()
+            row = conn.execute(select(src).join(dv, (dv.c.name == src.c.name)
+                                                & (dv.c.version == src.c.version))
+                               .where(src.c.name == name, src.c.path == path,
+                                      dv.c.deleted_at.is_(None))).first()
         if row is None:
             return None
         return SourceFile(row.path, row.version, row.size, row.mtime_ns, row.inode,
@@ -180,4 +199,5 @@ def _record(row: Any) -> DatasetVersionRecord:
         name=row.name, version=row.version, digest=row.digest, size_bytes=row.size_bytes,
         row_count=row.row_count, schema=tuple(json.loads(row.schema)),
         profile=json.loads(row.profile), source=row.source, parent_version=row.parent_version,
-        created_by_run=row.created_by_run, created_at=row.created_at)
+        created_by_run=row.created_by_run, created_at=row.created_at,
+        deleted_at=row.deleted_at)

@@ -18,6 +18,7 @@ class Experiment:
     lifecycle: str
     created_at: int
     tags: dict[str, str] = field(default_factory=dict)
+    deleted_at: int | None = None  # soft-deleted (ms); listed only on request
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Run:
     metrics: dict[str, float] = field(default_factory=dict)  # latest value per key
     tags: dict[str, str] = field(default_factory=dict)
     inputs: tuple[DatasetInput, ...] = ()
+    deleted_at: int | None = None  # soft-deleted (ms); listed only on request
 
     @property
     def id(self) -> str:
@@ -111,6 +113,7 @@ class RegisteredModel:
     tags: dict[str, str] = field(default_factory=dict)
     aliases: dict[str, int] = field(default_factory=dict)
     latest_version: int | None = None
+    deleted_at: int | None = None  # soft-deleted (ms); listed only on request
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,7 @@ class ModelVersion:
     created_by: str | None
     tags: dict[str, str] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
+    deleted_at: int | None = None  # soft-deleted (ms); listed only on request
 
     @property
     def uri(self) -> str:
@@ -159,6 +163,7 @@ class DatasetVersionRecord:
     parent_version: int | None
     created_by_run: str | None
     created_at: int
+    deleted_at: int | None = None  # soft-deleted (ms); listed only on request
 
 
 # ---------------------------------------------------------------------------- pipelines

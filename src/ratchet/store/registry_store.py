@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from ratchet.clock import now_ms
-from ratchet.errors import AlreadyExists, NotFound
+from ratchet.errors import AlreadyExists, Conflict, NotFound
 from ratchet.names import alias_name, lookup_name, model_name
 from ratchet.store import schema as t
 from ratchet.store.database import Database
@@ -32,6 +32,13 @@ def _found(name: str) -> str:
     return lookup_name(name)  # type: ignore[return-value]
 
 
+def _deleted_model(name: str, deleted_at: int) -> str:
+    from ratchet.store.deletion import deleted_note
+
+    return deleted_note(f"registered model {name!r}", deleted_at,
+                        f"ratchet models restore {name}")
+
+
 class RegistryStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -51,6 +58,7 @@ class RegistryStore:
                         {"name": name, "key": validate_key("tag", k), "value": str(v)}
                         for k, v in tags.items()])
         except SAIntegrityError:
+            self._refuse_deleted_model(name)
             raise AlreadyExists(f"registered model {name!r} already exists") from None
         return self.get_registered_model(name)
 
@@ -61,13 +69,16 @@ class RegistryStore:
             conn.execute(self.db.upsert(t.registered_models).values(
                 name=name, created_at=created, updated_at=created).on_conflict_do_nothing())
 
-    def get_registered_model(self, name: str) -> RegisteredModel:
+    def get_registered_model(self, name: str, *, include_deleted: bool = False
+                             ) -> RegisteredModel:
         name = _found(name)
         with self.db.read() as conn:
             row = conn.execute(
                 select(t.registered_models).where(t.registered_models.c.name == name)).first()
             if row is None:
                 raise NotFound(f"no registered model named {name!r}")
+            if row.deleted_at is not None and not include_deleted:
+                raise NotFound(_deleted_model(name, row.deleted_at))
             tags = dict(conn.execute(
                 select(t.registered_model_tags.c.key, t.registered_model_tags.c.value)
                 .where(t.registered_model_tags.c.name == name)).all())
@@ -75,15 +86,29 @@ class RegistryStore:
                 select(t.model_aliases.c.alias, t.model_aliases.c.version)
                 .where(t.model_aliases.c.name == name)).all())
             latest = conn.execute(select(func.max(t.model_versions.c.version))
-                                  .where(t.model_versions.c.name == name)).scalar()
+                                  .where(t.model_versions.c.name == name,
+                                         t.model_versions.c.deleted_at.is_(None))).scalar()
         return RegisteredModel(row.name, row.description, row.created_at, row.updated_at,
-                               tags, aliases, latest)
+                               tags, aliases, latest, row.deleted_at)
 
-    def list_registered_models(self) -> list[RegisteredModel]:
+    def list_registered_models(self, *, include_deleted: bool = False
+                               ) -> list[RegisteredModel]:
+        rm = t.registered_models
+        query = select(rm.c.name).order_by(rm.c.name)
+        if not include_deleted:
+            query = query.where(rm.c.deleted_at.is_(None))
         with self.db.read() as conn:
-            names = list(conn.execute(
-                select(t.registered_models.c.name).order_by(t.registered_models.c.name)).scalars())
-        return [self.get_registered_model(n) for n in names]
+            names = list(conn.execute(query).scalars())
+        return [self.get_registered_model(n, include_deleted=True) for n in names]
+
+    def _refuse_deleted_model(self, name: str) -> None:
+        rm = t.registered_models
+        with self.db.read() as conn:
+            deleted_at = conn.execute(select(rm.c.deleted_at).where(rm.c.name == name)
+                                      ).scalar()
+        if deleted_at is not None:
+            raise Conflict(_deleted_model(name, deleted_at) + "; the name is free again once "
+                           "it is purged")
 
     def update_registered_model(self, name: str, description: str | None) -> None:
         name = _found(name)
@@ -116,14 +141,18 @@ class RegistryStore:
         """Add the next version (numbered from 1), creating the registered model if needed."""
         name = validate_model_name(name)
         self.ensure_registered_model(name)
+        self._refuse_deleted_model(name)
         now = now_ms()
         with self.db.write() as conn:
             # Lock the model row (PostgreSQL) so concurrent registrations number in order;
             # SQLite write transactions are already serialized by BEGIN IMMEDIATE.
-            conn.execute(select(t.registered_models.c.name)
-                         .where(t.registered_models.c.name == name).with_for_update())
-            version = (conn.execute(select(func.max(t.model_versions.c.version))
-                                    .where(t.model_versions.c.name == name)).scalar() or 0) + 1
+            # A number gc purged is never reused while the model exists.
+            purged = conn.execute(select(t.registered_models.c.purged_version)
+                                  .where(t.registered_models.c.name == name).with_for_update()
+                                  ).scalar()
+            version = max(conn.execute(select(func.max(t.model_versions.c.version))
+                                       .where(t.model_versions.c.name == name)).scalar() or 0,
+                          purged or 0) + 1
             try:
                 conn.execute(insert(t.model_versions).values(
                     name=name, version=version, run_id=run_id, artifact_path=artifact_path,
@@ -140,20 +169,33 @@ class RegistryStore:
                          .values(updated_at=now))
         return self.get_model_version(name, version)
 
-    def get_model_version(self, name: str, version: int) -> ModelVersion:
+    def get_model_version(self, name: str, version: int, *, include_deleted: bool = False
+                          ) -> ModelVersion:
         versions = self._load_versions(name, [version])
         if not versions:
             raise NotFound(f"model {name!r} has no version {version}")
+        if not include_deleted:
+            self.get_registered_model(name)  # NotFound if the whole model is deleted
+            deleted_at = versions[0].deleted_at
+            if deleted_at is not None:
+                from ratchet.store.deletion import deleted_note
+
+                raise NotFound(deleted_note(
+                    f"model {versions[0].name!r} version {version}", deleted_at,
+                    f"ratchet models restore {versions[0].name} --version {version}"))
         return versions[0]
 
-    def list_model_versions(self, name: str) -> list[ModelVersion]:
-        self.get_registered_model(name)
-        return self._load_versions(name, None)
+    def list_model_versions(self, name: str, *, include_deleted: bool = False
+                            ) -> list[ModelVersion]:
+        self.get_registered_model(name, include_deleted=include_deleted)
+        found = self._load_versions(name, None)
+        return found if include_deleted else [v for v in found if v.deleted_at is None]
 
     def versions_for_run(self, run_id: str) -> list[ModelVersion]:
         with self.db.read() as conn:
             pairs = conn.execute(select(t.model_versions.c.name, t.model_versions.c.version)
-                                 .where(t.model_versions.c.run_id == run_id)).all()
+                                 .where(t.model_versions.c.run_id == run_id,
+                                        t.model_versions.c.deleted_at.is_(None))).all()
         return [self.get_model_version(n, v) for n, v in pairs]
 
     def _load_versions(self, name: str, versions: list[int] | None) -> list[ModelVersion]:
@@ -175,6 +217,7 @@ class RegistryStore:
             content_hash=r.content_hash, flavor=r.flavor, manifest=json.loads(r.manifest),
             description=r.description, created_at=r.created_at, created_by=r.created_by,
             tags=tags.get(r.version, {}), aliases=tuple(aliases.get(r.version, ())),
+            deleted_at=r.deleted_at,
         ) for r in rows]
 
     def set_model_version_tag(self, name: str, version: int, key: str, value: str) -> None:
@@ -200,7 +243,8 @@ class RegistryStore:
         al = t.model_aliases
         with self.db.write() as conn:
             exists = conn.execute(select(t.model_versions.c.version).where(
-                t.model_versions.c.name == name, t.model_versions.c.version == version)).first()
+                t.model_versions.c.name == name, t.model_versions.c.version == version,
+                t.model_versions.c.deleted_at.is_(None))).first()
             if exists is None:
                 raise NotFound(f"model {name!r} has no version {version}; cannot point "
                                f"alias {alias!r} at it")

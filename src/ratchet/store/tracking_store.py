@@ -114,20 +114,25 @@ class TrackingStore:
                          for k, v in tags.items()],
                     )
         except SAIntegrityError:
+            found = self.find_experiment(name)
+            if found is not None and found.deleted_at is not None:
+                raise AlreadyExists(_deleted_experiment(found) + "; the name is free again "
+                                    "once it is purged") from None
             raise AlreadyExists(f"experiment {name!r} already exists") from None
         return self.get_experiment(exp_id)
 
     def get_or_create_experiment(self, name: str) -> Experiment:
         name = experiment_name(name)
         found = self.find_experiment(name)
-        if found is not None:
-            return found
-        try:
-            return self.create_experiment(name)
-        except AlreadyExists:  # another process created it first
-            found = self.find_experiment(name)
-            assert found is not None
-            return found
+        if found is None:
+            try:
+                return self.create_experiment(name)
+            except AlreadyExists:  # another process created it first (or deleted it)
+                found = self.find_experiment(name)
+                assert found is not None
+        if found.deleted_at is not None:
+            raise Conflict(_deleted_experiment(found) + "; or use another experiment name")
+        return found
 
     def find_experiment(self, name_or_id: str) -> Experiment | None:
         name_or_id = lookup_name(name_or_id)  # type: ignore[assignment]
@@ -145,28 +150,34 @@ class TrackingStore:
                 .where(t.experiment_tags.c.experiment_id == row.experiment_id)
             ).all())
         return Experiment(row.experiment_id, row.name, row.description, row.lifecycle,
-                          row.created_at, tags)
+                          row.created_at, tags, row.deleted_at)
 
-    def get_experiment(self, name_or_id: str) -> Experiment:
+    def get_experiment(self, name_or_id: str, *, include_deleted: bool = False) -> Experiment:
         found = self.find_experiment(name_or_id)
         if found is None:
             raise NotFound(f"no experiment named or with id {name_or_id!r}")
+        if found.deleted_at is not None and not include_deleted:
+            raise NotFound(_deleted_experiment(found))
         return found
 
-    def list_experiments(self) -> list[Experiment]:
+    def list_experiments(self, *, include_deleted: bool = False) -> list[Experiment]:
+        query = select(t.experiments).order_by(t.experiments.c.created_at)
+        if not include_deleted:
+            query = query.where(t.experiments.c.deleted_at.is_(None))
         with self.db.read() as conn:
-            rows = conn.execute(select(t.experiments).order_by(t.experiments.c.created_at)).all()
+            rows = conn.execute(query).all()
             tag_rows = conn.execute(select(t.experiment_tags)).all()
         tags: dict[str, dict[str, str]] = {}
         for r in tag_rows:
             tags.setdefault(r.experiment_id, {})[r.key] = r.value
         return [Experiment(r.experiment_id, r.name, r.description, r.lifecycle, r.created_at,
-                           tags.get(r.experiment_id, {})) for r in rows]
+                           tags.get(r.experiment_id, {}), r.deleted_at) for r in rows]
 
     def run_counts(self) -> dict[str, int]:
         with self.db.read() as conn:
             rows = conn.execute(
-                select(t.runs.c.experiment_id, func.count()).group_by(t.runs.c.experiment_id)
+                select(t.runs.c.experiment_id, func.count()).where(t.runs.c.deleted_at.is_(None))
+                .group_by(t.runs.c.experiment_id)
             ).all()
         return dict(rows)
 
@@ -239,10 +250,15 @@ class TrackingStore:
             raise InvalidInput(f"run id prefix {run_id!r} is ambiguous; give more of it")
         return str(found[0])
 
-    def get_run(self, run_id: str) -> Run:
+    def get_run(self, run_id: str, *, include_deleted: bool = False) -> Run:
         runs = self._load_runs([run_id])
         if not runs:
             raise NotFound(f"no run with id {run_id!r}")
+        if runs[0].deleted_at is not None and not include_deleted:
+            from ratchet.store.deletion import deleted_note
+
+            raise NotFound(deleted_note(f"run {run_id}", runs[0].deleted_at,
+                                        f"ratchet runs restore {run_id}"))
         return runs[0]
 
     def _load_runs(self, run_ids: Sequence[str], run_rows: Mapping[str, Any] | None = None
@@ -303,7 +319,7 @@ class TrackingStore:
                 run_id=r.run_id, experiment_id=r.experiment_id, parent_run_id=r.parent_run_id,
                 name=r.name, status=r.status, start_time=r.start_time, end_time=r.end_time,
                 error=r.error, code=code, params=params[rid], metrics=metrics[rid],
-                tags=tags[rid], inputs=tuple(inputs.get(rid, ())),
+                tags=tags[rid], inputs=tuple(inputs.get(rid, ())), deleted_at=r.deleted_at,
             ))
         return out
 
@@ -316,7 +332,8 @@ class TrackingStore:
     def child_runs(self, run_id: str) -> list[str]:
         with self.db.read() as conn:
             return list(conn.execute(
-                select(t.runs.c.run_id).where(t.runs.c.parent_run_id == run_id)
+                select(t.runs.c.run_id).where(t.runs.c.parent_run_id == run_id,
+                                              t.runs.c.deleted_at.is_(None))
                 .order_by(t.runs.c.start_time)
             ).scalars())
 
@@ -460,6 +477,7 @@ class TrackingStore:
         max_results: int = 1000,
         page_token: str | None = None,
         statuses: Sequence[str] | None = None,
+        include_deleted: bool = False,
     ) -> tuple[list[Run], str | None]:
         from ratchet.store.run_filter import parse_filter, parse_order_by
         from ratchet.store.run_query import build_search
@@ -470,10 +488,12 @@ class TrackingStore:
         node = parse_filter(filter)
         order = parse_order_by(order_by)
         fingerprint = json.dumps([sorted(experiment_ids or []), filter or "", list(order_by or []),
-                                  sorted(statuses or [])])
+                                  sorted(statuses or []), include_deleted])
         offset = _decode_page_token(page_token, fingerprint)
         query = build_search(experiment_ids=experiment_ids, filter_node=node, order=order,
                              statuses=statuses, dialect=self.db.dialect)
+        if not include_deleted:
+            query = query.where(t.runs.c.deleted_at.is_(None))
         # The search selects the runs' own columns too: one query fewer per page.
         query = query.add_columns(*(c for c in t.runs.c if c.name != "run_id"))
         with self.db.read() as conn:
@@ -509,6 +529,14 @@ class _RunWrite:
         if not suppressed and exc[0] is not None and issubclass(exc[0], SAIntegrityError):
             raise NotFound(f"no run with id {self._run_id!r}") from None
         return suppressed
+
+
+def _deleted_experiment(found: Experiment) -> str:
+    from ratchet.store.deletion import deleted_note
+
+    assert found.deleted_at is not None
+    return deleted_note(f"experiment {found.name!r}", found.deleted_at,
+                        f"ratchet experiments restore {found.name}")
 
 
 def new_run_rows(
