@@ -52,6 +52,7 @@ _TMP_DIR_MODE = 0o700
 SWEEP_AGE_S = 3600.0
 _swept: set[str] = set()  # roots swept by this process
 _swept_lock = threading.Lock()
+GC_LOCK_NAME = "gc.lock"  # local roots: writers' claims vs gc's removals
 # Remote reads and multipart parts: what a transfer holds in memory (s3fs defaults to
 # 50 MiB blocks, ~3x that at peak). S3 allows 10,000 parts: larger blobs get larger parts.
 _REMOTE_BLOCK = 8 << 20
@@ -84,6 +85,15 @@ def storage_root(root: str | os.PathLike[str],
     fs, base = url_to_fs(text, **dict(storage_options or {}))
     protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
     return StorageRoot(fs, base.rstrip("/"), bool(protocols & _OBJECT_STORE_PROTOCOLS))
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """A blob as listed for garbage collection."""
+
+    digest: str
+    size: int
+    mtime: float  # epoch seconds: when it was written or last re-used by a writer
 
 
 @dataclass(frozen=True)
@@ -134,7 +144,7 @@ class BlobStore:
                 h.update(chunk)
                 size += len(chunk)
             digest = h.hexdigest()
-            if self._backend.exists(digest):
+            if self._backend.claim(digest):
                 return BlobInfo(digest, size)
             self._sweep_once()
             f.seek(0)
@@ -151,7 +161,7 @@ class BlobStore:
     def put_bytes(self, data: bytes) -> BlobInfo:
         """Store ``data`` under its digest; a blob already present is not rewritten."""
         digest = hash_bytes(data)
-        if not self._backend.exists(digest):
+        if not self._backend.claim(digest):
             self._sweep_once()
             self._backend.write_bytes(digest, bytes(data))
         return BlobInfo(digest, len(data))
@@ -186,7 +196,7 @@ class BlobStore:
         _check_digest(digest)
         src = Path(path)
         size = src.stat().st_size
-        if self._backend.exists(digest):
+        if self._backend.claim(digest):
             src.unlink()
             return BlobInfo(digest, size)
         if isinstance(self._backend, _LocalBackend):
@@ -217,6 +227,22 @@ class BlobStore:
         if older_than_s < 0:
             raise InvalidInput(f"older_than_s must be >= 0, got {older_than_s}")
         return self._backend.clean_temp(older_than_s)
+
+    # -- garbage collection ---------------------------------------------------------
+
+    def list_blobs(self) -> Iterator[StoredBlob]:
+        """Every stored blob with its size and modification time (for ``ratchet gc``)."""
+        return self._backend.list_blobs()
+
+    def remove_unused(self, digest: str, unused_since: float) -> bool:
+        """Remove a blob unless it was written or re-used at or after ``unused_since``
+        (epoch seconds); returns whether it was removed.
+
+        A writer that finds its content already stored marks the blob (its mtime) before
+        relying on it; on a local root that mark and this check-and-remove exclude each
+        other (a lock file), so a blob a writer is about to reference is never removed.
+        """
+        return self._backend.remove_unused(_check_digest(digest), unused_since)
 
     def _sweep_once(self) -> None:
         """``clean_temp(SWEEP_AGE_S)`` on this process's first write to this root, so the
@@ -400,6 +426,9 @@ class _VerifyingReader(io.RawIOBase):
 
 class _Backend(Protocol):
     def exists(self, digest: str) -> bool: ...
+    def claim(self, digest: str) -> bool: ...
+    def list_blobs(self) -> Iterator[StoredBlob]: ...
+    def remove_unused(self, digest: str, unused_since: float) -> bool: ...
     def size(self, digest: str) -> int: ...
     def open_read(self, digest: str) -> BinaryIO: ...
     def write(self, digest: str, chunks: Iterable[bytes], size: int | None = None) -> None: ...
@@ -419,6 +448,63 @@ class _LocalBackend:
 
     def exists(self, digest: str) -> bool:
         return self._path(digest).is_file()
+
+    @contextlib.contextmanager
+    def _gc_lock(self, kind: int) -> Iterator[None]:
+        """Writers' claims (shared) and gc's removals (exclusive) exclude each other."""
+        make_dirs(self.root)
+        fd = os.open(self.root / GC_LOCK_NAME, os.O_RDWR | os.O_CREAT, file_mode())
+        try:
+            with contextlib.suppress(OSError):  # no flock (some network filesystems)
+                fcntl.flock(fd, kind)
+            yield
+        finally:
+            os.close(fd)
+
+    def claim(self, digest: str) -> bool:
+        """Whether the blob exists; if so its mtime becomes now, so gc keeps it."""
+        path = self._path(digest)
+        if not path.is_file():
+            return False
+        with self._gc_lock(fcntl.LOCK_SH):
+            try:
+                os.utime(path)
+            except FileNotFoundError:  # gc removed it just now: write it again
+                return False
+            except PermissionError:  # another user's blob: it exists, unmarked
+                return path.is_file()
+        return True
+
+    def list_blobs(self) -> Iterator[StoredBlob]:
+        try:
+            shards = sorted(os.scandir(self.root / "blobs"), key=lambda e: e.name)
+        except FileNotFoundError:
+            return
+        for shard in shards:
+            if not shard.is_dir(follow_symlinks=False) or len(shard.name) != 2:
+                continue
+            for entry in os.scandir(shard.path):
+                digest = shard.name + entry.name
+                if not is_digest(digest):
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                yield StoredBlob(digest, st.st_size, st.st_mtime)
+
+    def remove_unused(self, digest: str, unused_since: float) -> bool:
+        path = self._path(digest)
+        with self._gc_lock(fcntl.LOCK_EX):
+            try:
+                if path.stat().st_mtime >= unused_since:
+                    return False
+                path.unlink()
+            except FileNotFoundError:
+                return False
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # an empty shard
+        return True
 
     def size(self, digest: str) -> int:
         return self._path(digest).stat().st_size
@@ -533,6 +619,36 @@ class _FsspecBackend:
 
     def exists(self, digest: str) -> bool:
         return bool(self.fs.exists(self._key(digest)))
+
+    def claim(self, digest: str) -> bool:
+        # Object stores cannot touch a key: only gc's grace period protects a re-used blob.
+        return self.exists(digest)
+
+    def list_blobs(self) -> Iterator[StoredBlob]:
+        try:
+            entries = self.fs.find(f"{self.base}/blobs", detail=True)
+        except FileNotFoundError:
+            return
+        for name, info in sorted(entries.items()):
+            parts = name.rstrip("/").split("/")
+            digest = "".join(parts[-2:])
+            if info.get("type") != "file" or not is_digest(digest):
+                continue
+            try:
+                mtime = self.fs.modified(name).timestamp()
+            except (NotImplementedError, FileNotFoundError):
+                continue  # age unknown: never a candidate
+            yield StoredBlob(digest, int(info.get("size") or 0), mtime)
+
+    def remove_unused(self, digest: str, unused_since: float) -> bool:
+        key = self._key(digest)
+        try:
+            if self.fs.modified(key).timestamp() >= unused_since:
+                return False
+            self.fs.rm_file(key)
+        except (NotImplementedError, FileNotFoundError):
+            return False
+        return True
 
     def size(self, digest: str) -> int:
         return int(self.fs.info(self._key(digest))["size"])
