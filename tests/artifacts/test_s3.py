@@ -256,3 +256,28 @@ def test_sees_blobs_written_by_another_process(s3: S3Bucket) -> None:
     s3.fs().pipe_file(key(url, digest), data)  # another writer
     assert store.exists(digest)
     assert store.read_bytes(digest) == data
+
+
+def test_list_blobs_and_remove_unused(s3: S3Bucket) -> None:
+    """``ratchet gc``'s view of an S3 root: every blob, with what other writers added since."""
+    url = s3.url("gc")
+    store = BlobStore(url)
+    stored = {store.put_bytes(bytes([i]) * (i + 1)) for i in range(3)}
+    listed = list(store.list_blobs())
+    assert {BlobInfo(b.digest, b.size) for b in listed} == stored
+    assert all(abs(b.mtime - time.time()) < 300 for b in listed)
+
+    late = b"stored by another process"
+    s3.fs().pipe_file(key(url, hash_bytes(late)), late)
+    seen = len(s3.server.requests())
+    listed = list(store.list_blobs())
+    assert {b.digest for b in listed} == {b.digest for b in stored} | {hash_bytes(late)}
+    # One listing, not a request per blob.
+    assert len(s3.server.requests()[seen:]) < 5, s3.server.requests()[seen:]
+
+    victim = min(stored, key=lambda b: b.digest)
+    assert not store.remove_unused(victim.digest, unused_since=time.time() - 3600)  # fresh
+    assert store.remove_unused(victim.digest, unused_since=time.time() + 5)
+    assert not store.exists(victim.digest)
+    assert {b.digest for b in store.list_blobs()} == \
+        {b.digest for b in stored - {victim}} | {hash_bytes(late)}
