@@ -230,6 +230,12 @@ class BlobStore:
 
     # -- garbage collection ---------------------------------------------------------
 
+    def now(self) -> float:
+        """The current time by the storage's clock (epoch seconds), the clock blob mtimes
+        come from: a local root's is the kernel's file timestamp, which can trail
+        ``time.time()`` by a few milliseconds."""
+        return self._backend.now()
+
     def list_blobs(self) -> Iterator[StoredBlob]:
         """Every stored blob with its size and modification time (for ``ratchet gc``)."""
         return self._backend.list_blobs()
@@ -427,6 +433,7 @@ class _VerifyingReader(io.RawIOBase):
 class _Backend(Protocol):
     def exists(self, digest: str) -> bool: ...
     def claim(self, digest: str) -> bool: ...
+    def now(self) -> float: ...
     def list_blobs(self) -> Iterator[StoredBlob]: ...
     def remove_unused(self, digest: str, unused_since: float) -> bool: ...
     def size(self, digest: str) -> int: ...
@@ -458,6 +465,16 @@ class _LocalBackend:
             with contextlib.suppress(OSError):  # no flock (some network filesystems)
                 fcntl.flock(fd, kind)
             yield
+        finally:
+            os.close(fd)
+
+    def now(self) -> float:
+        make_dirs(self.root)
+        path = self.root / GC_LOCK_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
+        try:
+            os.utime(fd)
+            return os.fstat(fd).st_mtime
         finally:
             os.close(fd)
 
@@ -619,6 +636,9 @@ class _FsspecBackend:
 
     def exists(self, digest: str) -> bool:
         return bool(self.fs.exists(self._key(digest)))
+
+    def now(self) -> float:
+        return time.time()
 
     def claim(self, digest: str) -> bool:
         # Object stores cannot touch a key: only gc's grace period protects a re-used blob.

@@ -22,9 +22,8 @@ from ratchet.registry.fluent import (
     set_alias,
     version_at,
 )
-from ratchet.tracking.deletion import delete_model
+from ratchet.tracking.deletion import delete_model, restore_model
 from ratchet.tracking.deletion import delete_model_version as delete_version
-from ratchet.tracking.deletion import restore_model
 from ratchet.tracking.deletion import restore_model_version as restore_version
 
 __all__ = [

@@ -15,7 +15,6 @@ cache and exported bundles.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -90,14 +89,14 @@ def gc(*, older_than: str | float | timedelta = 0, grace: str | float | timedelt
 
         client = default_client()
     age, grace_age = parse_age(older_than), parse_age(grace)
-    started = time.time()
+    blobs = client.blobs
+    started = blobs.now()  # the storage's clock: the one blob mtimes are read from
     store = DeletionStore(client.store.db)
     cutoff_ms = now_ms() - int(age.total_seconds() * 1000)
     records = store.purge(cutoff_ms, dry_run=dry_run)
     report = GcReport(dry_run, records)
     referenced = records.referenced  # read after the purge, in its transaction
     unused_since = started - grace_age.total_seconds()
-    blobs = client.blobs
     for blob in list(blobs.list_blobs()):
         if blob.digest in referenced:
             continue
