@@ -74,41 +74,69 @@ class S3Server:
         }
 
 
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+# One server per test session, however many modules use the fixture (each module's copy
+# of a session fixture is a separate fixture to pytest): the first starts it, the last
+# to finish stops it. s3fs caches its filesystem, endpoint included, for the process.
+_running: list[S3Server] = []
+_users = 0
+
+
+def _start(log: Path) -> S3Server:
     port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto_server.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
             _moto_server_command(port), stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
         )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"moto_server exited with {process.returncode}: "
-                            f"{log.read_text(errors='replace')[-2000:]}", pytrace=False)
-            try:
-                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
-                    break
-            except (urllib.error.URLError, OSError):
-                if time.monotonic() > deadline:
-                    pytest.fail(f"moto_server did not answer on {endpoint} within "
-                                f"{_START_TIMEOUT_S:.0f} s: "
-                                f"{log.read_text(errors='replace')[-2000:]}", pytrace=False)
-                time.sleep(0.1)
-        yield S3Server(endpoint, process, log)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGTERM)
+    server = S3Server(f"http://127.0.0.1:{port}", process, log)
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"moto_server exited with {process.returncode}: "
+                        f"{log.read_text(errors='replace')[-2000:]}", pytrace=False)
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+            with urllib.request.urlopen(f"{server.endpoint}/moto-api/", timeout=1):
+                return server
+        except (urllib.error.URLError, OSError):
+            if time.monotonic() > deadline:
+                _stop(process)
+                pytest.fail(f"moto_server did not answer on {server.endpoint} within "
+                            f"{_START_TIMEOUT_S:.0f} s: "
+                            f"{log.read_text(errors='replace')[-2000:]}", pytrace=False)
+            time.sleep(0.1)
+
+
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM if the test process dies without stopping it."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    global _users
+    if not _running:
+        _running.append(_start(tmp_path_factory.mktemp("moto") / "moto_server.log"))
+    _users += 1
+    try:
+        yield _running[0]
+    finally:
+        _users -= 1
+        if _users == 0:
+            _stop(_running.pop().process)
 
 
 @dataclass

@@ -474,6 +474,9 @@ class LogStorage:
             except (FileNotFoundError, NotADirectoryError):
                 return []
         else:
+            # s3fs (one instance per process) keeps listings forever: other writers'
+            # files would never appear to a long-lived reader.
+            self.fs.invalidate_cache(directory)
             try:
                 found = self.fs.ls(directory, detail=True)
             except (FileNotFoundError, NotADirectoryError):

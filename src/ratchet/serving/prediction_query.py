@@ -171,7 +171,9 @@ def _files_in_window(storage: LogStorage, deployment: str, since_ms: int | None,
                 (until_ms is not None and start >= until_ms):
             continue
         directory = storage.path(f"deployment={deployment}", name)
-        files += [storage.url(storage.path(directory, f))
+        # Not path(directory, f): object-store paths have no leading "/", so the join
+        # would nest the base twice (s3://b/p/predictions/b/p/predictions/...).
+        files += [storage.url(storage.path(f"deployment={deployment}", name, f))
                   for f in storage.list(directory, dirs=False)]
     return files
 
