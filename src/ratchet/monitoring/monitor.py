@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -68,6 +69,7 @@ def run_monitor(deployment: str, *, window: str | timedelta = "1h",
 
     if webhook is not None:  # up front: a bad URL must not surface only when alerting
         webhook = validate_webhook(webhook, "--webhook")
+    _check_report_dir(report_dir)
     from ratchet.serving.prediction_query import predictions
 
     span = parse_window(window).to_pytimedelta()
@@ -96,6 +98,7 @@ def monitor_logged(deployment: str, logged: pd.DataFrame, *, start: datetime, en
 
     if webhook is not None:
         webhook = validate_webhook(webhook, "webhook")
+    _check_report_dir(report_dir)
     client = deployments
     if model is None:
         status = client.status(deployment)
@@ -256,6 +259,15 @@ def _distribution(reference: pd.Series, current: pd.Series) -> dict[str, Any]:
     from ratchet.monitoring.histograms import column_histogram
 
     return column_histogram(reference, current, numeric=column_kind(reference) == NUMERIC)
+
+
+def _check_report_dir(report_dir: str | Path | None) -> None:
+    """Reports are local files (the HTML loads a plotly.js beside it). A URL would become
+    a local folder named after its scheme (Path("s3://b/r") is "s3:/b/r")."""
+    if report_dir is not None and re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", str(report_dir)):
+        raise InvalidInput(
+            f"report directory {str(report_dir)!r} is a URL; reports are written to a local "
+            "directory: give a path, and copy it to object storage afterwards if needed")
 
 
 def _write_report(result: dict[str, Any], history: list[dict[str, Any]],
