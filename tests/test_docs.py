@@ -19,7 +19,7 @@ def blocks(path: Path, language: str) -> list[str]:
 
 
 @pytest.mark.parametrize("page", ["quickstart.md", "data.md", "pipelines.md", "monitoring.md",
-                                  "continuous-training.md"])
+                                  "continuous-training.md", "deleting.md"])
 def test_doc_page_runs(page: str, workspace: Path) -> None:
     namespace: dict[str, object] = {"__name__": "__docs__"}
     for code in blocks(DOCS / page, "python"):
