@@ -148,3 +148,16 @@ def test_ages() -> None:
         parse_age("soon")
     with pytest.raises(InvalidInput):
         parse_age(-1)
+
+
+def test_an_fsspec_root_lists_and_removes_by_age(tmp_path: Path) -> None:
+    from ratchet.artifacts import BlobStore
+
+    blobs = BlobStore(f"memory://{tmp_path.name}-gc")
+    digest = blobs.put_bytes(b"remote").digest
+    [listed] = list(blobs.list_blobs())
+    assert listed.digest == digest and listed.size == 6
+    assert not blobs.remove_unused(digest, listed.mtime - 60)  # newer than the cutoff
+    assert blobs.exists(digest)
+    assert blobs.remove_unused(digest, time.time() + 60)
+    assert not blobs.exists(digest) and list(blobs.list_blobs()) == []

@@ -257,3 +257,58 @@ def test_referenced_digests_cover_deleted_records(s: Stores) -> None:
     s.deletion.delete_run(run)
     s.deletion.delete_dataset_version("churn", 1)
     assert {"1" * 64, "2" * 64} <= s.deletion.referenced_digests()
+
+
+def test_no_version_is_registered_from_a_deleted_run(s: Stores) -> None:
+    run = _run(s)
+    s.deletion.delete_run(run)
+    with pytest.raises(NotFound, match="ratchet runs restore"):
+        _version(s, run)
+    s.deletion.restore_run(run)
+    assert _version(s, run) == 1
+
+
+def test_a_purge_locks_what_it_removes_so_a_restore_after_it_finds_nothing(s: Stores) -> None:
+    run = _run(s)
+    s.deletion.delete_run(run)
+    assert s.deletion.purge(now_ms() + 1).runs == [run]
+    with pytest.raises(NotFound, match="purged run cannot be restored"):
+        s.deletion.restore_run(run)
+
+
+def test_an_alias_set_during_a_delete_never_lands_on_the_deleted_version(s: Stores) -> None:
+    """A real second transaction: set_alias runs while a delete of the version is
+    uncommitted. It must wait for the delete and then refuse, never point the alias at a
+    deleted version (PostgreSQL's READ COMMITTED would let it without the row lock)."""
+    import threading
+    import time
+
+    from sqlalchemy import select, update
+
+    from ratchet.store import schema as t
+
+    _version(s, None)
+    outcome: list[BaseException | None] = []
+    entered = threading.Event()
+
+    def set_alias() -> None:
+        entered.set()
+        try:
+            s.registry.set_alias("churn", "champion", 1, actor=None, reason=None)
+            outcome.append(None)
+        except BaseException as exc:  # reported below
+            outcome.append(exc)
+
+    mv = t.model_versions
+    thread = threading.Thread(target=set_alias)
+    with s.deletion.db.write() as conn:  # the delete, as delete_model_version does it
+        conn.execute(select(mv.c.deleted_at).where(mv.c.name == "churn", mv.c.version == 1)
+                     .with_for_update())
+        conn.execute(update(mv).where(mv.c.name == "churn", mv.c.version == 1)
+                     .values(deleted_at=now_ms()))
+        thread.start()
+        assert entered.wait(30)
+        time.sleep(0.3)  # let it reach the row (no assertion on time)
+    thread.join(60)
+    assert len(outcome) == 1 and isinstance(outcome[0], NotFound), outcome
+    assert s.registry.get_registered_model("churn", include_deleted=True).aliases == {}

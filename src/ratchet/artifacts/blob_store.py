@@ -645,8 +645,10 @@ class _FsspecBackend:
         return self.exists(digest)
 
     def list_blobs(self) -> Iterator[StoredBlob]:
+        root = f"{self.base}/blobs"
+        self.fs.invalidate_cache(root)  # s3fs keeps listings forever: others wrote since
         try:
-            entries = self.fs.find(f"{self.base}/blobs", detail=True)
+            entries = self.fs.find(root, detail=True)
         except FileNotFoundError:
             return
         for name, info in sorted(entries.items()):
@@ -654,8 +656,10 @@ class _FsspecBackend:
             digest = "".join(parts[-2:])
             if info.get("type") != "file" or not is_digest(digest):
                 continue
+            listed = info.get("LastModified")  # S3 listings carry it: no request per key
             try:
-                mtime = self.fs.modified(name).timestamp()
+                mtime = (listed.timestamp() if hasattr(listed, "timestamp")
+                         else self.fs.modified(name).timestamp())
             except (NotImplementedError, FileNotFoundError):
                 continue  # age unknown: never a candidate
             yield StoredBlob(digest, int(info.get("size") or 0), mtime)

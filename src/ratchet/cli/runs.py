@@ -94,10 +94,8 @@ def list_runs(
 ) -> None:
     """List runs, newest first."""
     tracking = Session().tracking
-    experiment_ids = ([tracking.get_experiment(e).experiment_id for e in experiment]
-                      if experiment else None)
-    found, next_token = tracking.store.search_runs(
-        experiment_ids=experiment_ids, statuses=status or None, max_results=max_results,
+    found, next_token = tracking.search_runs(
+        experiments=experiment or None, statuses=status or None, max_results=max_results,
         include_deleted=deleted,
     )
     if as_json:

@@ -83,7 +83,7 @@ class DeletionStore:
         now = now_ms()
         with self.db.write() as conn:
             row = conn.execute(select(t.runs.c.deleted_at).where(t.runs.c.run_id == run_id)
-                               ).first()
+                               .with_for_update()).first()
             if row is None:
                 raise NotFound(f"no run with id {run_id!r}")
             if row.deleted_at is not None:
@@ -155,8 +155,9 @@ class DeletionStore:
         name = lookup_name(name)  # type: ignore[assignment]
         mv = t.model_versions
         with self.db.write() as conn:
+            # Locked: set_alias locks it too, so an alias cannot land on it meanwhile.
             row = conn.execute(select(mv.c.deleted_at).where(
-                mv.c.name == name, mv.c.version == version)).first()
+                mv.c.name == name, mv.c.version == version).with_for_update()).first()
             if row is None:
                 raise NotFound(f"model {name!r} has no version {version}")
             if row.deleted_at is not None:
@@ -189,13 +190,15 @@ class DeletionStore:
         name = lookup_name(name)  # type: ignore[assignment]
         rm, mv = t.registered_models, t.model_versions
         with self.db.write() as conn:
-            row = conn.execute(select(rm.c.deleted_at).where(rm.c.name == name)).first()
+            # Locked: a registration locks it too, so no version is added meanwhile.
+            row = conn.execute(select(rm.c.deleted_at).where(rm.c.name == name)
+                               .with_for_update()).first()
             if row is None:
                 raise NotFound(f"no registered model named {name!r}")
             if row.deleted_at is not None:
                 return
             versions = list(conn.execute(select(mv.c.version).where(
-                mv.c.name == name, mv.c.deleted_at.is_(None))).scalars())
+                mv.c.name == name, mv.c.deleted_at.is_(None)).with_for_update()).scalars())
             blockers = self._version_blockers(conn, name, versions)
             if blockers and not force:
                 raise Conflict(f"cannot delete model {name!r}: {'; '.join(blockers)}; move "
@@ -217,7 +220,7 @@ class DeletionStore:
         dv, ri, r = t.dataset_versions, t.run_inputs, t.runs
         with self.db.write() as conn:
             row = conn.execute(select(dv.c.digest, dv.c.deleted_at).where(
-                dv.c.name == name, dv.c.version == version)).first()
+                dv.c.name == name, dv.c.version == version).with_for_update()).first()
             if row is None:
                 raise NotFound(f"dataset {name!r} has no version {version}")
             if row.deleted_at is not None:
@@ -264,15 +267,15 @@ class DeletionStore:
         # Model versions (of models that stay), keeping the highest number gc removed.
         gone = conn.execute(select(mv.c.name, mv.c.version).join(rm, rm.c.name == mv.c.name)
                             .where(mv.c.deleted_at <= cutoff, rm.c.deleted_at.is_(None))
-                            .order_by(mv.c.name, mv.c.version)).all()
+                            .order_by(mv.c.name, mv.c.version).with_for_update()).all()
         for name, version in gone:
             conn.execute(delete(mv).where(mv.c.name == name, mv.c.version == version))
             conn.execute(update(rm).where(rm.c.name == name, func.coalesce(
                 rm.c.purged_version, 0) < version).values(purged_version=version))
             report.model_versions.append((name, version))
         # Registered models: versions, tags, aliases and alias history go with them.
-        for name in conn.execute(select(rm.c.name).where(rm.c.deleted_at <= cutoff)
-                                 .order_by(rm.c.name)).scalars():
+        for name in list(conn.execute(select(rm.c.name).where(rm.c.deleted_at <= cutoff)
+                                      .order_by(rm.c.name).with_for_update()).scalars()):
             conn.execute(delete(t.model_version_tags).where(t.model_version_tags.c.name == name))
             conn.execute(delete(t.model_aliases).where(t.model_aliases.c.name == name))
             conn.execute(delete(mv).where(mv.c.name == name))
@@ -282,8 +285,8 @@ class DeletionStore:
             conn.execute(delete(rm).where(rm.c.name == name))
             report.registered_models.append(name)
         # Runs: children before parents; a run a model version still uses is kept.
-        candidates = set(conn.execute(select(r.c.run_id).where(r.c.deleted_at <= cutoff))
-                         .scalars())
+        candidates = set(conn.execute(select(r.c.run_id).where(r.c.deleted_at <= cutoff)
+                                      .with_for_update()).scalars())
         backing = set(conn.execute(select(mv.c.run_id).where(mv.c.run_id.isnot(None)))
                       .scalars()) & candidates
         for run_id in sorted(backing):
@@ -306,7 +309,7 @@ class DeletionStore:
         # Experiments, once no run is left in them.
         for exp_id, name in conn.execute(select(e.c.experiment_id, e.c.name)
                                          .where(e.c.deleted_at <= cutoff)
-                                         .order_by(e.c.name)).all():
+                                         .order_by(e.c.name).with_for_update()).all():
             if conn.execute(select(r.c.run_id).where(r.c.experiment_id == exp_id).limit(1)
                             ).first() is not None:
                 report.kept.append(f"experiment {name!r}: runs are left in it")
@@ -318,7 +321,8 @@ class DeletionStore:
         # Dataset versions; a dataset left with no version is removed (numbers restart).
         for name, version in conn.execute(select(dv.c.name, dv.c.version)
                                           .where(dv.c.deleted_at <= cutoff)
-                                          .order_by(dv.c.name, dv.c.version)).all():
+                                          .order_by(dv.c.name, dv.c.version)
+                                          .with_for_update()).all():
             conn.execute(delete(t.dataset_sources).where(
                 t.dataset_sources.c.name == name, t.dataset_sources.c.version == version))
             conn.execute(delete(dv).where(dv.c.name == name, dv.c.version == version))

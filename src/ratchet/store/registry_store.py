@@ -147,9 +147,21 @@ class RegistryStore:
             # Lock the model row (PostgreSQL) so concurrent registrations number in order;
             # SQLite write transactions are already serialized by BEGIN IMMEDIATE.
             # A number gc purged is never reused while the model exists.
-            purged = conn.execute(select(t.registered_models.c.purged_version)
-                                  .where(t.registered_models.c.name == name).with_for_update()
-                                  ).scalar()
+            model = conn.execute(select(t.registered_models.c.purged_version,
+                                        t.registered_models.c.deleted_at)
+                                 .where(t.registered_models.c.name == name).with_for_update()
+                                 ).first()
+            if model is not None and model.deleted_at is not None:
+                raise Conflict(_deleted_model(name, model.deleted_at))
+            purged = model.purged_version if model is not None else None
+            if run_id is not None:  # FOR SHARE: a concurrent delete_run waits, or went first
+                run = conn.execute(select(t.runs.c.deleted_at).where(t.runs.c.run_id == run_id)
+                                   .with_for_update(read=True)).first()
+                if run is not None and run.deleted_at is not None:
+                    from ratchet.store.deletion import deleted_note
+
+                    raise NotFound(deleted_note(f"run {run_id}", run.deleted_at,
+                                                f"ratchet runs restore {run_id}"))
             version = max(conn.execute(select(func.max(t.model_versions.c.version))
                                        .where(t.model_versions.c.name == name)).scalar() or 0,
                           purged or 0) + 1
@@ -244,7 +256,7 @@ class RegistryStore:
         with self.db.write() as conn:
             exists = conn.execute(select(t.model_versions.c.version).where(
                 t.model_versions.c.name == name, t.model_versions.c.version == version,
-                t.model_versions.c.deleted_at.is_(None))).first()
+                t.model_versions.c.deleted_at.is_(None)).with_for_update()).first()
             if exists is None:
                 raise NotFound(f"model {name!r} has no version {version}; cannot point "
                                f"alias {alias!r} at it")

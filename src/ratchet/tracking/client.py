@@ -310,10 +310,13 @@ class TrackingClient:
     def search_runs(self, filter: str | None = None, *, experiments: Sequence[str] | None = None,
                     order_by: Sequence[str] | None = None, max_results: int = 1000,
                     page_token: str | None = None,
-                    statuses: Sequence[str] | None = None) -> tuple[list[Run], str | None]:
-        """Runs matching a filter, as one page plus the token for the next page."""
+                    statuses: Sequence[str] | None = None,
+                    include_deleted: bool = False) -> tuple[list[Run], str | None]:
+        """Runs matching a filter, as one page plus the token for the next page (deleted
+        runs only with ``include_deleted``)."""
         exp_ids = None
         if experiments is not None:
-            exp_ids = [self.store.get_experiment(e).experiment_id for e in experiments]
+            exp_ids = [self.store.get_experiment(e, include_deleted=include_deleted)
+                       .experiment_id for e in experiments]
         return self.store.search_runs(exp_ids, filter, order_by, max_results, page_token,
-                                      statuses)
+                                      statuses, include_deleted=include_deleted)

@@ -115,11 +115,13 @@ class RunPage(list[Run]):
 
 def search_runs(filter: str | None = None, *, experiments: Sequence[str] | None = None,
                 order_by: Sequence[str] | None = None, max_results: int = 1000,
-                page_token: str | None = None) -> RunPage:
+                page_token: str | None = None, include_deleted: bool = False) -> RunPage:
     """Runs matching ``filter`` (see docs/api.md), ``max_results`` at a time.
 
     The result is a list of runs with a ``next_page_token`` for the following page.
+    Deleted runs are left out unless ``include_deleted``.
     """
     runs, token = client().search_runs(filter, experiments=experiments, order_by=order_by,
-                                       max_results=max_results, page_token=page_token)
+                                       max_results=max_results, page_token=page_token,
+                                       include_deleted=include_deleted)
     return RunPage(runs, token)
