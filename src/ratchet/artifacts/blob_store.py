@@ -708,12 +708,13 @@ class _FsspecBackend:
 
     def clean_temp(self, older_than_s: float) -> int:
         tmp = f"{self.base}/tmp"
+        cutoff = time.time() - older_than_s
+        aborted = self._abort_uploads(tmp, cutoff if older_than_s > 0 else None)
         self.fs.invalidate_cache(tmp)  # s3fs keeps listings forever: others wrote since
         try:
             entries = self.fs.ls(tmp, detail=True)
         except FileNotFoundError:
-            return 0
-        cutoff = time.time() - older_than_s
+            return aborted
         stale = []
         for entry in entries:
             if entry.get("type") != "file":
@@ -731,8 +732,8 @@ class _FsspecBackend:
             stale.append(name)
         if self.object_store and stale:
             self.fs.rm(stale)  # one request per 1000 keys (S3 DeleteObjects)
-            return len(stale)
-        removed = 0
+            return aborted + len(stale)
+        removed = aborted
         for name in stale:
             try:
                 self.fs.rm_file(name)
@@ -740,3 +741,31 @@ class _FsspecBackend:
                 continue
             removed += 1
         return removed
+
+    def _abort_uploads(self, tmp: str, cutoff: float | None) -> int:
+        """S3: a writer killed mid-upload leaves no key to list, only an incomplete
+        multipart upload, stored (and billed) until aborted. Abort those under ``tmp/``
+        begun before ``cutoff`` (None: all); other filesystems have none."""
+        call = getattr(self.fs, "call_s3", None)  # s3fs
+        if call is None:
+            return 0
+        bucket, _, prefix = tmp.partition("/")
+        aborted = 0
+        markers: dict[str, str] = {}
+        while True:
+            try:
+                page = call("list_multipart_uploads", Bucket=bucket, Prefix=f"{prefix}/",
+                            **markers)
+            except PermissionError:  # a policy without s3:ListBucketMultipartUploads
+                return aborted
+            for upload in page.get("Uploads", []):
+                if cutoff is not None and upload["Initiated"].timestamp() > cutoff:
+                    continue
+                with contextlib.suppress(FileNotFoundError):  # completed or aborted since
+                    call("abort_multipart_upload", Bucket=bucket, Key=upload["Key"],
+                         UploadId=upload["UploadId"])
+                    aborted += 1
+            if not page.get("IsTruncated"):
+                return aborted
+            markers = {"KeyMarker": page["NextKeyMarker"],
+                       "UploadIdMarker": page["NextUploadIdMarker"]}
