@@ -335,3 +335,20 @@ def test_clean_temp_aborts_the_multipart_uploads_of_killed_writers(
     # a fixed date in 2010 for every upload, so that cannot be shown here.)
     assert BlobStore(url).clean_temp(older_than_s=0) == 1
     assert _uploads(s3) == ["elsewhere/upload"]  # outside tmp/: not ours
+
+
+def test_an_s3_root_without_s3fs_names_the_extra_to_install(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['s3fs'] = None  # as if not installed\n"
+            "from ratchet.artifacts import BlobStore\n"
+            "from ratchet.errors import ConfigError\n"
+            "try:\n"
+            "    BlobStore('s3://bucket/prefix')\n"
+            "except ConfigError as exc:\n"
+            "    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert "cannot open the artifact store s3://bucket/prefix" in out, out
+    assert "pip install 'ratchet-mlops[s3]'" in out, out

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 from urllib.parse import unquote, urlsplit
 
-from ratchet.errors import IntegrityError, InvalidInput, NotFound
+from ratchet.errors import ConfigError, IntegrityError, InvalidInput, NotFound
 from ratchet.file_modes import PRIVATE_FILE_MODE, file_mode, make_dirs, private_files
 from ratchet.hashing import CHUNK_SIZE, hash_bytes, hasher, is_digest
 
@@ -82,7 +82,15 @@ def storage_root(root: str | os.PathLike[str],
         return StorageRoot(None, os.path.abspath(os.path.expanduser(local)), False)
     from fsspec.core import url_to_fs  # lazy: fsspec costs ~100 ms to import
 
-    fs, base = url_to_fs(text, **dict(storage_options or {}))
+    try:
+        fs, base = url_to_fs(text, **dict(storage_options or {}))
+    except ImportError as exc:  # fsspec: "Install s3fs to access S3"
+        from ratchet.redaction import redact_url
+
+        hint = (" (pip install 'ratchet-mlops[s3]')"
+                if text.lower().startswith(("s3://", "s3a://")) else "")
+        raise ConfigError(f"cannot open the artifact store {redact_url(text)}: {exc}{hint}") \
+            from None
     protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
     return StorageRoot(fs, base.rstrip("/"), bool(protocols & _OBJECT_STORE_PROTOCOLS))
 
