@@ -19,6 +19,8 @@ def test_delete_restore_and_gc_a_run(cli: Invoke, seeded: Seeded) -> None:
     assert f"deleted run {seeded.second}" in done.stdout
     assert seeded.second not in _run_ids(cli)
     assert seeded.second in _run_ids(cli, "--deleted")
+    listed = strict_json(cli("runs", "list", "--json", "--deleted").stdout)
+    assert [r["run_id"] for r in listed if "deleted_at" in r] == [seeded.second]
     assert_user_error(cli("runs", "show", seeded.second), "was deleted at",
                       f"ratchet runs restore {seeded.second}")
 
@@ -53,6 +55,7 @@ def test_models_delete_refusals_force_restore(cli: Invoke, seeded: Seeded) -> No
     assert [v["version"] for v in listed] == [2]
     listed = strict_json(cli("models", "versions", "churn", "--json", "--deleted").stdout)
     assert [v["version"] for v in listed] == [1, 2]
+    assert "deleted_at" in listed[0] and "deleted_at" not in listed[1]
     assert cli("models", "restore", "churn", "--version", "1").exit_code == 0
 
     assert_user_error(cli("models", "delete", "churn"), "champion")

@@ -221,6 +221,8 @@ def experiment_dict(exp: Experiment, run_count: int | None = None) -> dict[str, 
     }
     if run_count is not None:
         data["run_count"] = run_count
+    if exp.deleted_at is not None:  # listed with --deleted
+        data["deleted_at"] = iso(exp.deleted_at)
     return data
 
 
@@ -233,6 +235,7 @@ def model_dict(model: RegisteredModel) -> dict[str, Any]:
         "latest_version": model.latest_version,
         "aliases": dict(model.aliases),
         "tags": dict(model.tags),
+        **({"deleted_at": iso(model.deleted_at)} if model.deleted_at is not None else {}),
     }
 
 
@@ -250,6 +253,7 @@ def version_dict(mv: ModelVersion) -> dict[str, Any]:
         "created_by": mv.created_by,
         "aliases": list(mv.aliases),
         "tags": dict(mv.tags),
+        **({"deleted_at": iso(mv.deleted_at)} if mv.deleted_at is not None else {}),
         "manifest": mv.manifest,
     }
 

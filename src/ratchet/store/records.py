@@ -101,6 +101,9 @@ class Run:
             "metrics": dict(self.metrics),
             "tags": dict(self.tags),
             "inputs": [i.__dict__ for i in self.inputs],
+            # Only a deleted run has the key (listed with include_deleted / --deleted).
+            **({"deleted_at": to_datetime(self.deleted_at).isoformat()}  # type: ignore[union-attr]
+               if self.deleted_at is not None else {}),
         }
 
 
