@@ -204,12 +204,15 @@ def test_clean_temp_removes_old_staging_keys_only(s3: S3Bucket) -> None:
     fs = s3.fs()
     assert store.clean_temp(older_than_s=0) == 0  # no tmp/ at all
     fs.pipe_file(f"{s3.name}/swept/tmp/old.part", b"killed writer")
-    time.sleep(2.5)  # S3 ages have one-second resolution
+    time.sleep(3)  # S3 ages have one-second resolution
     fs.pipe_file(f"{s3.name}/swept/tmp/new.part", b"live writer")
     blob = store.put_bytes(b"kept")
 
     assert store.clean_temp() == 0  # both younger than an hour
-    assert store.clean_temp(older_than_s=1.5) == 1
+    # An age that falls between the two keys' (server-side) times, whatever time has
+    # passed since they were written.
+    old = fs.info(f"{s3.name}/swept/tmp/old.part")["LastModified"].timestamp()
+    assert store.clean_temp(older_than_s=time.time() - (old + 0.5)) == 1
     fs.invalidate_cache()
     assert fs.find(f"{s3.name}/swept/tmp") == [f"{s3.name}/swept/tmp/new.part"]
     assert store.clean_temp(older_than_s=0) == 1
