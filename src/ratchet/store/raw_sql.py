@@ -11,6 +11,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy.sql.crud import REQUIRED as _REQUIRED
+
 from ratchet.store.database import Database
 
 
@@ -28,6 +30,11 @@ class CompiledStatement:
 
     def params(self, row: Mapping[str, Any]) -> Any:
         merged = {**self.defaults, **row}
+        # A column the row does not give would be bound as SQLAlchemy's REQUIRED marker
+        # (SQLite stores its hash): refuse instead.
+        missing = [k for k, v in merged.items() if v is _REQUIRED]
+        if missing:
+            raise KeyError(f"no value for column(s) {', '.join(missing)} in {self.sql[:60]}")
         if self.positional:
             return tuple(merged[k] for k in self.order)
         return {k: merged[k] for k in self.defaults}

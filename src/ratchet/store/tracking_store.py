@@ -565,6 +565,7 @@ def new_run_rows(
         "git_diff_hash": code.git_diff_hash,
         "python_version": code.python_version,
         "packages": json.dumps(code.packages, sort_keys=True) if code.packages else None,
+        "deleted_at": None,
     }
     return values, _tag_rows(run_id, tags) if tags else []
 
