@@ -312,3 +312,16 @@ def test_an_alias_set_during_a_delete_never_lands_on_the_deleted_version(s: Stor
     thread.join(60)
     assert len(outcome) == 1 and isinstance(outcome[0], NotFound), outcome
     assert s.registry.get_registered_model("churn", include_deleted=True).aliases == {}
+
+
+def test_a_parent_whose_nested_run_is_kept_is_kept_too(s: Stores) -> None:
+    parent = _run(s)
+    child = _run(s, parent=parent)
+    _version(s, child)
+    s.deletion.delete_run(parent, force=True)
+    report = s.deletion.purge(now_ms() + 1)
+    assert report.runs == []
+    assert any(parent in why and "nested" in why for why in report.kept)
+    assert any(child in why and "model version" in why for why in report.kept)
+    s.deletion.delete_model_version("churn", 1)
+    assert sorted(s.deletion.purge(now_ms() + 1).runs) == sorted([parent, child])

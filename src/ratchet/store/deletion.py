@@ -298,14 +298,15 @@ class DeletionStore:
             # Children not being purged pin their parent.
             pinned = set(conn.execute(select(r.c.parent_run_id).where(
                 r.c.parent_run_id.in_(candidates), r.c.run_id.notin_(candidates))).scalars())
+            for run_id in sorted(pinned):
+                report.kept.append(f"run {run_id}: a nested run of it is kept")
             leaves = candidates - parents
-            if not leaves:
-                break
             for run_id in sorted(leaves):
                 _purge_run(conn, run_id)
                 report.runs.append(run_id)
-            candidates -= leaves
-            candidates -= pinned
+            candidates -= leaves | pinned
+            if not leaves:
+                break
         # Experiments, once no run is left in them.
         for exp_id, name in conn.execute(select(e.c.experiment_id, e.c.name)
                                          .where(e.c.deleted_at <= cutoff)
