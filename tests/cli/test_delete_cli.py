@@ -34,7 +34,7 @@ def test_delete_restore_and_gc_a_run(cli: Invoke, seeded: Seeded) -> None:
     assert seeded.second in _run_ids(cli, "--deleted")  # the dry run changed nothing
     done = cli("gc")
     assert done.exit_code == 0, done.output
-    assert "removed 1 runs" in done.stdout
+    assert f"removed 1 run: {seeded.second}" in done.stdout
     assert seeded.second not in _run_ids(cli, "--deleted")
     assert_user_error(cli("runs", "restore", seeded.second), "no run with id")
 

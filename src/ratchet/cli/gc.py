@@ -31,14 +31,18 @@ def gc(
         print_json(data)
         return
     verb = "would remove" if dry_run else "removed"
-    for kind in ("runs", "experiments", "model_versions", "registered_models",
-                 "dataset_versions"):
+    for kind, one in (("runs", "run"), ("experiments", "experiment"),
+                      ("model_versions", "model version"),
+                      ("registered_models", "registered model"),
+                      ("dataset_versions", "dataset version")):
         items = data[kind]
         assert isinstance(items, list)
         if items:
-            say(f"{verb} {len(items)} {kind.replace('_', ' ')}: {', '.join(map(str, items))}")
+            label = one if len(items) == 1 else kind.replace("_", " ")
+            say(f"{verb} {len(items)} {label}: {', '.join(map(str, items))}")
     for reason in report.records.kept:
         note(f"kept {reason}")
-    say(f"{verb} {len(report.blobs)} blob(s), {human_size(report.blob_bytes)}")
+    blobs = "blob" if len(report.blobs) == 1 else "blobs"
+    say(f"{verb} {len(report.blobs)} {blobs}, {human_size(report.blob_bytes)}")
     if report.kept_recent_blobs:
         note(f"kept {report.kept_recent_blobs} unreferenced blob(s) newer than --grace {grace}")
