@@ -45,6 +45,9 @@ def test_a_run_behind_a_model_version_is_refused(cli: Invoke, seeded: Seeded) ->
     done = cli("runs", "delete", seeded.best, "--force")
     assert done.exit_code == 0, done.output
     assert "1 nested run" in done.stdout  # the child went with it
+    lineage = cli("models", "lineage", "churn/1")  # the version still points at it
+    assert lineage.exit_code == 0, lineage.output
+    assert seeded.best in lineage.stdout
 
 
 def test_models_delete_refusals_force_restore(cli: Invoke, seeded: Seeded) -> None:

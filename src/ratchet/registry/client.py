@@ -288,7 +288,9 @@ class RegistryClient:
         resolved = self.resolve(uri)
         if resolved.version is None:
             raise InvalidInput(f"lineage needs a registered model URI, got {uri!r}")
-        run = self.tracking.get_run(resolved.run_id) if resolved.run_id else None
+        # A run deleted with force still backs the version: its lineage still shows it.
+        run = (self.tracking.store.get_run(resolved.run_id, include_deleted=True)
+               if resolved.run_id else None)
         return Lineage(resolved.version, run)
 
 
