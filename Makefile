@@ -33,7 +33,7 @@ test: $(STAMP) tools
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -24,6 +24,14 @@ for _key in ("RATCHET_HOME", "RATCHET_DB", "RATCHET_ARTIFACTS", "RATCHET_TRACKIN
     os.environ.pop(_key, None)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``pytest -n 2 --dist loadgroup`` (make test) the Ray tests share one worker,
+    so only one session-scoped Ray cluster runs on the 2-core machine."""
+    for item in items:
+        if item.nodeid.startswith("tests/executors/test_ray"):
+            item.add_marker(pytest.mark.xdist_group("ray"))
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     from sqlalchemy import create_engine, text

@@ -22,6 +22,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty project directory whose store lives in ``.ratchet`` under it."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RATCHET_HOME", str(tmp_path / ".ratchet"))
+    # Tables as wide as a real terminal, whatever runs the tests (xdist workers, CI): with
+    # the 80-column fallback long temporary paths and ids wrap mid-word.
+    monkeypatch.setenv("COLUMNS", "200")
     return tmp_path
 
 
