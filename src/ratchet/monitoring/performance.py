@@ -21,13 +21,13 @@ order of the logged ``proba_`` columns); multiclass precision, recall, F1 and RO
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ratchet.errors import InvalidInput
+from ratchet.packaging.labels import class_matcher, plain
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,7 +47,6 @@ AUC_SAMPLES = 100            # label draws for the expected ROC AUC
 AUC_WORK = 20_000_000        # at most this many sampled labels (rows x draws)
 _CHUNK = 4_000_000           # sampled labels held in memory at once
 UNKNOWN, MISSING = -1, -2    # class codes of a label no class matches, and of a null
-_BOOL_TEXT = {"true": True, "false": False}
 _WINDOW_TEXT = re.compile(r"^\s*(\d+)\s*([A-Za-z]+)\s*$")
 
 
@@ -102,58 +101,6 @@ def _series(values: Any, what: str) -> pd.Series:
                        f"got {type(values).__name__}")
 
 
-def _py(value: Any) -> Any:
-    """NumPy scalars as Python values (dict lookups, JSON, messages)."""
-    item = getattr(value, "item", None)
-    return item() if item is not None and type(value).__module__ == "numpy" else value
-
-
-def _as_number(value: Any) -> float | None:
-    if isinstance(value, bool | int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return None
-    else:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _class_matcher(classes: Sequence[Any]) -> Callable[[Any], int]:
-    """value -> class index (UNKNOWN if none), trying: equal (1.0 == 1, True == 1), equal
-    as text ("1" for 1, "True" for True), equal as a number ("1.0" for 1), "true"/"false"."""
-    exact: dict[Any, int] = {}
-    text: dict[str, int] = {}
-    numeric: dict[float, int] = {}
-    for i, cls in enumerate(classes):
-        cls = _py(cls)
-        exact.setdefault(cls, i)
-        text.setdefault(str(cls), i)
-        number = _as_number(cls)
-        if number is not None:
-            numeric.setdefault(number, i)
-
-    def match(value: Any) -> int:
-        value = _py(value)
-        try:
-            hit = exact.get(value)
-        except TypeError:  # unhashable
-            return UNKNOWN
-        if hit is None:
-            hit = text.get(str(value))
-        if hit is None:
-            number = _as_number(value)
-            hit = None if number is None else numeric.get(number)
-        if hit is None and isinstance(value, str):
-            flag = _BOOL_TEXT.get(value.strip().lower())
-            hit = None if flag is None else exact.get(flag)
-        return UNKNOWN if hit is None else hit
-
-    return match
-
-
 def _factorize(values: pd.Series, what: str) -> tuple[np.ndarray, list[Any]]:
     import pandas as pd
 
@@ -162,7 +109,7 @@ def _factorize(values: pd.Series, what: str) -> tuple[np.ndarray, list[Any]]:
     except TypeError as exc:
         raise InvalidInput(f"{what}: values must be numbers, strings or booleans "
                            f"({exc})") from exc
-    return codes, [_py(u) for u in uniques]
+    return codes, [plain(u) for u in uniques]
 
 
 def _class_codes(values: pd.Series, classes: Sequence[Any], what: str) -> np.ndarray:
@@ -170,8 +117,9 @@ def _class_codes(values: pd.Series, classes: Sequence[Any], what: str) -> np.nda
     import numpy as np
 
     codes, uniques = _factorize(values, what)
-    match = _class_matcher(classes)
-    mapped = np.fromiter((match(u) for u in uniques), dtype=np.intp, count=len(uniques))
+    match = class_matcher(classes)
+    mapped = np.fromiter((UNKNOWN if (i := match(u)) is None else i for u in uniques),
+                         dtype=np.intp, count=len(uniques))
     out = np.full(len(codes), MISSING, dtype=np.intp)
     present = codes >= 0
     out[present] = mapped[codes[present]]
@@ -194,7 +142,7 @@ def _unknown_predictions(codes: np.ndarray, values: pd.Series, classes: Sequence
 
     bad = np.flatnonzero(codes == UNKNOWN)
     if bad.size:
-        shown = ", ".join(repr(_py(v)) for v in values.iloc[bad].unique()[:5])
+        shown = ", ".join(repr(plain(v)) for v in values.iloc[bad].unique()[:5])
         raise InvalidInput(f"{bad.size} prediction(s) are not among the classes "
                            f"{list(classes)!r}: {shown}; pass the model's classes")
 
@@ -271,7 +219,7 @@ def _check_classes(classes: Sequence[Any]) -> list[Any]:
         classes = list(classes)
     if isinstance(classes, str) or not isinstance(classes, Sequence) or not classes:
         raise InvalidInput(f"classes must be a non-empty list, got {classes!r}")
-    values = [_py(c) for c in classes]
+    values = [plain(c) for c in classes]
     if len(set(map(repr, values))) != len(values):
         raise InvalidInput(f"classes must be distinct, got {values!r}")
     return values
@@ -355,7 +303,7 @@ def _numbers(values: pd.Series, what: str) -> np.ndarray:
                                                               na_value=np.nan)
     bad = np.flatnonzero(np.isnan(numbers) & values.notna().to_numpy())
     if bad.size:
-        shown = ", ".join(repr(_py(v)) for v in values.iloc[bad].unique()[:5])
+        shown = ", ".join(repr(plain(v)) for v in values.iloc[bad].unique()[:5])
         raise InvalidInput(f"{what}: {bad.size} value(s) are not numbers: {shown}")
     if np.isinf(numbers).any():
         raise InvalidInput(f"{what}: infinite values cannot be scored")
@@ -526,7 +474,7 @@ def _segments(values: pd.Series) -> tuple[np.ndarray, list[Any]]:
         codes, uniques = pd.factorize(values, sort=True, use_na_sentinel=True)
     except TypeError:  # mixed types cannot be sorted
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    labels: list[Any] = [_py(u) for u in uniques]
+    labels: list[Any] = [plain(u) for u in uniques]
     codes = np.where(codes < 0, len(labels), codes)
     return codes, [*labels, None]
 

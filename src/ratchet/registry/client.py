@@ -80,7 +80,8 @@ class Lineage:
         }
 
 
-def _actor(actor: str | None) -> str | None:
+def actor_or_os_user(actor: str | None) -> str | None:
+    """Who made a change: the caller's name, else the OS user (alias moves, plan changes)."""
     if actor:
         return actor
     try:
@@ -131,7 +132,7 @@ class RegistryClient:
         return self.store.create_model_version(
             name, run_id=run_id, artifact_path=path, content_hash=content_hash,
             flavor=manifest.flavor, manifest=manifest_dict, description=description,
-            created_by=_actor(None), tags=tags,
+            created_by=actor_or_os_user(None), tags=tags,
         )
 
     def _free_path(self, run_id: str) -> str:
@@ -156,7 +157,7 @@ class RegistryClient:
         return self.store.create_model_version(
             name, run_id=ref.run_id, artifact_path=ref.artifact_path,
             content_hash=_tree_hash(entries, ref.artifact_path), flavor=manifest["flavor"],
-            manifest=manifest, description=description, created_by=_actor(None), tags=tags)
+            manifest=manifest, description=description, created_by=actor_or_os_user(None), tags=tags)
 
     def _model_entries(self, run_id: str, artifact_path: str) -> list[ArtifactEntry]:
         entries = self.tracking.list_artifacts(run_id, artifact_path)
@@ -195,12 +196,12 @@ class RegistryClient:
     def set_alias(self, name: str, alias: str, version: int, *, reason: str | None = None,
                   actor: str | None = None) -> AliasEvent:
         """Point ``alias`` at ``version`` (creating or moving it); the move is recorded."""
-        return self.store.set_alias(name, alias, int(version), actor=_actor(actor),
+        return self.store.set_alias(name, alias, int(version), actor=actor_or_os_user(actor),
                                     reason=reason)
 
     def delete_alias(self, name: str, alias: str, *, reason: str | None = None,
                      actor: str | None = None) -> AliasEvent:
-        return self.store.delete_alias(name, alias, actor=_actor(actor), reason=reason)
+        return self.store.delete_alias(name, alias, actor=actor_or_os_user(actor), reason=reason)
 
     def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
         self.store.get_registered_model(name)

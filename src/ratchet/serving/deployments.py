@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ratchet.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from ratchet.registry.client import actor_or_os_user
 from ratchet.registry.uris import parse_model_uri
 from ratchet.serving.traffic_plan import TrafficPlan
 from ratchet.store.deployment_store import (
@@ -65,7 +66,7 @@ class DeploymentClient:
         validate_deployment_name(name)
         self.resolve(plan)  # refuse references that do not resolve today
         self.store.create(name, plan.to_dict(), description=description,
-                          reason=reason or "created", actor=_who(actor))
+                          reason=reason or "created", actor=actor_or_os_user(actor))
         return self.status(name)
 
     def ensure(self, name: str, plan: TrafficPlan | str) -> DeploymentStatus:
@@ -120,7 +121,7 @@ class DeploymentClient:
                  ) -> DeploymentStatus:
         plan = _plan(plan)
         self.resolve(plan)
-        self.store.set_plan(name, plan.to_dict(), reason=reason, actor=_who(actor),
+        self.store.set_plan(name, plan.to_dict(), reason=reason, actor=actor_or_os_user(actor),
                             expected_revision=expected_revision)
         return self.status(name)
 
@@ -144,7 +145,7 @@ class DeploymentClient:
         before = self.resolve(target, at_ms=when - 1)
         pinned = target.with_models({k: f"{m}/{v}" for k, (m, v) in before.items()})
         note = ", ".join(f"{k}={m}/{v}" for k, (m, v) in before.items())
-        self.store.set_plan(name, pinned.to_dict(), actor=_who(actor),
+        self.store.set_plan(name, pinned.to_dict(), actor=actor_or_os_user(actor),
                             reason=reason or f"rollback of {what}: back to {note}",
                             expected_revision=current.revision)
         return self.status(name)
@@ -154,18 +155,6 @@ class DeploymentClient:
         if parsed.name is None or parsed.alias is None:
             return []
         return [e.at for e in self.registry.alias_history(parsed.name, parsed.alias)]
-
-
-def _who(actor: str | None) -> str | None:
-    """Who changed the plan: the caller's name, else the OS user (as alias moves record)."""
-    if actor:
-        return actor
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return None
 
 
 def _plan(plan: TrafficPlan | str) -> TrafficPlan:

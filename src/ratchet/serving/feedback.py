@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ratchet.packaging.labels import class_matcher
 from ratchet.serving.request_formats import BadRequest
 
 if TYPE_CHECKING:
@@ -49,7 +50,6 @@ MAX_ROW = 2**31 - 1  # rows are 32-bit integers in the log and the store
 MAX_INT = 2**63 - 1
 DAY_S = 86_400.0
 _UUID7 = re.compile(r"^[0-9a-f]{12}7[0-9a-f]{3}[89ab][0-9a-f]{15}$")
-_BOOL_TEXT = {"true": True, "false": False}
 _FIRST_HOURS = 24  # then 48, 96, ...: 5 queries read 31 days
 
 
@@ -162,44 +162,10 @@ def _value_problem(value: Any, policy: FeedbackPolicy) -> str | None:
 
 # ----------------------------------------------------------------------------- labels
 def label_matcher(classes: Sequence[Any]) -> Callable[[Any], bool]:
-    """Whether a value names one of ``classes``, leniently as the performance monitor
-    matches labels: equal (1.0 == 1), equal as text ("1"), as a number ("1.0"), or
-    "true"/"false" for boolean classes."""
-    exact, text, numeric = set(), set(), set()
-    for cls in classes:
-        cls = cls.item() if type(cls).__module__ == "numpy" else cls
-        exact.add(cls)
-        text.add(str(cls))
-        number = _as_number(cls)
-        if number is not None:
-            numeric.add(number)
-
-    def matches(value: Any) -> bool:
-        if value in exact or str(value) in text:
-            return True
-        number = _as_number(value)
-        if number is not None and number in numeric:
-            return True
-        flag = _BOOL_TEXT.get(value.strip().lower()) if isinstance(value, str) else None
-        return flag is not None and flag in exact
-
-    return matches
-
-
-def _as_number(value: Any) -> float | None:
-    if isinstance(value, bool | int | float):
-        try:
-            number = float(value)
-        except OverflowError:
-            return None
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return None
-    else:
-        return None
-    return number if math.isfinite(number) else None
+    """Whether a value names one of ``classes``, by the rule the performance monitor
+    uses when it joins labels to predictions (``ratchet.packaging.labels``)."""
+    match = class_matcher(classes)
+    return lambda value: match(value) is not None
 
 
 # ----------------------------------------------------------------------------- scoping
