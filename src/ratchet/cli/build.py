@@ -37,6 +37,12 @@ def build(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing bundle in the directory.")
     ] = False,
+    trust: Annotated[
+        bool,
+        typer.Option("--trust", help="Bundle a model whose format runs code when loaded "
+                     "(cloudpickle); the bundle's server then loads it. Only for models "
+                     "from a trusted source."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
 ) -> None:
     """Write a self-contained deployment bundle: the model, pinned requirements, a
@@ -52,6 +58,7 @@ def build(
         replicas=replicas,
         image=image,
         overwrite=overwrite,
+        trust=trust,
     )
     if as_json:
         print_json(bundle.to_dict())

@@ -87,6 +87,9 @@ def serve(
         min=1)] = 5,
     backlog: Annotated[int, typer.Option(
         "--backlog", help="Connections the kernel queues before accepting.", min=1)] = 2048,
+    trust: Annotated[bool, typer.Option(
+        "--trust", help="Run code from the model file (cloudpickle models): only for models "
+        "from a trusted source.")] = False,
 ) -> None:
     """Serve a model over HTTP: /predict, /invocations (MLflow), /v2 (Open Inference
     Protocol), /feedback, /metrics, /health/*, /docs."""
@@ -109,7 +112,7 @@ def serve(
                    "body_timeout_s": timeout_body}
     ConnectionLimits(**connections)
     spec: dict[str, Any] = {"policy": policy, "access": access, "connections": connections,
-                            "config": {
+                            "trust": trust, "config": {
         "poll_interval_s": poll_interval, "log_predictions": not no_log,
         "log_flush_interval_s": log_flush, "batching": not no_batching,
         "batch_max_wait_ms": batch_wait_ms, "batch_max_rows": batch_max_rows}}
@@ -120,7 +123,7 @@ def serve(
         spec["deployment"] = deployment
         from ratchet.serving.bundle import load_bundle
 
-        info, _ = load_bundle(bundle)  # a broken bundle fails here, in one line
+        info, _ = load_bundle(bundle, trust=trust)  # a broken bundle fails here, in one line
         what = f"bundle {bundle} ({info.model_name} v{info.model_version})"
     else:
         from ratchet.serving.deployments import DeploymentClient
@@ -132,12 +135,13 @@ def serve(
             name = deployment or parse_model_uri(model).name
             if name is None:
                 raise InvalidInput(f"serve a registered model (name@alias, name/3), not {model!r}")
-            status = client.ensure(name, model)
+            status = client.ensure_serving(name, model)
         elif deployment is not None:
             status = client.status(deployment)
         else:
             raise InvalidInput("give a model to serve (e.g. churn@champion), --deployment or "
                                "--bundle")
+        _refuse_untrusted(client, status.versions, trust)
         spec["deployment"] = status.name
         what = f"deployment {status.name}: {status.plan.describe()}"
     say(f"serving {what} on http://{host}:{port} ({workers} worker"
@@ -156,11 +160,76 @@ def serve(
 
         # No uvicorn limit_concurrency: it counts open connections, so idle ones would
         # turn real requests into 503s; the app limits requests in flight instead.
-        uvicorn.run("ratchet.serving.app:app_from_environment", factory=True, host=host,
-                    port=port, workers=workers, loop="uvloop", http=GuardedHttpToolsProtocol,
-                    access_log=False, log_level="warning", timeout_graceful_shutdown=30,
-                    timeout_keep_alive=timeout_keep_alive, backlog=backlog,
-                    h11_max_incomplete_event_size=max_header_bytes)
+        options: dict[str, Any] = dict(
+            host=host, port=port, loop="uvloop", http=GuardedHttpToolsProtocol,
+            access_log=False, log_level="warning", timeout_graceful_shutdown=30,
+            timeout_keep_alive=timeout_keep_alive, backlog=backlog,
+            h11_max_incomplete_event_size=max_header_bytes)
+        if workers > 1:
+            # Workers that cannot load keep running and answer readiness 503 with the
+            # reason (the supervisor would restart one that exited, over and over).
+            uvicorn.run("ratchet.serving.app:app_from_environment", factory=True,
+                        workers=workers, **options)
+            return
+        failure = _serve_in_this_process(options)
+    if failure is not None:
+        raise failure
+
+
+def _refuse_untrusted(client: Any, versions: dict[str, tuple[str, int]], trust: bool) -> None:
+    """A model whose format runs code can never load without --trust: say so now, before
+    the port is bound, rather than from a server that cannot become ready."""
+    from ratchet.errors import Untrusted
+    from ratchet.packaging.flavors import FLAVORS
+
+    if trust:
+        return
+    for name, version in sorted(set(versions.values())):
+        mv = client.registry.get_version(name, version)
+        flavor = FLAVORS.get(mv.flavor)
+        if flavor is not None and (not flavor.SAFE or mv.manifest.get("safe") is False):
+            raise Untrusted(f"{name} v{version} is a {mv.flavor}-flavor model: loading it runs "
+                            "arbitrary code. Serve it with --trust only if you trust its source")
+
+
+def _serve_in_this_process(options: dict[str, Any]) -> BaseException | None:
+    """uvicorn in this process (one worker), stopped as soon as the first load fails in a
+    way retrying cannot fix; that error is returned, for a one-line exit."""
+    import threading
+
+    import uvicorn
+
+    from ratchet.serving.app import app_from_environment
+
+    failed: list[BaseException] = []
+
+    def factory() -> Any:
+        app = app_from_environment()
+        watcher = app.state.server.watcher
+
+        def watch() -> None:
+            while not server.should_exit:
+                if watcher.wait_settled(0.2):
+                    if watcher.table is None and watcher.permanent_exception is not None:
+                        failed.append(watcher.permanent_exception)
+                        server.should_exit = True
+                    return
+
+        threading.Thread(target=watch, name="ratchet-first-load", daemon=True).start()
+        return app
+
+    server = uvicorn.Server(uvicorn.Config(factory, factory=True, **options))
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if failed:
+        from ratchet.errors import RatchetError
+
+        exc = failed[0]
+        return exc if isinstance(exc, RatchetError) else InvalidInput(
+            f"the model cannot be loaded: {type(exc).__name__}: {exc}")
+    if not server.started:
+        raise typer.Exit(3)  # uvicorn said why (e.g. the port is taken), as uvicorn.run does
+    return None
 
 
 @contextlib.contextmanager

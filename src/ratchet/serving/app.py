@@ -66,8 +66,9 @@ class ServingConfig:
     log_predictions: bool = True
     log_flush_interval_s: float = 1.0
     log_max_buffered_rows: int = 200_000
-    # A worker accepts connections once its models are loaded (up to this long), so that
-    # with several workers none answers 503 while a sibling is ready.
+    # A worker accepts connections at once (/health/live answers while it loads); a
+    # request that comes before the first model is loaded waits for it (up to this long),
+    # so that with several workers none answers 503 while a sibling is ready.
     startup_wait_s: float = 120.0
     # Micro-batching: concurrent requests for one model version share one model call
     # (off: each request its own call, still on a worker thread).
@@ -147,13 +148,15 @@ class _Server:
 
 def create_app(model: str | None = None, *, deployment: str | None = None,
                bundle: str | None = None, settings: Settings | None = None,
-               config: ServingConfig | None = None) -> FastAPI:
+               config: ServingConfig | None = None, trust: bool = False) -> FastAPI:
     """A FastAPI app serving a deployment.
 
     ``create_app("churn@champion")`` serves (and, the first time, creates) deployment
     ``churn`` with that single model; ``create_app(deployment="churn")`` serves an existing
     deployment under its stored plan; ``create_app(bundle="dist/churn")`` serves a bundle
-    written by ``ratchet build`` without a registry.
+    written by ``ratchet build`` without a registry. ``trust=True`` loads models whose
+    format runs code (cloudpickle): only for models from a trusted source; a bundle built
+    with ``ratchet build --trust`` records it.
     """
     from ratchet.config import load_settings
 
@@ -165,7 +168,7 @@ def create_app(model: str | None = None, *, deployment: str | None = None,
         from ratchet.serving.deployment_watcher import StaticSource
         from ratchet.serving.served_model import ModelVersionRef
 
-        info, loaded = load_bundle(bundle)
+        info, loaded = load_bundle(bundle, trust=trust)
         deployment = deployment or info.deployment
         source = StaticSource(ModelVersionRef(info.model_name, info.model_version), loaded)
     else:
@@ -180,12 +183,12 @@ def create_app(model: str | None = None, *, deployment: str | None = None,
                 raise InvalidInput(f"serve a registered model (name@alias or name/version), "
                                    f"not {model!r}")
             deployment = deployment or ref.name
-            client.ensure(deployment, model)
+            client.ensure_serving(deployment, model)
         elif deployment is None:
             raise InvalidInput("create_app needs a model reference, a deployment or a bundle")
         else:
             client.status(deployment)  # NotFound now, not at the first request
-        source = RegistrySource(deployment, client)
+        source = RegistrySource(deployment, client, trust=trust)
     assert deployment is not None
     return _build_app(_Server(deployment, source, config, settings))
 
@@ -203,7 +206,8 @@ def _build_app(server: _Server) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         server.start()
-        await run_in_threadpool(server.watcher.wait_loaded, server.config.startup_wait_s)
+        # No wait for the model here: uvicorn binds the port only after this returns, and
+        # /health/live must answer while the model loads. Requests wait in ``handle``.
         # Everything imported and loaded so far lives as long as the process: keep it out
         # of the collector's full passes (~100 ms each with scikit-learn and pandas loaded),
         # which otherwise show up as p99 spikes.
@@ -249,17 +253,33 @@ def _build_app(server: _Server) -> FastAPI:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    async def first_table() -> RoutingTable | None:
+        """While the first model loads, a request waits for it (up to startup_wait_s);
+        a load that failed for good is answered at once."""
+        import asyncio
+
+        watcher = server.watcher
+        deadline = time.monotonic() + server.config.startup_wait_s
+        while (watcher.table is None and not watcher.permanent_error
+               and time.monotonic() < deadline):
+            await asyncio.sleep(0.02)
+        return watcher.table
+
     async def handle(header: Callable[[str], str | None], read: Callable[[], Awaitable[bytes]],
                      parse: Any, render: Any) -> _Reply:
         started = time.perf_counter()
         arrival_ms = time.time_ns() // 1_000_000
         supplied = header("x-request-id")
         request_id = supplied if supplied and _REQUEST_ID.match(supplied) else new_id()
-        table = server.watcher.table
+        table = server.watcher.table or await first_table()
         if table is None:
+            watcher = server.watcher
+            if watcher.permanent_error:
+                return failure(503, f"the model cannot be loaded: {watcher.permanent_error}",
+                               request_id)
             return failure(503, "the model is not loaded yet; retry shortly"
-                           + (f" ({server.watcher.last_error})" if server.watcher.last_error
-                              else ""), request_id)
+                           + (f" ({watcher.last_error})" if watcher.last_error else ""),
+                           request_id)
         metrics.inflight_now.inc()
         try:
             try:
@@ -336,7 +356,9 @@ def _build_app(server: _Server) -> FastAPI:
     def ready_body() -> tuple[int, dict[str, Any]]:
         table = server.watcher.table
         if table is None:
-            return 503, {"ready": False, "error": server.watcher.last_error}
+            # "retrying": false when the load failed in a way retrying cannot fix.
+            return 503, {"ready": False, "error": server.watcher.last_error,
+                         "retrying": not server.watcher.permanent_error}
         return 200, {"ready": True, "revision": table.revision, "models": [
             {"variant": r.variant, "model": r.model.ref.name, "version": r.model.ref.version}
             for r in table.all_routes]}
@@ -543,5 +565,5 @@ def app_from_environment() -> FastAPI:
                            **spec.get("config", {}))
     configure(ConnectionLimits(**spec.get("connections", {})))
     return create_app(deployment=spec.get("deployment"), bundle=spec.get("bundle"),
-                      config=config)
+                      config=config, trust=bool(spec.get("trust", False)))
 __all__ = ["ServingConfig", "app_from_environment", "create_app"]

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ratchet.errors import ConfigError, IntegrityError, InvalidInput, NotFound
+from ratchet.errors import ConfigError, IntegrityError, InvalidInput, NotFound, Untrusted
 from ratchet.hashing import hash_file, hash_tree, is_digest
 from ratchet.packaging.manifest import MANIFEST_FILENAME, Manifest, ratchet_version, utc_now_iso
 
@@ -78,6 +78,9 @@ class BundleInfo:
     created_at: str
     port: int
     image: str
+    # Built with ``--trust``: the model's format runs code (cloudpickle) and the builder
+    # vouched for it, so the bundle's server loads it. Absent in older bundles: False.
+    trust: bool = False
 
     @property
     def model_uri(self) -> str:
@@ -110,13 +113,16 @@ def build_bundle(
     replicas: int = 2,
     image: str | None = None,
     overwrite: bool = False,
+    trust: bool = False,
 ) -> Bundle:
     """Write a self-contained deployment bundle for a registered model version.
 
     An alias (``churn@champion``) is resolved now and the bundle records the version it
     pointed at. The bundle is built next to ``output_dir`` and renamed into place, so a
     reader never sees half of one; an existing non-empty ``output_dir`` is refused unless
-    ``overwrite=True`` and it is a bundle itself.
+    ``overwrite=True`` and it is a bundle itself. A model whose format runs code when
+    loaded (cloudpickle) is refused (``Untrusted``) unless ``trust=True``, which the bundle
+    records so that its server loads the model.
     """
     from ratchet.store.deployment_store import validate_deployment_name
 
@@ -165,6 +171,12 @@ def build_bundle(
             (model_dir / MANIFEST_FILENAME).read_text(encoding="utf-8"),
             where=f"{mv.uri}: {MANIFEST_FILENAME}",
         )
+        if not _is_safe(manifest) and not trust:
+            raise Untrusted(
+                f"{mv.uri} is a {manifest.flavor}-flavor model: loading it runs arbitrary code, "
+                "so its server would refuse it. Build with --trust (trust=True) only if you "
+                "trust its source; the bundle then records that and serves it"
+            )
         info = BundleInfo(
             format_version=FORMAT_VERSION,
             deployment=deployment,
@@ -179,6 +191,7 @@ def build_bundle(
             created_at=utc_now_iso(),
             port=port,
             image=image,
+            trust=trust and not _is_safe(manifest),
         )
         _write(staging / BUNDLE_FILENAME, json.dumps(info.to_dict(), indent=2, sort_keys=True))
         _write(staging / "requirements.txt", requirements_text(manifest, info))
@@ -205,6 +218,14 @@ def build_bundle(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return Bundle(out, info, files)
+
+
+def _is_safe(manifest: Manifest) -> bool:
+    """Loading runs no arbitrary code (what ``load_model`` allows without trust)."""
+    from ratchet.packaging.flavors import FLAVORS
+
+    flavor = FLAVORS.get(manifest.flavor)
+    return bool(manifest.safe and flavor is not None and flavor.SAFE)
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
@@ -611,7 +632,10 @@ def read_bundle_info(directory: str | os.PathLike[str]) -> BundleInfo:
         validate_deployment_name(data["deployment"])
     except InvalidInput as e:
         raise InvalidInput(f"{path}: field 'deployment': {e}") from None
-    return BundleInfo(**{name: data[name] for name in _FIELDS})
+    trust = data.get("trust", False)
+    if type(trust) is not bool:
+        raise InvalidInput(f"{path}: field 'trust' must be true or false; rebuild the bundle")
+    return BundleInfo(**{name: data[name] for name in _FIELDS}, trust=trust)
 
 
 def load_bundle(
@@ -619,7 +643,8 @@ def load_bundle(
 ) -> tuple[BundleInfo, LoadedModel]:
     """Read a bundle's description and load its model, after checking the model's files
     still hash to the content hash the bundle records (``IntegrityError`` if not).
-    ``trust=True`` is needed for code-executing model formats, as in ``load_model``."""
+    ``trust=True`` is needed for code-executing model formats, as in ``load_model``, unless
+    the bundle was built with ``--trust`` (``bundle.json`` records it)."""
     from ratchet.packaging import load_model
 
     info = read_bundle_info(directory)
@@ -636,7 +661,7 @@ def load_bundle(
             f"records {info.content_hash[:12]}… for {info.model_uri}; the bundle was "
             "modified or damaged, rebuild it with `ratchet build`"
         )
-    model = load_model(model_dir, trust=trust)
+    model = load_model(model_dir, trust=trust or info.trust)
     if model.flavor != info.flavor:
         raise IntegrityError(
             f"{Path(directory) / BUNDLE_FILENAME}: field 'flavor' is {info.flavor!r} but the "

@@ -30,6 +30,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def is_permanent(exc: BaseException) -> bool:
+    """A load error that retrying cannot fix: the model needs trust, lacks what serving
+    needs (a signature), or its files do not match their hash. Anything else (the store
+    briefly unavailable, files not there yet) is retried on the next poll."""
+    import pickle
+
+    from ratchet.errors import IntegrityError, InvalidInput, Untrusted, ValidationFailed
+
+    return isinstance(exc, (Untrusted, InvalidInput, IntegrityError, ValidationFailed,
+                            ImportError, pickle.UnpicklingError))
+
+
 @dataclass(frozen=True)
 class Route:
     variant: str
@@ -65,16 +77,17 @@ class ModelSource(Protocol):
 
 
 class RegistrySource:
-    def __init__(self, deployment: str, client: DeploymentClient) -> None:
+    def __init__(self, deployment: str, client: DeploymentClient, *, trust: bool = False) -> None:
         self.deployment = deployment
         self.client = client
+        self.trust = trust
 
     def current(self) -> tuple[int, TrafficPlan, dict[str, tuple[str, int]]]:
         status = self.client.status(self.deployment)
         return status.revision, status.plan, status.versions
 
     def load(self, ref: ModelVersionRef) -> LoadedModel:
-        return self.client.registry.load(f"models:/{ref.name}/{ref.version}")
+        return self.client.registry.load(f"models:/{ref.name}/{ref.version}", trust=self.trust)
 
 
 class StaticSource:
@@ -106,10 +119,14 @@ class DeploymentWatcher:
         self.on_swap = on_swap
         self.table: RoutingTable | None = None
         self.last_error: str | None = None
+        # Set while the newest failure is one retrying cannot fix (``is_permanent``).
+        self.permanent_error: str | None = None
+        self.permanent_exception: BaseException | None = None
         self._cache: OrderedDict[tuple[ModelVersionRef, str | None], ServedModel] = OrderedDict()
         self._seen: tuple[int, tuple[tuple[str, str, int], ...]] | None = None
         self._stop = threading.Event()
         self._loaded = threading.Event()
+        self._settled = threading.Event()  # loaded, or failed for good
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -121,6 +138,10 @@ class DeploymentWatcher:
     def wait_loaded(self, timeout: float) -> bool:
         """Block until the first table is in place (or ``timeout`` seconds pass)."""
         return self._loaded.wait(timeout)
+
+    def wait_settled(self, timeout: float) -> bool:
+        """Block until the first table is in place or a load failed for good."""
+        return self._settled.wait(timeout)
 
     def stop(self) -> None:
         self._stop.set()
@@ -146,11 +167,16 @@ class DeploymentWatcher:
             if message != self.last_error:
                 log.error("deployment %s: cannot load its plan: %s", self.deployment, message)
             self.last_error = message
+            self.permanent_exception = exc if is_permanent(exc) else None
+            self.permanent_error = message if self.permanent_exception else None
+            if self.permanent_error is not None:
+                self._settled.set()
             return False
         self.table = table  # the swap: one atomic assignment
         self._seen = seen
         self._loaded.set()
-        self.last_error = None
+        self._settled.set()
+        self.last_error = self.permanent_error = self.permanent_exception = None
         log.info("deployment %s: serving revision %d: %s", self.deployment, revision,
                  ", ".join(f"{r.variant}={r.model.ref}" for r in table.all_routes))
         if self.on_swap is not None:

@@ -70,13 +70,51 @@ class DeploymentClient:
         return self.status(name)
 
     def ensure(self, name: str, plan: TrafficPlan | str) -> DeploymentStatus:
-        """The deployment, created with ``plan`` if it does not exist (``ratchet serve``)."""
+        """The deployment, created with ``plan`` if it does not exist; an existing one
+        keeps its plan (continuous training, which changes the plan itself)."""
         if not self.store.exists(name):
             try:
                 return self.create(name, plan, reason="created by ratchet serve")
             except AlreadyExists:
                 pass  # another worker created it a moment ago: serve what it stored
         return self.status(name)
+
+    def ensure_serving(self, name: str, model: str) -> DeploymentStatus:
+        """Deployment ``name`` serving exactly ``model`` (``ratchet serve MODEL``): created
+        the first time; if it exists with any other plan, refused (``Conflict``) naming
+        its plan and the two ways on, so a server never answers with a model other than
+        the one asked for. A reference that does not resolve is ``NotFound``, listing the
+        versions and aliases that exist."""
+        wanted = TrafficPlan.single(model)
+        self._check_reference(model)
+        if not self.store.exists(name):
+            try:
+                return self.create(name, wanted, reason="created by ratchet serve")
+            except AlreadyExists:
+                pass  # another worker created it a moment ago: check what it stored
+        status = self.status(name)
+        if not _same_plan(status.plan, wanted):
+            raise Conflict(
+                f"deployment {name!r} serves {status.plan.kind}: {status.plan.describe()}, "
+                f"not {model}. Serve it as it is: `ratchet serve -d {name}`; or make it serve "
+                f"{model}: `ratchet deploy set-plan {name} --model {model}`")
+        return status
+
+    def _check_reference(self, ref: str) -> None:
+        parsed = parse_model_uri(ref)
+        try:
+            self._resolve_ref(ref, None)
+        except NotFound as exc:
+            if parsed.name is None:
+                raise
+            try:
+                model = self.registry.get_model(parsed.name)
+                versions = [v.version for v in self.registry.list_versions(parsed.name)]
+            except NotFound:
+                raise exc from None
+            aliases = ", ".join(f"@{a} (v{v})" for a, v in sorted(model.aliases.items()))
+            raise NotFound(f"{exc}; it has versions {', '.join(map(str, versions)) or 'none'}"
+                           f"{'; aliases ' + aliases if aliases else ''}") from None
 
     def get(self, name: str) -> Deployment:
         return self.store.get(name)
@@ -155,6 +193,15 @@ class DeploymentClient:
         if parsed.name is None or parsed.alias is None:
             return []
         return [e.at for e in self.registry.alias_history(parsed.name, parsed.alias)]
+
+
+def _same_plan(a: TrafficPlan, b: TrafficPlan) -> bool:
+    """The same plan, whichever spelling of a reference (churn/1, models:/churn/1)."""
+    def canonical(plan: TrafficPlan) -> tuple[object, ...]:
+        return (plan.kind, plan.key, tuple((v.name, parse_model_uri(v.model), v.weight)
+                                           for v in plan.all_variants))
+
+    return canonical(a) == canonical(b)
 
 
 def _plan(plan: TrafficPlan | str) -> TrafficPlan:
