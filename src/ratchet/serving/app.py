@@ -219,7 +219,10 @@ def _build_app(server: _Server) -> FastAPI:
             await run_in_threadpool(server.stop)
 
     app = FastAPI(title=f"ratchet: {server.deployment}", version=ratchet_version(),
-                  lifespan=lifespan, docs_url="/docs", redoc_url=None)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
+    from ratchet.serving.docs_page import install_docs_page
+
+    install_docs_page(app)  # /docs with Swagger UI's files served here, not from a CDN
     app.state.server = server
     metrics = server.metrics
     from ratchet.serving.access import AccessGuard
