@@ -443,3 +443,34 @@ def test_oip_duplicate_tensor_names() -> None:
     exc = bad(parse_oip, {"inputs": [tensor("age", [1]), tensor("age", [2])]}, NAMES,
               fragments=("inputs[1] (age): an earlier tensor has the same name",))
     assert exc.problems[0]["loc"] == ["body", "inputs", 1, "name"]
+
+
+# ----------------------------------------------------------------------------- CSV header
+@pytest.mark.parametrize("raw", [b"30,1.5,pro\n", b"30,1.5,pro", b"\xef\xbb\xbf52,61.5,basic\r\n"])
+def test_csv_without_header_line_says_the_header_is_missing(raw: bytes) -> None:
+    """One line of values and nothing else is a row whose header line was left out."""
+    exc = bad(parse_mlflow, raw, "text/csv", NAMES,
+              fragments=("the CSV body has no header line", "names none of the model's "
+                         "inputs (the model takes 3: age, income, plan)"))
+    assert "no rows" not in str(exc)
+    assert exc.problems == [{"loc": ["body", "csv", "header"], "msg": "missing header line",
+                             "type": "format"}]
+
+
+@pytest.mark.parametrize("raw", [b"age,plan\n", b"Age,income2,plan\n"])
+def test_csv_header_naming_an_input_with_no_rows_is_still_a_header(raw: bytes) -> None:
+    # The validator answers "the request has no rows" for these: the header is there.
+    assert parse_mlflow(raw, "text/csv", NAMES).n_rows == 0
+
+
+def test_server_answers_a_csv_row_without_header_line_with_the_missing_header(
+        churn_registry: Any, serving_settings: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from ratchet.serving import create_app
+
+    with TestClient(create_app("churn@champion", settings=serving_settings)) as client:
+        got = client.post("/invocations", content=b"52,61.5,pro\n",
+                          headers={"Content-Type": "text/csv"})
+    assert got.status_code == 422
+    assert "the CSV body has no header line" in got.json()["error"], got.json()

@@ -212,6 +212,14 @@ def parse_csv(body: bytes, names: Sequence[str] = (), *,
     except csv.Error as exc:  # an unterminated quote, a field over csv's size limit, ...
         raise BadRequest(f"the CSV body could not be parsed: line {reader.line_num}: {exc}"
                          ) from None
+    if not cells and names and not set(header) & set(names):
+        # One line of values ("30,1.5,pro") is a row whose header was left out, not a
+        # header with no rows: say what is missing.
+        raise BadRequest(f"the CSV body has no header line: its first line "
+                         f"{_short(','.join(header))} names none of the model's inputs"
+                         f"{_inputs_of(names)}; send the column names on the first line, "
+                         "then one line per row",
+                         problems=[_loc(["csv", "header"], "missing header line")])
     columns = {name: [None if (v := row[j]) in CSV_NULLS else v for row in cells]
                for j, name in enumerate(header)}
     return ParsedRequest(columns, len(cells), text_cells=True)
