@@ -10,7 +10,11 @@ every route.
 - **Content types** (cross-site requests): a browser sends a cross-origin POST without a
   CORS preflight only as ``text/plain``, form-encoded, multipart, or with no type at all.
   Every POST must say ``application/json`` (``/invocations``: or ``text/csv``), else 415,
-  so a page can neither write feedback nor fill the prediction log.
+  so a page can neither write feedback nor fill the prediction log. The Open Inference
+  Protocol's infer routes also take ``application/octet-stream`` (the binary data
+  extension, which needs a CORS preflight), and no Content-Type from a caller that sends
+  no ``Origin`` (not a browser: every browser sends one on a POST), as the official
+  Triton client does.
 - **Bearer tokens**: when tokens are configured, ``/feedback`` (the state-changing route)
   needs ``Authorization: Bearer <token>`` (401 otherwise); with ``protect="predict"``
   every route but health and metrics does. Tokens are compared in constant time.
@@ -45,6 +49,7 @@ OPEN_PATHS = frozenset({"/health/live", "/health/ready", "/v2/health/live",
 STATE_CHANGING_PATHS = frozenset({"/feedback"})
 _JSON = b"application/json"
 _CSV = b"text/csv"
+_OCTET = b"application/octet-stream"
 TOKEN_RECHECK_S = 1.0
 
 
@@ -163,9 +168,11 @@ class AccessGuard:
         if path in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        host = authorization = content_type = None
+        host = authorization = content_type = origin = None
         for name, value in scope["headers"]:
-            if name == b"host":
+            if name == b"origin":
+                origin = value
+            elif name == b"host":
                 host = value
             elif name == b"authorization":
                 authorization = value
@@ -176,7 +183,8 @@ class AccessGuard:
         client = scope.get("client")
         if client is not None and client[0] == "testclient":
             host = None
-        refusal = (self._host_refusal(host) or self._type_refusal(scope, path, content_type)
+        refusal = (self._host_refusal(host)
+                   or self._type_refusal(scope, path, content_type, origin)
                    or self._auth_refusal(path, authorization))
         if refusal is not None:
             await _respond(send, *refusal)
@@ -203,11 +211,17 @@ class AccessGuard:
                      f"--allowed-host {host} to allow it")
 
     @staticmethod
-    def _type_refusal(scope: Scope, path: str, raw: bytes | None) -> tuple[int, str] | None:
+    def _type_refusal(scope: Scope, path: str, raw: bytes | None,
+                      origin: bytes | None = None) -> tuple[int, str] | None:
         if scope["method"] not in ("POST", "PUT", "PATCH", "DELETE"):
             return None
         media = (raw or b"").split(b";", 1)[0].strip().lower()
-        allowed = (_JSON, _CSV) if path == "/invocations" else (_JSON,)
+        if path.startswith("/v2/models/") and path.endswith("/infer"):
+            allowed: tuple[bytes, ...] = (_JSON, _OCTET)
+            if not media and origin is None:  # not from a browser
+                return None
+        else:
+            allowed = (_JSON, _CSV) if path == "/invocations" else (_JSON,)
         if media in allowed:
             return None
         what = f"Content-Type {media.decode('latin-1')!r}" if media else "no Content-Type"

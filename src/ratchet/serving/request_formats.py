@@ -4,9 +4,10 @@
   ``{"inputs": {col: [values…]}}`` (columnar);
 - MLflow (``POST /invocations``): exactly one of ``dataframe_split``,
   ``dataframe_records``, ``instances``, ``inputs`` (+ optional ``params``), or a CSV body;
-- Open Inference Protocol v2 (``POST /v2/models/{name}/infer``): named tensors, one per
-  column (shape ``[n]`` or ``[n, 1]``), or one ``[n, k]`` tensor for all columns in
-  signature order.
+- Open Inference Protocol v2 (``POST /v2/models/{name}[/versions/{v}]/infer``): named
+  tensors, one per column (shape ``[n]`` or ``[n, 1]``), or one ``[n, k]`` tensor for all
+  columns in signature order; the tensor data in the JSON or, with the binary data
+  extension (``Inference-Header-Content-Length``), as raw little-endian bytes after it.
 
 Everything here is pure: bytes and a list of expected column names in, a
 :class:`ParsedRequest` out, or a :class:`BadRequest` that says what is wrong and where.
@@ -103,6 +104,9 @@ class ParsedRequest:
     # Cells are text from a CSV: the validator reads each as its column's kind (a number
     # for a numeric column, null for an empty cell), so one bad cell fails only its row.
     text_cells: bool = False
+    # OIP: the outputs asked for (None: all) and how each is sent (True: binary data).
+    outputs: dict[str, bool] | None = None
+    binary_outputs: bool = False  # the default for outputs not named in ``outputs``
 
 
 def decode_json(body: bytes) -> Any:
@@ -273,6 +277,7 @@ def parse_oip(payload: Any, names: Sequence[str], *,
                              problems=[_loc([*at, "data"], "length does not match shape")])
         tensors.append((name, shape, data))
     params = _params(payload.get("parameters"))
+    outputs, binary_default = _oip_outputs(payload.get("outputs"), params)
     if len(tensors) == 1 and names and tensors[0][0] not in names and len(tensors[0][1]) == 2:
         # One [n, k] tensor holding every column, in signature order.
         _, (n, k), data = tensors[0]
@@ -280,7 +285,8 @@ def parse_oip(payload: Any, names: Sequence[str], *,
             raise BadRequest(f"inputs[0]: a [rows, columns] tensor needs {len(names)} columns "
                              f"({', '.join(names)}), got {k}")
         columns = {c: data[j::k] for j, c in enumerate(names)}
-        return ParsedRequest(columns, n, params=params, request_id=request_id)
+        return ParsedRequest(columns, n, params=params, request_id=request_id,
+                             outputs=outputs, binary_outputs=binary_default)
     columns = {}
     n_rows = None
     for i, (name, shape, data) in enumerate(tensors):
@@ -295,7 +301,145 @@ def parse_oip(payload: Any, names: Sequence[str], *,
                              problems=[_loc(["inputs", i, "name"], "duplicate tensor name")])
         n_rows = shape[0]
         columns[name] = data
-    return ParsedRequest(columns, n_rows or 0, params=params, request_id=request_id)
+    return ParsedRequest(columns, n_rows or 0, params=params, request_id=request_id,
+                         outputs=outputs, binary_outputs=binary_default)
+
+
+def _oip_outputs(value: Any, params: Mapping[str, Any]) -> tuple[dict[str, bool] | None, bool]:
+    """The outputs asked for (name -> binary?) and the binary default for the others."""
+    default = params.get("binary_data_output", False)
+    if not isinstance(default, bool):
+        raise BadRequest("parameters.binary_data_output: expected true or false")
+    if value is None:
+        return None, default
+    if not isinstance(value, list) or len(value) > 64:
+        raise BadRequest("outputs: expected a list of at most 64 {\"name\", \"parameters\"}")
+    outputs: dict[str, bool] = {}
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            raise BadRequest(f"outputs[{i}]: expected {{\"name\": <output name>}}",
+                             problems=[_loc(["outputs", i], "expected an output name")])
+        parameters = _params(item.get("parameters"))
+        if parameters.get("classification"):
+            raise BadRequest(f"outputs[{i}] ({item['name']}): the classification extension is "
+                             "not supported; read the 'probabilities' output instead")
+        binary = parameters.get("binary_data", default)
+        if not isinstance(binary, bool):
+            raise BadRequest(f"outputs[{i}].parameters.binary_data: expected true or false")
+        outputs[item["name"]] = binary
+    return outputs, default
+
+
+# The binary tensor data extension: NumPy's little-endian dtype for each OIP datatype.
+OIP_DTYPES = {"BOOL": "?", "UINT8": "u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
+              "INT8": "i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "FP16": "<f2",
+              "FP32": "<f4", "FP64": "<f8"}
+OIP_HEADER_LENGTH = "inference-header-content-length"
+
+
+def parse_oip_body(body: bytes, header_length: str | None, names: Sequence[str], *,
+                   limits: ParseLimits | None = None) -> ParsedRequest:
+    """An OIP request: all JSON, or (``header_length`` given: the value of the
+    ``Inference-Header-Content-Length`` header) a JSON header of that many bytes followed
+    by each binary input's raw data, in the order of ``inputs``."""
+    if header_length is None:
+        return parse_oip(decode_json(body), names, limits=limits)
+    text = header_length.strip()
+    if not text.isdigit() or len(text) > 12:
+        raise BadRequest(f"Inference-Header-Content-Length: expected a byte count, got "
+                         f"{_short(header_length)}")
+    size = int(text)
+    if not 0 < size <= len(body):
+        raise BadRequest(f"Inference-Header-Content-Length is {size}, but the body has "
+                         f"{len(body)} bytes; it must be the length of the JSON header, at "
+                         "most the body's")
+    payload = decode_json(body[:size])
+    if isinstance(payload, Mapping) and isinstance(payload.get("inputs"), list):
+        payload = dict(payload)
+        payload["inputs"] = _binary_inputs(payload["inputs"], memoryview(body)[size:],
+                                           limits or ParseLimits.for_names(names))
+    return parse_oip(payload, names, limits=limits)
+
+
+def _binary_inputs(inputs: list[Any], data: memoryview, limits: ParseLimits) -> list[Any]:
+    """``inputs`` with each binary tensor's ``data`` read from ``data``: every size is
+    checked against the tensor's shape and what is left of the body before anything is
+    decoded, so a request cannot make the server allocate more than it sent."""
+    out: list[Any] = []
+    offset = 0
+    for i, tensor in enumerate(inputs):
+        parameters = tensor.get("parameters") if isinstance(tensor, Mapping) else None
+        size = parameters.get("binary_data_size") if isinstance(parameters, Mapping) else None
+        if size is None:
+            out.append(tensor)
+            continue
+        name = tensor.get("name")
+        where = f"inputs[{i}] ({_short(name)})"
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise BadRequest(f"{where}.parameters.binary_data_size: expected a non-negative "
+                             "integer", problems=[_loc(["inputs", i, "parameters"],
+                                                       "bad binary_data_size")])
+        if "data" in tensor:
+            raise BadRequest(f"{where}: has both 'data' and binary_data_size; send one")
+        if size > len(data) - offset:
+            raise BadRequest(f"{where}: binary_data_size is {size} bytes, but only "
+                             f"{len(data) - offset} bytes of binary data are left in the body",
+                             problems=[_loc(["inputs", i], "binary data too short")])
+        shape, datatype = tensor.get("shape"), tensor.get("datatype")
+        if not isinstance(shape, list) or not 1 <= len(shape) <= 2 or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            raise BadRequest(f"{where}.shape: expected [rows] or [rows, columns] "
+                             "(non-negative integers)")
+        _check_rows(shape[0], f"inputs[{i}]", limits)
+        count = math.prod(shape)
+        chunk = data[offset:offset + size]
+        offset += size
+        values = _decode_binary(chunk, datatype, count, where)
+        out.append({**tensor, "data": values})
+    if offset != len(data):
+        raise BadRequest(f"the body has {len(data) - offset} bytes after the binary data of "
+                         "the inputs; each binary input's parameters.binary_data_size must "
+                         "give its exact length")
+    return out
+
+
+def _decode_binary(chunk: memoryview, datatype: Any, count: int, where: str) -> list[Any]:
+    import numpy as np
+
+    if datatype == "BYTES":
+        values: list[Any] = []
+        at, end = 0, len(chunk)
+        while at < end:
+            if end - at < 4:
+                raise BadRequest(f"{where}: BYTES data ends inside a 4-byte length prefix")
+            length = int.from_bytes(chunk[at:at + 4], "little")
+            at += 4
+            if length > end - at:
+                raise BadRequest(f"{where}: BYTES element {len(values)} says {length} bytes, "
+                                 f"only {end - at} are left")
+            if len(values) == count:
+                raise BadRequest(f"{where}: BYTES data holds more than the {count} elements "
+                                 "its shape gives")
+            try:
+                values.append(bytes(chunk[at:at + length]).decode("utf-8"))
+            except UnicodeDecodeError:
+                raise BadRequest(f"{where}: BYTES element {len(values)} is not UTF-8 text"
+                                 ) from None
+            at += length
+        if len(values) != count:
+            raise BadRequest(f"{where}: shape needs {count} BYTES elements, the binary data "
+                             f"holds {len(values)}")
+        return values
+    dtype = OIP_DTYPES.get(datatype) if isinstance(datatype, str) else None
+    if dtype is None:
+        raise BadRequest(f"{where}.datatype: unknown datatype {_short(datatype)} (expected "
+                         f"BYTES or one of {', '.join(OIP_DTYPES)})")
+    itemsize = np.dtype(dtype).itemsize
+    if len(chunk) != count * itemsize:
+        raise BadRequest(f"{where}: shape needs {count} {datatype} values ({count * itemsize} "
+                         f"bytes), binary_data_size is {len(chunk)}",
+                         problems=[_loc([where], "binary_data_size does not match shape")])
+    return np.frombuffer(chunk, dtype=dtype).tolist()
 
 
 def _flatten(data: Any, where: str) -> list[Any]:
