@@ -13,6 +13,7 @@ FastAPI resolves handler annotations at run time, so its types are imported at t
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import logging
@@ -31,15 +32,17 @@ from ratchet.ids import new_id
 from ratchet.serving.access import AccessPolicy
 from ratchet.serving.batching import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_WAIT_MS
 from ratchet.serving.request_formats import (
+    OIP_HEADER_LENGTH,
     BadRequest,
     ParsedRequest,
     ParseLimits,
     decode_json,
     parse_mlflow,
     parse_native,
-    parse_oip,
+    parse_oip_body,
 )
 from ratchet.serving.request_validation import RequestInvalid, ValidationPolicy
+from ratchet.serving.traffic_plan import Router
 
 if TYPE_CHECKING:
     from ratchet.config import Settings
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
     from ratchet.serving.deployment_watcher import DeploymentWatcher, ModelSource, RoutingTable
     from ratchet.serving.inference import Answer, InferenceService
     from ratchet.serving.prediction_log import PredictionLog
+    from ratchet.serving.served_model import ServedModel
     from ratchet.serving.serving_metrics import ServingMetrics
 
 log = logging.getLogger(__name__)
@@ -269,7 +273,7 @@ def _build_app(server: _Server) -> FastAPI:
         return watcher.table
 
     async def handle(header: Callable[[str], str | None], read: Callable[[], Awaitable[bytes]],
-                     parse: Any, render: Any) -> _Reply:
+                     parse: Any, render: Any, pin: Any = None) -> _Reply:
         started = time.perf_counter()
         arrival_ms = time.time_ns() // 1_000_000
         supplied = header("x-request-id")
@@ -283,6 +287,8 @@ def _build_app(server: _Server) -> FastAPI:
             return failure(503, "the model is not loaded yet; retry shortly"
                            + (f" ({watcher.last_error})" if watcher.last_error else ""),
                            request_id)
+        if pin is not None and (table := pin(table)) is None:  # OIP: a version gone since
+            return failure(404, "that model version is no longer served here", request_id)
         metrics.inflight_now.inc()
         try:
             try:
@@ -306,19 +312,19 @@ def _build_app(server: _Server) -> FastAPI:
             except ModelFailed as exc:
                 return failure(500, str(exc), request_id)
             if parsed.n_rows >= _THREAD_FROM_ROWS:
-                text = await run_in_threadpool(lambda: json.dumps(render(answer, parsed)))
+                out, extra = await run_in_threadpool(lambda: _encode(render(answer, parsed)))
             else:
-                text = json.dumps(render(answer, parsed))
+                out, extra = _encode(render(answer, parsed))
             metrics.observe(answer.model, "ok", time.perf_counter() - started)
             ref = answer.model.ref
-            return 200, text.encode(), {"x-request-id": request_id, "x-model-name": ref.name,
-                                        "x-model-version": str(ref.version)}
+            return 200, out, {**extra, "x-request-id": request_id, "x-model-name": ref.name,
+                              "x-model-version": str(ref.version)}
         finally:
             metrics.inflight_now.dec()
 
-    async def route(request: Request, parse: Any, render: Any) -> Response:
+    async def route(request: Request, parse: Any, render: Any, pin: Any = None) -> Response:
         return _response(await handle(request.headers.get, lambda: read_body(request),
-                                      parse, render))
+                                      parse, render, pin))
 
     # ------------------------------------------------------------------ our API
     def parse_ours(body: bytes, _ct: str, names: list[str], *,
@@ -395,37 +401,97 @@ def _build_app(server: _Server) -> FastAPI:
             return None
         return table
 
+    def oip_served(name: str, version: str | None) -> ServedModel | None:
+        """The model that answers for ``name`` (at ``version``: any version in the plan)."""
+        table = oip_table(name)
+        if table is None:
+            return None
+        if version is None:
+            return table.routes[0].model
+        for r in table.all_routes:
+            if str(r.model.ref.version) == version and name in (server.deployment,
+                                                                 r.model.ref.name):
+                return r.model
+        return None
+
+    def oip_pin(name: str, version: str | None) -> Any:
+        """For a versioned infer: the routing table narrowed to that version's route."""
+        if version is None:
+            return None
+
+        def pin(table: RoutingTable) -> RoutingTable | None:
+            if len(table.routes) == 1 and str(table.routes[0].model.ref.version) == version:
+                return table
+            for r in table.all_routes:
+                if str(r.model.ref.version) == version and name in (server.deployment,
+                                                                     r.model.ref.name):
+                    return dataclasses.replace(table, routes=(r,), router=Router([1.0]),
+                                               shadow=None)
+            return None
+        return pin
+
+    def unknown_oip(name: str, version: str | None) -> Response:
+        table = oip_table(name)
+        if table is None or version is None:
+            return _unknown_model(name, server)
+        served = sorted({str(r.model.ref.version) for r in table.all_routes
+                         if name in (server.deployment, r.model.ref.name)}, key=int)
+        return JSONResponse({"error": f"model {name!r} has no version {version!r} served "
+                                      f"here (versions served: {', '.join(served)})"}, 404)
+
     @app.get("/v2", tags=["open inference protocol"], summary="Server metadata")
     async def oip_server() -> dict[str, Any]:
-        return {"name": "ratchet", "version": ratchet_version(), "extensions": []}
+        return {"name": "ratchet", "version": ratchet_version(),
+                "extensions": ["binary_tensor_data"]}
 
     @app.get("/v2/models/{name}", tags=["open inference protocol"], summary="Model metadata",
              responses=api_schema.NOT_FOUND)
-    async def oip_model(name: str) -> Response:
-        table = oip_table(name)
-        if table is None:
-            return _unknown_model(name, server)
-        return JSONResponse(api_schema.oip_metadata(name, table.routes[0].model))
+    @app.get("/v2/models/{name}/versions/{version}", tags=["open inference protocol"],
+             summary="Model metadata (one version)", responses=api_schema.NOT_FOUND)
+    async def oip_model(name: str, version: str | None = None) -> Response:
+        model = oip_served(name, version)
+        if model is None:
+            return unknown_oip(name, version)
+        return JSONResponse(api_schema.oip_metadata(name, model))
 
     @app.get("/v2/models/{name}/ready", tags=["open inference protocol"],
              summary="Model readiness", responses=api_schema.NOT_FOUND)
-    async def oip_ready(name: str) -> Response:
-        if oip_table(name) is None:
-            return _unknown_model(name, server)
+    @app.get("/v2/models/{name}/versions/{version}/ready", tags=["open inference protocol"],
+             summary="Model readiness (one version)", responses=api_schema.NOT_FOUND)
+    async def oip_ready(name: str, version: str | None = None) -> Response:
+        if oip_served(name, version) is None:
+            return unknown_oip(name, version)
         return JSONResponse({"name": name, "ready": True})
 
     @app.post("/v2/models/{name}/infer", tags=["open inference protocol"], summary="Infer",
               openapi_extra=api_schema.body("InferRequest"),
               response_model=api_schema.InferResponse,
               responses={**api_schema.ERRORS, **api_schema.NOT_FOUND})
-    async def oip_infer(name: str, request: Request) -> Response:
-        if oip_table(name) is None:
-            return _unknown_model(name, server)
-        return await route(request, *oip_route(name))
+    @app.post("/v2/models/{name}/versions/{version}/infer", tags=["open inference protocol"],
+              summary="Infer (one version)", openapi_extra=api_schema.body("InferRequest"),
+              response_model=api_schema.InferResponse,
+              responses={**api_schema.ERRORS, **api_schema.NOT_FOUND})
+    async def oip_infer(name: str, request: Request, version: str | None = None) -> Response:
+        if oip_served(name, version) is None:
+            return unknown_oip(name, version)
+        return await route(request, *oip_route(name, version, request.headers.get))
 
-    def oip_route(name: str) -> tuple[Any, Any]:
-        return (lambda b, _c, names, limits: parse_oip(decode_json(b), names, limits=limits),
-                lambda a, p: api_schema.oip_response(name, a, p))
+    def oip_route(name: str, version: str | None,
+                  header: Callable[[str], str | None]) -> tuple[Any, Any, Any]:
+        def parse(body: bytes, _ct: str, names: list[str], *,
+                  limits: ParseLimits) -> ParsedRequest:
+            parsed = parse_oip_body(body, header(OIP_HEADER_LENGTH), names, limits=limits)
+            model = oip_served(name, version) if parsed.outputs else None
+            if model is not None and parsed.outputs is not None:
+                known = api_schema.oip_output_names(model)
+                unknown = [o for o in parsed.outputs if o not in known]
+                if unknown:
+                    raise BadRequest(f"outputs: no output named {unknown[0]!r}; this model "
+                                     f"has {', '.join(known)}")
+            return parsed
+
+        return (parse, lambda a, p: api_schema.oip_response(name, a, p),
+                oip_pin(name, version))
 
     def current() -> tuple[Any, tuple[str, ...]]:
         table = server.watcher.table
@@ -448,15 +514,16 @@ def _build_app(server: _Server) -> FastAPI:
             self.app = app
 
         async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-            found = None
+            found: Any = None
             if scope["type"] == "http" and scope["method"] == "POST":
                 path = scope["path"]
                 found = inference.get(path)
                 if (found is None and path.startswith("/v2/models/")
                         and path.endswith("/infer")):
-                    name = path[len("/v2/models/"):-len("/infer")]
-                    if name and "/" not in name and oip_table(name) is not None:
-                        found = oip_route(name)
+                    oip = _oip_path(path[len("/v2/models/"):-len("/infer")])
+                    if oip is not None and oip_served(*oip) is not None:
+                        # ``header`` is bound below, before the body is parsed.
+                        found = oip_route(*oip, lambda n: header(n))
             if found is None:
                 await self.app(scope, receive, send)
                 return
@@ -484,7 +551,7 @@ def _build_app(server: _Server) -> FastAPI:
 
             status, body, extra = await handle(header, read, *found)
             await send({"type": "http.response.start", "status": status, "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", extra.pop("content-type", _JSON).encode()),
                 (b"content-length", str(len(body)).encode()),
                 *((k.encode(), v.encode("latin-1")) for k, v in extra.items())]})
             await send({"type": "http.response.body", "body": body})
@@ -501,6 +568,24 @@ _Reply = tuple[int, bytes, dict[str, str]]
 def _response(reply: _Reply) -> Response:
     status, body, headers = reply
     return Response(body, status, media_type=_JSON, headers=headers)
+
+
+def _encode(rendered: Any) -> tuple[bytes, dict[str, str]]:
+    """A rendered answer's body and headers: JSON, or OIP's binary data layout."""
+    if isinstance(rendered, dict):
+        return json.dumps(rendered).encode(), {}
+    return rendered.body, {"content-type": "application/octet-stream",
+                           "inference-header-content-length": str(rendered.header_length)}
+
+
+def _oip_path(rest: str) -> tuple[str, str | None] | None:
+    """(name, version) from what is between ``/v2/models/`` and ``/infer``."""
+    if rest and "/" not in rest:
+        return rest, None
+    parts = rest.split("/")
+    if len(parts) == 3 and parts[0] and parts[1] == "versions" and parts[2]:
+        return parts[0], parts[2]
+    return None
 
 
 def _mlflow_answer(answer: Answer, _parsed: ParsedRequest) -> dict[str, Any]:
