@@ -10,7 +10,7 @@ import pytest
 
 from ratchet.config import load_settings
 from ratchet.serving.prediction_query import predictions
-from tests.cli.conftest import Invoke
+from tests.cli.conftest import Invoke, assert_user_error
 from tests.serving.conftest import churn_frame, register_churn
 
 
@@ -94,3 +94,41 @@ def test_predict_csv_directory_and_bad_rows(cli: Invoke, churn: Path) -> None:
     assert failed.exit_code != 0 and "unknown category 'gold'" in failed.output
     assert not (churn / "bad-out.parquet").exists()
     assert not list(churn.glob(".bad-out*"))  # no temporary file left behind
+
+
+@pytest.mark.timeout(120)  # the old behaviour: a server for another model, running on
+def test_serve_refuses_a_model_its_deployment_does_not_serve(cli: Invoke, churn: Path) -> None:
+    created = cli("deploy", "create", "churn", "--model", "churn@champion", "--shadow",
+                  "churn/2")
+    assert created.exit_code == 0, created.output
+    refused = cli("serve", "churn/1")
+    lines = assert_user_error(refused, "ratchet serve -d churn",
+                              "ratchet deploy set-plan churn --model churn/1")
+    assert "serves shadow:" in lines[0] and "churn@champion" in lines[0], lines
+    for ref, fragment in (("churn/9", "no version 9; it has versions 1, 2, 3"),
+                          ("churn@nope", "no alias 'nope'")):
+        assert_user_error(cli("serve", ref), fragment)
+
+
+@pytest.fixture
+def churnpy(churn: Path) -> Path:
+    """churnpy v1: the churn pipeline saved with cloudpickle (loading it runs code)."""
+    from ratchet.registry import RegistryClient
+    from ratchet.tracking import TrackingClient
+    from tests.serving.conftest import _pipeline
+
+    registry = RegistryClient(TrackingClient(load_settings()))
+    X, y = churn_frame()
+    with registry.tracking.start_run(experiment="churn") as run:
+        registry.log_model(run.id, _pipeline(1.0, "ignore").fit(X, y), name="churnpy",
+                           input_example=X, flavor="python")
+    return churn
+
+
+def test_build_refuses_an_untrusted_model_unless_trusted(cli: Invoke, churnpy: Path) -> None:
+    assert_user_error(cli("build", "churnpy/1", "-o", "dist"), "--trust", "python-flavor")
+    assert not (churnpy / "dist").exists()
+    built = cli("build", "churnpy/1", "-o", "dist", "--trust", "--json")
+    assert built.exit_code == 0, built.output
+    assert json.loads(built.stdout)["trust"] is True
+    assert json.loads((churnpy / "dist" / "bundle.json").read_text())["trust"] is True

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from ratchet.config import Settings
-from ratchet.errors import IntegrityError, InvalidInput, NotFound
+from ratchet.errors import IntegrityError, InvalidInput, NotFound, Untrusted
 from ratchet.packaging import Manifest
 from ratchet.registry.client import RegistryClient
 from ratchet.serving.bundle import (
@@ -348,6 +348,7 @@ def _edit(path: Path, change: dict[str, Any]) -> None:
         ({"content_hash": "abc"}, "'content_hash'"),
         ({"deployment": "a/b"}, "'deployment'"),
         ({"signature": True}, "'signature'"),
+        ({"trust": "yes"}, "'trust'"),
     ],
 )
 def test_bad_bundle_json_is_invalid_input(
@@ -433,3 +434,44 @@ def test_grafana_expressions_are_valid_promql(tmp_path: Path) -> None:
     result = subprocess.run(["promtool", "check", "rules", str(path)],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_bundles_without_a_trust_field_still_load(bundle_dir: Path) -> None:
+    assert json.loads((bundle_dir / "bundle.json").read_text())["trust"] is False
+    _edit(bundle_dir / "bundle.json", {"trust": ...})  # as written before the field existed
+    info, _ = load_bundle(bundle_dir)
+    assert info.trust is False
+
+
+def test_an_untrusted_model_is_bundled_only_with_trust(
+    tmp_path: Path, churn_registry: RegistryClient, serving_settings: Settings
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from ratchet.serving.app import ServingConfig, create_app
+    from tests.serving.conftest import ROW, _pipeline, churn_frame
+
+    X, y = churn_frame()
+    with churn_registry.tracking.start_run(experiment="churn") as run:
+        churn_registry.log_model(run.id, _pipeline(1.0, "ignore").fit(X, y), name="churnpy",
+                                 input_example=X, flavor="python")
+    out = tmp_path / "dist" / "churnpy"
+    with pytest.raises(Untrusted, match="--trust"):
+        build_bundle("churnpy/1", out, registry=churn_registry)
+    assert not out.exists()
+    bundle = build_bundle("churnpy/1", out, registry=churn_registry, trust=True)
+    assert bundle.info.trust is True
+    info, model = load_bundle(out)  # the bundle records the builder's trust
+    assert info.trust and model.flavor == "python"
+    app = create_app(bundle=str(out), settings=serving_settings,
+                     config=ServingConfig(poll_interval_s=0.05, log_predictions=False))
+    with TestClient(app) as client:
+        r = client.post("/predict", json={"inputs": [ROW]})
+        assert r.status_code == 200 and r.json()["model_name"] == "churnpy"
+    _edit(out / "bundle.json", {"trust": False})
+    with pytest.raises(Untrusted):
+        load_bundle(out)
+    # A safe model's bundle never claims trust, even when built with it.
+    safe = build_bundle("churn/1", tmp_path / "dist" / "churn", registry=churn_registry,
+                        trust=True)
+    assert safe.info.trust is False

@@ -118,3 +118,35 @@ def test_feedback_given_twice_in_one_call_keeps_the_last(deployments: Deployment
     store = DeploymentStore(deployments.registry.tracking.store.db)
     assert store.record_feedback([("r1", 0, "churn", 1), ("r1", 0, "churn", 0)]) == 1
     assert [f.value for f in store.feedback("churn")] == [0]
+
+
+def test_serving_a_model_is_refused_when_the_deployment_serves_another_plan(
+        deployments: DeploymentClient) -> None:
+    deployments.create("churn", TrafficPlan.shadowed("churn@champion", "churn/2"))
+    with pytest.raises(Conflict) as refused:
+        deployments.ensure_serving("churn", "churn/1")
+    message = str(refused.value)
+    assert "shadow" in message and "churn@champion" in message
+    assert "ratchet serve -d churn" in message
+    assert "ratchet deploy set-plan churn --model churn/1" in message
+    assert deployments.status("churn").revision == 1  # nothing changed
+    deployments.set_plan("churn", "models:/churn/1")
+    # The same model, however it is spelled, is served as it is.
+    assert deployments.ensure_serving("churn", "churn/1").versions == {"primary": ("churn", 1)}
+    # A new deployment is created with exactly the model asked for.
+    assert deployments.ensure_serving("fresh", "churn/2").plan == TrafficPlan.single("churn/2")
+
+
+@pytest.mark.parametrize("ref, fragment", [
+    ("churn/9", "no version 9; it has versions 1, 2, 3; aliases @champion (v1)"),
+    ("churn@nope", "no alias 'nope'; it has versions 1, 2, 3"),
+    ("nope/1", "'nope'"),
+])
+def test_serving_a_reference_that_does_not_resolve_is_refused(
+        deployments: DeploymentClient, ref: str, fragment: str) -> None:
+    deployments.create("churn", "churn/1")  # exists: the reference is still checked
+    for name in ("churn", "other"):
+        with pytest.raises(NotFound) as refused:
+            deployments.ensure_serving(name, ref)
+        assert fragment in str(refused.value)
+    assert [d.name for d in deployments.list_deployments()] == ["churn"]
