@@ -407,12 +407,16 @@ def _decode_binary(chunk: memoryview, datatype: Any, count: int, where: str) -> 
     import numpy as np
 
     if datatype == "BYTES":
+        import struct
+
         values: list[Any] = []
-        at, end = 0, len(chunk)
+        raw = bytes(chunk)  # at most the body: slicing bytes is cheaper than a memoryview
+        prefix = struct.Struct("<I").unpack_from
+        at, end = 0, len(raw)
         while at < end:
             if end - at < 4:
                 raise BadRequest(f"{where}: BYTES data ends inside a 4-byte length prefix")
-            length = int.from_bytes(chunk[at:at + 4], "little")
+            (length,) = prefix(raw, at)
             at += 4
             if length > end - at:
                 raise BadRequest(f"{where}: BYTES element {len(values)} says {length} bytes, "
@@ -421,7 +425,7 @@ def _decode_binary(chunk: memoryview, datatype: Any, count: int, where: str) -> 
                 raise BadRequest(f"{where}: BYTES data holds more than the {count} elements "
                                  "its shape gives")
             try:
-                values.append(bytes(chunk[at:at + length]).decode("utf-8"))
+                values.append(raw[at:at + length].decode("utf-8"))
             except UnicodeDecodeError:
                 raise BadRequest(f"{where}: BYTES element {len(values)} is not UTF-8 text"
                                  ) from None
