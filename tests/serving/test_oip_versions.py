@@ -56,3 +56,21 @@ def test_a_version_outside_the_plan_is_404_listing_the_plan(canary: TestClient) 
         assert reply.status_code == 404
         assert "versions served: 1, 2" in reply.json()["error"]
     assert canary.get("/v2/models/nope/versions/1").status_code == 404
+
+
+def test_binary_nan_and_infinity_are_422_as_in_json(canary: TestClient) -> None:
+    """Binary data can carry what JSON cannot (NaN, infinity): validation still refuses."""
+    import json
+
+    import numpy as np
+
+    for bad in (float("nan"), float("inf")):
+        raw = np.array([bad], dtype="<f8").tobytes()
+        header = json.dumps({"inputs": [
+            TENSORS[0], {"name": "income", "shape": [1], "datatype": "FP64",
+                         "parameters": {"binary_data_size": 8}}, TENSORS[2]]}).encode()
+        reply = canary.post("/v2/models/split/infer", content=header + raw, headers={
+            "Inference-Header-Content-Length": str(len(header)),
+            "Content-Type": "application/octet-stream"})
+        assert reply.status_code == 422, reply.text
+        assert "income" in reply.json()["error"]
