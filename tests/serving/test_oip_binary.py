@@ -118,3 +118,11 @@ def test_bad_output_requests(outputs: Any, parameters: dict[str, Any], fragment:
     with pytest.raises(BadRequest) as caught:
         parse_oip_body(json.dumps(header).encode(), None, NAMES)
     assert fragment in str(caught.value) and caught.value.status == 422
+
+
+def test_too_many_binary_tensors_are_413_before_decoding() -> None:
+    header = {"inputs": [tensor(f"c{i}", [1], "INT64", 8) for i in range(5)]}
+    body, length = binary(header, b"\x00" * 40)
+    with pytest.raises(BadRequest) as caught:
+        parse_oip_body(body, length, NAMES, limits=ParseLimits(max_columns=4))
+    assert caught.value.status == 413 and "5 tensors" in str(caught.value)

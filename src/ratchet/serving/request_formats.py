@@ -354,10 +354,12 @@ def parse_oip_body(body: bytes, header_length: str | None, names: Sequence[str],
                          f"{len(body)} bytes; it must be the length of the JSON header, at "
                          "most the body's")
     payload = decode_json(body[:size])
-    if isinstance(payload, Mapping) and isinstance(payload.get("inputs"), list):
+    limits = limits or ParseLimits.for_names(names)
+    # Too many tensors: parse_oip refuses them (413) before any is decoded.
+    if isinstance(payload, Mapping) and isinstance(payload.get("inputs"), list) \
+            and len(payload["inputs"]) <= limits.max_columns:
         payload = dict(payload)
-        payload["inputs"] = _binary_inputs(payload["inputs"], memoryview(body)[size:],
-                                           limits or ParseLimits.for_names(names))
+        payload["inputs"] = _binary_inputs(payload["inputs"], memoryview(body)[size:], limits)
     return parse_oip(payload, names, limits=limits)
 
 
