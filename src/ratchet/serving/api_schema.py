@@ -210,7 +210,7 @@ def request_schemas(model: ServedModel | None, policy: ValidationPolicy,
                 "row": {"type": "integer", "minimum": 0, "maximum": MAX_ROW, "default": 0,
                         "description": "The row within that request, from 0."},
                 "value": {"type": ["string", "number", "integer", "boolean"],
-                          "maxLength": 1000,
+                          "maxLength": 1000, "pattern": "^[^\\u0000]*$",
                           "description": "The true label or value: a finite number, a "
                                          "boolean or a string without NUL; for a "
                                          "classifier, one of its classes."}}},
