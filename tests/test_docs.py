@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shlex
 import subprocess
 import sys
@@ -10,21 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.docs_runner import SKIP_COMMANDS, blocks
+
 DOCS = Path(__file__).parents[1] / "docs"
-SKIP_COMMANDS = ("export ", "ratchet db upgrade")  # need a PostgreSQL/S3 target
-
-
-def blocks(path: Path, language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", path.read_text(), flags=re.S)
 
 
 @pytest.mark.parametrize("page", ["quickstart.md", "data.md", "pipelines.md", "monitoring.md",
                                   "continuous-training.md", "deleting.md"])
 def test_doc_page_runs(page: str, workspace: Path) -> None:
     namespace: dict[str, object] = {"__name__": "__docs__"}
-    for code in blocks(DOCS / page, "python"):
+    for _, code in blocks(DOCS / page, "python"):
         exec(compile(code, f"{page}", "exec"), namespace)
-    for block in blocks(DOCS / page, "bash"):
+    for _, block in blocks(DOCS / page, "bash"):
         for line in block.strip().splitlines():
             if not line.startswith("ratchet ") or line.startswith(SKIP_COMMANDS):
                 continue
