@@ -21,13 +21,19 @@ demo: $(STAMP)
 	$(BIN)/python examples/rainfall/demo.py
 
 # System tools the tests use: promtool (Debian package prometheus) checks the metrics
-# exposition and the Grafana queries. Installed once, only when missing.
+# exposition and the Grafana queries; chromium renders /docs offline. Installed once, only
+# when missing.
 tools:
 	@command -v promtool >/dev/null 2>&1 || { \
 	  echo "make: installing promtool (Debian package prometheus)"; \
 	  { [ "$$(id -u)" = 0 ] && SUDO= || SUDO=sudo; }; \
 	  $$SUDO apt-get update -qq >/dev/null && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "make: installing chromium (renders /docs in tests/serving/test_docs_page.py)"; \
+	  { [ "$$(id -u)" = 0 ] && SUDO= || SUDO=sudo; }; \
+	  $$SUDO apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 test: $(STAMP) tools
 	$(BIN)/ruff check src tests bench examples

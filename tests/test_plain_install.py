@@ -75,10 +75,19 @@ def plain_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return python
 
 
+# Under `make test` (pytest-xdist, --dist loadgroup) one worker builds the venv and runs
+# the pages, not both.
+pytestmark = pytest.mark.xdist_group("plain-install")
+
+
 @pytest.fixture(scope="session")
-def page_runs(plain_python: Path, tmp_path_factory: pytest.TempPathFactory
+def page_runs(plain_python: Path, tmp_path_factory: pytest.TempPathFactory,
+              request: pytest.FixtureRequest
               ) -> Iterator[dict[str, Future[subprocess.CompletedProcess[str]]]]:
-    """Every page's run, two at a time (each in its own project directory)."""
+    """The selected pages' runs, two at a time (each in its own project directory)."""
+    selected = [page for page in PLAIN_PAGES if any(
+        item.name == f"test_doc_page_runs_on_a_plain_install[{page}]"
+        for item in request.session.items)]
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("RATCHET_", "PYTHON", "VIRTUAL_ENV"))}
 
@@ -89,7 +98,7 @@ def page_runs(plain_python: Path, tmp_path_factory: pytest.TempPathFactory
                               capture_output=True, text=True, timeout=600)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        yield {page: pool.submit(run, page) for page in PLAIN_PAGES}
+        yield {page: pool.submit(run, page) for page in selected}
 
 
 def test_the_plain_install_pages_are_the_documented_ones() -> None:
