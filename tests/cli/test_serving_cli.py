@@ -132,3 +132,7 @@ def test_build_refuses_an_untrusted_model_unless_trusted(cli: Invoke, churnpy: P
     assert built.exit_code == 0, built.output
     assert json.loads(built.stdout)["trust"] is True
     assert json.loads((churnpy / "dist" / "bundle.json").read_text())["trust"] is True
+    # A bundle that does not record trust (built before --trust existed) says which flag.
+    info = json.loads((churnpy / "dist" / "bundle.json").read_text())
+    (churnpy / "dist" / "bundle.json").write_text(json.dumps({**info, "trust": False}))
+    assert_user_error(cli("serve", "--bundle", "dist"), "ratchet serve --bundle dist --trust")

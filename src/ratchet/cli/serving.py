@@ -15,7 +15,7 @@ import typer
 
 from ratchet.cli.output import key_values, print_all, print_json, say
 from ratchet.cli.session import Session
-from ratchet.errors import InvalidInput
+from ratchet.errors import InvalidInput, Untrusted
 
 PolicyChoice = Annotated[str, typer.Option(
     "--unknown-category", help="A category the training data never had: reject (422) or "
@@ -123,7 +123,11 @@ def serve(
         spec["deployment"] = deployment
         from ratchet.serving.bundle import load_bundle
 
-        info, _ = load_bundle(bundle, trust=trust)  # a broken bundle fails here, in one line
+        try:  # a broken bundle fails here, in one line
+            info, _ = load_bundle(bundle, trust=trust)
+        except Untrusted as exc:
+            raise Untrusted(f"{exc} From the command line: ratchet serve --bundle {bundle} "
+                            "--trust (or rebuild it with ratchet build --trust)") from None
         what = f"bundle {bundle} ({info.model_name} v{info.model_version})"
     else:
         from ratchet.serving.deployments import DeploymentClient
@@ -179,7 +183,6 @@ def serve(
 def _refuse_untrusted(client: Any, versions: dict[str, tuple[str, int]], trust: bool) -> None:
     """A model whose format runs code can never load without --trust: say so now, before
     the port is bound, rather than from a server that cannot become ready."""
-    from ratchet.errors import Untrusted
     from ratchet.packaging.flavors import FLAVORS
 
     if trust:
