@@ -100,6 +100,13 @@ def test_a_load_that_can_never_succeed_is_reported_at_once(
         assert r.status_code == 503
         assert "cannot be loaded" in r.json()["error"]
         assert "no input signature" in r.json()["error"]
+        # The OIP routes say the same (not "no model named nosig").
+        for path in ("/v2/models/nosig", "/v2/models/nosig/ready"):
+            r = client.get(path)
+            assert r.status_code == 503 and r.json()["retrying"] is False, r.text
+        r = client.post("/v2/models/nosig/infer", json={"inputs": [
+            {"name": "x", "shape": [1], "datatype": "FP64", "data": [1.0]}]})
+        assert r.status_code == 503 and "no input signature" in r.json()["error"], r.text
 
 
 def test_untrusted_model_needs_trust(registry: RegistryClient,

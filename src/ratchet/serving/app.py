@@ -431,6 +431,9 @@ def _build_app(server: _Server) -> FastAPI:
         return pin
 
     def unknown_oip(name: str, version: str | None) -> Response:
+        if server.watcher.table is None:  # loading (or unloadable): not "no such model"
+            status, body = ready_body()
+            return JSONResponse({"name": name, **body}, status)
         table = oip_table(name)
         if table is None or version is None:
             return _unknown_model(name, server)
