@@ -68,7 +68,10 @@ def test_verify_on_read_and_not_found(s3: S3Bucket, tmp_path: Path) -> None:
     url = s3.url()
     store = BlobStore(url)
     info = store.put_bytes(CONTENT)
-    s3.fs().pipe_file(key(url, info.digest), CONTENT[:-1] + b"!")  # tampered on the server
+    tampered = CONTENT[:-1] + b"!"
+    s3.fs().pipe_file(key(url, info.digest), tampered)  # tampered on the server
+    # The server holds the tampered bytes (seen by a fresh client) before the store reads.
+    assert s3.fs().cat_file(key(url, info.digest)) == tampered
 
     with pytest.raises(IntegrityError, match=f"blob {info.digest} in {url} is corrupt"):
         store.read_bytes(info.digest)
