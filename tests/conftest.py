@@ -19,6 +19,24 @@ PG_ADMIN_URL = os.environ.get(
     "RATCHET_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 
+def _import_anyio_eagerly() -> None:
+    """anyio imports its parts on first use, and pytest rewrites them as a plugin's modules
+    (parsing their AST). CPython 3.11.7 can fail that parse with "AST constructor recursion
+    depth mismatch" once a test in the same worker has hit a RecursionError (the deep-JSON
+    tests do, on purpose), so import them all before any test runs."""
+    import warnings
+
+    import anyio
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in dir(anyio):
+            if not name.startswith("_"):
+                getattr(anyio, name, None)
+
+
+_import_anyio_eagerly()
+
 # Keep tests hermetic: never pick up a developer's ratchet.toml or RATCHET_* variables.
 for _key in ("RATCHET_HOME", "RATCHET_DB", "RATCHET_ARTIFACTS", "RATCHET_TRACKING_URI"):
     os.environ.pop(_key, None)
