@@ -7,11 +7,17 @@ wrong, where, and what to do.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class RatchetError(Exception):
-    """Base of every error ratchet raises on purpose."""
+    """Base of every error ratchet raises on purpose.
 
-    http_status = 400
+    ``http_status`` is what a server answers when this error ends a request: 4xx for the
+    caller's mistakes (each subclass says which), 500 for a failure on ratchet's side that
+    has no more specific class."""
+
+    http_status = 500
     exit_code = 1
 
 
@@ -58,7 +64,9 @@ class Untrusted(RatchetError):
 
 
 class ConfigError(RatchetError):
-    """The configuration file or environment is wrong."""
+    """The configuration file or environment is wrong (the server's, when it answers)."""
+
+    http_status = 500
 
 
 class StoreUnavailable(ConfigError):
@@ -86,15 +94,96 @@ class StepTimeout(RatchetError, TimeoutError):
     http_status = 504
 
 
+class StepStorageFailed(RatchetError):
+    """ratchet could not load a step's inputs or store its outputs (the metadata or the
+    artifact store failed: unreachable, locked, removed, corrupted). The step's own code
+    did not fail, so this is not retried as a step failure. ``phase`` says which part
+    failed ("loading inputs", "storing outputs", "storing logs", "opening the stores"),
+    ``step`` names the step, ``run_id`` the pipeline run; the store's error is
+    ``__cause__``."""
+
+    http_status = 503
+
+    def __init__(self, message: str, *, step: str, phase: str,
+                 run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.phase = phase
+        self.run_id = run_id
+
+
+class RemoteStepError(RatchetError):
+    """A step's exception that could not travel back from its worker (it does not
+    pickle); the message holds its traceback. Raised as ``StepFailed.__cause__``."""
+
+    http_status = 500
+
+
+class LeaseLost(Conflict):
+    """Another controller holds the lease, or the state changed under us."""
+
+
+class SignatureMismatch(ValidationFailed):
+    """A request frame does not match the signature; ``problems`` lists each one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(
+            f"input does not match the model signature ({count}): " + "; ".join(problems)
+        )
+
+
+class BadRequest(InvalidInput):
+    """A request body the server cannot take: malformed (422), too large (413) or cut
+    short (400); ``http_status`` is the one given. ``problems`` locates each fault, in
+    the shape of FastAPI's ``detail`` (``loc``, ``msg``, ``type``)."""
+
+    def __init__(self, message: str, *, status: int = 422,
+                 problems: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.http_status = status
+        self.problems = problems or [{"loc": ["body"], "msg": message, "type": "format"}]
+
+    @property
+    def status(self) -> int:
+        """The HTTP status (the name serving code used before ``http_status``)."""
+        return self.http_status
+
+
+class RequestInvalid(BadRequest):
+    """The request does not match the signature: one entry per offending field and row."""
+
+    def __init__(self, problems: list[dict[str, Any]], total: int) -> None:
+        shown = "; ".join(p["msg"] for p in problems[:5])
+        more = f" (and {total - 5} more)" if total > 5 else ""
+        super().__init__(f"input does not match the model signature: {shown}{more}",
+                         problems=problems)
+        self.total = total
+
+
+class ModelFailed(RatchetError):
+    """The model raised on input that passed validation (a server-side error)."""
+
+    http_status = 500
+
+
 __all__ = [
     "AlreadyExists",
+    "BadRequest",
     "ConfigError",
     "Conflict",
     "IntegrityError",
     "InvalidInput",
+    "LeaseLost",
+    "ModelFailed",
     "NotFound",
     "RatchetError",
+    "RemoteStepError",
+    "RequestInvalid",
+    "SignatureMismatch",
     "StepFailed",
+    "StepStorageFailed",
     "StepTimeout",
     "StoreUnavailable",
     "Untrusted",
