@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ratchet.ct.gate import GateDecision, GatePolicy, LoadedPredictor, decide, evaluate_model
-from ratchet.errors import InvalidInput, RatchetError
+from ratchet.errors import InvalidInput, RatchetError, RequestInvalid
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -125,7 +125,7 @@ def _data_check(holdout: pd.DataFrame, schema: str | None) -> CheckResult:
 def _model_check(registry: RegistryClient, candidate: str, holdout: pd.DataFrame,
                  label: str) -> tuple[CheckResult, Any]:
     from ratchet.serving.request_formats import ParsedRequest
-    from ratchet.serving.request_validation import RequestInvalid, RequestValidator
+    from ratchet.serving.request_validation import RequestValidator
 
     try:
         model = registry.load(candidate)

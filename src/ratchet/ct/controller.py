@@ -36,9 +36,9 @@ from ratchet.ct.gate import LoadedPredictor, decide, evaluate_model
 from ratchet.ct.policy import CTPolicy
 from ratchet.ct.rollout import CANARY, PRIMARY, canary_check, shadow_check
 from ratchet.ct.triggers import Observations, evaluate_triggers
-from ratchet.errors import InvalidInput, NotFound, RatchetError
+from ratchet.errors import InvalidInput, LeaseLost, NotFound, RatchetError
 from ratchet.ids import new_id
-from ratchet.store.ct_state_store import ControllerState, CTStateStore, EventSpec, LeaseLost
+from ratchet.store.ct_state_store import ControllerState, CTStateStore, EventSpec
 
 if TYPE_CHECKING:
     import pandas as pd

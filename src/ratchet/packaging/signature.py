@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ratchet.errors import InvalidInput, ValidationFailed
+from ratchet.errors import InvalidInput, SignatureMismatch
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -81,17 +81,6 @@ class ColumnSpec:
             min=bounds[0],
             max=bounds[1],
             categories=None if categories is None else tuple(categories),
-        )
-
-
-class SignatureMismatch(ValidationFailed):
-    """A request frame does not match the signature; ``problems`` lists each one."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-        super().__init__(
-            f"input does not match the model signature ({count}): " + "; ".join(problems)
         )
 
 

@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ratchet.errors import AlreadyExists, InvalidInput
+from ratchet.errors import AlreadyExists, InvalidInput, RequestInvalid
 from ratchet.ids import new_id
 from ratchet.serving.request_formats import ParsedRequest
-from ratchet.serving.request_validation import RequestInvalid, ValidationPolicy
+from ratchet.serving.request_validation import ValidationPolicy
 from ratchet.serving.served_model import ModelVersionRef, ServedModel
 
 if TYPE_CHECKING:

@@ -38,8 +38,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ratchet.errors import BadRequest
 from ratchet.packaging.labels import class_matcher
-from ratchet.serving.request_formats import BadRequest
 
 if TYPE_CHECKING:
     from ratchet.config import Settings

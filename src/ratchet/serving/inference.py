@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ratchet.errors import RatchetError
+from ratchet.errors import ModelFailed
 from ratchet.serving.request_formats import ParsedRequest
 from ratchet.serving.request_validation import RequestInvalid, ValidatedRequest
 
@@ -38,10 +38,6 @@ MAX_PENDING_SHADOW = 256
 # ``await predict(model, columns, n_rows)``: a model's output columns (the micro-batcher).
 AsyncPredict = Callable[["ServedModel", dict[str, Any], int],
                         Awaitable[dict[str, list[Any]]]]
-
-
-class ModelFailed(RatchetError):
-    """The model raised on input that passed validation (a server-side error)."""
 
 
 @dataclass

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ratchet.errors import InvalidInput
+from ratchet.errors import BadRequest, InvalidInput
 
 
 class _Missing:
@@ -83,16 +83,6 @@ class ParseLimits:
 @functools.lru_cache(maxsize=64)
 def _default_limits(n_inputs: int) -> ParseLimits:  # once per model width, not per request
     return ParseLimits(max_columns=n_inputs + EXTRA_COLUMNS_ALLOWANCE)
-
-
-class BadRequest(InvalidInput):
-    """A body that is not in the expected format (HTTP 422, or 413 when too large)."""
-
-    def __init__(self, message: str, *, status: int = 422,
-                 problems: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.problems = problems or [{"loc": ["body"], "msg": message, "type": "format"}]
 
 
 @dataclass

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ratchet.errors import InvalidInput
+from ratchet.errors import InvalidInput, RequestInvalid
 from ratchet.packaging.signature import BOOL, CATEGORY, STRING, ColumnSpec, Signature
 from ratchet.serving.request_formats import (
     CSV_NULLS,
@@ -64,17 +64,6 @@ class ValidationPolicy:
         if not isinstance(self.max_rows, int) or self.max_rows < 1:
             raise InvalidInput(f"validation policy max_rows: expected a positive integer, "
                                f"got {self.max_rows!r}")
-
-
-class RequestInvalid(BadRequest):
-    """The request does not match the signature: one entry per offending field and row."""
-
-    def __init__(self, problems: list[dict[str, Any]], total: int) -> None:
-        shown = "; ".join(p["msg"] for p in problems[:5])
-        more = f" (and {total - 5} more)" if total > 5 else ""
-        super().__init__(f"input does not match the model signature: {shown}{more}",
-                         problems=problems)
-        self.total = total
 
 
 @dataclass

@@ -18,16 +18,12 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from ratchet.clock import now_ms
-from ratchet.errors import Conflict
+from ratchet.errors import LeaseLost
 from ratchet.store import schema as t
 from ratchet.store.ct_event_store import CTEventStore
 from ratchet.store.database import Database
 
 INITIAL_STATE = "watching"
-
-
-class LeaseLost(Conflict):
-    """Another controller holds the lease, or the state changed under us."""
 
 
 @dataclass(frozen=True)
