@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 from urllib.parse import unquote, urlsplit
 
+from ratchet.atomic import atomic_open, publish
 from ratchet.errors import ConfigError, IntegrityError, InvalidInput, NotFound
 from ratchet.file_modes import PRIVATE_FILE_MODE, file_mode, make_dirs, private_files
 from ratchet.hashing import CHUNK_SIZE, hash_bytes, hasher, is_digest
@@ -303,27 +304,12 @@ class BlobStore:
         corrupt blob or a crash leaves it as it was. Missing parent directories are made.
         """
         target = Path(dest)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with self._open_raw(digest) as src:
-            # Same directory as dest, so os.replace is a rename on one filesystem.
-            tmp = target.parent / f".ratchet-{os.urandom(8).hex()}.part"
-            # 0o666 lets the umask decide, as for any file the user creates.
-            fd = os.open(
-                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666
-            )
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    for chunk in _verified(
-                        self._read_chunks(src), digest, lambda a: self._corrupt(digest, a)
-                    ):
-                        out.write(chunk)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+        # 0o666 lets the umask decide, as for any file the user creates.
+        with self._open_raw(digest) as src, atomic_open(target, mode=0o666) as out:
+            for chunk in _verified(
+                self._read_chunks(src), digest, lambda a: self._corrupt(digest, a)
+            ):
+                out.write(chunk)
         return target
 
     @contextlib.contextmanager
@@ -564,25 +550,22 @@ class _LocalBackend:
                 out.flush()
                 os.fsync(out.fileno())  # data on disk before the name: no empty blob after a crash
             make_dirs(final.parent)
-            os.replace(tmp, final)  # concurrent writers of one digest write equal bytes
+            # Rename and fsync the directory; concurrent writers of one digest write equal bytes.
+            publish(tmp, final, synced=True)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        _fsync_dir(final.parent)
 
     def write_bytes(self, digest: str, data: bytes) -> None:
         self.write(digest, [data])
 
     def adopt(self, staged: Path, digest: str) -> None:
-        with open(staged, "rb+") as f:
-            os.fsync(f.fileno())  # data on disk before the name, as in write()
         if private_files():  # whoever made the staged file, the blob is private
             os.chmod(staged, PRIVATE_FILE_MODE)
         final = self._path(digest)
         make_dirs(final.parent)
-        os.replace(staged, final)
-        _fsync_dir(final.parent)
+        publish(staged, final)  # fsync the data, rename, fsync the directory
 
     def clean_temp(self, older_than_s: float) -> int:
         cutoff = time.time() - older_than_s
@@ -617,20 +600,6 @@ def _locked_by_a_writer(path: str) -> bool:
     finally:
         os.close(fd)  # releases the probe's lock
     return False
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename durable; directories cannot be opened on Windows, so skip there."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class _FsspecBackend:

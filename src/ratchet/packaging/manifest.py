@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ratchet.atomic import write_atomic
 from ratchet.errors import InvalidInput
 from ratchet.safe_load import load_json
 
@@ -169,15 +168,9 @@ def json_value(value: Any) -> Any:
 
 
 def write_json_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` atomically and durably (``ratchet.atomic``): a reader never sees half
+    a file, and a crash leaves the old one or the new one."""
+    write_atomic(path, text)
 
 
 def write_flavor_metadata(directory: Path, data: dict[str, Any]) -> None:

@@ -5,10 +5,10 @@ Layout under the artifact root (a local directory or an fsspec URL)::
     predictions/deployment=<name>/hour=<YYYY-MM-DDTHH>/<writer_id>-<uuid7>.parquet
 
 One file per (deployment, hour) per flush and writer, so writers never share a file and
-readers prune hours by listing directories. A file only ever appears complete: local
-writes go to a hidden temp file in the same directory, fsynced, then renamed; fsspec
-writes are a single PUT on object stores and a temp key moved into place elsewhere (as in
-``ratchet.artifacts.blob_store``). Readers ignore hidden files.
+readers prune hours by listing directories. A file only ever appears complete
+(``ratchet.artifacts.file_tree``: local writes go to a hidden temp file in the same
+directory, fsynced, then renamed; fsspec writes are a single PUT on object stores and a
+temp key moved into place elsewhere). Readers ignore hidden files.
 
 ``PredictionLog.record`` is the server's hot path: it checks the entry, appends it to a
 list under a lock and never touches Arrow or storage. A daemon thread converts buffered
@@ -17,12 +17,10 @@ requests to Arrow tables and writes them; a failed write keeps its rows for the 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import os
-import posixpath
 import re
 import socket
 import threading
@@ -33,13 +31,12 @@ from datetime import UTC, datetime
 from itertools import accumulate, chain, repeat
 from typing import TYPE_CHECKING, Any
 
-from ratchet.atomic import write_atomic
+from ratchet.artifacts.file_tree import FileTree
 from ratchet.errors import InvalidInput
 from ratchet.ids import new_id
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    from fsspec import AbstractFileSystem
 
     from ratchet.serving.prediction_wal import Segment
 
@@ -428,69 +425,16 @@ def _parquet_bytes(table: pa.Table) -> bytes:
 
 
 # ---------------------------------------------------------------- storage
-class LogStorage:
-    """The ``predictions/`` tree under an artifact root: a local directory or fsspec URL."""
+class LogStorage(FileTree):
+    """The ``predictions/`` tree under an artifact root (a local directory or an fsspec
+    URL); the file operations are ``ratchet.artifacts.file_tree``'s."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        from ratchet.artifacts.blob_store import storage_root
+        super().__init__(root, PREDICTIONS_DIR)
 
-        where = storage_root(root)
-        self.fs: AbstractFileSystem | None = where.fs
-        self.object_store = where.object_store
-        self.base = (os.path.join(where.base, PREDICTIONS_DIR) if where.fs is None
-                     else f"{where.base}/{PREDICTIONS_DIR}")
-        self.root = os.fspath(root)
-
-    def path(self, *parts: str) -> str:
-        if self.fs is None:
-            return os.path.join(self.base, *parts)
-        return posixpath.join(self.base, *parts)
-
-    def put(self, directory: str, name: str, data: bytes) -> None:
-        """Write ``directory/name`` so that it never exists incomplete."""
-        if self.fs is None:
-            write_atomic(os.path.join(directory, name), data)  # hidden temp file + rename
-            return
-        final = f"{directory}/{name}"
-        if self.object_store:
-            self.fs.pipe_file(final, data)  # one PUT: all or nothing
-            return
-        self.fs.makedirs(directory, exist_ok=True)
-        tmp = f"{directory}/.{name}.{os.urandom(8).hex()}.tmp"
-        try:
-            self.fs.pipe_file(tmp, data)
-            self.fs.mv(tmp, final)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                self.fs.rm_file(tmp)
-            raise
-
-    def list(self, directory: str, *, dirs: bool) -> list[str]:
+    def list(self, directory: str, *, dirs: bool, suffix: str = ".parquet") -> list[str]:
         """Names of the subdirectories (``dirs``) or visible Parquet files; [] if absent."""
-        if self.fs is None:
-            try:
-                with os.scandir(directory) as it:
-                    entries = [(e.name, e.is_dir()) for e in it]
-            except (FileNotFoundError, NotADirectoryError):
-                return []
-        else:
-            # s3fs (one instance per process) keeps listings forever: other writers'
-            # files would never appear to a long-lived reader.
-            self.fs.invalidate_cache(directory)
-            try:
-                found = self.fs.ls(directory, detail=True)
-            except (FileNotFoundError, NotADirectoryError):
-                return []
-            entries = [(posixpath.basename(e["name"].rstrip("/")), e["type"] == "directory")
-                       for e in found]
-        if dirs:
-            return sorted(name for name, is_dir in entries if is_dir)
-        return sorted(name for name, is_dir in entries
-                      if not is_dir and name.endswith(".parquet") and not name.startswith("."))
-
-    def url(self, path: str) -> str:
-        """``path`` as DuckDB (with this filesystem registered) can open it."""
-        return path if self.fs is None else str(self.fs.unstrip_protocol(path))
+        return super().list(directory, dirs=dirs, suffix=suffix)
 
 
 # ---------------------------------------------------------------- the writer
@@ -562,7 +506,7 @@ class PredictionLog:
             from ratchet.serving.prediction_wal import orphans
 
             if wal_dir is None:
-                if self._storage.fs is not None:
+                if not self._storage.local:
                     raise InvalidInput(f"durable mode (flush_interval_s=0) needs a local "
                                        f"wal_dir when the log is at {root!r}")
                 wal_dir = self._storage.path(".wal")

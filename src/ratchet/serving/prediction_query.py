@@ -133,8 +133,7 @@ def logged_rows(storage: LogStorage, deployment: str, request_ids: set[str],
            'AND "row" IS NOT NULL')
     with duckdb_connection(threads=1) as con:  # on a serving process: one core at most
         try:
-            if storage.fs is not None:
-                con.register_filesystem(storage.fs)
+            storage.register_with(con)
             found = con.sql(sql, params={"files": files, "ids": sorted(request_ids)}).fetchall()
         except duckdb.Error as exc:
             raise IntegrityError(
@@ -198,8 +197,7 @@ def _read(storage: LogStorage, deployment: str, files: list[str], since_ms: int 
     with duckdb_connection() as con:
         try:
             con.execute("SET TimeZone = 'UTC'")
-            if storage.fs is not None:
-                con.register_filesystem(storage.fs)
+            storage.register_with(con)
             try:
                 table = con.sql(sql, params=params).to_arrow_table()
             except (duckdb.ConversionException, duckdb.BinderException,
