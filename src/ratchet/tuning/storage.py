@@ -15,9 +15,7 @@ engine (or one replayed journal) instead of opening a new one per trial.
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -64,9 +62,9 @@ class StudyStorage:
             return type(self.custom).__name__
         if self.kind == "journal":
             return f"journal:{self.location}"
-        from sqlalchemy.engine import make_url
+        from ratchet.store.foreign_schema import display_url
 
-        url = make_url(self.location or "").render_as_string(hide_password=True)
+        url = display_url(self.location or "")
         return f"{url} (schema {self.schema})" if self.schema else url
 
     def open(self) -> BaseStorage | None:
@@ -124,17 +122,15 @@ def resolve_storage(storage: Any, settings: Settings) -> StudyStorage:
 
 
 def _dialect(url: str) -> str:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from ratchet.store.foreign_schema import url_dialect
 
-    try:
-        return make_url(url).get_backend_name()
-    except ArgumentError:
-        raise InvalidInput(f"storage={redact_url(url)!r} is not a database URL") from None
+    return url_dialect(url)
 
 
 def _open_rdb(url: str, schema: str | None) -> BaseStorage:
     from optuna.storages import RDBStorage
+
+    from ratchet.store.foreign_schema import schema_ready
 
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if schema is None:
@@ -143,39 +139,6 @@ def _open_rdb(url: str, schema: str | None) -> BaseStorage:
         raise InvalidInput("a separate schema for Optuna needs PostgreSQL, got "
                            f"{redact_url(url)!r}")
     engine_kwargs["connect_args"] = {"options": f"-csearch_path={schema}"}
-    with _pg_lock(url):
-        _create_schema(url, schema)
+    # The schema exists and the lock is held while Optuna creates its tables in it.
+    with schema_ready(url, schema, _PG_LOCK_KEY):
         return RDBStorage(url, engine_kwargs=engine_kwargs)
-
-
-@contextlib.contextmanager
-def _pg_lock(url: str) -> Iterator[None]:
-    """A PostgreSQL advisory lock across processes, held on a connection of its own."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.pool import NullPool
-
-    engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
-    finally:
-        engine.dispose()
-
-
-def _create_schema(url: str, schema: str) -> None:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.pool import NullPool
-
-    if not schema.replace("_", "").isalnum():
-        raise InvalidInput(f"schema name {schema!r} must be letters, digits and underscores")
-    engine = create_engine(url, poolclass=NullPool)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-    finally:
-        engine.dispose()
-
