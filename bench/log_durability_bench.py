@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ratchet.workspace import Workspace
+
 
 def _register(home: Path) -> Any:
     import numpy as np
@@ -36,14 +38,13 @@ def _register(home: Path) -> Any:
 
     from ratchet.config import Settings
     from ratchet.registry import RegistryClient
-    from ratchet.tracking import TrackingClient
 
     settings = Settings(home=home, db_url=f"sqlite:///{home / 'ratchet.db'}",
                         artifacts_uri=str(home / "artifacts"))
     rng = np.random.default_rng(0)
     X = pd.DataFrame(rng.normal(size=(500, 4)), columns=["f0", "f1", "f2", "f3"])
     y = (X["f0"] + X["f1"] > 0).astype(int)
-    registry = RegistryClient(TrackingClient(settings))
+    registry = RegistryClient(Workspace(settings))
     with registry.tracking.start_run(experiment="bench") as run:
         registry.log_model(run.id, LogisticRegression().fit(X, y), name="bench",
                            input_example=X)

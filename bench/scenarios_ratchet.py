@@ -32,12 +32,13 @@ from common import (
 import ratchet
 from ratchet.config import Settings
 from ratchet.tracking.client import TrackingClient
+from ratchet.workspace import Workspace
 
 
 def make_client(workdir: Path, sync: str = "default") -> TrackingClient:
     settings = Settings(home=workdir, db_url=f"sqlite:///{workdir / 'ratchet.db'}",
                         artifacts_uri=str(workdir / "artifacts"))
-    client = TrackingClient(settings)
+    client = TrackingClient(Workspace(settings))
     if sync == "full":
         from sqlalchemy import event
 

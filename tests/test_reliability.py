@@ -14,6 +14,7 @@ import pytest
 
 from ratchet.config import Settings
 from ratchet.tracking import TrackingClient
+from ratchet.workspace import Workspace
 
 WRITERS = 8
 SINGLE_POINTS = 150
@@ -27,8 +28,8 @@ WRITER = textwrap.dedent("""
 
     db, home, shared_run, index, single, batch = sys.argv[1:7]
     index, single, batch = int(index), int(single), int(batch)
-    client = TrackingClient(Settings(home=Path(home), db_url=db,
-                                     artifacts_uri=str(Path(home) / "artifacts")))
+    client = TrackingClient(Workspace(Settings(home=Path(home), db_url=db,
+                                     artifacts_uri=str(Path(home) / "artifacts"))))
     own = client.create_run("concurrency", name=f"writer-{index}").run_id
     for step in range(single):
         client.log_metric(shared_run, f"w{index}", float(step), step=step)
@@ -48,14 +49,14 @@ def test_concurrent_writers_lose_nothing(backend_url: str, tmp_path: Path) -> No
                                artifacts_uri=str(home / "artifacts"))
     shared = None
     if backend_url.startswith("postgresql"):
-        shared = TrackingClient(client_settings).create_run("concurrency", name="shared").run_id
+        shared = TrackingClient(Workspace(client_settings)).create_run("concurrency", name="shared").run_id
     else:
         # Create the shared run from a child too, so the parent never opened the DB first.
         setup = subprocess.run(
             [sys.executable, "-c", "import sys; from pathlib import Path; "
              "from ratchet.config import Settings; from ratchet.tracking import TrackingClient; "
-             "c = TrackingClient(Settings(home=Path(sys.argv[2]), db_url=sys.argv[1], "
-             "artifacts_uri=sys.argv[2] + '/a')); "
+             "c = TrackingClient(Workspace(Settings(home=Path(sys.argv[2]), db_url=sys.argv[1], "
+             "artifacts_uri=sys.argv[2] + '/a'))); "
              "print(c.create_run('concurrency', name='shared').run_id)",
              backend_url, str(home)], capture_output=True, text=True, check=True)
         shared = setup.stdout.strip()
@@ -72,7 +73,7 @@ def test_concurrent_writers_lose_nothing(backend_url: str, tmp_path: Path) -> No
         assert proc.returncode == 0, err
         own_runs.append(out.strip())
 
-    client = TrackingClient(client_settings)
+    client = TrackingClient(Workspace(client_settings))
     shared_run = client.get_run(shared)
     assert shared_run.params == {f"p{i}": str(i) for i in range(WRITERS)}
     for i in range(WRITERS):
@@ -94,8 +95,8 @@ UPLOADER = textwrap.dedent("""
     from ratchet.tracking import TrackingClient
 
     db, home, run_id, big = sys.argv[1:5]
-    client = TrackingClient(Settings(home=Path(home), db_url=db,
-                                     artifacts_uri=str(Path(home) / "artifacts")))
+    client = TrackingClient(Workspace(Settings(home=Path(home), db_url=db,
+                                     artifacts_uri=str(Path(home) / "artifacts"))))
     print("ready", flush=True)
     client.log_artifact(run_id, big, "data/big.bin")
     print("done", flush=True)
@@ -106,7 +107,7 @@ def test_writer_killed_mid_upload_leaves_no_partial_artifact(tmp_path: Path) -> 
     home = tmp_path / "home"
     settings = Settings(home=home, db_url=f"sqlite:///{home / 'ratchet.db'}",
                         artifacts_uri=str(home / "artifacts"))
-    client = TrackingClient(settings)
+    client = TrackingClient(Workspace(settings))
     run_id = client.create_run("kill").run_id
     big = tmp_path / "big.bin"
     with big.open("wb") as f:  # sparse: instant to create, slow enough to upload
@@ -127,7 +128,7 @@ def test_writer_killed_mid_upload_leaves_no_partial_artifact(tmp_path: Path) -> 
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
 
-    reopened = TrackingClient(settings)
+    reopened = TrackingClient(Workspace(settings))
     assert reopened.list_artifacts(run_id) == []
     blob_dir = home / "artifacts" / "blobs"
     assert not blob_dir.exists() or not any(p.is_file() for p in blob_dir.rglob("*"))

@@ -29,6 +29,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from ratchet.workspace import Workspace
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 POLICY = HERE / "policy.yaml"
@@ -59,7 +61,6 @@ class Demo:
         from ratchet.ct.policy import load_policy
         from ratchet.registry import RegistryClient
         from ratchet.serving.deployments import DeploymentClient
-        from ratchet.tracking import TrackingClient
 
         self.home = home
         # The policy names its pipeline relative to the repository root; pin it to this
@@ -71,8 +72,8 @@ class Demo:
             self.history = self.history.iloc[:INITIAL_DAYS + int(years * 365)]
         self.inputs = [c for c in self.history.columns if c not in ("date", LABEL)]
         self.settings = load_settings()
-        self.registry = RegistryClient(TrackingClient(self.settings))
-        self.deployments = DeploymentClient(self.registry)
+        self.registry = RegistryClient(Workspace(self.settings))
+        self.deployments = DeploymentClient(self.registry.workspace)
         self.sim_now = 0
 
     def run(self) -> None:
@@ -154,7 +155,7 @@ class Demo:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             logged = predictions(self.policy.deployment_name, since=since_ms - 1000,
-                                 settings=self.settings)
+                                 workspace=Workspace(self.settings))
             answered = logged[logged["variant"] != "shadow"]["request_id"]
             if answered.str.startswith("day-").sum() >= days:
                 return

@@ -15,6 +15,7 @@ from ratchet.store.records import ArtifactEntry
 from ratchet.tracking.client import TrackingClient
 from ratchet.tracking.deletion import delete_experiment, delete_run
 from ratchet.tracking.gc import gc, parse_age
+from ratchet.workspace import Workspace
 
 TWO_HOURS_AGO = time.time() - 7200
 
@@ -29,7 +30,7 @@ def _age(path: Path, when: float = TWO_HOURS_AGO) -> None:
 
 @pytest.fixture
 def client(settings: Settings) -> TrackingClient:
-    return TrackingClient(settings)
+    return TrackingClient(Workspace(settings))
 
 
 def _logged(client: TrackingClient, run_id: str, content: bytes, name: str) -> str:
@@ -48,39 +49,39 @@ def test_gc_frees_the_blobs_of_purged_runs_only(client: TrackingClient) -> None:
     orphan = client.blobs.put_bytes(b"never recorded").digest
     for digest in (kept, shared, dropped, orphan):
         _age(_blob_path(client, digest))
-    delete_run(drop_run, client=client)
+    delete_run(drop_run, workspace=client.workspace)
 
-    dry = gc(dry_run=True, client=client)
+    dry = gc(dry_run=True, workspace=client.workspace)
     assert dry.records.runs == [drop_run]
     assert sorted(dry.blobs) == sorted([dropped, orphan])
     assert dry.blob_bytes == 7000 + len(b"never recorded")
     assert all(_blob_path(client, d).exists() for d in (dropped, orphan))  # nothing changed
     assert client.store.get_run(drop_run, include_deleted=True).run_id == drop_run
 
-    done = gc(client=client)
+    done = gc(workspace=client.workspace)
     assert done.records.runs == [drop_run] and sorted(done.blobs) == sorted(dry.blobs)
     assert not _blob_path(client, dropped).exists()
     assert not _blob_path(client, orphan).exists()
     assert client.read_artifact(keep_run, "a.txt") == b"kept"
     assert client.read_artifact(keep_run, "s.txt") == b"shared"
-    assert gc(client=client).blobs == []  # nothing left to do
+    assert gc(workspace=client.workspace).blobs == []  # nothing left to do
 
 
 def test_unreferenced_blobs_younger_than_the_grace_are_kept(client: TrackingClient) -> None:
     fresh = client.blobs.put_bytes(b"just written").digest
-    report = gc(client=client)  # default grace: 1 hour
+    report = gc(workspace=client.workspace)  # default grace: 1 hour
     assert report.blobs == [] and report.kept_recent_blobs == 1
     assert _blob_path(client, fresh).exists()
     _age(_blob_path(client, fresh), time.time() - 600)
-    assert gc(grace="5m", client=client).blobs == [fresh]
+    assert gc(grace="5m", workspace=client.workspace).blobs == [fresh]
 
 
 def test_deleted_but_not_purged_records_keep_their_blobs(client: TrackingClient) -> None:
     run = client.create_run("e").run_id
     digest = _logged(client, run, b"x", "x")
     _age(_blob_path(client, digest))
-    delete_experiment("e", client=client)
-    report = gc(older_than="1h", client=client)  # deleted seconds ago: not yet purged
+    delete_experiment("e", workspace=client.workspace)
+    report = gc(older_than="1h", workspace=client.workspace)  # deleted seconds ago: not yet purged
     assert report.records.runs == [] and report.blobs == []
     assert client.store.get_run(run, include_deleted=True).deleted_at is not None
 
@@ -93,7 +94,7 @@ def test_gc_leaves_files_that_are_not_blobs_alone(client: TrackingClient) -> Non
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
         _age(path)
-    gc(grace=0, client=client)
+    gc(grace=0, workspace=client.workspace)
     assert all(p.exists() for p in others)
 
 
@@ -105,7 +106,7 @@ def test_a_concurrent_writer_never_loses_a_blob(client: TrackingClient) -> None:
     for content in contents:
         _age(_blob_path(client, client.blobs.put_bytes(content).digest))
     run = client.create_run("e").run_id
-    writer_client = TrackingClient(client.settings)  # its own store handle, as a process has
+    writer_client = TrackingClient(Workspace(client.settings))  # its own store handle, as a process has
     started, done = threading.Event(), threading.Event()
     recorded: list[str] = []
     errors: list[BaseException] = []
@@ -129,7 +130,7 @@ def test_a_concurrent_writer_never_loses_a_blob(client: TrackingClient) -> None:
     assert started.wait(60)
     # The grace covers a writer's store-then-commit (milliseconds here); the orphans
     # are two hours old, so only the writer's re-use can save them.
-    report = gc(grace="1m", client=client)
+    report = gc(grace="1m", workspace=client.workspace)
     done.set()
     thread.join(120)
     assert not thread.is_alive() and not errors

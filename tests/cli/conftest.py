@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from ratchet.cli.main import app
+from ratchet.workspace import Workspace
 
 T0 = 1_714_564_800_000  # 2024-05-01T12:00:00Z
 
@@ -84,7 +85,7 @@ def seeded(project: Path) -> Seeded:
     from ratchet.store.records import CodeVersion, DatasetInput
     from ratchet.tracking.client import TrackingClient
 
-    tracking = TrackingClient(load_settings())
+    tracking = TrackingClient(Workspace(load_settings()))
     store = tracking.store
     churn = tracking.create_experiment("churn", description="predict churn [beta]")
     other = tracking.create_experiment("other")
@@ -120,7 +121,7 @@ def seeded(project: Path) -> Seeded:
     failed = store.create_run(other.experiment_id, name="broken", start_time=T0 + 3000)
     tracking.end_run(failed.run_id, "failed", error="Traceback ...\nValueError: bad input")
 
-    registry = RegistryClient(tracking)
+    registry = RegistryClient(tracking.workspace)
     for digest in ("a" * 64, "b" * 64):
         registry.store.create_model_version(
             "churn",

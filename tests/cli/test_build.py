@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from ratchet.workspace import Workspace
 from tests.cli.conftest import Invoke, assert_user_error, strict_json
 
 
@@ -17,10 +18,9 @@ def iris_model(project: Path) -> None:
 
     from ratchet.config import load_settings
     from ratchet.registry.client import RegistryClient
-    from ratchet.tracking.client import TrackingClient
 
     X, y = load_iris(return_X_y=True, as_frame=True)
-    registry = RegistryClient(TrackingClient(load_settings()))
+    registry = RegistryClient(Workspace(load_settings()))
     run = registry.tracking.create_run("iris")
     model = LogisticRegression(max_iter=500).fit(X, y)
     registry.log_model(run.run_id, model, name="iris", input_example=X.head(5))

@@ -12,6 +12,7 @@ import pytest
 
 from ratchet.config import load_settings
 from ratchet.serving.prediction_query import predictions
+from ratchet.workspace import Workspace
 from tests.cli.conftest import Invoke, assert_user_error
 from tests.serving.conftest import churn_frame, register_churn
 
@@ -131,10 +132,9 @@ def test_serve_refuses_a_model_its_deployment_does_not_serve(cli: Invoke, churn:
 def churnpy(churn: Path) -> Path:
     """churnpy v1: the churn pipeline saved with cloudpickle (loading it runs code)."""
     from ratchet.registry import RegistryClient
-    from ratchet.tracking import TrackingClient
     from tests.serving.conftest import _pipeline
 
-    registry = RegistryClient(TrackingClient(load_settings()))
+    registry = RegistryClient(Workspace(load_settings()))
     X, y = churn_frame()
     with registry.tracking.start_run(experiment="churn") as run:
         registry.log_model(run.id, _pipeline(1.0, "ignore").fit(X, y), name="churnpy",

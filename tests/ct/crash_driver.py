@@ -49,6 +49,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 import ratchet
+from ratchet.workspace import Workspace
 
 MODEL, LABEL = "crashy", "y"
 FEATURES = ["x0", "x1", "x2"]
@@ -256,7 +257,7 @@ def setup(home: Path, pol: Any, registry: Any, deployments: Any, history: pd.Dat
     from ratchet.ct.controller import CHAMPION
     from ratchet.data.catalog import DataClient
     from ratchet.errors import NotFound
-    from ratchet.pipelines.references import load_pipeline
+    from ratchet.pipelines.pipeline_definition import load_pipeline
     from ratchet.pipelines.runner import PipelineRunner
     from ratchet.serving.traffic_plan import TrafficPlan
 
@@ -266,9 +267,9 @@ def setup(home: Path, pol: Any, registry: Any, deployments: Any, history: pd.Dat
     except NotFound:  # not yet
         pass
     frame = history.iloc[:INITIAL].assign(**{LABEL: labels[:INITIAL]})
-    data = DataClient(registry.tracking).log(frame, f"{MODEL}-initial")
+    data = DataClient(registry.tracking.workspace).log(frame, f"{MODEL}-initial")
     run = PipelineRunner(load_pipeline(pol.pipeline), {"data": f"{data.name}@{data.version}"},
-                         tracking=registry.tracking).run()
+                         workspace=registry.tracking.workspace).run()
     first = max(o.model[1] for s in run.steps for o in s.outputs if o.model is not None)
     registry.set_alias(MODEL, CHAMPION, first, reason="crash driver: initial model")
     deployments.ensure(pol.deployment_name, TrafficPlan.single(f"{MODEL}@{CHAMPION}"))
@@ -290,13 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     from ratchet.ct.controller import Controller
     from ratchet.registry import RegistryClient
     from ratchet.serving.deployments import DeploymentClient
-    from ratchet.tracking import TrackingClient
 
     home = Path(args.home).resolve()
     home.mkdir(parents=True, exist_ok=True)
     settings = load_settings(cwd=home, env={"RATCHET_HOME": str(home)})
-    registry = RegistryClient(TrackingClient(settings))
-    deployments = DeploymentClient(registry)
+    registry = RegistryClient(Workspace(settings))
+    deployments = DeploymentClient(registry.workspace)
     pol = policy(args.scenario)
     history, times, labels = stream()
     setup(home, pol, registry, deployments, history, labels)
@@ -350,7 +350,7 @@ def fork_server() -> int:
     import importlib
     import traceback
 
-    from ratchet.pipelines.references import load_pipeline
+    from ratchet.pipelines.pipeline_definition import load_pipeline
 
     for module in ("ratchet.config", "ratchet.ct.backtesting", "ratchet.ct.controller",
                    "ratchet.data.catalog", "ratchet.monitoring.monitor",

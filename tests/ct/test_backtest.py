@@ -33,6 +33,7 @@ from ratchet.ct.backtesting import (
 from ratchet.ct.gate import GatePolicy
 from ratchet.ct.policy import CTPolicy, DataPolicy, MonitorPolicy, RolloutPolicy, Trigger
 from ratchet.errors import InvalidInput
+from ratchet.workspace import Workspace
 
 MODEL, LABEL, TIME = "flip", "y", "day"
 INPUTS = ["x1", "x2"]
@@ -257,10 +258,9 @@ def test_the_scratch_store_holds_the_timeline(run: tuple[BacktestResult, Any]) -
     from ratchet.config import load_settings
     from ratchet.registry import RegistryClient
     from ratchet.store.ct_event_store import CTEventStore
-    from ratchet.tracking import TrackingClient
 
     result, _ = run
-    registry = RegistryClient(TrackingClient(load_settings(
+    registry = RegistryClient(Workspace(load_settings(
         env={"RATCHET_HOME": str(result.home)})))
     champion = registry.get_model(MODEL).aliases["champion"]
     promoted = [e for e in result.events if e["kind"] == "promoted"]
@@ -268,7 +268,7 @@ def test_the_scratch_store_holds_the_timeline(run: tuple[BacktestResult, Any]) -
     # The caller's own store (RATCHET_HOME at the time) got none of it.
     mine = run[1]["base"] / "mine"
     if (mine / "ratchet.db").exists():
-        theirs = RegistryClient(TrackingClient(load_settings(env={"RATCHET_HOME": str(mine)})))
+        theirs = RegistryClient(Workspace(load_settings(env={"RATCHET_HOME": str(mine)})))
         assert theirs.list_models() == []
         assert CTEventStore(theirs.tracking.store.db).history(MODEL) == []
 

@@ -29,6 +29,7 @@ from ratchet.serving.traffic_plan import TrafficPlan
 from ratchet.store import schema as t
 from ratchet.store.ct_event_store import CTEventStore
 from ratchet.store.ct_state_store import CTStateStore, LeaseLost
+from ratchet.workspace import Workspace
 
 MODEL, LABEL = "ctm", "y"
 INPUTS = ["x1", "x2"]
@@ -150,22 +151,20 @@ class Scene:
 
 def train(deployments: DeploymentClient, data: pd.DataFrame) -> int:
     from ratchet.data.catalog import DataClient
-    from ratchet.pipelines.references import load_pipeline
+    from ratchet.pipelines.pipeline_definition import load_pipeline
     from ratchet.pipelines.runner import PipelineRunner
 
     tracking = deployments.registry.tracking
-    version = DataClient(tracking).log(data, "ctm-initial")
+    version = DataClient(tracking.workspace).log(data, "ctm-initial")
     run = PipelineRunner(load_pipeline(f"{HERE}:training"),
                          {"data": f"{version.name}@{version.version}"},
-                         tracking=tracking).run()
+                         workspace=tracking.workspace).run()
     return int(max(o.model[1] for s in run.steps for o in s.outputs if o.model is not None))
 
 
 def _scene(home: Path) -> Scene:
-    from ratchet.registry import RegistryClient
-    from ratchet.tracking import TrackingClient
 
-    deployments = DeploymentClient(RegistryClient(TrackingClient(load_settings())))
+    deployments = DeploymentClient(Workspace(load_settings()))
     chosen = policy()
     world = SimulatedWorld(chosen, deployments, INPUTS, label_delay_ms=0)
     world.now = T0
@@ -458,3 +457,59 @@ def test_a_promotion_leaves_exactly_one_champion_and_a_single_plan(scene: Scene)
     assert state is not None and state.data["last_cycle"]["challenger"] == 2
     # Ticking again finds nothing to do: one champion, still.
     assert controller.tick().state == "watching" and scene.champion() == 2
+
+
+# ------------------------------------------------------------------ answering and running
+def test_approval_is_accepted_only_while_a_challenger_waits(scene: Scene) -> None:
+    from ratchet.errors import NotFound
+
+    workspace = scene.deployments.workspace
+    with pytest.raises(NotFound):
+        ratchet.ct.request_retrain("no-such-model", workspace=workspace)
+    with pytest.raises(InvalidInput, match="no challenger is waiting for approval "
+                                           r"\(the controller is not started\)"):
+        ratchet.ct.approve(MODEL, workspace=workspace)
+    scene.serve(400, flipped=True)
+    ratchet.ct.request_retrain(MODEL, actor="ana", reason="new sensors", workspace=workspace)
+    controller = scene.controller(approval=True)
+    assert controller.tick().state == "awaiting_approval"
+    ratchet.ct.approve(MODEL, actor="bo", workspace=workspace)
+    state = scene.store.get(MODEL)
+    assert state is not None
+    assert [(r["kind"], r["actor"], r.get("cycle")) for r in state.requests] == [
+        ("approve", "bo", 1)]  # it answers this cycle, not a later one
+    assert [e for _, _, e in controller.tick().steps] == ["approved", "shadow-started"]
+    with pytest.raises(InvalidInput, match=r"\(the controller is shadow\)"):
+        ratchet.ct.reject(MODEL, workspace=workspace)
+
+
+def test_run_ticks_until_stopped_and_releases_its_lease(scene: Scene) -> None:
+    scene.serve(300)
+    controller = scene.controller()
+    stop = threading.Event()
+    seen: list[Any] = []
+
+    def on_tick(result: Any) -> None:
+        seen.append(result)
+        if len(seen) == 3:
+            stop.set()
+
+    assert controller.run(0.01, stop, on_tick=on_tick) == 3
+    assert [r.state for r in seen] == ["watching"] * 3 and all(r.error is None for r in seen)
+    state = scene.store.get(MODEL)
+    assert state is not None and state.lease_holder is None  # another can start at once
+    assert controller.run(0.01, stop) == 0  # already stopped: no tick
+
+
+def test_run_reports_a_failed_tick_and_keeps_going(bare: Scene) -> None:
+    """No champion alias: each tick fails with what to do; the loop does not end."""
+    train(bare.deployments, frame(300, seed=1))
+    seen: list[Any] = []
+    assert bare.controller().run(0.01, max_iterations=2, on_tick=seen.append) == 2
+    assert [r.describe() for r in seen] == [seen[0].describe()] * 2
+    assert seen[0].error is not None and "no 'champion' alias" in seen[0].error
+    assert seen[0].describe().startswith(f"{MODEL}: model {MODEL!r} has no 'champion'")
+    with pytest.raises(InvalidInput, match="interval= must be a positive number"):
+        bare.controller().run(0)
+    with pytest.raises(InvalidInput, match="max_iterations= must be a positive integer"):
+        bare.controller().run(1, max_iterations=0)

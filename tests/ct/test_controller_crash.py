@@ -63,6 +63,7 @@ from ratchet.ct.controller import (
     TRAINING,
     WATCHING,
 )
+from ratchet.workspace import Workspace
 
 DRIVER = Path(__file__).with_name("crash_driver.py")
 MODEL = "crashy"
@@ -283,11 +284,10 @@ def _inspect(home: Path) -> Store:
     from ratchet.serving.deployments import DeploymentClient
     from ratchet.store.ct_event_store import CTEventStore
     from ratchet.store.ct_state_store import CTStateStore
-    from ratchet.tracking import TrackingClient
 
     settings = load_settings(cwd=home, env={"RATCHET_HOME": str(home)})
-    registry = RegistryClient(TrackingClient(settings))
-    deployments = DeploymentClient(registry)
+    registry = RegistryClient(Workspace(settings))
+    deployments = DeploymentClient(registry.workspace)
     db = registry.tracking.store.db
     resolved = registry.resolve(f"models:/{MODEL}@{CHAMPION}")
     assert resolved.version is not None

@@ -40,7 +40,7 @@ def test_a_bad_canary_is_rolled_back_by_itself_and_no_caller_fails(
         tmp_path: Path) -> None:
     registry = churn_registry  # v1 champion; v3 raises on plans it never saw
     challenger = 3 if case == "raises" else _bad_model(registry)
-    deployments = DeploymentClient(registry)
+    deployments = DeploymentClient(registry.workspace)
     deployments.ensure("churn", TrafficPlan.single(f"churn@{CHAMPION}"))
     policy = CTPolicy(
         model="churn", pipeline="unused.py:training",

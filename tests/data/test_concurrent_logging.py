@@ -12,6 +12,7 @@ import pytest
 from ratchet.config import Settings
 from ratchet.data.catalog import DataClient
 from ratchet.tracking import TrackingClient
+from ratchet.workspace import Workspace
 
 WRITER = textwrap.dedent("""
     import sys
@@ -22,7 +23,7 @@ WRITER = textwrap.dedent("""
     from ratchet.tracking import TrackingClient
 
     db, home, seed = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
-    client = DataClient(TrackingClient(Settings(home=home, db_url=db,
+    client = DataClient(Workspace(Settings(home=home, db_url=db,
                                                 artifacts_uri=str(home / "artifacts"))))
     frame = pd.DataFrame({"x": range(seed, seed + 1000), "tag": ["t"] * 1000})
     print(client.log(frame, "shared").version)
@@ -46,7 +47,7 @@ def _run_writers(url: str, home: Path, seeds: list[int]) -> list[int]:
 def test_concurrent_logging_numbers_and_dedups(backend_url: str, tmp_path: Path) -> None:
     home = tmp_path / "home"
     settings = Settings(home=home, db_url=backend_url, artifacts_uri=str(home / "artifacts"))
-    TrackingClient(settings)  # migrate once up front; the race under test is the logging
+    TrackingClient(Workspace(settings))  # migrate once up front; the race under test is the logging
 
     different = _run_writers(backend_url, home, [i * 10_000 for i in range(WRITERS)])
     assert sorted(different) == list(range(1, WRITERS + 1))  # distinct, no gaps
@@ -54,8 +55,8 @@ def test_concurrent_logging_numbers_and_dedups(backend_url: str, tmp_path: Path)
     same = _run_writers(backend_url, home, [777] * WRITERS)
     assert len(set(same)) == 1 and same[0] == WRITERS + 1  # identical content: one version
 
-    client = DataClient(TrackingClient(settings))
-    versions = client.versions("shared")
+    client = DataClient(Workspace(settings))
+    versions = client.list_versions("shared")
     assert [v.version for v in versions] == list(range(1, WRITERS + 2))
     assert len({v.digest for v in versions}) == WRITERS + 1
     for v in versions:

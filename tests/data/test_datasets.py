@@ -49,7 +49,7 @@ def test_log_get_and_read_back(workspace_on: Path, churn: pd.DataFrame) -> None:
     assert ratchet.data.get("churn@1").digest == v1.digest
     assert ratchet.data.get(f"churn@{v1.digest[:8]}").version == 1
     assert ratchet.data.get("churn@latest").version == 2
-    assert [v.version for v in ratchet.data.versions("churn")] == [1, 2]
+    assert [v.version for v in ratchet.data.list_versions("churn")] == [1, 2]
     summary = ratchet.data.list_datasets()
     assert [(s.name, s.versions, s.latest_version) for s in summary] == [("churn", 2, 2)]
     # zero-copy readers see the same rows

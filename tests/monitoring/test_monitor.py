@@ -26,7 +26,7 @@ from ratchet.serving import create_app
 from ratchet.serving.app import ServingConfig
 from ratchet.serving.request_validation import ValidationPolicy
 from ratchet.store.monitor_store import MonitorStore
-from ratchet.tracking import TrackingClient
+from ratchet.workspace import Workspace
 from tests.serving.conftest import churn_frame, wait_until
 
 
@@ -42,10 +42,10 @@ def registry(home: Settings) -> RegistryClient:
     """churn v1, trained inside a run that logged its training data (role train)."""
     from tests.serving.conftest import _pipeline
 
-    registry = RegistryClient(TrackingClient(home))
+    registry = RegistryClient(home.workspace)
     X, y = churn_frame(3_000)
     with registry.tracking.start_run(experiment="churn") as run:
-        DataClient(registry.tracking).log(X.assign(label=y), name="churn-train", role="train")
+        DataClient(registry.tracking.workspace).log(X.assign(label=y), name="churn-train", role="train")
         model = _pipeline(1.0, "ignore").fit(X, y)
         registry.log_model(run.id, model, name="churn", input_example=X)
     registry.set_alias("churn", "champion", 1)
@@ -81,7 +81,7 @@ def _serve(home: Settings, rows: pd.DataFrame, labels: pd.Series | None) -> None
     config = ServingConfig(policy=ValidationPolicy(unknown_category="flag",
                                                    out_of_range="flag"),
                            poll_interval_s=0.1, log_flush_interval_s=0.1)
-    app = create_app("churn@champion", settings=home, config=config)
+    app = create_app("churn@champion", workspace=Workspace(home), config=config)
     with TestClient(app) as client:
         wait_until(lambda: client.get("/health/ready").status_code == 200)
         for start in range(0, len(rows), 50):
@@ -99,7 +99,7 @@ def test_quiet_traffic_then_drift_changes_the_verdict_and_alerts(
         home: Settings, registry: RegistryClient, webhook: str, tmp_path: Path) -> None:
     same, same_y = churn_frame(600, seed=11)
     _serve(home, same, same_y)
-    first = run_monitor("churn", window="1h", settings=home, webhook=webhook)
+    first = run_monitor("churn", window="1h", workspace=Workspace(home), webhook=webhook)
     assert first.verdict == "ok", first.result["drift"]
     assert first.result["rows"] == 600 and first.previous_verdict is None
     assert first.result["reference"] == {"dataset": "churn-train", "version": 1, "rows": 3_000}
@@ -115,7 +115,7 @@ def test_quiet_traffic_then_drift_changes_the_verdict_and_alerts(
     moved = moved.assign(age=moved.age + 25, plan=np.where(moved.index % 3 == 0, "edu",
                                                             moved.plan))
     _serve(home, moved, None)
-    second = run_monitor("churn", window="1h", settings=home, webhook=webhook)
+    second = run_monitor("churn", window="1h", workspace=Workspace(home), webhook=webhook)
     assert second.verdict == "drift" and second.changed and second.previous_verdict == "ok"
     drift = second.result["drift"]
     assert "age" in drift["drifted_columns"] and "plan" in drift["drifted_columns"]
@@ -140,8 +140,8 @@ def test_windows_without_traffic_and_bad_input(home: Settings, registry: Registr
                                                tmp_path: Path) -> None:
     from ratchet.serving.deployments import DeploymentClient
 
-    DeploymentClient(registry).create("churn", "churn@champion")
-    quiet = run_monitor("churn", window="15min", settings=home,
+    DeploymentClient(registry.workspace).create("churn", "churn@champion")
+    quiet = run_monitor("churn", window="15min", workspace=Workspace(home),
                         end=datetime.now(UTC) - timedelta(days=3), report_dir=tmp_path / "r")
     assert quiet.verdict == "no data" and quiet.result["rows"] == 0
     assert (tmp_path / "r").is_dir() and quiet.report_html is not None
@@ -151,7 +151,7 @@ def test_windows_without_traffic_and_bad_input(home: Settings, registry: Registr
         parse_window("-1h")
     assert parse_window("90min") == timedelta(minutes=90)
     with pytest.raises(NotFound):
-        run_monitor("nope", settings=home)
+        run_monitor("nope", workspace=Workspace(home))
 
 
 def test_the_server_exports_the_newest_monitor_result(home: Settings,
@@ -160,9 +160,9 @@ def test_the_server_exports_the_newest_monitor_result(home: Settings,
 
     moved, _ = churn_frame(300, seed=5)
     _serve(home, moved.assign(age=moved.age + 30), None)
-    result = run_monitor("churn", window="1h", settings=home)
+    result = run_monitor("churn", window="1h", workspace=Workspace(home))
     assert result.verdict == "drift"
-    app = create_app("churn@champion", settings=home, config=ServingConfig(poll_interval_s=0.1))
+    app = create_app("churn@champion", workspace=Workspace(home), config=ServingConfig(poll_interval_s=0.1))
     with TestClient(app) as client:
         def exported() -> str | None:
             text = client.get("/metrics").text

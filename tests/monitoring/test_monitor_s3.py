@@ -14,7 +14,7 @@ from ratchet.data.catalog import DataClient
 from ratchet.errors import InvalidInput
 from ratchet.monitoring.monitor import run_monitor
 from ratchet.registry import RegistryClient
-from ratchet.tracking import TrackingClient
+from ratchet.workspace import Workspace
 from tests import s3_server as s3_fixtures
 from tests.monitoring.test_monitor import _serve
 from tests.s3_server import S3Bucket
@@ -32,10 +32,10 @@ def home(s3: S3Bucket, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def registry(home: Settings) -> RegistryClient:
-    registry = RegistryClient(TrackingClient(home))
+    registry = RegistryClient(home.workspace)
     X, y = churn_frame(1_000)
     with registry.tracking.start_run(experiment="churn") as run:
-        DataClient(registry.tracking).log(X.assign(label=y), name="churn-train", role="train")
+        DataClient(registry.tracking.workspace).log(X.assign(label=y), name="churn-train", role="train")
         registry.log_model(run.id, _pipeline(1.0, "ignore").fit(X, y), name="churn",
                            input_example=X)
     registry.set_alias("churn", "champion", 1)
@@ -49,7 +49,7 @@ def test_monitor_reads_everything_from_s3_and_reports_locally(
     _serve(home, rows, labels)
     assert s3.fs().find(f"{s3.name}/team/ratchet/predictions")  # the log went to S3
 
-    run = run_monitor("churn", window="1h", settings=home)
+    run = run_monitor("churn", window="1h", workspace=Workspace(home))
     assert run.result["rows"] == 200 and run.verdict == "ok", run.result
     assert run.result["reference"] == {"dataset": "churn-train", "version": 1, "rows": 1_000}
     assert run.result["performance"]["labeled"] == 200
@@ -59,5 +59,5 @@ def test_monitor_reads_everything_from_s3_and_reports_locally(
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InvalidInput, match="local directory"):
-        run_monitor("churn", window="1h", settings=home, report_dir="s3://reports/churn")
+        run_monitor("churn", window="1h", workspace=Workspace(home), report_dir="s3://reports/churn")
     assert not (tmp_path / "s3:").exists()

@@ -18,6 +18,7 @@ from ratchet.monitoring.drift import JENSENSHANNON, KS, PSI, WASSERSTEIN
 from ratchet.packaging.signature import ColumnSpec, Signature
 from ratchet.registry import RegistryClient
 from ratchet.store.monitor_store import MonitorStore
+from ratchet.workspace import Workspace
 from tests.monitoring.test_monitor import _serve, home, registry  # noqa: F401 (fixtures)
 from tests.serving.conftest import churn_frame
 
@@ -94,7 +95,7 @@ def test_a_monitor_whose_reference_holds_infinity_stores_and_reports(
     rows = rows.assign(income=rows["income"] + 30)     # a clear shift in income
     _serve(home, rows, row_labels)
     reports = tmp_path / "reports"
-    run = run_monitor("churn", window="1h", settings=home,
+    run = run_monitor("churn", window="1h", workspace=Workspace(home),
                       reference=reference.assign(label=labels), report_dir=reports)
     drift = {c["column"]: c for c in run.result["drift"]["columns"]}
     assert drift["income"]["drifted"] and drift["income"]["non_finite_reference"] == 2
@@ -107,7 +108,7 @@ def test_a_monitor_whose_reference_holds_infinity_stores_and_reports(
     assert len(stored) == 1 and stored[0].result["drift"]["columns"] == \
         run.result["drift"]["columns"]
     # The report references the folder's one copy of plotly.js.
-    again = run_monitor("churn", window="1h", settings=home,
+    again = run_monitor("churn", window="1h", workspace=Workspace(home),
                         reference=reference.assign(label=labels), report_dir=reports)
     assert again.report_html is not None and run.report_html is not None
     assert sorted(p.name for p in reports.glob("*.js")) == [plotly_js_name()]

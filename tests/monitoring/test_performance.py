@@ -28,6 +28,7 @@ from ratchet.serving.prediction_log import LoggedRequest, PredictionLog
 from ratchet.serving.prediction_query import predictions
 from ratchet.store import open_database
 from ratchet.store.deployment_store import DeploymentStore
+from ratchet.workspace import Workspace
 
 START = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 
@@ -421,7 +422,7 @@ def test_windows_over_the_logged_parquet_and_stored_feedback(local: Settings) ->
     DeploymentStore(open_database(local.db_url)).record_feedback(
         [(rid, row, "churn", label) for (rid, row), label in truth.items()])
 
-    frame = predictions("churn", settings=local, with_feedback=True)
+    frame = predictions("churn", workspace=Workspace(local), with_feedback=True)
     assert len(frame) == 481 and frame["feedback"].notna().sum() == len(truth)
     rows = performance_by_window(frame, window="1h", task="classification",
                                  segment_column="model_version")

@@ -19,6 +19,7 @@ from ratchet.config import Settings
 from ratchet.errors import InvalidInput
 from ratchet.monitoring.monitor import run_monitor
 from ratchet.monitoring.webhook import post_json, validate_webhook
+from ratchet.workspace import Workspace
 
 TOKEN = "T000/B000/s3cr3tT0ken"
 
@@ -124,7 +125,7 @@ def test_run_monitor_refuses_a_bad_webhook_before_any_work(tmp_path: Path) -> No
                     artifacts_uri=str(tmp_path / "home" / "artifacts"))
     for url in ("not-a-url", "file:///etc/passwd"):
         with pytest.raises(InvalidInput, match="--webhook"):
-            run_monitor("churn", settings=home, webhook=url)
+            run_monitor("churn", workspace=Workspace(home), webhook=url)
     assert not (tmp_path / "home").exists()  # refused before the store was opened
 
 
@@ -153,25 +154,25 @@ def test_a_failed_webhook_keeps_the_alert_with_the_stored_result(
     root = tmp_path / "home"
     home = Settings(home=root, db_url=f"sqlite:///{root / 'ratchet.db'}",
                     artifacts_uri=str(root / "artifacts"))
-    _train(RegistryClient(TrackingClient(home)))
+    _train(RegistryClient(home.workspace))
     internal = _server(servers, 200)
     hook = _server(servers, 302, location=f"{internal.url}/internal")
     url = f"{hook.url}/{TOKEN}"
 
     same, same_y = churn_frame(600, seed=11)
     _serve(home, same, same_y)
-    assert run_monitor("churn", window="1h", settings=home, webhook=url).verdict == "ok"
+    assert run_monitor("churn", window="1h", workspace=Workspace(home), webhook=url).verdict == "ok"
     moved, _ = churn_frame(600, seed=12)
     moved = moved.assign(age=moved.age + 25, plan=np.where(moved.index % 3 == 0, "edu",
                                                             moved.plan))
     _serve(home, moved, None)
     with caplog.at_level(logging.WARNING):
-        second = run_monitor("churn", window="1h", settings=home, webhook=url)
+        second = run_monitor("churn", window="1h", workspace=Workspace(home), webhook=url)
 
     assert second.changed and second.verdict == "drift"
     assert second.alert is not None and not second.alert.delivered
     assert second.alert.status == 302 and len(hook.received) == 1 and internal.received == []
-    stored = MonitorStore(TrackingClient(home).store.db).history("churn")[-1]
+    stored = MonitorStore(TrackingClient(home.workspace).store.db).history("churn")[-1]
     assert stored.verdict == "drift"
     assert stored.result["alert"] == {"webhook": f"{hook.url}/***", "delivered": False,
                                       "status": 302,
@@ -186,7 +187,7 @@ def _train(registry: Any) -> None:
 
     X, y = churn_frame(3_000)
     with registry.tracking.start_run(experiment="churn") as run:
-        DataClient(registry.tracking).log(X.assign(label=y), name="churn-train", role="train")
+        DataClient(registry.tracking.workspace).log(X.assign(label=y), name="churn-train", role="train")
         registry.log_model(run.id, _pipeline(1.0, "ignore").fit(X, y), name="churn",
                            input_example=X)
     registry.set_alias("churn", "champion", 1)

@@ -340,12 +340,12 @@ def test_a_killed_driver_leaves_an_abandoned_run(workspace_on: Path, tmp_path: P
     assert running.status == "running"  # its heartbeat is still fresh
     monkeypatch.setenv("RATCHET_HEARTBEAT_TIMEOUT_S", "0")
     (abandoned,) = list_pipeline_runs("sleeper")
-    assert abandoned.status == "abandoned" and "heartbeat" in (abandoned.error or "")
+    assert abandoned.status == "abandoned" and "heartbeat" in (abandoned.record.error or "")
     run = get_pipeline_run(abandoned.run_id)
     assert run.step("slow").status == "abandoned"
     tracking = fluent.client()
     assert tracking.get_run(run.step("slow").tracking_run_id or "").status == "killed"
-    assert tracking.get_run(abandoned.tracking_run_id or "").status == "killed"
+    assert tracking.get_run(abandoned.record.tracking_run_id or "").status == "killed"
 
 
 def test_independent_branches_run_concurrently(workspace: Path) -> None:

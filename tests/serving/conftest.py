@@ -26,7 +26,7 @@ import pytest
 
 from ratchet.config import Settings
 from ratchet.registry import RegistryClient
-from ratchet.tracking import TrackingClient
+from ratchet.workspace import Workspace
 
 
 def churn_frame(n: int = 400, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
@@ -52,7 +52,7 @@ def _pipeline(C: float, handle_unknown: str) -> Any:
 
 
 def register_churn(settings: Settings) -> RegistryClient:
-    registry = RegistryClient(TrackingClient(settings))
+    registry = RegistryClient(Workspace(settings))
     X, y = churn_frame()
     for C, handle_unknown in ((1.0, "ignore"), (0.01, "ignore"), (1.0, "error")):
         model = _pipeline(C, handle_unknown).fit(X, y)

@@ -25,6 +25,7 @@ from ratchet.serving.access import (
     normalize_host,
 )
 from ratchet.serving.app import ServingConfig
+from ratchet.workspace import Workspace
 from tests.serving.conftest import ROW, wait_until
 
 
@@ -109,7 +110,7 @@ def guarded(churn_registry: RegistryClient, serving_settings: Settings,
     path.write_text("t0k3n\n")
     config = ServingConfig(poll_interval_s=0.05, startup_wait_s=10, access=AccessPolicy(
         token_file=str(path), protect="predict"))
-    with TestClient(create_app("churn@champion", settings=serving_settings,
+    with TestClient(create_app("churn@champion", workspace=Workspace(serving_settings),
                                config=config)) as client:
         wait_until(lambda: client.get("/health/ready").status_code == 200, what="ready")
         yield client

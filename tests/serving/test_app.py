@@ -19,6 +19,7 @@ from ratchet.serving.app import ServingConfig
 from ratchet.serving.deployments import DeploymentClient
 from ratchet.serving.request_validation import ValidationPolicy
 from ratchet.serving.traffic_plan import TrafficPlan
+from ratchet.workspace import Workspace
 from tests.serving.conftest import ROW, wait_until
 
 FAST = ServingConfig(poll_interval_s=0.05, log_flush_interval_s=0.1, startup_wait_s=10)
@@ -32,7 +33,7 @@ def _client(app: Any) -> Iterator[TestClient]:
 
 @pytest.fixture
 def client(churn_registry: RegistryClient, serving_settings: Settings) -> Iterator[TestClient]:
-    yield from _client(create_app("churn@champion", settings=serving_settings, config=FAST))
+    yield from _client(create_app("churn@champion", workspace=Workspace(serving_settings), config=FAST))
 
 
 def test_predict_answers_with_model_version_and_request_id(client: TestClient) -> None:
@@ -135,7 +136,7 @@ def test_malformed_bodies_are_422_or_413_never_500(client: TestClient) -> None:
 
 def test_body_size_limit(churn_registry: RegistryClient, serving_settings: Settings) -> None:
     config = ServingConfig(max_body_bytes=200, poll_interval_s=0.05)
-    for client in _client(create_app("churn@champion", settings=serving_settings,
+    for client in _client(create_app("churn@champion", workspace=Workspace(serving_settings),
                                      config=config)):
         assert client.post("/predict", json={"inputs": [ROW]}).status_code == 200
         r = client.post("/predict", json={"inputs": [ROW] * 10})
@@ -153,7 +154,7 @@ def test_flag_policy_accepts_and_marks_rows(churn_registry: RegistryClient,
                                             serving_settings: Settings) -> None:
     config = ServingConfig(policy=ValidationPolicy(unknown_category="flag",
                                                    out_of_range="flag"), poll_interval_s=0.05)
-    for client in _client(create_app("churn@champion", settings=serving_settings,
+    for client in _client(create_app("churn@champion", workspace=Workspace(serving_settings),
                                      config=config)):
         r = client.post("/predict", json={"inputs": [ROW, {**ROW, "plan": "gold", "age": 130}]})
         assert r.status_code == 200, r.text
@@ -163,7 +164,7 @@ def test_flag_policy_accepts_and_marks_rows(churn_registry: RegistryClient,
                 'flag="unknown_category"} 1.0') in text
     from ratchet.serving.prediction_query import predictions
 
-    logged = predictions("churn", settings=serving_settings)  # the shutdown flushed it
+    logged = predictions("churn", workspace=Workspace(serving_settings))  # the shutdown flushed it
     assert [list(f) for f in logged["flags"]] == [[], ["age:out_of_range",
                                                     "plan:unknown_category"]]
 
@@ -176,7 +177,7 @@ def test_plan_changes_and_alias_moves_are_picked_up_without_restart(
     assert version() == 1
     churn_registry.set_alias("churn", "champion", 2)
     wait_until(lambda: version() == 2, what="alias move")
-    deployments = DeploymentClient(churn_registry)
+    deployments = DeploymentClient(churn_registry.workspace)
     deployments.rollback("churn")
     wait_until(lambda: version() == 1, what="rollback")
     assert deployments.status("churn").plan.to_dict()["model"] == "churn/1"
@@ -186,10 +187,10 @@ def test_plan_changes_and_alias_moves_are_picked_up_without_restart(
 
 def test_split_is_sticky_per_key(churn_registry: RegistryClient,
                                  serving_settings: Settings) -> None:
-    deployments = DeploymentClient(churn_registry)
+    deployments = DeploymentClient(churn_registry.workspace)
     deployments.create("ab", TrafficPlan.split({"churn/1": 50, "churn/2": 50},
                                                key="customer_id"))
-    for client in _client(create_app(deployment="ab", settings=serving_settings, config=FAST)):
+    for client in _client(create_app(deployment="ab", workspace=Workspace(serving_settings), config=FAST)):
         rows = [{**ROW, "customer_id": f"c{i}"} for i in range(40)]
         first = client.post("/predict", json={"inputs": rows}).json()["model_versions"]
         again = client.post("/predict", json={"inputs": rows}).json()["model_versions"]
@@ -201,11 +202,11 @@ def test_split_is_sticky_per_key(churn_registry: RegistryClient,
 def test_canary_that_raises_is_answered_by_the_primary(churn_registry: RegistryClient,
                                                        serving_settings: Settings) -> None:
     """v3 raises on a plan it never saw; with 100% canary every such request still succeeds."""
-    deployments = DeploymentClient(churn_registry)
+    deployments = DeploymentClient(churn_registry.workspace)
     deployments.create("canary", TrafficPlan.canary("churn@champion", "churn/3", 100))
     config = ServingConfig(policy=ValidationPolicy(unknown_category="flag"),
                            poll_interval_s=0.05)
-    for client in _client(create_app(deployment="canary", settings=serving_settings,
+    for client in _client(create_app(deployment="canary", workspace=Workspace(serving_settings),
                                      config=config)):
         assert client.post("/predict", json={"inputs": [ROW]}).json()["model_version"] == 3
         r = client.post("/predict", json={"inputs": [{**ROW, "plan": "gold"}]})
@@ -219,14 +220,14 @@ def test_shadow_is_logged_never_returned(churn_registry: RegistryClient,
                                          serving_settings: Settings) -> None:
     from ratchet.serving.prediction_query import predictions
 
-    deployments = DeploymentClient(churn_registry)
+    deployments = DeploymentClient(churn_registry.workspace)
     deployments.create("shadowed", TrafficPlan.shadowed("churn@champion", "churn/2"))
-    for client in _client(create_app(deployment="shadowed", settings=serving_settings,
+    for client in _client(create_app(deployment="shadowed", workspace=Workspace(serving_settings),
                                      config=FAST)):
         for _ in range(5):
             r = client.post("/predict", json={"inputs": [ROW]})
             assert r.json()["model_version"] == 1
-    logged = predictions("shadowed", settings=serving_settings)
+    logged = predictions("shadowed", workspace=Workspace(serving_settings))
     assert sorted(logged.groupby("variant").size().to_dict().items()) == [
         ("primary", 5), ("shadow", 5)]
     assert set(logged[logged.variant == "shadow"].model_version) == {2}
@@ -245,7 +246,7 @@ def test_every_prediction_is_logged_and_feedback_joins(client: TestClient,
     bad = client.post("/feedback", json={"feedback": [{"request_id": 5, "row": -1}]})
     assert bad.status_code == 422 and len(bad.json()["detail"]) == 3
     client.__exit__(None, None, None)  # shutdown flushes the log
-    logged = predictions("churn", settings=serving_settings, with_feedback=True)
+    logged = predictions("churn", workspace=Workspace(serving_settings), with_feedback=True)
     assert len(logged) == 6 and list(logged.request_id.unique()) == ids
     assert {"input.age", "input.plan", "output.prediction", "output.proba_1"} <= set(
         logged.columns)
@@ -285,17 +286,17 @@ def test_openapi_documents_the_bodies(client: TestClient) -> None:
 
 def test_not_ready_until_loaded(churn_registry: RegistryClient,
                                 serving_settings: Settings) -> None:
-    app = create_app("churn@champion", settings=serving_settings, config=FAST)
+    app = create_app("churn@champion", workspace=Workspace(serving_settings), config=FAST)
     with TestClient(app) as client:
         wait_until(lambda: client.get("/health/ready").status_code == 200, what="ready")
         assert client.get("/health/live").status_code == 200
     # A deployment whose model files vanished answers 503 with the reason, not 500.
-    DeploymentClient(churn_registry).create("ghost", "churn/3")
+    DeploymentClient(churn_registry.workspace).create("ghost", "churn/3")
     shutil.rmtree(Path(serving_settings.artifacts_uri) / "blobs")
     shutil.rmtree(serving_settings.home / "cache", ignore_errors=True)
     # Startup waits for the model only so long, then serves 503 with the reason.
     config = ServingConfig(poll_interval_s=0.05, startup_wait_s=0.5)
-    ghost = create_app(deployment="ghost", settings=serving_settings, config=config)
+    ghost = create_app(deployment="ghost", workspace=Workspace(serving_settings), config=config)
     with TestClient(ghost) as client:
         wait_until(lambda: client.get("/health/ready").json().get("error"), what="error")
         r = client.post("/predict", json={"inputs": [ROW]})
@@ -306,7 +307,7 @@ def test_not_ready_until_loaded(churn_registry: RegistryClient,
 def test_no_batching_makes_one_model_call_per_request(churn_registry: RegistryClient,
                                                        serving_settings: Settings) -> None:
     config = ServingConfig(poll_interval_s=0.05, startup_wait_s=10, batching=False)
-    app = create_app("churn@champion", settings=serving_settings, config=config)
+    app = create_app("churn@champion", workspace=Workspace(serving_settings), config=config)
     for client in _client(app):
         for _ in range(5):
             assert client.post("/predict", json={"inputs": [ROW, ROW]}).status_code == 200

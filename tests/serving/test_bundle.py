@@ -24,7 +24,7 @@ from ratchet.serving.bundle import (
     read_bundle_info,
     requirements_text,
 )
-from ratchet.tracking.client import TrackingClient
+from ratchet.workspace import Workspace
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "ratchet-serving.json"
@@ -66,7 +66,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory, iris: pd.DataFrame) -> Re
     root = tmp_path_factory.mktemp("store")
     settings = Settings(home=root / ".ratchet", db_url=f"sqlite:///{root / 'ratchet.db'}",
                         artifacts_uri=str(root / "artifacts"))
-    client = RegistryClient(TrackingClient(settings))
+    client = RegistryClient(Workspace(settings))
     X, y = iris.drop(columns="target"), iris["target"]
     for C in (0.1, 1.0):
         run = client.tracking.create_run("iris")
@@ -79,7 +79,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory, iris: pd.DataFrame) -> Re
 
 @pytest.fixture
 def bundle_dir(tmp_path: Path, registry: RegistryClient) -> Path:
-    return build_bundle("Iris_Model@champion", tmp_path / "dist" / "iris", registry=registry,
+    return build_bundle("Iris_Model@champion", tmp_path / "dist" / "iris", workspace=registry.workspace,
                         port=9000, replicas=3).directory
 
 
@@ -94,7 +94,7 @@ def test_build_writes_a_complete_bundle(tmp_path: Path, registry: RegistryClient
     from importlib.metadata import version
 
     out = tmp_path / "dist" / "iris"
-    bundle = build_bundle("Iris_Model@champion", out, registry=registry)
+    bundle = build_bundle("Iris_Model@champion", out, workspace=registry.workspace)
     assert bundle.directory == out
     mv = registry.get_version("Iris_Model", 1)
     for name in ("bundle.json", "requirements.txt", "Dockerfile", "model/ratchet-model.json",
@@ -238,7 +238,7 @@ def test_manifests_narrow_hosts_and_need_a_token_secret(bundle_dir: Path, tmp_pa
 
 
 def test_options_name_the_deployment_and_image(tmp_path: Path, registry: RegistryClient) -> None:
-    bundle = build_bundle("models:/Iris_Model/2", tmp_path / "b", registry=registry,
+    bundle = build_bundle("models:/Iris_Model/2", tmp_path / "b", workspace=registry.workspace,
                           deployment="Iris.API_v2", image="registry.example.com/iris:2")
     assert (bundle.info.deployment, bundle.info.model_version) == ("Iris.API_v2", 2)
     (deployment,) = _docs(bundle.directory / "k8s" / "deployment.yaml")
@@ -246,20 +246,20 @@ def test_options_name_the_deployment_and_image(tmp_path: Path, registry: Registr
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == \
         "registry.example.com/iris:2"
     with pytest.raises(InvalidInput, match="deployment name"):
-        build_bundle("Iris_Model/2", tmp_path / "c", registry=registry, deployment="a/b")
+        build_bundle("Iris_Model/2", tmp_path / "c", workspace=registry.workspace, deployment="a/b")
     with pytest.raises(InvalidInput, match="image"):
-        build_bundle("Iris_Model/2", tmp_path / "c", registry=registry, image="Not An Image")
+        build_bundle("Iris_Model/2", tmp_path / "c", workspace=registry.workspace, image="Not An Image")
     with pytest.raises(InvalidInput, match="port"):
-        build_bundle("Iris_Model/2", tmp_path / "c", registry=registry, port=0)
+        build_bundle("Iris_Model/2", tmp_path / "c", workspace=registry.workspace, port=0)
     assert not (tmp_path / "c").exists()
 
 
 def test_only_registered_models_are_bundled(tmp_path: Path, registry: RegistryClient) -> None:
     with pytest.raises(NotFound):
-        build_bundle("nope@champion", tmp_path / "x", registry=registry)
+        build_bundle("nope@champion", tmp_path / "x", workspace=registry.workspace)
     run_id = registry.get_version("Iris_Model", 1).run_id
     with pytest.raises(InvalidInput, match="registered model version"):
-        build_bundle(f"runs:/{run_id}/model", tmp_path / "x", registry=registry)
+        build_bundle(f"runs:/{run_id}/model", tmp_path / "x", workspace=registry.workspace)
     assert not (tmp_path / "x").exists()
 
 
@@ -268,11 +268,11 @@ def test_existing_output_is_refused_unless_overwrite(
 ) -> None:
     out = tmp_path / "dist"
     out.mkdir()  # an existing empty directory is fine
-    build_bundle("Iris_Model/1", out, registry=registry)
+    build_bundle("Iris_Model/1", out, workspace=registry.workspace)
     with pytest.raises(InvalidInput, match="not empty"):
-        build_bundle("Iris_Model/2", out, registry=registry)
+        build_bundle("Iris_Model/2", out, workspace=registry.workspace)
     assert read_bundle_info(out).model_version == 1
-    build_bundle("Iris_Model/2", out, registry=registry, overwrite=True)
+    build_bundle("Iris_Model/2", out, workspace=registry.workspace, overwrite=True)
     assert read_bundle_info(out).model_version == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dist"]
 
@@ -280,11 +280,11 @@ def test_existing_output_is_refused_unless_overwrite(
     project.mkdir()
     (project / "train.py").write_text("print('mine')\n")
     with pytest.raises(InvalidInput, match="not a ratchet bundle"):
-        build_bundle("Iris_Model/1", project, registry=registry, overwrite=True)
+        build_bundle("Iris_Model/1", project, workspace=registry.workspace, overwrite=True)
     assert [p.name for p in project.iterdir()] == ["train.py"]
     (tmp_path / "file").write_text("x")
     with pytest.raises(InvalidInput, match="not a directory"):
-        build_bundle("Iris_Model/1", tmp_path / "file", registry=registry)
+        build_bundle("Iris_Model/1", tmp_path / "file", workspace=registry.workspace)
 
 
 def test_manifest_cannot_smuggle_pip_options() -> None:
@@ -457,13 +457,13 @@ def test_an_untrusted_model_is_bundled_only_with_trust(
                                  input_example=X, flavor="python")
     out = tmp_path / "dist" / "churnpy"
     with pytest.raises(Untrusted, match="--trust"):
-        build_bundle("churnpy/1", out, registry=churn_registry)
+        build_bundle("churnpy/1", out, workspace=churn_registry.workspace)
     assert not out.exists()
-    bundle = build_bundle("churnpy/1", out, registry=churn_registry, trust=True)
+    bundle = build_bundle("churnpy/1", out, workspace=churn_registry.workspace, trust=True)
     assert bundle.info.trust is True
     info, model = load_bundle(out)  # the bundle records the builder's trust
     assert info.trust and model.flavor == "python"
-    app = create_app(bundle=str(out), settings=serving_settings,
+    app = create_app(bundle=str(out), workspace=Workspace(serving_settings),
                      config=ServingConfig(poll_interval_s=0.05, log_predictions=False))
     with TestClient(app) as client:
         r = client.post("/predict", json={"inputs": [ROW]})
@@ -472,6 +472,6 @@ def test_an_untrusted_model_is_bundled_only_with_trust(
     with pytest.raises(Untrusted):
         load_bundle(out)
     # A safe model's bundle never claims trust, even when built with it.
-    safe = build_bundle("churn/1", tmp_path / "dist" / "churn", registry=churn_registry,
+    safe = build_bundle("churn/1", tmp_path / "dist" / "churn", workspace=churn_registry.workspace,
                         trust=True)
     assert safe.info.trust is False

@@ -16,7 +16,7 @@ from tests.serving.conftest import register_churn
 
 @pytest.fixture
 def deployments(settings: Settings) -> DeploymentClient:
-    return DeploymentClient(register_churn(settings))
+    return DeploymentClient(register_churn(settings).workspace)
 
 
 def _tick() -> None:

@@ -12,12 +12,13 @@ from fastapi.testclient import TestClient
 from ratchet.config import Settings
 from ratchet.registry import RegistryClient
 from ratchet.serving import create_app
+from ratchet.workspace import Workspace
 from tests.serving.conftest import running_server
 
 
 def test_docs_page_loads_only_files_the_server_serves(churn_registry: RegistryClient,
                                                       serving_settings: Settings) -> None:
-    with TestClient(create_app("churn@champion", settings=serving_settings)) as client:
+    with TestClient(create_app("churn@champion", workspace=Workspace(serving_settings))) as client:
         page = client.get("/docs")
         assert page.status_code == 200
         links = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", page.text)

@@ -17,6 +17,7 @@ from ratchet.serving import create_app
 from ratchet.serving.app import ServingConfig
 from ratchet.store import open_database
 from ratchet.store.deployment_store import DeploymentStore
+from ratchet.workspace import Workspace
 from tests.serving.conftest import ROW, register_churn, wait_until
 
 FAST = ServingConfig(poll_interval_s=0.05, log_flush_interval_s=0.1, startup_wait_s=10)
@@ -29,7 +30,7 @@ def served(settings: Settings) -> Settings:
 
 
 def _app(settings: Settings, deployment: str) -> Iterator[TestClient]:
-    with TestClient(create_app("churn@champion", deployment=deployment, settings=settings,
+    with TestClient(create_app("churn@champion", deployment=deployment, workspace=Workspace(settings),
                                config=FAST)) as client:
         wait_until(lambda: client.get("/health/ready").status_code == 200, what="ready")
         yield client

@@ -36,6 +36,7 @@ from ratchet.serving.request_formats import (
     parse_oip,
 )
 from ratchet.serving.request_validation import RequestInvalid, RequestValidator
+from ratchet.workspace import Workspace
 from tests.serving.conftest import ROW, churn_frame, wait_until
 
 NAMES = ["age", "income", "plan"]
@@ -319,7 +320,7 @@ FAST = ServingConfig(poll_interval_s=0.05, log_flush_interval_s=0.1, startup_wai
 
 @pytest.fixture
 def client(churn_registry: RegistryClient, serving_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app("churn@champion", settings=serving_settings,
+    with TestClient(create_app("churn@champion", workspace=Workspace(serving_settings),
                                config=FAST)) as client:
         wait_until(lambda: client.get("/health/ready").status_code == 200, what="ready")
         yield client
@@ -359,16 +360,15 @@ def test_a_model_without_a_signature_is_refused_with_the_reason(
         serving_settings: Settings) -> None:
     from sklearn.linear_model import LogisticRegression
 
-    from ratchet.tracking import TrackingClient
 
-    registry = RegistryClient(TrackingClient(serving_settings))
+    registry = RegistryClient(Workspace(serving_settings))
     X, y = churn_frame()
     with registry.tracking.start_run(experiment="bare") as run:
         registry.log_model(run.id, LogisticRegression().fit(X[["age", "income"]].to_numpy(), y),
                            name="bare")  # no input_example, no signature
     assert registry.load("models:/bare/1").signature is None
     config = ServingConfig(poll_interval_s=0.05, log_flush_interval_s=0.1, startup_wait_s=0.5)
-    with TestClient(create_app("bare/1", settings=serving_settings, config=config)) as client:
+    with TestClient(create_app("bare/1", workspace=Workspace(serving_settings), config=config)) as client:
         ready = wait_until(lambda: (r := client.get("/health/ready")).json().get("error") and r,
                            what="a load error")
         assert ready.status_code == 503

@@ -16,6 +16,7 @@ import pytest
 
 from ratchet.config import Settings
 from ratchet.registry import RegistryClient
+from ratchet.workspace import Workspace
 from tests.serving.conftest import ROW, running_server
 
 HALF_OPEN = 300
@@ -167,7 +168,7 @@ def test_cross_site_posts_and_tokens(server: str, serving_settings: Settings) ->
         # Tokens guard state changes only (by default): predictions need none.
         assert client.post("/predict", json={"inputs": [ROW]}).status_code == 200
     time.sleep(0.5)  # the prediction log flushes every 0.1 s
-    logged = predictions("churn", settings=serving_settings, with_feedback=True)
+    logged = predictions("churn", workspace=Workspace(serving_settings), with_feedback=True)
     labelled = logged.dropna(subset=["feedback"])
     assert list(zip(labelled.request_id, labelled.row, strict=True)) == [(request_id, 1)]
 

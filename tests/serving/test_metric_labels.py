@@ -10,6 +10,7 @@ from ratchet.config import Settings
 from ratchet.registry import RegistryClient
 from ratchet.serving import create_app
 from ratchet.serving.app import ServingConfig
+from ratchet.workspace import Workspace
 from tests.serving.conftest import ROW, wait_until
 
 FAST = ServingConfig(poll_interval_s=0.05, log_flush_interval_s=0.1, startup_wait_s=10)
@@ -17,7 +18,7 @@ FAST = ServingConfig(poll_interval_s=0.05, log_flush_interval_s=0.1, startup_wai
 
 def test_invented_columns_do_not_become_label_values(churn_registry: RegistryClient,
                                                      serving_settings: Settings) -> None:
-    app = create_app("churn@champion", settings=serving_settings, config=FAST)
+    app = create_app("churn@champion", workspace=Workspace(serving_settings), config=FAST)
     with TestClient(app) as client:
         wait_until(lambda: client.get("/health/ready").status_code == 200, what="ready")
         for i in range(50):

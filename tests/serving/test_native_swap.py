@@ -12,7 +12,7 @@ import lightgbm as lgb
 from ratchet.config import Settings
 from ratchet.packaging import save_model
 from ratchet.registry import RegistryClient
-from ratchet.tracking import TrackingClient
+from ratchet.workspace import Workspace
 from tests.serving.conftest import churn_frame, running_server, wait_until
 
 
@@ -34,7 +34,7 @@ def _register_lightgbm(registry: RegistryClient, tmp: Path, *, mutate: bool) -> 
 def test_server_keeps_serving_v1_when_v2_crashes_the_parser(
     serving_settings: Settings, tmp_path: Path
 ) -> None:
-    registry = RegistryClient(TrackingClient(serving_settings))
+    registry = RegistryClient(Workspace(serving_settings))
     assert _register_lightgbm(registry, tmp_path, mutate=False) == 1
     assert _register_lightgbm(registry, tmp_path, mutate=True) == 2
     registry.set_alias("lgbm", "champion", 1)

@@ -17,7 +17,7 @@ import pytest
 
 from ratchet.config import Settings
 from ratchet.registry import RegistryClient
-from ratchet.tracking import TrackingClient
+from ratchet.workspace import Workspace
 from tests.serving.conftest import churn_frame, register_churn, running_server
 
 httpclient = pytest.importorskip("tritonclient.http")
@@ -35,7 +35,7 @@ def _register_numeric(settings: Settings) -> None:
     """``labels``: numeric inputs, string labels; ``amount``: numeric inputs, a regressor."""
     from sklearn.linear_model import LinearRegression, LogisticRegression
 
-    registry = RegistryClient(TrackingClient(settings))
+    registry = RegistryClient(Workspace(settings))
     X, y = churn_frame()
     X = X[["age", "income"]]
     labelled = LogisticRegression(max_iter=1000).fit(X, np.where(y == 1, "yes", "no"))

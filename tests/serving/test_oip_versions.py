@@ -14,6 +14,7 @@ from ratchet.serving import create_app
 from ratchet.serving.app import ServingConfig
 from ratchet.serving.deployments import DeploymentClient
 from ratchet.serving.traffic_plan import TrafficPlan
+from ratchet.workspace import Workspace
 from tests.serving.conftest import wait_until
 
 TENSORS = [{"name": "age", "shape": [1], "datatype": "INT64", "data": [52]},
@@ -24,10 +25,10 @@ TENSORS = [{"name": "age", "shape": [1], "datatype": "INT64", "data": [52]},
 @pytest.fixture
 def canary(churn_registry: RegistryClient, serving_settings: Settings) -> Iterator[TestClient]:
     """churn v1 primary, v2 canary at 100%."""
-    deployments = DeploymentClient(churn_registry)
+    deployments = DeploymentClient(churn_registry.workspace)
     deployments.create("split", TrafficPlan.from_dict({
         "kind": "canary", "model": "churn@champion", "canary": "churn/2", "percent": 100}))
-    app = create_app(deployment="split", settings=serving_settings,
+    app = create_app(deployment="split", workspace=Workspace(serving_settings),
                      config=ServingConfig(poll_interval_s=0.05, startup_wait_s=10))
     with TestClient(app) as client:
         wait_until(lambda: client.get("/health/ready").status_code == 200, what="ready")

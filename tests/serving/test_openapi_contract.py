@@ -17,6 +17,7 @@ from schemathesis.checks import negative_data_rejection
 from ratchet.config import Settings
 from ratchet.serving import create_app
 from ratchet.serving.app import ServingConfig
+from ratchet.workspace import Workspace
 from tests.serving.conftest import register_churn, wait_until
 
 
@@ -25,7 +26,7 @@ def test_every_operation_keeps_its_contract(tmp_path: Path) -> None:
     store = Settings(home=home, db_url=f"sqlite:///{home / 'ratchet.db'}",
                      artifacts_uri=str(home / "artifacts"))
     register_churn(store)
-    app = create_app("churn@champion", settings=store, config=ServingConfig(poll_interval_s=0.1))
+    app = create_app("churn@champion", workspace=Workspace(store), config=ServingConfig(poll_interval_s=0.1))
     statuses: Counter[tuple[str, int]] = Counter()
     with TestClient(app) as client:
         wait_until(lambda: client.get("/health/ready").status_code == 200, what="ready")

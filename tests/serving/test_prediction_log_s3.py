@@ -18,6 +18,7 @@ from ratchet.registry import RegistryClient
 from ratchet.serving import create_app
 from ratchet.serving.app import ServingConfig
 from ratchet.serving.prediction_query import LogReader, predictions
+from ratchet.workspace import Workspace
 from tests import s3_server as s3_fixtures
 from tests.s3_server import S3Bucket
 from tests.serving.conftest import ROW, register_churn, wait_until
@@ -41,7 +42,7 @@ def registry(s3_settings: Settings) -> RegistryClient:
 
 
 def _serve(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app("churn@champion", settings=settings, config=FAST)) as client:
+    with TestClient(create_app("churn@champion", workspace=Workspace(settings), config=FAST)) as client:
         wait_until(lambda: client.get("/health/ready").status_code == 200, what="ready")
         yield client
 
@@ -59,13 +60,13 @@ def test_served_predictions_are_logged_to_s3_and_read_back(
     assert logged_keys and all(k.endswith(".parquet") for k in logged_keys), logged_keys
     assert all("/deployment=churn/hour=" in k for k in logged_keys)
 
-    logged = predictions("churn", settings=s3_settings, with_feedback=True)
+    logged = predictions("churn", workspace=Workspace(s3_settings), with_feedback=True)
     assert len(logged) == 6 and list(logged.request_id.unique()) == ids
     assert {"input.age", "input.plan", "output.prediction"} <= set(logged.columns)
     labelled = logged.dropna(subset=["feedback"])
     assert list(zip(labelled.request_id, labelled.row, strict=True)) == [(ids[1], 0)]
     # A window that excludes everything is empty, not an error.
-    assert predictions("churn", until=0, settings=s3_settings).empty
+    assert predictions("churn", until=0, workspace=Workspace(s3_settings)).empty
 
 
 _WRITE_ONE = """
@@ -92,12 +93,12 @@ def test_readers_see_what_other_processes_log_after_their_first_read(
     root = s3_settings.artifacts_uri
     since = time.time_ns() // 1_000_000 - 60_000
     _log_from_another_process(root, "first")
-    assert predictions("churn", since=since, settings=s3_settings).request_id.tolist() == [
+    assert predictions("churn", since=since, workspace=Workspace(s3_settings)).request_id.tolist() == [
         "first"]
-    reader = LogReader("churn", horizon_ms=2 * HOUR, settings=s3_settings)
+    reader = LogReader("churn", horizon_ms=2 * HOUR, workspace=Workspace(s3_settings))
     assert reader.read(since, with_feedback=False).request_id.tolist() == ["first"]
 
     _log_from_another_process(root, "second")
-    assert predictions("churn", since=since, settings=s3_settings).request_id.tolist() == [
+    assert predictions("churn", since=since, workspace=Workspace(s3_settings)).request_id.tolist() == [
         "first", "second"]
     assert reader.read(since, with_feedback=False).request_id.tolist() == ["first", "second"]

@@ -19,6 +19,7 @@ from ratchet.serving.prediction_log import META_COLUMNS, LoggedRequest, Predicti
 from ratchet.serving.prediction_query import predictions
 from ratchet.store import open_database
 from ratchet.store.deployment_store import DeploymentStore
+from ratchet.workspace import Workspace
 
 H10 = datetime(2024, 5, 1, 10, tzinfo=UTC)
 MS10 = int(H10.timestamp() * 1000)
@@ -57,7 +58,7 @@ def test_rows_come_back_ordered_across_files_and_hours(local: Settings) -> None:
     log_all(local.artifacts_uri,
             [request("b", MS10 + 5), request("late", MS10 + HOUR + 1, n=1)],
             [request("a", MS10 + 5), request("first", MS10, n=1)])
-    frame = predictions("churn", settings=local)
+    frame = predictions("churn", workspace=Workspace(local))
     assert keys(frame) == [("first", 0), ("a", 0), ("a", 1), ("b", 0), ("b", 1), ("late", 0)]
     assert list(frame.columns) == [*META_COLUMNS, "input.age", "output.prediction"]
     assert frame["timestamp"].iloc[0] == pd.Timestamp(H10)
@@ -70,7 +71,7 @@ def test_window_is_half_open_and_takes_datetimes_or_epoch_ms(local: Settings) ->
     log_all(local.artifacts_uri, [request(f"r{i}", MS10 + i * HOUR // 2, n=1) for i in range(6)])
 
     def ids(since: Any = None, until: Any = None) -> list[str]:
-        return predictions("churn", since, until, settings=local)["request_id"].tolist()
+        return predictions("churn", since, until, workspace=Workspace(local))["request_id"].tolist()
 
     assert ids() == [f"r{i}" for i in range(6)]
     assert ids(MS10 + HOUR, MS10 + 2 * HOUR) == ["r2", "r3"]  # until is excluded
@@ -91,21 +92,21 @@ def test_hours_outside_the_window_are_never_read(local: Settings) -> None:
     (deployment_dir / "hour=2024-05-01T10" / ".half-written.parquet.tmp").write_bytes(b"x")
     (deployment_dir / "not-an-hour").mkdir()
 
-    outside = predictions("churn", until=MS10 + HOUR, settings=local)
+    outside = predictions("churn", until=MS10 + HOUR, workspace=Workspace(local))
     assert outside["request_id"].tolist() == ["r10"]
-    assert predictions("churn", since=MS10 + 2 * HOUR, settings=local)["request_id"].tolist() \
+    assert predictions("churn", since=MS10 + 2 * HOUR, workspace=Workspace(local))["request_id"].tolist() \
         == ["r12"]
     with pytest.raises(IntegrityError, match="deployment 'churn'"):
-        predictions("churn", settings=local)  # the window includes the unreadable hour
+        predictions("churn", workspace=Workspace(local))  # the window includes the unreadable hour
 
 
 def test_an_unknown_deployment_is_an_empty_frame(local: Settings) -> None:
-    frame = predictions("nothing-logged", settings=local)
+    frame = predictions("nothing-logged", workspace=Workspace(local))
     assert frame.empty
     assert list(frame.columns) == list(META_COLUMNS)
     assert str(frame["timestamp"].dtype) == "datetime64[ms, UTC]"
     assert frame["row"].dtype == "Int32"
-    with_fb = predictions("nothing-logged", settings=local, with_feedback=True)
+    with_fb = predictions("nothing-logged", workspace=Workspace(local), with_feedback=True)
     assert list(with_fb.columns) == [*META_COLUMNS, "feedback", "feedback_at"]
 
 
@@ -114,7 +115,7 @@ def test_columns_union_by_name_across_model_versions(local: Settings) -> None:
             [request("v3", MS10, n=1, inputs={"age": [41]}, version=3)],
             [request("v4", MS10 + 1, n=1, inputs={"age": [42], "income": [1.5]}, version=4)],
             [request("v5", MS10 + 2, n=1, inputs={"age": ["unknown"]}, version=5)])
-    frame = predictions("churn", settings=local)
+    frame = predictions("churn", workspace=Workspace(local))
     assert frame["model_version"].tolist() == [3, 4, 5]
     assert frame["input.age"].tolist() == ["41", "42", "unknown"]  # int + string: string
     assert math.isnan(frame["input.income"].iloc[0])
@@ -123,8 +124,8 @@ def test_columns_union_by_name_across_model_versions(local: Settings) -> None:
 
 def test_deployments_are_kept_apart(local: Settings) -> None:
     log_all(local.artifacts_uri, [request("mine", MS10), request("other", MS10, deployment="x")])
-    assert set(predictions("churn", settings=local)["request_id"]) == {"mine"}
-    assert set(predictions("x", settings=local)["request_id"]) == {"other"}
+    assert set(predictions("churn", workspace=Workspace(local))["request_id"]) == {"mine"}
+    assert set(predictions("x", workspace=Workspace(local))["request_id"]) == {"other"}
 
 
 def test_with_feedback_joins_on_request_and_row(settings: Settings) -> None:
@@ -137,14 +138,14 @@ def test_with_feedback_joins_on_request_and_row(settings: Settings) -> None:
                            ("r1", 0, "other", "elsewhere")])  # another deployment's feedback
     store.record_feedback([("r2", 0, "churn", 1)])  # a correction: the newest value wins
 
-    frame = predictions("churn", settings=settings, with_feedback=True)
+    frame = predictions("churn", workspace=Workspace(settings), with_feedback=True)
     assert frame["row"].dtype == "Int32" and frame["row"].isna().tolist() == [True] + [False] * 3
     frame = frame.iloc[1:]
     assert keys(frame) == [("r1", 0), ("r1", 1), ("r2", 0)]
     assert frame["feedback"].tolist() == [None, {"label": 1}, 1]
     assert frame["feedback_at"].isna().tolist() == [True, False, False]
     assert frame["feedback_at"].iloc[1] <= pd.Timestamp.now(tz="UTC")
-    assert "feedback" not in predictions("churn", settings=settings).columns
+    assert "feedback" not in predictions("churn", workspace=Workspace(settings)).columns
 
 
 @pytest.mark.parametrize("since, until, message", [
@@ -157,12 +158,12 @@ def test_with_feedback_joins_on_request_and_row(settings: Settings) -> None:
 def test_bad_windows_are_invalid_input(local: Settings, since: Any, until: Any,
                                        message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
-        predictions("churn", since, until, settings=local)
+        predictions("churn", since, until, workspace=Workspace(local))
 
 
 def test_bad_deployment_names_are_invalid_input(local: Settings) -> None:
     with pytest.raises(InvalidInput, match="deployment name"):
-        predictions("../../etc", settings=local)
+        predictions("../../etc", workspace=Workspace(local))
 
 
 @pytest.fixture
@@ -180,9 +181,9 @@ def test_an_fsspec_root_works_end_to_end(tmp_path: Path, memory_root: str) -> No
     log_all(memory_root, [request("r1", MS10), request("r2", MS10 + HOUR, n=1)])
     stored = fsspec.filesystem("memory").find(memory_root.removeprefix("memory://"))
     assert len(stored) == 2 and all(p.endswith(".parquet") for p in stored)
-    frame = predictions("churn", since=MS10 + 1, settings=settings)
+    frame = predictions("churn", since=MS10 + 1, workspace=Workspace(settings))
     assert keys(frame) == [("r2", 0)]
-    assert keys(predictions("churn", settings=settings)) == [("r1", 0), ("r1", 1), ("r2", 0)]
+    assert keys(predictions("churn", workspace=Workspace(settings))) == [("r1", 0), ("r1", 1), ("r2", 0)]
 
 
 def test_a_log_reader_reads_each_file_once_and_matches_predictions(local: Settings) -> None:
@@ -193,7 +194,7 @@ def test_a_log_reader_reads_each_file_once_and_matches_predictions(local: Settin
     from ratchet.serving.prediction_query import LogReader
 
     now = time.time_ns() // 1_000_000
-    reader = LogReader("churn", horizon_ms=2 * HOUR, settings=local)
+    reader = LogReader("churn", horizon_ms=2 * HOUR, workspace=Workspace(local))
     store = DeploymentStore(open_database(local.db_url))
     log_all(local.artifacts_uri, [request("a", now - 1_000), request("b", now - 500, n=1)])
     first = reader.read(now - 10_000)
@@ -202,13 +203,13 @@ def test_a_log_reader_reads_each_file_once_and_matches_predictions(local: Settin
     store.record_feedback([("a", 1, "churn", 1), ("d", 0, "churn", 0)])
     for since in (now - 10_000, now - 600, now - 150, now):
         ours = reader.read(since)
-        theirs = predictions("churn", since=since, with_feedback=True, settings=local)
+        theirs = predictions("churn", since=since, with_feedback=True, workspace=Workspace(local))
         pd.testing.assert_frame_equal(ours.reset_index(drop=True),
                                       theirs.reset_index(drop=True))
     assert reader.read(now - 10_000)["feedback"].tolist() == [None, 1, None, None, None, 0]
     # Older than the horizon: read from the log directly, still the same answer.
     old = reader.read(now - 3 * HOUR)
-    assert keys(old) == keys(predictions("churn", since=now - 3 * HOUR, settings=local))
+    assert keys(old) == keys(predictions("churn", since=now - 3 * HOUR, workspace=Workspace(local)))
 
 
 def _old_struct_file(settings: Settings, timestamp_ms: int) -> None:
@@ -236,7 +237,7 @@ def test_a_file_with_clashing_column_types_does_not_break_its_neighbours(
             [request("a", MS10 + 1, inputs={"x": [1.5, 2.5], "age": [30, 31]})],
             [request("b", MS10 + 3, inputs={"x": [3.5, 4.5], "age": [32, 33]})])
     _old_struct_file(local, MS10 + 2)
-    frame = predictions("churn", since=H10, until=H10 + timedelta(hours=1), settings=local)
+    frame = predictions("churn", since=H10, until=H10 + timedelta(hours=1), workspace=Workspace(local))
     assert keys(frame) == [("a", 0), ("a", 1), ("old", 0), ("b", 0), ("b", 1)]
     assert frame["input.x"].tolist() == ["1.5", "2.5", '{"a": 1}', "3.5", "4.5"]
     assert frame["input.age"].tolist() == ["30", "31", "one", "32", "33"]
@@ -245,5 +246,5 @@ def test_a_file_with_clashing_column_types_does_not_break_its_neighbours(
     # The log reader (a controller's ticks) reads the same files the same way.
     from ratchet.serving.prediction_query import LogReader
 
-    reader = LogReader("churn", horizon_ms=10 * 365 * 24 * HOUR, settings=local)
+    reader = LogReader("churn", horizon_ms=10 * 365 * 24 * HOUR, workspace=Workspace(local))
     assert keys(reader.read(MS10, with_feedback=False)) == keys(frame)

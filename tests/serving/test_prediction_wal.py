@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from ratchet.config import Settings
 from ratchet.registry import RegistryClient
 from ratchet.serving.prediction_log import PredictionLog
+from ratchet.workspace import Workspace
 from tests.serving.conftest import ROW, _free_port, running_server, wait_until
 
 WRITER = textwrap.dedent("""
@@ -144,9 +145,9 @@ def test_ratchet_serve_log_flush_0_keeps_every_acknowledged_row_through_sigkill(
     with running_server(serving_settings, tmp_path, "--deployment", "churn",
                         "--log-flush", "0"):
         wait_until(lambda: set(acknowledged) <= set(
-            predictions("churn", settings=serving_settings)["request_id"]), timeout=30,
+            predictions("churn", workspace=Workspace(serving_settings))["request_id"]), timeout=30,
             what="the replayed rows")
-    logged = predictions("churn", settings=serving_settings)
+    logged = predictions("churn", workspace=Workspace(serving_settings))
     assert sorted(logged["request_id"]) == sorted(acknowledged)  # each exactly once
 
 

@@ -15,6 +15,7 @@ from ratchet.serving.request_formats import (
     parse_native,
     parse_oip,
 )
+from ratchet.workspace import Workspace
 
 NAMES = ["age", "income", "plan"]
 
@@ -469,7 +470,7 @@ def test_server_answers_a_csv_row_without_header_line_with_the_missing_header(
 
     from ratchet.serving import create_app
 
-    with TestClient(create_app("churn@champion", settings=serving_settings)) as client:
+    with TestClient(create_app("churn@champion", workspace=Workspace(serving_settings))) as client:
         got = client.post("/invocations", content=b"52,61.5,pro\n",
                           headers={"Content-Type": "text/csv"})
     assert got.status_code == 422

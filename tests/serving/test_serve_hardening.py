@@ -20,6 +20,7 @@ from ratchet.config import Settings
 from ratchet.registry import RegistryClient
 from ratchet.serving.app import ServingConfig, create_app
 from ratchet.serving.deployments import DeploymentClient
+from ratchet.workspace import Workspace
 from tests.serving.conftest import (
     ROW,
     _free_port,
@@ -87,7 +88,7 @@ def _get(url: str) -> httpx.Response | None:
 # ---------------------------------------------------------------------- in-process app
 def test_a_load_that_can_never_succeed_is_reported_at_once(
         registry: RegistryClient, serving_settings: Settings) -> None:
-    app = create_app("nosig/1", settings=serving_settings, config=CONFIG)
+    app = create_app("nosig/1", workspace=Workspace(serving_settings), config=CONFIG)
     with TestClient(app) as client:
         assert client.get("/health/live").json() == {"live": True}
         ready = wait_until(lambda: (r := client.get("/health/ready")).json().get("error") and r,
@@ -111,12 +112,12 @@ def test_a_load_that_can_never_succeed_is_reported_at_once(
 
 def test_untrusted_model_needs_trust(registry: RegistryClient,
                                      serving_settings: Settings) -> None:
-    refused = create_app("churnpy/1", settings=serving_settings, config=CONFIG)
+    refused = create_app("churnpy/1", workspace=Workspace(serving_settings), config=CONFIG)
     with TestClient(refused) as client:
         body = wait_until(lambda: client.get("/health/ready").json().get("error") and
                           client.get("/health/ready").json(), what="a load error")
         assert body["retrying"] is False and body["error"].startswith("Untrusted")
-    trusted = create_app("churnpy/1", settings=serving_settings, config=CONFIG, trust=True)
+    trusted = create_app("churnpy/1", workspace=Workspace(serving_settings), config=CONFIG, trust=True)
     with TestClient(trusted) as client:
         r = client.post("/predict", json={"inputs": [ROW]})
         assert r.status_code == 200, r.text
@@ -125,7 +126,7 @@ def test_untrusted_model_needs_trust(registry: RegistryClient,
 
 def test_a_request_during_the_first_load_waits_for_it(
         registry: RegistryClient, serving_settings: Settings) -> None:
-    app = create_app("churn/1", settings=serving_settings, config=CONFIG)
+    app = create_app("churn/1", workspace=Workspace(serving_settings), config=CONFIG)
     with TestClient(app) as client:  # no wait for readiness: the request waits instead
         r = client.post("/predict", json={"inputs": [ROW]})
         assert r.status_code == 200, r.text
@@ -167,7 +168,7 @@ def test_serve_with_trust_serves_a_cloudpickle_model(
 def test_live_answers_while_the_model_is_not_loadable_yet(
         registry: RegistryClient, serving_settings: Settings, serve_process: object) -> None:
     # Files gone: a transient failure (they may come back), retried on every poll.
-    DeploymentClient(registry).create("ghost", "churn/3")
+    DeploymentClient(registry.workspace).create("ghost", "churn/3")
     shutil.rmtree(Path(serving_settings.artifacts_uri) / "blobs")
     shutil.rmtree(serving_settings.home / "cache", ignore_errors=True)
     process, url = serve_process("-d", "ghost")  # type: ignore[operator]

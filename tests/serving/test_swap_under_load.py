@@ -69,7 +69,7 @@ def test_alias_move_and_rollback_under_load_lose_nothing(
         await until(lambda: served_versions_since(len(results) - 50) == {2}
                     if len(results) - mark > 50 else False, "swap to v2")
         await asyncio.sleep(1.0)
-        await loop.run_in_executor(None, DeploymentClient(churn_registry).rollback, "churn")
+        await loop.run_in_executor(None, DeploymentClient(churn_registry.workspace).rollback, "churn")
         mark = len(results)
         await until(lambda: served_versions_since(len(results) - 50) == {1}
                     if len(results) - mark > 50 else False, "rollback to v1")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ratchet.workspace import Workspace
+
 
 def _git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
@@ -71,7 +73,7 @@ def test_start_run_runs_no_fsmonitor_hook_filter_or_textconv(repo: Path,
     from ratchet.config import load_settings
     from ratchet.tracking import TrackingClient
 
-    client = TrackingClient(load_settings(cwd=repo, env={"RATCHET_HOME": env["RATCHET_HOME"]}))
+    client = TrackingClient(Workspace(load_settings(cwd=repo, env={"RATCHET_HOME": env["RATCHET_HOME"]})))
     code = client.get_run(run_id).code
     assert code.git_commit == _git(repo, "rev-parse", "HEAD")
     assert code.git_dirty is True and code.git_diff_hash  # still measured, just safely

@@ -13,6 +13,7 @@ import ratchet
 from ratchet.errors import Conflict, InvalidInput, NotFound, RatchetError
 from ratchet.store import DatasetInput
 from ratchet.tracking import fluent
+from ratchet.workspace import Workspace
 
 
 def test_run_finishes_and_records_everything(workspace_on: Path) -> None:
@@ -221,7 +222,7 @@ def test_code_version_is_captured_from_git(tmp_path: Path) -> None:
     from ratchet.config import load_settings
     from ratchet.tracking import TrackingClient
 
-    client = TrackingClient(load_settings(cwd=repo, env={}))
+    client = TrackingClient(Workspace(load_settings(cwd=repo, env={})))
     clean, dirty, dirty2 = (client.get_run(i).code for i in (clean_id, dirty_id, dirty2_id))
     assert clean.git_commit == commit and clean.git_branch == "main"
     assert clean.git_dirty is False and clean.git_diff_hash is None

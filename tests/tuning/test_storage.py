@@ -20,6 +20,7 @@ from ratchet.store.database import HEAD_REVISION
 from ratchet.tracking.client import TrackingClient
 from ratchet.tuning import tune
 from ratchet.tuning.storage import OPTUNA_SCHEMA, resolve_storage
+from ratchet.workspace import Workspace
 from tests.tuning.objectives import quadratic
 
 SPACE = {"x": ("float", -10.0, 10.0), "y": ("float", -10.0, 10.0)}
@@ -45,15 +46,15 @@ def tables(url: str, schema: str) -> set[str]:
 def test_auto_on_postgresql_uses_a_schema_of_its_own_and_resumes(pg_settings: Settings
                                                                   ) -> None:
     name = f"resume-{uuid.uuid4().hex[:8]}"
-    first = tune(quadratic, SPACE, n_trials=4, name=name, seed=0, settings=pg_settings)
-    second = tune(quadratic, SPACE, n_trials=3, name=name, parallel=2, settings=pg_settings)
+    first = tune(quadratic, SPACE, n_trials=4, name=name, seed=0, workspace=Workspace(pg_settings))
+    second = tune(quadratic, SPACE, n_trials=3, name=name, parallel=2, workspace=Workspace(pg_settings))
     assert len(second.study.trials) == 7
     assert sorted(second.trials["number"]) == list(range(7))
     assert second.trials["run_id"].notna().all()
 
     # One study, one parent run: resumed, with all seven trials under it.
     assert second.run_id == first.run_id
-    client = TrackingClient(pg_settings)
+    client = TrackingClient(Workspace(pg_settings))
     parent = client.get_run(first.run_id)
     assert parent.status == "finished" and parent.metrics["n_trials"] == 7
     assert parent.tags["ratchet.tuning.storage"].endswith(f"(schema {OPTUNA_SCHEMA})")
@@ -111,7 +112,7 @@ def test_two_processes_tune_one_study_on_postgresql(pg_settings: Settings,
     assert len(study.trials) == 16
     assert sorted(t.number for t in study.trials) == list(range(16))
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-    client = TrackingClient(pg_settings)
+    client = TrackingClient(Workspace(pg_settings))
     runs = [client.get_run(t.user_attrs["ratchet.run_id"]) for t in study.trials]
     assert all(r.status == "finished" for r in runs)
     assert len({r.params["pid"] for r in runs}) == 2  # both processes contributed
@@ -119,11 +120,11 @@ def test_two_processes_tune_one_study_on_postgresql(pg_settings: Settings,
 
 def test_auto_on_sqlite_is_a_journal_under_the_home(sqlite_settings: Settings) -> None:
     first = tune(quadratic, SPACE, n_trials=3, name="journal", seed=0,
-                 settings=sqlite_settings)
+                 workspace=Workspace(sqlite_settings))
     journal = sqlite_settings.home / "optuna" / "journal.log"
     assert journal.is_file() and journal.stat().st_size > 0
     assert resolve_storage("auto", sqlite_settings).describe() == f"journal:{journal}"
-    second = tune(quadratic, SPACE, n_trials=2, name="journal", settings=sqlite_settings)
+    second = tune(quadratic, SPACE, n_trials=2, name="journal", workspace=Workspace(sqlite_settings))
     assert len(second.study.trials) == 5 and second.run_id == first.run_id
 
     # Optuna's tables never go into the ratchet SQLite database.
@@ -136,9 +137,9 @@ def test_auto_on_sqlite_is_a_journal_under_the_home(sqlite_settings: Settings) -
 
 
 def test_in_memory_studies_do_not_persist(sqlite_settings: Settings) -> None:
-    tune(quadratic, SPACE, n_trials=2, name="fleeting", storage=None, settings=sqlite_settings)
+    tune(quadratic, SPACE, n_trials=2, name="fleeting", storage=None, workspace=Workspace(sqlite_settings))
     again = tune(quadratic, SPACE, n_trials=2, name="fleeting", storage=None,
-                 settings=sqlite_settings)
+                 workspace=Workspace(sqlite_settings))
     assert len(again.study.trials) == 2
     assert not (sqlite_settings.home / "optuna").exists()
 
@@ -146,11 +147,11 @@ def test_in_memory_studies_do_not_persist(sqlite_settings: Settings) -> None:
 def test_journal_path_and_optuna_storage_objects(sqlite_settings: Settings,
                                                   tmp_path: Path) -> None:
     path = tmp_path / "shared" / "study.log"
-    tune(quadratic, SPACE, n_trials=2, name="by-path", storage=path, settings=sqlite_settings)
+    tune(quadratic, SPACE, n_trials=2, name="by-path", storage=path, workspace=Workspace(sqlite_settings))
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(path)))
     resumed = tune(quadratic, SPACE, n_trials=1, name="by-path", storage=storage,
-                   settings=sqlite_settings)
+                   workspace=Workspace(sqlite_settings))
     assert len(resumed.study.trials) == 3
 
 

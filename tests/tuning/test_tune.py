@@ -20,6 +20,7 @@ from ratchet.executors.local import LocalExecutor
 from ratchet.store import Run
 from ratchet.tracking.client import TrackingClient
 from ratchet.tuning import report, tune
+from ratchet.workspace import Workspace
 from tests.tuning.objectives import curve, logging_quadratic, quadratic
 
 SPACE = {"x": ("float", -10.0, 10.0), "y": ("float", -10.0, 10.0)}
@@ -27,13 +28,13 @@ STATE = "ratchet.tuning.state"
 
 
 def children(settings: Settings, run_id: str) -> list[Run]:
-    return sorted(TrackingClient(settings).child_runs(run_id), key=lambda r: r.start_time)
+    return sorted(TrackingClient(Workspace(settings)).child_runs(run_id), key=lambda r: r.start_time)
 
 
 def test_quadratic_objective_finds_the_optimum(sqlite_settings: Settings) -> None:
     def run() -> Any:
         return tune(quadratic, SPACE, n_trials=60, seed=3, parallel=1, storage=None,
-                    settings=sqlite_settings)
+                    workspace=Workspace(sqlite_settings))
 
     result = run()
     assert result.best_params["x"] == pytest.approx(2.0, abs=0.5)
@@ -44,7 +45,7 @@ def test_quadratic_objective_finds_the_optimum(sqlite_settings: Settings) -> Non
 
 def test_minimize(sqlite_settings: Settings) -> None:
     result = tune(lambda x, y: -quadratic(x, y), SPACE, n_trials=40, seed=0, parallel=1,
-                  direction="minimize", storage=None, settings=sqlite_settings)
+                  direction="minimize", storage=None, workspace=Workspace(sqlite_settings))
     assert result.best_value == pytest.approx(0.0, abs=1.0)
     assert result.best_value == min(result.trials["value"])
 
@@ -52,8 +53,8 @@ def test_minimize(sqlite_settings: Settings) -> None:
 def test_trials_are_child_runs_with_params_and_metrics(settings: Settings) -> None:
     # Four threads at once: each objective's fluent calls must reach its own trial's run.
     result = tune(logging_quadratic, SPACE, n_trials=12, parallel=4, seed=0,
-                  experiment="tuning", settings=settings)
-    client = TrackingClient(settings)
+                  experiment="tuning", workspace=Workspace(settings))
+    client = TrackingClient(Workspace(settings))
     parent = client.get_run(result.run_id)
     assert parent.status == "finished" and parent.name == result.name
     assert parent.experiment_id == client.get_experiment("tuning").experiment_id
@@ -81,9 +82,9 @@ def test_trials_are_child_runs_with_params_and_metrics(settings: Settings) -> No
 
 
 def test_study_run_nests_under_the_active_run(sqlite_settings: Settings) -> None:
-    client = TrackingClient(sqlite_settings)
+    client = TrackingClient(Workspace(sqlite_settings))
     with client.start_run(experiment="outer") as outer:
-        result = tune(quadratic, SPACE, n_trials=2, tracking=client, storage=None)
+        result = tune(quadratic, SPACE, n_trials=2, workspace=client.workspace, storage=None)
         assert client.active_run_id() == outer.id
     study_run = client.get_run(result.run_id)
     assert study_run.parent_run_id == outer.id
@@ -105,7 +106,7 @@ def test_failing_trials_are_failed_runs_and_the_study_goes_on(sqlite_settings: S
         return x
 
     result = tune(flaky, {"kind": ["ok", "boom"], "x": ("float", 0, 1)}, n_trials=12,
-                  seed=1, parallel=3, settings=sqlite_settings, storage=None)
+                  seed=1, parallel=3, workspace=Workspace(sqlite_settings), storage=None)
     runs = children(sqlite_settings, result.run_id)
     failed = [r for r in runs if r.status == "failed"]
     finished = [r for r in runs if r.status == "finished"]
@@ -116,7 +117,7 @@ def test_failing_trials_are_failed_runs_and_the_study_goes_on(sqlite_settings: S
         assert "in flaky" in run.error  # the user's own frames
     assert (result.trials["state"] == "FAIL").sum() == len(failed)
     assert result.best_params["kind"] == "ok"
-    parent = TrackingClient(sqlite_settings).get_run(result.run_id)
+    parent = TrackingClient(Workspace(sqlite_settings)).get_run(result.run_id)
     assert parent.status == "finished" and parent.metrics["n_trials_failed"] == len(failed)
 
 
@@ -126,11 +127,11 @@ def test_all_trials_failing_raises_with_the_first_traceback(sqlite_settings: Set
 
     with pytest.raises(StepFailed, match="all 3 trials of study 'broken-study' failed") as info:
         tune(broken, {"x": ("float", 0, 1)}, n_trials=3, name="broken-study",
-             experiment="broken", settings=sqlite_settings, storage=None)
+             experiment="broken", workspace=Workspace(sqlite_settings), storage=None)
     assert "RuntimeError: cannot train" in str(info.value)
     assert isinstance(info.value.__cause__, RuntimeError)
     assert info.value.step.startswith("broken-study/trial-")
-    client = TrackingClient(sqlite_settings)
+    client = TrackingClient(Workspace(sqlite_settings))
     runs, _ = client.search_runs(experiments=["broken"])
     statuses = {r.name: r.status for r in runs}
     assert statuses == {"broken-study": "failed", "trial-0": "failed", "trial-1": "failed",
@@ -145,8 +146,8 @@ def test_keyboard_interrupt_is_never_swallowed(sqlite_settings: Settings,
     journal = tmp_path / "studies.log"
     with pytest.raises(KeyboardInterrupt):
         tune(interrupted, {"x": ("float", 0, 1)}, n_trials=4, parallel=1, name="ctrl-c",
-             experiment="ki", storage=journal, settings=sqlite_settings)
-    runs, _ = TrackingClient(sqlite_settings).search_runs(experiments=["ki"])
+             experiment="ki", storage=journal, workspace=Workspace(sqlite_settings))
+    runs, _ = TrackingClient(Workspace(sqlite_settings)).search_runs(experiments=["ki"])
     assert {r.name: r.status for r in runs} == {"ctrl-c": "killed", "trial-0": "killed"}
     # Nothing is left 'running' in the study either.
     study = optuna.load_study(study_name="ctrl-c", storage=optuna.storages.JournalStorage(
@@ -157,8 +158,8 @@ def test_keyboard_interrupt_is_never_swallowed(sqlite_settings: Settings,
 def test_median_pruner_prunes_poor_trials(sqlite_settings: Settings) -> None:
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
     result = tune(curve, {"quality": ("float", 0.0, 1.0)}, n_trials=20, seed=0, parallel=1,
-                  pruner=pruner, settings=sqlite_settings, storage=None)
-    client = TrackingClient(sqlite_settings)
+                  pruner=pruner, workspace=Workspace(sqlite_settings), storage=None)
+    client = TrackingClient(Workspace(sqlite_settings))
     runs = children(sqlite_settings, result.run_id)
     pruned = [r for r in runs if r.tags[STATE] == "pruned"]
     complete = [r for r in runs if r.tags[STATE] == "complete"]
@@ -189,9 +190,9 @@ def test_report_under_another_key_only_logs(sqlite_settings: Settings) -> None:
 
     pruner = optuna.pruners.ThresholdPruner(lower=10.0)  # would prune any reported value
     result = tune(objective, {"x": ("float", 0, 1)}, n_trials=3, pruner=pruner,
-                  settings=sqlite_settings, storage=None)
+                  workspace=Workspace(sqlite_settings), storage=None)
     assert (result.trials["state"] == "COMPLETE").all()
-    history = TrackingClient(sqlite_settings).metric_history(result.best_run_id, "loss")
+    history = TrackingClient(Workspace(sqlite_settings)).metric_history(result.best_run_id, "loss")
     assert [m.step for m in history] == [0, 1, 2]
 
 
@@ -200,17 +201,17 @@ def test_dict_objective_with_metric(sqlite_settings: Settings) -> None:
         return {"acc": x, "loss": np.float32(1 - x)}  # numpy numbers are fine
 
     result = tune(scores, {"x": ("float", 0, 1)}, n_trials=6, metric="acc", seed=0,
-                  settings=sqlite_settings, storage=None)
-    best = TrackingClient(sqlite_settings).get_run(result.best_run_id)
+                  workspace=Workspace(sqlite_settings), storage=None)
+    best = TrackingClient(Workspace(sqlite_settings)).get_run(result.best_run_id)
     assert best.metrics["acc"] == result.best_value == result.trials["value"].max()
     assert best.metrics["loss"] == pytest.approx(1 - result.best_value)
 
     with pytest.raises(StepFailed, match="pass metric= to tune"):
-        tune(scores, {"x": ("float", 0, 1)}, n_trials=2, settings=sqlite_settings,
+        tune(scores, {"x": ("float", 0, 1)}, n_trials=2, workspace=Workspace(sqlite_settings),
              storage=None)
     with pytest.raises(StepFailed, match="without metric='f1'"):
         tune(scores, {"x": ("float", 0, 1)}, n_trials=2, metric="f1",
-             settings=sqlite_settings, storage=None)
+             workspace=Workspace(sqlite_settings), storage=None)
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -226,38 +227,38 @@ def test_dict_objective_with_metric(sqlite_settings: Settings) -> None:
 def test_bad_arguments(sqlite_settings: Settings, kwargs: dict[str, Any], message: str
                        ) -> None:
     with pytest.raises(InvalidInput, match=message):
-        tune(quadratic, SPACE, settings=sqlite_settings, **kwargs)
+        tune(quadratic, SPACE, workspace=Workspace(sqlite_settings), **kwargs)
 
 
 def test_bad_space_and_objective_fail_before_any_trial(sqlite_settings: Settings) -> None:
     with pytest.raises(InvalidInput, match=r"space\['y'\]: low \(1\) is above high \(0\)"):
-        tune(quadratic, {"x": ("float", 0, 1), "y": ("int", 1, 0)}, settings=sqlite_settings)
+        tune(quadratic, {"x": ("float", 0, 1), "y": ("int", 1, 0)}, workspace=Workspace(sqlite_settings))
     with pytest.raises(InvalidInput, match="cannot be called with the space's parameters"):
         tune(quadratic, {"x": ("float", 0, 1), "z": ("float", 0, 1)},
-             settings=sqlite_settings)
+             workspace=Workspace(sqlite_settings))
     for bad in ({"sampler": "tpe"}, {"pruner": "median"}, {"resources": {"cpus": 2}}):
         with pytest.raises(InvalidInput, match=f"{next(iter(bad))}= must be a"):
-            tune(quadratic, SPACE, settings=sqlite_settings, **bad)  # type: ignore[arg-type]
+            tune(quadratic, SPACE, workspace=Workspace(sqlite_settings), **bad)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="objective must be a function"):
-        tune(42, SPACE, settings=sqlite_settings)  # type: ignore[arg-type]
-    assert TrackingClient(sqlite_settings).search_runs()[0] == []
+        tune(42, SPACE, workspace=Workspace(sqlite_settings))  # type: ignore[arg-type]
+    assert TrackingClient(Workspace(sqlite_settings)).search_runs()[0] == []
 
 
 def test_resuming_with_another_direction_or_space_is_refused(sqlite_settings: Settings
                                                              ) -> None:
-    tune(quadratic, SPACE, n_trials=1, name="fixed", settings=sqlite_settings)
+    tune(quadratic, SPACE, n_trials=1, name="fixed", workspace=Workspace(sqlite_settings))
     with pytest.raises(Conflict, match="direction"):
         tune(quadratic, SPACE, n_trials=1, name="fixed", direction="minimize",
-             settings=sqlite_settings)
+             workspace=Workspace(sqlite_settings))
     with pytest.raises(Conflict, match="another space"):
         tune(quadratic, {**SPACE, "x": ("float", 0, 1)}, n_trials=1, name="fixed",
-             settings=sqlite_settings)
+             workspace=Workspace(sqlite_settings))
     with pytest.raises(Conflict, match="metric='objective'"):
         tune(quadratic, SPACE, n_trials=1, name="fixed", metric="score",
-             settings=sqlite_settings)
+             workspace=Workspace(sqlite_settings))
     with pytest.raises(Conflict, match="another space"):  # beyond six significant digits
         tune(quadratic, {**SPACE, "x": ("float", -10, 10.0000001)}, n_trials=1,
-             name="fixed", settings=sqlite_settings)
+             name="fixed", workspace=Workspace(sqlite_settings))
 
 
 class RecordingExecutor(Executor):
@@ -292,7 +293,7 @@ def test_a_step_objective_brings_its_resources_and_timeout(sqlite_settings: Sett
         return quadratic(x, y)
 
     executor = RecordingExecutor()
-    result = tune(train, SPACE, n_trials=3, executor=executor, settings=sqlite_settings,
+    result = tune(train, SPACE, n_trials=3, executor=executor, workspace=Workspace(sqlite_settings),
                   storage=None)
     assert len(result.trials) == 3 and (result.trials["state"] == "COMPLETE").all()
     assert executor.requests == [(Resources(cpus=2, gpus=1), 600)] * 3
@@ -315,7 +316,7 @@ def test_trial_timeout_fails_the_trial(sqlite_settings: Settings) -> None:
     executor = LocalExecutor(6)
     try:
         result = tune(slow, {"x": [0.25, 0.75]}, n_trials=6, trial_timeout=1.0, parallel=2,
-                      executor=executor, settings=sqlite_settings, storage=None, seed=0)
+                      executor=executor, workspace=Workspace(sqlite_settings), storage=None, seed=0)
     finally:
         release.set()
         executor.shutdown()
@@ -334,8 +335,8 @@ def test_processes_executor_runs_pickled_trials_that_log_and_prune(
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
     result = tune(curve, {"quality": ("float", 0.0, 1.0)}, n_trials=10, seed=0,
                   executor="processes:2", parallel=2, pruner=pruner,
-                  settings=sqlite_settings)
-    client = TrackingClient(sqlite_settings)
+                  workspace=Workspace(sqlite_settings))
+    client = TrackingClient(Workspace(sqlite_settings))
     runs = children(sqlite_settings, result.run_id)
     assert len(runs) == 10
     assert {r.params["pid"] for r in runs}.isdisjoint({str(os.getpid())})
@@ -367,13 +368,13 @@ def test_register_best_registers_the_best_trials_model(workspace_on: Path) -> No
 
 
 def test_register_best_without_a_logged_model(sqlite_settings: Settings) -> None:
-    result = tune(quadratic, SPACE, n_trials=2, settings=sqlite_settings, storage=None)
+    result = tune(quadratic, SPACE, n_trials=2, workspace=Workspace(sqlite_settings), storage=None)
     with pytest.raises(NotFound, match=r"logged no model at 'model': call ratchet.log_model"):
         result.register_best("nothing")
 
 
 def test_result_before_any_completed_trial(sqlite_settings: Settings) -> None:
-    result = tune(quadratic, SPACE, n_trials=0, settings=sqlite_settings, storage=None)
+    result = tune(quadratic, SPACE, n_trials=0, workspace=Workspace(sqlite_settings), storage=None)
     assert "no completed trial" in repr(result)
     with pytest.raises(NotFound, match="has no completed trial"):
         _ = result.best_params
@@ -382,11 +383,11 @@ def test_result_before_any_completed_trial(sqlite_settings: Settings) -> None:
 def test_progress_bar_on_request(sqlite_settings: Settings,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     tune(quadratic, SPACE, n_trials=3, name="shown", progress=True, storage=None,
-         settings=sqlite_settings)
+         workspace=Workspace(sqlite_settings))
     captured = capsys.readouterr()
     assert "shown" in captured.err and "3/3" in captured.err and "best objective=" in captured.err
     assert captured.out == ""
-    tune(quadratic, SPACE, n_trials=3, name="hidden", storage=None, settings=sqlite_settings)
+    tune(quadratic, SPACE, n_trials=3, name="hidden", storage=None, workspace=Workspace(sqlite_settings))
     assert capsys.readouterr().err == ""  # not a terminal: no bar by default
 
 
@@ -398,7 +399,7 @@ def test_timeout_stops_starting_trials(sqlite_settings: Settings) -> None:
         return x
 
     result = tune(slow, {"x": ("float", 0, 1)}, n_trials=1000, timeout=0.3, parallel=1,
-                  settings=sqlite_settings, storage=None)
+                  workspace=Workspace(sqlite_settings), storage=None)
     assert 1 <= len(result.trials) < 1000
     assert (result.trials["state"] == "COMPLETE").all()  # started trials were let finish
 

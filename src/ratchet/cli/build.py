@@ -53,7 +53,7 @@ def build(
         model_uri,
         output,
         deployment=deployment,
-        registry=Session().registry,
+        workspace=Session().workspace,
         port=port,
         replicas=replicas,
         image=image,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,6 +19,9 @@ from ratchet.cli.output import (
 )
 from ratchet.cli.session import Session
 from ratchet.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from ratchet.ct.approval import RequestKind
 
 app = typer.Typer(
     help="Continuous training: run the controller one step at a time, answer it (retrain, "
@@ -36,13 +39,10 @@ ReasonOption = Annotated[str | None, typer.Option("--reason", help="Why, for the
 
 def _controller(policy_path: Path, lease_ms: int = 60_000) -> Any:
     from ratchet.ct.controller import Controller
-    from ratchet.ct.live_world import LiveWorld
     from ratchet.ct.policy import load_policy
-    from ratchet.serving.deployments import DeploymentClient
 
-    policy = load_policy(policy_path)
-    world = LiveWorld(policy, DeploymentClient(Session().registry))
-    return Controller(policy, world, lease_ms=lease_ms)
+    return Controller.live(load_policy(policy_path), workspace=Session().workspace,
+                           lease_ms=lease_ms)
 
 
 @app.command("tick")
@@ -101,23 +101,10 @@ def status(
     console().print(key_values(rows, title=f"controller: {model}"))
 
 
-def _request(model: str, kind: str, actor: str | None, reason: str | None) -> None:
-    import getpass
+def _request(model: str, kind: RequestKind, actor: str | None, reason: str | None) -> None:
+    from ratchet.ct.approval import request
 
-    from ratchet.store.ct_state_store import CTStateStore
-
-    session = Session()
-    session.registry.get_model(model)  # NotFound for a model that is not registered
-    store = CTStateStore(session.tracking.store.db)
-    current = store.get(model)
-    if kind in ("approve", "reject") and (current is None or
-                                          current.state != "awaiting_approval"):
-        where = current.state if current else "not started"
-        raise InvalidInput(f"model {model!r}: no challenger is waiting for approval (the "
-                           f"controller is {where})")
-    who = actor or getpass.getuser()
-    store.request(model, kind, actor=who, reason=reason,
-                  cycle=current.cycle if current is not None and kind != "retrain" else None)
+    request(model, kind, actor=actor, reason=reason, workspace=Session().workspace)
     typer.echo(f"{kind} recorded for {model}; the controller acts on its next tick")
 
 
@@ -263,7 +250,7 @@ def check(
         gate = load_policy(policy).gate
     holdout = _read_holdout(data)
     result = run_check(candidate, holdout, label, champion=champion, policy=gate,
-                       schema=str(schema) if schema else None, registry=Session().registry)
+                       schema=str(schema) if schema else None, workspace=Session().workspace)
     text = result.to_markdown()
     if report is not None:
         write_atomic(report, text.encode())
@@ -289,24 +276,22 @@ def controller(
     from ratchet.cli.output import say
     from ratchet.cli.schedules import graceful_stop
     from ratchet.cli.session import cwd_importable
-    from ratchet.errors import RatchetError
+    from ratchet.ct.controller import TickResult
 
     ctl = _controller(policy, lease_ms=int(lease_ttl * 1000))
     stop = threading.Event()
     say(f"controller {ctl.holder} for {ctl.policy.model}: ticking every {interval:g}s; "
         "Ctrl-C to stop")
-    last = None
+    last: list[str] = []
+
+    def on_tick(result: TickResult) -> None:  # a line when something changed
+        line = result.describe()
+        if line not in last:
+            say(line)
+            last[:] = [line]
+
     with cwd_importable(), graceful_stop(stop):
-        while not stop.is_set():
-            try:
-                line = ctl.tick().describe()
-            except RatchetError as exc:  # say it and keep watching: the next tick retries
-                line = f"{ctl.policy.model}: {exc}"
-            if line != last:
-                say(line)
-                last = line
-            stop.wait(interval)
-    ctl.release()
+        ctl.run(interval, stop, on_tick=on_tick)
     say("controller stopped")
 
 

@@ -102,7 +102,7 @@ def versions(name: Annotated[str, typer.Argument(help="The dataset's name.")],
         found = [DatasetVersion.from_record(r, session.data)
                  for r in session.data.store.list_versions(name, include_deleted=True)]
     else:
-        found = session.data.versions(name)
+        found = session.data.list_versions(name)
     if as_json:
         print_json([_summary(v) for v in found])
         return
@@ -269,7 +269,7 @@ def delete(
 
     tracking = Session().tracking
     for ref in refs:
-        delete_dataset_version(ref, force=force, client=tracking)
+        delete_dataset_version(ref, force=force, workspace=tracking.workspace)
         say(f"deleted dataset {ref}; `ratchet data restore {ref}` undoes it")
 
 
@@ -282,5 +282,5 @@ def restore(
 
     tracking = Session().tracking
     for ref in refs:
-        restore_dataset_version(ref, client=tracking)
+        restore_dataset_version(ref, workspace=tracking.workspace)
         say(f"restored dataset {ref}")

@@ -39,7 +39,7 @@ Reason = Annotated[str | None, typer.Option("--reason", help="Why (kept in the h
 def _client() -> DeploymentClient:
     from ratchet.serving.deployments import DeploymentClient
 
-    return DeploymentClient(Session().registry)
+    return Session().deployments
 
 
 def _show(status: DeploymentStatus, as_json: bool, headline: str | None = None) -> None:

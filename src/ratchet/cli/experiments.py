@@ -110,7 +110,7 @@ def delete(
     from ratchet.tracking.deletion import delete_experiment
 
     session = Session()
-    runs = delete_experiment(name_or_id, force=force, client=session.tracking)
+    runs = delete_experiment(name_or_id, force=force, workspace=session.workspace)
     say(f"deleted experiment {name_or_id} and {len(runs)} run(s); "
         f"`ratchet experiments restore {name_or_id}` undoes it")
 
@@ -120,5 +120,5 @@ def restore(name_or_id: Annotated[str, typer.Argument(help="Experiment name or i
     """Restore a deleted experiment and the runs deleted with it."""
     from ratchet.tracking.deletion import restore_experiment
 
-    runs = restore_experiment(name_or_id, client=Session().tracking)
+    runs = restore_experiment(name_or_id, workspace=Session().workspace)
     say(f"restored experiment {name_or_id} and {len(runs)} run(s)")

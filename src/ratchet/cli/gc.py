@@ -25,7 +25,7 @@ def gc(
     from ratchet.tracking.gc import gc as collect
 
     report = collect(older_than=older_than, grace=grace, dry_run=dry_run,
-                     client=Session().tracking)
+                     workspace=Session().workspace)
     data = report.to_dict()
     if as_json:
         print_json(data)

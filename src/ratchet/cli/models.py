@@ -336,10 +336,10 @@ def delete(name: ModelName, version: VersionOption = None, force: ForceOption = 
 
     tracking = Session().tracking
     if version is None:
-        delete_model(name, force=force, client=tracking)
+        delete_model(name, force=force, workspace=tracking.workspace)
         say(f"deleted model {name}; `ratchet models restore {name}` undoes it")
     else:
-        delete_model_version(name, version, force=force, client=tracking)
+        delete_model_version(name, version, force=force, workspace=tracking.workspace)
         say(f"deleted model {name} version {version}; "
             f"`ratchet models restore {name} --version {version}` undoes it")
 
@@ -351,8 +351,8 @@ def restore(name: ModelName, version: VersionOption = None) -> None:
 
     tracking = Session().tracking
     if version is None:
-        restore_model(name, client=tracking)
+        restore_model(name, workspace=tracking.workspace)
         say(f"restored model {name}")
     else:
-        restore_model_version(name, version, client=tracking)
+        restore_model_version(name, version, workspace=tracking.workspace)
         say(f"restored model {name} version {version}")

@@ -64,7 +64,7 @@ def run(
                                "(e.g. 2026-11-22T13:00)") from None
     result = run_monitor(deployment, window=window, end=when, reference=reference,
                          report_dir=out, webhook=webhook,
-                         settings=Session().settings)
+                         workspace=Session().workspace)
     if as_json:
         print_json({**result.result, "report_html": str(result.report_html),
                     "report_json": str(result.report_json)})

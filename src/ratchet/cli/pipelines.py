@@ -121,12 +121,15 @@ def list_runs(
 ) -> None:
     """Pipeline runs, newest first (runs whose process died are marked abandoned)."""
     from ratchet.pipelines import list_pipeline_runs
-    from ratchet.store import PipelineStore
 
-    session = Session()
-    records = list_pipeline_runs(pipeline, status=status, limit=limit,
-                                 tracking=session.tracking)
-    counts = PipelineStore(session.tracking.store.db).step_counts([r.run_id for r in records])
+    runs = list_pipeline_runs(pipeline, status=status, limit=limit,
+                              workspace=Session().workspace)
+    records = [r.record for r in runs]
+    counts: dict[str, dict[str, int]] = {}
+    for run in runs:
+        for step in run.steps:
+            per_run = counts.setdefault(run.run_id, {})
+            per_run[step.status] = per_run.get(step.status, 0) + 1
     if as_json:
         print_json([{**_run_dict(r), "steps": counts.get(r.run_id, {})} for r in records])
         return
@@ -150,7 +153,7 @@ def show_run(
     from ratchet.pipelines import get_pipeline_run
 
     session = Session()
-    _print_run(get_pipeline_run(run_id, tracking=session.tracking), as_json)
+    _print_run(get_pipeline_run(run_id, workspace=session.workspace), as_json)
 
 
 @app.command("logs")
@@ -162,7 +165,7 @@ def step_logs(
     from ratchet.pipelines import get_pipeline_run
 
     session = Session()
-    record = get_pipeline_run(run_id, tracking=session.tracking).step(step)
+    record = get_pipeline_run(run_id, workspace=session.workspace).step(step)
     if record.log_digest is None:
         note(f"step {step!r} printed nothing (status {record.status})")
         return

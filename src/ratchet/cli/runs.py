@@ -277,7 +277,7 @@ def delete(
 
     tracking = Session().tracking
     for run_id in run_ids:
-        gone = delete_run(run_id, force=force, client=tracking)
+        gone = delete_run(run_id, force=force, workspace=tracking.workspace)
         nested = f" and {len(gone) - 1} nested run(s)" if len(gone) > 1 else ""
         say(f"deleted run {gone[0] if gone else run_id}{nested}" if gone
             else f"run {run_id} was already deleted")
@@ -292,6 +292,6 @@ def restore(
 
     tracking = Session().tracking
     for run_id in run_ids:
-        back = restore_run(run_id, client=tracking)
+        back = restore_run(run_id, workspace=tracking.workspace)
         say(f"restored {len(back)} run(s) from {run_id}" if back
             else f"run {run_id} is not deleted")

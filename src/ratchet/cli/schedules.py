@@ -133,14 +133,14 @@ def create(
     as_json: JsonOption = False,
 ) -> None:
     """Schedule a pipeline to run at each cron time (once `ratchet scheduler` runs)."""
-    from ratchet.pipelines.references import load_pipeline
+    from ratchet.pipelines.pipeline_definition import load_pipeline
     from ratchet.pipelines.schedules import parse_params, schedule, validate_cron
 
     validate_cron(cron)  # a bad expression is reported before the pipeline is imported
     with cwd_importable():
         params = parse_params(load_pipeline(pipeline), param or [])
         created = schedule(pipeline, cron, params=params, name=name, executor=executor,
-                           enabled=not disabled, replace=replace, settings=Session().settings)
+                           enabled=not disabled, replace=replace, workspace=Session().workspace)
     if as_json:
         print_json(schedule_dict(created))
         return
@@ -153,7 +153,7 @@ def list_command(as_json: JsonOption = False) -> None:
     """List schedules with their next and last runs."""
     from ratchet.pipelines.schedules import list_schedules
 
-    found = list_schedules(settings=Session().settings)
+    found = list_schedules(workspace=Session().workspace)
     if as_json:
         print_json([schedule_dict(s) for s in found])
         return
@@ -174,7 +174,7 @@ def delete(name: ScheduleName, as_json: JsonOption = False) -> None:
     """Delete a schedule (its past pipeline runs stay)."""
     from ratchet.pipelines.schedules import delete_schedule
 
-    delete_schedule(name, settings=Session().settings)
+    delete_schedule(name, workspace=Session().workspace)
     if as_json:
         print_json({"deleted": name})
         return
@@ -186,7 +186,7 @@ def enable(name: ScheduleName, as_json: JsonOption = False) -> None:
     """Resume a schedule from now on (times passed while disabled are not run)."""
     from ratchet.pipelines.schedules import set_enabled
 
-    _show(set_enabled(name, True, settings=Session().settings), as_json)
+    _show(set_enabled(name, True, workspace=Session().workspace), as_json)
 
 
 @app.command("disable")
@@ -194,7 +194,7 @@ def disable(name: ScheduleName, as_json: JsonOption = False) -> None:
     """Pause a schedule."""
     from ratchet.pipelines.schedules import set_enabled
 
-    _show(set_enabled(name, False, settings=Session().settings), as_json)
+    _show(set_enabled(name, False, workspace=Session().workspace), as_json)
 
 
 # ---------------------------------------------------------------- ratchet scheduler
@@ -249,7 +249,7 @@ def scheduler(
     """
     from ratchet.pipelines.scheduler import Scheduler
 
-    runner = Scheduler(Session().settings, lease_ttl_s=lease_ttl, poll_s=poll)
+    runner = Scheduler(Session().workspace, lease_ttl_s=lease_ttl, poll_s=poll)
     with cwd_importable(), _errors_logged():
         if not once:
             _serve(runner, as_json)

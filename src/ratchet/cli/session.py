@@ -1,6 +1,5 @@
-"""One invocation's settings and clients: each command makes one ``Session`` and builds
-what it needs from it on first use (settings once, the registry over the same tracking
-client)."""
+"""One invocation's workspace and clients: each command makes one ``Session`` and builds
+what it needs from it on first use."""
 
 from __future__ import annotations
 
@@ -14,49 +13,52 @@ if TYPE_CHECKING:
     from ratchet.config import Settings
     from ratchet.data.catalog import DataClient
     from ratchet.registry.client import RegistryClient
+    from ratchet.serving.deployments import DeploymentClient
     from ratchet.tracking.client import TrackingClient
+    from ratchet.workspace import Workspace
 
 
 class Session:
-    """Settings from ``load_settings()`` and the clients over them, each made at most once."""
+    """The workspace ``load_settings()`` selects, made on first use, and its clients."""
 
     def __init__(self) -> None:
-        self._settings: Settings | None = None
-        self._tracking: TrackingClient | None = None
-        self._registry: RegistryClient | None = None
-        self._data: DataClient | None = None
+        self._workspace: Workspace | None = None
+
+    @property
+    def workspace(self) -> Workspace:
+        if self._workspace is None:
+            from ratchet.workspace import Workspace
+
+            self._workspace = Workspace()
+        return self._workspace
 
     @property
     def settings(self) -> Settings:
-        if self._settings is None:
-            from ratchet.config import load_settings
-
-            self._settings = load_settings()
-        return self._settings
+        return self.workspace.settings
 
     @property
     def tracking(self) -> TrackingClient:
-        if self._tracking is None:
-            from ratchet.tracking.client import TrackingClient
+        from ratchet.tracking.client import TrackingClient
 
-            self._tracking = TrackingClient(self.settings)
-        return self._tracking
+        return self.workspace.client(TrackingClient)
 
     @property
     def registry(self) -> RegistryClient:
-        if self._registry is None:
-            from ratchet.registry.client import RegistryClient
+        from ratchet.registry.client import RegistryClient
 
-            self._registry = RegistryClient(self.tracking)
-        return self._registry
+        return self.workspace.client(RegistryClient)
 
     @property
     def data(self) -> DataClient:
-        if self._data is None:
-            from ratchet.data.catalog import DataClient
+        from ratchet.data.catalog import DataClient
 
-            self._data = DataClient(self.tracking)
-        return self._data
+        return self.workspace.client(DataClient)
+
+    @property
+    def deployments(self) -> DeploymentClient:
+        from ratchet.serving.deployments import DeploymentClient
+
+        return self.workspace.client(DeploymentClient)
 
 
 @contextmanager

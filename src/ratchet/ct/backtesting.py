@@ -19,6 +19,7 @@ of its own), or by default the replay split into ``PERIODS`` equal periods.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import shutil
@@ -32,18 +33,24 @@ from typing import TYPE_CHECKING, Any
 
 from ratchet.ct.controller import CHAMPION, Controller, epoch_ms, run_training
 from ratchet.ct.policy import CTPolicy
-from ratchet.ct.rollout import PRIMARY, SHADOW
 from ratchet.errors import InvalidInput
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ratchet.packaging import LoadedModel
+    from ratchet.registry.model_cache import ModelCache
+    from ratchet.serving.batching import MicroBatcher
+    from ratchet.serving.deployment_watcher import RoutingTable
     from ratchet.serving.deployments import DeploymentClient
+    from ratchet.serving.served_model import ModelVersionRef
+    from ratchet.serving.traffic_plan import TrafficPlan
 
 LOOP, NEVER, SCHEDULED, MAJORITY, YESTERDAY = (
     "loop", "never retrained", "fixed schedule", "majority class", "yesterday's label")
 PERIODS = 24          # equal periods over the replay, unless a period length is given
 DAY_MS = 86_400_000
+ID_DIGITS = 9         # request ids r000000042: their text order is the replay's order
 
 
 @dataclass
@@ -89,20 +96,59 @@ class BacktestResult:
 
 
 class SimulatedWorld:
-    """A server, a prediction log and a clock, in memory."""
+    """A server, a prediction log and a clock, in memory.
+
+    Requests are answered by the live server's own code: the deployment's routing table
+    (``DeploymentWatcher``: its plan and the versions its aliases point at, re-read before
+    each batch), ``InferenceService.answer_async`` (routing — sticky with a key —, request
+    validation, a failing canary answered by the primary, the shadow, the prediction log's
+    rows and columns, probabilities included) and the micro-batcher, one request per row.
+    What it logs goes to a :class:`~ratchet.serving.prediction_sink.MemoryPredictionLog`;
+    the labels are revealed ``label_delay_ms`` after their row's time. Each model version
+    is loaded once (``models``, shared with the monitor and the controller's guards). Only
+    the clock and the feedback are simulated. Extra columns a history holds beside the
+    model's inputs are ignored (as batch scoring does), not refused."""
 
     def __init__(self, policy: CTPolicy, deployments: DeploymentClient, inputs: list[str],
-                 label_delay_ms: int, seed: int = 0) -> None:
+                 label_delay_ms: int, seed: int = 0, *, models: ModelCache | None = None
+                 ) -> None:
+        from ratchet.registry.model_cache import ModelCache
+        from ratchet.serving.deployment_watcher import DeploymentWatcher
+        from ratchet.serving.inference import InferenceService
+        from ratchet.serving.prediction_sink import MemoryPredictionLog
+        from ratchet.serving.request_validation import ValidationPolicy
+
         self.policy = policy
         self.deployments = deployments
         self.inputs = inputs
         self.label_delay_ms = label_delay_ms
         self.now = 0
+        self.models = models if models is not None else ModelCache(deployments.registry,
+                                                                   capacity=None)
+        self.sink = MemoryPredictionLog()
+        self.service = InferenceService(policy.deployment_name, None, self.sink,
+                                        shadow_inline=True)
+        self._random = random.Random(seed)
+        self._watcher = DeploymentWatcher(
+            policy.deployment_name, _CachedSource(policy.deployment_name, deployments,
+                                                  self.models),
+            policy=ValidationPolicy(extra_columns="ignore"), cache_size=16, rng=self._random)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._batcher: MicroBatcher | None = None
         self._parts: list[pd.DataFrame] = []
         self._log: pd.DataFrame | None = None
-        self._models: dict[int, Any] = {}
-        self._random = random.Random(seed)
         self.served: list[pd.DataFrame] = []   # what each caller got: time, label, answer
+        self.rejected = 0                      # requests refused by validation (422)
+
+    def close(self) -> None:
+        """Stop the micro-batcher's threads and the event loop (idempotent)."""
+        if self._batcher is not None:
+            self._batcher.close()
+            self._batcher = None
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
+        self.service.close()
 
     # ------------------------------------------------------------------ the World protocol
     def now_ms(self) -> int:
@@ -112,18 +158,25 @@ class SimulatedWorld:
         return self.now
 
     def logged(self, since_ms: int) -> pd.DataFrame:
+        """The log's rows from ``since_ms`` to now, as ``predictions(...,
+        with_feedback=True)`` returns them: ``feedback`` where the label has arrived."""
         import numpy as np
         import pandas as pd
 
         if self._log is None:
             self._log = pd.concat(self._parts, ignore_index=True) if self._parts else \
-                pd.DataFrame(columns=["timestamp", "_t", "_label", "variant", "status"])
+                _empty_log()
             self._parts = [self._log] if len(self._log) else []
         log = self._log
-        rows = log[(log["_t"].to_numpy() >= since_ms) & (log["_t"].to_numpy() <= self.now)]
-        visible = rows["_t"].to_numpy() + self.label_delay_ms <= self.now
-        return rows.assign(feedback=np.where(visible, rows["_label"].to_numpy(dtype=object),
-                                             None))
+        t = log["_t"].to_numpy()
+        rows = log[(t >= since_ms) & (t <= self.now)]
+        t = rows["_t"].to_numpy()
+        visible = t + self.label_delay_ms <= self.now
+        out = rows.drop(columns=["_t", "_label"])
+        out["feedback"] = np.where(visible, rows["_label"].to_numpy(dtype=object), None)
+        out["feedback_at"] = pd.to_datetime(np.where(visible, t + self.label_delay_ms,
+                                                     np.nan), unit="ms", utc=True)
+        return out
 
     def monitor(self, window: pd.DataFrame, model: tuple[str, int]) -> dict[str, Any]:
         from ratchet.monitoring.monitor import monitor_logged
@@ -133,91 +186,120 @@ class SimulatedWorld:
                               start=times.min().to_pydatetime(),
                               end=times.max().to_pydatetime(), deployments=self.deployments,
                               store=False, report=False, model=model,
-                              multivariate=self.policy.monitor.multivariate).result
+                              multivariate=self.policy.monitor.multivariate,
+                              loader=self.models.load).result
 
     # ------------------------------------------------------------------ the server
     def model(self, version: int) -> Any:
-        if version not in self._models:
-            self._models[version] = self.deployments.registry.load(
-                f"models:/{self.policy.model}/{version}")
-        return self._models[version]
+        """Version ``version`` of the policy's model, loaded once."""
+        return self.models.load(self.policy.model, version)
 
     def serve(self, batch: pd.DataFrame, times: Any, labels: Any, first_id: int) -> None:
-        """Answer ``batch`` (one request per row) as the deployment's plan says now."""
+        """Answer ``batch`` (one request per row, arriving at ``times``) as the deployment's
+        plan says now, through the serving code."""
         import numpy as np
         import pandas as pd
 
-        from ratchet.serving.traffic_plan import Router
+        from ratchet.errors import ModelFailed
+        from ratchet.serving.request_formats import ParsedRequest
+        from ratchet.serving.request_validation import RequestInvalid
 
-        if not len(batch):
-            return
-        status = self.deployments.status(self.policy.deployment_name)
-        plan = status.plan
         n = len(batch)
-        ids = np.array([f"r{first_id + i}" for i in range(n)], dtype=object)
-        router = Router([v.weight for v in plan.variants], rng=self._random)
-        picks = np.array([router.pick_request() for _ in range(n)])
+        if not n:
+            return
+        table = self._table()
+        columns = _request_columns(batch)
+        ids = [f"r{first_id + i:0{ID_DIGITS}d}" for i in range(n)]
+        arrivals = [int(t) for t in times]
+        requests = [ParsedRequest({c: [v[i]] for c, v in columns.items()}, 1)
+                    for i in range(n)]
+        service = self.service
+        if self._loop is None or self._batcher is None:
+            from ratchet.serving.batching import MicroBatcher
+
+            self._loop = asyncio.new_event_loop()
+            self._batcher = MicroBatcher()
+        predict = self._batcher.predict
+
+        async def one(i: int, started: float) -> Any:
+            try:
+                return await service.answer_async(table, requests[i], ids[i], arrivals[i],
+                                                  started, predict)
+            except (RequestInvalid, ModelFailed) as exc:  # a 422 / a 500: no answer
+                return exc
+
+        async def every() -> list[Any]:
+            started = time.perf_counter()  # the batch arrives at once, as in one poll
+            return await asyncio.gather(*(one(i, started) for i in range(n)))
+
+        answers = self._loop.run_until_complete(every())
         answer = np.empty(n, dtype=object)
         served_version = np.zeros(n, dtype=np.int64)
-        parts = []
-
-        def record(rows: Any, variant: str, version: int, predicted: Any, status_: str,
-                   error: str | None, seconds: float) -> None:
-            frame = batch.iloc[rows]
-            part = pd.DataFrame({f"input.{c}": frame[c].to_numpy() for c in self.inputs})
-            part.insert(0, "request_id", ids[rows])
-            part["row"] = 0
-            part["_t"] = times[rows]
-            part["timestamp"] = pd.to_datetime(times[rows], unit="ms", utc=True)
-            part["model_name"] = self.policy.model
-            part["model_version"] = version
-            part["variant"] = variant
-            part["status"] = status_
-            part["error"] = error
-            part["latency_ms"] = seconds * 1000 / max(len(rows), 1)
-            part["output.prediction"] = predicted
-            part["_label"] = labels[rows]
-            parts.append(part)
-
-        primary_rows = np.flatnonzero(picks == 0)
-        for idx in range(1, len(plan.variants)):  # canary (or split) variants
-            rows = np.flatnonzero(picks == idx)
-            if not len(rows):
+        for i, got in enumerate(answers):
+            if isinstance(got, Exception):
+                self.rejected += isinstance(got, RequestInvalid)
                 continue
-            version = status.versions[plan.variants[idx].name][1]
-            started = time.perf_counter()
-            try:
-                predicted = np.asarray(self.model(version).predict(batch.iloc[rows]))
-            except Exception as exc:  # answered by the primary, as the server does
-                record(rows, plan.variants[idx].name, version, None, "error",
-                       f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
-                primary_rows = np.concatenate([primary_rows, rows])
-                continue
-            record(rows, plan.variants[idx].name, version, predicted, "ok", None,
-                   time.perf_counter() - started)
-            answer[rows], served_version[rows] = predicted, version
-        primary_rows = np.sort(primary_rows)
-        version = status.versions[plan.variants[0].name][1]
-        started = time.perf_counter()
-        predicted = np.asarray(self.model(version).predict(batch.iloc[primary_rows]))
-        record(primary_rows, PRIMARY, version, predicted, "ok", None,
-               time.perf_counter() - started)
-        answer[primary_rows], served_version[primary_rows] = predicted, version
-        if plan.shadow is not None:
-            version = status.versions[plan.shadow.name][1]
-            everything = np.arange(n)
-            started = time.perf_counter()
-            try:
-                predicted = np.asarray(self.model(version).predict(batch))
-                record(everything, SHADOW, version, predicted, "ok", None,
-                       time.perf_counter() - started)
-            except Exception as exc:
-                record(everything, SHADOW, version, None, "error",
-                       f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
-        self._parts.extend(parts)
-        self._log = None
+            answer[i] = got.outputs.get("prediction", [None])[0]
+            served_version[i] = got.model.ref.version
+        logged = self.sink.drain()
+        label_of = dict(zip(ids, np.asarray(labels, dtype=object), strict=True))
+        logged["_t"] = epoch_ms(logged["timestamp"]).to_numpy(dtype=np.int64)
+        logged["_label"] = pd.Series([label_of.get(r) for r in logged["request_id"]],
+                                     index=logged.index, dtype=object)
+        if len(logged):
+            self._parts.append(logged)
+            self._log = None
         self.served.append(pd.DataFrame({"_t": times, "label": labels, "answer": answer,
                                          "version": served_version}))
+
+    def _table(self) -> RoutingTable:
+        """The routing table of the deployment's plan as it stands (models loaded once)."""
+        self._watcher.refresh()
+        table = self._watcher.table
+        if table is None:
+            raise InvalidInput(f"deployment {self.policy.deployment_name!r} cannot be served: "
+                               f"{self._watcher.last_error}")
+        return table
+
+
+class _CachedSource:
+    """The deployment's plan from the (scratch) store; its models from the shared cache."""
+
+    def __init__(self, deployment: str, deployments: DeploymentClient,
+                 models: ModelCache) -> None:
+        self.deployment, self.deployments, self.models = deployment, deployments, models
+
+    def current(self) -> tuple[int, TrafficPlan, dict[str, tuple[str, int]]]:
+        status = self.deployments.status(self.deployment)
+        return status.revision, status.plan, status.versions
+
+    def load(self, ref: ModelVersionRef) -> LoadedModel:
+        return self.models.load(ref.name, ref.version)
+
+
+def _request_columns(batch: pd.DataFrame) -> dict[str, list[Any]]:
+    """Each column as a JSON client would send it: missing values null, times as ISO text."""
+    import pandas as pd
+
+    out: dict[str, list[Any]] = {}
+    for name in batch.columns:
+        column = batch[name]
+        if isinstance(column.dtype, pd.DatetimeTZDtype) or \
+                pd.api.types.is_datetime64_any_dtype(column.dtype):
+            out[str(name)] = [None if pd.isna(v) else v.isoformat() for v in column]
+        else:
+            values = column.astype(object)
+            out[str(name)] = values.where(column.notna().to_numpy(), None).tolist()
+    return out
+
+
+def _empty_log() -> pd.DataFrame:
+    from ratchet.serving.prediction_sink import MemoryPredictionLog
+
+    frame = MemoryPredictionLog().drain()
+    frame["_t"] = frame["row"].astype("int64")
+    frame["_label"] = frame["row"].astype(object)
+    return frame
 
 
 @dataclass
@@ -280,7 +362,7 @@ def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
     from ratchet.registry import RegistryClient
     from ratchet.serving.deployments import DeploymentClient
     from ratchet.serving.traffic_plan import TrafficPlan
-    from ratchet.tracking import TrackingClient
+    from ratchet.workspace import Workspace
 
     began = time.perf_counter()
     replay = _prepare(history, time_column, label or policy.data.label, start)
@@ -293,8 +375,9 @@ def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
     settings = replace(load_settings(env={"RATCHET_HOME": str(home)}),
                        db_url=f"sqlite:///{home / 'ratchet.db'}",
                        artifacts_uri=str(home / "artifacts"), tracking_uri=None)
-    registry = RegistryClient(TrackingClient(settings))
-    deployments = DeploymentClient(registry)
+    workspace = Workspace(settings)
+    registry = workspace.client(RegistryClient)
+    deployments = workspace.client(DeploymentClient)
     initial = replay.history.iloc[:replay.start]
     first = train_with_pipeline(policy, registry, initial[[*replay.inputs, label]], "initial")
     registry.set_alias(policy.model, CHAMPION, first, reason="backtest: initial model")
@@ -306,16 +389,19 @@ def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
     n = len(replay.history)
     cursor = replay.start
     edge = int(replay.times[replay.start])
-    while cursor < n:
-        edge += tick_ms
-        stop = int(np.searchsorted(replay.times, edge, side="left"))
-        world.serve(replay.history.iloc[cursor:stop][replay.inputs],
-                    replay.times[cursor:stop], replay.labels[cursor:stop], cursor)
-        world.now = edge
-        cursor = stop
-        controller.tick()
-        if progress is not None:
-            progress(cursor - replay.start, n - replay.start)
+    try:
+        while cursor < n:
+            edge += tick_ms
+            stop = int(np.searchsorted(replay.times, edge, side="left"))
+            world.serve(replay.history.iloc[cursor:stop][replay.inputs],
+                        replay.times[cursor:stop], replay.labels[cursor:stop], cursor)
+            world.now = edge
+            cursor = stop
+            controller.tick()
+            if progress is not None:
+                progress(cursor - replay.start, n - replay.start)
+    finally:
+        world.close()
     controller.release()
     served = pd.concat(world.served, ignore_index=True)
     answers = {LOOP: served["answer"].to_numpy()}
@@ -331,9 +417,8 @@ def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
     answers[MAJORITY] = _running_majority(replay, delay_ms)
     answers[YESTERDAY] = replay.labels[replay.start - 1:-1]
     truth = replay.labels[replay.start:]
-    from ratchet.store.ct_event_store import CTEventStore
 
-    events = CTEventStore(registry.tracking.store.db).history(policy.model)
+    events = registry.workspace.stores.ct_events.history(policy.model)
     counts = {k: sum(e.kind == k for e in events) for k in ("retrained", "promoted",
                                                                "rejected", "rolled-back")}
     summary = []
@@ -429,9 +514,9 @@ def train_with_pipeline(policy: CTPolicy, registry: Any, frame: pd.DataFrame, wh
     exactly as the controller runs it: the version it registered."""
     from ratchet.data.catalog import DataClient
 
-    version = DataClient(registry.tracking).log(frame.reset_index(drop=True),
+    version = registry.workspace.client(DataClient).log(frame.reset_index(drop=True),
                                                 f"{policy.model}-backtest-{why}")
-    return run_training(policy, registry.tracking, f"{version.name}@{version.version}")[1]
+    return run_training(policy, registry.workspace, f"{version.name}@{version.version}")[1]
 
 
 def _scheduled(policy: CTPolicy, registry: Any, replay: _Replay, label: str, every_ms: int,

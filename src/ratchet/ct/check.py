@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ratchet.registry import RegistryClient
+    from ratchet.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -83,16 +84,16 @@ class CheckReport:
 
 def run_check(candidate: str, holdout: pd.DataFrame, label: str, *,
               champion: str | None = None, policy: GatePolicy | None = None,
-              schema: str | None = None, registry: RegistryClient | None = None
+              schema: str | None = None, workspace: Workspace | None = None
               ) -> CheckReport:
     """Run the three checks for ``candidate`` (a model URI) on a labeled ``holdout``."""
     from ratchet.registry import RegistryClient
-    from ratchet.tracking import TrackingClient
+    from ratchet.workspace import resolve
 
     if label not in holdout.columns:
         raise InvalidInput(f"the holdout has no label column {label!r} (columns: "
                            f"{', '.join(map(str, holdout.columns))})")
-    registry = registry or RegistryClient(TrackingClient())
+    registry = resolve(workspace).client(RegistryClient)
     policy = policy or GatePolicy()
     checks = [_data_check(holdout, schema)]
     if holdout.empty:  # nothing to score: a model check on no rows proves nothing

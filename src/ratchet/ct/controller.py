@@ -38,13 +38,15 @@ from ratchet.ct.rollout import CANARY, PRIMARY, canary_check, shadow_check
 from ratchet.ct.triggers import Observations, evaluate_triggers
 from ratchet.errors import InvalidInput, LeaseLost, NotFound, RatchetError
 from ratchet.ids import new_id
-from ratchet.store.ct_state_store import ControllerState, CTStateStore, EventSpec
+from ratchet.registry.model_cache import ModelCache
+from ratchet.store.ct_state_store import ControllerState, EventSpec
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from ratchet.serving.deployments import DeploymentClient
     from ratchet.serving.traffic_plan import TrafficPlan
+    from ratchet.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +98,11 @@ class TickResult:
     held_by: str | None = None       # another controller's lease: nothing was done
     steps: list[tuple[str, str, str | None]] = field(default_factory=list)  # from, to, event
     state: str | None = None
+    error: str | None = None         # the tick failed (Controller.run keeps going)
 
     def describe(self) -> str:
+        if self.error is not None:
+            return f"{self.model}: {self.error}"
         if self.held_by is not None:
             return f"{self.model}: another controller holds the lease ({self.held_by})"
         moves = "; ".join(f"{a} -> {b}" + (f" ({e})" if e else "") for a, b, e in self.steps
@@ -116,12 +121,74 @@ class Controller:
         self.world = world
         self.deployments = world.deployments
         self.registry = world.deployments.registry
-        self.store = CTStateStore(self.registry.tracking.store.db)
+        self.workspace = world.deployments.workspace
+        self.store = self.workspace.stores.ct_state
+        # Versions loaded once, shared with the world's serving and monitor when it has a
+        # cache (a backtest's, a LiveWorld's): the gate and the canary guard reuse them.
+        self.models: ModelCache = getattr(world, "models", None) or ModelCache(self.registry)
         self.holder = holder or default_holder()
         self.lease_ms = lease_ms
         self.actor = actor
 
+    @classmethod
+    def live(cls, policy: CTPolicy, *, workspace: Workspace | None = None,
+             holder: str | None = None, lease_ms: int = 60_000) -> Controller:
+        """The controller of ``policy``'s model for real: the wall clock, the deployment's
+        prediction log and the workspace's registry and deployments."""
+        from ratchet.ct.live_world import LiveWorld
+        from ratchet.serving.deployments import DeploymentClient
+        from ratchet.workspace import resolve
+
+        world = LiveWorld(policy, resolve(workspace).client(DeploymentClient))
+        return cls(policy, world, holder=holder, lease_ms=lease_ms)
+
     # ------------------------------------------------------------------ driving
+    def run(self, interval: float = 60.0, stop_event: threading.Event | None = None, *,
+            max_iterations: int | None = None,
+            on_tick: Callable[[TickResult], object] | None = None) -> int:
+        """Tick every ``interval`` seconds until ``stop_event`` is set (or after
+        ``max_iterations`` ticks), then release the lease; returns how many ticks ran.
+
+        A tick that fails with a ratchet error (a model without a champion, a policy whose
+        deployment cannot be made) is reported to ``on_tick`` as a result with ``error``
+        set (and logged); the next tick retries. Anything else
+        (a bug, ``KeyboardInterrupt``) ends the loop, the lease released on the way out.
+        A stop request takes effect after the tick in progress (the CLI sets the event on
+        Ctrl-C / SIGTERM). Pipeline schedules have the same loop: ``Scheduler.serve``.
+        """
+        if not isinstance(interval, int | float) or isinstance(interval, bool) \
+                or not interval > 0:
+            raise InvalidInput(f"interval= must be a positive number of seconds, "
+                               f"got {interval!r}")
+        if max_iterations is not None and (not isinstance(max_iterations, int)
+                                           or isinstance(max_iterations, bool)
+                                           or max_iterations < 1):
+            raise InvalidInput(f"max_iterations= must be a positive integer, "
+                               f"got {max_iterations!r}")
+        stop = stop_event or threading.Event()
+        ticks = 0
+        try:
+            while not stop.is_set():
+                try:
+                    result = self.tick()
+                except RatchetError as exc:  # say it and keep watching: the next tick retries
+                    # a warning unless on_tick reports it (the CLI prints it once)
+                    log.log(logging.INFO if on_tick else logging.WARNING,
+                            "controller %s: tick failed: %s", self.policy.model, exc)
+                    result = TickResult(self.policy.model, error=str(exc))
+                ticks += 1
+                if on_tick is not None:
+                    on_tick(result)
+                if max_iterations is not None and ticks >= max_iterations:
+                    break
+                stop.wait(interval)
+        finally:
+            try:
+                self.release()
+            except Exception:  # the store is gone: the lease expires by itself
+                log.exception("controller %s could not release its lease", self.holder)
+        return ticks
+
     def tick(self, max_steps: int = 20) -> TickResult:
         """Advance until the loop has to wait (or ``max_steps`` commits)."""
         model = self.policy.model
@@ -232,7 +299,7 @@ class Controller:
             return self._prepare_data(st, cycle)
         params = {**self.policy.params, "data": cycle["train"]}
         try:
-            run, version = run_training(self.policy, self.registry.tracking, cycle["train"])
+            run, version = run_training(self.policy, self.workspace, cycle["train"])
         except RatchetError as exc:
             return self._back_to_watching(st, "retrain-failed",
                                           f"retrain #{st.cycle} failed: {exc}",
@@ -261,7 +328,7 @@ class Controller:
                 {"labeled": len(frame)})
         holdout_n = min(data_policy.holdout, len(frame) // 2)
         train, holdout = frame.iloc[:-holdout_n], frame.iloc[-holdout_n:]
-        data = DataClient(self.registry.tracking)
+        data = self.workspace.client(DataClient)
         name = self.policy.model
         train_v = data.log(train.reset_index(drop=True), f"{name}-ct-train")
         holdout_v = data.log(holdout.reset_index(drop=True), f"{name}-ct-holdout")
@@ -286,7 +353,7 @@ class Controller:
         inputs = [] if run is None else [i for i in run.inputs if i.role == "train"]
         if not inputs or inputs[0].version is None:
             return frame
-        earlier = DataClient(self.registry.tracking).get(
+        earlier = self.workspace.client(DataClient).get(
             f"{inputs[0].name}@{inputs[0].version}").to_pandas()
         columns = list(frame.columns) if len(frame.columns) else list(earlier.columns)
         if any(c not in earlier.columns for c in columns):
@@ -301,14 +368,14 @@ class Controller:
 
         from ratchet.data.catalog import DataClient
 
-        data = DataClient(self.registry.tracking)
+        data = self.workspace.client(DataClient)
         name = self.policy.model
         rows = pd.concat([data.get(cycle["train"]).to_pandas(),
                           data.get(cycle["holdout"]).to_pandas()], ignore_index=True)
         window = data.log(rows, f"{name}-ct-train")
         params = {**self.policy.params, "data": f"{window.name}@{window.version}"}
         try:
-            run, version = run_training(self.policy, self.registry.tracking, params["data"])
+            run, version = run_training(self.policy, self.workspace, params["data"])
         except RatchetError as exc:
             cycle["reason"] = f"refit failed: {exc}"
             return Outcome(ROLLING_BACK, {**st.data, "cycle": cycle}, EventSpec(
@@ -328,12 +395,12 @@ class Controller:
 
         cycle = dict(st.data["cycle"])
         label = self.policy.data.label
-        holdout = DataClient(self.registry.tracking).get(cycle["holdout"]).to_pandas()
+        holdout = self.workspace.client(DataClient).get(cycle["holdout"]).to_pandas()
         features, y = holdout.drop(columns=[label]), holdout[label]
         gate = self.policy.gate
         model = self.policy.model
-        challenger = self.registry.load(f"models:/{model}/{cycle['challenger']}")
-        champion = self.registry.load(f"models:/{model}/{cycle['champion']}")
+        challenger = self.models.load(model, cycle["challenger"])
+        champion = self.models.load(model, cycle["champion"])
         latency_rows = 200 if gate.latency_budget_ms is not None else 0  # only if judged
         ours = evaluate_model(LoadedPredictor(challenger), features, y, policy=gate,
                               latency_rows=latency_rows)
@@ -426,7 +493,7 @@ class Controller:
                 f"traffic (plan revision {revision})", {"revision": revision,
                                                         "percent": rollout.canary_percent},
                 self.actor))
-        loaded = self.registry.load(f"models:/{self.policy.model}/{cycle['champion']}")
+        loaded = self.models.load(self.policy.model, cycle["champion"])
         classes = getattr(loaded.raw, "classes_", None)
         check = canary_check(rollout, self.world.logged(cycle["canary_since"]), challenger,
                              metric=self.policy.gate.metric,
@@ -518,15 +585,15 @@ class Controller:
                                           expected_revision=status.revision).revision
 
 
-def run_training(policy: CTPolicy, tracking: Any, data: str) -> tuple[Any, int]:
+def run_training(policy: CTPolicy, workspace: Workspace, data: str) -> tuple[Any, int]:
     """Run the policy's pipeline on dataset ``data`` (``name@version``): the pipeline run
     and the version of ``policy.model`` it registered. Shared by the controller and the
     backtest's baselines, so both train the same way."""
-    from ratchet.pipelines.references import load_pipeline
+    from ratchet.pipelines.pipeline_definition import load_pipeline
     from ratchet.pipelines.runner import PipelineRunner
 
     run = PipelineRunner(load_pipeline(policy.pipeline), {**policy.params, "data": data},
-                         tracking=tracking).run()
+                         workspace=workspace).run()
     versions = [o.model[1] for s in run.steps for o in s.outputs
                 if o.model is not None and o.model[0] == policy.model]
     if not versions:

@@ -1,5 +1,7 @@
 """The controller's world when it runs for real: the wall clock, the deployment's
-prediction log (with feedback), and monitor runs that are stored, exported and reported."""
+prediction log (with feedback), and monitor runs that are stored, exported and reported.
+Model versions are loaded once (``models``, shared with the controller's gate and canary
+guard) instead of once per monitor run."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ratchet.clock import now_ms
+from ratchet.registry.model_cache import ModelCache
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,6 +26,7 @@ class LiveWorld:
         self.deployments = deployments
         self.clock = clock or now_ms
         self.webhook = webhook
+        self.models = ModelCache(deployments.registry)
         self._reader: Any = None
 
     def now_ms(self) -> int:
@@ -36,7 +40,7 @@ class LiveWorld:
 
         if self._reader is None:  # one reader for every tick: each log file is read once
             self._reader = LogReader(
-                self.policy.deployment_name, settings=self.deployments.registry.tracking.settings,
+                self.policy.deployment_name, workspace=self.deployments.workspace,
                 horizon_ms=int(self.policy.data.lookback.total_seconds() * 1000) + 3_600_000)
         return self._reader.read(since_ms)
 
@@ -49,5 +53,6 @@ class LiveWorld:
         run = monitor_logged(self.policy.deployment_name, window, start=start, end=end,
                              deployments=self.deployments,
                              webhook=self.webhook, report="changed", model=model,
-                             multivariate=self.policy.monitor.multivariate)
+                             multivariate=self.policy.monitor.multivariate,
+                             loader=self.models.load)
         return run.result

@@ -1,7 +1,7 @@
 """``ratchet.data``: versioned datasets, profiles, schemas and validation.
 
     ds = ratchet.data.log(df, name="churn", source="warehouse.churn")   # churn@1
-    ratchet.data.get("churn@1").to_pandas()
+    ratchet.data.get_version("churn@1").to_pandas()      # "churn": the latest version
     schema = ratchet.data.infer_schema(ds)
     report = ratchet.data.validate(new_df, schema)
 
@@ -39,30 +39,23 @@ __all__ = [
     "client",
     "delete_version",
     "diff",
-    "get",
+    "get_version",
     "infer_schema",
     "list_datasets",
+    "list_versions",
     "load_schema",
     "log",
     "restore_version",
     "save_schema",
     "validate",
-    "versions",
 ]
 
-_clients: dict[int, Any] = {}
-
-
 def client() -> DataClient:
-    """The data client sharing the default tracking client's store."""
+    """The data client of the ambient workspace (``ratchet.workspace.current()``)."""
     from ratchet.data.catalog import DataClient
-    from ratchet.tracking import fluent
+    from ratchet.workspace import current
 
-    tracking = fluent.client()
-    found = _clients.get(id(tracking))
-    if found is None or found.tracking is not tracking:
-        found = _clients[id(tracking)] = DataClient(tracking)
-    return found
+    return current().client(DataClient)
 
 
 def log(data: object, name: str, *, source: str | None = None, role: str | None = None,
@@ -75,13 +68,18 @@ def log(data: object, name: str, *, source: str | None = None, role: str | None 
     return client().log(data, name, source=source, role=role, progress=progress)
 
 
-def get(ref: str) -> DatasetVersion:
-    """``"churn"`` (latest), ``"churn@3"`` or ``"churn@<content hash prefix>"``."""
+def get_version(ref: str) -> DatasetVersion:
+    """``"churn"`` or ``"churn@latest"`` (the latest), ``"churn@3"`` (version 3) or
+    ``"churn@<content hash prefix>"``: the reference grammar of ``ratchet.refs``."""
     return client().get(ref)
 
 
-def versions(name: str) -> list[DatasetVersion]:
-    return client().versions(name)
+get = get_version  # the name before the list_*/get_* rule; kept for existing code
+
+
+def list_versions(name: str) -> list[DatasetVersion]:
+    """Every version of dataset ``name``, oldest first."""
+    return client().list_versions(name)
 
 
 def list_datasets() -> list[DatasetSummary]:
@@ -93,14 +91,14 @@ def delete_version(ref: str, *, force: bool = False) -> None:
     not deleted recorded it as an input, unless ``force``."""
     from ratchet.tracking.deletion import delete_dataset_version
 
-    delete_dataset_version(ref, force=force, client=client().tracking)
+    delete_dataset_version(ref, force=force, workspace=client().workspace)
 
 
 def restore_version(ref: str) -> None:
     """Undo ``delete_version`` (until ``ratchet gc`` purged it)."""
     from ratchet.tracking.deletion import restore_dataset_version
 
-    restore_dataset_version(ref, client=client().tracking)
+    restore_dataset_version(ref, workspace=client().workspace)
 
 
 def diff(base: str, other: str, key: Sequence[str] | str | None = None) -> DatasetDiff:

@@ -20,9 +20,10 @@ from ratchet.data.version import DatasetRef, DatasetVersion, validate_dataset_na
 from ratchet.errors import InvalidInput, NotFound
 from ratchet.file_modes import make_dirs
 from ratchet.hashing import CHUNK_SIZE, hash_file
-from ratchet.store import DatasetStore
 from ratchet.store.dataset_store import SourceFile
 from ratchet.tracking.client import TrackingClient
+from ratchet.workspace import Workspace
+from ratchet.workspace import resolve as resolve_workspace
 
 if TYPE_CHECKING:
     from ratchet.data.validation import ValidationReport
@@ -41,9 +42,10 @@ class DatasetSummary:
 
 
 class DataClient:
-    def __init__(self, tracking: TrackingClient | None = None) -> None:
-        self.tracking = tracking or TrackingClient()
-        self.store = DatasetStore(self.tracking.store.db)
+    def __init__(self, workspace: Workspace | None = None) -> None:
+        self.workspace = resolve_workspace(workspace)
+        self.tracking = self.workspace.client(TrackingClient)
+        self.store = self.workspace.stores.datasets
 
     # ---------------------------------------------------------------- logging
     def log(
@@ -187,7 +189,7 @@ class DataClient:
         return [DatasetSummary(n, count, latest) for n, count, latest in
                 self.store.list_datasets()]
 
-    def versions(self, name: str) -> list[DatasetVersion]:
+    def list_versions(self, name: str) -> list[DatasetVersion]:
         name = validate_dataset_name(name)
         return [DatasetVersion.from_record(r, self) for r in self.store.list_versions(name)]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,14 +25,15 @@ from ratchet.errors import InvalidInput, NotFound
 from ratchet.monitoring.drift import NUMERIC, column_kind
 from ratchet.monitoring.performance import parse_window
 from ratchet.monitoring.webhook import WebhookOutcome, post_json, validate_webhook
+from ratchet.workspace import resolve as resolve_workspace
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ratchet.config import Settings
     from ratchet.packaging import LoadedModel
     from ratchet.registry import RegistryClient
     from ratchet.store.monitor_store import StoredMonitorResult
+    from ratchet.workspace import Workspace
 
 log = logging.getLogger(__name__)
 MULTIVARIATE_MIN_ROWS = 100
@@ -60,7 +62,7 @@ class MonitorRun:
 
 
 def run_monitor(deployment: str, *, window: str | timedelta = "1h",
-                end: datetime | None = None, settings: Settings | None = None,
+                end: datetime | None = None, workspace: Workspace | None = None,
                 reference: pd.DataFrame | str | None = None,
                 report_dir: str | Path | None = None, webhook: str | None = None,
                 store: bool = True) -> MonitorRun:
@@ -76,9 +78,9 @@ def run_monitor(deployment: str, *, window: str | timedelta = "1h",
     end = end.astimezone(UTC) if end is not None and end.tzinfo else \
         (end.replace(tzinfo=UTC) if end is not None else datetime.now(UTC))
     start = end - span
-    client = DeploymentClient(settings=settings)
+    client = resolve_workspace(workspace).client(DeploymentClient)
     logged = predictions(deployment, since=start, until=end, with_feedback=True,
-                         settings=client.registry.tracking.settings)
+                         workspace=client.workspace)
     return monitor_logged(deployment, logged, start=start, end=end, deployments=client,
                           reference=reference, report_dir=report_dir, webhook=webhook,
                           store=store)
@@ -88,13 +90,17 @@ def monitor_logged(deployment: str, logged: pd.DataFrame, *, start: datetime, en
                    deployments: Any, reference: pd.DataFrame | str | None = None,
                    report_dir: str | Path | None = None, webhook: str | None = None,
                    store: bool = True, report: bool | str = True, multivariate: bool = True,
-                   model: tuple[str, int] | None = None) -> MonitorRun:
+                   model: tuple[str, int] | None = None,
+                   loader: Callable[[str, int], LoadedModel] | None = None) -> MonitorRun:
     """Evaluate rows already read from the prediction log (``predictions(...,
     with_feedback=True)`` or a frame of the same shape, e.g. a backtest's simulated log)
     against the served model's training data. ``model``: (name, version) to judge (default:
     the deployment's primary). ``report``: write the HTML/JSON report (stored results
-    get one unless False; ``"changed"``: only when the verdict changed, or the first)."""
-    from ratchet.store.monitor_store import MonitorStore
+    get one unless False; ``"changed"``: only when the verdict changed, or the first).
+    ``loader(name, version)``: where the model comes from (default: the registry, loaded
+    afresh; a caller that judges the same version again passes a
+    :class:`~ratchet.registry.model_cache.ModelCache`'s ``load``)."""
+
 
     if webhook is not None:
         webhook = validate_webhook(webhook, "webhook")
@@ -105,7 +111,8 @@ def monitor_logged(deployment: str, logged: pd.DataFrame, *, start: datetime, en
         name, version = status.versions[status.plan.variants[0].name]
     else:
         name, version = model
-    loaded = client.registry.load(f"models:/{name}/{version}")
+    loaded = loader(name, version) if loader is not None else \
+        client.registry.load(f"models:/{name}/{version}")
     if len(logged):
         logged = logged[(logged["variant"] != "shadow") & (logged["status"] == "ok")]
     inputs = (loaded.signature.input_names if loaded.signature is not None else
@@ -123,8 +130,7 @@ def monitor_logged(deployment: str, logged: pd.DataFrame, *, start: datetime, en
         ref_frame, result["reference"] = _reference(client.registry, name, version, inputs,
                                                     reference)
         _evaluate(result, loaded, ref_frame, current, logged, multivariate)
-    db = client.registry.tracking.store.db
-    monitor_store = MonitorStore(db)
+    monitor_store = client.workspace.stores.monitor
     previous = monitor_store.latest(deployment)
     stored = None
     if store:
@@ -165,7 +171,7 @@ def _reference(registry: RegistryClient, name: str, version: int, inputs: list[s
                given: pd.DataFrame | str | None) -> tuple[pd.DataFrame, dict[str, Any]]:
     from ratchet.data.catalog import DataClient
 
-    data = DataClient(registry.tracking)
+    data = registry.workspace.client(DataClient)
     if given is not None and not isinstance(given, str):
         return given, {"dataset": None, "version": None, "rows": len(given)}
     if isinstance(given, str):

@@ -17,12 +17,14 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, overload
 
 from ratchet.errors import InvalidInput
+from ratchet.pipelines.references import load_object, reference_of
 from ratchet.pipelines.step_definition import _NAME, default_name
 
 if TYPE_CHECKING:
     from ratchet.executors.base import Executor
     from ratchet.pipelines.graph import GraphBuilder
     from ratchet.pipelines.run_result import PipelineResult
+    from ratchet.workspace import Workspace
 
 RESERVED_OPTIONS = ("executor", "cache", "experiment", "schedule_id")
 
@@ -30,8 +32,6 @@ RESERVED_OPTIONS = ("executor", "cache", "experiment", "schedule_id")
 class Pipeline:
     def __init__(self, fn: Callable[..., Any], *, name: str | None = None,
                  experiment: str | None = None) -> None:
-        from ratchet.pipelines.references import reference_of
-
         if not inspect.isfunction(fn):
             raise InvalidInput(f"@ratchet.pipeline decorates a function, got {fn!r}")
         self.fn = fn
@@ -78,16 +78,18 @@ class Pipeline:
 
     def run(self, *, executor: str | Executor | None = None, cache: bool = True,
             experiment: str | None = None, schedule_id: str | None = None,
-            **params: Any) -> PipelineResult:
+            workspace: Workspace | None = None, **params: Any) -> PipelineResult:
         """Run the pipeline and wait for it; raises ``StepFailed`` naming a failed step.
 
         ``executor``: "local" (default; threads), "local:N", "processes", "ray",
-        "ray:<address>" or an ``Executor``. ``cache=False`` runs every step.
+        "ray:<address>" or an ``Executor``. ``cache=False`` runs every step. ``workspace``:
+        where runs, outputs and models are recorded (default: the ambient workspace).
         """
         from ratchet.pipelines.runner import PipelineRunner
 
         return PipelineRunner(self, params, executor=executor, cache=cache,
-                              experiment=experiment, schedule_id=schedule_id).run()
+                              experiment=experiment, schedule_id=schedule_id,
+                              workspace=workspace).run()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise InvalidInput(f"pipeline {self.name!r} is run with {self.name}.run(**params), "
@@ -95,6 +97,16 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"Pipeline({self.name!r})"
+
+
+def load_pipeline(ref: str) -> Pipeline:
+    """The pipeline a reference (``"package.module:name"``, ``"path/to/file.py:name"``)
+    names, importing its module as needed."""
+    obj = load_object(ref)
+    if not isinstance(obj, Pipeline):
+        raise InvalidInput(f"{ref!r} is a {type(obj).__name__}, not a pipeline: decorate the "
+                           "function with @ratchet.pipeline")
+    return obj
 
 
 @overload

@@ -18,15 +18,16 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ratchet.clock import now_ms
 from ratchet.errors import InvalidInput, RatchetError, StepFailed
-from ratchet.executors.base import Executor, resolve_executor
+from ratchet.executors.base import Executor
+from ratchet.executors.spec import resolve_executor
 from ratchet.hashing import hash_bytes
 from ratchet.ids import new_id
 from ratchet.pipelines.code_hash import code_hash
-from ratchet.pipelines.graph import Node, OutputRef, encode_outputs, replace_refs
+from ratchet.pipelines.graph import GraphBuilder, Node, OutputRef, encode_outputs, replace_refs
 from ratchet.pipelines.run_result import PipelineResult
 from ratchet.pipelines.step_task import StepOutcome, StepTask
 from ratchet.pipelines.stored_values import output_available
@@ -36,8 +37,7 @@ from ratchet.store.records import DatasetInput, StepInput, StoredOutput
 from ratchet.store.tracking_store import new_run_rows
 
 if TYPE_CHECKING:
-    from ratchet.pipelines.pipeline_definition import Pipeline
-    from ratchet.tracking.client import TrackingClient
+    from ratchet.workspace import Workspace
 
 HEARTBEAT_INTERVAL_S = 5.0
 DEFAULT_HEARTBEAT_TIMEOUT_S = 60.0
@@ -59,6 +59,24 @@ def reap_abandoned(store: PipelineStore, timeout_s: float | None = None) -> list
     return store.reap_abandoned(now_ms() - int(timeout * 1000))
 
 
+class RunnablePipeline(Protocol):
+    """What the runner needs of a pipeline (a ``Pipeline`` is one): its name, where its
+    runs are recorded, its importable reference, and its DAG for given parameters."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def experiment(self) -> str | None: ...
+
+    @property
+    def ref(self) -> str | None: ...
+
+    def bind(self, params: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def build(self, **params: Any) -> GraphBuilder: ...
+
+
 @dataclass
 class _Running:
     node: Node
@@ -73,11 +91,12 @@ class _Running:
 
 
 class PipelineRunner:
-    def __init__(self, pipeline: Pipeline, params: Mapping[str, Any], *,
+    def __init__(self, pipeline: RunnablePipeline, params: Mapping[str, Any], *,
                  executor: str | Executor | None = None, cache: bool = True,
                  experiment: str | None = None, schedule_id: str | None = None,
-                 resume_from: str | None = None, tracking: TrackingClient | None = None) -> None:
-        from ratchet.tracking import fluent
+                 resume_from: str | None = None, workspace: Workspace | None = None) -> None:
+        from ratchet.tracking.client import TrackingClient
+        from ratchet.workspace import resolve
 
         if not isinstance(cache, bool):
             raise InvalidInput(f"cache= must be True or False, got {cache!r}")
@@ -87,8 +106,9 @@ class PipelineRunner:
         self.experiment = experiment or pipeline.experiment or pipeline.name
         self.schedule_id = schedule_id
         self.resume_from = resume_from
-        self.tracking = tracking or fluent.client()
-        self.store = PipelineStore(self.tracking.store.db)
+        self.workspace = resolve(workspace)
+        self.tracking = self.workspace.client(TrackingClient)
+        self.store = self.workspace.stores.pipelines
         self._executor_spec = executor
         self.run_id = new_id()
 

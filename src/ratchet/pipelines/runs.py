@@ -6,54 +6,58 @@ from typing import TYPE_CHECKING
 
 from ratchet.errors import InvalidInput
 from ratchet.pipelines.run_result import PipelineResult
-from ratchet.store import PipelineStore
 from ratchet.store.records import PIPELINE_STATUSES
 
 if TYPE_CHECKING:
     from ratchet.executors.base import Executor
-    from ratchet.store.records import PipelineRunRecord
+    from ratchet.store import PipelineStore
     from ratchet.tracking.client import TrackingClient
+    from ratchet.workspace import Workspace
 
 
-def _clients(tracking: TrackingClient | None) -> tuple[TrackingClient, PipelineStore]:
-    from ratchet.tracking import fluent
+def _clients(workspace: Workspace | None) -> tuple[TrackingClient, PipelineStore]:
+    from ratchet.tracking.client import TrackingClient
+    from ratchet.workspace import resolve
 
-    tracking = tracking or fluent.client()
-    return tracking, PipelineStore(tracking.store.db)
+    workspace = resolve(workspace)
+    return workspace.client(TrackingClient), workspace.stores.pipelines
 
 
-def get_pipeline_run(run_id: str, *, tracking: TrackingClient | None = None) -> PipelineResult:
+def get_pipeline_run(run_id: str, *, workspace: Workspace | None = None) -> PipelineResult:
     """A pipeline run by id (or unique prefix), with its steps."""
-    tracking, store = _clients(tracking)
+    tracking, store = _clients(workspace)
     record = store.get_pipeline_run(run_id)
     return PipelineResult(record, store.step_runs(record.run_id), tracking)
 
 
 def list_pipeline_runs(pipeline: str | None = None, *, status: str | None = None,
-                       limit: int = 50, tracking: TrackingClient | None = None
-                       ) -> list[PipelineRunRecord]:
-    """Newest first. Marks runs whose process died (no heartbeat) as abandoned first."""
+                       limit: int = 50, workspace: Workspace | None = None
+                       ) -> list[PipelineResult]:
+    """Pipeline runs, newest first, each as ``get_pipeline_run`` returns it (with its
+    steps; the stored record is ``.record``). Marks runs whose process died (no
+    heartbeat) as abandoned first."""
     from ratchet.pipelines.runner import reap_abandoned
 
     if status is not None and status not in PIPELINE_STATUSES:
         raise InvalidInput(f"unknown pipeline run status {status!r}; one of "
                            f"{', '.join(PIPELINE_STATUSES)}")
-    tracking, store = _clients(tracking)
+    tracking, store = _clients(workspace)
     reap_abandoned(store)
-    return store.list_pipeline_runs(pipeline, status=status, limit=limit)
+    return [PipelineResult(record, store.step_runs(record.run_id), tracking)
+            for record in store.list_pipeline_runs(pipeline, status=status, limit=limit)]
 
 
 def resume(run_id: str, *, executor: str | Executor | None = None,
-           tracking: TrackingClient | None = None) -> PipelineResult:
+           workspace: Workspace | None = None) -> PipelineResult:
     """Run a failed (or abandoned, or killed) pipeline run again with the same parameters.
 
     Steps that finished in it are reused whatever their cache settings; the rest run.
     The new run records ``resumed_from``.
     """
-    from ratchet.pipelines.references import load_pipeline
+    from ratchet.pipelines.pipeline_definition import load_pipeline
     from ratchet.pipelines.runner import PipelineRunner, reap_abandoned
 
-    tracking, store = _clients(tracking)
+    _, store = _clients(workspace)
     reap_abandoned(store)
     record = store.get_pipeline_run(run_id)
     if record.status == "running":
@@ -68,6 +72,6 @@ def resume(run_id: str, *, executor: str | Executor | None = None,
                            "or its parameters are not JSON values; re-run it instead")
     pipeline = load_pipeline(record.ref)
     runner = PipelineRunner(pipeline, record.params, executor=executor,
-                            resume_from=record.run_id, tracking=tracking,
+                            resume_from=record.run_id, workspace=workspace,
                             schedule_id=record.schedule_id)
     return runner.run()

@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING, Any
 from ratchet.clock import now_ms, to_ms
 from ratchet.errors import InvalidInput, NotFound, RatchetError, StepFailed
 from ratchet.ids import new_id
-from ratchet.pipelines.schedules import next_run_time, schedule_store
+from ratchet.pipelines.schedules import next_run_time
 
 if TYPE_CHECKING:
-    from ratchet.config import Settings
     from ratchet.store.schedule_store import Lease, Schedule
     from ratchet.tracking.client import TrackingClient
+    from ratchet.workspace import Workspace
 
 LEASE_NAME = "scheduler"
 MAX_ERROR_CHARS = 2_000
@@ -70,34 +70,32 @@ class Scheduler:
 
     def __init__(
         self,
-        settings: Settings | None = None,
+        workspace: Workspace | None = None,
         holder: str | None = None,
         lease_ttl_s: float = 30,
         poll_s: float = 1.0,
     ) -> None:
-        from ratchet.config import load_settings
+        from ratchet.workspace import resolve
 
         for label, value in (("lease_ttl_s", lease_ttl_s), ("poll_s", poll_s)):
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise InvalidInput(f"{label}= must be a positive number of seconds, "
                                    f"got {value!r}")
-        self.settings = settings or load_settings()
-        self.store = schedule_store(self.settings)
+        self.workspace = resolve(workspace)
+        self.settings = self.workspace.settings
+        self.store = self.workspace.stores.schedules
         self.holder = holder or default_holder()
         self.lease_ttl_ms = max(int(lease_ttl_s * 1000), 1)
         self.poll_s = float(poll_s)
         self._lease: Lease | None = None
         self._lease_lock = threading.Lock()
-        self._tracking: TrackingClient | None = None
 
     @property
     def tracking(self) -> TrackingClient:
         """The tracking client pipeline runs are recorded through (this store)."""
-        if self._tracking is None:
-            from ratchet.tracking.client import TrackingClient
+        from ratchet.tracking.client import TrackingClient
 
-            self._tracking = TrackingClient(self.settings)
-        return self._tracking
+        return self.workspace.client(TrackingClient)
 
     # ---------------------------------------------------------------- the lease
     @property
@@ -204,14 +202,14 @@ class Scheduler:
 
     def _run(self, item: Schedule) -> tuple[str | None, str, str | None]:
         """Run the pipeline; (pipeline run id, status, error). Never raises an Exception."""
-        from ratchet.pipelines.references import load_pipeline
+        from ratchet.pipelines.pipeline_definition import load_pipeline
         from ratchet.pipelines.runner import PipelineRunner
 
         try:
             pipeline = load_pipeline(item.pipeline_ref)
             # Pipeline.run(), but recorded in this scheduler's store whatever the defaults.
             result = PipelineRunner(pipeline, item.params, executor=item.executor,
-                                    schedule_id=item.schedule_id, tracking=self.tracking).run()
+                                    schedule_id=item.schedule_id, workspace=self.workspace).run()
         except StepFailed as exc:
             logger.error("schedule %r: pipeline run %s failed in step %r: %s", item.name,
                          exc.run_id, exc.step, exc)

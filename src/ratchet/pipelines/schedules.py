@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ratchet.clock import now_ms, to_ms
-from ratchet.errors import ConfigError, InvalidInput
+from ratchet.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from ratchet.config import Settings
     from ratchet.store.schedule_store import Schedule, ScheduleStore
+    from ratchet.workspace import Workspace
 
 CRON_ALIASES = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually")
 CRON_FIELDS = 5
@@ -176,26 +176,17 @@ def _convert(key: str, raw: str, wanted: type | None) -> Any:
 
 
 # ---------------------------------------------------------------- records
-def schedule_store(settings: Settings | None = None) -> ScheduleStore:
-    """The schedule store of the configured metadata store."""
-    from ratchet.config import ensure_home, load_settings
-    from ratchet.store import open_database
-    from ratchet.store.schedule_store import ScheduleStore
+def schedule_store(workspace: Workspace | None = None) -> ScheduleStore:
+    """The schedule store of ``workspace`` (default: the ambient one)."""
+    from ratchet.workspace import resolve
 
-    settings = settings or load_settings()
-    if settings.tracking_uri:
-        from ratchet.redaction import redact_url
-
-        raise ConfigError(f"RATCHET_TRACKING_URI={redact_url(settings.tracking_uri)!r} "
-                          "selects remote mode, "
-                          "which does not support schedules yet; unset it to use the local store")
-    ensure_home(settings)
-    return ScheduleStore(open_database(settings.db_url))
+    return resolve(workspace).stores.schedules
 
 
 def _resolve(pipeline: Any) -> tuple[Any, str]:
     """The pipeline object and its ``module:qualname`` reference."""
-    from ratchet.pipelines.references import load_pipeline, normalized_reference
+    from ratchet.pipelines.pipeline_definition import load_pipeline
+    from ratchet.pipelines.references import normalized_reference
 
     if isinstance(pipeline, str):
         given = normalized_reference(pipeline)  # a file is stored absolute, for any cwd
@@ -228,7 +219,7 @@ def schedule(
     executor: str | None = None,
     enabled: bool = True,
     replace: bool = False,
-    settings: Settings | None = None,
+    workspace: Workspace | None = None,
 ) -> Schedule:
     """Run ``pipeline`` (a ``@ratchet.pipeline`` or ``"module:name"``) at each ``cron`` time
     (UTC) with ``params``, once ``ratchet scheduler`` is running.
@@ -249,30 +240,30 @@ def schedule(
     schedule_name = name if name is not None else getattr(target, "name", None)
     if not isinstance(schedule_name, str) or not schedule_name:
         raise InvalidInput(f"schedule name must be a non-empty string, got {schedule_name!r}")
-    return schedule_store(settings).create_schedule(
+    return schedule_store(workspace).create_schedule(
         schedule_name, pipeline_ref=ref, cron=text, params=values,
         next_run_at=next_run_time(text), executor=executor, enabled=bool(enabled),
         replace=replace)
 
 
-def list_schedules(*, settings: Settings | None = None) -> list[Schedule]:
+def list_schedules(*, workspace: Workspace | None = None) -> list[Schedule]:
     """Every schedule, by name."""
-    return schedule_store(settings).list_schedules()
+    return schedule_store(workspace).list_schedules()
 
 
-def get_schedule(name: str, *, settings: Settings | None = None) -> Schedule:
-    return schedule_store(settings).get_schedule(name)
+def get_schedule(name: str, *, workspace: Workspace | None = None) -> Schedule:
+    return schedule_store(workspace).get_schedule(name)
 
 
-def delete_schedule(name: str, *, settings: Settings | None = None) -> None:
+def delete_schedule(name: str, *, workspace: Workspace | None = None) -> None:
     """Remove a schedule (its past pipeline runs stay)."""
-    schedule_store(settings).delete_schedule(name)
+    schedule_store(workspace).delete_schedule(name)
 
 
-def set_enabled(name: str, enabled: bool, *, settings: Settings | None = None) -> Schedule:
+def set_enabled(name: str, enabled: bool, *, workspace: Workspace | None = None) -> Schedule:
     """Pause or resume a schedule. Resuming starts from now: times passed while it was
     disabled are not run."""
-    store = schedule_store(settings)
+    store = schedule_store(workspace)
     if not enabled:
         return store.set_enabled(name, False)
     current = store.get_schedule(name)

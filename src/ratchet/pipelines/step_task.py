@@ -123,7 +123,7 @@ class StepTask:
                        dataset: str) -> StoredOutput:
         from ratchet.data.catalog import DataClient
 
-        version = DataClient(client).log(value, dataset, run_id=self.tracking_run_id,
+        version = client.workspace.client(DataClient).log(value, dataset, run_id=self.tracking_run_id,
                                          source=f"pipeline step {self.node}")
         return StoredOutput(name=name, digest=version.digest, materializer="dataset",
                             files=(("data.parquet", version.digest, version.size_bytes),),
@@ -135,7 +135,7 @@ class StepTask:
 
         if self.tracking_run_id is None:
             raise InvalidInput(f"step {self.node!r}: model= needs the step's tracking run")
-        registry = RegistryClient(client)
+        registry = client.workspace.client(RegistryClient)
         version = registry.log_model(self.tracking_run_id, value, name=model_name,
                                      artifact_path=f"model-{name}", input_example=input_example)
         assert isinstance(version, ModelVersion)  # a name was given: a registered version

@@ -28,10 +28,11 @@ from ratchet.store import (
     ArtifactEntry,
     ModelVersion,
     RegisteredModel,
-    RegistryStore,
     Run,
 )
 from ratchet.tracking.client import TrackingClient
+from ratchet.workspace import Workspace
+from ratchet.workspace import resolve as resolve_workspace
 
 if TYPE_CHECKING:
     from ratchet.packaging import LoadedModel, Signature
@@ -91,9 +92,10 @@ def actor_or_os_user(actor: str | None) -> str | None:
 
 
 class RegistryClient:
-    def __init__(self, tracking: TrackingClient | None = None) -> None:
-        self.tracking = tracking or TrackingClient()
-        self.store = RegistryStore(self.tracking.store.db)
+    def __init__(self, workspace: Workspace | None = None) -> None:
+        self.workspace = resolve_workspace(workspace)
+        self.tracking = self.workspace.client(TrackingClient)
+        self.store = self.workspace.stores.registry
 
     # ---------------------------------------------------------------- logging models
     def log_model(

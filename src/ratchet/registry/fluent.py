@@ -4,25 +4,35 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from ratchet.registry.client import Lineage, LoggedModel, RegistryClient
 from ratchet.store import AliasEvent, ModelVersion, RegisteredModel
 from ratchet.tracking import fluent as tracking_fluent
+from ratchet.workspace import current as current_workspace
 
 if TYPE_CHECKING:
     from ratchet.packaging import LoadedModel, Signature
 
-_clients: dict[int, RegistryClient] = {}
-
-
 def client() -> RegistryClient:
-    """The registry client sharing the default tracking client's store."""
-    tracking = tracking_fluent.client()
-    found = _clients.get(id(tracking))
-    if found is None or found.tracking is not tracking:
-        found = _clients[id(tracking)] = RegistryClient(tracking)
-    return found
+    """The registry client of the ambient workspace (``ratchet.workspace.current()``)."""
+    return current_workspace().client(RegistryClient)
+
+
+@overload
+def log_model(model: object, name: str, *, artifact_path: str | None = None,
+              input_example: Any = None, signature: Signature | None = None,
+              metrics: Mapping[str, float] | None = None, flavor: str | None = None,
+              description: str | None = None,
+              tags: Mapping[str, str] | None = None) -> ModelVersion: ...
+
+
+@overload
+def log_model(model: object, name: None = None, *, artifact_path: str | None = None,
+              input_example: Any = None, signature: Signature | None = None,
+              metrics: Mapping[str, float] | None = None, flavor: str | None = None,
+              description: str | None = None,
+              tags: Mapping[str, str] | None = None) -> LoggedModel: ...
 
 
 def log_model(model: object, name: str | None = None, *, artifact_path: str | None = None,
@@ -30,7 +40,8 @@ def log_model(model: object, name: str | None = None, *, artifact_path: str | No
               metrics: Mapping[str, float] | None = None, flavor: str | None = None,
               description: str | None = None,
               tags: Mapping[str, str] | None = None) -> ModelVersion | LoggedModel:
-    """Package ``model`` into the active run; with ``name``, register a new version."""
+    """Package ``model`` into the active run: a ``LoggedModel`` (``runs:/<id>/<path>``);
+    with ``name``, also register it as a new version of that model (a ``ModelVersion``)."""
     run_id = tracking_fluent.client().active_run_id()
     if run_id is None:
         from ratchet.errors import InvalidInput
@@ -59,8 +70,12 @@ def delete_alias(name: str, alias: str, *, reason: str | None = None) -> AliasEv
     return client().delete_alias(name, alias, reason=reason)
 
 
-def alias_history(name: str, alias: str | None = None) -> list[AliasEvent]:
+def list_alias_events(name: str, alias: str | None = None) -> list[AliasEvent]:
+    """Every move of ``name``'s aliases (or of ``alias``), oldest first, with who and why."""
     return client().alias_history(name, alias)
+
+
+alias_history = list_alias_events  # the name before the list_*/get_* rule
 
 
 def version_at(name: str, alias: str, when: datetime | int) -> int | None:
@@ -75,8 +90,19 @@ def list_models() -> list[RegisteredModel]:
     return client().list_models()
 
 
-def get_version(name: str, version: int) -> ModelVersion:
-    return client().get_version(name, version)
+def get_version(name: str, version: int | None = None) -> ModelVersion:
+    """Version ``version`` of model ``name``; or, with one argument, the version a
+    reference names: ``"churn@3"``, ``"churn@champion"``, ``"churn@latest"``,
+    ``"models:/churn/3"`` (the grammar of ``ratchet.refs``)."""
+    if version is not None:
+        return client().get_version(name, version)
+    from ratchet.errors import InvalidInput
+
+    resolved = client().resolve(name)
+    if resolved.version is None:  # runs:/ URIs name a logged model, not a version
+        raise InvalidInput(f"{name!r} names a model logged in a run, not a registered "
+                           "version; give <name>@<version or alias>")
+    return resolved.version
 
 
 def list_versions(name: str) -> list[ModelVersion]:

@@ -3,6 +3,7 @@
     app = ratchet.serving.create_app("churn@champion")          # FastAPI app
     ratchet.serving.set_plan("churn", TrafficPlan.canary("churn@champion", "churn/7", 10))
     ratchet.serving.rollback("churn")
+    [d.name for d in ratchet.serving.list_deployments()]
     df = ratchet.serving.predictions("churn", since=datetime(2026, 11, 1))
 
 Heavy modules (FastAPI, pandas, DuckDB) are imported on first use.
@@ -10,7 +11,7 @@ Heavy modules (FastAPI, pandas, DuckDB) are imported on first use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ratchet.lazy import lazy_getattr
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from ratchet.serving.prediction_query import predictions
     from ratchet.serving.request_validation import ValidationPolicy
     from ratchet.serving.traffic_plan import TrafficPlan
+    from ratchet.workspace import Workspace
 
 _LAZY = {
     "create_app": "ratchet.serving.app",
@@ -35,30 +37,51 @@ _LAZY = {
 __getattr__ = lazy_getattr(__name__, _LAZY)
 
 
-def create_deployment(name: str, plan: TrafficPlan | str, **kwargs: Any) -> DeploymentStatus:
-    """Create a deployment serving ``plan`` (a :class:`TrafficPlan` or one model reference)."""
-    return _client().create(name, plan, **kwargs)
+def create_deployment(name: str, plan: TrafficPlan | str, *, description: str | None = None,
+                      reason: str | None = None, actor: str | None = None,
+                      workspace: Workspace | None = None) -> DeploymentStatus:
+    """Create a deployment serving ``plan`` (a :class:`TrafficPlan` or one model reference,
+    e.g. ``"churn@champion"``); every reference must resolve now. ``actor`` defaults to the
+    OS user; ``AlreadyExists`` if the name is taken."""
+    return _client(workspace).create(name, plan, description=description, reason=reason,
+                                     actor=actor)
 
 
-def set_plan(name: str, plan: TrafficPlan | str, **kwargs: Any) -> DeploymentStatus:
-    """Give a deployment a new plan; running servers switch within seconds."""
-    return _client().set_plan(name, plan, **kwargs)
+def set_plan(name: str, plan: TrafficPlan | str, *, reason: str | None = None,
+             actor: str | None = None, expected_revision: int | None = None,
+             workspace: Workspace | None = None) -> DeploymentStatus:
+    """Give a deployment a new plan; running servers switch within seconds. With
+    ``expected_revision``, ``Conflict`` unless the deployment is still at that revision
+    (a compare-and-swap for tools that read, then change)."""
+    return _client(workspace).set_plan(name, plan, reason=reason, actor=actor,
+                                       expected_revision=expected_revision)
 
 
-def rollback(name: str, **kwargs: Any) -> DeploymentStatus:
+def rollback(name: str, *, reason: str | None = None, actor: str | None = None,
+             workspace: Workspace | None = None) -> DeploymentStatus:
     """Undo the newest change to what a deployment serves (plan change or alias move)."""
-    return _client().rollback(name, **kwargs)
+    return _client(workspace).rollback(name, reason=reason, actor=actor)
 
 
-def deployment(name: str) -> DeploymentStatus:
+def get_deployment(name: str, *, workspace: Workspace | None = None) -> DeploymentStatus:
     """What a deployment serves now: its plan and the versions its references resolve to."""
-    return _client().status(name)
+    return _client(workspace).status(name)
 
 
-def _client() -> DeploymentClient:
+deployment = get_deployment  # the name before the list_*/get_* rule
+
+
+def list_deployments(*, workspace: Workspace | None = None) -> list[DeploymentStatus]:
+    """Every deployment by name, as ``get_deployment`` shows it (a variant whose reference
+    no longer resolves is missing from ``versions``)."""
+    return _client(workspace).list_statuses()
+
+
+def _client(workspace: Workspace | None) -> DeploymentClient:
     from ratchet.serving.deployments import DeploymentClient
+    from ratchet.workspace import resolve
 
-    return DeploymentClient()
+    return resolve(workspace).client(DeploymentClient)
 
 
 __all__ = [
@@ -69,7 +92,8 @@ __all__ = [
     "ValidationPolicy",
     "create_app",
     "create_deployment",
-    "deployment",
+    "get_deployment",
+    "list_deployments",
     "predictions",
     "rollback",
     "set_plan",

@@ -25,7 +25,7 @@ from ratchet.serving.served_model import ModelVersionRef, ServedModel
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from ratchet.registry import RegistryClient
+    from ratchet.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 _FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
@@ -49,13 +49,13 @@ class ScoringResult:
 
 def score_file(model: str, source: str | os.PathLike[str], output: str | os.PathLike[str], *,
                batch_rows: int = 100_000, policy: ValidationPolicy | None = None,
-               registry: RegistryClient | None = None, deployment: str | None = None,
+               workspace: Workspace | None = None, deployment: str | None = None,
                log: bool = True, overwrite: bool = False, progress: bool = False
                ) -> ScoringResult:
     """Score every row of ``source`` (Parquet/CSV file or directory) into ``output``."""
     from ratchet.registry import RegistryClient
     from ratchet.registry.uris import parse_model_uri
-    from ratchet.tracking import TrackingClient
+    from ratchet.workspace import resolve
 
     started = time.perf_counter()
     source, output = Path(source), Path(output)
@@ -63,7 +63,7 @@ def score_file(model: str, source: str | os.PathLike[str], output: str | os.Path
     if output.exists() and not overwrite:
         raise AlreadyExists(f"{output} exists; pass --overwrite (overwrite=True in Python) "
                             "to replace it")
-    registry = registry or RegistryClient(TrackingClient())
+    registry = resolve(workspace).client(RegistryClient)
     resolved = registry.resolve(model)
     name = parse_model_uri(model).name
     if name is None or resolved.version is None:

@@ -34,7 +34,7 @@ from ratchet.packaging.manifest import MANIFEST_FILENAME, Manifest, ratchet_vers
 
 if TYPE_CHECKING:
     from ratchet.packaging import LoadedModel
-    from ratchet.registry.client import RegistryClient
+    from ratchet.workspace import Workspace
 
 BUNDLE_FILENAME = "bundle.json"
 MODEL_DIRNAME = "model"
@@ -108,7 +108,7 @@ def build_bundle(
     output_dir: str | os.PathLike[str],
     *,
     deployment: str | None = None,
-    registry: RegistryClient | None = None,
+    workspace: Workspace | None = None,
     port: int = 8080,
     replicas: int = 2,
     image: str | None = None,
@@ -130,10 +130,10 @@ def build_bundle(
     _check_int("replicas", replicas, 1, 1000)
     out = Path(output_dir).absolute()
     _check_output(out, overwrite)
-    if registry is None:
-        from ratchet.registry.client import RegistryClient
+    from ratchet.registry.client import RegistryClient
+    from ratchet.workspace import resolve
 
-        registry = RegistryClient()
+    registry = resolve(workspace).client(RegistryClient)
     resolved = registry.resolve(model_uri)
     mv = resolved.version
     if mv is None:

@@ -14,6 +14,7 @@ Rollbacks are ordinary revisions (pinned, with a reason), so a rollback can be r
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,14 +24,17 @@ from ratchet.registry.uris import parse_model_uri
 from ratchet.serving.traffic_plan import TrafficPlan
 from ratchet.store.deployment_store import (
     Deployment,
-    DeploymentStore,
     PlanRevision,
     validate_deployment_name,
 )
+from ratchet.workspace import Workspace
+from ratchet.workspace import resolve as resolve_workspace
 
 if TYPE_CHECKING:
-    from ratchet.config import Settings
-    from ratchet.registry import RegistryClient
+    from collections.abc import Sequence
+
+    from ratchet.serving.feedback import FeedbackOutcome, FeedbackPolicy
+    from ratchet.serving.prediction_log import PredictionLog
 
 
 @dataclass(frozen=True)
@@ -49,15 +53,12 @@ class DeploymentStatus:
 
 
 class DeploymentClient:
-    def __init__(self, registry: RegistryClient | None = None,
-                 settings: Settings | None = None) -> None:
+    def __init__(self, workspace: Workspace | None = None) -> None:
         from ratchet.registry import RegistryClient
-        from ratchet.tracking import TrackingClient
 
-        if registry is None:
-            registry = RegistryClient(TrackingClient(settings))
-        self.registry = registry
-        self.store = DeploymentStore(registry.tracking.store.db)
+        self.workspace = resolve_workspace(workspace)
+        self.registry = self.workspace.client(RegistryClient)
+        self.store = self.workspace.stores.deployments
 
     # ------------------------------------------------------------------ create and read
     def create(self, name: str, plan: TrafficPlan | str, *, description: str | None = None,
@@ -135,6 +136,23 @@ class DeploymentClient:
         return DeploymentStatus(name, current.revision, plan, self.resolve(plan),
                                 current.reason, current.created_at)
 
+    def list_statuses(self) -> list[DeploymentStatus]:
+        """Every deployment as ``status`` shows it, by name; a variant whose reference no
+        longer resolves (its alias deleted) is missing from ``versions``, so one broken
+        deployment does not hide the others."""
+        found = []
+        for deployment in self.store.list_deployments():
+            current = deployment.current
+            plan = TrafficPlan.from_dict(current.plan, f"deployment {deployment.name!r} "
+                                                       f"revision {current.revision}")
+            versions = {}
+            for variant in plan.all_variants:
+                with suppress(NotFound, InvalidInput):
+                    versions[variant.name] = self._resolve_ref(variant.model, None)
+            found.append(DeploymentStatus(deployment.name, current.revision, plan, versions,
+                                          current.reason, current.created_at))
+        return found
+
     def resolve(self, plan: TrafficPlan, at_ms: int | None = None) -> dict[str, tuple[str, int]]:
         """Each variant's (model name, version), now or as of ``at_ms``."""
         return {v.name: self._resolve_ref(v.model, at_ms) for v in plan.all_variants}
@@ -193,6 +211,63 @@ class DeploymentClient:
         if parsed.name is None or parsed.alias is None:
             return []
         return [e.at for e in self.registry.alias_history(parsed.name, parsed.alias)]
+
+    # ------------------------------------------------------------------ feedback
+    def record_feedback(self, name: str, feedback: Any, *,
+                        classes: Sequence[Any] | None = None,
+                        live_log: PredictionLog | None = None,
+                        policy: FeedbackPolicy | None = None,
+                        now_ms: int | None = None) -> FeedbackOutcome:
+        """Record ground truth for predictions deployment ``name`` made.
+
+        ``feedback`` is a ``/feedback`` body (``{"request_id", "row", "value"}`` or
+        ``{"feedback": [...]}``; malformed: ``BadRequest``) or its parsed items. An item
+        is recorded only when ``name`` logged that (request_id, row) within the policy's
+        window (else it is rejected as ``unknown``) and, given the served models'
+        ``classes``, its value names one of them (else ``label``); the others are
+        recorded all the same. ``live_log``: a running server's prediction log, whose
+        buffered rows count as logged. The rules are ``ratchet.serving.feedback``'s.
+        """
+        from ratchet.clock import now_ms as clock_ms
+        from ratchet.serving.feedback import (
+            DAY_S,
+            FeedbackItem,
+            FeedbackOutcome,
+            FeedbackPolicy,
+            label_matcher,
+            parse_items,
+            served,
+        )
+
+        policy = policy or FeedbackPolicy()
+        items: list[FeedbackItem] = (
+            list(feedback) if isinstance(feedback, list)
+            and all(isinstance(i, FeedbackItem) for i in feedback)
+            else parse_items(feedback, policy))
+        # First whether the prediction exists (an invented id is "unknown", whatever its
+        # label), then whether the label can be the model's.
+        known = served(items, deployment=name, workspace=self.workspace, log=live_log,
+                       window_s=policy.window_s,
+                       now_ms=clock_ms() if now_ms is None else now_ms) if items else set()
+        matches = label_matcher(classes) if classes else None
+        window_days = policy.window_s / DAY_S
+        rejected: dict[int, tuple[str, str]] = {}
+        for item in items:
+            if item.index not in known:
+                rejected[item.index] = ("unknown", f"item {item.index}: deployment {name!r} "
+                                        f"logged no prediction with request_id "
+                                        f"{item.request_id!r} and row {item.row} in the "
+                                        f"last {window_days:g} days")
+            elif matches is not None and not matches(item.value):
+                rejected[item.index] = ("label", f"item {item.index}: the label "
+                                        f"{item.value!r} is not one of the model's classes "
+                                        f"{list(classes or ())}")
+        accepted = [item for item in items if item.index not in rejected]
+        recorded = int(self.store.record_feedback(
+            (item.request_id, item.row, name, item.value) for item in accepted)) \
+            if accepted else 0
+        return FeedbackOutcome(recorded, [{"index": i, "reason": reason, "msg": msg}
+                                          for i, (reason, msg) in sorted(rejected.items())])
 
 
 def _same_plan(a: TrafficPlan, b: TrafficPlan) -> bool:

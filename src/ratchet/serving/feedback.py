@@ -1,4 +1,6 @@
-"""Ground truth posted to ``/feedback``: checked, scoped to the deployment, then stored.
+"""Ground truth for predictions: the rules by which an item is checked, scoped to the
+deployment and stored. ``DeploymentClient.record_feedback`` applies them; the
+``/feedback`` route (``routes/feedback.py``) parses a body and calls it.
 
 A body is refused whole (422, each offending item named by index) when it is malformed:
 a request id outside the server's request-id pattern, a row out of range, a value that is
@@ -20,7 +22,7 @@ A body none of whose items is recorded is refused: 404 when every item is unknow
 Which rows were served is read from the prediction log: this process's buffer, then the
 log files of the window, newest first, one single-threaded DuckDB query for the last day,
 then for twice as many hours each time (5 queries cover 31 days), until every pair is found (a server-made UUIDv7 id names its hour: that one is read
-first). One body's read runs at a time per process. The cost grows with the files in the
+first). One body's read runs at a time per server process. The cost grows with the files in the
 window: a body of invented ids reads all of them (~2 s for 30 days of 1,440 files and
 720,000 rows on the development VM). A prediction answered by a sibling worker may still sit in that
 worker's buffer: with several workers, unknown items are looked up once more after one
@@ -30,20 +32,18 @@ prediction to another replica may come back ``unknown`` (send it again).
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ratchet.errors import BadRequest
+from ratchet.errors import BadRequest, InvalidInput, NotFound
 from ratchet.packaging.labels import class_matcher
 
 if TYPE_CHECKING:
-    from ratchet.config import Settings
     from ratchet.serving.prediction_log import PredictionLog
+    from ratchet.workspace import Workspace
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")  # as the server accepts X-Request-ID
 MAX_ROW = 2**31 - 1  # rows are 32-bit integers in the log and the store
@@ -73,12 +73,29 @@ class FeedbackOutcome:
     recorded: int
     rejected: list[dict[str, Any]]   # {"index", "reason", "msg"}
 
+    @property
+    def unknown(self) -> set[int]:
+        """The indices of the items rejected as ``unknown`` (no such logged prediction)."""
+        return {r["index"] for r in self.rejected if r["reason"] == "unknown"}
+
+    def merged(self, retry: FeedbackOutcome) -> FeedbackOutcome:
+        """This outcome with the items ``retry`` took again (its ``unknown`` ones, looked
+        up once more) replaced by what ``retry`` says of them."""
+        again = self.unknown
+        rejected = [r for r in self.rejected if r["index"] not in again] + retry.rejected
+        return FeedbackOutcome(self.recorded + retry.recorded,
+                               sorted(rejected, key=lambda r: int(r["index"])))
+
     def status_and_body(self) -> tuple[int, dict[str, Any]]:
+        """The HTTP answer: 200 when anything was recorded; a body none of whose items was
+        recorded is refused, ``NotFound`` (404) when every item is unknown, else
+        ``InvalidInput`` (422), with each item's reason in ``detail``."""
         if self.recorded == 0 and self.rejected:
             first = self.rejected[0]["msg"]
             more = len(self.rejected) - 1
             # Nothing but unknown predictions: not found; any wrong label: invalid.
-            status = 404 if all(r["reason"] == "unknown" for r in self.rejected) else 422
+            status = (NotFound.http_status if len(self.unknown) == len(self.rejected)
+                      else InvalidInput.http_status)
             return status, {"error": "no feedback recorded: " + first
                          + (f" (and {more} more)" if more else ""),
                          "detail": [{"loc": ["body", "feedback", r["index"]], "msg": r["msg"],
@@ -169,7 +186,7 @@ def label_matcher(classes: Sequence[Any]) -> Callable[[Any], bool]:
 
 
 # ----------------------------------------------------------------------------- scoping
-def served(items: Sequence[FeedbackItem], *, deployment: str, settings: Settings,
+def served(items: Sequence[FeedbackItem], *, deployment: str, workspace: Workspace,
            log: PredictionLog | None, window_s: float, now_ms: int) -> set[int]:
     """The indices of ``items`` whose (request_id, row) ``deployment`` logged within the
     last ``window_s``: this process's buffer first, then the log files."""
@@ -184,7 +201,7 @@ def served(items: Sequence[FeedbackItem], *, deployment: str, settings: Settings
     if log is not None:
         found |= log.rows_of(deployment, ids) & wanted.keys()
     since_ms = now_ms - int(window_s * 1000)
-    storage = LogStorage(settings.artifacts_uri)
+    storage = LogStorage(workspace.settings.artifacts_uri)
     missing = {rid for rid, row in wanted if (rid, row) not in found}
     # A server-made id names the millisecond it was made, when the request arrived: look
     # in that hour (and the one before, for a request made at its edge) first.
@@ -212,114 +229,3 @@ def _uuid7_ms(request_id: str) -> int | None:
     if not _UUID7.match(request_id):
         return None
     return int(request_id[:12], 16)
-
-
-# ----------------------------------------------------------------------------- recording
-class FeedbackDesk:
-    """Takes ``/feedback`` bodies for one served deployment."""
-
-    def __init__(self, deployment: str, settings: Settings, *, log: PredictionLog | None,
-                 classes: Callable[[], list[Any] | None], recheck_after_s: float,
-                 registry: Any = None, policy: FeedbackPolicy | None = None) -> None:
-        self.deployment = deployment
-        self.settings = settings
-        self.log = log
-        self.classes = classes
-        self.recheck_after_s = recheck_after_s
-        self.policy = policy or FeedbackPolicy()
-        self._store: Any = None
-        self._reading = asyncio.Lock()
-        self.rejected_counter: Any = None
-        if registry is not None:
-            from prometheus_client import Counter
-
-            self.rejected_counter = Counter(
-                "ratchet_feedback_rejected", "Feedback items not recorded, by reason "
-                "(unknown: no such logged prediction of this deployment; label: not one of "
-                "the model's classes).", ["deployment", "reason"], registry=registry)
-
-    async def take(self, payload: Any) -> tuple[int, dict[str, Any]]:
-        """(HTTP status, body) for a decoded ``/feedback`` body; BadRequest if malformed."""
-        from starlette.concurrency import run_in_threadpool
-
-        items = parse_items(payload, self.policy)
-        rejected: dict[int, tuple[str, str]] = {}
-        # First whether the prediction exists (an invented id is "unknown", whatever its
-        # label), then whether the label can be the model's.
-        async with self._reading:  # one log read at a time: bodies queue, the server not
-            known = await run_in_threadpool(self._served, items)
-        unknown = [item for item in items if item.index not in known]
-        if unknown and self.recheck_after_s > 0:
-            await asyncio.sleep(self.recheck_after_s)  # a sibling worker's buffer
-            async with self._reading:
-                known |= await run_in_threadpool(self._served, unknown)
-        window_days = self.policy.window_s / DAY_S
-        classes = self.classes()
-        matches = label_matcher(classes) if classes else None
-        for item in items:
-            if item.index not in known:
-                rejected[item.index] = ("unknown", f"item {item.index}: deployment "
-                                        f"{self.deployment!r} logged no prediction with "
-                                        f"request_id {item.request_id!r} and row {item.row} "
-                                        f"in the last {window_days:g} days")
-            elif matches is not None and not matches(item.value):
-                rejected[item.index] = ("label", f"item {item.index}: the label "
-                                        f"{item.value!r} is not one of the model's classes "
-                                        f"{classes}")
-        accepted = [item for item in items if item.index not in rejected]
-        recorded = await run_in_threadpool(self._record, accepted) if accepted else 0
-        reasons = [{"index": i, "reason": reason, "msg": msg}
-                   for i, (reason, msg) in sorted(rejected.items())]
-        if self.rejected_counter is not None:
-            for r in reasons:
-                self.rejected_counter.labels(self.deployment, r["reason"]).inc()
-        return FeedbackOutcome(recorded, reasons).status_and_body()
-
-    def _served(self, items: list[FeedbackItem]) -> set[int]:
-        from ratchet.clock import now_ms
-
-        if not items:
-            return set()
-        return served(items, deployment=self.deployment, settings=self.settings, log=self.log,
-                      window_s=self.policy.window_s, now_ms=now_ms())
-
-    def _record(self, items: list[FeedbackItem]) -> int:
-        if self._store is None:
-            from ratchet.store.database import open_database
-            from ratchet.store.deployment_store import DeploymentStore
-
-            self._store = DeploymentStore(open_database(self.settings.db_url))
-        return int(self._store.record_feedback(
-            (item.request_id, item.row, self.deployment, item.value) for item in items))
-
-
-_DESKS: weakref.WeakKeyDictionary[Any, FeedbackDesk] = weakref.WeakKeyDictionary()
-
-
-def desk_for(server: Any) -> FeedbackDesk:
-    """The desk of a running server (``ratchet.serving.app._Server``), made on first use."""
-    desk = _DESKS.get(server)
-    if desk is None:
-        def classes() -> list[Any] | None:
-            table = server.watcher.table
-            if table is None:
-                return None
-            found: list[Any] = []
-            for route in table.all_routes:
-                if route.model.classes is None:
-                    return None  # not all classifiers: no class check
-                found += [c for c in route.model.classes if c not in found]
-            return found
-
-        import os
-
-        config = server.config
-        interval = config.log_flush_interval_s if config.log_flush_interval_s > 0 else 1.0
-        # ``ratchet serve --workers N`` (N > 1) shares metrics through this directory: the
-        # sign that a sibling may hold the prediction in its buffer.
-        siblings = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
-        desk = _DESKS[server] = FeedbackDesk(
-            server.deployment, server.settings, log=server.log, classes=classes,
-            recheck_after_s=min(interval, 5.0) + 0.25 if siblings else 0.0,
-            registry=server.metrics.registry)
-    return desk

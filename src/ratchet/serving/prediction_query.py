@@ -13,35 +13,35 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ratchet.clock import to_ms
-from ratchet.errors import ConfigError, IntegrityError, InvalidInput
+from ratchet.errors import IntegrityError, InvalidInput
 from ratchet.serving.prediction_log import HOUR_MS, LogStorage, hour_start_ms, meta_schema
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from ratchet.config import Settings
     from ratchet.store.deployment_store import DeploymentStore
+    from ratchet.workspace import Workspace
 
 
 def predictions(deployment: str, since: datetime | int | None = None,
                 until: datetime | int | None = None, *, with_feedback: bool = False,
-                settings: Settings | None = None) -> pd.DataFrame:
+                workspace: Workspace | None = None) -> pd.DataFrame:
     """Logged rows of ``deployment`` with ``since <= timestamp < until``, ordered by
     (timestamp, request_id, row). ``since``/``until``: datetime (naive means UTC) or epoch
     milliseconds. ``row`` is nullable (``Int32``): a failed request logged without rows has
     none. ``with_feedback`` adds ``feedback`` (the recorded value, missing where
     none arrived yet) and ``feedback_at``, matched on (request_id, row)."""
-    from ratchet.config import load_settings
     from ratchet.store.deployment_store import validate_deployment_name
+    from ratchet.workspace import resolve
 
-    settings = settings or load_settings()
+    workspace = resolve(workspace)
     validate_deployment_name(deployment)
     since_ms, until_ms = _epoch_ms(since, "since"), _epoch_ms(until, "until")
     if since_ms is not None and until_ms is not None and since_ms > until_ms:
         raise InvalidInput(f"since ({since!r}) is after until ({until!r}); the window is "
                            "[since, until)")
-    storage = LogStorage(settings.artifacts_uri)
+    storage = LogStorage(workspace.settings.artifacts_uri)
     files = _files_in_window(storage, deployment, since_ms, until_ms)
     table = _read(storage, deployment, files, since_ms, until_ms) if files \
         else meta_schema().empty_table()
@@ -49,7 +49,7 @@ def predictions(deployment: str, since: datetime | int | None = None,
     # Nullable, so that the dtype does not depend on whether a rowless failure is present.
     frame["row"] = frame["row"].astype("Int32")
     if with_feedback:
-        frame = _join_feedback(frame, _deployment_store(settings), deployment)
+        frame = _join_feedback(frame, workspace.stores.deployments, deployment)
     return frame
 
 
@@ -60,15 +60,15 @@ class LogReader:
     labels keep arriving. A read reaching back past the horizon reads the log directly."""
 
     def __init__(self, deployment: str, *, horizon_ms: int,
-                 settings: Settings | None = None) -> None:
-        from ratchet.config import load_settings
+                 workspace: Workspace | None = None) -> None:
         from ratchet.store.deployment_store import validate_deployment_name
+        from ratchet.workspace import resolve
 
         validate_deployment_name(deployment)
         self.deployment = deployment
         self.horizon_ms = horizon_ms
-        self.settings = settings or load_settings()
-        self.storage = LogStorage(self.settings.artifacts_uri)
+        self.workspace = resolve(workspace)
+        self.storage = LogStorage(self.workspace.settings.artifacts_uri)
         self._seen: set[str] = set()
         self._rows: pd.DataFrame | None = None
         self._store: DeploymentStore | None = None
@@ -81,7 +81,7 @@ class LogReader:
         floor = time.time_ns() // 1_000_000 - self.horizon_ms
         if since_ms < floor:
             return predictions(self.deployment, since=since_ms, with_feedback=with_feedback,
-                               settings=self.settings)
+                               workspace=self.workspace)
         files = _files_in_window(self.storage, self.deployment, floor, None)
         fresh = [f for f in files if f not in self._seen]
         if fresh:
@@ -101,7 +101,7 @@ class LogReader:
         out["row"] = out["row"].astype("Int32")
         if with_feedback:
             if self._store is None:
-                self._store = _deployment_store(self.settings)
+                self._store = self.workspace.stores.deployments
             out = _join_feedback(out, self._store, self.deployment)
         return out
 
@@ -286,21 +286,6 @@ def _conform(table: pa.Table) -> pa.Table:
         i = table.schema.get_field_index(field.name)
         table = table.set_column(i, field, table.column(i).cast(field.type))
     return table
-
-
-def _deployment_store(settings: Settings) -> DeploymentStore:
-    from ratchet.config import ensure_home
-    from ratchet.store import open_database
-    from ratchet.store.deployment_store import DeploymentStore
-
-    if settings.tracking_uri:
-        from ratchet.redaction import redact_url
-
-        raise ConfigError(f"RATCHET_TRACKING_URI={redact_url(settings.tracking_uri)!r} "
-                          "selects remote mode, "
-                          "which does not serve feedback yet; unset it to use the local store")
-    ensure_home(settings)
-    return DeploymentStore(open_database(settings.db_url))
 
 
 def _join_feedback(frame: pd.DataFrame, store: DeploymentStore,

@@ -12,18 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ratchet.clock import now_ms
-from ratchet.config import Settings, ensure_home, load_settings
-from ratchet.errors import ConfigError, InvalidInput, NotFound
+from ratchet.errors import InvalidInput, NotFound
 from ratchet.store import (
     ArtifactEntry,
     DatasetInput,
     Experiment,
     Metric,
     Run,
-    TrackingStore,
-    open_database,
 )
 from ratchet.tracking import code_version
+from ratchet.workspace import Workspace
+from ratchet.workspace import resolve as resolve_workspace
 
 if TYPE_CHECKING:
     from ratchet.artifacts import BlobStore
@@ -80,27 +79,16 @@ class ActiveRun:
 
 
 class TrackingClient:
-    def __init__(self, settings: Settings | None = None) -> None:
-        self.settings = settings or load_settings()
-        if self.settings.tracking_uri:
-            raise ConfigError(
-                f"RATCHET_TRACKING_URI={self.settings.tracking_uri!r} selects remote mode "
-                "(`ratchet server`), which this version does not ship yet; unset it to use "
-                "the local store"
-            )
-        ensure_home(self.settings)
-        self.store = TrackingStore(open_database(self.settings.db_url))
-        self._blobs: BlobStore | None = None
+    def __init__(self, workspace: Workspace | None = None) -> None:
+        self.workspace = resolve_workspace(workspace)
+        self.settings = self.workspace.settings
+        self.store = self.workspace.stores.tracking
         self._active: ContextVar[tuple[str, ...]] = ContextVar(
             f"ratchet_active_runs_{id(self)}", default=())
 
     @property
     def blobs(self) -> BlobStore:
-        if self._blobs is None:
-            from ratchet.artifacts import BlobStore
-
-            self._blobs = BlobStore(self.settings.artifacts_uri)
-        return self._blobs
+        return self.workspace.blobs
 
     # ---------------------------------------------------------------- experiments
     def create_experiment(self, name: str, description: str | None = None,

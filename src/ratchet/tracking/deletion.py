@@ -18,85 +18,79 @@ from ratchet.errors import InvalidInput
 
 if TYPE_CHECKING:
     from ratchet.store.deletion import DeletionStore
-    from ratchet.tracking.client import TrackingClient
+    from ratchet.workspace import Workspace
 
 
-def deletion_store(client: TrackingClient | None = None) -> DeletionStore:
-    """The deletion store over ``client``'s database (the default client's if None)."""
-    from ratchet.store.deletion import DeletionStore
+def deletion_store(workspace: Workspace | None = None) -> DeletionStore:
+    """The deletion store of ``workspace`` (default: the ambient one)."""
+    from ratchet.workspace import resolve
 
-    if client is None:
-        from ratchet.tracking.fluent import client as default_client
-
-        client = default_client()
-    return DeletionStore(client.store.db)
+    return resolve(workspace).stores.deletion
 
 
-def _run_id(run_id: str, client: TrackingClient | None) -> str:
-    if client is None:
-        from ratchet.tracking.fluent import client as default_client
+def _run_id(run_id: str, workspace: Workspace | None) -> str:
+    from ratchet.workspace import resolve
 
-        client = default_client()
-    return client.store.resolve_run_id(run_id)
+    return resolve(workspace).stores.tracking.resolve_run_id(run_id)
 
 
 def delete_run(run_id: str, *, force: bool = False,
-               client: TrackingClient | None = None) -> list[str]:
+               workspace: Workspace | None = None) -> list[str]:
     """Soft-delete a run and its nested runs; returns their ids. Refused (``Conflict``)
     while a model version registered from it is not deleted or a deployment serves it,
     unless ``force``."""
-    return deletion_store(client).delete_run(_run_id(run_id, client), force=force)
+    return deletion_store(workspace).delete_run(_run_id(run_id, workspace), force=force)
 
 
-def restore_run(run_id: str, *, client: TrackingClient | None = None) -> list[str]:
+def restore_run(run_id: str, *, workspace: Workspace | None = None) -> list[str]:
     """Undo ``delete_run`` (with the nested runs deleted with it); returns their ids."""
-    return deletion_store(client).restore_run(_run_id(run_id, client))
+    return deletion_store(workspace).restore_run(_run_id(run_id, workspace))
 
 
 def delete_experiment(name_or_id: str, *, force: bool = False,
-                      client: TrackingClient | None = None) -> list[str]:
+                      workspace: Workspace | None = None) -> list[str]:
     """Soft-delete an experiment and its runs; returns the runs' ids."""
-    return deletion_store(client).delete_experiment(name_or_id, force=force)
+    return deletion_store(workspace).delete_experiment(name_or_id, force=force)
 
 
-def restore_experiment(name_or_id: str, *, client: TrackingClient | None = None) -> list[str]:
+def restore_experiment(name_or_id: str, *, workspace: Workspace | None = None) -> list[str]:
     """Undo ``delete_experiment`` (with the runs deleted with it); returns their ids."""
-    return deletion_store(client).restore_experiment(name_or_id)
+    return deletion_store(workspace).restore_experiment(name_or_id)
 
 
 def delete_model_version(name: str, version: int, *, force: bool = False,
-                         client: TrackingClient | None = None) -> None:
+                         workspace: Workspace | None = None) -> None:
     """Soft-delete a model version. Refused while an alias points at it or a deployment's
     current plan serves it, unless ``force`` (which also removes its aliases)."""
-    deletion_store(client).delete_model_version(name, _version(version), force=force)
+    deletion_store(workspace).delete_model_version(name, _version(version), force=force)
 
 
 def restore_model_version(name: str, version: int, *,
-                          client: TrackingClient | None = None) -> None:
-    deletion_store(client).restore_model_version(name, _version(version))
+                          workspace: Workspace | None = None) -> None:
+    deletion_store(workspace).restore_model_version(name, _version(version))
 
 
 def delete_model(name: str, *, force: bool = False,
-                 client: TrackingClient | None = None) -> None:
+                 workspace: Workspace | None = None) -> None:
     """Soft-delete a registered model and its versions (same refusals as a version)."""
-    deletion_store(client).delete_registered_model(name, force=force)
+    deletion_store(workspace).delete_registered_model(name, force=force)
 
 
-def restore_model(name: str, *, client: TrackingClient | None = None) -> None:
-    deletion_store(client).restore_registered_model(name)
+def restore_model(name: str, *, workspace: Workspace | None = None) -> None:
+    deletion_store(workspace).restore_registered_model(name)
 
 
 def delete_dataset_version(ref: str, *, force: bool = False,
-                           client: TrackingClient | None = None) -> None:
+                           workspace: Workspace | None = None) -> None:
     """Soft-delete ``name@version``. Refused while a run that is not deleted recorded it
     as an input (lineage), unless ``force``."""
     name, version = _dataset_ref(ref)
-    deletion_store(client).delete_dataset_version(name, version, force=force)
+    deletion_store(workspace).delete_dataset_version(name, version, force=force)
 
 
-def restore_dataset_version(ref: str, *, client: TrackingClient | None = None) -> None:
+def restore_dataset_version(ref: str, *, workspace: Workspace | None = None) -> None:
     name, version = _dataset_ref(ref)
-    deletion_store(client).restore_dataset_version(name, version)
+    deletion_store(workspace).restore_dataset_version(name, version)
 
 
 def _version(version: object) -> int:
@@ -106,7 +100,9 @@ def _version(version: object) -> int:
 
 
 def _dataset_ref(ref: str) -> tuple[str, int]:
-    name, _, version = str(ref).partition("@")
-    if not name or not version.isdigit() or int(version) < 1:
+    from ratchet.refs import parse_reference
+
+    parsed = parse_reference(ref, "dataset")
+    if parsed.version is None:
         raise InvalidInput(f"give a dataset version as name@number (like churn@2), got {ref!r}")
-    return name, int(version)
+    return parsed.name, parsed.version

@@ -7,32 +7,19 @@ in that client.
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ratchet.config import load_settings
 from ratchet.errors import InvalidInput
 from ratchet.store import ArtifactEntry, DatasetInput, Metric, Run
 from ratchet.tracking.client import ActiveRun, TrackingClient
-
-_ENV_KEYS = ("RATCHET_HOME", "RATCHET_DB", "RATCHET_ARTIFACTS", "RATCHET_TRACKING_URI")
-_clients: dict[tuple[str | None, ...], TrackingClient] = {}
-_lock = threading.Lock()
+from ratchet.workspace import current as current_workspace
 
 
 def client() -> TrackingClient:
-    """The tracking client for the current directory and environment."""
-    key = (os.getcwd(), *(os.environ.get(k) for k in _ENV_KEYS))
-    found = _clients.get(key)
-    if found is None:
-        with _lock:
-            found = _clients.get(key)
-            if found is None:
-                found = _clients[key] = TrackingClient(load_settings())
-    return found
+    """The tracking client of the ambient workspace (``ratchet.workspace.current()``)."""
+    return current_workspace().client(TrackingClient)
 
 
 def _active() -> str:

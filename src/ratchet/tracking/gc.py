@@ -23,7 +23,7 @@ from ratchet.errors import InvalidInput
 
 if TYPE_CHECKING:
     from ratchet.store.deletion import PurgeReport
-    from ratchet.tracking.client import TrackingClient
+    from ratchet.workspace import Workspace
 
 DEFAULT_GRACE = timedelta(hours=1)
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -74,7 +74,7 @@ def parse_age(value: str | float | timedelta) -> timedelta:
 
 
 def gc(*, older_than: str | float | timedelta = 0, grace: str | float | timedelta = DEFAULT_GRACE,
-       dry_run: bool = False, client: TrackingClient | None = None) -> GcReport:
+       dry_run: bool = False, workspace: Workspace | None = None) -> GcReport:
     """Purge records soft-deleted at least ``older_than`` ago (default 0: every deleted
     record), then remove blobs no record refers to that are older than ``grace``.
 
@@ -82,16 +82,13 @@ def gc(*, older_than: str | float | timedelta = 0, grace: str | float | timedelt
     purged records refer to are listed too).
     """
     from ratchet.clock import now_ms
-    from ratchet.store.deletion import DeletionStore
+    from ratchet.workspace import resolve
 
-    if client is None:
-        from ratchet.tracking.fluent import client as default_client
-
-        client = default_client()
+    workspace = resolve(workspace)
     age, grace_age = parse_age(older_than), parse_age(grace)
-    blobs = client.blobs
+    blobs = workspace.blobs
     started = blobs.now()  # the storage's clock: the one blob mtimes are read from
-    store = DeletionStore(client.store.db)
+    store = workspace.stores.deletion
     cutoff_ms = now_ms() - int(age.total_seconds() * 1000)
     records = store.purge(cutoff_ms, dry_run=dry_run)
     report = GcReport(dry_run, records)

@@ -3,33 +3,33 @@
 The fluent API looks its client up by working directory and ``RATCHET_*`` variables. An
 objective calls it inside a trial, possibly in a worker process whose directory and
 environment say nothing about the driver's store, or in the driver after
-``tune(settings=...)`` chose another store. While a binding is held, the fluent client of
+``tune(workspace=...)`` chose another store. While a binding is held, the fluent client of
 this process is the study's client (or an existing one on the same store, so that the
 run activated on it is the one user code sees).
 
-The fluent module has no public override yet, so this sets its client table directly; a
-ContextVar override in ``ratchet.tracking.fluent`` would make this per-trial instead of
-per-process.
+This replaces the ambient workspace of the environment for the whole process (trials run
+on worker threads, which a ``ratchet.workspace.use`` context would not reach).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from ratchet import workspace
+from ratchet.config import Settings
 from ratchet.errors import Conflict
 from ratchet.redaction import redact_url
-from ratchet.tracking import fluent
 from ratchet.tracking.client import TrackingClient
+from ratchet.workspace import Workspace
 
 
 @dataclass
 class _Binding:
     client: TrackingClient
-    previous: TrackingClient | None
+    previous: Workspace | None
     holders: int
 
 
@@ -38,20 +38,18 @@ _lock = threading.Lock()
 
 
 def same_store(a: TrackingClient, b: TrackingClient) -> bool:
-    return (a.settings.db_url, a.settings.artifacts_uri) == \
-        (b.settings.db_url, b.settings.artifacts_uri)
+    return _same_settings(a.settings, b.settings)
 
 
-def _key() -> tuple[str | None, ...]:
-    # Must match fluent.client()'s lookup key.
-    return (os.getcwd(), *(os.environ.get(k) for k in fluent._ENV_KEYS))
+def _same_settings(a: Settings, b: Settings) -> bool:
+    return (a.db_url, a.artifacts_uri) == (b.db_url, b.artifacts_uri)
 
 
 @contextlib.contextmanager
 def fluent_bound_to(client: TrackingClient) -> Iterator[TrackingClient]:
     """Yield the client that ``ratchet.*`` fluent calls in this process use until exit;
     it writes to ``client``'s store."""
-    key = _key()
+    key = workspace.environment_key()
     with _lock:
         binding = _bindings.get(key)
         if binding is not None:
@@ -62,10 +60,12 @@ def fluent_bound_to(client: TrackingClient) -> Iterator[TrackingClient]:
                     "cannot run at once in one process")
             binding.holders += 1
         else:
-            current = fluent._clients.get(key)
-            bound = current if current is not None and same_store(current, client) else client
-            binding = _bindings[key] = _Binding(bound, current, 1)
-            fluent._clients[key] = bound
+            existing = workspace.environment_default(key)
+            bound = client
+            if existing is not None and _same_settings(existing.settings, client.settings):
+                bound = existing.client(TrackingClient)  # its active runs are the user's
+            previous = workspace.replace_environment_default(key, bound.workspace)
+            binding = _bindings[key] = _Binding(bound, previous, 1)
     try:
         yield binding.client
     finally:
@@ -73,7 +73,4 @@ def fluent_bound_to(client: TrackingClient) -> Iterator[TrackingClient]:
             binding.holders -= 1
             if binding.holders == 0:
                 del _bindings[key]
-                if binding.previous is None:
-                    fluent._clients.pop(key, None)
-                else:
-                    fluent._clients[key] = binding.previous
+                workspace.replace_environment_default(key, binding.previous)

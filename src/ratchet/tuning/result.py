@@ -86,7 +86,7 @@ class TuningResult:
                 "the objective, or pass the artifact_path= it used")
         all_tags = {"ratchet.tuning.study": self.name,
                     "ratchet.tuning.trial": str(best.number), **(tags or {})}
-        return RegistryClient(self.tracking).register(
+        return self.tracking.workspace.client(RegistryClient).register(
             f"runs:/{run_id}/{artifact_path}", model_name, description=description,
             tags=all_tags)
 

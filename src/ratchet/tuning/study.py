@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ratchet.errors import Conflict, InvalidInput, NotFound, StepFailed
-from ratchet.executors.base import DEFAULT_RESOURCES, Executor, Resources, resolve_executor
+from ratchet.executors.base import DEFAULT_RESOURCES, Executor, Resources
+from ratchet.executors.spec import resolve_executor
 from ratchet.ids import new_id
 from ratchet.tracking.client import DEFAULT_EXPERIMENT, MAX_ERROR_CHARS, TrackingClient
 from ratchet.tuning.fluent_binding import fluent_bound_to
@@ -37,12 +38,13 @@ from ratchet.tuning.trial_task import (
     register_session,
     unregister_session,
 )
+from ratchet.workspace import resolve as resolve_workspace
 
 if TYPE_CHECKING:
     import optuna
     from optuna.distributions import BaseDistribution
 
-    from ratchet.config import Settings
+    from ratchet.workspace import Workspace
 
 DEFAULT_METRIC = "objective"
 STUDY_TAG = "ratchet.tuning.study"
@@ -72,8 +74,7 @@ def tune(
     trial_timeout: float | None = None,
     resources: Resources | None = None,
     progress: bool | None = None,
-    settings: Settings | None = None,
-    tracking: TrackingClient | None = None,
+    workspace: Workspace | None = None,
 ) -> TuningResult:
     """Search ``space`` for the parameters that optimise ``objective``; every trial is a
     child run of one run for the study.
@@ -112,7 +113,7 @@ def tune(
         if seconds is not None and (isinstance(seconds, bool)
                                     or not isinstance(seconds, int | float) or seconds <= 0):
             raise InvalidInput(f"{label} must be a number of seconds > 0, got {seconds!r}")
-    client = _tracking_client(settings, tracking)
+    client = resolve_workspace(workspace).client(TrackingClient)
     study_storage = resolve_storage(storage, client.settings)
     pool = resolve_executor(executor)
     try:
@@ -395,19 +396,6 @@ def _now() -> int:
     from ratchet.clock import now_ms
 
     return now_ms()
-
-
-def _tracking_client(settings: Settings | None, tracking: TrackingClient | None
-                     ) -> TrackingClient:
-    if tracking is not None:
-        if settings is not None and settings != tracking.settings:
-            raise InvalidInput("settings= and tracking= disagree; pass one of them")
-        return tracking
-    if settings is not None:
-        return TrackingClient(settings)
-    from ratchet.tracking import fluent
-
-    return fluent.client()
 
 
 def _unwrap_step(objective: Any) -> tuple[Any, Resources | None, float | None]:

@@ -28,6 +28,7 @@ from ratchet.tracking.client import MAX_ERROR_CHARS, TrackingClient
 from ratchet.tuning.fluent_binding import fluent_bound_to
 from ratchet.tuning.storage import StudyStorage
 from ratchet.tuning.trial_report import TrialReporter, set_reporter
+from ratchet.workspace import Workspace
 
 if TYPE_CHECKING:
     import optuna
@@ -182,5 +183,5 @@ def _remote_client(settings: Settings) -> TrackingClient:
     with _remote_lock:
         found = _remote_clients.get(settings)
         if found is None:
-            found = _remote_clients[settings] = TrackingClient(settings)
+            found = _remote_clients[settings] = Workspace(settings).client(TrackingClient)
         return found

@@ -1,0 +1,99 @@
+"""The store interface: every table-backed store of one database, behind one object.
+
+This is the seam the team server plugs into. Clients and library code reach the metadata
+only through ``workspace.stores.<name>``; today ``SqlStores`` answers with SQL over one
+``Database`` (SQLite or PostgreSQL). A remote implementation provides the same attribute
+names with the same methods over HTTP, and nothing above this layer changes.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ratchet.store.ct_event_store import CTEventStore
+    from ratchet.store.ct_state_store import CTStateStore
+    from ratchet.store.database import Database
+    from ratchet.store.dataset_store import DatasetStore
+    from ratchet.store.deletion import DeletionStore
+    from ratchet.store.deployment_store import DeploymentStore
+    from ratchet.store.monitor_store import MonitorStore
+    from ratchet.store.pipeline_store import PipelineStore
+    from ratchet.store.registry_store import RegistryStore
+    from ratchet.store.schedule_store import ScheduleStore
+    from ratchet.store.tracking_store import TrackingStore
+
+
+class SqlStores:
+    """Each store built once, on first use, over the same ``Database``."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @cached_property
+    def tracking(self) -> TrackingStore:
+        """Experiments, runs, params, metrics, tags, artifacts, dataset inputs."""
+        from ratchet.store.tracking_store import TrackingStore
+
+        return TrackingStore(self.db)
+
+    @cached_property
+    def registry(self) -> RegistryStore:
+        """Registered models, versions, aliases and their history."""
+        from ratchet.store.registry_store import RegistryStore
+
+        return RegistryStore(self.db)
+
+    @cached_property
+    def datasets(self) -> DatasetStore:
+        from ratchet.store.dataset_store import DatasetStore
+
+        return DatasetStore(self.db)
+
+    @cached_property
+    def pipelines(self) -> PipelineStore:
+        from ratchet.store.pipeline_store import PipelineStore
+
+        return PipelineStore(self.db)
+
+    @cached_property
+    def schedules(self) -> ScheduleStore:
+        from ratchet.store.schedule_store import ScheduleStore
+
+        return ScheduleStore(self.db)
+
+    @cached_property
+    def deployments(self) -> DeploymentStore:
+        """Deployments, their plans, change history and feedback."""
+        from ratchet.store.deployment_store import DeploymentStore
+
+        return DeploymentStore(self.db)
+
+    @cached_property
+    def monitor(self) -> MonitorStore:
+        from ratchet.store.monitor_store import MonitorStore
+
+        return MonitorStore(self.db)
+
+    @cached_property
+    def ct_state(self) -> CTStateStore:
+        from ratchet.store.ct_state_store import CTStateStore
+
+        return CTStateStore(self.db)
+
+    @cached_property
+    def ct_events(self) -> CTEventStore:
+        from ratchet.store.ct_event_store import CTEventStore
+
+        return CTEventStore(self.db)
+
+    @cached_property
+    def deletion(self) -> DeletionStore:
+        """Soft delete, restore and purge across the other stores' tables."""
+        from ratchet.store.deletion import DeletionStore
+
+        return DeletionStore(self.db)
+
+    def __repr__(self) -> str:
+        return f"SqlStores({self.db!r})"
