@@ -44,6 +44,7 @@ _LAZY = {
     "gc": "ratchet.tracking.gc",
     "autolog": "ratchet.autolog",
     "TrackingClient": "ratchet.tracking.client",
+    "Workspace": "ratchet.workspace",
     "RegistryClient": "ratchet.registry.client",
     "step": "ratchet.pipelines",
     "pipeline": "ratchet.pipelines",
@@ -51,11 +52,13 @@ _LAZY = {
     "schedule": "ratchet.pipelines",
     "tune": "ratchet.tuning",
 }
-_SUBMODULES = {"ct", "data", "models", "monitoring", "pipelines", "serving", "tuning"}
+_SUBMODULES = {"ct", "data", "models", "monitoring", "pipelines", "serving", "tuning",
+               "workspace"}
 
 __all__ = [
     "RegistryClient",
     "TrackingClient",
+    "Workspace",
     "__version__",
     "active_run_id",
     "autolog",
@@ -92,15 +95,17 @@ __all__ = [
     "step",
     "tune",
     "tuning",
+    "workspace",
 ]
 
 if TYPE_CHECKING:
-    from ratchet import ct, data, models, monitoring, pipelines, serving, tuning
+    from ratchet import ct, data, models, monitoring, pipelines, serving, tuning, workspace
     from ratchet.autolog import autolog
     from ratchet.pipelines import pipeline, register_materializer, schedule, step
     from ratchet.registry.client import RegistryClient
     from ratchet.registry.fluent import log_model
     from ratchet.tracking.client import TrackingClient
+    from ratchet.workspace import Workspace
     from ratchet.tracking.deletion import (
         delete_experiment,
         delete_run,

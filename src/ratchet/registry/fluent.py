@@ -9,14 +9,16 @@ from typing import TYPE_CHECKING, Any, overload
 from ratchet.registry.client import Lineage, LoggedModel, RegistryClient
 from ratchet.store import AliasEvent, ModelVersion, RegisteredModel
 from ratchet.tracking import fluent as tracking_fluent
-from ratchet.workspace import current as current_workspace
+from ratchet.workspace import Workspace
+from ratchet.workspace import resolve as resolve_workspace
 
 if TYPE_CHECKING:
     from ratchet.packaging import LoadedModel, Signature
 
-def client() -> RegistryClient:
-    """The registry client of the ambient workspace (``ratchet.workspace.current()``)."""
-    return current_workspace().client(RegistryClient)
+def client(workspace: Workspace | None = None) -> RegistryClient:
+    """The registry client of ``workspace`` (default: the ambient one,
+    ``ratchet.workspace.current()``)."""
+    return resolve_workspace(workspace).client(RegistryClient)
 
 
 @overload
@@ -52,62 +54,67 @@ def log_model(model: object, name: str | None = None, *, artifact_path: str | No
                               metrics=metrics, flavor=flavor, description=description, tags=tags)
 
 
-def load(uri: str, *, trust: bool = False) -> LoadedModel:
+def load(uri: str, *, trust: bool = False, workspace: Workspace | None = None) -> LoadedModel:
     """Load ``models:/name@alias``, ``models:/name/3`` or ``runs:/<id>/model``."""
-    return client().load(uri, trust=trust)
+    return client(workspace).load(uri, trust=trust)
 
 
-def register(source: str, name: str, *, description: str | None = None) -> ModelVersion:
-    return client().register(source, name, description=description)
+def register(source: str, name: str, *, description: str | None = None,
+             workspace: Workspace | None = None) -> ModelVersion:
+    return client(workspace).register(source, name, description=description)
 
 
 def set_alias(name: str, alias: str, version: int, *, reason: str | None = None,
-              actor: str | None = None) -> AliasEvent:
-    return client().set_alias(name, alias, version, reason=reason, actor=actor)
+              actor: str | None = None, workspace: Workspace | None = None) -> AliasEvent:
+    return client(workspace).set_alias(name, alias, version, reason=reason, actor=actor)
 
 
-def delete_alias(name: str, alias: str, *, reason: str | None = None) -> AliasEvent:
-    return client().delete_alias(name, alias, reason=reason)
+def delete_alias(name: str, alias: str, *, reason: str | None = None,
+                 workspace: Workspace | None = None) -> AliasEvent:
+    return client(workspace).delete_alias(name, alias, reason=reason)
 
 
-def list_alias_events(name: str, alias: str | None = None) -> list[AliasEvent]:
+def list_alias_events(name: str, alias: str | None = None, *,
+                      workspace: Workspace | None = None) -> list[AliasEvent]:
     """Every move of ``name``'s aliases (or of ``alias``), oldest first, with who and why."""
-    return client().alias_history(name, alias)
+    return client(workspace).alias_history(name, alias)
 
 
 alias_history = list_alias_events  # the name before the list_*/get_* rule
 
 
-def version_at(name: str, alias: str, when: datetime | int) -> int | None:
-    return client().version_at(name, alias, when)
+def version_at(name: str, alias: str, when: datetime | int, *,
+               workspace: Workspace | None = None) -> int | None:
+    return client(workspace).version_at(name, alias, when)
 
 
-def get_model(name: str) -> RegisteredModel:
-    return client().get_model(name)
+def get_model(name: str, *, workspace: Workspace | None = None) -> RegisteredModel:
+    return client(workspace).get_model(name)
 
 
-def list_models() -> list[RegisteredModel]:
-    return client().list_models()
+def list_models(*, workspace: Workspace | None = None) -> list[RegisteredModel]:
+    return client(workspace).list_models()
 
 
-def get_version(name: str, version: int | None = None) -> ModelVersion:
+def get_version(name: str, version: int | None = None, *,
+                workspace: Workspace | None = None) -> ModelVersion:
     """Version ``version`` of model ``name``; or, with one argument, the version a
     reference names: ``"churn@3"``, ``"churn@champion"``, ``"churn@latest"``,
     ``"models:/churn/3"`` (the grammar of ``ratchet.refs``)."""
     if version is not None:
-        return client().get_version(name, version)
+        return client(workspace).get_version(name, version)
     from ratchet.errors import InvalidInput
 
-    resolved = client().resolve(name)
+    resolved = client(workspace).resolve(name)
     if resolved.version is None:  # runs:/ URIs name a logged model, not a version
         raise InvalidInput(f"{name!r} names a model logged in a run, not a registered "
                            "version; give <name>@<version or alias>")
     return resolved.version
 
 
-def list_versions(name: str) -> list[ModelVersion]:
-    return client().list_versions(name)
+def list_versions(name: str, *, workspace: Workspace | None = None) -> list[ModelVersion]:
+    return client(workspace).list_versions(name)
 
 
-def lineage(uri: str) -> Lineage:
-    return client().lineage(uri)
+def lineage(uri: str, *, workspace: Workspace | None = None) -> Lineage:
+    return client(workspace).lineage(uri)

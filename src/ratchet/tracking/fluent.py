@@ -14,12 +14,15 @@ from typing import Any
 from ratchet.errors import InvalidInput
 from ratchet.store import ArtifactEntry, DatasetInput, Metric, Run
 from ratchet.tracking.client import ActiveRun, TrackingClient
-from ratchet.workspace import current as current_workspace
+from ratchet.workspace import Workspace
+from ratchet.workspace import resolve as resolve_workspace
 
 
-def client() -> TrackingClient:
-    """The tracking client of the ambient workspace (``ratchet.workspace.current()``)."""
-    return current_workspace().client(TrackingClient)
+def client(workspace: Workspace | None = None) -> TrackingClient:
+    """The tracking client of ``workspace`` (default: the ambient one,
+    ``ratchet.workspace.current()``). The functions that act on the active run use the
+    ambient workspace: choose another with ``ratchet.workspace.use(workspace)``."""
+    return resolve_workspace(workspace).client(TrackingClient)
 
 
 def _active() -> str:
@@ -88,8 +91,8 @@ def log_input(dataset: DatasetInput | Any, role: str | None = None) -> None:
     client().log_input(_active(), dataset, role=role)
 
 
-def get_run(run_id: str) -> Run:
-    return client().get_run(run_id)
+def get_run(run_id: str, *, workspace: Workspace | None = None) -> Run:
+    return client(workspace).get_run(run_id)
 
 
 class RunPage(list[Run]):
@@ -102,13 +105,14 @@ class RunPage(list[Run]):
 
 def search_runs(filter: str | None = None, *, experiments: Sequence[str] | None = None,
                 order_by: Sequence[str] | None = None, max_results: int = 1000,
-                page_token: str | None = None, include_deleted: bool = False) -> RunPage:
+                page_token: str | None = None, include_deleted: bool = False,
+                workspace: Workspace | None = None) -> RunPage:
     """Runs matching ``filter`` (see docs/api.md), ``max_results`` at a time.
 
     The result is a list of runs with a ``next_page_token`` for the following page.
     Deleted runs are left out unless ``include_deleted``.
     """
-    runs, token = client().search_runs(filter, experiments=experiments, order_by=order_by,
-                                       max_results=max_results, page_token=page_token,
-                                       include_deleted=include_deleted)
+    runs, token = client(workspace).search_runs(
+        filter, experiments=experiments, order_by=order_by, max_results=max_results,
+        page_token=page_token, include_deleted=include_deleted)
     return RunPage(runs, token)
