@@ -105,7 +105,6 @@ if TYPE_CHECKING:
     from ratchet.registry.client import RegistryClient
     from ratchet.registry.fluent import log_model
     from ratchet.tracking.client import TrackingClient
-    from ratchet.workspace import Workspace
     from ratchet.tracking.deletion import (
         delete_experiment,
         delete_run,
@@ -131,6 +130,7 @@ if TYPE_CHECKING:
     )
     from ratchet.tracking.gc import gc
     from ratchet.tuning import tune
+    from ratchet.workspace import Workspace
 
 
 def __getattr__(name: str) -> Any:
