@@ -5,6 +5,7 @@ themselves) and get futures back; nothing else about them is shared.
 
 from __future__ import annotations
 
-from ratchet.executors.base import Executor, Resources, resolve_executor
+from ratchet.executors.base import Executor, Resources
+from ratchet.executors.spec import resolve_executor
 
 __all__ = ["Executor", "Resources", "resolve_executor"]

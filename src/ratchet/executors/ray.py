@@ -1,15 +1,9 @@
 """The Ray executor: each task is a Ray task, scheduled by its ``Resources``.
 
-Where it runs:
-- ``RayExecutor("10.0.0.5:6379")`` or ``RAY_ADDRESS`` connects to an existing cluster;
-  ``shutdown()`` only disconnects from it.
-- With neither, it starts a private single-machine cluster bound to 127.0.0.1 (no
-  dashboard, no usage stats, a 200 MB object store) on first use, and ``shutdown()``
-  stops it.
-
-Ray allows one cluster connection per process, so executors in one process share it:
-the connection is opened by the first executor that needs it and closed when the last
-one shuts down. A connection the user opened with ``ray.init`` is used and never closed.
+Where it runs is :mod:`ratchet.executors.ray_cluster`'s business: ``RayExecutor(address)``,
+else ``RAY_ADDRESS``, else a private single-machine cluster bound to 127.0.0.1, started on
+first use and stopped by ``shutdown()``; the process's one Ray connection is shared by
+the executors in it.
 
 Tasks: the callable is pickled with cloudpickle in the driver and run in a Ray task with
 ``num_cpus`` / ``num_gpus`` / ``memory`` from ``Resources``. An exception raised by the
@@ -30,53 +24,32 @@ on this machine, the workers get the driver's ``sys.path`` (as ``PYTHONPATH``) s
 modules and un-installed project code import as they do in the driver. On a remote
 cluster the code must be installed on the nodes (ratchet itself included), e.g. in the
 image, or shipped with a Ray ``runtime_env`` (``py_modules`` / ``working_dir``) that the
-cluster or ``ray.init`` applies. Ray Client addresses (``ray://``) are not supported.
-
-Authentication is Ray's: the local cluster uses Ray's default (token auth, the token
-kept in ``~/.ray/auth_token``); for a cluster started with tokens, set
-``RAY_AUTH_MODE=token`` in the driver's environment.
+cluster or ``ray.init`` applies.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import ipaddress
-import logging
 import os
 import re
-import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, InvalidStateError
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ratchet.errors import ConfigError, InvalidInput, RatchetError, StepTimeout
+from ratchet.executors import ray_cluster
 from ratchet.executors.base import DEFAULT_RESOURCES, Executor, Resources
+from ratchet.executors.ray_cluster import import_ray
 
 T = TypeVar("T")
 
-log = logging.getLogger(__name__)
-
-INSTALL_HINT = "pip install 'ratchet-mlops[ray]'"
-LOCAL_OBJECT_STORE_BYTES = 200_000_000
-_LOOPBACK = "127.0.0.1"
 _POLL_S = 0.1  # how soon the watcher notices new tasks, cancellations and deadlines
-_CONNECT_CHECK_S = 5.0
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STARTED = "ratchet:started"
-
-
-def _import_ray() -> Any:
-    try:
-        import ray
-    except ImportError as exc:
-        raise ConfigError(f"the Ray executor needs Ray, which is not installed: "
-                          f"{INSTALL_HINT}") from exc
-    return ray
 
 
 class RayExecutor(Executor):
@@ -93,7 +66,7 @@ class RayExecutor(Executor):
             raise InvalidInput(f"num_cpus= must be a positive integer, got {num_cpus!r}")
         if importlib.util.find_spec("ray") is None:
             raise ConfigError(f"the Ray executor needs Ray, which is not installed: "
-                              f"{INSTALL_HINT}")
+                              f"{ray_cluster.INSTALL_HINT}")
         self.address = address.strip() if address else None
         self.num_cpus = num_cpus
         self._lock = threading.Lock()
@@ -114,33 +87,25 @@ class RayExecutor(Executor):
         with self._lock:
             if self._connected_to is not None:
                 return
-            ray = _import_ray()
             target = self._target()
-            if target is not None and target.startswith("ray://"):
-                raise ConfigError(
-                    f"{target}: Ray Client addresses (ray://) are not supported. Run the "
-                    "driver on the cluster (e.g. with `ray job submit`) and give the "
-                    "executor the cluster's GCS address (host:6379), or set RAY_ADDRESS.")
-            if target is not None and self.num_cpus is not None:
-                log.warning("num_cpus=%s is ignored: it sizes a local cluster that ratchet "
-                            "starts, and this executor connects to %s", self.num_cpus, target)
-            self._connected_to = _CONNECTION.acquire(ray, target, self.num_cpus)
+            self._connected_to = ray_cluster.acquire(target, self.num_cpus)
+            ray = import_ray()
             try:
-                self._nodes = _node_resources(ray)
-                self._on_this_machine = _cluster_is_on_this_machine(ray, target)
+                self._nodes = ray_cluster.node_resources(ray)
+                self._on_this_machine = ray_cluster.cluster_is_on_this_machine(ray, target)
                 self._closing = False
                 self._watcher = threading.Thread(target=self._watch, daemon=True,
                                                  name="ratchet-ray-watcher")
                 self._watcher.start()
             except BaseException:
                 self._connected_to = None
-                _CONNECTION.release(ray)
+                ray_cluster.release()
                 raise
 
     @property
     def parallelism(self) -> int:
         self._connect()
-        ray = _import_ray()
+        ray = import_ray()
         return max(int(ray.cluster_resources().get("CPU", 0)), 1)
 
     def describe(self) -> str:
@@ -165,14 +130,14 @@ class RayExecutor(Executor):
                                f"not pickle: {exc}. Capture paths and ids, not open files, "
                                "connections or locks.") from exc
         self._connect()
-        ray = _import_ray()
+        ray = import_ray()
         self._check_feasible(ray, resources, name)
         options: dict[str, Any] = {"name": name, "num_cpus": resources.cpus,
                                    "num_gpus": resources.gpus}
         if resources.memory is not None:
             options["memory"] = resources.memory
         if self._on_this_machine:  # read per task: sys.path may have grown since connecting
-            options["runtime_env"] = {"env_vars": {"PYTHONPATH": _driver_pythonpath()}}
+            options["runtime_env"] = {"env_vars": {"PYTHONPATH": ray_cluster.driver_pythonpath()}}
         future: Future[T] = Future()
         with self._lock:
             if self._connected_to is None or self._closing:
@@ -204,7 +169,7 @@ class RayExecutor(Executor):
 
         if fits():
             return
-        self._nodes = _node_resources(ray)  # nodes may have joined since we looked
+        self._nodes = ray_cluster.node_resources(ray)  # nodes may have joined since we looked
         if fits():
             return
         largest = {key: max((node.get(key, 0.0) for node in self._nodes), default=0.0)
@@ -223,7 +188,7 @@ class RayExecutor(Executor):
 
         A task reports first that it started, then its result (a Ray streaming
         generator), so the deadline can count from the start."""
-        ray = _import_ray()
+        ray = import_ray()
         try:
             while True:
                 with self._wakeup:
@@ -315,7 +280,7 @@ class RayExecutor(Executor):
         with self._lock:
             self._connected_to = None
             self._on_this_machine = False
-        _CONNECTION.release(_import_ray())
+        ray_cluster.release()
 
 
 @dataclass(eq=False)
@@ -381,189 +346,3 @@ def _runner(ray: Any) -> Any:
         # max_retries=0: a failed or killed task is reported, the pipeline decides retries.
         _RUNNER = ray.remote(num_returns="streaming", max_retries=0)(_run_task)
     return _RUNNER
-
-
-# -- the process-wide connection ---------------------------------------------------------
-
-
-class _Connection:
-    """Ray's one connection per process, shared by executors and reference-counted."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.users = 0
-        self.opened_by_us = False
-        self.address: str | None = None
-
-    def acquire(self, ray: Any, target: str | None, num_cpus: int | None) -> str:
-        with self.lock:
-            if ray.is_initialized():
-                current = self.address or _current_address(ray)
-                if target not in (None, "auto") and not _same_address(target, current):
-                    raise ConfigError(
-                        f"cannot connect to the Ray cluster at {target}: this process is "
-                        f"already connected to {current}, and Ray allows one cluster per "
-                        "process. Shut the other executor down (or call ray.shutdown()) "
-                        "first.")
-                self.address = current or target or "(unknown address)"
-            else:
-                self.address = _init(ray, target, num_cpus)
-                self.opened_by_us = True
-            self.users += 1
-            return self.address
-
-    def release(self, ray: Any) -> None:
-        with self.lock:
-            self.users = max(self.users - 1, 0)
-            if self.users == 0:
-                if self.opened_by_us and ray.is_initialized():
-                    ray.shutdown()  # also stops the processes of a cluster ray.init started
-                self.opened_by_us = False
-                self.address = None
-
-
-_CONNECTION = _Connection()
-
-
-def _init(ray: Any, target: str | None, num_cpus: int | None) -> str:
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    common: dict[str, Any] = {"logging_level": logging.WARNING,
-                              "configure_logging": True}
-    if target is None:
-        with _loopback_only(ray):
-            # "local": a new cluster even if another one runs on this machine.
-            context = ray.init(address="local", _node_ip_address=_LOOPBACK,
-                               include_dashboard=False, num_cpus=num_cpus,
-                               object_store_memory=LOCAL_OBJECT_STORE_BYTES, **common)
-        return str(context.address_info.get("gcs_address") or context.address_info["address"])
-    _check_reachable(target)
-    try:
-        if _is_loopback_address(target):
-            with _loopback_only(ray):
-                ray.init(address=target, **common)
-        else:
-            ray.init(address=target, **common)
-    except ConnectionError as exc:
-        if _is_auth_failure(exc):
-            raise ConfigError(
-                f"the Ray cluster at {target} requires token authentication: set "
-                "RAY_AUTH_MODE=token in this process's environment (Ray reads the token "
-                "from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token).") from exc
-        raise
-    return _current_address(ray) or target
-
-
-def _is_auth_failure(exc: BaseException) -> bool:
-    """Ray reports a rejected token only inside the text of the errors it chains."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if "AuthenticationError" in type(current).__name__ or "InvalidAuthToken" in str(current):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
-
-
-@contextmanager
-def _loopback_only(ray: Any) -> Iterator[None]:
-    """Keep Ray on 127.0.0.1 while it resolves this node's address.
-
-    On Linux Ray replaces 127.0.0.1/localhost by the machine's network address (so that
-    other nodes could join), which would bind its servers to that interface, or, when
-    joining a cluster listening on loopback only, make ``ray.init`` wait forever on an
-    address nobody listens on. Ray's single-machine mode (its default on macOS/Windows,
-    the constant below) keeps 127.0.0.1; it is only consulted while connecting."""
-    try:
-        from ray._private import ray_constants
-    except ImportError:  # a Ray layout we do not know: rely on its defaults
-        yield
-        return
-    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = saved
-
-
-def _split_host_port(address: str) -> tuple[str, int] | None:
-    if "://" in address or address == "auto":
-        return None
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        return None
-    return host.strip("[]") or _LOOPBACK, int(port)
-
-
-def _is_loopback_address(address: str) -> bool:
-    parsed = _split_host_port(address)
-    if parsed is None:
-        return False
-    host = parsed[0]
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_reachable(address: str) -> None:
-    """Fail fast on a wrong address: ``ray.init`` retries an unreachable one for minutes."""
-    parsed = _split_host_port(address)
-    if parsed is None:  # ray://, auto: Ray's own resolution
-        return
-    try:
-        with socket.create_connection(parsed, timeout=_CONNECT_CHECK_S):
-            pass
-    except OSError as exc:
-        raise ConfigError(
-            f"no Ray cluster answers at {address} ({exc}). Start one with "
-            "`ray start --head`, or fix the executor address / RAY_ADDRESS.") from exc
-
-
-def _same_address(a: str, b: str | None) -> bool:
-    if b is None:
-        return False
-
-    def norm(address: str) -> str:
-        address = address.removeprefix("ray://")
-        parsed = _split_host_port(address)
-        if parsed is None:
-            return address
-        host = _LOOPBACK if parsed[0] == "localhost" else parsed[0]
-        return f"{host}:{parsed[1]}"
-
-    return norm(a) == norm(b)
-
-
-def _current_address(ray: Any) -> str | None:
-    try:
-        return str(ray.get_runtime_context().gcs_address)
-    except Exception:  # client mode and older Rays do not expose it
-        return None
-
-
-def _node_resources(ray: Any) -> list[dict[str, float]]:
-    return [dict(node.get("Resources", {})) for node in ray.nodes() if node.get("Alive")]
-
-
-def _cluster_is_on_this_machine(ray: Any, target: str | None) -> bool:
-    if target is None:
-        return True
-    local = {_LOOPBACK, "::1", "localhost"}
-    if "://" not in target:  # a driver joins through a node on its own machine
-        with suppress(Exception):
-            local.add(str(ray.util.get_node_ip_address()))
-    addresses = {node.get("NodeManagerAddress") for node in ray.nodes() if node.get("Alive")}
-    return bool(addresses) and addresses <= local
-
-
-def _driver_pythonpath() -> str:
-    entries: list[str] = []
-    for entry in sys.path:
-        path = os.path.abspath(entry or os.curdir)  # "" is the current directory
-        if path not in entries and os.path.exists(path):
-            entries.append(path)
-    return os.pathsep.join(entries)

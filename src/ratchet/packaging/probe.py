@@ -3,7 +3,8 @@
 LightGBM and XGBoost parse their model files in C++: a malformed file (or a skops file
 holding such a Booster) can abort or segfault the loading process instead of raising,
 which in ``ratchet serve`` kills the server during a hot swap. So before the parent loads
-one, a child (``python -m ratchet.packaging.probe DIR``, minimal environment, timeout)
+one, a child (``python -m ratchet.packaging.probe_child DIR``, minimal environment,
+timeout)
 loads it and predicts on the manifest's input example. A child killed by a signal,
 exiting non-zero or timing out makes the load fail with :class:`InvalidInput`; the
 verdict is kept per content hash for the life of the process, so repeated loads of the
@@ -35,7 +36,7 @@ _STDERR_TAIL = 600
 
 _verdicts: dict[str, str | None] = {}  # content hash -> None (passed) or the refusal
 _lock = threading.Lock()
-_in_child = False  # set in the probe child: it loads for real
+_in_child = False  # set in the probe child (probe_child.py): it loads for real
 
 
 def probe_in_child(directory: Path, manifest: Manifest, *, trust: bool = False) -> None:
@@ -61,7 +62,8 @@ def _run_child(directory: Path, manifest: Manifest, trust: bool) -> str | None:
     what = f"model {directory} ({manifest.flavor}, {manifest.model_file})"
     # -P: the working directory is not put on sys.path (a model directory could hold
     # a module named like a library).
-    command = [sys.executable, "-P", "-m", "ratchet.packaging.probe", str(directory.resolve())]
+    command = [sys.executable, "-P", "-m", "ratchet.packaging.probe_child",
+               str(directory.resolve())]
     if trust:
         command.append("--trust")
     try:
@@ -135,41 +137,6 @@ def _content_hash(directory: Path) -> str:
         for p in directory.rglob("*")
         if p.is_file()
     )
-
-
-def _child_main(argv: list[str]) -> int:
-    """Load the model in ``argv[0]`` and predict on its input example."""
-    import ratchet.packaging.probe as imported  # run as __main__: flag the real module
-
-    imported._in_child = True
-    try:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash here leaves no core file
-    except (ImportError, ValueError, OSError):
-        pass
-    from ratchet.packaging.directory import load_model
-
-    directory = Path(argv[0])
-    try:
-        model = load_model(directory, trust="--trust" in argv[1:])
-    except Exception as e:
-        print(f"{type(e).__name__}: {e}", file=sys.stderr)
-        return EXIT_LOAD_FAILED
-    example = model.manifest.input_example
-    try:
-        if example:
-            model.predict(example)
-            if model.has_predict_proba:
-                model.predict_proba(example)
-    except Exception as e:
-        print(f"{type(e).__name__}: {e}", file=sys.stderr)
-        return EXIT_PREDICT_FAILED
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_child_main(sys.argv[1:]))
 
 
 __all__ = ["DEFAULT_TIMEOUT_S", "TIMEOUT_ENV", "probe_in_child"]

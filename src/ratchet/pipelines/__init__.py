@@ -9,8 +9,7 @@ from ratchet.pipelines.materializers import (
     PickleMaterializer,
     register_materializer,
 )
-from ratchet.pipelines.pipeline_definition import Pipeline, pipeline
-from ratchet.pipelines.references import load_pipeline
+from ratchet.pipelines.pipeline_definition import Pipeline, load_pipeline, pipeline
 from ratchet.pipelines.run_result import PipelineResult
 from ratchet.pipelines.runs import get_pipeline_run, list_pipeline_runs, resume
 from ratchet.pipelines.schedules import delete_schedule, list_schedules, schedule

@@ -10,20 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ratchet.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from ratchet.pipelines.step_definition import Step
-
-_builder: ContextVar[GraphBuilder | None] = ContextVar("ratchet_pipeline_builder", default=None)
-
-
-def current_builder() -> GraphBuilder | None:
-    return _builder.get()
+from ratchet.pipelines.step_definition import Step, recording
 
 
 class OutputRef:
@@ -150,14 +141,9 @@ class GraphBuilder:
 
 @contextmanager
 def building(builder: GraphBuilder) -> Iterator[GraphBuilder]:
-    if _builder.get() is not None:
-        raise InvalidInput("a pipeline cannot be run while another is being built; call "
-                           "the inner pipeline's steps directly instead")
-    token = _builder.set(builder)
-    try:
+    """While the pipeline function runs: its step calls become ``builder``'s nodes."""
+    with recording(builder):
         yield builder
-    finally:
-        _builder.reset(token)
 
 
 def encode_outputs(value: Any, where: str) -> Any:

@@ -1,7 +1,7 @@
-"""Pipelines by reference: ``"package.module:name"`` or ``"path/to/file.py:name"``.
+"""Python objects by reference: ``"package.module:name"`` or ``"path/to/file.py:name"``.
 
-A pipeline run records its reference so that ``resume`` and schedules can find the
-pipeline again in another process.
+A pipeline run records its pipeline's reference so that ``resume`` and schedules can find
+it again in another process (``pipeline_definition.load_pipeline``).
 """
 
 from __future__ import annotations
@@ -10,13 +10,9 @@ import importlib
 import importlib.util
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ratchet.errors import InvalidInput, NotFound
-
-if TYPE_CHECKING:
-    from ratchet.pipelines.pipeline_definition import Pipeline
-
 
 _FILE_MODULE_PREFIX = "ratchet_user_"
 
@@ -51,17 +47,6 @@ def normalized_reference(ref: str) -> str:
 
 def _is_file_target(target: str) -> bool:
     return target.endswith(".py") or "/" in target or "\\" in target
-
-
-def load_pipeline(ref: str) -> Pipeline:
-    """The pipeline object a reference names."""
-    from ratchet.pipelines.pipeline_definition import Pipeline
-
-    obj = load_object(ref)
-    if not isinstance(obj, Pipeline):
-        raise InvalidInput(f"{ref!r} is a {type(obj).__name__}, not a pipeline: decorate the "
-                           "function with @ratchet.pipeline")
-    return obj
 
 
 def load_object(ref: str) -> Any:

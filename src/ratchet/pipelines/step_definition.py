@@ -11,9 +11,11 @@ import functools
 import inspect
 import re
 from collections import namedtuple
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any, Protocol, overload
 
 from ratchet.errors import InvalidInput
 from ratchet.executors.base import Resources
@@ -78,12 +80,10 @@ class Step:
         return self.options.timeout
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from ratchet.pipelines.graph import current_builder
-
-        builder = current_builder()
-        if builder is None:
+        recorder = _recorder.get()
+        if recorder is None:
             return self.fn(*args, **kwargs)
-        refs = builder.add(self, args, kwargs)
+        refs = recorder.add(self, args, kwargs)
         if self._output_type is None:
             return refs[0]
         return self._output_type(*refs)
@@ -100,6 +100,30 @@ class Step:
     def __reduce__(self) -> Any:
         # Pickled by options and function (Ray, process pools), not by the wrapper state.
         return (Step, (self.fn, self.options))
+
+
+class StepRecorder(Protocol):
+    """What takes the step calls while a pipeline is being built (the ``GraphBuilder``):
+    a call becomes a node, and its output references are returned instead of values."""
+
+    def add(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]: ...
+
+
+_recorder: ContextVar[StepRecorder | None] = ContextVar("ratchet_pipeline_builder",
+                                                        default=None)
+
+
+@contextmanager
+def recording(recorder: StepRecorder) -> Iterator[None]:
+    """Within the block, calling a step records it with ``recorder`` instead of running it."""
+    if _recorder.get() is not None:
+        raise InvalidInput("a pipeline cannot be run while another is being built; call "
+                           "the inner pipeline's steps directly instead")
+    token = _recorder.set(recorder)
+    try:
+        yield
+    finally:
+        _recorder.reset(token)
 
 
 def _public_options(opts: dict[str, Any]) -> dict[str, Any]:
