@@ -56,8 +56,11 @@ class Workspace:
     def stores(self) -> SqlStores:
         """Every metadata store, over this workspace's database (created on first use)."""
         if self.settings.tracking_uri:
+            from ratchet.redaction import redact_url
+
             raise ConfigError(
-                f"RATCHET_TRACKING_URI={self.settings.tracking_uri!r} selects remote mode "
+                f"RATCHET_TRACKING_URI={redact_url(self.settings.tracking_uri)!r} selects "
+                "remote mode "
                 "(`ratchet server`), which this version does not ship yet; unset it to use "
                 "the local store"
             )
