@@ -43,7 +43,7 @@ def planted(n: int = 400, seed: int = 1) -> pd.DataFrame:
     age[6:10] = ["abc", "n/a", "forty", 41.5]  # 41.5 cannot be an int64
     age[10:15] = [None] * 5
     age[15:17] = [18, 80]                       # the bounds themselves are in range
-    age[17:19] = ["42", 33.0]                   # text and float forms of ints are fine
+    age[17:19] = [42, 33.0]                     # an int as a float is fine
     income = rng.lognormal(3, 0.5, n).clip(0.5, 500)
     income[20:80] = np.nan
     income[80:82] = [-5.0, -0.01]
@@ -176,8 +176,11 @@ def test_ranges_bounds_and_dtype_rules() -> None:
     opt_in = report.column("opt_in")
     assert (opt_in.type_violations, opt_in.null_violations, opt_in.missing) == (1, 0, 1)
     assert (at.type_violations, at.null_violations) == (2, 0)
-    assert (blob.type_violations, blob.null_violations, blob.issues) == (None, 0, ())
-    assert tier.unknown_categories == 2
+    # An object column takes single values, not an object or a list (as serving does).
+    assert (blob.type_violations, blob.null_violations) == (2, 0)
+    assert blob.issues == ("2 values (40.0%) not of type object, e.g. {'a': 1}, [1]",)
+    # 3 is an unknown code; 1.0 is not a code at all (text and whole numbers only).
+    assert (tier.unknown_categories, tier.type_violations) == (1, 1)
     # A datetime column where numbers are expected: every value is a type violation.
     dates = pd.DataFrame({"score": pd.date_range("2024-01-01", periods=3), "count": [1, 2, 3],
                           "flag": [1, 0, 1], "opt_in": [None] * 3, "at": pd.date_range("2024-01-01", periods=3),

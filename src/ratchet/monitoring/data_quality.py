@@ -11,24 +11,34 @@ the columns named ``input.<name>`` and reports them as ``<name>``, ``""`` checks
 column as named, and None (the default) picks ``"input."`` when the frame has such columns
 and ``""`` otherwise. ``reference_prefix`` does the same for the reference frame.
 
-What a check means, per signature dtype (the same rules serving's validation applies, so
-a value that passed validation never counts as a type violation):
+What a check means, per signature dtype: the column contract's rules
+(``ratchet.columns.ColumnRule``), the very rules serving's request validation applies, so
+a row serving accepts never counts as a violation here and a row it rejects always does
+(a property test holds the two to it):
 
-- numbers: a value that does not parse as a number (``"abc"``), a datetime, or for an
-  integer dtype a fractional value, is a type violation; parsable values outside the
-  signature's ``[min, max]`` are out of range;
-- booleans: anything but true/false, 1/0 (as values or text) is a type violation;
-- strings and categories: any value is text; values outside the signature's categories
-  are unknown categories;
-- datetimes: values that do not parse as a date and time are type violations.
+- numbers: a value that is not a number (text such as ``"abc"`` or ``"42"``, a boolean, a
+  datetime), for an integer dtype a fractional value, or a number the dtype cannot hold
+  (``300`` in an ``int8``, ``1e39`` in a ``float32``) is a type violation; numbers outside
+  the signature's ``[min, max]`` are out of range;
+- booleans: anything but true/false, 1/0 (as values, or as the text in
+  ``ratchet.columns.BOOL_TEXT``) is a type violation;
+- strings and categories: text (valid Unicode, no NUL) and whole numbers (codes); floats
+  and booleans are type violations; values outside the signature's categories are unknown
+  categories;
+- datetimes: datetime values and ISO 8601 text; anything else is a type violation;
+- anything else (``object``): a single value, not an object or a list.
+
+In the prediction log (``input.`` columns), a column that held values of mixed kinds is
+stored as text: there, text in a numeric column is read as the number it spells
+(``ratchet.columns.number_from_text``), as serving reads a CSV cell.
 
 Missing values never count as violations of the dtype; in a column the signature does not
 declare nullable, each one is a null violation.
 
-Infinite numbers (``inf``, ``-inf``, also as text) in a numeric column are an issue of their
-own (``non_finite``), in the current data and in the reference (``reference_non_finite``),
-and not counted as out of range: no model input should be infinite, and the drift tests
-leave them out (one would make a statistic NaN).
+Infinite numbers (``inf``, ``-inf``) in a numeric column are an issue of their own
+(``non_finite``, counted apart from the type violations), in the current data and in the
+reference (``reference_non_finite``), and not counted as out of range: no model input
+should be infinite, and the drift tests leave them out (one would make a statistic NaN).
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from ratchet.columns import NUMBER_FAMILIES, ColumnRule, dtype_name, number_from_text
 from ratchet.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -47,7 +58,6 @@ if TYPE_CHECKING:
 INPUT_PREFIX = "input."
 DEFAULT_MISSING_TOLERANCE = 0.05  # a rise in the missing rate above this is an issue
 _EXAMPLES = 3
-_BOOL_TEXT = ("true", "false", "1", "0", "1.0", "0.0")
 
 
 @dataclass(frozen=True)
@@ -131,9 +141,9 @@ def quality_report(current: pd.DataFrame, signature: Signature | None = None,
             or not 0 <= missing_tolerance <= 1:
         raise InvalidInput(f"missing_tolerance must be a rate in [0, 1], got "
                            f"{missing_tolerance!r}")
-    data = _columns(current, prefix, "prefix")
+    data, logged = _columns(current, prefix, "prefix")
     ref = None if reference is None else _columns(reference, reference_prefix,
-                                                  "reference_prefix")
+                                                  "reference_prefix")[0]
     specs = {spec.name: spec for spec in signature.inputs} if signature is not None else {}
     if signature is not None:
         expected: list[str] | None = list(specs)
@@ -156,12 +166,14 @@ def quality_report(current: pd.DataFrame, signature: Signature | None = None,
             reference_rate = float(reference_values.isna().mean())
             reference_inf = _infinite(reference_values)
         columns.append(_column(name, current[data[name]], specs.get(name), reference_rate,
-                               reference_inf, missing_tolerance))
+                               reference_inf, missing_tolerance, logged))
     return QualityReport(rows, tuple(columns), tuple(missing), tuple(extra))
 
 
-def _columns(frame: pd.DataFrame, prefix: str | None, what: str) -> dict[str, Any]:
-    """Reported name -> the frame's column label."""
+def _columns(frame: pd.DataFrame, prefix: str | None, what: str
+             ) -> tuple[dict[str, Any], bool]:
+    """Reported name -> the frame's column label; and whether they are the prediction
+    log's ``input.`` columns."""
     if prefix is not None and not isinstance(prefix, str):
         raise InvalidInput(f"{what} must be a string such as {INPUT_PREFIX!r}, '' (plain "
                            f"column names) or None (detect), got {prefix!r}")
@@ -169,8 +181,9 @@ def _columns(frame: pd.DataFrame, prefix: str | None, what: str) -> dict[str, An
     if prefix is None:
         prefix = INPUT_PREFIX if any(n.startswith(INPUT_PREFIX) for n in labels) else ""
     if not prefix:
-        return labels
-    return {n[len(prefix):]: c for n, c in labels.items() if n.startswith(prefix)}
+        return labels, False
+    return ({n[len(prefix):]: c for n, c in labels.items() if n.startswith(prefix)},
+            prefix == INPUT_PREFIX)
 
 
 def _infinite(values: pd.Series) -> int | None:
@@ -186,25 +199,44 @@ def _infinite(values: pd.Series) -> int | None:
 
 def _column(name: str, values: pd.Series, spec: ColumnSpec | None,
             reference_rate: float | None, reference_inf: int | None,
-            tolerance: float) -> ColumnQuality:
-    from ratchet.packaging.signature import dtype_name
-
+            tolerance: float, logged: bool = False) -> ColumnQuality:
     if getattr(values, "ndim", 1) != 1:
         raise InvalidInput(f"column {name!r} appears more than once")
     rows = len(values)
-    nulls = values.isna().to_numpy()
-    missing = int(nulls.sum())
-    rate = missing / rows if rows else None
+    observed = dtype_name(values)
     issues: list[str] = []
     out_of_range = unknown = type_bad = null_bad = None
-    infinite = _infinite(values)
-    if spec is not None:
-        null_bad = 0 if spec.nullable else missing
+    if spec is None:
+        nulls = values.isna().to_numpy()
+        infinite = _infinite(values)
+    else:
+        rule = ColumnRule.of(spec)
+        if logged and rule.family in NUMBER_FAMILIES:
+            values = _read_text_cells(values)
+        judged = rule.judge(values)
+        nulls = judged.nulls
+        null_bad = 0 if spec.nullable else int(nulls.sum())
         if null_bad:
             issues.append(f"{_count(null_bad, rows, 'null')} but the column is not nullable")
-        type_bad, out_of_range, unknown, checked_inf = _check(values, nulls, spec, rows,
-                                                              issues)
-        infinite = checked_inf if checked_inf is not None else infinite
+        wrong = judged.bad & ~judged.non_finite
+        type_bad = int(wrong.sum())
+        if type_bad:
+            issues.insert(0, f"{_count(type_bad, rows, 'value')} not of type {spec.dtype}, "
+                             f"e.g. {_examples(values, wrong)}")
+        if judged.outside is not None:
+            out_of_range = int(judged.outside.sum())
+            if out_of_range:
+                issues.append(f"{_count(out_of_range, rows, 'value')} outside the training "
+                              f"range [{_fmt(spec.min, '-inf')}, {_fmt(spec.max, 'inf')}], "
+                              f"e.g. {_examples(values, judged.outside)}")
+        if judged.unknown is not None:
+            unknown = int(judged.unknown.sum())
+            if unknown:
+                issues.append(f"{_count(unknown, rows, 'unknown category', 'unknown categories')}"
+                              f", e.g. {_examples(values, judged.unknown)}")
+        infinite = int(judged.non_finite.sum()) if rule.family in NUMBER_FAMILIES else None
+    missing = int(nulls.sum())
+    rate = missing / rows if rows else None
     if infinite:
         issues.append(f"{_count(infinite, rows, 'infinite value')}, left out of the drift "
                       "tests")
@@ -217,80 +249,24 @@ def _column(name: str, values: pd.Series, spec: ColumnSpec | None,
         if change > tolerance and not null_bad:
             issues.append(f"missing rate {rate:.1%}, up from {reference_rate:.1%} in the "
                           "reference")
-    return ColumnQuality(name, dtype_name(values), None if spec is None else spec.dtype,
+    return ColumnQuality(name, observed, None if spec is None else spec.dtype,
                          missing, rate, out_of_range, unknown, type_bad, null_bad, infinite,
                          reference_rate, change, reference_inf, tuple(issues))
 
 
-def _check(values: pd.Series, nulls: np.ndarray, spec: ColumnSpec, rows: int,
-           issues: list[str]) -> tuple[int | None, int | None, int | None, int | None]:
-    """(type violations, out of range, unknown categories, infinite numbers) for one column
-    and its spec."""
+def _read_text_cells(values: pd.Series) -> pd.Series:
+    """A log column stored as text (it held mixed kinds): numbers spelled as text become
+    numbers, judged once per distinct text."""
     import numpy as np
     import pandas as pd
     from pandas.api import types
 
-    from ratchet.packaging.signature import BOOL, CATEGORY, STRING
-
-    dtype = spec.dtype
-    bad: np.ndarray | None = None
-    out_of_range = unknown = infinite = None
-    if dtype.startswith(("int", "uint", "float")):
-        if types.is_datetime64_any_dtype(values.dtype) or types.is_timedelta64_dtype(
-                values.dtype):
-            bad = ~nulls
-            numbers = np.full(rows, np.nan)
-        else:
-            raw = values.astype(object) if isinstance(values.dtype, pd.CategoricalDtype) \
-                else values
-            numbers = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64,
-                                                                   na_value=np.nan)
-            parsed = ~np.isnan(numbers)
-            bad = ~parsed & ~nulls
-            infinite_mask = np.isinf(numbers)
-            infinite = int(infinite_mask.sum())
-            if dtype.startswith(("int", "uint")):
-                with np.errstate(invalid="ignore"):
-                    bad |= parsed & ~infinite_mask & (numbers != np.round(numbers))
-        if spec.min is not None or spec.max is not None:
-            valid = np.isfinite(numbers) & ~bad
-            with np.errstate(invalid="ignore"):
-                outside = ((numbers < spec.min) if spec.min is not None else False) | \
-                    ((numbers > spec.max) if spec.max is not None else False)
-            out_mask = valid & outside
-            out_of_range = int(out_mask.sum())
-            if out_of_range:
-                issues.append(f"{_count(out_of_range, rows, 'value')} outside the training "
-                              f"range [{_fmt(spec.min, '-inf')}, {_fmt(spec.max, 'inf')}], e.g. "
-                              f"{_examples(values, out_mask)}")
-    elif dtype == BOOL:
-        if types.is_bool_dtype(values.dtype):
-            bad = np.zeros(rows, dtype=bool)
-        else:
-            text = values.astype(object).astype(str).str.strip().str.lower()
-            bad = ~text.isin(_BOOL_TEXT).to_numpy() & ~nulls
-    elif dtype in (STRING, CATEGORY):
-        bad = np.zeros(rows, dtype=bool)  # anything can be text
-        if spec.categories is not None:
-            text = values.astype(object).astype(str)
-            unknown_mask = ~text.isin(spec.categories).to_numpy() & ~nulls
-            unknown = int(unknown_mask.sum())
-            if unknown:
-                issues.append(f"{_count(unknown, rows, 'unknown category', 'unknown categories')}"
-                              f", e.g. {_examples(values, unknown_mask)}")
-    elif dtype.startswith("datetime64"):
-        if types.is_datetime64_any_dtype(values.dtype):
-            bad = np.zeros(rows, dtype=bool)
-        else:
-            parsed = pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
-            bad = parsed.isna().to_numpy() & ~nulls
-    if bad is None:  # object or another dtype: nothing to check
-        return None, out_of_range, unknown, infinite
-    type_bad = int(bad.sum())
-    if type_bad:
-        issues.insert(0, f"{_count(type_bad, rows, 'value')} not of type {dtype}, e.g. "
-                         f"{_examples(values, bad)}")
-    return type_bad, out_of_range, unknown, infinite
+    if not (types.is_object_dtype(values.dtype) or types.is_string_dtype(values.dtype)) \
+            or types.infer_dtype(values, skipna=True) != "string":
+        return values
+    codes, uniques = pd.factorize(values.astype(object), use_na_sentinel=True)
+    read = np.array([None] + [number_from_text(u) for u in uniques], dtype=object)
+    return pd.Series(read[codes + 1], index=values.index, name=values.name, dtype=object)
 
 
 def _count(n: int, rows: int, noun: str, plural: str | None = None) -> str:
@@ -300,10 +276,14 @@ def _count(n: int, rows: int, noun: str, plural: str | None = None) -> str:
 
 def _examples(values: pd.Series, mask: np.ndarray) -> str:
     """The most frequent offending values (one value_counts over the offending rows)."""
-    counts = values[mask].astype(object).value_counts(dropna=True)
+    offending = values[mask].astype(object)
+    try:
+        index = list(offending.value_counts(dropna=True).index)
+    except TypeError:  # unhashable values (objects, lists): the first ones
+        index = offending.head(_EXAMPLES).tolist()
     shown = [repr(v.item() if type(v).__module__ == "numpy" else v)
-             for v in counts.index[:_EXAMPLES]]
-    more = len(counts) - _EXAMPLES
+             for v in index[:_EXAMPLES]]
+    more = len(index) - _EXAMPLES
     return ", ".join(shown) + (f" (and {more} more distinct)" if more > 0 else "")
 
 
