@@ -15,7 +15,6 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, insert, literal_column, select, update
 
 from ratchet.clock import now_ms
-from ratchet.errors import InvalidInput, NotFound
 from ratchet.store import raw_sql as raw
 from ratchet.store import schema as t
 from ratchet.store.database import Database
@@ -27,7 +26,6 @@ from ratchet.store.records import (
     StoredOutput,
 )
 
-MIN_PREFIX = 6
 CACHEABLE_STATUSES = ("finished", "cached")
 
 
@@ -248,23 +246,10 @@ class PipelineStore:
 
     def resolve_run_id(self, run_id: str) -> str:
         """A full pipeline run id from an id or a unique prefix of at least 6 characters."""
-        if not isinstance(run_id, str) or not run_id.strip():
-            raise InvalidInput("give a pipeline run id")
-        run_id = run_id.strip().lower()
-        pr = t.pipeline_runs
-        with self.db.read() as conn:
-            if conn.execute(select(pr.c.run_id).where(pr.c.run_id == run_id)).first():
-                return run_id
-            if len(run_id) < MIN_PREFIX:
-                raise NotFound(f"no pipeline run {run_id!r} (a prefix needs at least "
-                               f"{MIN_PREFIX} characters)")
-            found = conn.execute(select(pr.c.run_id).where(pr.c.run_id.like(f"{run_id}%"))
-                                 .limit(2)).scalars().all()
-        if not found:
-            raise NotFound(f"no pipeline run {run_id!r}; `ratchet pipeline list` shows runs")
-        if len(found) > 1:
-            raise InvalidInput(f"pipeline run prefix {run_id!r} is ambiguous; give more of it")
-        return found[0]
+        from ratchet.store.id_prefix import resolve_id
+
+        return resolve_id(self.db, t.pipeline_runs.c.run_id, run_id, what="pipeline run",
+                          listing="ratchet pipeline list")
 
     def get_pipeline_run(self, run_id: str) -> PipelineRunRecord:
         run_id = self.resolve_run_id(run_id)

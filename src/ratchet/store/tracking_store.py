@@ -233,22 +233,9 @@ class TrackingStore:
     def resolve_run_id(self, run_id: str) -> str:
         """A full run id from an id or a unique prefix of at least 6 characters (as
         pipeline run ids are resolved), for commands where people type ids."""
-        if not isinstance(run_id, str) or not run_id.strip():
-            raise InvalidInput("give a run id")
-        run_id = run_id.strip().lower()
-        runs = t.runs
-        with self.db.read() as conn:
-            if conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first():
-                return run_id
-            if len(run_id) < 6 or run_id.strip("0123456789abcdef"):  # LIKE sees hex only
-                raise NotFound(f"no run with id {run_id!r} (a prefix is 6+ hex digits)")
-            found = conn.execute(select(runs.c.run_id).where(runs.c.run_id.like(
-                f"{run_id}%")).limit(2)).scalars().all()
-        if not found:
-            raise NotFound(f"no run with id {run_id!r}; `ratchet runs list` shows runs")
-        if len(found) > 1:
-            raise InvalidInput(f"run id prefix {run_id!r} is ambiguous; give more of it")
-        return str(found[0])
+        from ratchet.store.id_prefix import resolve_id
+
+        return resolve_id(self.db, t.runs.c.run_id, run_id, what="run", listing="ratchet runs list")
 
     def get_run(self, run_id: str, *, include_deleted: bool = False) -> Run:
         runs = self._load_runs([run_id])
