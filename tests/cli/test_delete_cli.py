@@ -112,4 +112,4 @@ def test_data_delete_restore_and_gc_frees_the_snapshot(cli: Invoke, project: Pat
 
 
 def test_gc_rejects_a_bad_age(cli: Invoke, project: Path) -> None:
-    assert_user_error(cli("gc", "--older-than", "soon"), "not an age")
+    assert_user_error(cli("gc", "--older-than", "soon"), "'soon' is not a duration")

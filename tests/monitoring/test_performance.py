@@ -5,6 +5,7 @@ estimation on calibrated and miscalibrated synthetic models."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -213,15 +214,15 @@ def test_regression_metrics_match_scikit_learn() -> None:
 @pytest.mark.parametrize("text, expected", [
     ("15min", timedelta(minutes=15)), ("1h", timedelta(hours=1)), ("6h", timedelta(hours=6)),
     ("1d", timedelta(days=1)), ("7d", timedelta(days=7)), ("1D", timedelta(days=1)),
-    (timedelta(minutes=30), timedelta(minutes=30))])
-def test_windows_are_fixed_pandas_offsets(text: Any, expected: timedelta) -> None:
+    ("1H", timedelta(hours=1)), ("1W", timedelta(weeks=1)), (60, timedelta(minutes=1)),
+    ("1h30min", timedelta(hours=1, minutes=30)), (timedelta(minutes=30), timedelta(minutes=30))])
+def test_windows_are_fixed_durations(text: Any, expected: timedelta) -> None:
     assert parse_window(text) == pd.Timedelta(expected)
 
 
-@pytest.mark.parametrize("text", ["1W", "1ME", "monthly", "0h", "-1h", "1ms", "", "h", 60,
-                                  "1H"])
-def test_other_windows_are_rejected_with_examples(text: Any) -> None:
-    with pytest.raises(InvalidInput, match=r'"15min", "1h", "6h", "1d", "7d"'):
+@pytest.mark.parametrize("text", ["1ME", "monthly", "0h", "-1h", "1ms", "", "h", "1M"])
+def test_other_windows_are_rejected_naming_the_value(text: Any) -> None:
+    with pytest.raises(InvalidInput, match=r"^window.*" + re.escape(repr(text))):
         parse_window(text)
 
 

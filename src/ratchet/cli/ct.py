@@ -138,7 +138,7 @@ def backtest(
     label: Annotated[str | None, typer.Option(
         "--label", help="The label column (default: the policy's data.label).")] = None,
     tick_every: Annotated[str, typer.Option(
-        "--tick", help="Simulated time between controller ticks.")] = "30d",
+        "--tick", help="Simulated time between controller ticks (12h, 1d, 1d12h ...).")] = "30d",
     label_delay: Annotated[str, typer.Option(
         "--label-delay", help="How long after a prediction its label arrives.")] = "1d",
     schedule: Annotated[str, typer.Option(

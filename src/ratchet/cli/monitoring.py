@@ -36,7 +36,7 @@ DeploymentName = Annotated[str, typer.Argument(help="The deployment to monitor."
 def run(
     deployment: DeploymentName,
     window: Annotated[str, typer.Option(
-        "--window", "-w", help="How far back from --end: 15min, 1h, 6h, 1d, 7d ...")] = "1h",
+        "--window", "-w", help="How far back from --end: 15min, 1h, 1h30min, 6h, 1d, 7d ...")] = "1h",
     end: Annotated[str | None, typer.Option(
         "--end", help="End of the window, ISO 8601 (default: now; naive means UTC).")] = None,
     reference: Annotated[str | None, typer.Option(

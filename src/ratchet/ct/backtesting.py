@@ -358,7 +358,7 @@ def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
     import pandas as pd
 
     from ratchet.config import load_settings
-    from ratchet.monitoring.performance import parse_window
+    from ratchet.durations import duration_ms
     from ratchet.registry import RegistryClient
     from ratchet.serving.deployments import DeploymentClient
     from ratchet.serving.traffic_plan import TrafficPlan
@@ -367,8 +367,8 @@ def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
     began = time.perf_counter()
     replay = _prepare(history, time_column, label or policy.data.label, start)
     label = label or policy.data.label
-    tick_ms = int(parse_window(tick).total_seconds() * 1000)
-    delay_ms = int(parse_window(label_delay).total_seconds() * 1000)
+    tick_ms = duration_ms(tick, "tick", at_least=timedelta(seconds=1))
+    delay_ms = duration_ms(label_delay, "label_delay")
     assert work_dir is not None  # backtest() makes a temporary one
     home = Path(work_dir)
     # A scratch store of its own: not the project's ratchet.toml db/artifacts.
@@ -409,7 +409,7 @@ def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
         replay.history.iloc[replay.start:][replay.inputs]))
     scheduled_retrains: dict[str, int] = {}
     if schedule is not None:
-        every = int(parse_window(schedule).total_seconds() * 1000)
+        every = duration_ms(schedule, "schedule", at_least=timedelta(seconds=1))
         for rows in (policy.data.rows, *schedule_rows):
             name = SCHEDULED if rows == policy.data.rows else f"{SCHEDULED} ({rows} rows)"
             answers[name], scheduled_retrains[name] = _scheduled(
@@ -432,7 +432,8 @@ def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
             row.update(retrains=scheduled_retrains[name],
                        promotions=scheduled_retrains[name])
         summary.append(row)
-    period_ms = None if period is None else int(parse_window(period).total_seconds() * 1000)
+    period_ms = None if period is None else duration_ms(period, "period",
+                                                        at_least=timedelta(seconds=1))
     periods = accuracy_by_period(replay.times[replay.start:], truth, answers, period_ms)
     promotions = _judge_promotions(events, world, replay, served, policy.monitor.rows)
     return BacktestResult(

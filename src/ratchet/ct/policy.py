@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import timedelta
@@ -312,20 +311,9 @@ def _dataclass(cls: Any, value: Any, where: str, tuples: tuple[str, ...] = ()) -
 
 
 def _duration(value: Any, where: str) -> timedelta:
-    import pandas as pd
+    from ratchet.durations import parse_duration
 
-    if isinstance(value, timedelta):
-        return value
-    try:
-        with warnings.catch_warnings():  # pandas 3 deprecates "d" for days; we accept it
-            warnings.simplefilter("ignore")
-            parsed = pd.Timedelta(str(value)).to_pytimedelta()
-    except ValueError:
-        raise InvalidInput(f"{where}: expected a duration like 30min, 6h or 1d, got "
-                           f"{value!r}") from None
-    if parsed < timedelta(0):
-        raise InvalidInput(f"{where}: must not be negative")
-    return parsed
+    return parse_duration(value, where)
 
 
 def _number(value: Any) -> bool:

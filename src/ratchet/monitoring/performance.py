@@ -21,7 +21,6 @@ order of the logged ``proba_`` columns); multiclass precision, recall, F1 and RO
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -35,7 +34,6 @@ if TYPE_CHECKING:
 
 CLASSIFICATION, REGRESSION = "classification", "regression"
 TASKS = (CLASSIFICATION, REGRESSION)
-WINDOW_EXAMPLES = '"15min", "1h", "6h", "1d", "7d"'
 PROBA_PREFIX = "output.proba_"
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 REGRESSION_METRICS = ("mae", "rmse", "mape", "r2")
@@ -47,38 +45,17 @@ AUC_SAMPLES = 100            # label draws for the expected ROC AUC
 AUC_WORK = 20_000_000        # at most this many sampled labels (rows x draws)
 _CHUNK = 4_000_000           # sampled labels held in memory at once
 UNKNOWN, MISSING = -1, -2    # class codes of a label no class matches, and of a null
-_WINDOW_TEXT = re.compile(r"^\s*(\d+)\s*([A-Za-z]+)\s*$")
 
 
 # ----------------------------------------------------------------------------- windows
 def parse_window(window: str | timedelta) -> pd.Timedelta:
-    """A window length: a pandas offset of fixed length ("15min", "1h", "6h", "1d", "7d"),
-    at least one second. Calendar offsets (month, week) are rejected: their length varies."""
-    import warnings
-
+    """A window length, at least one second, in the one duration grammar of
+    ``ratchet.durations`` ("15min", "1h", "1h30min", "6h", "1d", "7d")."""
     import pandas as pd
-    from pandas.tseries.frequencies import to_offset
 
-    if isinstance(window, timedelta) and not isinstance(window, bool):
-        step = pd.Timedelta(window)
-    else:
-        match = _WINDOW_TEXT.match(window) if isinstance(window, str) else None
-        step = None
-        if match is not None:
-            unit = "D" if match[2] in ("d", "D") else match[2]  # pandas 3 deprecates "d"
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    step = pd.Timedelta(to_offset(f"{match[1]}{unit}"))
-            except (ValueError, TypeError):
-                step = None
-        if step is None:
-            raise InvalidInput(f"window must be a fixed length such as {WINDOW_EXAMPLES} "
-                               f"(a pandas offset: min, h, d), got {window!r}")
-    if step < pd.Timedelta(seconds=1):
-        raise InvalidInput(f"window must be at least one second, such as {WINDOW_EXAMPLES}; "
-                           f"got {window!r}")
-    return step
+    from ratchet.durations import parse_duration
+
+    return pd.Timedelta(parse_duration(window, "window", at_least=timedelta(seconds=1)))
 
 
 # ----------------------------------------------------------------------------- labels

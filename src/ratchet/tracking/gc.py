@@ -14,20 +14,15 @@ cache and exported bundles.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
-
-from ratchet.errors import InvalidInput
 
 if TYPE_CHECKING:
     from ratchet.store.deletion import PurgeReport
     from ratchet.workspace import Workspace
 
 DEFAULT_GRACE = timedelta(hours=1)
-_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 @dataclass
@@ -59,18 +54,11 @@ class GcReport:
 
 
 def parse_age(value: str | float | timedelta) -> timedelta:
-    """``30d``, ``12h``, ``15m``, ``90s``, ``2w``, ``0`` (bare numbers are seconds)."""
-    if isinstance(value, timedelta):
-        age = value
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        age = timedelta(seconds=value)
-    elif isinstance(value, str) and (m := _AGE.match(value)):
-        age = timedelta(seconds=float(m[1]) * _UNIT_S[m[2]])
-    else:
-        raise InvalidInput(f"not an age: {value!r}; give e.g. 30d, 12h, 15m, 90s or 0")
-    if age < timedelta(0):
-        raise InvalidInput(f"an age cannot be negative, got {value!r}")
-    return age
+    """``30d``, ``12h``, ``15m``, ``90s``, ``2w``, ``0`` (bare numbers are seconds): the
+    duration grammar of ``ratchet.durations``."""
+    from ratchet.durations import parse_duration
+
+    return parse_duration(value, "age")
 
 
 def gc(*, older_than: str | float | timedelta = 0, grace: str | float | timedelta = DEFAULT_GRACE,
