@@ -18,7 +18,7 @@ MODEL, LABEL = "rainfall", "rain"
 def training_window(data: str) -> pd.DataFrame:
     """The labeled window the controller prepared, recorded as this model's training
     data (lineage: monitoring compares live traffic with it)."""
-    return ratchet.data.get(data).to_pandas()
+    return ratchet.data.get_version(data).to_pandas()
 
 
 @ratchet.step(model={"output": MODEL})

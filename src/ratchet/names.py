@@ -119,7 +119,11 @@ def deployment_name(name: object) -> str:
 
 def alias_name(alias: object) -> str:
     text = check_key("alias", canonical(alias) if isinstance(alias, str) else alias)
-    if text.isdigit() or text.lower() in RESERVED_ALIASES or "/" in text:
+    if text.isdigit():  # see ratchet.refs: after '@', digits are a version
+        raise InvalidInput(
+            f"alias {text!r} is a number, and name@{text} means version {text} (of models "
+            f"and datasets alike): an alias cannot be all digits; use e.g. 'v{text}'")
+    if text.lower() in RESERVED_ALIASES or "/" in text:
         raise InvalidInput(
             f"alias {text!r} is reserved or ambiguous: aliases cannot be numbers, contain '/', "
             f"or be one of {sorted(RESERVED_ALIASES)}")

@@ -2,9 +2,11 @@
 rollout guards, the controller, backtests and ``ratchet check``.
 
     policy = ratchet.ct.load_policy("churn-policy.yaml")
-    result = ratchet.ct.backtesting(policy, history, time_column="day", start="2024-01-01")
-    controller = ratchet.ct.Controller(policy, ratchet.ct.LiveWorld(policy, deployments))
-    controller.tick()
+    result = ratchet.ct.backtest(policy, history, time_column="day", start="2024-01-01")
+    controller = ratchet.ct.Controller.live(policy)
+    controller.tick()              # one step of the loop (cron, CI) ...
+    controller.run(interval=60)    # ... or tick every minute until stopped
+    ratchet.ct.approve("churn", reason="checked the slices")
 
 Heavy modules (pandas, scikit-learn) are imported on first use.
 """
@@ -16,8 +18,9 @@ from typing import TYPE_CHECKING
 from ratchet.lazy import lazy_getattr
 
 if TYPE_CHECKING:
+    from ratchet.ct.approval import approve, reject, request_retrain
     from ratchet.ct.backtesting import BacktestResult, SimulatedWorld, backtest
-    from ratchet.ct.check import run_check
+    from ratchet.ct.check import CheckReport, run_check
     from ratchet.ct.controller import Controller, TickResult, World
     from ratchet.ct.gate import GateDecision, GatePolicy, ModelEvaluation, decide, evaluate_model
     from ratchet.ct.live_world import LiveWorld
@@ -37,6 +40,10 @@ _LAZY = {
     "BacktestResult": "ratchet.ct.backtesting",
     "SimulatedWorld": "ratchet.ct.backtesting",
     "backtest": "ratchet.ct.backtesting",
+    "approve": "ratchet.ct.approval",
+    "reject": "ratchet.ct.approval",
+    "request_retrain": "ratchet.ct.approval",
+    "CheckReport": "ratchet.ct.check",
     "run_check": "ratchet.ct.check",
     "Controller": "ratchet.ct.controller",
     "TickResult": "ratchet.ct.controller",
@@ -69,6 +76,7 @@ __getattr__ = lazy_getattr(__name__, _LAZY)
 __all__ = [
     "BacktestResult",
     "CTPolicy",
+    "CheckReport",
     "Controller",
     "DataPolicy",
     "GateDecision",
@@ -84,6 +92,7 @@ __all__ = [
     "Trigger",
     "TriggerDecision",
     "World",
+    "approve",
     "backtest",
     "canary_check",
     "decide",
@@ -91,6 +100,8 @@ __all__ = [
     "evaluate_triggers",
     "load_policy",
     "policy_from_dict",
+    "reject",
+    "request_retrain",
     "run_check",
     "shadow_check",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ratchet.clock import to_datetime
 from ratchet.errors import InvalidInput
 from ratchet.names import dataset_name
+from ratchet.refs import parse_reference
 from ratchet.store import DatasetInput, DatasetVersionRecord
 
 if TYPE_CHECKING:
@@ -17,9 +17,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from ratchet.data.profile import DatasetProfile
-
-# Versions are stored as 64-bit integers; a larger number can name no version.
-MAX_VERSION = 2**63 - 1
 
 
 def validate_dataset_name(name: object) -> str:
@@ -30,7 +27,8 @@ def validate_dataset_name(name: object) -> str:
 
 @dataclass(frozen=True)
 class DatasetRef:
-    """``churn`` (latest), ``churn@3`` (version) or ``churn@1f3a9c`` (content hash prefix)."""
+    """``churn`` or ``churn@latest`` (latest), ``churn@3`` (version) or ``churn@1f3a9c``
+    (content hash prefix): the reference grammar of ``ratchet.refs``."""
 
     name: str
     version: int | None = None
@@ -38,27 +36,9 @@ class DatasetRef:
 
     @classmethod
     def parse(cls, text: str) -> DatasetRef:
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidInput(f"not a dataset reference: {text!r}")
-        name, sep, selector = text.strip().partition("@")
-        name = validate_dataset_name(name)
-        if not sep or selector == "latest":
-            return cls(name)
-        if re.fullmatch(r"[0-9]+", selector):  # ASCII only: str.isdigit() accepts '²'
-            # Compare as text first: int() of a huge string is slow and the store would
-            # overflow on it (sqlite3 raises OverflowError past 64 bits).
-            version = int(selector) if len(selector.lstrip("0")) <= 19 else MAX_VERSION + 1
-            if version < 1:
-                raise InvalidInput(f"{text!r}: dataset versions are numbered from 1")
-            if version > MAX_VERSION:
-                raise InvalidInput(f"{text!r}: no dataset version is that large (the "
-                                   f"maximum is {MAX_VERSION}); give a version number as "
-                                   "shown by `ratchet data versions`")
-            return cls(name, version=version)
-        if re.fullmatch(r"[0-9a-f]+", selector):
-            return cls(name, digest_prefix=selector)
-        raise InvalidInput(f"{text!r}: after '@' give a version number, 'latest' or a hex "
-                           "content-hash prefix")
+        ref = parse_reference(text, "dataset")
+        return cls(validate_dataset_name(ref.name), version=ref.version,
+                   digest_prefix=ref.digest_prefix)
 
 
 @dataclass(frozen=True)

@@ -3,17 +3,21 @@
     ratchet.models.set_alias("churn", "champion", version=3, reason="better AUC")
     model = ratchet.models.load("models:/churn@champion")
     ratchet.models.lineage("models:/churn@champion")
+    ratchet.models.get_version("churn@3")     # `@`: digits a version, else an alias
+
+References follow one grammar for models and datasets (``ratchet.refs``).
 """
 
 from __future__ import annotations
 
 from ratchet.registry.fluent import (
-    alias_history,
+    alias_history,  # noqa: F401  the name before list_alias_events
     client,
     delete_alias,
     get_model,
     get_version,
     lineage,
+    list_alias_events,
     list_models,
     list_versions,
     load,
@@ -27,7 +31,6 @@ from ratchet.tracking.deletion import delete_model_version as delete_version
 from ratchet.tracking.deletion import restore_model_version as restore_version
 
 __all__ = [
-    "alias_history",
     "client",
     "delete_alias",
     "delete_model",
@@ -35,6 +38,7 @@ __all__ = [
     "get_model",
     "get_version",
     "lineage",
+    "list_alias_events",
     "list_models",
     "list_versions",
     "load",

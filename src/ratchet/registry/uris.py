@@ -1,5 +1,8 @@
-"""Model URIs: ``models:/name/3``, ``models:/name@alias``, ``models:/name/latest``,
-``runs:/<run id>/<artifact path>`` — and shorthand ``name@alias`` / ``name/3`` for the CLI.
+"""Model URIs: ``models:/name/3``, ``models:/name@alias``, ``models:/name@3``,
+``models:/name/latest``, ``runs:/<run id>/<artifact path>`` — and the shorthand without
+``models:/`` (``name@alias``, ``name@3``, ``name/3``). What follows ``@`` is read by the
+one reference grammar (``ratchet.refs``): digits are a version, ``latest`` the latest,
+anything else an alias.
 """
 
 from __future__ import annotations
@@ -8,9 +11,10 @@ import re
 from dataclasses import dataclass
 
 from ratchet.errors import InvalidInput
+from ratchet.refs import parse_reference, parse_version
 
 _MODELS_VERSION = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>[0-9]+|latest)$")
-_MODELS_ALIAS = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
+_MODELS_AT = re.compile(r"^models:/(?P<ref>[^/@]+@[^/@]+)$")
 _RUNS = re.compile(r"^runs:/(?P<run_id>[0-9a-f]{32})(?:/(?P<path>.+))?$")
 
 
@@ -31,22 +35,21 @@ def parse_model_uri(uri: str) -> ModelRef:
         raise InvalidInput(f"model URI must be a string, got {uri!r}")
     text = uri.strip()
     if not text.startswith(("models:/", "runs:/")):
-        text = "models:/" + text  # CLI shorthand: churn@champion, churn/3
-    if m := _MODELS_ALIAS.match(text):
-        return ModelRef(name=m["name"], alias=m["alias"])
+        text = "models:/" + text  # shorthand: churn@champion, churn@3, churn/3
+    if m := _MODELS_AT.match(text):
+        ref = parse_reference(m["ref"], "model")
+        if ref.latest:
+            return ModelRef(name=ref.name, latest=True)
+        return ModelRef(name=ref.name, version=ref.version, alias=ref.alias)
     if m := _MODELS_VERSION.match(text):
         if m["version"] == "latest":
             return ModelRef(name=m["name"], latest=True)
-        digits = m["version"]
-        if len(digits.lstrip("0")) > 18:  # the stores keep versions in 64-bit integers
-            raise InvalidInput(f"{uri!r}: version {digits} is out of range")
-        version = int(digits)
-        if version < 1:
-            raise InvalidInput(f"{uri!r}: model versions are numbered from 1")
-        return ModelRef(name=m["name"], version=version)
+        return ModelRef(name=m["name"],
+                        version=parse_version(m["version"], kind="model", where=uri))
     if m := _RUNS.match(text):
         return ModelRef(run_id=m["run_id"], artifact_path=m["path"] or "model")
     raise InvalidInput(
         f"not a model URI: {uri!r}; expected models:/<name>/<version>, models:/<name>@<alias>, "
-        "models:/<name>/latest or runs:/<run id>/<path>"
+        "models:/<name>@<version>, models:/<name>/latest or runs:/<run id>/<path> (or the "
+        "short forms <name>@<alias>, <name>@<version>, <name>/<version>)"
     )
