@@ -197,7 +197,7 @@ def test_feedback_right_after_a_prediction_another_worker_answered(
 
 
 def test_feedback_accepts_exactly_the_request_ids_the_server_accepts() -> None:
-    from ratchet.serving.app import _REQUEST_ID
     from ratchet.serving.feedback import REQUEST_ID
+    from ratchet.serving.routes.answering import REQUEST_ID as SERVER_REQUEST_ID
 
-    assert REQUEST_ID.pattern == _REQUEST_ID.pattern
+    assert REQUEST_ID.pattern == SERVER_REQUEST_ID.pattern

@@ -96,6 +96,9 @@ def serve(
 
     if bundle is not None and model is not None:
         raise InvalidInput("give a model or --bundle, not both")
+    if model is None and deployment is None and bundle is None:
+        raise InvalidInput("give a model to serve (e.g. churn@champion), --deployment or "
+                           "--bundle")
     # Each a one-line error before anything starts.
     config = ServingConfig(
         policy=ValidationPolicy(unknown_category=unknown_category, out_of_range=out_of_range,

@@ -1,6 +1,7 @@
 """``ratchet.serving``: online and batch inference for registered models.
 
     app = ratchet.serving.create_app("churn@champion")          # FastAPI app
+    ratchet.serving.serve("churn@champion", port=8000, workers=2)  # what `ratchet serve` runs
     ratchet.serving.set_plan("churn", TrafficPlan.canary("churn@champion", "churn/7", 10))
     ratchet.serving.rollback("churn")
     [d.name for d in ratchet.serving.list_deployments()]
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from ratchet.serving.prediction_query import predictions
     from ratchet.serving.request_validation import ValidationPolicy
     from ratchet.serving.traffic_plan import TrafficPlan
+    from ratchet.serving.workers import ServePlan, serve
     from ratchet.workspace import Workspace
 
 _LAZY = {
@@ -31,6 +33,8 @@ _LAZY = {
     "predictions": "ratchet.serving.prediction_query",
     "ValidationPolicy": "ratchet.serving.request_validation",
     "TrafficPlan": "ratchet.serving.traffic_plan",
+    "serve": "ratchet.serving.workers",
+    "ServePlan": "ratchet.serving.workers",
 }
 
 
@@ -87,6 +91,7 @@ def _client(workspace: Workspace | None) -> DeploymentClient:
 __all__ = [
     "DeploymentClient",
     "DeploymentStatus",
+    "ServePlan",
     "ServingConfig",
     "TrafficPlan",
     "ValidationPolicy",
@@ -96,5 +101,6 @@ __all__ = [
     "list_deployments",
     "predictions",
     "rollback",
+    "serve",
     "set_plan",
 ]

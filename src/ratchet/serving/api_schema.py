@@ -1,26 +1,23 @@
-"""The wire schema of the server: pydantic models that document the bodies in OpenAPI,
-the feedback body's parser, and the Open Inference Protocol's metadata and responses.
+"""The server's OpenAPI document: pydantic models and JSON Schemas of the bodies, the error
+responses of each route, and the document itself, regenerated from the served model.
 
-Request bodies are parsed by ``request_formats`` (the models here never run on the hot
-path); they exist so that ``/openapi.json`` tells clients the truth.
+Request bodies are parsed by ``request_formats`` and answers written by
+``response_formats`` (the models here never run on the hot path); they exist so that
+``/openapi.json`` tells clients the truth.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from ratchet.serving.request_formats import ParsedRequest
-
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from ratchet.packaging.signature import ColumnSpec
-    from ratchet.serving.inference import Answer
     from ratchet.serving.request_validation import ValidationPolicy
     from ratchet.serving.served_model import ServedModel
 
@@ -257,137 +254,3 @@ def install_openapi(app: FastAPI, current: Callable[[], tuple[ServedModel | None
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-# ----------------------------------------------------------------------------- feedback
-def feedback_rows(payload: Any) -> list[tuple[str, int, Any]]:
-    """(request_id, row, value) per item of a ``/feedback`` body (``ratchet.serving.feedback``
-    holds the rules)."""
-    from ratchet.serving.feedback import parse_items
-
-    return [(item.request_id, item.row, item.value) for item in parse_items(payload)]
-
-
-# ----------------------------------------------------------------------------- OIP
-_OIP_TYPES = {"int": "INT64", "uint": "UINT64", "float": "FP64", "bool": "BOOL"}
-
-
-def _oip_type(dtype: str) -> str:
-    for prefix, name in _OIP_TYPES.items():
-        if dtype.startswith(prefix):
-            return name
-    return "BYTES"
-
-
-def prediction_datatype(model: ServedModel) -> str:
-    """What the ``prediction`` output holds: the classes' type for a classifier (INT64 for
-    integer labels, BYTES for strings), else the signature's output type, else FP64."""
-    if model.classes is not None:
-        return _datatype(model.classes)
-    outputs = model.signature.outputs if model.signature else ()
-    if len(outputs) == 1:
-        return _oip_type(outputs[0].dtype)
-    return "FP64"
-
-
-def oip_metadata(name: str, model: ServedModel) -> dict[str, Any]:
-    inputs = [{"name": c.name, "datatype": _oip_type(c.dtype), "shape": [-1]}
-              for c in (model.signature.inputs if model.signature else ())]
-    outputs = [{"name": "prediction", "datatype": prediction_datatype(model), "shape": [-1]}]
-    if model.classes is not None:
-        outputs.append({"name": "probabilities", "datatype": "FP64",
-                        "shape": [-1, len(model.classes)]})
-    return {"name": name, "versions": [str(model.ref.version)],
-            "platform": f"ratchet-{model.model.flavor}", "inputs": inputs, "outputs": outputs}
-
-
-def oip_output_names(model: ServedModel) -> tuple[str, ...]:
-    return ("prediction", "probabilities") if model.classes is not None else ("prediction",)
-
-
-class BinaryReply:
-    """An OIP response in the binary data extension's layout: a JSON header of
-    ``header_length`` bytes, then each binary output's raw data."""
-
-    def __init__(self, body: bytes, header_length: int) -> None:
-        self.body = body
-        self.header_length = header_length
-
-
-def oip_response(name: str, answer: Answer, parsed: ParsedRequest
-                 ) -> dict[str, Any] | BinaryReply:
-    from ratchet.serving.app import _predictions
-
-    predictions = _predictions(answer)
-    n = len(predictions)
-    model = answer.model
-    if predictions and isinstance(predictions[0], list):  # several regression targets
-        width = len(predictions[0])
-        flat = [v for row in predictions for v in row]
-        shape, datatype = [n, width], _coerce(flat, "FP64")
-        outputs: list[dict[str, Any]] = [{"name": "prediction", "shape": shape,
-                                          "datatype": datatype, "data": flat}]
-    else:
-        outputs = [{"name": "prediction", "shape": [n],
-                    "datatype": _coerce(predictions, prediction_datatype(model)),
-                    "data": predictions}]
-    if model.classes is not None and f"proba_{model.classes[0]}" in answer.outputs:
-        columns = [answer.outputs[f"proba_{c}"] for c in model.classes]
-        flat = [float(p) for row in zip(*columns, strict=True) for p in row]
-        outputs.append({"name": "probabilities", "shape": [n, len(columns)],
-                        "datatype": "FP64", "data": flat,
-                        "parameters": {"classes": [str(c) for c in model.classes]}})
-    if parsed.outputs is not None:
-        known = {o["name"]: o for o in outputs}  # names checked by oip_output_names
-        outputs = [known[o] for o in parsed.outputs if o in known]
-    header = {"model_name": name, "model_version": str(model.ref.version),
-              "id": parsed.request_id or answer.request_id, "outputs": outputs,
-              "parameters": {"request_id": answer.request_id}}
-    chunks = []
-    for output in outputs:
-        binary = (parsed.outputs or {}).get(output["name"], parsed.binary_outputs)
-        if binary:
-            chunk = _to_binary(output["data"], output["datatype"])
-            del output["data"]
-            output["parameters"] = {**output.get("parameters", {}),
-                                    "binary_data_size": len(chunk)}
-            chunks.append(chunk)
-    if not chunks:
-        return header
-    text = json.dumps(header).encode()
-    return BinaryReply(b"".join([text, *chunks]), len(text))
-
-
-def _coerce(values: list[Any], declared: str) -> str:
-    """``declared`` when every value is of that type (FP64 also takes integers), else the
-    type the values have: what the response says is always what it holds."""
-    actual = _datatype(values)
-    if not values or actual == declared or (declared == "FP64" and actual == "INT64"):
-        return declared
-    return actual
-
-
-def _to_binary(values: list[Any], datatype: str) -> bytes:
-    import struct
-
-    import numpy as np
-
-    from ratchet.serving.request_formats import OIP_DTYPES
-
-    if datatype == "BYTES":
-        parts = []
-        for value in values:
-            raw = str(value).encode()
-            parts.append(struct.pack("<I", len(raw)) + raw)
-        return b"".join(parts)
-    return np.asarray(values, dtype=OIP_DTYPES[datatype]).tobytes()
-
-
-def _datatype(values: list[Any]) -> str:
-    if values and all(isinstance(v, bool) for v in values):
-        return "BOOL"
-    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        return "INT64"
-    if values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-        return "FP64"
-    return "BYTES"
