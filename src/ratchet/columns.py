@@ -55,6 +55,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ratchet.errors import BadValue
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
@@ -263,10 +265,6 @@ def bad_text(value: str) -> str | None:
     if "\x00" in value:  # cut short by C libraries and refused by PostgreSQL text
         return f"text with a NUL character at position {value.index(chr(0))}: {shown(value)}"
     return None
-
-
-class BadValue(ValueError):
-    """A value that is not of its column's kind; ``str(error)`` says why."""
 
 
 # --------------------------------------------------------------------------- columns

@@ -45,6 +45,11 @@ class InvalidInput(RatchetError):
     http_status = 422
 
 
+class BadValue(InvalidInput, ValueError):
+    """One value is not of its column's kind (the column contract's verdict, see
+    ``ratchet.columns``); ``str(error)`` says why. Callers turn it into a located problem."""
+
+
 class ValidationFailed(RatchetError):
     """Data or a model failed a declared check."""
 
@@ -171,6 +176,7 @@ class ModelFailed(RatchetError):
 __all__ = [
     "AlreadyExists",
     "BadRequest",
+    "BadValue",
     "ConfigError",
     "Conflict",
     "IntegrityError",

@@ -21,7 +21,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ratchet.clock import now_ms
-from ratchet.errors import InvalidInput, RatchetError, StepFailed
+from ratchet.errors import (
+    InvalidInput,
+    RatchetError,
+    RemoteStepError,
+    StepFailed,
+    StepStorageFailed,
+)
 from ratchet.executors.base import Executor
 from ratchet.executors.spec import resolve_executor
 from ratchet.hashing import hash_bytes
@@ -165,15 +171,26 @@ class PipelineRunner:
             raise
         heartbeat.stop()
         if failure is not None:
-            node, error_text, cause, attempts = failure
+            node, outcome, attempts = failure
+            error_text = outcome.error or ""
             self.store.skip_pending(self.run_id)
-            message = (f"step {node!r} failed after {attempts} attempt(s) in pipeline "
-                       f"{self.pipeline.name!r} (run {self.run_id}): "
-                       f"{last_line(error_text)}")
+            error: RatchetError
+            if outcome.failed_in is not None:  # ratchet's storage, not the step's code
+                message = (f"ratchet could not {outcome.failed_in} of step {node!r} in "
+                           f"pipeline {self.pipeline.name!r} (run {self.run_id}): "
+                           f"{last_line(error_text)}. The step's code did not fail; fix the "
+                           f"metadata or artifact store, then `ratchet pipeline resume "
+                           f"{self.run_id}`")
+                error = StepStorageFailed(message, step=node, phase=outcome.failed_in,
+                                          run_id=self.run_id)
+            else:
+                message = (f"step {node!r} failed after {attempts} attempt(s) in pipeline "
+                           f"{self.pipeline.name!r} (run {self.run_id}): "
+                           f"{last_line(error_text)}")
+                error = StepFailed(message, step=node, run_id=self.run_id)
             self.store.finish_pipeline_run(self.run_id, "failed", error=message)
             tracking.end_run(pipeline_run.run_id, "failed", error=error_text)
-            raise StepFailed(message, step=node, run_id=self.run_id) from (
-                cause or _RemoteStepError(error_text))
+            raise error from (outcome.exception or RemoteStepError(error_text))
         self.store.finish_pipeline_run(self.run_id, "finished", outputs=outputs_spec)
         tracking.end_run(pipeline_run.run_id, "finished")
         return self.result()
@@ -183,7 +200,8 @@ class PipelineRunner:
                               self.store.step_runs(self.run_id), self.tracking)
 
     def _drive(self, nodes: list[Node], step_ids: dict[str, str], executor: Executor
-               ) -> tuple[str, str, BaseException | None, int] | None:
+               ) -> tuple[str, StepOutcome, int] | None:
+        """Run the steps; the first failure (node, its outcome, attempts) or None."""
         waiting = {n.name: set(n.upstream) for n in nodes}
         dependents: dict[str, list[str]] = {n.name: [] for n in nodes}
         for n in nodes:
@@ -196,7 +214,7 @@ class PipelineRunner:
         retry_at: list[tuple[float, int, str]] = []  # (monotonic time, tiebreak, node)
         states: dict[str, _Running] = {}
         ready = [n.name for n in nodes if not n.upstream]
-        failure: tuple[str, str, BaseException | None, int] | None = None
+        failure: tuple[str, StepOutcome, int] | None = None
 
         def finish_ok(name: str) -> None:
             for child in dependents[name]:
@@ -241,7 +259,7 @@ class PipelineRunner:
                     continue
                 self._fail_step(state, outcome)
                 if failure is None:
-                    failure = (name, outcome.error or "", outcome.exception, state.attempts)
+                    failure = (name, outcome, state.attempts)
             while retry_at and retry_at[0][0] <= time.monotonic() and failure is None:
                 _, _, name = heapq.heappop(retry_at)
                 running[self._submit(executor, states[name])] = states[name]
@@ -338,10 +356,6 @@ class PipelineRunner:
             self.tracking.end_run(self._tracking_run_id, "killed", error=reason)
         except Exception:  # never hide the original interruption
             pass
-
-
-class _RemoteStepError(RatchetError):
-    """A step's exception that could not travel back from its worker; holds its traceback."""
 
 
 def _outcome_of(future: Future[StepOutcome], state: _Running) -> StepOutcome:

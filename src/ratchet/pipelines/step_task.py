@@ -5,6 +5,14 @@ the store locations; on the worker it loads its inputs, runs the function with t
 tracking run active and its output captured, and writes its outputs to the artifact store
 (datasets and models through the catalog and registry). It returns a small
 ``StepOutcome``: digests, never data. Errors come back in the outcome, so logs survive.
+
+Two kinds of failure, kept apart: the user's function raising (a step failure, retried
+as its ``retry_on`` says) and ratchet's own storage failing around it (opening the
+stores, loading inputs, storing outputs or logs: ``failed_in`` names the phase; never
+retried as a step failure, reported as ``StepStorageFailed``). A returned value ratchet
+refuses (the wrong number of outputs, a type no materializer takes, a frame the dataset
+catalog rejects) is the step's failure, but not retried: the same code returns the same
+value.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ratchet.config import Settings
-from ratchet.errors import InvalidInput
+from ratchet.errors import InvalidInput, ValidationFailed
 from ratchet.pipelines.graph import OutputRef, replace_refs
 from ratchet.pipelines.log_capture import captured_output
 from ratchet.pipelines.stored_values import load_value, store_value
@@ -31,6 +39,12 @@ if TYPE_CHECKING:
 
 MAX_ERROR_CHARS = 20_000
 
+# The phases of ratchet's own work around the user's function (``StepOutcome.failed_in``).
+OPENING = "open the stores"
+LOADING = "load the inputs"
+STORING = "store the outputs"
+STORING_LOGS = "store the captured output"
+
 
 @dataclass
 class StepOutcome:
@@ -39,9 +53,10 @@ class StepOutcome:
     log_digest: str | None = None
     started_at: int = 0
     ended_at: int = 0
-    error: str | None = None  # the user's traceback
+    error: str | None = None  # the traceback (the user's, or the store's)
     exception: BaseException | None = None
     retryable: bool = False
+    failed_in: str | None = None  # ratchet's phase that failed; None: the step itself
 
     @property
     def ok(self) -> bool:
@@ -61,24 +76,38 @@ class StepTask:
         from ratchet.clock import now_ms
 
         outcome = StepOutcome(started_at=now_ms())
-        client = _tracking_client(self.settings)
         options = self.step.options
+        phase = OPENING
         try:
+            client = _tracking_client(self.settings)
+            phase = LOADING
             args, kwargs = self._load_arguments(client)
-            with captured_output() as capture, (
-                    client.activate(self.tracking_run_id) if self.tracking_run_id
-                    else contextlib.nullcontext()):
-                try:
-                    result = self.step.fn(*args, **kwargs)
-                finally:
-                    outcome.log_text = capture.text()
-            outcome.outputs = self._store_outputs(client, result, [*args, *kwargs.values()])
         except Exception as exc:
-            outcome.error = "".join(traceback.format_exception(exc))[-MAX_ERROR_CHARS:]
-            outcome.exception = _portable(exc)
-            outcome.retryable = isinstance(exc, options.retry_on)
+            return _failed(outcome, exc, in_phase=phase)
+        # The user's function: only what it raises is a step failure (retried by retry_on).
+        with captured_output() as capture, (
+                client.activate(self.tracking_run_id) if self.tracking_run_id
+                else contextlib.nullcontext()):
+            try:
+                result = self.step.fn(*args, **kwargs)
+            except Exception as exc:
+                _failed(outcome, exc, retryable=isinstance(exc, options.retry_on))
+            finally:
+                outcome.log_text = capture.text()
+        if outcome.ok:
+            try:
+                outcome.outputs = self._store_outputs(client, result,
+                                                      [*args, *kwargs.values()])
+            except (InvalidInput, ValidationFailed) as exc:  # the value returned is refused
+                _failed(outcome, exc)
+            except Exception as exc:
+                _failed(outcome, exc, in_phase=STORING)
         if outcome.log_text and options.capture_logs:
-            outcome.log_digest = client.blobs.put_bytes(outcome.log_text.encode()).digest
+            try:
+                outcome.log_digest = client.blobs.put_bytes(outcome.log_text.encode()).digest
+            except Exception as exc:
+                if outcome.ok:  # else the first failure is the one to report
+                    _failed(outcome, exc, in_phase=STORING_LOGS)
         outcome.ended_at = now_ms()
         return outcome
 
@@ -162,6 +191,23 @@ def _input_example(model: Any, arguments: list[Any]) -> Any:
         if isinstance(value, pd.DataFrame) and set(wanted) <= set(map(str, value.columns)):
             return value[wanted]
     return None
+
+
+def _failed(outcome: StepOutcome, exc: BaseException, *, in_phase: str | None = None,
+            retryable: bool = False) -> StepOutcome:
+    """Record ``exc`` in ``outcome``: the step's failure, or ratchet's in ``in_phase``."""
+    from ratchet.clock import now_ms
+
+    text = "".join(traceback.format_exception(exc))[-MAX_ERROR_CHARS:]
+    if in_phase is not None:
+        text = (f"ratchet could not {in_phase} of this step (its own storage failed; the "
+                f"step's code did not fail, and this is not retried):\n{text}")
+    outcome.error = text
+    outcome.exception = _portable(exc)
+    outcome.retryable = retryable and in_phase is None
+    outcome.failed_in = in_phase
+    outcome.ended_at = now_ms()
+    return outcome
 
 
 def _portable(exc: BaseException) -> BaseException | None:
