@@ -108,7 +108,7 @@ def main() -> None:
           f"{len(again.steps)} steps served from the cache in "
           f"{time.perf_counter() - started:.2f} s")
 
-    lineage = ratchet.models.lineage(f"models:/{MODEL}@champion")
+    lineage = ratchet.models.get_lineage(f"models:/{MODEL}@champion")
     code = lineage.run.code if lineage.run else None
     if lineage.run is not None:
         used = ", ".join(f"{i.name}@{i.version} ({i.role})" for i in lineage.run.inputs)

@@ -83,9 +83,13 @@ def list_alias_events(name: str, alias: str | None = None, *,
 alias_history = list_alias_events  # the name before the list_*/get_* rule
 
 
-def version_at(name: str, alias: str, when: datetime | int, *,
-               workspace: Workspace | None = None) -> int | None:
+def get_version_at(name: str, alias: str, when: datetime | int, *,
+                   workspace: Workspace | None = None) -> int | None:
+    """The version ``alias`` pointed at, at ``when`` (None if it was not set then)."""
     return client(workspace).version_at(name, alias, when)
+
+
+version_at = get_version_at  # the name before the list_*/get_* rule
 
 
 def get_model(name: str, *, workspace: Workspace | None = None) -> RegisteredModel:
@@ -116,5 +120,9 @@ def list_versions(name: str, *, workspace: Workspace | None = None) -> list[Mode
     return client(workspace).list_versions(name)
 
 
-def lineage(uri: str, *, workspace: Workspace | None = None) -> Lineage:
+def get_lineage(uri: str, *, workspace: Workspace | None = None) -> Lineage:
+    """Everything that made a model version: version -> run -> datasets -> commit."""
     return client(workspace).lineage(uri)
+
+
+lineage = get_lineage  # the name before the list_*/get_* rule

@@ -5,7 +5,7 @@
     ratchet.serving.set_plan("churn", TrafficPlan.canary("churn@champion", "churn/7", 10))
     ratchet.serving.rollback("churn")
     [d.name for d in ratchet.serving.list_deployments()]
-    df = ratchet.serving.predictions("churn", since=datetime(2026, 11, 1))
+    df = ratchet.serving.get_predictions("churn", since=datetime(2026, 11, 1))
 
 Heavy modules (FastAPI, pandas, DuckDB) are imported on first use.
 """
@@ -17,9 +17,12 @@ from typing import TYPE_CHECKING
 from ratchet.lazy import lazy_getattr
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    import pandas as pd
+
     from ratchet.serving.app import ServingConfig, create_app
     from ratchet.serving.deployments import DeploymentClient, DeploymentStatus
-    from ratchet.serving.prediction_query import predictions
     from ratchet.serving.request_validation import ValidationPolicy
     from ratchet.serving.traffic_plan import TrafficPlan
     from ratchet.serving.workers import ServePlan, serve
@@ -30,7 +33,7 @@ _LAZY = {
     "ServingConfig": "ratchet.serving.app",
     "DeploymentClient": "ratchet.serving.deployments",
     "DeploymentStatus": "ratchet.serving.deployments",
-    "predictions": "ratchet.serving.prediction_query",
+    "predictions": "ratchet.serving.prediction_query",  # the earlier get_predictions
     "ValidationPolicy": "ratchet.serving.request_validation",
     "TrafficPlan": "ratchet.serving.traffic_plan",
     "serve": "ratchet.serving.workers",
@@ -81,6 +84,18 @@ def list_deployments(*, workspace: Workspace | None = None) -> list[DeploymentSt
     return _client(workspace).list_statuses()
 
 
+def get_predictions(deployment: str, since: datetime | int | None = None,
+                    until: datetime | int | None = None, *, with_feedback: bool = False,
+                    workspace: Workspace | None = None) -> pd.DataFrame:
+    """The prediction log of ``deployment`` as one table: the rows with ``since <=
+    timestamp < until`` (datetimes, naive meaning UTC, or epoch milliseconds), ordered by
+    (timestamp, request_id, row); ``with_feedback`` adds ``feedback`` and
+    ``feedback_at``. ``predictions`` is the earlier name."""
+    from ratchet.serving.prediction_query import predictions as query
+
+    return query(deployment, since, until, with_feedback=with_feedback, workspace=workspace)
+
+
 def _client(workspace: Workspace | None) -> DeploymentClient:
     from ratchet.serving.deployments import DeploymentClient
     from ratchet.workspace import resolve
@@ -98,8 +113,8 @@ __all__ = [
     "create_app",
     "create_deployment",
     "get_deployment",
+    "get_predictions",
     "list_deployments",
-    "predictions",
     "rollback",
     "serve",
     "set_plan",
