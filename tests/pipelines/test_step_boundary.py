@@ -7,6 +7,7 @@ here is real: a removed artifact store, a corrupted blob, a value that cannot be
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,53 @@ def test_a_removed_artifact_store_is_reported_as_storage_not_retried(workspace_o
     assert "OSError" in record or "Error" in record.splitlines()[-1]
     step_run = fluent.client().get_run(run.step("produce").tracking_run_id or "")
     assert step_run.status == "failed"
+
+
+@pytest.fixture
+def table_gone(workspace_on: Path) -> Iterator[tuple[str, str]]:
+    """(database URL, table) for a step to take away; put back afterwards."""
+    from sqlalchemy import create_engine, text
+
+    url = load_settings().db_url
+    yield url, "dataset_versions"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        if conn.dialect.has_table(conn, "dataset_versions_gone"):
+            conn.execute(text("ALTER TABLE dataset_versions_gone RENAME TO dataset_versions"))
+    engine.dispose()
+
+
+def test_a_metadata_store_failure_is_reported_as_storage_not_retried(
+        table_gone: tuple[str, str]) -> None:
+    import pandas as pd
+    from sqlalchemy import create_engine, text
+
+    url, table = table_gone
+    calls: list[int] = []
+
+    @ratchet.step(dataset="features", retries=2, backoff=0)
+    def features(n: int) -> pd.DataFrame:
+        calls.append(n)
+        # The database loses the table of dataset versions while the step runs.
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text(f"ALTER TABLE {table} RENAME TO {table}_gone"))
+        engine.dispose()
+        return pd.DataFrame({"x": range(n)})
+
+    @ratchet.pipeline
+    def p(n: int = 5):
+        return features(n)
+
+    with pytest.raises(StepStorageFailed) as err:
+        p.run()
+    failure = err.value
+    assert calls == [5]
+    assert failure.step == "features" and failure.phase == "store the outputs"
+    assert table in str(failure.__cause__)  # the database's own error, kept
+    run = get_pipeline_run(failure.run_id)  # the rest of the store still records the run
+    assert run.status == "failed" and run.step("features").attempts == 1
+    assert "ratchet could not store the outputs" in (run.step("features").error or "")
 
 
 def test_a_corrupted_input_is_reported_as_storage_not_retried(workspace: Path) -> None:
