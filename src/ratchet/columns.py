@@ -248,6 +248,33 @@ def number_from_text(text: str) -> Any:
         return text
 
 
+def read_text_cells(values: pd.Series) -> pd.Series:
+    """A column whose text may be cells (a CSV, a log column stored as text, a frame
+    built from text): each string read by :func:`number_from_text`, once per distinct
+    string; other values kept. For number columns only."""
+    import numpy as np
+    import pandas as pd
+    from pandas.api import types
+
+    if not (types.is_object_dtype(values.dtype) or types.is_string_dtype(values.dtype)):
+        return values
+    array = values.to_numpy(dtype=object)
+    is_text = np.frompyfunc(_is_str, 1, 1)(array).astype(bool) if len(array) else \
+        np.zeros(0, dtype=bool)
+    if not is_text.any():
+        return values
+    codes, uniques = pd.factorize(array[is_text])
+    read = np.empty(len(uniques), dtype=object)
+    read[:] = [number_from_text(u) for u in uniques]
+    out = array.copy()
+    out[is_text] = read[codes]
+    return pd.Series(out, index=values.index, name=values.name, dtype=object)
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
 def shown(value: Any) -> str:
     """A value for a message: its repr, cut short."""
     text = repr(value)
@@ -620,6 +647,6 @@ __all__ = [
     "DATETIME", "FLOAT", "INTEGER", "NULL", "NUMERIC", "OBJECT", "OTHER", "OUT_OF_RANGE",
     "STRING", "TEXT", "TYPE", "UNKNOWN_CATEGORY", "BadValue", "ColumnRule", "Judgement",
     "bad_text", "dtype_name", "family", "float_overflow", "int_bounds", "is_null",
-    "is_numeric", "number_from_text", "shown", "statistical_kind", "to_bool",
+    "is_numeric", "number_from_text", "read_text_cells", "shown", "statistical_kind", "to_bool",
     "values_family",
 ]

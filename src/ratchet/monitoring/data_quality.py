@@ -46,7 +46,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from ratchet.columns import NUMBER_FAMILIES, ColumnRule, dtype_name, number_from_text
+from ratchet.columns import NUMBER_FAMILIES, ColumnRule, dtype_name, read_text_cells
 from ratchet.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -212,7 +212,7 @@ def _column(name: str, values: pd.Series, spec: ColumnSpec | None,
     else:
         rule = ColumnRule.of(spec)
         if logged and rule.family in NUMBER_FAMILIES:
-            values = _read_text_cells(values)
+            values = read_text_cells(values)
         judged = rule.judge(values)
         nulls = judged.nulls
         null_bad = 0 if spec.nullable else int(nulls.sum())
@@ -252,21 +252,6 @@ def _column(name: str, values: pd.Series, spec: ColumnSpec | None,
     return ColumnQuality(name, observed, None if spec is None else spec.dtype,
                          missing, rate, out_of_range, unknown, type_bad, null_bad, infinite,
                          reference_rate, change, reference_inf, tuple(issues))
-
-
-def _read_text_cells(values: pd.Series) -> pd.Series:
-    """A log column stored as text (it held mixed kinds): numbers spelled as text become
-    numbers, judged once per distinct text."""
-    import numpy as np
-    import pandas as pd
-    from pandas.api import types
-
-    if not (types.is_object_dtype(values.dtype) or types.is_string_dtype(values.dtype)) \
-            or types.infer_dtype(values, skipna=True) != "string":
-        return values
-    codes, uniques = pd.factorize(values.astype(object), use_na_sentinel=True)
-    read = np.array([None] + [number_from_text(u) for u in uniques], dtype=object)
-    return pd.Series(read[codes + 1], index=values.index, name=values.name, dtype=object)
 
 
 def _count(n: int, rows: int, noun: str, plural: str | None = None) -> str:

@@ -4,6 +4,13 @@ A signature is inferred from the training frame (or an input example) and the mo
 output, stored as JSON in the model manifest, and used by serving to check requests
 before they reach the model. Numeric ranges and categories are recorded as well: the
 categories are enforced, the ranges are informational (for monitoring), never errors.
+
+What a column's dtype is and which values belong to it are the column contract's
+(``ratchet.columns``): ``validate`` judges each column with ``ColumnRule.judge`` and then
+casts it. A frame built in Python may carry numbers as text (``"40"``): in a number
+column, text is read as a text cell (``ratchet.columns.read_text_cells``) first, and an
+infinite number in a float column passes (a model trained on it may take it; serving's
+request validation, which guards a live endpoint, rejects it).
 """
 
 from __future__ import annotations
@@ -12,6 +19,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ratchet.columns import (
+    BOOL,  # noqa: F401 (re-exported: dtype names)
+    BOOLEAN,
+    CATEGORY,
+    DATETIME,
+    FLOAT,
+    NUMBER_FAMILIES,
+    OBJECT,
+    STRING,
+    TEXT,
+    ColumnRule,
+    dtype_name,
+    read_text_cells,
+    to_bool,
+)
+from ratchet.columns import is_numeric as _is_numeric
 from ratchet.errors import InvalidInput, SignatureMismatch
 
 if TYPE_CHECKING:
@@ -19,13 +42,6 @@ if TYPE_CHECKING:
 
 # Above this many distinct values a text column is free text, not a category.
 MAX_CATEGORIES = 100
-
-STRING = "string"
-CATEGORY = "category"
-BOOL = "bool"
-OBJECT = "object"
-
-_BOOL_STRINGS = {"true": True, "false": False, "1": True, "0": False}
 
 
 @dataclass(frozen=True)
@@ -243,38 +259,6 @@ def _output_frame(y: Any) -> pd.DataFrame:
     raise InvalidInput(f"cannot describe a model output of shape {array.shape}")
 
 
-def dtype_name(series: pd.Series) -> str:
-    """A normalized, JSON-friendly dtype name for a column."""
-    import pandas as pd
-    from pandas.api import types
-
-    dtype = series.dtype
-    if isinstance(dtype, pd.CategoricalDtype):
-        return CATEGORY
-    if types.is_bool_dtype(dtype):
-        return BOOL
-    if types.is_integer_dtype(dtype) or types.is_float_dtype(dtype):
-        # Nullable extension dtypes (Int64, Float64) map to their numpy names.
-        return str(getattr(dtype, "numpy_dtype", dtype))
-    if types.is_datetime64_any_dtype(dtype) or types.is_timedelta64_dtype(dtype):
-        return str(dtype)
-    if isinstance(dtype, pd.StringDtype) or str(dtype) in ("string", "str"):
-        return STRING
-    if types.is_object_dtype(dtype):
-        kind = types.infer_dtype(series, skipna=True)
-        return {
-            "string": STRING,
-            "integer": "int64",
-            "floating": "float64",
-            "mixed-integer-float": "float64",
-            "decimal": "float64",
-            "boolean": BOOL,
-            "datetime64": "datetime64[ns]",
-            "datetime": "datetime64[ns]",
-        }.get(kind, OBJECT)
-    return str(dtype)
-
-
 def _infer_column(name: str, series: pd.Series) -> ColumnSpec:
     import numpy as np
     import pandas as pd
@@ -295,10 +279,6 @@ def _infer_column(name: str, series: pd.Series) -> ColumnSpec:
     return ColumnSpec(name, dtype, nullable, low, high, categories)
 
 
-def _is_numeric(dtype: str) -> bool:
-    return dtype.startswith(("int", "uint", "float"))
-
-
 def _describe(series: pd.Series, bad: Any, *, show_value: bool = True) -> str:
     """ "got 'abc' in row 3 (and 2 more rows)" for a boolean mask of bad positions."""
     import numpy as np
@@ -315,25 +295,48 @@ def _describe(series: pd.Series, bad: Any, *, show_value: bool = True) -> str:
     return f"got {value!r} in row {first}{tail}"
 
 
+_EXPECTED = {BOOLEAN: "bool", TEXT: "a string", DATETIME: "a datetime"}
+
+
 def _conform(series: pd.Series, spec: ColumnSpec, problems: list[str]) -> pd.Series:
-    """Cast one request column to its spec, appending any problems found."""
+    """Judge one request column by the column contract and cast it to its spec, appending
+    any problems found."""
     import pandas as pd
 
-    nulls = series.isna().to_numpy()
+    rule = ColumnRule.of(spec)
     where = f"column {spec.name!r}"
-    if nulls.any() and not spec.nullable:
+    if rule.family in NUMBER_FAMILIES:
+        series = read_text_cells(series)
+    judged = rule.judge(series)
+    if judged.nulls.any() and not spec.nullable:
         problems.append(
-            f"{where}: null {_describe(series, nulls, show_value=False)}, "
+            f"{where}: null {_describe(series, judged.nulls, show_value=False)}, "
             "but the column is not nullable"
         )
-    if _is_numeric(spec.dtype):
-        return _conform_numeric(series, spec, problems)
-    if spec.dtype == BOOL:
-        return _conform_bool(series, spec, problems)
-    if spec.dtype in (STRING, CATEGORY):
-        return _conform_text(series, spec, problems)
-    if spec.dtype.startswith("datetime64"):
-        return _conform_datetime(series, spec, problems)
+    bad = judged.bad
+    if rule.family == FLOAT:  # a model trained on inf may take it; serving does not
+        bad = bad & ~judged.non_finite
+    if bad.any():
+        expected = _EXPECTED.get(rule.family, spec.dtype)
+        if rule.family not in NUMBER_FAMILIES and rule.family not in _EXPECTED:
+            expected = "a single value"
+        problems.append(f"{where}: expected {expected}, {_describe(series, bad)}")
+        return series
+    if judged.unknown is not None and judged.unknown.any():
+        categories = spec.categories or ()
+        shown = ", ".join(repr(c) for c in categories[:10])
+        more = "" if len(categories) <= 10 else f" and {len(categories) - 10} more"
+        problems.append(f"{where}: unknown category, {_describe(series, judged.unknown)}"
+                        f" (known: {shown}{more})")
+        return series
+    if rule.family in NUMBER_FAMILIES:
+        return _cast_numeric(series, spec)
+    if rule.family == BOOLEAN:
+        return _cast_bool(series)
+    if rule.family == TEXT:
+        return _cast_text(series, spec)
+    if rule.family == DATETIME:
+        return _cast_datetime(series, spec)
     try:
         return (
             series if spec.dtype == OBJECT else series.astype(pd.api.types.pandas_dtype(spec.dtype))
@@ -343,35 +346,17 @@ def _conform(series: pd.Series, spec: ColumnSpec, problems: list[str]) -> pd.Ser
         return series
 
 
-def _conform_numeric(series: pd.Series, spec: ColumnSpec, problems: list[str]) -> pd.Series:
+def _cast_numeric(series: pd.Series, spec: ColumnSpec) -> pd.Series:
+    """A column the contract found all numbers (or nulls) as the spec's dtype."""
     import numpy as np
     import pandas as pd
     from pandas.api import types
 
-    where = f"column {spec.name!r}"
-    if types.is_datetime64_any_dtype(series.dtype) or types.is_timedelta64_dtype(series.dtype):
-        problems.append(f"{where}: expected {spec.dtype}, got {series.dtype}")
-        return series
     raw = series.astype(object) if isinstance(series.dtype, pd.CategoricalDtype) else series
-    numbers = pd.to_numeric(raw, errors="coerce")
+    numbers = pd.to_numeric(raw)
     values = numbers.to_numpy(dtype="float64", na_value=np.nan)
-    bad = np.isnan(values) & series.notna().to_numpy()
     target = np.dtype(spec.dtype)
     exact_ints = types.is_integer_dtype(numbers.dtype) and not numbers.isna().any()
-    if target.kind in "iu":
-        info = np.iinfo(target)
-        if exact_ints:
-            # Compare integers as integers: ids above 2**53 must not round through float.
-            ints = numbers.to_numpy()
-            bad |= (ints < info.min) | (ints > info.max)
-        else:
-            with np.errstate(invalid="ignore"):
-                bad |= ~np.isnan(values) & (
-                    (values != np.round(values)) | (values < info.min) | (values > info.max)
-                )
-    if bad.any():
-        problems.append(f"{where}: expected {spec.dtype}, {_describe(series, bad)}")
-        return series
     if target.kind in "iu" and np.isnan(values).any():
         # Integers with (allowed) nulls become floats, as pandas does at training time.
         return pd.Series(values, index=series.index, name=series.name)
@@ -379,49 +364,21 @@ def _conform_numeric(series: pd.Series, spec: ColumnSpec, problems: list[str]) -
     return pd.Series(source.astype(target), index=series.index, name=series.name)
 
 
-def _conform_bool(series: pd.Series, spec: ColumnSpec, problems: list[str]) -> pd.Series:
-    import numpy as np
+def _cast_bool(series: pd.Series) -> pd.Series:
     import pandas as pd
 
     if pd.api.types.is_bool_dtype(series.dtype) and not series.isna().any():
         return series.astype(bool)
-    converted: list[Any] = []
-    bad = np.zeros(len(series), dtype=bool)
-    for i, value in enumerate(series.astype(object)):
-        if _is_null(value):
-            converted.append(None)
-        elif isinstance(value, bool | np.bool_ | int | float | np.integer | np.floating) and (
-            value in (0, 1)
-        ):
-            converted.append(bool(value))
-        elif isinstance(value, str) and value.strip().lower() in _BOOL_STRINGS:
-            converted.append(_BOOL_STRINGS[value.strip().lower()])
-        else:
-            bad[i] = True
-            converted.append(None)
-    if bad.any():
-        problems.append(f"column {spec.name!r}: expected bool, {_describe(series, bad)}")
-        return series
-    has_null = any(v is None for v in converted)
-    return pd.Series(converted, index=series.index, dtype=object if has_null else bool)
+    nulls = series.isna().to_numpy()
+    converted = [None if null else to_bool(v)
+                 for v, null in zip(series.astype(object), nulls, strict=True)]
+    return pd.Series(converted, index=series.index, dtype=object if nulls.any() else bool)
 
 
-def _conform_text(series: pd.Series, spec: ColumnSpec, problems: list[str]) -> pd.Series:
+def _cast_text(series: pd.Series, spec: ColumnSpec) -> pd.Series:
     import pandas as pd
 
-    present = series.notna().to_numpy()
     text = series.astype(str).where(series.notna(), None)
-    if spec.categories is not None:
-        allowed = set(spec.categories)
-        unknown = present & ~text.isin(allowed).to_numpy()
-        if unknown.any():
-            shown = ", ".join(repr(c) for c in spec.categories[:10])
-            more = "" if len(spec.categories) <= 10 else f" and {len(spec.categories) - 10} more"
-            problems.append(
-                f"column {spec.name!r}: unknown category, {_describe(series, unknown)}"
-                f" (known: {shown}{more})"
-            )
-            return series
     if spec.dtype == STRING:
         return series if _is_text(series) else text
     if spec.categories is None:
@@ -438,7 +395,7 @@ def _conform_text(series: pd.Series, spec: ColumnSpec, problems: list[str]) -> p
     )
 
 
-def _conform_datetime(series: pd.Series, spec: ColumnSpec, problems: list[str]) -> pd.Series:
+def _cast_datetime(series: pd.Series, spec: ColumnSpec) -> pd.Series:
     import pandas as pd
     from pandas.api import types
 
@@ -450,10 +407,6 @@ def _conform_datetime(series: pd.Series, spec: ColumnSpec, problems: list[str]) 
         parsed = series
     else:
         parsed = pd.to_datetime(series, errors="coerce", format="mixed", utc=True)
-        bad = parsed.isna().to_numpy() & series.notna().to_numpy()
-        if bad.any():
-            problems.append(f"column {spec.name!r}: expected a datetime, {_describe(series, bad)}")
-            return series
     # Naive means UTC on the way in; the spec decides whether the result keeps a zone.
     tz = getattr(target, "tz", None)
     if parsed.dt.tz is None and tz is not None:
@@ -473,14 +426,6 @@ def _is_text(series: pd.Series) -> bool:
     return pd.api.types.is_object_dtype(series.dtype) and pd.api.types.infer_dtype(
         series, skipna=True
     ) in ("string", "empty")
-
-
-def _is_null(value: Any) -> bool:
-    import numpy as np
-    import pandas as pd
-
-    result = pd.isna(value)
-    return isinstance(result, bool | np.bool_) and bool(result)
 
 
 __all__ = ["ColumnSpec", "Signature", "SignatureMismatch", "as_frame", "infer_signature"]
