@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
 from itertools import pairwise
@@ -90,9 +91,20 @@ def policy() -> CTPolicy:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[BacktestResult, dict[str, Any]]:
-    """One backtest for the whole module, with sentinel RATCHET_* values set before it."""
+    """One backtest for the whole module, with sentinel RATCHET_* values set before it, and
+    every model load counted (the registry's loader, wrapped: each call still loads)."""
+    import ratchet.packaging
+
     base = tmp_path_factory.mktemp("backtest")
+    loads: Counter[str] = Counter()
+    real_load = ratchet.packaging.load_model
+
+    def counting_load(directory: Any, **kwargs: Any) -> Any:
+        loads[str(directory)] += 1
+        return real_load(directory, **kwargs)
+
     with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ratchet.packaging, "load_model", counting_load)
         mp.chdir(base)
         sentinels = {"RATCHET_HOME": str(base / "mine"),
                      "RATCHET_DB": f"sqlite:///{base / 'mine' / 'ratchet.db'}"}
@@ -106,7 +118,25 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[BacktestResult, dict[
                           label_delay="1d", work_dir=base / "scratch",
                           progress=lambda done, total: ticks.append((done, total)))
         after = {k: os.environ.get(k) for k in ENV}
-    return result, {"before": before, "after": after, "ticks": ticks, "base": base}
+    return result, {"before": before, "after": after, "ticks": ticks, "base": base,
+                    "loads": loads}
+
+
+def test_each_model_version_is_loaded_once(run: tuple[BacktestResult, Any]) -> None:
+    """Serving, the monitor (each tick), the gate, the canary guard and the judging of
+    promotions share one loaded copy of each version: 200+ loads before they did."""
+    from ratchet.config import load_settings
+    from ratchet.registry import RegistryClient
+
+    result, seen = run
+    loads = seen["loads"]
+    assert loads and set(loads.values()) == {1}, loads.most_common(3)
+    registry = RegistryClient(Workspace(load_settings(env={"RATCHET_HOME": str(result.home)})))
+    versions = registry.list_versions(MODEL)
+    # Every version was loaded (the loop's and the fixed schedule's), none twice.
+    assert len(loads) == len(versions)
+    kinds = [e["kind"] for e in result.events]
+    assert kinds.count("canary-started") >= 1 and kinds.count("gate") >= 1
 
 
 def test_the_loop_recovers_from_the_concept_change(run: tuple[BacktestResult, Any]) -> None:

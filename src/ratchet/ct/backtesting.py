@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from ratchet.serving.batching import MicroBatcher
     from ratchet.serving.deployment_watcher import RoutingTable
     from ratchet.serving.deployments import DeploymentClient
+    from ratchet.serving.request_validation import ValidationPolicy
     from ratchet.serving.served_model import ModelVersionRef
     from ratchet.serving.traffic_plan import TrafficPlan
 
@@ -107,11 +108,16 @@ class SimulatedWorld:
     the labels are revealed ``label_delay_ms`` after their row's time. Each model version
     is loaded once (``models``, shared with the monitor and the controller's guards). Only
     the clock and the feedback are simulated. Extra columns a history holds beside the
-    model's inputs are ignored (as batch scoring does), not refused."""
+    model's inputs are ignored (as batch scoring does), not refused (``validation``: the
+    server's validation policy to answer with instead).
+
+    The log has a clock of its own, as live (the server stamps rows with the wall clock):
+    ``log_offset_ms`` after the replay's. The prediction log holds no time before 1970, so
+    a history that starts earlier is logged that much later (whole days)."""
 
     def __init__(self, policy: CTPolicy, deployments: DeploymentClient, inputs: list[str],
-                 label_delay_ms: int, seed: int = 0, *, models: ModelCache | None = None
-                 ) -> None:
+                 label_delay_ms: int, seed: int = 0, *, models: ModelCache | None = None,
+                 log_offset_ms: int = 0, validation: ValidationPolicy | None = None) -> None:
         from ratchet.registry.model_cache import ModelCache
         from ratchet.serving.deployment_watcher import DeploymentWatcher
         from ratchet.serving.inference import InferenceService
@@ -122,6 +128,7 @@ class SimulatedWorld:
         self.deployments = deployments
         self.inputs = inputs
         self.label_delay_ms = label_delay_ms
+        self.log_offset_ms = log_offset_ms
         self.now = 0
         self.models = models if models is not None else ModelCache(deployments.registry,
                                                                    capacity=None)
@@ -132,7 +139,8 @@ class SimulatedWorld:
         self._watcher = DeploymentWatcher(
             policy.deployment_name, _CachedSource(policy.deployment_name, deployments,
                                                   self.models),
-            policy=ValidationPolicy(extra_columns="ignore"), cache_size=16, rng=self._random)
+            policy=validation or ValidationPolicy(extra_columns="ignore"), cache_size=16,
+            rng=self._random)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._batcher: MicroBatcher | None = None
         self._parts: list[pd.DataFrame] = []
@@ -155,10 +163,10 @@ class SimulatedWorld:
         return self.now
 
     def log_now_ms(self) -> int:
-        return self.now
+        return self.now + self.log_offset_ms
 
     def logged(self, since_ms: int) -> pd.DataFrame:
-        """The log's rows from ``since_ms`` to now, as ``predictions(...,
+        """The log's rows from ``since_ms`` (log clock) to now, as ``predictions(...,
         with_feedback=True)`` returns them: ``feedback`` where the label has arrived."""
         import numpy as np
         import pandas as pd
@@ -169,13 +177,14 @@ class SimulatedWorld:
             self._parts = [self._log] if len(self._log) else []
         log = self._log
         t = log["_t"].to_numpy()
-        rows = log[(t >= since_ms) & (t <= self.now)]
+        rows = log[(t >= since_ms - self.log_offset_ms) & (t <= self.now)]
         t = rows["_t"].to_numpy()
         visible = t + self.label_delay_ms <= self.now
         out = rows.drop(columns=["_t", "_label"])
         out["feedback"] = np.where(visible, rows["_label"].to_numpy(dtype=object), None)
-        out["feedback_at"] = pd.to_datetime(np.where(visible, t + self.label_delay_ms,
-                                                     np.nan), unit="ms", utc=True)
+        out["feedback_at"] = pd.to_datetime(np.where(
+            visible, t + self.label_delay_ms + self.log_offset_ms, np.nan), unit="ms",
+            utc=True)
         return out
 
     def monitor(self, window: pd.DataFrame, model: tuple[str, int]) -> dict[str, Any]:
@@ -208,9 +217,9 @@ class SimulatedWorld:
         if not n:
             return
         table = self._table()
-        columns = _request_columns(batch)
+        columns = _request_columns(batch[[c for c in self.inputs if c in batch.columns]])
         ids = [f"r{first_id + i:0{ID_DIGITS}d}" for i in range(n)]
-        arrivals = [int(t) for t in times]
+        arrivals = [int(t) + self.log_offset_ms for t in times]
         requests = [ParsedRequest({c: [v[i]] for c, v in columns.items()}, 1)
                     for i in range(n)]
         service = self.service
@@ -243,7 +252,8 @@ class SimulatedWorld:
             served_version[i] = got.model.ref.version
         logged = self.sink.drain()
         label_of = dict(zip(ids, np.asarray(labels, dtype=object), strict=True))
-        logged["_t"] = epoch_ms(logged["timestamp"]).to_numpy(dtype=np.int64)
+        logged["_t"] = epoch_ms(logged["timestamp"]).to_numpy(dtype=np.int64) - \
+            self.log_offset_ms  # the replay's time
         logged["_label"] = pd.Series([label_of.get(r) for r in logged["request_id"]],
                                      index=logged.index, dtype=object)
         if len(logged):
@@ -383,7 +393,9 @@ def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
     registry.set_alias(policy.model, CHAMPION, first, reason="backtest: initial model")
     deployments.ensure(policy.deployment_name,
                        TrafficPlan.single(f"{policy.model}@{CHAMPION}"))
-    world = SimulatedWorld(policy, deployments, replay.inputs, delay_ms)
+    first_ms = int(replay.times[0])
+    world = SimulatedWorld(policy, deployments, replay.inputs, delay_ms,
+                           log_offset_ms=-(first_ms // DAY_MS) * DAY_MS if first_ms < 0 else 0)
     controller = Controller(policy, world, holder="backtest", lease_ms=3_600_000,
                             actor="backtest")
     n = len(replay.history)

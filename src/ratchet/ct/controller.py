@@ -125,7 +125,8 @@ class Controller:
         self.store = self.workspace.stores.ct_state
         # Versions loaded once, shared with the world's serving and monitor when it has a
         # cache (a backtest's, a LiveWorld's): the gate and the canary guard reuse them.
-        self.models: ModelCache = getattr(world, "models", None) or ModelCache(self.registry)
+        shared = getattr(world, "models", None)
+        self.models: ModelCache = shared if shared is not None else ModelCache(self.registry)
         self.holder = holder or default_holder()
         self.lease_ms = lease_ms
         self.actor = actor

@@ -12,6 +12,7 @@ so a rollback swaps back at once.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections import OrderedDict
@@ -109,8 +110,10 @@ class DeploymentWatcher:
                  poll_interval_s: float = 1.0, policy: ValidationPolicy | None = None,
                  cache_size: int = 4,
                  on_load: Callable[[ServedModel], None] | None = None,
-                 on_swap: Callable[[RoutingTable], None] | None = None) -> None:
+                 on_swap: Callable[[RoutingTable], None] | None = None,
+                 rng: random.Random | None = None) -> None:
         self.deployment = deployment
+        self.rng = rng  # the routers' draws (a backtest's seeded replay); None: fresh
         self.source = source
         self.poll_interval_s = poll_interval_s
         self.policy = policy
@@ -191,7 +194,7 @@ class DeploymentWatcher:
 
         routes = tuple(route(v.name) for v in plan.variants)
         shadow = route(plan.shadow.name) if plan.shadow else None
-        router = Router([v.weight for v in plan.variants], plan.key)
+        router = Router([v.weight for v in plan.variants], plan.key, rng=self.rng)
         return RoutingTable(self.deployment, revision, plan, routes, router, shadow)
 
     def _served(self, ref: ModelVersionRef, key: str | None) -> ServedModel:

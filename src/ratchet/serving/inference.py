@@ -6,7 +6,10 @@ caller hands in parsed columns; what comes back is an :class:`Answer` or an exce
 raised on valid input). A canary or split variant that raises is answered by the primary
 instead (counted as the variant's error), so a bad challenger costs callers nothing. The
 shadow runs off the request path on one background thread, bounded, and its answers are
-only logged. :meth:`InferenceService.answer` predicts in the calling thread;
+only logged (``shadow_inline=True``: in the calling thread, never dropped — a backtest,
+whose replay must not depend on thread timing). What is logged goes to a
+:class:`~ratchet.serving.prediction_sink.PredictionSink`: the server's Parquet log, or a
+backtest's in-memory one. :meth:`InferenceService.answer` predicts in the calling thread;
 :meth:`InferenceService.answer_async` (the server) awaits each model call through a
 predict function, the micro-batcher, so routing, validation and logging stay per request
 while model calls are shared.
@@ -28,7 +31,7 @@ from ratchet.serving.request_validation import RequestInvalid, ValidatedRequest
 
 if TYPE_CHECKING:
     from ratchet.serving.deployment_watcher import Route, RoutingTable
-    from ratchet.serving.prediction_log import PredictionLog
+    from ratchet.serving.prediction_sink import PredictionSink
     from ratchet.serving.served_model import ServedModel
     from ratchet.serving.serving_metrics import ServingMetrics
 
@@ -51,14 +54,16 @@ class Answer:
 
 class InferenceService:
     def __init__(self, deployment: str, metrics: ServingMetrics | None,
-                 prediction_log: PredictionLog | None,
-                 clock_ms: Callable[[], int] | None = None) -> None:
+                 prediction_log: PredictionSink | None,
+                 clock_ms: Callable[[], int] | None = None, *,
+                 shadow_inline: bool = False) -> None:
         from ratchet.clock import now_ms
 
         self.deployment = deployment
         self.metrics = metrics
         self.log = prediction_log
         self.now_ms = clock_ms or now_ms
+        self.shadow_inline = shadow_inline
         self._shadow_pool: ThreadPoolExecutor | None = None
         self._shadow_slots = threading.BoundedSemaphore(MAX_PENDING_SHADOW)
         self.shadow_dropped = 0
@@ -229,6 +234,10 @@ class InferenceService:
 
     def _shadow(self, route: Route, request: ParsedRequest, request_id: str, arrival_ms: int,
                 served: dict[str, list[Any]]) -> None:
+        if self.shadow_inline:
+            self._shadow_slots.acquire()
+            self._run_shadow(route, request, request_id, arrival_ms, served.get("prediction"))
+            return
         if not self._shadow_slots.acquire(blocking=False):
             self.shadow_dropped += 1  # never let the shadow slow or block the caller
             return
