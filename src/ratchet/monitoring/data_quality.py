@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from ratchet.columns import NUMBER_FAMILIES, ColumnRule, dtype_name, read_text_cells
+from ratchet.data.profile_compare import NULL_RATE_THRESHOLD
 from ratchet.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -56,7 +57,8 @@ if TYPE_CHECKING:
     from ratchet.packaging.signature import ColumnSpec, Signature
 
 INPUT_PREFIX = "input."
-DEFAULT_MISSING_TOLERANCE = 0.05  # a rise in the missing rate above this is an issue
+# A rise in the missing rate above this is an issue (profile comparison's threshold).
+DEFAULT_MISSING_TOLERANCE = NULL_RATE_THRESHOLD
 _EXAMPLES = 3
 
 

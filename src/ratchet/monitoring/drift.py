@@ -18,8 +18,13 @@ numeric         KS, drift if p < 0.05       Wasserstein / std(reference), drift 
 categorical     chi-square, p < 0.05        Jensen-Shannon distance, drift if >= 0.1
 ==============  ==========================  ==========================================
 
-A numeric column with at most five distinct values in the reference (codes, ratings) is
-tested as categories. Distances drift at or above their threshold, p-values below theirs.
+A column's kind is the column contract's (``ratchet.columns.statistical_kind``): numbers
+are numeric, everything else categorical, and a numeric column with at most
+``CATEGORICAL_MAX_DISTINCT`` (five) distinct finite values in the reference (codes,
+ratings) is tested as categories, the same rule that makes a profile call it categorical.
+Distances drift at or above their threshold, p-values below theirs. The distance
+thresholds are those of profile comparison (``ratchet.data.profile_compare``: PSI 0.2,
+Jensen-Shannon and normalized Wasserstein 0.1), defined there once.
 
 Nulls, and in numeric columns infinite values (``inf``, ``-inf``), are left out of every
 statistic: one ``inf`` would make a mean, a standard deviation or a bin edge infinite and
@@ -39,26 +44,40 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from ratchet.data.profile_compare import PSI_FLOOR, js_distance, psi
+from ratchet.columns import (
+    CATEGORICAL,
+    CATEGORICAL_MAX_DISTINCT,
+    FLOAT,
+    NUMERIC,
+    statistical_kind,
+    values_family,
+)
+from ratchet.data.profile_compare import (
+    JS_DISTANCE_THRESHOLD,
+    MIN_SCALE,
+    PSI_FLOOR,
+    PSI_THRESHOLD,
+    WASSERSTEIN_THRESHOLD,
+    js_distance,
+    psi,
+)
 from ratchet.errors import InvalidInput
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-NUMERIC, CATEGORICAL = "numeric", "categorical"
 KS, CHISQUARE, PSI, WASSERSTEIN, JENSENSHANNON = (
     "ks", "chisquare", "psi", "wasserstein", "jensenshannon")
 # p-value tests drift when p < threshold; distance tests when the statistic > threshold.
 P_VALUE_TESTS = frozenset({KS, CHISQUARE})
 TESTS_FOR = {NUMERIC: (KS, PSI, WASSERSTEIN, JENSENSHANNON),
              CATEGORICAL: (CHISQUARE, PSI, JENSENSHANNON)}
-DEFAULT_THRESHOLDS = {KS: 0.05, CHISQUARE: 0.05, PSI: 0.2, WASSERSTEIN: 0.1,
-                      JENSENSHANNON: 0.1}
+DEFAULT_THRESHOLDS = {KS: 0.05, CHISQUARE: 0.05, PSI: PSI_THRESHOLD,
+                      WASSERSTEIN: WASSERSTEIN_THRESHOLD, JENSENSHANNON: JS_DISTANCE_THRESHOLD}
 SMALL_SAMPLE = 1_000
 NUMERIC_BINS = 20           # quantile bins of the reference, for PSI and JS on numbers
-FEW_VALUES = 5              # a numeric column with this few values is tested as categories
-MIN_SCALE = 1e-3            # never normalize by a smaller standard deviation
+FEW_VALUES = CATEGORICAL_MAX_DISTINCT  # a numeric column this few values: categories
 DEFAULT_DRIFT_SHARE = 0.5
 
 
@@ -133,18 +152,9 @@ def choose_test(kind: str, n_reference: int) -> DriftTest:
 
 
 def column_kind(values: Any) -> str:
-    """Numeric for int/float dtypes (not bool); everything else is categorical."""
-    import numpy as np
-    import pandas as pd
-
-    dtype = getattr(values, "dtype", None)
-    if dtype is None:
-        dtype = np.asarray(values).dtype
-    if pd.api.types.is_bool_dtype(dtype):
-        return CATEGORICAL
-    if pd.api.types.is_numeric_dtype(dtype):
-        return NUMERIC
-    return CATEGORICAL
+    """Numeric for int/float dtypes (not bool); everything else is categorical (the column
+    contract's rule by dtype; ``column_drift`` then applies its few-values rule)."""
+    return statistical_kind(values_family(values))
 
 
 # ----------------------------------------------------------------------------- numeric tests
@@ -260,8 +270,8 @@ def column_drift(reference: Any, current: Any, *, column: str = "value",
                            + (" (infinite values do not count)" if kind == NUMERIC else ""))
     if kind == NUMERIC:
         assert r is not None and c is not None
-        if test is None and np.count_nonzero(np.diff(r)) + 1 <= FEW_VALUES:
-            kind = CATEGORICAL  # a handful of codes: compare frequencies, not distances
+        if test is None:  # a handful of codes: compare frequencies, not distances
+            kind = statistical_kind(FLOAT, int(np.count_nonzero(np.diff(r))) + 1)
     chosen = _test(test, kind, len(ref), column)
     threshold = chosen.threshold if chosen.threshold is not None else \
         DEFAULT_THRESHOLDS[chosen.test]

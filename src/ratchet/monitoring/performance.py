@@ -9,7 +9,8 @@ recorded (JSON-decoded: ints, floats, strings or booleans; missing until it arri
 Labels are matched to the model's classes leniently, because feedback is typed by whoever
 sent it: for classes ``[0, 1]`` the labels ``1``, ``1.0``, ``"1"`` and ``True`` are all the
 class ``1``; for ``["no", "yes"]`` only the strings match; for ``[False, True]`` also
-``"true"``/``"false"`` and 0/1. A label that matches no class stays in the metrics as a
+the boolean text of ``ratchet.columns.BOOL_TEXT`` (``"true"``/``"false"``, ``"1"``/``"0"``)
+and 0/1. A label that matches no class stays in the metrics as a
 wrong prediction (the model cannot predict it), is left out of ROC AUC and log loss, and is
 counted in ``unknown_labels``. Matching works on the distinct values (``pd.factorize``),
 never row by row.

@@ -4,7 +4,8 @@ arrival), so a label the server accepts is one the monitor counts.
 
 Lenient on purpose, because labels come back from other systems: equal (``1.0 == 1``,
 ``True == 1``), equal as text (``"1"`` for 1, ``"True"`` for True), equal as a number
-(``"1.0"`` for 1), or ``"true"`` / ``"false"`` for boolean classes.
+(``"1.0"`` for 1), or boolean text (``ratchet.columns.BOOL_TEXT``: ``"true"``,
+``"false"``, ``"1"``, ``"0"``, any case) for boolean classes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-_BOOL_TEXT = {"true": True, "false": False}
+from ratchet.columns import BOOL_TEXT
 
 
 def plain(value: Any) -> Any:
@@ -64,7 +65,7 @@ def class_matcher(classes: Sequence[Any]) -> Callable[[Any], int | None]:
             number = as_number(value)
             hit = None if number is None else numeric.get(number)
         if hit is None and isinstance(value, str):
-            flag = _BOOL_TEXT.get(value.strip().lower())
+            flag = BOOL_TEXT.get(value.strip().lower())
             hit = None if flag is None else exact.get(flag)
         return hit
 
