@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from ratchet.clock import to_ms
 from ratchet.errors import IntegrityError, InvalidInput, NotFound
@@ -98,6 +98,22 @@ class RegistryClient:
         self.store = self.workspace.stores.registry
 
     # ---------------------------------------------------------------- logging models
+    @overload
+    def log_model(self, run_id: str, model: object, *, name: str,
+                  artifact_path: str | None = None, input_example: Any = None,
+                  signature: Signature | None = None,
+                  metrics: Mapping[str, float] | None = None, flavor: str | None = None,
+                  description: str | None = None,
+                  tags: Mapping[str, str] | None = None) -> ModelVersion: ...
+
+    @overload
+    def log_model(self, run_id: str, model: object, *, name: None = None,
+                  artifact_path: str | None = None, input_example: Any = None,
+                  signature: Signature | None = None,
+                  metrics: Mapping[str, float] | None = None, flavor: str | None = None,
+                  description: str | None = None,
+                  tags: Mapping[str, str] | None = None) -> LoggedModel: ...
+
     def log_model(
         self,
         run_id: str,
