@@ -37,8 +37,6 @@ Reason = Annotated[str | None, typer.Option("--reason", help="Why (kept in the h
 
 
 def _client() -> DeploymentClient:
-    from ratchet.serving.deployments import DeploymentClient
-
     return Session().deployments
 
 
