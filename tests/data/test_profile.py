@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ratchet.columns import CATEGORICAL_MAX_DISTINCT, FLOAT, statistical_kind
 from ratchet.data.profile import (
     QUANTILE_PROBS,
     ColumnProfile,
@@ -244,7 +245,8 @@ def test_awkward_names_and_types() -> None:
     assert p.column("dict").top == (("x", 2), ("y", 1))
     assert p.column("big").top == (("p", 2), ("q", 1))
     assert p.column("tz").max == "1970-01-01T01:00:00+00:00"  # reported in UTC
-    assert p.column("dec").mean == 2.0 and p.column("dec").semantic_type == "numeric"
+    # Three distinct numbers are codes by the contract's rule, as drift tests them.
+    assert p.column("dec").mean == 2.0 and p.column("dec").semantic_type == "categorical"
     assert (p.column("lst").semantic_type, p.column("lst").distinct) == ("other", 2)
     assert (p.column("null").semantic_type, p.column("null").nulls) == ("empty", 4)
 
@@ -297,7 +299,8 @@ def test_large_data_uses_estimates(tmp_path: Path) -> None:
         assert abs(c.distinct - truth) / truth < 0.03
     assert p.column("s").semantic_type == "text"  # 2/3 distinct, short: free-form
     g = p.column("g")  # the value table makes a low-cardinality count exact again
-    assert (g.distinct, g.distinct_exact, g.semantic_type) == (7, True, "categorical")
+    # 7 distinct numbers: numeric (the contract's rule: categorical at most 5).
+    assert (g.distinct, g.distinct_exact, g.semantic_type) == (7, True, "numeric")
     # Sampled quantiles: ends exact, interior within a small rank error.
     q = np.asarray(p.column("u").quantiles)
     assert (q[0], q[-1]) == (a.min(), a.max())
@@ -312,10 +315,14 @@ def test_semantic_rules() -> None:
 
     assert sem("numeric", non_null=0, distinct=0) == "empty"
     assert sem("string", distinct=1) == "constant"
-    assert sem("numeric", is_integer=True, distinct=20) == "categorical"
-    assert sem("numeric", is_integer=True, distinct=21) == "numeric"
-    assert sem("numeric", is_integer=True, distinct=10, non_null=100) == "numeric"  # 10 % distinct
-    assert sem("numeric", distinct=3) == "numeric"  # floats stay numeric
+    # The column contract's rule (the one drift applies): at most 5 distinct values.
+    assert sem("numeric", is_integer=True, distinct=CATEGORICAL_MAX_DISTINCT) == "categorical"
+    assert sem("numeric", is_integer=True, distinct=CATEGORICAL_MAX_DISTINCT + 1) == "numeric"
+    assert sem("numeric", is_integer=True, distinct=20) == "numeric"
+    assert sem("numeric", distinct=3) == "categorical"  # codes stored as floats, too
+    for distinct in (2, 5, 6, 50):
+        kind = sem("numeric", distinct=distinct)
+        assert kind == statistical_kind(FLOAT, distinct)
     assert sem("string", distinct=1000) == "identifier"
     assert sem("string", distinct=975, distinct_exact=False) == "identifier"
     assert sem("string", distinct=50, non_null=50) == "categorical"  # too few rows to tell
