@@ -264,7 +264,7 @@ def test_runs_show(cli: Invoke, seeded: Seeded) -> None:
     assert data["run_id"] == seeded.best
     assert data["params"] == {"model": "lgbm", "C": "1.0"}
     assert data["metrics"]["auc"] == pytest.approx(0.82)
-    assert data["metrics"]["loss"] == "NaN"
+    assert data["metrics"]["loss"] is None  # ratchet.json_safe: NaN -> null
     assert data["tags"] == {"team": "growth"}
     assert data["code"]["git_commit"].startswith("0123456789ab")
     assert data["inputs"][0]["name"] == "customers"
@@ -351,7 +351,7 @@ def test_runs_metric_history(cli: Invoke, seeded: Seeded) -> None:
     text = cli("runs", "metric", seeded.best, "auc").stdout
     assert "0.81" in text and "2024-05-01T12:00:00.001Z" in text
     nan = strict_json(cli("runs", "metric", seeded.best, "loss", "--json").stdout)
-    assert nan[0]["value"] == "NaN"
+    assert nan[0]["value"] is None  # ratchet.json_safe: NaN -> null
     assert "no values" in cli("runs", "metric", seeded.best, "nope").stdout
     assert_user_error(cli("runs", "metric", "0000", "auc"), "no run with id")
 
@@ -511,7 +511,7 @@ def test_lineage_json(cli: Invoke, seeded: Seeded) -> None:
     assert data["model"] == "churn" and data["version"] == 2
     assert data["aliases"] == ["champion"]
     assert data["run"]["run_id"] == seeded.best
-    assert data["run"]["metrics"]["loss"] == "NaN"
+    assert data["run"]["metrics"]["loss"] is None
     assert data["run"]["inputs"][0]["version"] == 3
 
 

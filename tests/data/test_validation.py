@@ -74,7 +74,7 @@ def test_reports_every_failure_with_exact_counts_and_examples(schema, bad):
     nulls = got[("score", "not_nullable")]
     assert nulls.failing_count == 2 and nulls.examples == (None,) and nulls.example_rows == (1,)
     score = got[("score", "in_range(0.0, 1.0)")]
-    assert score.failing_count == 2 and score.examples == (2.0, "inf")
+    assert score.failing_count == 2 and score.examples == (2.0, "Infinity")
 
     color = got[("color", "isin(['red', 'blue'])")]
     assert color.failing_count == 3 and color.examples == ("green", "pink")

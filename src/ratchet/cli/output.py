@@ -8,8 +8,6 @@ on stderr and exit code 1; any other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -195,19 +193,18 @@ def duration(ms: int | None) -> str:
 
 # ---------------------------------------------------------------- JSON
 def jsonable(value: Any) -> Any:
-    """Plain JSON values; non-finite floats become the strings "NaN" / "Infinity"."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
+    """Plain JSON values (``ratchet.json_safe``: NaN and missing -> null, +-inf ->
+    "Infinity" / "-Infinity")."""
+    from ratchet.json_safe import json_safe
+
+    return json_safe(value)
 
 
 def print_json(data: Any) -> None:
     """Machine-readable output: JSON on stdout and nothing else."""
-    typer.echo(json.dumps(jsonable(data), indent=2, allow_nan=False))
+    from ratchet.json_safe import dumps
+
+    typer.echo(dumps(data, indent=2))
 
 
 def experiment_dict(exp: Experiment, run_count: int | None = None) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ratchet.data.schema import check_severity, load_schema, to_pandas
 from ratchet.errors import InvalidInput, ValidationFailed
+from ratchet.json_safe import json_safe
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -340,7 +341,7 @@ def _failures(
                 check=str(check),
                 severity=severity,
                 failing_count=count,
-                examples=tuple(_json_safe(v) for v in raw),
+                examples=tuple(json_safe(v) for v in raw),
                 example_rows=_row_numbers(index[:max_examples], df),
                 message=_message(label, str(check), count, raw, schema_level, df),
             )
@@ -374,7 +375,7 @@ def _row_failure(
         check=check,
         severity=severity,
         failing_count=count,
-        examples=tuple(_json_safe(v) for v in raw),
+        examples=tuple(json_safe(v) for v in raw),
         example_rows=_row_numbers(shown, df),
         message=_message(None, check, count, raw, not labels, df),
     )
@@ -469,30 +470,6 @@ def _missing(value: Any) -> bool:
         return bool(pd.isna(value))
     except (TypeError, ValueError):  # array-like: not missing
         return False
-
-
-def _json_safe(value: Any) -> Any:
-    """A failing value as plain JSON: NaN/NaT/NA -> None, ±inf -> "inf", dates -> ISO."""
-    import datetime as dt
-
-    if value is None or isinstance(value, bool | str):
-        return value
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
-    if _missing(value):
-        return None
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    item = getattr(value, "item", None)
-    if callable(item) and type(value).__module__ == "numpy":
-        return _json_safe(item())
-    return str(value)
 
 
 def _fmt(value: Any) -> str:

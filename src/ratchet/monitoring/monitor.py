@@ -12,7 +12,6 @@ say so, with the report's location.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ratchet.errors import InvalidInput, NotFound
+from ratchet.json_safe import dumps, json_safe
 from ratchet.monitoring.drift import NUMERIC, column_kind
 from ratchet.monitoring.performance import parse_window
 from ratchet.monitoring.webhook import WebhookOutcome, post_json, validate_webhook
@@ -258,7 +258,7 @@ def _performance(model: LoadedModel, logged: pd.DataFrame) -> dict[str, Any] | N
             logged[proba_columns].to_numpy(dtype=float), list(classes.tolist()))
     if out["metrics"] is None and out["estimated"] is None:
         return None
-    return _jsonable(out)
+    return json_safe(out)
 
 
 def _distribution(reference: pd.Series, current: pd.Series) -> dict[str, Any]:
@@ -288,7 +288,7 @@ def _write_report(result: dict[str, Any], history: list[dict[str, Any]],
     stamp = datetime.fromisoformat(result["created_at"]).strftime("%Y%m%dT%H%M%SZ")
     stem = f"{stamp}-{stored.result_id[-8:]}" if stored is not None else stamp
     html_path, json_path = directory / f"{stem}.html", directory / f"{stem}.json"
-    write_atomic(json_path, json.dumps(result, indent=2, default=str).encode())
+    write_atomic(json_path, dumps(result, indent=2))
     write_report(html_path, render_report(result, history, plotly_js=SHARED))
     return html_path, json_path
 
@@ -306,20 +306,6 @@ def _alert(run: MonitorRun, webhook: str | None) -> WebhookOutcome | None:
                                "window": run.result["window"], "report": report,
                                "text": message},
                      what=f"monitor {run.result['deployment']}")
-
-
-def _jsonable(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and value != value:
-        return None
-    return value
 
 
 __all__ = ["MonitorRun", "monitor_logged", "run_monitor"]

@@ -9,7 +9,6 @@ already in the monitor's stored result and log.
 
 from __future__ import annotations
 
-import json
 import logging
 import urllib.request
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ratchet.errors import InvalidInput
+from ratchet.json_safe import dumps
 from ratchet.redaction import redact_endpoint
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def post_json(url: str, payload: dict[str, Any], *, timeout: float = TIMEOUT_S,
 
     url = validate_webhook(url)
     shown = redact_endpoint(url)
-    body = json.dumps(payload, default=str).encode()
+    body = dumps(payload).encode()
     request = urllib.request.Request(url, data=body, method="POST",
                                      headers={"Content-Type": "application/json"})
     try:

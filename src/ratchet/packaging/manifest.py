@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +10,7 @@ from typing import Any
 
 from ratchet.atomic import write_atomic
 from ratchet.errors import InvalidInput
+from ratchet.json_safe import json_safe
 from ratchet.safe_load import load_json
 
 MANIFEST_FILENAME = "ratchet-model.json"
@@ -139,32 +138,8 @@ def example_records(X: Any, names: list[str] | None = None) -> list[dict[str, An
 
     frame = as_frame(X, names).head(MAX_EXAMPLE_ROWS)
     return [
-        {str(k): json_value(v) for k, v in row.items()} for row in frame.to_dict(orient="records")
+        {str(k): json_safe(v) for k, v in row.items()} for row in frame.to_dict(orient="records")
     ]
-
-
-def json_value(value: Any) -> Any:
-    """A plain JSON value for a numpy/pandas scalar; missing values become None."""
-    import numpy as np
-    import pandas as pd
-
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is None or value is pd.NaT or value is pd.NA:
-        return None
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, datetime | pd.Timestamp):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, Mapping):
-        return {str(k): json_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [json_value(v) for v in value]
-    return str(value)
 
 
 def write_json_atomic(path: Path, text: str) -> None:

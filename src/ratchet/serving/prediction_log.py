@@ -18,7 +18,6 @@ requests to Arrow tables and writes them; a failed write keeps its rows for the 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import re
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from ratchet.artifacts.file_tree import FileTree
 from ratchet.errors import InvalidInput
 from ratchet.ids import new_id
+from ratchet.json_safe import dumps
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -408,10 +408,9 @@ def _array(values: Any, kind: pa.DataType | None = None) -> pa.Array:
 def _text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
-    if isinstance(value, dict | list | tuple):
-        return json.dumps(value, default=str)
-    if hasattr(value, "tolist") and type(value).__module__ == "numpy":  # an array row
-        return json.dumps(value.tolist(), default=str)
+    if isinstance(value, dict | list | tuple) or (
+            hasattr(value, "tolist") and type(value).__module__ == "numpy"):  # an array row
+        return dumps(value)  # ratchet.json_safe: NaN -> null, inf -> "Infinity"
     return str(value)
 
 

@@ -266,13 +266,13 @@ def _common_type(types: set[pa.DataType]) -> pa.DataType:
 
 
 def _cast(column: pa.ChunkedArray, kind: pa.DataType) -> pa.ChunkedArray:
-    import json
-
     import pyarrow as pa
+
+    from ratchet.json_safe import dumps
 
     if kind == pa.string() and pa.types.is_nested(column.type):
         return pa.chunked_array([pa.array(
-            [None if v is None else json.dumps(v, default=str) for v in column.to_pylist()],
+            [None if v is None else dumps(v) for v in column.to_pylist()],
             pa.string())], pa.string())
     if pa.types.is_timestamp(column.type) and column.type.tz is None and \
             pa.types.is_timestamp(kind):
