@@ -75,7 +75,7 @@ def test_errors_carry_their_status_into_instances() -> None:
     ("ratchet.columns", "BadValue"),
     ("ratchet.ct.controller", "LeaseLost"),
 ])
-def test_former_homes_still_import_the_same_class(module: str, name: str) -> None:
+def test_the_modules_raising_them_use_the_one_class(module: str, name: str) -> None:
     assert getattr(importlib.import_module(module), name) is getattr(errors, name)
 
 
