@@ -201,3 +201,55 @@ def test_feedback_accepts_exactly_the_request_ids_the_server_accepts() -> None:
     from ratchet.serving.routes.answering import REQUEST_ID as SERVER_REQUEST_ID
 
     assert REQUEST_ID.pattern == SERVER_REQUEST_ID.pattern
+
+
+def test_the_deployment_client_records_feedback_by_the_same_rules(served: Settings) -> None:
+    """``DeploymentClient.record_feedback`` (what /feedback calls) from Python: items the
+    deployment logged are recorded, the others rejected as unknown, labels checked against
+    the classes given; a body of unknown items only is refused as not found (404)."""
+    from ratchet.clock import now_ms
+    from ratchet.serving import DeploymentClient
+    from ratchet.serving.prediction_log import LoggedRequest, PredictionLog
+
+    workspace = Workspace(served)
+    client = DeploymentClient(workspace)
+    client.create("churn", "churn@champion")
+    with PredictionLog(served.artifacts_uri, flush_interval_s=3600) as log:
+        assert log.record(LoggedRequest("logged-1", now_ms(), "churn", "churn", 1, "primary",
+                                        1.0, {"age": [30, 31]}, {"prediction": [1, 0]}))
+        # Still in the buffer: found through ``live_log`` (a running server's log).
+        outcome = client.record_feedback("churn", {"feedback": [
+            {"request_id": "logged-1", "row": 0, "value": 1},
+            {"request_id": "logged-1", "row": 1, "value": "maybe"},
+            {"request_id": "never-logged", "value": 0}]}, classes=[0, 1], live_log=log)
+    assert outcome.recorded == 1
+    assert [(r["index"], r["reason"]) for r in outcome.rejected] == [(1, "label"),
+                                                                     (2, "unknown")]
+    assert outcome.status_and_body()[0] == 200
+    # Flushed now: read from the log files; without classes no label is checked.
+    again = client.record_feedback("churn", {"request_id": "logged-1", "row": 1,
+                                             "value": "maybe"})
+    assert (again.recorded, again.rejected) == (1, [])
+    unknown = client.record_feedback("churn", {"request_id": "never-logged", "value": 0})
+    status, body = unknown.status_and_body()
+    assert status == 404 and body["detail"][0]["type"] == "unknown"
+    assert _stored(served, "churn") == [("logged-1", 0, 1), ("logged-1", 1, "maybe")]
+
+
+def test_a_second_look_replaces_only_the_unknown_items() -> None:
+    """Several workers: items unknown at first are looked up once more; the outcome keeps
+    the first look's other verdicts and takes the second look's for those."""
+    from ratchet.serving.feedback import FeedbackOutcome
+
+    first = FeedbackOutcome(1, [{"index": 1, "reason": "label", "msg": "a"},
+                                {"index": 2, "reason": "unknown", "msg": "b"},
+                                {"index": 3, "reason": "unknown", "msg": "c"}])
+    assert first.unknown == {2, 3}
+    merged = first.merged(FeedbackOutcome(1, [{"index": 3, "reason": "unknown",
+                                               "msg": "c"}]))
+    assert merged.recorded == 2
+    assert [(r["index"], r["reason"]) for r in merged.rejected] == [(1, "label"),
+                                                                    (3, "unknown")]
+    nothing = FeedbackOutcome(0, first.rejected)
+    assert nothing.status_and_body()[0] == 422  # a wrong label among them: invalid
+    assert FeedbackOutcome(0, first.rejected[1:]).status_and_body()[0] == 404
