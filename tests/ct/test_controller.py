@@ -481,6 +481,18 @@ def test_approval_is_accepted_only_while_a_challenger_waits(scene: Scene) -> Non
     assert [e for _, _, e in controller.tick().steps] == ["approved", "shadow-started"]
     with pytest.raises(InvalidInput, match=r"\(the controller is shadow\)"):
         ratchet.ct.reject(MODEL, workspace=workspace)
+    # The record, read back as `ratchet ct status` / `history` show it.
+    assert ratchet.ct.get_controller_state(MODEL, workspace=workspace).state == "shadow"
+    with pytest.raises(NotFound, match="no controller has run for model 'other'"):
+        ratchet.ct.get_controller_state("other", workspace=workspace)
+    events = ratchet.ct.list_events(MODEL, workspace=workspace)  # oldest first
+    requests = [e for e in events if e.kind.endswith("-requested")]  # at wall-clock time
+    assert [(e.kind, e.actor) for e in requests] == [("retrain-requested", "ana"),
+                                                     ("approve-requested", "bo")]
+    kinds = [e.kind for e in events if e not in requests]  # at the world's time
+    assert kinds[0] == "trigger" and kinds[-1] == "shadow-started"
+    assert [e.kind for e in ratchet.ct.list_events(
+        MODEL, kinds=["approved", "gate"], workspace=workspace)] == ["gate", "approved"]
 
 
 def test_run_ticks_until_stopped_and_releases_its_lease(scene: Scene) -> None:

@@ -18,7 +18,6 @@ from ratchet.cli.output import (
     table,
 )
 from ratchet.cli.session import Session
-from ratchet.errors import InvalidInput
 
 if TYPE_CHECKING:
     from ratchet.ct.approval import RequestKind
@@ -77,12 +76,9 @@ def status(
 ) -> None:
     """Where a model's controller is: its state, the cycle in progress, pending requests
     and who holds the lease."""
-    from ratchet.store.ct_state_store import CTStateStore
+    from ratchet.ct.timeline import get_controller_state
 
-    state = CTStateStore(Session().tracking.store.db).get(model)
-    if state is None:
-        raise InvalidInput(f"no controller has run for model {model!r} yet (ratchet ct tick "
-                           "POLICY, or ratchet controller POLICY)")
+    state = get_controller_state(model, workspace=Session().workspace)
     if as_json:
         print_json({"model": state.model, "state": state.state, "cycle": state.cycle,
                     "data": state.data, "requests": state.requests,
@@ -197,10 +193,9 @@ def history(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
 ) -> None:
     """The loop's timeline for a model, oldest first."""
-    from ratchet.store.ct_event_store import CTEventStore
+    from ratchet.ct.timeline import list_events
 
-    events = CTEventStore(Session().tracking.store.db).history(
-        model, kinds=tuple(kind) if kind else None)
+    events = list_events(model, kinds=kind, workspace=Session().workspace)
     if as_json:
         print_json([{"event_id": e.event_id, "at": iso(e.at), "kind": e.kind,
                      "summary": e.summary, "actor": e.actor, "evidence": e.evidence}
@@ -296,14 +291,7 @@ def controller(
 
 
 def _read_holdout(path: Path) -> Any:
-    import pandas as pd
+    """A CSV/TSV/Parquet file or directory as pandas, read as ``ratchet data log`` reads it."""
+    from ratchet.data.readers import read_frame
 
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        if suffix == ".csv":
-            return pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(f"{path}: cannot be read: {exc}") from None
-    raise InvalidInput(f"{path}: use a .parquet or .csv holdout")
+    return read_frame(path)

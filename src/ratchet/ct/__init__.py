@@ -7,6 +7,7 @@ rollout guards, the controller, backtests and ``ratchet check``.
     controller.tick()              # one step of the loop (cron, CI) ...
     controller.run(interval=60)    # ... or tick every minute until stopped
     ratchet.ct.approve("churn", reason="checked the slices")
+    ratchet.ct.list_events("churn")     # the timeline, with evidence
 
 Heavy modules (pandas, scikit-learn) are imported on first use.
 """
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
         policy_from_dict,
     )
     from ratchet.ct.rollout import RolloutCheck, canary_check, shadow_check
+    from ratchet.ct.timeline import get_controller_state, list_events
     from ratchet.ct.triggers import Observations, TriggerDecision, evaluate_triggers
 
 _LAZY = {
@@ -64,6 +66,8 @@ _LAZY = {
     "RolloutCheck": "ratchet.ct.rollout",
     "canary_check": "ratchet.ct.rollout",
     "shadow_check": "ratchet.ct.rollout",
+    "get_controller_state": "ratchet.ct.timeline",
+    "list_events": "ratchet.ct.timeline",
     "Observations": "ratchet.ct.triggers",
     "TriggerDecision": "ratchet.ct.triggers",
     "evaluate_triggers": "ratchet.ct.triggers",
@@ -98,6 +102,8 @@ __all__ = [
     "decide",
     "evaluate_model",
     "evaluate_triggers",
+    "get_controller_state",
+    "list_events",
     "load_policy",
     "policy_from_dict",
     "reject",
