@@ -37,8 +37,10 @@ def test_clients_of_a_workspace_share_it_and_are_made_once(tmp_path: Path) -> No
 
 def test_a_client_made_directly_joins_its_workspace(tmp_path: Path) -> None:
     ws = Workspace.at(tmp_path)
+    tracking = TrackingClient(ws)  # the first one made is the shared one
     registry = RegistryClient(ws)
-    assert registry.tracking is ws.client(TrackingClient)  # one stack of active runs
+    assert registry.tracking is tracking is ws.client(TrackingClient)
+    assert TrackingClient(ws) is not tracking and ws.client(TrackingClient) is tracking
 
 
 def test_public_functions_reach_the_workspace_they_are_given(tmp_path: Path,

@@ -90,6 +90,12 @@ class Workspace:
                     found = self._clients[kind] = make(self)
         return cast(C, found)
 
+    def adopt(self, client: object) -> None:
+        """Make ``client`` this workspace's client of its class unless one exists: a client
+        built directly (``TrackingClient(ws)``) is then the one the others share."""
+        with self._lock:
+            self._clients.setdefault(type(client), client)
+
     def __repr__(self) -> str:
         return f"Workspace({self.settings!r})"  # Settings' repr hides passwords
 

@@ -85,6 +85,7 @@ class TrackingClient:
         self.store = self.workspace.stores.tracking
         self._active: ContextVar[tuple[str, ...]] = ContextVar(
             f"ratchet_active_runs_{id(self)}", default=())
+        self.workspace.adopt(self)  # the first one made is the one the other clients share
 
     @property
     def blobs(self) -> BlobStore:
