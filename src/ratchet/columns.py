@@ -213,7 +213,12 @@ def is_null(value: Any) -> bool:
         result = pd.isna(value)
     except (TypeError, ValueError):
         return False
-    return result is True or (type(result).__name__ == "bool_" and bool(result))
+    return result is True or (_numpy_bool(type(result)) and bool(result))
+
+
+def _numpy_bool(t: type) -> bool:
+    """NumPy's boolean scalar type (``numpy.bool_``, named ``bool`` since NumPy 2)."""
+    return t.__module__ == "numpy" and t.__name__ in ("bool", "bool_")
 
 
 def to_bool(value: Any) -> bool | None:
@@ -223,7 +228,7 @@ def to_bool(value: Any) -> bool | None:
         return value
     if t is str:
         return BOOL_TEXT.get(value.strip().lower())
-    if t.__name__ == "bool_":
+    if _numpy_bool(t):
         return bool(value)
     if isinstance(value, str):
         return BOOL_TEXT.get(value.strip().lower())
@@ -324,7 +329,8 @@ class ColumnRule:
         self.min = min
         self.max = max
         self.categories = None if categories is None else tuple(categories)
-        self.known = None if categories is None else frozenset(categories)
+        # Categories bind text columns only, ranges number columns only.
+        self.known = None if categories is None or self.family != TEXT else frozenset(categories)
         self.has_range = self.family in NUMBER_FAMILIES and (min is not None or max is not None)
         self.low = float("-inf") if min is None else min
         self.high = float("inf") if max is None else max
@@ -364,7 +370,7 @@ class ColumnRule:
         """NumPy scalars count as numbers; bools and text do not; nulls are None."""
         if v is None:
             return None
-        if isinstance(v, bool) or type(v).__name__ == "bool_":
+        if isinstance(v, bool) or _numpy_bool(type(v)):
             raise BadValue(f"expected {kind}, got {shown(v)}")
         if isinstance(v, numbers.Integral):
             return int(v)
@@ -446,7 +452,9 @@ class ColumnRule:
                 bad = bad | (array >= limit) | (array <= -limit)
             numbers = array.astype(np.float64, copy=False)
             outside = None
-            if self.has_range:
+            if self.has_range and array.dtype.kind in "iu":
+                outside = ~bad & _ints_outside(array, self.low, self.high)
+            elif self.has_range:
                 outside = ~nulls & ~bad & ((numbers < self.low) | (numbers > self.high))
         numbers = np.where(bad, np.nan, numbers) if bad.any() else numbers
         return Judgement(nulls, bad, non_finite, outside, None, numbers)
@@ -580,7 +588,7 @@ def _conform_text(v: Any) -> str | None:
         elif v is None or (is_null(v) and not isinstance(v, dict | list | tuple)):
             return None
         elif isinstance(v, numbers.Integral) and not (
-                isinstance(v, bool) or type(v).__name__ == "bool_"):
+                isinstance(v, bool) or _numpy_bool(type(v))):
             return str(int(v))  # category codes sent as numbers
         else:
             raise BadValue(f"expected a string, got {shown(v)}")
@@ -624,6 +632,29 @@ def _conform_other(v: Any) -> Any:
         raise BadValue("expected a single value, got "
                        f"{'an object' if t is dict else 'a list'}: {shown(v)}")
     return None if is_null(v) else v
+
+
+def _ints_outside(array: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Integers outside [low, high], compared exactly (2**53 + 1 > 2.0**53, as in Python)."""
+    import math
+
+    import numpy as np
+
+    info = np.iinfo(array.dtype)
+    outside = np.zeros(len(array), dtype=bool)
+    if math.isfinite(low):
+        bound = math.ceil(low)
+        if bound > info.max:
+            return ~outside
+        if bound > info.min:
+            outside |= array < array.dtype.type(bound)
+    if math.isfinite(high):
+        bound = math.floor(high)
+        if bound < info.min:
+            return ~outside
+        if bound < info.max:
+            outside |= array > array.dtype.type(bound)
+    return outside
 
 
 def _types(objects: np.ndarray) -> np.ndarray:
