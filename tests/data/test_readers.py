@@ -119,3 +119,31 @@ def test_large_input_streams(tmp_path: Path) -> None:
 def test_unnamed_index_is_dropped(frame: pd.DataFrame) -> None:
     filtered = pd.concat([frame, frame])[lambda d: d.id > 1]  # index 1, 2, 1, 2
     assert _read(filtered).column_names == ["id", "x", "c"]
+
+
+def test_batch_rows_row_counts_and_skipped_names(frame: pd.DataFrame, tmp_path: Path) -> None:
+    """What batch scoring relies on: batches of a given size, the row count up front
+    (Parquet), and the same skipped names as Arrow's and Spark's dataset readers."""
+    from ratchet.data.readers import read_frame
+
+    big = pd.concat([frame] * 10, ignore_index=True)  # 30 rows
+    d = tmp_path / "d"
+    d.mkdir()
+    big.to_csv(d / "a.csv", index=False)
+    (d / "_SUCCESS").write_text("")
+    (d / ".a.csv.tmp").write_text("half,written\n")
+    (d / "_temporary").mkdir()
+    (d / "_temporary" / "b.csv").write_text("other,columns\n1,2\n")
+    src = open_source(d, batch_rows=8)
+    assert [b.num_rows for b in src.batches] == [8, 8, 8, 6] and src.kind == "csv"
+    big.to_parquet(tmp_path / "p.parquet", row_group_size=30)
+    src = open_source(tmp_path / "p.parquet", batch_rows=8)
+    assert src.rows == 30 and [b.num_rows for b in src.batches] == [8, 8, 8, 6]
+    assert open_source(big, batch_rows=25).rows == 30
+    big.to_csv(tmp_path / "t.tsv", sep="\t", index=False)
+    pd.testing.assert_frame_equal(read_frame(tmp_path / "t.tsv"), read_frame(d))
+    with pytest.raises(InvalidInput, match="batch_rows must be >= 1"):
+        open_source(big, batch_rows=0)
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(InvalidInput, match=r"unknown file type; use a \.parquet or \.csv"):
+        read_frame(tmp_path / "x.json")

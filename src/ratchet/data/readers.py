@@ -1,9 +1,16 @@
-"""Turn what a user hands ``ratchet.data.log`` into one stream of Arrow record batches.
+"""The one reader of tabular files (and of in-memory frames) as a stream of Arrow batches.
+
+Used by ``ratchet.data.log``, batch scoring (``ratchet predict``), ``ratchet check``'s
+holdout and the CLI, so every command accepts the same files with the same rules.
 
 Accepted: pandas and polars DataFrames, Arrow tables/batches/readers, and CSV or Parquet
-files or directories of them. Files are read in batches (pyarrow's streaming readers), so
-a file larger than memory is never loaded whole. Every user mistake is an ``InvalidInput``
-or ``NotFound`` whose one-line message names the place.
+files or directories of them. CSV: ``.csv``, ``.tsv`` (tab-separated), compressed
+``.csv.gz`` / ``.tsv.gz`` / ``.csv.bz2`` / ``.csv.zst``; Parquet: ``.parquet``, ``.pq``.
+In a directory, files and subdirectories whose names start with ``.`` or ``_`` (temporary
+files, ``_SUCCESS`` markers, Spark's ``_temporary``) are skipped, as Arrow's and Spark's
+dataset readers do. Files are read in batches (pyarrow's streaming readers), so a file
+larger than memory is never loaded whole. Every user mistake is an ``InvalidInput`` or
+``NotFound`` whose one-line message names the place.
 
 Symlinks: a path given directly is followed (the user named it). Inside a logged
 directory, a symlink whose target lies outside the directory is refused (``InvalidInput``,
@@ -30,6 +37,9 @@ CSV_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz", ".csv.bz2", ".csv.zst")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _SNIFF_BYTES = 64 * 1024
 _PARQUET_BATCH_ROWS = 65_536
+_SKIPPED_PREFIXES = (".", "_")
+ACCEPTED = ("use a .parquet or .csv file or a directory of them (accepted: "
+            f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)})")
 _RAGGED = re.compile(r"Expected (\d+) columns, got (\d+): (.*)", re.S)
 
 
@@ -43,14 +53,58 @@ class Source:
     total_bytes: int | None = None
     bytes_read: Any = None  # callable -> int, for progress over files
     kind: str | None = None  # "csv" | "parquet" for files, None for in-memory data
+    rows: int | None = None  # the row count when known before reading (Parquet, in memory)
 
 
-def open_source(data: object, *, source: str | None = None) -> Source:
-    """A ``Source`` for any accepted input; files are opened, not read."""
+def open_source(data: object, *, source: str | None = None,
+                batch_rows: int | None = None) -> Source:
+    """A ``Source`` for any accepted input; files are opened, not read. With
+    ``batch_rows``, every batch but the last of each file has exactly that many rows
+    (Parquet: at most that many, cut at row-group edges)."""
+    if batch_rows is not None and batch_rows < 1:
+        raise InvalidInput(f"batch_rows must be >= 1, got {batch_rows}")
+    found = _open(data, source, batch_rows)
+    if batch_rows is not None and found.kind != "parquet":
+        found.batches = _rebatch(found.batches, batch_rows)
+    return found
+
+
+def read_table(path: str | os.PathLike[str]) -> pa.Table:
+    """A whole CSV/Parquet file or directory as one Arrow table (for data that fits in
+    memory: a holdout, a reference sample)."""
+    import pyarrow as pa
+
+    src = open_source(path)
+    return pa.Table.from_batches(list(src.batches), schema=src.schema)
+
+
+def read_frame(path: str | os.PathLike[str]) -> Any:
+    """A whole CSV/Parquet file or directory as a pandas DataFrame."""
+    return read_table(path).to_pandas()
+
+
+def _rebatch(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    import pyarrow as pa
+
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for batch in batches:
+        pending.append(batch)
+        held += batch.num_rows
+        while held >= rows:
+            table = pa.Table.from_batches(pending).combine_chunks()
+            yield from table.slice(0, rows).to_batches()
+            rest = table.slice(rows)
+            pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        yield from pa.Table.from_batches(pending).combine_chunks().to_batches()
+
+
+def _open(data: object, source: str | None, batch_rows: int | None) -> Source:
     import pyarrow as pa
 
     if isinstance(data, str | os.PathLike):
-        return _open_path(Path(data), source)
+        return _open_path(Path(data), source, batch_rows)
     module = type(data).__module__.split(".", 1)[0]
     if module == "pandas":
         return _from_table(_pandas_to_arrow(data), source or "pandas.DataFrame")
@@ -90,36 +144,37 @@ def _pandas_to_arrow(frame: Any) -> pa.Table:
 def _from_table(table: pa.Table, description: str) -> Source:
     # Canonical content: pandas/polars metadata must not change the content hash.
     table = table.replace_schema_metadata(None)
-    return Source(description, table.schema, iter(table.to_batches()), table.nbytes)
+    return Source(description, table.schema, iter(table.to_batches()), table.nbytes,
+                  rows=table.num_rows)
 
 
-def _open_path(path: Path, source: str | None) -> Source:
+def _open_path(path: Path, source: str | None, batch_rows: int | None = None) -> Source:
     if not path.exists():
         raise NotFound(f"{path}: no such file or directory")
     if path.is_dir():
         files = data_files(path)
         if not files:
-            raise InvalidInput(f"{path}: the directory has no .csv or .parquet files")
+            raise InvalidInput(f"{path}: the directory has no .csv or .parquet files (accepted: "
+                               f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}; names starting "
+                               "with '.' or '_' are skipped)")
         kinds = {_kind(p) for p in files}
         if len(kinds) > 1:
-            raise InvalidInput(f"{path}: mixes CSV and Parquet files; log them separately")
+            raise InvalidInput(f"{path}: mixes CSV and Parquet files; use them separately")
     else:
         files = [path]
         if _kind(path) is None:
-            raise InvalidInput(
-                f"{path}: unknown file type; expected one of "
-                f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}"
-            )
+            raise InvalidInput(f"{path}: unknown file type; {ACCEPTED}")
     kind = _kind(files[0])
     description = source or str(path)
     total = sum(f.stat().st_size for f in files)
     if kind == "parquet":
-        return _parquet_source(files, description, total)
+        return _parquet_source(files, description, total, batch_rows or _PARQUET_BATCH_ROWS)
     return _csv_source(files, description, total)
 
 
 def data_files(directory: Path) -> list[Path]:
-    """The CSV and Parquet files physically under ``directory`` (recursively), sorted.
+    """The CSV and Parquet files physically under ``directory`` (recursively), sorted;
+    names starting with ``.`` or ``_`` are skipped (with what is under them).
 
     A symlink (to a file or a directory) that resolves outside ``directory`` raises
     ``InvalidInput``; one that stays inside is skipped, its target being listed in place.
@@ -128,6 +183,8 @@ def data_files(directory: Path) -> list[Path]:
     found: list[Path] = []
     # followlinks=False: never descend through a link (no loops, no escape).
     for here, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = [d for d in dirnames if not d.startswith(_SKIPPED_PREFIXES)]
+        filenames = [f for f in filenames if not f.startswith(_SKIPPED_PREFIXES)]
         for name in (*dirnames, *filenames):
             entry = Path(here) / name
             if entry.is_symlink():
@@ -156,7 +213,8 @@ def _kind(path: Path) -> str | None:
     return None
 
 
-def _parquet_source(files: list[Path], description: str, total: int) -> Source:
+def _parquet_source(files: list[Path], description: str, total: int,
+                    batch_rows: int = _PARQUET_BATCH_ROWS) -> Source:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -184,7 +242,7 @@ def _parquet_source(files: list[Path], description: str, total: int) -> Source:
             size, rows = f.stat().st_size, max(reader.metadata.num_rows, 1)
             read = 0
             try:
-                for batch in reader.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
+                for batch in reader.iter_batches(batch_size=batch_rows):
                     read += batch.num_rows
                     progress["bytes"] = done + size * read // rows
                     yield batch.replace_schema_metadata(None)
@@ -192,8 +250,9 @@ def _parquet_source(files: list[Path], description: str, total: int) -> Source:
                 raise InvalidInput(f"{f}: unreadable Parquet data: {exc}") from None
             done += size
 
+    rows = sum(r.metadata.num_rows for r in readers)
     return Source(description, schema, batches(), total, lambda: progress["bytes"],
-                  kind="parquet")
+                  kind="parquet", rows=rows)
 
 
 def _csv_source(files: list[Path], description: str, total: int) -> Source:

@@ -1,9 +1,11 @@
 """Batch scoring: files in, scored files out, in record batches of bounded size.
 
 The same :class:`RequestValidator` and :class:`ServedModel` as the server check and
-predict each batch; each batch is logged to the prediction log like one request. The
-output is written to a temporary file next to the target and renamed into place at the
-end, so a failed or interrupted run never leaves a half-written output behind.
+predict each batch; each batch is logged to the prediction log like one request. Inputs
+are read by ``ratchet.data.readers`` (the same files ``ratchet data log`` accepts: CSV,
+TSV, compressed CSV, Parquet, or a directory of them). The output is written through
+``ratchet.atomic`` (a temporary file next to the target, fsynced and renamed into place at
+the end), so a failed or interrupted run never leaves a half-written output behind.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from ratchet.workspace import Workspace
 
 logger = logging.getLogger(__name__)
-_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}  # outputs
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,10 @@ def score_file(model: str, source: str | os.PathLike[str], output: str | os.Path
                workspace: Workspace | None = None, deployment: str | None = None,
                log: bool = True, overwrite: bool = False, progress: bool = False
                ) -> ScoringResult:
-    """Score every row of ``source`` (Parquet/CSV file or directory) into ``output``."""
+    """Score every row of ``source`` (a CSV/TSV/Parquet file or a directory of them, as
+    ``ratchet.data.readers`` reads it) into ``output`` (``.parquet`` or ``.csv``)."""
+    from ratchet.atomic import atomic_path
+    from ratchet.data.readers import open_source
     from ratchet.registry import RegistryClient
     from ratchet.registry.uris import parse_model_uri
     from ratchet.workspace import resolve
@@ -74,6 +78,7 @@ def score_file(model: str, source: str | os.PathLike[str], output: str | os.Path
         raise InvalidInput(f"policy max_rows ({policy.max_rows}) is below batch_rows "
                            f"({batch_rows})")
     served = ServedModel(ref, registry.load(f"models:/{ref.name}/{ref.version}"), policy=policy)
+    data = open_source(source, batch_rows=batch_rows)
     deployment = deployment or name
     prediction_log = None
     if log:
@@ -86,36 +91,33 @@ def score_file(model: str, source: str | os.PathLike[str], output: str | os.Path
         prediction_log = PredictionLog(registry.tracking.settings.artifacts_uri,
                                        flush_interval_s=3600, max_buffered_rows=batch_rows * 2,
                                        flush_rows=batch_rows * 4)
-    files, fmt = _input_files(source)
-    total = _count_rows(files) if progress and fmt == "parquet" else None
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.{new_id()[:12]}.tmp")
+    total = data.rows if progress else None
     rows = flagged = batches = 0
     writer: Any = None
     try:
-        with _Progress(progress, total, f"scoring with {ref}") as advance:
-            for batch in _batches(files, fmt, batch_rows):
-                if batch.num_rows == 0:
-                    continue
-                table, n_flagged = _score_batch(served, batch, rows, prediction_log,
-                                                deployment, text_cells=fmt == "csv")
-                if writer is None:
-                    writer = _writer(tmp, out_format, table.schema)
-                writer.write_table(table)
-                rows += batch.num_rows
-                flagged += n_flagged
-                batches += 1
-                advance(batch.num_rows)
-        if writer is None:
-            raise InvalidInput(f"{source}: no rows to score (the first line of a CSV is its "
-                               "header, the column names; the rows follow it)")
-        writer.close()
-        writer = None
-        os.replace(tmp, output)
+        # 0o666: the umask decides, as for any file the user's command creates.
+        with atomic_path(output, mode=0o666) as tmp, \
+                _Progress(progress, total, f"scoring with {ref}") as advance:
+            try:
+                for batch in data.batches:
+                    if batch.num_rows == 0:
+                        continue
+                    table, n_flagged = _score_batch(served, batch, rows, prediction_log,
+                                                    deployment, text_cells=data.kind == "csv")
+                    if writer is None:
+                        writer = _writer(tmp, out_format, table.schema)
+                    writer.write_table(table)
+                    rows += batch.num_rows
+                    flagged += n_flagged
+                    batches += 1
+                    advance(batch.num_rows)
+            finally:
+                if writer is not None:
+                    writer.close()
+            if writer is None:
+                raise InvalidInput(f"{source}: no rows to score (the first line of a CSV is "
+                                   "its header, the column names; the rows follow it)")
     finally:
-        if writer is not None:
-            writer.close()
-        tmp.unlink(missing_ok=True)
         if prediction_log is not None:
             prediction_log.close()
     dropped = prediction_log.dropped if prediction_log is not None else 0
@@ -171,56 +173,6 @@ def _format(path: Path, what: str) -> str:
     if fmt is None:
         raise InvalidInput(f"{what} {path}: use a .parquet or .csv file name")
     return fmt
-
-
-def _input_files(source: Path) -> tuple[list[Path], str]:
-    if not source.is_dir():
-        return [source], _format(source, "input")
-    files = sorted(p for p in source.rglob("*") if p.is_file() and
-                   p.suffix.lower() in _FORMATS and not p.name.startswith((".", "_")))
-    if not files:
-        raise InvalidInput(f"{source}: no .parquet or .csv files in this directory")
-    formats = {_FORMATS[p.suffix.lower()] for p in files}
-    if len(formats) > 1:
-        raise InvalidInput(f"{source}: mixes Parquet and CSV files; score them separately")
-    return files, formats.pop()
-
-
-def _count_rows(files: list[Path]) -> int | None:
-    import pyarrow.parquet as pq
-
-    try:
-        return sum(pq.ParquetFile(str(f)).metadata.num_rows for f in files)
-    except (OSError, ValueError):
-        return None  # reported with the file's name when it is read
-
-
-def _batches(files: list[Path], fmt: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """Record batches of at most ``batch_rows``, one file at a time, without read-ahead:
-    memory is bounded by a batch, not by the file (Arrow's dataset scanner pre-buffers
-    whole row groups of several files)."""
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
-
-    for path in files:
-        try:
-            if fmt == "parquet":
-                reader = pq.ParquetFile(str(path), pre_buffer=False, buffer_size=1 << 20)
-                yield from reader.iter_batches(batch_size=batch_rows)
-            else:
-                stream = pcsv.open_csv(str(path), read_options=pcsv.ReadOptions(
-                    block_size=16 << 20))
-                pending: list[pa.RecordBatch] = []
-                for block in stream:
-                    pending.append(block)
-                    while sum(b.num_rows for b in pending) >= batch_rows:
-                        table = pa.Table.from_batches(pending).combine_chunks()
-                        yield from table.slice(0, batch_rows).to_batches()
-                        pending = table.slice(batch_rows).to_batches()
-                yield from pending
-        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-            raise InvalidInput(f"{path}: cannot be read: {exc}") from None
 
 
 def _writer(path: Path, fmt: str, schema: pa.Schema) -> Any:
