@@ -510,7 +510,7 @@ class PredictionLog:
                                        f"wal_dir when the log is at {root!r}")
                 wal_dir = self._storage.path(".wal")
             self._orphans = orphans(wal_dir)
-            self._wal = _Segment.create(wal_dir, self.writer_id)
+            self._wal = _Segment.create(wal_dir, self.writer_id, fsync=self._fsync)
             self._wal_dir = wal_dir
         self._wal_failed = False
         self._wake = threading.Event()
@@ -755,7 +755,7 @@ class PredictionLog:
         assert self._wal is not None
         old = self._wal
         try:
-            self._wal = _Segment.create(self._wal_dir, self.writer_id)
+            self._wal = _Segment.create(self._wal_dir, self.writer_id, fsync=self._fsync)
         except OSError as exc:
             logger.error("prediction log: cannot start a new write-ahead segment in %s "
                          "(%s); appending to %s meanwhile", self._wal_dir, exc, old.path)

@@ -24,6 +24,7 @@ import os
 from datetime import date, datetime, time
 from typing import Any
 
+from ratchet.atomic import fsync_dir
 from ratchet.ids import new_id
 
 logger = logging.getLogger(__name__)
@@ -42,8 +43,10 @@ class Segment:
         return os.path.basename(self.path)[:-len(SUFFIX)]
 
     @classmethod
-    def create(cls, directory: str, writer_id: str) -> Segment:
-        """A new segment, locked before it becomes visible under its final name."""
+    def create(cls, directory: str, writer_id: str, *, fsync: bool = False) -> Segment:
+        """A new segment, locked before it becomes visible under its final name; with
+        ``fsync`` its name is made durable too (``ratchet.atomic.fsync_dir``), so that the
+        fsynced appends of a power-loss-safe log are never in a file nobody can find."""
         import fcntl
 
         os.makedirs(directory, exist_ok=True)
@@ -58,6 +61,8 @@ class Segment:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        if fsync:
+            fsync_dir(directory)
         return cls(os.path.join(directory, name), fd)
 
     def append(self, data: bytes, *, fsync: bool) -> None:
