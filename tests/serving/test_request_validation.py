@@ -372,6 +372,21 @@ def test_object_column_refuses_nested_values(value: Any, what: str) -> None:
     assert_problem(problem, 1, "blob", "type", f"expected a single value, got {what}")
 
 
+def test_object_column_not_nullable_refuses_nulls() -> None:
+    # The column contract's null rule holds for every kind, object columns included.
+    spec = Signature(inputs=(ColumnSpec("blob", "object", False),))
+    problem = only_problem({"blob": [1, None]}, signature=spec)
+    assert_problem(problem, 1, "blob", "null", "null, but the training data had none")
+
+
+@pytest.mark.parametrize("value", [pd.NA, pd.NaT, np.float32("nan")])
+def test_every_kind_of_missing_value_is_a_null(value: Any) -> None:
+    for column in ("income", "note"):  # nullable: accepted
+        assert validate(rows(1, **{column: [value]})).n_rows == 1
+    problem = only_problem(rows(1, plan=[value]))  # not nullable: a null, not a type error
+    assert_problem(problem, 0, "plan", "null")
+
+
 # ----------------------------------------------------------------------------- nulls
 @pytest.mark.parametrize("null", [None, float("nan")])
 @pytest.mark.parametrize("column", ["age", "plan", "active", "seen"])
