@@ -309,3 +309,20 @@ def test_the_prediction_log_reads_text_stored_numbers() -> None:
     logged = quality_report(pd.DataFrame({"input.age": values}), signature).column("age")
     assert (plain.type_violations, logged.type_violations) == (4, 2)
     assert math.isclose(logged.missing_rate or 0.0, 0.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", "c\x00", "1", ""]),
+                                 st.text(max_size=3).filter(lambda t: t.isprintable())),
+                       min_size=1, max_size=20),
+       categories=st.one_of(st.none(), st.just(("a", "1"))))
+def test_arrow_strings_are_judged_like_python_strings(values: list[Any],
+                                                      categories: tuple[str, ...] | None) -> None:
+    rule = ColumnRule("category", categories=categories)
+    arrow = rule.judge(pd.Series(values, dtype="string[pyarrow]"))
+    plain = rule.judge(pd.Series(values, dtype=object))
+    assert arrow.bad.tolist() == plain.bad.tolist()
+    assert arrow.nulls.tolist() == plain.nulls.tolist()
+    assert (arrow.unknown is None) == (plain.unknown is None)
+    if arrow.unknown is not None and plain.unknown is not None:
+        assert arrow.unknown.tolist() == plain.unknown.tolist()

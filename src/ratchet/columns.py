@@ -465,6 +465,28 @@ class ColumnRule:
         import pandas as pd
 
         n = len(series)
+        dtype = series.dtype
+        if self.family == TEXT and getattr(dtype, "storage", None) == "pyarrow":
+            # Arrow strings are valid UTF-8 (no lone surrogate): only NUL and the
+            # categories are left to judge, vectorized.
+            present = ~nulls
+            bad = series.str.contains("\x00", regex=False).fillna(False).to_numpy(
+                dtype=bool) & present
+            unknown = None
+            if self.known is not None:
+                unknown = ~series.isin(self.known).to_numpy(dtype=bool) & present & ~bad
+            none = np.zeros(n, dtype=bool)
+            return Judgement(nulls, bad, none, None, unknown)
+        if isinstance(dtype, pd.CategoricalDtype) or (
+                pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype)):
+            # One kind of value already (strings, or a categorical's categories): factorized
+            # by pandas (Arrow for Arrow strings) without a detour through Python objects.
+            found, distinct = pd.factorize(series, use_na_sentinel=True)
+            codes = np.where(found < 0, len(distinct), found)
+            uniques = np.empty(len(distinct) + 1, dtype=object)
+            uniques[:-1] = np.asarray(distinct, dtype=object)
+            uniques[-1] = None
+            return self._verdicts(codes, uniques, nulls)
         objects = series.astype(object).to_numpy()
         try:
             codes, uniques = pd.factorize(objects, use_na_sentinel=False)
@@ -476,6 +498,12 @@ class ColumnRule:
                     codes, uniques = _pairs(codes, type_codes, objects)
         except TypeError:  # unhashable values (a dict, a list): one by one
             codes, uniques = np.arange(n), objects
+        return self._verdicts(codes, uniques, nulls)
+
+    def _verdicts(self, codes: np.ndarray, uniques: Any, nulls: np.ndarray) -> Judgement:
+        """Each distinct value judged by ``conform``; the verdicts spread to its rows."""
+        import numpy as np
+
         count = len(uniques)
         null_u = np.zeros(count, dtype=bool)
         bad_u = np.zeros(count, dtype=bool)
