@@ -150,3 +150,26 @@ def test_serving_a_reference_that_does_not_resolve_is_refused(
             deployments.ensure_serving(name, ref)
         assert fragment in str(refused.value)
     assert [d.name for d in deployments.list_deployments()] == ["churn"]
+
+
+def test_the_module_functions_list_and_get_deployments(deployments: DeploymentClient) -> None:
+    """`ratchet.serving.list_deployments()` gives what `get_deployment` gives, for every
+    deployment; one whose alias was deleted is still listed (that variant unresolved)."""
+    import ratchet.serving
+
+    ws = deployments.workspace
+    assert ratchet.serving.list_deployments(workspace=ws) == []
+    ratchet.serving.create_deployment("b-pinned", "churn/2", description="pinned",
+                                      workspace=ws)
+    ratchet.serving.create_deployment("a-champion", "churn@champion", workspace=ws)
+    listed = ratchet.serving.list_deployments(workspace=ws)
+    assert [d.name for d in listed] == ["a-champion", "b-pinned"]
+    assert listed == [ratchet.serving.get_deployment(d.name, workspace=ws) for d in listed]
+    status = ratchet.serving.set_plan("b-pinned", "churn/3", reason="v3", actor="ana",
+                                      expected_revision=1, workspace=ws)
+    assert status.revision == 2 and status.versions == {"primary": ("churn", 3)}
+    assert deployments.history("b-pinned")[-1].actor == "ana"
+    deployments.registry.delete_alias("churn", "champion")
+    broken, pinned = ratchet.serving.list_deployments(workspace=ws)
+    assert broken.name == "a-champion" and broken.versions == {}
+    assert pinned.versions == {"primary": ("churn", 3)}
