@@ -276,21 +276,6 @@ class PipelineStore:
                                 .order_by(sr.c.position)).all()
             return self._step_records(conn, rows)
 
-    def step_counts(self, run_ids: Sequence[str]) -> dict[str, dict[str, int]]:
-        """``{run id: {status: number of steps}}`` for listing."""
-        sr = t.step_runs
-        counts: dict[str, dict[str, int]] = {}
-        if not run_ids:
-            return counts
-        with self.db.read() as conn:
-            for row in conn.execute(
-                select(sr.c.pipeline_run_id, sr.c.status, func.count())
-                .where(sr.c.pipeline_run_id.in_(list(run_ids)))
-                .group_by(sr.c.pipeline_run_id, sr.c.status)
-            ):
-                counts.setdefault(row[0], {})[row[1]] = row[2]
-        return counts
-
     def producers(self, *, digest: str | None = None, dataset: tuple[str, int] | None = None,
                   model: tuple[str, int] | None = None) -> list[StepRunRecord]:
         """Step runs whose outputs are this content, dataset version or model version."""
