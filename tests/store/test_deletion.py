@@ -167,6 +167,21 @@ def test_a_plan_that_serves_latest_protects_the_latest_version(s: Stores) -> Non
     s.deletion.delete_model_version("churn", 1)
 
 
+def test_a_plan_pins_a_version_written_with_at_as_with_a_slash(s: Stores) -> None:
+    """ratchet.refs: churn@2 is version 2 and churn@latest the latest, as churn/2 is."""
+    run = _run(s)
+    for _ in range(3):
+        _version(s, run)
+    s.deployments.create("web", {"kind": "split", "variants": [
+        {"name": "a", "model": "churn@2", "weight": 50},
+        {"name": "b", "model": "churn@latest", "weight": 50}]})
+    with pytest.raises(Conflict, match="a deployment serves churn/2"):
+        s.deletion.delete_model_version("churn", 2)
+    with pytest.raises(Conflict, match="latest"):
+        s.deletion.delete_model_version("churn", 3)
+    s.deletion.delete_model_version("churn", 1)
+
+
 def test_a_deleted_version_says_so_and_cannot_take_an_alias(s: Stores) -> None:
     _version(s, None)
     s.deletion.delete_model_version("churn", 1)

@@ -29,10 +29,12 @@ from sqlalchemy import delete, func, insert, select, update
 from ratchet.clock import now_ms
 from ratchet.errors import Conflict, NotFound
 from ratchet.names import lookup_name
+from ratchet.refs import LATEST, is_version
 from ratchet.store import schema as t
 from ratchet.store.database import Database
 
-# A model reference in a plan: name/version, name/latest, name@alias or runs:/<id>/path.
+# A model reference in a plan: name/version, name/latest, name@version, name@latest,
+# name@alias or runs:/<id>/path.
 _MODEL_REF = re.compile(r"^(?:models:/)?(?P<name>[^/@]+)(?:/(?P<version>[^/@]+)|@(?P<alias>.+))$")
 _RUN_REF = re.compile(r"^runs:/(?P<run_id>[^/]+)")
 
@@ -394,11 +396,14 @@ class DeletionStore:
                 if m := _RUN_REF.match(ref):
                     refs.runs.add(m["run_id"])
                 elif m := _MODEL_REF.match(ref):
+                    # ratchet.refs: after '/' or '@', digits are a version, and 'latest'
+                    # the latest; anything else after '@' is an alias (pins nothing)
                     name = str(lookup_name(m["name"]))
-                    if m["version"] == "latest":
+                    selector = m["version"] if m["version"] is not None else m["alias"]
+                    if selector == LATEST:
                         refs.latest.add(name)
-                    elif m["version"] and m["version"].isdigit():
-                        refs.versions.add((name, int(m["version"])))
+                    elif is_version(selector):
+                        refs.versions.add((name, int(selector)))
         return refs
 
 
