@@ -42,7 +42,7 @@ def registry(home: Settings) -> RegistryClient:
     """churn v1, trained inside a run that logged its training data (role train)."""
     from tests.serving.conftest import _pipeline
 
-    registry = RegistryClient(home.workspace)
+    registry = RegistryClient(Workspace(home))
     X, y = churn_frame(3_000)
     with registry.tracking.start_run(experiment="churn") as run:
         DataClient(registry.tracking.workspace).log(X.assign(label=y), name="churn-train", role="train")

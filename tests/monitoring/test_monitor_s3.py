@@ -32,7 +32,7 @@ def home(s3: S3Bucket, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def registry(home: Settings) -> RegistryClient:
-    registry = RegistryClient(home.workspace)
+    registry = RegistryClient(Workspace(home))
     X, y = churn_frame(1_000)
     with registry.tracking.start_run(experiment="churn") as run:
         DataClient(registry.tracking.workspace).log(X.assign(label=y), name="churn-train", role="train")

@@ -154,7 +154,7 @@ def test_a_failed_webhook_keeps_the_alert_with_the_stored_result(
     root = tmp_path / "home"
     home = Settings(home=root, db_url=f"sqlite:///{root / 'ratchet.db'}",
                     artifacts_uri=str(root / "artifacts"))
-    _train(RegistryClient(home.workspace))
+    _train(RegistryClient(Workspace(home)))
     internal = _server(servers, 200)
     hook = _server(servers, 302, location=f"{internal.url}/internal")
     url = f"{hook.url}/{TOKEN}"
@@ -172,7 +172,7 @@ def test_a_failed_webhook_keeps_the_alert_with_the_stored_result(
     assert second.changed and second.verdict == "drift"
     assert second.alert is not None and not second.alert.delivered
     assert second.alert.status == 302 and len(hook.received) == 1 and internal.received == []
-    stored = MonitorStore(TrackingClient(home.workspace).store.db).history("churn")[-1]
+    stored = MonitorStore(TrackingClient(Workspace(home)).store.db).history("churn")[-1]
     assert stored.verdict == "drift"
     assert stored.result["alert"] == {"webhook": f"{hook.url}/***", "delivered": False,
                                       "status": 302,
