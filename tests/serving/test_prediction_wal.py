@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from ratchet.config import Settings
 from ratchet.registry import RegistryClient
@@ -174,3 +175,20 @@ def test_rows_storage_refused_until_close_are_kept_for_the_next_writer(tmp_path:
     ids = _rows(tmp_path).column("request_id").to_pylist()
     assert sorted(ids) == ["lost-1", "lost-1", "lost-2", "lost-2", "ok-1", "ok-1"]
     assert not list((tmp_path / "predictions" / ".wal").glob("*.wal"))
+
+
+def test_a_power_loss_safe_segment_has_a_durable_name(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """fsync=True: the segment's directory entry is fsynced too (ratchet.atomic.fsync_dir),
+    or the fsynced appends could sit in a file no directory names after a power loss."""
+    from ratchet.serving import prediction_wal
+
+    synced: list[str] = []
+    monkeypatch.setattr(prediction_wal, "fsync_dir", synced.append)
+    durable = prediction_wal.Segment.create(str(tmp_path / "a"), "w1", fsync=True)
+    fast = prediction_wal.Segment.create(str(tmp_path / "b"), "w1")
+    try:
+        assert synced == [str(tmp_path / "a")]
+    finally:
+        durable.delete()
+        fast.delete()
