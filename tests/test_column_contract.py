@@ -183,6 +183,18 @@ def test_judge_compares_big_integers_exactly() -> None:
     assert [rule.outside(v) for v in (2**53, 2**53 + 1)] == [False, True]
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int64, np.uint64])
+@pytest.mark.parametrize(("low", "high"), [(1.0, -1.0), (-1e30, -1e25), (1e25, 1e30),
+                                           (-0.5, 0.5), (0.5, 2.5)])
+def test_integer_ranges_on_arrays_match_the_scalar_rule(dtype: Any, low: float,
+                                                        high: float) -> None:
+    values = np.array([0, 1, 2, 3], dtype=dtype)
+    rule = ColumnRule("int64", min=low, max=high)
+    judged = rule.judge(values)
+    assert judged.outside is not None
+    assert judged.outside.tolist() == [rule.outside(int(v)) for v in values]
+
+
 def test_dtype_bounds_on_arrays() -> None:
     assert ColumnRule("float32").judge(np.array([3.4e38, 1e39, -1e39])).bad.tolist() == [
         False, True, True]

@@ -673,13 +673,13 @@ def _ints_outside(array: np.ndarray, low: float, high: float) -> np.ndarray:
     if math.isfinite(low):
         bound = math.ceil(low)
         if bound > info.max:
-            return ~outside
+            return np.ones(len(array), dtype=bool)  # no value of the dtype is inside
         if bound > info.min:
             outside |= array < array.dtype.type(bound)
     if math.isfinite(high):
         bound = math.floor(high)
         if bound < info.min:
-            return ~outside
+            return np.ones(len(array), dtype=bool)  # no value of the dtype is inside
         if bound < info.max:
             outside |= array > array.dtype.type(bound)
     return outside
