@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= dev
 
-.PHONY: demo test lint typecheck bench clean services tools
+.PHONY: demo test test-fast lint typecheck bench clean services tools
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ test: $(STAMP) tools
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2 --dist loadgroup
+
+# The fast part alone (no Ray, examples, crash or end-to-end tests): for a quick loop while
+# developing. `make test` is what CI runs.
+test-fast: $(STAMP)
+	$(BIN)/pytest -n 2 -m "not (ray or examples or crash or e2e)"
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

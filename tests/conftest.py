@@ -42,11 +42,37 @@ for _key in ("RATCHET_HOME", "RATCHET_DB", "RATCHET_ARTIFACTS", "RATCHET_TRACKIN
     os.environ.pop(_key, None)
 
 
+# The slow kinds of test, by file, so that `make test-fast` (pytest -m "not slow_kind")
+# runs the rest alone: a real Ray cluster; the docs, examples and a plain install;
+# processes killed on purpose; whole systems (real servers under load, a browser, the loop
+# over many ticks). `make test` runs them all.
+SLOW_KINDS = {
+    "ray": ("tests/executors/test_ray_executor.py", "tests/executors/test_ray_pipelines.py"),
+    "examples": ("tests/test_examples.py", "tests/test_docs.py", "tests/test_plain_install.py",
+                 "tests/serving/test_docs.py"),
+    "crash": ("tests/ct/test_controller_crash.py", "tests/artifacts/test_kill_during_upload.py",
+              "tests/test_reliability.py", "tests/serving/test_prediction_wal.py",
+              "tests/data/test_bounded_memory.py"),
+    "e2e": ("tests/cli/test_process.py", "tests/cli/test_ct_cli.py",
+            "tests/cli/test_serving_cli.py", "tests/serving/test_swap_under_load.py",
+            "tests/serving/test_hostile_clients.py", "tests/serving/test_workers.py",
+            "tests/serving/test_native_swap.py", "tests/serving/test_docs_page.py",
+            "tests/serving/test_oip_triton_client.py", "tests/ct/test_live_rollout.py",
+            "tests/ct/test_backtest.py", "tests/ct/test_backtest_serving.py"),
+}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under ``pytest -n 2 --dist loadgroup`` (make test) the Ray tests share one worker,
-    so only one session-scoped Ray cluster runs on the 2-core machine."""
+    """Mark the slow kinds (above). Under ``pytest -n 2 --dist loadgroup`` (make test) the
+    Ray tests share one worker, so only one session-scoped Ray cluster runs on the 2-core
+    machine."""
+    kind_of = {path: kind for kind, paths in SLOW_KINDS.items() for path in paths}
     for item in items:
-        if item.nodeid.startswith("tests/executors/test_ray"):
+        path = item.nodeid.split("::", 1)[0]
+        kind = kind_of.get(path)
+        if kind is not None:
+            item.add_marker(getattr(pytest.mark, kind))
+        if kind == "ray":
             item.add_marker(pytest.mark.xdist_group("ray"))
 
 
