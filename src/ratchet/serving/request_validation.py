@@ -239,6 +239,7 @@ def _from_text(values: Any, numeric: bool) -> Any:
 
 
 _NULL_MESSAGE = "null, but the training data had none"
+_NAN = float("nan")
 
 
 def _numeric_checker(spec: ColumnSpec, rule: ColumnRule, policy: ValidationPolicy
@@ -269,6 +270,10 @@ def _numeric_checker(spec: ColumnSpec, rule: ColumnRule, policy: ValidationPolic
             if c is None:
                 if not nullable:
                     problems.add(i, name, NULL, _NULL_MESSAGE)
+                elif v is not None and type(v) is not float:  # NumPy NaN, pd.NA, NaT
+                    if out is values:
+                        out = list(values)
+                    out[i] = _NAN
                 continue
             if c is not v:  # 30.0 for an int column, a NumPy scalar
                 if out is values:
@@ -351,6 +356,10 @@ def _text_checker(spec: ColumnSpec, rule: ColumnRule, policy: ValidationPolicy) 
             if c is None:
                 if not nullable:
                     problems.add(i, name, NULL, _NULL_MESSAGE)
+                elif v is not None and type(v) is not float:  # pd.NA, NaT: one null, None
+                    if out is values:
+                        out = list(values)
+                    out[i] = None
                 continue
             if c is not v:  # category codes sent as numbers
                 if out is values:
