@@ -402,18 +402,20 @@ class ColumnRule:
                 and not types.is_bool_dtype(dtype):
             return self._judge_numbers(series)
         nulls = series.isna().to_numpy()
+        # No range or category problem where the dtype alone decides every row.
+        outside = none if self.has_range else None
+        unknown = none if self.known is not None else None
         if self.family == BOOLEAN and types.is_bool_dtype(dtype):
-            return Judgement(nulls, none, none, None, None)
+            return Judgement(nulls, none, none, outside, unknown)
         if self.family == DATETIME and types.is_datetime64_any_dtype(dtype):
-            return Judgement(nulls, none, none, None, None)
+            return Judgement(nulls, none, none, outside, unknown)
         if self.family in NUMBER_FAMILIES and (
                 types.is_bool_dtype(dtype) or types.is_datetime64_any_dtype(dtype)
                 or types.is_timedelta64_dtype(dtype)):
-            return Judgement(nulls, ~nulls, none, None, None,
-                             np.full(n, np.nan) if self.family in NUMBER_FAMILIES else None)
+            return Judgement(nulls, ~nulls, none, outside, unknown, np.full(n, np.nan))
         if self.family == OTHER and not types.is_object_dtype(dtype) \
                 and not types.is_string_dtype(dtype):
-            return Judgement(nulls, none, none, None, None)
+            return Judgement(nulls, none, none, outside, unknown)
         return self._judge_distinct(series, nulls)
 
     def _judge_numbers(self, series: pd.Series) -> Judgement:
