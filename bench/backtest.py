@@ -2,20 +2,24 @@
 code on the demo's data and policy (as ``bench/ct_bench.py``), timed end to end, with every
 model load counted (``ratchet.packaging.load_model``, which ``RegistryClient.load`` calls).
 
-Prints one JSON document: seconds, loads (total, and how many distinct
+Prints one JSON document: seconds (wall, and CPU of the process and its children:
+steadier on a busy machine), loads (total, and how many distinct
 model directories), and the numbers
 the backtest reports (summary per strategy, promotions, events), so that two runs, e.g.
 before and after a change, can be compared number for number.
 
     python bench/backtest.py [--src OTHER/src] [--out results.json] [--compact]
 
-``--src``: import ratchet from another source tree (an older commit unpacked with
-``git archive COMMIT | tar -x -C DIR``) in this virtualenv: before/after on one machine.
+``--src``: import ratchet from another source tree, and run that tree's examples (an
+older commit unpacked with ``git archive COMMIT src examples | tar -x -C DIR``; pass
+``DIR/src``), in this virtualenv: before/after on one machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import sys
 import time
 from collections import Counter
@@ -31,9 +35,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--compact", action="store_true")
     args = parser.parse_args()
-    if args.src is not None:
+    root = ROOT
+    if args.src is not None:  # that tree's examples too (the policy names its pipeline file)
         sys.path.insert(0, str(args.src.resolve()))
-    sys.path.insert(0, str(ROOT / "examples" / "rainfall"))
+        root = args.src.resolve().parent
+        os.chdir(root)
+    sys.path.insert(0, str(root / "examples" / "rainfall"))
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
     from harness import write_json
@@ -53,17 +60,19 @@ def main() -> None:
         return model
 
     ratchet.packaging.load_model = counted  # type: ignore[assignment]
-    policy = load_policy(ROOT / "examples" / "rainfall" / "policy.yaml")
+    policy = load_policy(root / "examples" / "rainfall" / "policy.yaml")
     history = load_rainfall()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = backtest(policy, history, time_column="date", label=LABEL, start=3_650,
                       tick="60d", label_delay="1d", schedule="365d", schedule_rows=(3_650,))
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # a second process, if any
+    cpu += children.ru_utime + children.ru_stime
     doc = {
         "what": "the rainfall backtest (examples/rainfall/policy.yaml, 14,509 days replayed "
                 "at 60-day ticks, two yearly schedules): wall time and model loads",
         "ratchet": str(Path(ratchet.__file__).resolve().parent),
-        "seconds": round(seconds, 2), "rows": result.rows,
+        "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "rows": result.rows,
         "model_loads": sum(loads.values()), "models_loaded": len(loads),
         "summary": result.summary, "promotions": result.promotions,
         "events": [{k: e[k] for k in ("at", "kind", "summary")} for e in result.events],

@@ -265,6 +265,7 @@ def test_a_temporary_scratch_store_is_removed_also_after_a_failure(
     temp = tmp_path / "tmp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))      # where mkdtemp makes folders
+    monkeypatch.setenv("TMPDIR", str(temp))                  # (else in memory, /dev/shm)
     small = replace(policy(), triggers=(Trigger("manual"),))
     result = backtest(small, stream(300, 150), time_column=TIME, start=150, tick="30d")
     assert result.home is None and result.to_dict()["home"] is None

@@ -20,6 +20,7 @@ of its own), or by default the replay split into ``PERIODS`` equal periods.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import shutil
@@ -38,7 +39,9 @@ from ratchet.errors import InvalidInput
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ratchet.config import Settings
     from ratchet.packaging import LoadedModel
+    from ratchet.registry import RegistryClient
     from ratchet.registry.model_cache import ModelCache
     from ratchet.serving.batching import MicroBatcher
     from ratchet.serving.deployment_watcher import RoutingTable
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
     from ratchet.serving.served_model import ModelVersionRef
     from ratchet.serving.traffic_plan import TrafficPlan
 
+log = logging.getLogger(__name__)
 LOOP, NEVER, SCHEDULED, MAJORITY, YESTERDAY = (
     "loop", "never retrained", "fixed schedule", "majority class", "yesterday's label")
 PERIODS = 24          # equal periods over the replay, unless a period length is given
@@ -332,14 +336,16 @@ def backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
     The fixed schedule retrains every ``schedule`` on the newest ``data.rows`` labeled rows
     (and, for each of ``schedule_rows``, on that many: more baselines). ``period``: the
     length of a reported period (default: the replay in ``PERIODS`` equal periods).
-    ``work_dir``: keep the scratch store there (default: a temporary folder, removed)."""
+    ``work_dir``: keep the scratch store there (default: a temporary folder, removed; in
+    memory, ``/dev/shm``, unless ``TMPDIR`` names another place: nothing in it needs to survive
+    a power loss, so its writes need not wait for the disk)."""
     import os
 
     saved = {k: os.environ.get(k) for k in ("RATCHET_HOME", "RATCHET_DB", "RATCHET_ARTIFACTS")}
     scratch = None
     try:
         if work_dir is None:
-            scratch = Path(tempfile.mkdtemp(prefix="ratchet-backtest-"))
+            scratch = Path(tempfile.mkdtemp(prefix="ratchet-backtest-", dir=_memory_dir()))
         result = _backtest(policy, history, time_column=time_column, label=label,
                            start=start, tick=tick, label_delay=label_delay,
                            schedule=schedule, period=period,
@@ -364,14 +370,9 @@ def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
               period: str | timedelta | None, work_dir: str | Path | None,
               progress: Callable[[int, int], None] | None,
               schedule_rows: Sequence[int]) -> BacktestResult:
-    import numpy as np
-    import pandas as pd
-
-    from ratchet.config import load_settings
     from ratchet.durations import duration_ms
     from ratchet.registry import RegistryClient
     from ratchet.serving.deployments import DeploymentClient
-    from ratchet.serving.traffic_plan import TrafficPlan
     from ratchet.workspace import Workspace
 
     began = time.perf_counter()
@@ -381,13 +382,55 @@ def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
     delay_ms = duration_ms(label_delay, "label_delay")
     assert work_dir is not None  # backtest() makes a temporary one
     home = Path(work_dir)
-    # A scratch store of its own: not the project's ratchet.toml db/artifacts.
-    settings = replace(load_settings(env={"RATCHET_HOME": str(home)}),
-                       db_url=f"sqlite:///{home / 'ratchet.db'}",
-                       artifacts_uri=str(home / "artifacts"), tracking_uri=None)
-    workspace = Workspace(settings)
+    every = None if schedule is None else \
+        duration_ms(schedule, "schedule", at_least=timedelta(seconds=1))
+    workspace = Workspace(_scratch_settings(home))
     registry = workspace.client(RegistryClient)
     deployments = workspace.client(DeploymentClient)
+    # The fixed schedules retrain ~40 times on their own: in a second process, with a
+    # scratch store of their own, while this one replays the loop (the loop's version
+    # numbers stay its own).
+    baselines = None if every is None else _Baselines(
+        policy, replay, label, every, delay_ms,
+        list(dict.fromkeys((policy.data.rows, *schedule_rows))), home / "schedules")
+    try:
+        return _replay(policy, replay, label, tick_ms, delay_ms, period, home, registry,
+                       deployments, progress, baselines, began)
+    finally:
+        if baselines is not None:
+            baselines.close()
+
+
+def _memory_dir() -> str | None:
+    """``/dev/shm`` (a RAM file system: an fsync costs nothing) when it is usable and
+    ``TMPDIR`` chooses no other place; else None (the temporary directory)."""
+    import os
+
+    if os.environ.get("TMPDIR"):
+        return None
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
+
+
+def _scratch_settings(home: Path) -> Settings:
+    """A scratch store of its own: not the project's ratchet.toml db/artifacts."""
+    from ratchet.config import load_settings
+
+    return replace(load_settings(env={"RATCHET_HOME": str(home)}),
+                   db_url=f"sqlite:///{home / 'ratchet.db'}",
+                   artifacts_uri=str(home / "artifacts"), tracking_uri=None)
+
+
+def _replay(policy: CTPolicy, replay: _Replay, label: str, tick_ms: int, delay_ms: int,
+            period: str | timedelta | None, home: Path, registry: RegistryClient,
+            deployments: DeploymentClient, progress: Callable[[int, int], None] | None,
+            baselines: _Baselines | None, began: float) -> BacktestResult:
+    import numpy as np
+    import pandas as pd
+
+    from ratchet.durations import duration_ms
+    from ratchet.serving.traffic_plan import TrafficPlan
+
     initial = replay.history.iloc[:replay.start]
     first = train_with_pipeline(policy, registry, initial[[*replay.inputs, label]], "initial")
     registry.set_alias(policy.model, CHAMPION, first, reason="backtest: initial model")
@@ -420,12 +463,10 @@ def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
     answers[NEVER] = np.asarray(world.model(first).predict(
         replay.history.iloc[replay.start:][replay.inputs]))
     scheduled_retrains: dict[str, int] = {}
-    if schedule is not None:
-        every = duration_ms(schedule, "schedule", at_least=timedelta(seconds=1))
-        for rows in (policy.data.rows, *schedule_rows):
+    if baselines is not None:
+        for rows, (answer, retrains) in baselines.result().items():
             name = SCHEDULED if rows == policy.data.rows else f"{SCHEDULED} ({rows} rows)"
-            answers[name], scheduled_retrains[name] = _scheduled(
-                policy, registry, replay, label, every, delay_ms, rows)
+            answers[name], scheduled_retrains[name] = answer, retrains
     answers[MAJORITY] = _running_majority(replay, delay_ms)
     answers[YESTERDAY] = replay.labels[replay.start - 1:-1]
     truth = replay.labels[replay.start:]
@@ -556,6 +597,52 @@ def _scheduled(policy: CTPolicy, registry: Any, replay: _Replay, label: str, eve
             model.predict(replay.history.iloc[cursor:stop][replay.inputs]))
         cursor, boundary = stop, boundary + every_ms
     return answer, max(retrains, 0)
+
+
+class _Baselines:
+    """The fixed-schedule baselines, computed by :func:`scheduled_baselines` in a second
+    process (spawned: nothing of this one's threads or connections is inherited) while
+    the loop replays; in this process when no second one can be started."""
+
+    def __init__(self, policy: CTPolicy, replay: _Replay, label: str, every_ms: int,
+                 delay_ms: int, rows: list[int], home: Path) -> None:
+        import multiprocessing
+
+        self.args = (policy, replay, label, every_ms, delay_ms, rows, str(home))
+        self._pool: Any = None
+        self._pending: Any = None
+        try:
+            self._pool = multiprocessing.get_context("spawn").Pool(1)
+        except OSError as exc:  # no second process here (a sandbox): after the loop
+            log.warning("backtest: fixed schedules run after the loop (%s)", exc)
+            return
+        self._pending = self._pool.apply_async(scheduled_baselines, self.args)
+
+    def result(self) -> dict[int, tuple[Any, int]]:
+        if self._pending is None:
+            return scheduled_baselines(*self.args)
+        answer: dict[int, tuple[Any, int]] = self._pending.get()
+        return answer
+
+    def close(self) -> None:
+        """Stop the second process (at once if the loop failed: nobody waits for it)."""
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+
+def scheduled_baselines(policy: CTPolicy, replay: _Replay, label: str, every_ms: int,
+                        delay_ms: int, rows: list[int], home: str
+                        ) -> dict[int, tuple[Any, int]]:
+    """For each window of ``rows``: the fixed schedule's answers and retrains, trained in
+    a scratch store at ``home`` (the loop's store is another process's)."""
+    from ratchet.registry import RegistryClient
+    from ratchet.workspace import Workspace
+
+    registry = Workspace(_scratch_settings(Path(home))).client(RegistryClient)
+    return {n: _scheduled(policy, registry, replay, label, every_ms, delay_ms, n)
+            for n in rows}
 
 
 def _running_majority(replay: _Replay, delay_ms: int) -> Any:

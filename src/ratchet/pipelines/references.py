@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,10 @@ def _import_target(target: str, ref: str) -> Any:
             raise NotFound(f"{ref!r}: no such file {str(path)!r}")
         for module in list(sys.modules.values()):
             file = getattr(module, "__file__", None)
-            if file and Path(file).resolve() == path \
+            # Resolving is a few system calls: only for files of the same name (a
+            # controller or a backtest loads its pipeline once per training run).
+            if file and os.path.basename(file) == path.name \
+                    and Path(file).resolve() == path \
                     and getattr(module, "__name__", "") != "__main__":
                 return module
         name = f"{_FILE_MODULE_PREFIX}{path.stem}_{abs(hash(str(path))) % 10**8}"
