@@ -25,6 +25,7 @@ WRITER = textwrap.dedent("""
     from pathlib import Path
     from ratchet.config import Settings
     from ratchet.tracking import TrackingClient
+    from ratchet.workspace import Workspace
 
     db, home, shared_run, index, single, batch = sys.argv[1:7]
     index, single, batch = int(index), int(single), int(batch)
@@ -49,12 +50,14 @@ def test_concurrent_writers_lose_nothing(backend_url: str, tmp_path: Path) -> No
                                artifacts_uri=str(home / "artifacts"))
     shared = None
     if backend_url.startswith("postgresql"):
-        shared = TrackingClient(Workspace(client_settings)).create_run("concurrency", name="shared").run_id
+        shared = TrackingClient(Workspace(client_settings)).create_run(
+            "concurrency", name="shared").run_id
     else:
         # Create the shared run from a child too, so the parent never opened the DB first.
         setup = subprocess.run(
             [sys.executable, "-c", "import sys; from pathlib import Path; "
              "from ratchet.config import Settings; from ratchet.tracking import TrackingClient; "
+             "from ratchet.workspace import Workspace; "
              "c = TrackingClient(Workspace(Settings(home=Path(sys.argv[2]), db_url=sys.argv[1], "
              "artifacts_uri=sys.argv[2] + '/a'))); "
              "print(c.create_run('concurrency', name='shared').run_id)",
@@ -93,6 +96,7 @@ UPLOADER = textwrap.dedent("""
     from pathlib import Path
     from ratchet.config import Settings
     from ratchet.tracking import TrackingClient
+    from ratchet.workspace import Workspace
 
     db, home, run_id, big = sys.argv[1:5]
     client = TrackingClient(Workspace(Settings(home=Path(home), db_url=db,

@@ -20,11 +20,11 @@ WRITER = textwrap.dedent("""
     import pandas as pd
     from ratchet.config import Settings
     from ratchet.data.catalog import DataClient
-    from ratchet.tracking import TrackingClient
+    from ratchet.workspace import Workspace
 
     db, home, seed = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
     client = DataClient(Workspace(Settings(home=home, db_url=db,
-                                                artifacts_uri=str(home / "artifacts"))))
+                                           artifacts_uri=str(home / "artifacts"))))
     frame = pd.DataFrame({"x": range(seed, seed + 1000), "tag": ["t"] * 1000})
     print(client.log(frame, "shared").version)
 """)
