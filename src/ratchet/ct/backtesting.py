@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from ratchet.ct.controller import CHAMPION, Controller, epoch_ms, run_training
 from ratchet.ct.policy import CTPolicy
-from ratchet.errors import InvalidInput
+from ratchet.errors import InvalidInput, RatchetError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -601,35 +601,79 @@ def _scheduled(policy: CTPolicy, registry: Any, replay: _Replay, label: str, eve
 
 class _Baselines:
     """The fixed-schedule baselines, computed by :func:`scheduled_baselines` in a second
-    process (spawned: nothing of this one's threads or connections is inherited) while
-    the loop replays; in this process when no second one can be started."""
+    Python process while the loop replays; in this process when none can be started.
+
+    A plain subprocess (``python -c``) rather than ``multiprocessing``: spawning would
+    import the caller's main script again in the child, and a script that calls
+    ``backtest`` without an ``if __name__ == "__main__"`` guard would run once more there.
+    The child gets this process's import path and working directory (the policy's
+    pipeline is imported there by its reference), its arguments and its answer as pickles
+    in ``home``."""
 
     def __init__(self, policy: CTPolicy, replay: _Replay, label: str, every_ms: int,
                  delay_ms: int, rows: list[int], home: Path) -> None:
-        import multiprocessing
+        import os
+        import pickle
+        import subprocess
+        import sys
 
         self.args = (policy, replay, label, every_ms, delay_ms, rows, str(home))
-        self._pool: Any = None
-        self._pending: Any = None
+        self.home = home
+        self._process: subprocess.Popen[bytes] | None = None
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "arguments.pickle").write_bytes(pickle.dumps(self.args))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}
         try:
-            self._pool = multiprocessing.get_context("spawn").Pool(1)
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", "from ratchet.ct.backtesting import _baselines_child;"
+                 " _baselines_child()", str(home)], env=env, stdin=subprocess.DEVNULL)
         except OSError as exc:  # no second process here (a sandbox): after the loop
             log.warning("backtest: fixed schedules run after the loop (%s)", exc)
-            return
-        self._pending = self._pool.apply_async(scheduled_baselines, self.args)
 
     def result(self) -> dict[int, tuple[Any, int]]:
-        if self._pending is None:
+        import pickle
+
+        if self._process is None:
             return scheduled_baselines(*self.args)
-        answer: dict[int, tuple[Any, int]] = self._pending.get()
+        code = self._process.wait()
+        self._process = None
+        answer_file = self.home / "answer.pickle"
+        if not answer_file.exists():
+            raise RatchetError(f"backtest: the process training the fixed schedules ended "
+                               f"with exit code {code} and no answer (see its output above)")
+        outcome = pickle.loads(answer_file.read_bytes())
+        if isinstance(outcome, BaseException):
+            raise outcome
+        answer: dict[int, tuple[Any, int]] = outcome
         return answer
 
     def close(self) -> None:
         """Stop the second process (at once if the loop failed: nobody waits for it)."""
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+
+def _baselines_child() -> None:
+    """``python -c``'s entry point in the second process: arguments in, answer out (the
+    answer, or the exception that stopped it, when it can be pickled)."""
+    import pickle
+    import sys
+    import traceback
+
+    home = Path(sys.argv[1])
+    try:
+        outcome: Any = scheduled_baselines(*pickle.loads(
+            (home / "arguments.pickle").read_bytes()))
+    except Exception as exc:
+        outcome = exc
+        try:
+            pickle.dumps(exc)
+        except Exception:
+            outcome = RuntimeError("".join(traceback.format_exception(exc)))
+    (home / ".answer.pickle").write_bytes(pickle.dumps(outcome))
+    (home / ".answer.pickle").replace(home / "answer.pickle")
 
 
 def scheduled_baselines(policy: CTPolicy, replay: _Replay, label: str, every_ms: int,
