@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from ratchet.config import Settings
 from ratchet.data.catalog import DataClient
 from ratchet.errors import InvalidInput, NotFound
-from ratchet.monitoring.monitor import run_monitor
+from ratchet.monitoring.monitor import list_monitor_results, run_monitor
 from ratchet.monitoring.performance import parse_window
 from ratchet.registry import RegistryClient
 from ratchet.serving import create_app
@@ -117,6 +117,12 @@ def test_quiet_traffic_then_drift_changes_the_verdict_and_alerts(
     _serve(home, moved, None)
     second = run_monitor("churn", window="1h", workspace=Workspace(home), webhook=webhook)
     assert second.verdict == "drift" and second.changed and second.previous_verdict == "ok"
+    stored = list_monitor_results("churn", workspace=Workspace(home))
+    assert [r.verdict for r in stored] == ["ok", "drift"]
+    assert [r.verdict for r in list_monitor_results("churn", limit=1,
+                                                    workspace=Workspace(home))] == ["drift"]
+    with pytest.raises(InvalidInput, match="limit must be"):
+        list_monitor_results("churn", limit=0, workspace=Workspace(home))
     drift = second.result["drift"]
     assert "age" in drift["drifted_columns"] and "plan" in drift["drifted_columns"]
     assert drift["multivariate"]["drifted"]

@@ -98,10 +98,9 @@ def history(deployment: DeploymentName, limit: Annotated[int, typer.Option(
         "--limit", help="How many of the newest results.", min=1)] = 20,
             as_json: JsonOption = False) -> None:
     """Stored monitor results of a deployment, oldest first."""
-    from ratchet.store.monitor_store import MonitorStore
+    from ratchet.monitoring.monitor import list_monitor_results
 
-    store = MonitorStore(Session().tracking.store.db)
-    found = store.history(deployment, limit=limit)
+    found = list_monitor_results(deployment, limit=limit, workspace=Session().workspace)
     if as_json:
         print_json([{"result_id": r.result_id, "verdict": r.verdict, "rows": r.rows,
                      "window_start": r.window_start, "window_end": r.window_end,

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
         column_drift,
         dataset_drift,
     )
-    from ratchet.monitoring.monitor import MonitorRun, run_monitor
+    from ratchet.monitoring.monitor import MonitorRun, list_monitor_results, run_monitor
     from ratchet.monitoring.multivariate_drift import ClassifierDrift, classifier_drift
     from ratchet.monitoring.performance import (
         classification_metrics,
@@ -43,6 +43,7 @@ _LAZY = {
     "estimate_classification_performance": "ratchet.monitoring.performance",
     "MonitorRun": "ratchet.monitoring.monitor",
     "run_monitor": "ratchet.monitoring.monitor",
+    "list_monitor_results": "ratchet.monitoring.monitor",
     "render_report": "ratchet.monitoring.report_html",
     "ClassifierDrift": "ratchet.monitoring.multivariate_drift",
     "classifier_drift": "ratchet.monitoring.multivariate_drift",
@@ -72,6 +73,7 @@ __all__ = [
     "column_drift",
     "dataset_drift",
     "estimate_classification_performance",
+    "list_monitor_results",
     "performance_by_window",
     "quality_report",
     "regression_metrics",
