@@ -308,4 +308,18 @@ def _alert(run: MonitorRun, webhook: str | None) -> WebhookOutcome | None:
                      what=f"monitor {run.result['deployment']}")
 
 
-__all__ = ["MonitorRun", "monitor_logged", "run_monitor"]
+def list_monitor_results(deployment: str, *, limit: int | None = 20,
+                         workspace: Workspace | None = None) -> list[StoredMonitorResult]:
+    """The stored monitor results of ``deployment``, oldest first (the newest ``limit``;
+    None: all). Each has its verdict, window, row count and report paths."""
+    from ratchet.names import deployment_name
+
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                              or limit < 1):
+        raise InvalidInput(f"limit must be a whole number >= 1 or None, got {limit!r}")
+    return resolve_workspace(workspace).stores.monitor.history(deployment_name(deployment),
+                                                               limit=limit)
+
+
+__all__ = ["MonitorRun", "list_monitor_results", "monitor_logged", "run_monitor"]
+
