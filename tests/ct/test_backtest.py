@@ -304,6 +304,51 @@ def test_the_scratch_store_holds_the_timeline(run: tuple[BacktestResult, Any]) -
         assert CTEventStore(theirs.tracking.store.db).history(MODEL) == []
 
 
+def test_the_monitor_reads_a_versions_reference_once(run: tuple[BacktestResult, Any],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``monitor_logged(references=)`` (the backtest's world keeps one per replay): the
+    reference data of a model version is read, and the model's answers on it computed,
+    once across runs; every run's result is the same as without it."""
+    from datetime import UTC, datetime
+
+    import ratchet.monitoring.monitor as monitor
+    from ratchet.config import load_settings
+    from ratchet.registry import RegistryClient
+    from ratchet.serving.deployments import DeploymentClient
+
+    result, _ = run
+    ws = Workspace(load_settings(env={"RATCHET_HOME": str(result.home)}))
+    version = ws.client(RegistryClient).get_model(MODEL).aliases["champion"]
+    deployments = ws.client(DeploymentClient)
+    reads: Counter[tuple[str, int]] = Counter()
+    real_reference = monitor._reference
+
+    def counted(registry: Any, name: str, v: int, *args: Any) -> Any:
+        reads[(name, v)] += 1
+        return real_reference(registry, name, v, *args)
+
+    monkeypatch.setattr(monitor, "_reference", counted)
+    rows = stream(200, flip=100, seed=3)
+    kept: dict[Any, Any] = {}
+    for window in (rows.iloc[:120], rows.iloc[80:]):   # the second one drifts (flipped)
+        logged = pd.DataFrame({
+            "timestamp": window[TIME].to_numpy(), "variant": "primary", "status": "ok",
+            "input.x1": window["x1"].to_numpy(), "input.x2": window["x2"].to_numpy(),
+            "output.prediction": (window["x1"] > 0).astype(int).to_numpy(),
+            "feedback": window[LABEL].to_numpy()})
+        start, end = datetime(2015, 1, 1, tzinfo=UTC), datetime(2023, 1, 1, tzinfo=UTC)
+        runs = [monitor.monitor_logged("flip", logged, start=start, end=end,
+                                       deployments=deployments, store=False, report=False,
+                                       model=(MODEL, version), references=memo).result
+                for memo in (None, kept)]
+        for r in runs:
+            r.pop("created_at")
+        assert runs[0] == runs[1]
+        assert runs[0]["reference"]["dataset"] == "flip-train"
+    assert reads == {(MODEL, version): 3}   # twice without the mapping, once with it
+    assert {k[0] for k in kept} == {"reference", "answers"}
+
+
 # ------------------------------------------------------------------ bad input
 @pytest.mark.parametrize(("change", "kwargs", "message"), [
     (lambda f: f.drop(columns=[TIME]), {}, "no column 'day'"),

@@ -137,6 +137,7 @@ class SimulatedWorld:
         self.models = models if models is not None else ModelCache(deployments.registry,
                                                                    capacity=None)
         self.sink = MemoryPredictionLog()
+        self._references: dict[Any, Any] = {}  # the monitor's, per model version
         self.service = InferenceService(policy.deployment_name, None, self.sink,
                                         shadow_inline=True)
         self._random = random.Random(seed)
@@ -200,7 +201,7 @@ class SimulatedWorld:
                               end=times.max().to_pydatetime(), deployments=self.deployments,
                               store=False, report=False, model=model,
                               multivariate=self.policy.monitor.multivariate,
-                              loader=self.models.load).result
+                              loader=self.models.load, references=self._references).result
 
     # ------------------------------------------------------------------ the server
     def model(self, version: int) -> Any:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -26,6 +28,7 @@ from ratchet.workspace import Workspace
 from ratchet.workspace import resolve as resolve_workspace
 
 if TYPE_CHECKING:
+    from ratchet.data.profile_records import DatasetProfile
     from ratchet.data.validation import ValidationReport
     from ratchet.data.version_diff import DatasetDiff
 
@@ -122,7 +125,7 @@ class DataClient:
                 elif stream is not None:
                     profile = stream.finish(staged)
                 else:
-                    profile = profile_parquet(staged)
+                    profile = _profile_snapshot(staged, snap.digest)
                 blobs.adopt(staged, snap.digest)
                 record, _ = self.store.add_version(
                     name, digest=snap.digest, size_bytes=snap.size_bytes, row_count=snap.rows,
@@ -260,6 +263,30 @@ class DataClient:
 
         return f"DataClient({redact_url(self.tracking.settings.db_url)!r})"  # no password
 
+
+
+_PROFILES: OrderedDict[str, DatasetProfile] = OrderedDict()
+_PROFILES_KEPT = 32
+_profiles_lock = threading.Lock()
+
+
+def _profile_snapshot(staged: Path, digest: str) -> DatasetProfile:
+    """The profile of a canonical snapshot: a function of its bytes, so the same content
+    logged again (e.g. under another name, as a pipeline step re-logging its input) is
+    profiled once per process (the newest ``_PROFILES_KEPT`` digests are remembered)."""
+    from ratchet.data.profile import profile_parquet
+
+    with _profiles_lock:
+        known = _PROFILES.get(digest)
+        if known is not None:
+            _PROFILES.move_to_end(digest)
+            return known
+    profile = profile_parquet(staged)
+    with _profiles_lock:
+        _PROFILES[digest] = profile
+        while len(_PROFILES) > _PROFILES_KEPT:
+            _PROFILES.popitem(last=False)
+    return profile
 
 
 class _InBackground(Generic[T]):

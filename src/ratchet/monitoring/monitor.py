@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -91,7 +91,8 @@ def monitor_logged(deployment: str, logged: pd.DataFrame, *, start: datetime, en
                    report_dir: str | Path | None = None, webhook: str | None = None,
                    store: bool = True, report: bool | str = True, multivariate: bool = True,
                    model: tuple[str, int] | None = None,
-                   loader: Callable[[str, int], LoadedModel] | None = None) -> MonitorRun:
+                   loader: Callable[[str, int], LoadedModel] | None = None,
+                   references: MutableMapping[Any, Any] | None = None) -> MonitorRun:
     """Evaluate rows already read from the prediction log (``predictions(...,
     with_feedback=True)`` or a frame of the same shape, e.g. a backtest's simulated log)
     against the served model's training data. ``model``: (name, version) to judge (default:
@@ -99,7 +100,11 @@ def monitor_logged(deployment: str, logged: pd.DataFrame, *, start: datetime, en
     get one unless False; ``"changed"``: only when the verdict changed, or the first).
     ``loader(name, version)``: where the model comes from (default: the registry, loaded
     afresh; a caller that judges the same version again passes a
-    :class:`~ratchet.registry.model_cache.ModelCache`'s ``load``)."""
+    :class:`~ratchet.registry.model_cache.ModelCache`'s ``load``). ``references``: a
+    mapping the caller keeps across runs (e.g. a dict), where each model version's
+    reference (its training data, found by lineage) and the model's answers on it are
+    kept, so that judging the same version again reads and predicts them once; only
+    used when ``reference`` is None (a version's lineage never changes)."""
 
 
     if webhook is not None:
@@ -127,9 +132,17 @@ def monitor_logged(deployment: str, logged: pd.DataFrame, *, start: datetime, en
         result["verdict"] = NO_DATA
     else:
         current = _current_inputs(logged, inputs)
-        ref_frame, result["reference"] = _reference(client.registry, name, version, inputs,
-                                                    reference)
-        _evaluate(result, loaded, ref_frame, current, logged, multivariate)
+        memo = references if reference is None else None
+        key = ("reference", name, version, tuple(inputs))
+        if memo is not None and key in memo:
+            ref_frame, info = memo[key]
+        else:
+            ref_frame, info = _reference(client.registry, name, version, inputs, reference)
+            if memo is not None:
+                memo[key] = (ref_frame, info)
+        result["reference"] = dict(info)
+        _evaluate(result, loaded, ref_frame, current, logged, multivariate,
+                  answers=None if memo is None else _AnswersMemo(memo, name, version))
     monitor_store = client.workspace.stores.monitor
     previous = monitor_store.latest(deployment)
     stored = None
@@ -193,8 +206,21 @@ def _reference(registry: RegistryClient, name: str, version: int, inputs: list[s
     return frame, {"dataset": dataset.name, "version": dataset.version, "rows": len(frame)}
 
 
+@dataclass
+class _AnswersMemo:
+    """Where ``_evaluate`` keeps the model's answers on its reference, per column set."""
+
+    memo: MutableMapping[Any, Any]
+    name: str
+    version: int
+
+    def key(self, columns: list[str]) -> tuple[Any, ...]:
+        return ("answers", self.name, self.version, tuple(columns))
+
+
 def _evaluate(result: dict[str, Any], model: LoadedModel, reference: pd.DataFrame,
-              current: pd.DataFrame, logged: pd.DataFrame, multivariate: bool = True) -> None:
+              current: pd.DataFrame, logged: pd.DataFrame, multivariate: bool = True, *,
+              answers: _AnswersMemo | None = None) -> None:
     import numpy as np
     import pandas as pd
 
@@ -210,13 +236,20 @@ def _evaluate(result: dict[str, Any], model: LoadedModel, reference: pd.DataFram
     if "output.prediction" in logged.columns:
         # Rows with an infinite input are left out: models refuse them (data quality
         # reports them), as the drift tests leave the values out.
-        numeric = frames_ref.select_dtypes("number")
-        usable = frames_ref[~np.isinf(numeric.to_numpy(dtype=float, na_value=np.nan)).any(
-            axis=1)] if numeric.shape[1] else frames_ref
-        sample = usable.sample(n=min(len(usable), PREDICTION_SAMPLE), random_state=0)
-        answers = pd.Series(np.asarray(model.predict(sample)), index=sample.index)
+        key = answers.key(columns) if answers is not None else None
+        if answers is not None and key in answers.memo:
+            drift_ref = answers.memo[key]
+        else:
+            numeric = frames_ref.select_dtypes("number")
+            usable = frames_ref[~np.isinf(numeric.to_numpy(dtype=float, na_value=np.nan)).any(
+                axis=1)] if numeric.shape[1] else frames_ref
+            sample = usable.sample(n=min(len(usable), PREDICTION_SAMPLE), random_state=0)
+            predicted = pd.Series(np.asarray(model.predict(sample)), index=sample.index)
+            # rows not sampled: null, left out
+            drift_ref = frames_ref.assign(prediction=predicted)
+            if answers is not None:
+                answers.memo[key] = drift_ref
         prediction = "prediction"
-        drift_ref = frames_ref.assign(prediction=answers)  # rows not sampled: null, left out
         drift_cur = frames_cur.assign(prediction=logged["output.prediction"].to_numpy())
     drift = dataset_drift(drift_ref, drift_cur, columns=columns, prediction=prediction)
     report: dict[str, Any] = drift.to_dict()

@@ -91,6 +91,17 @@ class RegistryStore:
         return RegisteredModel(row.name, row.description, row.created_at, row.updated_at,
                                tags, aliases, latest, row.deleted_at)
 
+    def _check_model(self, name: str) -> None:
+        """NotFound as ``get_registered_model`` raises it, in one query."""
+        name = _found(name)
+        rm = t.registered_models
+        with self.db.read() as conn:
+            row = conn.execute(select(rm.c.deleted_at).where(rm.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"no registered model named {name!r}")
+        if row.deleted_at is not None:
+            raise NotFound(_deleted_model(name, row.deleted_at))
+
     def list_registered_models(self, *, include_deleted: bool = False
                                ) -> list[RegisteredModel]:
         rm = t.registered_models
@@ -187,7 +198,7 @@ class RegistryStore:
         if not versions:
             raise NotFound(f"model {name!r} has no version {version}")
         if not include_deleted:
-            self.get_registered_model(name)  # NotFound if the whole model is deleted
+            self._check_model(name)  # NotFound if the whole model is deleted
             deleted_at = versions[0].deleted_at
             if deleted_at is not None:
                 from ratchet.store.deletion import deleted_note
@@ -216,13 +227,18 @@ class RegistryStore:
         query = select(mv).where(mv.c.name == name).order_by(mv.c.version)
         if versions is not None:
             query = query.where(mv.c.version.in_(versions))
+        tag_query = select(tags_t).where(tags_t.c.name == name)
+        alias_query = select(al).where(al.c.name == name).order_by(al.c.alias)
+        if versions is not None:  # only theirs
+            tag_query = tag_query.where(tags_t.c.version.in_(versions))
+            alias_query = alias_query.where(al.c.version.in_(versions))
         with self.db.read() as conn:
             rows = conn.execute(query).all()
             tags: dict[int, dict[str, str]] = {}
-            for r in conn.execute(select(tags_t).where(tags_t.c.name == name)):
+            for r in conn.execute(tag_query):
                 tags.setdefault(r.version, {})[r.key] = r.value
             aliases: dict[int, list[str]] = {}
-            for r in conn.execute(select(al).where(al.c.name == name).order_by(al.c.alias)):
+            for r in conn.execute(alias_query):
                 aliases.setdefault(r.version, []).append(r.alias)
         return [ModelVersion(
             name=r.name, version=r.version, run_id=r.run_id, artifact_path=r.artifact_path,
