@@ -294,6 +294,7 @@ class _CachedSource:
 
 def _request_columns(batch: pd.DataFrame) -> dict[str, list[Any]]:
     """Each column as a JSON client would send it: missing values null, times as ISO text."""
+    import numpy as np
     import pandas as pd
 
     out: dict[str, list[Any]] = {}
@@ -302,6 +303,13 @@ def _request_columns(batch: pd.DataFrame) -> dict[str, list[Any]]:
         if isinstance(column.dtype, pd.DatetimeTZDtype) or \
                 pd.api.types.is_datetime64_any_dtype(column.dtype):
             out[str(name)] = [None if pd.isna(v) else v.isoformat() for v in column]
+        elif isinstance(column.dtype, np.dtype) and column.dtype.kind in "fiub":
+            values = column.to_numpy()
+            listed = values.tolist()  # Python numbers, as astype(object) gives them
+            if values.dtype.kind == "f":
+                for i in np.flatnonzero(np.isnan(values)).tolist():
+                    listed[i] = None
+            out[str(name)] = listed
         else:
             values = column.astype(object)
             out[str(name)] = values.where(column.notna().to_numpy(), None).tolist()
