@@ -12,7 +12,7 @@ import ratchet
 from ratchet import workspace as ws_module
 from ratchet.config import Settings
 from ratchet.data.catalog import DataClient
-from ratchet.errors import ConfigError
+from ratchet.errors import ConfigError, InvalidInput
 from ratchet.registry.client import RegistryClient
 from ratchet.serving.deployments import DeploymentClient
 from ratchet.store.stores import SqlStores
@@ -90,6 +90,14 @@ def test_the_ambient_default_follows_the_environment(tmp_path: Path,
     b = ws_module.current()
     assert b is not a and b.settings.home == tmp_path / "b"
     assert ws_module.resolve(None) is b and ws_module.resolve(a) is a
+
+
+def test_a_workspace_argument_that_is_not_one_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match=r"takes a ratchet.Workspace or None, got str "
+                                           r"\(Workspace.at\('/tmp/x'\) for a folder\)"):
+        ratchet.data.list_datasets(workspace="/tmp/x")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match=r"got Settings$"):
+        ws_module.resolve(Workspace.at(tmp_path).settings)  # type: ignore[arg-type]
 
 
 def test_remote_mode_is_refused_when_the_stores_are_needed(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ratchet.config import Settings, ensure_home, load_settings
-from ratchet.errors import ConfigError
+from ratchet.errors import ConfigError, InvalidInput
 
 if TYPE_CHECKING:
     from ratchet.artifacts import BlobStore
@@ -129,7 +129,14 @@ def current() -> Workspace:
 
 def resolve(workspace: Workspace | None) -> Workspace:
     """``workspace`` itself, or the ambient one when it is None."""
-    return workspace if workspace is not None else current()
+    if workspace is None:
+        return current()
+    if not isinstance(workspace, Workspace):
+        hint = (f" (Workspace.at({str(workspace)!r}) for a folder)"
+                if isinstance(workspace, str | os.PathLike) else "")
+        raise InvalidInput(f"workspace= takes a ratchet.Workspace or None, got "
+                           f"{type(workspace).__name__}{hint}")
+    return workspace
 
 
 def environment_default(key: tuple[str | None, ...]) -> Workspace | None:
