@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from ratchet.config import Settings
 
@@ -36,6 +37,12 @@ def _import_anyio_eagerly() -> None:
 
 
 _import_anyio_eagerly()
+
+# Property tests draw the same examples on every run of `make test` (a failure there is
+# one anyone can reproduce); HYPOTHESIS_PROFILE=explore draws new, more examples.
+hypothesis_settings.register_profile("repeatable", derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("explore", max_examples=500, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 # Keep tests hermetic: never pick up a developer's ratchet.toml or RATCHET_* variables.
 for _key in ("RATCHET_HOME", "RATCHET_DB", "RATCHET_ARTIFACTS", "RATCHET_TRACKING_URI"):

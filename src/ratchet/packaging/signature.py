@@ -30,6 +30,7 @@ from ratchet.columns import (
     STRING,
     TEXT,
     ColumnRule,
+    bad_text,
     dtype_name,
     read_text_cells,
     to_bool,
@@ -301,6 +302,7 @@ _EXPECTED = {BOOLEAN: "bool", TEXT: "a string", DATETIME: "a datetime"}
 def _conform(series: pd.Series, spec: ColumnSpec, problems: list[str]) -> pd.Series:
     """Judge one request column by the column contract and cast it to its spec, appending
     any problems found."""
+    import numpy as np
     import pandas as pd
 
     rule = ColumnRule.of(spec)
@@ -317,6 +319,11 @@ def _conform(series: pd.Series, spec: ColumnSpec, problems: list[str]) -> pd.Ser
     if rule.family == FLOAT:  # a model trained on inf may take it; serving does not
         bad = bad & ~judged.non_finite
     if bad.any():
+        first = series.iloc[int(np.flatnonzero(np.asarray(bad, dtype=bool))[0])]
+        why = bad_text(first) if rule.family == TEXT and isinstance(first, str) else None
+        if why is not None:  # a string, but one that cannot be kept as sent (NUL, ...)
+            problems.append(f"{where}: {why} {_describe(series, bad, show_value=False)}")
+            return series
         expected = _EXPECTED.get(rule.family, spec.dtype)
         if rule.family not in NUMBER_FAMILIES and rule.family not in _EXPECTED:
             expected = "a single value"
