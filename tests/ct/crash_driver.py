@@ -267,9 +267,9 @@ def setup(home: Path, pol: Any, registry: Any, deployments: Any, history: pd.Dat
     except NotFound:  # not yet
         pass
     frame = history.iloc[:INITIAL].assign(**{LABEL: labels[:INITIAL]})
-    data = DataClient(registry.tracking.workspace).log(frame, f"{MODEL}-initial")
+    data = DataClient(registry.workspace).log(frame, f"{MODEL}-initial")
     run = PipelineRunner(load_pipeline(pol.pipeline), {"data": f"{data.name}@{data.version}"},
-                         workspace=registry.tracking.workspace).run()
+                         workspace=registry.workspace).run()
     first = max(o.model[1] for s in run.steps for o in s.outputs if o.model is not None)
     registry.set_alias(MODEL, CHAMPION, first, reason="crash driver: initial model")
     deployments.ensure(pol.deployment_name, TrafficPlan.single(f"{MODEL}@{CHAMPION}"))

@@ -35,7 +35,7 @@ def registry(home: Settings) -> RegistryClient:
     registry = RegistryClient(Workspace(home))
     X, y = churn_frame(1_000)
     with registry.tracking.start_run(experiment="churn") as run:
-        DataClient(registry.tracking.workspace).log(X.assign(label=y), name="churn-train", role="train")
+        DataClient(registry.workspace).log(X.assign(label=y), name="churn-train", role="train")
         registry.log_model(run.id, _pipeline(1.0, "ignore").fit(X, y), name="churn",
                            input_example=X)
     registry.set_alias("churn", "champion", 1)

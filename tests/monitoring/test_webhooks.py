@@ -187,7 +187,7 @@ def _train(registry: Any) -> None:
 
     X, y = churn_frame(3_000)
     with registry.tracking.start_run(experiment="churn") as run:
-        DataClient(registry.tracking.workspace).log(X.assign(label=y), name="churn-train", role="train")
+        DataClient(registry.workspace).log(X.assign(label=y), name="churn-train", role="train")
         registry.log_model(run.id, _pipeline(1.0, "ignore").fit(X, y), name="churn",
                            input_example=X)
     registry.set_alias("churn", "champion", 1)

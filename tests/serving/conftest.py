@@ -100,17 +100,16 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(settings: Settings, tmp_path: Path, *args: str) -> Iterator[str]:
-    """``ratchet serve ARGS`` on a free loopback port; stopped by its process group."""
-    port = _free_port()
+def running_process(settings: Settings, tmp_path: Path, command: list[str],
+                    port: int) -> Iterator[tuple[str, Path]]:
+    """``command`` (a server listening on loopback ``port``) against ``settings``' store,
+    until ready; yields its URL and log file; stopped by its process group."""
     env = {**os.environ, "RATCHET_HOME": str(settings.home), "RATCHET_DB": settings.db_url,
            "RATCHET_ARTIFACTS": settings.artifacts_uri}
     log_path = tmp_path / f"server-{port}.log"
     with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ratchet.cli.main", "serve", *args, "--port", str(port)],
-            env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+        process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         try:
             def ready() -> bool:
@@ -121,7 +120,7 @@ def running_server(settings: Settings, tmp_path: Path, *args: str) -> Iterator[s
                     return False
 
             wait_until(ready, timeout=90, what="server ready")
-            yield url
+            yield url, log_path
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             try:
@@ -129,3 +128,12 @@ def running_server(settings: Settings, tmp_path: Path, *args: str) -> Iterator[s
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+@contextlib.contextmanager
+def running_server(settings: Settings, tmp_path: Path, *args: str) -> Iterator[str]:
+    """``ratchet serve ARGS`` on a free loopback port; stopped by its process group."""
+    port = _free_port()
+    command = [sys.executable, "-m", "ratchet.cli.main", "serve", *args, "--port", str(port)]
+    with running_process(settings, tmp_path, command, port) as (url, _):
+        yield url

@@ -61,7 +61,8 @@ def client(workspace: Workspace | None = None) -> DataClient:
 
 
 def log(data: object, name: str, *, source: str | None = None, role: str | None = None,
-        progress: ProgressCallback | None = None, workspace: Workspace | None = None) -> DatasetVersion:
+        progress: ProgressCallback | None = None,
+        workspace: Workspace | None = None) -> DatasetVersion:
     """Store ``data`` as the next version of ``name`` (identical content: the same version).
 
     Inside a run the run is recorded as its creator, and with ``role`` (e.g. ``"train"``)

@@ -264,7 +264,6 @@ class DataClient:
         return f"DataClient({redact_url(self.tracking.settings.db_url)!r})"  # no password
 
 
-
 _PROFILES: OrderedDict[str, DatasetProfile] = OrderedDict()
 _PROFILES_KEPT = 32
 _profiles_lock = threading.Lock()

@@ -152,8 +152,9 @@ class StepTask:
                        dataset: str) -> StoredOutput:
         from ratchet.data.catalog import DataClient
 
-        version = client.workspace.client(DataClient).log(value, dataset, run_id=self.tracking_run_id,
-                                         source=f"pipeline step {self.node}")
+        data = client.workspace.client(DataClient)
+        version = data.log(value, dataset, run_id=self.tracking_run_id,
+                           source=f"pipeline step {self.node}")
         return StoredOutput(name=name, digest=version.digest, materializer="dataset",
                             files=(("data.parquet", version.digest, version.size_bytes),),
                             size=version.size_bytes, dataset=(version.name, version.version))
