@@ -92,9 +92,17 @@ def status(
             ("challenger", cycle.get("challenger")),
             ("pending requests", ", ".join(r["kind"] for r in state.requests) or "none"),
             ("lease", state.lease_holder or "free"), ("updated", iso(state.updated_at))]
+    watch = state.data.get("watch") or {}
+    if watch.get("baseline"):
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(watch["baseline"].items()))
+        rows.append(("baseline", f"{shown} — from {watch.get('baseline_source') or '?'}"))
     from ratchet.cli.output import key_values
 
     console().print(key_values(rows, title=f"controller: {model}"))
+    if state.state == "watching" and watch.get("why"):
+        console().print("why no retrain at the last check:", markup=False)
+        for line in watch["why"]:
+            console().print(f"  - {line}", markup=False, highlight=False)
 
 
 def _request(model: str, kind: RequestKind, actor: str | None, reason: str | None) -> None:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ratchet.ct.gate import LoadedPredictor, decide, evaluate_model
 from ratchet.ct.policy import CTPolicy
 from ratchet.ct.rollout import CANARY, PRIMARY, canary_check, shadow_check
-from ratchet.ct.triggers import Observations, evaluate_triggers
+from ratchet.ct.triggers import Observations, evaluate_triggers, explain_triggers
 from ratchet.errors import InvalidInput, LeaseLost, NotFound, RatchetError
 from ratchet.ids import new_id
 from ratchet.registry.model_cache import ModelCache
@@ -59,6 +59,9 @@ CHAMPION = "champion"
 DAY_MS = 86_400_000
 CYCLE_TAG, STATUS_TAG, IMPORTANCE_TAG = "ratchet.ct.cycle", "ratchet.ct.status", \
     "ratchet.importance"
+# Run metrics that record a model's held-out score, in order of preference: a hand-set
+# champion's baseline (holdout_accuracy, test_accuracy, ...).
+BASELINE_PREFIXES = ("holdout_", "test_", "val_", "validation_")
 
 
 class World(Protocol):
@@ -243,17 +246,25 @@ class Controller:
                                    - int(policy.data.lookback.total_seconds() * 1000))
         mine = _served_by(logged, champion)
         window = mine.tail(policy.monitor.rows)
-        verdict, metrics = None, {}
+        verdict, metrics, labeled, source = None, {}, 0, "realized"
         if len(window) >= policy.monitor.min_rows:
             result = self.world.monitor(window, (policy.model, champion))
             verdict = result.get("verdict")
-            realized = (result.get("performance") or {}).get("metrics") or {}
-            labeled = (result.get("performance") or {}).get("labeled", 0)
+            performance = result.get("performance") or {}
+            labeled = int(performance.get("labeled") or 0)
             if labeled >= policy.monitor.min_rows:
-                metrics = {k: v for k, v in realized.items()
-                           if isinstance(v, int | float) and k != "n"}
-        if watch.get("baseline_for") != champion and metrics:
-            watch["baseline"], watch["baseline_for"] = metrics, champion
+                metrics = _numbers(performance.get("metrics"))
+            elif (performance.get("estimated") or {}).get("calibrated"):
+                # Labels are late: a calibrated label-free estimate stands in (stated).
+                metrics, source = _numbers(performance["estimated"]), "estimated"
+        if watch.get("baseline_for") != champion:
+            recorded, why = self._recorded_baseline(champion)
+            if recorded:
+                watch.update(baseline=recorded, baseline_for=champion, baseline_source=why)
+            elif metrics and source == "realized":
+                watch.update(baseline=metrics, baseline_for=champion,
+                             baseline_source="its first labeled window: the champion has no "
+                             "recorded evaluation")
         baseline = watch.get("baseline", {}) if watch.get("baseline_for") == champion else {}
         since = watch.get("last_retrain_log_ms", 0)
         new_labels = int((logged["feedback"].notna() & (epoch_ms(logged["timestamp"])
@@ -262,6 +273,9 @@ class Controller:
         obs = Observations(
             now=_dt(now), monitor_verdict=verdict, performance=metrics, baseline=baseline,
             new_labels=new_labels, manual=bool(manual),
+            baseline_source=watch.get("baseline_source") if baseline else None,
+            performance_source=source, window_rows=len(window), labeled_rows=labeled,
+            min_rows=policy.monitor.min_rows,
             last_retrain_at=_dt(watch["last_retrain_at"]) if watch.get("last_retrain_at")
             else None, retrains_last_24h=len(retrains),
             last_checked_at=_dt(watch["last_checked_at"]) if watch.get("last_checked_at")
@@ -270,6 +284,7 @@ class Controller:
         watch.update(last_checked_at=now, last_verdict=verdict, last_metrics=metrics)
         stale = len(st.requests)  # approvals/rejections with no cycle waiting are answered
         if not decision.retrain:
+            watch["why"] = list(explain_triggers(policy, obs))  # for ratchet ct status
             event = None
             blocked = decision.blocked.split(":")[0] if decision.blocked else None
             if blocked and blocked != watch.get("last_blocked"):  # once per blocked spell
@@ -278,6 +293,7 @@ class Controller:
             watch["last_blocked"] = blocked
             return Outcome(WATCHING, {**st.data, "watch": watch}, event, consumed=stale,
                            pause=True)
+        watch.pop("why", None)
         watch.update(last_blocked=None, last_retrain_at=now,
                      last_retrain_log_ms=self.world.log_now_ms(), retrains=[*retrains, now])
         fired = [f.__dict__ for f in decision.fired]
@@ -526,8 +542,10 @@ class Controller:
         gate = cycle.get("gate") or {}
         if gate.get("challenger") is not None:  # what it scored on the newest data
             watch.update(baseline={self.policy.gate.metric: gate["challenger"]},
-                         baseline_for=challenger)
-        else:  # its first full window sets it
+                         baseline_for=challenger,
+                         baseline_source=f"gate score at promotion, v{challenger} on "
+                         f"{cycle.get('rows', {}).get('holdout', '?')} holdout rows")
+        else:  # its recorded evaluation or its first full window sets it
             watch.pop("baseline", None)
         return Outcome(WATCHING, {"watch": watch, "last_cycle": cycle}, EventSpec(
             "promoted", f"v{challenger} is champion (was v{cycle['champion']})",
@@ -564,6 +582,24 @@ class Controller:
                        EventSpec(kind, summary, evidence, self.actor), pause=True)
 
     # ------------------------------------------------------------------ effects
+    def _recorded_baseline(self, champion: int) -> tuple[dict[str, float], str]:
+        """The champion's recorded evaluation: the held-out scores its training run logged
+        (``holdout_<metric>``, else ``test_``, ``val_``, ``validation_``), for the
+        metrics the policy watches. Training scores are not used: they flatter the model,
+        and a baseline too high fires a retrain at once."""
+        wanted = {t.metric for t in self.policy.triggers if t.metric} | \
+            {self.policy.gate.metric}
+        run = self.registry.lineage(f"models:/{self.policy.model}/{champion}").run
+        if run is None:
+            return {}, ""
+        for prefix in BASELINE_PREFIXES:
+            found = {m: float(run.metrics[f"{prefix}{m}"]) for m in wanted
+                     if f"{prefix}{m}" in run.metrics}
+            if found:
+                names = ", ".join(f"{prefix}{m}" for m in sorted(found))
+                return found, f"v{champion}'s training run {run.run_id[:8]} ({names})"
+        return {}, ""
+
     def _champion(self) -> int:
         try:
             resolved = self.registry.resolve(f"models:/{self.policy.model}@{CHAMPION}")
@@ -644,6 +680,11 @@ def _data_checks(holdout: pd.DataFrame, label: str) -> bool:
     """The training window's basic checks: labels present, inputs not all missing."""
     return bool(len(holdout)) and not holdout[label].isna().any() and \
         not holdout.drop(columns=[label]).isna().all().any()
+
+
+def _numbers(metrics: Mapping[str, Any] | None) -> dict[str, float]:
+    return {k: v for k, v in (metrics or {}).items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and k != "n"}
 
 
 def _dt(ms: int) -> Any:

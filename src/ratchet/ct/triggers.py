@@ -23,6 +23,11 @@ class Observations:
     monitor_verdict: str | None = None            # the newest monitor result's verdict
     performance: Mapping[str, float] = field(default_factory=dict)  # newest window
     baseline: Mapping[str, float] = field(default_factory=dict)     # champion at promotion
+    baseline_source: str | None = None            # where the baseline came from, in words
+    performance_source: str = "realized"          # or "estimated" (calibrated, no labels)
+    window_rows: int = 0                          # rows in the newest monitor window
+    labeled_rows: int = 0                         # of them labeled
+    min_rows: int = 0                             # the policy's monitor.min_rows
     new_labels: int = 0                           # labeled rows since the last retrain
     manual: bool = False                          # someone asked (ratchet ct retrain)
     last_retrain_at: datetime | None = None
@@ -64,6 +69,59 @@ def evaluate_triggers(policy: CTPolicy, obs: Observations) -> TriggerDecision:
     return TriggerDecision(True, tuple(fired))
 
 
+def explain_triggers(policy: CTPolicy, obs: Observations) -> tuple[str, ...]:
+    """Why each trigger of ``policy`` does or does not fire on ``obs``, one sentence each
+    (what ``ratchet ct status`` shows while the controller watches)."""
+    now = _utc(obs.now, "now")
+    lines = []
+    for trigger in policy.triggers:
+        fired = _fires(trigger, obs, now)
+        lines.append(f"{trigger.describe()}: " + (f"fires ({fired.reason})" if fired else
+                                                  _quiet(trigger, obs, now)))
+    decision = evaluate_triggers(policy, obs)
+    if decision.blocked:
+        lines.append(f"blocked: {decision.blocked}")
+    return tuple(lines)
+
+
+def _quiet(trigger: Any, obs: Observations, now: datetime) -> str:
+    """Why ``trigger`` (which did not fire) is quiet, with the numbers."""
+    kind = trigger.kind
+    if kind == MANUAL:
+        return "nobody asked (ratchet ct retrain MODEL)"
+    if kind == NEW_LABELS:
+        return f"{obs.new_labels} of {trigger.rows} new labeled rows since the last retrain"
+    if kind == SCHEDULE:
+        if obs.last_checked_at is None:
+            return "the first check starts the clock"
+        from croniter import croniter
+
+        due = croniter(trigger.cron, _utc(obs.last_checked_at, "last_checked_at")
+                       ).get_next(datetime)
+        return f"next due at {due.replace(tzinfo=due.tzinfo or UTC).isoformat()}"
+    if kind == DRIFT:
+        if obs.monitor_verdict is None:
+            return (f"no monitor verdict yet: {obs.window_rows} of the {obs.min_rows} "
+                    "served rows a verdict needs")
+        return f"the newest monitor verdict is {obs.monitor_verdict!r}"
+    value = obs.performance.get(trigger.metric)
+    if value is None:
+        return (f"no {trigger.metric} yet: {obs.labeled_rows} labeled rows of the "
+                f"{obs.min_rows} a window needs (and no calibrated estimate)")
+    source = "" if obs.performance_source == "realized" else \
+        f" ({obs.performance_source}, no labels yet)"
+    if trigger.below is not None:
+        word = "above" if trigger.metric in LOWER_IS_BETTER else "below"
+        return f"{trigger.metric} {value:.4f}{source} is not {word} {trigger.below:g}"
+    baseline = obs.baseline.get(trigger.metric)
+    if baseline is None:
+        return f"no baseline {trigger.metric} for the champion yet"
+    loss = value - baseline if trigger.metric in LOWER_IS_BETTER else baseline - value
+    return (f"{trigger.metric} {value:.4f}{source} vs the baseline {baseline:.4f} "
+            f"({obs.baseline_source or 'recorded'}): worse by {loss:.4f}, the policy "
+            f"allows {trigger.drop:g}")
+
+
 def _fires(trigger: Any, obs: Observations, now: datetime) -> FiredTrigger | None:
     kind = trigger.kind
     if kind == MANUAL:
@@ -103,9 +161,14 @@ def _performance(trigger: Any, obs: Observations) -> FiredTrigger | None:
         return None
     loss = value - baseline if lower_better else baseline - value
     if loss > trigger.drop:
-        return FiredTrigger(PERFORMANCE, f"{trigger.metric} {value:.4f} is {loss:.4f} worse "
-                            f"than the champion's {baseline:.4f} (policy: {trigger.drop:g})",
-                            {trigger.metric: value, "baseline": baseline, "drop": loss})
+        source = "" if obs.performance_source == "realized" else \
+            f" ({obs.performance_source})"
+        return FiredTrigger(PERFORMANCE, f"{trigger.metric} {value:.4f}{source} is "
+                            f"{loss:.4f} worse than the champion's {baseline:.4f} "
+                            f"({obs.baseline_source or 'recorded'}; policy: {trigger.drop:g})",
+                            {trigger.metric: value, "baseline": baseline, "drop": loss,
+                             "baseline_source": obs.baseline_source,
+                             "source": obs.performance_source})
     return None
 
 
