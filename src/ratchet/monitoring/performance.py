@@ -38,9 +38,11 @@ TASKS = (CLASSIFICATION, REGRESSION)
 PROBA_PREFIX = "output.proba_"
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 REGRESSION_METRICS = ("mae", "rmse", "mape", "r2")
-CBPE_NOTE = ("estimated without labels from the predicted probabilities (confidence-based "
-             "performance estimation); valid only if the probabilities are calibrated and "
-             "the relation between inputs and labels has not changed (no concept drift)")
+CBPE_NOTE = ("estimated without labels from the predicted probabilities as they are "
+             "(confidence-based performance estimation, uncalibrated: no labeled reference "
+             "was fitted); valid only if the probabilities are calibrated and the relation "
+             "between inputs and labels has not changed (no concept drift). A fitted "
+             "estimator (ratchet.monitoring.fit_performance_estimator) calibrates them")
 PROBA_SUM_TOLERANCE = 1e-3   # float32 probabilities do not sum to exactly 1
 AUC_SAMPLES = 100            # label draws for the expected ROC AUC
 AUC_WORK = 20_000_000        # at most this many sampled labels (rows x draws)
@@ -461,8 +463,12 @@ def _segments(values: pd.Series) -> tuple[np.ndarray, list[Any]]:
 def estimate_classification_performance(proba: Any, classes: Sequence[Any], *,
                                         y_pred: Any = None, samples: int = AUC_SAMPLES,
                                         seed: int = 0) -> dict[str, Any]:
-    """Expected performance without labels (CBPE, as NannyML does): if the probabilities
-    are calibrated, row i's label is class j with probability ``proba[i, j]``, so
+    """Expected performance without labels, **uncalibrated** (CBPE without its fit step:
+    the probabilities are taken as they are). Over- or under-confident models make it
+    biased; :func:`ratchet.monitoring.estimation.fit_performance_estimator` calibrates
+    them on a labeled reference first (what monitor runs use when the model version has
+    one). If the probabilities are calibrated, row i's label is class j with probability
+    ``proba[i, j]``, so
 
     - accuracy = mean probability of the predicted class (``mean(max proba)`` when the
       prediction is the argmax, the default without ``y_pred``);
@@ -475,50 +481,26 @@ def estimate_classification_performance(proba: Any, classes: Sequence[Any], *,
       Mann-Whitney statistic of the drawn labels). Fewer draws are made on large inputs
       (at most 20M sampled labels): AUC varies less between draws as rows grow.
 
-    The result says ``"estimated": True`` and carries a ``note`` on the assumptions: with
-    over- or under-confident probabilities, or concept drift, the estimate is wrong.
-    Rows whose probabilities are missing (failed requests) are skipped.
+    The result says ``"estimated": True, "calibrated": False`` and carries a ``note`` on
+    the assumptions: with over- or under-confident probabilities, or concept drift, the
+    estimate is wrong. Rows whose probabilities are missing (failed requests) are skipped.
     """
-    import numpy as np
-
     classes = _check_classes(classes)
     k = len(classes)
     if k < 2:
         raise InvalidInput(f"need at least two classes, got {classes!r}")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise InvalidInput(f"samples must be a positive integer, got {samples!r}")
-    matrix = _proba_matrix(proba, None, k)
-    keep = ~np.isnan(matrix).any(axis=1)
-    if y_pred is None:
-        pred = np.argmax(np.nan_to_num(matrix), axis=1)
-    else:
-        pred_series = _series(y_pred, "y_pred")
-        if len(pred_series) != len(matrix):
-            raise InvalidInput(f"y_pred has {len(pred_series)} values, proba has "
-                               f"{len(matrix)} rows")
-        pred = _class_codes(pred_series, classes, "y_pred")
-        _unknown_predictions(pred, pred_series, classes)
-        keep &= pred != MISSING
-    p, pred = matrix[keep], pred[keep]
+    from ratchet.monitoring.estimation import _expected_metrics, _rows_and_predictions
+
+    p, pred = _rows_and_predictions(proba, y_pred, classes)
     n = len(p)
     result: dict[str, Any] = dict.fromkeys(CLASSIFICATION_METRICS)
-    result.update(n=n, estimated=True, note=CBPE_NOTE)
+    result.update(n=n, estimated=True, calibrated=False, note=CBPE_NOTE)
     if n == 0:
         return result
-    p_pred = p[np.arange(n), pred]
-    tp = np.bincount(pred, weights=p_pred, minlength=k)
-    fp = np.bincount(pred, minlength=k) - tp
-    fn = p.sum(axis=0) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
-        recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
-        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
-    pick = slice(k - 1, k) if k == 2 else slice(None)
-    entropy = -np.sum(p * np.log(np.clip(p, 1e-15, 1)), axis=1)
-    result.update(accuracy=float(p_pred.mean()), precision=float(precision[pick].mean()),
-                  recall=float(recall[pick].mean()), f1=float(f1[pick].mean()),
-                  log_loss=float(entropy.mean()),
-                  roc_auc=_expected_auc(p, samples, seed))
+    result.update(_expected_metrics(p, p, pred))  # uncalibrated: the labels' law is p
+    result["roc_auc"] = _expected_auc(p, samples, seed)
     return result
 
 
