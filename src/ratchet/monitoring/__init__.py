@@ -3,6 +3,8 @@
     report = ratchet.monitoring.dataset_drift(reference_df, current_df)
     report.drift, report.drifted_columns, report.to_dict()
     run = ratchet.monitoring.run_monitor("churn", window="1h")   # stored, reported
+    estimator = ratchet.monitoring.fit_performance_estimator(holdout_proba, holdout_y, classes)
+    estimator.estimate(live_proba)        # calibrated label-free estimate (CBPE)
 
 Heavy modules (NumPy, SciPy, scikit-learn, pandas) are imported on first use.
 """
@@ -23,6 +25,14 @@ if TYPE_CHECKING:
         column_drift,
         dataset_drift,
     )
+    from ratchet.monitoring.estimation import (
+        CALIBRATION_TAG,
+        CBPE,
+        DLE,
+        estimator_from_dict,
+        fit_loss_estimator,
+        fit_performance_estimator,
+    )
     from ratchet.monitoring.monitor import MonitorRun, list_monitor_results, run_monitor
     from ratchet.monitoring.multivariate_drift import ClassifierDrift, classifier_drift
     from ratchet.monitoring.performance import (
@@ -41,6 +51,12 @@ _LAZY = {
     "regression_metrics": "ratchet.monitoring.performance",
     "performance_by_window": "ratchet.monitoring.performance",
     "estimate_classification_performance": "ratchet.monitoring.performance",
+    "CALIBRATION_TAG": "ratchet.monitoring.estimation",
+    "CBPE": "ratchet.monitoring.estimation",
+    "DLE": "ratchet.monitoring.estimation",
+    "estimator_from_dict": "ratchet.monitoring.estimation",
+    "fit_loss_estimator": "ratchet.monitoring.estimation",
+    "fit_performance_estimator": "ratchet.monitoring.estimation",
     "MonitorRun": "ratchet.monitoring.monitor",
     "run_monitor": "ratchet.monitoring.monitor",
     "list_monitor_results": "ratchet.monitoring.monitor",
@@ -60,6 +76,9 @@ __getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [
+    "CALIBRATION_TAG",
+    "CBPE",
+    "DLE",
     "ClassifierDrift",
     "ColumnDrift",
     "ColumnQuality",
@@ -73,6 +92,9 @@ __all__ = [
     "column_drift",
     "dataset_drift",
     "estimate_classification_performance",
+    "estimator_from_dict",
+    "fit_loss_estimator",
+    "fit_performance_estimator",
     "list_monitor_results",
     "performance_by_window",
     "quality_report",

@@ -30,6 +30,7 @@ from ratchet.workspace import resolve as resolve_workspace
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ratchet.monitoring.estimation import Estimator
     from ratchet.packaging import LoadedModel
     from ratchet.registry import RegistryClient
     from ratchet.store.monitor_store import StoredMonitorResult
@@ -142,7 +143,8 @@ def monitor_logged(deployment: str, logged: pd.DataFrame, *, start: datetime, en
                 memo[key] = (ref_frame, info)
         result["reference"] = dict(info)
         _evaluate(result, loaded, ref_frame, current, logged, multivariate,
-                  answers=None if memo is None else _AnswersMemo(memo, name, version))
+                  answers=None if memo is None else _AnswersMemo(memo, name, version),
+                  estimator=_stored_estimator(client.registry, name, version, references))
     monitor_store = client.workspace.stores.monitor
     previous = monitor_store.latest(deployment)
     stored = None
@@ -218,9 +220,29 @@ class _AnswersMemo:
         return ("answers", self.name, self.version, tuple(columns))
 
 
+def _stored_estimator(registry: RegistryClient, name: str, version: int,
+                      memo: MutableMapping[Any, Any] | None) -> Estimator | str | None:
+    """The label-free estimator kept with the model version (``save_estimator``), the
+    reason it cannot be used (text), or None. Only a found one is memoized: one may be
+    stored later (the CT controller fits it when the version is gated)."""
+    from ratchet.monitoring.estimation import load_estimator
+
+    key = ("estimator", name, version)
+    if memo is not None and key in memo:
+        return memo[key]
+    try:
+        estimator = load_estimator(registry, name, version)
+    except InvalidInput as exc:
+        return str(exc)
+    if estimator is not None and memo is not None:
+        memo[key] = estimator
+    return estimator
+
+
 def _evaluate(result: dict[str, Any], model: LoadedModel, reference: pd.DataFrame,
               current: pd.DataFrame, logged: pd.DataFrame, multivariate: bool = True, *,
-              answers: _AnswersMemo | None = None) -> None:
+              answers: _AnswersMemo | None = None,
+              estimator: Estimator | str | None = None) -> None:
     import numpy as np
     import pandas as pd
 
@@ -258,7 +280,7 @@ def _evaluate(result: dict[str, Any], model: LoadedModel, reference: pd.DataFram
                               else None)
     result["drift"] = report
     result["quality"] = quality_report(frames_cur, model.signature, frames_ref).to_dict()
-    result["performance"] = _performance(model, logged)
+    result["performance"] = _performance(model, logged, estimator)
     result["distributions"] = {c: _distribution(frames_ref[c], frames_cur[c])
                                for c in columns}
     classifier = report["multivariate"]
@@ -266,7 +288,11 @@ def _evaluate(result: dict[str, Any], model: LoadedModel, reference: pd.DataFram
     result["verdict"] = DRIFT if drifted else OK
 
 
-def _performance(model: LoadedModel, logged: pd.DataFrame) -> dict[str, Any] | None:
+def _performance(model: LoadedModel, logged: pd.DataFrame,
+                 estimator: Estimator | str | None = None) -> dict[str, Any] | None:
+    """Realized metrics of the labeled rows; estimated ones of all rows, by the model
+    version's stored estimator when it has one (calibrated), else, for classifiers, the
+    uncalibrated CBPE. ``estimator`` as text: why the stored one cannot be used."""
     from ratchet.monitoring import performance as perf
 
     classes = getattr(model.raw, "classes_", None)
@@ -286,12 +312,47 @@ def _performance(model: LoadedModel, logged: pd.DataFrame) -> dict[str, Any] | N
             out["metrics"] = perf.regression_metrics(
                 labeled["feedback"].to_numpy(dtype=float),
                 labeled["output.prediction"].to_numpy(dtype=float))
-    if has_proba and classes is not None:
-        out["estimated"] = perf.estimate_classification_performance(
+    problem = estimator if isinstance(estimator, str) else None
+    if estimator is not None and not isinstance(estimator, str):
+        try:
+            out["estimated"] = _estimate(estimator, classes, proba_columns if has_proba else
+                                         None, logged)
+        except InvalidInput as exc:
+            problem = f"the stored estimator could not be applied: {exc}"
+    if out["estimated"] is None and has_proba and classes is not None:
+        uncalibrated = perf.estimate_classification_performance(
             logged[proba_columns].to_numpy(dtype=float), list(classes.tolist()))
+        if problem:
+            uncalibrated["note"] += f". Not calibrated because {problem}"
+        out["estimated"] = uncalibrated
     if out["metrics"] is None and out["estimated"] is None:
         return None
     return json_safe(out)
+
+
+def _estimate(estimator: Estimator, classes: Any, proba_columns: list[str] | None,
+              logged: pd.DataFrame) -> dict[str, Any] | None:
+    """The stored estimator's estimate of the logged rows (None: it does not fit this
+    model's task); InvalidInput when it does not match the model's outputs or inputs."""
+    import pandas as pd
+
+    from ratchet.monitoring.estimation import CBPE
+    from ratchet.packaging.labels import plain
+
+    if isinstance(estimator, CBPE):
+        if classes is None or proba_columns is None:
+            return None
+        if [repr(plain(c)) for c in classes] != [repr(c) for c in estimator.classes]:
+            raise InvalidInput(f"its classes {list(estimator.classes)!r} are not the "
+                               f"model's {[plain(c) for c in classes]!r}")
+        return estimator.estimate(logged[proba_columns].to_numpy(dtype=float),
+                                  logged["output.prediction"].to_numpy()
+                                  if "output.prediction" in logged.columns else None)
+    if classes is not None or "output.prediction" not in logged.columns:
+        return None
+    inputs = pd.DataFrame({c: logged[f"input.{c}"].to_numpy() for c in estimator.features[:-1]
+                           if f"input.{c}" in logged.columns})
+    return estimator.estimate(inputs, logged["output.prediction"].to_numpy())
 
 
 def _distribution(reference: pd.Series, current: pd.Series) -> dict[str, Any]:
