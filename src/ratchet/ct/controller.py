@@ -335,9 +335,49 @@ class Controller:
         data_policy = self.policy.data
         logged = self.world.logged(self.world.log_now_ms()
                                    - int(data_policy.lookback.total_seconds() * 1000))
-        frame = labeled_rows(logged, data_policy.label).tail(data_policy.rows)
-        if len(frame) < data_policy.rows:  # young deployment: top up with what trained it
-            frame = self._with_training_data(frame, cycle["champion"])
+        size: int = data_policy.rows
+        window: dict[str, Any] | None = None  # how a change point chose the rows
+        if data_policy.window == "changepoint":
+            # The rows since the champion's error rate last moved: its answers now on every
+            # labeled row of the lookback, right or wrong (ratchet.ct.changepoint).
+            import pandas as pd
+
+            from ratchet.ct.changepoint import error_series, window_since_change
+
+            stamp = "input.\x00logged_at"  # each row's time, through labeled_rows' filter
+            labeled = labeled_rows(logged.assign(**{stamp: logged["timestamp"]})
+                                   if len(logged) else logged, data_policy.label)
+            times = labeled.pop(stamp[6:]) if stamp[6:] in labeled.columns else None
+            window = {"rule": "changepoint", "scanned": len(labeled),
+                      "min_size": data_policy.holdout}
+            change = None
+            if len(labeled) >= 2 * data_policy.holdout:
+                champion = self.models.load(self.policy.model, cycle["champion"])
+                classes = getattr(champion.raw, "classes_", None)
+                try:
+                    answers = champion.predict(labeled.drop(columns=[data_policy.label]))
+                except (RatchetError, ValueError, TypeError, KeyError) as exc:
+                    window["note"] = (f"no change point: the champion could not answer the "
+                                      f"logged rows ({exc}); default window")
+                else:
+                    errors = error_series(labeled[data_policy.label].to_numpy(), answers,
+                                          None if classes is None else classes.tolist())
+                    size, change = window_since_change(
+                        errors, rows=data_policy.rows, smallest=data_policy.smallest_window,
+                        min_size=data_policy.holdout)
+            if change is not None and times is not None:
+                # on the controller's clock (a backtest's log may be shifted from it)
+                at = pd.Timestamp(times.iloc[change.index]) + pd.Timedelta(
+                    milliseconds=self.world.now_ms() - self.world.log_now_ms())
+                window.update(change.to_dict(), rows_since=len(labeled) - change.index,
+                              at=at.isoformat())
+            else:
+                window.setdefault("note", "no change point: default window")
+            frame = labeled.tail(size)
+        else:
+            frame = labeled_rows(logged, data_policy.label).tail(size)
+        if len(frame) < size:  # young deployment: top up with what trained it
+            frame = self._with_training_data(frame, cycle["champion"], size)
         if len(frame) < data_policy.min_rows:
             return self._back_to_watching(
                 st, "retrain-skipped", f"retrain #{st.cycle}: only {len(frame)} labeled rows "
@@ -352,14 +392,22 @@ class Controller:
         cycle.update(train=f"{train_v.name}@{train_v.version}",
                      holdout=f"{holdout_v.name}@{holdout_v.version}",
                      rows={"train": len(train), "holdout": len(holdout)})
+        why, evidence = "", {"train": cycle["train"], "holdout": cycle["holdout"],
+                             **cycle["rows"]}
+        if window is not None:
+            evidence["window"] = window
+            why = (f" (since a change point at {window['at'][:10]}: champion error "
+                   f"rate {window['rate_before']:.3f} -> {window['rate_after']:.3f})"
+                   if "index" in window else " (no change point: default window)")
         return Outcome(TRAINING, {**st.data, "cycle": cycle}, EventSpec(
-            "data", f"retrain #{st.cycle}: {len(train)} labeled rows to train on, the newest "
-            f"{len(holdout)} held out", {"train": cycle["train"], "holdout": cycle["holdout"],
-                                         **cycle["rows"]}, self.actor))
+            "data", f"retrain #{st.cycle}: {len(train)} labeled rows to train on{why}, the "
+            f"newest {len(holdout)} held out", evidence, self.actor))
 
-    def _with_training_data(self, frame: pd.DataFrame, champion: int) -> pd.DataFrame:
+    def _with_training_data(self, frame: pd.DataFrame, champion: int,
+                            rows: int | None = None) -> pd.DataFrame:
         """The first champion's training rows (from lineage) before the labeled production
-        rows, newest ``data.rows`` kept; the production rows alone when lineage has none."""
+        rows, newest ``rows`` (default ``data.rows``) kept; the production rows alone when
+        lineage has none."""
         import pandas as pd
 
         from ratchet.data.catalog import DataClient
@@ -376,7 +424,7 @@ class Controller:
         if any(c not in earlier.columns for c in columns):
             return frame
         return pd.concat([earlier[columns], frame], ignore_index=True).tail(
-            self.policy.data.rows)
+            self.policy.data.rows if rows is None else rows)
 
     def _refit(self, st: ControllerState, cycle: dict[str, Any]) -> Outcome:
         """The gated challenger's recipe on all the window's rows (the pipeline's cached

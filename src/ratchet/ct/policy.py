@@ -105,13 +105,23 @@ class RolloutPolicy:
                 raise InvalidInput(f"rollout.{name} must be a number > 0, got {value!r}")
 
 
+WINDOW_NEWEST, WINDOW_CHANGEPOINT = "newest", "changepoint"
+WINDOWS = (WINDOW_NEWEST, WINDOW_CHANGEPOINT)
+
+
 @dataclass(frozen=True)
 class DataPolicy:
     """What a retrain learns from: the newest labeled production rows (inputs + feedback
     as ``label``), at most ``rows``, read from the last ``lookback`` of the log; the newest
     ``holdout`` of them are held out for the gate, the rest train the challenger. With
     ``refit``, a challenger that passed the gate is trained once more on all the rows
-    (holdout included: the newest data) before its rollout guards it live."""
+    (holdout included: the newest data) before its rollout guards it live.
+
+    ``window: changepoint`` keeps only the rows since the most recent change point in the
+    champion's right/wrong series over the lookback (``ratchet.ct.changepoint``; each side
+    of a change at least ``holdout`` rows), but never fewer than ``min_window`` (default:
+    twice the holdout, at least ``min_rows``, at most ``rows``) nor more than ``rows``;
+    with no change point found, the newest ``rows`` as with ``window: newest``."""
 
     label: str = "label"
     rows: int = 10_000
@@ -119,6 +129,8 @@ class DataPolicy:
     lookback: timedelta = timedelta(days=30)
     min_rows: int = 200          # fewer labeled rows than this: the retrain waits
     refit: bool = False          # once the gate passed, retrain on train + holdout
+    window: str = WINDOW_NEWEST  # or changepoint: the rows since the error rate last moved
+    min_window: int | None = None  # changepoint: the fewest rows kept (train + holdout)
 
     def __post_init__(self) -> None:
         if not isinstance(self.label, str) or not self.label:
@@ -130,6 +142,30 @@ class DataPolicy:
         if self.holdout >= self.rows:
             raise InvalidInput(f"data.holdout ({self.holdout}) must be smaller than data.rows "
                                f"({self.rows}): the rest trains the challenger")
+        if self.window not in WINDOWS:
+            raise InvalidInput(f"data.window must be one of {', '.join(WINDOWS)}, got "
+                               f"{self.window!r}")
+        value = self.min_window
+        if value is not None:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InvalidInput(f"data.min_window must be an int (rows), got {value!r}")
+            if not (self.holdout < value <= self.rows and value >= self.min_rows):
+                raise InvalidInput(f"data.min_window ({value}) must be larger than "
+                                   f"data.holdout ({self.holdout}), at least data.min_rows "
+                                   f"({self.min_rows}) and at most data.rows ({self.rows}): "
+                                   "the window holds the holdout and the rows that train "
+                                   "the challenger")
+            if self.window != WINDOW_CHANGEPOINT:
+                raise InvalidInput("data.min_window applies to window: changepoint only "
+                                   f"(data.window is {self.window!r})")
+
+    @property
+    def smallest_window(self) -> int:
+        """``min_window``, or its default: twice the holdout, at least ``min_rows``, at
+        most ``rows``."""
+        if self.min_window is not None:
+            return self.min_window
+        return min(self.rows, max(2 * self.holdout, self.min_rows))
 
 
 @dataclass(frozen=True)
