@@ -81,8 +81,11 @@ def test_a_hand_set_champion_is_judged_against_its_training_runs_holdout_score(
     controller = bare.controller(triggers=DROP, monitor=WATCH)
     result = controller.tick()
     assert result.steps[0][1] == "training", result.describe()
-    trigger = [e for e in controller.store.get(MODEL).data["cycle"]["trigger"]]
-    assert trigger[0]["kind"] == "performance"
+    from ratchet.ct.timeline import list_events
+
+    fired = list_events(MODEL, kinds=["trigger"],
+                        workspace=bare.registry.workspace)[0].evidence["fired"]
+    trigger = [f for f in fired if f["kind"] == "performance"]
     assert "training run" in trigger[0]["reason"] and "holdout_accuracy" in trigger[0]["reason"]
     assert trigger[0]["evidence"]["baseline"] > 0.8  # not the training score of 1.0
     assert trigger[0]["evidence"]["baseline"] < 1.0
@@ -115,3 +118,23 @@ def test_a_champion_with_too_few_labels_says_what_it_waits_for(bare: Scene) -> N
     why = controller.store.get(MODEL).data["watch"]["why"]
     assert why[0] == "drift: no monitor verdict yet: 20 of the 50 served rows a verdict needs"
     assert why[1].startswith("accuracy dropping by 0.1: no accuracy yet: 0 labeled rows")
+
+
+def test_while_labels_are_late_a_calibrated_estimate_stands_in(bare: Scene) -> None:
+    """The champion keeps a label-free estimator fit on held-out rows; with no label in
+    the window yet, the performance trigger reads the estimate and says so."""
+    from ratchet.monitoring.estimation import fit_performance_estimator, save_estimator
+
+    version = hand_set(bare, f"{HERE}:scored_training")
+    model = bare.registry.load(f"models:/{MODEL}/{version}")
+    held = frame(300, seed=7)
+    save_estimator(bare.registry, MODEL, version, fit_performance_estimator(
+        model.predict_proba(held[INPUTS]), held[LABEL], [0, 1], source="test holdout"))
+    bare.world.label_delay_ms = 10**12  # no label arrives during the test
+    bare.serve(100)
+    controller = bare.controller(triggers=DROP, monitor=WATCH)
+    assert controller.tick().state == "watching"
+    watch = controller.store.get(MODEL).data["watch"]
+    assert watch["last_metrics"]["accuracy"] > 0.85  # the estimate, close to the truth
+    line = next(line for line in watch["why"] if line.startswith("accuracy"))
+    assert "(estimated, no labels yet)" in line and "training run" in line

@@ -446,6 +446,12 @@ def test_a_promotion_leaves_exactly_one_champion_and_a_single_plan(scene: Scene)
         importance = json.loads(scene.registry.get_version(MODEL, version).tags[
             IMPORTANCE_TAG])
         assert importance["top_features"] and set(importance["top_features"]) <= {"x1", "x2"}
+    # So is the winner's label-free estimator, fit on the holdout the gate judged it on.
+    from ratchet.monitoring.estimation import load_estimator
+
+    estimator = load_estimator(scene.registry, MODEL, 2)
+    assert estimator is not None and "gate's holdout" in estimator.note
+    assert load_estimator(scene.registry, MODEL, 1) is None
     assert scene.events() == ["retrain-requested", "trigger", "data", "retrained", "gate",
                               "shadow-started", "shadow-passed", "canary-started",
                               "canary-passed", "promoted"]

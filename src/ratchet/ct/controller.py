@@ -446,6 +446,7 @@ class Controller:
             return Outcome(ROLLING_BACK, {**st.data, "cycle": cycle}, EventSpec(
                 "retrain-failed", cycle["reason"], {"params": params}, self.actor))
         self.registry.set_tag(name, CYCLE_TAG, str(st.cycle), version)
+        self._inherit_calibration(cycle["challenger"], version)
         cycle.update(refit={"gated": cycle["challenger"], "data": params["data"],
                             "pipeline_run": run.run_id}, challenger=version)
         return Outcome(SHADOW, {**st.data, "cycle": cycle}, EventSpec(
@@ -480,6 +481,9 @@ class Controller:
         cycle["gate"] = {"passed": decision.passed, "reasons": list(decision.reasons),
                          "flags": list(decision.flags), "challenger": ours.score,
                          "champion": theirs.score}
+        if decision.passed:  # its label-free estimator, fit where it was judged
+            cycle["gate"]["calibration"] = self._calibrate(cycle["challenger"], challenger,
+                                                           features, y, cycle["holdout"])
         verdict = "passed" if decision.passed else "failed"
         summary = (f"gate {verdict}: v{cycle['challenger']} {gate.metric} {ours.score:.4f} vs "
                    f"champion v{cycle['champion']} {theirs.score:.4f} on {ours.n} holdout rows")
@@ -630,6 +634,53 @@ class Controller:
                        EventSpec(kind, summary, evidence, self.actor), pause=True)
 
     # ------------------------------------------------------------------ effects
+    def _calibrate(self, version: int, loaded: Any, features: pd.DataFrame, y: pd.Series,
+                   holdout: str, *, note: str | None = None) -> str:
+        """Fit the version's label-free performance estimator on the gate's holdout (rows
+        it did not train on) and keep it with the version, where monitor runs — and
+        through them the performance triggers, while labels are late — find it. A
+        holdout it cannot be fit on (too few rows) leaves the version without one:
+        monitoring then estimates uncalibrated, and says so."""
+        from ratchet.monitoring.estimation import (
+            fit_loss_estimator,
+            fit_performance_estimator,
+            save_estimator,
+        )
+
+        source = note or f"v{version} on the gate's holdout {holdout}"
+        predictor = LoadedPredictor(loaded)
+        try:
+            if hasattr(predictor, "classes_"):
+                estimator: Any = fit_performance_estimator(
+                    predictor.predict_proba(features), y, list(predictor.classes_.tolist()),
+                    source=source)
+            else:
+                estimator = fit_loss_estimator(features, predictor.predict(features), y,
+                                               source=source)
+        except (InvalidInput, AttributeError, NotImplementedError) as exc:
+            return f"none: {exc}"
+        save_estimator(self.registry, self.policy.model, version, estimator)
+        return source
+
+    def _inherit_calibration(self, gated: int, refit: int) -> None:
+        """A refit version saw every row there is, so no rows are left to calibrate it on:
+        it keeps the gated version's estimator (the same recipe, probabilities alike),
+        and its note says so."""
+        from ratchet.monitoring.estimation import (
+            estimator_from_dict,
+            load_estimator,
+            save_estimator,
+        )
+
+        estimator = load_estimator(self.registry, self.policy.model, gated)
+        if estimator is None:
+            return
+        data = estimator.to_dict()
+        source = data["reference"].get("source", f"v{gated}'s holdout")
+        data["reference"] = {**data["reference"],
+                             "source": f"{source}, inherited by its refit v{refit}"}
+        save_estimator(self.registry, self.policy.model, refit, estimator_from_dict(data))
+
     def _recorded_baseline(self, champion: int) -> tuple[dict[str, float], str]:
         """The champion's recorded evaluation: the held-out scores its training run logged
         (``holdout_<metric>``, else ``test_``, ``val_``, ``validation_``), for the
