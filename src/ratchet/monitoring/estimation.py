@@ -178,7 +178,7 @@ class CBPE:
         with ``calibrated: True``."""
         import numpy as np
 
-        q, pred = _rows_and_predictions(proba, y_pred, self.classes)
+        q, pred = _rows_and_predictions(proba, y_pred, self.classes, renormalize=False)
         result: dict[str, Any] = dict.fromkeys(CLASSIFICATION_METRICS)
         result.update(n=len(q), estimated=True, calibrated=True, note=self.note)
         if len(q) == 0:
@@ -214,7 +214,7 @@ def fit_performance_estimator(proba: Any, y_true: Any, classes: Sequence[Any], *
     if source is not None and not isinstance(source, str):
         raise InvalidInput(f"source must be text, got {type(source).__name__}")
     truth = _series(y_true, "y_true")
-    matrix = _proba_matrix(proba, len(truth), k)
+    matrix = _proba_matrix(proba, len(truth), k, renormalize=False)
     codes = _class_codes(truth, class_list, "y_true")
     unknown = codes == UNKNOWN
     if unknown.any():
@@ -238,12 +238,12 @@ def fit_performance_estimator(proba: Any, y_true: Any, classes: Sequence[Any], *
     return CBPE(tuple(class_list), tuple(calibrators), reference)
 
 
-def _rows_and_predictions(proba: Any, y_pred: Any,
-                          classes: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+def _rows_and_predictions(proba: Any, y_pred: Any, classes: Sequence[Any], *,
+                          renormalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The finite probability rows and their predicted class codes (argmax by default)."""
     import numpy as np
 
-    matrix = _proba_matrix(proba, None, len(classes))
+    matrix = _proba_matrix(proba, None, len(classes), renormalize=renormalize)
     keep = ~np.isnan(matrix).any(axis=1)
     if y_pred is None:
         pred = np.argmax(np.nan_to_num(matrix), axis=1)

@@ -127,9 +127,12 @@ def _unknown_predictions(codes: np.ndarray, values: pd.Series, classes: Sequence
                            f"{list(classes)!r}: {shown}; pass the model's classes")
 
 
-def _proba_matrix(proba: Any, n: int | None, k: int | None) -> np.ndarray:
+def _proba_matrix(proba: Any, n: int | None, k: int | None, *,
+                  renormalize: bool = True) -> np.ndarray:
     """A float (rows, classes) matrix; rows may be all NaN (no prediction), others must be
-    probabilities summing to 1. Rows are renormalized to remove float32 rounding."""
+    probabilities summing to 1. Rows are renormalized to remove float32 rounding, unless
+    ``renormalize`` is False (calibration keeps the model's values: rescaling by 1e-16
+    splits tied scores, and NannyML's calibration rule is sensitive to ties)."""
     import numpy as np
     import pandas as pd
 
@@ -152,8 +155,9 @@ def _proba_matrix(proba: Any, n: int | None, k: int | None) -> np.ndarray:
         if (rows < 0).any() or (rows > 1).any() or np.abs(sums - 1).max() > PROBA_SUM_TOLERANCE:
             raise InvalidInput("proba must hold probabilities: each row in [0, 1] and "
                                "summing to 1 (give predict_proba's output, not scores)")
-        matrix = matrix.copy()
-        matrix[~nan_rows] = rows / sums[:, None]
+        if renormalize:
+            matrix = matrix.copy()
+            matrix[~nan_rows] = rows / sums[:, None]
     return matrix
 
 
