@@ -188,7 +188,10 @@ class Demo:
             stream[self.inputs])).astype(int)  # type: ignore[index]
         everything = np.concatenate([self.history.iloc[:INITIAL_DAYS][self.label], truth])
         majority = _running_majority(everything, INITIAL_DAYS)
-        yesterday = everything[INITIAL_DAYS - 1:-1]
+        # The newest label the server had: the last day of the previous batch (labels are
+        # posted when a batch is over), not the day before.
+        known = INITIAL_DAYS + np.arange(len(truth)) // BATCH_DAYS * BATCH_DAYS - 1
+        yesterday = everything[known]
         strategies = {"loop (live)": loop, "never retrained": never,
                       "majority class": majority, "yesterday's label": yesterday}
         events = CTEventStore(self.registry.tracking.store.db).history(self.policy.model)
