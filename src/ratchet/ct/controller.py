@@ -487,6 +487,12 @@ class Controller:
         verdict = "passed" if decision.passed else "failed"
         summary = (f"gate {verdict}: v{cycle['challenger']} {gate.metric} {ours.score:.4f} vs "
                    f"champion v{cycle['champion']} {theirs.score:.4f} on {ours.n} holdout rows")
+        test = decision.evidence.get("test") or {}
+        low, high = test.get("interval") or (None, None)
+        if low is not None and high is not None:  # the statistical evidence, in brief
+            summary += (f"; improvement in [{low:+.4f}, {high:+.4f}] at "
+                        f"{gate.confidence:.0%} ({test['name']})")
+            cycle["gate"]["interval"] = [low, high]
         event = EventSpec("gate", summary, decision.to_dict(), self.actor)
         if not decision.passed:
             cycle["reason"] = "; ".join(decision.reasons)
