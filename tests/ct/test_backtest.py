@@ -346,7 +346,8 @@ def test_the_monitor_reads_a_versions_reference_once(run: tuple[BacktestResult, 
         assert runs[0] == runs[1]
         assert runs[0]["reference"]["dataset"] == "flip-train"
     assert reads == {(MODEL, version): 3}   # twice without the mapping, once with it
-    assert {k[0] for k in kept} == {"reference", "answers"}
+    # (the version's stored label-free estimator is kept there too, when it has one)
+    assert {"reference", "answers"} <= {k[0] for k in kept}
 
 
 # ------------------------------------------------------------------ bad input
@@ -362,6 +363,12 @@ def test_the_monitor_reads_a_versions_reference_once(run: tuple[BacktestResult, 
     (lambda f: f, {"start": "2030-01-01"}, "leaves no rows"),
     (lambda f: f, {"start": "1990-01-01"}, "leaves no rows"),
     (lambda f: f, {"start": "next tuesday"}, "neither a time nor a row number"),
+    (lambda f: f, {"period": "fortnight"}, "period must be year, quarter or month"),
+    (lambda f: f, {"period": "1y"}, "period must be year, quarter or month"),
+    (lambda f: f, {"features": ["x1", "x3"]},
+     r"features: the history has no column 'x3'; its columns: day, x1, x2, y"),
+    (lambda f: f, {"drop": ["z"]}, "drop: the history has no column 'z'"),
+    (lambda f: f, {"features": "x1", "drop": "x2"}, "give features or drop, not both"),
 ])
 def test_bad_input_names_the_problem(change: Any, kwargs: dict[str, Any], message: str,
                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -373,3 +380,325 @@ def test_bad_input_names_the_problem(change: Any, kwargs: dict[str, Any], messag
         backtest(policy(), history, **arguments)
     assert not (tmp_path / "scratch").exists()  # refused before any work
     assert all(k not in os.environ for k in ENV)
+
+
+# ------------------------------------------------------------------ issue 15: inputs, periods,
+# the delayed "yesterday's label", trust
+@ratchet.step(dataset={"output": "every-train"})
+def every_window(data: str) -> pd.DataFrame:
+    return ratchet.data.get(data).to_pandas()
+
+
+@ratchet.step(model={"output": "every"})
+def fit_every_column(train: pd.DataFrame) -> Any:
+    """Fits on whatever columns the backtest hands it: the inputs it chose."""
+    return LogisticRegression().fit(train.drop(columns=[LABEL]), train[LABEL].astype(int))
+
+
+@ratchet.pipeline(experiment="every-ct")
+def training_every(data: str) -> Any:
+    return fit_every_column(every_window(data))
+
+
+class Wrapped:
+    """A model only cloudpickle can save (python flavor): loading it runs code."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.feature_names_in_ = inner.feature_names_in_
+
+    def predict(self, X: pd.DataFrame) -> Any:
+        return self.inner.predict(X[list(self.feature_names_in_)])
+
+
+@ratchet.step(model={"output": "wrapped"})
+def fit_wrapped(train: pd.DataFrame) -> Any:
+    return Wrapped(LogisticRegression().fit(train[INPUTS], train[LABEL].astype(int)))
+
+
+@ratchet.pipeline(experiment="wrapped-ct")
+def training_wrapped(data: str) -> Any:
+    return fit_wrapped(every_window(data))
+
+
+@ratchet.step(model={"output": "kind"})
+def fit_categorical_hgb(train: pd.DataFrame) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    model = HistGradientBoostingClassifier(max_iter=20, categorical_features="from_dtype")
+    return model.fit(train.drop(columns=[LABEL]), train[LABEL])
+
+
+@ratchet.pipeline(experiment="kind-ct")
+def training_categorical(data: str) -> Any:
+    return fit_categorical_hgb(every_window(data))
+
+
+def quiet(model: str, pipeline: str) -> CTPolicy:
+    """The flip policy with only a manual trigger: one training run, no retrains."""
+    return replace(policy(), model=model, pipeline=f"tests.ct.test_backtest:{pipeline}",
+                   triggers=(Trigger("manual"),))
+
+
+def with_extra_columns(n: int = 300, flip: int = 150) -> pd.DataFrame:
+    rows = stream(n, flip)
+    rng = np.random.default_rng(5)
+    return rows.assign(noise=rng.normal(size=n), leak=rows[LABEL] * 2.0 - 1.0)
+
+
+def lagged_accuracy(history: pd.DataFrame, start: int, lag: int) -> float:
+    """Accuracy of answering row i with the label of row i - lag (daily rows, in time)."""
+    y = history.sort_values(TIME)[LABEL].to_numpy()
+    return float(np.mean(y[start:] == y[start - lag:len(y) - lag]))
+
+
+def inputs_of(home: Path, model: str, version: int = 1) -> list[str]:
+    from ratchet.config import load_settings
+    from ratchet.registry import RegistryClient
+
+    registry = RegistryClient(Workspace(load_settings(env={"RATCHET_HOME": str(home)})))
+    loaded = registry.load(f"models:/{model}/{version}")
+    assert loaded.signature is not None
+    return [c.name for c in loaded.signature.inputs]
+
+
+def test_yesterdays_label_is_the_newest_that_had_arrived() -> None:
+    from ratchet.ct.backtesting import newest_known_labels
+
+    day = 86_400_000
+    times = np.arange(20) * day
+    labels = np.array(list("abcdefghijklmnopqrst"), dtype=object)
+    week = newest_known_labels(times, labels, 10, 7 * day)
+    assert list(week) == list(labels[3:13])                 # 7 days old, not yesterday's
+    assert list(newest_known_labels(times, labels, 10, day)) == list(labels[9:19])
+    # No delay: the previous row's label, never the row's own (nor a same-time row's after).
+    assert list(newest_known_labels(times, labels, 10, 0)) == list(labels[9:19])
+    same = np.array([0, 0, 5, 5, 5, 9]) * day
+    assert list(newest_known_labels(same, labels[:6], 2, 0)) == ["b", "c", "d", "e"]
+    # A label arrives exactly label_delay after its row: at that moment it is known.
+    assert list(newest_known_labels(times, labels, 18, 2 * day + 1)) == ["p", "q"]
+    # Irregular times: the newest row at least a week older.
+    irregular = np.array([0, 1, 2, 10, 11, 30]) * day
+    assert list(newest_known_labels(irregular, labels[:6], 3, 7 * day)) == ["c", "c", "e"]
+    # Before any label has arrived: no answer (counted wrong).
+    assert list(newest_known_labels(times, labels, 1, 5 * day)) == [None] * 4 + list(
+        labels[:15])
+
+
+def test_yesterdays_label_with_a_one_day_delay_is_the_previous_days(
+        run: tuple[BacktestResult, Any]) -> None:
+    result, _ = run
+    expected = lagged_accuracy(stream(), START, 1)
+    assert result.strategy(YESTERDAY)["accuracy"] == pytest.approx(expected)
+
+
+def test_calendar_periods_follow_the_calendar() -> None:
+    days = pd.date_range("2016-01-01", "2018-12-31", freq="D", tz="UTC")   # 2016: leap
+    times = ((days - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy()
+    rng = np.random.default_rng(1)
+    truth = rng.integers(0, 2, len(days))
+    answer = np.where(rng.random(len(days)) < 0.3, 1 - truth, truth)
+    frame = pd.DataFrame({"right": truth == answer}, index=days)
+    for unit, rule, count in (("year", "YS", 3), ("quarter", "QS", 12), ("month", "MS", 36)):
+        got = accuracy_by_period(times, truth, {LOOP: answer}, unit)[LOOP]
+        expected = frame["right"].resample(rule).mean()
+        assert len(got) == count, (unit, got[-2:])
+        assert [d for d, _ in got] == [d.strftime("%Y-%m-%d") for d in expected.index]
+        assert [a for _, a in got] == pytest.approx(expected.to_list())
+    # The same years in 365-day periods start on 2016-12-31: not calendar years.
+    fixed = accuracy_by_period(times, truth, {LOOP: answer}, 365 * 86_400_000)[LOOP]
+    assert [d for d, _ in fixed] == ["2016-01-01", "2016-12-31", "2017-12-31"]
+    # Text durations still work, as do the words in any case.
+    assert accuracy_by_period(times, truth, {LOOP: answer}, "365d")[LOOP] == fixed
+    assert accuracy_by_period(times, truth, {LOOP: answer}, " Year ")[LOOP] == \
+        accuracy_by_period(times, truth, {LOOP: answer}, "year")[LOOP]
+
+
+def test_calendar_periods_join_slivers_at_either_end() -> None:
+    days = pd.date_range("2016-12-28", "2019-01-03", freq="D", tz="UTC")
+    times = ((days - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy()
+    truth = np.zeros(len(days), dtype=int)
+    answer = (days.year == 2016).astype(int)        # wrong only on the first four days
+    got = accuracy_by_period(times, truth, {NEVER: answer}, "year")[NEVER]
+    assert [d for d, _ in got] == ["2017-01-01", "2018-01-01"]   # 4 + 3 days joined
+    assert got[0][1] == pytest.approx(365 / 369) and got[1][1] == 1.0
+    half = pd.date_range("2017-05-01", "2018-09-30", freq="D", tz="UTC")  # over half: kept
+    kept = ((half - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy()
+    assert [d for d, _ in accuracy_by_period(kept, np.zeros(len(half)),
+                                             {NEVER: np.zeros(len(half))}, "year")[NEVER]] \
+        == ["2017-01-01", "2018-01-01"]
+
+
+@pytest.mark.parametrize("value", ["fortnight", "1y", "12 months", "0", "-3d", "yearly", 0])
+def test_a_period_that_is_neither_a_calendar_unit_nor_a_duration(value: Any) -> None:
+    from ratchet.ct.backtesting import parse_period
+
+    with pytest.raises(InvalidInput, match=r"^--period must be year, quarter or month "
+                                           r"\(calendar periods\) or a duration"):
+        parse_period(value, "--period")
+    with pytest.raises(InvalidInput, match=r"^period must be year, quarter or month"):
+        accuracy_by_period([0, 1], [0, 0], {LOOP: [0, 0]}, value if value else "0")
+    assert parse_period("MONTH") == "month" and parse_period("90d") == 90 * 86_400_000
+    assert parse_period(None) is None and parse_period(timedelta(hours=1)) == 3_600_000
+
+
+def test_choosing_the_inputs() -> None:
+    from ratchet.ct.backtesting import choose_inputs
+
+    columns = ["day", "x1", "x2", "noise", "y"]
+    assert choose_inputs(columns, "day", "y") == ["x1", "x2", "noise"]      # the default
+    assert choose_inputs(columns, "day", "y", features=["x2", "x1"]) == ["x2", "x1"]
+    assert choose_inputs(columns, "day", "y", features="x1, x2,") == ["x1", "x2"]
+    assert choose_inputs(columns, "day", "y", drop="noise") == ["x1", "x2"]
+    assert choose_inputs(columns, "day", "y", drop=["noise", "y"]) == ["x1", "x2"]
+    wrong: list[tuple[dict[str, Any], str]] = [
+             ({"features": ["x1", "nope"]}, "features: the history has no column 'nope'; "
+              "its columns: day, x1, x2, noise, y"),
+             ({"drop": "gone,x1"}, "drop: the history has no column 'gone'"),
+             ({"features": ["x1"], "drop": ["x2"]}, "give features or drop, not both"),
+             ({"features": ["x1", "y"]}, "features: 'y' is the label column"),
+             ({"features": ["day"]}, "features: 'day' is the time column"),
+             ({"features": ""}, "features leaves the model no input column"),
+             ({"drop": ["x1", "x2", "noise"]}, "drop leaves the model no input column")]
+    for kwargs, message in wrong:
+        with pytest.raises(InvalidInput, match=re.escape(message)):
+            choose_inputs(columns, "day", "y", **kwargs)
+    with pytest.raises(InvalidInput, match=re.escape("--features: the history has no column")):
+        choose_inputs(columns, "day", "y", features="x9", names=("--features", "--drop"))
+
+
+def test_inputs_label_delay_and_calendar_periods_in_a_backtest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    history = with_extra_columns(500, 250)
+    common: dict[str, Any] = {"time_column": TIME, "start": 250, "tick": "30d",
+                              "schedule": None}
+    # Default: every column but the time and the label, the leaky one included.
+    every = backtest(quiet("every", "training_every"), history, label_delay="7d",
+                     period="month", work_dir=tmp_path / "every", **common)
+    assert inputs_of(tmp_path / "every", "every") == ["x1", "x2", "noise", "leak"]
+    assert every.strategy(LOOP)["accuracy"] > 0.97     # the leak answers
+    # Yesterday's label is a week old with a 7-day delay: the newest a real system has.
+    assert every.strategy(YESTERDAY)["accuracy"] == pytest.approx(
+        lagged_accuracy(history, 250, 7))
+    assert every.strategy(YESTERDAY)["accuracy"] != pytest.approx(
+        lagged_accuracy(history, 250, 1))
+    # 2015-09-08 .. 2016-05-14 by calendar month: May's 14 days join April.
+    starts = [d for d, _ in every.periods[LOOP]]
+    assert starts == [f"{y}-{m:02d}-01" for y, m in ((2015, 9), (2015, 10), (2015, 11),
+                                                     (2015, 12), (2016, 1), (2016, 2),
+                                                     (2016, 3), (2016, 4))]
+    chosen = backtest(quiet("every", "training_every"), history, features=["x1", "x2"],
+                      work_dir=tmp_path / "chosen", **common)
+    assert inputs_of(tmp_path / "chosen", "every") == ["x1", "x2"]
+    dropped = backtest(quiet("every", "training_every"), history, drop="leak,noise",
+                       work_dir=tmp_path / "dropped", **common)
+    assert inputs_of(tmp_path / "dropped", "every") == ["x1", "x2"]
+    for result in (chosen, dropped):   # the flipped half: no leak to answer with
+        assert result.strategy(LOOP)["accuracy"] < 0.2
+
+
+def test_a_model_that_needs_trust(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ratchet.errors import Untrusted
+
+    monkeypatch.chdir(tmp_path)
+    common: dict[str, Any] = {"time_column": TIME, "start": 150, "tick": "30d"}
+    with pytest.raises(Untrusted, match=r"saved with cloudpickle.*own pipeline: give "
+                                        r"trust=True \(ratchet ct backtest --trust\)"):
+        backtest(quiet("wrapped", "training_wrapped"), stream(300, 300),
+                 work_dir=tmp_path / "refused", **common)
+    trusted = backtest(quiet("wrapped", "training_wrapped"), stream(300, 300),
+                       schedule="60d", trust=True, **common)
+    # Served, monitored and retrained on a schedule (in the second process) with trust.
+    assert trusted.strategy(LOOP)["accuracy"] > 0.9
+    assert trusted.strategy(SCHEDULED)["retrains"] == 2
+    assert trusted.strategy(SCHEDULED)["accuracy"] > 0.9
+
+
+def test_categorical_hist_gradient_boosting_needs_no_trust(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trained by the pipeline on a pandas categorical column, stored as a dataset version,
+    registered, then served, monitored and judged: every load without trust."""
+    monkeypatch.chdir(tmp_path)
+    history = stream(300, 300)
+    kind = np.where(history["x1"] > 0.5, "high", np.where(history["x1"] < -0.5, "low", "mid"))
+    history = history.assign(kind=pd.Categorical(kind), x1=0.0)   # x1 only as a category
+    result = backtest(quiet("kind", "training_categorical"), history, time_column=TIME,
+                      start=150, tick="30d", schedule="60d", features=["kind", "x2"])
+    assert result.strategy(LOOP)["accuracy"] > 0.7
+    assert result.strategy(LOOP)["accuracy"] == pytest.approx(
+        result.strategy(NEVER)["accuracy"])   # served answers = the model's own
+    assert result.strategy(SCHEDULED)["retrains"] == 2
+
+
+# ------------------------------------------------------------------ the command line
+CLI_POLICY = """\
+model: every
+pipeline: tests.ct.test_backtest:training_every
+triggers: [manual]
+gate: {metric: accuracy, margin: 0.0, min_holdout: 50}
+data: {label: y, rows: 120, holdout: 50, lookback: 3000d, min_rows: 100}
+monitor: {rows: 60, min_rows: 30, multivariate: false}
+"""
+
+
+@pytest.fixture
+def cli_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RATCHET_HOME", str(tmp_path / ".ratchet"))
+    monkeypatch.setenv("COLUMNS", "200")
+    (tmp_path / "policy.yaml").write_text(CLI_POLICY)
+    with_extra_columns(400, 400).to_parquet(tmp_path / "history.parquet")
+    return tmp_path
+
+
+def ct_backtest(*args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from ratchet.cli.main import app
+
+    return CliRunner().invoke(app, ["ct", "backtest", "policy.yaml", "--data",
+                                    "history.parquet", "--time-column", TIME, "--start",
+                                    "250", *args], catch_exceptions=False)
+
+
+def test_cli_help_states_the_default_inputs_and_the_risk_of_trust(cli_project: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ratchet.cli.main import app
+
+    text = " ".join(CliRunner().invoke(app, ["ct", "backtest", "--help"],
+                                       env={"COLUMNS": "300"}).stdout.split())
+    for fragment in ("every column except --time-column and the label", "--drop",
+                     "year, quarter or month", "runs code when loaded",
+                     "only for a pipeline and data from a trusted source"):
+        assert fragment in text.replace("│ ", ""), fragment
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--period", "fortnight"], "--period must be year, quarter or month"),
+    (["--features", "x1,x3"], "--features: the history has no column 'x3'; its columns: "
+                              "day, x1, x2, y, noise, leak"),
+    (["--drop", "leak,gone"], "--drop: the history has no column 'gone'"),
+    (["--features", "x1", "--drop", "leak"], "give --features or --drop, not both"),
+])
+def test_cli_wrong_input_is_one_line_naming_the_option(cli_project: Path, args: list[str],
+                                                       message: str) -> None:
+    from tests.cli.conftest import assert_user_error
+
+    assert_user_error(ct_backtest(*args), message)
+
+
+def test_cli_backtest_with_chosen_inputs_delay_and_calendar_months(cli_project: Path) -> None:
+    import json
+
+    done = ct_backtest("--features", "x1", "--period", "month", "--label-delay", "7d",
+                       "--tick", "30d", "--schedule", "365d", "--json")
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.stdout)
+    history = pd.read_parquet(cli_project / "history.parquet")
+    yesterday = next(s for s in result["summary"] if s["strategy"] == YESTERDAY)
+    assert yesterday["accuracy"] == pytest.approx(lagged_accuracy(history, 250, 7))
+    loop = next(s for s in result["summary"] if s["strategy"] == LOOP)
+    assert 0.7 < loop["accuracy"] < 0.95   # x1 alone (the label needs x2, or the leak)
+    assert [d for d, _ in result["periods"][LOOP]][:2] == ["2015-09-01", "2015-10-01"]

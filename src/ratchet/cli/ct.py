@@ -151,23 +151,40 @@ def backtest(
         "--schedule-rows", help="Also a fixed schedule on this many newest labeled rows "
         "(repeatable; the default one uses the policy's data.rows).", min=1)] = None,
     period: Annotated[str | None, typer.Option(
-        "--period", help="Accuracy is reported per period of this length (default: the "
-        "replay in 24 equal periods).")] = None,
+        "--period", help="Accuracy is reported per period: year, quarter or month (calendar, "
+        "UTC) or a duration such as 90d (default: the replay in 24 equal periods).")] = None,
+    features: Annotated[str | None, typer.Option(
+        "--features", help="The model's inputs, comma-separated (default: every column "
+        "except --time-column and the label).")] = None,
+    drop: Annotated[str | None, typer.Option(
+        "--drop", help="Columns that are not model inputs, comma-separated (instead of "
+        "--features).")] = None,
+    trust: Annotated[bool, typer.Option(
+        "--trust", help="Load models whose format runs code when loaded (cloudpickle): the "
+        "policy's pipeline trains them; only for a pipeline and data from a trusted "
+        "source.")] = False,
     report: Annotated[Path | None, typer.Option(
         "--report", help="Write the HTML report here.", dir_okay=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
 ) -> None:
     """Replay a labeled history through the policy's triggers, gate and rollout (the same
     controller code, a simulated clock and server) and compare it with never retraining,
-    a fixed schedule, the majority class and yesterday's label."""
+    a fixed schedule, the majority class and yesterday's label (the newest label that had
+    arrived, --label-delay after its row)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ratchet.cli.session import cwd_importable
     from ratchet.ct.backtesting import backtest as run_backtest
+    from ratchet.ct.backtesting import choose_inputs, parse_period
     from ratchet.ct.policy import load_policy
 
     loaded = load_policy(policy)
+    parse_period(period, "--period")  # errors name the options, before any work
     history = _read_holdout(data)
+    inputs = None
+    if features is not None or drop is not None:
+        inputs = choose_inputs(list(history.columns), time_column, label or loaded.data.label,
+                               features, drop, names=("--features", "--drop"))
     first: Any = int(start) if start.isdigit() else start
     with cwd_importable(), Progress(TextColumn("backtest"), BarColumn(),
                                     TextColumn("{task.completed}/{task.total} rows"),
@@ -177,7 +194,7 @@ def backtest(
         result = run_backtest(
             loaded, history, time_column=time_column, label=label, start=first,
             tick=tick_every, label_delay=label_delay, schedule=schedule, period=period,
-            schedule_rows=tuple(schedule_rows or ()),
+            schedule_rows=tuple(schedule_rows or ()), features=inputs, trust=trust,
             progress=lambda done, total: bar.update(task, completed=done, total=total))
     if report is not None:
         result.write_html(report, title=f"ratchet backtest: {loaded.model}")

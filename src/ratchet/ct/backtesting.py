@@ -12,9 +12,17 @@ would. The registry, deployments, datasets and events live in a scratch store: i
 temporary folder that is removed when the backtest ends, also when it fails (each run
 writes 1-20 MB of datasets and models there).
 
-Accuracy is reported per period of the replay: ``period`` long (the last, shorter one joins
-the one before it when it is under half a period, so a handful of rows never makes a point
-of its own), or by default the replay split into ``PERIODS`` equal periods.
+The model's inputs are every column of the history except the time and the label, unless
+``features`` (exactly these) or ``drop`` (all but these) says otherwise.
+
+Accuracy is reported per period of the replay: calendar years, quarters or months
+(``period="year"``), or ``period`` long (a duration); an edge period covering under half of
+one joins its neighbour, so a handful of rows never makes a point of its own. By default
+the replay is split into ``PERIODS`` equal periods.
+
+"Yesterday's label" answers each row with the newest label a real system would have at the
+row's time: a label arrives ``label_delay`` after its row's time, so with a 7-day delay it
+is the label of a week ago, not the previous row's.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from ratchet.ct.controller import CHAMPION, Controller, epoch_ms, run_training
 from ratchet.ct.policy import CTPolicy
-from ratchet.errors import InvalidInput, RatchetError
+from ratchet.errors import InvalidInput, RatchetError, Untrusted
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,6 +63,7 @@ log = logging.getLogger(__name__)
 LOOP, NEVER, SCHEDULED, MAJORITY, YESTERDAY = (
     "loop", "never retrained", "fixed schedule", "majority class", "yesterday's label")
 PERIODS = 24          # equal periods over the replay, unless a period length is given
+CALENDAR_PERIODS = ("year", "quarter", "month")
 DAY_MS = 86_400_000
 ID_DIGITS = 9         # request ids r000000042: their text order is the replay's order
 
@@ -345,15 +354,20 @@ def backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
              label_delay: str | timedelta = "1d", schedule: str | timedelta | None = "365d",
              period: str | timedelta | None = None, work_dir: str | Path | None = None,
              progress: Callable[[int, int], None] | None = None,
-             schedule_rows: Sequence[int] = ()) -> BacktestResult:
+             schedule_rows: Sequence[int] = (), features: Sequence[str] | str | None = None,
+             drop: Sequence[str] | str | None = None, trust: bool = False) -> BacktestResult:
     """Replay ``history`` (inputs, ``label`` — default the policy's data.label — and
     ``time_column``) from ``start`` (a time, or an int: the row where replay begins).
     The fixed schedule retrains every ``schedule`` on the newest ``data.rows`` labeled rows
-    (and, for each of ``schedule_rows``, on that many: more baselines). ``period``: the
-    length of a reported period (default: the replay in ``PERIODS`` equal periods).
-    ``work_dir``: keep the scratch store there (default: a temporary folder, removed; in
-    memory, ``/dev/shm``, unless ``TMPDIR`` names another place: nothing in it needs to survive
-    a power loss, so its writes need not wait for the disk)."""
+    (and, for each of ``schedule_rows``, on that many: more baselines). ``period``: a
+    reported period, ``"year"``, ``"quarter"``, ``"month"`` (calendar, UTC) or a duration
+    (default: the replay in ``PERIODS`` equal periods). ``features``: the model's inputs
+    (default: every column except ``time_column`` and the label); or ``drop``: columns
+    that are not inputs; not both. ``trust=True`` loads models whose format runs code when
+    loaded (cloudpickle): only for a pipeline you trust. ``work_dir``: keep the scratch
+    store there (default: a temporary folder, removed; in memory, ``/dev/shm``, unless
+    ``TMPDIR`` names another place: nothing in it needs to survive a power loss, so its
+    writes need not wait for the disk)."""
     import os
 
     saved = {k: os.environ.get(k) for k in ("RATCHET_HOME", "RATCHET_DB", "RATCHET_ARTIFACTS")}
@@ -365,7 +379,8 @@ def backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
                            start=start, tick=tick, label_delay=label_delay,
                            schedule=schedule, period=period,
                            work_dir=work_dir if scratch is None else scratch,
-                           progress=progress, schedule_rows=schedule_rows)
+                           progress=progress, schedule_rows=schedule_rows,
+                           features=features, drop=drop, trust=trust)
         if scratch is not None:
             result.home = None
         return result
@@ -384,17 +399,19 @@ def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
               label_delay: str | timedelta, schedule: str | timedelta | None,
               period: str | timedelta | None, work_dir: str | Path | None,
               progress: Callable[[int, int], None] | None,
-              schedule_rows: Sequence[int]) -> BacktestResult:
+              schedule_rows: Sequence[int], features: Sequence[str] | str | None,
+              drop: Sequence[str] | str | None, trust: bool) -> BacktestResult:
     from ratchet.durations import duration_ms
     from ratchet.registry import RegistryClient
     from ratchet.serving.deployments import DeploymentClient
     from ratchet.workspace import Workspace
 
     began = time.perf_counter()
-    replay = _prepare(history, time_column, label or policy.data.label, start)
     label = label or policy.data.label
+    replay = _prepare(history, time_column, label, start, features, drop)
     tick_ms = duration_ms(tick, "tick", at_least=timedelta(seconds=1))
     delay_ms = duration_ms(label_delay, "label_delay")
+    period_length = parse_period(period)  # refused before any work, as the rest
     assert work_dir is not None  # backtest() makes a temporary one
     home = Path(work_dir)
     every = None if schedule is None else \
@@ -407,11 +424,11 @@ def _backtest(policy: CTPolicy, history: pd.DataFrame, *, time_column: str,
     # numbers stay its own).
     baselines = None if every is None else _Baselines(
         policy, replay, label, every, delay_ms,
-        list(dict.fromkeys((policy.data.rows, *schedule_rows))), home / "schedules")
+        list(dict.fromkeys((policy.data.rows, *schedule_rows))), home / "schedules", trust)
     try:
         with _one_blas_thread():
-            return _replay(policy, replay, label, tick_ms, delay_ms, period, home, registry,
-                           deployments, progress, baselines, began)
+            return _replay(policy, replay, label, tick_ms, delay_ms, period_length, home,
+                           registry, deployments, progress, baselines, began, trust)
     finally:
         if baselines is not None:
             baselines.close()
@@ -456,13 +473,13 @@ def _scratch_settings(home: Path) -> Settings:
 
 
 def _replay(policy: CTPolicy, replay: _Replay, label: str, tick_ms: int, delay_ms: int,
-            period: str | timedelta | None, home: Path, registry: RegistryClient,
+            period: int | str | None, home: Path, registry: RegistryClient,
             deployments: DeploymentClient, progress: Callable[[int, int], None] | None,
-            baselines: _Baselines | None, began: float) -> BacktestResult:
+            baselines: _Baselines | None, began: float, trust: bool) -> BacktestResult:
     import numpy as np
     import pandas as pd
 
-    from ratchet.durations import duration_ms
+    from ratchet.registry.model_cache import ModelCache
     from ratchet.serving.traffic_plan import TrafficPlan
 
     initial = replay.history.iloc[:replay.start]
@@ -471,8 +488,18 @@ def _replay(policy: CTPolicy, replay: _Replay, label: str, tick_ms: int, delay_m
     deployments.ensure(policy.deployment_name,
                        TrafficPlan.single(f"{policy.model}@{CHAMPION}"))
     first_ms = int(replay.times[0])
-    world = SimulatedWorld(policy, deployments, replay.inputs, delay_ms,
+    # One cache for serving, the monitor, the gate, the guards and the judging: the trust
+    # given (or not) applies to every load.
+    models = ModelCache(registry, trust=trust, capacity=None)
+    world = SimulatedWorld(policy, deployments, replay.inputs, delay_ms, models=models,
                            log_offset_ms=-(first_ms // DAY_MS) * DAY_MS if first_ms < 0 else 0)
+    try:
+        world.model(first)  # a model that needs trust: refused now, in words, not mid-replay
+    except Untrusted as exc:
+        world.close()
+        raise Untrusted(f"{exc} The backtest trained it with the policy's own pipeline: "
+                        "give trust=True (ratchet ct backtest --trust) only if you trust "
+                        "that pipeline") from None
     controller = Controller(policy, world, holder="backtest", lease_ms=3_600_000,
                             actor="backtest")
     n = len(replay.history)
@@ -502,7 +529,8 @@ def _replay(policy: CTPolicy, replay: _Replay, label: str, tick_ms: int, delay_m
             name = SCHEDULED if rows == policy.data.rows else f"{SCHEDULED} ({rows} rows)"
             answers[name], scheduled_retrains[name] = answer, retrains
     answers[MAJORITY] = _running_majority(replay, delay_ms)
-    answers[YESTERDAY] = replay.labels[replay.start - 1:-1]
+    answers[YESTERDAY] = newest_known_labels(replay.times, replay.labels, replay.start,
+                                             delay_ms)
     truth = replay.labels[replay.start:]
 
     events = registry.workspace.stores.ct_events.history(policy.model)
@@ -519,9 +547,7 @@ def _replay(policy: CTPolicy, replay: _Replay, label: str, tick_ms: int, delay_m
             row.update(retrains=scheduled_retrains[name],
                        promotions=scheduled_retrains[name])
         summary.append(row)
-    period_ms = None if period is None else duration_ms(period, "period",
-                                                        at_least=timedelta(seconds=1))
-    periods = accuracy_by_period(replay.times[replay.start:], truth, answers, period_ms)
+    periods = accuracy_by_period(replay.times[replay.start:], truth, answers, period)
     promotions = _judge_promotions(events, world, replay, served, policy.monitor.rows)
     return BacktestResult(
         policy, summary, periods,
@@ -532,17 +558,37 @@ def _replay(policy: CTPolicy, replay: _Replay, label: str, tick_ms: int, delay_m
 
 # ----------------------------------------------------------------------------- pieces
 def accuracy_by_period(times_ms: Any, truth: Any, answers: dict[str, Any],
-                       period_ms: int | None = None, *, periods: int = PERIODS
+                       period: int | str | None = None, *, periods: int = PERIODS
                        ) -> dict[str, list[tuple[str, float | None]]]:
     """Accuracy of each strategy's ``answers`` per period: ``[(first day, accuracy), ...]``.
 
-    ``period_ms`` long periods from the first row (a last one shorter than half a period
-    joins the one before), or ``periods`` equal ones spanning the rows (whole days)."""
+    ``period``: ``"year"``, ``"quarter"`` or ``"month"`` (calendar periods in UTC, each
+    dated by its first day; a first or last one that covers under half of its length joins
+    its neighbour), or a length in ms (periods from the first row; a last one shorter than
+    half a period joins the one before), or None: ``periods`` equal ones spanning the rows
+    (whole days)."""
     import numpy as np
 
     times = np.asarray(times_ms, dtype=np.int64)
     if not len(times):
         return {name: [] for name in answers}
+    if isinstance(period, str):
+        period = parse_period(period)  # a calendar unit or a duration's text
+    if isinstance(period, str):
+        bins, starts_ms = _calendar_bins(times, period)
+    else:
+        bins, starts_ms = _length_bins(times, period, periods)
+    truth = np.asarray(truth, dtype=object)
+    starts = np.unique(bins)
+    return {name: [(_day(starts_ms[int(b)]),
+                    _accuracy(truth[bins == b], np.asarray(predicted, dtype=object)[bins == b]))
+                   for b in starts] for name, predicted in answers.items()}
+
+
+def _length_bins(times: Any, period_ms: int | None, periods: int) -> tuple[Any, Any]:
+    """Each row's period number, and each period's first moment (ms): fixed lengths."""
+    import numpy as np
+
     first, span = int(times[0]), int(times[-1] - times[0]) + 1
     if period_ms is None:
         period_ms = max(DAY_MS, math.ceil(span / periods / DAY_MS) * DAY_MS)
@@ -552,14 +598,112 @@ def accuracy_by_period(times_ms: Any, truth: Any, answers: dict[str, Any],
     last = int(bins[-1])
     if last > 0 and span - last * period_ms < period_ms / 2:
         bins[bins == last] = last - 1   # a sliver of a period is too few rows to judge
-    starts = np.unique(bins)
-    truth = np.asarray(truth, dtype=object)
-    return {name: [(_day(first + int(b) * period_ms),
-                    _accuracy(truth[bins == b], np.asarray(predicted, dtype=object)[bins == b]))
-                   for b in starts] for name, predicted in answers.items()}
+    return bins, first + np.arange(last + 1, dtype=np.int64) * period_ms
 
 
-def _prepare(history: pd.DataFrame, time_column: str, label: str, start: Any) -> _Replay:
+def _calendar_bins(times: Any, unit: str) -> tuple[Any, Any]:
+    """Each row's calendar period (counted from the first row's), and each period's first
+    moment (ms): years, quarters or months have the calendar's lengths (a leap year is one
+    period, not a year and a day)."""
+    import numpy as np
+    import pandas as pd
+
+    stamps = pd.DatetimeIndex(pd.to_datetime(times, unit="ms", utc=True))
+    months_per = {"year": 12, "quarter": 3, "month": 1}[unit]
+    months = stamps.year.to_numpy(dtype=np.int64) * 12 + stamps.month.to_numpy(dtype=np.int64) - 1
+    index = months // months_per
+    bins = index - index[0]
+    count = int(bins[-1]) + 1
+    # Boundaries of every period, and one past the last, as epoch ms.
+    edges_month = (int(index[0]) + np.arange(count + 1)) * months_per
+    edges = pd.to_datetime({"year": edges_month // 12, "month": edges_month % 12 + 1, "day": 1},
+                           utc=True)
+    edges_ms = epoch_ms(pd.Series(edges)).to_numpy(dtype=np.int64)
+    length = np.diff(edges_ms)
+    if count > 1 and times[-1] - edges_ms[count - 1] + 1 < length[-1] / 2:
+        bins[bins == count - 1] = count - 2         # a sliver of a last period
+    if count > 1 and edges_ms[1] - times[0] < length[0] / 2:
+        bins[bins == 0] = 1                          # a sliver of a first period
+    return bins, edges_ms[:-1]
+
+
+def parse_period(value: object, what: str = "period") -> int | str | None:
+    """A reported period as given: None, a calendar unit (``"year"``, ``"quarter"``,
+    ``"month"``) or a duration, in ms (at least a second). ``what`` names the option in
+    errors (``"--period"`` on the command line)."""
+    from ratchet.durations import duration_ms
+
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lower() in CALENDAR_PERIODS:
+        return value.strip().lower()
+    try:
+        return duration_ms(value, what, at_least=timedelta(seconds=1))
+    except InvalidInput:
+        raise InvalidInput(f"{what} must be {', '.join(CALENDAR_PERIODS[:-1])} or "
+                           f"{CALENDAR_PERIODS[-1]} (calendar periods) or a duration of at "
+                           f"least 1s such as 30d or 365d; got {value!r}") from None
+
+
+def choose_inputs(columns: Sequence[Any], time_column: str, label: str,
+                  features: Sequence[str] | str | None = None,
+                  drop: Sequence[str] | str | None = None, *,
+                  names: tuple[str, str] = ("features", "drop")) -> list[str]:
+    """The model's inputs among a history's ``columns``: ``features`` (in their order), or
+    every column except ``time_column``, ``label`` and ``drop``. Text is split on commas
+    (``"a,b"``). ``names``: how the two options are called in errors."""
+    chosen, dropped = _names(features), _names(drop)
+    if chosen is not None and dropped is not None:
+        raise InvalidInput(f"give {names[0]} or {names[1]}, not both")
+    known = [str(c) for c in columns]
+    listing = ", ".join(known)
+    for option, given in ((names[0], chosen), (names[1], dropped)):
+        missing = [c for c in given or () if c not in known]
+        if missing:
+            raise InvalidInput(f"{option}: the history has no column "
+                               f"{', '.join(map(repr, missing))}; its columns: {listing}")
+    if chosen is not None:
+        for column, role in ((time_column, "time"), (label, "label")):
+            if column in chosen:
+                raise InvalidInput(f"{names[0]}: {column!r} is the {role} column; a model "
+                                   "input cannot be")
+        inputs = list(dict.fromkeys(chosen))
+    else:
+        inputs = [c for c in known if c not in (time_column, label, *(dropped or ()))]
+    if not inputs:
+        raise InvalidInput(f"{names[0] if chosen is not None else names[1]} leaves the model "
+                           f"no input column; the history's columns: {listing}")
+    return inputs
+
+
+def _names(value: Sequence[str] | str | None) -> list[str] | None:
+    if value is None:
+        return None
+    parts = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return [p.strip() for p in parts if p.strip()]
+
+
+def newest_known_labels(times_ms: Any, labels: Any, start: int, delay_ms: int) -> Any:
+    """For each row from ``start``: the newest label known at its time ("yesterday's
+    label"), i.e. of the latest earlier row whose label had arrived (``delay_ms`` after
+    that row's time); None before any had."""
+    import numpy as np
+
+    times = np.asarray(times_ms, dtype=np.int64)
+    rows = np.arange(start, len(times))
+    # Rows whose label arrived by each row's time; never the row itself or a later one
+    # (same-time rows with no delay).
+    known = np.minimum(np.searchsorted(times, times[start:] - delay_ms, side="right"), rows)
+    values = np.asarray(labels, dtype=object)
+    out = np.full(len(rows), None, dtype=object)
+    has = known > 0
+    out[has] = values[known[has] - 1]
+    return out
+
+
+def _prepare(history: pd.DataFrame, time_column: str, label: str, start: Any,
+             features: Sequence[str] | str | None = None,
+             drop: Sequence[str] | str | None = None) -> _Replay:
     import numpy as np
     import pandas as pd
 
@@ -567,6 +711,7 @@ def _prepare(history: pd.DataFrame, time_column: str, label: str, start: Any) ->
         if column not in history.columns:
             raise InvalidInput(f"history has no column {column!r}; its columns: "
                                f"{', '.join(map(str, history.columns))}")
+    inputs = choose_inputs(list(history.columns), time_column, label, features, drop)
     if history[label].isna().any():
         raise InvalidInput(f"history column {label!r} has missing labels: a backtest "
                            "replays labeled rows")
@@ -593,7 +738,6 @@ def _prepare(history: pd.DataFrame, time_column: str, label: str, start: Any) ->
     if not 1 <= first < len(frame):
         raise InvalidInput(f"start {start!r} leaves no rows to train the first model on, or "
                            f"none to replay ({len(frame)} rows)")
-    inputs = [c for c in frame.columns if c not in (time_column, label)]
     return _Replay(frame, ms, frame[label].to_numpy(), first, inputs)
 
 
@@ -608,7 +752,7 @@ def train_with_pipeline(policy: CTPolicy, registry: Any, frame: pd.DataFrame, wh
 
 
 def _scheduled(policy: CTPolicy, registry: Any, replay: _Replay, label: str, every_ms: int,
-               delay_ms: int, rows: int) -> tuple[Any, int]:
+               delay_ms: int, rows: int, trust: bool = False) -> tuple[Any, int]:
     """Retrain every ``every_ms`` on the newest ``rows`` labeled rows, promote
     unconditionally: the fixed-schedule baseline."""
     import numpy as np
@@ -626,7 +770,7 @@ def _scheduled(policy: CTPolicy, registry: Any, replay: _Replay, label: str, eve
                          "schedule") if retrains >= 0 or version is None else version
         retrains += 1
         stop = int(np.searchsorted(times, boundary + every_ms, side="left"))
-        model = registry.load(f"models:/{policy.model}/{version}")
+        model = registry.load(f"models:/{policy.model}/{version}", trust=trust)
         answer[cursor - replay.start:stop - replay.start] = np.asarray(
             model.predict(replay.history.iloc[cursor:stop][replay.inputs]))
         cursor, boundary = stop, boundary + every_ms
@@ -645,13 +789,13 @@ class _Baselines:
     in ``home``."""
 
     def __init__(self, policy: CTPolicy, replay: _Replay, label: str, every_ms: int,
-                 delay_ms: int, rows: list[int], home: Path) -> None:
+                 delay_ms: int, rows: list[int], home: Path, trust: bool = False) -> None:
         import os
         import pickle
         import subprocess
         import sys
 
-        self.args = (policy, replay, label, every_ms, delay_ms, rows, str(home))
+        self.args = (policy, replay, label, every_ms, delay_ms, rows, str(home), trust)
         self.home = home
         self._process: subprocess.Popen[bytes] | None = None
         home.mkdir(parents=True, exist_ok=True)
@@ -713,7 +857,7 @@ def _baselines_child() -> None:
 
 
 def scheduled_baselines(policy: CTPolicy, replay: _Replay, label: str, every_ms: int,
-                        delay_ms: int, rows: list[int], home: str
+                        delay_ms: int, rows: list[int], home: str, trust: bool = False
                         ) -> dict[int, tuple[Any, int]]:
     """For each window of ``rows``: the fixed schedule's answers and retrains, trained in
     a scratch store at ``home`` (the loop's store is another process's)."""
@@ -721,7 +865,7 @@ def scheduled_baselines(policy: CTPolicy, replay: _Replay, label: str, every_ms:
     from ratchet.workspace import Workspace
 
     registry = Workspace(_scratch_settings(Path(home))).client(RegistryClient)
-    return {n: _scheduled(policy, registry, replay, label, every_ms, delay_ms, n)
+    return {n: _scheduled(policy, registry, replay, label, every_ms, delay_ms, n, trust)
             for n in rows}
 
 
@@ -736,7 +880,8 @@ def _running_majority(replay: _Replay, delay_ms: int) -> Any:
     seen = np.cumsum(onehot, axis=0)
     out = []
     for i in range(replay.start, len(labels)):
-        known = int(np.searchsorted(replay.times, replay.times[i] - delay_ms, side="right"))
+        known = min(i, int(np.searchsorted(replay.times, replay.times[i] - delay_ms,
+                                           side="right")))  # never the row's own label
         out.append(classes[int(np.argmax(seen[known - 1]))] if known else classes[0])
     return np.asarray(out, dtype=object)
 
@@ -783,5 +928,6 @@ def _day(ms: int) -> str:
     return moment.strftime("%Y-%m-%d")
 
 
-__all__ = ["BacktestResult", "SimulatedWorld", "accuracy_by_period", "backtest",
+__all__ = ["CALENDAR_PERIODS", "BacktestResult", "SimulatedWorld", "accuracy_by_period",
+           "backtest", "choose_inputs", "newest_known_labels", "parse_period",
            "train_with_pipeline"]
