@@ -7,13 +7,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ratchet.ct.policy import RolloutPolicy
-from ratchet.ct.rollout import CANARY, PRIMARY, SHADOW, canary_check, shadow_check
+from ratchet.ct.rollout import (
+    CANARY,
+    PRIMARY,
+    SHADOW,
+    canary_check,
+    expected_prediction_shift,
+    shadow_check,
+)
 
 CHAMPION, CHALLENGER = 1, 2
 COLUMNS = ["request_id", "row", "timestamp", "variant", "model_version", "status",
@@ -202,26 +210,116 @@ def test_canary_prediction_shift_guard() -> None:
     assert not check.done  # no shift; waits for labels (none yet)
     ones = rows(CANARY, CHALLENGER, [1] * 40, start=1_000)
     check = canary_check(policy, log(primary, ones), CHALLENGER)
-    assert check.done and not check.passed  # decided without waiting for labels
+    # A shift alarm waits for feedback as the accuracy guard does (labels could show the
+    # canary is better) ...
+    assert not check.done and check.evidence["prediction_shift"]["statistic"] > 0.2
+    # ... up to twice canary_requests, then fails without them.
+    ones = rows(CANARY, CHALLENGER, [1] * 80, start=1_000)
+    check = canary_check(policy, log(primary, ones), CHALLENGER)
+    assert check.done and not check.passed
     shift = check.evidence["prediction_shift"]
     assert shift["test"] == "jensenshannon" and shift["statistic"] > 0.2
-    assert "distributed differently" in check.reasons[0]
+    assert shift["expected"] is None and shift["tolerance"] == 0.2
+    assert check.reasons == (f"the canary's answers are distributed differently from the "
+                             f"champion's (jensenshannon {shift['statistic']:.3f} > 0.2)",)
     # Without the guard the same canary is not judged on its answers' distribution.
     lax = RolloutPolicy(canary_requests=40, max_prediction_shift=None, min_labels=1_000)
     check = canary_check(lax, log(primary, ones), CHALLENGER)
-    assert "prediction_shift" not in check.evidence and not check.done
+    assert "prediction_shift" not in check.evidence and check.done and check.passed
 
 
 def test_canary_prediction_shift_on_numbers() -> None:
     policy = RolloutPolicy(canary_requests=50, max_prediction_shift=0.2, min_labels=1_000)
     primary = rows(PRIMARY, CHAMPION, [float(i % 50) for i in range(200)])
-    near = rows(CANARY, CHALLENGER, [float(i % 50) + 0.5 for i in range(50)], start=1_000)
+    near = rows(CANARY, CHALLENGER, [float(i % 50) + 0.5 for i in range(100)], start=1_000)
     check = canary_check(policy, numeric(log(primary, near)), CHALLENGER)
     assert check.evidence["prediction_shift"]["test"] == "wasserstein"
-    assert check.evidence["prediction_shift"]["statistic"] < 0.2
-    moved = rows(CANARY, CHALLENGER, [float(i % 50) + 20 for i in range(50)], start=1_000)
+    assert check.evidence["prediction_shift"]["statistic"] < 0.2 and check.passed
+    moved = rows(CANARY, CHALLENGER, [float(i % 50) + 20 for i in range(100)], start=1_000)
     check = canary_check(policy, numeric(log(primary, moved)), CHALLENGER)
     assert check.done and not check.passed and "wasserstein" in check.reasons[0]
+
+
+def test_the_expected_shift_is_the_statistic_the_canary_guard_measures() -> None:
+    """Between the two models' answers on the same rows, expected_prediction_shift is the
+    number the guard computes live between the canary's answers and the champion's."""
+    policy = RolloutPolicy(canary_requests=40, max_prediction_shift=0.2, min_labels=1_000)
+    champion, challenger = alternating(200), [1] * 150 + [0] * 50
+    expected = expected_prediction_shift(champion, challenger)
+    check = canary_check(policy, log(rows(PRIMARY, CHAMPION, champion),
+                                     rows(CANARY, CHALLENGER, challenger, start=1_000)),
+                         CHALLENGER)
+    assert expected == pytest.approx(check.evidence["prediction_shift"]["statistic"])
+    assert expected is not None and 0.05 < expected < 0.35
+    numbers = [float(i % 50) for i in range(200)]
+    moved = [v + 20 for v in numbers]
+    check = canary_check(policy, numeric(log(rows(PRIMARY, CHAMPION, numbers),
+                                             rows(CANARY, CHALLENGER, moved, start=1_000))),
+                         CHALLENGER)
+    assert expected_prediction_shift(numbers, moved) == pytest.approx(
+        check.evidence["prediction_shift"]["statistic"])
+    assert expected_prediction_shift(np.array(numbers), pd.Series(numbers)) == 0.0
+    assert expected_prediction_shift([], [1, 0]) is None
+    assert expected_prediction_shift([None, 1], [0, None]) is not None   # nulls left out
+
+
+def test_a_shift_the_gate_measured_is_not_an_alarm() -> None:
+    """The champion answers half 1s, the challenger all 1s: on the gate's holdout the two
+    already differed that much, so the same shift live is expected."""
+    policy = RolloutPolicy(canary_requests=40, max_prediction_shift=0.1, min_labels=1_000)
+    primary = rows(PRIMARY, CHAMPION, alternating(200))
+    ones = rows(CANARY, CHALLENGER, [1] * 80, start=1_000)
+    measured = expected_prediction_shift(alternating(300), [1] * 300)
+    assert measured is not None and measured > 0.1
+    check = canary_check(policy, log(primary, ones), CHALLENGER, expected_shift=measured)
+    assert check.done and check.passed, check.reasons
+    assert check.evidence["prediction_shift"]["expected"] == pytest.approx(measured)
+    # The gate saw the two models nearly agree: the same live shift is an alarm, and the
+    # reason says what was expected.
+    check = canary_check(policy, log(primary, ones), CHALLENGER, expected_shift=0.05)
+    assert check.done and not check.passed
+    assert "> 0.050 measured between the two models on the gate's holdout + 0.1" in \
+        check.reasons[0]
+
+
+@pytest.mark.parametrize(("canary", "passes"), [("right", True), ("ones", True),
+                                                ("wrong", False)])
+def test_labeled_evidence_that_the_canary_is_better_overrides_a_shift_alarm(
+        canary: str, passes: bool) -> None:
+    """The issue's case: after a change in the world the champion still answers 0 and is
+    right on 30 % of live rows; the canary answers very differently (a shift alarm) and is
+    right more often: kept. A canary that shifted and is worse is still rolled back."""
+    policy = RolloutPolicy(canary_requests=60, max_prediction_shift=0.2, min_labels=20,
+                           max_accuracy_drop=0.5)
+    truth = [1] * 42 + [0] * 18
+    answers = {"right": truth, "ones": [1] * 60, "wrong": [1 - t for t in truth]}[canary]
+    primary = rows(PRIMARY, CHAMPION, [0] * 60, feedback=truth)
+    check = canary_check(policy, log(primary, rows(CANARY, CHALLENGER, answers, start=1_000,
+                                                   feedback=truth)),
+                         CHALLENGER, classes=[0, 1], expected_shift=0.0)
+    shift, live = check.evidence["prediction_shift"], check.evidence["live"]
+    assert check.done and check.passed is passes, check.reasons
+    assert shift["statistic"] > 0.2 and live["champion"] == pytest.approx(0.3)
+    if passes:
+        assert shift["overridden"] == (
+            f"the canary's live accuracy {live['canary']:.4f} is better than the "
+            "champion's 0.3000 on labeled rows of the same period")
+    else:
+        assert "overridden" not in shift and live["canary"] == 0.0
+        assert check.reasons == (f"the canary's answers are distributed differently from "
+                                 f"the champion's (jensenshannon {shift['statistic']:.3f} > "
+                                 "0.000 measured between the two models on the gate's "
+                                 "holdout + 0.2)",)
+
+
+def test_a_hard_failure_does_not_wait_for_labels_and_keeps_the_shift_reason() -> None:
+    policy = RolloutPolicy(canary_requests=40, max_prediction_shift=0.2, min_labels=1_000,
+                           max_latency_p99_ms=10)
+    primary = rows(PRIMARY, CHAMPION, alternating(200))
+    slow = rows(CANARY, CHALLENGER, [1] * 40, start=1_000, latency=50.0)
+    check = canary_check(policy, log(primary, slow), CHALLENGER)
+    assert check.done and not check.passed and len(check.reasons) == 2
+    assert "p99 latency" in check.reasons[0] and "distributed differently" in check.reasons[1]
 
 
 @pytest.mark.parametrize(("accuracy", "passes"), [(0.9, True), (0.85, True), (0.6, False)])
@@ -395,6 +493,58 @@ def test_with_nothing_else_wrong_the_error_count_alone_decides(
             assert not most.passed
         if over:  # decided at once, whatever the number of requests
             assert fewer.done and most.done
+
+
+labeled_rows = st.lists(st.tuples(st.sampled_from([0, 1]), st.sampled_from([0, 1])),
+                       min_size=1, max_size=40)        # (label, the champion's answer)
+unlabeled_rows = st.lists(st.sampled_from([0, 1]), max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(champion=labeled_rows, canary_labels=st.lists(st.sampled_from([0, 1]), min_size=1,
+                                                     max_size=40),
+       champion_unlabeled=unlabeled_rows, canary_unlabeled=unlabeled_rows,
+       min_labels=st.integers(0, 20), canary_requests=st.integers(1, 60),
+       shift=st.sampled_from([0.01, 0.1, 0.2, 0.5]),
+       expected=st.one_of(st.none(), st.floats(0, 1)),
+       metric=st.sampled_from(["accuracy", "f1", "recall"]), data=st.data())
+def test_a_canary_better_on_every_labeled_row_is_never_rolled_back_by_the_shift_guard(
+        champion: list[tuple[int, int]], canary_labels: list[int],
+        champion_unlabeled: list[int], canary_unlabeled: list[int], min_labels: int,
+        canary_requests: int, shift: float, expected: float | None, metric: str,
+        data: st.DataObject) -> None:
+    """The canary answers every labeled row right, the champion gets at least one wrong
+    (so the canary's live metric is the better one); answers on unlabeled rows, the
+    expected shift and the tolerance are anything. Once min_labels labeled rows are in on
+    both sides, whatever the answers' distribution, the shift guard never fails it."""
+    wrong = data.draw(st.integers(0, len(champion) - 1), label="a wrong champion row")
+    label, _ = champion[wrong]
+    champion[wrong] = (label, 1 - label)
+    if metric != "accuracy":  # the positive class is labeled somewhere on both sides
+        champion.append((1, 0))
+        canary_labels = [*canary_labels, 1]
+    champion += [(t, t) for t in data.draw(st.lists(st.sampled_from([0, 1]), min_size=max(
+        0, min_labels - len(champion)), max_size=max(0, min_labels - len(champion))))]
+    canary_labels += [1] * max(0, min_labels - len(canary_labels))
+    assert min(len(champion), len(canary_labels)) >= min_labels
+    policy = RolloutPolicy(canary_requests=canary_requests, min_labels=min_labels,
+                           max_prediction_shift=shift, max_error_rate=1.0,
+                           max_accuracy_drop=0.0)
+    primary = rows(PRIMARY, CHAMPION, [a for _, a in champion] + champion_unlabeled,
+                   feedback=[t for t, _ in champion] + [None] * len(champion_unlabeled))
+    canary = rows(CANARY, CHALLENGER, canary_labels + canary_unlabeled, start=10_000,
+                  feedback=canary_labels + [None] * len(canary_unlabeled))
+    check = canary_check(policy, log(primary, canary), CHALLENGER, metric=metric,
+                         classes=[0, 1], expected_shift=expected)
+    assert not any("distributed differently" in r for r in check.reasons), check
+    if check.done:
+        live = check.evidence["live"]
+        assert live["canary"] == 1.0 and live["champion"] < 1.0
+        assert check.passed, check.reasons   # nor by the accuracy guard
+        statistic = check.evidence["prediction_shift"]["statistic"]
+        if statistic > (expected or 0.0) + shift:
+            assert "better than the champion's" in \
+                check.evidence["prediction_shift"]["overridden"]
 
 
 def _shadow(policy: RolloutPolicy, frame: pd.DataFrame) -> Any:

@@ -4,6 +4,12 @@ Pure functions over the prediction log's rows since the phase began (the live lo
 backtest's simulated one, in the same shape). Each answers: enough evidence yet? passed?
 why not? with the numbers. A canary that has already spent its whole error budget fails
 at once, without waiting for the rest of its requests.
+
+The canary's answers are expected to differ from the champion's by as much as the two
+models' answers differed on the gate's holdout (``expected_prediction_shift``): after a
+change in the world a better model *should* answer differently, so only a shift beyond
+that, by more than ``max_prediction_shift``, is an alarm, and labeled evidence that the
+canary is better overrides it.
 """
 
 from __future__ import annotations
@@ -61,12 +67,19 @@ def shadow_check(policy: RolloutPolicy, logged: pd.DataFrame, version: int) -> R
 
 
 def canary_check(policy: RolloutPolicy, logged: pd.DataFrame, version: int, *,
-                 metric: str = "accuracy", classes: list[Any] | None = None) -> RolloutCheck:
+                 metric: str = "accuracy", classes: list[Any] | None = None,
+                 expected_shift: float | None = None) -> RolloutCheck:
     """The challenger answered ``canary_percent`` of live traffic: errors, latency, its
     answers' distribution vs the champion's in the same period, and live ``metric`` once
     enough feedback has arrived (waiting up to twice the canary's requests for it): worse
     than the champion by more than ``max_accuracy_drop`` and by more than two standard
-    errors fails."""
+    errors fails.
+
+    The answers' shift alarms when it exceeds ``expected_shift`` (the same statistic
+    between the two models on the gate's holdout, ``expected_prediction_shift``; 0 when not
+    given) by more than ``max_prediction_shift``. Like the accuracy guard it waits for
+    feedback, because a live ``metric`` better than the champion's in the same period (once
+    ``min_labels`` on both sides) overrides it: the evidence says so."""
     canary = logged[(logged["variant"] == CANARY) & (logged["model_version"] == version)]
     primary = logged[(logged["variant"] == PRIMARY) & (logged["status"] == "ok")]
     n = len(canary)
@@ -83,7 +96,7 @@ def canary_check(policy: RolloutPolicy, logged: pd.DataFrame, version: int, *,
     evidence["error_rate"] = errors / n if n else 0.0
     evidence["latency_p99_ms"] = _p99(ok)
     reasons += _latency(policy, evidence["latency_p99_ms"])
-    reasons += _prediction_shift(policy, ok, primary, evidence)
+    shifted = _prediction_shift(policy, ok, primary, evidence, expected_shift)
     labeled = _labeled(ok), _labeled(primary)
     enough = min(len(labeled[0]), len(labeled[1])) >= policy.min_labels
     evidence["labeled"] = [len(labeled[0]), len(labeled[1])]
@@ -94,6 +107,11 @@ def canary_check(policy: RolloutPolicy, logged: pd.DataFrame, version: int, *,
         evidence["live"] = {"metric": metric, "canary": ours, "champion": theirs}
         if ours is not None and theirs is not None:
             drop = ours - theirs if metric in LOWER_IS_BETTER else theirs - ours
+            if shifted and drop < 0:  # labeled evidence beats a label-free alarm
+                evidence["prediction_shift"]["overridden"] = (
+                    f"the canary's live {metric} {ours:.4f} is better than the champion's "
+                    f"{theirs:.4f} on labeled rows of the same period")
+                shifted = []
             noise = _noise(metric, ours, theirs, *map(len, labeled))
             evidence["live"].update(drop=drop, standard_error=noise)
             # Worse by more than the policy allows, and by more than two standard errors:
@@ -106,7 +124,23 @@ def canary_check(policy: RolloutPolicy, logged: pd.DataFrame, version: int, *,
     else:
         evidence["live"] = {"metric": metric, "note": f"fewer than {policy.min_labels} "
                             "labeled rows on a side: not judged"}
+    reasons += shifted
     return RolloutCheck(True, not reasons, tuple(reasons), evidence)
+
+
+def expected_prediction_shift(champion_predictions: Any, challenger_predictions: Any
+                              ) -> float | None:
+    """How differently the two models answer the same rows (the gate's holdout): the
+    statistic the canary's shift guard computes live (Jensen-Shannon distance for classes,
+    Wasserstein distance normalized by the champion's spread for numbers). None without
+    answers on both sides."""
+    import pandas as pd
+
+    theirs = pd.Series(champion_predictions).dropna().infer_objects()
+    ours = pd.Series(challenger_predictions).dropna().infer_objects()
+    if not len(ours) or not len(theirs):
+        return None
+    return _shift_statistic(theirs, ours)[1]
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -141,16 +175,7 @@ def _p99(rows: pd.DataFrame) -> float | None:
 
 
 def _prediction_shift(policy: RolloutPolicy, canary: pd.DataFrame, primary: pd.DataFrame,
-                      evidence: dict[str, Any]) -> list[str]:
-    from ratchet.monitoring.drift import (
-        JENSENSHANNON,
-        NUMERIC,
-        WASSERSTEIN,
-        DriftTest,
-        column_drift,
-        column_kind,
-    )
-
+                      evidence: dict[str, Any], expected: float | None) -> list[str]:
     column = "output.prediction"
     if policy.max_prediction_shift is None or column not in canary.columns or \
             not len(canary) or not len(primary):
@@ -161,16 +186,37 @@ def _prediction_shift(policy: RolloutPolicy, canary: pd.DataFrame, primary: pd.D
     theirs = primary[column].dropna().infer_objects()
     if not len(ours) or not len(theirs):
         return []
+    test, statistic = _shift_statistic(theirs, ours)
+    bound = (expected or 0.0) + policy.max_prediction_shift
+    evidence["prediction_shift"] = {"test": test, "statistic": statistic,
+                                    "expected": expected,
+                                    "tolerance": policy.max_prediction_shift}
+    if statistic > bound:
+        allowed = f"{policy.max_prediction_shift:g}" if expected is None else (
+            f"{expected:.3f} measured between the two models on the gate's holdout + "
+            f"{policy.max_prediction_shift:g}")
+        return [f"the canary's answers are distributed differently from the champion's "
+                f"({test} {statistic:.3f} > {allowed})"]
+    return []
+
+
+def _shift_statistic(theirs: pd.Series, ours: pd.Series) -> tuple[str, float]:
+    """(test, statistic) between the champion's answers and the challenger's."""
+    from ratchet.monitoring.drift import (
+        JENSENSHANNON,
+        NUMERIC,
+        WASSERSTEIN,
+        DriftTest,
+        column_drift,
+        column_kind,
+    )
+
     kind = column_kind(theirs)
     test = WASSERSTEIN if kind == NUMERIC and theirs.nunique() > 5 else JENSENSHANNON
     result = column_drift(theirs, ours, column="prediction",
                           kind=kind if test == WASSERSTEIN else "categorical",
-                          test=DriftTest(test, policy.max_prediction_shift))
-    evidence["prediction_shift"] = {"test": test, "statistic": result.statistic}
-    if result.statistic > policy.max_prediction_shift:
-        return [f"the canary's answers are distributed differently from the champion's "
-                f"({test} {result.statistic:.3f} > {policy.max_prediction_shift:g})"]
-    return []
+                          test=DriftTest(test, 1.0))
+    return test, float(result.statistic)
 
 
 def _noise(metric: str, ours: float, theirs: float, n_ours: int, n_theirs: int
