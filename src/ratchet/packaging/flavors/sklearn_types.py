@@ -53,7 +53,10 @@ ALLOWLIST: frozenset[str] = frozenset(
         "collections.OrderedDict",
         "collections.defaultdict",
         "collections.deque",
-        # partial: its function and arguments are separate, checked nodes (HGB's check_array).
+        # partial: its function and arguments are separate nodes, each checked against this
+        # list, so it can only wrap an allowed function or class, never an arbitrary
+        # callable (tests/packaging/test_gadgets.py). HistGradientBoosting fitted on
+        # categorical features holds partial(check_array, ...) (see below).
         "functools.partial",
         # Native state, parsed in a child process first (NATIVE_STATE_TYPES).
         "lightgbm.basic.Booster",
@@ -234,7 +237,15 @@ ALLOWLIST: frozenset[str] = frozenset(
         "sklearn.tree._classes.ExtraTreeClassifier",
         "sklearn.tree._classes.ExtraTreeRegressor",
         "sklearn.tree._tree.Tree",
-        # Bunch (a dict) and check_array (validation; held in a partial by HGB).
+        # Bunch: a dict. check_array: pure input validation (converts an array to a dtype,
+        # checks shape and finiteness); it opens no file, imports nothing and calls
+        # nothing it is given: its keyword arguments are data (a dtype, flags, a name). A
+        # HistGradientBoosting model fitted on categorical columns (categorical_features=
+        # "from_dtype" on pandas categoricals, or indices) keeps FunctionTransformer(
+        # partial(check_array, dtype=..., ensure_all_finite=False)) as the numeric branch
+        # of its preprocessing ColumnTransformer: without it such a model, which
+        # scikit-learn round-trips, would need trust
+        # (tests/packaging/test_sklearn_categorical.py).
         "sklearn.utils._bunch.Bunch",
         "sklearn.utils.validation.check_array",
         # Native state, parsed in a child process first (NATIVE_STATE_TYPES).
