@@ -240,3 +240,41 @@ def test_without_a_change_the_controller_keeps_the_default_window(served: Scene)
     assert event["window"]["note"] == "no change point: default window"
     assert "index" not in event["window"] and event["window"]["scanned"] == 700
     assert "(no change point: default window)" in event["summary"]
+
+
+def test_a_change_found_earlier_holds_when_the_new_champion_cannot_show_it(
+        served: Scene) -> None:
+    """Cycle 1 finds the change at row ~600. The next champion errs as often before the
+    change as after it (it learned nothing), so its own errors show no change: the window
+    still starts at the change found before, not the default newest data.rows."""
+    import pandas as pd
+
+    from ratchet.ct.controller import CHAMPION
+    from tests.ct.test_controller import frame, train
+
+    served.serve(600)
+    served.serve(500, flipped=True)
+    served.request("retrain")
+    data = DataPolicy(label=LABEL, rows=1000, holdout=150, min_rows=200,
+                      window="changepoint")
+    gate = GatePolicy(margin=0.99, min_holdout=100)  # nothing passes: the cycle ends
+    served.controller(data=data, gate=gate).tick()
+    first = _data_event(served)["window"]
+    assert abs(first["index"] - 600) <= 5 and not first.get("remembered")
+    coin = frame(400, seed=7)
+    coin[LABEL] = np.random.default_rng(7).integers(0, 2, 400)  # labels it cannot learn
+    guesser = train(served.deployments, coin)
+    served.registry.set_alias(MODEL, CHAMPION, guesser, reason="test: a guesser")
+    served.serve(300, flipped=True)
+    served.request("retrain")
+    served.controller(data=data, gate=gate).tick()
+    event = _data_event(served)
+    window = event["window"]
+    assert window["remembered"] is True and window["at"] == first["at"]
+    assert window["rows_since"] == 1400 - first["index"]
+    state = served.store.get(MODEL)
+    assert state is not None
+    assert state.data["last_cycle"]["rows"] == {"train": window["rows_since"] - 150,
+                                                "holdout": 150}
+    assert "found in an earlier cycle" in event["summary"]
+    assert pd.Timestamp(window["at"]) == pd.Timestamp(first["at"])

@@ -340,6 +340,8 @@ class Controller:
         if data_policy.window == "changepoint":
             # The rows since the champion's error rate last moved: its answers now on every
             # labeled row of the lookback, right or wrong (ratchet.ct.changepoint).
+            from dataclasses import replace
+
             import pandas as pd
 
             from ratchet.ct.changepoint import error_series, window_since_change
@@ -365,12 +367,34 @@ class Controller:
                     size, change = window_since_change(
                         errors, rows=data_policy.rows, smallest=data_policy.smallest_window,
                         min_size=data_policy.holdout)
-            if change is not None and times is not None:
+            # A change found in an earlier cycle still holds when a champion trained since
+            # then cannot show it (its errors before and after may match): the newer of the
+            # two starts the window.
+            watch = dict(st.data.get("watch", {}))
+            logged_ms = epoch_ms(pd.to_datetime(times, utc=True)).to_numpy() \
+                if times is not None and len(times) else None
+            found_ms = int(logged_ms[change.index]) \
+                if change is not None and logged_ms is not None else None
+            remembered = watch.get("change_point_log_ms")
+            if logged_ms is not None and remembered is not None and (
+                    found_ms is None or remembered > found_ms) and \
+                    int(logged_ms[0]) < remembered <= int(logged_ms[-1]):
+                since = int((logged_ms >= remembered).sum())
+                size = min(data_policy.rows, max(data_policy.smallest_window, since))
+                window.update(watch.get("change_point") or {}, remembered=True,
+                              rows_since=since, index=len(labeled) - since)
+                found_ms = remembered
+            elif change is not None and found_ms is not None:
+                window.update(change.to_dict(), rows_since=len(labeled) - change.index)
+            if found_ms is not None:
                 # on the controller's clock (a backtest's log may be shifted from it)
-                at = pd.Timestamp(times.iloc[change.index]) + pd.Timedelta(
-                    milliseconds=self.world.now_ms() - self.world.log_now_ms())
-                window.update(change.to_dict(), rows_since=len(labeled) - change.index,
-                              at=at.isoformat())
+                at = pd.Timestamp(found_ms + self.world.now_ms() - self.world.log_now_ms(),
+                                  unit="ms", tz="UTC")
+                window["at"] = at.isoformat()
+                watch.update(change_point_log_ms=found_ms, change_point={
+                    k: window[k] for k in ("rate_before", "rate_after", "statistic",
+                                           "threshold", "dispersion") if k in window})
+                st = replace(st, data={**st.data, "watch": watch})
             else:
                 window.setdefault("note", "no change point: default window")
             frame = labeled.tail(size)
@@ -396,9 +420,12 @@ class Controller:
                              **cycle["rows"]}
         if window is not None:
             evidence["window"] = window
-            why = (f" (since a change point at {window['at'][:10]}: champion error "
-                   f"rate {window['rate_before']:.3f} -> {window['rate_after']:.3f})"
-                   if "index" in window else " (no change point: default window)")
+            why = " (no change point: default window)"
+            if "at" in window:
+                rates = f": champion error rate {window['rate_before']:.3f} -> " \
+                    f"{window['rate_after']:.3f}" if "rate_after" in window else ""
+                found = ", found in an earlier cycle" if window.get("remembered") else ""
+                why = f" (since a change point at {window['at'][:10]}{rates}{found})"
         return Outcome(TRAINING, {**st.data, "cycle": cycle}, EventSpec(
             "data", f"retrain #{st.cycle}: {len(train)} labeled rows to train on{why}, the "
             f"newest {len(holdout)} held out", evidence, self.actor))
