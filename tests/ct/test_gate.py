@@ -363,6 +363,18 @@ def test_holdout_too_small_to_show_the_margin_is_a_named_policy_error() -> None:
         GatePolicy(confidence=1.0)
 
 
+def test_a_policy_whose_holdout_cannot_show_its_margin_fails_to_load() -> None:
+    from ratchet.ct.policy import policy_from_dict
+
+    base = {"model": "m", "pipeline": "flows:training"}
+    with pytest.raises(InvalidInput, match=r"data.holdout \(90 rows\) is too small"):
+        policy_from_dict({**base, "gate": {"margin": 0.01},
+                          "data": {"holdout": 90, "rows": 400}})
+    ok = policy_from_dict({**base, "gate": {"margin": 0.01, "confidence": 0.9},
+                           "data": {"holdout": 400, "rows": 2_000}})
+    assert ok.gate.confidence == 0.9 and policy_from_dict(ok.to_dict()) == ok
+
+
 def test_per_row_evidence_stays_out_of_the_record() -> None:
     truth = np.array([0, 1] * 60)
     evaluation = _evaluation("accuracy", truth, truth)

@@ -218,6 +218,7 @@ class CTPolicy:
         if not isinstance(self.max_retrains_per_day, int) or self.max_retrains_per_day < 1:
             raise InvalidInput(f"policy max_retrains_per_day must be an int >= 1, got "
                                f"{self.max_retrains_per_day!r}")
+        self.gate.check_holdout(self.data.holdout, "data.holdout")  # can it show the margin?
 
     @property
     def deployment_name(self) -> str:
