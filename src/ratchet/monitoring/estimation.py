@@ -46,6 +46,7 @@ from ratchet.monitoring.performance import (
     _series,
     _unknown_predictions,
 )
+from ratchet.packaging.labels import plain
 
 if TYPE_CHECKING:
     import numpy as np
@@ -218,7 +219,7 @@ def fit_performance_estimator(proba: Any, y_true: Any, classes: Sequence[Any], *
     codes = _class_codes(truth, class_list, "y_true")
     unknown = codes == UNKNOWN
     if unknown.any():
-        shown = ", ".join(repr(v) for v in truth[unknown].unique()[:5])
+        shown = ", ".join(repr(plain(v)) for v in truth[unknown].unique()[:5])
         raise InvalidInput(f"y_true: {int(unknown.sum())} label(s) match none of the classes "
                            f"{class_list!r}: {shown}")
     keep = (codes != MISSING) & ~np.isnan(matrix).any(axis=1)
@@ -445,7 +446,6 @@ def _is_numeric(column: pd.Series) -> bool:
 
 
 def _plain_categories(column: pd.Series) -> list[Any]:
-    from ratchet.packaging.labels import plain
 
     values = [plain(v) for v in column.dropna().unique()]
     try:
@@ -475,11 +475,11 @@ def _design(inputs: pd.DataFrame, y_pred: Any, names: Sequence[str],
         column = inputs[name]
         if name in categories:
             index = {repr(v): i for i, v in enumerate(categories[name])}
-            from ratchet.packaging.labels import plain
-
-            codes = [index.get(repr(plain(v)), math.nan) if v is not None else math.nan
-                     for v in column.astype(object).where(column.notna(), None)]
-            columns.append(np.asarray(codes, dtype=np.float64))
+            codes, uniques = pd.factorize(column, use_na_sentinel=True)
+            # one lookup per distinct value; the extra last entry is a missing value's
+            lookup = np.array([index.get(repr(plain(u)), math.nan) for u in uniques]
+                              + [math.nan], dtype=np.float64)
+            columns.append(lookup[codes])
         else:
             try:
                 values = column.to_numpy(dtype=np.float64, na_value=np.nan)
