@@ -72,6 +72,29 @@ def test_a_series_without_change_rarely_raises_a_false_alarm() -> None:
         assert alarms <= 10, (p, n, min_size, alarms)
 
 
+def test_errors_that_come_in_runs_are_not_taken_for_a_change() -> None:
+    """Each block of 100 rows has its own error rate around 0.25 (a bad week, a good one)
+    but nothing changes for good: the plain likelihood ratio sees a change in 30-50% of
+    such series; divided by the between-block dispersion, far fewer."""
+    from ratchet.ct.changepoint import dispersion
+
+    corrected = plain = 0
+    spreads = []
+    for seed in range(100):
+        rng = np.random.default_rng(seed)
+        rates = np.clip(rng.normal(0.25, 0.05, 30), 0.01, 0.99)
+        x = (rng.random(3000) < np.repeat(rates, 100)).astype(float)
+        corrected += most_recent_change(x, min_size=100) is not None
+        split, statistic = best_split(x, 100)
+        plain += statistic > threshold(3000, 100)
+        spreads.append(dispersion(x, [split], 100))
+    assert plain >= 30 and corrected <= 15, (plain, corrected)
+    assert np.median(spreads) > 1.5
+    independent = [dispersion(bernoulli([(0.25, 3000)], seed).astype(float), [1500], 100)
+                   for seed in range(50)]
+    assert np.median(independent) < 1.2  # rows without runs: (about) the binomial's
+
+
 def test_a_stricter_alpha_raises_the_threshold() -> None:
     assert threshold(2000, 50, 0.01) > threshold(2000, 50, 0.05) > threshold(2000, 50, 0.2)
     # never below a single split's chi-squared quantile (3.84 at 0.05): it searches many
