@@ -531,3 +531,40 @@ def test_run_reports_a_failed_tick_and_keeps_going(bare: Scene) -> None:
         bare.controller().run(0)
     with pytest.raises(InvalidInput, match="max_iterations= must be a positive integer"):
         bare.controller().run(1, max_iterations=0)
+
+
+def test_after_a_concept_change_the_canary_answers_shift_as_the_gate_expected(
+        scene: Scene) -> None:
+    """The new concept says "1" far more often, so the challenger's answers are distributed
+    unlike the champion's: the gate measured that shift on its holdout, and the canary's
+    shift guard (at 0.2, well under it) expects it instead of rolling back a better model."""
+
+    def serve_new_concept(n: int) -> None:
+        scene.seed += 1
+        rng = np.random.default_rng(scene.seed)
+        x = rng.normal(size=(n, 2))
+        batch = pd.DataFrame({"x1": x[:, 0], "x2": x[:, 1],
+                              LABEL: (x[:, 0] + 1.2 > 0).astype(int)})
+        times = T0 + (scene.served + np.arange(n)) * MINUTE
+        scene.world.serve(batch[INPUTS], times, batch[LABEL].to_numpy(), scene.served)
+        scene.served += n
+        scene.world.now = int(times[-1]) + MINUTE
+
+    serve_new_concept(400)
+    scene.request("retrain")
+    controller = scene.controller(rollout=RolloutPolicy(
+        shadow_requests=40, canary_percent=50, canary_requests=60, min_labels=10,
+        max_prediction_shift=0.2))
+    assert controller.tick().state == "shadow"
+    expected = scene.store.get(MODEL).data["cycle"]["gate"]["expected_shift"]
+    assert expected > 0.2  # judged alone, the live shift would be an alarm
+    scene.world.label_delay_ms = 10**12  # no live labels: the shift alone is judged
+    serve_new_concept(60)
+    assert controller.tick().state == "canary"
+    serve_new_concept(300)  # twice canary_requests on the canary: it stops waiting for labels
+    result = controller.tick()
+    assert result.state == "watching", result.describe()
+    assert [e for _, _, e in result.steps] == ["canary-passed", "promoted"]
+    passed = CTEventStore(scene.registry.tracking.store.db).history(
+        MODEL, kinds=("canary-passed",))[0].evidence
+    assert passed["prediction_shift"]["statistic"] > 0.2

@@ -34,7 +34,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ratchet.ct.gate import LoadedPredictor, decide, evaluate_model
 from ratchet.ct.policy import CTPolicy
-from ratchet.ct.rollout import CANARY, PRIMARY, canary_check, shadow_check
+from ratchet.ct.rollout import (
+    CANARY,
+    PRIMARY,
+    canary_check,
+    expected_prediction_shift,
+    shadow_check,
+)
 from ratchet.ct.triggers import Observations, evaluate_triggers, explain_triggers
 from ratchet.errors import InvalidInput, LeaseLost, NotFound, RatchetError
 from ratchet.ids import new_id
@@ -508,6 +514,11 @@ class Controller:
         cycle["gate"] = {"passed": decision.passed, "reasons": list(decision.reasons),
                          "flags": list(decision.flags), "challenger": ours.score,
                          "champion": theirs.score}
+        # How differently the two answer the same rows: the canary's shift guard expects
+        # that much change (after a concept change the answers should move).
+        if ours.predictions is not None and theirs.predictions is not None:
+            cycle["gate"]["expected_shift"] = expected_prediction_shift(theirs.predictions,
+                                                                        ours.predictions)
         if decision.passed:  # its label-free estimator, fit where it was judged
             cycle["gate"]["calibration"] = self._calibrate(cycle["challenger"], challenger,
                                                            features, y, cycle["holdout"])
@@ -518,7 +529,7 @@ class Controller:
         low, high = test.get("interval") or (None, None)
         if low is not None and high is not None:  # the statistical evidence, in brief
             summary += (f"; improvement in [{low:+.4f}, {high:+.4f}] at "
-                        f"{gate.confidence:.0%} ({test['name']})")
+                        f"{gate.confidence * 100:g}% confidence ({test['name']})")
             cycle["gate"]["interval"] = [low, high]
         event = EventSpec("gate", summary, decision.to_dict(), self.actor)
         if not decision.passed:
@@ -599,7 +610,8 @@ class Controller:
         classes = getattr(loaded.raw, "classes_", None)
         check = canary_check(rollout, self.world.logged(cycle["canary_since"]), challenger,
                              metric=self.policy.gate.metric,
-                             classes=list(classes.tolist()) if classes is not None else None)
+                             classes=list(classes.tolist()) if classes is not None else None,
+                             expected_shift=(cycle.get("gate") or {}).get("expected_shift"))
         if not check.done:
             return None
         if not check.passed:
