@@ -24,6 +24,7 @@ from ratchet.monitoring.estimation import (
     _boosted,
     _expected_auc,
     estimator_from_dict,
+    fit_estimator,
     fit_loss_estimator,
     fit_performance_estimator,
     load_estimator,
@@ -465,9 +466,9 @@ def test_monitor_runs_use_the_stored_estimator(nb_registry: RegistryClient,
     assert "Not calibrated because model nb v1 tag ratchet.calibration" in broken["note"]
 
     X, y = _features(4_000, seed=23)  # the holdout: what the CT controller does at gating
+    loaded = nb_registry.load("models:/nb/1")
     save_estimator(nb_registry, "nb", 1,
-                   fit_performance_estimator(model.predict_proba(X), y, model.classes_,
-                                             source="holdout"))
+                   fit_estimator(loaded, X.assign(label=y), y, source="holdout"))
     after = monitor()
     assert after["calibrated"] is True and "(holdout)" in after["note"]
     for metric in ("accuracy", "f1", "roc_auc"):
@@ -493,3 +494,51 @@ def test_a_stored_estimator_for_other_classes_falls_back_and_says_why(
     estimated = run.result["performance"]["estimated"]
     assert estimated["calibrated"] is False
     assert "its classes ['a', 'b'] are not the model's [0, 1]" in estimated["note"]
+
+
+def test_monitor_runs_of_a_regressor_use_its_stored_loss_estimator(home: Settings) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    from ratchet.data.catalog import DataClient
+    from ratchet.monitoring.monitor import monitor_logged
+    from ratchet.serving.deployments import DeploymentClient
+
+    registry = RegistryClient(Workspace(home))
+    train, y = _regression(3_000, seed=26)
+    X = train.assign(wild=(train["segment"] == "wild").astype(float))[["x1", "wild"]]
+    with registry.tracking.start_run(experiment="reg") as training:
+        DataClient(registry.workspace).log(X.assign(y=y), name="reg-train", role="train")
+        registry.log_model(training.id, LinearRegression().fit(X, y), name="reg",
+                           input_example=X)
+    loaded = registry.load("models:/reg/1")
+    holdout, holdout_y = _regression(3_000, seed=27)
+    holdout = holdout.assign(wild=(holdout["segment"] == "wild").astype(float))
+    estimator = fit_estimator(loaded, holdout, holdout_y, source="holdout")
+    assert isinstance(estimator, DLE) and estimator.features == ("x1", "wild", "prediction")
+    save_estimator(registry, "reg", 1, estimator)
+
+    live, live_y = _regression(3_000, seed=28, shift=1.5)
+    live = live.assign(wild=(live["segment"] == "wild").astype(float))[["x1", "wild"]]
+    prediction = loaded.predict(live)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    logged = pd.DataFrame({
+        "timestamp": [start + timedelta(seconds=i) for i in range(len(live))],
+        "variant": "primary", "status": "ok",
+        **{f"input.{c}": live[c].to_numpy() for c in live.columns},
+        "output.prediction": prediction, "feedback": None})
+    run = monitor_logged("reg-live", logged, start=start, end=start + timedelta(hours=1),
+                         deployments=DeploymentClient(Workspace(home)), model=("reg", 1),
+                         store=False, report=False, multivariate=False)
+    performance = run.result["performance"]
+    assert performance["task"] == "regression" and performance["metrics"] is None
+    realized = regression_metrics(live_y, prediction)
+    assert performance["estimated"]["mae"] == pytest.approx(realized["mae"], rel=0.1)
+    assert performance["estimated"]["calibrated"] is True
+
+
+def test_fit_estimator_refuses_a_classifier_without_probabilities() -> None:
+    from sklearn.svm import LinearSVC
+
+    X, y = _features(300, seed=29)
+    with pytest.raises(InvalidInput, match="LinearSVC has no predict_proba"):
+        fit_estimator(LinearSVC().fit(X, y), X, y)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         CBPE,
         DLE,
         estimator_from_dict,
+        fit_estimator,
         fit_loss_estimator,
         fit_performance_estimator,
     )
@@ -55,6 +56,7 @@ _LAZY = {
     "CBPE": "ratchet.monitoring.estimation",
     "DLE": "ratchet.monitoring.estimation",
     "estimator_from_dict": "ratchet.monitoring.estimation",
+    "fit_estimator": "ratchet.monitoring.estimation",
     "fit_loss_estimator": "ratchet.monitoring.estimation",
     "fit_performance_estimator": "ratchet.monitoring.estimation",
     "MonitorRun": "ratchet.monitoring.monitor",
@@ -93,6 +95,7 @@ __all__ = [
     "dataset_drift",
     "estimate_classification_performance",
     "estimator_from_dict",
+    "fit_estimator",
     "fit_loss_estimator",
     "fit_performance_estimator",
     "list_monitor_results",

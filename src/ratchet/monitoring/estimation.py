@@ -511,6 +511,33 @@ def _boosted(model: Any) -> Boosted:
 Estimator = CBPE | DLE
 
 
+def fit_estimator(model: Any, inputs: pd.DataFrame, y_true: Any, *,
+                  source: str | None = None) -> Estimator:
+    """The estimator for ``model`` (a loaded model, ``ratchet.models.load(...)``, or a
+    fitted scikit-learn-style model) from its answers on a labeled holdout ``inputs`` /
+    ``y_true``: CBPE for a classifier with ``predict_proba``, DLE for a regressor. With a
+    signature, only the model's input columns are used (as monitor runs log them)."""
+    import pandas as pd
+
+    if not isinstance(inputs, pd.DataFrame):
+        raise InvalidInput(f"inputs must be a pandas DataFrame, got {type(inputs).__name__}")
+    raw = getattr(model, "raw", model)
+    signature = getattr(model, "signature", None)
+    if signature is not None:
+        missing = [c for c in signature.input_names if c not in inputs.columns]
+        if missing:
+            raise InvalidInput(f"inputs lack the model's input column(s) {missing}")
+        inputs = inputs[list(signature.input_names)]
+    classes = getattr(raw, "classes_", None)
+    if classes is not None:
+        if getattr(raw, "predict_proba", None) is None:
+            raise InvalidInput(f"{type(raw).__name__} has no predict_proba: a classifier's "
+                               "performance is estimated from its probabilities")
+        return fit_performance_estimator(model.predict_proba(inputs), y_true, list(classes),
+                                         source=source)
+    return fit_loss_estimator(inputs, model.predict(inputs), y_true, source=source)
+
+
 def estimator_from_dict(data: Any) -> Estimator:
     """An estimator from ``to_dict``'s output, checked field by field (the dict may come
     from anywhere): an InvalidInput names the first field that is wrong."""
@@ -727,6 +754,7 @@ __all__ = [
     "CBPE",
     "DLE",
     "estimator_from_dict",
+    "fit_estimator",
     "fit_loss_estimator",
     "fit_performance_estimator",
     "load_estimator",
