@@ -20,7 +20,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RATCHET_HOME", str(tmp_path / ".ratchet"))
     register_churn(load_settings())  # v1 (C=1), v2 (C=0.01, weaker), v3
-    X, y = churn_frame(800, seed=21)
+    X, y = churn_frame(4_000, seed=21)  # enough rows for v1's edge over v2 to be sure
     X.assign(churned=y).to_parquet(tmp_path / "holdout.parquet")
     return tmp_path
 
@@ -38,6 +38,19 @@ def test_a_better_candidate_passes_and_writes_the_report(project: Path) -> None:
     assert report.startswith("## ratchet check: ✅ passed")
     assert "| champion | ✅ |" in report and "scores on the holdout" in report
     assert "Candidate `churn/1` vs champion `churn/2`" in report
+    assert "better with 95% confidence); improvement in [+" in report
+
+
+def test_an_edge_the_holdout_cannot_show_fails_and_says_why(project: Path) -> None:
+    """On 300 rows v1's edge over v2 is within chance: the paired test says so."""
+    X, y = churn_frame(300, seed=24)
+    X.assign(churned=y).to_parquet(project / "small.parquet")
+    code, out = invoke("check", "churn/1", "--data", "small.parquet", "--label", "churned",
+                       "--champion", "churn/2")
+    assert code == 1 and "not better with 95% confidence" in out, out
+    code, out = invoke("check", "churn/1", "--data", "small.parquet", "--label", "churned",
+                       "--champion", "churn/2", "--confidence", "0.5")
+    assert "with 50% confidence" in out
 
 
 def test_a_worse_candidate_fails_the_build(project: Path) -> None:

@@ -250,6 +250,10 @@ def check(
     margin: Annotated[float, typer.Option(
         "--margin", help="How much better than the champion the candidate must be.",
         min=0)] = 0.0,
+    confidence: Annotated[float, typer.Option(
+        "--confidence", help="How sure the paired test on the holdout must be that the "
+        "candidate is better (McNemar for accuracy, a paired bootstrap otherwise).",
+        min=0.5, max=0.999)] = 0.95,
     schema: Annotated[Path | None, typer.Option(
         "--schema", help="Validate the holdout against this schema YAML.", exists=True,
         dir_okay=False)] = None,
@@ -263,7 +267,7 @@ def check(
     from ratchet.ct.check import run_check
     from ratchet.ct.gate import GatePolicy
 
-    gate = GatePolicy(metric=metric, margin=margin)
+    gate = GatePolicy(metric=metric, margin=margin, confidence=confidence)
     if policy is not None:
         from ratchet.ct.policy import load_policy
 

@@ -193,7 +193,11 @@ def _decision_result(decision: GateDecision, champion: str | None) -> CheckResul
         summary = f"{evidence['metric']} {score:.4f}; no champion to compare with"
     else:
         summary = (f"{evidence['metric']} {score:.4f} vs {evidence['champion']['score']:.4f} "
-                   f"(needs > +{evidence['policy']['margin']:g})")
+                   f"(needs > +{evidence['policy']['margin']:g}, better with "
+                   f"{evidence['policy']['confidence'] * 100:g}% confidence)")
+        low, high = (evidence.get("test") or {}).get("interval") or (None, None)
+        if low is not None and high is not None:
+            summary += f"; improvement in [{low:+.4f}, {high:+.4f}]"
     return CheckResult("champion", decision.passed, summary, decision.reasons + decision.flags)
 
 
