@@ -100,3 +100,20 @@ def test_the_controller_daemon_ticks_and_stops_on_sigterm(project: Path) -> None
     assert out.rstrip().endswith("controller stopped")
     final = store.get("rain")
     assert final is not None and final.state == "watching" and final.lease_holder is None
+
+
+def test_tick_and_the_daemon_take_trust_for_the_models_they_load(cli: Invoke,
+                                                                  project: Path) -> None:
+    """The live loop loads versions to gate, monitor and guard them: --trust reaches the
+    loader they share (cloudpickled models are refused without it)."""
+    from ratchet.ct.controller import Controller
+    from ratchet.ct.policy import load_policy
+
+    _champion(project)
+    policy = load_policy(project / "policy.yaml")
+    assert Controller.live(policy).models.trust is False
+    assert Controller.live(policy, trust=True).models.trust is True
+    assert cli("ct", "tick", "policy.yaml", "--trust").exit_code == 0
+    for command in (["ct", "tick", "--help"], ["controller", "--help"]):
+        shown = cli(*command)
+        assert "--trust" in shown.stdout and "trusted source" in shown.stdout

@@ -36,12 +36,18 @@ ActorOption = Annotated[str | None, typer.Option(
 ReasonOption = Annotated[str | None, typer.Option("--reason", help="Why, for the record.")]
 
 
-def _controller(policy_path: Path, lease_ms: int = 60_000) -> Any:
+LiveTrustOption = Annotated[bool, typer.Option(
+    "--trust", help="Load model versions whose format runs code when loaded (cloudpickle) "
+    "to gate, monitor and guard them: only for a registry whose models come from a trusted "
+    "source (the policy's pipeline, your own team).")]
+
+
+def _controller(policy_path: Path, lease_ms: int = 60_000, *, trust: bool = False) -> Any:
     from ratchet.ct.controller import Controller
     from ratchet.ct.policy import load_policy
 
     return Controller.live(load_policy(policy_path), workspace=Session().workspace,
-                           lease_ms=lease_ms)
+                           lease_ms=lease_ms, trust=trust)
 
 
 @app.command("tick")
@@ -51,12 +57,13 @@ def tick(
         "--steps", help="At most this many state changes (1: exactly one step).",
         min=1)] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
+    trust: LiveTrustOption = False,
 ) -> None:
     """Advance the controller of POLICY's model until it has to wait (for cron or CI):
     watch, and when a trigger fires, retrain, gate, roll out, promote or roll back."""
     from ratchet.cli.session import cwd_importable
 
-    controller = _controller(policy)
+    controller = _controller(policy, trust=trust)
     with cwd_importable():
         try:
             result = controller.tick(max_steps=steps)
@@ -290,6 +297,7 @@ def controller(
     lease_ttl: Annotated[float, typer.Option(
         "--lease-ttl", help="Seconds before a silent controller's lease can be taken over.",
         min=1.0)] = 60.0,
+    trust: LiveTrustOption = False,
 ) -> None:
     """Run the continuous-training controller for POLICY's model until Ctrl-C: tick every
     --interval seconds. Start two by mistake and only the lease holder acts; the other
@@ -302,7 +310,7 @@ def controller(
     from ratchet.cli.session import cwd_importable
     from ratchet.ct.controller import TickResult
 
-    ctl = _controller(policy, lease_ms=int(lease_ttl * 1000))
+    ctl = _controller(policy, lease_ms=int(lease_ttl * 1000), trust=trust)
     stop = threading.Event()
     say(f"controller {ctl.holder} for {ctl.policy.model}: ticking every {interval:g}s; "
         "Ctrl-C to stop")

@@ -142,14 +142,17 @@ class Controller:
 
     @classmethod
     def live(cls, policy: CTPolicy, *, workspace: Workspace | None = None,
-             holder: str | None = None, lease_ms: int = 60_000) -> Controller:
+             holder: str | None = None, lease_ms: int = 60_000,
+             trust: bool = False) -> Controller:
         """The controller of ``policy``'s model for real: the wall clock, the deployment's
-        prediction log and the workspace's registry and deployments."""
+        prediction log and the workspace's registry and deployments. ``trust``: load
+        versions whose format runs code when loaded (cloudpickle) to gate, monitor and
+        guard them — only for models from a trusted source."""
         from ratchet.ct.live_world import LiveWorld
         from ratchet.serving.deployments import DeploymentClient
         from ratchet.workspace import resolve
 
-        world = LiveWorld(policy, resolve(workspace).client(DeploymentClient))
+        world = LiveWorld(policy, resolve(workspace).client(DeploymentClient), trust=trust)
         return cls(policy, world, holder=holder, lease_ms=lease_ms)
 
     # ------------------------------------------------------------------ driving

@@ -21,12 +21,13 @@ if TYPE_CHECKING:
 
 class LiveWorld:
     def __init__(self, policy: CTPolicy, deployments: DeploymentClient, *,
-                 clock: Callable[[], int] | None = None, webhook: str | None = None) -> None:
+                 clock: Callable[[], int] | None = None, webhook: str | None = None,
+                 trust: bool = False) -> None:
         self.policy = policy
         self.deployments = deployments
         self.clock = clock or now_ms
         self.webhook = webhook
-        self.models = ModelCache(deployments.registry)
+        self.models = ModelCache(deployments.registry, trust=trust)
         self._reader: Any = None
 
     def now_ms(self) -> int:
