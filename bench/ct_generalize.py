@@ -224,7 +224,12 @@ def run_case(case: Case, text: str, overrides: dict[str, Any]) -> dict[str, Any]
             "seconds": round(seconds, 1), "summary": result.summary,
             "periods": {k: v for k, v in result.periods.items()
                         if k in ("loop", NEVER, SCHEDULED)},
-            "promotions": promotions, "timeline": quiet[:60], "checks": checks}
+            "promotions": promotions, "timeline": quiet[:60],
+            # where the loop ended: a challenger still in shadow or canary at the end of
+            # the replay blocked every later retrain
+            "last_events": [f"{e['at']} {e['kind']}: {e['summary']}"
+                            for e in result.events[-4:]],
+            "checks": checks}
 
 
 def check(name: str, value: float | None, op: str, target: float) -> dict[str, Any]:
