@@ -1,7 +1,7 @@
 """Benchmark ``estimation``: ratchet's calibrated label-free estimator against NannyML's CBPE
 on the synthetic datasets NannyML ships.
 
-    .venv/bin/python bench/estimation_bench.py                  # binary and multiclass
+    .venv/bin/python bench/estimation_bench.py                  # binary, multiclass, regression
     .venv/bin/python bench/estimation_bench.py --only binary
     .venv/bin/python bench/estimation_bench.py --keep           # keep the temp folder
 
@@ -29,6 +29,13 @@ How it runs:
 Reported per dataset and metric: the largest and mean |ratchet - NannyML| over chunks
 (reference and analysis), the largest |estimate - realized| of each estimator, and the
 check "ratchet within 0.005 of NannyML on every chunk".
+
+Regression (``load_synthetic_car_price_dataset``, chunks of 6,000): NannyML's DLE
+(LightGBM, ``tune_hyperparameters=False``) and ratchet's ``fit_loss_estimator``
+(scikit-learn's HistGradientBoostingRegressor), both fitted on the reference's features
+and prediction. Different learners, so no 0.005 check: the relative differences to
+NannyML and to the realized MAE / RMSE are reported. NannyML 0.13.1 needs pandas'
+``future.infer_string`` off to fit DLE on text columns under pandas 3.
 """
 
 from __future__ import annotations
@@ -63,7 +70,12 @@ DATASETS: dict[str, dict[str, Any]] = {
                    "classes": ["highstreet_card", "prepaid_card", "upmarket_card"],
                    "proba": {c: f"y_pred_proba_{c}" for c in
                              ["highstreet_card", "prepaid_card", "upmarket_card"]}},
+    "regression": {"loader": "load_synthetic_car_price_dataset", "chunk_size": 6000,
+                   "problem_type": "regression", "y_true": "y_true",
+                   "features": ["car_age", "km_driven", "price_new", "accident_count",
+                                "door_count", "fuel", "transmission"]},
 }
+REGRESSION_METRICS = ["mae", "rmse"]
 
 
 def log(message: str) -> None:
@@ -112,11 +124,17 @@ def nannyml_side(out: Path, names: list[str]) -> None:
     """Runs in bench/.venv-nannyml: the data and NannyML's estimates, written to ``out``."""
     import warnings
 
-    import nannyml as nml
+    import pandas as pd
 
     warnings.filterwarnings("ignore")
+    pd.set_option("future.infer_string", False)  # nannyml 0.13.1 reshapes text columns
+    import nannyml as nml
+
     for name in names:
         spec = DATASETS[name]
+        if spec["problem_type"] == "regression":
+            _nannyml_dle(nml, spec, out / name)
+            continue
         reference, analysis, targets = getattr(nml, spec["loader"])()
         analysis = analysis.merge(targets, on="id")  # realized values for the comparison
         proba = spec["proba"]
@@ -150,6 +168,29 @@ def nannyml_side(out: Path, names: list[str]) -> None:
                                                "analysis": len(analysis)}}))
 
 
+def _nannyml_dle(nml: Any, spec: dict[str, Any], folder: Path) -> None:
+    reference, analysis, targets = getattr(nml, spec["loader"])()
+    analysis = analysis.merge(targets, on="id")
+    estimator = nml.DLE(feature_column_names=spec["features"], y_pred="y_pred",
+                        y_true=spec["y_true"], metrics=REGRESSION_METRICS,
+                        chunk_size=spec["chunk_size"], tune_hyperparameters=False)
+    estimator.fit(reference)
+    frame = estimator.estimate(analysis).to_df()
+    chunks = [{"period": row[("chunk", "period")],
+               "start": int(row[("chunk", "start_index")]),
+               "end": int(row[("chunk", "end_index")]),
+               "estimated": {m: _float(row[(m, "value")]) for m in REGRESSION_METRICS},
+               "realized": {m: _float(row[(m, "realized")]) for m in REGRESSION_METRICS}}
+              for _, row in frame.iterrows()]
+    folder.mkdir(parents=True, exist_ok=True)
+    keep = [*spec["features"], "y_pred", spec["y_true"]]
+    reference[keep].to_parquet(folder / "reference.parquet")
+    analysis[keep].to_parquet(folder / "analysis.parquet")
+    (folder / "nannyml.json").write_text(json.dumps({
+        "chunk_size": spec["chunk_size"], "chunks": chunks,
+        "rows": {"reference": len(reference), "analysis": len(analysis)}}))
+
+
 def _float(value: Any) -> float | None:
     import math
 
@@ -172,6 +213,8 @@ def compare(folder: Path, name: str) -> dict[str, Any]:
     nml = json.loads((folder / "nannyml.json").read_text())
     frames = {"reference": pd.read_parquet(folder / "reference.parquet"),
               "analysis": pd.read_parquet(folder / "analysis.parquet")}
+    if spec["problem_type"] == "regression":
+        return compare_dle(frames, nml, spec)
     classes = spec["classes"]
     columns = ([None, spec["proba"][1]] if len(classes) == 2 else
                [spec["proba"][c] for c in classes])
@@ -226,6 +269,40 @@ def compare(folder: Path, name: str) -> dict[str, Any]:
             "per_chunk": rows}
 
 
+def compare_dle(frames: dict[str, Any], nml: dict[str, Any],
+                spec: dict[str, Any]) -> dict[str, Any]:
+    """ratchet's DLE on NannyML's chunks: relative differences to NannyML's DLE and to the
+    realized errors."""
+    from ratchet.monitoring.estimation import fit_loss_estimator
+    from ratchet.monitoring.performance import regression_metrics
+
+    ref = frames["reference"]
+    estimator = fit_loss_estimator(ref[spec["features"]], ref["y_pred"], ref[spec["y_true"]],
+                                   source="NannyML's synthetic car price reference")
+    rows = []
+    for chunk in nml["chunks"]:
+        part = frames[chunk["period"]].iloc[chunk["start"]:chunk["end"] + 1]
+        ours = estimator.estimate(part[spec["features"]], part["y_pred"])
+        realized = regression_metrics(part[spec["y_true"]], part["y_pred"])
+        rows.append({"period": chunk["period"], "start": chunk["start"], "end": chunk["end"],
+                     "ratchet": {m: ours[m] for m in REGRESSION_METRICS},
+                     "nannyml": chunk["estimated"],
+                     "realized": {m: realized[m] for m in REGRESSION_METRICS},
+                     "nannyml_realized": chunk["realized"]})
+
+    def worst(a: str, b: str, m: str) -> float:
+        return max(abs(r[a][m] - r[b][m]) / r[b][m] for r in rows)
+
+    per_metric = {m: {"max_rel_ratchet_vs_nannyml": worst("ratchet", "nannyml", m),
+                      "max_rel_ratchet_vs_realized": worst("ratchet", "realized", m),
+                      "max_rel_nannyml_vs_realized": worst("nannyml", "realized", m),
+                      "max_rel_realized_ratchet_vs_nannyml": worst("realized",
+                                                                   "nannyml_realized", m)}
+                  for m in REGRESSION_METRICS}
+    return {"chunk_size": nml["chunk_size"], "rows": nml["rows"], "chunks": len(rows),
+            "metrics": per_metric, "checks": [], "per_chunk": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", action="append", choices=sorted(DATASETS))
@@ -241,10 +318,11 @@ def main() -> None:
     versions = ensure_nannyml_venv()
     workdir = Path(tempfile.mkdtemp(prefix="ratchet-estimation-bench-"))
     try:
-        log(f"NannyML's CBPE on {', '.join(names)} (in {NANNYML_VENV.relative_to(REPO)})")
+        log(f"NannyML on {', '.join(names)} (in {NANNYML_VENV.relative_to(REPO)})")
+        # LightGBM prints to stdout: keep it out of the JSON document
         subprocess.run([str(nannyml_python()), __file__, "--nannyml-side", str(workdir),
                         *[a for n in names for a in ("--only", n)]], check=True,
-                       env=child_env())
+                       env=child_env(), stdout=sys.stderr)
         results = {}
         for name in names:
             log(f"ratchet's estimator on {name}")
