@@ -535,6 +535,17 @@ def test_monitor_runs_of_a_regressor_use_its_stored_loss_estimator(home: Setting
     assert performance["estimated"]["mae"] == pytest.approx(realized["mae"], rel=0.1)
     assert performance["estimated"]["calibrated"] is True
 
+    # Fitted on columns the log does not have: no estimate, and the result says why.
+    wider = holdout.assign(extra=1.0)[["x1", "wild", "extra"]]
+    save_estimator(registry, "reg", 1, fit_loss_estimator(
+        wider, loaded.predict(wider[["x1", "wild"]]), holdout_y))
+    run = monitor_logged("reg-live", logged, start=start, end=start + timedelta(hours=1),
+                         deployments=DeploymentClient(Workspace(home)), model=("reg", 1),
+                         store=False, report=False, multivariate=False)
+    estimated = run.result["performance"]["estimated"]
+    assert estimated["calibrated"] is False and "mae" not in estimated
+    assert "lack the column(s) ['extra']" in estimated["note"]
+
 
 def test_fit_estimator_refuses_a_classifier_without_probabilities() -> None:
     from sklearn.svm import LinearSVC

@@ -325,6 +325,9 @@ def _performance(model: LoadedModel, logged: pd.DataFrame,
         if problem:
             uncalibrated["note"] += f". Not calibrated because {problem}"
         out["estimated"] = uncalibrated
+    elif out["estimated"] is None and problem:  # a regressor: no estimate without one
+        out["estimated"] = {"n": len(logged), "estimated": True, "calibrated": False,
+                            "note": f"not estimated because {problem}"}
     if out["metrics"] is None and out["estimated"] is None:
         return None
     return json_safe(out)
