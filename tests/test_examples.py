@@ -3,6 +3,7 @@ continuous-training demo (`make demo`) on its first twelve replayed years."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,8 @@ def test_the_continuous_training_demo_runs_the_loop(tmp_path: Path) -> None:
     home = tmp_path / "home"
     done = subprocess.run([sys.executable, str(EXAMPLES / "rainfall" / "demo.py"), "--years",
                            "12", "--home", str(home)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=600,
+                          env={**os.environ, "COLUMNS": "200"})  # one event a line
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "rainfall v1 is champion; starting `ratchet serve`" in out
