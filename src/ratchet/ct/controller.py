@@ -683,29 +683,18 @@ class Controller:
 
     # ------------------------------------------------------------------ effects
     def _calibrate(self, version: int, loaded: Any, features: pd.DataFrame, y: pd.Series,
-                   holdout: str, *, note: str | None = None) -> str:
+                   holdout: str) -> str:
         """Fit the version's label-free performance estimator on the gate's holdout (rows
         it did not train on) and keep it with the version, where monitor runs — and
         through them the performance triggers, while labels are late — find it. A
         holdout it cannot be fit on (too few rows) leaves the version without one:
         monitoring then estimates uncalibrated, and says so."""
-        from ratchet.monitoring.estimation import (
-            fit_loss_estimator,
-            fit_performance_estimator,
-            save_estimator,
-        )
+        from ratchet.monitoring.estimation import fit_estimator, save_estimator
 
-        source = note or f"v{version} on the gate's holdout {holdout}"
-        predictor = LoadedPredictor(loaded)
-        try:
-            if hasattr(predictor, "classes_"):
-                estimator: Any = fit_performance_estimator(
-                    predictor.predict_proba(features), y, list(predictor.classes_.tolist()),
-                    source=source)
-            else:
-                estimator = fit_loss_estimator(features, predictor.predict(features), y,
-                                               source=source)
-        except (InvalidInput, AttributeError, NotImplementedError) as exc:
+        source = f"v{version} on the gate's holdout {holdout}"
+        try:  # CBPE for a classifier, DLE for a regressor; only the model's input columns
+            estimator = fit_estimator(loaded, features, y, source=source)
+        except InvalidInput as exc:
             return f"none: {exc}"
         save_estimator(self.registry, self.policy.model, version, estimator)
         return source

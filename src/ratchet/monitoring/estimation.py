@@ -41,10 +41,11 @@ from ratchet.monitoring.performance import (
     UNKNOWN,
     _check_classes,
     _class_codes,
+    _expected_metrics,
     _numbers,
     _proba_matrix,
+    _rows_and_predictions,
     _series,
-    _unknown_predictions,
 )
 from ratchet.packaging.labels import plain
 
@@ -237,49 +238,6 @@ def fit_performance_estimator(proba: Any, y_true: Any, classes: Sequence[Any], *
     if source is not None:
         reference["source"] = source
     return CBPE(tuple(class_list), tuple(calibrators), reference)
-
-
-def _rows_and_predictions(proba: Any, y_pred: Any, classes: Sequence[Any], *,
-                          renormalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """The finite probability rows and their predicted class codes (argmax by default)."""
-    import numpy as np
-
-    matrix = _proba_matrix(proba, None, len(classes), renormalize=renormalize)
-    keep = ~np.isnan(matrix).any(axis=1)
-    if y_pred is None:
-        pred = np.argmax(np.nan_to_num(matrix), axis=1)
-    else:
-        pred_series = _series(y_pred, "y_pred")
-        if len(pred_series) != len(matrix):
-            raise InvalidInput(f"y_pred has {len(pred_series)} values, proba has "
-                               f"{len(matrix)} rows")
-        pred = _class_codes(pred_series, classes, "y_pred")
-        _unknown_predictions(pred, pred_series, classes)
-        keep &= pred != MISSING
-    return matrix[keep], pred[keep]
-
-
-def _expected_metrics(p: np.ndarray, q: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """The expected confusion matrix when row i's label is class j with probability
-    ``p[i, j]``: accuracy, precision, recall, F1 (binary: of the last class; multiclass:
-    macro over all classes), and the expected log loss of the model's probabilities
-    ``q`` (the cross-entropy of p and q; p = q without calibration: the mean entropy)."""
-    import numpy as np
-
-    n, k = p.shape
-    p_pred = p[np.arange(n), pred]
-    tp = np.bincount(pred, weights=p_pred, minlength=k)
-    fp = np.bincount(pred, minlength=k) - tp
-    fn = p.sum(axis=0) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
-        recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
-        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
-    pick = slice(k - 1, k) if k == 2 else slice(None)
-    cross_entropy = -np.sum(p * np.log(np.clip(q, 1e-15, 1)), axis=1)
-    return {"accuracy": float(p_pred.mean()), "precision": float(precision[pick].mean()),
-            "recall": float(recall[pick].mean()), "f1": float(f1[pick].mean()),
-            "log_loss": float(cross_entropy.mean())}
 
 
 def _expected_auc(p_positive: np.ndarray, scores: np.ndarray) -> float | None:
