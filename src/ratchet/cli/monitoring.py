@@ -85,7 +85,9 @@ def run(
         ("drifted columns", ", ".join(drift.get("drifted_columns", [])) or "-"),
         ("labeled rows", performance.get("labeled", 0)),
         ("accuracy", metrics.get("accuracy")),
-        ("estimated accuracy", estimated.get("accuracy")),
+        ("estimated accuracy" + ("" if not estimated else " (calibrated)"
+                                 if estimated.get("calibrated") else " (uncalibrated)"),
+         estimated.get("accuracy")),
         ("report", str(result.report_html)),
         *([("webhook", f"{alert.webhook}: " + ("delivered" if alert.delivered else
                                                f"FAILED ({alert.error})"))]
