@@ -640,11 +640,13 @@ class Controller:
         self.registry.set_tag(model, STATUS_TAG, "promoted", challenger)
         watch = dict(st.data.get("watch", {}))
         gate = cycle.get("gate") or {}
+        gated = (cycle.get("refit") or {}).get("gated", challenger)  # the version judged
         if gate.get("challenger") is not None:  # what it scored on the newest data
             watch.update(baseline={self.policy.gate.metric: gate["challenger"]},
                          baseline_for=challenger,
-                         baseline_source=f"gate score at promotion, v{challenger} on "
-                         f"{cycle.get('rows', {}).get('holdout', '?')} holdout rows")
+                         baseline_source=f"gate score at promotion, v{gated} on "
+                         f"{cycle.get('rows', {}).get('holdout', '?')} holdout rows"
+                         + (f", refit as v{challenger}" if gated != challenger else ""))
         else:  # its recorded evaluation or its first full window sets it
             watch.pop("baseline", None)
         return Outcome(WATCHING, {"watch": watch, "last_cycle": cycle}, EventSpec(
