@@ -23,7 +23,8 @@ half-width on its holdout is computed here and marked so).
 
     python bench/ct_generalize.py [--only weather,...] [--out results.json] [--compact]
 
-About three minutes on a 2-core machine; no subsampling.
+About 5-6 minutes on a 2-core machine shared with other work (~100 s of CPU in this
+process, the fixed schedules in a second one); no subsampling.
 """
 
 from __future__ import annotations
