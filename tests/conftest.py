@@ -16,6 +16,12 @@ from hypothesis import settings as hypothesis_settings
 
 from ratchet.config import Settings
 
+# Two xdist workers share two cores: OpenMP teams (scikit-learn's gradient boosting, its
+# pairwise kernels) that spin against the other worker cost many times their work (a
+# 0.25 s fit took 4.7 s). Set before any test imports scikit-learn; servers and
+# subprocesses the tests start inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 PG_ADMIN_URL = os.environ.get(
     "RATCHET_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )

