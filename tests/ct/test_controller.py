@@ -568,3 +568,31 @@ def test_after_a_concept_change_the_canary_answers_shift_as_the_gate_expected(
     passed = CTEventStore(scene.registry.tracking.store.db).history(
         MODEL, kinds=("canary-passed",))[0].evidence
     assert passed["prediction_shift"]["statistic"] > 0.2
+
+
+def test_a_young_deployment_trains_on_its_first_data_but_holds_out_only_new_rows(
+        scene: Scene) -> None:
+    """Too few production rows: the first champion's training rows top up the training
+    side, never the holdout — graded on rows it learned, the champion would always win."""
+    from ratchet.data.catalog import DataClient
+
+    scene.serve(120)
+    scene.request("retrain")
+    controller = scene.controller(gate=GatePolicy(margin=0.5, min_holdout=100))
+    controller.tick()
+    cycle = scene.store.get(MODEL).data["last_cycle"]
+    assert cycle["rows"] == {"train": 280, "holdout": 120}
+    holdout = DataClient(scene.registry.workspace).get(cycle["holdout"]).to_pandas()
+    served = frame(120, seed=scene.seed)  # the production rows, as served
+    np.testing.assert_allclose(holdout["x1"].to_numpy(), served["x1"].to_numpy())
+
+    scene.serve(20)  # the next retrain finds 140 rows, 140 of them production: enough
+    scene.request("retrain")
+    fewer = scene.controller(gate=GatePolicy(margin=0.5, min_holdout=200),
+                             data=DataPolicy(label=LABEL, rows=400, holdout=250,
+                                             min_rows=200))
+    fewer.tick()
+    skipped = CTEventStore(scene.registry.tracking.store.db).history(
+        MODEL, kinds=("retrain-skipped",))
+    assert skipped and "the gate's holdout needs 200 the champion never trained on" in \
+        skipped[-1].summary

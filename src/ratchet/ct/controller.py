@@ -409,6 +409,7 @@ class Controller:
             frame = labeled.tail(size)
         else:
             frame = labeled_rows(logged, data_policy.label).tail(size)
+        production = len(frame)
         if len(frame) < size:  # young deployment: top up with what trained it
             frame = self._with_training_data(frame, cycle["champion"], size)
         if len(frame) < data_policy.min_rows:
@@ -416,7 +417,15 @@ class Controller:
                 st, "retrain-skipped", f"retrain #{st.cycle}: only {len(frame)} labeled rows "
                 f"in the last {data_policy.lookback}; the policy needs {data_policy.min_rows}",
                 {"labeled": len(frame)})
-        holdout_n = min(data_policy.holdout, len(frame) // 2)
+        # The holdout is production rows only: rows that topped the window up trained the
+        # champion, and a champion graded on its own training rows always looks better.
+        holdout_n = min(data_policy.holdout, production, len(frame) // 2)
+        if holdout_n < self.policy.gate.min_holdout:
+            return self._back_to_watching(
+                st, "retrain-skipped", f"retrain #{st.cycle}: {production} labeled production "
+                f"rows in the last {data_policy.lookback}; the gate's holdout needs "
+                f"{self.policy.gate.min_holdout} the champion never trained on",
+                {"labeled": len(frame), "production": production})
         train, holdout = frame.iloc[:-holdout_n], frame.iloc[-holdout_n:]
         data = self.workspace.client(DataClient)
         name = self.policy.model
