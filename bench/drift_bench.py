@@ -114,25 +114,10 @@ def ensure_evidently_venv() -> None:
         return
     log(f"installing {' '.join(EVIDENTLY_REQUIREMENTS)} into "
         f"{EVIDENTLY_VENV.relative_to(REPO)} (one-time)")
-    env = child_env()
-    base = str(ratchet_python())  # the same interpreter as the project's venv
-    uv = REPO / ".venv" / "bin" / "uv"
-    uv_cmd = str(uv) if uv.exists() else shutil.which("uv")
-    if uv_cmd:
-        if not py.exists():
-            subprocess.run([uv_cmd, "venv", "--quiet", "--python", base, str(EVIDENTLY_VENV)],
-                           check=True, env=env)
-        subprocess.run([uv_cmd, "pip", "install", "--quiet", "--python", str(py),
-                        *EVIDENTLY_REQUIREMENTS], check=True, env=env)
-    else:
-        if not py.exists():
-            subprocess.run([base, "-m", "venv", str(EVIDENTLY_VENV)], check=True, env=env)
-        subprocess.run([str(py), "-m", "pip", "install", "--quiet",
-                        "--disable-pip-version-check", *EVIDENTLY_REQUIREMENTS], check=True,
-                       env=env)
-    found = installed(py, list(pins))
-    if found != pins:
-        raise BenchError(f"{EVIDENTLY_VENV}: wanted {pins}, found {found}")
+    try:
+        harness.install_venv(EVIDENTLY_VENV, list(EVIDENTLY_REQUIREMENTS), child_env())
+    except RuntimeError as exc:
+        raise BenchError(str(exc)) from None
 
 
 def ratchet_problem() -> str | None:

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import harness
-from harness import check, ratchet_python, write_json
+from harness import check, write_json
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -98,24 +98,10 @@ def ensure_nannyml_venv() -> dict[str, str | None]:
         return dict(pins)
     log(f"installing {' '.join(NANNYML_REQUIREMENTS)} into {NANNYML_VENV.relative_to(REPO)} "
         "(one-time)")
-    env, base = child_env(), str(ratchet_python())
-    uv = REPO / ".venv" / "bin" / "uv"
-    uv_cmd = str(uv) if uv.exists() else shutil.which("uv")
-    if uv_cmd:
-        if not py.exists():
-            subprocess.run([uv_cmd, "venv", "--quiet", "--python", base, str(NANNYML_VENV)],
-                           check=True, env=env)
-        subprocess.run([uv_cmd, "pip", "install", "--quiet", "--python", str(py),
-                        *NANNYML_REQUIREMENTS], check=True, env=env)
-    else:
-        if not py.exists():
-            subprocess.run([base, "-m", "venv", str(NANNYML_VENV)], check=True, env=env)
-        subprocess.run([str(py), "-m", "pip", "install", "--quiet",
-                        "--disable-pip-version-check", *NANNYML_REQUIREMENTS], check=True,
-                       env=env)
-    found = harness.installed(py, list(pins), env)
-    if found != pins:
-        raise SystemExit(f"{NANNYML_VENV}: wanted {pins}, found {found}")
+    try:
+        harness.install_venv(NANNYML_VENV, list(NANNYML_REQUIREMENTS), child_env())
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
     return dict(pins)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,6 +53,32 @@ def installed(python: Path, dists: list[str], env: dict[str, str]) -> dict[str, 
     out = subprocess.run([str(python), "-c", code, *dists], capture_output=True, text=True,
                          env=env)
     return json.loads(out.stdout) if out.returncode == 0 else dict.fromkeys(dists)
+
+
+def install_venv(venv: Path, requirements: list[str], env: dict[str, str]) -> Path:
+    """A benchmark's own virtualenv at ``venv`` with ``requirements`` (``dist==version``),
+    on the project's interpreter (every tool on the same Python), made with uv when it is
+    there; the venv's python. Raises RuntimeError when the pins did not take."""
+    python = venv / "bin" / "python"
+    base = str(ratchet_python())
+    uv = REPO / ".venv" / "bin" / "uv"
+    uv_cmd = str(uv) if uv.exists() else shutil.which("uv")
+    if uv_cmd:
+        if not python.exists():
+            subprocess.run([uv_cmd, "venv", "--quiet", "--python", base, str(venv)],
+                           check=True, env=env)
+        subprocess.run([uv_cmd, "pip", "install", "--quiet", "--python", str(python),
+                        *requirements], check=True, env=env)
+    else:
+        if not python.exists():
+            subprocess.run([base, "-m", "venv", str(venv)], check=True, env=env)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet",
+                        "--disable-pip-version-check", *requirements], check=True, env=env)
+    pins = dict(r.split("==") for r in requirements)
+    found = installed(python, list(pins), env)
+    if found != pins:
+        raise RuntimeError(f"{venv}: wanted {pins}, found {found}")
+    return python
 
 
 def vm_hwm_kb(pid: int) -> int:

@@ -138,25 +138,7 @@ def ensure_venv(tool: str) -> str:
         return pins[inc.dist]
     log(f"installing {' '.join(inc.requirements)} into {inc.venv.relative_to(REPO)} "
         "(one-time)")
-    env = child_env()
-    # Same interpreter as ratchet's venv, so all tools run on the same Python.
-    base = str(ratchet_python())
-    uv = REPO / ".venv" / "bin" / "uv"
-    uv_cmd = str(uv) if uv.exists() else shutil.which("uv")
-    if uv_cmd:
-        if not inc.python.exists():
-            subprocess.run([uv_cmd, "venv", "--quiet", "--python", base, str(inc.venv)],
-                           check=True, env=env)
-        subprocess.run([uv_cmd, "pip", "install", "--quiet", "--python", str(inc.python),
-                        *inc.requirements], check=True, env=env)
-    else:
-        if not inc.python.exists():
-            subprocess.run([base, "-m", "venv", str(inc.venv)], check=True, env=env)
-        subprocess.run([str(inc.python), "-m", "pip", "install", "--quiet",
-                        "--disable-pip-version-check", *inc.requirements], check=True, env=env)
-    found = installed(inc.python, list(pins))
-    if found != pins:
-        raise RuntimeError(f"{inc.venv}: wanted {pins}, found {found}")
+    harness.install_venv(inc.venv, list(inc.requirements), child_env())
     return pins[inc.dist]
 
 

@@ -134,24 +134,10 @@ def ensure_mlflow_venv(sklearn_version: str, numpy_version: str) -> None:
         return
     requirements = [f"{d}=={v}" for d, v in pins.items()]
     log(f"installing {' '.join(requirements)} into {MLFLOW_VENV.relative_to(REPO)} (one-time)")
-    uv = REPO / ".venv" / "bin" / "uv"
-    uv_cmd = str(uv) if uv.exists() else shutil.which("uv")
-    env = child_env()
-    if uv_cmd:
-        if not py.exists():
-            subprocess.run([uv_cmd, "venv", "--quiet", "--python", str(ratchet_python()),
-                            str(MLFLOW_VENV)], check=True, env=env)
-        subprocess.run([uv_cmd, "pip", "install", "--quiet", "--python", str(py),
-                        *requirements], check=True, env=env)
-    else:
-        if not py.exists():
-            subprocess.run([str(ratchet_python()), "-m", "venv", str(MLFLOW_VENV)], check=True,
-                           env=env)
-        subprocess.run([str(py), "-m", "pip", "install", "--quiet",
-                        "--disable-pip-version-check", *requirements], check=True, env=env)
-    found = installed(py, list(pins))
-    if found != pins:
-        raise BenchError(f"{MLFLOW_VENV}: wanted {pins}, found {found}")
+    try:
+        harness.install_venv(MLFLOW_VENV, requirements, child_env())
+    except RuntimeError as exc:
+        raise BenchError(str(exc)) from None
 
 
 def ratchet_cli_problem(command: str) -> str | None:
