@@ -50,6 +50,9 @@ def islp_data_file(name: str) -> Path:
         f"pip install --no-deps --target {ISLP_TARGET} ISLP=={ISLP_VERSION}")
 
 
+WEATHER_CLASSES = ("clear", "cloudy/misty", "light rain/snow", "heavy rain/snow")
+
+
 def load_weather() -> pd.DataFrame:
     """8,645 hours of 2011: ``time``, the hour of day as a category (``h00``..``h23``),
     the four normalized readings and ``weathersit`` (a string class)."""
@@ -63,8 +66,14 @@ def load_weather() -> pd.DataFrame:
         frame[column] = raw[column].astype(float)
     frame["weathersit"] = raw["weathersit"].astype(str).to_numpy(dtype=object)
     frame["hour"] = frame["hour"].to_numpy(dtype=object)
+    # What the bench's table says of this file (its tests cannot see it: ISLP lives only
+    # in the bench's own folder), checked on every load.
     if not frame[TIME].is_monotonic_increasing:
         raise ValueError("ISLP's Bikeshare.csv is not in time order")
+    if len(frame) != 8_645 or not frame[TIME].dt.year.eq(2011).all() or \
+            set(frame["weathersit"]) != set(WEATHER_CLASSES):
+        raise ValueError("ISLP's Bikeshare.csv is not 2011's 8,645 hours with the four "
+                         f"weather situations {WEATHER_CLASSES}")
     return frame.reset_index(drop=True)
 
 
