@@ -68,6 +68,18 @@ def failing_training(data: str) -> Any:
 
 
 @ratchet.step
+def the_same_rows() -> pd.DataFrame:
+    return frame(400, seed=1)
+
+
+@ratchet.pipeline(experiment="ctm-ct")
+def same_training(data: str) -> Any:
+    """Learns nothing from the data it is given: cached, it is one version forever."""
+    training_window(data)
+    return fit(the_same_rows())
+
+
+@ratchet.step
 def count_rows(data: str) -> int:
     return len(ratchet.data.get(data).to_pandas())
 
@@ -576,17 +588,19 @@ def test_a_young_deployment_trains_on_its_first_data_but_holds_out_only_new_rows
     side, never the holdout — graded on rows it learned, the champion would always win."""
     from ratchet.data.catalog import DataClient
 
-    scene.serve(120)
+    scene.serve(240)
     scene.request("retrain")
     controller = scene.controller(gate=GatePolicy(margin=0.5, min_holdout=100))
     controller.tick()
     cycle = scene.store.get(MODEL).data["last_cycle"]
+    # 400 rows: 160 of the first training data and 240 production rows; half of those
+    # (never more) held out, the other half learned from with the first rows.
     assert cycle["rows"] == {"train": 280, "holdout": 120}
     holdout = DataClient(scene.registry.workspace).get(cycle["holdout"]).to_pandas()
-    served = frame(120, seed=scene.seed)  # the production rows, as served
+    served = frame(240, seed=scene.seed).tail(120)  # the newest production rows, as served
     np.testing.assert_allclose(holdout["x1"].to_numpy(), served["x1"].to_numpy())
 
-    scene.serve(20)  # the next retrain finds 140 rows, 140 of them production: enough
+    scene.serve(20)  # 260 production rows: half of them is short of this gate's 200
     scene.request("retrain")
     fewer = scene.controller(gate=GatePolicy(margin=0.5, min_holdout=200),
                              data=DataPolicy(label=LABEL, rows=400, holdout=250,
@@ -596,3 +610,28 @@ def test_a_young_deployment_trains_on_its_first_data_but_holds_out_only_new_rows
         MODEL, kinds=("retrain-skipped",))
     assert skipped and "the gate's holdout needs 200 the champion never trained on" in \
         skipped[-1].summary
+
+
+def test_a_retrain_that_hands_back_the_champion_itself_is_skipped(bare: Scene) -> None:
+    """A pipeline whose cached steps return the champion's own version (nothing new to
+    learn): no gate of the champion against itself, and the champion is not tagged as a
+    rejected challenger."""
+    from ratchet.data.catalog import DataClient
+    from ratchet.pipelines.pipeline_definition import load_pipeline
+    from ratchet.pipelines.runner import PipelineRunner
+
+    workspace = bare.registry.tracking.workspace
+    first = DataClient(workspace).log(frame(400, seed=1), "ctm-initial")
+    PipelineRunner(load_pipeline(f"{HERE}:same_training"),
+                   {"data": f"{first.name}@{first.version}"}, workspace=workspace).run()
+    bare.registry.set_alias(MODEL, CHAMPION, 1, reason="test")
+    bare.deployments.ensure(MODEL, TrafficPlan.single(f"{MODEL}@{CHAMPION}"))
+    bare.serve(300)
+    bare.request("retrain")
+    result = bare.controller(pipeline=f"{HERE}:same_training").tick()
+    assert result.state == "watching"
+    assert [e for _, _, e in result.steps][-1] == "retrain-skipped"
+    assert "returned the champion itself (v1)" in CTEventStore(
+        bare.registry.tracking.store.db).history(MODEL)[-1].summary
+    assert set(bare.registry.get_version(MODEL, 1).tags) & {STATUS_TAG,
+                                                            "ratchet.ct.cycle"} == set()

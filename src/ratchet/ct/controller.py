@@ -330,6 +330,11 @@ class Controller:
             return self._back_to_watching(st, "retrain-failed",
                                           f"retrain #{st.cycle} failed: {exc}",
                                           {"error": str(exc), "params": params})
+        if version == cycle["champion"]:  # the same recipe on the same rows: cached
+            return self._back_to_watching(
+                st, "retrain-skipped", f"retrain #{st.cycle}: the pipeline returned the "
+                f"champion itself (v{version}): nothing new to learn from",
+                {"version": version, "pipeline_run": run.run_id, "train": cycle["train"]})
         self.registry.set_tag(self.policy.model, CYCLE_TAG, str(st.cycle), version)
         cycle.update(challenger=version, pipeline_run=run.run_id)
         return Outcome(GATING, {**st.data, "cycle": cycle}, EventSpec(
@@ -419,7 +424,9 @@ class Controller:
                 {"labeled": len(frame)})
         # The holdout is production rows only: rows that topped the window up trained the
         # champion, and a champion graded on its own training rows always looks better.
-        holdout_n = min(data_policy.holdout, production, len(frame) // 2)
+        # At most half of them, so the challenger also learns something the champion did
+        # not (else the pipeline's cache hands back the champion itself).
+        holdout_n = min(data_policy.holdout, production // 2)
         if holdout_n < self.policy.gate.min_holdout:
             return self._back_to_watching(
                 st, "retrain-skipped", f"retrain #{st.cycle}: {production} labeled production "
