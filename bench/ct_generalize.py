@@ -23,8 +23,8 @@ half-width on its holdout is computed here and marked so).
 
     python bench/ct_generalize.py [--only weather,...] [--out results.json] [--compact]
 
-About 5-6 minutes on a 2-core machine shared with other work (~100 s of CPU in this
-process, the fixed schedules in a second one); no subsampling.
+About 45 s on a quiet 2-core machine, 5-6 minutes next to other work (the fixed schedules
+train in a second process); no subsampling.
 """
 
 from __future__ import annotations
