@@ -116,7 +116,8 @@ def test_a_champion_with_too_few_labels_says_what_it_waits_for(bare: Scene) -> N
     bare.serve(20)  # fewer rows than a monitor window needs
     controller.tick()
     why = controller.store.get(MODEL).data["watch"]["why"]
-    assert why[0] == "drift: no monitor verdict yet: 20 of the 50 served rows a verdict needs"
+    assert why[0] == ("drift: no monitor verdict yet: 20 of the 50 served rows a verdict "
+                      "needs within data.lookback (30d)")
     assert why[1].startswith("accuracy dropping by 0.1: no accuracy yet: 0 labeled rows")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from ratchet.ct.gate import LOWER_IS_BETTER
 from ratchet.ct.policy import DRIFT, MANUAL, NEW_LABELS, PERFORMANCE, SCHEDULE, CTPolicy
+from ratchet.durations import format_duration
 from ratchet.errors import InvalidInput
 
 
@@ -77,16 +78,18 @@ def explain_triggers(policy: CTPolicy, obs: Observations) -> tuple[str, ...]:
     for trigger in policy.triggers:
         fired = _fires(trigger, obs, now)
         lines.append(f"{trigger.describe()}: " + (f"fires ({fired.reason})" if fired else
-                                                  _quiet(trigger, obs, now)))
+                                                  _quiet(trigger, obs, now, policy)))
     decision = evaluate_triggers(policy, obs)
     if decision.blocked:
         lines.append(f"blocked: {decision.blocked}")
     return tuple(lines)
 
 
-def _quiet(trigger: Any, obs: Observations, now: datetime) -> str:
+def _quiet(trigger: Any, obs: Observations, now: datetime, policy: CTPolicy) -> str:
     """Why ``trigger`` (which did not fire) is quiet, with the numbers."""
     kind = trigger.kind
+    # Only rows within data.lookback are watched: at low traffic that is the limit.
+    within = f" within data.lookback ({format_duration(policy.data.lookback)})"
     if kind == MANUAL:
         return "nobody asked (ratchet ct retrain MODEL)"
     if kind == NEW_LABELS:
@@ -102,12 +105,12 @@ def _quiet(trigger: Any, obs: Observations, now: datetime) -> str:
     if kind == DRIFT:
         if obs.monitor_verdict is None:
             return (f"no monitor verdict yet: {obs.window_rows} of the {obs.min_rows} "
-                    "served rows a verdict needs")
+                    f"served rows a verdict needs{within}")
         return f"the newest monitor verdict is {obs.monitor_verdict!r}"
     value = obs.performance.get(trigger.metric)
     if value is None:
         return (f"no {trigger.metric} yet: {obs.labeled_rows} labeled rows of the "
-                f"{obs.min_rows} a window needs (and no calibrated estimate)")
+                f"{obs.min_rows} a window needs{within} (and no calibrated estimate)")
     source = "" if obs.performance_source == "realized" else \
         f" ({obs.performance_source}, no labels yet)"
     if trigger.below is not None:
