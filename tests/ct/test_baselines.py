@@ -116,8 +116,7 @@ def test_a_champion_with_too_few_labels_says_what_it_waits_for(bare: Scene) -> N
     bare.serve(20)  # fewer rows than a monitor window needs
     controller.tick()
     why = controller.store.get(MODEL).data["watch"]["why"]
-    assert why[0] == ("drift: no monitor verdict yet: 20 of the 50 served rows a verdict "
-                      "needs within data.lookback (30d)")
+    assert why[0] == "drift: no monitor verdict yet: 20 of the 50 served rows a verdict needs"
     assert why[1].startswith("accuracy dropping by 0.1: no accuracy yet: 0 labeled rows")
 
 
@@ -139,3 +138,36 @@ def test_while_labels_are_late_a_calibrated_estimate_stands_in(bare: Scene) -> N
     assert watch["last_metrics"]["accuracy"] > 0.85  # the estimate, close to the truth
     line = next(line for line in watch["why"] if line.startswith("accuracy"))
     assert "(estimated, no labels yet)" in line and "training run" in line
+
+
+def test_one_row_a_day_is_watched_with_no_lookback_set_and_bounded_by_one(
+        bare: Scene) -> None:
+    """With no data.lookback the controller reads back as far as its windows need; a
+    lookback set by hand bounds the rows' age, and ct status says so."""
+    from datetime import timedelta
+
+    import numpy as np
+
+    from ratchet.ct.policy import DataPolicy
+    from tests.ct.test_controller import T0
+
+    hand_set(bare, f"{HERE}:scored_training")
+    decayed = frame(100, flipped=True, seed=9)
+    day = 86_400_000
+    times = T0 + np.arange(100) * day
+    bare.world.serve(decayed[INPUTS], times, decayed[LABEL].to_numpy(), 0)
+    bare.world.now = int(times[-1]) + day
+    data = DataPolicy(label=LABEL, rows=400, holdout=150, min_rows=200)
+    assert data.lookback is None
+    result = bare.controller(triggers=DROP, monitor=WATCH, data=data).tick()
+    assert result.steps[0][1] == "training", result.describe()  # 100 days watched
+
+    bare.registry.set_alias(MODEL, CHAMPION, 1, reason="test: back to v1")
+    bounded = DataPolicy(label=LABEL, rows=400, holdout=150, min_rows=200,
+                         lookback=timedelta(days=30))
+    controller = bare.controller(triggers=DROP, monitor=WATCH, data=bounded,
+                                 holder="second")
+    controller.store.release(MODEL, "main")
+    controller.tick()
+    why = controller.store.get(MODEL).data["watch"]["why"]
+    assert any("within data.lookback (30d)" in line for line in why), why

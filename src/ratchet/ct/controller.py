@@ -63,6 +63,7 @@ STATES = (WATCHING, TRAINING, GATING, APPROVAL, SHADOW, CANARY_STATE, PROMOTING,
           ROLLING_BACK, REJECTING)
 CHAMPION = "champion"
 DAY_MS = 86_400_000
+FIRST_SPAN_MS, LAST_SPAN_MS = 30 * DAY_MS, 100 * 365 * DAY_MS  # reads with no lookback
 CYCLE_TAG, STATUS_TAG, IMPORTANCE_TAG = "ratchet.ct.cycle", "ratchet.ct.status", \
     "ratchet.importance"
 # Run metrics that record a model's held-out score, in order of preference: a hand-set
@@ -251,8 +252,8 @@ class Controller:
         watch = dict(st.data.get("watch", {}))
         manual = [r for r in st.requests if r["kind"] == "retrain"]
         champion = self._champion()
-        logged = self.world.logged(self.world.log_now_ms()
-                                   - int(policy.data.lookback.total_seconds() * 1000))
+        logged = self._recent(lambda rows: len(_served_by(rows, champion))
+                              >= policy.monitor.rows)
         mine = _served_by(logged, champion)
         window = mine.tail(policy.monitor.rows)
         verdict, metrics, labeled, source = None, {}, 0, "realized"
@@ -347,8 +348,8 @@ class Controller:
         from ratchet.data.catalog import DataClient
 
         data_policy = self.policy.data
-        logged = self.world.logged(self.world.log_now_ms()
-                                   - int(data_policy.lookback.total_seconds() * 1000))
+        logged = self._recent(lambda rows: int(rows["feedback"].notna().sum())
+                              >= data_policy.rows if len(rows) else False)
         size: int = data_policy.rows
         window: dict[str, Any] | None = None  # how a change point chose the rows
         if data_policy.window == "changepoint":
@@ -420,7 +421,7 @@ class Controller:
         if len(frame) < data_policy.min_rows:
             return self._back_to_watching(
                 st, "retrain-skipped", f"retrain #{st.cycle}: only {len(frame)} labeled rows "
-                f"in the last {data_policy.lookback}; the policy needs {data_policy.min_rows}",
+                f"{_in_lookback(data_policy.lookback)}; the policy needs {data_policy.min_rows}",
                 {"labeled": len(frame)})
         # The holdout is production rows only: rows that topped the window up trained the
         # champion, and a champion graded on its own training rows always looks better.
@@ -430,7 +431,7 @@ class Controller:
         if holdout_n < self.policy.gate.min_holdout:
             return self._back_to_watching(
                 st, "retrain-skipped", f"retrain #{st.cycle}: {production} labeled production "
-                f"rows in the last {data_policy.lookback}; the gate's holdout needs "
+                f"rows {_in_lookback(data_policy.lookback)}; the gate's holdout needs "
                 f"{self.policy.gate.min_holdout} the champion never trained on",
                 {"labeled": len(frame), "production": production})
         train, holdout = frame.iloc[:-holdout_n], frame.iloc[-holdout_n:]
@@ -700,6 +701,22 @@ class Controller:
                        EventSpec(kind, summary, evidence, self.actor), pause=True)
 
     # ------------------------------------------------------------------ effects
+    def _recent(self, enough: Callable[[pd.DataFrame], bool]) -> pd.DataFrame:
+        """The log's rows within ``data.lookback``; with none set, the newest span that is
+        ``enough`` — 30 days, then four times longer each time, up to a century — so a
+        deployment answering one row a day is watched and retrained on as many rows as a
+        busy one (a busy log's first span is enough: one read)."""
+        now = self.world.log_now_ms()
+        lookback = self.policy.data.lookback
+        if lookback is not None:
+            return self.world.logged(now - int(lookback.total_seconds() * 1000))
+        span = FIRST_SPAN_MS
+        while True:
+            logged = self.world.logged(now - span)
+            if span >= LAST_SPAN_MS or enough(logged):
+                return logged
+            span *= 4
+
     def _calibrate(self, version: int, loaded: Any, features: pd.DataFrame, y: pd.Series,
                    holdout: str) -> str:
         """Fit the version's label-free performance estimator on the gate's holdout (rows
@@ -834,6 +851,10 @@ def _data_checks(holdout: pd.DataFrame, label: str) -> bool:
     """The training window's basic checks: labels present, inputs not all missing."""
     return bool(len(holdout)) and not holdout[label].isna().any() and \
         not holdout.drop(columns=[label]).isna().all().any()
+
+
+def _in_lookback(lookback: Any) -> str:
+    return "in the log" if lookback is None else f"in the last {lookback}"
 
 
 def _numbers(metrics: Mapping[str, Any] | None) -> dict[str, float]:

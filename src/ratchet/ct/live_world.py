@@ -42,8 +42,15 @@ class LiveWorld:
         if self._reader is None:  # one reader for every tick: each log file is read once
             self._reader = LogReader(
                 self.policy.deployment_name, workspace=self.deployments.workspace,
-                horizon_ms=int(self.policy.data.lookback.total_seconds() * 1000) + 3_600_000)
+                horizon_ms=self._horizon_ms())
         return self._reader.read(since_ms)
+
+    def _horizon_ms(self) -> int:
+        """How long the reader keeps rows: the lookback (30 days without one: reads
+        reaching further, a low-traffic log's, go to the log files) and an hour."""
+        lookback = self.policy.data.lookback
+        days = lookback.total_seconds() / 86_400 if lookback is not None else 30
+        return int(days * 86_400_000) + 3_600_000
 
     def monitor(self, window: pd.DataFrame, model: tuple[str, int]) -> dict[str, Any]:
         from ratchet.monitoring.monitor import monitor_logged

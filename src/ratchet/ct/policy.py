@@ -20,7 +20,7 @@ Written in Python (``CTPolicy(...)``) or YAML (``load_policy("churn.yaml")``)::
     rollout: {shadow_requests: 500, canary_percent: 10, canary_requests: 1000,
               max_error_rate: 0.01, max_latency_p99_ms: 50, max_accuracy_drop: 0.02}
     approval: false              # true: wait for ratchet ct approve|reject before promoting
-    data: {label: churned, rows: 20000, holdout: 2000, lookback: 30d}
+    data: {label: churned, rows: 20000, holdout: 2000}  # lookback: 30d bounds their age
     monitor: {rows: 5000}        # the newest logged rows the controller judges at each tick
 
 Every field is checked when the policy is built; a mistake names the field.
@@ -112,7 +112,9 @@ WINDOWS = (WINDOW_NEWEST, WINDOW_CHANGEPOINT)
 @dataclass(frozen=True)
 class DataPolicy:
     """What a retrain learns from: the newest labeled production rows (inputs + feedback
-    as ``label``), at most ``rows``, read from the last ``lookback`` of the log; the newest
+    as ``label``), at most ``rows``, read from the last ``lookback`` of the log (None, the
+    default: as far back as those rows are — a low-traffic log is read in growing spans
+    until it holds them, so one row a day is as usable as a thousand a minute); the newest
     ``holdout`` of them are held out for the gate, the rest train the challenger. With
     ``refit``, a challenger that passed the gate is trained once more on all the rows
     (holdout included: the newest data) before its rollout guards it live.
@@ -126,7 +128,7 @@ class DataPolicy:
     label: str = "label"
     rows: int = 10_000
     holdout: int = 1_000
-    lookback: timedelta = timedelta(days=30)
+    lookback: timedelta | None = None  # a hard bound on the rows' age; None: rows decide
     min_rows: int = 200          # fewer labeled rows than this: the retrain waits
     refit: bool = False          # once the gate passed, retrain on train + holdout
     window: str = WINDOW_NEWEST  # or changepoint: the rows since the error rate last moved
@@ -234,7 +236,8 @@ class CTPolicy:
                 "max_retrains_per_day": self.max_retrains_per_day, "gate": gate,
                 "rollout": asdict(self.rollout), "approval": self.approval,
                 "data": {**asdict(self.data),
-                         "lookback": f"{int(self.data.lookback.total_seconds())}s"},
+                         "lookback": None if self.data.lookback is None else
+                         f"{int(self.data.lookback.total_seconds())}s"},
                 "monitor": asdict(self.monitor)}
 
 
@@ -266,7 +269,7 @@ def policy_from_dict(data: Any, where: str = "policy") -> CTPolicy:
         kwargs["rollout"] = _dataclass(RolloutPolicy, kwargs["rollout"], f"{where}.rollout")
     if "data" in kwargs:
         raw = kwargs["data"]
-        if isinstance(raw, Mapping) and "lookback" in raw:
+        if isinstance(raw, Mapping) and raw.get("lookback") is not None:
             raw = {**raw, "lookback": _duration(raw["lookback"], f"{where}.data.lookback")}
         kwargs["data"] = _dataclass(DataPolicy, raw, f"{where}.data")
     if "monitor" in kwargs:

@@ -88,8 +88,9 @@ def explain_triggers(policy: CTPolicy, obs: Observations) -> tuple[str, ...]:
 def _quiet(trigger: Any, obs: Observations, now: datetime, policy: CTPolicy) -> str:
     """Why ``trigger`` (which did not fire) is quiet, with the numbers."""
     kind = trigger.kind
-    # Only rows within data.lookback are watched: at low traffic that is the limit.
-    within = f" within data.lookback ({format_duration(policy.data.lookback)})"
+    # Only rows within a data.lookback are watched: at low traffic that is the limit.
+    within = "" if policy.data.lookback is None else \
+        f" within data.lookback ({format_duration(policy.data.lookback)})"
     if kind == MANUAL:
         return "nobody asked (ratchet ct retrain MODEL)"
     if kind == NEW_LABELS:
