@@ -574,3 +574,52 @@ def test_evidence_counts_rows_and_requests_apart() -> None:
     check = canary_check(policy, log(primary, canary), CHALLENGER)
     assert (check.evidence["rows"], check.evidence["requests"]) == (50, 2)
     assert _rows({"rows": 1, "requests": 1}) == "1 row in 1 request"
+
+
+# ------------------------------------------------------------------ max_phase
+DAY = 86_400_000
+
+
+def test_a_quiet_phase_ends_after_max_phase_with_the_rows_it_has() -> None:
+    """Seven shadow rows of the 500 asked for: waiting before max_phase (7 days by
+    default), judged on them after it; with no row at all it keeps waiting."""
+    policy = RolloutPolicy()
+    assert policy.max_phase is not None and policy.max_phase.days == 7
+    logged = log(rows("primary", CHAMPION, [0, 1] * 4, ids=[f"r{i}" for i in range(8)]),
+                 rows("shadow", CHALLENGER, [0, 1] * 3 + [0], ids=[f"r{i}" for i in range(7)]))
+    assert not shadow_check(policy, logged, CHALLENGER, elapsed_ms=6 * DAY).done
+    check = shadow_check(policy, logged, CHALLENGER, elapsed_ms=7 * DAY)
+    assert check.done and check.passed
+    assert check.evidence["ended_by"] == "max_phase: 7 rows after 7.0 days"
+    nothing = rows("primary", CHAMPION, [0, 1])
+    assert not shadow_check(policy, nothing, CHALLENGER, elapsed_ms=30 * DAY).done
+    forever = RolloutPolicy(max_phase=None)  # requests only, as before
+    assert not shadow_check(forever, logged, CHALLENGER, elapsed_ms=3_650 * DAY).done
+
+
+def test_a_quiet_canary_waits_for_feedback_twice_max_phase_at_most() -> None:
+    policy = RolloutPolicy(max_prediction_shift=None)
+    canary = rows("canary", CHALLENGER, [1, 0, 1], start=100)   # no feedback yet
+    primary = rows("primary", CHAMPION, [1, 0, 1, 0, 1, 0], start=200)
+    logged = log(canary, primary)
+    assert not canary_check(policy, logged, CHALLENGER, elapsed_ms=6 * DAY).done
+    waiting = canary_check(policy, logged, CHALLENGER, elapsed_ms=8 * DAY)
+    assert not waiting.done  # the rows are in, the labels are not: it waits
+    decided = canary_check(policy, logged, CHALLENGER, elapsed_ms=14 * DAY)
+    assert decided.done and decided.passed
+    assert "fewer than 30 labeled rows" in decided.evidence["live"]["note"]
+
+
+def test_max_phase_is_a_duration_in_a_policy() -> None:
+    from ratchet.ct.policy import policy_from_dict
+    from ratchet.errors import InvalidInput
+
+    base = {"model": "m", "pipeline": "flows:training"}
+    loaded = policy_from_dict({**base, "rollout": {"max_phase": "36h"}})
+    assert loaded.rollout.max_phase is not None
+    assert loaded.rollout.max_phase.total_seconds() == 36 * 3600
+    assert loaded.to_dict()["rollout"]["max_phase"] == "129600s"
+    assert policy_from_dict(loaded.to_dict()).rollout == loaded.rollout
+    assert policy_from_dict({**base, "rollout": {"max_phase": None}}).rollout.max_phase is None
+    with pytest.raises(InvalidInput, match=r"policy.rollout.max_phase"):
+        policy_from_dict({**base, "rollout": {"max_phase": "soon"}})

@@ -595,7 +595,8 @@ class Controller:
                 "shadow-started", f"v{challenger} answers a copy of live traffic (plan "
                 f"revision {revision})", {"revision": revision, "version": challenger},
                 self.actor))
-        check = shadow_check(rollout, self.world.logged(cycle["shadow_since"]), challenger)
+        check = shadow_check(rollout, self.world.logged(cycle["shadow_since"]), challenger,
+                             elapsed_ms=self.world.log_now_ms() - cycle["shadow_since"])
         if not check.done:
             return None
         if not check.passed:
@@ -631,7 +632,8 @@ class Controller:
         check = canary_check(rollout, self.world.logged(cycle["canary_since"]), challenger,
                              metric=self.policy.gate.metric,
                              classes=list(classes.tolist()) if classes is not None else None,
-                             expected_shift=(cycle.get("gate") or {}).get("expected_shift"))
+                             expected_shift=(cycle.get("gate") or {}).get("expected_shift"),
+                             elapsed_ms=self.world.log_now_ms() - cycle["canary_since"])
         if not check.done:
             return None
         if not check.passed:

@@ -18,7 +18,8 @@ Written in Python (``CTPolicy(...)``) or YAML (``load_policy("churn.yaml")``)::
     gate: {metric: accuracy, margin: 0.01, slices: [plan], slice_tolerance: 0.02,
            latency_budget_ms: 20}
     rollout: {shadow_requests: 500, canary_percent: 10, canary_requests: 1000,
-              max_error_rate: 0.01, max_latency_p99_ms: 50, max_accuracy_drop: 0.02}
+              max_error_rate: 0.01, max_latency_p99_ms: 50, max_accuracy_drop: 0.02,
+              max_phase: 7d}      # a phase ends at its requests or after max_phase
     approval: false              # true: wait for ratchet ct approve|reject before promoting
     data: {label: churned, rows: 20000, holdout: 2000}  # lookback: 30d bounds their age
     monitor: {rows: 5000}        # the newest logged rows the controller judges at each tick
@@ -86,8 +87,15 @@ class RolloutPolicy:
     max_disagreement: float | None = None  # shadow vs champion predictions
     max_prediction_shift: float | None = 0.2  # canary vs champion answers, JS / Wasserstein
     min_labels: int = 30                 # labeled canary rows before accuracy is judged
+    # A phase also ends this long after it began, judged on the rows it has (at least
+    # one): at low traffic a rollout takes days, not the years its requests would.
+    max_phase: timedelta | None = timedelta(days=7)
 
     def __post_init__(self) -> None:
+        if self.max_phase is not None and (not isinstance(self.max_phase, timedelta)
+                                           or self.max_phase <= timedelta(0)):
+            raise InvalidInput(f"rollout.max_phase must be a positive duration (7d) or null, "
+                               f"got {self.max_phase!r}")
         for name in ("shadow_requests", "canary_requests", "min_labels"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -234,7 +242,10 @@ class CTPolicy:
                 "params": dict(self.params), "triggers": [t.to_spec() for t in self.triggers],
                 "cooldown": f"{int(self.cooldown.total_seconds())}s",
                 "max_retrains_per_day": self.max_retrains_per_day, "gate": gate,
-                "rollout": asdict(self.rollout), "approval": self.approval,
+                "rollout": {**asdict(self.rollout), "max_phase": None
+                            if self.rollout.max_phase is None else
+                            f"{int(self.rollout.max_phase.total_seconds())}s"},
+                "approval": self.approval,
                 "data": {**asdict(self.data),
                          "lookback": None if self.data.lookback is None else
                          f"{int(self.data.lookback.total_seconds())}s"},
@@ -266,7 +277,11 @@ def policy_from_dict(data: Any, where: str = "policy") -> CTPolicy:
         kwargs["gate"] = _dataclass(GatePolicy, kwargs["gate"], f"{where}.gate",
                                     tuples=("slices",))
     if "rollout" in kwargs:
-        kwargs["rollout"] = _dataclass(RolloutPolicy, kwargs["rollout"], f"{where}.rollout")
+        raw = kwargs["rollout"]
+        if isinstance(raw, Mapping) and raw.get("max_phase") is not None:
+            raw = {**raw, "max_phase": _duration(raw["max_phase"],
+                                                 f"{where}.rollout.max_phase")}
+        kwargs["rollout"] = _dataclass(RolloutPolicy, raw, f"{where}.rollout")
     if "data" in kwargs:
         raw = kwargs["data"]
         if isinstance(raw, Mapping) and raw.get("lookback") is not None:

@@ -34,8 +34,11 @@ class RolloutCheck:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
-def shadow_check(policy: RolloutPolicy, logged: pd.DataFrame, version: int) -> RolloutCheck:
-    """The challenger answered a copy of live traffic: errors, latency, disagreement."""
+def shadow_check(policy: RolloutPolicy, logged: pd.DataFrame, version: int, *,
+                 elapsed_ms: int | None = None) -> RolloutCheck:
+    """The challenger answered a copy of live traffic: errors, latency, disagreement.
+    Done at ``shadow_requests`` rows, or ``max_phase`` after the phase began
+    (``elapsed_ms``) with at least one row."""
     import numpy as np
 
     shadow = logged[(logged["variant"] == SHADOW) & (logged["model_version"] == version)]
@@ -45,7 +48,8 @@ def shadow_check(policy: RolloutPolicy, logged: pd.DataFrame, version: int) -> R
     evidence: dict[str, Any] = {"rows": n, "requests": _requests(shadow), "errors": errors,
                                 "needed": policy.shadow_requests}
     reasons = _error_budget(policy, n, errors, policy.shadow_requests)
-    if n < policy.shadow_requests and not reasons:
+    if n < policy.shadow_requests and not reasons and \
+            not _timed_out(policy, elapsed_ms, n, evidence):
         return RolloutCheck(False, False, (), evidence)
     ok = shadow[shadow["status"] == "ok"]
     evidence["error_rate"] = errors / n if n else 0.0
@@ -68,7 +72,8 @@ def shadow_check(policy: RolloutPolicy, logged: pd.DataFrame, version: int) -> R
 
 def canary_check(policy: RolloutPolicy, logged: pd.DataFrame, version: int, *,
                  metric: str = "accuracy", classes: list[Any] | None = None,
-                 expected_shift: float | None = None) -> RolloutCheck:
+                 expected_shift: float | None = None,
+                 elapsed_ms: int | None = None) -> RolloutCheck:
     """The challenger answered ``canary_percent`` of live traffic: errors, latency, its
     answers' distribution vs the champion's in the same period, and live ``metric`` once
     enough feedback has arrived (waiting up to twice the canary's requests for it): worse
@@ -79,7 +84,10 @@ def canary_check(policy: RolloutPolicy, logged: pd.DataFrame, version: int, *,
     between the two models on the gate's holdout, ``expected_prediction_shift``; 0 when not
     given) by more than ``max_prediction_shift``. Like the accuracy guard it waits for
     feedback, because a live ``metric`` better than the champion's in the same period (once
-    ``min_labels`` on both sides) overrides it: the evidence says so."""
+    ``min_labels`` on both sides) overrides it: the evidence says so.
+
+    With ``max_phase``, ``elapsed_ms`` after the phase began it is done with the rows it
+    has (at least one), and it waits for feedback at most twice that long."""
     canary = logged[(logged["variant"] == CANARY) & (logged["model_version"] == version)]
     primary = logged[(logged["variant"] == PRIMARY) & (logged["status"] == "ok")]
     n = len(canary)
@@ -90,7 +98,7 @@ def canary_check(policy: RolloutPolicy, logged: pd.DataFrame, version: int, *,
     reasons = _error_budget(policy, n, errors, policy.canary_requests)
     if reasons:
         return RolloutCheck(True, False, tuple(reasons), evidence)
-    if n < policy.canary_requests:
+    if n < policy.canary_requests and not _timed_out(policy, elapsed_ms, n, evidence):
         return RolloutCheck(False, False, (), evidence)
     ok = canary[canary["status"] == "ok"]
     evidence["error_rate"] = errors / n if n else 0.0
@@ -100,7 +108,8 @@ def canary_check(policy: RolloutPolicy, logged: pd.DataFrame, version: int, *,
     labeled = _labeled(ok), _labeled(primary)
     enough = min(len(labeled[0]), len(labeled[1])) >= policy.min_labels
     evidence["labeled"] = [len(labeled[0]), len(labeled[1])]
-    if not enough and n < 2 * policy.canary_requests and not reasons:
+    if not enough and n < 2 * policy.canary_requests and not reasons and \
+            not _timed_out(policy, elapsed_ms, n, evidence, phases=2):
         return RolloutCheck(False, False, (), evidence)  # wait for feedback
     if enough:
         ours, theirs = (_metric(f, metric, classes) for f in labeled)
@@ -144,6 +153,20 @@ def expected_prediction_shift(champion_predictions: Any, challenger_predictions:
 
 
 # ----------------------------------------------------------------------------- pieces
+def _timed_out(policy: RolloutPolicy, elapsed_ms: int | None, n: int,
+               evidence: dict[str, Any], *, phases: int = 1) -> bool:
+    """The phase has run ``max_phase`` with at least one row: it is judged on what it has
+    (the evidence says so) instead of waiting for requests a quiet service may take years
+    to send."""
+    if policy.max_phase is None or elapsed_ms is None or n < 1:
+        return False
+    limit = int(policy.max_phase.total_seconds() * 1000) * phases
+    if elapsed_ms < limit:
+        return False
+    evidence["ended_by"] = f"max_phase: {n} rows after {elapsed_ms / 86_400_000:.1f} days"
+    return True
+
+
 def _requests(rows: pd.DataFrame) -> int:
     """Distinct requests among logged rows (the counts above are rows, as the policy's
     ``shadow_requests`` / ``canary_requests`` are)."""
