@@ -171,3 +171,22 @@ def test_one_row_a_day_is_watched_with_no_lookback_set_and_bounded_by_one(
     controller.tick()
     why = controller.store.get(MODEL).data["watch"]["why"]
     assert any("within data.lookback (30d)" in line for line in why), why
+
+
+def test_a_busy_log_is_read_once_per_tick_even_for_a_champion_with_few_rows(
+        bare: Scene) -> None:
+    """Only traffic extends the read: a champion set a moment ago has served few rows, but
+    older spans of a busy log would not hold more of them."""
+    hand_set(bare, f"{HERE}:scored_training")
+    bare.serve(300)  # busy: more rows than a monitor window, all within 30 days
+    hand_set(bare, "tests.ct.test_controller:training")  # a new champion: none of them
+    reads: list[int] = []
+    logged = bare.world.logged
+
+    def counted(since_ms: int) -> Any:
+        reads.append(since_ms)
+        return logged(since_ms)
+
+    bare.world.logged = counted  # type: ignore[method-assign]
+    bare.controller(triggers=DROP, monitor=WATCH).tick()
+    assert len(reads) == 1  # not six spans back to a century

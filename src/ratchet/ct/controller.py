@@ -252,8 +252,7 @@ class Controller:
         watch = dict(st.data.get("watch", {}))
         manual = [r for r in st.requests if r["kind"] == "retrain"]
         champion = self._champion()
-        logged = self._recent(lambda rows: len(_served_by(rows, champion))
-                              >= policy.monitor.rows)
+        logged = self._recent(policy.monitor.rows)
         mine = _served_by(logged, champion)
         window = mine.tail(policy.monitor.rows)
         verdict, metrics, labeled, source = None, {}, 0, "realized"
@@ -348,8 +347,7 @@ class Controller:
         from ratchet.data.catalog import DataClient
 
         data_policy = self.policy.data
-        logged = self._recent(lambda rows: int(rows["feedback"].notna().sum())
-                              >= data_policy.rows if len(rows) else False)
+        logged = self._recent(data_policy.rows)
         size: int = data_policy.rows
         window: dict[str, Any] | None = None  # how a change point chose the rows
         if data_policy.window == "changepoint":
@@ -703,11 +701,13 @@ class Controller:
                        EventSpec(kind, summary, evidence, self.actor), pause=True)
 
     # ------------------------------------------------------------------ effects
-    def _recent(self, enough: Callable[[pd.DataFrame], bool]) -> pd.DataFrame:
-        """The log's rows within ``data.lookback``; with none set, the newest span that is
-        ``enough`` — 30 days, then four times longer each time, up to a century — so a
-        deployment answering one row a day is watched and retrained on as many rows as a
-        busy one (a busy log's first span is enough: one read)."""
+    def _recent(self, rows: int) -> pd.DataFrame:
+        """The log's rows within ``data.lookback``; with none set, the newest span holding
+        ``rows`` logged rows — 30 days, then four times longer each time, up to a century
+        — so a deployment answering one row a day is watched and retrained on as many rows
+        as a busy one. Only traffic extends it: a busy log's first span is read once, also
+        while a new champion or late labels leave fewer of *its* rows (older spans would
+        not hold more of those, and a busy history is large)."""
         now = self.world.log_now_ms()
         lookback = self.policy.data.lookback
         if lookback is not None:
@@ -715,7 +715,7 @@ class Controller:
         span = FIRST_SPAN_MS
         while True:
             logged = self.world.logged(now - span)
-            if span >= LAST_SPAN_MS or enough(logged):
+            if span >= LAST_SPAN_MS or len(logged) >= rows:
                 return logged
             span *= 4
 
