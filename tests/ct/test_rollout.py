@@ -623,3 +623,9 @@ def test_max_phase_is_a_duration_in_a_policy() -> None:
     assert policy_from_dict({**base, "rollout": {"max_phase": None}}).rollout.max_phase is None
     with pytest.raises(InvalidInput, match=r"policy.rollout.max_phase"):
         policy_from_dict({**base, "rollout": {"max_phase": "soon"}})
+    with pytest.raises(InvalidInput, match=r"max_phase must be a positive duration .* got 0s"):
+        policy_from_dict({**base, "rollout": {"max_phase": "0s"}})
+    # A check across sections names where the policy came from, as a field's own does.
+    with pytest.raises(InvalidInput, match=r"^churn.yaml: data.holdout \(90 rows\) is too "):
+        policy_from_dict({**base, "data": {"holdout": 90}, "gate": {"margin": 0.01}},
+                         "churn.yaml")

@@ -37,6 +37,7 @@ from datetime import timedelta
 from typing import Any
 
 from ratchet.ct.gate import GatePolicy
+from ratchet.durations import format_duration
 from ratchet.errors import InvalidInput
 
 DRIFT, PERFORMANCE, SCHEDULE, NEW_LABELS, MANUAL = (
@@ -94,8 +95,10 @@ class RolloutPolicy:
     def __post_init__(self) -> None:
         if self.max_phase is not None and (not isinstance(self.max_phase, timedelta)
                                            or self.max_phase <= timedelta(0)):
+            shown = format_duration(self.max_phase) if isinstance(self.max_phase, timedelta) \
+                else repr(self.max_phase)
             raise InvalidInput(f"rollout.max_phase must be a positive duration (7d) or null, "
-                               f"got {self.max_phase!r}")
+                               f"got {shown}")
         for name in ("shadow_requests", "canary_requests", "min_labels"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -293,7 +296,7 @@ def policy_from_dict(data: Any, where: str = "policy") -> CTPolicy:
         kwargs["params"] = {}
     try:
         return CTPolicy(**kwargs)
-    except TypeError as exc:
+    except (TypeError, InvalidInput) as exc:  # checks across sections name the file too
         raise InvalidInput(f"{where}: {exc}") from None
 
 
