@@ -39,6 +39,9 @@ EXPECTED_STATUS = {
     "StepStorageFailed": 503,
     "RemoteStepError": 500,
     "ModelFailed": 500,
+    "Unauthorized": 401,
+    "Forbidden": 403,
+    "TooManyAttempts": 429,
 }
 
 

@@ -167,6 +167,29 @@ class RequestInvalid(BadRequest):
         self.total = total
 
 
+class Unauthorized(RatchetError):
+    """The request carries no valid credentials (no token, or one that is unknown, expired,
+    revoked or of a disabled user)."""
+
+    http_status = 401
+
+
+class Forbidden(RatchetError):
+    """The caller is known but lacks the permission this action needs."""
+
+    http_status = 403
+
+
+class TooManyAttempts(RatchetError):
+    """Too many failed attempts from one client; ``retry_after`` is in seconds."""
+
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ModelFailed(RatchetError):
     """The model raised on input that passed validation (a server-side error)."""
 
@@ -179,6 +202,7 @@ __all__ = [
     "BadValue",
     "ConfigError",
     "Conflict",
+    "Forbidden",
     "IntegrityError",
     "InvalidInput",
     "LeaseLost",
@@ -192,6 +216,8 @@ __all__ = [
     "StepStorageFailed",
     "StepTimeout",
     "StoreUnavailable",
+    "TooManyAttempts",
+    "Unauthorized",
     "Untrusted",
     "ValidationFailed",
 ]

@@ -499,3 +499,70 @@ ct_controllers = Table(
     Column("lease_expires_at", BigInteger, nullable=True),
 )
 
+
+
+# ---------------------------------------------------------------------------- team server
+users = Table(
+    "users",
+    metadata,
+    # People and services that call the team server. No passwords: they hold API tokens.
+    Column("name", NAME, primary_key=True),  # canonical (ratchet.store.auth_store.user_name)
+    Column("role", String(16), nullable=False),  # reader|writer|admin
+    Column("created_at", BigInteger, nullable=False),
+    Column("disabled_at", BigInteger, nullable=True),  # a disabled user's tokens stop working
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    # Only the SHA-256 of a token's secret is kept: the plain token is shown once.
+    Column("token_id", ID, primary_key=True),
+    Column("user_name", NAME, ForeignKey("users.name", ondelete="CASCADE"), nullable=False),
+    Column("label", String(256), nullable=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=True),
+    Column("revoked_at", BigInteger, nullable=True),
+    Column("last_used_at", BigInteger, nullable=True),  # updated at most once a minute
+    Index(None, "user_name"),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    # A user's level on one experiment, model or deployment; it overrides the role's level
+    # there, up or down ("none" shuts a writer out of one model).
+    Column("user_name", NAME, ForeignKey("users.name", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),  # experiment|model|deployment
+    Column("resource", NAME, nullable=False),
+    Column("level", String(16), nullable=False),  # none|read|write|admin
+    PrimaryKeyConstraint("user_name", "kind", "resource"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    # One row per state change through the server: who, what, when, from where.
+    Column("event_id", ID, primary_key=True),
+    Column("at", BigInteger, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("action", String(128), nullable=False),  # e.g. "registry.set_alias"
+    Column("kind", String(16), nullable=True),
+    Column("resource", NAME, nullable=True),
+    Column("client", String(128), nullable=True),  # the remote address
+    Column("detail", Text, nullable=True),  # a short JSON summary
+    Index(None, "at"),
+)
+
+server_replies = Table(
+    "server_replies",
+    metadata,
+    # The reply to an idempotent POST, by its client-chosen key: a retried request gets
+    # the first answer instead of doing the work twice. status NULL: still in progress.
+    Column("key", String(64), primary_key=True),
+    Column("actor", String(256), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("status", Integer, nullable=True),
+    Column("body", LargeBinary, nullable=True),
+    Index(None, "created_at"),
+)

@@ -12,6 +12,8 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ratchet.store.audit_store import AuditStore
+    from ratchet.store.auth_store import AuthStore
     from ratchet.store.ct_event_store import CTEventStore
     from ratchet.store.ct_state_store import CTStateStore
     from ratchet.store.database import Database
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from ratchet.store.monitor_store import MonitorStore
     from ratchet.store.pipeline_store import PipelineStore
     from ratchet.store.registry_store import RegistryStore
+    from ratchet.store.reply_store import ReplyStore
     from ratchet.store.schedule_store import ScheduleStore
     from ratchet.store.tracking_store import TrackingStore
 
@@ -94,6 +97,27 @@ class SqlStores:
         from ratchet.store.deletion import DeletionStore
 
         return DeletionStore(self.db)
+
+    @cached_property
+    def auth(self) -> AuthStore:
+        """The team server's users, API tokens and per-resource grants."""
+        from ratchet.store.auth_store import AuthStore
+
+        return AuthStore(self.db)
+
+    @cached_property
+    def audit(self) -> AuditStore:
+        """The audit log of state changes made through the team server."""
+        from ratchet.store.audit_store import AuditStore
+
+        return AuditStore(self.db)
+
+    @cached_property
+    def replies(self) -> ReplyStore:
+        """The team server's replies to idempotent writes (server-side only)."""
+        from ratchet.store.reply_store import ReplyStore
+
+        return ReplyStore(self.db)
 
     def __repr__(self) -> str:
         return f"SqlStores({self.db!r})"

@@ -1,0 +1,124 @@
+"""SQL for the audit log: one row per state change made through the team server (who, what,
+when, from where), append-only, read newest first."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from ratchet.clock import now_ms
+from ratchet.errors import InvalidInput
+from ratchet.ids import new_id
+from ratchet.store import schema as t
+from ratchet.store.database import Database
+
+MAX_ACTOR_LENGTH = 256
+MAX_ACTION_LENGTH = 128
+MAX_KIND_LENGTH = 16
+MAX_RESOURCE_LENGTH = 256
+MAX_CLIENT_LENGTH = 128
+# A summary, not a copy of the request: larger details are cut (and say so).
+MAX_DETAIL_LENGTH = 4096
+MAX_LIMIT = 1000
+
+_ACTION = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)*")
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One recorded state change. ``at`` is epoch ms (UTC); ``client`` the remote address;
+    ``detail`` a short JSON summary of the arguments."""
+
+    event_id: str
+    at: int
+    actor: str
+    action: str
+    kind: str | None = None
+    resource: str | None = None
+    client: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+def _text(what: str, value: object, limit: int, *, required: bool) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise InvalidInput(f"audit {what} must be text of 1-{limit} characters; got "
+                           f"{str(value)[:40]!r}")
+    return value
+
+
+def _detail(detail: Mapping[str, Any] | None) -> str | None:
+    if detail is None:
+        return None
+    if not isinstance(detail, Mapping):
+        raise InvalidInput(f"audit detail must be a mapping; got {type(detail).__name__}")
+    encoded = json.dumps(dict(detail), default=str, sort_keys=True, ensure_ascii=False)
+    if len(encoded) > MAX_DETAIL_LENGTH:
+        cut = encoded[:MAX_DETAIL_LENGTH - 100]
+        encoded = json.dumps({"truncated": True, "summary": cut}, ensure_ascii=False)
+    return encoded
+
+
+def _limit(limit: object) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidInput(f"limit must be a positive whole number; got {limit!r}")
+    return min(limit, MAX_LIMIT)
+
+
+class AuditStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def record(self, actor: str, action: str, *, kind: str | None = None,
+               resource: str | None = None, client: str | None = None,
+               detail: Mapping[str, Any] | None = None, at: int | None = None) -> str:
+        """Append one event; returns its id. ``action`` is dotted lower case
+        (``registry.set_alias``); an over-long ``client`` address is cut, not refused."""
+        _text("actor", actor, MAX_ACTOR_LENGTH, required=True)
+        _text("action", action, MAX_ACTION_LENGTH, required=True)
+        if not _ACTION.fullmatch(action):
+            raise InvalidInput(f"audit action must be dotted lower-case words such as "
+                               f"'registry.set_alias'; got {action!r}")
+        _text("kind", kind, MAX_KIND_LENGTH, required=False)
+        _text("resource", resource, MAX_RESOURCE_LENGTH, required=False)
+        if client is not None:
+            client = str(client)[:MAX_CLIENT_LENGTH] or None
+        event_id = new_id()
+        with self.db.write() as conn:
+            conn.execute(insert(t.audit_log).values(
+                event_id=event_id, at=now_ms() if at is None else int(at), actor=actor,
+                action=action, kind=kind, resource=resource, client=client,
+                detail=_detail(detail)))
+        return event_id
+
+    def list_events(self, *, since: int | None = None, until: int | None = None,
+                    actor: str | None = None, action: str | None = None,
+                    kind: str | None = None, resource: str | None = None,
+                    limit: int = 100) -> list[AuditEvent]:
+        """Events newest first: at or after ``since``, before ``until`` (epoch ms), of one
+        actor, action, kind or resource when given; at most ``limit`` (capped at 1000)."""
+        a = t.audit_log
+        query = select(a).order_by(a.c.at.desc(), a.c.event_id.desc()).limit(_limit(limit))
+        if since is not None:
+            query = query.where(a.c.at >= since)
+        if until is not None:
+            query = query.where(a.c.at < until)
+        for column, value in ((a.c.actor, actor), (a.c.action, action), (a.c.kind, kind),
+                              (a.c.resource, resource)):
+            if value is not None:
+                query = query.where(column == value)
+        with self.db.read() as conn:
+            rows = conn.execute(query).all()
+        return [AuditEvent(event_id=r.event_id, at=r.at, actor=r.actor, action=r.action,
+                           kind=r.kind, resource=r.resource, client=r.client,
+                           detail=None if r.detail is None else json.loads(r.detail))
+                for r in rows]
+
+
+__all__ = ["MAX_LIMIT", "AuditEvent", "AuditStore"]
