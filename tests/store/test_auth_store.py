@@ -13,9 +13,14 @@ from ratchet.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from ratchet.store import open_database
 from ratchet.store import schema as t
 from ratchet.store.audit_store import MAX_LIMIT, AuditStore
-from ratchet.store.auth_store import AuthStore, Grant, parse_token, user_name
+from ratchet.store.auth_store import AuthStore, Grant, TokenRecord, parse_token, user_name
 from ratchet.store.database import HEAD_REVISION, Database, current_revision, upgrade
 from ratchet.store.stores import SqlStores
+
+
+def _record(auth: AuthStore, token_id: str) -> TokenRecord:
+    [found] = [r for r in auth.list_tokens() if r.token_id == token_id]
+    return found
 
 
 @pytest.fixture
@@ -151,7 +156,7 @@ def test_verify_refuses_wrong_expired_and_revoked_tokens(auth: AuthStore) -> Non
     assert auth.verify_token(issued.token, now + 59_999) is not None
     assert auth.verify_token(issued.token, now + 60_000) is None  # expired
     auth.revoke_token(issued.token_id)
-    revoked_at = auth.get_token(issued.token_id).revoked_at
+    revoked_at = _record(auth, issued.token_id).revoked_at
     assert revoked_at is not None and auth.verify_token(issued.token) is None
     assert auth.revoke_token(issued.token_id).revoked_at == revoked_at
     with pytest.raises(NotFound, match="ratchet tokens list"):
@@ -163,13 +168,13 @@ def test_verify_refuses_wrong_expired_and_revoked_tokens(auth: AuthStore) -> Non
 def test_last_used_is_written_at_most_once_a_minute(auth: AuthStore) -> None:
     auth.create_user("bob", "reader")
     issued = auth.create_token("bob")
-    assert auth.get_token(issued.token_id).last_used_at is None
+    assert _record(auth, issued.token_id).last_used_at is None
     t0 = now_ms()
     auth.verify_token(issued.token, t0)
     auth.verify_token(issued.token, t0 + 59_000)
-    assert auth.get_token(issued.token_id).last_used_at == t0
+    assert _record(auth, issued.token_id).last_used_at == t0
     auth.verify_token(issued.token, t0 + 60_000)
-    assert auth.get_token(issued.token_id).last_used_at == t0 + 60_000
+    assert _record(auth, issued.token_id).last_used_at == t0 + 60_000
 
 
 def test_user_name_rule() -> None:

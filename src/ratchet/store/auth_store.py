@@ -344,7 +344,7 @@ class AuthStore:
             rows = conn.execute(query).all()
         return [_token(r) for r in rows]
 
-    def get_token(self, token_id: str) -> TokenRecord:
+    def _token_record(self, token_id: str) -> TokenRecord:
         k = t.api_tokens
         with self.db.read() as conn:
             row = conn.execute(select(k).where(k.c.token_id == str(token_id))).first()
@@ -359,7 +359,7 @@ class AuthStore:
             conn.execute(update(k).where(k.c.token_id == str(token_id),
                                          k.c.revoked_at.is_(None))
                          .values(revoked_at=_now_ms()))
-        return self.get_token(token_id)
+        return self._token_record(token_id)
 
     def verify_token(self, token: str, now_ms: int | None = None) -> User | None:
         """The user a presented token belongs to, or None when it is malformed, unknown,
