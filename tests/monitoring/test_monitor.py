@@ -66,7 +66,8 @@ class _Hook(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def webhook() -> Iterator[str]:
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("RATCHET_ALLOW_PRIVATE_WEBHOOKS", "1")  # the hook is on 127.0.0.1
     _Hook.received = []
     server = HTTPServer(("127.0.0.1", 0), _Hook)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

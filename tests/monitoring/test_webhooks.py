@@ -24,6 +24,13 @@ from ratchet.workspace import Workspace
 TOKEN = "T000/B000/s3cr3tT0ken"
 
 
+@pytest.fixture(autouse=True)
+def _hooks_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hooks here are servers on 127.0.0.1: allowed explicitly (see
+    test_webhook_guard.py for the refusal without this)."""
+    monkeypatch.setenv("RATCHET_ALLOW_PRIVATE_WEBHOOKS", "1")
+
+
 @dataclass
 class Server:
     url: str

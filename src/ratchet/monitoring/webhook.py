@@ -1,27 +1,49 @@
-"""POST an alert to a webhook: http(s) only, no redirects, a timeout, the token never logged.
+"""POST an alert to a webhook: http(s) only, public addresses only, no redirects, a
+timeout, the token never logged.
 
 A webhook URL usually carries its secret in the path or query, so it is shown as
-``https://hooks.example/***``. Redirects are not followed: a hook that answers 302 to
-``http://127.0.0.1/...`` would otherwise make the monitor call an internal service. A
-failed post is returned (and logged as a warning), never raised: the alert it carried is
-already in the monitor's stored result and log.
+``https://hooks.example/***``. The post goes through ``ratchet.net_guard``: the host is
+resolved and checked when the connection is made, and the socket goes to the checked
+address, so neither ``http://169.254.169.254/`` nor a name that resolves (or re-resolves)
+to a loopback or private address makes the monitor call an internal service. A hook on a
+private address is allowed only with ``RATCHET_ALLOW_PRIVATE_WEBHOOKS=1`` (or
+``allow_private=True``). Redirects are not followed (a 3xx is a failed delivery). A failed
+post is returned (and logged as a warning), never raised: the alert it carried is already
+in the monitor's stored result and log.
 """
 
 from __future__ import annotations
 
 import logging
-import urllib.request
+import os
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ratchet.errors import InvalidInput
+from ratchet.errors import ConfigError, InvalidInput
 from ratchet.json_safe import dumps
+from ratchet.net_guard import OutboundRefused, check_outbound, request
 from ratchet.redaction import redact_endpoint
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 10.0
 SCHEMES = ("http", "https")
+ALLOW_PRIVATE_ENV = "RATCHET_ALLOW_PRIVATE_WEBHOOKS"
+MAX_ANSWER_BYTES = 65536
+_YES = frozenset({"1", "true", "yes", "on"})
+_NO = frozenset({"", "0", "false", "no", "off"})
+
+
+def private_webhooks_allowed() -> bool:
+    """``RATCHET_ALLOW_PRIVATE_WEBHOOKS``: 1 lets webhooks reach loopback, private and
+    link-local addresses (a hook on this host or network, on purpose); off by default."""
+    value = os.environ.get(ALLOW_PRIVATE_ENV, "").strip().lower()
+    if value in _YES:
+        return True
+    if value in _NO:
+        return False
+    raise ConfigError(f"{ALLOW_PRIVATE_ENV}={os.environ[ALLOW_PRIVATE_ENV]!r}: use 1 (webhooks "
+                      "may reach private addresses) or 0 (public addresses only, the default)")
 
 
 @dataclass(frozen=True)
@@ -37,8 +59,12 @@ class WebhookOutcome:
                 "error": self.error}
 
 
-def validate_webhook(url: object, where: str = "webhook") -> str:
-    """``url`` if it is an absolute http(s) URL with a host; else a one-line InvalidInput."""
+def validate_webhook(url: object, where: str = "webhook", *,
+                     allow_private: bool | None = None) -> str:
+    """``url`` if it is an absolute http(s) URL with a host, not written as a loopback,
+    private or link-local address unless ``allow_private`` (default:
+    ``RATCHET_ALLOW_PRIVATE_WEBHOOKS``); else a one-line InvalidInput. A host *name* is
+    resolved and checked only when posting (``post_json``)."""
     if not isinstance(url, str) or not url.strip():
         raise InvalidInput(f"{where}: give an http(s) URL, e.g. https://hooks.example/T0/B0")
     url = url.strip()
@@ -55,45 +81,38 @@ def validate_webhook(url: object, where: str = "webhook") -> str:
     if any(ord(c) < 33 for c in url):
         raise InvalidInput(f"{where} {redact_endpoint(url)!r}: the URL has spaces or control "
                            "characters; percent-encode them")
+    try:  # an address written in the URL is judged now; a name, when posting
+        check_outbound(url, resolve=False, allow_private=private_webhooks_allowed()
+                       if allow_private is None else allow_private)
+    except OutboundRefused as e:
+        raise InvalidInput(f"{where} {e}; set {ALLOW_PRIVATE_ENV}=1 to allow it") from None
     return url
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # urllib then raises HTTPError with the 3xx status
-
-
-def _opener() -> urllib.request.OpenerDirector:
-    """Only http and https handlers: no file://, ftp:// or data: even by accident."""
-    opener = urllib.request.OpenerDirector()
-    for handler in (urllib.request.ProxyHandler(), urllib.request.HTTPHandler(),
-                    urllib.request.HTTPSHandler(), _NoRedirect(),
-                    urllib.request.HTTPDefaultErrorHandler(),
-                    urllib.request.HTTPErrorProcessor()):
-        opener.add_handler(handler)
-    return opener
-
-
 def post_json(url: str, payload: dict[str, Any], *, timeout: float = TIMEOUT_S,
-              what: str = "alert") -> WebhookOutcome:
-    """POST ``payload``; never raises for a delivery failure (it is returned and logged)."""
-    import urllib.error
-
-    url = validate_webhook(url)
+              what: str = "alert", allow_private: bool | None = None) -> WebhookOutcome:
+    """POST ``payload``; never raises for a delivery failure (it is returned and logged).
+    ``allow_private`` (default: ``RATCHET_ALLOW_PRIVATE_WEBHOOKS``) lets the hook be on a
+    loopback, private or link-local address."""
+    if allow_private is None:
+        allow_private = private_webhooks_allowed()
+    url = validate_webhook(url, allow_private=allow_private)
     shown = redact_endpoint(url)
     body = dumps(payload).encode()
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    status: int | None = None
     try:
-        with _opener().open(request, timeout=timeout) as response:
-            response.read(65536)
-            return WebhookOutcome(shown, True, status=response.status)
-    except urllib.error.HTTPError as e:
-        status: int | None = e.code
-        error = (f"answered {e.code} (redirects are not followed)" if 300 <= e.code < 400
-                 else f"answered {e.code}")
+        answer = request("POST", url, body=body, timeout=timeout,
+                         headers={"Content-Type": "application/json"},
+                         allow_private=allow_private, follow_redirects=False,
+                         max_response_bytes=MAX_ANSWER_BYTES)
+        status = answer.status
+        if 200 <= status < 300:
+            return WebhookOutcome(shown, True, status=status)
+        error = (f"answered {status} (redirects are not followed)" if 300 <= status < 400
+                 else f"answered {status}")
+    except OutboundRefused as e:  # refused at connect time: nothing was sent
+        error = f"refused: {e}; set {ALLOW_PRIVATE_ENV}=1 to allow it"
     except Exception as e:  # any delivery failure: the alert is kept, not lost
-        status = None
         error = _describe(e).replace(url, shown)
     log.warning("%s: webhook %s failed: %s; the alert is kept in the monitor result",
                 what, shown, error)
@@ -101,10 +120,11 @@ def post_json(url: str, payload: dict[str, Any], *, timeout: float = TIMEOUT_S,
 
 
 def _describe(e: BaseException) -> str:
-    """The failure without the URL (urllib puts the full URL in some messages)."""
+    """The failure in one line, at most 200 characters."""
     reason = getattr(e, "reason", None)
     text = str(reason if reason is not None else e) or type(e).__name__
     return " ".join(f"{type(e).__name__}: {text}".split())[:200]
 
 
-__all__ = ["WebhookOutcome", "post_json", "validate_webhook"]
+__all__ = ["ALLOW_PRIVATE_ENV", "WebhookOutcome", "post_json", "private_webhooks_allowed",
+           "validate_webhook"]
