@@ -30,11 +30,13 @@ from ratchet.errors import ConfigError, InvalidInput
 
 if TYPE_CHECKING:
     from ratchet.artifacts import BlobStore
+    from ratchet.remote.session import RemoteSession
     from ratchet.store.stores import SqlStores
 
 C = TypeVar("C")
 
-_ENV_KEYS = ("RATCHET_HOME", "RATCHET_DB", "RATCHET_ARTIFACTS", "RATCHET_TRACKING_URI")
+_ENV_KEYS = ("RATCHET_HOME", "RATCHET_DB", "RATCHET_ARTIFACTS", "RATCHET_TRACKING_URI",
+             "RATCHET_TRACKING_TOKEN")
 
 
 class Workspace:
@@ -54,21 +56,32 @@ class Workspace:
 
     @cached_property
     def stores(self) -> SqlStores:
-        """Every metadata store, over this workspace's database (created on first use)."""
+        """Every metadata store, over this workspace's database (created on first use), or
+        over HTTP to a ``ratchet server`` when ``RATCHET_TRACKING_URI`` is set."""
         if self.settings.tracking_uri:
-            from ratchet.redaction import redact_url
+            from ratchet.remote.http_stores import HttpStores
 
-            raise ConfigError(
-                f"RATCHET_TRACKING_URI={redact_url(self.settings.tracking_uri)!r} selects "
-                "remote mode "
-                "(`ratchet server`), which this version does not ship yet; unset it to use "
-                "the local store"
-            )
+            return cast("SqlStores", HttpStores(self.session))
         ensure_home(self.settings)
         from ratchet.store.database import open_database
         from ratchet.store.stores import SqlStores
 
         return SqlStores(open_database(self.settings.db_url))
+
+    @property
+    def remote(self) -> bool:
+        """Whether this workspace is a ``ratchet server``'s (remote mode)."""
+        return bool(self.settings.tracking_uri)
+
+    @cached_property
+    def session(self) -> RemoteSession:
+        """The connection pool to the server (remote mode only); the token comes from
+        ``RATCHET_TRACKING_TOKEN``."""
+        from ratchet.remote.session import TOKEN_ENV, RemoteSession
+
+        if not self.settings.tracking_uri:
+            raise ConfigError("this workspace is local: no RATCHET_TRACKING_URI is set")
+        return RemoteSession(self.settings.tracking_uri, os.environ.get(TOKEN_ENV) or None)
 
     @cached_property
     def blobs(self) -> BlobStore:

@@ -210,6 +210,19 @@ class TrackingStore:
         if not self._run_exists(run_id):
             raise NotFound(f"no run with id {run_id!r}")
 
+    def experiment_name_of_run(self, run_id: str) -> str:
+        """The name of the experiment ``run_id`` belongs to (one indexed join): what the
+        team server checks a caller's per-experiment permission against."""
+        with self.db.read() as conn:
+            name = conn.execute(
+                select(t.experiments.c.name).join(
+                    t.runs, t.runs.c.experiment_id == t.experiments.c.experiment_id)
+                .where(t.runs.c.run_id == run_id)
+            ).scalar()
+        if name is None:
+            raise NotFound(f"no run with id {run_id!r}")
+        return str(name)
+
     def _run_exists(self, run_id: str) -> bool:
         with self.db.read() as conn:
             return conn.execute(

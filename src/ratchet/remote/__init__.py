@@ -1,0 +1,1 @@
+"""Remote mode: the workspace's stores over HTTP to a `ratchet server`."""

@@ -1,0 +1,1 @@
+"""The team server: `ratchet server`, its REST API, authentication and security."""

@@ -1,0 +1,231 @@
+"""The store API: ``POST /api/v1/<store>/<method>`` for every exposed store method.
+
+Each route takes the method's arguments as a JSON object (validated against a model
+built from the method's type hints, see ``ratchet.wire``), checks the caller's
+permission on the resource the arguments name, calls the workspace's real store, and
+answers ``{"result": ...}``. Writes are audited (who, what, which resource, from where)
+and honour an ``Idempotency-Key``: a retried write gets the first reply. Arguments named
+``actor`` are filled with the authenticated caller, so alias moves, plan changes and CT
+approvals record who really made them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ratchet.errors import Forbidden, InvalidInput, NotFound, RatchetError
+from ratchet.server.permissions import client_address, declare, principal
+from ratchet.server.store_api import ACTOR_ARGUMENT, EXPOSED, Exposed
+from ratchet.wire import MethodWire
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter, Request, Response
+
+    from ratchet.server.auth import Principal
+    from ratchet.workspace import Workspace
+
+log = logging.getLogger(__name__)
+IDEMPOTENCY_HEADER = "idempotency-key"
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{8,64}")
+_CACHE_SIZE = 10_000
+
+
+_STORE_CLASSES = {
+    "tracking": "tracking_store:TrackingStore", "registry": "registry_store:RegistryStore",
+    "datasets": "dataset_store:DatasetStore", "pipelines": "pipeline_store:PipelineStore",
+    "schedules": "schedule_store:ScheduleStore",
+    "deployments": "deployment_store:DeploymentStore", "monitor": "monitor_store:MonitorStore",
+    "ct_state": "ct_state_store:CTStateStore", "ct_events": "ct_event_store:CTEventStore",
+    "deletion": "deletion:DeletionStore", "auth": "auth_store:AuthStore",
+    "audit": "audit_store:AuditStore", "replies": "reply_store:ReplyStore",
+}
+
+
+def store_classes() -> dict[str, type]:
+    """The class behind each ``workspace.stores.<name>``."""
+    import importlib
+
+    found = {}
+    for name, where in _STORE_CLASSES.items():
+        module, cls = where.split(":")
+        found[name] = getattr(importlib.import_module(f"ratchet.store.{module}"), cls)
+    return found
+
+
+def wires() -> dict[tuple[str, str], MethodWire]:
+    """Every exposed method's wire, by (store, method)."""
+    classes = store_classes()
+    return {(store, method): MethodWire(store, method, getattr(classes[store], method))
+            for store, methods in EXPOSED.items() for method in methods}
+
+
+class _Names:
+    """Bounded caches of run id → experiment name and experiment id → name, for
+    permission checks (runs never move; an entry is only ever a few calls stale)."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self._lock = threading.Lock()
+        self._runs: OrderedDict[str, str] = OrderedDict()
+        self._experiments: OrderedDict[str, str] = OrderedDict()
+
+    def _cached(self, cache: OrderedDict[str, str], key: str,
+                load: Callable[[str], str]) -> str:
+        with self._lock:
+            if key in cache:
+                cache.move_to_end(key)
+                return cache[key]
+        value = load(key)
+        with self._lock:
+            cache[key] = value
+            if len(cache) > _CACHE_SIZE:
+                cache.popitem(last=False)
+        return value
+
+    def experiment_of_run(self, run_id: str) -> str:
+        return self._cached(self._runs, run_id,
+                            self.workspace.stores.tracking.experiment_name_of_run)
+
+    def experiment(self, id_or_name: str) -> str:
+        def load(key: str) -> str:
+            return self.workspace.stores.tracking.get_experiment(key).name
+        try:
+            return self._cached(self._experiments, id_or_name, load)
+        except NotFound:
+            return id_or_name  # a name not created yet (create checks the name itself)
+
+
+def _resources(spec: Exposed, args: dict[str, Any], names: _Names) -> Iterable[str]:
+    value = args.get(spec.argument) if spec.argument else None
+    if value is None:
+        return ()
+    if spec.via == "run":
+        return (names.experiment_of_run(str(value)),)
+    if spec.via == "id_or_name":
+        return (names.experiment(str(value)),)
+    if spec.via == "ids":
+        return tuple(names.experiment(str(v)) for v in value)
+    if spec.via == "rows":  # feedback rows (request_id, row, deployment, value)
+        rows = list(value)
+        args[spec.argument] = rows  # the iterator is read here; hand on the list
+        return {str(r[2]) for r in rows}
+    if spec.via == "state":
+        return (str(value.model),)
+    return (str(value),)
+
+
+def check_permission(who: Principal, spec: Exposed, args: dict[str, Any],
+                     names: _Names) -> str | None:
+    """Raise ``Forbidden`` unless ``who`` may call; returns the resource (for the audit)."""
+    kind = spec.kind
+    has_grants = kind is not None and any(k == kind for k, _ in who.grants)
+    if not has_grants:  # the role decides alone: no lookups needed
+        if not who.can(spec.level):
+            raise Forbidden(f"user {who.name!r} (role {who.role}) may not {spec.level}")
+        value = args.get(spec.argument) if spec.argument else None
+        return None if value is None or spec.via in ("rows", "state", "ids") \
+            else str(value)
+    found = list(_resources(spec, args, names))
+    if not found:
+        if not who.can(spec.level):
+            raise Forbidden(f"user {who.name!r} (role {who.role}) may not {spec.level}")
+        return None
+    for resource in found:
+        who.require(spec.level, kind, resource)
+    return ", ".join(sorted(found))
+
+
+def _error_body(exc: RatchetError) -> bytes:
+    return json.dumps({"error": {"type": type(exc).__name__, "message": str(exc)}}).encode()
+
+
+def _audit_detail(args: dict[str, Any]) -> dict[str, Any] | None:
+    """Short scalar arguments (ids, names, versions): enough to find what changed."""
+    shown = {k: v for k, v in args.items()
+             if isinstance(v, str | int | float | bool) and len(str(v)) <= 200}
+    return shown or None
+
+
+def store_router(workspace: Workspace, *, audit_reads: bool = False) -> APIRouter:
+    """The router with one route per exposed store method."""
+    from fastapi import APIRouter, Body, Request
+    from fastapi import Response as FastAPIResponse
+
+    router = APIRouter(prefix="/api/v1")
+    names = _Names(workspace)
+    for (store, method), wire in sorted(wires().items()):
+        spec = EXPOSED[store][method]
+        endpoint = _endpoint(workspace, store, method, wire, spec, names)
+        has_required = any(p.default is inspect.Parameter.empty
+                           for p in wire.signature.parameters.values())
+        body_param = inspect.Parameter(
+            "body", inspect.Parameter.KEYWORD_ONLY, annotation=wire.args_model,
+            default=Body(...) if has_required else Body(None))
+        request_param = inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY,
+                                          annotation=Request)
+        endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [request_param, body_param], return_annotation=FastAPIResponse)
+        doc = inspect.getdoc(wire.function) or ""
+        router.add_api_route(
+            f"/{store}/{method}", endpoint, methods=["POST"], name=f"{store}.{method}",
+            summary=f"{store}.{method}", description=doc, tags=[store],
+            openapi_extra=declare(spec.level), response_class=FastAPIResponse)
+    return router
+
+
+def _endpoint(workspace: Workspace, store: str, method: str, wire: MethodWire,
+              spec: Exposed, names: _Names) -> Callable[..., Response]:
+    from fastapi import Response
+
+    from ratchet.server.auth import LOCAL_ADMIN
+
+    writes = spec.level != "read"
+    action = f"{store}.{method}"
+
+    def endpoint(*, request: Request, body: Any) -> Response:
+        who = principal(request)
+        args = wire.arguments(body) if body is not None else {}
+        resource = check_permission(who, spec, args, names)
+        if ACTOR_ARGUMENT in wire.signature.parameters and who != LOCAL_ADMIN:
+            given = args.get(ACTOR_ARGUMENT)
+            args[ACTOR_ARGUMENT] = who.name if not given or given == who.name \
+                else f"{who.name} ({given})"
+        key = request.headers.get(IDEMPOTENCY_HEADER) if writes else None
+        if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+            raise InvalidInput("Idempotency-Key must be 8-64 characters of [A-Za-z0-9_-]")
+        replies = workspace.stores.replies
+        if key is not None:
+            earlier = replies.claim(key, who.name)
+            if earlier is not None:
+                return Response(earlier.body, status_code=earlier.status,
+                                media_type="application/json")
+        try:
+            result = getattr(getattr(workspace.stores, store), method)(**args)
+            status, content = 200, wire.encode_result(result)
+        except RatchetError as exc:
+            status, content = exc.http_status, _error_body(exc)
+            if status >= 500:
+                if key is not None:
+                    replies.release(key)
+                raise
+        except BaseException:
+            if key is not None:
+                replies.release(key)
+            raise
+        if key is not None:
+            replies.finish(key, status, content)
+        if writes and status < 400:
+            workspace.stores.audit.record(who.name, action, kind=spec.kind, resource=resource,
+                                          client=client_address(request),
+                                          detail=_audit_detail(args))
+        return Response(content, status_code=status, media_type="application/json")
+
+    endpoint.__name__ = f"{store}_{method}"
+    return endpoint

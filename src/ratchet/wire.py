@@ -1,0 +1,135 @@
+"""The JSON form of a store method's arguments and result, derived from its type hints.
+
+The team server exposes every ``workspace.stores.<store>.<method>`` over HTTP, and the
+remote client implements the same methods by calling it. Both sides read the same
+signature: the client encodes the arguments it was given with pydantic adapters of the
+parameters' annotations, the server validates the body against a model built from the
+same annotations, calls the real method, and encodes the result with the return
+annotation; the client decodes it back into the same records (frozen dataclasses,
+tuples, lists). One set of domain code, no hand-written serializers to drift apart.
+
+NaN and ±infinity travel as the JSON extensions ``NaN`` / ``Infinity`` (metric values
+may be NaN); both ends are Python's ``json``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+# Parameters a method takes only from code in the same process (a caller's open
+# transaction), never over the wire.
+IN_PROCESS_ONLY = frozenset({"conn"})
+
+
+def _fallback(value: Any) -> Any:
+    """NumPy/pandas scalars and arrays as plain Python; anything else as its text."""
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "shape", None) in ((), None):
+        try:
+            return item()
+        except (TypeError, ValueError):
+            pass
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    return str(value)
+
+
+@dataclass(frozen=True)
+class MethodWire:
+    """How one store method's call and result cross the wire."""
+
+    store: str
+    name: str
+    function: Callable[..., Any]
+
+    @cached_property
+    def signature(self) -> inspect.Signature:
+        sig = inspect.signature(self.function)
+        params = [p for n, p in sig.parameters.items()
+                  if n != "self" and n not in IN_PROCESS_ONLY]
+        return sig.replace(parameters=params)
+
+    @cached_property
+    def hints(self) -> dict[str, Any]:
+        return typing.get_type_hints(self.function)
+
+    @cached_property
+    def _result_model(self) -> Any:
+        from pydantic import ConfigDict, create_model
+
+        return create_model(f"{self._title}Result", __config__=ConfigDict(
+            ser_json_inf_nan="constants", protected_namespaces=()),
+            result=(self.hints.get("return", Any), ...))
+
+    @property
+    def _title(self) -> str:
+        return "".join(part.title() for part in f"{self.store}_{self.name}".split("_"))
+
+    @cached_property
+    def args_model(self) -> type:
+        """A pydantic model of the arguments (the request body; in the OpenAPI schema)."""
+        from pydantic import BaseModel, ConfigDict, Field, create_model
+
+        fields: dict[str, Any] = {}
+        for name, param in self.signature.parameters.items():
+            hint = self.hints.get(name, Any)
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            # A parameter named like a BaseModel attribute ("schema") gets a field name
+            # of its own; the JSON key stays the parameter's name.
+            field_name = f"{name}_" if hasattr(BaseModel, name) else name
+            fields[field_name] = (hint, Field(default, alias=name))
+        return create_model(  # type: ignore[call-overload,no-any-return]
+            f"{self._title}Args", __config__=ConfigDict(
+                extra="forbid", protected_namespaces=(), populate_by_name=True,
+                ser_json_inf_nan="constants"),
+            **fields)
+
+    # ------------------------------------------------------------------ client side
+    def encode_call(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
+        """The request body for ``method(*args, **kwargs)``; a wrong call raises the
+        ``TypeError`` Python would."""
+        from pydantic import BaseModel
+
+        bound = self.signature.bind(*args, **kwargs)
+        values = {}
+        for name, value in bound.arguments.items():
+            if isinstance(value, Iterable) and not isinstance(value, str | bytes | Mapping
+                                                                 | list | tuple | set):
+                value = list(value)  # generators: sent as lists, read once
+            values[f"{name}_" if hasattr(BaseModel, name) else name] = value
+        model = self.args_model.model_construct(**values)  # type: ignore[attr-defined]
+        return model.model_dump_json(  # type: ignore[no-any-return]
+            by_alias=True, exclude_unset=True, fallback=_fallback, warnings=False).encode()
+
+    def decode_result(self, content: bytes) -> Any:
+        payload = json.loads(content)
+        return self._result_model.model_validate({"result": payload["result"]}).result
+
+    # ------------------------------------------------------------------ server side
+    def arguments(self, validated: Any) -> dict[str, Any]:
+        """Keyword arguments for the real method from a validated ``args_model``."""
+        from pydantic import BaseModel
+
+        found = {}
+        for name in self.signature.parameters:
+            field_name = f"{name}_" if hasattr(BaseModel, name) else name
+            found[name] = getattr(validated, field_name)
+        return found
+
+    def encode_result(self, value: Any) -> bytes:
+        """``{"result": ...}`` for the method's return value."""
+        model = self._result_model.model_construct(result=value)
+        return model.model_dump_json(fallback=_fallback,  # type: ignore[no-any-return]
+                                     warnings=False).encode()
+
+
+def method_wires(store: str, cls: type, names: Iterable[str]) -> dict[str, MethodWire]:
+    """The wires of ``cls``'s methods ``names`` (a store class of ``workspace.stores``)."""
+    return {name: MethodWire(store, name, getattr(cls, name)) for name in names}
