@@ -186,7 +186,8 @@ def test_user_name_rule() -> None:
 
 def test_audit_records_and_lists_newest_first(audit: AuditStore) -> None:
     ids = [audit.record("alice", "registry.set_alias", kind="model", resource="churn",
-                        client="10.0.0.7", detail={"alias": "champion", "version": 3},
+                        client="10.0.0.7",
+                        detail={"alias": "champion", "version": 3, "x": float("nan")},
                         at=1000),
            audit.record("bob", "tracking.create_run", kind="experiment", resource="e",
                         at=2000),
@@ -196,14 +197,18 @@ def test_audit_records_and_lists_newest_first(audit: AuditStore) -> None:
     first = events[-1]
     assert (first.actor, first.action, first.kind, first.resource, first.client, first.at) \
         == ("alice", "registry.set_alias", "model", "churn", "10.0.0.7", 1000)
-    assert first.detail == {"alias": "champion", "version": 3}
-    assert events[0].client == "x" * 128 and events[0].detail is None
-    assert [e.at for e in audit.list_events(since=2000)] == [3000, 2000]
+    assert first.detail == {"alias": "champion", "version": 3, "x": None}
+    assert events[0].client == "x" * 127 + "…" and events[0].detail is None
+    long_one = audit.record("bob (" + "y" * 400 + ")", "tracking.log_batch",
+                            resource=", ".join(["f" * 32] * 20))
+    [event] = audit.list_events(action="tracking.log_batch")
+    assert event.event_id == long_one and len(event.actor) == len(event.resource or "") == 256
+    assert [e.at for e in audit.list_events(since=2000, until=5000)] == [3000, 2000]
     assert [e.at for e in audit.list_events(until=2000)] == [1000]
     assert [e.at for e in audit.list_events(actor="alice")] == [3000, 1000]
     assert [e.at for e in audit.list_events(action="tracking.create_run")] == [2000]
     assert [e.at for e in audit.list_events(kind="model", resource="churn")] == [1000]
-    assert [e.at for e in audit.list_events(limit=1)] == [3000]
+    assert [e.at for e in audit.list_events(until=5000, limit=1)] == [3000]
     big = audit.record("alice", "data.log", detail={"rows": list(range(5000))})
     [event] = audit.list_events(action="data.log")
     assert event.event_id == big and event.detail is not None and event.detail["truncated"]

@@ -22,6 +22,8 @@ from ratchet.cli import (
     runs,
     schedules,
     serving,
+    tokens,
+    users,
 )
 from ratchet.cli.output import RatchetGroup, hide_flag_types, say
 
@@ -46,6 +48,8 @@ app.command("scheduler")(schedules.scheduler)
 app.add_typer(deployments.app, name="deploy")
 app.add_typer(monitoring.app, name="monitor")
 app.add_typer(ct.app, name="ct")
+app.add_typer(users.app, name="users")
+app.add_typer(tokens.app, name="tokens")
 app.command("check")(ct.check)
 app.command("controller")(ct.controller)
 app.command("serve")(serving.serve)

@@ -14,6 +14,7 @@ from sqlalchemy import insert, select
 from ratchet.clock import now_ms
 from ratchet.errors import InvalidInput
 from ratchet.ids import new_id
+from ratchet.json_safe import dumps
 from ratchet.store import schema as t
 from ratchet.store.database import Database
 
@@ -44,13 +45,11 @@ class AuditEvent:
     detail: dict[str, Any] | None = None
 
 
-def _text(what: str, value: object, limit: int, *, required: bool) -> str | None:
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value or len(value) > limit:
-        raise InvalidInput(f"audit {what} must be text of 1-{limit} characters; got "
-                           f"{str(value)[:40]!r}")
-    return value
+def _cut(value: str, limit: int) -> str:
+    """``value`` cut to ``limit`` characters: the change it records has already happened,
+    so an over-long actor, resource or address is shortened (marked with "…"), never
+    refused."""
+    return value if len(value) <= limit else value[:limit - 1] + "…"
 
 
 def _detail(detail: Mapping[str, Any] | None) -> str | None:
@@ -58,10 +57,10 @@ def _detail(detail: Mapping[str, Any] | None) -> str | None:
         return None
     if not isinstance(detail, Mapping):
         raise InvalidInput(f"audit detail must be a mapping; got {type(detail).__name__}")
-    encoded = json.dumps(dict(detail), default=str, sort_keys=True, ensure_ascii=False)
+    encoded = dumps(dict(detail), sort_keys=True, ensure_ascii=False)
     if len(encoded) > MAX_DETAIL_LENGTH:
         cut = encoded[:MAX_DETAIL_LENGTH - 100]
-        encoded = json.dumps({"truncated": True, "summary": cut}, ensure_ascii=False)
+        encoded = dumps({"truncated": True, "summary": cut}, ensure_ascii=False)
     return encoded
 
 
@@ -79,21 +78,28 @@ class AuditStore:
                resource: str | None = None, client: str | None = None,
                detail: Mapping[str, Any] | None = None, at: int | None = None) -> str:
         """Append one event; returns its id. ``action`` is dotted lower case
-        (``registry.set_alias``); an over-long ``client`` address is cut, not refused."""
-        _text("actor", actor, MAX_ACTOR_LENGTH, required=True)
-        _text("action", action, MAX_ACTION_LENGTH, required=True)
-        if not _ACTION.fullmatch(action):
+        (``registry.set_alias``); an over-long actor, resource or client address is cut,
+        not refused (the change it records has happened)."""
+        if (not isinstance(action, str) or len(action) > MAX_ACTION_LENGTH
+                or not _ACTION.fullmatch(action)):
             raise InvalidInput(f"audit action must be dotted lower-case words such as "
-                               f"'registry.set_alias'; got {action!r}")
-        _text("kind", kind, MAX_KIND_LENGTH, required=False)
-        _text("resource", resource, MAX_RESOURCE_LENGTH, required=False)
-        if client is not None:
-            client = str(client)[:MAX_CLIENT_LENGTH] or None
+                               f"'registry.set_alias' (at most {MAX_ACTION_LENGTH} "
+                               f"characters); got {action!r}")
+        if kind is not None and (not isinstance(kind, str) or not kind
+                                 or len(kind) > MAX_KIND_LENGTH):
+            raise InvalidInput(f"audit kind must be 1-{MAX_KIND_LENGTH} characters, such as "
+                               f"'model'; got {kind!r}")
+        if not isinstance(actor, str) or not actor:
+            raise InvalidInput(f"audit actor must be non-empty text; got {actor!r}")
+        if resource is not None and not isinstance(resource, str):
+            raise InvalidInput(f"audit resource must be text; got {resource!r}")
         event_id = new_id()
         with self.db.write() as conn:
             conn.execute(insert(t.audit_log).values(
-                event_id=event_id, at=now_ms() if at is None else int(at), actor=actor,
-                action=action, kind=kind, resource=resource, client=client,
+                event_id=event_id, at=now_ms() if at is None else int(at),
+                actor=_cut(actor, MAX_ACTOR_LENGTH), action=action, kind=kind,
+                resource=None if not resource else _cut(resource, MAX_RESOURCE_LENGTH),
+                client=None if not client else _cut(str(client), MAX_CLIENT_LENGTH),
                 detail=_detail(detail)))
         return event_id
 
