@@ -407,3 +407,20 @@ def test_live_chunked_body_is_cut_off(server: str) -> None:
         ok = http.post("/api/v1/raw", content=chunks(),
                        headers={"Content-Type": "application/json"})
         assert ok.json() == {"size": 1000}
+
+
+def test_it_mounts_as_starlette_middleware_too() -> None:
+    app = _inner_app()
+    app.add_middleware(ServerGuard, allowed_hosts=("127.0.0.1",), max_body_bytes=LIMIT)
+    client = TestClient(app, base_url="http://127.0.0.1")
+    assert client.get("/api/v1/things").headers["x-frame-options"] == "DENY"
+    assert client.post("/api/v1/things", content=b"{}",
+                       headers={"Content-Type": "text/plain"}).status_code == 415
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(10):
+            yield b" " * 1000
+
+    response = client.post("/api/v1/things", content=chunks(),
+                           headers={"Content-Type": "application/json"})
+    assert _error(response, 413, "ContentTooLarge")
