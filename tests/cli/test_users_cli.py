@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ratchet.store import open_database
+from ratchet.store.audit_store import AuditStore
 from ratchet.store.auth_store import AuthStore
 from tests.cli.conftest import Invoke, assert_user_error, strict_json
 from tests.docs_runner import run_page
@@ -165,3 +166,32 @@ def test_disable_and_enable_stop_and_restart_tokens(cli_on: Invoke, store: AuthS
 
 def test_the_docs_page_runs(project: Path) -> None:
     run_page(DOCS / "server-access.md", [sys.executable, "-m", "ratchet.cli.main"])
+
+
+def test_users_and_tokens_work_through_the_server(cli: Invoke, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remote mode: an admin manages users from a client; a reader's token is refused."""
+    from tests.team_server import start_team_server
+
+    db_url = f"sqlite:///{tmp_path / 'server' / 'ratchet.db'}"
+    server = start_team_server(db_url, tmp_path / "artifacts", tmp_path / "server")
+    try:
+        for key, value in server.client_env().items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.delenv("RATCHET_HOME", raising=False)
+        _ok(cli, "users", "create", "dave", "--role", "reader")
+        _ok(cli, "users", "grant", "dave", "--model", "churn", "--level", "write")
+        issued = strict_json(_ok(cli, "tokens", "create", "--user", "dave", "--json"))
+        listed = strict_json(_ok(cli, "users", "list", "--json"))
+        assert {u["name"] for u in listed} == {"test-admin", "dave"}
+        server_side = AuthStore(open_database(db_url))
+        assert [g.resource for g in server_side.grants_of("dave")] == ["churn"]
+        monkeypatch.setenv("RATCHET_TRACKING_TOKEN", issued["token"])
+        assert_user_error(cli("users", "list"), "dave")  # a reader: 403, in one line
+        monkeypatch.setenv("RATCHET_TRACKING_TOKEN", "rt_" + "0" * 32 + "_" + "A" * 43)
+        assert_user_error(cli("users", "list"), "ratchet tokens create")  # 401
+        actions = [e.action for e in AuditStore(open_database(db_url)).list_events()]
+        assert "auth.create_user" in actions and "auth.create_token" in actions
+    finally:
+        server.stop()
+

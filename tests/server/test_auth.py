@@ -296,3 +296,72 @@ def test_the_secret_is_compared_in_constant_time(store: CountingStore,
     assert len(calls) == 3 and all(len(a) == len(b) == 64 for a, b in calls)
     source = inspect.getsource(auth_store_module)
     assert "secret_hash ==" not in source and "== row.secret_hash" not in source
+
+
+# ------------------------------------------------------------------ through the server
+@pytest.fixture
+def served(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The team server's app in-process, bound (as far as it knows) to a LAN address."""
+    from starlette.testclient import TestClient
+
+    from ratchet.server.app import ServerOptions, create_app
+    from ratchet.workspace import Workspace
+
+    workspace = Workspace.at(tmp_path / "home")
+    auth = workspace.stores.auth
+    auth.create_user("alice", "admin")
+    auth.create_user("bob", "reader")
+    auth.grant("bob", "model", "churn", "write")
+    app = create_app(workspace, ServerOptions(host="0.0.0.0",
+                                              allowed_hosts=("testserver",)))
+    client = TestClient(app, base_url="http://testserver")
+    tokens = {name: auth.create_token(name).token for name in ("alice", "bob")}
+    return client, workspace, tokens
+
+
+def _call(client, method: str, body: dict, token: str | None = None):  # type: ignore[no-untyped-def]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return client.post(f"/api/v1/{method}", json=body, headers=headers)
+
+
+def test_the_server_asks_for_a_token_and_checks_grants(served) -> None:  # type: ignore[no-untyped-def]
+    client, workspace, tokens = served
+    missing = _call(client, "auth/list_users", {})
+    assert missing.status_code == 401
+    assert "ratchet tokens create --user NAME" in missing.json()["error"]["message"]
+    assert _call(client, "auth/list_users", {}, tokens["alice"]).status_code == 200
+    assert _call(client, "auth/list_users", {}, tokens["bob"]).status_code == 403
+    # A reader with a write grant on one model may change that model and no other.
+    made = _call(client, "registry/create_registered_model", {"name": "churn"}, tokens["bob"])
+    assert made.status_code == 200, made.text
+    other = _call(client, "registry/create_registered_model", {"name": "fraud"},
+                  tokens["bob"])
+    assert other.status_code == 403
+    assert "ratchet users grant bob --model fraud --level write" in other.text
+    whoami = client.get("/api/v1/whoami", headers={"Authorization": f"Bearer {tokens['bob']}"})
+    assert whoami.json()["grants"] == [{"kind": "model", "resource": "churn",
+                                        "level": "write"}]
+    # Nobody can ask the server whether a token is valid, nor write the audit log.
+    for method in ("auth/verify_token", "audit/record"):
+        assert _call(client, method, {"token": tokens["bob"]},
+                     tokens["alice"]).status_code in (403, 404, 405)
+    [event] = workspace.stores.audit.list_events(action="registry.create_registered_model")
+    assert (event.actor, event.kind, event.resource) == ("bob", "model", "churn")
+    assert event.client
+
+
+def test_tokens_issued_over_the_api_work_and_guessing_is_stopped(served) -> None:  # type: ignore[no-untyped-def]
+    client, _workspace, tokens = served
+    _call(client, "auth/create_user", {"name": "carol", "role": "writer"}, tokens["alice"])
+    issued = _call(client, "auth/create_token", {"user": "carol"}, tokens["alice"])
+    assert issued.status_code == 200, issued.text
+    carol = issued.json()["result"]["token"]
+    listed = _call(client, "auth/list_tokens", {"user": "carol"}, tokens["alice"]).text
+    assert carol.rsplit("_", 1)[1] not in listed and "secret_hash" not in listed
+    assert client.get("/api/v1/whoami",
+                      headers={"Authorization": f"Bearer {carol}"}).json()["name"] == "carol"
+    wrong = carol[:-4] + ("AAAA" if not carol.endswith("AAAA") else "BBBB")
+    for _ in range(10):
+        assert _call(client, "auth/list_users", {}, wrong).status_code == 401
+    limited = _call(client, "auth/list_users", {}, tokens["alice"])  # even the right one
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
