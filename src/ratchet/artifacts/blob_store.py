@@ -124,12 +124,28 @@ class BlobStore:
     ) -> None:
         where = storage_root(root, storage_options)
         self._backend: _Backend
+        self._staging_dir: str | None = None  # staging files of non-local roots: system temp
+        self._sweeps = True
         if where.fs is None:
             self.root = where.base
             self._backend = _LocalBackend(Path(self.root))
         else:
             self.root = os.fspath(root).rstrip("/")
             self._backend = _FsspecBackend(where.fs, where.base, object_store=where.object_store)
+
+    @classmethod
+    def over(cls, backend: _Backend, *, root: str,
+             staging_dir: str | os.PathLike[str] | None = None) -> BlobStore:
+        """A store over a backend built elsewhere, such as the team server's HTTP client
+        (``ratchet.artifacts.http_backend``). ``root`` names it in messages; staging files
+        go to ``staging_dir`` (default: the system's temporary directory). Its temporary
+        files are the backend's own business, so this process never sweeps them."""
+        store = cls.__new__(cls)
+        store.root = root
+        store._backend = backend
+        store._staging_dir = None if staging_dir is None else os.fspath(staging_dir)
+        store._sweeps = False
+        return store
 
     def __repr__(self) -> str:
         return f"BlobStore({self.root!r})"
@@ -187,7 +203,10 @@ class BlobStore:
             # Held (shared lock) until the context ends: the sweeper keeps it however old.
             fd, path = self._backend.new_temp("stage-", suffix + ".part")
         else:
-            fd, name = tempfile.mkstemp(prefix="stage-", suffix=suffix + ".part")
+            if self._staging_dir is not None:
+                make_dirs(Path(self._staging_dir))
+            fd, name = tempfile.mkstemp(prefix="stage-", suffix=suffix + ".part",
+                                        dir=self._staging_dir)
             path = Path(name)
         try:
             yield path
@@ -215,6 +234,12 @@ class BlobStore:
                 self._backend.write(digest, self._read_chunks(f), size)
             src.unlink()
         return BlobInfo(digest, size)
+
+    def claim(self, digest: str) -> bool:
+        """Whether the blob is stored; if so it is marked re-used, so a ``ratchet gc``
+        running now keeps it. What a writer asks before referencing content it found
+        already stored instead of uploading it (the team server's upload route)."""
+        return self._backend.claim(_check_digest(digest))
 
     def local_path(self, digest: str) -> Path | None:
         """The blob's file for zero-copy readers, when the root is a local directory."""
@@ -263,6 +288,8 @@ class BlobStore:
         """``clean_temp(SWEEP_AGE_S)`` on this process's first write to this root, so the
         staging files of killed writers do not pile up; never fails the write. A remote
         root is listed on a background thread (a network round trip)."""
+        if not self._sweeps:
+            return
         with _swept_lock:
             if self.root in _swept:
                 return
