@@ -424,3 +424,45 @@ def test_it_mounts_as_starlette_middleware_too() -> None:
     response = client.post("/api/v1/things", content=chunks(),
                            headers={"Content-Type": "application/json"})
     assert _error(response, 413, "ContentTooLarge")
+
+
+def test_a_cut_body_is_a_quiet_ratchet_error_for_the_apps_handlers(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An app that logs every unexpected exception (as the server's does) sees the cut
+    body as a RatchetError: answered (and replaced by the guard's 413), never logged as a
+    crash."""
+    import logging
+
+    from ratchet.errors import RatchetError
+    from ratchet.server.security import ContentTooLarge
+
+    app = _inner_app()
+    seen: list[BaseException] = []
+
+    @app.exception_handler(RatchetError)
+    async def ratchet_error(_request: Request, exc: RatchetError) -> JSONResponse:
+        seen.append(exc)
+        return JSONResponse({"error": {"type": type(exc).__name__, "message": str(exc)}},
+                            status_code=exc.http_status)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        logging.getLogger("test").error("unexpected error")
+        return JSONResponse({}, status_code=500)
+
+    @app.post("/api/v1/parsed")
+    async def parsed(request: Request) -> dict[str, Any]:
+        return {"keys": len(await request.json())}
+
+    client = TestClient(ServerGuard(app, allowed_hosts=("*",), max_body_bytes=LIMIT))
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(10):
+            yield b" " * 1000
+
+    with caplog.at_level(logging.ERROR):
+        for path in ("/api/v1/parsed", "/api/v1/things"):  # (FastAPI's own body reading
+            response = client.post(path, content=chunks(),  # turns it into a 400)
+                                   headers={"Content-Type": "application/json"})
+            assert _error(response, 413, "ContentTooLarge")
+    assert [type(e) for e in seen] == [ContentTooLarge] and "unexpected" not in caplog.text

@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ratchet.errors import InvalidInput
+from ratchet.errors import BadRequest, InvalidInput
 from ratchet.serving.access import default_allowed_hosts, normalize_host
 
 MiB = 1024 * 1024
@@ -98,8 +98,13 @@ class Refusal:
     close: bool = False  # the body may be unread: do not reuse the connection
 
 
-class _BodyTooLarge(Exception):
-    pass
+class ContentTooLarge(BadRequest):
+    """Raised from ``receive`` when a body passes the limit. A ``RatchetError``, so the
+    app's error handler answers it quietly (no "unexpected error" traceback); the guard
+    replaces whatever the app answers with its own 413."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=413)
 
 
 def _origin_parts(origin: str) -> tuple[str, str, int] | None:
@@ -294,7 +299,7 @@ class ServerGuard:
                 received += len(message.get("body", b""))
                 if received > limit:
                     over = True
-                    raise _BodyTooLarge
+                    raise ContentTooLarge(self._too_large(path))
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -311,7 +316,7 @@ class ServerGuard:
 
         try:
             await self.app(scope, counted_receive, guarded_send)
-        except _BodyTooLarge:
+        except ContentTooLarge:
             pass
         except Exception:
             if not over:
@@ -335,5 +340,6 @@ def _no_body(headers: dict[bytes, bytes]) -> bool:
     return b"transfer-encoding" not in headers and length in (b"", b"0")
 
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "STREAMING_PREFIXES", "Refusal", "ServerGuard",
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "STREAMING_PREFIXES", "ContentTooLarge", "Refusal",
+           "ServerGuard",
            "json_error", "respond_error", "security_headers"]
