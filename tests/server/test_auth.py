@@ -83,6 +83,8 @@ def test_roles_give_a_level_everywhere() -> None:
     assert admin.can("admin", "deployment", "api")
     assert Principal("x", "unknown-role", {}).level_for() == "none"
     assert LOCAL_ADMIN.role == "admin" and LOCAL_ADMIN.can("admin") and LOCAL_ADMIN.name
+    # A user with the local admin's name and role is still not the local admin.
+    assert Principal(LOCAL_ADMIN.name, "admin", {}) != LOCAL_ADMIN
 
 
 def test_a_grant_wins_on_its_resource_up_and_down() -> None:

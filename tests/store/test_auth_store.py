@@ -228,6 +228,19 @@ def test_audit_limit_is_capped(audit: AuditStore) -> None:
             for i in range(MAX_LIMIT + 5)])
     events = audit.list_events(limit=10**9)
     assert len(events) == MAX_LIMIT and events[0].at == MAX_LIMIT + 4
+    rest = audit.list_events(before=events[-1].event_id, limit=10**9)
+    assert [e.at for e in rest] == [4, 3, 2, 1, 0]
+
+
+def test_audit_pages_do_not_split_a_millisecond(audit: AuditStore) -> None:
+    ids = [audit.record("a", "x.y", at=5) for _ in range(5)]
+    first = audit.list_events(limit=2)
+    second = audit.list_events(before=first[-1].event_id, limit=2)
+    third = audit.list_events(before=second[-1].event_id, limit=2)
+    seen = [e.event_id for e in first + second + third]
+    assert seen == sorted(ids, reverse=True)
+    with pytest.raises(NotFound, match="page back"):
+        audit.list_events(before="f" * 32)
 
 
 def test_the_stores_object_has_auth_and_audit(backend_url: str) -> None:

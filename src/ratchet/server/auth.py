@@ -53,9 +53,12 @@ def _rank(level: str) -> int:
                            f"{level!r}") from None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Principal:
-    """An authenticated caller. ``grants`` maps ``(kind, resource)`` to a level."""
+    """An authenticated caller. ``grants`` maps ``(kind, resource)`` to a level.
+
+    Compared by identity: ``LOCAL_ADMIN`` is one object, and a signed-in user who happens
+    to share its name and role is still not it."""
 
     name: str
     role: str

@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import and_, insert, or_, select
 
 from ratchet.clock import now_ms
-from ratchet.errors import InvalidInput
+from ratchet.errors import InvalidInput, NotFound
 from ratchet.ids import new_id
 from ratchet.json_safe import dumps
 from ratchet.store import schema as t
@@ -106,11 +106,19 @@ class AuditStore:
     def list_events(self, *, since: int | None = None, until: int | None = None,
                     actor: str | None = None, action: str | None = None,
                     kind: str | None = None, resource: str | None = None,
-                    limit: int = 100) -> list[AuditEvent]:
+                    before: str | None = None, limit: int = 100) -> list[AuditEvent]:
         """Events newest first: at or after ``since``, before ``until`` (epoch ms), of one
-        actor, action, kind or resource when given; at most ``limit`` (capped at 1000)."""
+        actor, action, kind or resource when given; at most ``limit`` (capped at 1000).
+        ``before`` is an event id: only events older than it (the next page)."""
         a = t.audit_log
         query = select(a).order_by(a.c.at.desc(), a.c.event_id.desc()).limit(_limit(limit))
+        if before is not None:
+            with self.db.read() as conn:
+                cursor = conn.execute(select(a.c.at).where(a.c.event_id == str(before))).first()
+            if cursor is None:
+                raise NotFound(f"no audit event with id {before!r} to page back from")
+            query = query.where(or_(a.c.at < cursor.at,
+                                    and_(a.c.at == cursor.at, a.c.event_id < str(before))))
         if since is not None:
             query = query.where(a.c.at >= since)
         if until is not None:
