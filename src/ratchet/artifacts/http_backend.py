@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, cast
 
 from ratchet.errors import ConfigError, StoreUnavailable
-from ratchet.hashing import CHUNK_SIZE
 from ratchet.redaction import redact_url
 
 if TYPE_CHECKING:
@@ -230,7 +229,8 @@ class _OneShot:
 
 class _Download(io.RawIOBase):
     """A blob's GET response read as a file; a transfer cut short is resumed from the
-    byte it stopped at (``Range``), with backoff, up to the backend's retry count."""
+    byte it stopped at (``Range``), with backoff; it fails after the backend's retry
+    count of breaks in a row with no byte received in between."""
 
     def __init__(self, backend: HttpBlobBackend, digest: str) -> None:
         super().__init__()
@@ -268,7 +268,7 @@ class _Download(io.RawIOBase):
             length = response.headers.get("content-length", "")
             self._size = int(length) if length.isdigit() else None
         self._response = response
-        self._chunks = response.iter_raw(CHUNK_SIZE)
+        self._chunks = response.iter_raw()  # as received: a cut loses no buffered bytes
         if start != self._position:  # a server that ignored the range: skip what we have
             self._discard(self._position - start)
 
@@ -305,7 +305,9 @@ class _Download(io.RawIOBase):
                     self._resume(None)  # the server stopped early: ask for the rest
                     continue
                 return 0
-            self._buffer = chunk
+            if chunk:
+                self._buffer = chunk
+                self._failures = 0  # progress: only breaks in a row count against retries
         n = min(len(view), len(self._buffer))
         view[:n] = self._buffer[:n]
         self._buffer = self._buffer[n:]
@@ -320,7 +322,7 @@ class _Download(io.RawIOBase):
             raise StoreUnavailable(
                 f"the download of blob {self._digest} from "
                 f"{redact_url(self._backend.base_url)} broke off at byte {self._position} "
-                f"of {self._size}, {self._failures + 1} times{why}"
+                f"of {self._size}, {self._failures + 1} times in a row{why}"
             )
         self._backend._pause(self._failures)
         self._failures += 1
