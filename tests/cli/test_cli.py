@@ -24,6 +24,8 @@ GROUPS = [
     ["deploy"],
     ["monitor"],
     ["ct"],
+    ["users"],
+    ["tokens"],
 ]
 COMMANDS = [
     ["init"],
@@ -96,6 +98,17 @@ COMMANDS = [
     ["ct", "backtest"],
     ["controller"],
     ["check"],
+    ["users", "create"],
+    ["users", "list"],
+    ["users", "show"],
+    ["users", "set-role"],
+    ["users", "disable"],
+    ["users", "enable"],
+    ["users", "grant"],
+    ["users", "revoke"],
+    ["tokens", "create"],
+    ["tokens", "list"],
+    ["tokens", "revoke"],
 ]
 
 
