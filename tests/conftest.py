@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -51,7 +52,8 @@ hypothesis_settings.register_profile("explore", max_examples=500, print_blob=Tru
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 # Keep tests hermetic: never pick up a developer's ratchet.toml or RATCHET_* variables.
-for _key in ("RATCHET_HOME", "RATCHET_DB", "RATCHET_ARTIFACTS", "RATCHET_TRACKING_URI"):
+for _key in ("RATCHET_HOME", "RATCHET_DB", "RATCHET_ARTIFACTS", "RATCHET_TRACKING_URI",
+             "RATCHET_TRACKING_TOKEN"):
     os.environ.pop(_key, None)
 
 
@@ -135,8 +137,51 @@ def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
     yield url
 
 
+@pytest.fixture(scope="session")
+def team_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A live ``ratchet server`` (auth on) over its own SQLite workspace, one per test
+    session and worker: the clients' third backend."""
+    from tests.team_server import start_team_server
+
+    root = tmp_path_factory.mktemp("team-server")
+    server = start_team_server(f"sqlite:///{root / 'server.db'}", root / "artifacts",
+                               root / "home")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "remote"])
+def client_backend(request: pytest.FixtureRequest, tmp_path: Path,
+                   monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """Where a client-level test's metadata lives: SQLite, PostgreSQL, or a live team
+    server (remote mode); yields the ``RATCHET_*`` variables that select it."""
+    if request.param == "remote":
+        server = request.getfixturevalue("team_server")
+        server.reset()
+        monkeypatch.setenv("RATCHET_TRACKING_TOKEN", server.token)
+        yield {"RATCHET_TRACKING_URI": server.url}
+        return
+    if request.param == "sqlite":
+        yield {"RATCHET_DB": f"sqlite:///{tmp_path / 'meta' / 'ratchet.db'}"}
+        return
+    url = request.getfixturevalue("pg_url")
+    _truncate_all(url)
+    yield {"RATCHET_DB": url}
+
+
 @pytest.fixture
-def settings(backend_url: str, tmp_path: Path) -> Settings:
+def settings(client_backend: dict[str, str], tmp_path: Path) -> Settings:
+    remote = client_backend.get("RATCHET_TRACKING_URI")
+    return Settings(home=tmp_path / ".ratchet",
+                    db_url=client_backend.get("RATCHET_DB",
+                                              f"sqlite:///{tmp_path / 'unused.db'}"),
+                    artifacts_uri=str(tmp_path / "artifacts"), tracking_uri=remote)
+
+
+@pytest.fixture
+def local_settings(backend_url: str, tmp_path: Path) -> Settings:
+    """Settings of a local workspace only (SQLite and PostgreSQL): for tests of what only
+    a store's own process can do (its files, its database, a caller's transaction)."""
     return Settings(home=tmp_path / ".ratchet", db_url=backend_url,
                     artifacts_uri=str(tmp_path / "artifacts"))
 
@@ -151,7 +196,18 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def workspace_on(backend_url: str, workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A project directory whose metadata store is ``backend_url`` (both backends)."""
+def workspace_on(client_backend: dict[str, str], workspace: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project directory whose metadata store is each client backend (SQLite,
+    PostgreSQL, a live team server)."""
+    for key, value in client_backend.items():
+        monkeypatch.setenv(key, value)
+    return workspace
+
+
+@pytest.fixture
+def local_workspace_on(backend_url: str, workspace: Path,
+                       monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project directory on a local store only (SQLite and PostgreSQL)."""
     monkeypatch.setenv("RATCHET_DB", backend_url)
     return workspace

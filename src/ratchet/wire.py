@@ -65,7 +65,8 @@ class MethodWire:
         from pydantic import ConfigDict, create_model
 
         return create_model(f"{self._title}Result", __config__=ConfigDict(
-            ser_json_inf_nan="constants", protected_namespaces=()),
+            ser_json_inf_nan="constants", ser_json_bytes="base64", val_json_bytes="base64",
+            protected_namespaces=()),
             result=(self.hints.get("return", Any), ...))
 
     @property
@@ -88,7 +89,8 @@ class MethodWire:
         return create_model(  # type: ignore[call-overload,no-any-return]
             f"{self._title}Args", __config__=ConfigDict(
                 extra="forbid", protected_namespaces=(), populate_by_name=True,
-                ser_json_inf_nan="constants"),
+                ser_json_inf_nan="constants", ser_json_bytes="base64",
+                val_json_bytes="base64"),
             **fields)
 
     # ------------------------------------------------------------------ client side
@@ -109,8 +111,7 @@ class MethodWire:
             by_alias=True, exclude_unset=True, fallback=_fallback, warnings=False).encode()
 
     def decode_result(self, content: bytes) -> Any:
-        payload = json.loads(content)
-        return self._result_model.model_validate({"result": payload["result"]}).result
+        return self._result_model.model_validate_json(content).result
 
     # ------------------------------------------------------------------ server side
     def arguments(self, validated: Any) -> dict[str, Any]:

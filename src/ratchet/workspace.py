@@ -86,6 +86,14 @@ class Workspace:
     @cached_property
     def blobs(self) -> BlobStore:
         """The content-addressed store of artifacts, models and dataset files."""
+        if self.settings.tracking_uri:  # the server's blobs, over HTTP
+            from ratchet.artifacts.http_backend import http_blob_store
+
+            session = self.session
+            ensure_home(self.settings)
+            return http_blob_store(session.client, session.base_url,
+                                   self.settings.home / "staging",
+                                   raise_for_error=session.raise_for_error)
         from ratchet.artifacts import BlobStore
 
         return BlobStore(self.settings.artifacts_uri)

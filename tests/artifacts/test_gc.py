@@ -29,8 +29,8 @@ def _age(path: Path, when: float = TWO_HOURS_AGO) -> None:
 
 
 @pytest.fixture
-def client(settings: Settings) -> TrackingClient:
-    return TrackingClient(Workspace(settings))
+def client(local_settings: Settings) -> TrackingClient:
+    return TrackingClient(Workspace(local_settings))
 
 
 def _logged(client: TrackingClient, run_id: str, content: bytes, name: str) -> str:

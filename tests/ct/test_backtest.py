@@ -288,7 +288,6 @@ def test_the_environment_is_as_it_was(run: tuple[BacktestResult, Any]) -> None:
 def test_the_scratch_store_holds_the_timeline(run: tuple[BacktestResult, Any]) -> None:
     from ratchet.config import load_settings
     from ratchet.registry import RegistryClient
-    from ratchet.store.ct_event_store import CTEventStore
 
     result, _ = run
     registry = RegistryClient(Workspace(load_settings(
@@ -301,7 +300,7 @@ def test_the_scratch_store_holds_the_timeline(run: tuple[BacktestResult, Any]) -
     if (mine / "ratchet.db").exists():
         theirs = RegistryClient(Workspace(load_settings(env={"RATCHET_HOME": str(mine)})))
         assert theirs.list_models() == []
-        assert CTEventStore(theirs.tracking.store.db).history(MODEL) == []
+        assert theirs.tracking.workspace.stores.ct_events.history(MODEL) == []
 
 
 def test_the_monitor_reads_a_versions_reference_once(run: tuple[BacktestResult, Any],

@@ -22,7 +22,6 @@ from ratchet.ct.changepoint import (
 from ratchet.ct.gate import GatePolicy
 from ratchet.ct.policy import DataPolicy, load_policy, policy_from_dict
 from ratchet.errors import InvalidInput
-from ratchet.store.ct_event_store import CTEventStore
 from tests.ct.test_controller import (  # noqa: F401  (fixtures)
     INPUTS,
     LABEL,
@@ -212,7 +211,7 @@ def served(request: pytest.FixtureRequest) -> Scene:
 
 
 def _data_event(at: Scene) -> dict:
-    events = [e for e in CTEventStore(at.registry.tracking.store.db).history(MODEL)
+    events = [e for e in at.registry.tracking.workspace.stores.ct_events.history(MODEL)
               if e.kind == "data"]
     assert events, "no data event"
     return {"summary": events[-1].summary, **events[-1].evidence}

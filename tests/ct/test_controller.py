@@ -27,7 +27,6 @@ from ratchet.errors import InvalidInput
 from ratchet.serving.deployments import DeploymentClient
 from ratchet.serving.traffic_plan import TrafficPlan
 from ratchet.store import schema as t
-from ratchet.store.ct_event_store import CTEventStore
 from ratchet.store.ct_state_store import CTStateStore, LeaseLost
 from ratchet.workspace import Workspace
 
@@ -129,7 +128,7 @@ class Scene:
 
     @property
     def store(self) -> CTStateStore:
-        return CTStateStore(self.registry.tracking.store.db)
+        return self.registry.tracking.workspace.stores.ct_state
 
     def controller(self, holder: str = "main", **overrides: Any) -> Controller:
         chosen = policy(**overrides) if overrides else self.policy
@@ -152,7 +151,7 @@ class Scene:
         self.store.request(MODEL, kind, at=self.world.now, **kwargs)
 
     def events(self) -> list[str]:
-        return [e.kind for e in CTEventStore(self.registry.tracking.store.db).history(MODEL)]
+        return [e.kind for e in self.registry.tracking.workspace.stores.ct_events.history(MODEL)]
 
     def plan(self) -> dict[str, Any]:
         return self.deployments.status(MODEL).plan.to_dict()
@@ -248,7 +247,7 @@ def test_a_manual_retrain_request_starts_a_cycle(scene: Scene) -> None:
     assert cycle["trigger"][0]["kind"] == "manual"
     # The challenger learned from the labeled log (the newest rows held out for the gate).
     assert cycle["rows"] == {"train": 250, "holdout": 150}
-    events = CTEventStore(scene.registry.tracking.store.db).history(MODEL)
+    events = scene.registry.tracking.workspace.stores.ct_events.history(MODEL)
     assert [e.kind for e in events][:4] == ["retrain-requested", "trigger", "data", "retrained"]
     assert events[0].actor == "ana" and events[0].summary == "retrain requested: new sensors"
     assert events[1].summary.startswith("retrain #1: requested by hand")
@@ -312,7 +311,7 @@ def test_a_retrain_whose_pipeline_fails_goes_back_to_watching(scene: Scene) -> N
     result = scene.controller(pipeline=f"{HERE}:failing_training").tick()
     assert result.state == "watching"
     assert [e for _, _, e in result.steps] == ["trigger", "data", "retrain-failed"]
-    failed = CTEventStore(scene.registry.tracking.store.db).history(
+    failed = scene.registry.tracking.workspace.stores.ct_events.history(
         MODEL, kinds=("retrain-failed",))
     assert len(failed) == 1 and "out of memory" in failed[0].evidence["error"]
     assert len(scene.registry.list_versions(MODEL)) == 1 and scene.plan() == single()
@@ -324,7 +323,7 @@ def test_a_pipeline_that_registers_nothing_fails_the_retrain(scene: Scene) -> No
     result = scene.controller(pipeline=f"{HERE}:training_without_a_model").tick()
     assert result.state == "watching"
     assert result.steps[-1][2] == "retrain-failed"
-    [failed] = CTEventStore(scene.registry.tracking.store.db).history(
+    [failed] = scene.registry.tracking.workspace.stores.ct_events.history(
         MODEL, kinds=("retrain-failed",))
     assert "registered no version of 'ctm'" in failed.evidence["error"]
 
@@ -349,9 +348,12 @@ def test_two_controllers_on_one_model_only_one_acts(scene: Scene) -> None:
 
 
 @pytest.fixture
-def scene_on(backend_url: str, bare: Scene, monkeypatch: pytest.MonkeyPatch) -> Scene:
-    """The scene with its metadata on ``backend_url`` (SQLite and PostgreSQL)."""
-    monkeypatch.setenv("RATCHET_DB", backend_url)
+def scene_on(client_backend: dict[str, str], bare: Scene,
+             monkeypatch: pytest.MonkeyPatch) -> Scene:
+    """The scene with its metadata on each client backend (SQLite, PostgreSQL, a live
+    team server)."""
+    for key, value in client_backend.items():
+        monkeypatch.setenv(key, value)
     fresh = _scene(bare.home)
     first = train(fresh.deployments, frame(400, seed=1))
     fresh.registry.set_alias(MODEL, CHAMPION, first, reason="test: initial model")
@@ -577,7 +579,7 @@ def test_after_a_concept_change_the_canary_answers_shift_as_the_gate_expected(
     result = controller.tick()
     assert result.state == "watching", result.describe()
     assert [e for _, _, e in result.steps] == ["canary-passed", "promoted"]
-    passed = CTEventStore(scene.registry.tracking.store.db).history(
+    passed = scene.registry.tracking.workspace.stores.ct_events.history(
         MODEL, kinds=("canary-passed",))[0].evidence
     assert passed["prediction_shift"]["statistic"] > 0.2
 
@@ -606,7 +608,7 @@ def test_a_young_deployment_trains_on_its_first_data_but_holds_out_only_new_rows
                              data=DataPolicy(label=LABEL, rows=400, holdout=250,
                                              min_rows=200))
     fewer.tick()
-    skipped = CTEventStore(scene.registry.tracking.store.db).history(
+    skipped = scene.registry.tracking.workspace.stores.ct_events.history(
         MODEL, kinds=("retrain-skipped",))
     assert skipped and "the gate's holdout needs 200 the champion never trained on" in \
         skipped[-1].summary
@@ -631,7 +633,6 @@ def test_a_retrain_that_hands_back_the_champion_itself_is_skipped(bare: Scene) -
     result = bare.controller(pipeline=f"{HERE}:same_training").tick()
     assert result.state == "watching"
     assert [e for _, _, e in result.steps][-1] == "retrain-skipped"
-    assert "returned the champion itself (v1)" in CTEventStore(
-        bare.registry.tracking.store.db).history(MODEL)[-1].summary
+    assert "returned the champion itself (v1)" in bare.registry.tracking.workspace.stores.ct_events.history(MODEL)[-1].summary
     assert set(bare.registry.get_version(MODEL, 1).tags) & {STATUS_TAG,
                                                             "ratchet.ct.cycle"} == set()

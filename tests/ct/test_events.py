@@ -11,12 +11,14 @@ import pytest
 from ratchet.config import Settings
 from ratchet.errors import InvalidInput
 from ratchet.store.ct_event_store import CTEventStore
-from ratchet.store.database import Database
+from ratchet.workspace import Workspace
+from ratchet.workspace import current as current_workspace
+from tests.team_server import acted
 
 
 @pytest.fixture
 def events(settings: Settings) -> CTEventStore:
-    return CTEventStore(Database(settings.db_url))
+    return Workspace(settings).stores.ct_events
 
 
 def test_append_and_read_in_order_with_evidence(events: CTEventStore) -> None:
@@ -26,12 +28,13 @@ def test_append_and_read_in_order_with_evidence(events: CTEventStore) -> None:
     events.append("other", "trigger", "manual", at=1_500)
     timeline = events.history("churn")
     assert [(e.kind, e.at) for e in timeline] == [("trigger", 1_000), ("gate", 2_000)]
-    assert timeline[1].evidence == {"improvement": 0.03} and timeline[1].actor == "controller"
+    assert timeline[1].evidence == {"improvement": 0.03} and acted(timeline[1].actor, "controller")
     assert [e.kind for e in events.history("churn", kinds=("gate",))] == ["gate"]
     assert [e.kind for e in events.history("churn", since=1_500)] == ["gate"]
 
 
-def test_an_event_commits_with_its_callers_transaction(events: CTEventStore) -> None:
+def test_an_event_commits_with_its_callers_transaction(local_settings: Settings) -> None:
+    events = Workspace(local_settings).stores.ct_events  # a transaction: in-process only
     with pytest.raises(RuntimeError), events.db.write() as conn:
         events.append("churn", "promoted", "v4 is champion", conn=conn)
         raise RuntimeError("the state change failed")
@@ -52,11 +55,10 @@ def test_cli_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
     from ratchet.cli.main import app
-    from ratchet.config import load_settings
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RATCHET_HOME", str(tmp_path / ".ratchet"))
-    store = CTEventStore(Database(load_settings().db_url))
+    store = current_workspace().stores.ct_events
     store.append("churn", "trigger", "drift in age", evidence={"columns": ["age"]})
     store.append("churn", "rolled_back", "canary v5 raised on 3% of requests")
     runner = CliRunner()

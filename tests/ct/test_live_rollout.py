@@ -18,8 +18,6 @@ from ratchet.ct.policy import CTPolicy, MonitorPolicy, RolloutPolicy
 from ratchet.registry import RegistryClient
 from ratchet.serving.deployments import DeploymentClient
 from ratchet.serving.traffic_plan import TrafficPlan
-from ratchet.store.ct_event_store import CTEventStore
-from ratchet.store.ct_state_store import CTStateStore
 from tests.serving.conftest import _pipeline, churn_frame, running_server, wait_until
 
 HOLDER = "live-test"
@@ -49,7 +47,7 @@ def test_a_bad_canary_is_rolled_back_by_itself_and_no_caller_fails(
                               max_prediction_shift=None),
         monitor=MonitorPolicy(rows=200, min_rows=50, multivariate=False))
     # A cycle whose challenger passed its gate, about to start its canary.
-    store = CTStateStore(registry.tracking.store.db)
+    store = registry.tracking.workspace.stores.ct_state
     state = store.acquire("churn", HOLDER, 60_000)
     assert state is not None
     store.commit(state, HOLDER, state="canary", cycle=1, data={
@@ -88,10 +86,10 @@ def test_a_bad_canary_is_rolled_back_by_itself_and_no_caller_fails(
     assert statuses and set(statuses) == {200}, "a caller saw a failure"
     final = store.get("churn")
     assert final is not None and final.state == "watching"
-    kinds = [e.kind for e in CTEventStore(registry.tracking.store.db).history("churn")]
+    kinds = [e.kind for e in registry.tracking.workspace.stores.ct_events.history("churn")]
     assert kinds.count("canary-failed") == 1 and kinds.count("rolled-back") == 1
     assert "promoted" not in kinds
-    failed = next(e for e in CTEventStore(registry.tracking.store.db).history("churn")
+    failed = next(e for e in registry.tracking.workspace.stores.ct_events.history("churn")
                   if e.kind == "canary-failed")
     if case == "raises":
         assert "rows failed" in failed.summary, failed.summary

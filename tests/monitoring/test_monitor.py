@@ -25,7 +25,6 @@ from ratchet.registry import RegistryClient
 from ratchet.serving import create_app
 from ratchet.serving.app import ServingConfig
 from ratchet.serving.request_validation import ValidationPolicy
-from ratchet.store.monitor_store import MonitorStore
 from ratchet.workspace import Workspace
 from tests.serving.conftest import churn_frame, wait_until
 
@@ -136,7 +135,7 @@ def test_quiet_traffic_then_drift_changes_the_verdict_and_alerts(
     assert (alert["deployment"], alert["previous"], alert["verdict"]) == ("churn", "ok", "drift")
     assert alert["report"].startswith("file://") and alert["report"].endswith(".html")
 
-    stored = MonitorStore(registry.tracking.store.db).history("churn")
+    stored = registry.tracking.workspace.stores.monitor.history("churn")
     assert [r.verdict for r in stored] == ["ok", "drift"]
     assert stored[-1].report_path == str(second.report_html)
     html = second.report_html.read_text()  # type: ignore[union-attr]

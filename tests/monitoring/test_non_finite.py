@@ -17,7 +17,6 @@ from ratchet.monitoring.data_quality import quality_report
 from ratchet.monitoring.drift import JENSENSHANNON, KS, PSI, WASSERSTEIN
 from ratchet.packaging.signature import ColumnSpec, Signature
 from ratchet.registry import RegistryClient
-from ratchet.store.monitor_store import MonitorStore
 from ratchet.workspace import Workspace
 from tests.monitoring.test_monitor import _serve, home, registry  # noqa: F401 (fixtures)
 from tests.serving.conftest import churn_frame
@@ -105,7 +104,7 @@ def test_a_monitor_whose_reference_holds_infinity_stores_and_reports(
     assert quality["income"]["reference_non_finite"] == 2
     edges = run.result["distributions"]["income"]["edges"]
     assert all(np.isfinite(edges))
-    stored = MonitorStore(registry.tracking.store.db).history("churn")
+    stored = registry.tracking.workspace.stores.monitor.history("churn")
     assert len(stored) == 1 and stored[0].result["drift"]["columns"] == \
         run.result["drift"]["columns"]
     # The report references the folder's one copy of plotly.js.

@@ -153,7 +153,6 @@ def test_a_failed_webhook_keeps_the_alert_with_the_stored_result(
     import numpy as np
 
     from ratchet.registry import RegistryClient
-    from ratchet.store.monitor_store import MonitorStore
     from ratchet.tracking import TrackingClient
     from tests.monitoring.test_monitor import _serve
     from tests.serving.conftest import churn_frame
@@ -179,7 +178,7 @@ def test_a_failed_webhook_keeps_the_alert_with_the_stored_result(
     assert second.changed and second.verdict == "drift"
     assert second.alert is not None and not second.alert.delivered
     assert second.alert.status == 302 and len(hook.received) == 1 and internal.received == []
-    stored = MonitorStore(TrackingClient(Workspace(home)).store.db).history("churn")[-1]
+    stored = TrackingClient(Workspace(home)).workspace.stores.monitor.history("churn")[-1]
     assert stored.verdict == "drift"
     assert stored.result["alert"] == {"webhook": f"{hook.url}/***", "delivered": False,
                                       "status": 302,

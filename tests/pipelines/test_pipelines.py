@@ -18,7 +18,6 @@ import pytest
 import ratchet
 from ratchet.errors import InvalidInput, StepFailed, StepTimeout
 from ratchet.pipelines import get_pipeline_run, list_pipeline_runs, resume
-from ratchet.store import PipelineStore
 from ratchet.tracking import fluent
 from tests.pipelines import example_steps as ex
 
@@ -222,7 +221,7 @@ def test_dataset_and_model_outputs_are_versions_with_lineage(workspace_on: Path)
     assert [c.name for c in loaded.signature.inputs] == ["x"]
     lineage = ratchet.models.lineage("models:/clf/1")
     assert lineage.run.run_id == result.step("train").tracking_run_id
-    store = PipelineStore(fluent.client().store.db)
+    store = fluent.client().workspace.stores.pipelines
     assert [s.node for s in store.producers(dataset=("features", 1))] == ["features"]
     assert [s.node for s in store.producers(model=("clf", 1))] == ["train"]
     assert {s.node for s in store.producers(digest=feature_out.digest)} == {"features"}

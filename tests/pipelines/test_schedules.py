@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from ratchet.clock import now_ms, to_ms
-from ratchet.config import load_settings
 from ratchet.errors import AlreadyExists, InvalidInput, NotFound
 from ratchet.pipelines import pipeline
 from ratchet.pipelines.scheduler import LEASE_NAME, Scheduler
@@ -31,7 +30,7 @@ from ratchet.pipelines.schedules import (
     set_enabled,
     validate_cron,
 )
-from ratchet.store import PipelineStore, open_database
+from ratchet.workspace import current as current_workspace
 from tests.pipelines import sample_pipelines
 from tests.pipelines.sample_pipelines import failing, nightly, typed
 
@@ -47,7 +46,7 @@ def utc(*args: int) -> int:
 
 def runs_of(schedule_id: str) -> list[Any]:
     """The pipeline runs recorded for a schedule, from the store."""
-    store = PipelineStore(open_database(load_settings().db_url))
+    store = current_workspace().stores.pipelines
     return [r for r in store.list_pipeline_runs(limit=1000) if r.schedule_id == schedule_id]
 
 

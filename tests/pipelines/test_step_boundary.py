@@ -31,7 +31,7 @@ def _artifacts_root() -> Path:
     return Path(load_settings().artifacts_uri)
 
 
-def test_a_removed_artifact_store_is_reported_as_storage_not_retried(workspace_on: Path
+def test_a_removed_artifact_store_is_reported_as_storage_not_retried(local_workspace_on: Path
                                                                       ) -> None:
     calls: list[int] = []
     root = _artifacts_root()
@@ -77,7 +77,7 @@ def test_a_removed_artifact_store_is_reported_as_storage_not_retried(workspace_o
 
 
 @pytest.fixture
-def table_gone(workspace_on: Path) -> Iterator[tuple[str, str]]:
+def table_gone(local_workspace_on: Path) -> Iterator[tuple[str, str]]:
     """(database URL, table) for a step to take away; put back afterwards."""
     from sqlalchemy import create_engine, text
 

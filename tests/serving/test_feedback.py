@@ -15,8 +15,6 @@ from fastapi.testclient import TestClient
 from ratchet.config import Settings
 from ratchet.serving import create_app
 from ratchet.serving.app import ServingConfig
-from ratchet.store import open_database
-from ratchet.store.deployment_store import DeploymentStore
 from ratchet.workspace import Workspace
 from tests.serving.conftest import ROW, register_churn, wait_until
 
@@ -37,7 +35,7 @@ def _app(settings: Settings, deployment: str) -> Iterator[TestClient]:
 
 
 def _stored(settings: Settings, deployment: str) -> list[tuple[str, int, Any]]:
-    store = DeploymentStore(open_database(settings.db_url))
+    store = Workspace(settings).stores.deployments
     return sorted((f.request_id, f.row, f.value) for f in store.feedback(deployment))
 
 

@@ -17,8 +17,6 @@ from ratchet.config import Settings
 from ratchet.errors import IntegrityError, InvalidInput
 from ratchet.serving.prediction_log import META_COLUMNS, LoggedRequest, PredictionLog
 from ratchet.serving.prediction_query import predictions
-from ratchet.store import open_database
-from ratchet.store.deployment_store import DeploymentStore
 from ratchet.workspace import Workspace
 
 H10 = datetime(2024, 5, 1, 10, tzinfo=UTC)
@@ -132,7 +130,7 @@ def test_with_feedback_joins_on_request_and_row(settings: Settings) -> None:
     failed = LoggedRequest("r0", MS10, "churn", "churn-model", 3, "shadow", 0.0, {}, {},
                            status="error", error="rejected")  # logged with a null row
     log_all(settings.artifacts_uri, [request("r1", MS10), request("r2", MS10 + 1, n=1), failed])
-    store = DeploymentStore(open_database(settings.db_url))
+    store = Workspace(settings).stores.deployments
     store.record_feedback([("r1", 1, "churn", {"label": 1}), ("r2", 0, "churn", 0),
                            ("r2", 5, "churn", 1),           # a row that was never logged
                            ("r1", 0, "other", "elsewhere")])  # another deployment's feedback
@@ -195,7 +193,7 @@ def test_a_log_reader_reads_each_file_once_and_matches_predictions(local: Settin
 
     now = time.time_ns() // 1_000_000
     reader = LogReader("churn", horizon_ms=2 * HOUR, workspace=Workspace(local))
-    store = DeploymentStore(open_database(local.db_url))
+    store = Workspace(local).stores.deployments
     log_all(local.artifacts_uri, [request("a", now - 1_000), request("b", now - 500, n=1)])
     first = reader.read(now - 10_000)
     assert keys(first) == [("a", 0), ("a", 1), ("b", 0)]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import ratchet
-from ratchet.errors import Conflict, InvalidInput, NotFound, RatchetError
+from ratchet.errors import Conflict, InvalidInput, NotFound, RatchetError, StoreUnavailable
 from ratchet.store import DatasetInput
 from ratchet.tracking import fluent
 from ratchet.workspace import Workspace
@@ -180,9 +180,18 @@ def test_search_runs_fluent(workspace_on: Path) -> None:
     assert rest.next_page_token is None
 
 
-def test_remote_uri_is_reserved(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RATCHET_TRACKING_URI", "http://127.0.0.1:5000")
-    with pytest.raises(RatchetError, match="remote mode"):
+def test_unreachable_server_is_a_clear_error(workspace: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.team_server import free_port
+
+    monkeypatch.setenv("RATCHET_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(StoreUnavailable, match="did not answer"):
+        ratchet.start_run()
+
+
+def test_tracking_uri_must_be_http(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RATCHET_TRACKING_URI", "file:///etc")
+    with pytest.raises(RatchetError, match="http:// or https://"):
         ratchet.start_run()
 
 

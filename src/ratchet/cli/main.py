@@ -21,6 +21,7 @@ from ratchet.cli import (
     pipelines,
     runs,
     schedules,
+    server,
     serving,
     tokens,
     users,
@@ -53,6 +54,7 @@ app.add_typer(tokens.app, name="tokens")
 app.command("check")(ct.check)
 app.command("controller")(ct.controller)
 app.command("serve")(serving.serve)
+app.command("server")(server.server)
 app.command("predict")(serving.predict)
 app.command("build")(build.build)
 app.command("gc")(gc.gc)

@@ -237,10 +237,15 @@ def _tracking_client(settings: Settings) -> TrackingClient:
         os.environ["RATCHET_HOME"] = str(settings.home)
         os.environ["RATCHET_DB"] = settings.db_url
         os.environ["RATCHET_ARTIFACTS"] = settings.artifacts_uri
+        if settings.tracking_uri:  # remote mode: the same server (the token is inherited)
+            os.environ["RATCHET_TRACKING_URI"] = settings.tracking_uri
+        else:
+            os.environ.pop("RATCHET_TRACKING_URI", None)
         client = fluent.client()
     return client
 
 
 def _same_store(a: Settings, b: Settings) -> bool:
-    return a.db_url == b.db_url and a.artifacts_uri == b.artifacts_uri
+    return (a.db_url == b.db_url and a.artifacts_uri == b.artifacts_uri
+            and a.tracking_uri == b.tracking_uri)
 

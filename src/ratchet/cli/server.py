@@ -1,0 +1,63 @@
+"""``ratchet server``: the team server over this workspace's database and artifact store."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated
+
+import typer
+
+from ratchet.cli.output import note, say
+
+
+def server(
+    host: Annotated[str, typer.Option("--host", help="Address to bind (loopback by "
+                                      "default; any other address turns auth on).")
+                    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to bind.", min=1,
+                                      max=65535)] = 8765,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Worker processes (the "
+                                         "server is stateless: any number share the "
+                                         "database).", min=1, max=64)] = 1,
+    auth: Annotated[bool | None, typer.Option(
+        "--auth/--no-auth", help="Require API tokens (default: on unless bound to "
+        "loopback; --no-auth is refused on other addresses).")] = None,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        "--allowed-host", help="A Host name clients use to reach the server (repeatable; "
+        "DNS rebinding protection answers 421 to others). localhost, 127.0.0.1 and the "
+        "--host address are always allowed.")] = None,
+    allowed_origin: Annotated[list[str] | None, typer.Option(
+        "--allowed-origin", help="A web origin (https://host:port) allowed to make state "
+        "changes from a browser (repeatable).")] = None,
+) -> None:
+    """Serve this workspace to a team: the REST API under /api/v1 (OpenAPI schema at
+    /api/v1/openapi.json), artifact upload and download, users and tokens. Clients point
+    at it with RATCHET_TRACKING_URI=http://HOST:PORT and RATCHET_TRACKING_TOKEN."""
+    import uvicorn
+
+    from ratchet.server.app import OPTIONS_ENV, ServerOptions, create_app
+    from ratchet.workspace import Workspace
+
+    options = ServerOptions(host=host, auth=auth, allowed_hosts=tuple(allowed_host or ()),
+                            allowed_origins=tuple(allowed_origin or ()))
+    options.check()
+    workspace = Workspace()
+    app = create_app(workspace, options)  # fails here, before binding, on a bad setup
+    users = workspace.stores.auth.list_users()
+    if options.auth_required and not any(u.role == "admin" and u.disabled_at is None
+                                         for u in users):
+        note("no admin user yet: create one with `ratchet users create NAME --role admin` "
+             "and a token with `ratchet tokens create --user NAME`")
+    mode = "tokens required" if options.auth_required else "no authentication (loopback)"
+    say(f"ratchet server on http://{host}:{port} ({workers} worker"
+        f"{'s' if workers != 1 else ''}, {mode}); Ctrl+C stops")
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+        return
+    os.environ[OPTIONS_ENV] = json.dumps({
+        "host": host, "auth": options.auth_required,
+        "allowed_hosts": list(options.allowed_hosts),
+        "allowed_origins": list(options.allowed_origins)})
+    uvicorn.run("ratchet.server.app:app_from_environment", factory=True, host=host,
+                port=port, workers=workers, log_level="warning", server_header=False)
