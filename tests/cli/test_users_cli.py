@@ -186,6 +186,9 @@ def test_users_and_tokens_work_through_the_server(cli: Invoke, tmp_path: Path,
         assert {u["name"] for u in listed} == {"test-admin", "dave"}
         server_side = AuthStore(open_database(db_url))
         assert [g.resource for g in server_side.grants_of("dave")] == ["churn"]
+        _ok(cli, "users", "disable", "dave")
+        assert server_side.verify_token(issued["token"]) is None
+        _ok(cli, "users", "enable", "dave")
         monkeypatch.setenv("RATCHET_TRACKING_TOKEN", issued["token"])
         assert_user_error(cli("users", "list"), "dave")  # a reader: 403, in one line
         monkeypatch.setenv("RATCHET_TRACKING_TOKEN", "rt_" + "0" * 32 + "_" + "A" * 43)
