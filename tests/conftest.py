@@ -169,6 +169,31 @@ def client_backend(request: pytest.FixtureRequest, tmp_path: Path,
     yield {"RATCHET_DB": url}
 
 
+@pytest.fixture(params=["sqlite", "postgresql", "remote"])
+def any_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """``workspace.stores`` on each backend: SQL over SQLite and PostgreSQL, and HTTP to a
+    live team server (the same methods; store tests run unchanged on all three)."""
+    if request.param == "remote":
+        from ratchet.remote.http_stores import HttpStores
+        from ratchet.remote.session import RemoteSession
+
+        server = request.getfixturevalue("team_server")
+        server.reset()
+        remote = HttpStores(RemoteSession(server.url, server.token))
+        yield remote
+        remote.close()
+        return
+    from ratchet.store import open_database
+    from ratchet.store.stores import SqlStores
+
+    if request.param == "sqlite":
+        yield SqlStores(open_database(f"sqlite:///{tmp_path / 'meta' / 'ratchet.db'}"))
+        return
+    url = request.getfixturevalue("pg_url")
+    _truncate_all(url)
+    yield SqlStores(open_database(url))
+
+
 @pytest.fixture
 def settings(client_backend: dict[str, str], tmp_path: Path) -> Settings:
     remote = client_backend.get("RATCHET_TRACKING_URI")

@@ -19,11 +19,26 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 _START_TIMEOUT_S = 30.0
 ADMIN = "test-admin"
 # Tables the tests' reset leaves alone: the server's users and tokens.
 AUTH_TABLES = frozenset({"users", "api_tokens", "grants"})
+
+
+_running: list[TeamServer] = []
+
+
+def database_of(store: object) -> Any:
+    """The database behind a store: its own, or the live test server's (a remote store
+    has none of its own; tests that set a row up by hand reach the server's)."""
+    db = getattr(store, "db", None)
+    if db is not None:
+        return db
+    from ratchet.store import open_database
+
+    return open_database(_running[-1].db_url)
 
 
 def acted(actor: str | None, name: str) -> bool:
@@ -127,4 +142,6 @@ def start_team_server(db_url: str, artifacts: Path, home: Path, *args: str) -> T
     token = issue_admin_token(db_url)
     log = home / "server.log"
     process, url = spawn(env, log, "--auth", *args)
-    return TeamServer(url, token, db_url, process, log)
+    server = TeamServer(url, token, db_url, process, log)
+    _running.append(server)
+    return server

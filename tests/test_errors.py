@@ -21,6 +21,8 @@ SRC = Path(errors.__file__).resolve().parent
 EXPECTED_STATUS = {
     "RatchetError": 500,
     "NotFound": 404,
+    "OutboundRefused": 422,
+    "ContentTooLarge": 413,
     "AlreadyExists": 409,
     "Conflict": 409,
     "LeaseLost": 409,

@@ -190,6 +190,21 @@ class TooManyAttempts(RatchetError):
         self.retry_after = retry_after
 
 
+class OutboundRefused(InvalidInput):
+    """An outbound URL whose target is not allowed (a non-public address, a scheme other
+    than http(s), too many redirects). The message names the URL (redacted) and why."""
+
+
+class ContentTooLarge(BadRequest):
+    """A request body passed the server's limit (raised from ``receive``, so the app
+    answers it quietly; the team server's guard replaces the answer with its own 413)."""
+
+    http_status = 413
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=413)
+
+
 class ModelFailed(RatchetError):
     """The model raised on input that passed validation (a server-side error)."""
 
@@ -202,12 +217,14 @@ __all__ = [
     "BadValue",
     "ConfigError",
     "Conflict",
+    "ContentTooLarge",
     "Forbidden",
     "IntegrityError",
     "InvalidInput",
     "LeaseLost",
     "ModelFailed",
     "NotFound",
+    "OutboundRefused",
     "RatchetError",
     "RemoteStepError",
     "RequestInvalid",

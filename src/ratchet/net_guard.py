@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from ratchet.errors import InvalidInput
+from ratchet.errors import OutboundRefused
 from ratchet.redaction import redact_endpoint
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -56,11 +56,6 @@ _KINDS = (("is_loopback", "a loopback"), ("is_unspecified", "an unspecified"),
 _LEGACY_IPV4 = re.compile(r"[0-9a-fx.]+", re.IGNORECASE)  # 2130706433, 0x7f.1, 0177.0.0.1
 # Headers that carry the caller's credentials: not sent on to another origin.
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
-
-
-class OutboundRefused(InvalidInput):
-    """An outbound URL whose target is not allowed (a non-public address, a scheme other
-    than http(s), too many redirects). The message names the URL (redacted) and why."""
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,39 @@ def _fallback(value: Any) -> Any:
     return str(value)
 
 
+def _eager(hint: Any) -> Any:
+    """``Iterable[X]`` as ``list[X]``: the server validates every item before the call
+    (pydantic checks an ``Iterable`` lazily, while the store is already iterating)."""
+    import collections.abc
+
+    if typing.get_origin(hint) in (collections.abc.Iterable, collections.abc.Iterator):
+        return list[typing.get_args(hint)]  # type: ignore[misc]
+    return hint
+
+
+def _open_ended(hint: Any) -> bool:
+    """Whether a type leaves its values' types open (``Any``, ``object`` somewhere in it):
+    the store then writes them as JSON itself, with ``str`` for what JSON lacks."""
+    if hint is Any or hint is object:
+        return True
+    return any(_open_ended(arg) for arg in typing.get_args(hint))
+
+
+def _as_stored(value: Any) -> Any:
+    """An open-ended value as the local store would write it (``json.dumps(...,
+    default=str)``): containers kept, JSON's own types kept, NumPy scalars as numbers,
+    anything else (dates, paths, enums) as its text."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {k if isinstance(k, str) else str(k): _as_stored(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_stored(v) for v in value]
+    converted = _fallback(value)
+    return converted if converted is not value and not isinstance(converted, str) \
+        else str(value)
+
+
 @dataclass(frozen=True)
 class MethodWire:
     """How one store method's call and result cross the wire."""
@@ -59,6 +92,11 @@ class MethodWire:
     @cached_property
     def hints(self) -> dict[str, Any]:
         return typing.get_type_hints(self.function)
+
+    @cached_property
+    def _open_ended(self) -> frozenset[str]:
+        return frozenset(n for n in self.signature.parameters
+                         if _open_ended(self.hints.get(n, Any)))
 
     @cached_property
     def _result_model(self) -> Any:
@@ -80,7 +118,7 @@ class MethodWire:
 
         fields: dict[str, Any] = {}
         for name, param in self.signature.parameters.items():
-            hint = self.hints.get(name, Any)
+            hint = _eager(self.hints.get(name, Any))
             default = ... if param.default is inspect.Parameter.empty else param.default
             # A parameter named like a BaseModel attribute ("schema") gets a field name
             # of its own; the JSON key stays the parameter's name.
@@ -105,6 +143,8 @@ class MethodWire:
             if isinstance(value, Iterable) and not isinstance(value, str | bytes | Mapping
                                                                  | list | tuple | set):
                 value = list(value)  # generators: sent as lists, read once
+            if name in self._open_ended:
+                value = _as_stored(value)
             values[f"{name}_" if hasattr(BaseModel, name) else name] = value
         model = self.args_model.model_construct(**values)  # type: ignore[attr-defined]
         return model.model_dump_json(  # type: ignore[no-any-return]

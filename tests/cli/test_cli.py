@@ -84,6 +84,7 @@ COMMANDS = [
     ["deploy", "history"],
     ["deploy", "delete"],
     ["serve"],
+    ["server"],
     ["predict"],
     ["build"],
     ["gc"],

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from ratchet.clock import now_ms
 from ratchet.errors import AlreadyExists, Conflict, NotFound
-from ratchet.store import DatasetStore, RegistryStore, TrackingStore, open_database
+from ratchet.store import DatasetStore, RegistryStore, TrackingStore
 from ratchet.store.deletion import DeletionStore
 from ratchet.store.deployment_store import DeploymentStore
 from ratchet.store.records import ArtifactEntry, DatasetInput
+from tests.team_server import database_of
 
 
 @dataclass
@@ -24,10 +26,9 @@ class Stores:
 
 
 @pytest.fixture
-def s(backend_url: str) -> Stores:
-    db = open_database(backend_url)
-    return Stores(TrackingStore(db), RegistryStore(db), DatasetStore(db), DeploymentStore(db),
-                  DeletionStore(db))
+def s(any_stores: Any) -> Stores:
+    return Stores(any_stores.tracking, any_stores.registry, any_stores.datasets,
+                  any_stores.deployments, any_stores.deletion)
 
 
 def _run(s: Stores, experiment: str = "e", parent: str | None = None) -> str:
@@ -316,7 +317,7 @@ def test_an_alias_set_during_a_delete_never_lands_on_the_deleted_version(s: Stor
 
     mv = t.model_versions
     thread = threading.Thread(target=set_alias)
-    with s.deletion.db.write() as conn:  # the delete, as delete_model_version does it
+    with database_of(s.deletion).write() as conn:  # the delete, as delete_model_version does it
         conn.execute(select(mv.c.deleted_at).where(mv.c.name == "churn", mv.c.version == 1)
                      .with_for_update())
         conn.execute(update(mv).where(mv.c.name == "churn", mv.c.version == 1)

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from ratchet.errors import AlreadyExists, InvalidInput, NotFound
-from ratchet.store import open_database
 from ratchet.store.schedule_store import ScheduleStore
 
 T0 = 1_714_564_800_000  # 2024-05-01T12:00:00Z
@@ -18,8 +17,8 @@ MINUTE = 60_000
 
 
 @pytest.fixture
-def store(backend_url: str) -> ScheduleStore:
-    return ScheduleStore(open_database(backend_url))
+def store(any_stores: Any) -> ScheduleStore:
+    return any_stores.schedules  # type: ignore[no-any-return]
 
 
 def _create(store: ScheduleStore, name: str = "nightly", **overrides: Any) -> Any:

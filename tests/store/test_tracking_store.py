@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
 from ratchet.errors import AlreadyExists, Conflict, InvalidInput, NotFound
-from ratchet.store import ArtifactEntry, CodeVersion, DatasetInput, TrackingStore, open_database
+from ratchet.store import ArtifactEntry, CodeVersion, DatasetInput, TrackingStore
 
 
 @pytest.fixture
-def store(backend_url: str) -> TrackingStore:
-    return TrackingStore(open_database(backend_url))
+def store(any_stores: Any) -> TrackingStore:
+    return any_stores.tracking  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -95,7 +96,7 @@ def test_metric_errors(store: TrackingStore, run_id: str) -> None:
         store.log_metric("0" * 32, "loss", 1.0)
     with pytest.raises(InvalidInput, match="number"):
         store.log_metric(run_id, "loss", "high")  # type: ignore[arg-type]
-    with pytest.raises(InvalidInput, match="step"):
+    with pytest.raises(InvalidInput, match="step|points.0.2: .*integer"):  # local | remote
         store.log_batch(run_id, [("loss", 1.0, "x", 0)])  # type: ignore[list-item]
     with pytest.raises(InvalidInput):
         store.log_metric(run_id, "", 1.0)

@@ -24,7 +24,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from ratchet.remote.session import API_PREFIX, RemoteSession
-from ratchet.server.store_api import EXPOSED, SERVER_ONLY
+from ratchet.remote.store_api import EXPOSED, SERVER_ONLY, store_classes
 
 if TYPE_CHECKING:
     from ratchet.wire import MethodWire
@@ -66,6 +66,10 @@ class RemoteStore:
 class RemoteTrackingStore(RemoteStore):
     """Tracking with ``log_metric`` queued and sent in batches."""
 
+    def __init__(self, stores: HttpStores, name: str) -> None:
+        super().__init__(stores, name)
+        self._known_runs: set[str] = set()
+
     def log_metric(self, run_id: str, key: str, value: float, step: int = 0,
                    timestamp: int | None = None) -> None:
         from ratchet.clock import now_ms
@@ -75,6 +79,9 @@ class RemoteTrackingStore(RemoteStore):
         value = metric_value(key, value)
         if isinstance(step, bool) or not isinstance(step, int):
             step = int(step)
+        if run_id not in self._known_runs:  # a wrong run id fails here, as locally
+            self.require_run(run_id)
+            self._known_runs.add(run_id)
         self._stores.metrics.put(run_id, (key, value, step, timestamp or now_ms()))
 
     def log_params(self, run_id: str, values: Any) -> None:
@@ -169,7 +176,6 @@ class HttpStores:
     def wire(self, store: str, method: str) -> MethodWire:
         found = self._wires.get((store, method))
         if found is None:
-            from ratchet.server.store_routes import store_classes
             from ratchet.wire import MethodWire
 
             cls = store_classes()[store]

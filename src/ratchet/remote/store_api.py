@@ -1,5 +1,8 @@
 """Which store methods the team server exposes, and the permission each one needs.
 
+Shared by the server (``ratchet.server.store_routes``) and the remote client
+(``ratchet.remote.http_stores``): one table for both ends.
+
 Every public method of every store in ``workspace.stores`` is listed here, either with
 its level and the resource it touches, or in ``SERVER_ONLY`` (the server's own use, such
 as checking a token). A test fails when a store gains a method that is in neither, so a
@@ -155,3 +158,25 @@ SERVER_ONLY: dict[str, frozenset[str]] = {
 
 # Arguments the server fills with the authenticated caller, whatever the client sent.
 ACTOR_ARGUMENT = "actor"
+
+
+_STORE_CLASSES = {
+    "tracking": "tracking_store:TrackingStore", "registry": "registry_store:RegistryStore",
+    "datasets": "dataset_store:DatasetStore", "pipelines": "pipeline_store:PipelineStore",
+    "schedules": "schedule_store:ScheduleStore",
+    "deployments": "deployment_store:DeploymentStore", "monitor": "monitor_store:MonitorStore",
+    "ct_state": "ct_state_store:CTStateStore", "ct_events": "ct_event_store:CTEventStore",
+    "deletion": "deletion:DeletionStore", "auth": "auth_store:AuthStore",
+    "audit": "audit_store:AuditStore", "replies": "reply_store:ReplyStore",
+}
+
+
+def store_classes() -> dict[str, type]:
+    """The class behind each ``workspace.stores.<name>``."""
+    import importlib
+
+    found = {}
+    for name, where in _STORE_CLASSES.items():
+        module, cls = where.split(":")
+        found[name] = getattr(importlib.import_module(f"ratchet.store.{module}"), cls)
+    return found

@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ratchet.errors import BadRequest, InvalidInput
+from ratchet.errors import ContentTooLarge, InvalidInput
 from ratchet.serving.access import default_allowed_hosts, normalize_host
 
 MiB = 1024 * 1024
@@ -96,15 +96,6 @@ class Refusal:
     type_name: str
     message: str
     close: bool = False  # the body may be unread: do not reuse the connection
-
-
-class ContentTooLarge(BadRequest):
-    """Raised from ``receive`` when a body passes the limit. A ``RatchetError``, so the
-    app's error handler answers it quietly (no "unexpected error" traceback); the guard
-    replaces whatever the app answers with its own 413."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, status=413)
 
 
 def _origin_parts(origin: str) -> tuple[str, str, int] | None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ratchet.errors import Forbidden, InvalidInput, NotFound, RatchetError
 from ratchet.server.permissions import client_address, declare, principal
-from ratchet.server.store_api import ACTOR_ARGUMENT, EXPOSED, Exposed
+from ratchet.remote.store_api import ACTOR_ARGUMENT, EXPOSED, Exposed, store_classes
 from ratchet.wire import MethodWire
 
 if TYPE_CHECKING:
@@ -35,28 +35,6 @@ log = logging.getLogger(__name__)
 IDEMPOTENCY_HEADER = "idempotency-key"
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{8,64}")
 _CACHE_SIZE = 10_000
-
-
-_STORE_CLASSES = {
-    "tracking": "tracking_store:TrackingStore", "registry": "registry_store:RegistryStore",
-    "datasets": "dataset_store:DatasetStore", "pipelines": "pipeline_store:PipelineStore",
-    "schedules": "schedule_store:ScheduleStore",
-    "deployments": "deployment_store:DeploymentStore", "monitor": "monitor_store:MonitorStore",
-    "ct_state": "ct_state_store:CTStateStore", "ct_events": "ct_event_store:CTEventStore",
-    "deletion": "deletion:DeletionStore", "auth": "auth_store:AuthStore",
-    "audit": "audit_store:AuditStore", "replies": "reply_store:ReplyStore",
-}
-
-
-def store_classes() -> dict[str, type]:
-    """The class behind each ``workspace.stores.<name>``."""
-    import importlib
-
-    found = {}
-    for name, where in _STORE_CLASSES.items():
-        module, cls = where.split(":")
-        found[name] = getattr(importlib.import_module(f"ratchet.store.{module}"), cls)
-    return found
 
 
 def wires() -> dict[tuple[str, str], MethodWire]:
