@@ -20,10 +20,10 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
@@ -41,7 +41,18 @@ if TYPE_CHECKING:
 
 OCTET_STREAM = "application/octet-stream"
 _BINARY = {"content": {OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}}}}
-_ERROR = {"description": "a ratchet error: {\"error\": {\"type\": ..., \"message\": ...}}"}
+_ERROR: dict[str, Any] = {
+    "description": "a ratchet error (its class name and message)",
+    "content": {"application/json": {"schema": {
+        "type": "object", "required": ["error"],
+        "properties": {"error": {"type": "object", "required": ["type", "message"],
+                                 "properties": {"type": {"type": "string"},
+                                                "message": {"type": "string"}}}}}}},
+}
+_STORED = {"content": {"application/json": {"schema": {
+    "type": "object", "required": ["digest", "size", "created"],
+    "properties": {"digest": {"type": "string"}, "size": {"type": "integer"},
+                   "created": {"type": "boolean"}}}}}}
 _DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "the file", **_BINARY},
     206: {"description": "the requested byte range", **_BINARY},
@@ -55,6 +66,10 @@ _DOWNLOAD_HEADERS = {
     "Accept-Ranges": "bytes",
 }
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+# Documented in the schema (and checked by FastAPI before the handler runs).
+Digest = Annotated[str, Path(pattern="^[0-9a-f]{64}$",
+                             description="hex BLAKE2b-256 digest of the content")]
+Version = Annotated[str, Path(pattern="^[1-9][0-9]{0,8}$", description="version number")]
 
 
 def artifact_router(workspace: Workspace) -> APIRouter:
@@ -63,10 +78,10 @@ def artifact_router(workspace: Workspace) -> APIRouter:
 
     # -- blobs by digest ----------------------------------------------------------------
 
-    @router.head("/blobs/{digest}", openapi_extra=declare("read"),
+    @router.head("/blobs/{digest}", openapi_extra=declare("read"), response_class=Response,
                  responses={200: {"description": "stored; Content-Length is its size"},
                             404: _ERROR, 422: _ERROR})
-    def head_blob(digest: str) -> Response:
+    def head_blob(digest: Digest) -> Response:
         """Whether the blob is stored, and its size (``Content-Length``)."""
         size = workspace.blobs.size(_check_digest(digest))
         return Response(status_code=200, media_type=OCTET_STREAM,
@@ -75,7 +90,7 @@ def artifact_router(workspace: Workspace) -> APIRouter:
 
     @router.get("/blobs/{digest}", openapi_extra=declare("read"),
                 response_class=StreamingResponse, responses=_DOWNLOAD_RESPONSES)
-    def get_blob(digest: str, request: Request) -> Response:
+    def get_blob(digest: Digest, request: Request) -> Response:
         """The blob's bytes, streamed; one ``Range: bytes=a-b`` is honoured (206)."""
         _check_digest(digest)
         return blob_response(workspace.blobs, digest, request.headers.get("range"),
@@ -83,9 +98,10 @@ def artifact_router(workspace: Workspace) -> APIRouter:
 
     @router.put("/blobs/{digest}", status_code=201,
                 openapi_extra={**declare("write"), "requestBody": {"required": True, **_BINARY}},
-                responses={200: {"description": "already stored (nothing written)"},
-                           201: {"description": "stored"}, 400: _ERROR, 422: _ERROR})
-    async def put_blob(digest: str, request: Request) -> JSONResponse:
+                responses={200: {"description": "already stored (nothing written)", **_STORED},
+                           201: {"description": "stored", **_STORED}, 400: _ERROR,
+                           422: _ERROR})
+    async def put_blob(digest: Digest, request: Request) -> JSONResponse:
         """Store the request body (``application/octet-stream``, streamed) under
         ``digest``; refused, with nothing stored, unless the body hashes to it. Sending
         a blob that is already stored is a success that writes nothing."""
@@ -102,7 +118,7 @@ def artifact_router(workspace: Workspace) -> APIRouter:
 
     @router.post("/blobs/{digest}/claim", openapi_extra=declare("write"),
                  responses={422: _ERROR})
-    def claim_blob(digest: str) -> dict[str, Any]:
+    def claim_blob(digest: Digest) -> dict[str, Any]:
         """Whether the blob is stored (then kept from a running ``ratchet gc``): what a
         client asks before referencing content instead of uploading it."""
         blobs = workspace.blobs
@@ -153,7 +169,7 @@ def artifact_router(workspace: Workspace) -> APIRouter:
 
     @router.get("/models/{name}/versions/{version}/files", openapi_extra=declare("read"),
                 responses={403: _ERROR, 404: _ERROR, 422: _ERROR})
-    def list_model_files(name: str, version: str, request: Request) -> dict[str, Any]:
+    def list_model_files(name: str, version: Version, request: Request) -> dict[str, Any]:
         """The files of a model version (paths relative to the version's folder)."""
         run_id, base = readable_version(request, name, version)
         entries = workspace.stores.tracking.list_artifacts(run_id, prefix=base)
@@ -164,7 +180,7 @@ def artifact_router(workspace: Workspace) -> APIRouter:
     @router.get("/models/{name}/versions/{version}/files/{path:path}",
                 openapi_extra=declare("read"), response_class=StreamingResponse,
                 responses={**_DOWNLOAD_RESPONSES, 403: _ERROR})
-    def get_model_file(name: str, version: str, path: str, request: Request) -> Response:
+    def get_model_file(name: str, version: Version, path: str, request: Request) -> Response:
         """One file of a model version, by its path inside the version, as a download."""
         relative = normalize_artifact_path(path)
         run_id, base = readable_version(request, name, version)
