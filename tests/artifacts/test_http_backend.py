@@ -28,7 +28,10 @@ from ratchet.errors import (
 from ratchet.hashing import CHUNK_SIZE, hash_bytes
 from ratchet.remote.session import RemoteSession
 from ratchet.workspace import Workspace
+from tests import s3_server as s3_fixtures
 from tests.server.test_artifact_routes import Server, running_server
+
+s3, s3_server = s3_fixtures.s3, s3_fixtures.s3_server
 
 CONTENT = os.urandom(3 * CHUNK_SIZE + 17)
 
@@ -334,3 +337,51 @@ def test_a_corrupt_blob_on_the_server_fails_verification(remote: Remote,
     with pytest.raises(IntegrityError):
         store.fetch(digest, tmp_path / "corrupt")
     assert not (tmp_path / "corrupt").exists()
+
+
+# -- a server whose artifact root is an object store -------------------------------------
+
+
+def test_a_server_on_s3_streams_through_staging_and_ranges(s3: s3_fixtures.S3Bucket,
+                                                           tmp_path: Path) -> None:
+    """Uploads go to a local staging file, then to S3; ranges of a blob are read from S3
+    (no local path to seek); what the client reads is verified."""
+    home = tmp_path / "server"
+    auth = Workspace.at(home).stores.auth
+    auth.create_user("wendy", "writer")
+    token = auth.create_token("wendy").token
+    with running_server(home, tmp_path, artifacts=s3.url("blobs")) as server:
+        session = RemoteSession(server.url, token)
+        store = http_blob_store(session.client, server.url, tmp_path / "staging",
+                                raise_for_error=session.raise_for_error, backoff_s=0.01)
+        src = tmp_path / "model.bin"
+        data = os.urandom(3 * CHUNK_SIZE + 11)
+        src.write_bytes(data)
+        info = store.put_file(src)
+        on_s3 = BlobStore(s3.url("blobs"))
+        assert on_s3.read_bytes(info.digest) == data
+        assert store.read_bytes(info.digest) == data
+        assert store.put_file(src) == info  # claimed, not sent again
+        start = CHUNK_SIZE + 5
+        part = session.client.get(f"{server.url}/api/v1/blobs/{info.digest}",
+                                  headers={"Range": f"bytes={start}-{start + 99}"})
+        assert part.status_code == 206 and part.content == data[start:start + 100]
+        transport = Flaky(cut_downloads=1, cut_at=CHUNK_SIZE + 1000)
+        flaky = remote_store(server.url, token, tmp_path, transport)
+        assert flaky.read_bytes(info.digest) == data  # resumed with a range from S3
+        assert [r for m, _, r in transport.seen if m == "GET"] == [
+            None, f"bytes={CHUNK_SIZE + 1000}-"]
+        wrong = hash_bytes(b"not this")
+        put = session.client.put(f"{server.url}/api/v1/blobs/{wrong}", content=b"this",
+                                 headers={"Content-Type": "application/octet-stream"})
+        assert put.status_code == 422
+        assert not on_s3.exists(wrong)
+
+
+def remote_store(url: str, token: str, tmp_path: Path,
+                 transport: httpx2.BaseTransport) -> BlobStore:
+    client = httpx2.Client(headers={"Authorization": f"Bearer {token}"}, timeout=30,
+                           transport=transport)
+    return http_blob_store(client, url, tmp_path / "staging",
+                           raise_for_error=RemoteSession(url, None).raise_for_error,
+                           retries=3, backoff_s=0.01)

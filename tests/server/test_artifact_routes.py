@@ -40,15 +40,17 @@ class Server:
 
 
 @contextlib.contextmanager
-def running_server(home: Path, log_dir: Path) -> Iterator[Server]:
-    """``ratchet server --auth`` (one process) over the workspace at ``home`` on a free
-    loopback port, until ready; stopped by its process group."""
+def running_server(home: Path, log_dir: Path, artifacts: str | None = None
+                   ) -> Iterator[Server]:
+    """``ratchet server --auth`` (one process) over the workspace at ``home`` (its
+    artifacts at ``artifacts`` if given) on a free loopback port, until ready; stopped
+    by its process group."""
     port = free_port()
     log = log_dir / f"server-{port}.log"
     ws = Workspace.at(home)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RATCHET_")}
     env.update(RATCHET_HOME=str(ws.settings.home), RATCHET_DB=ws.settings.db_url,
-               RATCHET_ARTIFACTS=ws.settings.artifacts_uri)
+               RATCHET_ARTIFACTS=artifacts or ws.settings.artifacts_uri)
     command = [sys.executable, "-m", "ratchet.cli.main", "server", "--host", "127.0.0.1",
                "--port", str(port), "--auth"]
     with log.open("w") as out:
