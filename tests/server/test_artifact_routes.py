@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ratchet.hashing import hash_bytes
 from ratchet.store.records import ArtifactEntry
@@ -462,3 +464,28 @@ def test_traversal_corpus_against_every_artifact_route(site: Site) -> None:
                 listed = json.loads(body)["artifacts"]
                 assert {a["path"] for a in listed} <= set(site.files), where
     assert answered.get(422, 0) > len(TRAVERSALS)  # the validator refused most of them
+
+
+# Pieces an attacker combines: dots and slashes in every spelling a layer might decode.
+_PIECES = ["..", ".", "/", "\\", "%2e", "%2E", "%2f", "%5c", "%252e", "%252f", "%25", "%00",
+           "%c0%ae", "%c0%af", "%ef%bc%8e", "%e2%80%a4", "model", "secret.txt", "etc",
+           "passwd", "ratchet.db", "artifacts", "blobs", "file:", "C:", "~", ";", "%3b",
+           "#", "?", "%23", "%3f", " ", "%20", "model.pkl", "%u002e"]
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pieces=st.lists(st.sampled_from(_PIECES), min_size=1, max_size=12))
+def test_fuzzed_paths_never_leave_the_run(site: Site, pieces: list[str]) -> None:
+    attack = "".join(pieces)
+    run = site.open_run
+    allowed_run = set(site.files.values())
+    allowed_model = {v for k, v in site.files.items() if k.startswith("model/")}
+    for target, allowed in ((f"/api/v1/runs/{run}/artifacts/{attack}", allowed_run),
+                            (f"/api/v1/runs/{run}/artifacts/model/{attack}", allowed_run),
+                            (f"/api/v1/models/churn/versions/1/files/{attack}", allowed_model)):
+        status, body = raw_request(site.server.url, "GET", target, site.tokens["rita"])
+        assert 0 < status < 500, (target, status)
+        assert SECRET not in body and b"root:" not in body and b"SQLite" not in body, target
+        if status in (200, 206):
+            assert body in allowed, (target, status)
