@@ -17,6 +17,7 @@ a filesystem, so there is nothing to traverse to. Downloads are attachments
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import Iterator
@@ -313,8 +314,9 @@ def _content_length(request: Request) -> int | None:
 
 async def _receive(blobs: BlobStore, digest: str, request: Request,
                    expected: int | None) -> int:
-    """Stream the body into a staging file (hashing in a worker thread, a chunk at a
-    time), then publish it under ``digest`` if it hashes to it; returns its size."""
+    """Stream the body into a staging file, then publish it under ``digest`` if it hashes
+    to it; returns its size. Each MiB is hashed and written on a worker thread while the
+    next one is received (at most two in memory)."""
     staging = blobs.staging_file()
     staged = await run_in_threadpool(staging.__enter__)
     try:
@@ -322,11 +324,17 @@ async def _receive(blobs: BlobStore, digest: str, request: Request,
         received = 0
         pending: list[bytes] = []
         pending_bytes = 0
+        writing: asyncio.Future[None] | None = None
         with open(staged, "wb") as out:
 
             def write(data: bytes) -> None:
                 h.update(data)  # hashlib releases the GIL: the event loop keeps reading
                 out.write(data)
+
+            async def hand_over(data: bytes) -> asyncio.Future[None]:
+                if writing is not None:
+                    await writing  # one write at a time, in order
+                return asyncio.ensure_future(run_in_threadpool(write, data))
 
             try:
                 async for chunk in request.stream():
@@ -337,12 +345,15 @@ async def _receive(blobs: BlobStore, digest: str, request: Request,
                         data = b"".join(pending)
                         pending.clear()
                         pending_bytes = 0
-                        await run_in_threadpool(write, data)
+                        writing = await hand_over(data)
+                if pending:
+                    writing = await hand_over(b"".join(pending))
             except ClientDisconnect:
                 raise BadRequest(f"the upload of blob {digest} was cut short after "
                                  f"{received} bytes; nothing was stored", status=400) from None
-            if pending:
-                await run_in_threadpool(write, b"".join(pending))
+            finally:
+                if writing is not None:  # never close the file under a running write
+                    await asyncio.shield(writing)
         if expected is not None and received != expected:  # the server normally sees to it
             raise BadRequest(f"the upload of blob {digest} sent {received} bytes, not the "
                              f"{expected} of its Content-Length; nothing was stored", status=400)
