@@ -489,3 +489,20 @@ def test_fuzzed_paths_never_leave_the_run(site: Site, pieces: list[str]) -> None
         assert SECRET not in body and b"root:" not in body and b"SQLite" not in body, target
         if status in (200, 206):
             assert body in allowed, (target, status)
+
+
+def test_concurrent_uploads_of_one_blob_store_it_once(site: Site) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = os.urandom(20 << 20)
+    digest = hash_bytes(data)
+
+    def upload(_: int) -> int:
+        with site.client("wendy") as c:
+            return c.put(f"/api/v1/blobs/{digest}", content=data, headers=OCTET).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        statuses = list(pool.map(upload, range(4)))
+    assert set(statuses) <= {200, 201} and 201 in statuses, statuses
+    assert site.workspace.blobs.read_bytes(digest) == data
+    assert not list((site.home / "artifacts" / "tmp").glob("stage-*"))
