@@ -72,6 +72,7 @@ SLOW_KINDS = {
             "tests/cli/test_serving_cli.py", "tests/serving/test_swap_under_load.py",
             "tests/serving/test_hostile_clients.py", "tests/serving/test_workers.py",
             "tests/serving/test_native_swap.py", "tests/serving/test_docs_page.py",
+            "tests/server/test_large_artifact.py",
             "tests/serving/test_oip_triton_client.py", "tests/ct/test_live_rollout.py",
             "tests/ct/test_backtest.py", "tests/ct/test_backtest_serving.py"),
 }

@@ -14,13 +14,15 @@ may be NaN); both ends are Python's ``json``.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
-import json
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
+
+from ratchet.errors import InvalidInput
 
 # Parameters a method takes only from code in the same process (a caller's open
 # transaction), never over the wire.
@@ -41,13 +43,47 @@ def _fallback(value: Any) -> Any:
     return str(value)
 
 
-def _eager(hint: Any) -> Any:
-    """``Iterable[X]`` as ``list[X]``: the server validates every item before the call
-    (pydantic checks an ``Iterable`` lazily, while the store is already iterating)."""
+INT64 = (-(2 ** 63), 2 ** 63 - 1)
+
+
+def check_storable(value: Any, where: str) -> None:
+    """Refuse what no database column can hold, wherever it sits in an argument (inside
+    records, lists and open-ended mappings): integers past 64 bits, NUL in text."""
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return
+    if isinstance(value, int):
+        if not INT64[0] <= value <= INT64[1]:
+            raise InvalidInput(f"{where}: {value} does not fit in 64 bits")
+    elif isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidInput(f"{where}: text may not contain NUL (\\u0000) characters")
+        if not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise InvalidInput(f"{where}: text holds a lone surrogate (not UTF-8)") \
+                    from None
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            check_storable(getattr(value, f.name), f"{where}.{f.name}")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            check_storable(key, f"{where} key")
+            check_storable(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple | set | frozenset):
+        for i, item in enumerate(value):
+            check_storable(item, f"{where}.{i}")
+
+
+def _wire_hint(hint: Any) -> Any:
+    """The type the server validates a parameter against: ``Iterable[X]`` read eagerly as
+    ``list[X]`` (pydantic checks an ``Iterable`` lazily, while the store is already
+    iterating, too late for a clean 422)."""
     import collections.abc
 
-    if typing.get_origin(hint) in (collections.abc.Iterable, collections.abc.Iterator):
-        return list[typing.get_args(hint)]  # type: ignore[misc]
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (collections.abc.Iterable, collections.abc.Iterator) and args:
+        return list[args[0]]  # type: ignore[valid-type]
     return hint
 
 
@@ -118,7 +154,7 @@ class MethodWire:
 
         fields: dict[str, Any] = {}
         for name, param in self.signature.parameters.items():
-            hint = _eager(self.hints.get(name, Any))
+            hint = _wire_hint(self.hints.get(name, Any))
             default = ... if param.default is inspect.Parameter.empty else param.default
             # A parameter named like a BaseModel attribute ("schema") gets a field name
             # of its own; the JSON key stays the parameter's name.
@@ -162,6 +198,7 @@ class MethodWire:
         for name in self.signature.parameters:
             field_name = f"{name}_" if hasattr(BaseModel, name) else name
             found[name] = getattr(validated, field_name)
+            check_storable(found[name], name)
         return found
 
     def encode_result(self, value: Any) -> bytes:

@@ -6,13 +6,12 @@ import time
 
 import pytest
 
-from tests.team_server import acted
-
 from ratchet.config import Settings
 from ratchet.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from ratchet.serving.deployments import DeploymentClient
 from ratchet.serving.traffic_plan import TrafficPlan
 from tests.serving.conftest import register_churn
+from tests.team_server import acted
 
 
 @pytest.fixture

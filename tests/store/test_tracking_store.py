@@ -96,7 +96,7 @@ def test_metric_errors(store: TrackingStore, run_id: str) -> None:
         store.log_metric("0" * 32, "loss", 1.0)
     with pytest.raises(InvalidInput, match="number"):
         store.log_metric(run_id, "loss", "high")  # type: ignore[arg-type]
-    with pytest.raises(InvalidInput, match="step|points.0.2: .*integer"):  # local | remote
+    with pytest.raises(InvalidInput, match=r"step|points.0.2: .*integer"):  # local | remote
         store.log_batch(run_id, [("loss", 1.0, "x", 0)])  # type: ignore[list-item]
     with pytest.raises(InvalidInput):
         store.log_metric(run_id, "", 1.0)

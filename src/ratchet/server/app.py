@@ -92,6 +92,10 @@ def create_app(workspace: "Workspace", options: ServerOptions | None = None) -> 
     async def invalid_body(_request: Request, exc: RequestValidationError) -> Any:
         problems = []
         for error in exc.errors()[:10]:
+            if error.get("type") == "json_invalid":
+                problems.append(f"the body is not valid JSON ({error.get('msg')} at "
+                                f"character {error.get('loc', ('', '?'))[-1]})")
+                continue
             where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
             problems.append(f"{where or 'body'}: {error.get('msg')}")
         return JSONResponse({"error": {"type": "InvalidInput",
@@ -150,6 +154,20 @@ def _guarded(app: FastAPI, options: ServerOptions) -> Any:
                         max_body_bytes=options.max_body_bytes)
     guard.app_routes = app  # type: ignore[attr-defined]  # tests enumerate the routes
     return guard
+
+
+def routes_of(app: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Every route of a FastAPI app or router with its full path, included routers
+    flattened (FastAPI keeps an included router as one entry with its prefix)."""
+    found: list[tuple[str, Any]] = []
+    for route in getattr(app, "routes", ()):
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            context = getattr(route, "include_context", None)
+            found.extend(routes_of(included, prefix + getattr(context, "prefix", "")))
+        elif hasattr(route, "methods"):
+            found.append((prefix + route.path, route))
+    return found
 
 
 OPTIONS_ENV = "RATCHET_SERVER_OPTIONS"

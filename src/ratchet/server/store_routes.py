@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ratchet.errors import Forbidden, InvalidInput, NotFound, RatchetError
-from ratchet.server.permissions import client_address, declare, principal
 from ratchet.remote.store_api import ACTOR_ARGUMENT, EXPOSED, Exposed, store_classes
+from ratchet.server.permissions import client_address, declare, principal
 from ratchet.wire import MethodWire
 
 if TYPE_CHECKING:
@@ -120,6 +120,30 @@ def check_permission(who: Principal, spec: Exposed, args: dict[str, Any],
     return ", ".join(sorted(found))
 
 
+def _check_artifact_entries(args: dict[str, Any]) -> None:
+    """Artifact records from a client name a checked relative path, a well-formed digest
+    and a size: what the artifact routes later serve by path."""
+    from ratchet.artifacts.paths import normalize_artifact_path
+    from ratchet.hashing import is_digest
+
+    entries = list(args.get("entries") or ())
+    for i, entry in enumerate(entries):
+        where = f"entries.{i}"
+        if normalize_artifact_path(entry.path) != entry.path:
+            raise InvalidInput(f"{where}.path: {entry.path!r} is not in normal form "
+                               f"({normalize_artifact_path(entry.path)!r})")
+        if not is_digest(entry.digest):
+            raise InvalidInput(f"{where}.digest: not a blob digest")
+        if entry.size < 0:
+            raise InvalidInput(f"{where}.size: must be at least 0")
+
+
+# Checks of arguments that are trusted in-process but come from clients over the wire.
+PRECHECKS: dict[tuple[str, str], Callable[[dict[str, Any]], None]] = {
+    ("tracking", "record_artifacts"): _check_artifact_entries,
+}
+
+
 def _error_body(exc: RatchetError) -> bytes:
     return json.dumps({"error": {"type": type(exc).__name__, "message": str(exc)}}).encode()
 
@@ -163,6 +187,7 @@ def _endpoint(workspace: Workspace, store: str, method: str, wire: MethodWire,
     from fastapi import Response
 
     from ratchet.server.auth import LOCAL_ADMIN
+    from ratchet.store.database import refused_by_constraints
 
     writes = spec.level != "read"
     action = f"{store}.{method}"
@@ -171,6 +196,9 @@ def _endpoint(workspace: Workspace, store: str, method: str, wire: MethodWire,
         who = principal(request)
         args = wire.arguments(body) if body is not None else {}
         resource = check_permission(who, spec, args, names)
+        precheck = PRECHECKS.get((store, method))
+        if precheck is not None:
+            precheck(args)
         if ACTOR_ARGUMENT in wire.signature.parameters and who != LOCAL_ADMIN:
             given = args.get(ACTOR_ARGUMENT)
             args[ACTOR_ARGUMENT] = who.name if not given or given == who.name \
@@ -185,7 +213,13 @@ def _endpoint(workspace: Workspace, store: str, method: str, wire: MethodWire,
                 return Response(earlier.body, status_code=earlier.status,
                                 media_type="application/json")
         try:
-            result = getattr(getattr(workspace.stores, store), method)(**args)
+            try:
+                result = getattr(getattr(workspace.stores, store), method)(**args)
+            except Exception as exc:
+                refused = refused_by_constraints(exc)
+                if refused is None:
+                    raise
+                raise refused from None
             status, content = 200, wire.encode_result(result)
         except RatchetError as exc:
             status, content = exc.http_status, _error_body(exc)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ratchet.errors import ConfigError, StoreUnavailable
+from ratchet.errors import ConfigError, Conflict, InvalidInput, RatchetError, StoreUnavailable
 from ratchet.file_modes import create_file, make_dirs
 
 if TYPE_CHECKING:
@@ -247,6 +247,38 @@ def redact_url(url: str) -> str:
     from ratchet import redaction  # the one home of the rule (also ?password= in the query)
 
     return redaction.redact_url(url)
+
+
+def refused_by_constraints(exc: BaseException) -> RatchetError | None:
+    """The user error a database refusal stands for (a duplicate id, a reference to
+    nothing, a value too large for its column), for callers that pass input from outside
+    straight to a store (the team server); None for anything else. The driver's message
+    is shortened to its first line, without the SQL."""
+    import sqlite3
+
+    from sqlalchemy.exc import DataError, IntegrityError
+
+    integrity: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
+    data: tuple[type[BaseException], ...] = (sqlite3.DataError, OverflowError)
+    try:  # the raw-DBAPI fast paths (pipeline records) raise the driver's own errors
+        import psycopg
+
+        integrity += (psycopg.IntegrityError,)
+        data += (psycopg.DataError,)
+    except ImportError:
+        pass
+    if isinstance(exc, IntegrityError | DataError):
+        driver = exc.orig
+        reason = str(driver).splitlines()[0] if driver is not None else "constraint"
+    else:
+        driver = exc
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, IntegrityError) or isinstance(driver, integrity):
+        return Conflict(f"the change conflicts with stored records ({reason}): an id "
+                        "already in use, or a reference to something that does not exist")
+    if isinstance(exc, DataError) or isinstance(driver, data):
+        return InvalidInput(f"a value cannot be stored ({reason})")
+    return None
 
 
 def store_unavailable(url: str, exc: BaseException | None) -> StoreUnavailable | None:

@@ -183,8 +183,12 @@ class DatasetStore:
         stmt = stmt.on_conflict_do_update(
             index_elements=[src.c.name, src.c.path],
             set_={k: stmt.excluded[k] for k in values if k not in ("name", "path")})
-        with self.db.write() as conn:
-            conn.execute(stmt)
+        try:
+            with self.db.write() as conn:
+                conn.execute(stmt)
+        except SAIntegrityError:  # the dataset (or version) it points at does not exist
+            self._require_dataset(name)
+            raise NotFound(f"dataset {name!r} has no version {source.version}") from None
 
     def _require_dataset(self, name: str) -> None:
         with self.db.read() as conn:

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, insert, literal_column, select, update
 
 from ratchet.clock import now_ms
+from ratchet.errors import InvalidInput
 from ratchet.store import raw_sql as raw
 from ratchet.store import schema as t
 from ratchet.store.database import Database
@@ -68,6 +69,21 @@ class CachedStep:
     inputs: tuple[StepInput, ...]
 
 
+def _check_new_run(run: NewTrackingRun) -> None:
+    """The raw insert takes ``values`` as the runs table's row: exactly its columns, for
+    this run (the team server passes clients' records here)."""
+    columns = {c.name for c in t.runs.c}
+    missing, extra = sorted(columns - set(run.values)), sorted(set(run.values) - columns)
+    if missing or extra:
+        raise InvalidInput(f"run.values must hold exactly the runs table's columns; "
+                           f"missing {missing or 'none'}, unknown {extra or 'none'}")
+    if run.values["run_id"] != run.run_id:
+        raise InvalidInput("run.values.run_id must be run.run_id")
+    for row in run.tag_rows:
+        if set(row) != {"run_id", "key", "value"} or row["run_id"] != run.run_id:
+            raise InvalidInput("each of run.tag_rows must be {run_id, key, value} of this run")
+
+
 class PipelineStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -105,6 +121,8 @@ class PipelineStore:
                    run: NewTrackingRun | None = None, attempts: int = 1,
                    started_at: int | None = None) -> None:
         """Mark a step running; in the same transaction, create its tracking run."""
+        if run is not None:
+            _check_new_run(run)
         sql = _statements(self.db)
         with sql.connections.transaction(write=True) as cur:
             if run is not None:
