@@ -21,7 +21,9 @@ run on one machine, every server bound to 127.0.0.1 on a free port:
 4. **logging**: 10,000 points one call at a time (MLflow ``mlflow.log_metric``; ratchet
    ``ratchet.log_metric``, which queues and sends in batches: timed until the run has
    ended, i.e. every point acknowledged by the server), and in batches of 1,000
-   (``MlflowClient.log_batch`` / ``ratchet.log_batch``), points/s; points read back;
+   (``MlflowClient.log_batch`` / ``ratchet.log_batch``), points/s; points read back.
+   Supplementary: MLflow's own async mode (``log_metric(..., synchronous=False)``, timed
+   until ``flush_async_logging`` returned), not its default;
 5. **search**: ``search_runs`` with ``metrics.m3 > 0.5 and params.p1 = 'x'`` ordered by
    ``metrics.m5 DESC``, first page of 100, ~30 calls after 2 warm-ups, p50/p95; every page
    is checked against the expected run names;
@@ -414,8 +416,11 @@ def measure(tool: str, backend: str, args: argparse.Namespace, tmp: Path,
             out["idle_memory"] = server.memory(settle_s=60)
             log(f"{tool}/{backend}: idle RSS {out['idle_memory']['rss_mb']:.0f} MB in "
                 f"{out['idle_memory']['processes']} processes")
-            for phase, timeout in (("log_single", 1800), ("log_batch", 600),
-                                   ("search", args.search_max_s + 900)):
+            phases = [("log_single", 1800), ("log_batch", 600),
+                      ("search", args.search_max_s + 900)]
+            if tool == "mlflow" and not args.no_mlflow_async:
+                phases.insert(1, ("log_single_async", 1800))
+            for phase, timeout in phases:
                 out[phase] = client(tool, server, phase, args, timeout)
                 summary = (f"p50 {out[phase]['p50_ms']:.1f} ms, p95 {out[phase]['p95_ms']:.1f}"
                            f" ms over {out[phase]['calls']} calls" if phase == "search"
@@ -462,11 +467,35 @@ def checks_for(results: dict[str, Any]) -> list[dict[str, Any]]:
                             "<", GOAL_STARTUP_S))
     for tool, backends in results.items():
         for backend, res in backends.items():
-            for phase in ("log_single", "log_batch", "search"):
+            for phase in ("log_single", "log_single_async", "log_batch", "search"):
                 if isinstance(res.get(phase), dict):
                     checks.append(check(f"{backend}: {tool} {phase} result correct",
                                         1.0 if res[phase]["correct"] else 0.0, "==", 1.0))
     return checks
+
+
+def ratios_for(results: dict[str, Any]) -> dict[str, Any]:
+    """ratchet / MLflow for every measured number (informational, beside the checks)."""
+    out: dict[str, Any] = {}
+    for backend in BACKENDS:
+        row = {
+            "single_vs_mlflow_sync": ("log_single", "rate", "log_single", "rate"),
+            "single_vs_mlflow_async": ("log_single", "rate", "log_single_async", "rate"),
+            "batch": ("log_batch", "rate", "log_batch", "rate"),
+            "search_p50_speedup": ("search", "p50_ms", "search", "p50_ms"),
+            "idle_rss_fraction": ("idle_memory", "rss_mb", "idle_memory", "rss_mb"),
+            "idle_pss_fraction": ("idle_memory", "pss_mb", "idle_memory", "pss_mb"),
+            "startup_speedup": ("startup_s", None, "startup_s", None),
+        }
+        values = {}
+        for name, (rp, rk, mp, mk) in row.items():
+            r = value(results, "ratchet", backend, *(k for k in (rp, rk) if k))
+            m = value(results, "mlflow", backend, *(k for k in (mp, mk) if k))
+            # speed-ups of times: MLflow's time over ratchet's
+            values[name] = ratio(m, r) if name.endswith("speedup") else ratio(r, m)
+        if any(v is not None for v in values.values()):
+            out[backend] = values
+    return out
 
 
 def summary_table(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -488,6 +517,7 @@ def summary_table(results: dict[str, Any]) -> list[dict[str, Any]]:
 
             rows.append({"tool": tool, "backend": backend,
                          "single_points_per_s": pick("log_single", "rate"),
+                         "single_async_points_per_s": pick("log_single_async", "rate"),
                          "batch_points_per_s": pick("log_batch", "rate"),
                          "search_p50_ms": pick("search", "p50_ms"),
                          "search_p95_ms": pick("search", "p95_ms"),
@@ -521,6 +551,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="mlflow server --workers (default: MLflow's own, 4)")
     parser.add_argument("--ratchet-workers", type=int, default=None,
                         help="ratchet server --workers (default: ratchet's own, 1)")
+    parser.add_argument("--no-mlflow-async", action="store_true",
+                        help="skip the supplementary MLflow log_metric(synchronous=False) run")
     parser.add_argument("--ratchet-token", default=None,
                         help="RATCHET_TRACKING_TOKEN for the clients (not needed on loopback)")
     parser.add_argument("--no-cache", action="store_true",
@@ -577,6 +609,7 @@ def main(argv: list[str] | None = None) -> int:
         "reference_measured_earlier": REFERENCE,
         "summary": summary_table(results),
         "checks": checks,
+        "ratios": ratios_for(results),
         "results": results,
     }
     write_json(doc, args.out, args.compact)
