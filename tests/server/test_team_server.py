@@ -337,3 +337,27 @@ def _server_env(db_url: str, tmp_path: Path) -> dict[str, str]:
     from tests.team_server import server_environment
 
     return server_environment(db_url, tmp_path / "blobs", tmp_path / "two")
+
+
+def test_stored_paths_are_checked_and_batches_are_bounded(served: Any) -> None:
+    _, client, tokens, ws = served
+    experiment = ws.stores.tracking.create_experiment("paths")
+    run = ws.stores.tracking.create_run(experiment.experiment_id)
+    headers = {"Authorization": f"Bearer {tokens['writer']}", "Content-Type": "application/json"}
+
+    def post(path: str, body: dict[str, Any]) -> Any:
+        return client.post(path, content=json.dumps(body).encode(), headers=headers)
+
+    for bad in ("../secret", "/etc/passwd", "a/%2e%2e/b", "file:x", "a\\\\..\\\\b"):
+        answer = post("/api/v1/tracking/record_artifacts", {
+            "run_id": run.run_id, "entries": [{"path": bad, "digest": "a" * 64, "size": 1}]})
+        assert answer.status_code == 422, (bad, answer.text)
+        answer = post("/api/v1/registry/create_model_version", {
+            "name": "m", "run_id": run.run_id, "artifact_path": bad, "content_hash": "a" * 64,
+            "flavor": "sklearn", "manifest": {}})
+        assert answer.status_code == 422, (bad, answer.text)
+    assert ws.stores.tracking.list_artifacts(run.run_id) == []
+    too_many = [["k", 1.0, i, 0] for i in range(100_001)]
+    answer = post("/api/v1/tracking/log_batch", {"run_id": run.run_id, "points": too_many})
+    assert answer.status_code == 413 and "limit is 100000" in answer.text
+    assert ws.stores.tracking.metric_history(run.run_id, "k") == []

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ratchet.errors import Forbidden, InvalidInput, NotFound, RatchetError
+from ratchet.errors import ContentTooLarge, Forbidden, InvalidInput, NotFound, RatchetError
 from ratchet.remote.store_api import ACTOR_ARGUMENT, EXPOSED, Exposed, store_classes
 from ratchet.server.permissions import client_address, declare, principal
 from ratchet.wire import MethodWire
@@ -138,10 +138,30 @@ def _check_artifact_entries(args: dict[str, Any]) -> None:
             raise InvalidInput(f"{where}.size: must be at least 0")
 
 
+def _check_model_path(args: dict[str, Any]) -> None:
+    """A version's ``artifact_path`` names files under its run's artifacts: a checked
+    relative path, never a root the client chooses."""
+    from ratchet.artifacts.paths import normalize_artifact_path
+
+    path = args.get("artifact_path")
+    if isinstance(path, str) and normalize_artifact_path(path) != path:
+        raise InvalidInput(f"artifact_path: {path!r} is not in normal form "
+                           f"({normalize_artifact_path(path)!r})")
+
+
 # Checks of arguments that are trusted in-process but come from clients over the wire.
 PRECHECKS: dict[tuple[str, str], Callable[[dict[str, Any]], None]] = {
     ("tracking", "record_artifacts"): _check_artifact_entries,
+    ("registry", "create_model_version"): _check_model_path,
 }
+MAX_BATCH_ITEMS = 100_000
+
+
+def _check_batch_sizes(args: dict[str, Any]) -> None:
+    for name, value in args.items():
+        if isinstance(value, list | tuple | dict) and len(value) > MAX_BATCH_ITEMS:
+            raise ContentTooLarge(f"{name}: {len(value)} items in one call; the limit is "
+                                  f"{MAX_BATCH_ITEMS} (send several calls)")
 
 
 def _error_body(exc: RatchetError) -> bytes:
@@ -196,6 +216,7 @@ def _endpoint(workspace: Workspace, store: str, method: str, wire: MethodWire,
         who = principal(request)
         args = wire.arguments(body) if body is not None else {}
         resource = check_permission(who, spec, args, names)
+        _check_batch_sizes(args)
         precheck = PRECHECKS.get((store, method))
         if precheck is not None:
             precheck(args)
