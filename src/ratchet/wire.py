@@ -160,7 +160,7 @@ class MethodWire:
             # of its own; the JSON key stays the parameter's name.
             field_name = f"{name}_" if hasattr(BaseModel, name) else name
             fields[field_name] = (hint, Field(default, alias=name))
-        return create_model(  # type: ignore[call-overload,no-any-return]
+        return create_model(
             f"{self._title}Args", __config__=ConfigDict(
                 extra="forbid", protected_namespaces=(), populate_by_name=True,
                 ser_json_inf_nan="constants", ser_json_bytes="base64",
@@ -183,7 +183,7 @@ class MethodWire:
                 value = _as_stored(value)
             values[f"{name}_" if hasattr(BaseModel, name) else name] = value
         model = self.args_model.model_construct(**values)  # type: ignore[attr-defined]
-        return model.model_dump_json(  # type: ignore[no-any-return]
+        return model.model_dump_json(
             by_alias=True, exclude_unset=True, fallback=_fallback, warnings=False).encode()
 
     def decode_result(self, content: bytes) -> Any:
@@ -204,8 +204,7 @@ class MethodWire:
     def encode_result(self, value: Any) -> bytes:
         """``{"result": ...}`` for the method's return value."""
         model = self._result_model.model_construct(result=value)
-        return model.model_dump_json(fallback=_fallback,  # type: ignore[no-any-return]
-                                     warnings=False).encode()
+        return model.model_dump_json(fallback=_fallback, warnings=False).encode()
 
 
 def method_wires(store: str, cls: type, names: Iterable[str]) -> dict[str, MethodWire]:

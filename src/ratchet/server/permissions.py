@@ -68,4 +68,4 @@ def principal(request: Request) -> Principal:
     found = getattr(request.state, "principal", None)
     if found is None:  # a public route asking for a principal: a programming error
         raise RatchetError("no authenticated caller on this route")
-    return found  # type: ignore[no-any-return]
+    return found

@@ -92,7 +92,7 @@ def _resources(spec: Exposed, args: dict[str, Any], names: _Names) -> Iterable[s
         return tuple(names.experiment(str(v)) for v in value)
     if spec.via == "rows":  # feedback rows (request_id, row, deployment, value)
         rows = list(value)
-        args[spec.argument] = rows  # the iterator is read here; hand on the list
+        args[str(spec.argument)] = rows  # the iterator is read here; hand on the list
         return {str(r[2]) for r in rows}
     if spec.via == "state":
         return (str(value.model),)

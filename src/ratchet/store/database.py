@@ -267,6 +267,7 @@ def refused_by_constraints(exc: BaseException) -> RatchetError | None:
         data += (psycopg.DataError,)
     except ImportError:
         pass
+    driver: BaseException | None
     if isinstance(exc, IntegrityError | DataError):
         driver = exc.orig
         reason = str(driver).splitlines()[0] if driver is not None else "constraint"
