@@ -321,6 +321,8 @@ class PipelineRunner:
             inputs={(ref.node, ref.output): self._outputs[ref.node][ref.output]
                     for _path, ref in node.refs()},
             settings=self.tracking.settings, tracking_run_id=state.tracking_run_id,
+            tracking_token=(os.environ.get("RATCHET_TRACKING_TOKEN")
+                            if self.tracking.settings.tracking_uri else None),
         )
         return executor.submit(task, resources=node.step.resources,
                                timeout=node.step.timeout, name=f"step {node.name!r}")

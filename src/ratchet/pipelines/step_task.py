@@ -71,6 +71,9 @@ class StepTask:
     inputs: dict[tuple[str, str], StoredOutput]  # (node, output) -> stored output
     settings: Settings
     tracking_run_id: str | None
+    # Remote mode: the driver's token, for workers that do not share its environment
+    # (a Ray cluster's). Kept out of repr: task reprs reach logs.
+    tracking_token: str | None = field(default=None, repr=False)
 
     def __call__(self) -> StepOutcome:
         from ratchet.clock import now_ms
@@ -79,7 +82,7 @@ class StepTask:
         options = self.step.options
         phase = OPENING
         try:
-            client = _tracking_client(self.settings)
+            client = _tracking_client(self.settings, self.tracking_token)
             phase = LOADING
             args, kwargs = self._load_arguments(client)
         except Exception as exc:
@@ -223,7 +226,7 @@ def _portable(exc: BaseException) -> BaseException | None:
 _client_lock = threading.Lock()
 
 
-def _tracking_client(settings: Settings) -> TrackingClient:
+def _tracking_client(settings: Settings, token: str | None = None) -> TrackingClient:
     """The fluent client (so ``ratchet.log_metric`` in a step reaches the step's run),
     pointed at the driver's stores; on a remote worker the environment is set to match."""
     from ratchet.config import load_settings
@@ -237,8 +240,10 @@ def _tracking_client(settings: Settings) -> TrackingClient:
         os.environ["RATCHET_HOME"] = str(settings.home)
         os.environ["RATCHET_DB"] = settings.db_url
         os.environ["RATCHET_ARTIFACTS"] = settings.artifacts_uri
-        if settings.tracking_uri:  # remote mode: the same server (the token is inherited)
+        if settings.tracking_uri:  # remote mode: the same server, as the same user
             os.environ["RATCHET_TRACKING_URI"] = settings.tracking_uri
+            if token:
+                os.environ["RATCHET_TRACKING_TOKEN"] = token
         else:
             os.environ.pop("RATCHET_TRACKING_URI", None)
         client = fluent.client()
