@@ -207,6 +207,7 @@ def _endpoint(workspace: Workspace, store: str, method: str, wire: MethodWire,
     from fastapi import Response
 
     from ratchet.server.auth import LOCAL_ADMIN
+    from ratchet.store.audit_store import event_row
     from ratchet.store.database import refused_by_constraints
 
     writes = spec.level != "read"
@@ -252,12 +253,15 @@ def _endpoint(workspace: Workspace, store: str, method: str, wire: MethodWire,
             if key is not None:
                 replies.release(key)
             raise
-        if key is not None:
-            replies.finish(key, status, content)
-        if writes and status < 400:
-            workspace.stores.audit.record(who.name, action, kind=spec.kind, resource=resource,
-                                          client=client_address(request),
-                                          detail=_audit_detail(args))
+        audited = writes and status < 400
+        event: dict[str, Any] = dict(kind=spec.kind, resource=resource,
+                                     client=client_address(request),
+                                     detail=_audit_detail(args))
+        if key is not None:  # the reply and its audit event in one transaction
+            replies.finish(key, status, content,
+                           event_row(who.name, action, **event) if audited else None)
+        elif audited:
+            workspace.stores.audit.record(who.name, action, **event)
         return Response(content, status_code=status, media_type="application/json")
 
     endpoint.__name__ = f"{store}_{method}"

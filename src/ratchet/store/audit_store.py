@@ -70,6 +70,32 @@ def _limit(limit: object) -> int:
     return min(limit, MAX_LIMIT)
 
 
+def event_row(actor: str, action: str, *, kind: str | None = None,
+              resource: str | None = None, client: str | None = None,
+              detail: Mapping[str, Any] | None = None, at: int | None = None
+              ) -> dict[str, Any]:
+    """One checked ``audit_log`` row (for ``AuditStore.record``, or to be written inside
+    another store's transaction, as the team server's idempotent replies do)."""
+    if (not isinstance(action, str) or len(action) > MAX_ACTION_LENGTH
+            or not _ACTION.fullmatch(action)):
+        raise InvalidInput(f"audit action must be dotted lower-case words such as "
+                           f"'registry.set_alias' (at most {MAX_ACTION_LENGTH} "
+                           f"characters); got {action!r}")
+    if kind is not None and (not isinstance(kind, str) or not kind
+                             or len(kind) > MAX_KIND_LENGTH):
+        raise InvalidInput(f"audit kind must be 1-{MAX_KIND_LENGTH} characters, such as "
+                           f"'model'; got {kind!r}")
+    if not isinstance(actor, str) or not actor:
+        raise InvalidInput(f"audit actor must be non-empty text; got {actor!r}")
+    if resource is not None and not isinstance(resource, str):
+        raise InvalidInput(f"audit resource must be text; got {resource!r}")
+    return {"event_id": new_id(), "at": now_ms() if at is None else int(at),
+            "actor": _cut(actor, MAX_ACTOR_LENGTH), "action": action, "kind": kind,
+            "resource": None if not resource else _cut(resource, MAX_RESOURCE_LENGTH),
+            "client": None if not client else _cut(str(client), MAX_CLIENT_LENGTH),
+            "detail": _detail(detail)}
+
+
 class AuditStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -80,28 +106,11 @@ class AuditStore:
         """Append one event; returns its id. ``action`` is dotted lower case
         (``registry.set_alias``); an over-long actor, resource or client address is cut,
         not refused (the change it records has happened)."""
-        if (not isinstance(action, str) or len(action) > MAX_ACTION_LENGTH
-                or not _ACTION.fullmatch(action)):
-            raise InvalidInput(f"audit action must be dotted lower-case words such as "
-                               f"'registry.set_alias' (at most {MAX_ACTION_LENGTH} "
-                               f"characters); got {action!r}")
-        if kind is not None and (not isinstance(kind, str) or not kind
-                                 or len(kind) > MAX_KIND_LENGTH):
-            raise InvalidInput(f"audit kind must be 1-{MAX_KIND_LENGTH} characters, such as "
-                               f"'model'; got {kind!r}")
-        if not isinstance(actor, str) or not actor:
-            raise InvalidInput(f"audit actor must be non-empty text; got {actor!r}")
-        if resource is not None and not isinstance(resource, str):
-            raise InvalidInput(f"audit resource must be text; got {resource!r}")
-        event_id = new_id()
+        row = event_row(actor, action, kind=kind, resource=resource, client=client,
+                        detail=detail, at=at)
         with self.db.write() as conn:
-            conn.execute(insert(t.audit_log).values(
-                event_id=event_id, at=now_ms() if at is None else int(at),
-                actor=_cut(actor, MAX_ACTOR_LENGTH), action=action, kind=kind,
-                resource=None if not resource else _cut(resource, MAX_RESOURCE_LENGTH),
-                client=None if not client else _cut(str(client), MAX_CLIENT_LENGTH),
-                detail=_detail(detail)))
-        return event_id
+            conn.execute(insert(t.audit_log).values(**row))
+        return str(row["event_id"])
 
     def list_events(self, *, since: int | None = None, until: int | None = None,
                     actor: str | None = None, action: str | None = None,

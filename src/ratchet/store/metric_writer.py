@@ -16,6 +16,9 @@ from ratchet.store import raw_sql
 from ratchet.store.database import Database
 
 ROW_KEYS = ("run_id", "key", "value", "is_nan", "step", "timestamp")
+# From this many points a PostgreSQL history append is one COPY instead of one INSERT a
+# row (executemany sends each row as its own statement: 1,000 points took 20 ms).
+COPY_FROM_ROWS = 16
 
 
 class MetricWriter:
@@ -25,12 +28,22 @@ class MetricWriter:
         self._latest = raw_sql.CompiledStatement(db, latest_upsert, ROW_KEYS)
         self._connections = raw_sql.RawConnections(db)
         self._integrity_error = db.engine.dialect.loaded_dbapi.IntegrityError
+        self._copy = None
+        if db.dialect == "postgresql":
+            table = history_insert.table
+            columns = ", ".join(f'"{k}"' for k in ROW_KEYS)
+            self._copy = f'COPY "{table.name}" ({columns}) FROM STDIN'
 
     def write(self, run_id: str, rows: Sequence[dict[str, Any]],
               latest: Sequence[dict[str, Any]]) -> None:
         try:
             with self._connections.transaction(write=True) as cur:
-                raw_sql.run(cur, self._history, rows)
+                if self._copy is not None and len(rows) >= COPY_FROM_ROWS:
+                    with cur.copy(self._copy) as copy:
+                        for row in rows:
+                            copy.write_row(tuple(row[k] for k in ROW_KEYS))
+                else:
+                    raw_sql.run(cur, self._history, rows)
                 raw_sql.run(cur, self._latest, latest)
         except self._integrity_error:
             raise NotFound(f"no run with id {run_id!r}") from None

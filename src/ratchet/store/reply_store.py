@@ -10,7 +10,9 @@ the run or the version twice. Replies are kept for a day.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
@@ -66,10 +68,15 @@ class ReplyStore:
                                "retry later")
             time.sleep(0.05)
 
-    def finish(self, key: str, status: int, body: bytes) -> None:
+    def finish(self, key: str, status: int, body: bytes,
+               audit: Mapping[str, Any] | None = None) -> None:
+        """Keep the reply; with ``audit`` (an ``audit_store.event_row``), record the change
+        in the same transaction (one commit fewer per write)."""
         with self.db.write() as conn:
             conn.execute(update(t.server_replies).where(t.server_replies.c.key == key)
                          .values(status=status, body=body))
+            if audit is not None:
+                conn.execute(insert(t.audit_log).values(**audit))
 
     def release(self, key: str) -> None:
         """Give the key back (the request failed on the server's side: a retry runs it)."""
