@@ -9,15 +9,32 @@ import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from unittest.mock import patch
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine, insert, text
 
+import ratchet.store.run_query as rq
 from ratchet.errors import InvalidInput
-from ratchet.store.run_filter import ATTRIBUTES, Node, OrderKey, parse_filter, parse_order_by
-from ratchet.store.run_query import _ATTRIBUTE_COLUMNS, build_search, like_to_glob
+from ratchet.store.run_filter import (
+    ATTRIBUTES,
+    And,
+    Comparison,
+    Node,
+    Or,
+    OrderKey,
+    parse_filter,
+    parse_order_by,
+)
+from ratchet.store.run_query import (
+    _ATTRIBUTE_COLUMNS,
+    build_search,
+    full_order,
+    like_to_glob,
+    search_rows,
+)
 from ratchet.store.schema import (
     experiments,
     latest_metrics,
@@ -439,3 +456,312 @@ def test_the_sqlite_plan_searches_indexes_instead_of_scanning(tmp_path: Any) -> 
         ]
         assert not scans, (filter_text, plan)
     engine.dispose()
+
+
+# -- the index-order plan: same rows, same order, same pages as the full query ------------
+
+METRIC_VALUES = [0.0, 0.5, 1.0, -1.0, NAN, float("inf")]  # few values: many ties
+PARAM_VALUES = ["a", "b", "ab", "b1"]
+
+
+@dataclass(frozen=True)
+class RandomRun:
+    run_id: str
+    experiment: str
+    status: str
+    start_time: int
+    end_time: int | None
+    deleted: bool
+    metrics: dict[str, float]  # a missing key: the run has no such metric
+    params: dict[str, str]
+
+
+random_runs = st.lists(
+    st.builds(
+        RandomRun,
+        run_id=st.just(""),
+        experiment=st.sampled_from(["e1", "e2"]),
+        status=st.sampled_from(["finished", "failed", "running"]),
+        start_time=st.integers(1, 3),
+        end_time=st.none() | st.integers(1, 3),
+        deleted=st.sampled_from([False, False, False, True]),
+        metrics=st.dictionaries(st.sampled_from(["m0", "m1", "m0", "m1", "m2"]),
+                                st.sampled_from(METRIC_VALUES), min_size=1),
+        params=st.dictionaries(st.sampled_from(["p0", "p1"]), st.sampled_from(PARAM_VALUES)),
+    ),
+    min_size=6,
+    max_size=24,
+)
+_metric_terms = st.builds(
+    lambda key, op, value: f"metrics.{key} {op} {value}",
+    st.sampled_from(["m0", "m1"]),
+    st.sampled_from(["=", "!=", "<", "<=", ">", ">="]),
+    st.sampled_from(["0", "0.5", "1", "-1"]),
+)
+_param_terms = st.builds(
+    lambda key, op, value: f"params.{key} {op} '{value}'",
+    st.sampled_from(["p0", "p1"]),
+    st.sampled_from(["=", "!="]),
+    st.sampled_from(PARAM_VALUES),
+)
+_null_terms = st.builds(
+    lambda entity, key, neg: f"{entity}.{key} is {'not ' if neg else ''}null",
+    st.sampled_from(["metrics", "params"]),
+    st.sampled_from(["m0", "p0"]),
+    st.booleans(),
+)
+_terms = _metric_terms | _param_terms | _null_terms | st.just("status = 'finished'")
+random_filters = st.one_of(st.none(), st.none(), st.recursive(
+    _terms,
+    lambda inner: st.lists(inner, min_size=2, max_size=3).flatmap(
+        lambda items: st.sampled_from([" and ", " or "]).map(
+            lambda glue: "(" + glue.join(items) + ")"
+        )
+    ),
+    max_leaves=4,
+))
+_order_keys = st.lists(
+    st.builds(
+        lambda key, desc: f"{key} {'DESC' if desc else 'ASC'}",
+        st.sampled_from(
+            ["metrics.m0", "metrics.m1", "params.p0", "attributes.start_time",
+             "attributes.end_time", "attributes.run_id"]
+        ),
+        st.booleans(),
+    ),
+    max_size=3,
+)
+# Mostly led by a metric: the searches the index-order form answers.
+_metric_led = st.builds(
+    lambda key, desc, rest: [f"metrics.{key} {'DESC' if desc else 'ASC'}", *rest],
+    st.sampled_from(["m0", "m1"]), st.booleans(), _order_keys,
+)
+random_orders = st.one_of(_order_keys, _metric_led, _metric_led, _metric_led)
+
+
+def _holds(node: Node, run: RandomRun) -> bool:
+    """The filter language's semantics, evaluated in Python (the reference)."""
+    if isinstance(node, And):
+        return all(_holds(item, run) for item in node.items)
+    if isinstance(node, Or):
+        return any(_holds(item, run) for item in node.items)
+    assert isinstance(node, Comparison)
+    if node.entity == "attribute":
+        assert node.key == "status" and node.op == "="
+        return run.status == str(node.value).lower()
+    values: dict[str, Any] = run.metrics if node.entity == "metric" else run.params
+    if node.op == "is null":
+        return node.key not in values
+    if node.op == "is not null":
+        return node.key in values
+    value = values.get(node.key)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False  # a missing key or a NaN fails every comparison
+    wanted = float(node.value) if node.entity == "metric" else node.value  # type: ignore[arg-type]
+    return {
+        "=": value == wanted, "!=": value != wanted, "<": value < wanted,
+        "<=": value <= wanted, ">": value > wanted, ">=": value >= wanted,
+    }[node.op]
+
+
+def _sort_value(run: RandomRun, key: OrderKey) -> Any:
+    if key.entity == "metric":
+        value = run.metrics.get(key.key)
+        return None if value is None or math.isnan(value) else value
+    if key.entity == "param":
+        return run.params.get(key.key)
+    return {"start_time": run.start_time, "end_time": run.end_time,
+            "run_id": run.run_id}[key.key]
+
+
+def _reference(
+    data: list[RandomRun], node: Node | None, order: list[OrderKey],
+    experiments: list[str] | None, statuses: list[str] | None, include_deleted: bool,
+) -> list[str]:
+    found = [
+        r for r in data
+        if (include_deleted or not r.deleted)
+        and (experiments is None or r.experiment in experiments)
+        and (statuses is None or r.status in statuses)
+        and (node is None or _holds(node, r))
+    ]
+    # Stable sorts from the last key to the first; NULLs last in either direction.
+    for key in reversed(full_order(order)):
+        present = [r for r in found if _sort_value(r, key) is not None]
+        absent = [r for r in found if _sort_value(r, key) is None]
+        present.sort(key=lambda r: _sort_value(r, key), reverse=key.descending)
+        found = present + absent
+    return [r.run_id for r in found]
+
+
+def _load(engine: Engine, data: list[RandomRun]) -> None:
+    with engine.begin() as conn:
+        for table in (latest_metrics, params, run_tags, runs, experiments):
+            conn.execute(table.delete())
+        conn.execute(insert(experiments), [
+            {"experiment_id": e, "name": e, "lifecycle": "active", "created_at": 0}
+            for e in ("e1", "e2")
+        ])
+        if not data:
+            return
+        conn.execute(insert(runs), [
+            {"run_id": r.run_id, "experiment_id": r.experiment, "name": r.run_id,
+             "status": r.status, "start_time": r.start_time, "end_time": r.end_time,
+             "deleted_at": 5 if r.deleted else None}
+            for r in data
+        ])
+        metric_rows = [
+            {"run_id": r.run_id, "key": k, "value": None if math.isnan(v) else v,
+             "is_nan": math.isnan(v), "step": 0, "timestamp": 0}
+            for r in data for k, v in r.metrics.items()
+        ]
+        param_rows = [{"run_id": r.run_id, "key": k, "value": v}
+                      for r in data for k, v in r.params.items()]
+        if metric_rows:
+            conn.execute(insert(latest_metrics), metric_rows)
+        if param_rows:
+            conn.execute(insert(params), param_rows)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def empty_backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
+    """A database of its own (the random data replaces its rows on every example)."""
+    if request.param == "sqlite":
+        engine = create_engine(f"sqlite:///{tmp_path_factory.mktemp('iop') / 'runs.db'}")
+        metadata.create_all(engine)
+        yield Backend(engine, "sqlite")
+        engine.dispose()
+        return
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"ratchet_iop_{secrets.token_hex(6)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = create_engine(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
+    try:
+        metadata.create_all(engine)
+        yield Backend(engine, "postgresql")
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _pages(
+    backend: Backend, node: Node | None, order: list[OrderKey], page: int, **scope: Any
+) -> list[list[str]]:
+    """Every page of a search, walked the way ``TrackingStore.search_runs`` does it."""
+    pages: list[list[str]] = []
+    offset = 0
+    while True:
+        with backend.engine.begin() as conn:
+            rows = search_rows(conn, filter_node=node, order=order, offset=offset,
+                               count=page + 1, **scope)
+        pages.append([row.run_id for row in rows[:page]])
+        if len(rows) <= page:
+            return pages
+        offset += page
+
+
+@given(
+    data=random_runs,
+    filter_text=random_filters,
+    order_by=random_orders,
+    page=st.integers(1, 4),
+    experiments=st.sampled_from([None, None, ["e1"], ["e2", "e1"]]),
+    statuses=st.sampled_from([None, None, ["finished", "running"], ["failed"]]),
+    include_deleted=st.booleans(),
+    budgets=st.tuples(st.sampled_from([1, 3, 1000]), st.integers(1, 3),
+                      st.sampled_from([5, 20, 1000, 1000]),
+                      st.sampled_from([0, 0, 0, 3])),
+)
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+def test_search_rows_equals_a_brute_force_reference(
+    empty_backend: Backend, data: list[RandomRun], filter_text: str | None,
+    order_by: list[str], page: int, experiments: list[str] | None,
+    statuses: list[str] | None, include_deleted: bool, budgets: tuple[int, int, int, int],
+) -> None:
+    """Random runs (missing / NaN / infinite / tied metrics, tied start times, deleted
+    runs), filters and order keys, with tiny scan budgets so that index-order tries
+    succeed, extrapolate, run out and fall back: every page equals the reference's."""
+    data = [RandomRun(**{**r.__dict__, "run_id": f"r{i:02d}"}) for i, r in enumerate(data)]
+    random.Random(len(data)).shuffle(data)  # insertion order is not run-id order
+    _load(empty_backend.engine, data)
+    node, order = parse_filter(filter_text), parse_order_by(order_by)
+    expected = _reference(data, node, order, experiments, statuses, include_deleted)
+    first, wanted, max_scan, selective = budgets
+    with (
+        patch.object(rq, "build_search", wraps=rq.build_search) as built,
+        patch.object(rq, "INDEX_ORDER_FIRST_SCAN", first),
+        patch.object(rq, "INDEX_ORDER_WANTED", wanted),
+        patch.object(rq, "INDEX_ORDER_MAX_SCAN", max_scan),
+        patch.object(rq, "SELECTIVE_TERM", selective),
+    ):
+        pages = _pages(empty_backend, node, order, page, experiment_ids=experiments,
+                       statuses=statuses, include_deleted=include_deleted)
+    full = sum(not call.kwargs.get("index_order") for call in built.call_args_list)
+    event(f"pages answered in index order: {(len(pages) - full) / len(pages):.1f}")
+    assert [run for p in pages for run in p] == expected
+    assert all(len(p) == page for p in pages[:-1])
+    # The full query alone (what the fallback runs) agrees too.
+    with empty_backend.engine.connect() as conn:
+        stmt = build_search(experiment_ids=experiments, filter_node=node, order=order,
+                            statuses=statuses, dialect=empty_backend.dialect)
+        if not include_deleted:
+            stmt = stmt.where(runs.c.deleted_at.is_(None))
+        assert list(conn.execute(stmt).scalars()) == expected
+
+
+def test_the_index_order_form_reads_the_sort_index_in_order(tmp_path: Any) -> None:
+    """SQLite starts from the sort metric's index and sorts only runs of one value."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'plan.db'}")
+    _generate(engine, 2_000)
+    for filter_text, order in [
+        (BENCH_FILTER, BENCH_ORDER),
+        ("params.model = 'xgb'", ["metrics.auc", "params.lr desc"]),
+        (None, ["metrics.loss desc"]),
+    ]:
+        stmt = build_search(
+            experiment_ids=["e"], filter_node=parse_filter(filter_text),
+            order=parse_order_by(order), index_order=True, bound=0.5,
+        )
+        sql = str(stmt.compile(engine, compile_kwargs={"literal_binds": True}))
+        with engine.connect() as conn:
+            plan = [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
+        assert re.match(r"SEARCH lm_\d+ USING COVERING INDEX ix_latest_metrics_key_value", plan[0])
+        assert "USE TEMP B-TREE FOR ORDER BY" not in plan, plan
+        assert not [line for line in plan if line.startswith("SCAN")], plan
+    engine.dispose()
+
+
+def test_search_rows_picks_the_plan_by_selectivity(backend_url: str, tmp_path: Any) -> None:
+    """A filter most runs pass: the page comes from one index-order try. A selective
+    term: the filter-driven query alone. Same rows as the full query either way."""
+    from ratchet.store import open_database
+
+    engine = open_database(backend_url).engine  # the schema at head, as stores have it
+    _generate(engine, 6_000)
+    cases = [
+        (BENCH_FILTER.replace("0.9", "0.3"), ["index"]),  # ~14 % match: index order
+        ("metrics.auc > 0.999 and params.model = 'xgb'", ["full"]),  # 6 runs have auc > 0.999
+        ("params.model = 'xgb' and metrics.auc > 0.99", ["full"]),  # 60 have auc > 0.99
+    ]
+    for filter_text, plans in cases:
+        node, order = parse_filter(filter_text), parse_order_by(BENCH_ORDER)
+        with (
+            engine.begin() as conn,
+            patch.object(rq, "SELECTIVE_TERM", 500),  # 6,000 runs here, not 100,000
+            patch.object(rq, "build_search", wraps=rq.build_search) as built,
+        ):
+            rows = search_rows(conn, experiment_ids=["e"], filter_node=node, order=order,
+                               count=21)
+        used = ["index" if c.kwargs.get("index_order") else "full"
+                for c in built.call_args_list]
+        assert used == plans, filter_text
+        full = build_search(experiment_ids=["e"], filter_node=node, order=order,
+                            dialect=engine.dialect.name)
+        with engine.connect() as conn:
+            expected = list(conn.execute(full.limit(21)).scalars())
+        assert [row.run_id for row in rows] == expected

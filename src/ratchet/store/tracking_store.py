@@ -480,7 +480,7 @@ class TrackingStore:
         include_deleted: bool = False,
     ) -> tuple[list[Run], str | None]:
         from ratchet.store.run_filter import parse_filter, parse_order_by
-        from ratchet.store.run_query import build_search
+        from ratchet.store.run_query import search_rows
 
         if not isinstance(max_results, int) or not 1 <= max_results <= MAX_RESULTS_LIMIT:
             raise InvalidInput(f"max_results must be between 1 and {MAX_RESULTS_LIMIT}, "
@@ -490,14 +490,12 @@ class TrackingStore:
         fingerprint = json.dumps([sorted(experiment_ids or []), filter or "", list(order_by or []),
                                   sorted(statuses or []), include_deleted])
         offset = _decode_page_token(page_token, fingerprint)
-        query = build_search(experiment_ids=experiment_ids, filter_node=node, order=order,
-                             statuses=statuses, dialect=self.db.dialect)
-        if not include_deleted:
-            query = query.where(t.runs.c.deleted_at.is_(None))
-        # The search selects the runs' own columns too: one query fewer per page.
-        query = query.add_columns(*(c for c in t.runs.c if c.name != "run_id"))
         with self.db.read() as conn:
-            found = conn.execute(query.limit(max_results + 1).offset(offset)).all()
+            # The search selects the runs' own columns too: one query fewer per page.
+            found = search_rows(conn, experiment_ids=experiment_ids, filter_node=node,
+                                order=order, statuses=statuses, include_deleted=include_deleted,
+                                columns=[c for c in t.runs.c if c.name != "run_id"],
+                                offset=offset, count=max_results + 1)
         next_token = None
         if len(found) > max_results:
             found = found[:max_results]
