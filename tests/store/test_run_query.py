@@ -722,6 +722,7 @@ def test_the_index_order_form_reads_the_sort_index_in_order(tmp_path: Any) -> No
         (BENCH_FILTER, BENCH_ORDER),
         ("params.model = 'xgb'", ["metrics.auc", "params.lr desc"]),
         (None, ["metrics.loss desc"]),
+        (BENCH_FILTER, []),  # newest first: runs (experiment_id, start_time)
     ]:
         stmt = build_search(
             experiment_ids=["e"], filter_node=parse_filter(filter_text),
@@ -730,7 +731,11 @@ def test_the_index_order_form_reads_the_sort_index_in_order(tmp_path: Any) -> No
         sql = str(stmt.compile(engine, compile_kwargs={"literal_binds": True}))
         with engine.connect() as conn:
             plan = [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
-        assert re.match(r"SEARCH lm_\d+ USING COVERING INDEX ix_latest_metrics_key_value", plan[0])
+        start = (
+            r"SEARCH lm_\d+ USING COVERING INDEX ix_latest_metrics_key_value_run_id"
+            if order else r"SEARCH runs USING INDEX ix_runs_experiment_id_start_time"
+        )
+        assert re.match(start, plan[0]), plan
         assert "USE TEMP B-TREE FOR ORDER BY" not in plan, plan
         assert not [line for line in plan if line.startswith("SCAN")], plan
     engine.dispose()
@@ -744,12 +749,16 @@ def test_search_rows_picks_the_plan_by_selectivity(backend_url: str, tmp_path: A
     engine = open_database(backend_url).engine  # the schema at head, as stores have it
     _generate(engine, 6_000)
     cases = [
-        (BENCH_FILTER.replace("0.9", "0.3"), ["index"]),  # ~14 % match: index order
-        ("metrics.auc > 0.999 and params.model = 'xgb'", ["full"]),  # 6 runs have auc > 0.999
-        ("params.model = 'xgb' and metrics.auc > 0.99", ["full"]),  # 60 have auc > 0.99
+        (BENCH_FILTER.replace("0.9", "0.3"), BENCH_ORDER, ["index"]),  # ~14 % match
+        (BENCH_FILTER.replace("0.9", "0.3"), [], ["index"]),  # newest first: start time
+        ("metrics.auc > 0.3", ["attributes.start_time asc"], ["index"]),
+        ("metrics.auc > 0.3", ["params.lr"], ["full"]),  # no index order to read
+        # 6 runs have auc > 0.999, 60 have auc > 0.99: filter-driven.
+        ("metrics.auc > 0.999 and params.model = 'xgb'", BENCH_ORDER, ["full"]),
+        ("params.model = 'xgb' and metrics.auc > 0.99", [], ["full"]),
     ]
-    for filter_text, plans in cases:
-        node, order = parse_filter(filter_text), parse_order_by(BENCH_ORDER)
+    for filter_text, order_by, plans in cases:
+        node, order = parse_filter(filter_text), parse_order_by(order_by)
         with (
             engine.begin() as conn,
             patch.object(rq, "SELECTIVE_TERM", 500),  # 6,000 runs here, not 100,000

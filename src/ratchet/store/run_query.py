@@ -13,16 +13,19 @@ Python. Shape of the query, chosen so the planner can start from an index:
 
 Values are always bound parameters.
 
-With a filter that most runs pass and a sort on a metric, that shape is slow at scale:
-the planner drives from a filter (tens of thousands of rows at 100k runs) and sorts
-them all. ``search_rows`` then first tries the *index-order* form (``index_order=True``):
-the sort metric's ``(key, value, run_id)`` index is read in order, each entry checked
-with primary-key lookups, and the scan stops at the page's LIMIT. A value bound
-(``value >= b`` descending) caps how much of that index one try may read. Both forms
-are ordered by the same keys, and the index-order rows are exactly the runs whose sort
-metric is non-NULL and not past the bound: an initial segment of the full order, so
-whenever a try returns the whole page, it is the same page. Otherwise (a selective
-filter, a page reaching runs without the metric) the full query runs as before.
+With a filter that most runs pass, that shape is slow at scale: the planner drives
+from a filter (tens of thousands of rows at 100k runs) and sorts them all.
+``search_rows`` then first tries the *index-order* form (``index_order=True``) when the
+search is led by a metric (or by the start time, the default, within given
+experiments): that key's index (``latest_metrics (key, value, run_id)``, ``runs
+(experiment_id, start_time)``) is read in order, each entry checked with primary-key
+lookups, and the scan stops at the page's LIMIT. A bound on the key (``value >= b``
+descending, ``<= b`` ascending, ``b`` read from the index) caps how much one try reads.
+Both forms sort by the same keys, and the index-order rows are exactly the matching
+runs whose first sort key is non-NULL and not past the bound: an initial segment of the
+full order (NULLs sort last, past every bound), so a try that fills the whole page
+returns the same page. Otherwise (a selective filter, a page reaching runs without the
+metric, a deep page) the full query runs as before.
 """
 
 from __future__ import annotations
@@ -119,17 +122,20 @@ def build_search(
     """A select of ``run_id`` then ``order_0, order_1, ...`` (the values ordered by),
     already ordered, with no LIMIT/OFFSET. ``None`` experiment ids means all.
 
-    ``index_order`` (the first order key must be a metric) keeps only the runs that have
-    a non-NaN value of that metric, at or before ``bound`` in the sort direction if given
-    (``value >= bound`` descending, ``<=`` ascending), and joins so that the planner reads
-    the metric's index in order: an initial segment of the same search without it."""
+    ``index_order`` (the first order key must be a metric or the start time, see
+    ``index_order_key``) keeps only the runs that have a non-NaN value of that metric, at
+    or before ``bound`` in the sort direction if given (``value >= bound`` descending,
+    ``<=`` ascending), and joins so that the planner starts from that key's index: an
+    initial segment of the same search without it."""
     if dialect not in DIALECTS:
         raise ValueError(f"unsupported dialect {dialect!r}; expected one of {DIALECTS}")
     query = _Compiler(dialect)
     if index_order:
-        if not order or order[0].entity != "metric":
-            raise ValueError("index_order needs a metric as the first order key")
-        query.drive_from(order[0], bound)
+        lead = index_order_key(order, experiment_ids)
+        if lead is None:
+            raise ValueError("index_order needs a metric or the start time as the first "
+                             "order key (the start time within given experiments)")
+        query.drive_from(lead, bound)
     elif bound is not None:
         raise ValueError("bound needs index_order")
     if experiment_ids is not None:
@@ -149,6 +155,20 @@ def build_search(
             order_by.append(expr.is_(None))
         order_by.append(expr.desc() if order_key.descending else expr.asc())
     return select(*columns).select_from(query.source).where(*query.where).order_by(*order_by)
+
+
+def index_order_key(
+    order: Sequence[OrderKey], experiment_ids: Sequence[str] | None
+) -> OrderKey | None:
+    """The order key an index-order search starts from, if it has one: a leading metric
+    (``latest_metrics (key, value, run_id)``), or the start time (also the default order)
+    of runs in given experiments (``runs (experiment_id, start_time)``)."""
+    lead = full_order(order)[0]
+    if lead.entity == "metric":
+        return lead
+    if lead == OrderKey("attribute", "start_time", lead.descending) and experiment_ids:
+        return lead
+    return None
 
 
 def full_order(order: Sequence[OrderKey]) -> list[OrderKey]:
@@ -197,7 +217,8 @@ def search_rows(
 ) -> list[Row[Any]]:
     """Rows ``offset .. offset + count - 1`` of ``build_search``'s ordered result (plus
     ``columns``), soft-deleted runs excluded unless ``include_deleted``. Tries the
-    index-order form first when the first order key is a metric (module docstring)."""
+    index-order form first when ``index_order_key`` names a key to start from and no
+    top-level filter term is selective enough to start from instead (module docstring)."""
 
     def fetch(stmt: Select[Any]) -> list[Row[Any]]:
         if not include_deleted:
@@ -209,15 +230,15 @@ def search_rows(
                             statuses=statuses, dialect=conn.dialect.name, **index)
 
     wanted = offset + count
+    lead = index_order_key(order, experiment_ids)
     if (
-        order
-        and order[0].entity == "metric"
+        lead is not None
         and wanted * INDEX_ORDER_WANTED <= INDEX_ORDER_MAX_SCAN
         and not _has_selective_term(conn, filter_node)
     ):
         scan = max(INDEX_ORDER_FIRST_SCAN, wanted * INDEX_ORDER_WANTED)
         for _ in range(2):
-            bound = _nth_value(conn, order[0], scan)
+            bound = _nth_value(conn, lead, experiment_ids, scan)
             with _pg_settings(conn, _PG_INDEX_ORDER):
                 rows = fetch(build(index_order=True, bound=bound))
             if len(rows) == count:
@@ -255,19 +276,31 @@ def _has_selective_term(conn: Connection, node: Node | None) -> bool:
     return False
 
 
-def _nth_value(conn: Connection, order_key: OrderKey, n: int) -> float | None:
-    """The ``n``-th non-NULL value of a metric in sort order over all runs (read from its
-    index), or ``None`` if fewer runs have it."""
-    value = latest_metrics.c.value
-    stmt = (
-        select(value)
-        .where(latest_metrics.c.key == order_key.key, value.is_not(None))
-        .order_by(value.desc() if order_key.descending else value.asc())
-        .limit(1)
-        .offset(n - 1)
-    )
-    found = conn.execute(stmt).scalar()
-    return None if found is None else float(found)
+def _nth_value(
+    conn: Connection, order_key: OrderKey, experiment_ids: Sequence[str] | None, n: int
+) -> float | None:
+    """A bound that at least ``n`` index entries of the order key reach, read from its
+    index, or ``None`` if fewer exist: the ``n``-th value of a metric over all runs, or
+    the tightest of each experiment's ``n``-th start time."""
+    if order_key.entity == "metric":
+        found = conn.execute(_nth(latest_metrics.c.value, order_key, n, latest_metrics.c.key
+                                  == order_key.key, latest_metrics.c.value.is_not(None))).scalar()
+        return None if found is None else float(found)
+    assert experiment_ids
+    ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
+    values = [
+        value for e in ids
+        if (value := conn.execute(_nth(runs.c.start_time, order_key, n,
+                                       runs.c.experiment_id == e)).scalar()) is not None
+    ]
+    if not values:
+        return None
+    return max(values) if order_key.descending else min(values)
+
+
+def _nth(column: Any, order_key: OrderKey, n: int, *where: Any) -> Select[Any]:
+    by = column.desc() if order_key.descending else column.asc()
+    return select(column).where(*where).order_by(by).limit(1).offset(n - 1)
 
 
 @contextmanager
@@ -344,15 +377,22 @@ class _Compiler:
         self.ordered = False  # index-order form: inner joins keep their written order
 
     def drive_from(self, order_key: OrderKey, bound: float | None) -> None:
-        """Start the join at the sort metric's index (index-order form, see the module
-        docstring): ``sort_alias JOIN runs``, kept in that order on SQLite."""
+        """Start the join at the sort key's index (index-order form, see the module
+        docstring): ``sort_alias JOIN runs`` or ``runs`` (the start time), followed by
+        joins that SQLite keeps in their written order."""
+        self.ordered = True
+        if order_key.entity == "attribute":  # the start time: NOT NULL, no join
+            if bound is not None:
+                start = bindparam(None, int(bound), type_=BigInteger())
+                column = runs.c.start_time
+                self.where.append(column >= start if order_key.descending else column <= start)
+            return
         alias = self.alias("metric")
         terms = [alias.c.key == order_key.key, alias.c.value.is_not(None)]
         if bound is not None:
             limit = bindparam(None, float(bound), type_=Float())
             terms.append(alias.c.value >= limit if order_key.descending else alias.c.value <= limit)
         self.source = _OrderedJoin(alias, runs, and_(runs.c.run_id == alias.c.run_id, *terms))
-        self.ordered = True
         self.joined[("metric", order_key.key)] = alias
         self.non_null.add(("metric", order_key.key))
 
@@ -520,4 +560,11 @@ def like_to_glob(pattern: str) -> str:
     return "".join(out)
 
 
-__all__ = ["DEFAULT_ORDER", "build_search", "full_order", "like_to_glob", "search_rows"]
+__all__ = [
+    "DEFAULT_ORDER",
+    "build_search",
+    "full_order",
+    "index_order_key",
+    "like_to_glob",
+    "search_rows",
+]
