@@ -743,7 +743,7 @@ def test_the_index_order_form_reads_the_sort_index_in_order(tmp_path: Any) -> No
 
 def test_search_rows_picks_the_plan_by_selectivity(backend_url: str, tmp_path: Any) -> None:
     """A filter most runs pass: the page comes from one index-order try. A selective
-    term: the filter-driven query alone. Same rows as the full query either way."""
+    term: the filter-driven query (alone on SQLite). Same rows as the full query."""
     from ratchet.store import open_database
 
     engine = open_database(backend_url).engine  # the schema at head, as stores have it
@@ -754,8 +754,8 @@ def test_search_rows_picks_the_plan_by_selectivity(backend_url: str, tmp_path: A
         ("metrics.auc > 0.3", ["attributes.start_time asc"], ["index"]),
         ("metrics.auc > 0.3", ["params.lr"], ["full"]),  # no index order to read
         # 6 runs have auc > 0.999, 60 have auc > 0.99: filter-driven.
-        ("metrics.auc > 0.999 and params.model = 'xgb'", BENCH_ORDER, ["full"]),
-        ("params.model = 'xgb' and metrics.auc > 0.99", [], ["full"]),
+        ("metrics.auc > 0.999 and params.model = 'xgb'", BENCH_ORDER, "selective"),
+        ("params.model = 'xgb' and metrics.auc > 0.99", [], "selective"),
     ]
     for filter_text, order_by, plans in cases:
         node, order = parse_filter(filter_text), parse_order_by(order_by)
@@ -768,7 +768,13 @@ def test_search_rows_picks_the_plan_by_selectivity(backend_url: str, tmp_path: A
                                count=21)
         used = ["index" if c.kwargs.get("index_order") else "full"
                 for c in built.call_args_list]
-        assert used == plans, filter_text
+        if plans == "selective" and engine.dialect.name == "postgresql":
+            # No selectivity check there: bounded index-order tries fail, then the full query.
+            assert used[-1] == "full" and 2 <= len(used) <= 3, (filter_text, used)
+        elif plans == "selective":
+            assert used == ["full"], (filter_text, used)
+        else:
+            assert used == plans, (filter_text, used)
         full = build_search(experiment_ids=["e"], filter_node=node, order=order,
                             dialect=engine.dialect.name)
         with engine.connect() as conn:

@@ -166,7 +166,9 @@ def index_order_key(
     lead = full_order(order)[0]
     if lead.entity == "metric":
         return lead
-    if lead == OrderKey("attribute", "start_time", lead.descending) and experiment_ids:
+    if lead == OrderKey("attribute", "start_time", lead.descending) and experiment_ids and (
+        isinstance(experiment_ids, str) or len(experiment_ids) <= MAX_START_TIME_EXPERIMENTS
+    ):
         return lead
     return None
 
@@ -188,8 +190,15 @@ INDEX_ORDER_MAX_SCAN = 20_000
 # A top-level filter term that fewer runs match than this makes the filter-driven plan
 # (read that term's index range, sort the matches) the cheaper one: about
 # sqrt(page x runs) for a 100-row page of 100k runs, where both plans cost the same.
+# Checked on SQLite only, where covering indexes answer the count in well under a
+# millisecond; on PostgreSQL the same count reads table pages (heap fetches until VACUUM
+# marks them all-visible, or a sequential scan the LIMIT tempts it into: 20-60 ms at
+# 100k runs), more than a failed index-order try costs (~1,000 entries, 10-20 ms).
 SELECTIVE_TERM = 3_000
-# Terms an index answers on both backends (params: PostgreSQL has a hash index on value).
+SELECTIVE_TERMS_CHECKED = 4
+# The start-time bound takes one index read per experiment.
+MAX_START_TIME_EXPERIMENTS = 8
+# Terms SQLite's (key, value, run_id) indexes of latest_metrics and params answer.
 _INDEXED_OPS = {"metric": ("=", "<", "<=", ">", ">=", "in"), "param": ("=", "in")}
 # PostgreSQL estimates the rows of a param filter badly (key and value as independent)
 # and prefers hashing them all; inside one index-order try, nested loops in index order
@@ -234,7 +243,7 @@ def search_rows(
     if (
         lead is not None
         and wanted * INDEX_ORDER_WANTED <= INDEX_ORDER_MAX_SCAN
-        and not _has_selective_term(conn, filter_node)
+        and not (conn.dialect.name == "sqlite" and _has_selective_term(conn, filter_node))
     ):
         scan = max(INDEX_ORDER_FIRST_SCAN, wanted * INDEX_ORDER_WANTED)
         for _ in range(2):
@@ -259,20 +268,21 @@ def _has_selective_term(conn: Connection, node: Node | None) -> bool:
     comparison; a param ``=`` / ``in``) matches fewer than ``SELECTIVE_TERM`` rows: a
     bounded count on that index, well under a millisecond."""
     compiler = _Compiler(conn.dialect.name)
-    for item in node.items if isinstance(node, And) else (node,) if node else ():
-        if not isinstance(item, Comparison):
-            continue
-        if item.op in _INDEXED_OPS.get(item.entity, ()):
-            table = _KEYED[item.entity]
-            matches = (
-                select(literal_column("1"))
-                .select_from(table)
-                .where(table.c.key == item.key, compiler.condition(table.c.value, item))
-                .limit(SELECTIVE_TERM)
-                .subquery()
-            )
-            if conn.execute(select(func.count()).select_from(matches)).scalar_one() < SELECTIVE_TERM:
-                return True
+    terms = [
+        item for item in (node.items if isinstance(node, And) else (node,) if node else ())
+        if isinstance(item, Comparison) and item.op in _INDEXED_OPS.get(item.entity, ())
+    ]
+    for item in terms[:SELECTIVE_TERMS_CHECKED]:
+        table = _KEYED[item.entity]
+        matches = (
+            select(literal_column("1"))
+            .select_from(table)
+            .where(table.c.key == item.key, compiler.condition(table.c.value, item))
+            .limit(SELECTIVE_TERM)
+            .subquery()
+        )
+        if conn.execute(select(func.count()).select_from(matches)).scalar_one() < SELECTIVE_TERM:
+            return True
     return False
 
 
