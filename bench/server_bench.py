@@ -122,6 +122,13 @@ def ensure_mlflow_venv() -> dict[str, str | None]:
                              child_env())
 
 
+def uncommitted_sources() -> list[str]:
+    """Files under src/ that differ from the commit (the numbers are the work tree's)."""
+    out = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
+                         capture_output=True, text=True)
+    return [line[3:] for line in out.stdout.splitlines()] if out.returncode == 0 else []
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -134,7 +141,12 @@ def run_json(cmd: list[str], env: dict[str, str], cwd: Path, timeout_s: float,
     try:
         out = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True,
                              timeout=timeout_s, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as exc:
+        # The search prints its summary after every call: keep what was measured.
+        stdout = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        partial = [line for line in stdout.splitlines() if line.startswith("{")]
+        if partial:
+            return {**json.loads(partial[-1]), "timed_out_after_s": timeout_s}
         raise BenchError(f"{what}: no answer within {timeout_s:.0f}s") from None
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if out.returncode != 0 or not lines:
@@ -421,7 +433,12 @@ def measure(tool: str, backend: str, args: argparse.Namespace, tmp: Path,
             if tool == "mlflow" and not args.no_mlflow_async:
                 phases.insert(1, ("log_single_async", 1800))
             for phase, timeout in phases:
-                out[phase] = client(tool, server, phase, args, timeout)
+                try:
+                    out[phase] = client(tool, server, phase, args, timeout)
+                except BenchError as exc:  # the other phases still count
+                    log(f"{tool}/{backend}: {phase} FAILED: {exc}")
+                    out[phase] = {"error": str(exc), "correct": False}
+                    continue
                 summary = (f"p50 {out[phase]['p50_ms']:.1f} ms, p95 {out[phase]['p95_ms']:.1f}"
                            f" ms over {out[phase]['calls']} calls" if phase == "search"
                            else f"{out[phase]['rate']:,.0f} points/s")
@@ -570,7 +587,9 @@ def main(argv: list[str] | None = None) -> int:
     # A SIGTERM runs the finally blocks (servers stopped, databases dropped) as Ctrl+C does.
     signal.signal(signal.SIGTERM, _interrupted)
     started_at = dt.datetime.now(dt.UTC)
-    versions: dict[str, Any] = {"ratchet_git_commit": git_commit(), "postgresql": pg_version()}
+    versions: dict[str, Any] = {"ratchet_git_commit": git_commit(),
+                                "ratchet_uncommitted": uncommitted_sources(),
+                                "postgresql": pg_version()}
     ratchet_versions = harness.installed(ratchet_python(), ["ratchet", "sqlalchemy", "uvicorn",
                                                             "fastapi", "psycopg"], child_env())
     versions["ratchet_venv"] = ratchet_versions
