@@ -90,6 +90,8 @@ class TeamServer:
                     conn.execute(delete(table))
 
     def stop(self) -> None:
+        if self in _running:
+            _running.remove(self)
         for process in (*self.extra, self.process):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)

@@ -12,7 +12,7 @@ import ratchet
 from ratchet import workspace as ws_module
 from ratchet.config import Settings
 from ratchet.data.catalog import DataClient
-from ratchet.errors import ConfigError, InvalidInput
+from ratchet.errors import ConfigError, InvalidInput, StoreUnavailable
 from ratchet.registry.client import RegistryClient
 from ratchet.serving.deployments import DeploymentClient
 from ratchet.store.stores import SqlStores
@@ -100,14 +100,22 @@ def test_a_workspace_argument_that_is_not_one_is_a_clear_error(tmp_path: Path) -
         ws_module.resolve(Workspace.at(tmp_path).settings)  # type: ignore[arg-type]
 
 
-def test_remote_mode_is_refused_when_the_stores_are_needed(tmp_path: Path) -> None:
+def test_remote_mode_hides_the_password_and_says_when_the_server_is_down(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.team_server import free_port
+
+    from ratchet.remote.session import RemoteSession
+
+    monkeypatch.setattr(RemoteSession.__init__, "__kwdefaults__",  # the server stays down:
+                        {"timeout_s": 60.0, "retries": 0, "backoff_s": 0.0})  # no retries
     settings = Settings(home=tmp_path, db_url=f"sqlite:///{tmp_path / 'db'}",
                         artifacts_uri=str(tmp_path / "artifacts"),
-                        tracking_uri="http://user:secret@127.0.0.1:5000")
+                        tracking_uri=f"http://user:secret@127.0.0.1:{free_port()}")
     ws = Workspace(settings)
-    assert "secret" not in repr(ws)
-    with pytest.raises(ConfigError, match="remote mode") as refused:
-        ws.client(TrackingClient)
+    assert ws.remote and "secret" not in repr(ws) and "secret" not in repr(ws.stores)
+    with pytest.raises(StoreUnavailable, match="did not answer") as refused:
+        ws.client(TrackingClient).list_experiments()
     assert "secret" not in str(refused.value)
-    with pytest.raises(ConfigError, match="remote mode"):
+    with pytest.raises(StoreUnavailable):
         ratchet.data.list_datasets(workspace=ws)
+    assert not (tmp_path / "db").exists()  # remote mode opens no local database
