@@ -229,6 +229,14 @@ def test_grants_narrow_and_widen_a_role_per_resource(served: Any) -> None:
                 {"run_id": run.run_id, "key": "k", "value": 1.0}).status_code == 403
     assert post(tokens["admin"], "/api/v1/tracking/get_run",
                 {"run_id": run.run_id}).status_code == 200
+    # Listings and searches leave out what the grant hides.
+    tracking.create_run(tracking.create_experiment("open").experiment_id)
+    listed = post(tokens["writer"], "/api/v1/tracking/list_experiments", {}).json()["result"]
+    assert "secret" not in [e["name"] for e in listed] and "open" in [e["name"] for e in listed]
+    found = post(tokens["writer"], "/api/v1/tracking/search_runs", {}).json()["result"][0]
+    assert found and run.run_id not in [r["run_id"] for r in found]
+    everything = post(tokens["admin"], "/api/v1/tracking/search_runs", {}).json()["result"][0]
+    assert run.run_id in [r["run_id"] for r in everything]
 
 
 # ---------------------------------------------------------------- the remote client

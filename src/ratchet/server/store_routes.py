@@ -156,6 +156,23 @@ PRECHECKS: dict[tuple[str, str], Callable[[dict[str, Any]], None]] = {
 }
 MAX_BATCH_ITEMS = 100_000
 
+# Listings answer only what the caller may read when grants narrow its role.
+LISTINGS: dict[tuple[str, str], tuple[str, Callable[[Any], str]]] = {
+    ("tracking", "list_experiments"): ("experiment", lambda e: e.name),
+    ("registry", "list_registered_models"): ("model", lambda m: m.name),
+    ("deployments", "list_deployments"): ("deployment", lambda d: d.name),
+    ("ct_state", "list_states"): ("model", lambda state: state.model),
+}
+
+
+def _narrowed(who: Principal, kind: str) -> bool:
+    return any(k == kind for k, _ in who.grants)
+
+
+def _readable_experiments(who: Principal, workspace: Workspace) -> list[str]:
+    return [e.experiment_id for e in workspace.stores.tracking.list_experiments()
+            if who.can("read", "experiment", e.name)]
+
 
 def _check_batch_sizes(args: dict[str, Any]) -> None:
     for name, value in args.items():
@@ -218,6 +235,9 @@ def _endpoint(workspace: Workspace, store: str, method: str, wire: MethodWire,
         args = wire.arguments(body) if body is not None else {}
         resource = check_permission(who, spec, args, names)
         _check_batch_sizes(args)
+        if (store, method) == ("tracking", "search_runs") and \
+                args.get("experiment_ids") is None and _narrowed(who, "experiment"):
+            args["experiment_ids"] = _readable_experiments(who, workspace)
         precheck = PRECHECKS.get((store, method))
         if precheck is not None:
             precheck(args)
@@ -237,6 +257,10 @@ def _endpoint(workspace: Workspace, store: str, method: str, wire: MethodWire,
         try:
             try:
                 result = getattr(getattr(workspace.stores, store), method)(**args)
+                listing = LISTINGS.get((store, method))
+                if listing is not None and _narrowed(who, listing[0]):
+                    result = [item for item in result
+                              if who.can("read", listing[0], listing[1](item))]
             except Exception as exc:
                 refused = refused_by_constraints(exc)
                 if refused is None:
