@@ -190,16 +190,21 @@ INDEX_ORDER_MAX_SCAN = 20_000
 # A top-level filter term that fewer runs match than this makes the filter-driven plan
 # (read that term's index range, sort the matches) the cheaper one: about
 # sqrt(page x runs) for a 100-row page of 100k runs, where both plans cost the same.
-# Checked on SQLite only, where covering indexes answer the count in well under a
-# millisecond; on PostgreSQL the same count reads table pages (heap fetches until VACUUM
-# marks them all-visible, or a sequential scan the LIMIT tempts it into: 20-60 ms at
-# 100k runs), more than a failed index-order try costs (~1,000 entries, 10-20 ms).
+# SQLite's covering indexes answer the count in well under a millisecond. On PostgreSQL
+# a metric count reads table pages (heap fetches until VACUUM marks them all-visible:
+# 10-40 ms for 3,000 at 100k runs), more than a failed index-order try costs (~1,000
+# entries, 10-20 ms), so only param terms are checked there.
 SELECTIVE_TERM = 3_000
 SELECTIVE_TERMS_CHECKED = 4
 # The start-time bound takes one index read per experiment.
 MAX_START_TIME_EXPERIMENTS = 8
-# Terms SQLite's (key, value, run_id) indexes of latest_metrics and params answer.
+# Terms SQLite's (key, value, run_id) indexes of latest_metrics and params answer, and
+# the ones PostgreSQL's hash index on params.value answers (reading table rows anyway,
+# ~1 ms per 1,000: no visibility-map trap); its metric counts are skipped, see above.
 _INDEXED_OPS = {"metric": ("=", "<", "<=", ">", ">=", "in"), "param": ("=", "in")}
+_PG_INDEXED_OPS = {"param": ("=", "in")}
+# A bounded count tempts PostgreSQL into a sequential scan ("3,000 rows come soon").
+_PG_INDEX_SCAN = {"enable_seqscan": "off", "enable_bitmapscan": "off"}
 # PostgreSQL estimates the rows of a param filter badly (key and value as independent)
 # and prefers hashing them all; inside one index-order try, nested loops in index order
 # are known to be right, so the other strategies are switched off for that statement.
@@ -243,7 +248,7 @@ def search_rows(
     if (
         lead is not None
         and wanted * INDEX_ORDER_WANTED <= INDEX_ORDER_MAX_SCAN
-        and not (conn.dialect.name == "sqlite" and _has_selective_term(conn, filter_node))
+        and not _has_selective_term(conn, filter_node)
     ):
         scan = max(INDEX_ORDER_FIRST_SCAN, wanted * INDEX_ORDER_WANTED)
         for _ in range(2):
@@ -268,9 +273,10 @@ def _has_selective_term(conn: Connection, node: Node | None) -> bool:
     comparison; a param ``=`` / ``in``) matches fewer than ``SELECTIVE_TERM`` rows: a
     bounded count on that index, well under a millisecond."""
     compiler = _Compiler(conn.dialect.name)
+    indexed = _INDEXED_OPS if conn.dialect.name == "sqlite" else _PG_INDEXED_OPS
     terms = [
         item for item in (node.items if isinstance(node, And) else (node,) if node else ())
-        if isinstance(item, Comparison) and item.op in _INDEXED_OPS.get(item.entity, ())
+        if isinstance(item, Comparison) and item.op in indexed.get(item.entity, ())
     ]
     for item in terms[:SELECTIVE_TERMS_CHECKED]:
         table = _KEYED[item.entity]
@@ -281,7 +287,9 @@ def _has_selective_term(conn: Connection, node: Node | None) -> bool:
             .limit(SELECTIVE_TERM)
             .subquery()
         )
-        if conn.execute(select(func.count()).select_from(matches)).scalar_one() < SELECTIVE_TERM:
+        with _pg_settings(conn, _PG_INDEX_SCAN):
+            found = conn.execute(select(func.count()).select_from(matches)).scalar_one()
+        if found < SELECTIVE_TERM:
             return True
     return False
 
