@@ -42,6 +42,12 @@ class MetricWriter:
                     with cur.copy(self._copy) as copy:
                         for row in rows:
                             copy.write_row(tuple(row[k] for k in ROW_KEYS))
+                elif self._history.positional and len(rows) > 1:
+                    # Rows hold exactly ROW_KEYS: their values in the statement's order,
+                    # without the generic per-row merge (a third of a batch's time).
+                    order = self._history.order
+                    cur.executemany(self._history.sql,
+                                    [tuple(row[k] for k in order) for row in rows])
                 else:
                     raw_sql.run(cur, self._history, rows)
                 raw_sql.run(cur, self._latest, latest)

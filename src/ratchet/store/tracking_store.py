@@ -391,8 +391,11 @@ class TrackingStore:
         """Append metric points and update the latest values; all or nothing."""
         rows = []
         latest: dict[str, dict[str, Any]] = {}
+        checked: set[str] = set()  # a batch repeats a few keys many times: check each once
         for key, raw_value, step, ts in points:
-            validate_key("metric", key)
+            if key not in checked:
+                validate_key("metric", key)
+                checked.add(key)
             value = metric_value(key, raw_value)
             is_nan = math.isnan(value)
             if isinstance(step, bool) or not isinstance(step, int):
