@@ -12,7 +12,7 @@ import ratchet
 from ratchet import workspace as ws_module
 from ratchet.config import Settings
 from ratchet.data.catalog import DataClient
-from ratchet.errors import ConfigError, InvalidInput, StoreUnavailable
+from ratchet.errors import InvalidInput, StoreUnavailable
 from ratchet.registry.client import RegistryClient
 from ratchet.serving.deployments import DeploymentClient
 from ratchet.store.stores import SqlStores
@@ -102,9 +102,8 @@ def test_a_workspace_argument_that_is_not_one_is_a_clear_error(tmp_path: Path) -
 
 def test_remote_mode_hides_the_password_and_says_when_the_server_is_down(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.team_server import free_port
-
     from ratchet.remote.session import RemoteSession
+    from tests.team_server import free_port
 
     monkeypatch.setattr(RemoteSession.__init__, "__kwdefaults__",  # the server stays down:
                         {"timeout_s": 60.0, "retries": 0, "backoff_s": 0.0})  # no retries
