@@ -40,8 +40,13 @@ def _needs_extra(page: Path) -> bool:
     return "ratchet-mlops[" in intro
 
 
+# Pages whose examples are only CLI calls that tests already run in-process, and whose many
+# fresh processes would cost the suite minutes: docs/server-access.md's 16 `ratchet users`
+# / `ratchet tokens` calls took 90 s here (tests/cli/test_users_cli.py runs the page).
+RUN_ELSEWHERE = frozenset({"server-access.md"})
 PLAIN_PAGES = sorted(p.name for p in DOCS.glob("*.md")
-                     if _runs_examples(p) and not _needs_extra(p))
+                     if _runs_examples(p) and not _needs_extra(p)
+                     and p.name not in RUN_ELSEWHERE)
 
 
 def _uv() -> str:

@@ -137,7 +137,7 @@ def test_the_api_fuzzed_from_its_schema_never_answers_5xx(served_on: Any) -> Non
             continue  # user management is fuzzed below without locking the admin out
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=8, deadline=None, database=None,
+        @settings(max_examples=5, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         def check(case: Any) -> None:
             response = case.call(headers=headers)

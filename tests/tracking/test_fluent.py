@@ -182,8 +182,11 @@ def test_search_runs_fluent(workspace_on: Path) -> None:
 
 def test_unreachable_server_is_a_clear_error(workspace: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from ratchet.remote.session import RemoteSession
     from tests.team_server import free_port
 
+    monkeypatch.setattr(RemoteSession.__init__, "__kwdefaults__",  # the server stays down:
+                        {"timeout_s": 60.0, "retries": 0, "backoff_s": 0.0})  # no retries
     monkeypatch.setenv("RATCHET_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
     with pytest.raises(StoreUnavailable, match="did not answer"):
         ratchet.start_run()
