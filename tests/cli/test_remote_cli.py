@@ -12,21 +12,12 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
-import pandas as pd
 import pytest
-from sklearn.linear_model import LogisticRegression
 
 import ratchet
 from tests.cli.conftest import Invoke
+from tests.cli.test_ct_cli import _champion
 from tests.team_server import ADMIN, TeamServer, free_port
-
-POLICY = """\
-model: rain
-pipeline: flows.py:training
-triggers: [manual]
-monitor: {rows: 100, min_rows: 50, multivariate: false}
-"""
 
 
 @pytest.fixture
@@ -36,15 +27,6 @@ def remote(team_server: TeamServer, project: Path, monkeypatch: pytest.MonkeyPat
     for key, value in team_server.client_env().items():
         monkeypatch.setenv(key, value)
     return team_server
-
-
-def _champion(project: Path) -> None:
-    rng = np.random.default_rng(0)
-    X = pd.DataFrame({"x": rng.normal(size=200)})
-    with ratchet.start_run(experiment="ct-remote"):
-        ratchet.log_model(LogisticRegression().fit(X, X.x > 0), name="rain", input_example=X)
-    ratchet.models.set_alias("rain", "champion", version=1)
-    (project / "policy.yaml").write_text(POLICY)
 
 
 def test_ct_commands_through_the_server_record_the_real_actor(

@@ -369,3 +369,13 @@ def test_stored_paths_are_checked_and_batches_are_bounded(served: Any) -> None:
     answer = post("/api/v1/tracking/log_batch", {"run_id": run.run_id, "points": too_many})
     assert answer.status_code == 413 and "limit is 100000" in answer.text
     assert ws.stores.tracking.metric_history(run.run_id, "k") == []
+
+
+def test_every_option_reaches_the_worker_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ratchet.server.app import options_from_environment, options_to_environment
+
+    monkeypatch.setenv("RATCHET_SERVER_OPTIONS", "{}")  # restored after the test
+    given = ServerOptions(host="0.0.0.0", auth=True, allowed_hosts=("ratchet.internal",),
+                          allowed_origins=("https://ui.internal",), max_body_bytes=1234)
+    options_to_environment(given)
+    assert options_from_environment() == given

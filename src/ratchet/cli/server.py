@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Annotated
 
 import typer
@@ -36,7 +34,7 @@ def server(
     at it with RATCHET_TRACKING_URI=http://HOST:PORT and RATCHET_TRACKING_TOKEN."""
     import uvicorn
 
-    from ratchet.server.app import OPTIONS_ENV, ServerOptions, create_app
+    from ratchet.server.app import ServerOptions, create_app, options_to_environment
     from ratchet.workspace import Workspace
 
     options = ServerOptions(host=host, auth=auth, allowed_hosts=tuple(allowed_host or ()),
@@ -55,9 +53,6 @@ def server(
     if workers == 1:
         uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
         return
-    os.environ[OPTIONS_ENV] = json.dumps({
-        "host": host, "auth": options.auth_required,
-        "allowed_hosts": list(options.allowed_hosts),
-        "allowed_origins": list(options.allowed_origins)})
+    options_to_environment(options)
     uvicorn.run("ratchet.server.app:app_from_environment", factory=True, host=host,
                 port=port, workers=workers, log_level="warning", server_header=False)

@@ -122,7 +122,7 @@ def create_app(workspace: "Workspace", options: ServerOptions | None = None) -> 
     @app.get("/health/ready", openapi_extra=declare("public"), tags=["server"])
     def ready() -> dict[str, str]:
         """Readiness: the metadata store answers."""
-        workspace.stores.tracking.run_counts()
+        workspace.stores.auth.list_users()  # a small table: a probe costs no scan of runs
         return {"status": "ready"}
 
     @app.get(OPENAPI_PATH, openapi_extra=declare("public"), include_in_schema=False)
@@ -176,12 +176,24 @@ OPTIONS_ENV = "RATCHET_SERVER_OPTIONS"
 def app_from_environment() -> Any:
     """The app factory ``uvicorn --factory`` calls in each worker process: the workspace
     from the environment, the options from ``RATCHET_SERVER_OPTIONS`` (JSON)."""
-    import json
-
     from ratchet.workspace import Workspace
 
+    return create_app(Workspace(), options_from_environment())
+
+
+def options_to_environment(options: ServerOptions) -> None:
+    """Hand ``options`` to the worker processes uvicorn starts (all fields, as JSON)."""
+    import dataclasses
+    import json
+
+    os.environ[OPTIONS_ENV] = json.dumps(dataclasses.asdict(options))
+
+
+def options_from_environment() -> ServerOptions:
+    import json
+
     raw = json.loads(os.environ.get(OPTIONS_ENV, "{}"))
-    options = ServerOptions(host=raw.get("host", "127.0.0.1"), auth=raw.get("auth"),
-                            allowed_hosts=tuple(raw.get("allowed_hosts", ())),
-                            allowed_origins=tuple(raw.get("allowed_origins", ())))
-    return create_app(Workspace(), options)
+    for name in ("allowed_hosts", "allowed_origins"):
+        if name in raw:
+            raw[name] = tuple(raw[name])
+    return ServerOptions(**raw)
