@@ -9,6 +9,7 @@ app-wide dependency enforces it (``ratchet.server.permissions``); a browser-faci
 
 import logging
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,8 +60,16 @@ def _error_response(exc: RatchetError) -> Any:
                         status_code=exc.http_status, headers=headers)
 
 
-def create_app(workspace: "Workspace", options: ServerOptions | None = None) -> Any:
-    """The server's ASGI app over ``workspace`` (a local workspace: SQL + blob store)."""
+Extension = Callable[[FastAPI], None]
+
+
+def create_app(workspace: "Workspace", options: ServerOptions | None = None, *,
+               extensions: Sequence[Extension] = ()) -> Any:
+    """The server's ASGI app over ``workspace`` (a local workspace: SQL + blob store).
+
+    ``extensions`` add routes to the app before it is wrapped in the guard (the dashboard,
+    ``ratchet.ui``); they find the workspace, options and authenticator on ``app.state``
+    and their routes go through the same permission dependency as the API's."""
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException
@@ -83,6 +92,7 @@ def create_app(workspace: "Workspace", options: ServerOptions | None = None) -> 
                   docs_url=None, redoc_url=None, dependencies=[Depends(authorize)])
     app.state.workspace = workspace
     app.state.options = options
+    app.state.authenticator = authenticator
 
     @app.exception_handler(RatchetError)
     async def ratchet_error(_request: Request, exc: RatchetError) -> Any:
@@ -141,6 +151,8 @@ def create_app(workspace: "Workspace", options: ServerOptions | None = None) -> 
     from ratchet.server.artifact_routes import artifact_router
 
     app.include_router(artifact_router(workspace))
+    for extend in extensions:
+        extend(app)
     return _guarded(app, options)
 
 

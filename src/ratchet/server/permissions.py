@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 
 PERMISSION_KEY = "x-ratchet-permission"
 LEVELS = ("public", "read", "write", "admin")
+# The dashboard's sign-in: the API token in an HttpOnly, SameSite=Strict cookie, honoured
+# on the dashboard's own paths only (the API takes the Authorization header alone, so a
+# browser's cookie can never act on /api/v1).
+SESSION_COOKIE = "ratchet_session"
+COOKIE_PATH = "/ui"
 
 
 def declare(level: str) -> dict[str, Any]:
@@ -56,11 +61,20 @@ def authorize_request(request: Request, authenticator: Authenticator) -> None:
                         "it is closed until it does")
     if level == "public":
         return
-    found = authenticator.authenticate(request.headers.get("authorization"),
-                                       client_address(request))
+    found = authenticator.authenticate(credentials(request), client_address(request))
     request.state.principal = found
     if not found.can_anywhere(level):
         raise Forbidden(f"user {found.name!r} (role {found.role}) may not {level} here")
+
+
+def credentials(request: Request) -> str | None:
+    """The ``Authorization`` header, or on the dashboard's paths the session cookie's
+    token as one."""
+    header = request.headers.get("authorization")
+    if header or not request.url.path.startswith(COOKIE_PATH + "/"):
+        return header
+    token = request.cookies.get(SESSION_COOKIE)
+    return f"Bearer {token}" if token else None
 
 
 def principal(request: Request) -> Principal:
