@@ -70,7 +70,7 @@ def _run_line(line: str, ratchet: list[str], ports: dict[str, str],
     line = line.split("  #")[0].strip()
     for old, new in ports.items():
         line = line.replace(f":{old}/", f":{new}/").replace(f"--port {old}", f"--port {new}")
-    if line.startswith("ratchet serve"):
+    if line.startswith(("ratchet serve", "ratchet ui ")):  # a server: in the background
         args = shlex.split(line.rstrip("& "))[1:]
         port = args[args.index("--port") + 1]
         ports[port] = str(_free_port())
