@@ -62,6 +62,7 @@ EXPOSED: dict[str, dict[str, Exposed]] = {
         "log_metric": _run(W),
         "log_batch": _run(W),
         "metric_history": _run(R),
+        "metric_window": _run(R),
         "record_artifacts": _run(W),
         "list_artifacts": _run(R),
         "log_input": _run(W),

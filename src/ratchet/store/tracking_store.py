@@ -37,6 +37,7 @@ from ratchet.ids import new_id
 from ratchet.names import check_key, experiment_name, lookup_name
 from ratchet.store import schema as t
 from ratchet.store.database import Database
+from ratchet.store.metric_window import MetricWindow, check_window, read_window
 from ratchet.store.metric_writer import MetricWriter
 from ratchet.store.records import (
     RUN_STATUSES,
@@ -427,6 +428,22 @@ class TrackingStore:
             raise NotFound(f"no run with id {run_id!r}")
         return [Metric(r.key, math.nan if r.is_nan else r.value, r.step, r.timestamp)
                 for r in rows]
+
+    def metric_window(self, run_id: str, key: str, *, points: int,
+                      start_step: int | None = None, end_step: int | None = None
+                      ) -> MetricWindow:
+        """At most ``points`` buckets of ``key``'s history between the steps ``start_step``
+        and ``end_step`` (inclusive; default: all), each with min, max, mean, first and
+        last, computed in the database (``ratchet.store.metric_window``); the raw points
+        when the window holds no more than ``points`` rows."""
+        check_window(points, start_step, end_step)
+        with self.db.read() as conn:
+            found = read_window(conn, self.db.dialect, run_id, key, points, start_step,
+                                end_step)
+        if found is None:
+            self.require_run(run_id)
+            return MetricWindow(run_id, key, None, None, None, None, 0, False, 1, ())
+        return found
 
     # ---------------------------------------------------------------- artifacts / inputs
     def record_artifacts(self, run_id: str, entries: Sequence[ArtifactEntry]) -> None:
