@@ -75,8 +75,9 @@ class Column:
         return f"{_ENTITY_PREFIX[self.entity]}.{self.key}"
 
     def value(self, run: Run) -> Any:
-        source = {"metric": run.metrics, "param": run.params, "tag": run.tags}[self.entity]
-        return source.get(self.key)
+        if self.entity == "metric":
+            return run.metrics.get(self.key)
+        return (run.params if self.entity == "param" else run.tags).get(self.key)
 
 
 @dataclass
