@@ -22,6 +22,7 @@ from ratchet.server.app import ServerOptions
 from ratchet.store.records import DatasetInput
 from ratchet.ui import dashboard_app
 from ratchet.ui.pages.runs import DEFAULT_METRICS, DEFAULT_PARAMS
+from ratchet.ui.templating import STATIC
 from ratchet.workspace import Workspace, use
 from tests.ui.browser import Watched, dashboard, issue_token, local_workspace
 from tests.ui.test_shell import sign_in
@@ -272,12 +273,15 @@ def test_the_run_page_shows_everything_ratchet_knows_about_the_run(
     tags = page.locator("section", has=page.locator("#h-tags"))
     assert tags.locator("tr", has_text="note").locator("td").inner_text() == HOSTILE
     metrics = page.locator("section", has=page.locator("#h-metrics"))
-    assert metrics.locator("tr", has_text=ODD_KEY).locator("td").first.inner_text() == "0.25"
+    assert metrics.locator("table.kv tr", has_text=ODD_KEY).locator("td").first.inner_text() \
+        == "0.25"
     charts = page.locator("[data-metric-chart]")
     assert charts.count() == 3
     assert sorted(charts.evaluate_all("els => els.map(e => e.dataset.key)")) == sorted(
         ["auc", "loss", ODD_KEY])
     assert charts.first.get_attribute("data-run") == ids["rich"]
+    if (STATIC / "chart.js").is_file():  # drawn by the charts page's script, when present
+        page.wait_for_selector(f"[data-metric-chart][data-key='{ODD_KEY}'][data-state=ready] canvas")
     assert page.get_by_role("link", name="child-run").is_visible()
     assert page.get_by_role("link", name="customers").get_attribute("href") == \
         "/ui/datasets/customers"
