@@ -202,7 +202,12 @@ def team(loop: Loop) -> Iterator[tuple[str, dict[str, str]]]:
 
 def _dialogs(page: Any) -> list[str]:
     seen: list[str] = []
-    page.on("dialog", lambda dialog: (seen.append(dialog.message), dialog.dismiss()))
+
+    def record(dialog: Any) -> None:
+        seen.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", record)
     return seen
 
 
@@ -266,14 +271,14 @@ def test_the_timeline_lays_out_each_decision_with_its_evidence(
     zero = float(plot.locator("line.zero").get_attribute("x1") or "nan")
     low = float(plot.locator("line.ci").get_attribute("x1") or "nan")
     assert low > zero  # the challenger's whole interval is above zero: it passed
-    assert "good" in (gate.locator("figure.interval").get_attribute("class") or "")
+    assert "tone-good" in (gate.locator("figure.interval").get_attribute("class") or "")
     # The canary that lost: each guard's measurement, then why it was rolled back.
     failed = _event(page, "canary-failed")
     guards = failed.locator("table.guards tbody tr").all_inner_texts()
     assert any(g.startswith("traffic") for g in guards)
     assert any(g.startswith("live accuracy") and "canary" in g for g in guards)
     assert "worse by" in failed.locator("ul.reasons").inner_text()
-    assert failed.locator("figure.interval svg").count() == 1  # canary − champion ±2 SE
+    assert failed.locator("figure.interval svg").count() == 1  # canary - champion ±2 SE
     rolled = _event(page, "rolled-back")
     assert "live accuracy" in rolled.locator("ul.reasons").inner_text()
     assert "v2 stays champion" in rolled.locator(".summary").inner_text()
@@ -386,3 +391,91 @@ def test_an_empty_workspace_says_how_to_start_the_loop(tmp_path: Path,
         assert "No model is under continuous training yet" in empty[0]
         assert "ratchet ct tick" in empty[0] and "No backtest is recorded yet" in empty[1]
         assert page.locator("nav a[aria-current=page]").inner_text() == "Loop"
+
+
+# ------------------------------------------------------------------ without a browser
+@pytest.fixture(scope="module")
+def client(loop: Loop, team: tuple[str, dict[str, str]]) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    with TestClient(dashboard_app(loop.workspace, ServerOptions(auth=True))) as test_client:
+        yield test_client, team[1]
+
+
+def _as(test_client: TestClient, token: str) -> TestClient:
+    test_client.cookies.clear()
+    test_client.cookies.set(SESSION_COOKIE, token)
+    return test_client
+
+
+def test_answers_that_the_controller_cannot_take_are_clear_errors(
+        client: tuple[TestClient, dict[str, str]]) -> None:
+    test_client, tokens = client
+    writer = _as(test_client, tokens["writer"])
+    quoted = "/ui/api/loop/" + _path(HOSTILE_MODEL)
+    nothing_waits = writer.post(f"{quoted}/approve", json={"reason": "x"})
+    assert nothing_waits.status_code == 422
+    assert "no challenger is waiting for approval (the controller is watching)" in \
+        nothing_waits.json()["error"]["message"]
+    unknown = writer.post("/ui/api/loop/no-such-model/reject", json={})
+    assert unknown.status_code == 404 and unknown.headers["content-type"].startswith(
+        "application/json")
+    too_long = writer.post(f"{quoted}/reject", json={"reason": "x" * 2001})
+    assert too_long.status_code == 422
+    form = writer.post(f"{quoted}/reject", content="reason=x",
+                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert form.status_code == 415  # another site's form cannot answer for anyone
+    page = writer.get("/ui/loop/no-such-model")
+    assert page.status_code == 404 and "no controller has run" in page.text
+    assert page.headers["content-type"].startswith("text/html")
+
+
+def test_a_grant_hides_a_model_from_the_overview_and_refuses_its_page(
+        client: tuple[TestClient, dict[str, str]]) -> None:
+    test_client, tokens = client
+    partial = _as(test_client, tokens["partial"])
+    overview = partial.get("/ui/loop")
+    assert overview.status_code == 200
+    assert 'data-model="ctm"' in overview.text and f'data-model="{OTHER}"' not in overview.text
+    assert partial.get(f"/ui/loop/{OTHER}").status_code == 403
+    assert partial.post(f"/ui/api/loop/{OTHER}/approve", json={}).status_code == 403
+
+
+def test_the_stored_report_is_a_download_that_runs_no_script(
+        loop: Loop, client: tuple[TestClient, dict[str, str]]) -> None:
+    test_client, tokens = client
+    reader = _as(test_client, tokens["reader"])
+    report = reader.get(f"/ui/backtests/{loop.backtest_run}/report.html")
+    assert report.status_code == 200 and "<script" in report.text  # plotly's, inlined
+    policy = report.headers["content-security-policy"]
+    assert "script-src 'none'" in policy and "sandbox" in policy
+    assert report.headers["content-disposition"].startswith("attachment")
+    assert report.headers["x-content-type-options"] == "nosniff"
+    page = reader.get(f"/ui/backtests/{loop.backtest_run}")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;{{7*7}}" in page.text
+    # A run that is not a backtest, and one that does not exist.
+    champion_run = loop.main.registry.get_version(ct.MODEL, 1).run_id
+    assert reader.get(f"/ui/backtests/{champion_run}").status_code == 404
+    assert reader.get("/ui/backtests/nope/report.html").status_code == 404
+
+
+def _path(name: str) -> str:
+    from urllib.parse import quote
+
+    return quote(name, safe="")
+
+
+def test_the_interval_plot_places_zero_the_margin_and_an_open_end() -> None:
+    passed = interval_plot(0.02, 0.08, 0.05, threshold=0.01, label="d")
+    assert passed is not None and passed["tone"] == "good"
+    assert passed["axis"][0] < passed["zero"] < passed["threshold"] < passed["low"] \
+        < passed["estimate"] < passed["high"] <= passed["axis"][1]
+    straddles = interval_plot(-0.01, 0.03, 0.01, threshold=0.0)
+    assert straddles is not None and straddles["tone"] == "bad"
+    assert straddles["low"] < straddles["zero"] < straddles["high"]
+    assert straddles["threshold"] is None  # a zero margin is the zero line
+    short = interval_plot(0.01, 0.05, 0.02, threshold=0.03)  # above 0, under the margin
+    assert short is not None and short["tone"] == "bad"
+    open_end = interval_plot(0.1, None, 0.2)
+    assert open_end is not None and open_end["open"] and open_end["high_text"] == "∞"
+    assert open_end["high"] == open_end["axis"][1]
+    assert interval_plot(float("nan"), 1, 0.5) is None

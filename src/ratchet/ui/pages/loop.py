@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from ratchet.errors import InvalidInput, NotFound
 from ratchet.server.permissions import declare
-from ratchet.ui.access import can, caller, require, visible
+from ratchet.ui.access import caller, can, require, visible
 from ratchet.ui.templating import number, render
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ def routes(workspace: Workspace) -> APIRouter:
 
         from ratchet.tracking.client import TrackingClient
 
-        run, model = _backtest_run(request, workspace, run_id)
+        run, _ = _backtest_run(request, workspace, run_id)
         body = workspace.client(TrackingClient).read_artifact(run.run_id, BACKTEST_REPORT)
         name = f"backtest-{run.run_id}.html"
         return Response(body, media_type="text/html; charset=utf-8", headers={
@@ -154,7 +154,8 @@ def _state_row(workspace: Workspace, state: ControllerState) -> dict[str, Any]:
             "last_outcome": last.get("reason"),
             "awaiting": state.state == AWAITING,
             "requests": [_request_view(r) for r in state.requests],
-            "updated_at": state.updated_at, "lease": state.lease_holder,
+            "updated_at": state.updated_at, "ticked": state.seq > 0,
+            "lease": state.lease_holder,
             "lease_expires_at": state.lease_expires_at,
             "baseline": _baseline(state.data.get("watch") or {})}
 
@@ -212,7 +213,7 @@ def _pending(state: ControllerState) -> dict[str, Any] | None:
             gate.get("challenger") is not None and gate.get("champion") is not None:
         plot = interval_plot(interval[0], interval[1],
                              _float(gate["challenger"]) - _float(gate["champion"]),
-                             label="challenger − champion")
+                             label="challenger - champion")
     return {"cycle": state.cycle, "challenger": cycle.get("challenger"),
             "champion": cycle.get("champion"), "plot": plot,
             "scores": (gate.get("challenger"), gate.get("champion")),
@@ -235,8 +236,8 @@ def _event_view(event: CTEvent) -> dict[str, Any]:
     elif kind == "gate":
         _gate(view, ev)
     elif kind in ("shadow-passed", "shadow-failed", "canary-passed", "canary-failed"):
-        _guards(view, ev)
         view["reasons"] = _reasons_of(event.summary, kind)
+        _guards(view, ev)
     elif kind == "promoted":
         gate = ev.get("gate") or {}
         view["facts"] = [("version", _v(ev.get("version"))), ("was", _v(ev.get("previous")))]
@@ -248,10 +249,10 @@ def _event_view(event: CTEvent) -> dict[str, Any]:
                 view["plot"] = interval_plot(
                     interval[0], interval[1],
                     _float(gate["challenger"]) - _float(gate["champion"]),
-                    label="challenger − champion at the gate")
+                    label="challenger - champion at the gate")
     elif kind in ("rejected", "rolled-back"):
         view["facts"] = [("version", _v(ev.get("version")))]
-        view["reasons"] = [r for r in str(ev.get("reason") or "").split("; ") if r]
+        view["reasons"] = [str(ev["reason"])] if ev.get("reason") else []
     elif kind in ("approved", "disapproved") or kind.endswith("-requested"):
         view["facts"] = [(k, str(ev[k])) for k in ("kind", "cycle", "reason")
                          if ev.get(k) is not None]
@@ -332,7 +333,7 @@ def _gate(view: dict[str, Any], decision: Mapping[str, Any]) -> None:
     if low is not None and estimate is not None:
         high = (test.get("interval") or [None, None])[1]
         view["plot"] = interval_plot(low, high, estimate, threshold=policy.get("margin"),
-                                     label=f"{metric}: challenger − champion")
+                                     label=f"{metric}: challenger - champion")
     slices = sorted(set(ours.get("slices") or {}) | set(theirs.get("slices") or {}))
     view["slices"] = [(name, _fmt((theirs.get("slices") or {}).get(name)),
                        _fmt((ours.get("slices") or {}).get(name)),
@@ -365,14 +366,17 @@ def _guards(view: dict[str, Any], ev: Mapping[str, Any]) -> None:
         limit = ""
         if live.get("standard_error") is not None:
             limit = f"drop {_signed(live.get('drop'))}, 2 SE {number(2 * live['standard_error'])}"
-        rows.append((f"live {live.get('metric', '')}", measured, limit, ""))
+        lost = any(r.startswith(f"live {live.get('metric', '')}") or
+                   f": live {live.get('metric', '')}" in r for r in view["reasons"])
+        rows.append((f"live {live.get('metric', '')}", measured, limit,
+                     "over" if lost else ""))
         labeled = ev.get("labeled")
         if isinstance(labeled, list) and len(labeled) == 2:
             rows.append(("labeled rows", f"canary {labeled[0]}, champion {labeled[1]}", "", ""))
         if live.get("drop") is not None and live.get("standard_error") is not None:
             drop, se = _float(live["drop"]), _float(live["standard_error"])
             view["plot"] = interval_plot(-drop - 2 * se, -drop + 2 * se, -drop,
-                                         label=f"live {live.get('metric', '')}: canary − "
+                                         label=f"live {live.get('metric', '')}: canary - "
                                                "champion, ±2 standard errors")
     shift = ev.get("prediction_shift") or {}
     if shift.get("statistic") is not None:
@@ -389,11 +393,10 @@ def _guards(view: dict[str, Any], ev: Mapping[str, Any]) -> None:
 
 
 def _reasons_of(summary: str, kind: str) -> list[str]:
-    """A failed guard's reasons: the summary is ``shadow: a; b`` (see the controller)."""
+    """A failed guard's reasons: the summary is ``canary: why`` (see the controller)."""
     if not kind.endswith("-failed"):
         return []
-    text = summary.split(": ", 1)[1] if ": " in summary else summary
-    return [r for r in text.split("; ") if r]
+    return [summary.split(": ", 1)[1] if ": " in summary else summary]
 
 
 def _plain_facts(ev: Mapping[str, Any], skip: Iterable[str] = ()) -> list[tuple[str, str]]:
@@ -404,7 +407,7 @@ def _plain_facts(ev: Mapping[str, Any], skip: Iterable[str] = ()) -> list[tuple[
 
 # ---------------------------------------------------------------------- the interval plot
 def interval_plot(low: Any, high: Any, estimate: Any, *, threshold: Any = None,
-                  label: str = "", width: int = 360, height: int = 70) -> dict[str, Any] | None:
+                  label: str = "", width: int = 420, height: int = 70) -> dict[str, Any] | None:
     """Where to draw an interval against zero (and a threshold) in an SVG of ``width``:
     the axis spans every value with some room; an open end (None) runs to the edge."""
     lo, est = _float(low), _float(estimate)
@@ -418,7 +421,7 @@ def interval_plot(low: Any, high: Any, estimate: Any, *, threshold: Any = None,
     first, last = min(values), max(values)
     room = (last - first) * 0.12 or 0.05
     first, last = first - room, last + room
-    pad = 14
+    pad = 64  # room for the ends' labels
     inner = width - 2 * pad
 
     def x(value: float) -> float:
