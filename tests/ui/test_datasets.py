@@ -65,7 +65,12 @@ def url(seeded: Seeded) -> Iterator[str]:
 
 def _no_dialogs(page: Any) -> list[str]:
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def seen(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", seen)
     return dialogs
 
 
@@ -195,7 +200,7 @@ def test_a_diff_by_key_counts_changed_rows(seeded: Seeded, url: str,
 def test_wide_data_pages_its_columns(url: str, watched: Watched) -> None:
     page = watched.page
     page.goto(f"{url}/ui/datasets/wide/1")
-    assert "columns 1–100 of 130" in page.locator("nav.pager").inner_text()
+    assert "columns 1 to 100 of 130" in page.locator("nav.pager").inner_text()
     assert page.locator("table.schema tbody tr").count() == 100
     page.get_by_role("link", name="next columns →").click()
     page.wait_for_url("**page=2")

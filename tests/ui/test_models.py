@@ -85,7 +85,12 @@ def team(seeded: Seeded) -> Iterator[tuple[str, dict[str, str]]]:
 
 def _no_dialogs(page: Any) -> list[str]:
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def seen(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", seen)
     return dialogs
 
 
