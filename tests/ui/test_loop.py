@@ -479,3 +479,51 @@ def test_the_interval_plot_places_zero_the_margin_and_an_open_end() -> None:
     assert open_end is not None and open_end["open"] and open_end["high_text"] == "∞"
     assert open_end["high"] == open_end["axis"][1]
     assert interval_plot(float("nan"), 1, 0.5) is None
+
+
+def test_every_event_the_controller_wrote_is_laid_out(loop: Loop) -> None:
+    """Each event of the module's real record shows more than its raw JSON."""
+    from ratchet.ui.pages.loop import _event_view
+
+    events = [e for model in (ct.MODEL, OTHER, HOSTILE_MODEL)
+              for e in ratchet.ct.list_events(model, workspace=loop.workspace)]
+    assert {"trigger", "gate", "shadow-passed", "canary-failed", "rolled-back", "promoted",
+            "retrain-requested"} <= {e.kind for e in events}
+    for event in events:
+        view = _event_view(event)
+        shown = view["facts"] or view["fired"] or view["guards"] or view["reasons"] \
+            or view["plot"]
+        assert shown, (event.kind, event.evidence)
+
+
+def test_failed_and_blocked_steps_say_why() -> None:
+    """Kinds this module's scene does not reach, in the shapes the controller writes."""
+    from ratchet.store.ct_event_store import CTEvent
+    from ratchet.ui.pages.loop import _event_view
+
+    failed = _event_view(CTEvent("e1", "m", "retrain-failed", "retrain #2 failed: out of "
+                                 "memory", {"error": "out of memory", "params": {"data":
+                                                                               "m-ct-train@2"}},
+                                 "ratchet-controller", 1))
+    assert failed["reasons"] == ["out of memory"] and failed["tone"] == "bad"
+    assert ("params.data", "m-ct-train@2") in failed["facts"]
+    refit = _event_view(CTEvent("e2", "m", "retrain-failed", "refit failed: disk full",
+                                {"params": {"data": "x@1"}}, None, 2))
+    assert refit["reasons"] == ["refit failed: disk full"]
+    blocked = _event_view(CTEvent("e3", "m", "trigger-blocked", "cooldown: last retrain "
+                                  "0h30m ago", {"fired": [{"kind": "performance", "reason":
+                                                           "accuracy 0.7 is 0.2 worse",
+                                                           "evidence": {"accuracy": 0.7,
+                                                                        "drop": 0.2}}]},
+                                  None, 3))
+    assert blocked["fired"] == [{"kind": "performance", "reason": "accuracy 0.7 is 0.2 worse",
+                                 "stats": [("accuracy", "0.7"), ("drop", "0.2")]}]
+    gate_failed = _event_view(CTEvent("e4", "m", "gate", "gate failed", {
+        "passed": False, "reasons": ["needs to be better by more than 0.01"], "flags": [],
+        "evidence": {"metric": "auc", "improvement": 0.004,
+                     "policy": {"margin": 0.01, "confidence": 0.95},
+                     "test": {"name": "paired-bootstrap", "interval": [-0.002, None],
+                              "confidence": 0.95}}}, None, 4))
+    assert gate_failed["tone"] == "bad" and gate_failed["plot"]["tone"] == "bad"
+    assert gate_failed["plot"]["open"] and gate_failed["plot"]["threshold"] is not None
+    assert ("95% interval", "[-0.002, ∞]") in gate_failed["facts"]

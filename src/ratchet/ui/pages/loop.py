@@ -41,6 +41,7 @@ BACKTEST_TAG = "ratchet.ct.backtest"
 BACKTEST_RESULT = "backtest/result.json"
 BACKTEST_REPORT = "backtest/report.html"
 MAX_BACKTESTS = 200
+MAX_EVENTS = 500  # newest shown; `ratchet ct history MODEL` lists them all
 MAX_RESULT_BYTES = 20 * 1024 * 1024
 # A stored HTML report is a download: even opened in place, nothing in it may run.
 REPORT_CSP = ("default-src 'none'; script-src 'none'; style-src 'unsafe-inline'; "
@@ -85,9 +86,10 @@ def routes(workspace: Workspace) -> APIRouter:
                            "controller POLICY)")
         row = _state_row(workspace, state) if state is not None else None
         pending = _pending(state) if state is not None else None
-        views = [_event_view(e) for e in reversed(events)]  # newest first
+        views = [_event_view(e) for e in reversed(events[-MAX_EVENTS:])]  # newest first
         return render(request, "loop/model.html", section="loop", model=model, row=row,
                       state=state, pending=pending, events=views, backtests=backtests,
+                      older=max(0, len(events) - MAX_EVENTS),
                       may_answer=can(request, "write", "model", model),
                       why=((state.data.get("watch") or {}).get("why") or []) if state else [])
 
@@ -257,8 +259,8 @@ def _event_view(event: CTEvent) -> dict[str, Any]:
         view["facts"] = [(k, str(ev[k])) for k in ("kind", "cycle", "reason")
                          if ev.get(k) is not None]
     elif kind in ("retrain-failed", "retrain-skipped"):
-        if ev.get("error"):
-            view["reasons"] = [str(ev["error"])]
+        if kind == "retrain-failed":
+            view["reasons"] = [str(ev.get("error") or event.summary)]
         view["facts"] = _plain_facts(ev, skip=("error",))
     else:
         view["facts"] = _plain_facts(ev)
@@ -400,9 +402,22 @@ def _reasons_of(summary: str, kind: str) -> list[str]:
 
 
 def _plain_facts(ev: Mapping[str, Any], skip: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """Evidence of a kind with no layout of its own: its values, nested ones one level
+    down as ``key.inner`` (the raw JSON stays below for anything deeper)."""
     skipped = set(skip)
-    return [(str(k), _fmt(v)) for k, v in sorted(ev.items())
-            if k not in skipped and not isinstance(v, Mapping | list)]
+    facts = []
+    for key, value in sorted(ev.items()):
+        if key in skipped:
+            continue
+        if isinstance(value, Mapping):
+            facts += [(f"{key}.{k}", _fmt(v)) for k, v in sorted(value.items())
+                      if not isinstance(v, Mapping | list)]
+        elif isinstance(value, list):
+            if all(not isinstance(v, Mapping | list) for v in value):
+                facts.append((str(key), ", ".join(_fmt(v) for v in value)))
+        else:
+            facts.append((str(key), _fmt(value)))
+    return facts
 
 
 # ---------------------------------------------------------------------- the interval plot
