@@ -345,7 +345,8 @@ def test_a_reader_without_read_on_the_experiment_gets_403(
     sign_in(page, url, token)
     allowed = page.goto(table_url(url))
     assert allowed is not None and allowed.status == 200
-    for target in (table_url(url, HOSTILE), f"{url}/ui/runs/{seeded[1]['hostile']}"):
+    hostile_run = f"{url}/ui/runs/{seeded[1]['hostile']}"
+    for target in (table_url(url, HOSTILE), hostile_run, f"{hostile_run}/artifact?path=x.txt"):
         answer = page.goto(target)
         assert answer is not None and answer.status == 403
         assert page.get_by_role("heading", level=1).inner_text() == "Forbidden"
