@@ -26,7 +26,7 @@
     if (!box) return;
     const runs = data.runs;
     const names = {};
-    runs.forEach(function (r, i) { names[r.id] = {label: r.name + " (" + r.id.slice(0, 8) + ")", index: i}; });
+    runs.forEach(function (r, i) { names[r.id] = {label: r.name + " · " + r.id.slice(-6), index: i}; });
     const charts = Array.from(box.querySelectorAll("[data-compare-chart]"));
     await Promise.all(charts.map(async function (el) {
       const key = el.dataset.key;
@@ -138,7 +138,7 @@
       axes.forEach(function (axis, i) {
         const g = svg("g", {"class": "axis", transform: "translate(" + x(i) + ",0)"}, root);
         svg("line", {x1: 0, x2: 0, y1: top, y2: top + plotH}, g);
-        const label = svg("text", {x: 0, y: top - 24, "text-anchor": "middle", "font-weight": i === axes.length - 1 ? "700" : "600"}, g);
+        const label = svg("text", {"class": "pc-label", x: 0, y: top - 24, "text-anchor": "middle", "font-weight": i === axes.length - 1 ? "700" : "600"}, g);
         label.textContent = short(axis.key, 22);
         const full = svg("title", {}, label);
         full.textContent = (i === axes.length - 1 ? "metric " : "param ") + axis.key;
@@ -146,6 +146,7 @@
           svg("line", {x1: -4, x2: 0, y1: y(tick[1]), y2: y(tick[1])}, g);
           const text = svg("text", {x: -6, y: y(tick[1]) + 3, "text-anchor": "end"}, g);
           text.textContent = short(tick[0], 16);
+          if (String(tick[0]).length > 16) svg("title", {}, text).textContent = String(tick[0]);
         });
         const none = svg("text", {x: -6, y: missingY + 3, "text-anchor": "end", fill: "#999"}, g);
         none.textContent = "none";
