@@ -290,6 +290,7 @@ def test_the_timeline_lays_out_each_decision_with_its_evidence(
     # A reader is shown the waiting challenger, but no buttons.
     pending = page.locator("section.pending")
     assert "Challenger v4 passed the gate" in pending.inner_text()
+    assert pending.locator("figure.interval.tone-good svg[role=img]").count() == 1
     assert pending.get_by_role("button").count() == 0
     assert "write permission" in pending.inner_text()
 

@@ -85,7 +85,9 @@ def routes(workspace: Workspace) -> APIRouter:
                            "is recorded for it (ratchet ct tick POLICY, or ratchet "
                            "controller POLICY)")
         row = _state_row(workspace, state) if state is not None else None
-        pending = _pending(state) if state is not None else None
+        gates = [e for e in events if e.kind == "gate"]  # this cycle's is the newest
+        pending = _pending(state, _event_view(gates[-1])["plot"] if gates else None) \
+            if state is not None else None
         views = [_event_view(e) for e in reversed(events[-MAX_EVENTS:])]  # newest first
         return render(request, "loop/model.html", section="loop", model=model, row=row,
                       state=state, pending=pending, events=views, backtests=backtests,
@@ -199,7 +201,7 @@ def _request_view(item: Mapping[str, Any]) -> dict[str, Any]:
             "reason": item.get("reason"), "at": item.get("at"), "cycle": item.get("cycle")}
 
 
-def _pending(state: ControllerState) -> dict[str, Any] | None:
+def _pending(state: ControllerState, gate_plot: dict[str, Any] | None) -> dict[str, Any] | None:
     """The challenger waiting for an answer, with the gate's evidence and any answer
     already left for this cycle (the controller acts on it at its next tick)."""
     if state.state != AWAITING:
@@ -209,15 +211,8 @@ def _pending(state: ControllerState) -> dict[str, Any] | None:
     answered = [_request_view(r) for r in state.requests
                 if r.get("kind") in ("approve", "reject")
                 and r.get("cycle") in (None, state.cycle)]
-    interval = gate.get("interval")
-    plot = None
-    if isinstance(interval, list) and len(interval) == 2 and \
-            gate.get("challenger") is not None and gate.get("champion") is not None:
-        plot = interval_plot(interval[0], interval[1],
-                             _float(gate["challenger"]) - _float(gate["champion"]),
-                             label="challenger - champion")
     return {"cycle": state.cycle, "challenger": cycle.get("challenger"),
-            "champion": cycle.get("champion"), "plot": plot,
+            "champion": cycle.get("champion"), "plot": gate_plot,
             "scores": (gate.get("challenger"), gate.get("champion")),
             "flags": [str(f) for f in gate.get("flags") or []],
             "answered": answered}
@@ -246,12 +241,10 @@ def _event_view(event: CTEvent) -> dict[str, Any]:
         if gate.get("challenger") is not None and gate.get("champion") is not None:
             view["facts"].append(("gate scores", f"{number(gate['challenger'])} vs "
                                                  f"{number(gate['champion'])}"))
-            interval = gate.get("interval")
-            if isinstance(interval, list) and len(interval) == 2:
-                view["plot"] = interval_plot(
-                    interval[0], interval[1],
-                    _float(gate["challenger"]) - _float(gate["champion"]),
-                    label="challenger - champion at the gate")
+        interval = gate.get("interval")
+        if isinstance(interval, list) and len(interval) == 2:  # drawn at its gate event
+            view["facts"].append(("gate interval", f"[{_signed(interval[0])}, "
+                                                   f"{_signed(interval[1])}]"))
     elif kind in ("rejected", "rolled-back"):
         view["facts"] = [("version", _v(ev.get("version")))]
         view["reasons"] = [str(ev["reason"])] if ev.get("reason") else []
@@ -335,7 +328,7 @@ def _gate(view: dict[str, Any], decision: Mapping[str, Any]) -> None:
     if low is not None and estimate is not None:
         high = (test.get("interval") or [None, None])[1]
         view["plot"] = interval_plot(low, high, estimate, threshold=policy.get("margin"),
-                                     label=f"{metric}: challenger - champion")
+                                     label=f"{metric} improvement, challenger over champion")
     slices = sorted(set(ours.get("slices") or {}) | set(theirs.get("slices") or {}))
     view["slices"] = [(name, _fmt((theirs.get("slices") or {}).get(name)),
                        _fmt((ours.get("slices") or {}).get(name)),
