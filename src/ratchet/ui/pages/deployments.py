@@ -1,14 +1,330 @@
-"""The dashboard's deployments pages (being built)."""
+"""The dashboard's deployments pages: what each deployment serves, its plan history, live
+traffic, latency and errors from the prediction log, and drift and performance over time
+from the stored monitor results (each result rendered, and its stored HTML report served
+with a policy that runs no script).
+
+Data comes from what ``ratchet deploy`` and ``ratchet monitor`` use: the deployment client
+(plans resolved to model versions), ``predictions`` (DuckDB over the Parquet log) and the
+monitor store. Each page needs read on the deployment; the listing leaves out the others.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from itertools import pairwise
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Request
+
+from ratchet.errors import InvalidInput, NotFound
+from ratchet.server.permissions import declare
+from ratchet.ui.access import require, visible
+from ratchet.ui.templating import render
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from ratchet.serving.deployments import DeploymentClient, DeploymentStatus
+    from ratchet.store.monitor_store import StoredMonitorResult
     from ratchet.workspace import Workspace
+
+# The traffic charts' time windows (the prediction log is read for the chosen one).
+WINDOWS = ("1h", "6h", "24h", "7d")
+DEFAULT_WINDOW = "24h"
+# Bucket widths (ms) the traffic charts pick from: the narrowest that keeps the data span
+# under TARGET_POINTS points, so a burst of a few seconds and a week both read well.
+BUCKETS_MS = (1_000, 5_000, 10_000, 30_000, 60_000, 300_000, 900_000, 3_600_000,
+              21_600_000, 86_400_000)
+TARGET_POINTS = 60
+MONITOR_RESULTS = 100  # newest monitor results charted and listed
+REPORT_CSP = ("default-src 'none'; script-src 'none'; style-src 'unsafe-inline'; "
+              "img-src data:; sandbox; base-uri 'none'; form-action 'none'; "
+              "frame-ancestors 'none'")
+CHARTED_METRICS = {"classification": ("accuracy", "roc_auc", "f1"),
+                   "regression": ("rmse", "mae", "r2")}
+
+
+# ---------------------------------------------------------------- traffic (pure)
+def bucket_ms(span_ms: int) -> int:
+    for width in BUCKETS_MS:
+        if span_ms // width < TARGET_POINTS:
+            return width
+    return BUCKETS_MS[-1]
+
+
+def traffic(frame: pd.DataFrame) -> dict[str, Any] | None:
+    """Per time bucket of a prediction-log frame: predictions per variant, request latency
+    p50/p95 and the share of failed requests; and per variant totals. None: no rows."""
+    import numpy as np
+    import pandas as pd
+
+    if len(frame) == 0:
+        return None
+    stamps = ((frame["timestamp"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(
+        milliseconds=1)).to_numpy(dtype="int64")
+    width = bucket_ms(int(stamps.max() - stamps.min()))
+    start = int(stamps.min()) // width * width
+    index = (stamps - start) // width
+    n = int(index.max()) + 1
+    x = [(start + i * width) / 1000 for i in range(n)]
+    rows = pd.DataFrame({"b": index, "variant": frame["variant"].to_numpy(),
+                         "request": frame["request_id"].to_numpy(),
+                         "failed": (frame["status"] != "ok").to_numpy(),
+                         "latency": frame["latency_ms"].to_numpy(dtype=float)})
+    variants = sorted(rows["variant"].dropna().unique().tolist())
+    counts = rows.groupby(["variant", "b"]).size()
+    per_variant = [{"label": v, "values": [int(counts.get((v, i), 0)) for i in range(n)]}
+                   for v in variants]
+    # A request's latency and status are logged on each of its rows: one per request.
+    requests = rows.drop_duplicates(["request", "variant"])
+    by_bucket = requests.groupby("b")
+    p50 = by_bucket["latency"].quantile(0.5)
+    p95 = by_bucket["latency"].quantile(0.95)
+    errors = by_bucket["failed"].mean() * 100
+
+    def series(values: pd.Series) -> list[float | None]:
+        return [None if i not in values.index or pd.isna(values[i]) else float(values[i])
+                for i in range(n)]
+
+    totals = []
+    for v in variants:
+        mine = requests[requests["variant"] == v]
+        latency = mine["latency"].dropna().to_numpy()
+        totals.append({
+            "variant": v, "rows": int((rows["variant"] == v).sum()), "requests": len(mine),
+            "errors": int(mine["failed"].sum()),
+            "p50": float(np.percentile(latency, 50)) if len(latency) else None,
+            "p95": float(np.percentile(latency, 95)) if len(latency) else None})
+    return {"x": x, "bucket_ms": width, "traffic": per_variant,
+            "latency": [{"label": "p50", "values": series(p50)},
+                        {"label": "p95", "values": series(p95)}],
+            "errors": [{"label": "failed requests (%)", "values": series(errors)}],
+            "totals": totals}
+
+
+# ---------------------------------------------------------------- monitor results (pure)
+def monitor_charts(results: Sequence[StoredMonitorResult]) -> list[dict[str, Any]]:
+    """Charts over the monitor results' window ends: each column's drift p-value, the
+    share of drifted columns, and each metric realized (from feedback) and estimated."""
+    evaluated = [r for r in results if r.result.get("drift")]
+    charts: list[dict[str, Any]] = []
+    if evaluated:
+        x = [r.window_end / 1000 for r in evaluated]
+        columns: dict[str, None] = {}
+        for r in evaluated:
+            for c in r.result["drift"].get("columns") or []:
+                columns.setdefault(c["column"], None)
+        p_values = []
+        for name in columns:
+            values = []
+            for r in evaluated:
+                found = [c for c in r.result["drift"].get("columns") or []
+                         if c["column"] == name]
+                values.append(found[0].get("p_value") if found else None)
+            p_values.append({"label": name, "values": values})
+        prediction = [(r.result["drift"].get("prediction") or {}).get("p_value")
+                      for r in evaluated]
+        if any(v is not None for v in prediction):
+            p_values.append({"label": "prediction", "values": prediction})
+        charts.append({"id": "drift-p", "title": "Drift test p-value per column "
+                       "(below the threshold, usually 0.05: drifted)", "x": x,
+                       "series": p_values})
+        share = [{"label": "drifted columns (share)",
+                  "values": [r.result["drift"].get("share") for r in evaluated]}]
+        multivariate = [(r.result["drift"].get("multivariate") or {}).get("auc")
+                        for r in evaluated]
+        if any(v is not None for v in multivariate):
+            share.append({"label": "multivariate classifier AUC", "values": multivariate})
+        charts.append({"id": "drift-share", "title": "Share of drifted columns",
+                       "x": x, "series": share})
+    judged = [r for r in results if r.result.get("performance")]
+    if judged:
+        task = judged[-1].result["performance"].get("task", "classification")
+        x = [r.window_end / 1000 for r in judged]
+        for metric in CHARTED_METRICS.get(task, ()):
+            realized = [((r.result["performance"].get("metrics") or {}).get(metric))
+                        for r in judged]
+            estimated = [((r.result["performance"].get("estimated") or {}).get(metric))
+                         for r in judged]
+            series = [{"label": "realized (feedback)", "values": realized}]
+            if any(v is not None for v in estimated):
+                series.append({"label": "estimated (no labels)", "values": estimated})
+            if any(v is not None for s in series for v in s["values"]):
+                charts.append({"id": f"perf-{metric}", "title": f"{metric}: realized and "
+                               "estimated", "x": x, "series": series})
+    return charts
+
+
+def distribution_rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """A column's reference and current histograms as rows of (label, shares, and bar
+    lengths relative to the column's largest share)."""
+    reference = [float(v) for v in entry.get("reference") or []]
+    current = [float(v) for v in entry.get("current") or []]
+    total_r, total_c = sum(reference) or 1.0, sum(current) or 1.0
+    if entry.get("kind") == "numeric":
+        edges = entry.get("edges") or []
+        labels = [f"{a:.4g} to {b:.4g}" for a, b in pairwise(edges)]
+    else:
+        labels = [str(c) for c in entry.get("categories") or []]
+    shares = [(label, r / total_r, c / total_c)
+              for label, r, c in zip(labels, reference, current, strict=False)]
+    top = max((max(r, c) for _, r, c in shares), default=0.0) or 1.0
+    return [{"label": label, "reference": r, "current": c, "reference_bar": r / top,
+             "current_bar": c / top} for label, r, c in shares]
+
+
+def metric_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each performance metric of a result with its realized and estimated value."""
+    performance = result.get("performance") or {}
+    realized = performance.get("metrics") or {}
+    estimated = performance.get("estimated") or {}
+    names = [k for k in dict.fromkeys([*realized, *estimated])
+             if k not in ("n", "unknown_labels", "estimated", "calibrated", "note")]
+    return [{"name": k, "realized": realized.get(k), "estimated": estimated.get(k)}
+            for k in names]
+
+
+# ---------------------------------------------------------------- views
+def _plan_view(status: DeploymentStatus) -> list[dict[str, Any]]:
+    """The plan's variants: role, model reference, version served now, traffic share."""
+    plan = status.plan
+    total = sum(v.weight for v in plan.variants) or 1.0
+    roles = {"single": "primary", "split": "split", "canary": "", "shadow": "primary"}
+    out = []
+    for i, v in enumerate(plan.variants):
+        role = roles[plan.kind] if plan.kind != "canary" else ("canary" if i else "primary")
+        out.append({"name": v.name, "model": v.model, "role": role,
+                    "served": status.versions.get(v.name), "share": 100 * v.weight / total})
+    if plan.shadow is not None:
+        out.append({"name": plan.shadow.name, "model": plan.shadow.model, "role": "shadow",
+                    "served": status.versions.get(plan.shadow.name), "share": None})
+    return out
+
+
+def _describe(plan: dict[str, Any]) -> str:
+    from ratchet.serving.traffic_plan import TrafficPlan
+
+    try:
+        parsed = TrafficPlan.from_dict(plan)
+    except InvalidInput:  # an old revision in a shape this version no longer reads
+        return str(plan)
+    return f"{parsed.kind}: {parsed.describe()}"
+
+
+def _window(value: str) -> str:
+    if value not in WINDOWS:
+        raise InvalidInput(f"window must be one of {', '.join(WINDOWS)}; got {value!r}")
+    return value
 
 
 def routes(workspace: Workspace) -> APIRouter:
-    return APIRouter(include_in_schema=False)
+    router = APIRouter(include_in_schema=False)
+
+    def client() -> DeploymentClient:
+        from ratchet.serving.deployments import DeploymentClient
+
+        return workspace.client(DeploymentClient)
+
+    def results(name: str, limit: int | None = MONITOR_RESULTS) -> list[StoredMonitorResult]:
+        from ratchet.monitoring.monitor import list_monitor_results
+
+        return list_monitor_results(name, limit=limit, workspace=workspace)
+
+    def one_result(request: Request, name: str, result_id: str) -> StoredMonitorResult:
+        require(request, "read", "deployment", name)
+        for r in results(name, limit=None):
+            if r.result_id == result_id:
+                return r
+        raise NotFound(f"deployment {name!r} has no monitor result {result_id!r}")
+
+    @router.get("/ui/deployments", openapi_extra=declare("read"))
+    def deployments(request: Request) -> Any:
+        shown = visible(request, "deployment", client().list_statuses(), lambda d: d.name)
+        monitor = workspace.stores.monitor
+        rows = [{"status": s, "plan": _plan_view(s), "latest": monitor.latest(s.name)}
+                for s in shown]
+        return render(request, "deployments/index.html", section="deployments", rows=rows)
+
+    @router.get("/ui/deployments/{name}", openapi_extra=declare("read"))
+    def deployment(request: Request, name: str,
+                   window: str = Query(DEFAULT_WINDOW)) -> Any:
+        import datetime as dt
+
+        from ratchet.monitoring.performance import parse_window
+        from ratchet.serving.prediction_query import predictions
+
+        require(request, "read", "deployment", name)
+        window = _window(window)
+        deployments = client()
+        status = deployments.status(name)
+        since = dt.datetime.now(dt.UTC) - parse_window(window).to_pytimedelta()
+        frame = predictions(name, since=since, workspace=workspace)
+        seen = traffic(frame)
+        history = list(reversed(deployments.history(name)))
+        latest = workspace.stores.monitor.latest(status.name)
+        return render(request, "deployments/detail.html", section="deployments",
+                      current=status, deployment=deployments.get(name),
+                      plan=_plan_view(status), history=history, describe=_describe,
+                      traffic=seen, window=window, windows=WINDOWS, latest=latest,
+                      charts=_traffic_charts(seen) if seen else [])
+
+    @router.get("/ui/deployments/{name}/drift", openapi_extra=declare("read"))
+    def drift(request: Request, name: str) -> Any:
+        require(request, "read", "deployment", name)
+        status = client().status(name)
+        found = results(status.name)
+        return render(request, "deployments/drift.html", section="deployments",
+                      current=status, results=list(reversed(found)),
+                      charts=monitor_charts(found), limit=MONITOR_RESULTS)
+
+    @router.get("/ui/deployments/{name}/monitor/{result_id}", openapi_extra=declare("read"))
+    def monitor_result(request: Request, name: str, result_id: str) -> Any:
+        found = one_result(request, name, result_id)
+        result = found.result
+        distributions = {column: {"kind": entry.get("kind"), "rows": distribution_rows(entry)}
+                         for column, entry in (result.get("distributions") or {}).items()}
+        return render(request, "deployments/result.html", section="deployments",
+                      name=found.deployment, stored=found, result=result,
+                      distributions=distributions, metrics=metric_rows(result),
+                      has_report=_report_file(found) is not None)
+
+    @router.get("/ui/deployments/{name}/monitor/{result_id}/report.html",
+                openapi_extra=declare("read"))
+    def monitor_report(request: Request, name: str, result_id: str) -> Any:
+        """The stored HTML report as written by the monitor, under a policy that runs
+        none of its scripts (its tables show; its plots are drawn on the result page)."""
+        from starlette.responses import FileResponse
+
+        found = one_result(request, name, result_id)
+        path = _report_file(found)
+        if path is None:
+            raise NotFound(f"the HTML report of monitor result {result_id!r} is not on this "
+                           f"server (written to {found.report_path!r}); the result page "
+                           "shows the same data")
+        return FileResponse(path, media_type="text/html; charset=utf-8", headers={
+            "Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store"})
+
+    return router
+
+
+def _report_file(found: StoredMonitorResult) -> Path | None:
+    """The result's HTML report if this server can read it (the monitor may have written
+    it on another machine, or it was removed)."""
+    if not found.report_path or not found.report_path.endswith(".html"):
+        return None
+    path = Path(found.report_path)
+    return path if path.is_file() else None
+
+
+def _traffic_charts(seen: dict[str, Any]) -> list[dict[str, Any]]:
+    from ratchet.ui.templating import duration
+
+    per = duration(seen["bucket_ms"])
+    return [{"id": "traffic", "title": f"Predictions per variant (per {per})",
+             "x": seen["x"], "series": seen["traffic"]},
+            {"id": "latency", "title": "Request latency (ms)", "x": seen["x"],
+             "series": seen["latency"]},
+            {"id": "errors", "title": "Error rate (% of requests)", "x": seen["x"],
+             "series": seen["errors"]}]
