@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
@@ -176,7 +176,9 @@ def _alias_at(client: RegistryClient, name: str, alias: str | None, at: str | No
     ``RegistryClient.version_at`` (the function behind ``ratchet models alias at``)."""
     chosen = alias if alias is not None else ("champion" if "champion" in known
                                               else (known[0] if known else ""))
-    answer: dict[str, Any] = {"alias": chosen, "at": at or "", "asked": False,
+    # The form starts at the present moment, to be moved back to the one in question.
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    answer: dict[str, Any] = {"alias": chosen, "at": at or now, "asked": False,
                               "version": None, "event": None, "error": None}
     if at is None or alias is None:
         return answer
