@@ -55,7 +55,8 @@ def bucket_ms(span_ms: int) -> int:
 
 def traffic(frame: pd.DataFrame) -> dict[str, Any] | None:
     """Per time bucket of a prediction-log frame: predictions per variant, request latency
-    p50/p95 and the share of failed requests; and per variant totals. None: no rows."""
+    p50/p95 and the share of failed requests (%); and per variant totals. None: no rows.
+    Vectorized (integer codes, bincount): a page reads up to a day of traffic."""
     import numpy as np
     import pandas as pd
 
@@ -68,38 +69,43 @@ def traffic(frame: pd.DataFrame) -> dict[str, Any] | None:
     index = (stamps - start) // width
     n = int(index.max()) + 1
     x = [(start + i * width) / 1000 for i in range(n)]
-    rows = pd.DataFrame({"b": index, "variant": frame["variant"].to_numpy(),
-                         "request": frame["request_id"].to_numpy(),
-                         "failed": (frame["status"] != "ok").to_numpy(),
-                         "latency": frame["latency_ms"].to_numpy(dtype=float)})
-    variants = sorted(rows["variant"].dropna().unique().tolist())
-    counts = rows.groupby(["variant", "b"]).size()
-    per_variant = [{"label": v, "values": [int(counts.get((v, i), 0)) for i in range(n)]}
-                   for v in variants]
-    # A request's latency and status are logged on each of its rows: one per request.
-    requests = rows.drop_duplicates(["request", "variant"])
-    by_bucket = requests.groupby("b")
-    p50 = by_bucket["latency"].quantile(0.5)
-    p95 = by_bucket["latency"].quantile(0.95)
-    errors = by_bucket["failed"].mean() * 100
+    var_codes, variants = pd.factorize(frame["variant"].fillna(""), sort=True)
+    k = len(variants)
+    rows_per = np.bincount(var_codes * n + index, minlength=k * n).reshape(k, n)
+    # A request's latency and status are logged on each of its rows: one per request
+    # (and variant: a split routed per row logs each variant's part on its own).
+    req_codes, _ = pd.factorize(frame["request_id"])
+    _, first = np.unique(req_codes.astype(np.int64) * k + var_codes, return_index=True)
+    r_bucket, r_variant = index[first], var_codes[first]
+    r_failed = (frame["status"] != "ok").to_numpy()[first]
+    r_latency = frame["latency_ms"].to_numpy(dtype=float)[first]
+    requests = np.bincount(r_bucket, minlength=n)
+    failed = np.bincount(r_bucket, weights=r_failed.astype(float), minlength=n)
+    quantiles = pd.Series(r_latency).groupby(r_bucket).quantile([0.5, 0.95]).unstack()
 
-    def series(values: pd.Series) -> list[float | None]:
+    def at(column: float) -> list[float | None]:
+        values = quantiles[column] if column in quantiles else pd.Series(dtype=float)
         return [None if i not in values.index or pd.isna(values[i]) else float(values[i])
                 for i in range(n)]
 
     totals = []
-    for v in variants:
-        mine = requests[requests["variant"] == v]
-        latency = mine["latency"].dropna().to_numpy()
+    for code, name in enumerate(variants):
+        mine = r_variant == code
+        latency = r_latency[mine]
+        latency = latency[~np.isnan(latency)]
         totals.append({
-            "variant": v, "rows": int((rows["variant"] == v).sum()), "requests": len(mine),
-            "errors": int(mine["failed"].sum()),
+            "variant": str(name), "rows": int(rows_per[code].sum()),
+            "requests": int(mine.sum()), "errors": int(r_failed[mine].sum()),
             "p50": float(np.percentile(latency, 50)) if len(latency) else None,
             "p95": float(np.percentile(latency, 95)) if len(latency) else None})
-    return {"x": x, "bucket_ms": width, "traffic": per_variant,
-            "latency": [{"label": "p50", "values": series(p50)},
-                        {"label": "p95", "values": series(p95)}],
-            "errors": [{"label": "failed requests (%)", "values": series(errors)}],
+    return {"x": x, "bucket_ms": width,
+            "traffic": [{"label": str(name), "values": rows_per[code].tolist()}
+                        for code, name in enumerate(variants)],
+            "latency": [{"label": "p50", "values": at(0.5)},
+                        {"label": "p95", "values": at(0.95)}],
+            "errors": [{"label": "failed requests (%)", "values": [
+                None if requests[i] == 0 else float(100 * failed[i] / requests[i])
+                for i in range(n)]}],
             "totals": totals}
 
 
