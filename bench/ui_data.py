@@ -23,9 +23,11 @@ The values are seeded (stdlib ``random``): ``bench/ui_mlflow_load.py`` imports t
 generators below (standard library only at module level) to give MLflow the same data.
 
 The build goes into ``ROOT/ratchet-<runs>-<steps>-<compare>-<key>.partial`` and is renamed
-when complete, with ``built.json`` inside; ``key`` hashes this file and ratchet's schema,
-so a changed generator or schema builds anew and an interrupted build starts over. A
-complete build is reused as is (``build`` returns in milliseconds).
+when complete, with ``built.json`` inside; ``key`` hashes ``DATA_VERSION`` and ratchet's
+schema, so a changed generator or schema builds anew. An interrupted build resumes where it
+stopped (runs found by name; a run is complete once it is ``finished``). A complete build
+is reused as is (``build`` returns in milliseconds). ``--workers N`` writes the runs from
+N processes (SQLite serializes the commits; the Python around them runs in parallel).
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ import hashlib
 import json
 import math
 import random
-import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -50,6 +51,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 
 SEED = 20261217
+DATA_VERSION = 1  # bump when the generators below change: cached builds are keyed by it
 N_PARAMS = 20
 N_METRICS = 20
 P1_VALUES = ("x", "y", "z", "w")
@@ -174,7 +176,7 @@ class Built:
 
 
 def cache_key() -> str:
-    h = hashlib.sha256(Path(__file__).read_bytes())
+    h = hashlib.sha256(f"ui-data-{DATA_VERSION}".encode())
     store = REPO / "src" / "ratchet" / "store"
     for path in sorted([store / "schema.py", *store.glob("migrations/**/*.py")]):
         h.update(path.name.encode())
@@ -189,8 +191,12 @@ def log(message: str) -> None:
 def build(root: Path | str, runs: int = DEFAULT_RUNS, *,
           history_steps: int = DEFAULT_HISTORY_STEPS,
           compare_runs_n: int = DEFAULT_COMPARE_RUNS, small: bool = False,
-          quiet: bool = False) -> Built:
-    """The workspace under ``root`` (built now unless a complete one is there)."""
+          quiet: bool = False, workers: int = 1) -> Built:
+    """The workspace under ``root`` (built now unless a complete one is there).
+
+    An interrupted build's runs are kept: the next call finishes the runs it had started
+    and writes the rest. ``workers`` processes write ``bench-ui``'s runs side by side (on
+    a machine whose CPUs are shared, the build's Python time is what they split)."""
     if small:
         runs, history_steps, compare_runs_n = (SMALL["runs"], SMALL["history_steps"],
                                                SMALL["compare_runs"])
@@ -202,80 +208,143 @@ def build(root: Path | str, runs: int = DEFAULT_RUNS, *,
         doc["cached"] = True
         return Built(**doc)
     partial = final.with_name(final.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    partial.mkdir(parents=True, exist_ok=True)
     say = (lambda _m: None) if quiet else log
-    built = _build_into(partial, final, runs, history_steps, compare_runs_n, say)
+    built = _build_into(partial, final, runs, history_steps, compare_runs_n, say, workers)
     (partial / "built.json").write_text(json.dumps(asdict(built), indent=2) + "\n")
     partial.rename(final)
     say(f"done in {built.build_s:.0f}s: {final}")
     return built
 
 
-def _build_into(home: Path, final: Path, runs: int, history_steps: int, compare_n: int,
-                say: Any) -> Built:
+def _open(home: Path) -> Workspace:
     from ratchet.config import Settings
     from ratchet.workspace import Workspace
 
+    return Workspace(Settings(home=home, db_url=f"sqlite:///{home / 'ratchet.db'}",
+                              artifacts_uri=str(home / "artifacts")))
+
+
+def _write_run(tracking: Any, experiment_id: str, r: SeedRun,
+               extra: list[tuple[str, float, int, int]] | None = None) -> str:
+    """One run as a script would log it: create, params, metrics, finished (last, so a
+    finished run is a complete one)."""
+    run_id = str(tracking.create_run(experiment_id, name=r.name, start_time=r.start_time).run_id)
+    tracking.log_params(run_id, r.param_dict())
+    tracking.log_batch(run_id, r.metric_points() + (extra or []))
+    tracking.set_run_status(run_id, "finished", end_time=r.end_time)
+    return run_id
+
+
+def _runs_worker(home: str, experiment_id: str, indices: list[int], worker: int,
+                 quiet: bool) -> int:
+    """Write the seeded runs at ``indices`` (a worker process's share)."""
+    tracking = _open(Path(home)).stores.tracking
+    wanted = set(indices)
+    t0, done = time.perf_counter(), 0
+    for r in seed_runs(max(indices) + 1):
+        if r.index not in wanted:
+            continue
+        _write_run(tracking, experiment_id, r)
+        done += 1
+        if not quiet and (done % PROGRESS_EVERY == 0 or done == len(indices)):
+            spent = time.perf_counter() - t0
+            log(f"  worker {worker}: {done:,}/{len(indices):,} runs, {done / spent:,.0f} "
+                f"runs/s, ~{(len(indices) - done) * spent / done:,.0f}s left")
+    return done
+
+
+def _existing(tracking: Any, experiment_id: str) -> dict[str, Any]:
+    """The experiment's runs by name (id, status, what was logged)."""
+    found: dict[str, Any] = {}
+    token = None
+    while True:
+        page, token = tracking.search_runs([experiment_id], max_results=50_000,
+                                           page_token=token)
+        found.update((run.name, run) for run in page)
+        if not token:
+            return found
+
+
+def _build_into(home: Path, final: Path, runs: int, history_steps: int, compare_n: int,
+                say: Any, workers: int) -> Built:
     started = time.perf_counter()
-    db_file = home / "ratchet.db"
-    ws = Workspace(Settings(home=home, db_url=f"sqlite:///{db_file}",
-                            artifacts_uri=str(home / "artifacts")))
+    ws = _open(home)
     tracking = ws.stores.tracking
     phases: dict[str, float] = {}
-    ids = {name: tracking.create_experiment(name).experiment_id
+    ids = {name: tracking.get_or_create_experiment(name).experiment_id
            for name in (EXPERIMENT, HISTORY_EXPERIMENT, COMPARE_EXPERIMENT)}
 
-    def one_run(exp: str, r: SeedRun) -> str:
-        run_id = tracking.create_run(ids[exp], name=r.name, start_time=r.start_time).run_id
-        tracking.log_params(run_id, r.param_dict())
-        tracking.log_batch(run_id, r.metric_points())
-        return run_id
-
     t0 = time.perf_counter()
-    say(f"{EXPERIMENT}: {runs:,} runs x {N_PARAMS} params x {N_METRICS} metrics into {home}")
-    for r in seed_runs(runs):
-        run_id = one_run(EXPERIMENT, r)
-        tracking.set_run_status(run_id, "finished", end_time=r.end_time)
-        done = r.index + 1
-        if done % PROGRESS_EVERY == 0 or done == runs:
-            spent = time.perf_counter() - t0
-            say(f"  {done:,}/{runs:,} runs, {done / spent:,.0f} runs/s, "
-                f"~{(runs - done) * spent / done:,.0f}s left")
+    have = _existing(tracking, ids[EXPERIMENT])
+    todo = [r for r in seed_runs(runs) if r.name not in have]
+    for r in seed_runs(runs):  # started by an interrupted build: finish them
+        run = have.get(r.name)
+        if run is not None and run.status != "finished":
+            tracking.log_params(run.run_id, r.param_dict())
+            if not run.metrics:
+                tracking.log_batch(run.run_id, r.metric_points())
+            tracking.set_run_status(run.run_id, "finished", end_time=r.end_time)
+    say(f"{EXPERIMENT}: {runs:,} runs x {N_PARAMS} params x {N_METRICS} metrics into {home}"
+        f" ({len(have):,} there already; {len(todo):,} to write, {workers} worker(s))")
+    if todo:
+        indices = [r.index for r in todo]
+        shares = [indices[w::workers] for w in range(workers) if indices[w::workers]]
+        if len(shares) == 1:
+            _runs_worker(str(home), ids[EXPERIMENT], shares[0], 0, say is not log)
+        else:
+            import multiprocessing
+
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(len(shares)) as pool:
+                pool.starmap(_runs_worker, [(str(home), ids[EXPERIMENT], share, w,
+                                             say is not log)
+                                            for w, share in enumerate(shares)])
     phases["runs_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     say(f"{HISTORY_EXPERIMENT}: one run, {HISTORY_KEY!r} with {history_steps:,} steps")
-    history_run = tracking.create_run(ids[HISTORY_EXPERIMENT], name=HISTORY_RUN,
-                                      start_time=BASE_TIME_MS).run_id
-    tracking.log_params(history_run, {"steps": str(history_steps)})
-    chunk: list[tuple[str, float, int, int]] = []
-    for step, value, ts in history(history_steps):
-        chunk.append((HISTORY_KEY, value, step, ts))
-        if len(chunk) == HISTORY_CHUNK:
+    previous = _existing(tracking, ids[HISTORY_EXPERIMENT]).get(HISTORY_RUN)
+    if previous is not None and previous.status == "finished":
+        history_run = previous.run_id
+    else:
+        if previous is not None:
+            raise RuntimeError(f"{home}: an interrupted build left the history run "
+                               "unfinished; remove the folder and build again")
+        history_run = tracking.create_run(ids[HISTORY_EXPERIMENT], name=HISTORY_RUN,
+                                          start_time=BASE_TIME_MS).run_id
+        tracking.log_params(history_run, {"steps": str(history_steps)})
+        chunk: list[tuple[str, float, int, int]] = []
+        for step, value, ts in history(history_steps):
+            chunk.append((HISTORY_KEY, value, step, ts))
+            if len(chunk) == HISTORY_CHUNK:
+                tracking.log_batch(history_run, chunk)
+                chunk = []
+        if chunk:
             tracking.log_batch(history_run, chunk)
-            chunk = []
-    if chunk:
-        tracking.log_batch(history_run, chunk)
-    tracking.set_run_status(history_run, "finished", end_time=BASE_TIME_MS + history_steps)
+        tracking.set_run_status(history_run, "finished", end_time=BASE_TIME_MS + history_steps)
     phases["history_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     say(f"{COMPARE_EXPERIMENT}: {compare_n} runs, {' and '.join(COMPARE_KEYS)} with "
         f"{COMPARE_STEPS:,} steps each")
+    have = _existing(tracking, ids[COMPARE_EXPERIMENT])
     compare_ids = []
     for r in compare_runs(compare_n):
-        run_id = one_run(COMPARE_EXPERIMENT, r)
-        tracking.log_batch(run_id, [(key, value, step, ts) for key in COMPARE_KEYS
-                                    for step, value, ts in compare_history(r.index, key)])
-        tracking.set_run_status(run_id, "finished", end_time=r.end_time)
-        compare_ids.append(run_id)
+        run = have.get(r.name)
+        if run is not None and run.status != "finished":
+            raise RuntimeError(f"{home}: an interrupted build left {r.name} unfinished; "
+                               "remove the folder and build again")
+        curves = [(key, value, step, ts) for key in COMPARE_KEYS
+                  for step, value, ts in compare_history(r.index, key)]
+        compare_ids.append(run.run_id if run is not None else
+                           _write_run(tracking, ids[COMPARE_EXPERIMENT], r, curves))
     phases["compare_s"] = time.perf_counter() - t0
     tracking.db.dispose()
     # Fold the WAL into the database file: the folder is renamed and copied as one.
     import sqlite3
 
-    with sqlite3.connect(db_file) as conn:
+    with sqlite3.connect(home / "ratchet.db") as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # Paths are the final folder's (the partial one is renamed when complete).
@@ -294,9 +363,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-runs", type=int, default=DEFAULT_COMPARE_RUNS)
     parser.add_argument("--small", action="store_true",
                         help=f"{SMALL['runs']:,} runs, {SMALL['history_steps']:,} steps")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes writing the runs side by side")
     args = parser.parse_args(argv)
     built = build(args.root, args.runs, history_steps=args.history_steps,
-                  compare_runs_n=args.compare_runs, small=args.small)
+                  compare_runs_n=args.compare_runs, small=args.small, workers=args.workers)
     print(json.dumps({k: v for k, v in asdict(built).items() if k != "compare_run_ids"},
                      indent=2))
     return 0
