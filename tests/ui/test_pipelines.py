@@ -127,6 +127,10 @@ def test_a_run_is_drawn_as_a_dag_with_statuses_and_cache_hits(
     log = panel.locator("pre.log").inner_text()
     assert log.strip() == f"joined {HOSTILE}"  # the hostile log line is text
     assert "#step-join" in page.url
+    page.locator('svg.dag a.node[data-node="left"]').focus()  # the keyboard way
+    page.keyboard.press("Enter")
+    assert "selected" in (page.locator("#step-left").get_attribute("class") or "")
+    assert "selected" not in (panel.get_attribute("class") or "")
     main = page.locator("main").inner_text()
     assert HOSTILE in main  # neither markup nor a template: the text itself
     assert not dialogs

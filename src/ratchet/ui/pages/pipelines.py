@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Query, Request
 
 from ratchet.server.permissions import declare
+from ratchet.store.records import PIPELINE_STATUSES
 from ratchet.ui.access import require
 from ratchet.ui.templating import page_headers, render
 
@@ -146,7 +147,7 @@ def routes(workspace: Workspace) -> APIRouter:
         return render(request, "pipelines/index.html", section="pipelines", groups=groups,
                       schedules=list_schedules(workspace=workspace), counts=step_counts,
                       pipeline=pipeline or "", status_filter=status or "", shown=RUNS_SHOWN,
-                      total=len(runs), params=params_text)
+                      total=len(runs), params=params_text, statuses=PIPELINE_STATUSES)
 
     @router.get("/ui/pipelines/runs/{run_id}", openapi_extra=declare("read"))
     def pipeline_run(request: Request, run_id: str) -> Any:
