@@ -5,6 +5,7 @@ One seeded workspace and one dashboard per module; each test opens its own page.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import struct
@@ -414,3 +415,30 @@ def test_a_wide_experiment_gets_capped_default_columns(tmp_path: Path) -> None:
     assert chooser is not None
     offered = json.loads(chooser.group(1))["keys"]
     assert sum(key.startswith("metrics.") for key in offered) == 3_000 and len(offered) == 3_050
+
+
+def test_previous_walks_back_through_several_pages(tmp_path: Path) -> None:
+    workspace = local_workspace(tmp_path)
+    with use(workspace):
+        for i in range(120):
+            with ratchet.start_run(experiment="long", name=f"r{i:03d}"):
+                ratchet.log_metric("auc", i / 1000)
+
+    def visit(target: str) -> tuple[list[str], str | None, str | None]:
+        text = test_client.get(target).text
+        names = re.findall(r'tabindex="-1">(r\d+)</a>', text)
+        links = {rel: re.search(rf'href="([^"]+)" rel="{rel}"', text) for rel in ("next", "prev")}
+        follow = {rel: html.unescape(m.group(1)) if m else None for rel, m in links.items()}
+        return names, follow["next"], follow["prev"]
+
+    with TestClient(dashboard_app(workspace, ServerOptions(auth=False))) as test_client:
+        first, to_second, back = visit("/ui/experiments/long?sort=metrics.auc&dir=asc")
+        assert first[0] == "r000" and len(first) == 50 and back is None and to_second
+        second, to_third, _ = visit(to_second)
+        assert second[0] == "r050" and to_third
+        third, beyond, to_second_again = visit(to_third)
+        assert third == [f"r{i:03d}" for i in range(100, 120)] and beyond is None
+        assert to_second_again
+        again, _, to_first = visit(to_second_again)
+        assert again == second and to_first
+        assert visit(to_first)[0] == first
