@@ -220,6 +220,17 @@ def test_stored_reports_are_served_without_scripts(seeded: Workspace) -> None:
         policy = answer.headers["content-security-policy"]
         assert "script-src 'none'" in policy and "sandbox" in policy
         assert answer.headers["x-content-type-options"] == "nosniff"
+        # A report path outside the deployment's reports folder is never read.
+        elsewhere = Path(str(seeded.settings.home)).parent / "elsewhere.html"
+        elsewhere.write_text("<!DOCTYPE html><p>not a report</p>")
+        seeded.stores.monitor.set_report_path(found[0].result_id, str(elsewhere))
+        try:
+            moved = client.get(f"/ui/deployments/churn/monitor/{found[0].result_id}/report.html")
+            assert moved.status_code == 404 and "reports folder" in moved.text
+            result = client.get(f"/ui/deployments/churn/monitor/{found[0].result_id}")
+            assert result.status_code == 200 and "not in this server" in result.text
+        finally:
+            seeded.stores.monitor.set_report_path(found[0].result_id, found[0].report_path or "")
         other = client.get(f"/ui/deployments/secret/monitor/{found[0].result_id}")
         assert other.status_code == 404  # a result is found under its own deployment only
         assert client.get("/ui/deployments/churn?window=3y").status_code == 422

@@ -293,7 +293,7 @@ def routes(workspace: Workspace) -> APIRouter:
         return render(request, "deployments/result.html", section="deployments",
                       name=found.deployment, stored=found, result=result,
                       distributions=distributions, metrics=metric_rows(result),
-                      has_report=_report_file(found) is not None)
+                      has_report=_report_file(workspace, found) is not None)
 
     @router.get("/ui/deployments/{name}/monitor/{result_id}/report.html",
                 openapi_extra=declare("read"))
@@ -303,11 +303,11 @@ def routes(workspace: Workspace) -> APIRouter:
         from starlette.responses import FileResponse
 
         found = one_result(request, name, result_id)
-        path = _report_file(found)
+        path = _report_file(workspace, found)
         if path is None:
-            raise NotFound(f"the HTML report of monitor result {result_id!r} is not on this "
-                           f"server (written to {found.report_path!r}); the result page "
-                           "shows the same data")
+            raise NotFound(f"the HTML report of monitor result {result_id!r} is not in this "
+                           "server's reports folder (written elsewhere, or removed); the "
+                           "result page shows the same data")
         return FileResponse(path, media_type="text/html; charset=utf-8", headers={
             "Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff",
             "Cache-Control": "no-store"})
@@ -315,13 +315,20 @@ def routes(workspace: Workspace) -> APIRouter:
     return router
 
 
-def _report_file(found: StoredMonitorResult) -> Path | None:
-    """The result's HTML report if this server can read it (the monitor may have written
-    it on another machine, or it was removed)."""
+def _report_file(workspace: Workspace, found: StoredMonitorResult) -> Path | None:
+    """The result's HTML report if it is in this server's reports folder of its deployment
+    (``<home>/reports/<deployment>/``, where the monitor writes by default). A path
+    elsewhere is not served: report paths are stored by whoever ran the monitor (through
+    the team server, any writer), so serving any path would read any ``.html`` file of the
+    server's disk; a report written with ``--out``, on another machine, or removed is
+    reported as not here."""
     if not found.report_path or not found.report_path.endswith(".html"):
         return None
-    path = Path(found.report_path)
-    return path if path.is_file() else None
+    folder = (workspace.settings.home / "reports" / found.deployment).resolve()
+    path = Path(found.report_path).resolve()
+    if not path.is_relative_to(folder) or not path.is_file():
+        return None
+    return path
 
 
 def _traffic_charts(seen: dict[str, Any]) -> list[dict[str, Any]]:
