@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from playwright.sync_api import expect
 
 import ratchet
 from ratchet.server.app import ServerOptions
@@ -165,10 +166,13 @@ def test_the_diff_of_two_versions(seeded: Seeded, url: str, watched: Watched) ->
     page.wait_for_url("**/ui/datasets/churn/diff?a=1&b=2*")
     with use(seeded.workspace):
         expected = ratchet.data.diff("churn@1", "churn@2")
+    # The row counts arrive from the JSON route after the page.
+    expect(page.locator("[data-field=rows_added]")).to_have_text(f"{expected.rows_added:,}")
+    expect(page.locator("[data-field=rows_removed]")).to_have_text(
+        f"{expected.rows_removed:,}")
     facts = page.locator("dl.facts").first.inner_text()
     assert "500 → 600" in facts and "(+100)" in facts
-    assert f"Added\n{expected.rows_added:,}" in facts
-    assert f"Removed\n{expected.rows_removed:,}" in facts
+    assert page.locator("p.identical").is_hidden()
     changes = page.locator("ul.schema-changes").inner_text()
     assert "added extra" in changes and "removed flag" in changes
     distribution = page.locator("table.distribution tbody tr")
@@ -192,8 +196,9 @@ def test_a_diff_by_key_counts_changed_rows(seeded: Seeded, url: str,
     page.goto(f"{url}/ui/datasets/churn/diff?a=1&b=2&key=id")
     with use(seeded.workspace):
         expected = ratchet.data.diff("churn@1", "churn@2", key="id")
-    facts = page.locator("dl.facts").first.inner_text()
-    assert f"Changed\n{expected.rows_changed:,}" in facts and "by key id" in facts
+    expect(page.locator("[data-field=rows_changed]")).to_have_text(
+        f"{expected.rows_changed:,}")
+    assert "by key id" in page.locator("dl.facts").first.inner_text()
     assert page.get_by_label("Key column").input_value() == "id"
 
 
@@ -239,3 +244,24 @@ def test_datasets_need_a_signed_in_reader(seeded: Seeded) -> None:
         assert "script-src 'self'" in signed.headers["content-security-policy"]
         assert SCRIPT not in signed.text  # every user string arrives escaped
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in signed.text
+
+
+def test_the_row_comparison_route(seeded: Seeded) -> None:
+    with use(seeded.workspace):
+        expected = ratchet.data.diff("churn@1", "churn@2", key="id")
+    with TestClient(dashboard_app(seeded.workspace, ServerOptions(auth=False))) as client:
+        answer = client.get("/ui/api/datasets/churn/diff?a=1&b=2&key=id")
+        assert answer.status_code == 200
+        assert answer.json() == {
+            "base": "churn@1", "other": "churn@2", "rows_base": 500, "rows_other": 600,
+            "key": ["id"], "rows_added": expected.rows_added,
+            "rows_removed": expected.rows_removed, "rows_changed": expected.rows_changed,
+            "identical": False}
+        same = client.get("/ui/api/datasets/churn/diff?a=2&b=2").json()
+        assert same["identical"] and same["rows_added"] == same["rows_removed"] == 0
+        for query, status in (("a=x&b=2", 422), ("a=1&b=2&key=nope", 422), ("a=1&b=7", 404),
+                              ("a=1", 422)):
+            bad = client.get(f"/ui/api/datasets/churn/diff?{query}")
+            assert bad.status_code == status, query
+            assert bad.headers["content-type"] == "application/json"
+            assert bad.json()["error"]["message"]

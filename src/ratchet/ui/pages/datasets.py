@@ -67,6 +67,11 @@ def routes(workspace: Workspace) -> APIRouter:
     @router.get("/ui/datasets/{name}/diff", openapi_extra=declare("read"))
     def diff(request: Request, name: str, a: str | None = None, b: str | None = None,
              key: list[str] | None = Query(default=None)) -> Any:
+        """Schema and distribution changes from the two stored profiles (at once); the
+        row comparison, which reads both snapshots, is fetched by the page from
+        ``/ui/api/datasets/{name}/diff`` so a large dataset's page does not wait for it."""
+        from ratchet.data.profile_compare import compare_profiles
+
         require(request, "read")
         client = data()
         versions = client.list_versions(name)
@@ -75,12 +80,29 @@ def routes(workspace: Workspace) -> APIRouter:
         base_number = _version_number(a, "a") if a else (
             versions[-2].version if len(versions) > 1 else versions[-1].version)
         other_number = _version_number(b, "b") if b else versions[-1].version
-        keys = [k for k in (key or []) if k.strip()]
+        keys = _keys(key)
         base, other = client.get(f"{name}@{base_number}"), client.get(f"{name}@{other_number}")
-        result = client.diff(base.ref, other.ref, keys or None)
+        _check_keys(keys, base, other)
+        distribution = compare_profiles(base.profile, other.profile)
         return render(request, "datasets/diff.html", section="datasets", name=name,
-                      versions=versions, base=base, other=other, result=result, keys=keys,
+                      versions=versions, base=base, other=other, keys=keys,
+                      distribution=distribution,
+                      added=[c.column for c in distribution if c.status == "added"],
+                      removed=[c.column for c in distribution if c.status == "removed"],
+                      retyped=[c for c in distribution if c.status == "type_changed"],
                       columns=_column_changes(base, other))
+
+    @router.get("/ui/api/datasets/{name}/diff", openapi_extra=declare("read"))
+    def diff_rows(request: Request, name: str, a: str, b: str,
+                  key: list[str] | None = Query(default=None)) -> Any:
+        """Rows added, removed and changed: ``DataClient.diff`` (``ratchet data diff``)."""
+        require(request, "read")
+        result = data().diff(f"{name}@{_version_number(a, 'a')}",
+                             f"{name}@{_version_number(b, 'b')}", _keys(key) or None)
+        return {"base": result.base, "other": result.other, "rows_base": result.rows_base,
+                "rows_other": result.rows_other, "key": list(result.key or ()),
+                "rows_added": result.rows_added, "rows_removed": result.rows_removed,
+                "rows_changed": result.rows_changed, "identical": result.identical}
 
     @router.get("/ui/datasets/{name}/{version}", openapi_extra=declare("read"))
     def version(request: Request, name: str, version: str, page: int = 1) -> Any:
@@ -117,6 +139,20 @@ def routes(workspace: Workspace) -> APIRouter:
                       versions=list(reversed(versions)), readable=runs)
 
     return router
+
+
+def _keys(given: list[str] | None) -> list[str]:
+    return [k for k in (given or []) if k.strip()]
+
+
+def _check_keys(keys: list[str], *versions: DatasetVersion) -> None:
+    """A key column must be in both versions (checked before the page, not in its
+    background request, so a typo is an error page that says which columns there are)."""
+    for version in versions:
+        missing = [k for k in keys if k not in version.columns]
+        if missing:
+            raise InvalidInput(f"key column {missing[0]!r} is not in {version.ref} (its "
+                               f"columns: {', '.join(version.columns)})")
 
 
 def _version_number(text: str, what: str) -> int:
