@@ -9,12 +9,18 @@ from typing import Any
 import pytest
 
 from ratchet.errors import InvalidInput, NotFound
-from ratchet.store import TrackingStore
+from ratchet.store import TrackingStore, metric_window
 from ratchet.store.metric_window import MAX_POINTS, MetricBucket
 
 
-@pytest.fixture
-def store(any_stores: Any) -> TrackingStore:
+@pytest.fixture(params=["sorted", "per bucket"])
+def store(any_stores: Any, request: pytest.FixtureRequest,
+          monkeypatch: pytest.MonkeyPatch) -> TrackingStore:
+    """Both plans: small windows sorted once, large ones scanned bucket by bucket (forced
+    here by a threshold of 0; the remote server runs in its own process and keeps the
+    default, so it sees the sorted plan twice)."""
+    if request.param == "per bucket":
+        monkeypatch.setattr(metric_window, "SORTED_WINDOW", 0)
     return any_stores.tracking  # type: ignore[no-any-return]
 
 
