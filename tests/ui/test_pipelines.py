@@ -3,6 +3,7 @@ hits, each step's log, error and outputs; hostile strings stay text."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,13 +13,14 @@ from fastapi.testclient import TestClient
 
 import ratchet
 from ratchet.errors import StepFailed
-from ratchet.pipelines import pipeline, step
+from ratchet.pipelines import list_pipeline_runs, pipeline, step
 from ratchet.pipelines.run_result import PipelineResult
 from ratchet.server.app import ServerOptions
 from ratchet.server.permissions import SESSION_COOKIE
 from ratchet.ui import dashboard_app
 from ratchet.ui.pages.pipelines import NODE_W, layout
 from ratchet.workspace import Workspace, use
+from tests.serving.conftest import wait_until
 from tests.ui.browser import Watched, dashboard, issue_token, local_workspace
 
 HOSTILE = "<script>alert(1)</script>{{7*7}}"
@@ -51,6 +53,25 @@ def join(a: int, b: int, label: str) -> str:
 def explode(total: int) -> int:
     FLAKY["calls"] += 1
     raise RuntimeError(f"cannot score {HOSTILE}")
+
+
+GATE = threading.Event()
+
+
+@step(cache=False)
+def wait_for_gate(n: int) -> int:
+    assert GATE.wait(60), "the test never opened the gate"
+    return n
+
+
+@pipeline
+def gated(n: int = 1) -> Any:
+    return inc_after(wait_for_gate(n))
+
+
+@step(cache=False)
+def inc_after(n: int) -> int:
+    return n + 1
 
 
 @pipeline
@@ -177,6 +198,38 @@ def test_the_listing_groups_runs_by_pipeline_and_shows_schedules(
     page.goto(f"{url}/ui/pipelines?pipeline=nothing-like-this")
     assert "No pipeline runs match" in page.locator(".empty").first.inner_text()
     assert not dialogs
+
+
+def test_a_running_pipeline_page_follows_the_run(tmp_path: Path, watched: Watched) -> None:
+    page = watched.page
+    workspace = local_workspace(tmp_path)
+    GATE.clear()
+    results: list[PipelineResult] = []
+
+    def run() -> None:
+        with use(workspace):
+            results.append(gated.run())
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        with dashboard(workspace) as base:
+            run_id = wait_until(lambda: [r.run_id for r in list_pipeline_runs(
+                workspace=workspace) if any(s.status == "running" for s in r.steps)])[0]
+            page.goto(f"{base}/ui/pipelines/runs/{run_id}")
+            assert page.locator("h1 .status").inner_text() == "running"
+            node = page.locator('svg.dag a.node[data-node="wait_for_gate"]')
+            assert "status-running" in (node.get_attribute("class") or "")
+            assert "status-pending" in (page.locator(
+                'svg.dag a.node[data-node="inc_after"]').get_attribute("class") or "")
+            GATE.set()
+            page.locator("h1 .status", has_text="finished").wait_for()  # reloaded by itself
+            assert page.locator("svg.dag a.node.status-finished").count() == 2
+            assert page.locator("[data-refresh]").count() == 0
+    finally:
+        GATE.set()
+        thread.join(30)
+    assert results and results[0].status == "finished"
 
 
 def test_an_empty_workspace_says_how_runs_and_schedules_get_there(

@@ -36,6 +36,12 @@
       });
     });
     select(fromHash(), false);
+    // A running pipeline's page follows it: reloaded until the run ends (the server
+    // renders each state; the selected step is kept in the URL's hash).
+    const refresh = document.querySelector("[data-refresh]");
+    if (refresh) {
+      setTimeout(function () { window.location.reload(); }, 1000 * Number(refresh.dataset.refresh));
+    }
     window.addEventListener("hashchange", function () { select(fromHash(), true); });
   });
 })();
