@@ -528,3 +528,23 @@ def test_failed_and_blocked_steps_say_why() -> None:
     assert gate_failed["tone"] == "bad" and gate_failed["plot"]["tone"] == "bad"
     assert gate_failed["plot"]["open"] and gate_failed["plot"]["threshold"] is not None
     assert ("95% interval", "[-0.002, ∞]") in gate_failed["facts"]
+
+
+def test_a_long_timeline_comes_in_pages_newest_first(
+        loop: Loop, client: tuple[TestClient, dict[str, str]]) -> None:
+    test_client, tokens = client
+    events = loop.workspace.stores.ct_events
+    for i in range(230):  # what a controller writes once per blocked spell
+        events.append("paged", "trigger-blocked", f"cooldown #{i}",
+                      evidence={"fired": []}, actor="ratchet-controller", at=1_000 + i)
+    reader = _as(test_client, tokens["reader"])
+    first = reader.get("/ui/loop/paged")
+    assert first.status_code == 200 and "No controller has run for this model yet" in first.text
+    assert first.text.count('data-kind="trigger-blocked"') == 100
+    assert first.text.index("cooldown #229") < first.text.index("cooldown #130")
+    assert "cooldown #129" not in first.text and "page 1 of 3 (230 events)" in first.text
+    last = reader.get("/ui/loop/paged?page=3")
+    assert last.text.count('data-kind="trigger-blocked"') == 30 and "cooldown #0<" in last.text
+    beyond = reader.get("/ui/loop/paged?page=4")
+    assert beyond.status_code == 404 and "3 pages of 100, not 4" in beyond.text
+    assert reader.get("/ui/loop/paged?page=-1").status_code == 422

@@ -41,7 +41,7 @@ BACKTEST_TAG = "ratchet.ct.backtest"
 BACKTEST_RESULT = "backtest/result.json"
 BACKTEST_REPORT = "backtest/report.html"
 MAX_BACKTESTS = 200
-MAX_EVENTS = 500  # newest shown; `ratchet ct history MODEL` lists them all
+PAGE_EVENTS = 100  # a timeline page, newest first
 MAX_RESULT_BYTES = 20 * 1024 * 1024
 # A stored HTML report is a download: even opened in place, nothing in it may run.
 REPORT_CSP = ("default-src 'none'; script-src 'none'; style-src 'unsafe-inline'; "
@@ -73,8 +73,9 @@ def routes(workspace: Workspace) -> APIRouter:
                       backtests=backtests)
 
     @router.get("/ui/loop/{model:path}", openapi_extra=declare("read"))
-    def model_page(request: Request, model: str) -> Any:
+    def model_page(request: Request, model: str, page: str | None = None) -> Any:
         require(request, "read", "model", model)
+        number_ = _page_number(page)
         from ratchet.ct.timeline import list_events
 
         state = workspace.stores.ct_state.get(model)
@@ -88,10 +89,16 @@ def routes(workspace: Workspace) -> APIRouter:
         gates = [e for e in events if e.kind == "gate"]  # this cycle's is the newest
         pending = _pending(state, _event_view(gates[-1])["plot"] if gates else None) \
             if state is not None else None
-        views = [_event_view(e) for e in reversed(events[-MAX_EVENTS:])]  # newest first
+        pages = max(1, math.ceil(len(events) / PAGE_EVENTS))
+        if number_ > pages:
+            raise NotFound(f"model {model!r} has {len(events)} events: {pages} page"
+                           f"{'s' if pages > 1 else ''} of {PAGE_EVENTS}, not {number_}")
+        end = len(events) - (number_ - 1) * PAGE_EVENTS
+        shown = events[max(0, end - PAGE_EVENTS):end]
+        views = [_event_view(e) for e in reversed(shown)]  # newest first
         return render(request, "loop/model.html", section="loop", model=model, row=row,
                       state=state, pending=pending, events=views, backtests=backtests,
-                      older=max(0, len(events) - MAX_EVENTS),
+                      page=number_, pages=pages, total=len(events),
                       may_answer=can(request, "write", "model", model),
                       why=((state.data.get("watch") or {}).get("why") or []) if state else [])
 
@@ -137,6 +144,14 @@ def routes(workspace: Workspace) -> APIRouter:
             "Cache-Control": "no-store"})
 
     return router
+
+
+def _page_number(text: str | None) -> int:
+    if text is None or text == "":
+        return 1
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidInput(f"page must be a positive whole number, got {text!r}")
+    return int(text)
 
 
 # ---------------------------------------------------------------------- the state
