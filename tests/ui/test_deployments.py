@@ -174,6 +174,8 @@ def test_a_deployment_shows_its_plan_history_and_live_traffic(
     assert sum(sum(s["values"]) for s in drawn["series"]) == 2 * ROWS
     for chart in ("latency", "errors"):
         assert _points(_drawn(page, chart)) >= 1
+    page.get_by_role("link", name="churn v2").click()  # the version the shadow serves
+    page.wait_for_url("**/ui/models/churn?version=2")
     assert not dialogs
 
 
