@@ -548,3 +548,32 @@ def test_a_long_timeline_comes_in_pages_newest_first(
     beyond = reader.get("/ui/loop/paged?page=4")
     assert beyond.status_code == 404 and "3 pages of 100, not 4" in beyond.text
     assert reader.get("/ui/loop/paged?page=-1").status_code == 422
+
+
+def _tagged_run(workspace: Workspace, folder: Path, text: str) -> str:
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(text)
+    with use(workspace), ratchet.start_run(experiment="ct-backtests") as run:
+        ratchet.set_tag(BACKTEST_TAG, ct.MODEL)
+        ratchet.log_artifacts(folder, "backtest")
+    return str(run.run_id)
+
+
+def test_a_result_of_another_shape_is_shown_as_far_as_it_goes(
+        loop: Loop, client: tuple[TestClient, dict[str, str]], tmp_path: Path) -> None:
+    """Anyone may tag a run: a result not written by BacktestResult is never a 500."""
+    test_client, tokens = client
+    reader = _as(test_client, tokens["reader"])
+    odd = _tagged_run(loop.workspace, tmp_path / "odd", json.dumps({
+        "summary": [1, {"strategy": SCRIPT, "accuracy": "high"}], "periods": {"loop": 3,
+                                                                         "x": [[1]]},
+        "promotions": "none", "events": [7, {"kind": SCRIPT}], "rows": "many"}))
+    page = reader.get(f"/ui/backtests/{odd}")
+    assert page.status_code == 200, page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;{{7*7}}" in page.text
+    assert "rows replayed" not in page.text and "download the HTML report" not in page.text
+    not_an_object = _tagged_run(loop.workspace, tmp_path / "list", "[1, 2]")
+    refused = reader.get(f"/ui/backtests/{not_an_object}")
+    assert refused.status_code == 422 and "is not an object" in refused.text
+    broken = _tagged_run(loop.workspace, tmp_path / "broken", "{")
+    assert reader.get(f"/ui/backtests/{broken}").status_code == 422

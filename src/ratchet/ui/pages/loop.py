@@ -124,9 +124,15 @@ def routes(workspace: Workspace) -> APIRouter:
     def backtest_page(request: Request, run_id: str) -> Any:
         run, model = _backtest_run(request, workspace, run_id)
         result = _read_result(workspace, run)
+        # Any writer can tag a run: take only the shapes BacktestResult.to_dict() writes.
+        summary = _dicts(result.get("summary"))
+        periods = result.get("periods")
         return render(request, "loop/backtest.html", section="loop", run=run, model=model,
-                      result=result, chart=_period_chart(result.get("periods") or {}),
-                      events=[_backtest_event(e) for e in result.get("events") or []],
+                      rows=_count(result.get("rows")), seconds=_count(result.get("seconds")),
+                      summary=summary, columns=list(summary[0]) if summary else [],
+                      promotions=_dicts(result.get("promotions")),
+                      chart=_period_chart(periods if isinstance(periods, Mapping) else {}),
+                      events=[_backtest_event(e) for e in _list(result.get("events"))],
                       has_report=_has_artifact(workspace, run, BACKTEST_REPORT))
 
     @router.get("/ui/backtests/{run_id}/report.html", openapi_extra=declare("read"))
@@ -533,10 +539,11 @@ PALETTE = ("#1f6feb", "#8c959f", "#bc4c00", "#8250df", "#1a7f37", "#cf222e")
 def _period_chart(periods: Mapping[str, Sequence[Any]], width: int = 760,
                   height: int = 240) -> dict[str, Any] | None:
     """Accuracy per period, one line per strategy, as SVG coordinates (0 to 1)."""
-    series = [(str(name), list(points)) for name, points in periods.items() if points]
+    series = [(str(name), list(points)) for name, points in periods.items()
+              if isinstance(points, list) and points]
     if not series:
         return None
-    labels = [str(p[0]) for p in series[0][1]]
+    labels = [str(p[0]) if isinstance(p, list | tuple) and p else "" for p in series[0][1]]
     left, right, top, bottom = 40, 10, 10, 30
     inner_w, inner_h = width - left - right, height - top - bottom
     n = max(len(labels) - 1, 1)
@@ -571,6 +578,18 @@ def _backtest_event(event: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- formatting
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in _list(value) if isinstance(v, dict)]
+
+
+def _count(value: Any) -> float | None:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def _float(value: Any) -> float:
     try:
         return float(value)
