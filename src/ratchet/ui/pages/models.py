@@ -100,8 +100,11 @@ def _version_page(request: Request, workspace: Workspace, client: RegistryClient
                   name: str, text: str) -> Any:
     if not text.isdigit() or int(text) < 1:
         raise InvalidInput(f"version must be a positive whole number, got {text!r}")
-    lineage = client.lineage(f"models:/{name}/{int(text)}")
-    mv, run = lineage.version, lineage.run
+    mv = client.get_version(name, int(text))  # NotFound: no such model or version
+    try:
+        run = client.lineage(f"models:/{mv.name}/{mv.version}").run
+    except NotFound:  # its run was purged (`ratchet gc`): the version is still shown
+        run = None
     run_readable = False
     if run is not None:
         experiment = workspace.stores.tracking.experiment_name_of_run(run.run_id)
