@@ -104,8 +104,8 @@ class Watched:
             return
         # Chromium logs every 4xx/5xx answer to the console too; the response handler
         # already judged those.
-        if self.expected and re.search(r"status of (\d+)", message.text) and \
-                int(re.search(r"status of (\d+)", message.text).group(1)) in self.expected:
+        status = re.search(r"status of (\d+)", message.text)
+        if status and int(status.group(1)) in self.expected:
             return
         self.problems.append(f"console error: {message.text}")
 

@@ -53,7 +53,12 @@ def test_sign_in_shows_the_experiments_with_hostile_names_as_text(
     url, tokens = team
     page = watched.page
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def dismiss(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
     sign_in(page, url, tokens["admin"])
     rows = page.get_by_role("row")
     assert page.get_by_role("link", name="churn").is_visible()

@@ -40,6 +40,14 @@ def static_url(name: str) -> str:
     return f"/ui/static/{name}?v={digest}"
 
 
+def segment(value: object) -> str:
+    """``value`` as one URL path segment: every character with a meaning in a URL, ``/``
+    included, percent-encoded (a name like ``a/../b`` stays one segment)."""
+    from urllib.parse import quote
+
+    return quote(str(value), safe="")
+
+
 def when(ms: int | float | None) -> str:
     """Epoch milliseconds as ``2026-12-06 04:45:11`` (UTC); blank for None."""
     if ms is None:
@@ -85,7 +93,7 @@ def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES),
                       autoescape=select_autoescape(default=True, default_for_string=True),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(when=when, duration=duration, number=number)
+    env.filters.update(when=when, duration=duration, number=number, segment=segment)
     env.globals.update(static_url=static_url, nav=NAV)
     return env
 
