@@ -577,3 +577,16 @@ def test_a_result_of_another_shape_is_shown_as_far_as_it_goes(
     assert refused.status_code == 422 and "is not an object" in refused.text
     broken = _tagged_run(loop.workspace, tmp_path / "broken", "{")
     assert reader.get(f"/ui/backtests/{broken}").status_code == 422
+
+
+def test_a_canary_phase_shows_its_percent(loop: Loop) -> None:
+    """The overview's phase during a canary: the percent of the last canary-started event
+    (ctm's record holds two, at 50%)."""
+    from dataclasses import replace
+
+    from ratchet.ui.pages.loop import _state_row
+
+    state = ratchet.ct.get_controller_state(ct.MODEL, workspace=loop.workspace)
+    row = _state_row(loop.workspace, replace(state, state="canary"))
+    assert row["phase"] == "canary 50%" and row["tone"] == "good"
+    assert row["challenger"] == 4 and row["champion"] == 2
