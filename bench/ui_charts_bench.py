@@ -13,7 +13,9 @@ thread) and Debian's Chromium:
   measured in the page with ``performance.now()``;
 - ``zoom_ms``: a zoom (a finer window fetched and drawn);
 - ``compare_ms``: ``/ui/compare`` of the 100 runs until both overlays, the parallel
-  coordinates and the diff table are there.
+  coordinates and the diff table are there;
+- ``server_cpu_ms``: the CPU time the server spends on the 1M-step window, the compare
+  page and one compare overlay (in-process), which a busy machine does not inflate.
 
 Medians of ``--repeat`` page loads (a fresh browser context each). Loopback only.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -93,6 +96,7 @@ def main() -> None:
         started = time.perf_counter()
         tracking.metric_window(ids["history"], "loss", points=1000)
         api.append((time.perf_counter() - started) * 1000)
+    server_cpu = server_cpu_ms(workspace, ids, args.repeat)
     chart, zoom, compare = [], [], []
     with dashboard(workspace) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
@@ -121,11 +125,37 @@ def main() -> None:
         "database": workspace.stores.tracking.db.dialect, "steps": STEPS, "compare_runs": RUNS,
         "seeded_s": ids["seeded_s"], "history_api_ms": median(api),
         "chart_ms": median(chart), "zoom_ms": median(zoom), "compare_ms": median(compare),
+        "server_cpu_ms": server_cpu,
+        "load_average": [round(v, 1) for v in os.getloadavg()],
         "samples": {"history_api_ms": [round(v, 1) for v in api],
                     "chart_ms": [round(v, 1) for v in chart],
                     "zoom_ms": [round(v, 1) for v in zoom],
                     "compare_ms": [round(v, 1) for v in compare]},
     }, indent=2))
+
+
+def server_cpu_ms(workspace: Any, ids: dict[str, Any], repeat: int) -> dict[str, float]:
+    """CPU time of this process per request (in-process client): what the server spends
+    whatever else the machine is doing (wall times above include waiting for a core)."""
+    from fastapi.testclient import TestClient
+
+    from ratchet.server.app import ServerOptions
+    from ratchet.ui import dashboard_app
+
+    client = TestClient(dashboard_app(workspace, ServerOptions(auth=False)))
+    runs = "&".join(f"run={r}" for r in ids["compare"])
+    urls = {"history_metric_api": f"/ui/api/runs/{ids['history']}/metric?key=loss&points=1400",
+            "compare_page": f"/ui/compare?{runs}",
+            "compare_overlay_api": f"/ui/api/compare/metric?key=loss&points=300&{runs}"}
+    found = {}
+    for name, url in urls.items():
+        spent = []
+        for _ in range(repeat):
+            started = time.process_time()
+            assert client.get(url).status_code == 200
+            spent.append((time.process_time() - started) * 1000)
+        found[name] = median(spent)
+    return found
 
 
 def measure_zoom(browser: Any, url: str, run_id: str, repeat: int) -> list[float]:

@@ -109,17 +109,18 @@ def read_window(conn: Any, dialect: str, run_id: str, key: str, points: int,
     if lo > hi:
         return window(0, False, 1, ())
     in_window = and_(of_metric, m.c.step >= lo, m.c.step <= hi)
-    # At most points + 1 rows: if that is all there is, the raw points are the answer.
-    raw = conn.execute(select(m.c.value, m.c.is_nan, m.c.step).where(in_window)
-                       .order_by(m.c.step, m.c.timestamp, m.c.id).limit(points + 1)).all()
-    if len(raw) <= points:
+    # A bounded count over the covering index: raw points, one sorted statement for a
+    # small window (cheaper than visiting hundreds of buckets one index seek each), or
+    # bucket by bucket for a large one.
+    size = conn.execute(select(func.count()).select_from(
+        select(m.c.step).where(in_window).limit(max(points, SORTED_WINDOW) + 1).subquery())
+    ).scalar()
+    if size <= points:
+        raw = conn.execute(select(m.c.value, m.c.is_nan, m.c.step).where(in_window)
+                           .order_by(m.c.step, m.c.timestamp, m.c.id)).all()
         return window(len(raw), False, 1, tuple(_raw_bucket(r) for r in raw))
     width = -(-(hi - lo + 1) // points)  # ceil: at most ``points`` buckets
-    # A small window (a bounded count over the covering index) is cheaper to sort once
-    # than to visit bucket by bucket (each visit is an index seek).
-    small = conn.execute(select(func.count()).select_from(
-        select(m.c.step).where(in_window).limit(SORTED_WINDOW + 1).subquery())).scalar()
-    if small <= SORTED_WINDOW:
+    if size <= SORTED_WINDOW:
         buckets = tuple(_sorted_buckets(conn, in_window, lo, width))
     elif dialect == "postgresql":
         buckets = tuple(_postgres_buckets(conn, run_id, key, lo, hi, width))
