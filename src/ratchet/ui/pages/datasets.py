@@ -213,7 +213,9 @@ def _value(v: Any) -> str:
 # ----------------------------------------------------------------------------- charts
 def _profile_chart(column: ColumnProfile) -> dict[str, Any] | None:
     """A small chart of one column's stored distribution, or None when none is stored."""
-    if column.histogram is not None and len(column.histogram["counts"]) > 0:
+    categorical = column.semantic_type in ("categorical", "boolean")
+    if not (categorical and column.top) and column.histogram is not None \
+            and len(column.histogram["counts"]) > 0:
         h = column.histogram
         return _bins_chart(h["edges"], [[float(c) for c in h["counts"]]], counts=True,
                            label=number)
