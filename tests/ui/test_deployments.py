@@ -165,7 +165,7 @@ def test_a_deployment_shows_its_plan_history_and_live_traffic(
     assert first.locator("td").nth(3).inner_text() == HOSTILE  # the reason, as text
     assert first.locator("td").nth(2).inner_text() == "ana"
     assert "canary" in second.inner_text() and "30%" in second.inner_text()
-    totals = page.get_by_role("table", name="Traffic per variant in the last 24h")
+    totals = page.get_by_role("table", name="Traffic per variant in the last 1h")
     variants = {r.locator("td").nth(0).inner_text(): int(r.locator("td").nth(1).inner_text())
                 for r in totals.locator("tbody tr").all()}
     assert set(variants) == {"primary", "canary"} and sum(variants.values()) == 2 * ROWS
@@ -270,7 +270,7 @@ def test_empty_states_say_how_data_gets_there(tmp_path: Path, watched: Watched) 
             registry.log_model(run.id, _model().fit(X, y), name="m", input_example=X)
         DeploymentClient(workspace).create("quiet", TrafficPlan.single("m/1"))
         page.goto(f"{base}/ui/deployments/quiet")
-        assert "No predictions logged in the last 24h" in page.locator(".empty").inner_text()
+        assert "No predictions logged in the last 1h" in page.locator(".empty").inner_text()
         page.goto(f"{base}/ui/deployments/quiet/drift")
         assert "No monitor results yet" in page.locator(".empty").inner_text()
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 # The traffic charts' time windows (the prediction log is read for the chosen one).
 WINDOWS = ("1h", "6h", "24h", "7d")
-DEFAULT_WINDOW = "24h"
+DEFAULT_WINDOW = "1h"  # live traffic; a day or a week on request (they read more of the log)
 # Bucket widths (ms) the traffic charts pick from: the narrowest that keeps the data span
 # under TARGET_POINTS points, so a burst of a few seconds and a week both read well.
 BUCKETS_MS = (1_000, 5_000, 10_000, 30_000, 60_000, 300_000, 900_000, 3_600_000,
