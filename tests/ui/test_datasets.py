@@ -218,6 +218,7 @@ def test_bad_references_are_error_pages(url: str, watched: Watched) -> None:
     watched.expect_status(404, 422)
     for path, status, text in (("/ui/datasets/churn/9", 404, "version 9"),
                                ("/ui/datasets/churn/first", 422, "version number"),
+                               ("/ui/datasets/wide/1?page=two", 422, "page number"),
                                ("/ui/datasets/churn/diff?a=1&b=2&key=nope", 422, "nope"),
                                ("/ui/datasets/nothing", 404, "nothing")):
         answer = page.goto(f"{url}{path}")

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ratchet.workspace import Workspace
 
 COLUMNS_PER_PAGE = 100  # schema rows and profile cards per page (wide data pages)
+MAX_USED_SHOWN = 200  # runs listed as readers of a version, newest first
 MAX_REPORT_RUNS = 20  # runs searched for stored validation reports, newest first
 CHART_WIDTH, BIN_HEIGHT, ROW_HEIGHT, LABEL_WIDTH = 320, 110, 18, 120
 TOP_SHOWN = 12  # categories drawn per chart (the rest are pooled as "other")
@@ -105,15 +106,19 @@ def routes(workspace: Workspace) -> APIRouter:
                 "rows_changed": result.rows_changed, "identical": result.identical}
 
     @router.get("/ui/datasets/{name}/{version}", openapi_extra=declare("read"))
-    def version(request: Request, name: str, version: str, page: int = 1) -> Any:
+    def version(request: Request, name: str, version: str, page: str = "1") -> Any:
         require(request, "read")
         client = data()
         found = client.get(f"{name}@{_version_number(version, 'version')}")
         pages = max(1, math.ceil(len(found.profile.columns) / COLUMNS_PER_PAGE))
-        page = min(max(page, 1), pages)
-        shown = found.profile.columns[(page - 1) * COLUMNS_PER_PAGE: page * COLUMNS_PER_PAGE]
-        used = client.used_by(found.ref)
-        candidates = [r for r, _ in reversed(used)]
+        if not page.isdigit():
+            raise InvalidInput(f"page must be a page number (1 to {pages}), got {page!r}")
+        shown_page = min(max(int(page), 1), pages)
+        shown = found.profile.columns[(shown_page - 1) * COLUMNS_PER_PAGE:
+                                      shown_page * COLUMNS_PER_PAGE]
+        everyone = client.used_by(found.ref)
+        used = list(reversed(everyone))[:MAX_USED_SHOWN]  # newest first
+        candidates = [r for r, _ in used]
         if found.created_by_run:
             candidates.insert(0, found.created_by_run)
         readable = readable_runs(request, list(dict.fromkeys(candidates)))
@@ -124,8 +129,9 @@ def routes(workspace: Workspace) -> APIRouter:
             request, "datasets/version.html", section="datasets", v=found,
             schema=[_schema_row(c, nullable.get(c.name), rules) for c, rules in
                     zip(shown, _constraints(found, [c.name for c in shown]), strict=True)],
-            profiles=[(c, _profile_chart(c)) for c in shown], page=page, pages=pages,
-            per_page=COLUMNS_PER_PAGE,            used=[(r, role, r in readable) for r, role in used], reports=reports,
+            profiles=[(c, _profile_chart(c)) for c in shown], page=shown_page, pages=pages,
+            per_page=COLUMNS_PER_PAGE, used=[(r, role, r in readable) for r, role in used],
+            used_total=len(everyone), reports=reports,
             creator_readable=found.created_by_run in readable)
 
     @router.get("/ui/datasets/{name}", openapi_extra=declare("read"))
