@@ -1,7 +1,7 @@
 """Shared fixtures. ``backend_url`` runs a test against SQLite and the real PostgreSQL.
 
-PostgreSQL: one fresh database per test session (dropped at the end), tables truncated
-between tests. It is never skipped: if the server is down, the tests fail and say so.
+PostgreSQL: one fresh database per test session (dropped at the end), emptied between
+tests. It is never skipped: if the server is down, the tests fail and say so.
 """
 
 from __future__ import annotations
@@ -117,15 +117,11 @@ def pg_url() -> Iterator[str]:
 
 
 def _truncate_all(url: str) -> None:
-    from sqlalchemy import text
+    """Empty the session's PostgreSQL database (tests/db_reset.py: only the tables a test
+    filled, with DELETE; a TRUNCATE of every table cost more than most tests)."""
+    from tests.db_reset import empty_tables
 
-    from ratchet.store import open_database
-    from ratchet.store.schema import metadata
-
-    db = open_database(url)
-    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
-    with db.write() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    empty_tables(url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
