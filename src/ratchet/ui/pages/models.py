@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 # Tag the continuous-training gate writes on the versions it judged (ratchet.ct.controller).
 IMPORTANCE_TAG = "ratchet.importance"
+VERSIONS_SHOWN = 200  # newest versions in the table unless ?versions=all
 TIMELINE_WIDTH = 900  # SVG user units of the alias timeline
 
 
@@ -74,23 +75,25 @@ def routes(workspace: Workspace) -> APIRouter:
     # Last: ``{name:path}`` would otherwise swallow more specific paths.
     @router.get("/ui/models/{name:path}", openapi_extra=declare("read"))
     def model(request: Request, name: str, version: str | None = None,
-              alias: str | None = None, at: str | None = None) -> Any:
+              alias: str | None = None, at: str | None = None,
+              versions: str | None = None) -> Any:
         require(request, "read", "model", name)
         if version is not None:
             return _version_page(request, workspace, registry(), name, version)
         client = registry()
         found = client.get_model(name)
-        versions = client.list_versions(name)
+        every = client.list_versions(name)
+        shown = every if versions == "all" else every[-VERSIONS_SHOWN:]
         history = client.alias_history(name)
         known_aliases = sorted({e.alias for e in history})
         answer = _alias_at(client, name, alias, at, history, known_aliases)
         return render(
             request, "models/model.html", section="models", model=found,
-            versions=[_version_row(mv) for mv in reversed(versions)],
+            versions=[_version_row(mv) for mv in reversed(shown)], total=len(every),
             history=list(reversed(history)), aliases=known_aliases,
             timeline=_timeline(history), answer=answer,
             may_move=can(request, "write", "model", found.name),
-            choices=[mv.version for mv in reversed(versions)])
+            choices=[mv.version for mv in reversed(every)])
 
     return router
 
