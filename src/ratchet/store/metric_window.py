@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, or_, select, text
+from sqlalchemy import BigInteger, and_, bindparam, case, func, or_, select, text
 
 from ratchet.errors import InvalidInput
 from ratchet.store import schema as t
@@ -85,17 +86,50 @@ def check_window(points: object, start: object, end: object) -> None:
         raise InvalidInput(f"start ({start}) is after end ({end}): give start <= end")
 
 
+@cache
+def _statements() -> dict[str, Any]:
+    """The statements every call runs, built once with bound parameters: building and
+    keying SQLAlchemy constructs per call cost more than running them on short
+    histories (a compare of 100 runs makes 100 calls)."""
+    m = t.metrics
+    lo, hi = bindparam("lo", type_=BigInteger), bindparam("hi", type_=BigInteger)
+    width = bindparam("width", type_=BigInteger)
+    of_metric = and_(m.c.run_id == bindparam("run_id"), m.c.key == bindparam("key"))
+    in_window = and_(of_metric, m.c.step >= lo, m.c.step <= hi)
+    bucket = (m.c.step - lo) // width  # integer division; step >= lo keeps it exact
+    ranked = select(
+        m.c.step, m.c.value, bucket.label("bucket"),
+        func.row_number().over(partition_by=bucket, order_by=(m.c.step, m.c.timestamp, m.c.id)
+                               ).label("from_first"),
+        func.row_number().over(partition_by=bucket, order_by=(
+            m.c.step.desc(), m.c.timestamp.desc(), m.c.id.desc())).label("from_last"),
+    ).where(in_window).subquery()
+    r = ranked.c
+    return {
+        # Two scalar subqueries: each is one index seek (a single SELECT with both min
+        # and max would scan the range on SQLite).
+        "extent": select(select(func.min(m.c.step)).where(of_metric).scalar_subquery(),
+                         select(func.max(m.c.step)).where(of_metric).scalar_subquery()),
+        "size": select(func.count()).select_from(
+            select(m.c.step).where(in_window).limit(bindparam("limit")).subquery()),
+        "raw": select(m.c.value, m.c.is_nan, m.c.step).where(in_window)
+        .order_by(m.c.step, m.c.timestamp, m.c.id),
+        # NaN is stored as NULL, so a NULL first/last value is NaN.
+        "sorted": select(func.min(r.step), func.max(r.step), func.count(), func.count(r.value),
+                         func.min(r.value), func.max(r.value), func.avg(r.value),
+                         func.max(case((r.from_first == 1, r.value))),
+                         func.max(case((r.from_last == 1, r.value))))
+        .group_by(r.bucket).order_by(r.bucket),
+    }
+
+
 def read_window(conn: Any, dialect: str, run_id: str, key: str, points: int,
                 start: int | None, end: int | None) -> MetricWindow | None:
     """The window, or None when the metric has no history (the caller tells a missing run
     from an empty history)."""
-    m = t.metrics
-    of_metric = and_(m.c.run_id == run_id, m.c.key == key)
-    # Two scalar subqueries: each is one index seek (a single SELECT with both min and
-    # max would scan the range on SQLite).
-    first_step, last_step = conn.execute(select(
-        select(func.min(m.c.step)).where(of_metric).scalar_subquery(),
-        select(func.max(m.c.step)).where(of_metric).scalar_subquery())).one()
+    statements = _statements()
+    first_step, last_step = conn.execute(statements["extent"],
+                                         {"run_id": run_id, "key": key}).one()
     if first_step is None:
         return None
     lo = first_step if start is None else max(start, first_step)
@@ -108,25 +142,30 @@ def read_window(conn: Any, dialect: str, run_id: str, key: str, points: int,
 
     if lo > hi:
         return window(0, False, 1, ())
-    in_window = and_(of_metric, m.c.step >= lo, m.c.step <= hi)
-    # A bounded count over the covering index: raw points, one sorted statement for a
-    # small window (cheaper than visiting hundreds of buckets one index seek each), or
-    # bucket by bucket for a large one.
-    size = conn.execute(select(func.count()).select_from(
-        select(m.c.step).where(in_window).limit(max(points, SORTED_WINDOW) + 1).subquery())
-    ).scalar()
+    bound = {"run_id": run_id, "key": key, "lo": lo, "hi": hi}
+    # A bounded count over the covering index picks the plan: the raw points, one sorted
+    # statement for a small window (cheaper than visiting hundreds of buckets one index
+    # seek each), or bucket by bucket for a large one.
+    size = conn.execute(statements["size"],
+                        {**bound, "limit": max(points, SORTED_WINDOW) + 1}).scalar()
     if size <= points:
-        raw = conn.execute(select(m.c.value, m.c.is_nan, m.c.step).where(in_window)
-                           .order_by(m.c.step, m.c.timestamp, m.c.id)).all()
+        raw = conn.execute(statements["raw"], bound).all()
         return window(len(raw), False, 1, tuple(_raw_bucket(r) for r in raw))
     width = -(-(hi - lo + 1) // points)  # ceil: at most ``points`` buckets
     if size <= SORTED_WINDOW:
-        buckets = tuple(_sorted_buckets(conn, in_window, lo, width))
+        buckets = tuple(
+            MetricBucket(first, last, count, count - finite, *_values(finite, low, high, mean),
+                         math.nan if head is None else float(head),
+                         math.nan if tail is None else float(tail))
+            for first, last, count, finite, low, high, mean, head, tail
+            in conn.execute(statements["sorted"], {**bound, "width": width}))
     elif dialect == "postgresql":
         buckets = tuple(_postgres_buckets(conn, run_id, key, lo, hi, width))
     else:
         rows = _sqlite_buckets(conn, run_id, key, lo, hi, width)
-        ends = _first_and_last(conn, of_metric, {s for r in rows for s in (r[0], r[1])})
+        m = t.metrics
+        ends = _first_and_last(conn, and_(m.c.run_id == run_id, m.c.key == key),
+                               {s for r in rows for s in (r[0], r[1])})
         buckets = tuple(
             MetricBucket(first, last, count, count - finite, low, high, mean,
                          ends[first][0], ends[last][1])
@@ -135,32 +174,6 @@ def read_window(conn: Any, dialect: str, run_id: str, key: str, points: int,
 
 
 Row = tuple[int, int, int, int, float, float, float]  # steps, counts, min, max, mean
-
-
-def _sorted_buckets(conn: Any, in_window: Any, lo: int, width: int) -> list[MetricBucket]:
-    """Every bucket in one statement: the window's rows ranked within their bucket (first
-    and last by step, timestamp, log order), then grouped. Sorts the window: for small
-    windows only. NaN is stored as NULL, so a NULL first/last value is NaN."""
-    m = t.metrics
-    bucket = (m.c.step - lo) // width  # integer division; step >= lo keeps it exact
-    ranked = select(
-        m.c.step, m.c.value, bucket.label("bucket"),
-        func.row_number().over(partition_by=bucket, order_by=(m.c.step, m.c.timestamp, m.c.id)
-                               ).label("from_first"),
-        func.row_number().over(partition_by=bucket, order_by=(
-            m.c.step.desc(), m.c.timestamp.desc(), m.c.id.desc())).label("from_last"),
-    ).where(in_window).subquery()
-    r = ranked.c
-    query = (select(func.min(r.step), func.max(r.step), func.count(), func.count(r.value),
-                    func.min(r.value), func.max(r.value), func.avg(r.value),
-                    func.max(case((r.from_first == 1, r.value))),
-                    func.max(case((r.from_last == 1, r.value))))
-             .group_by(r.bucket).order_by(r.bucket))
-    return [MetricBucket(first, last, count, count - finite,
-                         *_values(finite, low, high, mean),
-                         math.nan if head is None else float(head),
-                         math.nan if tail is None else float(tail))
-            for first, last, count, finite, low, high, mean, head, tail in conn.execute(query)]
 
 
 def _raw_bucket(row: Any) -> MetricBucket:
