@@ -26,7 +26,7 @@ from ratchet.serving.deployments import DeploymentClient
 from ratchet.serving.request_validation import ValidationPolicy
 from ratchet.serving.traffic_plan import TrafficPlan
 from ratchet.ui import dashboard_app
-from ratchet.ui.pages.deployments import bucket_ms, monitor_charts, traffic
+from ratchet.ui.pages.deployments import bucket_ms, monitor_charts, recent_errors, traffic
 from ratchet.workspace import Workspace
 from tests.serving.conftest import wait_until
 from tests.ui.browser import SCREENSHOTS, Watched, dashboard, issue_token, local_workspace
@@ -48,19 +48,20 @@ def churn(n: int, seed: int) -> tuple[pd.DataFrame, pd.Series]:
     return X, y
 
 
-def _model() -> Any:
+def _model(handle_unknown: str = "ignore") -> Any:
     from sklearn.compose import make_column_transformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder
 
-    encoder = make_column_transformer((OneHotEncoder(handle_unknown="ignore"), [PLAN]),
+    encoder = make_column_transformer((OneHotEncoder(handle_unknown=handle_unknown), [PLAN]),
                                       remainder="passthrough")
     return make_pipeline(encoder, LogisticRegression(max_iter=1000))
 
 
-def _serve(workspace: Workspace, rows: pd.DataFrame, labels: pd.Series | None) -> None:
-    """``rows`` through the real serving app in batches of 30, with feedback if given."""
+def _serve(workspace: Workspace, rows: pd.DataFrame, labels: pd.Series | None) -> int:
+    """``rows`` through the real serving app in batches of 30, with feedback if given;
+    returns how many requests failed (the canary fails on a category it never saw)."""
     config = ServingConfig(policy=ValidationPolicy(unknown_category="flag",
                                                    out_of_range="flag"),
                            poll_interval_s=0.1, log_flush_interval_s=0.1)
@@ -70,7 +71,6 @@ def _serve(workspace: Workspace, rows: pd.DataFrame, labels: pd.Series | None) -
         for start in range(0, len(rows), 30):
             part = rows.iloc[start:start + 30]
             answer = client.post("/predict", json={"inputs": part.to_dict(orient="records")})
-            assert answer.status_code == 200, answer.text
             if labels is not None:
                 rid = answer.json()["request_id"]
                 items = [{"request_id": rid, "row": i, "value": int(v)}
@@ -88,9 +88,11 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     X, y = churn(1_000, seed=0)
     with registry.tracking.start_run(experiment="churn") as run:
         DataClient(workspace).log(X.assign(label=y), name="churn-train", role="train")
-        model = _model().fit(X, y)
-        registry.log_model(run.id, model, name="churn", input_example=X)
-        registry.log_model(run.id, model, name="churn", input_example=X)
+        registry.log_model(run.id, _model().fit(X, y), name="churn", input_example=X)
+        # v2, the canary, never saw the hostile category and fails on it: real errors.
+        known = (X[PLAN] != HOSTILE).to_numpy()
+        registry.log_model(run.id, _model("error").fit(X[known], y[known]), name="churn",
+                           input_example=X[known])
     registry.set_alias("churn", "champion", 1)
     deployments = DeploymentClient(workspace)
     deployments.create("churn", TrafficPlan.canary("churn@champion", "churn/2", 30, key="income"),
@@ -166,14 +168,25 @@ def test_a_deployment_shows_its_plan_history_and_live_traffic(
     assert first.locator("td").nth(2).inner_text() == "ana"
     assert "canary" in second.inner_text() and "30%" in second.inner_text()
     totals = page.get_by_role("table", name="Traffic per variant in the last 1h")
-    variants = {r.locator("td").nth(0).inner_text(): int(r.locator("td").nth(1).inner_text())
-                for r in totals.locator("tbody tr").all()}
-    assert set(variants) == {"primary", "canary"} and sum(variants.values()) == 2 * ROWS
-    assert variants["canary"] > 0 and variants["primary"] > variants["canary"]
+    cells = {r.locator("td").nth(0).inner_text(): [c.inner_text() for c in r.locator("td").all()]
+             for r in totals.locator("tbody tr").all()}
+    assert set(cells) == {"primary", "canary"}
+    # The canary failed on every request (a category it never saw); the primary answered
+    # every row in its place.
+    assert int(cells["primary"][1]) == 2 * ROWS and cells["primary"][3] == "0 (0%)"
+    canary_requests = int(cells["canary"][2])
+    assert canary_requests > 0 and cells["canary"][3] == f"{canary_requests} (100%)"
     drawn = _drawn(page, "traffic")
-    assert sum(sum(s["values"]) for s in drawn["series"]) == 2 * ROWS
-    for chart in ("latency", "errors"):
-        assert _points(_drawn(page, chart)) >= 1
+    assert sum(sum(s["values"]) for s in drawn["series"]) == 2 * ROWS + int(cells["canary"][1])
+    assert _points(_drawn(page, "latency")) >= 1
+    error_rate = _drawn(page, "errors")["series"][0]["values"]
+    assert max(v for v in error_rate if v is not None) == 50.0  # canary fails, primary not
+    failures = page.get_by_role("table", name="The newest failed requests").locator("tbody tr")
+    assert failures.count() == min(canary_requests, 10)
+    message = failures.first.locator("td").nth(4).inner_text()
+    assert message.startswith("ValueError: Found unknown categories") and HOSTILE in message
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "deployments_overview_page.png"), full_page=True)
     page.get_by_role("link", name="churn v2").click()  # the version the shadow serves
     page.wait_for_url("**/ui/models/churn?version=2")
     assert not dialogs
@@ -291,4 +304,7 @@ def test_traffic_buckets_follow_the_data_span() -> None:
     assert seen["errors"][0]["values"] == [0.0, 50.0, 0.0]
     assert seen["latency"][0]["values"] == [10.0, 25.0, 40.0]
     assert traffic(frame.iloc[0:0]) is None
+    frame = frame.assign(model_name="m", model_version=1, error=[None, None, "boom", None, None])
+    assert [e["error"] for e in recent_errors(frame)] == ["boom"]
+    assert recent_errors(frame.iloc[0:0]) == []
     assert monitor_charts([]) == []

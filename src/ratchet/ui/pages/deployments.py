@@ -38,6 +38,7 @@ BUCKETS_MS = (1_000, 5_000, 10_000, 30_000, 60_000, 300_000, 900_000, 3_600_000,
               21_600_000, 86_400_000)
 TARGET_POINTS = 60
 MONITOR_RESULTS = 100  # newest monitor results charted and listed
+RECENT_ERRORS = 10  # newest failed requests listed under the traffic charts
 REPORT_CSP = ("default-src 'none'; script-src 'none'; style-src 'unsafe-inline'; "
               "img-src data:; sandbox; base-uri 'none'; form-action 'none'; "
               "frame-ancestors 'none'")
@@ -107,6 +108,20 @@ def traffic(frame: pd.DataFrame) -> dict[str, Any] | None:
                 None if requests[i] == 0 else float(100 * failed[i] / requests[i])
                 for i in range(n)]}],
             "totals": totals}
+
+
+def recent_errors(frame: pd.DataFrame, limit: int | None = None) -> list[dict[str, Any]]:
+    """The newest failed requests of a prediction-log frame (one per request and variant):
+    when, variant, model version and the error the server logged."""
+    if len(frame) == 0:
+        return []
+    failed = frame[frame["status"] != "ok"].drop_duplicates(["request_id", "variant"])
+    failed = failed.iloc[::-1][:limit or RECENT_ERRORS]
+    return [{"at": int(t.value // 1_000_000), "request_id": rid, "variant": variant,
+             "model": f"{model} v{version}", "error": error or ""}
+            for t, rid, variant, model, version, error in zip(
+                failed["timestamp"], failed["request_id"], failed["variant"],
+                failed["model_name"], failed["model_version"], failed["error"], strict=True)]
 
 
 # ---------------------------------------------------------------- monitor results (pure)
@@ -267,12 +282,14 @@ def routes(workspace: Workspace) -> APIRouter:
         since = dt.datetime.now(dt.UTC) - parse_window(window).to_pytimedelta()
         frame = predictions(name, since=since, workspace=workspace)
         seen = traffic(frame)
+        errors = recent_errors(frame)
         history = list(reversed(deployments.history(name)))
         latest = workspace.stores.monitor.latest(status.name)
         return render(request, "deployments/detail.html", section="deployments",
                       current=status, deployment=deployments.get(name),
                       plan=_plan_view(status), history=history, describe=_describe,
                       traffic=seen, window=window, windows=WINDOWS, latest=latest,
+                      errors=errors, errors_shown=RECENT_ERRORS,
                       charts=_traffic_charts(seen) if seen else [])
 
     @router.get("/ui/deployments/{name}/drift", openapi_extra=declare("read"))
