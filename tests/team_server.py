@@ -73,21 +73,11 @@ class TeamServer:
         return {"RATCHET_TRACKING_URI": self.url, "RATCHET_TRACKING_TOKEN": self.token}
 
     def reset(self) -> None:
-        """Empty every table but the server's users and tokens (between tests)."""
-        from sqlalchemy import delete, text
+        """Empty every table but the server's users and tokens (between tests): only the
+        tables the last test filled (tests/db_reset.py)."""
+        from tests.db_reset import empty_tables
 
-        from ratchet.store import open_database
-        from ratchet.store.schema import metadata
-
-        db = open_database(self.db_url)
-        tables = [t for t in metadata.sorted_tables if t.name not in AUTH_TABLES]
-        with db.write() as conn:
-            if db.dialect == "postgresql":
-                names = ", ".join(f'"{t.name}"' for t in tables)
-                conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-            else:
-                for table in reversed(tables):
-                    conn.execute(delete(table))
+        empty_tables(self.db_url, keep=AUTH_TABLES)
 
     def stop(self) -> None:
         if self in _running:
