@@ -69,6 +69,33 @@ CYCLE_TAG, STATUS_TAG, IMPORTANCE_TAG = "ratchet.ct.cycle", "ratchet.ct.status",
 # Run metrics that record a model's held-out score, in order of preference: a hand-set
 # champion's baseline (holdout_accuracy, test_accuracy, ...).
 BASELINE_PREFIXES = ("holdout_", "test_", "val_", "validation_")
+SLUG_CHARS = 64        # of the model's name, in a dataset name that needs a slug
+NAME_HASH_CHARS = 10   # of the exact model name's hash: 40 bits tell slugs apart
+
+
+def ct_dataset_name(model: str, role: str) -> str:
+    """The dataset the controller logs a cycle's ``role`` rows as (``train``, ``holdout``).
+
+    Dataset names are portable file names and model names are not (``churn model``,
+    ``a?b``), so a model whose ``<model>-ct-<role>`` is not portable gets an ASCII slug of
+    its name plus a short hash of the exact name: stable across ticks and processes, and two
+    names with the same slug (``a?b``, ``a b``) never share a history. A portable name keeps
+    ``<model>-ct-<role>``, so existing workspaces keep their dataset histories."""
+    import re
+    import unicodedata
+
+    from ratchet.hashing import hash_bytes
+    from ratchet.names import check_portable_name
+
+    plain = f"{model}-ct-{role}"
+    try:
+        return check_portable_name("dataset", plain)
+    except InvalidInput:
+        pass
+    ascii_name = unicodedata.normalize("NFKD", model).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", ascii_name)[:SLUG_CHARS].strip("-._")
+    digest = hash_bytes(model.encode("utf-8"))[:NAME_HASH_CHARS]
+    return check_portable_name("dataset", f"{slug + '-' if slug else ''}{digest}-ct-{role}")
 
 
 class World(Protocol):
@@ -435,8 +462,8 @@ class Controller:
         train, holdout = frame.iloc[:-holdout_n], frame.iloc[-holdout_n:]
         data = self.workspace.client(DataClient)
         name = self.policy.model
-        train_v = data.log(train.reset_index(drop=True), f"{name}-ct-train")
-        holdout_v = data.log(holdout.reset_index(drop=True), f"{name}-ct-holdout")
+        train_v = data.log(train.reset_index(drop=True), ct_dataset_name(name, "train"))
+        holdout_v = data.log(holdout.reset_index(drop=True), ct_dataset_name(name, "holdout"))
         cycle.update(train=f"{train_v.name}@{train_v.version}",
                      holdout=f"{holdout_v.name}@{holdout_v.version}",
                      rows={"train": len(train), "holdout": len(holdout)})
@@ -488,7 +515,7 @@ class Controller:
         name = self.policy.model
         rows = pd.concat([data.get(cycle["train"]).to_pandas(),
                           data.get(cycle["holdout"]).to_pandas()], ignore_index=True)
-        window = data.log(rows, f"{name}-ct-train")
+        window = data.log(rows, ct_dataset_name(name, "train"))
         params = {**self.policy.params, "data": f"{window.name}@{window.version}"}
         try:
             run, version = run_training(self.policy, self.workspace, params["data"])
@@ -907,6 +934,7 @@ __all__ = [
     "Outcome",
     "TickResult",
     "World",
+    "ct_dataset_name",
     "labeled_rows",
     "run_training",
 ]
