@@ -21,7 +21,7 @@ from ratchet.ui import dashboard_app
 from ratchet.ui.pages.pipelines import NODE_W, layout
 from ratchet.workspace import Workspace, use
 from tests.serving.conftest import wait_until
-from tests.ui.browser import Watched, dashboard, issue_token, local_workspace
+from tests.ui.browser import SCREENSHOTS, Watched, dashboard, issue_token, local_workspace
 
 HOSTILE = "<script>alert(1)</script>{{7*7}}"
 FLAKY: dict[str, int] = {"calls": 0}
@@ -190,6 +190,9 @@ def test_the_listing_groups_runs_by_pipeline_and_shows_schedules(
     assert cells.nth(0).inner_text() == "nightly" and cells.nth(2).inner_text() == "0 3 * * *"
     assert cells.nth(3).inner_text() == f'label="{HOSTILE}", n=2'
     assert "enabled" in cells.nth(4).inner_text() and cells.nth(5).inner_text().startswith("20")
+    assert cells.nth(6).inner_text() == "never"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "pipelines_listing_page.png"), full_page=True)
     page.get_by_role("link", name=seeded["first"].run_id).click()
     page.wait_for_url(f"**/ui/pipelines/runs/{seeded['first'].run_id}")
     assert page.locator("svg.dag a.node.status-finished").count() == 4
