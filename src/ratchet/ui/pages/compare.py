@@ -11,6 +11,7 @@ parallel coordinates are SVG drawn by the same script from the page's JSON.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
 MAX_RUNS = 500          # the URL carries the ids: ~400 fit in a 16 KiB request line
 DEFAULT_OVERLAYS = 4    # metric charts shown before the reader picks others
 MAX_OVERLAYS = 12
-OVERLAY_POINTS = 300    # buckets per run and chart: hundreds of runs stay light
+OVERLAY_POINTS = 300
+_RUN_ID = re.compile(r"[0-9a-f]{32}")    # buckets per run and chart: hundreds of runs stay light
 MAX_OVERLAY_POINTS = 2000
 
 
@@ -52,22 +54,26 @@ def run_ids(values: list[str] | None) -> list[str]:
 
 
 def load_runs(workspace: Workspace, request: Request, ids: list[str]) -> list[Run]:
-    """The runs in the asked order, after checking the caller may read each one."""
-    tracking = workspace.stores.tracking
-    for run_id in ids:
-        # Checks that the run exists (NotFound names it) and that its experiment is
-        # readable; only then is the id (hex) quoted into the search below.
-        require(request, "read", "experiment", tracking.experiment_name_of_run(run_id))
+    """The runs in the asked order, after checking the caller may read each one's
+    experiment (one search for all of them, then one check per experiment)."""
     if not ids:
         return []
-    listed = ", ".join(f"'{run_id}'" for run_id in ids)
+    tracking = workspace.stores.tracking
+    for run_id in ids:
+        if not _RUN_ID.fullmatch(run_id):
+            raise NotFound(f"no run with id {run_id!r}")
+    listed = ", ".join(f"'{run_id}'" for run_id in ids)  # hex only: checked above
     found, _ = tracking.search_runs(filter=f"attributes.run_id IN ({listed})",
                                     max_results=len(ids))
     by_id = {run.run_id: run for run in found}
-    missing = [run_id for run_id in ids if run_id not in by_id]
-    if missing:
-        raise NotFound(f"run {missing[0]} is deleted: restore it with "
-                       f"`ratchet runs restore {missing[0]}` to compare it")
+    for run_id in ids:
+        if run_id not in by_id:
+            tracking.experiment_name_of_run(run_id)  # NotFound when there is no such run
+            raise NotFound(f"run {run_id} is deleted: restore it with "
+                           f"`ratchet runs restore {run_id}` to compare it")
+    names = {e.experiment_id: e.name for e in tracking.list_experiments()}
+    for experiment_id in {run.experiment_id for run in found}:
+        require(request, "read", "experiment", names.get(experiment_id, experiment_id))
     return [by_id[run_id] for run_id in ids]
 
 
@@ -139,8 +145,8 @@ def routes(workspace: Workspace) -> APIRouter:
             raise InvalidInput(f"points must be from 1 to {MAX_OVERLAY_POINTS}, got {count}")
         tracking = workspace.stores.tracking
         series = []
-        for run_id in run_ids(run):
-            require(request, "read", "experiment", tracking.experiment_name_of_run(run_id))
+        for found in load_runs(workspace, request, run_ids(run)):
+            run_id = found.run_id
             window = tracking.metric_window(run_id, key, points=count)
             series.append({"run": run_id, "count": window.count,
                            "downsampled": window.downsampled,
