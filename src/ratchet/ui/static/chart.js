@@ -101,7 +101,10 @@ window.ratchetCharts = (function () {
       }
       const drawable = data.value.some(function (v) { return v !== null; }) ||
         data.max.some(function (v) { return v !== null; });
-      if (!drawable) {
+      if (!data.count) {
+        say(ui.note, "No points between steps " + count(data.window[0]) + " and " +
+          count(data.window[1]) + "; double-click to zoom out.");
+      } else if (!drawable) {
         say(ui.note, count(data.count) + " values in this window, none finite (NaN or ±∞): nothing to draw.");
       } else {
         say(ui.note, describe(data));
