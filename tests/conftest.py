@@ -78,7 +78,8 @@ SLOW_KINDS = {
 }
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(trylast=True)  # after xdist's own hook (see _group_for_xdist)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark the slow kinds (above). Under ``pytest -n 2 --dist loadgroup`` (make test) the
     Ray tests share one worker, so only one session-scoped Ray cluster runs on the 2-core
     machine."""
@@ -90,6 +91,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(getattr(pytest.mark, kind))
         if kind == "ray":
             item.add_marker(pytest.mark.xdist_group("ray"))
+    if getattr(config.option, "loadgroup", False):  # an xdist worker under --dist loadgroup
+        for item in items:
+            _group_for_xdist(item)
+
+
+def _group_for_xdist(item: pytest.Item) -> None:
+    """Give ``item`` the ``@group`` node id suffix by which ``--dist loadgroup`` sends
+    every test of an ``xdist_group`` to one worker. pytest-xdist 3.8 sets it through
+    ``Item._nodeid``, which pytest 9.2 no longer reads (the id is ``Item._id``), so without
+    this every group was split over both workers: two Ray clusters, and each worker built
+    the plain-install venv and ran every docs page on it."""
+    names = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                    for mark in item.iter_markers("xdist_group")})
+    if not names:
+        return
+    suffix = "@" + "_".join(names)
+    if item.nodeid.endswith(suffix):
+        return  # set by xdist (a version that works with this pytest)
+    if hasattr(item, "_id"):
+        from _pytest.nodeid import NodeId
+
+        item._id = NodeId.parse(item.nodeid + suffix)
+    else:
+        setattr(item, "_nodeid", item.nodeid + suffix)  # noqa: B010 (pytest < 9.2)
 
 
 @pytest.fixture(scope="session")
