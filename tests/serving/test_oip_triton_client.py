@@ -25,6 +25,10 @@ InferenceServerException = pytest.importorskip("tritonclient.utils").InferenceSe
 
 N = 5
 
+# One worker runs the module under `make test` (--dist loadgroup): its three servers start
+# once, not on both workers (70 s of setup each under load).
+pytestmark = pytest.mark.xdist_group("oip-triton")
+
 
 def _settings(home: Path) -> Settings:
     return Settings(home=home, db_url=f"sqlite:///{home / 'ratchet.db'}",
