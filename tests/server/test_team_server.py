@@ -4,6 +4,7 @@ and two server processes sharing one PostgreSQL."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from ratchet.errors import Forbidden, NotFound
+from ratchet.errors import AlreadyExists, Forbidden, NotFound
 from ratchet.remote.http_stores import HttpStores
 from ratchet.remote.session import RemoteSession
 from ratchet.server.app import ServerOptions, create_app, routes_of
@@ -241,11 +242,11 @@ def test_grants_narrow_and_widen_a_role_per_resource(served: Any) -> None:
 
 # ---------------------------------------------------------------- the remote client
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[TeamServer]:
-    server = start_team_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "blobs",
-                               tmp_path / "server-home")
-    yield server
-    server.stop()
+def live(team_server: TeamServer) -> TeamServer:
+    """The session's live server (tests/conftest.py), emptied: starting one per test cost
+    seconds each."""
+    team_server.reset()
+    return team_server
 
 
 def test_metric_points_are_batched_and_flushed_at_exit(live: TeamServer, tmp_path: Path
@@ -298,7 +299,8 @@ def _reader_token(server: TeamServer) -> str:
     from ratchet.store.auth_store import AuthStore
 
     auth = AuthStore(open_database(server.db_url))
-    auth.create_user("reader-1", "reader")
+    with contextlib.suppress(AlreadyExists):  # the session's server keeps its users
+        auth.create_user("reader-1", "reader")
     return auth.create_token("reader-1").token
 
 
