@@ -102,6 +102,10 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     quiet, labels = churn(ROWS, seed=11)
     _serve(workspace, quiet, labels)
     assert run_monitor("churn", window="1h", workspace=workspace).verdict == "ok"
+    # The champion the plan names moves and comes back: served versions change without a
+    # plan revision.
+    registry.set_alias("churn", "champion", 2, reason="try v2", actor="ci")
+    registry.set_alias("churn", "champion", 1, reason="v2 fails on new plans", actor="rui")
     between = datetime.now(UTC)
     moved, _ = churn(ROWS, seed=12)
     moved = moved.assign(age=moved.age + 25,
@@ -164,10 +168,14 @@ def test_a_deployment_shows_its_plan_history_and_live_traffic(
     plan = page.get_by_role("table", name="Variants of the current plan").inner_text()
     assert "shadow" in plan and "churn/2" in plan and "churn v2" in plan
     history = page.get_by_role("table", name="Every plan change, newest first")
-    first, second = history.locator("tbody tr").nth(0), history.locator("tbody tr").nth(1)
-    assert first.locator("td").nth(3).inner_text() == HOSTILE  # the reason, as text
-    assert first.locator("td").nth(2).inner_text() == "ana"
-    assert "canary" in second.inner_text() and "30%" in second.inner_text()
+    rows = [[c.inner_text() for c in r.locator("td").all()]
+            for r in history.locator("tbody tr").all()]
+    assert [(r[0], r[2], r[3]) for r in rows] == [
+        ("2", "new plan", "ana"), ("1", "alias moved", "rui"), ("1", "alias moved", "ci"),
+        ("1", "new plan", "ana")]
+    assert rows[0][4] == HOSTILE  # the reason, as text
+    assert rows[1][5] == "churn@champion: v2 → v1" and rows[2][5] == "churn@champion: v1 → v2"
+    assert "canary" in rows[3][5] and "30%" in rows[3][5] and rows[3][4] == "created"
     totals = page.get_by_role("table", name="Traffic per variant in the last 1h")
     cells = {r.locator("td").nth(0).inner_text(): [c.inner_text() for c in r.locator("td").all()]
              for r in totals.locator("tbody tr").all()}

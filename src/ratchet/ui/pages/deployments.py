@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ratchet.serving.deployments import DeploymentClient, DeploymentStatus
+    from ratchet.store.deployment_store import PlanRevision
     from ratchet.store.monitor_store import StoredMonitorResult
+    from ratchet.store.records import AliasEvent
     from ratchet.workspace import Workspace
 
 # The traffic charts' time windows (the prediction log is read for the chosen one).
@@ -233,6 +235,37 @@ def _describe(plan: dict[str, Any]) -> str:
     return f"{parsed.kind}: {parsed.describe()}"
 
 
+def plan_timeline(revisions: Sequence[PlanRevision],
+                  moves: dict[str, list[AliasEvent]]) -> list[dict[str, Any]]:
+    """Every change to what a deployment serves, newest first: its plan revisions, and
+    the moves of an alias a plan named while that plan was current (``churn@champion``
+    moved from v6 to v7 changes the served model without a new revision)."""
+    from ratchet.registry.uris import parse_model_uri
+    from ratchet.serving.traffic_plan import TrafficPlan
+
+    rows: list[dict[str, Any]] = [
+        {"kind": "plan", "at": r.created_at, "revision": r.revision, "actor": r.actor,
+         "reason": r.reason, "what": _describe(r.plan)} for r in revisions]
+    for i, r in enumerate(revisions):
+        until = revisions[i + 1].created_at if i + 1 < len(revisions) else None
+        try:
+            refs = {v.model for v in TrafficPlan.from_dict(r.plan).all_variants}
+        except InvalidInput:
+            continue
+        for ref in sorted(refs):
+            parsed = parse_model_uri(ref)
+            if parsed.name is None or parsed.alias is None:
+                continue
+            for e in moves.get(ref, []):
+                if e.at > r.created_at and (until is None or e.at <= until):
+                    before = "unset" if e.from_version is None else f"v{e.from_version}"
+                    after = "unset" if e.to_version is None else f"v{e.to_version}"
+                    rows.append({"kind": "alias", "at": e.at, "revision": r.revision,
+                                 "actor": e.actor, "reason": e.reason,
+                                 "what": f"{ref}: {before} → {after}"})
+    return sorted(rows, key=lambda row: (row["at"], row["kind"] == "plan"), reverse=True)
+
+
 def _window(value: str) -> str:
     if value not in WINDOWS:
         raise InvalidInput(f"window must be one of {', '.join(WINDOWS)}; got {value!r}")
@@ -283,11 +316,12 @@ def routes(workspace: Workspace) -> APIRouter:
         frame = predictions(name, since=since, workspace=workspace)
         seen = traffic(frame)
         errors = recent_errors(frame)
-        history = list(reversed(deployments.history(name)))
+        revisions = deployments.history(name)
+        moves = _alias_moves(request, deployments, revisions)
         latest = workspace.stores.monitor.latest(status.name)
         return render(request, "deployments/detail.html", section="deployments",
                       current=status, deployment=deployments.get(name),
-                      plan=_plan_view(status), history=history, describe=_describe,
+                      plan=_plan_view(status), history=plan_timeline(revisions, moves),
                       traffic=seen, window=window, windows=WINDOWS, latest=latest,
                       errors=errors, errors_shown=RECENT_ERRORS,
                       charts=_traffic_charts(seen) if seen else [])
@@ -330,6 +364,33 @@ def routes(workspace: Workspace) -> APIRouter:
             "Cache-Control": "no-store"})
 
     return router
+
+
+def _alias_moves(request: Request, deployments: DeploymentClient,
+                 revisions: Sequence[PlanRevision]) -> dict[str, list[AliasEvent]]:
+    """The alias history of each ``name@alias`` the plans named, for models the caller
+    may read (another model's history is not shown through a deployment)."""
+    from ratchet.registry.uris import parse_model_uri
+    from ratchet.serving.traffic_plan import TrafficPlan
+    from ratchet.ui.access import can
+
+    refs: set[str] = set()
+    for r in revisions:
+        try:
+            refs |= {v.model for v in TrafficPlan.from_dict(r.plan).all_variants}
+        except InvalidInput:
+            continue
+    found: dict[str, list[AliasEvent]] = {}
+    for ref in sorted(refs):
+        parsed = parse_model_uri(ref)
+        if parsed.name is None or parsed.alias is None or \
+                not can(request, "read", "model", parsed.name):
+            continue
+        try:
+            found[ref] = deployments.registry.alias_history(parsed.name, parsed.alias)
+        except NotFound:  # the model was deleted: its moves are gone with it
+            continue
+    return found
 
 
 def _report_file(workspace: Workspace, found: StoredMonitorResult) -> Path | None:
