@@ -261,6 +261,8 @@ def test_stored_reports_are_served_without_scripts(seeded: Workspace) -> None:
         assert client.get("/ui/deployments/nope").status_code == 404
         page = client.get("/ui/deployments/churn/drift")
         assert HOSTILE not in page.text and "&lt;script&gt;" in page.text
+        overview = client.get("/ui/deployments/churn")
+        assert HOSTILE not in overview.text and len(overview.text) < 60_000  # no blow-up
 
 
 def test_a_grant_of_none_hides_a_deployment(seeded: Workspace, url: str) -> None:
