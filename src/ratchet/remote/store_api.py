@@ -24,7 +24,8 @@ class Exposed:
     level: str                      # "read", "write" or "admin"
     kind: str | None = None         # "experiment" | "model" | "deployment"
     argument: str | None = None     # the argument naming the resource
-    via: str = "name"               # experiment: "run" (a run id), "id_or_name", "ids"
+    via: str = "name"               # experiment: "run" (a run id), "id_or_name", "ids";
+    #                                 deployment: "monitor_result" (a monitor result's id)
 
 
 R, W, A = "read", "write", "admin"
@@ -119,7 +120,11 @@ EXPOSED: dict[str, dict[str, Exposed]] = {
     },
     "monitor": {
         "add": _deployment(W, "deployment"),
-        "set_report_path": Exposed(W), "set_result": Exposed(W),
+        # A result is its deployment's: a writer kept out of one deployment cannot
+        # rewrite that deployment's results or point its report elsewhere.
+        "set_report_path": Exposed(W, "deployment", "result_id", "monitor_result"),
+        "set_result": Exposed(W, "deployment", "result_id", "monitor_result"),
+        "get": Exposed(R, "deployment", "result_id", "monitor_result"),
         "history": _deployment(R, "deployment"), "latest": _deployment(R, "deployment"),
     },
     "ct_state": {

@@ -45,14 +45,16 @@ def wires() -> dict[tuple[str, str], MethodWire]:
 
 
 class _Names:
-    """Bounded caches of run id → experiment name and experiment id → name, for
-    permission checks (runs never move; an entry is only ever a few calls stale)."""
+    """Bounded caches of run id → experiment name, experiment id → name and monitor
+    result id → deployment, for permission checks (runs and results never move; an entry
+    is only ever a few calls stale)."""
 
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
         self._lock = threading.Lock()
         self._runs: OrderedDict[str, str] = OrderedDict()
         self._experiments: OrderedDict[str, str] = OrderedDict()
+        self._results: OrderedDict[str, str] = OrderedDict()
 
     def _cached(self, cache: OrderedDict[str, str], key: str,
                 load: Callable[[str], str]) -> str:
@@ -71,6 +73,10 @@ class _Names:
         return self._cached(self._runs, run_id,
                             self.workspace.stores.tracking.experiment_name_of_run)
 
+    def deployment_of_result(self, result_id: str) -> str:
+        return self._cached(self._results, result_id,
+                            lambda key: self.workspace.stores.monitor.get(key).deployment)
+
     def experiment(self, id_or_name: str) -> str:
         def load(key: str) -> str:
             return self.workspace.stores.tracking.get_experiment(key).name
@@ -88,6 +94,8 @@ def _resources(spec: Exposed, args: dict[str, Any], names: _Names) -> Iterable[s
         return (names.experiment_of_run(str(value)),)
     if spec.via == "id_or_name":
         return (names.experiment(str(value)),)
+    if spec.via == "monitor_result":
+        return (names.deployment_of_result(str(value)),)
     if spec.via == "ids":
         return tuple(names.experiment(str(v)) for v in value)
     if spec.via == "rows":  # feedback rows (request_id, row, deployment, value)

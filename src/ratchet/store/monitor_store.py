@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from ratchet.clock import now_ms
+from ratchet.errors import NotFound
 from ratchet.ids import new_id
 from ratchet.store import schema as t
 from ratchet.store.database import Database
@@ -61,6 +62,15 @@ class MonitorStore:
             conn.execute(update(t.monitor_results).where(
                 t.monitor_results.c.result_id == result_id).values(
                     result=json.dumps(dict(result), allow_nan=False, default=str)))
+
+    def get(self, result_id: str) -> StoredMonitorResult:
+        """One stored result by id (NotFound if there is none)."""
+        m = t.monitor_results
+        with self.db.read() as conn:
+            row = conn.execute(select(m).where(m.c.result_id == result_id)).first()
+        if row is None:
+            raise NotFound(f"no monitor result with id {result_id!r}")
+        return _record(row)
 
     def history(self, deployment: str, *, limit: int | None = None) -> list[StoredMonitorResult]:
         """Results of a deployment, oldest first (the newest ``limit`` when given)."""
