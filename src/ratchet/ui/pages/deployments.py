@@ -287,10 +287,13 @@ def routes(workspace: Workspace) -> APIRouter:
 
     def one_result(request: Request, name: str, result_id: str) -> StoredMonitorResult:
         require(request, "read", "deployment", name)
-        for r in results(name, limit=None):
-            if r.result_id == result_id:
-                return r
-        raise NotFound(f"deployment {name!r} has no monitor result {result_id!r}")
+        try:
+            found = workspace.stores.monitor.get(result_id)
+        except NotFound:
+            found = None
+        if found is None or found.deployment != name:
+            raise NotFound(f"deployment {name!r} has no monitor result {result_id!r}")
+        return found
 
     @router.get("/ui/deployments", openapi_extra=declare("read"))
     def deployments(request: Request) -> Any:
