@@ -91,6 +91,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(getattr(pytest.mark, kind))
         if kind == "ray":
             item.add_marker(pytest.mark.xdist_group("ray"))
+    # The longest tests (the docs pages, the examples, whole systems) first, so that under
+    # xdist the short ones fill in around them instead of one of them ending the run alone.
+    first = {"examples": 0, "e2e": 1}
+    items.sort(key=lambda item: first.get(kind_of.get(item.nodeid.split("::", 1)[0], ""), 2))
     if getattr(config.option, "loadgroup", False):  # an xdist worker under --dist loadgroup
         for item in items:
             _group_for_xdist(item)
