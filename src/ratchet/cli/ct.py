@@ -172,12 +172,21 @@ def backtest(
         "source.")] = False,
     report: Annotated[Path | None, typer.Option(
         "--report", help="Write the HTML report here.", dir_okay=False)] = None,
+    record: Annotated[bool, typer.Option(
+        "--record", help="Record the backtest as a run (experiment --experiment) in this "
+        "workspace — its result, HTML report and accuracies — for the dashboard's "
+        "continuous-training page (/ui/backtests/RUN_ID).")] = False,
+    experiment: Annotated[str, typer.Option(
+        "--experiment", help="The experiment --record records into.")] = "ct-backtests",
+    run_name: Annotated[str | None, typer.Option(
+        "--run-name", help="The recorded run's name (default: 'backtest of MODEL').")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
 ) -> None:
     """Replay a labeled history through the policy's triggers, gate and rollout (the same
     controller code, a simulated clock and server) and compare it with never retraining,
     a fixed schedule, the majority class and yesterday's label (the newest label that had
-    arrived, --label-delay after its row)."""
+    arrived, --label-delay after its row). --record keeps it as a run the dashboard
+    shows."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ratchet.cli.session import cwd_importable
@@ -187,6 +196,12 @@ def backtest(
 
     loaded = load_policy(policy)
     parse_period(period, "--period")  # errors name the options, before any work
+    workspace = None
+    if record:  # a bad name or a workspace that cannot be written, before the replay
+        from ratchet.ct.backtesting import recording_experiment
+
+        workspace = Session().workspace
+        experiment = recording_experiment(experiment, workspace)
     history = _read_holdout(data)
     inputs = None
     if features is not None or drop is not None:
@@ -205,8 +220,12 @@ def backtest(
             progress=lambda done, total: bar.update(task, completed=done, total=total))
     if report is not None:
         result.write_html(report, title=f"ratchet backtest: {loaded.model}")
+    run_id = None
+    if workspace is not None:
+        run_id = result.record(experiment=experiment, name=run_name, workspace=workspace)
     if as_json:
-        print_json(result.to_dict())
+        print_json(result.to_dict() if run_id is None else {
+            **result.to_dict(), "run_id": run_id, "dashboard": f"/ui/backtests/{run_id}"})
         return
     typer.echo(result.to_markdown())
     lowered = [p for p in result.promotions if p["lowered"]]
@@ -214,6 +233,9 @@ def backtest(
                f"accuracy on the following {loaded.monitor.rows} rows: {len(lowered)}"
                + (f"; report: {report}" if report else "")
                + (f"; scratch store: {result.home}" if result.home else ""))
+    if run_id is not None:
+        typer.echo(f"recorded as run {run_id} (experiment {experiment}); on the dashboard: "
+                   f"/ui/backtests/{run_id}")
 
 
 @app.command("history")

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from ratchet.serving.request_validation import ValidationPolicy
     from ratchet.serving.served_model import ModelVersionRef
     from ratchet.serving.traffic_plan import TrafficPlan
+    from ratchet.workspace import Workspace
 
 log = logging.getLogger(__name__)
 LOOP, NEVER, SCHEDULED, MAJORITY, YESTERDAY = (
@@ -66,6 +67,14 @@ PERIODS = 24          # equal periods over the replay, unless a period length is
 CALENDAR_PERIODS = ("year", "quarter", "month")
 DAY_MS = 86_400_000
 ID_DIGITS = 9         # request ids r000000042: their text order is the replay's order
+# A recorded backtest (``BacktestResult.record``; the dashboard's loop pages read it): a run
+# tagged BACKTEST_TAG = the model, with the result and the report as artifacts and one
+# headline metric per strategy.
+BACKTEST_TAG = "ratchet.ct.backtest"
+BACKTEST_RESULT = "backtest/result.json"
+BACKTEST_REPORT = "backtest/report.html"
+BACKTEST_METRIC = "backtest.accuracy."
+BACKTEST_EXPERIMENT = "ct-backtests"
 
 
 @dataclass
@@ -108,6 +117,78 @@ class BacktestResult:
                  "and rollout with a simulated clock. Each point is the accuracy of one "
                  "period, drawn from its first day.")
         return write_report(path, page)
+
+    def record(self, *, experiment: str = BACKTEST_EXPERIMENT, name: str | None = None,
+               report: bool = True, workspace: Workspace | None = None) -> str:
+        """Record this backtest as a run of ``experiment`` in ``workspace`` (default: the
+        ambient one) and return its id: tagged ``BACKTEST_TAG`` = the policy's model, with
+        ``to_dict()`` as ``BACKTEST_RESULT``, the HTML report as ``BACKTEST_REPORT``
+        (``report=True``) and each strategy's accuracy as ``backtest.accuracy.<strategy>``.
+        The dashboard shows it at ``/ui/backtests/<run id>``. The run is created on its own,
+        not as the caller's active run (recording inside another run does not nest)."""
+        from ratchet.json_safe import dumps
+        from ratchet.tracking.client import TrackingClient
+        from ratchet.workspace import resolve
+
+        chosen = recording_experiment(experiment, workspace)
+        tracking = resolve(workspace).client(TrackingClient)
+        metrics = backtest_metrics(self.summary)
+        model = self.policy.model
+        with tempfile.TemporaryDirectory(prefix="ratchet-backtest-record-") as tmp:
+            folder = Path(tmp)
+            (folder / Path(BACKTEST_RESULT).name).write_text(dumps(self.to_dict()),
+                                                             encoding="utf-8")
+            if report:
+                self.write_html(folder / Path(BACKTEST_REPORT).name,
+                                title=f"ratchet backtest: {model}")
+            run = tracking.create_run(chosen, name=name if name is not None else
+                                      f"backtest of {model}", tags={BACKTEST_TAG: model})
+            try:
+                tracking.log_artifacts(run.run_id, folder, Path(BACKTEST_RESULT).parent.name)
+                if metrics:
+                    tracking.log_metrics(run.run_id, metrics)
+            except BaseException as exc:
+                tracking.end_run(run.run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+                raise
+        tracking.end_run(run.run_id, "finished")
+        return run.run_id
+
+
+def recording_experiment(experiment: str, workspace: Workspace | None = None) -> str:
+    """The experiment a backtest is recorded into, made now if new: a bad name, a
+    workspace that cannot be written (a home that is not a writable folder, a token that
+    may only read) are clear errors here, before a replay or a report is drawn."""
+    from ratchet.names import experiment_name
+    from ratchet.tracking.client import TrackingClient
+    from ratchet.workspace import resolve
+
+    chosen = experiment_name(experiment)
+    resolve(workspace).client(TrackingClient).store.get_or_create_experiment(chosen)
+    return chosen
+
+
+def strategy_metric(strategy: str) -> str:
+    """The metric key of a strategy's accuracy: ``backtest.accuracy.`` and the strategy's
+    name in lower case, apostrophes dropped, other runs of non-alphanumerics as ``_``
+    (``never retrained`` → ``backtest.accuracy.never_retrained``, ``fixed schedule
+    (500 rows)`` → ``...fixed_schedule_500_rows``, ``yesterday's label`` →
+    ``...yesterdays_label``)."""
+    import re
+
+    slug = re.sub(r"[^a-z0-9]+", "_", strategy.lower().replace("'", "")).strip("_")
+    return BACKTEST_METRIC + (slug or "strategy")
+
+
+def backtest_metrics(summary: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """One metric per summary row with an accuracy (a replay with no rows has none)."""
+    metrics: dict[str, float] = {}
+    for row in summary:
+        key = strategy_metric(str(row["strategy"]))
+        if key in metrics:
+            raise InvalidInput(f"two strategies share the metric {key!r}: rename one")
+        if row.get("accuracy") is not None:
+            metrics[key] = float(row["accuracy"])
+    return metrics
 
 
 class SimulatedWorld:
@@ -928,6 +1009,8 @@ def _day(ms: int) -> str:
     return moment.strftime("%Y-%m-%d")
 
 
-__all__ = ["CALENDAR_PERIODS", "BacktestResult", "SimulatedWorld", "accuracy_by_period",
-           "backtest", "choose_inputs", "newest_known_labels", "parse_period",
+__all__ = ["BACKTEST_EXPERIMENT", "BACKTEST_METRIC", "BACKTEST_REPORT", "BACKTEST_RESULT",
+           "BACKTEST_TAG", "CALENDAR_PERIODS", "BacktestResult", "SimulatedWorld",
+           "accuracy_by_period", "backtest", "backtest_metrics", "choose_inputs",
+           "newest_known_labels", "parse_period", "recording_experiment", "strategy_metric",
            "train_with_pipeline"]

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from ratchet.ct.backtesting import BACKTEST_REPORT, BACKTEST_RESULT, BACKTEST_TAG
 from ratchet.errors import InvalidInput, NotFound
 from ratchet.server.permissions import declare
 from ratchet.ui.access import caller, can, require, visible
@@ -37,9 +38,6 @@ if TYPE_CHECKING:
 
 CHAMPION = "champion"
 AWAITING = "awaiting_approval"
-BACKTEST_TAG = "ratchet.ct.backtest"
-BACKTEST_RESULT = "backtest/result.json"
-BACKTEST_REPORT = "backtest/report.html"
 MAX_BACKTESTS = 200
 PAGE_EVENTS = 100  # a timeline page, newest first
 MAX_RESULT_BYTES = 20 * 1024 * 1024
