@@ -19,7 +19,11 @@ The ``serving`` scenario runs ``bench/serving_bench.py`` (ratchet serve vs ``mlf
 serve`` vs bare FastAPI, with wrk; MLflow in ``bench/.venv-mlflow-serve``) and
 ``bench/batch_bench.py`` (``ratchet predict`` on 10M rows vs a pyarrow floor). The
 ``drift`` scenario runs ``bench/drift_bench.py`` (``dataset_drift`` vs Evidently's data
-drift preset in ``bench/.venv-evidently`` vs a NumPy floor; always with Evidently).
+drift preset in ``bench/.venv-evidently`` vs a NumPy floor; always with Evidently). The ``ui`` scenario
+runs ``bench/ui_bench.py`` (the dashboard vs the MLflow UI in Chromium; MLflow in
+``bench/.venv-mlflow-ui``; its data built once into ``bench/.cache/ui``, which takes
+most of an hour at 100,000 runs: build it first with ``bench/ui_data.py`` and
+``bench/ui_mlflow_load.py``).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ MLFLOW_REQUIREMENT = "mlflow==3.17.2"
 SUBPROCESS_TIMEOUT_S = 1800
 
 SCENARIOS = ("log_metric_single", "log_batch", "search_runs", "import_time", "data_log",
-             "data_validation", "pipelines", "serving", "drift")
+             "data_validation", "pipelines", "serving", "drift", "ui")
 MLFLOW_SCENARIOS = frozenset(SCENARIOS[:4])
 
 # name -> size, for full runs and for --quick smoke runs
@@ -55,13 +59,13 @@ FULL = {"log_metric_single": 10_000, "sync_full": 2_000, "log_batch": 10_000,
         "data_log_mb": 1024, "data_log_reps": 3, "validation_rows": 1_000_000,
         "validation_reps": 3, "pipeline_reps": 5, "serving_requests": 5_000,
         "serving_warmup_requests": 500, "serving_duration_s": 10, "serving_warmup_s": 3,
-        "batch_rows": 10_000_000, "drift_rows": 1_000_000}
+        "batch_rows": 10_000_000, "drift_rows": 1_000_000, "ui_runs": 100_000}
 QUICK = {"log_metric_single": 300, "sync_full": 200, "log_batch": 2_000,
          "search_runs": 2_000, "search_runs_big": 10_000, "reps": 3, "import_reps": 3,
          "data_log_mb": 100, "data_log_reps": 1, "validation_rows": 100_000,
          "validation_reps": 3, "pipeline_reps": 1, "serving_requests": 1_000,
          "serving_warmup_requests": 200, "serving_duration_s": 3, "serving_warmup_s": 1,
-         "batch_rows": 200_000, "drift_rows": 100_000}
+         "batch_rows": 200_000, "drift_rows": 100_000, "ui_runs": 1_000}
 
 QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
              "NML_DISABLE_USAGE_LOGGING": "1", "MLFLOW_ENABLE_ASYNC_LOGGING": "false"}
@@ -472,6 +476,32 @@ def scenario_drift(sizes: dict[str, int], mlflow: bool, keep: bool) -> dict[str,
     }
 
 
+# --- ui: bench/ui_bench.py (the dashboard vs the MLflow UI in Chromium) --------------------
+
+
+def scenario_ui(sizes: dict[str, int], mlflow: bool, keep: bool) -> dict[str, Any]:
+    runs = sizes["ui_runs"]
+    cmd = [str(ratchet_python()), str(BENCH / "ui_bench.py"), "--compact", "--runs", str(runs)]
+    cmd += ["--small"] if runs < 100_000 else []
+    cmd += [] if mlflow else ["--only", "ratchet"]
+    doc = _run_json(cmd, f"ui: dashboard vs MLflow UI at {runs:,} runs (Chromium)")
+
+    def tti(tool: str) -> float | None:
+        value = doc.get("tools", {}).get(tool, {}).get("runs_filtered", {}).get("tti_ms_p50")
+        return float(value) if value is not None else None
+
+    r, m = tti("ratchet"), tti("mlflow")
+    return {
+        "unit": "ms, p50 (lower is better); headline = the filtered, sorted runs page's time "
+                "to interactive; ratio = MLflow / ratchet; every page under ratchet.tools",
+        "what": f"runs table ({runs:,} runs x 20 x 20) first load and filtered+sorted, a "
+                "1,000,000-step chart, a compare of 100 runs: server time and Chromium",
+        "ratchet": doc, "ratchet_value": r, "mlflow_value": m, "ratio": _ratio(m, r),
+        "target": "ratchet server p50 < 150 ms, TTI < 1.5 s, chart < 1 s, compare < 2 s",
+        "checks": doc.get("checks", []),
+    }
+
+
 RUNNERS = {
     "log_metric_single": scenario_log_metric_single,
     "log_batch": scenario_log_batch,
@@ -482,6 +512,7 @@ RUNNERS = {
     "pipelines": scenario_pipelines,
     "serving": scenario_serving,
     "drift": scenario_drift,
+    "ui": scenario_ui,
 }
 
 
@@ -558,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
             result = scenario_pipelines(sizes, with_mlflow, args.keep)
             found = result["ratchet"].get("versions", {})
             doc["versions"].update(prefect=found.get("prefect"), metaflow=found.get("metaflow"))
+        elif name == "ui":  # its own MLflow venv (bench/.venv-mlflow-ui)
+            result = scenario_ui(sizes, not args.skip_mlflow, args.keep)
         elif name == "serving":  # its own MLflow venv (bench/.venv-mlflow-serve)
             result = scenario_serving(sizes, not args.skip_mlflow, args.keep)
             found = result["ratchet"]["online"].get("versions", {}).get("mlflow_venv") or {}
