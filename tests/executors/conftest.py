@@ -1,4 +1,4 @@
-"""A real Ray cluster for the executor tests: one per session, loopback only.
+"""A real Ray cluster for the executor tests: one for this package's tests, loopback only.
 
 ``ray start --head --block`` runs in its own session (``start_new_session``), and every
 process Ray starts for it (GCS, raylet, agents, workers) stays in that session, so the
@@ -146,15 +146,17 @@ class RayHead:
         return session_pids(self.session_id)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_cluster(ray_head: RayHead) -> str:
-    """The address of the session's Ray cluster (2 CPUs, 127.0.0.1)."""
+    """The address of the package's Ray cluster (2 CPUs, 127.0.0.1)."""
     return ray_head.address
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_head() -> Iterator[RayHead]:
-    """Starts a 2-CPU head node on 127.0.0.1 for the session and stops it by pid."""
+    """Starts a 2-CPU head node on 127.0.0.1 for this package's tests and stops it by pid
+    when they are done (under ``make test`` they run together on one worker: the cluster,
+    ~0.7 GB and a few processes, does not idle through the rest of the session)."""
     port = free_port()
     # A short root: Ray's unix socket paths under it must stay below 108 characters.
     temp_dir = Path(tempfile.mkdtemp(prefix="rt-ray-"))
