@@ -46,9 +46,13 @@ def _import_anyio_eagerly() -> None:
 _import_anyio_eagerly()
 
 # Property tests draw the same examples on every run of `make test` (a failure there is
-# one anyone can reproduce); HYPOTHESIS_PROFILE=explore draws new, more examples.
-hypothesis_settings.register_profile("repeatable", derandomize=True, print_blob=True)
-hypothesis_settings.register_profile("explore", max_examples=500, print_blob=True)
+# one anyone can reproduce); HYPOTHESIS_PROFILE=explore draws new, more examples. No
+# per-example deadline: on the shared 2-core machine an example took 396 ms once and 4 ms
+# on its replay, failing the suite as "flaky" (a timing assertion in disguise).
+hypothesis_settings.register_profile("repeatable", derandomize=True, print_blob=True,
+                                     deadline=None)
+hypothesis_settings.register_profile("explore", max_examples=500, print_blob=True,
+                                     deadline=None)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 # Keep tests hermetic: never pick up a developer's ratchet.toml or RATCHET_* variables.
