@@ -75,7 +75,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
 VIEWPORT = {"width": 1400, "height": 900}
 DROPPED_PREFIXES = ("RATCHET_", "MLFLOW_", "UVICORN_", "WEB_CONCURRENCY", "GUNICORN_")
 READY_TIMEOUT_S = 300
-PAGE_TIMEOUT_MS = 120_000
+PAGE_TIMEOUT_MS = 120_000  # a page not ready by then is reported as timed out
+PAGE_TIMEOUT = [PAGE_TIMEOUT_MS]  # --page-timeout
 QUIET_S = 0.5
 STUCK_S = 10.0
 GOALS = {"server_ms": 150.0, "tti_ms": 1500.0, "chart_ms": 1000.0, "compare_ms": 2000.0}
@@ -335,11 +336,11 @@ def load_page(browser: Any, base: str, page_def: Page) -> Load:
         page.on("response", lambda response: ended(response.request))
         page.on("requestfinished", ended)
         page.on("requestfailed", ended)
-        page.goto(base + page_def.path, wait_until="commit", timeout=PAGE_TIMEOUT_MS)
+        page.goto(base + page_def.path, wait_until="commit", timeout=PAGE_TIMEOUT[0])
         ready = page.wait_for_function(
             f"() => {{ {HELPERS} return ({page_def.ready}) ? performance.now() : false; }}",
-            polling="raf", timeout=PAGE_TIMEOUT_MS).json_value()
-        deadline = time.monotonic() + PAGE_TIMEOUT_MS / 1000
+            polling="raf", timeout=PAGE_TIMEOUT[0]).json_value()
+        deadline = time.monotonic() + PAGE_TIMEOUT[0] / 1000
         while time.monotonic() < deadline:
             page.wait_for_timeout(100)
             now = time.monotonic()
@@ -414,7 +415,11 @@ def measure_tool(tool: str, server: Server, pages: list[Page], reps: int,
                     loads = [load_page(browser, server.base, page_def) for _ in range(reps)]
                 except Exception as exc:  # a page that never got ready: say so, go on
                     log(f"{tool} {page_def.name} FAILED: {exc}")
-                    results[page_def.name] = {"error": str(exc).splitlines()[0][:300]}
+                    timed_out = "Timeout" in str(exc)
+                    results[page_def.name] = {
+                        "error": str(exc).splitlines()[0][:300],
+                        # not ready after this long: a lower bound, not a measurement
+                        "timed_out_after_ms": PAGE_TIMEOUT[0] if timed_out else None}
                     continue
                 requests = loads[-1].requests
                 server_time = replay(server.base, requests, server_reps)
@@ -514,7 +519,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--compact", action="store_true")
+    parser.add_argument("--page-timeout", type=float, default=PAGE_TIMEOUT_MS / 1000,
+                        help="seconds a page may take to be ready before it counts as "
+                             "timed out")
     args = parser.parse_args(argv)
+    PAGE_TIMEOUT[0] = int(args.page_timeout * 1000)
     if args.small:
         args.runs, args.history_steps, args.compare_runs = (
             ui_data.SMALL["runs"], ui_data.SMALL["history_steps"],
