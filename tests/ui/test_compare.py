@@ -104,9 +104,11 @@ def test_three_runs_overlays_parallel_coordinates_and_diff(
 
 
 def charts_drawn(page: Any) -> None:
-    """Every overlay has its answer (navigating away sooner aborts their requests)."""
+    """Every overlay has its answer (navigating away sooner aborts their requests); an
+    overlay is fetched when it comes near the viewport, so each is scrolled to."""
     charts = page.locator("[data-compare-chart]")
     for i in range(charts.count()):
+        charts.nth(i).scroll_into_view_if_needed()
         page.locator("[data-compare-chart]:is([data-state=ready], [data-state=empty])"
                      ).nth(i).wait_for()
 

@@ -28,7 +28,23 @@
     const names = {};
     runs.forEach(function (r, i) { names[r.id] = {label: r.name + " · " + r.id.slice(-6), index: i}; });
     const charts = Array.from(box.querySelectorAll("[data-compare-chart]"));
-    await Promise.all(charts.map(async function (el) {
+    // An overlay of hundreds of runs costs the server a window per run: fetch a chart
+    // only when it comes near the viewport, so the charts below the fold do not delay
+    // the ones being looked at.
+    if ("IntersectionObserver" in window) {
+      const watcher = new IntersectionObserver(function (entries) {
+        entries.forEach(function (entry) {
+          if (!entry.isIntersecting) return;
+          watcher.unobserve(entry.target);
+          draw(entry.target);
+        });
+      }, {rootMargin: "300px 0px"});
+      charts.forEach(function (el) { el.dataset.state = "waiting"; watcher.observe(el); });
+    } else {
+      await Promise.all(charts.map(draw));
+    }
+
+    async function draw(el) {
       const key = el.dataset.key;
       el.dataset.state = "loading";
       let answer;
@@ -60,7 +76,7 @@
         empty: "None of these runs logged " + key + ".",
       });
       el.dataset.series = String(drawn.length);
-    }));
+    }
   }
 
   // ------------------------------------------------------------------ parallel coordinates
