@@ -85,6 +85,7 @@ COMMANDS = [
     ["deploy", "delete"],
     ["serve"],
     ["server"],
+    ["ui"],
     ["predict"],
     ["build"],
     ["gc"],

@@ -218,7 +218,9 @@ class RegistryStore:
         with self.db.read() as conn:
             pairs = conn.execute(select(t.model_versions.c.name, t.model_versions.c.version)
                                  .where(t.model_versions.c.run_id == run_id,
-                                        t.model_versions.c.deleted_at.is_(None))).all()
+                                        t.model_versions.c.deleted_at.is_(None))
+                                 .order_by(t.model_versions.c.name,
+                                           t.model_versions.c.version)).all()
         return [self.get_model_version(n, v) for n, v in pairs]
 
     def _load_versions(self, name: str, versions: list[int] | None) -> list[ModelVersion]:
