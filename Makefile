@@ -21,7 +21,8 @@ demo: $(STAMP)
 	$(BIN)/python examples/rainfall/demo.py
 
 # System tools the tests use: promtool (Debian package prometheus) checks the metrics
-# exposition and the Grafana queries; chromium renders /docs offline. Installed once, only
+# exposition and the Grafana queries; chromium runs the dashboard's browser tests (Playwright)
+# and renders /docs offline. Installed once, only
 # when missing.
 tools:
 	@command -v promtool >/dev/null 2>&1 || { \
@@ -30,7 +31,7 @@ tools:
 	  $$SUDO apt-get update -qq >/dev/null && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "make: installing chromium (renders /docs in tests/serving/test_docs_page.py)"; \
+	  echo "make: installing chromium (the dashboard's browser tests, tests/ui; /docs in tests/serving)"; \
 	  { [ "$$(id -u)" = 0 ] && SUDO= || SUDO=sudo; }; \
 	  $$SUDO apt-get update -qq >/dev/null && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
