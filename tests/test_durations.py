@@ -70,3 +70,10 @@ def test_every_option_uses_it() -> None:
     assert parse_age("1h30min") == timedelta(hours=1, minutes=30)
     with pytest.raises(InvalidInput, match="window must be at least 1s"):
         parse_window("0h")
+
+
+def test_elapsed_times_read_at_a_glance() -> None:
+    from ratchet.durations import elapsed
+
+    assert [elapsed(ms) for ms in (0, 45, 999, 1000, 3_240, 59_940, 125_000, 3_725_000)] == [
+        "0ms", "45ms", "999ms", "1.0s", "3.2s", "59.9s", "2m05s", "1h02m"]

@@ -72,6 +72,21 @@ def duration_ms(value: object, what: str = "duration", *,
     return int(parse_duration(value, what, at_least=at_least) / timedelta(milliseconds=1))
 
 
+def elapsed(ms: float) -> str:
+    """How long something took, for people: ``45ms``, ``3.2s``, ``2m05s``, ``1h02m``
+    (tables in the CLI and the dashboard)."""
+    if ms < 1000:
+        return f"{ms:.0f}ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
 def format_duration(value: timedelta) -> str:
     """The shortest text :func:`parse_duration` reads back as ``value`` (``1h30min``,
     ``7d``, ``250ms``); negative values get a leading ``-``."""

@@ -570,7 +570,9 @@ def test_after_a_concept_change_the_canary_answers_shift_as_the_gate_expected(
         shadow_requests=40, canary_percent=50, canary_requests=60, min_labels=10,
         max_prediction_shift=0.2))
     assert controller.tick().state == "shadow"
-    expected = scene.store.get(MODEL).data["cycle"]["gate"]["expected_shift"]
+    state = scene.store.get(MODEL)
+    assert state is not None
+    expected = state.data["cycle"]["gate"]["expected_shift"]
     assert expected > 0.2  # judged alone, the live shift would be an alarm
     scene.world.label_delay_ms = 10**12  # no live labels: the shift alone is judged
     serve_new_concept(60)
@@ -594,7 +596,9 @@ def test_a_young_deployment_trains_on_its_first_data_but_holds_out_only_new_rows
     scene.request("retrain")
     controller = scene.controller(gate=GatePolicy(margin=0.5, min_holdout=100))
     controller.tick()
-    cycle = scene.store.get(MODEL).data["last_cycle"]
+    state = scene.store.get(MODEL)
+    assert state is not None
+    cycle = state.data["last_cycle"]
     # 400 rows: 160 of the first training data and 240 production rows; half of those
     # (never more) held out, the other half learned from with the first rows.
     assert cycle["rows"] == {"train": 280, "holdout": 120}

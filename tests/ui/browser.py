@@ -117,3 +117,16 @@ class Watched:
 
 def screenshot_name(node_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", node_id.split("::", 1)[-1])[:120] + ".png"
+
+
+def dialogs_of(page: Any) -> list[str]:
+    """The messages of every alert/confirm/prompt the page opens from now on (each is
+    dismissed): a hostile name that ran as script would show up here."""
+    seen: list[str] = []
+
+    def dismiss(dialog: Any) -> None:
+        seen.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    return seen

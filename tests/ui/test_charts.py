@@ -15,7 +15,7 @@ import ratchet
 from ratchet.server.app import ServerOptions
 from ratchet.ui import dashboard_app
 from ratchet.workspace import Workspace, use
-from tests.ui.browser import Watched, dashboard, issue_token, local_workspace
+from tests.ui.browser import Watched, dashboard, dialogs_of, issue_token, local_workspace
 
 HOSTILE = "<script>alert(1)</script>{{7*7}}"
 ODD_KEY = "val/loss: top-1 x.y"  # metric keys may hold '/', ':' and spaces (no markup)
@@ -182,8 +182,7 @@ def test_an_odd_metric_key_and_a_hostile_title_are_text(
         seeded: tuple[Workspace, dict[str, str]], url: str, watched: Watched) -> None:
     _, ids = seeded
     page = watched.page
-    dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    dialogs = dialogs_of(page)
     chart_host(page, url, ids["long"])
     chart = add_chart(page, ids["long"], ODD_KEY, HOSTILE)
     assert chart.get_attribute("data-state") == "ready"

@@ -15,7 +15,7 @@ from ratchet.server.app import ServerOptions
 from ratchet.ui import dashboard_app
 from ratchet.ui.pages.compare import MAX_RUNS
 from ratchet.workspace import Workspace, use
-from tests.ui.browser import Watched, dashboard, issue_token, local_workspace
+from tests.ui.browser import Watched, dashboard, dialogs_of, issue_token, local_workspace
 
 HOSTILE = "<script>alert(1)</script>{{7*7}}"
 
@@ -56,8 +56,7 @@ def test_three_runs_overlays_parallel_coordinates_and_diff(
         seeded: tuple[Workspace, list[str], str], url: str, watched: Watched) -> None:
     _, ids, _ = seeded
     page = watched.page
-    dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    dialogs = dialogs_of(page)
     page.goto(f"{url}/ui/compare?" + "&".join(f"run={i}" for i in ids))
     assert page.get_by_role("heading", name="Compare 3 runs").is_visible()
     # Overlays: one chart per metric key (auc, loss, val/loss: top-1), one series per run.

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,7 +18,7 @@ import ratchet
 from ratchet.server.app import ServerOptions
 from ratchet.ui import dashboard_app
 from ratchet.workspace import Workspace, use
-from tests.ui.browser import Watched, dashboard, issue_token, local_workspace
+from tests.ui.browser import Watched, dashboard, dialogs_of, issue_token, local_workspace
 
 SCRIPT = "<script>alert(1)</script>"
 TEMPLATE = "{{7*7}}"
@@ -64,16 +63,6 @@ def url(seeded: Seeded) -> Iterator[str]:
         yield base
 
 
-def _no_dialogs(page: Any) -> list[str]:
-    dialogs: list[str] = []
-
-    def seen(dialog: Any) -> None:
-        dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    page.on("dialog", seen)
-    return dialogs
-
 
 # ----------------------------------------------------------------------------- browser
 def test_the_datasets_list(url: str, watched: Watched) -> None:
@@ -88,7 +77,7 @@ def test_the_datasets_list(url: str, watched: Watched) -> None:
 
 def test_the_versions_of_a_dataset(seeded: Seeded, url: str, watched: Watched) -> None:
     page = watched.page
-    dialogs = _no_dialogs(page)
+    dialogs = dialogs_of(page)
     page.goto(f"{url}/ui/datasets/churn")
     rows = page.locator("tbody tr")
     assert rows.count() == 2
@@ -106,7 +95,7 @@ def test_the_versions_of_a_dataset(seeded: Seeded, url: str, watched: Watched) -
 def test_a_version_shows_schema_and_profile_with_hostile_names_as_text(
         url: str, watched: Watched) -> None:
     page = watched.page
-    dialogs = _no_dialogs(page)
+    dialogs = dialogs_of(page)
     page.goto(f"{url}/ui/datasets/churn/1")
     schema = page.locator("table.schema tbody tr")
     assert schema.count() == 6
@@ -158,7 +147,7 @@ def test_runs_that_read_a_version_and_its_validation_reports(
 
 def test_the_diff_of_two_versions(seeded: Seeded, url: str, watched: Watched) -> None:
     page = watched.page
-    dialogs = _no_dialogs(page)
+    dialogs = dialogs_of(page)
     page.goto(f"{url}/ui/datasets/churn")
     page.get_by_label("From").select_option("1")
     page.get_by_label("to", exact=True).select_option("2")

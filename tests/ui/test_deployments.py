@@ -29,7 +29,14 @@ from ratchet.ui import dashboard_app
 from ratchet.ui.pages.deployments import bucket_ms, monitor_charts, recent_errors, traffic
 from ratchet.workspace import Workspace
 from tests.serving.conftest import wait_until
-from tests.ui.browser import SCREENSHOTS, Watched, dashboard, issue_token, local_workspace
+from tests.ui.browser import (
+    SCREENSHOTS,
+    Watched,
+    dashboard,
+    dialogs_of,
+    issue_token,
+    local_workspace,
+)
 
 HOSTILE = "<script>alert(1)</script>{{7*7}}"
 # A column named like markup whose categories include markup: both reach the drift table,
@@ -126,16 +133,6 @@ def url(seeded: Workspace) -> Iterator[str]:
         yield base
 
 
-def _no_dialogs(page: Any) -> list[str]:
-    dialogs: list[str] = []
-
-    def seen(dialog: Any) -> None:
-        dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    page.on("dialog", seen)
-    return dialogs
-
 
 def _drawn(page: Any, chart: str) -> dict[str, Any]:
     """A chart drawn on its element (a canvas), and the data the page gave it."""
@@ -163,7 +160,7 @@ def test_the_listing_shows_plans_and_the_latest_verdict(url: str, watched: Watch
 def test_a_deployment_shows_its_plan_history_and_live_traffic(
         url: str, watched: Watched) -> None:
     page = watched.page
-    dialogs = _no_dialogs(page)
+    dialogs = dialogs_of(page)
     page.goto(f"{url}/ui/deployments/churn")
     plan = page.get_by_role("table", name="Variants of the current plan").inner_text()
     assert "shadow" in plan and "churn/2" in plan and "churn v2" in plan
@@ -204,7 +201,7 @@ def test_a_deployment_shows_its_plan_history_and_live_traffic(
 def test_the_drift_page_charts_drift_and_performance_over_time(
         url: str, watched: Watched) -> None:
     page = watched.page
-    dialogs = _no_dialogs(page)
+    dialogs = dialogs_of(page)
     page.goto(f"{url}/ui/deployments/churn")
     page.get_by_role("link", name="Drift and performance").click()
     page.wait_for_url("**/ui/deployments/churn/drift")

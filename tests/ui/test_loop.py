@@ -29,7 +29,7 @@ from ratchet.ui import dashboard_app
 from ratchet.ui.pages.loop import BACKTEST_REPORT, BACKTEST_RESULT, BACKTEST_TAG, interval_plot
 from ratchet.workspace import Workspace, use
 from tests.ct import test_controller as ct
-from tests.ui.browser import Watched, dashboard, issue_token, local_workspace
+from tests.ui.browser import Watched, dashboard, dialogs_of, issue_token, local_workspace
 from tests.ui.test_shell import sign_in
 
 SCRIPT = "<script>alert(1)</script>{{7*7}}"
@@ -200,16 +200,6 @@ def team(loop: Loop) -> Iterator[tuple[str, dict[str, str]]]:
         yield url, tokens
 
 
-def _dialogs(page: Any) -> list[str]:
-    seen: list[str] = []
-
-    def record(dialog: Any) -> None:
-        seen.append(dialog.message)
-        dialog.dismiss()
-
-    page.on("dialog", record)
-    return seen
-
 
 def _event(page: Any, kind: str) -> Any:
     return page.locator(f"ol.timeline > li.event[data-kind='{kind}']")
@@ -220,7 +210,7 @@ def test_the_overview_shows_each_controller_and_hostile_names_as_text(
         team: tuple[str, dict[str, str]], watched: Watched) -> None:
     url, tokens = team
     page = watched.page
-    dialogs = _dialogs(page)
+    dialogs = dialogs_of(page)
     sign_in(page, url, tokens["admin"])
     page.get_by_role("link", name="Loop").click()
     page.wait_for_url(f"{url}/ui/loop")
@@ -323,7 +313,7 @@ def test_a_writer_rejects_and_the_controller_acts_on_it(
         loop: Loop, team: tuple[str, dict[str, str]], watched: Watched) -> None:
     url, tokens = team
     page = watched.page
-    dialogs = _dialogs(page)
+    dialogs = dialogs_of(page)
     sign_in(page, url, tokens["writer"])
     page.goto(f"{url}/ui/loop/{OTHER}")
     page.get_by_label("Reason (kept on the record)").fill(SCRIPT)
@@ -363,7 +353,7 @@ def test_a_backtest_is_drawn_from_its_stored_result(
         loop: Loop, team: tuple[str, dict[str, str]], watched: Watched) -> None:
     url, tokens = team
     page = watched.page
-    dialogs = _dialogs(page)
+    dialogs = dialogs_of(page)
     sign_in(page, url, tokens["reader"])
     page.goto(f"{url}/ui/loop/ctm")
     page.get_by_role("link", name=f"ctm {SCRIPT}").click()

@@ -21,7 +21,7 @@ from ratchet.server.app import ServerOptions
 from ratchet.store import AliasEvent
 from ratchet.ui import dashboard_app
 from ratchet.workspace import Workspace, use
-from tests.ui.browser import Watched, dashboard, issue_token, local_workspace
+from tests.ui.browser import Watched, dashboard, dialogs_of, issue_token, local_workspace
 from tests.ui.test_shell import sign_in
 
 HOSTILE = "<script>alert(1)</script>{{7*7}}"
@@ -83,16 +83,6 @@ def team(seeded: Seeded) -> Iterator[tuple[str, dict[str, str]]]:
         yield url, tokens
 
 
-def _no_dialogs(page: Any) -> list[str]:
-    dialogs: list[str] = []
-
-    def seen(dialog: Any) -> None:
-        dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    page.on("dialog", seen)
-    return dialogs
-
 
 def _moment(ms: int) -> str:
     """A ``datetime-local`` value (UTC) with milliseconds."""
@@ -104,7 +94,7 @@ def test_the_models_list_shows_hostile_names_as_text(
         team: tuple[str, dict[str, str]], watched: Watched) -> None:
     url, tokens = team
     page = watched.page
-    dialogs = _no_dialogs(page)
+    dialogs = dialogs_of(page)
     sign_in(page, url, tokens["reader"])
     page.get_by_role("link", name="Models").click()
     page.wait_for_url(f"{url}/ui/models")
@@ -128,7 +118,7 @@ def test_versions_and_the_alias_history(
         seeded: Seeded, team: tuple[str, dict[str, str]], watched: Watched) -> None:
     url, tokens = team
     page = watched.page
-    dialogs = _no_dialogs(page)
+    dialogs = dialogs_of(page)
     sign_in(page, url, tokens["reader"])
     page.goto(f"{url}/ui/models/iris")
     rows = page.locator("table.versions tbody tr")

@@ -21,7 +21,14 @@ from ratchet.ui import dashboard_app
 from ratchet.ui.pages.pipelines import NODE_W, layout
 from ratchet.workspace import Workspace, use
 from tests.serving.conftest import wait_until
-from tests.ui.browser import SCREENSHOTS, Watched, dashboard, issue_token, local_workspace
+from tests.ui.browser import (
+    SCREENSHOTS,
+    Watched,
+    dashboard,
+    dialogs_of,
+    issue_token,
+    local_workspace,
+)
 
 HOSTILE = "<script>alert(1)</script>{{7*7}}"
 FLAKY: dict[str, int] = {"calls": 0}
@@ -108,21 +115,11 @@ def url(seeded: dict[str, Any]) -> Iterator[str]:
         yield base
 
 
-def _no_dialogs(page: Any) -> list[str]:
-    dialogs: list[str] = []
-
-    def seen(dialog: Any) -> None:
-        dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    page.on("dialog", seen)
-    return dialogs
-
 
 def test_a_run_is_drawn_as_a_dag_with_statuses_and_cache_hits(
         seeded: dict[str, Any], url: str, watched: Watched) -> None:
     page = watched.page
-    dialogs = _no_dialogs(page)
+    dialogs = dialogs_of(page)
     second: PipelineResult = seeded["second"]
     page.goto(f"{url}/ui/pipelines/runs/{second.run_id}")
     nodes = page.locator("svg.dag a.node")
@@ -160,7 +157,7 @@ def test_a_run_is_drawn_as_a_dag_with_statuses_and_cache_hits(
 def test_a_failed_step_shows_its_attempts_and_error_as_text(
         seeded: dict[str, Any], url: str, watched: Watched) -> None:
     page = watched.page
-    dialogs = _no_dialogs(page)
+    dialogs = dialogs_of(page)
     page.goto(f"{url}/ui/pipelines/runs/{seeded['failed']}")
     node = page.locator('svg.dag a.node[data-node="explode"]')
     assert "status-failed" in (node.get_attribute("class") or "")
@@ -177,7 +174,7 @@ def test_a_failed_step_shows_its_attempts_and_error_as_text(
 def test_the_listing_groups_runs_by_pipeline_and_shows_schedules(
         seeded: dict[str, Any], url: str, watched: Watched) -> None:
     page = watched.page
-    dialogs = _no_dialogs(page)
+    dialogs = dialogs_of(page)
     page.goto(f"{url}/ui/pipelines")
     assert page.locator("nav a[aria-current=page]").inner_text() == "Pipelines"
     diamond_runs = page.get_by_role("table", name="Runs of pipeline diamond")

@@ -25,7 +25,7 @@ from ratchet.ui import dashboard_app
 from ratchet.ui.pages.runs import DEFAULT_METRICS, DEFAULT_PARAMS
 from ratchet.ui.templating import STATIC
 from ratchet.workspace import Workspace, use
-from tests.ui.browser import Watched, dashboard, issue_token, local_workspace
+from tests.ui.browser import Watched, dashboard, dialogs_of, issue_token, local_workspace
 from tests.ui.test_shell import sign_in
 
 HOSTILE = "<script>alert(1)</script>{{7*7}}"
@@ -95,16 +95,6 @@ def table_url(url: str, name: str = EXPERIMENT, query: str = "") -> str:
 def run_names(page: Any) -> list[str]:
     return page.locator("table.runs tbody tr td:nth-child(2)").all_inner_texts()
 
-
-def no_dialogs(page: Any) -> list[str]:
-    seen: list[str] = []
-
-    def dismiss(dialog: Any) -> None:
-        seen.append(dialog.message)
-        dialog.dismiss()
-
-    page.on("dialog", dismiss)
-    return seen
 
 
 # ---------------------------------------------------------------------- the runs table
@@ -240,7 +230,7 @@ def test_select_runs_with_the_keyboard_and_compare_them(server: str, watched: Wa
 
 def test_hostile_names_show_as_text_in_the_table(
         server: str, page: Any) -> None:
-    dialogs = no_dialogs(page)
+    dialogs = dialogs_of(page)
     page.goto(f"{server}/ui/")
     page.get_by_role("link", name=HOSTILE).click()
     page.wait_for_selector("table.runs")
@@ -262,7 +252,7 @@ def test_hostile_names_show_as_text_in_the_table(
 # ----------------------------------------------------------------------------- a run
 def test_the_run_page_shows_everything_ratchet_knows_about_the_run(
         server: str, page: Any, seeded: tuple[Workspace, dict[str, str]]) -> None:
-    dialogs = no_dialogs(page)
+    dialogs = dialogs_of(page)
     ids = seeded[1]
     page.goto(f"{server}/ui/runs/{ids['rich']}")
     main = page.locator("main")
@@ -297,7 +287,7 @@ def test_the_run_page_shows_everything_ratchet_knows_about_the_run(
 
 def test_artifacts_browse_preview_and_download(
         server: str, page: Any, seeded: tuple[Workspace, dict[str, str]]) -> None:
-    dialogs = no_dialogs(page)
+    dialogs = dialogs_of(page)
     page.goto(f"{server}/ui/runs/{seeded[1]['rich']}#artifacts")
     artifacts = page.locator("#artifacts")
     assert "4 files" in artifacts.locator("h2").inner_text()

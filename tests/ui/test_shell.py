@@ -14,7 +14,7 @@ from ratchet.server.app import ServerOptions
 from ratchet.server.permissions import SESSION_COOKIE
 from ratchet.ui import dashboard_app
 from ratchet.workspace import Workspace, use
-from tests.ui.browser import Watched, dashboard, issue_token, local_workspace
+from tests.ui.browser import Watched, dashboard, dialogs_of, issue_token, local_workspace
 
 HOSTILE = "<script>alert(1)</script>{{7*7}}"
 
@@ -52,13 +52,7 @@ def test_sign_in_shows_the_experiments_with_hostile_names_as_text(
         team: tuple[str, dict[str, str]], watched: Watched) -> None:
     url, tokens = team
     page = watched.page
-    dialogs: list[str] = []
-
-    def dismiss(dialog: Any) -> None:
-        dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    page.on("dialog", dismiss)
+    dialogs = dialogs_of(page)
     sign_in(page, url, tokens["admin"])
     rows = page.get_by_role("row")
     assert page.get_by_role("link", name="churn").is_visible()

@@ -179,16 +179,9 @@ def human_size(size: int) -> str:
 
 
 def duration(ms: int | None) -> str:
-    if ms is None:
-        return MISSING
-    seconds = ms / 1000
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    from ratchet.durations import elapsed
+
+    return MISSING if ms is None else elapsed(ms)
 
 
 # ---------------------------------------------------------------- JSON

@@ -56,19 +56,10 @@ def when(ms: int | float | None) -> str:
 
 
 def duration(ms: int | float | None) -> str:
-    """``1 h 02 min``, ``3.2 s``, ``45 ms``; blank for None."""
-    if ms is None:
-        return ""
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    seconds = ms / 1000
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, seconds = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
+    """``45ms``, ``3.2s``, ``2m05s``, ``1h02m``; blank for None."""
+    from ratchet.durations import elapsed
+
+    return "" if ms is None else elapsed(ms)
 
 
 def number(value: Any, digits: int = 4) -> str:
