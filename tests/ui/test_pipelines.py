@@ -92,12 +92,25 @@ def fragile(n: int = 3) -> Any:
     return explode(left(load(n, "fragile")))
 
 
+def _environment_of(mp: pytest.MonkeyPatch, workspace: Workspace) -> None:
+    """Point the RATCHET_* variables at ``workspace`` for the test only: a step that runs
+    outside the ambient workspace (another thread) sets them to its run's store for the
+    rest of the process (``pipelines/step_task._tracking_client``), which would leak
+    into the next test module."""
+    settings = workspace.settings
+    mp.setenv("RATCHET_HOME", str(settings.home))
+    mp.setenv("RATCHET_DB", settings.db_url)
+    mp.setenv("RATCHET_ARTIFACTS", settings.artifacts_uri)
+    mp.delenv("RATCHET_TRACKING_URI", raising=False)
+
+
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Two runs of a diamond (the second reuses the cached steps), one failing run, and a
     schedule with a hostile parameter (schedule names are plain keys)."""
     workspace = local_workspace(tmp_path_factory.mktemp("pipelines"))
-    with use(workspace):
+    with pytest.MonkeyPatch.context() as mp, use(workspace):
+        _environment_of(mp, workspace)
         first = diamond.run()
         second = diamond.run()
         with pytest.raises(StepFailed) as failed:
@@ -200,9 +213,11 @@ def test_the_listing_groups_runs_by_pipeline_and_shows_schedules(
     assert not dialogs
 
 
-def test_a_running_pipeline_page_follows_the_run(tmp_path: Path, watched: Watched) -> None:
+def test_a_running_pipeline_page_follows_the_run(tmp_path: Path, watched: Watched,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     page = watched.page
     workspace = local_workspace(tmp_path)
+    _environment_of(monkeypatch, workspace)
     GATE.clear()
     results: list[PipelineResult] = []
 
