@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import ratchet
 from ratchet.server.app import ServerOptions, routes_of
@@ -71,3 +72,19 @@ def test_every_dashboard_route_declares_its_permission(tmp_path: Path) -> None:
     assert not undeclared, undeclared
     public = sorted(path for path, route in pages if declared_level(route) == "public")
     assert public == ["/", "/ui/api/session", "/ui/api/session/end", "/ui/login"], public
+
+
+def test_ratchet_server_serves_the_dashboard_behind_sign_in(team_server: Any) -> None:
+    """The live ``ratchet server --auth`` process: pages need the token, given once at
+    sign-in and kept in the cookie."""
+    import httpx
+
+    with httpx.Client(base_url=team_server.url, timeout=30) as client:
+        first = client.get("/ui/", follow_redirects=False)
+        assert first.status_code == 303 and first.headers["location"].startswith("/ui/login")
+        assert client.get("/ui/login").status_code == 200
+        signed = client.post("/ui/api/session", json={"token": team_server.token})
+        assert signed.status_code == 200, signed.text
+        page = client.get("/ui/")
+        assert page.status_code == 200 and "<h1>Experiments</h1>" in page.text
+        assert "script-src 'self'" in page.headers["content-security-policy"]
