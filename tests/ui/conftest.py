@@ -11,8 +11,11 @@ import pytest
 from tests.ui.browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, Watched, screenshot_name
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module. Not for the session: Playwright's sync API keeps an
+    event loop running on this thread while it is open, and a later test of another
+    package that calls ``asyncio.run`` (the backtest) would fail in the same worker."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
