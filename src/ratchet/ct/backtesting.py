@@ -41,6 +41,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ratchet.ct.backtest_record import (
+    BACKTEST_EXPERIMENT,
+    BACKTEST_METRIC,
+    BACKTEST_REPORT,
+    BACKTEST_RESULT,
+    BACKTEST_TAG,
+)
 from ratchet.ct.controller import CHAMPION, Controller, epoch_ms, run_training
 from ratchet.ct.policy import CTPolicy
 from ratchet.errors import InvalidInput, RatchetError, Untrusted
@@ -67,14 +74,6 @@ PERIODS = 24          # equal periods over the replay, unless a period length is
 CALENDAR_PERIODS = ("year", "quarter", "month")
 DAY_MS = 86_400_000
 ID_DIGITS = 9         # request ids r000000042: their text order is the replay's order
-# A recorded backtest (``BacktestResult.record``; the dashboard's loop pages read it): a run
-# tagged BACKTEST_TAG = the model, with the result and the report as artifacts and one
-# headline metric per strategy.
-BACKTEST_TAG = "ratchet.ct.backtest"
-BACKTEST_RESULT = "backtest/result.json"
-BACKTEST_REPORT = "backtest/report.html"
-BACKTEST_METRIC = "backtest.accuracy."
-BACKTEST_EXPERIMENT = "ct-backtests"
 
 
 @dataclass

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from ratchet.ct.backtesting import BACKTEST_REPORT, BACKTEST_RESULT, BACKTEST_TAG
+from ratchet.ct.backtest_record import BACKTEST_REPORT, BACKTEST_RESULT, BACKTEST_TAG
 from ratchet.errors import InvalidInput, NotFound
 from ratchet.server.permissions import declare
 from ratchet.ui.access import caller, can, require, visible
