@@ -49,13 +49,18 @@ class ServerOptions:
                               "--no-auth is for a loopback address only (127.0.0.1)")
 
 
-def _error_response(exc: RatchetError) -> Any:
+def _error_response(exc: RatchetError, path: str = "") -> Any:
     from fastapi.responses import JSONResponse
+
+    from ratchet.server.mlflow.protocol import error_body, is_mlflow_path
 
     headers = {}
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
+    if is_mlflow_path(path):  # MLflow's clients read {"error_code", "message"}
+        status, body = error_body(exc)
+        return JSONResponse(body, status_code=status, headers=headers)
     return JSONResponse({"error": {"type": type(exc).__name__, "message": str(exc)}},
                         status_code=exc.http_status, headers=headers)
 
@@ -75,7 +80,10 @@ def create_app(workspace: "Workspace", options: ServerOptions | None = None, *,
     from starlette.exceptions import HTTPException
 
     from ratchet import __version__
+    from ratchet.errors import InvalidInput
     from ratchet.server.auth import Authenticator
+    from ratchet.server.mlflow import mlflow_routers
+    from ratchet.server.mlflow.protocol import is_mlflow_path
     from ratchet.server.store_routes import store_router
 
     options = options or ServerOptions()
@@ -95,11 +103,11 @@ def create_app(workspace: "Workspace", options: ServerOptions | None = None, *,
     app.state.authenticator = authenticator
 
     @app.exception_handler(RatchetError)
-    async def ratchet_error(_request: Request, exc: RatchetError) -> Any:
-        return _error_response(exc)
+    async def ratchet_error(request: Request, exc: RatchetError) -> Any:
+        return _error_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_body(_request: Request, exc: RequestValidationError) -> Any:
+    async def invalid_body(request: Request, exc: RequestValidationError) -> Any:
         problems = []
         for error in exc.errors()[:10]:
             if error.get("type") == "json_invalid":
@@ -108,18 +116,29 @@ def create_app(workspace: "Workspace", options: ServerOptions | None = None, *,
                 continue
             where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
             problems.append(f"{where or 'body'}: {error.get('msg')}")
+        if is_mlflow_path(request.url.path):
+            return _error_response(InvalidInput("; ".join(problems)), request.url.path)
         return JSONResponse({"error": {"type": "InvalidInput",
                                        "message": "; ".join(problems)}}, status_code=422)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> Any:
+    async def http_error(request: Request, exc: HTTPException) -> Any:
+        if is_mlflow_path(request.url.path):
+            code = {404: "ENDPOINT_NOT_FOUND", 405: "ENDPOINT_NOT_FOUND"}.get(
+                exc.status_code, "BAD_REQUEST")
+            return JSONResponse({"error_code": code, "message": str(exc.detail)},
+                                status_code=exc.status_code, headers=exc.headers)
         kind = {404: "NotFound", 405: "InvalidInput"}.get(exc.status_code, "RatchetError")
         return JSONResponse({"error": {"type": kind, "message": str(exc.detail)}},
                             status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
-    async def unexpected(_request: Request, exc: Exception) -> Any:
+    async def unexpected(request: Request, exc: Exception) -> Any:
         log.exception("unexpected error", exc_info=exc)
+        if is_mlflow_path(request.url.path):
+            return JSONResponse({"error_code": "INTERNAL_ERROR",
+                                 "message": "internal error (logged on the server)"},
+                                status_code=500)
         return JSONResponse({"error": {"type": "RatchetError",
                                        "message": "internal error (logged on the server)"}},
                             status_code=500)
@@ -151,6 +170,8 @@ def create_app(workspace: "Workspace", options: ServerOptions | None = None, *,
     from ratchet.server.artifact_routes import artifact_router
 
     app.include_router(artifact_router(workspace))
+    for mlflow_router in mlflow_routers(workspace):  # MLflow's REST API (docs/mlflow.md)
+        app.include_router(mlflow_router)
     for extend in extensions:
         extend(app)
     return _guarded(app, options)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -96,10 +97,13 @@ class TrackingStore:
 
     # ---------------------------------------------------------------- experiments
     def create_experiment(
-        self, name: str, description: str | None = None, tags: Mapping[str, str] | None = None
+        self, name: str, description: str | None = None, tags: Mapping[str, str] | None = None,
+        *, experiment_id: str | None = None,
     ) -> Experiment:
+        """A new experiment; ``experiment_id`` chooses its id (MLflow's ``Default`` is "0",
+        an import keeps its source's ids), else a new sortable one."""
         name = experiment_name(name)
-        exp_id, created = new_id(), now_ms()
+        exp_id, created = given_id("experiment", experiment_id) or new_id(), now_ms()
         try:
             with self.db.write() as conn:
                 conn.execute(
@@ -192,15 +196,21 @@ class TrackingStore:
         code: CodeVersion | None = None,
         tags: Mapping[str, str] | None = None,
         start_time: int | None = None,
+        run_id: str | None = None,
     ) -> Run:
+        """A new running run; ``run_id`` chooses its id (an import keeps MLflow's run ids),
+        else a new sortable one."""
         values, tag_rows = new_run_rows(experiment_id, name=name, parent_run_id=parent_run_id,
-                                        code=code, tags=tags, start_time=start_time)
+                                        code=code, tags=tags, start_time=start_time,
+                                        run_id=given_id("run", run_id))
         try:
             with self.db.write() as conn:
                 conn.execute(insert(t.runs).values(**values))
                 if tag_rows:
                     conn.execute(insert(t.run_tags), tag_rows)
         except SAIntegrityError:
+            if run_id and self._run_exists(values["run_id"]):
+                raise AlreadyExists(f"a run with id {run_id!r} already exists") from None
             if parent_run_id and not self._run_exists(parent_run_id):
                 raise NotFound(f"parent run {parent_run_id!r} does not exist") from None
             raise NotFound(f"experiment {experiment_id!r} does not exist") from None
@@ -549,6 +559,20 @@ class _RunWrite:
         return suppressed
 
 
+_GIVEN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def given_id(kind: str, value: str | None) -> str | None:
+    """A caller-chosen id, checked: 1-64 characters of [A-Za-z0-9_-], not starting with
+    ``-`` or ``_`` (ids appear in paths and URIs)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _GIVEN_ID.fullmatch(value):
+        raise InvalidInput(f"{kind} id {value!r}: use 1-64 letters, digits, '_' or '-', "
+                           "starting with a letter or digit")
+    return value
+
+
 def _deleted_experiment(found: Experiment) -> str:
     from ratchet.store.deletion import deleted_note
 
@@ -560,11 +584,11 @@ def _deleted_experiment(found: Experiment) -> str:
 def new_run_rows(
     experiment_id: str, *, name: str | None = None, parent_run_id: str | None = None,
     code: CodeVersion | None = None, tags: Mapping[str, str] | None = None,
-    start_time: int | None = None,
+    start_time: int | None = None, run_id: str | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """The ``runs`` row and ``run_tags`` rows of a new running run (for callers that write
     it inside a larger transaction, like the pipeline driver)."""
-    run_id, code = new_id(), code or CodeVersion()
+    run_id, code = run_id or new_id(), code or CodeVersion()
     values = {
         "run_id": run_id,
         "experiment_id": experiment_id,
