@@ -93,8 +93,9 @@ def error_code_of(exc: Exception) -> str:
 def error_body(exc: Exception) -> tuple[int, dict[str, str]]:
     """The status and body of MLflow's answer to ``exc``."""
     code = error_code_of(exc)
-    message = str(exc) if isinstance(exc, RatchetError) and code != "INTERNAL_ERROR" \
-        or isinstance(exc, MlflowError) else "internal error (logged on the server)"
+    # A ratchet error's message is written for the caller; anything else may hold internals.
+    message = str(exc) if isinstance(exc, RatchetError) \
+        else "internal error (logged on the server)"
     return STATUS_OF_CODE[code], {"error_code": code, "message": message}
 
 
