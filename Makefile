@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= dev
 
-.PHONY: demo test test-fast lint typecheck bench clean services tools
+.PHONY: demo test test-fast lint typecheck bench clean services tools mlflow-envs
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,30 @@ tools:
 	  $$SUDO apt-get update -qq >/dev/null && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
-test: $(STAMP) tools
+# The real MLflow clients that tests/mlflow_compat drives against `ratchet server`, one venv
+# per pinned version (tests/mlflow_compat/pins/*.txt): .venv-mlflow2 and .venv-mlflow3 also
+# hold scikit-learn and this checkout (editable), so mlflow.pyfunc can load ratchet-saved
+# models; .venv-mlflow3-skinny is the tracking-only client. A venv is made anew only when
+# its pins (or ratchet's own dependencies) change: the stamp file records it.
+MLFLOW_PINS := tests/mlflow_compat/pins
+MLFLOW_ENVS := .venv-mlflow2/.installed .venv-mlflow3/.installed .venv-mlflow3-skinny/.installed
+
+.venv-mlflow2/.installed .venv-mlflow3/.installed: .venv-mlflow%/.installed: \
+		$(MLFLOW_PINS)/mlflow%.txt pyproject.toml | $(BIN)/uv
+	rm -rf $(@D)
+	$(BIN)/uv venv --quiet --python $(BIN)/python $(@D)
+	$(BIN)/uv pip install --quiet --python $(@D)/bin/python -r $< -e .
+	touch $@
+
+.venv-mlflow3-skinny/.installed: $(MLFLOW_PINS)/mlflow3-skinny.txt | $(BIN)/uv
+	rm -rf $(@D)
+	$(BIN)/uv venv --quiet --python $(BIN)/python $(@D)
+	$(BIN)/uv pip install --quiet --python $(@D)/bin/python -r $<
+	touch $@
+
+mlflow-envs: $(MLFLOW_ENVS)
+
+test: $(STAMP) tools mlflow-envs
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/lint-imports
 	$(BIN)/mypy
