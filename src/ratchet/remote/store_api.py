@@ -160,6 +160,10 @@ SERVER_ONLY: dict[str, frozenset[str]] = {
     "audit": frozenset({"record"}),
     "tracking": frozenset({"experiment_name_of_run"}),
     "replies": frozenset({"claim", "finish", "release", "purge"}),
+    # MLflow 3's logged models: reached through the server's MLflow API only.
+    "logged_models": frozenset({
+        "create", "get", "list_models", "models_of_run", "finalize", "log_params", "set_tags",
+        "delete_tag", "log_metrics", "delete", "record_outputs", "outputs_of_run"}),
 }
 
 # Arguments the server fills with the authenticated caller, whatever the client sent.
@@ -174,6 +178,7 @@ _STORE_CLASSES = {
     "ct_state": "ct_state_store:CTStateStore", "ct_events": "ct_event_store:CTEventStore",
     "deletion": "deletion:DeletionStore", "auth": "auth_store:AuthStore",
     "audit": "audit_store:AuditStore", "replies": "reply_store:ReplyStore",
+    "logged_models": "logged_model_store:LoggedModelStore",
 }
 
 

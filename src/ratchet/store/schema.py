@@ -566,3 +566,77 @@ server_replies = Table(
     Column("body", LargeBinary, nullable=True),
     Index(None, "created_at"),
 )
+
+
+# ---------------------------------------------------------------------------- logged models
+# MLflow 3's logged models. A model's files are artifacts ``models/<model_id>/...`` of its
+# holder run (its source run, or a run made for it), so every file stays a run artifact.
+logged_models = Table(
+    "logged_models",
+    metadata,
+    Column("model_id", String(64), primary_key=True),  # "m-" + 32 hex
+    Column("experiment_id", ID, ForeignKey("experiments.experiment_id", ondelete="CASCADE"),
+           nullable=False),
+    Column("name", NAME, nullable=False),
+    Column("artifact_run_id", ID, ForeignKey("runs.run_id", ondelete="CASCADE"),
+           nullable=False),
+    Column("artifact_path", String(1024), nullable=False),
+    Column("source_run_id", ID, ForeignKey("runs.run_id", ondelete="SET NULL"), nullable=True),
+    Column("status", String(16), nullable=False),  # pending|ready|failed
+    Column("status_message", Text, nullable=True),
+    Column("model_type", String(256), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("deleted_at", BigInteger, nullable=True),  # soft-deleted at (ms)
+    Index(None, "experiment_id", "created_at"),
+    Index(None, "artifact_run_id"),
+    Index(None, "source_run_id"),
+)
+
+logged_model_params = Table(
+    "logged_model_params",
+    metadata,
+    Column("model_id", String(64), ForeignKey("logged_models.model_id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("key", KEY, primary_key=True),
+    Column("value", PARAM_VALUE, nullable=False),
+)
+
+logged_model_tags = Table(
+    "logged_model_tags",
+    metadata,
+    Column("model_id", String(64), ForeignKey("logged_models.model_id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("key", KEY, primary_key=True),
+    Column("value", TAG_VALUE, nullable=False),
+)
+
+logged_model_metrics = Table(
+    "logged_model_metrics",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("model_id", String(64), ForeignKey("logged_models.model_id", ondelete="CASCADE"),
+           nullable=False),
+    Column("key", KEY, nullable=False),
+    Column("value", Float, nullable=True),  # NULL with is_nan for NaN
+    Column("is_nan", Boolean, nullable=False, default=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("run_id", ID, ForeignKey("runs.run_id", ondelete="SET NULL"), nullable=True),
+    Column("dataset_name", NAME, nullable=True),
+    Column("dataset_digest", String(64), nullable=True),
+    Index(None, "model_id", "key"),
+)
+
+logged_model_outputs = Table(
+    "logged_model_outputs",
+    metadata,
+    # A run's outputs (MLflow's log_outputs): the models it produced, at a step.
+    Column("run_id", ID, ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("model_id", String(64), ForeignKey("logged_models.model_id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("step", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index(None, "model_id"),
+)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ratchet.store.dataset_store import DatasetStore
     from ratchet.store.deletion import DeletionStore
     from ratchet.store.deployment_store import DeploymentStore
+    from ratchet.store.logged_model_store import LoggedModelStore
     from ratchet.store.monitor_store import MonitorStore
     from ratchet.store.pipeline_store import PipelineStore
     from ratchet.store.registry_store import RegistryStore
@@ -47,6 +48,13 @@ class SqlStores:
         from ratchet.store.registry_store import RegistryStore
 
         return RegistryStore(self.db)
+
+    @cached_property
+    def logged_models(self) -> LoggedModelStore:
+        """MLflow 3's logged models (their files are artifacts of a holder run)."""
+        from ratchet.store.logged_model_store import LoggedModelStore
+
+        return LoggedModelStore(self.db)
 
     @cached_property
     def datasets(self) -> DatasetStore:
