@@ -16,6 +16,7 @@ from ratchet.cli import (
     deployments,
     experiments,
     gc,
+    importing,
     models,
     monitoring,
     pipelines,
@@ -51,6 +52,7 @@ app.add_typer(monitoring.app, name="monitor")
 app.add_typer(ct.app, name="ct")
 app.add_typer(users.app, name="users")
 app.add_typer(tokens.app, name="tokens")
+app.add_typer(importing.app, name="import")
 app.command("check")(ct.check)
 app.command("controller")(ct.controller)
 app.command("serve")(serving.serve)
