@@ -28,7 +28,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from ratchet.clock import now_ms
 from ratchet.errors import NotFound
-from ratchet.server.mlflow.model_sources import prepare_model, resolve_source
+from ratchet.server.mlflow.model_sources import ModelFiles, prepare_model, resolve_source
 from ratchet.server.mlflow.protocol import Fields, MlflowError, invalid, missing
 from ratchet.server.mlflow.registry_messages import (
     MLFLOW_STAGES,
@@ -41,6 +41,7 @@ from ratchet.server.mlflow.registry_messages import (
     registered_model_message,
     version_run_id,
     version_source,
+    visible_tags,
 )
 from ratchet.server.mlflow.requests import (
     caller,
@@ -68,6 +69,12 @@ MODELS_MAX_RESULTS_DEFAULT, MODELS_MAX_RESULTS_LIMIT = 100, 1000
 VERSIONS_MAX_RESULTS_DEFAULT, VERSIONS_MAX_RESULTS_LIMIT = 10_000, 200_000
 
 
+async def _fields(request: Request) -> Fields:
+    """``request_fields`` as a dependency FastAPI can read (its ``request`` annotation is
+    a string naming a type its module imports only for type checking)."""
+    return await request_fields(request)
+
+
 def router(workspace: Workspace) -> APIRouter:
     routes = APIRouter()
     registry = workspace.stores.registry
@@ -75,7 +82,7 @@ def router(workspace: Workspace) -> APIRouter:
     # ------------------------------------------------------------ registered models
     @routes.post(f"{PREFIX}/registered-models/create", openapi_extra=declare("write"))
     def create_registered_model(request: Request,
-                                fields: Fields = Depends(request_fields)) -> Response:
+                                fields: Fields = Depends(_fields)) -> Response:
         name = fields.required("name")
         require_model(request, "write", name)
         tags = _tags(fields)
@@ -84,14 +91,14 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.get(f"{PREFIX}/registered-models/get", openapi_extra=declare("read"))
     def get_registered_model(request: Request,
-                             fields: Fields = Depends(request_fields)) -> Response:
+                             fields: Fields = Depends(_fields)) -> Response:
         name = fields.required("name")
         require_model(request, "read", name)
         return reply({"registered_model": _model_message(registry, _model(registry, name))})
 
     @routes.patch(f"{PREFIX}/registered-models/update", openapi_extra=declare("write"))
     def update_registered_model(request: Request,
-                                fields: Fields = Depends(request_fields)) -> Response:
+                                fields: Fields = Depends(_fields)) -> Response:
         name = fields.required("name")
         require_model(request, "write", name)
         _model(registry, name)
@@ -101,7 +108,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.post(f"{PREFIX}/registered-models/rename", openapi_extra=declare("write"))
     def rename_registered_model(request: Request,
-                                fields: Fields = Depends(request_fields)) -> Response:
+                                fields: Fields = Depends(_fields)) -> Response:
         name = fields.required("name")
         fields.required("new_name")
         require_model(request, "write", name)
@@ -112,7 +119,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.delete(f"{PREFIX}/registered-models/delete", openapi_extra=declare("write"))
     def delete_registered_model(request: Request,
-                                fields: Fields = Depends(request_fields)) -> Response:
+                                fields: Fields = Depends(_fields)) -> Response:
         name = fields.required("name")
         require_model(request, "write", name)
         _model(registry, name)
@@ -121,7 +128,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.get(f"{PREFIX}/registered-models/search", openapi_extra=declare("read"))
     def search_registered_models(request: Request,
-                                 fields: Fields = Depends(request_fields)) -> Response:
+                                 fields: Fields = Depends(_fields)) -> Response:
         terms = parse_filter(fields.string("filter"), MODEL_ATTRIBUTES)
         order = parse_order_by(fields.strings("order_by"), MODEL_ORDER_KEYS,
                                default=["name ASC"])
@@ -141,7 +148,7 @@ def router(workspace: Workspace) -> APIRouter:
     @routes.post(f"{PREFIX}/registered-models/get-latest-versions",
                  openapi_extra=declare("read"))
     def get_latest_versions(request: Request,
-                            fields: Fields = Depends(request_fields)) -> Response:
+                            fields: Fields = Depends(_fields)) -> Response:
         name = fields.required("name")
         require_model(request, "read", name)
         model = _model(registry, name)
@@ -159,7 +166,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.post(f"{PREFIX}/registered-models/set-tag", openapi_extra=declare("write"))
     def set_registered_model_tag(request: Request,
-                                 fields: Fields = Depends(request_fields)) -> Response:
+                                 fields: Fields = Depends(_fields)) -> Response:
         name = fields.required("name")
         key = _visible_key(fields)
         require_model(request, "write", name)
@@ -169,7 +176,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.delete(f"{PREFIX}/registered-models/delete-tag", openapi_extra=declare("write"))
     def delete_registered_model_tag(request: Request,
-                                    fields: Fields = Depends(request_fields)) -> Response:
+                                    fields: Fields = Depends(_fields)) -> Response:
         name = fields.required("name")
         key = _visible_key(fields)
         require_model(request, "write", name)
@@ -182,7 +189,7 @@ def router(workspace: Workspace) -> APIRouter:
     # ------------------------------------------------------------ aliases
     @routes.post(f"{PREFIX}/registered-models/alias", openapi_extra=declare("write"))
     def set_registered_model_alias(request: Request,
-                                   fields: Fields = Depends(request_fields)) -> Response:
+                                   fields: Fields = Depends(_fields)) -> Response:
         name, alias = fields.required("name"), fields.required("alias")
         version = _version(fields)
         require_model(request, "write", name)
@@ -193,7 +200,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.delete(f"{PREFIX}/registered-models/alias", openapi_extra=declare("write"))
     def delete_registered_model_alias(request: Request,
-                                      fields: Fields = Depends(request_fields)) -> Response:
+                                      fields: Fields = Depends(_fields)) -> Response:
         name, alias = fields.required("name"), fields.required("alias")
         require_model(request, "write", name)
         _model(registry, name)
@@ -202,7 +209,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.get(f"{PREFIX}/registered-models/alias", openapi_extra=declare("read"))
     def get_model_version_by_alias(request: Request,
-                                   fields: Fields = Depends(request_fields)) -> Response:
+                                   fields: Fields = Depends(_fields)) -> Response:
         name, alias = fields.required("name"), fields.required("alias")
         require_model(request, "read", name)
         _model(registry, name)
@@ -216,7 +223,7 @@ def router(workspace: Workspace) -> APIRouter:
     # ------------------------------------------------------------ model versions
     @routes.post(f"{PREFIX}/model-versions/create", openapi_extra=declare("write"))
     def create_model_version(request: Request,
-                             fields: Fields = Depends(request_fields)) -> Response:
+                             fields: Fields = Depends(_fields)) -> Response:
         name, source = fields.required("name"), fields.required("source")
         run_id, model_id = fields.string("run_id"), fields.string("model_id")
         tags = _tags(fields)
@@ -228,7 +235,8 @@ def router(workspace: Workspace) -> APIRouter:
         experiment = experiment_by_id(workspace, files.experiment_id)
         require_experiment(request, "read", experiment.name)  # the files are that run's
         who = caller(request).name
-        repeated = _recent_twin(registry, name, files.run_id, files.artifact_path, source, who)
+        description = fields.string("description")
+        repeated = _recent_twin(registry, name, files, source, who, description, tags)
         if repeated is not None:
             return reply({"model_version": model_version_message(repeated)})
         prepared = prepare_model(workspace, files, f"model version source {source!r}")
@@ -240,13 +248,13 @@ def router(workspace: Workspace) -> APIRouter:
         version = registry.create_model_version(
             name, run_id=files.run_id, artifact_path=files.artifact_path,
             content_hash=prepared.content_hash, flavor=prepared.flavor,
-            manifest=prepared.manifest, description=fields.string("description"),
+            manifest=prepared.manifest, description=description,
             created_by=who, tags={**tags, **hidden})
         return reply({"model_version": model_version_message(version)})
 
     @routes.get(f"{PREFIX}/model-versions/get", openapi_extra=declare("read"))
     def get_model_version(request: Request,
-                          fields: Fields = Depends(request_fields)) -> Response:
+                          fields: Fields = Depends(_fields)) -> Response:
         name, version = fields.required("name"), _version(fields)
         require_model(request, "read", name)
         return reply({"model_version": model_version_message(
@@ -254,7 +262,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.patch(f"{PREFIX}/model-versions/update", openapi_extra=declare("write"))
     def update_model_version(request: Request,
-                             fields: Fields = Depends(request_fields)) -> Response:
+                             fields: Fields = Depends(_fields)) -> Response:
         name, version = fields.required("name"), _version(fields)
         require_model(request, "write", name)
         _model_version(registry, name, version)
@@ -265,7 +273,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.delete(f"{PREFIX}/model-versions/delete", openapi_extra=declare("write"))
     def delete_model_version(request: Request,
-                             fields: Fields = Depends(request_fields)) -> Response:
+                             fields: Fields = Depends(_fields)) -> Response:
         name, version = fields.required("name"), _version(fields)
         require_model(request, "write", name)
         _model_version(registry, name, version)
@@ -275,7 +283,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.get(f"{PREFIX}/model-versions/search", openapi_extra=declare("read"))
     def search_model_versions(request: Request,
-                              fields: Fields = Depends(request_fields)) -> Response:
+                              fields: Fields = Depends(_fields)) -> Response:
         terms = parse_filter(fields.string("filter"), VERSION_ATTRIBUTES)
         order = parse_order_by(fields.strings("order_by"), VERSION_ORDER_KEYS,
                                default=["last_updated_timestamp DESC", "name ASC",
@@ -295,7 +303,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.get(f"{PREFIX}/model-versions/get-download-uri", openapi_extra=declare("read"))
     def get_model_version_download_uri(request: Request,
-                                       fields: Fields = Depends(request_fields)) -> Response:
+                                       fields: Fields = Depends(_fields)) -> Response:
         name, number = fields.required("name"), _version(fields)
         require_model(request, "read", name)
         version = _model_version(registry, name, number)
@@ -310,7 +318,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.post(f"{PREFIX}/model-versions/set-tag", openapi_extra=declare("write"))
     def set_model_version_tag(request: Request,
-                              fields: Fields = Depends(request_fields)) -> Response:
+                              fields: Fields = Depends(_fields)) -> Response:
         name, version = fields.required("name"), _version(fields)
         key = _visible_key(fields)
         require_model(request, "write", name)
@@ -321,7 +329,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.delete(f"{PREFIX}/model-versions/delete-tag", openapi_extra=declare("write"))
     def delete_model_version_tag(request: Request,
-                                 fields: Fields = Depends(request_fields)) -> Response:
+                                 fields: Fields = Depends(_fields)) -> Response:
         name, version = fields.required("name"), _version(fields)
         key = _visible_key(fields)
         require_model(request, "write", name)
@@ -333,7 +341,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.post(f"{PREFIX}/model-versions/transition-stage", openapi_extra=declare("write"))
     def transition_model_version_stage(request: Request,
-                                       fields: Fields = Depends(request_fields)) -> Response:
+                                       fields: Fields = Depends(_fields)) -> Response:
         name, version = fields.required("name"), _version(fields)
         stage = fields.required("stage")
         require_model(request, "write", name)
@@ -388,9 +396,11 @@ def _candidate_versions(registry: RegistryStore, terms: Sequence[Term]) -> list[
     return versions
 
 
-def _recent_twin(registry: RegistryStore, name: str, run_id: str, artifact_path: str,
-                 source: str, who: str) -> ModelVersion | None:
-    """The version a moment-old identical request made (the client retries POSTs)."""
+def _recent_twin(registry: RegistryStore, name: str, files: ModelFiles, source: str,
+                 who: str, description: str | None, tags: dict[str, str]
+                 ) -> ModelVersion | None:
+    """The version a moment-old identical request (same caller, source, description and
+    tags) made: MLflow's client retries a POST whose answer it did not get."""
     try:
         versions = registry.list_model_versions(name)
     except NotFound:
@@ -399,8 +409,10 @@ def _recent_twin(registry: RegistryStore, name: str, run_id: str, artifact_path:
     for version in reversed(versions):
         if version.created_at < cutoff:
             break
-        if (version.run_id == run_id and version.artifact_path == artifact_path
-                and version.tags.get(SOURCE_TAG) == source and version.created_by == who):
+        if (version.run_id == files.run_id and version.artifact_path == files.artifact_path
+                and version.tags.get(SOURCE_TAG) == source and version.created_by == who
+                and version.description == description
+                and visible_tags(version.tags) == dict(sorted(tags.items()))):
             return version
     return None
 
