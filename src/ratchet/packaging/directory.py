@@ -23,6 +23,8 @@ from ratchet.packaging.manifest import (
     example_records,
     write_json_atomic,
 )
+from ratchet.packaging.mlflow_format import FLAVOR as MLFLOW_FLAVOR
+from ratchet.packaging.mlflow_format import write_mlmodel
 from ratchet.packaging.signature import Signature, as_frame, infer_signature
 
 if TYPE_CHECKING:
@@ -158,6 +160,7 @@ def save_model(
         has_predict_proba=callable(getattr(model, "predict_proba", None)),
         input_format=_input_format(model, name, input_example, names),
     )
+    write_mlmodel(directory, manifest)  # so mlflow.pyfunc.load_model loads it via ratchet
     write_json_atomic(directory / MANIFEST_FILENAME, manifest.to_json())
     return manifest
 
@@ -191,6 +194,10 @@ def load_model(directory: Path | str, *, trust: bool = False) -> LoadedModel:
     module = FLAVORS[manifest.flavor]
     if module.SAFE and not manifest.safe and not trust:
         # Unsafe flavors refuse in their own load; this catches a manifest marked unsafe.
+        if manifest.flavor == MLFLOW_FLAVOR:
+            from ratchet.packaging.flavors.mlflow import refusal
+
+            raise Untrusted(refusal(directory))  # names the MLflow model's own risk
         raise Untrusted(
             f"model {directory} ({manifest.flavor} flavor) is marked unsafe: loading it runs "
             "arbitrary code. Pass trust=True only if you trust its source."

@@ -4,6 +4,7 @@ Every flavor module exposes ``FLAVOR``, ``SAFE`` (loading runs no arbitrary code
 ``can_save(model)``, ``save(model, directory)`` and ``load(directory, manifest, trust)``.
 Detection walks ``DETECTION_ORDER``: LightGBM and XGBoost come before scikit-learn
 because their sklearn wrappers subclass ``BaseEstimator``; ``python`` takes the rest.
+``mlflow`` (a directory MLflow wrote) only loads: it is never detected nor saved.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ratchet.errors import InvalidInput
-from ratchet.packaging.flavors import lightgbm, python, sklearn, xgboost
+from ratchet.packaging.flavors import lightgbm, mlflow, python, sklearn, xgboost
 
 if TYPE_CHECKING:
     from ratchet.packaging.manifest import Manifest
@@ -34,15 +35,17 @@ FLAVORS: dict[str, Flavor] = {
     xgboost.FLAVOR: xgboost,
     sklearn.FLAVOR: sklearn,
     python.FLAVOR: python,
+    mlflow.FLAVOR: mlflow,
 }
 DETECTION_ORDER = ("lightgbm", "xgboost", "sklearn", "python")
 
 
 def get_flavor(name: str) -> Flavor:
+    """The flavor a caller named for saving; the message lists those that save."""
     try:
         return FLAVORS[name]
     except KeyError:
-        known = ", ".join(sorted(FLAVORS))
+        known = ", ".join(sorted(DETECTION_ORDER))
         raise InvalidInput(f"unknown model flavor {name!r}; known flavors: {known}") from None
 
 
