@@ -586,7 +586,7 @@ def artifact_listing(entries: Iterable[Any], directory: str) -> list[dict[str, A
         if sep:
             files.setdefault(path, {"path": path, "is_dir": True})
         else:
-            files[path] = {"path": path, "is_dir": False, "file_size": entry.size}
+            files[path] = message(path=path, is_dir=False, file_size=entry.size)
     return [files[p] for p in sorted(files)]
 
 
