@@ -1,0 +1,1 @@
+"""The real MLflow client against ratchet server (see conftest.py)."""
