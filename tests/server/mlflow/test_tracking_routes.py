@@ -427,6 +427,31 @@ def test_metric_history_pages(mlflow: Mlflow) -> None:
                  "RESOURCE_DOES_NOT_EXIST")
 
 
+def test_metric_history_bulk_interval_samples_steps_per_run(mlflow: Mlflow) -> None:
+    exp_id = mlflow.experiment("e")
+    runs = [mlflow.run(exp_id)["info"]["run_id"] for _ in range(2)]
+    for n, run_id in zip((10, 3), runs, strict=True):
+        mlflow.post("runs/log-batch", {"run_id": run_id, "metrics": [
+            {"key": "m", "value": float(i), "timestamp": 100 + i, "step": i}
+            for i in range(n)]})
+    found = mlflow.get("metrics/get-history-bulk-interval",
+                       {"run_ids": runs, "metric_key": "m", "max_results": 4})["metrics"]
+    steps = [(m["run_id"] == runs[0], m["step"]) for m in found]
+    assert steps == [(True, 0), (True, 3), (True, 6), (True, 9),
+                     (False, 0), (False, 1), (False, 2)]
+    assert found[1] == {"key": "m", "value": 3.0, "timestamp": 103, "step": 3,
+                        "run_id": runs[0]}
+    window = mlflow.get("metrics/get-history-bulk-interval",
+                        {"run_ids": [runs[0]], "metric_key": "m", "start_step": 2,
+                         "end_step": 4})["metrics"]
+    assert [m["step"] for m in window] == [2, 3, 4]
+    for bad in ({"start_step": 2}, {"start_step": 5, "end_step": 1}, {"max_results": 0},
+                {"run_ids": [f"r{i}" for i in range(101)]}):
+        mlflow.error("GET", "metrics/get-history-bulk-interval",
+                     {"run_ids": runs, "metric_key": "m", **bad}, 400,
+                     "INVALID_PARAMETER_VALUE")
+
+
 def test_artifacts_list_files_and_directories(mlflow: Mlflow, workspace: Workspace) -> None:
     exp_id = mlflow.experiment("e")
     run_id = mlflow.run(exp_id)["info"]["run_id"]

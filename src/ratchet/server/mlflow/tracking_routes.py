@@ -51,6 +51,8 @@ MAX_BATCH_PARAMS = 100
 MAX_BATCH_TAGS = 100
 MAX_BATCH_ENTRIES = 1000
 MAX_SEARCH_RESULTS = 50_000
+MAX_BULK_RUNS = 100
+MAX_BULK_RESULTS_PER_RUN = 2500
 MAX_EXPERIMENT_RESULTS = 50_000
 DEFAULT_EXPERIMENT_RESULTS = 1000
 LOGGED_MODELS_TAG = "mlflow.log-model.history"
@@ -412,6 +414,36 @@ def router(workspace: Workspace) -> Any:
         return reply(message(metrics=[msg.metric(p) for p in history[offset:end]],
                                     next_page_token=token))
 
+    @api.get(f"{API}/metrics/get-history-bulk-interval", openapi_extra=declare("read"))
+    def get_metric_history_bulk_interval(request: Request,
+                                         fields: Fields = Depends(_fields)) -> Response:
+        run_ids = list(dict.fromkeys(fields.strings("run_ids")))
+        key = fields.required("metric_key")
+        if not run_ids:
+            raise invalid("Missing value for required parameter 'run_ids'.")
+        if len(run_ids) > MAX_BULK_RUNS:
+            raise invalid(f"GetMetricHistoryBulkInterval request must specify at most "
+                          f"{MAX_BULK_RUNS} run_ids. Received {len(run_ids)} run_ids.")
+        max_results = fields.integer("max_results", default=MAX_BULK_RESULTS_PER_RUN)
+        assert max_results is not None
+        if not 1 <= max_results <= MAX_BULK_RESULTS_PER_RUN:
+            raise invalid(f"max_results must be between 1 and {MAX_BULK_RESULTS_PER_RUN}.")
+        start, end = fields.integer("start_step"), fields.integer("end_step")
+        if (start is None) != (end is None):
+            raise invalid("If either start step or end step are specified, both must be "
+                          "specified.")
+        if start is not None and end is not None and start > end:
+            raise invalid("end_step must be greater than start_step. Found "
+                          f"start_step={start} and end_step={end}.")
+        for run_id in run_ids:
+            run_experiment(request, run_id, "read")
+        found = []
+        for run_id in run_ids:
+            for point in sampled_history(tracking.metric_history(run_id, key), max_results,
+                                         start, end):
+                found.append({**msg.metric(point), "run_id": run_id})
+        return reply(message(metrics=found))
+
     @api.get(f"{API}/artifacts/list", openapi_extra=declare("read"))
     def list_artifacts(request: Request, fields: Fields = Depends(_fields)
                        ) -> Response:
@@ -590,6 +622,24 @@ def artifact_listing(entries: Iterable[Any], directory: str) -> list[dict[str, A
     return [files[p] for p in sorted(files)]
 
 
+def sampled_history(history: Sequence[Metric], max_steps: int, start: int | None,
+                    end: int | None) -> list[Metric]:
+    """The points of at most ``max_steps`` evenly spaced steps of ``history`` between
+    ``start`` and ``end`` (inclusive; default: all), keeping the first and last step: the
+    chart MLflow's UI draws of a long history."""
+    inside = [p for p in history if (start is None or start <= p.step)
+              and (end is None or p.step <= end)]
+    steps = sorted({p.step for p in inside})
+    if len(steps) > max_steps:
+        if max_steps == 1:
+            steps = [steps[-1]]
+        else:
+            stride = (len(steps) - 1) / (max_steps - 1)
+            steps = sorted({steps[round(i * stride)] for i in range(max_steps)})
+    wanted = set(steps)
+    return sorted((p for p in inside if p.step in wanted), key=lambda p: (p.step, p.timestamp))
+
+
 def latest_points(tracking: TrackingStore, run: Run) -> list[Metric]:
     """The latest point (highest step, then newest timestamp) of each of the run's
     metrics: what ``Run.metrics`` holds the value of, with its step and timestamp."""
@@ -650,4 +700,4 @@ def _unlogged(tracking: TrackingStore, run_id: str,
     return sorted(fresh, key=lambda p: order[p])
 
 
-__all__ = ["artifact_listing", "latest_points", "router", "write_points"]
+__all__ = ["artifact_listing", "latest_points", "router", "sampled_history", "write_points"]
