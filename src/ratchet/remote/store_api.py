@@ -68,6 +68,11 @@ EXPOSED: dict[str, dict[str, Exposed]] = {
         "list_artifacts": _run(R),
         "log_input": _run(W),
         "search_runs": Exposed(R, "experiment", "experiment_ids", "ids"),
+        "rename_experiment": Exposed(W, "experiment", "experiment_id", "id_or_name"),
+        "set_experiment_tags": Exposed(W, "experiment", "experiment_id", "id_or_name"),
+        "delete_experiment_tag": Exposed(W, "experiment", "experiment_id", "id_or_name"),
+        "set_run_name": _run(W),
+        "forget_artifacts": _run(W),
     },
     "registry": {
         "create_registered_model": _model(W),
@@ -87,6 +92,8 @@ EXPOSED: dict[str, dict[str, Exposed]] = {
         "resolve_alias": _model(R),
         "alias_history": _model(R),
         "alias_version_at": _model(R),
+        "delete_registered_model_tag": _model(W),
+        "delete_model_version_tag": _model(W),
     },
     "datasets": {
         "add_version": Exposed(W), "record_source": Exposed(W),
@@ -158,7 +165,8 @@ EXPOSED: dict[str, dict[str, Exposed]] = {
 SERVER_ONLY: dict[str, frozenset[str]] = {
     "auth": frozenset({"verify_token"}),
     "audit": frozenset({"record"}),
-    "tracking": frozenset({"experiment_name_of_run"}),
+    # latest_metric_points: the MLflow API's run messages (many runs' points at once).
+    "tracking": frozenset({"experiment_name_of_run", "latest_metric_points"}),
     "replies": frozenset({"claim", "finish", "release", "purge"}),
     # MLflow 3's logged models: reached through the server's MLflow API only.
     "logged_models": frozenset({

@@ -442,7 +442,9 @@ def _descendants(conn: Any, run_ids: list[str]) -> list[str]:
 def _experiment_row(conn: Any, name_or_id: str) -> Any:
     e = t.experiments
     key = lookup_name(name_or_id)
-    row = conn.execute(select(e).where((e.c.name == key) | (e.c.experiment_id == key))).first()
+    rows = conn.execute(select(e).where((e.c.name == key) | (e.c.experiment_id == key))).all()
+    # An id wins over a name (as in TrackingStore.find_experiment).
+    row = next((r for r in rows if r.experiment_id == key), rows[0] if rows else None)
     if row is None:
         raise NotFound(f"no experiment named or with id {name_or_id!r}")
     return row

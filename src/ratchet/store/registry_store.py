@@ -135,6 +135,14 @@ class RegistryStore:
         self._upsert_tag(t.registered_model_tags, {"name": name}, key, value,
                          f"no registered model named {name!r}")
 
+    def delete_registered_model_tag(self, name: str, key: str) -> None:
+        """Remove a tag; an absent key is no error (as in MLflow), a missing model is."""
+        name = _found(name)
+        self.get_registered_model(name)
+        tags = t.registered_model_tags
+        with self.db.write() as conn:
+            conn.execute(tags.delete().where(tags.c.name == name, tags.c.key == key))
+
     # ---------------------------------------------------------------- versions
     def create_model_version(
         self,
@@ -254,6 +262,15 @@ class RegistryStore:
         name = _found(name)
         self._upsert_tag(t.model_version_tags, {"name": name, "version": version}, key, value,
                          f"model {name!r} has no version {version}")
+
+    def delete_model_version_tag(self, name: str, version: int, key: str) -> None:
+        """Remove a version's tag; an absent key is no error, a missing version is."""
+        name = _found(name)
+        self.get_model_version(name, version)
+        tags = t.model_version_tags
+        with self.db.write() as conn:
+            conn.execute(tags.delete().where(tags.c.name == name, tags.c.version == version,
+                                             tags.c.key == key))
 
     def update_model_version(self, name: str, version: int, description: str | None) -> None:
         name = _found(name)

@@ -52,6 +52,7 @@ from ratchet.store.records import (
 
 MAX_PARAM_LENGTH = 6000
 MAX_RESULTS_LIMIT = 50_000
+MAX_RUN_NAME_LENGTH = 250
 
 MetricPoint = tuple[str, float, int, int]  # key, value, step, timestamp
 
@@ -142,12 +143,16 @@ class TrackingStore:
     def find_experiment(self, name_or_id: str) -> Experiment | None:
         name_or_id = lookup_name(name_or_id)  # type: ignore[assignment]
         with self.db.read() as conn:
-            row = conn.execute(
+            rows = conn.execute(
                 select(t.experiments).where(
                     or_(t.experiments.c.name == name_or_id,
                         t.experiments.c.experiment_id == name_or_id)
                 )
-            ).first()
+            ).all()
+            # An id wins over a name: an experiment named "5" never shadows the one whose
+            # id is "5" (MLflow's ids are small numbers; an import keeps them).
+            row = next((r for r in rows if r.experiment_id == name_or_id),
+                       rows[0] if rows else None)
             if row is None:
                 return None
             tags = dict(conn.execute(
@@ -164,6 +169,47 @@ class TrackingStore:
         if found.deleted_at is not None and not include_deleted:
             raise NotFound(_deleted_experiment(found))
         return found
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> Experiment:
+        """Give the experiment ``experiment_id`` (an id, not a name) a new name; its runs
+        and grants by the old name are not moved (grants name experiments)."""
+        new_name = experiment_name(new_name)
+        e = t.experiments
+        try:
+            with self.db.write() as conn:
+                result = conn.execute(update(e).where(e.c.experiment_id == experiment_id)
+                                      .values(name=new_name))
+        except SAIntegrityError:
+            raise AlreadyExists(f"experiment {new_name!r} already exists") from None
+        if result.rowcount == 0:
+            raise NotFound(f"no experiment with id {experiment_id!r}")
+        return self.get_experiment(experiment_id, include_deleted=True)
+
+    def set_experiment_tags(self, experiment_id: str, values: Mapping[str, str]) -> None:
+        """Set (insert or replace) tags of the experiment ``experiment_id``."""
+        rows = [{"experiment_id": experiment_id, "key": validate_key("tag", k),
+                 "value": str(v)} for k, v in values.items()]
+        if not rows:
+            return
+        upsert = self.db.upsert(t.experiment_tags)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[t.experiment_tags.c.experiment_id, t.experiment_tags.c.key],
+            set_={"value": upsert.excluded.value})
+        try:
+            with self.db.write() as conn:
+                conn.execute(upsert, rows)
+        except SAIntegrityError:
+            raise NotFound(f"no experiment with id {experiment_id!r}") from None
+
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        et = t.experiment_tags
+        with self.db.write() as conn:
+            result = conn.execute(et.delete().where(et.c.experiment_id == experiment_id,
+                                                    et.c.key == key))
+        if result.rowcount == 0:
+            if self.find_experiment(experiment_id) is None:
+                raise NotFound(f"no experiment with id {experiment_id!r}")
+            raise NotFound(f"experiment {experiment_id} has no tag {key!r}")
 
     def list_experiments(self, *, include_deleted: bool = False) -> list[Experiment]:
         query = select(t.experiments).order_by(t.experiments.c.created_at)
@@ -251,6 +297,18 @@ class TrackingStore:
                 update(t.runs).where(t.runs.c.run_id == run_id)
                 .values(status=status, end_time=ended, error=error)
             )
+        if result.rowcount == 0:
+            raise NotFound(f"no run with id {run_id!r}")
+
+    def set_run_name(self, run_id: str, name: str) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidInput(f"run name must be a non-empty string, got {name!r}")
+        if len(name) > MAX_RUN_NAME_LENGTH:
+            raise InvalidInput(f"run name {name[:40]!r}... is longer than "
+                               f"{MAX_RUN_NAME_LENGTH} characters")
+        with self.db.write() as conn:
+            result = conn.execute(update(t.runs).where(t.runs.c.run_id == run_id)
+                                  .values(name=name))
         if result.rowcount == 0:
             raise NotFound(f"no run with id {run_id!r}")
 
@@ -398,8 +456,15 @@ class TrackingStore:
     ) -> None:
         self.log_batch(run_id, [(key, value, step, timestamp or now_ms())])
 
-    def log_batch(self, run_id: str, points: Iterable[MetricPoint]) -> int:
-        """Append metric points and update the latest values; all or nothing."""
+    def log_batch(self, run_id: str, points: Iterable[MetricPoint], *,
+                  skip_logged: bool = False) -> int:
+        """Append metric points and update the latest values; all or nothing.
+
+        ``skip_logged``: leave out points already stored with the same key, step,
+        timestamp and value (and repeats inside the batch), so that a client retrying a
+        batch whose answer it lost stores each point once (MLflow's store has that
+        uniqueness as its key). One indexed read of the batch's keys over its step range.
+        Returns the number of points written."""
         rows = []
         latest: dict[str, dict[str, Any]] = {}
         checked: set[str] = set()  # a batch repeats a few keys many times: check each once
@@ -421,10 +486,52 @@ class TrackingStore:
             prev = latest.get(key)
             if prev is None or (step, row["timestamp"]) >= (prev["step"], prev["timestamp"]):
                 latest[key] = row
+        if skip_logged and rows:
+            rows = self._unlogged(run_id, rows)
         if not rows:
             return 0
         self._metric_writer.write(run_id, rows, list(latest.values()))
         return len(rows)
+
+    def _unlogged(self, run_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        def identity(key: str, step: int, ts: int, value: float | None, is_nan: bool
+                     ) -> tuple[Any, ...]:
+            return (key, step, ts, None if is_nan else value)
+
+        m = t.metrics
+        keys = sorted({r["key"] for r in rows})
+        steps = [r["step"] for r in rows]
+        with self.db.read() as conn:
+            stored = {identity(*found) for found in conn.execute(
+                select(m.c.key, m.c.step, m.c.timestamp, m.c.value, m.c.is_nan)
+                .where(m.c.run_id == run_id, m.c.key.in_(keys),
+                       m.c.step >= min(steps), m.c.step <= max(steps)))}
+        fresh = []
+        for row in rows:
+            ident = identity(row["key"], row["step"], row["timestamp"], row["value"],
+                             row["is_nan"])
+            if ident not in stored:
+                stored.add(ident)
+                fresh.append(row)
+        return fresh
+
+    def latest_metric_points(self, run_ids: Sequence[str]) -> dict[str, list[Metric]]:
+        """The latest point (value, step, timestamp) of every metric of each run, by run
+        id, keys in order; one indexed read."""
+        if not run_ids:
+            return {}
+        lm = t.latest_metrics
+        found: dict[str, list[Metric]] = {rid: [] for rid in run_ids}
+        ids = {"ids": json.dumps(list(run_ids)) if self.db.dialect == "sqlite"
+               else list(run_ids)}
+        with self.db.read() as conn:
+            for r in conn.execute(
+                select(lm.c.run_id, lm.c.key, lm.c.value, lm.c.is_nan, lm.c.step,
+                       lm.c.timestamp).where(self._in_ids(lm.c.run_id))
+                .order_by(lm.c.run_id, lm.c.key), ids):
+                found[r.run_id].append(Metric(r.key, math.nan if r.is_nan else r.value,
+                                              r.step, r.timestamp))
+        return found
 
     def metric_history(self, run_id: str, key: str) -> list[Metric]:
         m = t.metrics
@@ -476,6 +583,20 @@ class TrackingStore:
                         f"artifact {e.path!r} of run {run_id} already holds different content; "
                         "artifacts are immutable: log under a new path"
                     )
+
+    def forget_artifacts(self, run_id: str, prefix: str) -> int:
+        """Remove the index entries of the run's artifact ``prefix`` (a file, or a
+        directory and everything under it; "" for all); returns how many. The blobs stay
+        until ``ratchet gc`` finds them unreferenced."""
+        a = t.run_artifacts
+        query = a.delete().where(a.c.run_id == run_id)
+        if prefix:
+            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(or_(a.c.path == prefix,
+                                    a.c.path.like(f"{escaped}/%", escape="\\")))
+        self.require_run(run_id)
+        with self.db.write() as conn:
+            return int(conn.execute(query).rowcount)
 
     def list_artifacts(self, run_id: str, prefix: str = "") -> list[ArtifactEntry]:
         a = t.run_artifacts
@@ -559,16 +680,16 @@ class _RunWrite:
         return suppressed
 
 
-_GIVEN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_GIVEN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")  # ids are VARCHAR(32)
 
 
 def given_id(kind: str, value: str | None) -> str | None:
-    """A caller-chosen id, checked: 1-64 characters of [A-Za-z0-9_-], not starting with
+    """A caller-chosen id, checked: 1-32 characters of [A-Za-z0-9_-], not starting with
     ``-`` or ``_`` (ids appear in paths and URIs)."""
     if value is None:
         return None
     if not isinstance(value, str) or not _GIVEN_ID.fullmatch(value):
-        raise InvalidInput(f"{kind} id {value!r}: use 1-64 letters, digits, '_' or '-', "
+        raise InvalidInput(f"{kind} id {value!r}: use 1-32 letters, digits, '_' or '-', "
                            "starting with a letter or digit")
     return value
 
