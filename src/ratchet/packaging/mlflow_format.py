@@ -58,6 +58,8 @@ XGBOOST_CLASSES = {
 }
 LIGHTGBM_BOOSTER = "lightgbm.basic.Booster"
 _PICKLE_FORMATS = ("pickle", "cloudpickle")
+# Datetimes without a zone (pandas 3 infers microseconds); MLflow's "datetime" has no zone.
+_NAIVE_DATETIMES = frozenset(f"datetime64[{unit}]" for unit in ("s", "ms", "us", "ns"))
 
 # MLflow ColSpec types -> ratchet dtype names (ratchet.columns).
 _FROM_MLFLOW = {
@@ -191,7 +193,7 @@ def _mlflow_type(dtype: str, nullable: bool, categories: Any) -> str | None:
         _looks_numeric(c) for c in categories
     ):
         return "string"  # categories of numbers are cast back to numbers by ratchet
-    if dtype == "datetime64[ns]":
+    if dtype in _NAIVE_DATETIMES:
         return "datetime"
     return None
 
