@@ -128,25 +128,26 @@ def test_experiments_delete_restore_rename_and_tags(mlflow: Mlflow,
     assert mlflow.get_run(run_id)["info"]["lifecycle_stage"] == "active"
     assert workspace.stores.tracking.get_experiment(exp_id).deleted_at is None
     tracking = workspace.stores.tracking
-    if hasattr(tracking, "rename_experiment"):
-        mlflow.post("experiments/update", {"experiment_id": exp_id, "new_name": "new"})
-        assert tracking.get_experiment(exp_id).name == "new"
-    else:
-        assert "cannot rename" in mlflow.error(
-            "POST", "experiments/update", {"experiment_id": exp_id, "new_name": "new"}, 400,
-            "INVALID_PARAMETER_VALUE")
-    mlflow.post("experiments/update", {"experiment_id": exp_id,
-                                       "new_name": tracking.get_experiment(exp_id).name})
-    if hasattr(tracking, "set_experiment_tags"):
-        mlflow.post("experiments/set-experiment-tag",
-                    {"experiment_id": exp_id, "key": "k", "value": "v"})
-        assert tracking.get_experiment(exp_id).tags == {"k": "v"}
-        mlflow.post("experiments/delete-experiment-tag", {"experiment_id": exp_id, "key": "k"})
-        assert tracking.get_experiment(exp_id).tags == {}
-    else:
-        assert "not supported" in mlflow.error(
-            "POST", "experiments/set-experiment-tag",
-            {"experiment_id": exp_id, "key": "k", "value": "v"}, 400, "INVALID_PARAMETER_VALUE")
+    mlflow.post("experiments/update", {"experiment_id": exp_id, "new_name": "new"})
+    assert tracking.get_experiment(exp_id).name == "new"
+    assert mlflow.get("experiments/get", {"experiment_id": exp_id})["experiment"]["name"] \
+        == "new"
+    mlflow.post("experiments/update", {"experiment_id": exp_id, "new_name": "new"})
+    mlflow.experiment("taken")
+    mlflow.error("POST", "experiments/update", {"experiment_id": exp_id, "new_name": "taken"},
+                 400, "RESOURCE_ALREADY_EXISTS")
+    mlflow.post("experiments/set-experiment-tag",
+                {"experiment_id": exp_id, "key": "k", "value": "v"})
+    mlflow.post("experiments/set-experiment-tag",
+                {"experiment_id": exp_id, "key": "k", "value": "w"})
+    assert tracking.get_experiment(exp_id).tags == {"k": "w"}
+    mlflow.post("experiments/delete-experiment-tag", {"experiment_id": exp_id, "key": "k"})
+    assert tracking.get_experiment(exp_id).tags == {}
+    mlflow.error("POST", "experiments/delete-experiment-tag",
+                 {"experiment_id": exp_id, "key": "k"}, 404, "RESOURCE_DOES_NOT_EXIST")
+    mlflow.error("POST", "experiments/set-experiment-tag",
+                 {"experiment_id": "nope", "key": "k", "value": "v"}, 404,
+                 "RESOURCE_DOES_NOT_EXIST")
 
 
 def test_search_experiments_filters_orders_pages_and_views(mlflow: Mlflow) -> None:
@@ -211,6 +212,14 @@ def test_a_run_from_mlflow_is_a_ratchet_run_with_its_code_version(
     got = mlflow.get_run(info["run_id"])
     assert got["info"]["run_name"] == "second"
     assert _tags(got["data"])["mlflow.runName"] == "second"
+    assert workspace.stores.tracking.get_run(info["run_id"]).name == "second"
+    mlflow.post("runs/set-tag", {"run_id": info["run_id"], "key": "mlflow.runName",
+                                 "value": "third"})
+    assert workspace.stores.tracking.get_run(info["run_id"]).name == "third"
+    workspace.stores.tracking.set_run_name(info["run_id"], "fourth")  # ratchet's side
+    got = mlflow.get_run(info["run_id"])
+    assert got["info"]["run_name"] == "fourth"
+    assert _tags(got["data"])["mlflow.runName"] == "fourth"
     mlflow.error("GET", "runs/get", {"run_id": "missing"}, 404, "RESOURCE_DOES_NOT_EXIST")
     mlflow.error("GET", "runs/get", {}, 400, "INVALID_PARAMETER_VALUE")
     mlflow.error("POST", "runs/create", {"experiment_id": "nope"}, 404,
@@ -376,6 +385,9 @@ def test_search_runs_with_mlflows_grammar_order_and_pages(mlflow: Mlflow) -> Non
     assert names({"filter": "metrics.auc > 0.15 and params.p = 'even'"}) == ["r4", "r2"]
     assert names({"filter": "attributes.status = 'FINISHED'"}) == ["r1"]
     assert names({"filter": "tags.mlflow.runName = 'r3'"}) == ["r3"]
+    mlflow.post("runs/update", {"run_id": ids[2], "run_name": "renamed"})
+    assert names({"filter": "tags.mlflow.runName = 'renamed'"}) == ["renamed"]
+    mlflow.post("runs/update", {"run_id": ids[2], "run_name": "r2"})
     assert names({"filter": f"attributes.run_id IN ('{ids[0]}', '{ids[2]}')",
                   "order_by": ["attributes.start_time ASC"]}) == ["r0", "r2"]
     assert names({"order_by": ["metrics.auc DESC"], "max_results": 2}) == ["r4", "r3"]

@@ -69,16 +69,11 @@ def ratchet_status(status: str) -> str:
     return found
 
 
-def run_name(run: Run) -> str:
-    """The run's name as MLflow shows it: a rename through MLflow lives in the tag."""
-    return run.tags.get(RUN_NAME_TAG) or run.name
-
-
 def run_info(run: Run) -> dict[str, Any]:
     return message(
         run_id=run.run_id,
         run_uuid=run.run_id,
-        run_name=run_name(run),
+        run_name=run.name,
         experiment_id=run.experiment_id,
         user_id=run.code.user or "",
         status=mlflow_status(run.status),
@@ -97,7 +92,7 @@ def metric(point: Metric) -> dict[str, Any]:
 def run_tags(run: Run) -> dict[str, str]:
     """The run's tags plus the ones MLflow derives from ratchet's columns."""
     tags = dict(run.tags)
-    tags.setdefault(RUN_NAME_TAG, run.name)
+    tags[RUN_NAME_TAG] = run.name  # the run's name is the truth (renamed on either side)
     if run.parent_run_id:
         tags.setdefault("mlflow.parentRunId", run.parent_run_id)
     if run.code.user:
@@ -180,4 +175,4 @@ def _tag_map(value: Any, where: str) -> dict[str, str]:
 __all__ = ["CONTEXT_TAG", "RUN_NAME_TAG", "STATUS_FROM_MLFLOW", "STATUS_TO_MLFLOW",
            "dataset_input", "experiment", "experiment_artifact_location", "lifecycle_stage",
            "metric", "mlflow_dataset_input", "mlflow_status", "ratchet_status", "run",
-           "run_info", "run_name", "run_tags"]
+           "run_info", "run_tags"]

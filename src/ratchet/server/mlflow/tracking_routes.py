@@ -8,14 +8,13 @@ Searches answer only what the caller may read.
 
 MLflow's client retries a POST after a 429 or 5xx, so metric points are written once:
 points identical to stored ones (key, step, timestamp, value) are skipped, as MLflow's
-primary key over them does (``_unlogged``). Params already logged with the same value
+primary key over them does (``log_batch(skip_logged=True)``). Params already logged with the same value
 are accepted again; a changed value is INVALID_PARAMETER_VALUE.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +37,7 @@ from ratchet.server.mlflow.requests import (
     require_experiment,
 )
 from ratchet.server.permissions import client_address, declare, principal
-from ratchet.store.records import CodeVersion, Experiment, Metric, Run
+from ratchet.store.records import CodeVersion, Experiment, Metric
 
 if TYPE_CHECKING:
     from ratchet.store.tracking_store import TrackingStore
@@ -56,8 +55,6 @@ MAX_BULK_RESULTS_PER_RUN = 2500
 MAX_EXPERIMENT_RESULTS = 50_000
 DEFAULT_EXPERIMENT_RESULTS = 1000
 LOGGED_MODELS_TAG = "mlflow.log-model.history"
-# A window of this many rows comes back raw from metric_window (its MAX_POINTS).
-_WINDOW_POINTS = 10_000
 VIEW_TYPES = ("ACTIVE_ONLY", "DELETED_ONLY", "ALL")
 # Tags MLflow's client sets that ratchet also keeps in a run's columns.
 _CODE_TAGS = {"mlflow.user": "user", "mlflow.source.name": "entry_point",
@@ -183,11 +180,7 @@ def router(workspace: Workspace) -> Any:
         require_experiment(request, "write", exp.name)
         require_experiment(request, "write", new_name)
         if new_name != exp.name:
-            rename = getattr(tracking, "rename_experiment", None)
-            if rename is None:
-                raise invalid(f"experiment {exp.name!r} cannot be renamed to {new_name!r}: "
-                              "this ratchet server cannot rename experiments")
-            rename(exp.experiment_id, new_name)
+            tracking.rename_experiment(exp.experiment_id, new_name)
             audit(request, "rename_experiment", exp.name)
         return reply({})
 
@@ -195,9 +188,9 @@ def router(workspace: Workspace) -> Any:
     def set_experiment_tag(request: Request, fields: Fields = Depends(_fields)
                            ) -> Response:
         exp = experiment_by_id(workspace, fields.required("experiment_id"))
-        key, value = fields.required("key"), fields.string("value", default="")
+        key, value = fields.required("key"), fields.string("value") or ""
         require_experiment(request, "write", exp.name)
-        _experiment_tags_store(tracking).set_experiment_tags(exp.experiment_id, {key: value})
+        tracking.set_experiment_tags(exp.experiment_id, {key: value})
         return reply({})
 
     @api.post(f"{API}/experiments/delete-experiment-tag", openapi_extra=declare("write"))
@@ -206,7 +199,7 @@ def router(workspace: Workspace) -> Any:
         exp = experiment_by_id(workspace, fields.required("experiment_id"))
         key = fields.required("key")
         require_experiment(request, "write", exp.name)
-        _experiment_tags_store(tracking).delete_experiment_tag(exp.experiment_id, key)
+        tracking.delete_experiment_tag(exp.experiment_id, key)
         return reply({})
 
     # ------------------------------------------------------------------ runs
@@ -253,7 +246,8 @@ def router(workspace: Workspace) -> Any:
         run_id = _run_id(fields)
         run_experiment(request, run_id, "read")
         run = tracking.get_run(run_id, include_deleted=True)
-        return reply({"run": msg.run(run, latest_points(tracking, run))})
+        latest = tracking.latest_metric_points([run_id])[run_id]
+        return reply({"run": msg.run(run, latest)})
 
     @api.post(f"{API}/runs/delete", openapi_extra=declare("write"))
     def delete_run(request: Request, fields: Fields = Depends(_fields)) -> Response:
@@ -276,7 +270,7 @@ def router(workspace: Workspace) -> Any:
         run_id = _run_id(fields)
         point = _metric_point(fields, "")
         run_experiment(request, run_id, "write")
-        write_points(tracking, run_id, [point])
+        tracking.log_batch(run_id, [point], skip_logged=True)
         return reply({})
 
     @api.post(f"{API}/runs/log-parameter", openapi_extra=declare("write"))
@@ -323,7 +317,7 @@ def router(workspace: Workspace) -> Any:
         if param_values:
             tracking.log_params(run_id, param_values)
         if points:
-            write_points(tracking, run_id, points)
+            tracking.log_batch(run_id, points, skip_logged=True)
         if tag_values:
             new_name = tag_values.pop(msg.RUN_NAME_TAG, None)
             if new_name:
@@ -382,8 +376,9 @@ def router(workspace: Workspace) -> Any:
             raise invalid(str(exc)) from None
         if view == "DELETED_ONLY":  # the store lists active and deleted together
             runs = [r for r in runs if r.deleted_at is not None]
-        return reply(message(runs=[msg.run(r, latest_points(tracking, r)) for r in runs],
-                                    next_page_token=token))
+        latest = tracking.latest_metric_points([r.run_id for r in runs])
+        return reply(message(runs=[msg.run(r, latest[r.run_id]) for r in runs],
+                             next_page_token=token))
 
     @api.post(f"{API}/runs/search", openapi_extra=declare("read"))
     def search_runs_post(request: Request, fields: Fields = Depends(_fields)
@@ -479,19 +474,10 @@ def _experiment_named(workspace: Workspace, name: str) -> Experiment | None:
     return None
 
 
-def _experiment_tags_store(tracking: TrackingStore) -> Any:
-    if not hasattr(tracking, "set_experiment_tags"):
-        raise invalid("setting or deleting an experiment's tags after it was created is not "
-                      "supported by this server yet")
-    return tracking
-
-
 def _rename_run(tracking: TrackingStore, run_id: str, name: str) -> None:
-    """MLflow's run name lives in the ``mlflow.runName`` tag as well as the run."""
-    rename = getattr(tracking, "set_run_name", None)
-    if rename is not None:
-        rename(run_id, name)
-    tracking.set_tags(run_id, {msg.RUN_NAME_TAG: name})
+    """MLflow's ``mlflow.runName`` tag is the run's name: ratchet keeps it in the run
+    (answered as the tag), so a rename from either side shows on both."""
+    tracking.set_run_name(run_id, name)
 
 
 def _view_type(fields: Fields, name: str) -> str:
@@ -640,64 +626,4 @@ def sampled_history(history: Sequence[Metric], max_steps: int, start: int | None
     return sorted((p for p in inside if p.step in wanted), key=lambda p: (p.step, p.timestamp))
 
 
-def latest_points(tracking: TrackingStore, run: Run) -> list[Metric]:
-    """The latest point (highest step, then newest timestamp) of each of the run's
-    metrics: what ``Run.metrics`` holds the value of, with its step and timestamp."""
-    points = []
-    for key in run.metrics:
-        history = tracking.metric_history(run.run_id, key)
-        if history:
-            points.append(max(history, key=lambda p: (p.step, p.timestamp)))
-    return points
-
-
-def write_points(tracking: TrackingStore, run_id: str,
-                 points: Sequence[tuple[str, float, int, int]]) -> int:
-    """Log the points that are not stored yet (a retried call writes nothing twice)."""
-    fresh = _unlogged(tracking, run_id, points)
-    return tracking.log_batch(run_id, fresh) if fresh else 0
-
-
-def _same(a: float, b: float) -> bool:
-    return a == b or (math.isnan(a) and math.isnan(b))
-
-
-def _unlogged(tracking: TrackingStore, run_id: str,
-              points: Sequence[tuple[str, float, int, int]]) -> list[tuple[str, float, int, int]]:
-    """``points`` minus those already stored and repeats within ``points``.
-
-    Per key, one indexed range read over the batch's steps (``metric_window``) rules out
-    a stored twin in the common case (new steps); only when a stored point has the same
-    step and value is the key's history read to compare timestamps."""
-    seen: set[tuple[str, float | str, int, int]] = set()
-    unique = []
-    for key, value, step, ts in points:
-        ident = (key, "nan" if math.isnan(value) else value, step, ts)
-        if ident not in seen:
-            seen.add(ident)
-            unique.append((key, value, step, ts))
-    by_key: dict[str, list[tuple[str, float, int, int]]] = {}
-    for point in unique:
-        by_key.setdefault(point[0], []).append(point)
-    fresh = []
-    for key, batch in by_key.items():
-        steps = [p[2] for p in batch]
-        window = tracking.metric_window(run_id, key, points=_WINDOW_POINTS,
-                                        start_step=min(steps), end_step=max(steps))
-        if window.count == 0:
-            fresh.extend(batch)
-            continue
-        if not window.downsampled:
-            stored = [(b.step, b.first) for b in window.buckets]
-            if not any(s == p[2] and _same(v, p[1]) for p in batch for s, v in stored):
-                fresh.extend(batch)
-                continue
-        logged = {(m.step, m.timestamp, "nan" if math.isnan(m.value) else m.value)
-                  for m in tracking.metric_history(run_id, key)}
-        fresh.extend(p for p in batch
-                     if (p[2], p[3], "nan" if math.isnan(p[1]) else p[1]) not in logged)
-    order = {p: i for i, p in enumerate(unique)}
-    return sorted(fresh, key=lambda p: order[p])
-
-
-__all__ = ["artifact_listing", "latest_points", "router", "sampled_history", "write_points"]
+__all__ = ["artifact_listing", "router", "sampled_history"]
