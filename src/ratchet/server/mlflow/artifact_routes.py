@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request, Response
 
 from ratchet.errors import BadRequest, Conflict
-from ratchet.server.mlflow.locations import parse_location
+from ratchet.server.mlflow.locations import LOGGED_MODELS_DIR, parse_location
 from ratchet.server.mlflow.protocol import MlflowError, invalid, message, missing
 from ratchet.server.mlflow.requests import experiment_by_id, reply, require_experiment
 
@@ -141,6 +141,13 @@ def router(workspace: Workspace) -> APIRouter:
                           "artifacts[/<dir>]")
         target = resolve(workspace, request, path, "read")
         entries = workspace.stores.tracking.list_artifacts(target.run_id, prefix=target.path)
+        if target.where.startswith("run ") and any(
+                e.path.startswith(f"{LOGGED_MODELS_DIR}/") for e in entries):
+            # A logged model's files live in its holder run but are the model's, as in
+            # MLflow 3: listed (and downloaded) through the model's own URI.
+            held = tuple(f"{m.artifact_path}/" for m in
+                         workspace.stores.logged_models.models_of_run(target.run_id))
+            entries = [e for e in entries if not e.path.startswith(held)]
         return reply(message(files=children(entries, target.path)))
 
     @router.delete(ARTIFACTS + "/{path:path}", openapi_extra=declare("write"))
