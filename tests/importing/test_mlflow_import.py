@@ -163,7 +163,7 @@ def test_file_store_records(store: Path) -> None:
     assert len(points) == 6
     nan = [p for p in points if p[0] == "eval/acc" and math.isnan(p[1])]
     assert len(nan) == 2
-    assert [p for page in source.metric_points(RUN, ["loss"]) for p in page][0] == (
+    assert next(p for page in source.metric_points(RUN, ["loss"]) for p in page) == (
         "loss", 1.0, 0, 1000)
     (model,) = source.registered_models()
     assert (model.name, model.description, model.tags, model.aliases) == (
