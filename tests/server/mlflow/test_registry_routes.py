@@ -5,7 +5,7 @@ error codes and statuses, and per-model / per-experiment permissions."""
 
 from __future__ import annotations
 
-import importlib.util
+import json
 from pathlib import Path
 from typing import Any
 
@@ -123,14 +123,13 @@ def test_model_tags_set_and_delete(api: Api, workspace: Workspace) -> None:
                      value="v") == (404, "RESOURCE_DOES_NOT_EXIST")
     assert api.error("POST", "registered-models/set-tag", name="churn",
                      key=SOURCE_TAG, value="x") == (400, "INVALID_PARAMETER_VALUE")
-    status, body = api.call("DELETE", "registered-models/delete-tag", name="churn", key="k")
-    if hasattr(workspace.stores.registry, "delete_registered_model_tag"):
-        assert status == 200
-        assert workspace.stores.registry.get_registered_model("churn").tags == {}
-    else:  # the store cannot delete tags yet: a clear 501, not a silent success
-        assert (status, body["error_code"]) == (501, "NOT_IMPLEMENTED")
+    api.ok("DELETE", "registered-models/delete-tag", name="churn", key="k")
+    assert workspace.stores.registry.get_registered_model("churn").tags == {}
+    api.ok("DELETE", "registered-models/delete-tag", name="churn", key="absent")  # as MLflow
+    assert api.error("DELETE", "registered-models/delete-tag", name="nope", key="k") == (
+        404, "RESOURCE_DOES_NOT_EXIST")
     assert api.error("DELETE", "registered-models/delete-tag", name="churn",
-                     key="absent") == (404, "RESOURCE_DOES_NOT_EXIST")
+                     key=SOURCE_TAG) == (400, "INVALID_PARAMETER_VALUE")
 
 
 def test_delete_registered_model(api: Api, workspace: Workspace) -> None:
@@ -170,6 +169,44 @@ def test_create_version_from_each_source_form(api: Api, workspace: Workspace) ->
     assert uri == {"artifact_uri": source}
     model = api.ok("GET", "registered-models/get", name="churn")["registered_model"]
     assert [v["version"] for v in model["latest_versions"]] == ["2"]
+
+
+def test_create_version_from_a_logged_model(api: Api, workspace: Workspace) -> None:
+    """MLflow 3: source models:/<model_id> with model_id; the files are the holder run's
+    artifacts models/<model_id>/..."""
+    tracking = workspace.client(TrackingClient)
+    exp = tracking.create_experiment("lm")
+    run = tracking.create_run(exp.name)
+    logged = workspace.stores.logged_models.create(exp.experiment_id, name="clf",
+                                                   source_run_id=run.run_id)
+    model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+    workspace.client(RegistryClient).log_model(logged.artifact_run_id, model,
+                                               artifact_path=logged.artifact_path)
+    mid = logged.model_id
+    made = api.ok("POST", "model-versions/create", name="lm", source=f"models:/{mid}",
+                  model_id=mid)["model_version"]
+    assert made["model_id"] == mid and made["source"] == f"models:/{mid}"
+    assert made["run_id"] == run.run_id  # as MLflow: the run the model was logged from
+    version = workspace.stores.registry.get_model_version("lm", 1)
+    assert (version.run_id, version.artifact_path) == (logged.artifact_run_id,
+                                                       f"models/{mid}")
+    assert json.loads(workspace.stores.logged_models.get(mid).tags["mlflow.modelVersions"]
+                      ) == [{"name": "lm", "version": "1"}]
+    uri = api.ok("GET", "model-versions/get-download-uri", name="lm", version="1")
+    assert uri["artifact_uri"] == (f"mlflow-artifacts:/{exp.experiment_id}/"
+                                   f"{logged.artifact_run_id}/artifacts/models/{mid}")
+    second = api.ok("POST", "model-versions/create", name="lm", model_id=mid,
+                    source=f"mlflow-artifacts:/{exp.experiment_id}/models/{mid}/artifacts",
+                    run_id=run.run_id, description="again")["model_version"]
+    assert second["version"] == "2" and second["model_id"] == mid
+    assert json.loads(workspace.stores.logged_models.get(mid).tags["mlflow.modelVersions"]
+                      ) == [{"name": "lm", "version": "1"}, {"name": "lm", "version": "2"}]
+    assert workspace.client(RegistryClient).download("models:/lm/2").is_dir()
+    assert api.error("POST", "model-versions/create", name="lm", source=f"models:/{mid}",
+                     model_id="m-0123") == (400, "INVALID_PARAMETER_VALUE")
+    assert api.error("POST", "model-versions/create", name="lm",
+                     source="models:/m-ffffffffffffffffffffffffffffffff") == (
+        404, "RESOURCE_DOES_NOT_EXIST")
 
 
 def test_create_version_retried_does_not_make_two(api: Api, workspace: Workspace) -> None:
@@ -226,8 +263,6 @@ def test_source_must_match_run_and_hold_a_model(api: Api, workspace: Workspace) 
                      source=f"runs:/{run_id}/data") == (400, "INVALID_PARAMETER_VALUE")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ratchet.packaging.mlflow_format") is None,
-                    reason="ratchet.packaging.mlflow_format is not written yet")
 def test_mlflow_format_model_gets_a_ratchet_manifest(api: Api, workspace: Workspace) -> None:
     import pickle
 
@@ -268,6 +303,11 @@ def test_version_update_delete_and_tags(api: Api, workspace: Workspace) -> None:
     assert got["tags"] == [{"key": "k", "value": "v"}]
     assert api.error("POST", "model-versions/set-tag", name="churn", version="1",
                      key=SOURCE_TAG, value="s3://x") == (400, "INVALID_PARAMETER_VALUE")
+    api.ok("DELETE", "model-versions/delete-tag", name="churn", version="1", key="k")
+    assert workspace.stores.registry.get_model_version("churn", 1).tags.get("k") is None
+    assert api.error("DELETE", "model-versions/delete-tag", name="churn", version="1",
+                     key=SOURCE_TAG) == (400, "INVALID_PARAMETER_VALUE")
+    assert workspace.stores.registry.get_model_version("churn", 1).tags[SOURCE_TAG]
     for bad in ("x", "0", "-1", "1.5", ""):
         assert api.error("GET", "model-versions/get", name="churn", version=bad) == (
             400, "INVALID_PARAMETER_VALUE"), bad
@@ -347,6 +387,10 @@ def test_search_registered_models_filter_order_and_pages(api: Api) -> None:
     assert names(filter="name = 'fraud'") == ["fraud"]
     assert names(filter="tags.team = 'risk'") == ["churn-a", "fraud"]
     assert names(filter="tags.`team` = 'risk' AND name != 'fraud'") == ["churn-a"]
+    # what MLflow's clients add to every search: models without the tag are no prompts
+    assert names(filter="name LIKE 'churn%' AND tag.`mlflow.prompt.is_prompt` != 'true'"
+                 ) == ["churn-a", "churn-b"]
+    assert names(filter="tags.`mlflow.prompt.is_prompt` = 'true'") == []
     assert names(order_by="name DESC") == ["fraud", "churn-b", "churn-a"]
     assert names(order_by="timestamp DESC")[0] == "fraud"
     first = api.ok("GET", "registered-models/search", max_results=2)

@@ -18,7 +18,6 @@ MLflow's ``MLmodel``).
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 from dataclasses import dataclass
@@ -56,6 +55,7 @@ class ModelFiles:
     artifact_path: str
     experiment_id: str
     model_id: str | None = None
+    source_run_id: str | None = None  # a logged model's: the run it was logged from
 
     @property
     def download_uri(self) -> str:
@@ -133,19 +133,33 @@ def _run_files(workspace: Workspace, run_id: str, relpath: str, source: str) -> 
 
 def _logged_model_files(workspace: Workspace, model_id: str, relpath: str) -> ModelFiles:
     """A logged model's files in its holder run (``models/<model_id>/...``)."""
-    store = getattr(workspace.stores, "logged_models", None)
-    if store is None:
-        raise invalid(f"logged model {model_id!r}: this server does not hold MLflow 3 logged "
-                      "models yet; register the model's runs:/ source instead")
-    record = store.get(model_id)  # NotFound when there is no such model
-    base = str(record.artifact_path or logged_model_run_path(model_id)).strip("/")
+    record = workspace.stores.logged_models.get(model_id)  # NotFound: no such model
+    base = (record.artifact_path or logged_model_run_path(model_id)).strip("/")
     path = f"{base}/{relpath}" if relpath else base
     try:
         path = normalize_artifact_path(path)
     except InvalidInput as exc:
         raise invalid(f"logged model {model_id!r}: {exc}") from None
-    return ModelFiles(str(record.artifact_run_id), path, str(record.experiment_id),
-                      model_id=model_id)
+    return ModelFiles(record.artifact_run_id, path, record.experiment_id, model_id=model_id,
+                      source_run_id=record.source_run_id)
+
+
+MODEL_VERSIONS_TAG = "mlflow.modelVersions"  # on a logged model: the versions made of it
+
+
+def note_registration(workspace: Workspace, model_id: str, name: str, version: int) -> None:
+    """List the new version on its logged model, as MLflow's server does (its UI shows a
+    logged model's registered versions from this tag)."""
+    store = workspace.stores.logged_models
+    entry = {"name": name, "version": str(version)}
+    try:
+        listed = json.loads(store.get(model_id).tags.get(MODEL_VERSIONS_TAG) or "[]")
+    except ValueError:
+        listed = []
+    if not isinstance(listed, list):
+        listed = []
+    if entry not in listed:
+        store.set_tags(model_id, {MODEL_VERSIONS_TAG: json.dumps([*listed, entry])})
 
 
 # ---------------------------------------------------------------------------- manifest
@@ -163,7 +177,8 @@ def prepare_model(workspace: Workspace, files: ModelFiles, where: str) -> Prepar
     if MANIFEST_FILENAME in names:
         manifest = _manifest_from(workspace, names[MANIFEST_FILENAME], where)
     elif MLMODEL_FILENAME in names:
-        manifest, entry = _write_manifest(workspace, files, names[MLMODEL_FILENAME], where)
+        manifest, entry = _write_manifest(workspace, files, names[MLMODEL_FILENAME],
+                                          list(names), where)
         names[MANIFEST_FILENAME] = entry
     else:
         raise invalid(f"{where}: {files.artifact_path!r} of run {files.run_id} holds no model "
@@ -185,9 +200,11 @@ def _manifest_from(workspace: Workspace, entry: ArtifactEntry, where: str) -> di
 
 
 def _write_manifest(workspace: Workspace, files: ModelFiles, mlmodel: ArtifactEntry,
-                    where: str) -> tuple[dict[str, Any], ArtifactEntry]:
-    manifest = _manifest_for_mlflow_model(_read_text(workspace, mlmodel, where),
-                                          f"{where}: {mlmodel.path}")
+                    present: list[str], where: str) -> tuple[dict[str, Any], ArtifactEntry]:
+    from ratchet.packaging.mlflow_format import manifest_for_mlflow_model
+
+    manifest = manifest_for_mlflow_model(_read_text(workspace, mlmodel, where),
+                                         f"{where}: {mlmodel.path}", present)
     data = manifest.to_json().encode("utf-8")
     blob = workspace.blobs.put_bytes(data)
     entry = ArtifactEntry(f"{files.artifact_path}/{MANIFEST_FILENAME}", blob.digest, blob.size)
@@ -200,16 +217,6 @@ def _write_manifest(workspace: Workspace, files: ModelFiles, mlmodel: ArtifactEn
                 return _manifest_from(workspace, found, where), found
         raise
     return json.loads(data), entry
-
-
-def _manifest_for_mlflow_model(mlmodel_text: str, where: str) -> Any:
-    """``ratchet.packaging.mlflow_format.manifest_for_mlflow_model`` (imported when first
-    needed: it is heavy, and it is being written alongside)."""
-    try:
-        module = importlib.import_module("ratchet.packaging.mlflow_format")
-    except ImportError:
-        raise invalid(f"{where}: this server cannot read MLflow-format models yet") from None
-    return module.manifest_for_mlflow_model(mlmodel_text, where)
 
 
 def _read_text(workspace: Workspace, entry: ArtifactEntry, where: str) -> str:
@@ -225,5 +232,5 @@ def _read_text(workspace: Workspace, entry: ArtifactEntry, where: str) -> str:
                       "store") from None
 
 
-__all__ = ["MANIFEST_FILENAME", "MLMODEL_FILENAME", "ModelFiles", "PreparedModel",
-           "prepare_model", "resolve_source"]
+__all__ = ["MANIFEST_FILENAME", "MLMODEL_FILENAME", "MODEL_VERSIONS_TAG", "ModelFiles",
+           "PreparedModel", "note_registration", "prepare_model", "resolve_source"]

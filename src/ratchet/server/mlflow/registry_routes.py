@@ -28,7 +28,12 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from ratchet.clock import now_ms
 from ratchet.errors import NotFound
-from ratchet.server.mlflow.model_sources import ModelFiles, prepare_model, resolve_source
+from ratchet.server.mlflow.model_sources import (
+    ModelFiles,
+    note_registration,
+    prepare_model,
+    resolve_source,
+)
 from ratchet.server.mlflow.protocol import Fields, MlflowError, invalid, missing
 from ratchet.server.mlflow.registry_messages import (
     MLFLOW_STAGES,
@@ -61,9 +66,9 @@ if TYPE_CHECKING:
 
 PREFIX = "/api/2.0/mlflow"
 ALIAS_REASON = "via MLflow API"
-# A retried create-model-version (same source, run and caller) within this window returns
+# A retried create-model-version (the same request from the same caller) within this window returns
 # the version the first attempt made instead of a second one.
-RETRY_WINDOW_MS = 60_000
+RETRY_WINDOW_MS = 10_000
 
 MODELS_MAX_RESULTS_DEFAULT, MODELS_MAX_RESULTS_LIMIT = 100, 1000
 VERSIONS_MAX_RESULTS_DEFAULT, VERSIONS_MAX_RESULTS_LIMIT = 10_000, 200_000
@@ -180,10 +185,8 @@ def router(workspace: Workspace) -> APIRouter:
         name = fields.required("name")
         key = _visible_key(fields)
         require_model(request, "write", name)
-        model = _model(registry, name)
-        if key not in model.tags:
-            raise missing(f"No tag with name: {key} in model {name!r}")
-        _store_call(registry, "delete_registered_model_tag")(name, key)
+        _model(registry, name)
+        registry.delete_registered_model_tag(name, key)  # an absent key: no error (MLflow)
         return reply({})
 
     # ------------------------------------------------------------ aliases
@@ -243,13 +246,16 @@ def router(workspace: Workspace) -> APIRouter:
         hidden = {SOURCE_TAG: source}
         if files.model_id is not None:
             hidden[MODEL_ID_TAG] = files.model_id
-            if run_id:
-                hidden[RUN_ID_TAG] = run_id
+            # as MLflow's server: without a run_id, the run the model was logged from
+            if run_id or files.source_run_id:
+                hidden[RUN_ID_TAG] = run_id or files.source_run_id or ""
         version = registry.create_model_version(
             name, run_id=files.run_id, artifact_path=files.artifact_path,
             content_hash=prepared.content_hash, flavor=prepared.flavor,
             manifest=prepared.manifest, description=description,
             created_by=who, tags={**tags, **hidden})
+        if files.model_id is not None:
+            note_registration(workspace, files.model_id, name, version.version)
         return reply({"model_version": model_version_message(version)})
 
     @routes.get(f"{PREFIX}/model-versions/get", openapi_extra=declare("read"))
@@ -333,10 +339,8 @@ def router(workspace: Workspace) -> APIRouter:
         name, version = fields.required("name"), _version(fields)
         key = _visible_key(fields)
         require_model(request, "write", name)
-        found = _model_version(registry, name, version)
-        if key not in found.tags:
-            raise missing(f"No tag with name: {key} for model version {name!r} {version}")
-        _store_call(registry, "delete_model_version_tag")(name, version, key)
+        _model_version(registry, name, version)
+        registry.delete_model_version_tag(name, version, key)  # an absent key: no error
         return reply({})
 
     @routes.post(f"{PREFIX}/model-versions/transition-stage", openapi_extra=declare("write"))
@@ -465,15 +469,6 @@ def _max_results(fields: Fields, default: int, limit: int) -> int:
     return value
 
 
-def _store_call(registry: RegistryStore, method: str) -> Callable[..., Any]:
-    """A registry store method this server version may not have yet (tag deletion)."""
-    found = getattr(registry, method, None)
-    if found is None:
-        raise MlflowError("NOT_IMPLEMENTED", f"deleting tags is not supported by this server "
-                          f"yet ({method}); set the tag to an empty value instead")
-    return found
-
-
 def _without_empty(payload: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in payload.items() if v not in (None, "", [])}
 
@@ -488,6 +483,7 @@ MODEL_ORDER_KEYS = {"name": "name", "creation_timestamp": "creation_timestamp",
 VERSION_ORDER_KEYS = {"name": "name", "version_number": "version_number",
                       "creation_timestamp": "creation_timestamp",
                       "last_updated_timestamp": "last_updated_timestamp"}
+PROMPT_TAG = "mlflow.prompt.is_prompt"
 STRING_OPS = frozenset({"=", "!=", "LIKE", "ILIKE", "IN", "NOT IN"})
 NUMBER_OPS = frozenset({"=", "!=", "<", "<=", ">", ">="})
 TAG_OPS = frozenset({"=", "!=", "LIKE", "ILIKE"})
@@ -637,13 +633,21 @@ def _unquote(raw: str) -> str:
     return re.sub(r"\\(.)", r"\1", body)
 
 
+def _tag_value(tags: dict[str, str], key: str) -> str | None:
+    if is_hidden_tag(key):
+        return None
+    # MLflow's clients add "tags.`mlflow.prompt.is_prompt` != 'true'" to every search: a
+    # model without the tag is no prompt (MLflow's server reads it so too).
+    return tags.get(key, "false" if key == PROMPT_TAG else None)
+
+
 def _model_value(model: RegisteredModel, term: Term) -> str | int | None:
-    return model.tags.get(term.key) if term.kind == "tag" else model.name
+    return _tag_value(model.tags, term.key) if term.kind == "tag" else model.name
 
 
 def _version_value(version: ModelVersion, term: Term) -> str | int | None:
     if term.kind == "tag":
-        return None if is_hidden_tag(term.key) else version.tags.get(term.key)
+        return _tag_value(version.tags, term.key)
     values: dict[str, str | int | None] = {
         "name": version.name, "run_id": version_run_id(version),
         "source_path": version_source(version), "version_number": version.version}
