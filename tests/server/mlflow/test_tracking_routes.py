@@ -300,6 +300,32 @@ def test_retried_metric_writes_store_each_point_once(mlflow: Mlflow,
     assert len(history["metrics"]) == 51 and "next_page_token" not in history
 
 
+def test_metrics_sent_with_a_model_id_are_the_logged_models_too(
+        mlflow: Mlflow, workspace: Workspace) -> None:
+    exp_id = mlflow.experiment("e")
+    run_id = mlflow.run(exp_id)["info"]["run_id"]
+    models = workspace.stores.logged_models
+    model = models.create(exp_id, name="m", source_run_id=run_id)
+    models.record_outputs(run_id, [(model.model_id, 2)])
+    batch = {"run_id": run_id, "metrics": [
+        {"key": "acc", "value": 0.9, "timestamp": 5, "step": 2, "model_id": model.model_id,
+         "dataset_name": "eval", "dataset_digest": "d1"},
+        {"key": "loss", "value": 0.1, "timestamp": 5, "step": 2}]}
+    mlflow.post("runs/log-batch", batch)
+    mlflow.post("runs/log-batch", batch)  # retried: neither the run nor the model twice
+    [point] = models.get(model.model_id).metrics
+    assert (point.key, point.value, point.step, point.run_id, point.dataset_name) == \
+        ("acc", 0.9, 2, run_id, "eval")
+    assert len(workspace.stores.tracking.metric_history(run_id, "acc")) == 1
+    assert mlflow.get_run(run_id)["outputs"] == {
+        "model_outputs": [{"model_id": model.model_id, "step": 2}]}
+    before = len(workspace.stores.tracking.metric_history(run_id, "loss"))
+    mlflow.error("POST", "runs/log-metric", {"run_id": run_id, "key": "loss", "value": 1,
+                                             "timestamp": 9, "model_id": "m-nope"}, 404,
+                 "RESOURCE_DOES_NOT_EXIST")
+    assert len(workspace.stores.tracking.metric_history(run_id, "loss")) == before
+
+
 def test_log_batch_enforces_mlflows_limits(mlflow: Mlflow, workspace: Workspace) -> None:
     run_id = mlflow.run(mlflow.experiment("e"))["info"]["run_id"]
     metric = {"key": "m", "value": 1, "timestamp": 1, "step": 0}

@@ -15,7 +15,7 @@ are accepted again; a changed value is INVALID_PARAMETER_VALUE.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 # Module level, not lazy: FastAPI reads the handlers' annotations from this module.
@@ -247,7 +247,8 @@ def router(workspace: Workspace) -> Any:
         run_experiment(request, run_id, "read")
         run = tracking.get_run(run_id, include_deleted=True)
         latest = tracking.latest_metric_points([run_id])[run_id]
-        return reply({"run": msg.run(run, latest)})
+        outputs = workspace.stores.logged_models.outputs_of_run(run_id)
+        return reply({"run": msg.run(run, latest, outputs)})
 
     @api.post(f"{API}/runs/delete", openapi_extra=declare("write"))
     def delete_run(request: Request, fields: Fields = Depends(_fields)) -> Response:
@@ -270,7 +271,7 @@ def router(workspace: Workspace) -> Any:
         run_id = _run_id(fields)
         point = _metric_point(fields, "")
         run_experiment(request, run_id, "write")
-        tracking.log_batch(run_id, [point], skip_logged=True)
+        write_metrics(workspace, run_id, [point], [fields.data])
         return reply({})
 
     @api.post(f"{API}/runs/log-parameter", openapi_extra=declare("write"))
@@ -317,7 +318,7 @@ def router(workspace: Workspace) -> Any:
         if param_values:
             tracking.log_params(run_id, param_values)
         if points:
-            tracking.log_batch(run_id, points, skip_logged=True)
+            write_metrics(workspace, run_id, points, metrics)
         if tag_values:
             new_name = tag_values.pop(msg.RUN_NAME_TAG, None)
             if new_name:
@@ -528,6 +529,35 @@ def _code_version(user_id: str | None, tags: dict[str, str]) -> CodeVersion:
                        git_commit=found["git_commit"], git_branch=found["git_branch"])
 
 
+def write_metrics(workspace: Workspace, run_id: str, points: Sequence[MetricPoint],
+                  sent: Sequence[Mapping[str, Any]]) -> int:
+    """Log the run's metric points once (a retried call writes nothing twice); those MLflow
+    3 sent with a ``model_id`` are also the logged model's metrics, as in MLflow's store.
+    A retry that wrote no point records none of them again."""
+    from ratchet.store.logged_model_store import LoggedModelMetric
+
+    by_model: dict[str, list[LoggedModelMetric]] = {}
+    for (key, value, step, timestamp), raw in zip(points, sent, strict=True):
+        fields = Fields(raw)
+        model_id = fields.string("model_id")
+        if model_id:
+            by_model.setdefault(model_id, []).append(LoggedModelMetric(
+                key, value, step, timestamp, run_id=run_id,
+                dataset_name=fields.string("dataset_name"),
+                dataset_digest=fields.string("dataset_digest")))
+    models = workspace.stores.logged_models
+    for model_id in by_model:
+        models.get(model_id)  # NotFound before anything is written
+    written = workspace.stores.tracking.log_batch(run_id, points, skip_logged=True)
+    if written:
+        for model_id, found in by_model.items():
+            models.log_metrics(model_id, found)
+    return written
+
+
+MetricPoint = tuple[str, float, int, int]  # key, value, step, timestamp
+
+
 def _metric_point(fields: Fields, where: str) -> tuple[str, float, int, int]:
     key = fields.required("key")
     value = fields.number("value")
@@ -626,4 +656,4 @@ def sampled_history(history: Sequence[Metric], max_steps: int, start: int | None
     return sorted((p for p in inside if p.step in wanted), key=lambda p: (p.step, p.timestamp))
 
 
-__all__ = ["artifact_listing", "router", "sampled_history"]
+__all__ = ["artifact_listing", "router", "sampled_history", "write_metrics"]
