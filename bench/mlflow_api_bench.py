@@ -18,6 +18,10 @@ once per tool (a fresh process each time, ``MLFLOW_TRACKING_URI`` the only diffe
 - ``model``: ``mlflow.sklearn.log_model(..., registered_model_name=...)``, an alias, and
   ``mlflow.pyfunc.load_model("models:/NAME@champion")``, median of 3 (s).
 
+For the logging scenarios a third contender, ``floor``, runs the same client against a
+null server that answers every request at once: the MLflow client's own cost per call, the
+ceiling any server reaches with it (``max_possible_ratio`` = floor / MLflow).
+
 Every answer is checked (points read back, run names and order, predictions) before its
 number counts. Goals: ratchet >= 5x MLflow on both logging scenarios, faster (> 1x) on the
 others. The machine is shared: each scenario records the load average and the CPU seconds
@@ -62,6 +66,7 @@ RATCHET_CLI = REPO / ".venv" / "bin" / "ratchet"
 DROPPED_PREFIXES = ("RATCHET_", "MLFLOW_", "UVICORN_", "WEB_CONCURRENCY", "GUNICORN_")
 
 TOOLS = ("mlflow", "ratchet")
+FLOOR_SCENARIOS = ("log_metric", "log_batch")  # the null server stores nothing to search
 SCENARIOS = ("log_metric", "log_batch", "search", "model")
 # name -> (what is compared, key in the client's result, unit, higher is better, goal)
 MEASURES = {
@@ -169,6 +174,9 @@ class Server:
             # mlflow execs uvicorn and its job runner from PATH
             return cmd, child_env({"PATH": f"{MLFLOW_VENV / 'bin'}{os.pathsep}"
                                            f"{os.environ.get('PATH', '')}"})
+        if self.tool == "floor":
+            return ([str(mlflow_python()), str(CLIENT), "null-server", "--port", str(self.port)],
+                    child_env())
         cmd = [str(RATCHET_CLI), "server", "--host", "127.0.0.1", "--port", str(self.port)]
         return cmd, child_env({"RATCHET_HOME": str(self.workdir / "ratchet-home")})
 
@@ -250,6 +258,8 @@ def run_client(server: Server, scenario: str, sizes: dict[str, int]) -> dict[str
     workdir.mkdir(exist_ok=True)
     cmd = [str(mlflow_python()), str(CLIENT), scenario, "--uri", server.url,
            *client_args(scenario, sizes)]
+    if server.tool == "floor":
+        cmd.append("--no-verify")  # it stores nothing
     load_before = os.getloadavg()
     busy0, server0 = machine_busy_s(), group_cpu_s(server.pgid)
     measured = harness.run_measured(cmd, child_env({"MLFLOW_TRACKING_URI": server.url}),
@@ -299,6 +309,12 @@ def scenario_doc(name: str, results: dict[str, dict[str, Any]]) -> dict[str, Any
             doc["checks"].append(check(f"{name}: {tool} answer correct",
                                        1.0 if results[tool].get("correct") else 0.0,
                                        "==", 1.0))
+    floor = results.get("floor", {})
+    if floor and "error" not in floor and key in floor:
+        # The client's own ceiling: what a server that costs nothing would get.
+        doc["floor_value"] = float(floor[key])
+        doc["max_possible_ratio"] = ratio(doc["floor_value"], m)
+        doc["ratchet_share_of_floor"] = ratio(r, doc["floor_value"])
     doc.update(results)
     return doc
 
@@ -307,7 +323,7 @@ def describe(tool: str, name: str, res: dict[str, Any]) -> str:
     if "error" in res:
         return f"{tool} {name}: FAILED: {res['error'].splitlines()[0]}"
     key, unit, _, _ = MEASURES[name]
-    ok = "" if res.get("correct") else " WRONG ANSWER"
+    ok = "" if res.get("correct") or tool == "floor" else " WRONG ANSWER"
     extra = (f" (register {res['register_s']:.2f} s, load {res['load_s']:.2f} s)"
              if name == "model" else f" (seeded in {res['seed_s']:.0f} s)"
              if name == "search" else "")
@@ -330,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="one server (repeatable; default both)")
     parser.add_argument("--scenario", action="append", choices=SCENARIOS,
                         help="one scenario (repeatable; default all)")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="skip the null server (the MLflow client's own ceiling)")
     parser.add_argument("--points", type=int, help="points per logging scenario")
     parser.add_argument("--runs", type=int, help="runs seeded for search")
     parser.add_argument("--keep", action="store_true",
@@ -359,7 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {s: {} for s in scenarios}
     load_start = os.getloadavg()
     try:
-        for tool in tools:  # both up before anything is measured
+        contenders = [*tools] + ([] if args.no_floor or not set(scenarios) & set(FLOOR_SCENARIOS)
+                                 else ["floor"])
+        for tool in contenders:  # all up before anything is measured
             workdir = tmp / tool
             workdir.mkdir()
             server = Server(tool, workdir)
@@ -375,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{tool} server up in {server_info[tool]['startup_s']:.1f} s "
                 f"({server_info[tool]['processes_at_health']} processes) at {server.url}")
         for tool, server in servers.items():
+            if tool == "floor":
+                continue
             try:
                 server_info[tool]["warm"] = run_client(server, "warm", sizes)
             except BenchError as exc:
@@ -382,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
                 server_info[tool]["warm"] = {"error": str(exc)}
         for name in scenarios:
             for tool, server in servers.items():
+                if tool == "floor" and name not in FLOOR_SCENARIOS:
+                    continue
                 log(f"{tool} {name} ...")
                 try:
                     res = run_client(server, name, sizes)
@@ -413,7 +437,13 @@ def main(argv: list[str] | None = None) -> int:
                    "ratchet_server": "default (1 process), SQLite workspace"},
         "summary": {name: {"unit": d["unit"], "mlflow": d["mlflow_value"],
                            "ratchet": d["ratchet_value"], "ratio": d["ratio"],
-                           "target": d["target"]} for name, d in scenario_docs.items()},
+                           "target": d["target"], "floor": d.get("floor_value"),
+                           "max_possible_ratio": d.get("max_possible_ratio")}
+                    for name, d in scenario_docs.items()},
+        "floor_note": ("floor = the same MLflow client against a null server that answers "
+                       "every request at once (bench/mlflow_api_client.py null-server): the "
+                       "client's own cost, the best any server can do with it here; "
+                       "max_possible_ratio = floor / mlflow."),
         "checks": checks,
         "servers": server_info,
         "scenarios": scenario_docs,

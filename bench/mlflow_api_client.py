@@ -23,6 +23,11 @@ is reported (``correct``).
   alias ``champion`` set on the new version, then
   ``mlflow.pyfunc.load_model("models:/NAME@champion")`` and a prediction compared with the
   fitted model's; one unmeasured round first (imports, first-call costs), then ``--reps``.
+
+``null-server --port P`` serves the floor: a server that answers every MLflow request at
+once with the least the client accepts (stdlib, TCP_NODELAY). ``log_metric`` and
+``log_batch`` against it with ``--no-verify`` measure the client's own cost per call, the
+ceiling any server can reach with this client on this machine.
 """
 
 from __future__ import annotations
@@ -81,7 +86,7 @@ def scenario_warm(client: Any) -> dict[str, Any]:
     return {"s": clock() - t0, "requests": WARMUP_CALLS + 5}
 
 
-def scenario_log_metric(client: Any, points: int) -> dict[str, Any]:
+def scenario_log_metric(client: Any, points: int, verify: bool) -> dict[str, Any]:
     import mlflow
 
     mlflow.set_experiment(EXPERIMENT)
@@ -95,14 +100,17 @@ def scenario_log_metric(client: Any, points: int) -> dict[str, Any]:
             mlflow.log_metric("loss", v, step=i, synchronous=True)
         loop_s = clock() - t0
     total_s = clock() - t0
+    result = {"points": points, "calls": points, "loop_s": loop_s, "total_s": total_s,
+              "rate": points / total_s}
+    if not verify:
+        return {**result, "correct": None}
     history = client.get_metric_history(run.info.run_id, "loss")
     stored = sorted((m.step, m.value) for m in history)
-    return {"points": points, "calls": points, "loop_s": loop_s, "total_s": total_s,
-            "rate": points / total_s, "stored": len(stored),
-            "correct": stored == list(enumerate(values))}
+    return {**result, "stored": len(stored), "correct": stored == list(enumerate(values))}
 
 
-def scenario_log_batch(client: Any, points: int, chunk: int, reps: int) -> dict[str, Any]:
+def scenario_log_batch(client: Any, points: int, chunk: int, reps: int,
+                       verify: bool) -> dict[str, Any]:
     import mlflow
     from mlflow.entities import Metric
 
@@ -123,13 +131,18 @@ def scenario_log_batch(client: Any, points: int, chunk: int, reps: int) -> dict[
             calls += 1
         client.set_terminated(run_id)
         total_s = clock() - t0
+        if not verify:
+            results.append({"total_s": total_s, "rate": len(metrics) / total_s,
+                            "calls": calls, "correct": None})
+            continue
         stored = {k: sorted((m.step, m.value) for m in client.get_metric_history(run_id, k))
                   for k in expected}
         results.append({"total_s": total_s, "rate": len(metrics) / total_s, "calls": calls,
                         "stored": sum(len(v) for v in stored.values()),
                         "correct": stored == expected})
     return {"points": len(metrics), "chunk": chunk, "reps": results,
-            **median_rep(results, "total_s"), "correct": all(r["correct"] for r in results)}
+            **median_rep(results, "total_s"),
+            "correct": all(r["correct"] for r in results) if verify else None}
 
 
 def seed(client: Any, exp_id: str, runs: int, threads: int) -> dict[str, Any]:
@@ -223,17 +236,64 @@ def scenario_model(client: Any, reps: int) -> dict[str, Any]:
                         and versions == [str(i) for i in range(1, reps + 1)])}
 
 
+def null_server(port: int) -> None:
+    """The floor: answers at once, with the least MLflow's client accepts (a run for
+    runs/create, an experiment for get-by-name, ``{}`` for everything else)."""
+    import json
+    import uuid
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Answer(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as the real servers
+        disable_nagle_algorithm = True  # else delayed ACKs add 40 ms per request
+
+        def answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            reply: dict[str, Any] = {}
+            if self.path.startswith("/api/2.0/mlflow/runs/create"):
+                run_id = uuid.uuid4().hex
+                reply = {"run": {"info": {"run_id": run_id, "run_uuid": run_id,
+                                          "experiment_id": "1", "status": "RUNNING",
+                                          "lifecycle_stage": "active"}, "data": {}}}
+            elif self.path.startswith("/api/2.0/mlflow/experiments/get-by-name"):
+                reply = {"experiment": {"experiment_id": "1", "name": EXPERIMENT,
+                                        "lifecycle_stage": "active"}}
+            body = json.dumps(reply).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PATCH = do_DELETE = answer
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    ThreadingHTTPServer(("127.0.0.1", port), Answer).serve_forever()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("scenario", choices=["warm", "log_metric", "log_batch", "search",
-                                             "model"])
-    parser.add_argument("--uri", required=True)
+                                             "model", "null-server"])
+    parser.add_argument("--uri")
+    parser.add_argument("--port", type=int, help="null-server: the port to bind")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="do not read the points back (against the null server)")
     parser.add_argument("--points", type=int, default=10_000)
     parser.add_argument("--chunk", type=int, default=1_000)
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--seed-threads", type=int, default=4)
     args = parser.parse_args()
+    if args.scenario == "null-server":
+        null_server(args.port)
+        return
+    if not args.uri:
+        parser.error("--uri is required")
 
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -244,9 +304,10 @@ def main() -> None:
     if args.scenario == "warm":
         out = scenario_warm(client)
     elif args.scenario == "log_metric":
-        out = scenario_log_metric(client, args.points)
+        out = scenario_log_metric(client, args.points, not args.no_verify)
     elif args.scenario == "log_batch":
-        out = scenario_log_batch(client, args.points, args.chunk, args.reps)
+        out = scenario_log_batch(client, args.points, args.chunk, args.reps,
+                                 not args.no_verify)
     elif args.scenario == "search":
         out = scenario_search(client, args.runs, args.reps, args.seed_threads)
     else:
