@@ -82,7 +82,8 @@ def serve(
     backlog: Annotated[int, typer.Option(
         "--backlog", help="Connections the kernel queues before accepting.", min=1)] = 2048,
     trust: Annotated[bool, typer.Option(
-        "--trust", help="Run code from the model file (cloudpickle models): only for models "
+        "--trust", help="Run code from the model file (cloudpickle models, models MLflow "
+        "pickled, MLflow python_function models): only for models "
         "from a trusted source.")] = False,
 ) -> None:
     """Serve a model over HTTP: /predict, /invocations (MLflow), /v2 (Open Inference
