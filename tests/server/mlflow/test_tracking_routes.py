@@ -224,6 +224,12 @@ def test_a_run_from_mlflow_is_a_ratchet_run_with_its_code_version(
     mlflow.error("GET", "runs/get", {}, 400, "INVALID_PARAMETER_VALUE")
     mlflow.error("POST", "runs/create", {"experiment_id": "nope"}, 404,
                  "RESOURCE_DOES_NOT_EXIST")
+    assert "different values" in mlflow.error(
+        "POST", "runs/create", {"experiment_id": exp_id, "run_name": "a",
+                                "tags": [{"key": "mlflow.runName", "value": "b"}]}, 400,
+        "INVALID_PARAMETER_VALUE")
+    tagged = mlflow.run(exp_id, tags=[{"key": "mlflow.runName", "value": "by-tag"}])
+    assert tagged["info"]["run_name"] == "by-tag"
 
 
 def test_runs_delete_and_restore(mlflow: Mlflow, workspace: Workspace) -> None:

@@ -212,7 +212,12 @@ def router(workspace: Workspace) -> Any:
             raise invalid(f"The experiment {exp.experiment_id} must be in the 'active' state "
                           "to create a run in it; it is deleted")
         tags = _tag_map(fields.objects("tags"), "tags")
-        name = fields.string("run_name") or tags.get(msg.RUN_NAME_TAG)
+        name, tagged = fields.string("run_name"), tags.get(msg.RUN_NAME_TAG)
+        if name and tagged and name != tagged:
+            raise invalid(f"Both 'run_name' argument and 'mlflow.runName' tag are specified, "
+                          f"but with different values (run_name='{name}', "
+                          f"mlflow.runName='{tagged}').")
+        name = name or tagged
         parent = tags.get("mlflow.parentRunId")
         if parent is not None:
             try:
