@@ -416,3 +416,35 @@ def test_cli(local_ws: Workspace, store: Path, monkeypatch: pytest.MonkeyPatch) 
     assert "verified: the copy matches" in result.stdout
     result = runner.invoke(app, ["import", "mlflow", str(store.parent / "nope")])
     assert result.exit_code == 1 and "no such directory" in result.output
+
+
+def test_mlflow_artifacts_locations_are_under_the_first_root(local_ws: Workspace,
+                                                              tmp_path: Path) -> None:
+    root = tmp_path / "source"
+    store = write_store(root)
+    served = tmp_path / "mlartifacts"  # an MLflow server's --artifacts-destination
+    write_run(root, EXP, RUN2, artifact_uri=f"mlflow-artifacts:/{EXP}/{RUN2}/artifacts",
+              name="proxied")
+    _write(served / EXP / RUN2 / "artifacts" / "plot.txt", "plot")
+    report = import_mlflow(str(store), workspace=local_ws, artifacts_roots=[served, store])
+    assert report.problems == [] and report.verification is not None
+    assert report.verification.ok, report.to_dict()
+    assert [e.path for e in local_ws.stores.tracking.list_artifacts(RUN2)] == ["plot.txt"]
+
+
+def test_a_version_number_ratchet_gave_to_other_files_is_not_merged(local_ws: Workspace,
+                                                                     store: Path) -> None:
+    import_mlflow(str(store), workspace=local_ws)
+    # Another MLflow store whose churn v1 is a different run's model.
+    other = write_store(store.parent.parent / "other")
+    run = write_run(other.parent, EXP, RUN2, name="other")
+    _write(run / "artifacts" / "model" / "MLmodel", MLMODEL)
+    v1 = other / "models" / "churn" / "version-1" / "meta.yaml"
+    v1.write_text(v1.read_text().replace(RUN, RUN2))
+    _write(other / "models" / "churn" / "aliases" / "prod", "1")
+    report = import_mlflow(str(other), workspace=local_ws)
+    assert any("not merged" in p for p in report.problems), report.problems
+    assert any("alias 'prod'" in p for p in report.problems)
+    assert local_ws.stores.registry.get_model_version("churn", 1).run_id == RUN
+    assert local_ws.stores.registry.get_registered_model("churn").aliases == {"champion": 1}
+    assert report.verification is not None and not report.verification.ok

@@ -22,6 +22,7 @@ are never followed; no code in the source is run.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -54,6 +55,7 @@ MANIFEST_FILENAME = "ratchet-model.json"  # = ratchet.packaging.manifest.MANIFES
 MLMODEL_FILENAME = "MLmodel"
 LOGGED_MODELS_DIR = "models"  # a logged model's files in its run: models/<model_id>/...
 ALIAS_ACTOR = "ratchet import mlflow"
+_MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # it becomes a path segment
 _STATUSES = {"RUNNING": "running", "SCHEDULED": "running", "FINISHED": "finished",
              "FAILED": "failed", "KILLED": "killed"}
 
@@ -497,13 +499,15 @@ class MlflowImporter:
                     self.registry.set_registered_model_tag(model.name, key, value)
         have = {v.version: v for v in self.registry.list_model_versions(
             model.name, include_deleted=True)} if not (self.dry_run and current is None) else {}
+        foreign: set[int] = set()  # numbers ratchet already gave to other files
         for version in versions:
             label = f"model {model.name!r} version {version.version}"
             if version.deleted:
                 self.report.skipped.append(f"{label}: deleted in MLflow")
                 continue
             if version.version in have:
-                self._update_version(version, have[version.version])
+                if not self._update_version(version, have[version.version], logged, label):
+                    foreign.add(version.version)
                 continue
             next_number = max(have, default=0) + 1
             if next_number != version.version:
@@ -524,7 +528,7 @@ class MlflowImporter:
         for alias, number in model.aliases.items():
             if live.get(alias) == number:
                 continue
-            if number not in have:
+            if number not in have or number in foreign:
                 self._problem(f"model {model.name!r}: alias {alias!r} points at version "
                               f"{number}, which was not copied")
                 continue
@@ -533,10 +537,20 @@ class MlflowImporter:
                                         reason=f"imported from MLflow ({self.source.where})")
             copied.aliases += 1
 
-    def _update_version(self, version: SourceVersion, current: Any) -> None:
+    def _update_version(self, version: SourceVersion, current: Any,
+                        logged: dict[str, SourceLoggedModel], label: str) -> bool:
+        """Bring an already copied version's tags up to date; False (and a problem) when
+        ratchet's version of that number holds other files."""
+        files = self._version_files(version, logged)
+        if isinstance(files, str) or (current.run_id, current.artifact_path) != (
+                files.run_id, files.path):
+            self._problem(f"{label}: ratchet already has a version {version.version} of other "
+                          f"files (run {current.run_id}, {current.artifact_path!r}); not merged")
+            return False
         for key, value in version.tags.items():
             if current.tags.get(key) != value and not self.dry_run:
                 self.registry.set_model_version_tag(version.name, version.version, key, value)
+        return True
 
     def _create_version(self, version: SourceVersion, logged: dict[str, SourceLoggedModel],
                         label: str) -> int | None:
@@ -634,6 +648,8 @@ class MlflowImporter:
                     "a model's files in a run")
         if not model.artifact_location:
             return f"logged model {model.model_id} has no artifact location"
+        if not _MODEL_ID.fullmatch(model.model_id):
+            return f"logged model id {model.model_id!r} is not an id"
         return _Files(model.source_run_id, f"{LOGGED_MODELS_DIR}/{model.model_id}",
                       model.artifact_location)
 
@@ -685,11 +701,13 @@ class MlflowImporter:
                 continue
             try:
                 current = self.registry.get_registered_model(model.name)
-                have = {v.version for v in self.registry.list_model_versions(model.name)}
+                have = {v.version: v.run_id
+                        for v in self.registry.list_model_versions(model.name)}
             except NotFound:
-                current, have = None, set()
+                current, have = None, {}
             counts["model_versions"][0] += len(versions)
-            counts["model_versions"][1] += sum(v.version in have for v in versions)
+            counts["model_versions"][1] += sum(  # the number, and the same run's files
+                v.version in have and v.run_id in (None, have[v.version]) for v in versions)
             counts["aliases"][0] += len(model.aliases)
             if current is not None:
                 counts["aliases"][1] += sum(current.aliases.get(a) == n
