@@ -95,6 +95,13 @@ def test_experiments_create_get_by_id_and_name_and_their_errors(mlflow: Mlflow) 
         "RESOURCE_DOES_NOT_EXIST")
     mlflow.error("GET", "experiments/get-by-name", {"experiment_name": exp_id}, 404,
                  "RESOURCE_DOES_NOT_EXIST")
+    # A name that is another experiment's id still finds the experiment of that name.
+    named_like_an_id = mlflow.experiment(exp_id + "x")
+    renamed_like_an_id = mlflow.experiment("y")
+    mlflow.post("experiments/update", {"experiment_id": renamed_like_an_id,
+                                       "new_name": named_like_an_id})
+    found = mlflow.get("experiments/get-by-name", {"experiment_name": named_like_an_id})
+    assert found["experiment"]["experiment_id"] == renamed_like_an_id
     mlflow.error("POST", "experiments/create", {}, 400, "INVALID_PARAMETER_VALUE")
     assert "cannot be chosen" in mlflow.error(
         "POST", "experiments/create", {"name": "x2", "artifact_location": "/etc"}, 400,

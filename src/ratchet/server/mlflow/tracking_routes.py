@@ -472,9 +472,13 @@ def _run_id(fields: Fields) -> str:
 def _experiment_named(workspace: Workspace, name: str) -> Experiment | None:
     """The experiment with this name (not an id), active or deleted; the Default one is
     made when first asked for, as MLflow always has it."""
-    found = workspace.stores.tracking.find_experiment(name)
+    tracking = workspace.stores.tracking
+    found = tracking.find_experiment(name)
     if found is not None and found.name == name:
         return found
+    if found is not None:  # the name is another experiment's id (that one wins the lookup)
+        return next((e for e in tracking.list_experiments(include_deleted=True)
+                     if e.name == name), None)
     if name == DEFAULT_EXPERIMENT_NAME:
         return default_experiment(workspace)
     return None
