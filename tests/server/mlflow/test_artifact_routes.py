@@ -183,10 +183,6 @@ def test_permissions(site: Site) -> None:
 
 
 def test_delete_removes_the_index_entries(site: Site) -> None:
-    if not hasattr(site.ws.stores.tracking, "forget_artifacts"):
-        answer = site.call("DELETE", f"{BASE}/{site.exp}/{site.run}/artifacts/a.txt")
-        assert answer.status_code == 501 and _error(answer) == "NOT_IMPLEMENTED"
-        pytest.skip("TrackingStore.forget_artifacts is not there yet (requested)")
     root = f"{site.exp}/{site.run}/artifacts"
     for path in ("keep.txt", "dir/a.txt", "dir/sub/b.txt", "dirx.txt"):
         assert site.put(f"{root}/{path}", path.encode()).status_code == 200
@@ -194,6 +190,15 @@ def test_delete_removes_the_index_entries(site: Site) -> None:
     left = [e.path for e in site.ws.stores.tracking.list_artifacts(site.run)]
     assert left == ["dirx.txt", "keep.txt"]
     assert site.call("GET", f"{BASE}/{root}/dir/a.txt").status_code == 404
+    # The run holds a logged model's files: deleting the run's root leaves the model's.
+    model = site.ws.stores.logged_models.create(site.exp, source_run_id=site.run)
+    model_root = f"{site.exp}/models/{model.model_id}/artifacts"
+    assert site.put(f"{model_root}/MLmodel", b"m").status_code == 200
+    assert site.call("DELETE", f"{BASE}/{root}/").status_code == 200
+    left = [e.path for e in site.ws.stores.tracking.list_artifacts(site.run)]
+    assert left == [f"models/{model.model_id}/MLmodel"]
+    assert site.call("DELETE", f"{BASE}/{model_root}").status_code == 200
+    assert site.ws.stores.tracking.list_artifacts(site.run) == []
 
 
 def test_children_lists_direct_entries_only() -> None:

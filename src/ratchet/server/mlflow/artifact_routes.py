@@ -47,6 +47,7 @@ class Target:
     run_id: str
     path: str
     where: str  # for messages: "run <id>" or "logged model <id>"
+    model_id: str | None = None  # a logged model's files, not the run's own
 
 
 def resolve(workspace: Workspace, request: Request, path: str, level: str) -> Target:
@@ -62,12 +63,24 @@ def resolve(workspace: Workspace, request: Request, path: str, level: str) -> Ta
                           f"{location.experiment_id}")
         base = model.artifact_path
         full = f"{base}/{location.relpath}" if location.relpath else base
-        return Target(model.artifact_run_id, full, f"logged model {location.model_id}")
+        return Target(model.artifact_run_id, full, f"logged model {location.model_id}",
+                      location.model_id)
     assert location.run_id is not None
     run = workspace.stores.tracking.get_run(location.run_id)
     if run.experiment_id != experiment.experiment_id:
         raise missing(f"no run {location.run_id} in experiment {location.experiment_id}")
     return Target(run.run_id, location.relpath, f"run {run.run_id}")
+
+
+def own_files(workspace: Workspace, run_id: str, entries: list[ArtifactEntry]
+              ) -> list[ArtifactEntry]:
+    """A run's entries without the files of the logged models it holds: those are listed,
+    downloaded and deleted through the model's own URI, as in MLflow 3."""
+    if not any(e.path.startswith(f"{LOGGED_MODELS_DIR}/") for e in entries):
+        return entries
+    held = tuple(f"{m.artifact_path}/" for m in
+                 workspace.stores.logged_models.models_of_run(run_id))
+    return [e for e in entries if not e.path.startswith(held)]
 
 
 def children(entries: list[ArtifactEntry], base: str) -> list[dict[str, Any]]:
@@ -141,13 +154,8 @@ def router(workspace: Workspace) -> APIRouter:
                           "artifacts[/<dir>]")
         target = resolve(workspace, request, path, "read")
         entries = workspace.stores.tracking.list_artifacts(target.run_id, prefix=target.path)
-        if target.where.startswith("run ") and any(
-                e.path.startswith(f"{LOGGED_MODELS_DIR}/") for e in entries):
-            # A logged model's files live in its holder run but are the model's, as in
-            # MLflow 3: listed (and downloaded) through the model's own URI.
-            held = tuple(f"{m.artifact_path}/" for m in
-                         workspace.stores.logged_models.models_of_run(target.run_id))
-            entries = [e for e in entries if not e.path.startswith(held)]
+        if target.model_id is None:
+            entries = own_files(workspace, target.run_id, entries)
         return reply(message(files=children(entries, target.path)))
 
     @router.delete(ARTIFACTS + "/{path:path}", openapi_extra=declare("write"))
@@ -155,10 +163,17 @@ def router(workspace: Workspace) -> APIRouter:
         """Remove the file or folder at ``path`` from the run's index (its blobs stay
         until ``ratchet gc`` finds them unreferenced)."""
         target = resolve(workspace, request, path, "write")
-        forget = getattr(workspace.stores.tracking, "forget_artifacts", None)
-        if forget is None:
-            raise MlflowError("NOT_IMPLEMENTED", "deleting artifacts is not available on this "
-                              "server yet (ratchet's artifacts are immutable)")
+        forget = workspace.stores.tracking.forget_artifacts
+        if target.model_id is None and target.path in ("", LOGGED_MODELS_DIR):
+            # Under a run's root the files of the logged models it holds are the models',
+            # not the run's (as in MLflow 3): only the run's own files go.
+            entries = workspace.stores.tracking.list_artifacts(target.run_id,
+                                                               prefix=target.path)
+            kept = own_files(workspace, target.run_id, entries)
+            if len(kept) != len(entries):
+                for entry in kept:
+                    forget(target.run_id, entry.path)
+                return reply({})
         forget(target.run_id, target.path)
         return reply({})
 
@@ -221,4 +236,4 @@ async def receive(blobs: BlobStore, request: Request, path: str) -> tuple[str, i
         await run_in_threadpool(staging.__exit__, None, None, None)
 
 
-__all__ = ["ARTIFACTS", "Target", "children", "receive", "resolve", "router"]
+__all__ = ["ARTIFACTS", "Target", "children", "own_files", "receive", "resolve", "router"]
