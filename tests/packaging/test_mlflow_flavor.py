@@ -9,6 +9,7 @@ import importlib.util
 import pickle
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cloudpickle
 import lightgbm as lgb
@@ -233,3 +234,72 @@ def test_the_mlflow_loader_never_implies_trust(tmp_path: Path) -> None:
     save_model(Doubler(2.0), tmp_path / "m")
     with pytest.raises(Untrusted, match="cloudpickle"):
         _load_pyfunc(str(tmp_path / "m"))
+
+
+# --------------------------------------------------------------------------- served
+def register_mlflow_dir(tmp_path: Path, directory: Path, name: str) -> Any:
+    """The MLflow directory logged as a run's artifacts and registered, as the MLflow
+    routes leave it (the manifest beside the MLmodel); a workspace of its own."""
+    from ratchet.config import Settings
+    from ratchet.registry import RegistryClient
+    from ratchet.workspace import Workspace
+
+    home = tmp_path / "home"
+    settings = Settings(home=home, db_url=f"sqlite:///{home / 'ratchet.db'}",
+                        artifacts_uri=str(home / "artifacts"))
+    registry = RegistryClient(Workspace(settings))
+    with registry.tracking.start_run(experiment="mlflow-models") as run:
+        registry.tracking.log_artifacts(run.id, directory, "model")
+    registry.register(f"runs:/{run.id}/model", name)
+    registry.set_alias(name, "champion", 1)
+    return registry
+
+
+def serve_and_predict(registry: Any, model: str, rows: list[dict[str, float]], *,
+                      trust: bool) -> Any:
+    from fastapi.testclient import TestClient
+
+    from ratchet.serving import create_app
+    from ratchet.serving.app import ServingConfig
+    from tests.serving.conftest import wait_until
+
+    config = ServingConfig(poll_interval_s=0.05, log_flush_interval_s=0.1, startup_wait_s=10)
+    app = create_app(model, workspace=registry.workspace, config=config, trust=trust)
+    with TestClient(app) as client:
+        wait_until(lambda: client.get("/health/ready").status_code == 200, what="ready")
+        answer = client.post("/predict", json={"inputs": rows})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["predictions"]
+
+
+def test_an_mlflow_skops_model_is_served_without_trust(tmp_path: Path) -> None:
+    X, _, model = two_columns()
+    directory = mlflow_dir(tmp_path / "m", SKLEARN_SKOPS,
+                           {"model.skops": lambda p: skops.io.dump(model, p)})
+    registry = register_mlflow_dir(tmp_path, directory, "mlflow_iris")
+    rows = X.head(5).to_dict(orient="records")
+    predictions = serve_and_predict(registry, "mlflow_iris@champion", rows, trust=False)
+    assert predictions == model.predict(X.head(5)).tolist()
+
+
+def test_ratchet_serve_refuses_an_mlflow_pickle_without_trust(tmp_path: Path) -> None:
+    from ratchet.serving.deployments import DeploymentClient
+    from ratchet.serving.workers import refuse_untrusted
+
+    X, _, model = two_columns()
+    # Served models need a signature: MLflow writes one when logged with an input example.
+    signature = SKLEARN_SKOPS[SKLEARN_SKOPS.index("signature:"):
+                              SKLEARN_SKOPS.index("utc_time_created")]
+    directory = mlflow_dir(tmp_path / "m", MLFLOW2_CLOUDPICKLE + signature,
+                           {"model.pkl": cloudpickled(model)})
+    registry = register_mlflow_dir(tmp_path, directory, "mlflow_pickle")
+    client = registry.workspace.client(DeploymentClient)
+    # What `ratchet serve mlflow_pickle@champion` checks before it binds its port.
+    with pytest.raises(Untrusted, match=r"runs arbitrary code.*--trust"):
+        refuse_untrusted(client, {"main": ("mlflow_pickle", 1)}, trust=False)
+    refuse_untrusted(client, {"main": ("mlflow_pickle", 1)}, trust=True)
+    with pytest.raises(Untrusted, match="logged by MLflow as a pickle"):
+        registry.load("models:/mlflow_pickle/1")
+    rows = X.head(5).to_dict(orient="records")
+    predictions = serve_and_predict(registry, "mlflow_pickle@champion", rows, trust=True)
+    assert predictions == model.predict(X.head(5)).tolist()
