@@ -54,7 +54,7 @@ from typing import Any
 import harness
 from harness import check, ratchet_python, ratio, write_json
 from run import git_commit, machine_info
-from server_bench import free_port, group_alive, health
+from server_bench import free_port, group_alive, health, uncommitted_sources
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -368,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     started_at = dt.datetime.now(dt.UTC)
     versions: dict[str, Any] = {
         "ratchet_git_commit": git_commit(),
+        "ratchet_uncommitted": uncommitted_sources(),  # the numbers are the work tree's
         "ratchet_venv": harness.installed(ratchet_python(), ["ratchet", "fastapi", "uvicorn",
                                                             "sqlalchemy"], child_env()),
         "mlflow_venv": ensure_mlflow_venv()}
