@@ -28,6 +28,7 @@ from ratchet.errors import Conflict, InvalidInput, NotFound
 from ratchet.hashing import hash_tree
 from ratchet.server.mlflow.locations import (
     SCHEME,
+    logged_model_artifact_uri,
     logged_model_run_path,
     parse_artifact_uri,
     run_artifact_uri,
@@ -57,10 +58,18 @@ class ModelFiles:
     model_id: str | None = None
     source_run_id: str | None = None  # a logged model's: the run it was logged from
 
-    @property
-    def download_uri(self) -> str:
-        """Where MLflow's client downloads these files through the artifact proxy."""
-        return f"{run_artifact_uri(self.experiment_id, self.run_id)}/{self.artifact_path}"
+
+def download_uri(experiment_id: str, run_id: str, artifact_path: str,
+                 model_id: str | None) -> str:
+    """Where MLflow's client downloads a version's files through the artifact proxy: a
+    logged model's under its own URI (the proxy lists a holder run's artifacts without
+    the logged models' files), anything else under its run's."""
+    if model_id is not None:
+        base = logged_model_run_path(model_id)
+        if artifact_path == base or artifact_path.startswith(base + "/"):
+            rest = artifact_path[len(base):]
+            return logged_model_artifact_uri(experiment_id, model_id) + rest
+    return f"{run_artifact_uri(experiment_id, run_id)}/{artifact_path}"
 
 
 @dataclass(frozen=True)
@@ -233,4 +242,5 @@ def _read_text(workspace: Workspace, entry: ArtifactEntry, where: str) -> str:
 
 
 __all__ = ["MANIFEST_FILENAME", "MLMODEL_FILENAME", "MODEL_VERSIONS_TAG", "ModelFiles",
-           "PreparedModel", "note_registration", "prepare_model", "resolve_source"]
+           "PreparedModel", "download_uri", "note_registration", "prepare_model",
+           "resolve_source"]

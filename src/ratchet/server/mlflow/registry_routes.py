@@ -26,10 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from ratchet.clock import now_ms
 from ratchet.errors import NotFound
 from ratchet.server.mlflow.model_sources import (
-    ModelFiles,
+    download_uri,
     note_registration,
     prepare_model,
     resolve_source,
@@ -46,7 +45,6 @@ from ratchet.server.mlflow.registry_messages import (
     registered_model_message,
     version_run_id,
     version_source,
-    visible_tags,
 )
 from ratchet.server.mlflow.requests import (
     caller,
@@ -66,9 +64,6 @@ if TYPE_CHECKING:
 
 PREFIX = "/api/2.0/mlflow"
 ALIAS_REASON = "via MLflow API"
-# A retried create-model-version (the same request from the same caller) within this window returns
-# the version the first attempt made instead of a second one.
-RETRY_WINDOW_MS = 10_000
 
 MODELS_MAX_RESULTS_DEFAULT, MODELS_MAX_RESULTS_LIMIT = 100, 1000
 VERSIONS_MAX_RESULTS_DEFAULT, VERSIONS_MAX_RESULTS_LIMIT = 10_000, 200_000
@@ -239,9 +234,9 @@ def router(workspace: Workspace) -> APIRouter:
         require_experiment(request, "read", experiment.name)  # the files are that run's
         who = caller(request).name
         description = fields.string("description")
-        repeated = _recent_twin(registry, name, files, source, who, description, tags)
-        if repeated is not None:
-            return reply({"model_version": model_version_message(repeated)})
+        # Not de-duplicated: a retry and a second registration of the same files (log_model
+        # with registered_model_name, then register_model) are the same bytes on the wire,
+        # and MLflow's server makes a version for each.
         prepared = prepare_model(workspace, files, f"model version source {source!r}")
         hidden = {SOURCE_TAG: source}
         if files.model_id is not None:
@@ -316,11 +311,9 @@ def router(workspace: Workspace) -> APIRouter:
         if version.run_id is None:
             raise missing(f"Model version {name!r} {number} has no run holding its files")
         run = workspace.stores.tracking.get_run(version.run_id, include_deleted=True)
-        from ratchet.server.mlflow.locations import run_artifact_uri
-
-        return reply({"artifact_uri":
-                      f"{run_artifact_uri(run.experiment_id, run.run_id)}/"
-                      f"{version.artifact_path}"})
+        return reply({"artifact_uri": download_uri(run.experiment_id, run.run_id,
+                                                   version.artifact_path,
+                                                   version.tags.get(MODEL_ID_TAG))})
 
     @routes.post(f"{PREFIX}/model-versions/set-tag", openapi_extra=declare("write"))
     def set_model_version_tag(request: Request,
@@ -398,27 +391,6 @@ def _candidate_versions(registry: RegistryStore, terms: Sequence[Term]) -> list[
         except NotFound:
             continue  # no such model (or deleted meanwhile): nothing matches
     return versions
-
-
-def _recent_twin(registry: RegistryStore, name: str, files: ModelFiles, source: str,
-                 who: str, description: str | None, tags: dict[str, str]
-                 ) -> ModelVersion | None:
-    """The version a moment-old identical request (same caller, source, description and
-    tags) made: MLflow's client retries a POST whose answer it did not get."""
-    try:
-        versions = registry.list_model_versions(name)
-    except NotFound:
-        return None
-    cutoff = now_ms() - RETRY_WINDOW_MS
-    for version in reversed(versions):
-        if version.created_at < cutoff:
-            break
-        if (version.run_id == files.run_id and version.artifact_path == files.artifact_path
-                and version.tags.get(SOURCE_TAG) == source and version.created_by == who
-                and version.description == description
-                and visible_tags(version.tags) == dict(sorted(tags.items()))):
-            return version
-    return None
 
 
 # ---------------------------------------------------------------------------- fields
