@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+# At module level, not lazily: FastAPI resolves ``request_fields``'s annotation from this
+# module's globals (as in ``server/app.py``); this module is only imported by the server.
+from fastapi import Request
+
 from ratchet.errors import AlreadyExists, NotFound
 from ratchet.safe_load import load_json
 from ratchet.server.mlflow.protocol import Fields, invalid
 from ratchet.server.permissions import principal
 
 if TYPE_CHECKING:
-    from fastapi import Request
     from fastapi.responses import JSONResponse
 
     from ratchet.server.auth import Principal
