@@ -116,6 +116,12 @@ def test_listing_deleting_and_outputs(stores: SqlStores) -> None:
         lm.record_outputs(run.run_id, [("m-" + "1" * 32, 0)])
     with pytest.raises(NotFound):
         lm.record_outputs("0" * 32, [(second.model_id, 0)])
+    lm.record_inputs(run.run_id, [third.model_id, second.model_id, third.model_id])
+    lm.record_inputs(run.run_id, [second.model_id])  # a retry: nothing changes
+    assert sorted(lm.inputs_of_run(run.run_id)) == sorted([second.model_id, third.model_id])
+    assert lm.inputs_of_run(tracking.create_run(a).run_id) == []
+    with pytest.raises(NotFound):
+        lm.record_inputs(run.run_id, ["m-" + "1" * 32])
 
 
 def test_purging_the_holder_run_removes_the_model(stores: SqlStores) -> None:

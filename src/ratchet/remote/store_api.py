@@ -166,12 +166,13 @@ SERVER_ONLY: dict[str, frozenset[str]] = {
     "auth": frozenset({"verify_token"}),
     "audit": frozenset({"record"}),
     # latest_metric_points: the MLflow API's run messages (many runs' points at once).
-    "tracking": frozenset({"experiment_name_of_run", "latest_metric_points"}),
+    "tracking": frozenset({"experiment_name_of_run", "latest_metric_points", "run_owner"}),
     "replies": frozenset({"claim", "finish", "release", "purge"}),
     # MLflow 3's logged models: reached through the server's MLflow API only.
     "logged_models": frozenset({
         "create", "get", "list_models", "models_of_run", "finalize", "log_params", "set_tags",
-        "delete_tag", "log_metrics", "delete", "record_outputs", "outputs_of_run"}),
+        "delete_tag", "log_metrics", "delete", "record_outputs", "outputs_of_run",
+        "record_inputs", "inputs_of_run"}),
 }
 
 # Arguments the server fills with the authenticated caller, whatever the client sent.

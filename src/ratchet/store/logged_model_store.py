@@ -275,6 +275,29 @@ class LoggedModelStore:
                                 .order_by(o.c.created_at, o.c.model_id)).all()
         return [(r.model_id, r.step) for r in rows]
 
+    def record_inputs(self, run_id: str, model_ids: Sequence[str]) -> None:
+        """The run used these models (MLflow's ``log_inputs`` with models); recording one
+        again is a no-op."""
+        if not model_ids:
+            return
+        created = now_ms()
+        rows = [{"run_id": run_id, "model_id": model_id, "created_at": created}
+                for model_id in dict.fromkeys(model_ids)]
+        try:
+            with self.db.write() as conn:
+                conn.execute(self.db.upsert(t.logged_model_inputs).on_conflict_do_nothing(),
+                             rows)
+        except SAIntegrityError:
+            raise NotFound(f"run {run_id!r} or one of the logged models "
+                           f"{', '.join(repr(m) for m in model_ids)} does not exist") from None
+
+    def inputs_of_run(self, run_id: str) -> list[str]:
+        """The ids of the models the run used, in the order recorded."""
+        i = t.logged_model_inputs
+        with self.db.read() as conn:
+            return list(conn.execute(select(i.c.model_id).where(i.c.run_id == run_id)
+                                     .order_by(i.c.created_at, i.c.model_id)).scalars())
+
     # ---------------------------------------------------------------- helpers
     def _exists(self, model_id: str) -> bool:
         with self.db.read() as conn:

@@ -640,3 +640,14 @@ logged_model_outputs = Table(
     Column("created_at", BigInteger, nullable=False),
     Index(None, "model_id"),
 )
+
+logged_model_inputs = Table(
+    "logged_model_inputs",
+    metadata,
+    # A run's model inputs (MLflow's log_inputs with models): the models it used.
+    Column("run_id", ID, ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("model_id", String(64), ForeignKey("logged_models.model_id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+    Index(None, "model_id"),
+)
