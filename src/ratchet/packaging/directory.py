@@ -2,6 +2,8 @@
 
 Pure domain code: a local directory in, a local directory out. The registry stores the
 directory as artifacts and records the manifest; serving loads it with ``load_model``.
+Every saved directory also holds an ``MLmodel`` (``mlflow_format``), so
+``mlflow.pyfunc.load_model`` loads it through ratchet, under the same trust rules.
 """
 
 from __future__ import annotations
