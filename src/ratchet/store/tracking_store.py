@@ -280,6 +280,19 @@ class TrackingStore:
             raise NotFound(f"no run with id {run_id!r}")
         return str(name)
 
+    def run_owner(self, run_id: str) -> tuple[str, int | None]:
+        """``(experiment name, deleted_at)`` of ``run_id`` in one indexed join: what the
+        MLflow API checks before a write (permission, and a deleted run takes none)."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(t.experiments.c.name, t.runs.c.deleted_at).join(
+                    t.runs, t.runs.c.experiment_id == t.experiments.c.experiment_id)
+                .where(t.runs.c.run_id == run_id)
+            ).first()
+        if row is None:
+            raise NotFound(f"no run with id {run_id!r}")
+        return str(row.name), row.deleted_at
+
     def _run_exists(self, run_id: str) -> bool:
         with self.db.read() as conn:
             return conn.execute(

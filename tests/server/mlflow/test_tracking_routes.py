@@ -244,6 +244,16 @@ def test_runs_delete_and_restore(mlflow: Mlflow, workspace: Workspace) -> None:
     mlflow.post("runs/delete", {"run_id": run_id})
     assert mlflow.get_run(run_id)["info"]["lifecycle_stage"] == "deleted"
     assert workspace.stores.tracking.get_run(run_id, include_deleted=True).deleted_at
+    for path, body in (("runs/log-metric", {"key": "m", "value": 1, "timestamp": 1}),
+                       ("runs/log-parameter", {"key": "p", "value": "1"}),
+                       ("runs/set-tag", {"key": "t", "value": "1"}),
+                       ("runs/log-batch", {"metrics": [{"key": "m", "value": 1,
+                                                        "timestamp": 1}]}),
+                       ("runs/update", {"status": "FINISHED"})):
+        message = mlflow.error("POST", path, {"run_id": run_id, **body}, 400,
+                               "INVALID_PARAMETER_VALUE")
+        assert "must be in the 'active' state" in message
+    mlflow.post("runs/delete", {"run_id": run_id})  # deleting again: nothing to do
     mlflow.post("runs/restore", {"run_id": run_id})
     assert mlflow.get_run(run_id)["info"]["lifecycle_stage"] == "active"
     mlflow.error("POST", "runs/delete", {"run_id": "nope"}, 404, "RESOURCE_DOES_NOT_EXIST")

@@ -79,10 +79,16 @@ def router(workspace: Workspace) -> Any:
                                       kind="experiment", resource=experiment,
                                       client=client_address(request))
 
-    def run_experiment(request: Request, run_id: str, level: str) -> str:
-        """The name of ``run_id``'s experiment, once the caller may ``level`` it."""
-        name = tracking.experiment_name_of_run(run_id)
+    def run_experiment(request: Request, run_id: str, level: str, *,
+                       active: bool | None = None) -> str:
+        """The name of ``run_id``'s experiment, once the caller may ``level`` it. A write
+        needs an active run (as MLflow: a deleted run takes no metrics, params or tags)
+        unless ``active=False`` (deleting and restoring)."""
+        name, deleted_at = tracking.run_owner(run_id)
         require_experiment(request, level, name)
+        if deleted_at is not None and (level == "write" if active is None else active):
+            raise invalid(f"The run {run_id} must be in the 'active' state. Current state "
+                          "is deleted.")
         return name
 
     # ------------------------------------------------------------------ experiments
@@ -258,7 +264,7 @@ def router(workspace: Workspace) -> Any:
     @api.post(f"{API}/runs/delete", openapi_extra=declare("write"))
     def delete_run(request: Request, fields: Fields = Depends(_fields)) -> Response:
         run_id = _run_id(fields)
-        name = run_experiment(request, run_id, "write")
+        name = run_experiment(request, run_id, "write", active=False)
         workspace.stores.deletion.delete_run(run_id)
         audit(request, "delete_run", name)
         return reply({})
@@ -266,7 +272,7 @@ def router(workspace: Workspace) -> Any:
     @api.post(f"{API}/runs/restore", openapi_extra=declare("write"))
     def restore_run(request: Request, fields: Fields = Depends(_fields)) -> Response:
         run_id = _run_id(fields)
-        name = run_experiment(request, run_id, "write")
+        name = run_experiment(request, run_id, "write", active=False)
         workspace.stores.deletion.restore_run(run_id)
         audit(request, "restore_run", name)
         return reply({})
