@@ -243,3 +243,18 @@ def test_a_50_mb_upload_streams_with_bounded_server_memory(tmp_path: Path) -> No
         with httpx2.stream("GET", f"{url}/big.bin", headers=headers, timeout=120) as got:
             assert got.status_code == 200
             assert sum(len(c) for c in got.iter_bytes()) == SIZE
+
+
+def test_multipart_upload_is_refused_the_way_the_client_falls_back_from(site: Site) -> None:
+    from ratchet.server.mlflow.artifact_routes import MULTIPART_UNSUPPORTED
+
+    answer = site.call("POST", f"/api/2.0/mlflow-artifacts/mpu/create/{site.exp}/{site.run}/"
+                       "artifacts", json={"path": "big.bin", "num_parts": 2})
+    assert answer.status_code == 501 and _error(answer) == "NOT_IMPLEMENTED"
+    # MLflow's client matches the start of this message to fall back to one PUT.
+    assert answer.json()["message"].startswith(
+        "Multipart upload is not supported for the current artifact repository")
+    assert answer.json()["message"] == MULTIPART_UNSUPPORTED
+    denied = site.call("POST", f"/api/2.0/mlflow-artifacts/mpu/create/{site.exp}/{site.run}/"
+                       "artifacts", "rita", json={})
+    assert denied.status_code == 403

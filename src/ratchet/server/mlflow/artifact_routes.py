@@ -12,9 +12,10 @@ chunk in memory, file I/O off the event loop) and indexed under its path. Unlike
 which overwrites, a path is immutable once written: the same bytes again succeed (a retried
 PUT), different bytes are RESOURCE_CONFLICT (409) and change nothing.
 
-Multipart uploads and presigned downloads (``/mlflow-artifacts/mpu/...``,
-``/mlflow-artifacts/presigned/...``) are not offered: the client only uses them when the
-server says it supports them, and uploads the whole file through ``PUT`` otherwise.
+Multipart uploads and presigned downloads are not offered: the client only tries them when
+configured to (or told by ``/server-info``); ``mpu/create`` answers the refusal its client
+reads as "send one streamed PUT", and a presigned-URL request is ENDPOINT_NOT_FOUND, which a
+client forced into multipart downloads also falls back from.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from ratchet.workspace import Workspace
 
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
+# The message MLflow's client takes as "no multipart here: send the file in one PUT".
+MULTIPART_UNSUPPORTED = "Multipart upload is not supported for the current artifact repository"
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,13 @@ def router(workspace: Workspace) -> APIRouter:
                 return reply({})
         forget(target.run_id, target.path)
         return reply({})
+
+    @router.post("/api/2.0/mlflow-artifacts/mpu/create/{path:path}",
+                 openapi_extra=declare("write"))
+    def create_multipart_upload(path: str) -> Response:
+        """Not offered: a client asked for a multipart upload (it was configured to) gets
+        the answer MLflow's client reads as "fall back to one streamed PUT"."""
+        raise MlflowError("NOT_IMPLEMENTED", MULTIPART_UNSUPPORTED)
 
     return router
 
