@@ -374,3 +374,17 @@ def test_model_file_paths_stay_inside_the_directory(path: str) -> None:
                                                     "serialization_format": "skops"}}})
     with pytest.raises(InvalidInput, match="relative path inside the model directory"):
         manifest_for_mlflow_model(text, "m")
+
+
+@pytest.mark.parametrize(("written", "created_at"), [
+    ("'2026-12-06 08:00:00.348424'", "2026-12-06T08:00:00.348Z"),
+    ("2026-12-06 08:00:00.348424", "2026-12-06T08:00:00.348Z"),  # YAML reads a timestamp
+])
+def test_the_creation_time_is_mlflows(written: str, created_at: str) -> None:
+    text = MLFLOW2_CLOUDPICKLE.replace("'2026-12-06 07:59:24.698437'", written)
+    assert manifest_for_mlflow_model(text, "MLmodel").created_at == created_at
+
+
+def test_an_unreadable_creation_time_is_replaced_by_now() -> None:
+    text = MLFLOW2_CLOUDPICKLE.replace("'2026-12-06 07:59:24.698437'", "[not, a, time]")
+    assert manifest_for_mlflow_model(text, "MLmodel").created_at.startswith("20")
