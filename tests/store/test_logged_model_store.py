@@ -53,6 +53,10 @@ def test_the_source_run_holds_the_files_when_in_the_same_experiment(stores: SqlS
     assert tracking.get_run(elsewhere.artifact_run_id).experiment_id == other
     assert [m.model_id for m in stores.logged_models.models_of_run(run.run_id)] == [
         same.model_id]
+    stores.logged_models.delete(same.model_id)
+    assert stores.logged_models.models_of_run(run.run_id) == []
+    assert [m.model_id for m in stores.logged_models.models_of_run(
+        run.run_id, include_deleted=True)] == [same.model_id]
     with pytest.raises(NotFound, match="source run"):
         stores.logged_models.create(exp, source_run_id="0" * 32)
     with pytest.raises(NotFound, match="experiment"):

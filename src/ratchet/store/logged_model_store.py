@@ -159,11 +159,14 @@ class LoggedModelStore:
             query = query.where(m.c.deleted_at.is_(None))
         return self._load(query.order_by(m.c.created_at.desc(), m.c.model_id.desc()))
 
-    def models_of_run(self, run_id: str) -> list[LoggedModel]:
+    def models_of_run(self, run_id: str, *, include_deleted: bool = False
+                      ) -> list[LoggedModel]:
         """The models whose files the run holds (its own, or made for them)."""
         m = t.logged_models
-        return self._load(select(m).where(m.c.artifact_run_id == run_id,
-                                          m.c.deleted_at.is_(None)).order_by(m.c.created_at))
+        query = select(m).where(m.c.artifact_run_id == run_id)
+        if not include_deleted:
+            query = query.where(m.c.deleted_at.is_(None))
+        return self._load(query.order_by(m.c.created_at, m.c.model_id))
 
     # ---------------------------------------------------------------- changes
     def finalize(self, model_id: str, status: str, message: str | None = None) -> LoggedModel:

@@ -82,7 +82,7 @@ def own_files(workspace: Workspace, run_id: str, entries: list[ArtifactEntry]
     if not any(e.path.startswith(f"{LOGGED_MODELS_DIR}/") for e in entries):
         return entries
     held = tuple(f"{m.artifact_path}/" for m in
-                 workspace.stores.logged_models.models_of_run(run_id))
+                 workspace.stores.logged_models.models_of_run(run_id, include_deleted=True))
     return [e for e in entries if not e.path.startswith(held)]
 
 
