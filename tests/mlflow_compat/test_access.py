@@ -4,6 +4,8 @@ PERMISSION_DENIED). Its own server: failed sign-ins count against the address.""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.mlflow_compat.conftest import RatchetServer
@@ -22,25 +24,39 @@ def experiment(ratchet_server: RatchetServer, mlflow_version: str) -> tuple[str,
     return name, created.experiment_id
 
 
-def test_wrong_token_is_refused(ratchet_server: RatchetServer, mlflow_python: str,
-                                experiment: tuple[str, str]) -> None:
-    report = ratchet_server.run_client(mlflow_python, "access.py", experiment[0],
-                                       token="rt_not_a_token_the_server_issued")
-    for step in ("read", "create_experiment", "create_run"):
-        outcome = value(report, step)
-        assert outcome["ok"] is False, f"{step} succeeded with a wrong token"
+@pytest.fixture(scope="module")
+def report(ratchet_server: RatchetServer, mlflow_python: str,
+           experiment: tuple[str, str]) -> dict[str, Any]:
+    reader = ratchet_server.token_for("compat-reader", "reader")
+    return ratchet_server.run_client(mlflow_python, "access.py", experiment[0],
+                                     "rt_not_a_token_the_server_issued", reader)
+
+
+def test_wrong_token_is_refused(report: dict[str, Any]) -> None:
+    for action, outcome in value(report, "wrong_token").items():
+        assert outcome["ok"] is False, f"{action} succeeded with a wrong token"
         error = outcome["error"]
         assert error["status"] == 401 or "401" in error["message"], error
 
 
-def test_reader_reads_but_cannot_write(ratchet_server: RatchetServer, mlflow_python: str,
+def test_reader_reads_but_cannot_write(report: dict[str, Any],
                                        experiment: tuple[str, str]) -> None:
-    name, experiment_id = experiment
-    token = ratchet_server.token_for("compat-reader", "reader")
-    report = ratchet_server.run_client(mlflow_python, "access.py", name, token=token)
-    assert value(report, "read") == {"ok": True, "value": experiment_id}
-    for step in ("create_experiment", "create_run"):
-        outcome = value(report, step)
-        assert outcome["ok"] is False, f"a reader could {step}"
+    got = value(report, "reader")
+    assert got["read"] == {"ok": True, "value": experiment[1]}
+    for action in ("create_experiment", "create_run"):
+        outcome = got[action]
+        assert outcome["ok"] is False, f"a reader could {action}"
         assert outcome["error"]["error_code"] == "PERMISSION_DENIED", outcome["error"]
         assert outcome["error"]["status"] == 403
+
+
+def test_reader_wrote_nothing(ratchet_server: RatchetServer, report: dict[str, Any],
+                              experiment: tuple[str, str]) -> None:
+    from ratchet.tracking.client import TrackingClient
+
+    value(report, "reader")
+    tracking = ratchet_server.workspace.client(TrackingClient)
+    names = {e.name for e in tracking.list_experiments()}
+    assert not {f"{experiment[0]}-by-reader", f"{experiment[0]}-by-wrong_token"} & names
+    runs, _ = tracking.search_runs(experiments=[experiment[0]])
+    assert runs == []

@@ -1,7 +1,11 @@
 """``mlflow.pyfunc.load_model(<a directory ratchet saved>)`` in the real MLflow client venvs
 (2.x and 3.x): the MLmodel ratchet writes routes MLflow to ratchet's loader, predictions
 match ratchet's own, MLflow sees the signature, and a cloudpickle model is refused (MLflow
-never loads it without the trust only ratchet can be given)."""
+never loads it without the trust only ratchet can be given).
+
+The other way: directories the real ``mlflow.sklearn.save_model`` / ``mlflow.pyfunc``
+wrote, loaded by ratchet (``manifest_for_mlflow_model`` + ``load_model``): skops without
+trust, pickles only with it, a generic python_function model never without mlflow."""
 
 from __future__ import annotations
 
@@ -20,7 +24,10 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from ratchet.packaging import save_model
+from ratchet.errors import InvalidInput, Untrusted
+from ratchet.packaging import load_model, save_model
+from ratchet.packaging.manifest import MANIFEST_FILENAME
+from ratchet.packaging.mlflow_format import MLMODEL_FILENAME, manifest_for_mlflow_model
 from tests.packaging.test_flavors import Doubler
 
 pytestmark = pytest.mark.e2e
@@ -140,3 +147,85 @@ def test_a_cloudpickle_model_is_refused_through_mlflow(loaded: dict[str, Any]) -
     assert result["ok"] is False
     assert result["type"] == "Untrusted"
     assert "cloudpickle" in result["message"] and "trust=True" in result["message"]
+
+
+# --------------------------------------------------------------------------- MLflow -> ratchet
+# MLflow writes the directories (its own defaults: skops in 3.x, cloudpickle in 2.x).
+WRITER = r"""
+import json, sys
+import mlflow, mlflow.pyfunc, mlflow.sklearn
+from mlflow.models import infer_signature
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+root = sys.argv[1]
+X, y = load_iris(return_X_y=True, as_frame=True)
+model = LogisticRegression(max_iter=500).fit(X, y)
+signature = infer_signature(X, model.predict(X))
+mlflow.sklearn.save_model(model, root + "/default", signature=signature)
+mlflow.sklearn.save_model(model, root + "/pickle", signature=signature,
+                          serialization_format="pickle")
+
+class Doubler(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return model_input.iloc[:, 0] * 2
+
+mlflow.pyfunc.save_model(root + "/pyfunc", python_model=Doubler())
+print(json.dumps({"predictions": model.predict(X).tolist(), "mlflow": mlflow.__version__}))
+"""
+
+
+@pytest.fixture(scope="module")
+def mlflow_written(mlflow_python: str, tmp_path_factory: pytest.TempPathFactory
+                   ) -> tuple[Path, dict[str, Any]]:
+    """Directories the client's MLflow wrote, each given the manifest ratchet's registry
+    derives from its MLmodel; and the predictions MLflow's side computed."""
+    root = tmp_path_factory.mktemp("mlflow-models")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("RATCHET_", "MLFLOW_", "PYTEST_", "COV_"))}
+    env.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1", PYTHONDONTWRITEBYTECODE="1")
+    done = subprocess.run([mlflow_python, "-c", WRITER, str(root)], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=240, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert done.returncode == 0 and lines, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    for name in ("default", "pickle", "pyfunc"):
+        directory = root / name
+        files = [p.relative_to(directory).as_posix() for p in directory.rglob("*")
+                 if p.is_file()]
+        text = (directory / MLMODEL_FILENAME).read_text()
+        manifest = manifest_for_mlflow_model(text, f"{name}/MLmodel", files)
+        (directory / MANIFEST_FILENAME).write_text(manifest.to_json())
+    report: dict[str, Any] = json.loads(lines[-1])
+    return root, report
+
+
+def test_mlflows_default_sklearn_format_loads_in_ratchet(
+        mlflow_written: tuple[Path, dict[str, Any]]) -> None:
+    root, report = mlflow_written
+    X, _ = load_iris(return_X_y=True, as_frame=True)
+    if report["mlflow"].startswith("2."):  # cloudpickle: only with trust
+        with pytest.raises(Untrusted, match="pickle"):
+            load_model(root / "default")
+        loaded = load_model(root / "default", trust=True)
+    else:  # skops: ratchet's allow-list, no trust
+        loaded = load_model(root / "default")
+    assert loaded.predict(X).tolist() == report["predictions"]
+    assert loaded.signature is not None and loaded.signature.input_names == list(X.columns)
+
+
+def test_an_mlflow_pickle_loads_in_ratchet_only_with_trust(
+        mlflow_written: tuple[Path, dict[str, Any]]) -> None:
+    root, report = mlflow_written
+    X, _ = load_iris(return_X_y=True, as_frame=True)
+    with pytest.raises(Untrusted, match="logged by MLflow as a pickle"):
+        load_model(root / "pickle")
+    assert load_model(root / "pickle", trust=True).predict(X).tolist() == report["predictions"]
+
+
+def test_an_mlflow_python_model_needs_trust_and_mlflow(
+        mlflow_written: tuple[Path, dict[str, Any]]) -> None:
+    root, _ = mlflow_written
+    with pytest.raises(Untrusted, match="python_function"):
+        load_model(root / "pyfunc")
+    with pytest.raises(InvalidInput, match="pip install mlflow"):
+        load_model(root / "pyfunc", trust=True)  # ratchet's own venv has no mlflow

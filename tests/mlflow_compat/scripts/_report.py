@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -23,11 +24,13 @@ def step(name: str) -> Callable[[Callable[[], Any]], None]:
     exception it raised (type, MLflow error code, message, traceback tail)."""
 
     def run(function: Callable[[], Any]) -> None:
+        started = time.perf_counter()
         try:
             results[name] = {"ok": True, "value": function()}
         except Exception as exc:  # every failure is reported, not raised
             results[name] = {"ok": False, "error": describe(exc),
                              "traceback": traceback.format_exc()[-3000:]}
+        results[name]["seconds"] = round(time.perf_counter() - started, 3)
 
     return run
 

@@ -1,19 +1,22 @@
-"""What the real MLflow client does with a token the server refuses or that may only read.
+"""What the real MLflow client does with a token the server refuses, and with a token that
+may only read.
 
-Usage: python access.py EXPERIMENT_NAME   (MLFLOW_TRACKING_TOKEN is set by the caller)
-Reads (search, get by name) and writes (create an experiment, start a run) are each
+Usage: python access.py EXPERIMENT_NAME WRONG_TOKEN READER_TOKEN
+As each token (MLFLOW_TRACKING_TOKEN, read by the client on every request), a read (get
+the experiment by name) and two writes (create an experiment, create a run) are each
 tried once; what each returned or raised is reported.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 from _report import describe, emit, step
 from mlflow import MlflowClient
 
-experiment = sys.argv[1]
+experiment, tokens = sys.argv[1], {"wrong_token": sys.argv[2], "reader": sys.argv[3]}
 client = MlflowClient()
 
 
@@ -24,27 +27,26 @@ def attempt(function: Any) -> dict[str, Any]:
         return {"ok": False, "error": describe(exc)}
 
 
-@step("read")
-def _() -> Any:
-    def read() -> Any:
-        found = client.get_experiment_by_name(experiment)
-        return None if found is None else found.experiment_id
-
-    return attempt(read)
+def read() -> Any:
+    found = client.get_experiment_by_name(experiment)
+    return None if found is None else found.experiment_id
 
 
-@step("create_experiment")
-def _() -> Any:
-    return attempt(lambda: client.create_experiment(f"{experiment}-by-reader"))
+def create_run() -> Any:
+    found = client.get_experiment_by_name(experiment)
+    return client.create_run(found.experiment_id).info.run_id
 
 
-@step("create_run")
-def _() -> Any:
-    def create() -> Any:
-        found = client.get_experiment_by_name(experiment)
-        return client.create_run(found.experiment_id).info.run_id
+def attempts(who: str) -> dict[str, Any]:
+    return {"read": attempt(read),
+            "create_experiment": attempt(
+                lambda: client.create_experiment(f"{experiment}-by-{who}")),
+            "create_run": attempt(create_run)}
 
-    return attempt(create)
+
+for who, token in tokens.items():
+    os.environ["MLFLOW_TRACKING_TOKEN"] = token
+    step(who)(lambda who=who: attempts(who))
 
 
 emit()

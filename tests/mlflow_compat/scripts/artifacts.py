@@ -34,6 +34,12 @@ def tree(root: Path) -> dict[str, str]:
             if p.is_file()}
 
 
+def destination(path: Path) -> str:
+    """A download directory (MLflow 2.x needs it to exist; 3.x makes it)."""
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
 def listing(run_id: str, path: str | None = None) -> list[list[Any]]:
     return [[f.path, f.is_dir, f.file_size] for f in client.list_artifacts(run_id, path)]
 
@@ -68,15 +74,15 @@ def _() -> Any:
 def _() -> Any:
     run_id = state["run_id"]
     out = work / "out"
-    hello = Path(client.download_artifacts(run_id, "hello.txt", str(out / "file")))
-    data = Path(client.download_artifacts(run_id, "data", str(out / "dir")))
+    hello = Path(client.download_artifacts(run_id, "hello.txt", destination(out / "file")))
+    data = Path(client.download_artifacts(run_id, "data", destination(out / "dir")))
     everything = Path(mlflow.artifacts.download_artifacts(run_id=run_id,
-                                                          dst_path=str(out / "all")))
+                                                          dst_path=destination(out / "all")))
     return {"hello": hello.read_text(), "data": tree(data), "all": tree(everything),
             "text": mlflow.artifacts.load_text(f"runs:/{run_id}/notes/readme.md"),
             "dict": mlflow.artifacts.load_dict(f"runs:/{run_id}/config.json"),
             "by_uri": digest(Path(mlflow.artifacts.download_artifacts(
-                f"runs:/{run_id}/data/blob.bin", dst_path=str(out / "uri"))))}
+                f"runs:/{run_id}/data/blob.bin", dst_path=destination(out / "uri"))))}
 
 
 @step("rewrite")
@@ -87,7 +93,8 @@ def _() -> Any:
     (work / "changed").mkdir(exist_ok=True)
     (work / "changed" / "hello.txt").write_text("changed\n")
     other = raised(lambda: client.log_artifact(run_id, str(work / "changed" / "hello.txt")))
-    now = Path(client.download_artifacts(run_id, "hello.txt", str(work / "out" / "again")))
+    again = destination(work / "out" / "again")
+    now = Path(client.download_artifacts(run_id, "hello.txt", again))
     return {"same_bytes": same, "other_bytes": other, "content_after": now.read_text()}
 
 

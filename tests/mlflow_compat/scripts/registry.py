@@ -14,6 +14,7 @@ from typing import Any
 
 import mlflow
 import mlflow.sklearn
+import sklearn
 from _report import emit, raised, results, step
 from mlflow import MlflowClient
 from sklearn.datasets import load_iris
@@ -41,9 +42,13 @@ def _() -> Any:
     mlflow.set_experiment(f"{prefix}-registry")
     with mlflow.start_run(run_name="registry") as run:
         where = {"name": "model"} if MLFLOW3 else {"artifact_path": "model"}
+        # Requirements given: inferring them loads the model in a subprocess (~10 s).
         info = mlflow.sklearn.log_model(model, registered_model_name=name,
-                                        input_example=X.iloc[:3], **where)
+                                        input_example=X.iloc[:3],
+                                        pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
+                                        **where)
     state["run_id"] = run.info.run_id
+    results["experiment_id"] = {"ok": True, "value": run.info.experiment_id}
     return {"run_id": run.info.run_id, "model_uri": info.model_uri,
             "registered_version": str(info.registered_model_version),
             "model_id": getattr(info, "model_id", None),
