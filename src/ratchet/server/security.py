@@ -15,8 +15,8 @@ is inside the network, with its cookies); the defences:
   grants (it sends no CORS headers). Routes under ``streaming_prefixes`` (blob upload) take
   ``application/octet-stream`` only, which needs a preflight just the same. A DELETE without
   a body needs no type: a browser preflights every cross-site DELETE.
-  MLflow's artifact uploads (``ANY_TYPE_PUT_PREFIXES``) take any type on PUT: no
-  browser sends a cross-site PUT without a preflight.
+  MLflow's artifact routes (``ANY_TYPE_PREFIXES``) take any type on PUT and DELETE: no
+  browser sends a cross-site PUT or DELETE without a preflight.
 - **Origin** on state changes: if present it must be the request's own
   ``scheme://host[:port]`` or one of ``allowed_origins`` (403). A page behind a TLS
   proxy (``Origin: https://…`` arriving over plain http) counts as the same origin; the
@@ -53,9 +53,9 @@ MiB = 1024 * 1024
 DEFAULT_MAX_BODY_BYTES = 8 * MiB
 STREAMING_PREFIXES = ("/api/v1/blobs/", "/api/2.0/mlflow-artifacts/artifacts/")
 # MLflow's client uploads an artifact with the file's guessed type (text/plain, image/png,
-# ...). A PUT is never a simple request: a browser preflights it cross-site whatever its
-# type, so under these prefixes a PUT may carry any type.
-ANY_TYPE_PUT_PREFIXES = ("/api/2.0/mlflow-artifacts/artifacts/",)
+# ...). A PUT or DELETE is never a simple request: a browser preflights it cross-site
+# whatever its type, so under these prefixes a PUT or DELETE may carry any type.
+ANY_TYPE_PREFIXES = ("/api/2.0/mlflow-artifacts/artifacts/",)
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _JSON = b"application/json"
 _OCTET = b"application/octet-stream"
@@ -257,7 +257,8 @@ class ServerGuard:
         media = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
         if scope["method"] == "DELETE" and not media and _no_body(headers):
             return None  # browsers preflight every cross-site DELETE
-        if scope["method"] == "PUT" and streaming and path.startswith(ANY_TYPE_PUT_PREFIXES):
+        if scope["method"] in ("PUT", "DELETE") and streaming \
+                and path.startswith(ANY_TYPE_PREFIXES):
             return None
         allowed = _OCTET if streaming else _JSON
         if media == allowed:
