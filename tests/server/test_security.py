@@ -60,6 +60,14 @@ def _inner_app() -> FastAPI:
             size += len(chunk)
         return {"path": path, "size": size}
 
+    @app.api_route("/api/2.0/mlflow-artifacts/artifacts/{path:path}", methods=["PUT", "POST",
+                                                                              "DELETE"])
+    async def mlflow_artifact(path: str, request: Request) -> dict[str, Any]:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+        return {"path": path, "size": size}
+
     @app.get("/api/v1/cached")
     def cached() -> PlainTextResponse:
         return PlainTextResponse("x", headers={"Cache-Control": "max-age=60"})
@@ -162,6 +170,24 @@ def test_streaming_routes_take_octet_stream_only(client: TestClient) -> None:
     response = client.put("/api/v1/blobs/%2e%2e/blobs/x", content=b"x",
                           headers={"Content-Type": "application/octet-stream"})
     assert response.status_code == 415
+
+
+def test_mlflow_artifact_puts_and_deletes_take_any_type(client: TestClient) -> None:
+    """MLflow's client uploads with the file's guessed type; a PUT or DELETE is preflighted
+    by any browser whatever its type, so only those two methods are let through."""
+    where = "/api/2.0/mlflow-artifacts/artifacts/0/r/artifacts/a.png"
+    for content_type in ("image/png", "text/plain", "application/octet-stream"):
+        response = client.put(where, content=b"x" * (LIMIT + 10),  # streamed: no limit
+                              headers={"Content-Type": content_type})
+        assert response.json() == {"path": "0/r/artifacts/a.png", "size": LIMIT + 10}
+    response = client.request("DELETE", where, content=b"{}",
+                              headers={"Content-Type": "application/json"})
+    assert response.status_code == 200
+    response = client.post(where, content=b"x", headers={"Content-Type": "text/plain"})
+    _error(response, 415, "UnsupportedMediaType")  # a simple request a page could send
+    response = client.put(where, content=b"x", headers={"Content-Type": "text/plain",
+                                                        "Origin": "http://evil.example"})
+    _error(response, 403, "Forbidden")  # Origin still judged
 
 
 # --- Origin and Sec-Fetch-Site -------------------------------------------------------------
