@@ -258,3 +258,29 @@ def test_multipart_upload_is_refused_the_way_the_client_falls_back_from(site: Si
     denied = site.call("POST", f"/api/2.0/mlflow-artifacts/mpu/create/{site.exp}/{site.run}/"
                        "artifacts", "rita", json={})
     assert denied.status_code == 403
+
+
+def test_a_models_reader_downloads_its_versions_files_without_the_experiment(
+        site: Site) -> None:
+    root = f"{site.secret}/{site.secret_run}/artifacts"
+    for path in ("model/MLmodel", "model/model.pkl", "other/secret.txt"):
+        assert site.put(f"{root}/{path}", path.encode()).status_code == 200
+    site.ws.stores.registry.create_model_version(
+        "shared", run_id=site.secret_run, artifact_path="model", content_hash="0" * 64,
+        flavor="sklearn", manifest={})
+    site.ws.stores.registry.create_model_version(
+        "hidden", run_id=site.secret_run, artifact_path="other", content_hash="0" * 64,
+        flavor="sklearn", manifest={})
+    # rita: a reader with none on experiment "secret" and on model "hidden"
+    site.ws.stores.auth.grant("rita", "model", "hidden", "none")
+    got = site.call("GET", f"{BASE}/{root}/model/model.pkl", "rita")
+    assert got.status_code == 200 and got.content == b"model/model.pkl"
+    listing = site.call("GET", BASE, "rita", params={"path": f"{root}/model"})
+    assert [f["path"] for f in listing.json()["files"]] == ["MLmodel", "model.pkl"]
+    for path in (f"{root}/other/secret.txt", f"{root}/nope/x"):
+        denied = site.call("GET", f"{BASE}/{path}", "rita")
+        assert denied.status_code == 403 and _error(denied) == "PERMISSION_DENIED", path
+    root_listing = site.call("GET", BASE, "rita", params={"path": root})
+    assert root_listing.status_code == 403
+    writing = site.put(f"{root}/model/extra.txt", b"x", who="rita")
+    assert writing.status_code == 403

@@ -28,10 +28,15 @@ from typing import TYPE_CHECKING, Any
 # At module level, not lazily: FastAPI reads the handlers' annotations from these globals.
 from fastapi import APIRouter, Request, Response
 
-from ratchet.errors import BadRequest, Conflict
-from ratchet.server.mlflow.locations import LOGGED_MODELS_DIR, parse_location
+from ratchet.errors import BadRequest, Conflict, Forbidden, NotFound
+from ratchet.server.mlflow.locations import LOGGED_MODELS_DIR, Location, parse_location
 from ratchet.server.mlflow.protocol import MlflowError, invalid, message, missing
-from ratchet.server.mlflow.requests import experiment_by_id, reply, require_experiment
+from ratchet.server.mlflow.requests import (
+    experiment_by_id,
+    may_read_model,
+    reply,
+    require_experiment,
+)
 
 if TYPE_CHECKING:
     from ratchet.artifacts import BlobStore
@@ -58,10 +63,38 @@ def resolve(workspace: Workspace, request: Request, path: str, level: str) -> Ta
     its experiment. A run or model outside the experiment the path names does not exist."""
     location = parse_location(path)
     experiment = experiment_by_id(workspace, location.experiment_id)
-    require_experiment(request, level, experiment.name)
+    try:
+        require_experiment(request, level, experiment.name)
+    except Forbidden as denied:
+        if level != "read":
+            raise
+        try:  # what the caller may not see does not exist for them either: still denied
+            target = _target(workspace, location, experiment.experiment_id)
+        except (NotFound, MlflowError):
+            raise denied from None
+        if not readable_as_model_version(workspace, request, target):
+            raise denied from None
+        return target
+    return _target(workspace, location, experiment.experiment_id)
+
+
+def readable_as_model_version(workspace: Workspace, request: Request, target: Target) -> bool:
+    """Whether ``target`` lies in the files of a registered model version the caller may
+    read: a model's readers download its versions through the URIs MLflow hands out
+    (get-download-uri), as ratchet's own model file routes let them, without a grant on
+    the experiment that trained it."""
+    for version in workspace.stores.registry.versions_for_run(target.run_id):
+        base = version.artifact_path.strip("/")
+        inside = not base or target.path == base or target.path.startswith(f"{base}/")
+        if inside and may_read_model(request, version.name):
+            return True
+    return False
+
+
+def _target(workspace: Workspace, location: Location, experiment_id: str) -> Target:
     if location.model_id is not None:
         model = workspace.stores.logged_models.get(location.model_id)
-        if model.experiment_id != experiment.experiment_id:
+        if model.experiment_id != experiment_id:
             raise missing(f"no logged model {location.model_id} in experiment "
                           f"{location.experiment_id}")
         base = model.artifact_path
@@ -70,7 +103,7 @@ def resolve(workspace: Workspace, request: Request, path: str, level: str) -> Ta
                       location.model_id)
     assert location.run_id is not None
     run = workspace.stores.tracking.get_run(location.run_id)
-    if run.experiment_id != experiment.experiment_id:
+    if run.experiment_id != experiment_id:
         raise missing(f"no run {location.run_id} in experiment {location.experiment_id}")
     return Target(run.run_id, location.relpath, f"run {run.run_id}")
 
