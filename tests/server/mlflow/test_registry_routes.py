@@ -490,6 +490,11 @@ def test_permissions(secured: dict[str, Api], workspace: Workspace) -> None:
     assert created["user_id"] == "wes"
     wes.ok("POST", "registered-models/alias", name="open", alias="prod", version="1")
     assert workspace.stores.registry.alias_history("open", "prod")[-1].actor == "wes"
+    audited = [(e.actor, e.action, e.resource) for e in workspace.stores.audit.list_events()
+               if e.action.startswith("mlflow.")]
+    assert ("wes", "mlflow.create_model_version", "open") in audited
+    assert ("wes", "mlflow.set_alias", "open") in audited
+    assert ("ada", "mlflow.create_registered_model", "secret") in audited
     assert rita.error("DELETE", "model-versions/delete", name="open", version="1") == (
         403, "PERMISSION_DENIED")
 

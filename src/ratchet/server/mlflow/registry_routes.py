@@ -55,7 +55,7 @@ from ratchet.server.mlflow.requests import (
     require_experiment,
     require_model,
 )
-from ratchet.server.permissions import declare
+from ratchet.server.permissions import client_address, declare
 
 if TYPE_CHECKING:
     from ratchet.store.records import ModelVersion, RegisteredModel
@@ -79,6 +79,12 @@ def router(workspace: Workspace) -> APIRouter:
     routes = APIRouter()
     registry = workspace.stores.registry
 
+    def audit(request: Request, action: str, model: str, **detail: Any) -> None:
+        """The registry's lifecycle changes, recorded as ratchet's own API records them."""
+        workspace.stores.audit.record(caller(request).name, f"mlflow.{action}", kind="model",
+                                      resource=model, client=client_address(request),
+                                      detail=detail or None)
+
     # ------------------------------------------------------------ registered models
     @routes.post(f"{PREFIX}/registered-models/create", openapi_extra=declare("write"))
     def create_registered_model(request: Request,
@@ -87,6 +93,7 @@ def router(workspace: Workspace) -> APIRouter:
         require_model(request, "write", name)
         tags = _tags(fields)
         model = registry.create_registered_model(name, fields.string("description"), tags)
+        audit(request, "create_registered_model", model.name)
         return reply({"registered_model": registered_model_message(model, None)})
 
     @routes.get(f"{PREFIX}/registered-models/get", openapi_extra=declare("read"))
@@ -124,6 +131,7 @@ def router(workspace: Workspace) -> APIRouter:
         require_model(request, "write", name)
         _model(registry, name)
         workspace.stores.deletion.delete_registered_model(name, actor=caller(request).name)
+        audit(request, "delete_registered_model", name)
         return reply({})
 
     @routes.get(f"{PREFIX}/registered-models/search", openapi_extra=declare("read"))
@@ -194,6 +202,7 @@ def router(workspace: Workspace) -> APIRouter:
         _model(registry, name)
         registry.set_alias(name, alias, version, actor=caller(request).name,
                            reason=ALIAS_REASON)
+        audit(request, "set_alias", name, alias=alias, version=version)
         return reply({})
 
     @routes.delete(f"{PREFIX}/registered-models/alias", openapi_extra=declare("write"))
@@ -203,6 +212,7 @@ def router(workspace: Workspace) -> APIRouter:
         require_model(request, "write", name)
         _model(registry, name)
         registry.delete_alias(name, alias, actor=caller(request).name, reason=ALIAS_REASON)
+        audit(request, "delete_alias", name, alias=alias)
         return reply({})
 
     @routes.get(f"{PREFIX}/registered-models/alias", openapi_extra=declare("read"))
@@ -251,6 +261,8 @@ def router(workspace: Workspace) -> APIRouter:
             created_by=who, tags={**tags, **hidden})
         if files.model_id is not None:
             note_registration(workspace, files.model_id, name, version.version)
+        audit(request, "create_model_version", version.name, version=version.version,
+              source=source)
         return reply({"model_version": model_version_message(version)})
 
     @routes.get(f"{PREFIX}/model-versions/get", openapi_extra=declare("read"))
@@ -280,6 +292,7 @@ def router(workspace: Workspace) -> APIRouter:
         _model_version(registry, name, version)
         workspace.stores.deletion.delete_model_version(name, version,
                                                        actor=caller(request).name)
+        audit(request, "delete_model_version", name, version=version)
         return reply({})
 
     @routes.get(f"{PREFIX}/model-versions/search", openapi_extra=declare("read"))
