@@ -600,3 +600,19 @@ def test_every_tracking_route_asks_for_a_token(team: dict[str, Mlflow],
             answer = anonymous.client.post(path, json={})
         assert answer.status_code == 401, (method, path, answer.text)
         assert answer.json()["error_code"] == "UNAUTHENTICATED"
+
+
+def test_model_inputs_of_a_run(mlflow: Mlflow) -> None:
+    """MLflow 3 records the logged models a run used (``log_metric(..., model_id=)``)."""
+    exp_id = mlflow.experiment("e")
+    run_id = mlflow.run(exp_id)["info"]["run_id"]
+    model = mlflow.post("logged-models", {"experiment_id": exp_id, "name": "m"})["model"]
+    model_id = model["info"]["model_id"]
+    body = {"run_id": run_id, "models": [{"model_id": model_id}]}
+    mlflow.post("runs/log-inputs", body)
+    mlflow.post("runs/log-inputs", body)  # a retry: recorded once
+    assert mlflow.get_run(run_id)["inputs"]["model_inputs"] == [{"model_id": model_id}]
+    mlflow.error("POST", "runs/log-inputs", {"run_id": run_id, "models": [{"model_id": "m-0"}]},
+                 404, "RESOURCE_DOES_NOT_EXIST")
+    mlflow.error("POST", "runs/log-inputs", {"run_id": run_id, "models": [{}]},
+                 400, "INVALID_PARAMETER_VALUE")

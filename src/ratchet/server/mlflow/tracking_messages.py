@@ -104,16 +104,18 @@ def run_tags(run: Run) -> dict[str, str]:
     return tags
 
 
-def run(run: Run, latest: Iterable[Metric], outputs: Iterable[tuple[str, int]] = ()
-        ) -> dict[str, Any]:
+def run(run: Run, latest: Iterable[Metric], outputs: Iterable[tuple[str, int]] = (),
+        model_inputs: Iterable[str] = ()) -> dict[str, Any]:
     """A ``Run`` message; ``latest`` are the run's latest metric points (one per key),
-    ``outputs`` the ``(model_id, step)`` of the logged models it output (MLflow 3)."""
+    ``outputs`` the ``(model_id, step)`` of the logged models it output and
+    ``model_inputs`` the ids of those it used (MLflow 3)."""
     data = message(
         metrics=[metric(p) for p in sorted(latest, key=lambda p: p.key)],
         params=key_values(dict(sorted(run.params.items()))),
         tags=key_values(run_tags(run)),
     )
-    inputs = message(dataset_inputs=[mlflow_dataset_input(i) for i in run.inputs])
+    inputs = message(dataset_inputs=[mlflow_dataset_input(i) for i in run.inputs],
+                     model_inputs=[{"model_id": model_id} for model_id in model_inputs])
     model_outputs = [{"model_id": model_id, "step": step} for model_id, step in outputs]
     return message(info=run_info(run), data=data, inputs=inputs,
                    outputs=message(model_outputs=model_outputs))

@@ -73,6 +73,7 @@ def router(workspace: Workspace) -> Any:
 
     api = APIRouter()
     tracking = workspace.stores.tracking
+    logged_models = workspace.stores.logged_models
 
     def audit(request: Request, action: str, experiment: str) -> None:
         workspace.stores.audit.record(principal(request).name, f"mlflow.{action}",
@@ -258,8 +259,8 @@ def router(workspace: Workspace) -> Any:
         run_experiment(request, run_id, "read")
         run = tracking.get_run(run_id, include_deleted=True)
         latest = tracking.latest_metric_points([run_id])[run_id]
-        outputs = workspace.stores.logged_models.outputs_of_run(run_id)
-        return reply({"run": msg.run(run, latest, outputs)})
+        outputs = logged_models.outputs_of_run(run_id)
+        return reply({"run": msg.run(run, latest, outputs, logged_models.inputs_of_run(run_id))})
 
     @api.post(f"{API}/runs/delete", openapi_extra=declare("write"))
     def delete_run(request: Request, fields: Fields = Depends(_fields)) -> Response:
@@ -353,12 +354,14 @@ def router(workspace: Workspace) -> Any:
     def log_inputs(request: Request, fields: Fields = Depends(_fields)) -> Response:
         run_id = _run_id(fields)
         datasets = [msg.dataset_input(d) for d in fields.objects("datasets")]
-        if fields.objects("models"):
-            raise invalid("logging logged-model inputs of a run (log-inputs 'models') is not "
-                          "supported by this server yet")
+        model_ids = [_model_input(m) for m in fields.objects("models")]
         run_experiment(request, run_id, "write")
+        for model_id in model_ids:  # reading a model needs read on its experiment
+            experiment = experiment_by_id(workspace, logged_models.get(model_id).experiment_id)
+            require_experiment(request, "read", experiment.name)
         for dataset in datasets:
             tracking.log_input(run_id, dataset)
+        logged_models.record_inputs(run_id, model_ids)
         return reply({})
 
     def search_runs(request: Request, fields: Fields) -> Response:
@@ -466,6 +469,13 @@ def router(workspace: Workspace) -> Any:
 
 
 # ---------------------------------------------------------------------------- helpers
+def _model_input(item: Mapping[str, Any]) -> str:
+    model_id = item.get("model_id")
+    if not isinstance(model_id, str) or not model_id:
+        raise invalid("Invalid value for parameter 'models': each needs a 'model_id' string")
+    return model_id
+
+
 def _run_id(fields: Fields) -> str:
     """``run_id`` (MLflow 1.x clients send ``run_uuid``)."""
     run_id = fields.string("run_id") or fields.string("run_uuid")
