@@ -32,7 +32,7 @@ is inside the network, with its cookies); the defences:
   answer opened in a tab cannot become a page. A route's own value of a header is kept.
 
 Errors are JSON ``{"error": {"type": ..., "message": ...}}``, the shape of the API's
-other errors (``json_error``).
+other errors (``json_error``); under MLflow's paths, MLflow's ``{"error_code", "message"}``.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from urllib.parse import urlsplit
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ratchet.errors import ContentTooLarge, InvalidInput
+from ratchet.server.mlflow.protocol import is_mlflow_path
 from ratchet.serving.access import default_allowed_hosts, normalize_host
 
 MiB = 1024 * 1024
@@ -80,6 +81,14 @@ def json_error(status: int, type_name: str, message: str) -> bytes:
     return json.dumps({"error": {"type": name, "message": message}}).encode()
 
 
+def mlflow_json_error(status: int, message: str) -> bytes:
+    """A refusal in MLflow's shape, for MLflow's clients (``server/mlflow``):
+    ``{"error_code": ..., "message": ...}``; the status stays the guard's."""
+    code = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+            429: "REQUEST_LIMIT_EXCEEDED"}.get(status, "BAD_REQUEST")
+    return json.dumps({"error_code": code, "message": message}).encode()
+
+
 def security_headers(path: str) -> tuple[tuple[bytes, bytes], ...]:
     """The headers every answer on ``path`` carries (unless the route set its own)."""
     return _ALWAYS + _API if path.startswith("/api/") else _ALWAYS
@@ -89,7 +98,8 @@ async def respond_error(send: Send, status: int, type_name: str, message: str, *
                         path: str = "/api/", headers: Iterable[tuple[bytes, bytes]] = ()
                         ) -> None:
     """Send a complete JSON error answer (``json_error``) with the security headers."""
-    body = json_error(status, type_name, message)
+    body = mlflow_json_error(status, message) if is_mlflow_path(path) \
+        else json_error(status, type_name, message)
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
         *headers, *security_headers(path)]})
