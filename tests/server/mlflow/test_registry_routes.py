@@ -94,6 +94,9 @@ def test_registered_model_create_get_update_and_errors(api: Api) -> None:
     assert api.error("POST", "registered-models/create") == (400, "INVALID_PARAMETER_VALUE")
     assert api.error("POST", "registered-models/create", name="a/b") == (
         400, "INVALID_PARAMETER_VALUE")
+    assert api.error("POST", "registered-models/create", name="x",
+                     tags=[{"key": SOURCE_TAG, "value": "s3://x"}]) == (
+        400, "INVALID_PARAMETER_VALUE")
     got = api.ok("GET", "registered-models/get", name="churn")["registered_model"]
     assert got["name"] == "churn"
     assert api.error("GET", "registered-models/get", name="nope") == (
@@ -366,6 +369,12 @@ def test_aliases_both_directions(api: Api, workspace: Workspace) -> None:
                      version="1") == (400, "INVALID_PARAMETER_VALUE")
     assert api.error("GET", "registered-models/alias", name="churn", alias="nope") == (
         404, "RESOURCE_DOES_NOT_EXIST")
+    # ratchet refuses to delete what an alias points at; MLflow's caller is told how
+    status, body = api.call("DELETE", "model-versions/delete", name="churn", version="2")
+    assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert "delete_registered_model_alias" in body["message"]
+    status, body = api.call("DELETE", "registered-models/delete", name="churn")
+    assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
     api.ok("DELETE", "registered-models/alias", name="churn", alias="champion")
     assert "champion" not in workspace.stores.registry.get_registered_model("churn").aliases
     assert api.error("DELETE", "registered-models/alias", name="churn",

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from ratchet.errors import NotFound
+from ratchet.errors import Conflict, NotFound
 from ratchet.server.mlflow.model_sources import (
     download_uri,
     note_registration,
@@ -130,7 +131,9 @@ def router(workspace: Workspace) -> APIRouter:
         name = fields.required("name")
         require_model(request, "write", name)
         _model(registry, name)
-        workspace.stores.deletion.delete_registered_model(name, actor=caller(request).name)
+        with _mlflow_hint(f"delete the aliases of {name!r} first "
+                          "(client.delete_registered_model_alias)"):
+            workspace.stores.deletion.delete_registered_model(name, actor=caller(request).name)
         audit(request, "delete_registered_model", name)
         return reply({})
 
@@ -235,9 +238,6 @@ def router(workspace: Workspace) -> APIRouter:
         name, source = fields.required("name"), fields.required("source")
         run_id, model_id = fields.string("run_id"), fields.string("model_id")
         tags = _tags(fields)
-        for key in tags:
-            if is_hidden_tag(key):
-                raise _hidden_key(key)
         require_model(request, "write", name)
         files = resolve_source(workspace, source, run_id=run_id, model_id=model_id)
         experiment = experiment_by_id(workspace, files.experiment_id)
@@ -290,8 +290,10 @@ def router(workspace: Workspace) -> APIRouter:
         name, version = fields.required("name"), _version(fields)
         require_model(request, "write", name)
         _model_version(registry, name, version)
-        workspace.stores.deletion.delete_model_version(name, version,
-                                                       actor=caller(request).name)
+        with _mlflow_hint(f"delete or move the aliases on version {version} first "
+                          "(client.delete_registered_model_alias)"):
+            workspace.stores.deletion.delete_model_version(name, version,
+                                                           actor=caller(request).name)
         audit(request, "delete_model_version", name, version=version)
         return reply({})
 
@@ -429,6 +431,8 @@ def _tags(fields: Fields) -> dict[str, str]:
             value = ""
         if not isinstance(value, str):
             raise invalid(f"Invalid value for tag {key!r}: a tag's value is a string")
+        if is_hidden_tag(key):
+            raise _hidden_key(key)
         tags[key] = value
     return tags
 
@@ -452,6 +456,17 @@ def _max_results(fields: Fields, default: int, limit: int) -> int:
         raise invalid(f"Invalid value for request parameter max_results. It must be at most "
                       f"{limit} and at least 1, but got value {value}")
     return value
+
+
+@contextlib.contextmanager
+def _mlflow_hint(hint: str) -> Iterator[None]:
+    """A delete ratchet refuses (an alias or a deployment uses the version) as MLflow's
+    INVALID_PARAMETER_VALUE, with what to do through MLflow's API (which cannot force)."""
+    try:
+        yield
+    except Conflict as exc:
+        raise invalid(f"{exc}. Through MLflow's API: {hint}; a deployment's model is "
+                      "changed with `ratchet deploy`") from None
 
 
 def _without_empty(payload: dict[str, Any]) -> dict[str, Any]:
