@@ -448,3 +448,57 @@ def test_a_version_number_ratchet_gave_to_other_files_is_not_merged(local_ws: Wo
     assert local_ws.stores.registry.get_model_version("churn", 1).run_id == RUN
     assert local_ws.stores.registry.get_registered_model("churn").aliases == {"champion": 1}
     assert report.verification is not None and not report.verification.ok
+
+
+def write_logged_model(store: Path, model_id: str, source_run: str | None, files: Path) -> None:
+    """An MLflow 3 logged model as its file store lays it out, and churn v1 made from it."""
+    _write(store / EXP / "models" / model_id / "meta.yaml", f"""\
+artifact_location: {files}
+creation_timestamp: 7
+experiment_id: '{EXP}'
+last_updated_timestamp: 8
+model_id: {model_id}
+model_type: null
+name: model
+source_run_id: {source_run or 'null'}
+status: 2
+status_message: null
+""")
+    _write(files / "MLmodel", MLMODEL)
+    _write(files / "model.pkl", "pickled")
+    v1 = store / "models" / "churn" / "version-1" / "meta.yaml"
+    _write(v1, f"""\
+current_stage: None
+model_id: {model_id}
+name: churn
+run_id: {source_run or 'null'}
+source: models:/{model_id}
+status: READY
+storage_location: {files}
+version: 1
+""")
+
+
+@pytest.mark.parametrize("in_a_run", [True, False], ids=["from-a-run", "outside-a-run"])
+def test_mlflow3_logged_models(local_ws: Workspace, store: Path, in_a_run: bool) -> None:
+    model_id = "m-94109096fd2342b4b06cd72713cb4c59"
+    write_logged_model(store, model_id, RUN if in_a_run else None,
+                       store / EXP / "models" / model_id / "artifacts")
+    report = import_mlflow(str(store), workspace=local_ws)
+    assert report.problems == [] and report.verification is not None
+    assert report.verification.ok, report.to_dict()
+    logged = local_ws.stores.logged_models.get(model_id)  # MLflow's id kept
+    assert (logged.status, logged.name, logged.artifact_path) == (
+        "ready", "model", f"models/{model_id}")
+    assert (logged.artifact_run_id == RUN) is in_a_run  # else a holder run made for it
+    files = {e.path for e in local_ws.stores.tracking.list_artifacts(
+        logged.artifact_run_id, f"models/{model_id}")}
+    assert {f"models/{model_id}/MLmodel", f"models/{model_id}/model.pkl",
+            f"models/{model_id}/ratchet-model.json"} == files
+    version = local_ws.stores.registry.get_model_version("churn", 1)
+    assert (version.run_id, version.artifact_path) == (logged.artifact_run_id,
+                                                       f"models/{model_id}")
+    assert version.tags["ratchet.mlflow.model_id"] == model_id  # MLflow's API shows it
+    again = import_mlflow(str(store), workspace=local_ws)
+    assert again.problems == [] and again.copied.artifacts == 0
+    assert again.copied.model_versions == 0

@@ -32,6 +32,7 @@ from ratchet.store.mlflow_source import (
     SourceModel,
     SourceRun,
     SourceVersion,
+    logged_model_status,
 )
 
 MAX_META_BYTES = 1 << 20  # a meta.yaml is a few hundred bytes
@@ -196,6 +197,7 @@ class FileMlflowSource:
                     artifact_location=_text(meta, "artifact_location", child),
                     source_run_id=_text(meta, "source_run_id", child),
                     lifecycle_stage=_text(meta, "lifecycle_stage", child) or "active",
+                    status=logged_model_status(meta.get("status")),
                 ))
         return sorted(found, key=lambda m: m.model_id)
 

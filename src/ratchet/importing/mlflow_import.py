@@ -55,6 +55,11 @@ MANIFEST_FILENAME = "ratchet-model.json"  # = ratchet.packaging.manifest.MANIFES
 MLMODEL_FILENAME = "MLmodel"
 LOGGED_MODELS_DIR = "models"  # a logged model's files in its run: models/<model_id>/...
 ALIAS_ACTOR = "ratchet import mlflow"
+# What MLflow's API answers for a version and ratchet's record has no field for, in hidden
+# version tags: the names ratchet.server.mlflow.registry_messages reads (a layer above).
+HIDDEN_SOURCE_TAG = "ratchet.mlflow.source"
+HIDDEN_MODEL_ID_TAG = "ratchet.mlflow.model_id"
+HIDDEN_RUN_ID_TAG = "ratchet.mlflow.run_id"
 _MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # it becomes a path segment
 _STATUSES = {"RUNNING": "running", "SCHEDULED": "running", "FINISHED": "finished",
              "FAILED": "failed", "KILLED": "killed"}
@@ -212,6 +217,7 @@ class _Files:
     run_id: str
     path: str
     local_dir: str | None = None
+    model_id: str | None = None  # an MLflow 3 logged model's
 
 
 class MlflowImporter:
@@ -233,6 +239,8 @@ class MlflowImporter:
         self.report = ImportReport(source.where, dry_run)
         self._runs: dict[str, SourceRun] = {}  # imported (selected, active) source runs
         self._failed_runs: set[str] = set()
+        self._experiment_ids: dict[str, str] = {}  # MLflow experiment id -> ratchet's
+        self._logged: dict[str, _Files] = {}  # copied logged models: where their files are
 
     def run(self) -> ImportReport:
         experiments = self._selected_experiments()
@@ -249,6 +257,8 @@ class MlflowImporter:
         self.progress("runs", 0, total)
         for exp, runs in plan:
             exp_id = self._experiment(exp)
+            if exp_id is not None:
+                self._experiment_ids[exp.experiment_id] = exp_id
             for r in runs:
                 self._runs[r.run_id] = r
                 if exp_id is None:
@@ -461,6 +471,12 @@ class MlflowImporter:
     def _import_registry(self) -> None:
         models = self.source.registered_models()
         logged = {m.model_id: m for m in self.source.logged_models()}
+        for one in logged.values():
+            if one.experiment_id in self._experiment_ids and one.lifecycle_stage != "deleted":
+                try:
+                    self._import_logged_model(one)
+                except RatchetError as exc:
+                    self._problem(f"logged model {one.model_id}: {exc}")
         wanted = []
         for model in models:
             versions = self.source.model_versions(model.name)
@@ -474,6 +490,35 @@ class MlflowImporter:
             except RatchetError as exc:
                 self._problem(f"registered model {model.name!r}: {exc}")
             self.progress("models", done, len(wanted))
+
+    def _import_logged_model(self, model: SourceLoggedModel) -> None:
+        """An MLflow 3 logged model as ratchet's logged-model record (same id), its files
+        in its holder run (its source run, or one made for it) under models/<id>/."""
+        if self.dry_run:
+            return
+        store = self.ws.stores.logged_models
+        try:
+            record = store.get(model.model_id, include_deleted=True)
+            exists = True
+        except NotFound:
+            source_run = model.source_run_id
+            if source_run is not None and (source_run in self._failed_runs
+                                           or not self._exists(source_run)):
+                source_run = None
+            record = store.create(self._experiment_ids[model.experiment_id],
+                                  name=model.name or None, source_run_id=source_run,
+                                  model_id=model.model_id)
+            exists = False
+        if record.deleted_at is not None:
+            self.report.skipped.append(f"logged model {model.model_id}: deleted in ratchet")
+            return
+        files = _Files(record.artifact_run_id, record.artifact_path, model_id=model.model_id)
+        self._store_files(files.run_id, files.path,
+                          self._source_files(model.artifact_location,
+                                             f"logged model {model.model_id}"), exists=exists)
+        if record.status != model.status:
+            store.finalize(model.model_id, model.status)
+        self._logged[model.model_id] = files
 
     def _import_model(self, model: SourceModel, versions: list[SourceVersion],
                       logged: dict[str, SourceLoggedModel]) -> None:
@@ -581,11 +626,17 @@ class MlflowImporter:
                           f"at {files.path!r}")
             return None
         content_hash = hash_tree((e.path[len(files.path) + 1:], e.digest) for e in entries)
+        tags = dict(version.tags)
+        if files.model_id is not None:  # MLflow's API shows it as a logged model's version
+            tags[HIDDEN_MODEL_ID_TAG] = files.model_id
+            tags[HIDDEN_SOURCE_TAG] = f"models:/{files.model_id}"
+            if version.run_id:
+                tags[HIDDEN_RUN_ID_TAG] = version.run_id
         created = self.registry.create_model_version(
             version.name, run_id=files.run_id, artifact_path=files.path,
             content_hash=content_hash, flavor=str(manifest.get("flavor", "mlflow")),
             manifest=manifest, description=version.description, created_by=None,
-            tags=version.tags or None)
+            tags=tags or None)
         if created.version != version.version:
             self._problem(f"{label}: copied as version {created.version} (ratchet numbered "
                           "it; a purged version's number is never reused)")
@@ -643,6 +694,8 @@ class MlflowImporter:
                 "or logged model")
 
     def _logged_files(self, model: SourceLoggedModel) -> _Files | str:
+        if model.model_id in self._logged:  # copied with its record: files already there
+            return self._logged[model.model_id]
         if not model.source_run_id:
             return (f"logged model {model.model_id} was logged outside a run; ratchet keeps "
                     "a model's files in a run")
@@ -651,7 +704,7 @@ class MlflowImporter:
         if not _MODEL_ID.fullmatch(model.model_id):
             return f"logged model id {model.model_id!r} is not an id"
         return _Files(model.source_run_id, f"{LOGGED_MODELS_DIR}/{model.model_id}",
-                      model.artifact_location)
+                      model.artifact_location, model.model_id)
 
     # ---------------------------------------------------------------- verification
     def verify(self) -> Verification:

@@ -89,6 +89,18 @@ class SourceLoggedModel:
     artifact_location: str | None
     source_run_id: str | None
     lifecycle_stage: str
+    status: str = "ready"  # pending | ready | failed (MLflow's LoggedModelStatus, lowercased)
+
+
+# MLflow's LoggedModelStatus enum as stored (an int in SQL and in meta.yaml).
+LOGGED_MODEL_STATUS_NAMES = {1: "pending", 2: "ready", 3: "failed"}
+
+
+def logged_model_status(value: object) -> str:
+    if isinstance(value, int):
+        return LOGGED_MODEL_STATUS_NAMES.get(value, "ready")
+    text = str(value or "").lower()
+    return text if text in ("pending", "ready", "failed") else "ready"
 
 
 class MlflowSource(Protocol):
@@ -280,7 +292,8 @@ class SqlMlflowSource:
         if lm is None:
             return []
         return [SourceLoggedModel(r.model_id, str(r.experiment_id), r.name, r.artifact_location,
-                                  r.source_run_id, r.lifecycle_stage or "active")
+                                  r.source_run_id, r.lifecycle_stage or "active",
+                                  logged_model_status(r.status))
                 for r in self._rows(select(lm).order_by(lm.c.model_id))]
 
 
