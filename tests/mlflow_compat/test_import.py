@@ -164,7 +164,11 @@ def assert_first_import(report: ImportReport, ws: Workspace, ids: dict[str, Any]
     model = registry.get_registered_model("churn")
     assert model.aliases == {"champion": 1} and model.tags == {"owner": "me"}
     version = registry.get_model_version("churn", 1)
-    assert version.run_id == ids["train"] and version.tags == {"validated": "yes"}
+    assert version.run_id == ids["train"] and version.tags["validated"] == "yes"
+    if version.artifact_path.startswith("models/"):  # MLflow 3: a logged model, same id
+        model_id = version.artifact_path.split("/")[1]
+        assert ws.stores.logged_models.get(model_id).status == "ready"
+        assert version.tags["ratchet.mlflow.model_id"] == model_id
     # Servable the ratchet way (MLflow's sklearn pickle or skops: trust is explicit).
     from ratchet.registry.client import RegistryClient
 
