@@ -367,8 +367,15 @@ def test_aliases_both_directions(api: Api, workspace: Workspace) -> None:
                      version="7") == (404, "RESOURCE_DOES_NOT_EXIST")
     assert api.error("POST", "registered-models/alias", name="churn", alias="latest",
                      version="1") == (400, "INVALID_PARAMETER_VALUE")
+    # as MLflow's server: a missing alias is INVALID_PARAMETER_VALUE, @latest the newest
     assert api.error("GET", "registered-models/alias", name="churn", alias="nope") == (
+        400, "INVALID_PARAMETER_VALUE")
+    assert api.error("GET", "registered-models/alias", name="nope", alias="x") == (
         404, "RESOURCE_DOES_NOT_EXIST")
+    latest = api.ok("GET", "registered-models/alias", name="churn", alias="latest")
+    assert latest["model_version"]["version"] == "2"
+    assert api.error("POST", "registered-models/alias", name="churn", alias="v1",
+                     version="1") == (400, "INVALID_PARAMETER_VALUE")
     # ratchet refuses to delete what an alias points at; MLflow's caller is told how
     status, body = api.call("DELETE", "model-versions/delete", name="churn", version="2")
     assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
@@ -377,8 +384,9 @@ def test_aliases_both_directions(api: Api, workspace: Workspace) -> None:
     assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
     api.ok("DELETE", "registered-models/alias", name="churn", alias="champion")
     assert "champion" not in workspace.stores.registry.get_registered_model("churn").aliases
-    assert api.error("DELETE", "registered-models/alias", name="churn",
-                     alias="champion") == (404, "RESOURCE_DOES_NOT_EXIST")
+    api.ok("DELETE", "registered-models/alias", name="churn", alias="champion")  # no-op
+    assert api.error("DELETE", "registered-models/alias", name="nope", alias="x") == (
+        404, "RESOURCE_DOES_NOT_EXIST")
 
 
 # ---------------------------------------------------------------- search

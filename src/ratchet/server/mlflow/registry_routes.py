@@ -201,6 +201,9 @@ def router(workspace: Workspace) -> APIRouter:
                                    fields: Fields = Depends(_fields)) -> Response:
         name, alias = fields.required("name"), fields.required("alias")
         version = _version(fields)
+        if re.fullmatch(r"[vV][0-9]+", alias.strip()):
+            # MLflow reads models:/name@v3 as version 3, so it reserves such names
+            raise invalid(f"Version alias name {alias!r} is reserved.")
         require_model(request, "write", name)
         _model(registry, name)
         registry.set_alias(name, alias, version, actor=caller(request).name,
@@ -214,7 +217,11 @@ def router(workspace: Workspace) -> APIRouter:
         name, alias = fields.required("name"), fields.required("alias")
         require_model(request, "write", name)
         _model(registry, name)
-        registry.delete_alias(name, alias, actor=caller(request).name, reason=ALIAS_REASON)
+        try:
+            registry.delete_alias(name, alias, actor=caller(request).name,
+                                  reason=ALIAS_REASON)
+        except NotFound:
+            return reply({})  # an absent alias: nothing to do (as MLflow's server)
         audit(request, "delete_alias", name, alias=alias)
         return reply({})
 
@@ -223,11 +230,16 @@ def router(workspace: Workspace) -> APIRouter:
                                    fields: Fields = Depends(_fields)) -> Response:
         name, alias = fields.required("name"), fields.required("alias")
         require_model(request, "read", name)
-        _model(registry, name)
+        model = _model(registry, name)
+        if alias.strip().lower() == "latest":  # MLflow 3: @latest is the newest version
+            latest = _latest(registry, model)
+            if latest is None:
+                raise missing(f"Latest version not found for model {name}.")
+            return reply({"model_version": model_version_message(latest)})
         try:
             version = registry.resolve_alias(name, alias)
-        except NotFound:
-            raise missing(f"Registered model alias {alias} not found.") from None
+        except NotFound:  # MLflow's server answers a missing alias with this code
+            raise invalid(f"Registered model alias {alias} not found.") from None
         return reply({"model_version": model_version_message(
             registry.get_model_version(name, version))})
 
