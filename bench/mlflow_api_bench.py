@@ -369,8 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     versions: dict[str, Any] = {
         "ratchet_git_commit": git_commit(),
         "ratchet_uncommitted": uncommitted_sources(),  # the numbers are the work tree's
-        "ratchet_venv": harness.installed(ratchet_python(), ["ratchet", "fastapi", "uvicorn",
-                                                            "sqlalchemy"], child_env()),
+        "ratchet_venv": harness.installed(ratchet_python(), ["ratchet-mlops", "fastapi",
+                                                            "uvicorn", "sqlalchemy"],
+                                         child_env()),
         "mlflow_venv": ensure_mlflow_venv()}
     tmp = Path(tempfile.mkdtemp(prefix="mlflow-api-bench-"))
     servers: dict[str, Server] = {}
