@@ -287,11 +287,6 @@ def fingerprint(*parts: Any) -> str:
 
 
 # ---------------------------------------------------------------------------- routes
-async def _fields(request: Request) -> Fields:
-    """``request_fields`` with its ``request`` annotation resolvable here (``requests``
-    imports ``Request`` for type checking only: FastAPI would take it for a query field)."""
-    return await request_fields(request)
-
 
 def router(workspace: Workspace) -> APIRouter:
     from ratchet.server.permissions import declare
@@ -309,7 +304,7 @@ def router(workspace: Workspace) -> APIRouter:
         return model
 
     @api.post(f"{API}/logged-models", openapi_extra=declare("write"))
-    def create_logged_model(request: Request, fields: Fields = Depends(_fields)
+    def create_logged_model(request: Request, fields: Fields = Depends(request_fields)
                             ) -> Response:
         experiment = experiment_by_id(workspace, fields.required("experiment_id"),
                                       include_deleted=False)
@@ -326,7 +321,7 @@ def router(workspace: Workspace) -> APIRouter:
         return reply({"model": model_message(model)})
 
     @api.post(f"{API}/logged-models/search", openapi_extra=declare("read"))
-    def search_logged_models(request: Request, fields: Fields = Depends(_fields)
+    def search_logged_models(request: Request, fields: Fields = Depends(request_fields)
                              ) -> Response:
         experiment_ids = fields.strings("experiment_ids")
         if not experiment_ids:
@@ -355,14 +350,14 @@ def router(workspace: Workspace) -> APIRouter:
 
     @api.get(f"{API}/logged-models/{{model_id}}", openapi_extra=declare("read"))
     def get_logged_model(model_id: str, request: Request,
-                         fields: Fields = Depends(_fields)) -> Response:
+                         fields: Fields = Depends(request_fields)) -> Response:
         model = model_for(request, model_id, "read",
                           include_deleted=fields.boolean("allow_deleted"))
         return reply({"model": model_message(model)})
 
     @api.patch(f"{API}/logged-models/{{model_id}}", openapi_extra=declare("write"))
     def finalize_logged_model(model_id: str, request: Request,
-                              fields: Fields = Depends(_fields)) -> Response:
+                              fields: Fields = Depends(request_fields)) -> Response:
         model_for(request, model_id, "write")
         status = wire_status(fields.data.get("status"))
         return reply({"model": model_message(models.finalize(model_id, status))})
@@ -375,7 +370,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @api.patch(f"{API}/logged-models/{{model_id}}/tags", openapi_extra=declare("write"))
     def set_logged_model_tags(model_id: str, request: Request,
-                              fields: Fields = Depends(_fields)) -> Response:
+                              fields: Fields = Depends(request_fields)) -> Response:
         model_for(request, model_id, "write")
         models.set_tags(model_id, pairs(fields, "tags"))
         return reply({})
@@ -389,7 +384,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @api.post(f"{API}/logged-models/{{model_id}}/params", openapi_extra=declare("write"))
     def log_logged_model_params(model_id: str, request: Request,
-                                fields: Fields = Depends(_fields)) -> Response:
+                                fields: Fields = Depends(request_fields)) -> Response:
         model_for(request, model_id, "write")
         models.log_params(model_id, pairs(fields, "params"))
         return reply({})
@@ -397,7 +392,7 @@ def router(workspace: Workspace) -> APIRouter:
     @api.get(f"{API}/logged-models/{{model_id}}/artifacts/directories",
              openapi_extra=declare("read"))
     def list_logged_model_artifacts(model_id: str, request: Request,
-                                    fields: Fields = Depends(_fields)) -> Response:
+                                    fields: Fields = Depends(request_fields)) -> Response:
         from ratchet.artifacts.paths import normalize_artifact_path
         from ratchet.server.mlflow.artifact_routes import children
 
@@ -411,7 +406,7 @@ def router(workspace: Workspace) -> APIRouter:
                              files=children(entries, base)))
 
     @api.post(f"{API}/runs/outputs", openapi_extra=declare("write"))
-    def log_outputs(request: Request, fields: Fields = Depends(_fields)) -> Response:
+    def log_outputs(request: Request, fields: Fields = Depends(request_fields)) -> Response:
         run_id = fields.required("run_id")
         run = tracking.get_run(run_id)
         require_experiment(request, "write", experiment_by_id(workspace, run.experiment_id).name)

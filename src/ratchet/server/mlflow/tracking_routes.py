@@ -61,12 +61,6 @@ _CODE_TAGS = {"mlflow.user": "user", "mlflow.source.name": "entry_point",
               "mlflow.source.git.commit": "git_commit", "mlflow.source.git.branch": "git_branch"}
 
 
-async def _fields(request: Request) -> Fields:
-    """``request_fields`` as a dependency FastAPI can read: its ``request`` annotation
-    resolves here (``requests`` imports ``Request`` for type checking only, so FastAPI
-    would take it for a query parameter)."""
-    return await request_fields(request)
-
 
 def router(workspace: Workspace) -> Any:
     from fastapi import APIRouter
@@ -94,7 +88,7 @@ def router(workspace: Workspace) -> Any:
 
     # ------------------------------------------------------------------ experiments
     @api.post(f"{API}/experiments/create", openapi_extra=declare("write"))
-    def create_experiment(request: Request, fields: Fields = Depends(_fields)
+    def create_experiment(request: Request, fields: Fields = Depends(request_fields)
                           ) -> Response:
         name = fields.required("name")
         if fields.string("artifact_location"):
@@ -109,14 +103,14 @@ def router(workspace: Workspace) -> Any:
         return reply({"experiment_id": exp.experiment_id})
 
     @api.get(f"{API}/experiments/get", openapi_extra=declare("read"))
-    def get_experiment(request: Request, fields: Fields = Depends(_fields)
+    def get_experiment(request: Request, fields: Fields = Depends(request_fields)
                        ) -> Response:
         exp = experiment_by_id(workspace, fields.required("experiment_id"))
         require_experiment(request, "read", exp.name)
         return reply({"experiment": msg.experiment(exp)})
 
     @api.get(f"{API}/experiments/get-by-name", openapi_extra=declare("read"))
-    def get_experiment_by_name(request: Request, fields: Fields = Depends(_fields)
+    def get_experiment_by_name(request: Request, fields: Fields = Depends(request_fields)
                                ) -> Response:
         name = fields.required("experiment_name")
         require_experiment(request, "read", name)
@@ -149,17 +143,17 @@ def router(workspace: Workspace) -> Any:
                                     next_page_token=token))
 
     @api.post(f"{API}/experiments/search", openapi_extra=declare("read"))
-    def search_experiments_post(request: Request, fields: Fields = Depends(_fields)
+    def search_experiments_post(request: Request, fields: Fields = Depends(request_fields)
                                 ) -> Response:
         return search_experiments(request, fields)
 
     @api.get(f"{API}/experiments/search", openapi_extra=declare("read"))
-    def search_experiments_get(request: Request, fields: Fields = Depends(_fields)
+    def search_experiments_get(request: Request, fields: Fields = Depends(request_fields)
                                ) -> Response:
         return search_experiments(request, fields)
 
     @api.post(f"{API}/experiments/delete", openapi_extra=declare("write"))
-    def delete_experiment(request: Request, fields: Fields = Depends(_fields)
+    def delete_experiment(request: Request, fields: Fields = Depends(request_fields)
                           ) -> Response:
         exp = experiment_by_id(workspace, fields.required("experiment_id"))
         require_experiment(request, "write", exp.name)
@@ -171,7 +165,7 @@ def router(workspace: Workspace) -> Any:
         return reply({})
 
     @api.post(f"{API}/experiments/restore", openapi_extra=declare("write"))
-    def restore_experiment(request: Request, fields: Fields = Depends(_fields)
+    def restore_experiment(request: Request, fields: Fields = Depends(request_fields)
                            ) -> Response:
         exp = experiment_by_id(workspace, fields.required("experiment_id"))
         require_experiment(request, "write", exp.name)
@@ -180,7 +174,7 @@ def router(workspace: Workspace) -> Any:
         return reply({})
 
     @api.post(f"{API}/experiments/update", openapi_extra=declare("write"))
-    def update_experiment(request: Request, fields: Fields = Depends(_fields)
+    def update_experiment(request: Request, fields: Fields = Depends(request_fields)
                           ) -> Response:
         exp = experiment_by_id(workspace, fields.required("experiment_id"))
         new_name = fields.required("new_name")
@@ -192,7 +186,7 @@ def router(workspace: Workspace) -> Any:
         return reply({})
 
     @api.post(f"{API}/experiments/set-experiment-tag", openapi_extra=declare("write"))
-    def set_experiment_tag(request: Request, fields: Fields = Depends(_fields)
+    def set_experiment_tag(request: Request, fields: Fields = Depends(request_fields)
                            ) -> Response:
         exp = experiment_by_id(workspace, fields.required("experiment_id"))
         key, value = fields.required("key"), fields.string("value") or ""
@@ -201,7 +195,7 @@ def router(workspace: Workspace) -> Any:
         return reply({})
 
     @api.post(f"{API}/experiments/delete-experiment-tag", openapi_extra=declare("write"))
-    def delete_experiment_tag(request: Request, fields: Fields = Depends(_fields)
+    def delete_experiment_tag(request: Request, fields: Fields = Depends(request_fields)
                               ) -> Response:
         exp = experiment_by_id(workspace, fields.required("experiment_id"))
         key = fields.required("key")
@@ -211,7 +205,7 @@ def router(workspace: Workspace) -> Any:
 
     # ------------------------------------------------------------------ runs
     @api.post(f"{API}/runs/create", openapi_extra=declare("write"))
-    def create_run(request: Request, fields: Fields = Depends(_fields)) -> Response:
+    def create_run(request: Request, fields: Fields = Depends(request_fields)) -> Response:
         exp = experiment_by_id(workspace, fields.string("experiment_id",
                                                         default=DEFAULT_EXPERIMENT_ID) or "0")
         require_experiment(request, "write", exp.name)
@@ -239,7 +233,7 @@ def router(workspace: Workspace) -> Any:
         return reply({"run": msg.run(run, ())})
 
     @api.post(f"{API}/runs/update", openapi_extra=declare("write"))
-    def update_run(request: Request, fields: Fields = Depends(_fields)) -> Response:
+    def update_run(request: Request, fields: Fields = Depends(request_fields)) -> Response:
         run_id = _run_id(fields)
         run_experiment(request, run_id, "write")
         status, end_time = fields.string("status"), fields.integer("end_time")
@@ -254,7 +248,7 @@ def router(workspace: Workspace) -> Any:
                                                                 include_deleted=True))})
 
     @api.get(f"{API}/runs/get", openapi_extra=declare("read"))
-    def get_run(request: Request, fields: Fields = Depends(_fields)) -> Response:
+    def get_run(request: Request, fields: Fields = Depends(request_fields)) -> Response:
         run_id = _run_id(fields)
         run_experiment(request, run_id, "read")
         run = tracking.get_run(run_id, include_deleted=True)
@@ -263,7 +257,7 @@ def router(workspace: Workspace) -> Any:
         return reply({"run": msg.run(run, latest, outputs, logged_models.inputs_of_run(run_id))})
 
     @api.post(f"{API}/runs/delete", openapi_extra=declare("write"))
-    def delete_run(request: Request, fields: Fields = Depends(_fields)) -> Response:
+    def delete_run(request: Request, fields: Fields = Depends(request_fields)) -> Response:
         run_id = _run_id(fields)
         name = run_experiment(request, run_id, "write", active=False)
         workspace.stores.deletion.delete_run(run_id)
@@ -271,7 +265,7 @@ def router(workspace: Workspace) -> Any:
         return reply({})
 
     @api.post(f"{API}/runs/restore", openapi_extra=declare("write"))
-    def restore_run(request: Request, fields: Fields = Depends(_fields)) -> Response:
+    def restore_run(request: Request, fields: Fields = Depends(request_fields)) -> Response:
         run_id = _run_id(fields)
         name = run_experiment(request, run_id, "write", active=False)
         workspace.stores.deletion.restore_run(run_id)
@@ -279,7 +273,7 @@ def router(workspace: Workspace) -> Any:
         return reply({})
 
     @api.post(f"{API}/runs/log-metric", openapi_extra=declare("write"))
-    def log_metric(request: Request, fields: Fields = Depends(_fields)) -> Response:
+    def log_metric(request: Request, fields: Fields = Depends(request_fields)) -> Response:
         run_id = _run_id(fields)
         point = _metric_point(fields, "")
         run_experiment(request, run_id, "write")
@@ -287,7 +281,7 @@ def router(workspace: Workspace) -> Any:
         return reply({})
 
     @api.post(f"{API}/runs/log-parameter", openapi_extra=declare("write"))
-    def log_param(request: Request, fields: Fields = Depends(_fields)) -> Response:
+    def log_param(request: Request, fields: Fields = Depends(request_fields)) -> Response:
         run_id = _run_id(fields)
         key, value = fields.required("key"), fields.string("value", default="")
         run_experiment(request, run_id, "write")
@@ -295,7 +289,7 @@ def router(workspace: Workspace) -> Any:
         return reply({})
 
     @api.post(f"{API}/runs/set-tag", openapi_extra=declare("write"))
-    def set_tag(request: Request, fields: Fields = Depends(_fields)) -> Response:
+    def set_tag(request: Request, fields: Fields = Depends(request_fields)) -> Response:
         run_id = _run_id(fields)
         key, value = fields.required("key"), fields.string("value", default="") or ""
         run_experiment(request, run_id, "write")
@@ -306,7 +300,7 @@ def router(workspace: Workspace) -> Any:
         return reply({})
 
     @api.post(f"{API}/runs/delete-tag", openapi_extra=declare("write"))
-    def delete_tag(request: Request, fields: Fields = Depends(_fields)) -> Response:
+    def delete_tag(request: Request, fields: Fields = Depends(request_fields)) -> Response:
         run_id = _run_id(fields)
         key = fields.required("key")
         run_experiment(request, run_id, "write")
@@ -317,7 +311,7 @@ def router(workspace: Workspace) -> Any:
         return reply({})
 
     @api.post(f"{API}/runs/log-batch", openapi_extra=declare("write"))
-    def log_batch(request: Request, fields: Fields = Depends(_fields)) -> Response:
+    def log_batch(request: Request, fields: Fields = Depends(request_fields)) -> Response:
         run_id = _run_id(fields)
         metrics, params = fields.objects("metrics"), fields.objects("params")
         tags = fields.objects("tags")
@@ -340,7 +334,7 @@ def router(workspace: Workspace) -> Any:
         return reply({})
 
     @api.post(f"{API}/runs/log-model", openapi_extra=declare("write"))
-    def log_model(request: Request, fields: Fields = Depends(_fields)) -> Response:
+    def log_model(request: Request, fields: Fields = Depends(request_fields)) -> Response:
         run_id = _run_id(fields)
         model = _model_json(fields.required("model_json"))
         run_experiment(request, run_id, "write")
@@ -351,7 +345,7 @@ def router(workspace: Workspace) -> Any:
         return reply({})
 
     @api.post(f"{API}/runs/log-inputs", openapi_extra=declare("write"))
-    def log_inputs(request: Request, fields: Fields = Depends(_fields)) -> Response:
+    def log_inputs(request: Request, fields: Fields = Depends(request_fields)) -> Response:
         run_id = _run_id(fields)
         datasets = [msg.dataset_input(d) for d in fields.objects("datasets")]
         model_ids = [_model_input(m) for m in fields.objects("models")]
@@ -396,18 +390,18 @@ def router(workspace: Workspace) -> Any:
                              next_page_token=token))
 
     @api.post(f"{API}/runs/search", openapi_extra=declare("read"))
-    def search_runs_post(request: Request, fields: Fields = Depends(_fields)
+    def search_runs_post(request: Request, fields: Fields = Depends(request_fields)
                          ) -> Response:
         return search_runs(request, fields)
 
     @api.get(f"{API}/runs/search", openapi_extra=declare("read"))
-    def search_runs_get(request: Request, fields: Fields = Depends(_fields)
+    def search_runs_get(request: Request, fields: Fields = Depends(request_fields)
                         ) -> Response:
         return search_runs(request, fields)
 
     # ------------------------------------------------------------------ metrics, artifacts
     @api.get(f"{API}/metrics/get-history", openapi_extra=declare("read"))
-    def get_metric_history(request: Request, fields: Fields = Depends(_fields)
+    def get_metric_history(request: Request, fields: Fields = Depends(request_fields)
                            ) -> Response:
         run_id = _run_id(fields)
         key = fields.required("metric_key")
@@ -426,7 +420,7 @@ def router(workspace: Workspace) -> Any:
 
     @api.get(f"{API}/metrics/get-history-bulk-interval", openapi_extra=declare("read"))
     def get_metric_history_bulk_interval(request: Request,
-                                         fields: Fields = Depends(_fields)) -> Response:
+                                         fields: Fields = Depends(request_fields)) -> Response:
         run_ids = list(dict.fromkeys(fields.strings("run_ids")))
         key = fields.required("metric_key")
         if not run_ids:
@@ -455,7 +449,7 @@ def router(workspace: Workspace) -> Any:
         return reply(message(metrics=found))
 
     @api.get(f"{API}/artifacts/list", openapi_extra=declare("read"))
-    def list_artifacts(request: Request, fields: Fields = Depends(_fields)
+    def list_artifacts(request: Request, fields: Fields = Depends(request_fields)
                        ) -> Response:
         run_id = _run_id(fields)
         path = _artifact_dir(fields.string("path") or "")
