@@ -70,11 +70,6 @@ MODELS_MAX_RESULTS_DEFAULT, MODELS_MAX_RESULTS_LIMIT = 100, 1000
 VERSIONS_MAX_RESULTS_DEFAULT, VERSIONS_MAX_RESULTS_LIMIT = 10_000, 200_000
 
 
-async def _fields(request: Request) -> Fields:
-    """``request_fields`` as a dependency FastAPI can read (its ``request`` annotation is
-    a string naming a type its module imports only for type checking)."""
-    return await request_fields(request)
-
 
 def router(workspace: Workspace) -> APIRouter:
     routes = APIRouter()
@@ -89,7 +84,7 @@ def router(workspace: Workspace) -> APIRouter:
     # ------------------------------------------------------------ registered models
     @routes.post(f"{PREFIX}/registered-models/create", openapi_extra=declare("write"))
     def create_registered_model(request: Request,
-                                fields: Fields = Depends(_fields)) -> Response:
+                                fields: Fields = Depends(request_fields)) -> Response:
         name = fields.required("name")
         require_model(request, "write", name)
         tags = _tags(fields)
@@ -99,14 +94,14 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.get(f"{PREFIX}/registered-models/get", openapi_extra=declare("read"))
     def get_registered_model(request: Request,
-                             fields: Fields = Depends(_fields)) -> Response:
+                             fields: Fields = Depends(request_fields)) -> Response:
         name = fields.required("name")
         require_model(request, "read", name)
         return reply({"registered_model": _model_message(registry, _model(registry, name))})
 
     @routes.patch(f"{PREFIX}/registered-models/update", openapi_extra=declare("write"))
     def update_registered_model(request: Request,
-                                fields: Fields = Depends(_fields)) -> Response:
+                                fields: Fields = Depends(request_fields)) -> Response:
         name = fields.required("name")
         require_model(request, "write", name)
         _model(registry, name)
@@ -116,7 +111,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.post(f"{PREFIX}/registered-models/rename", openapi_extra=declare("write"))
     def rename_registered_model(request: Request,
-                                fields: Fields = Depends(_fields)) -> Response:
+                                fields: Fields = Depends(request_fields)) -> Response:
         name = fields.required("name")
         fields.required("new_name")
         require_model(request, "write", name)
@@ -127,7 +122,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.delete(f"{PREFIX}/registered-models/delete", openapi_extra=declare("write"))
     def delete_registered_model(request: Request,
-                                fields: Fields = Depends(_fields)) -> Response:
+                                fields: Fields = Depends(request_fields)) -> Response:
         name = fields.required("name")
         require_model(request, "write", name)
         _model(registry, name)
@@ -139,7 +134,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.get(f"{PREFIX}/registered-models/search", openapi_extra=declare("read"))
     def search_registered_models(request: Request,
-                                 fields: Fields = Depends(_fields)) -> Response:
+                                 fields: Fields = Depends(request_fields)) -> Response:
         terms = parse_filter(fields.string("filter"), MODEL_ATTRIBUTES)
         order = parse_order_by(fields.strings("order_by"), MODEL_ORDER_KEYS,
                                default=["name ASC"])
@@ -159,7 +154,7 @@ def router(workspace: Workspace) -> APIRouter:
     @routes.post(f"{PREFIX}/registered-models/get-latest-versions",
                  openapi_extra=declare("read"))
     def get_latest_versions(request: Request,
-                            fields: Fields = Depends(_fields)) -> Response:
+                            fields: Fields = Depends(request_fields)) -> Response:
         name = fields.required("name")
         require_model(request, "read", name)
         model = _model(registry, name)
@@ -177,7 +172,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.post(f"{PREFIX}/registered-models/set-tag", openapi_extra=declare("write"))
     def set_registered_model_tag(request: Request,
-                                 fields: Fields = Depends(_fields)) -> Response:
+                                 fields: Fields = Depends(request_fields)) -> Response:
         name = fields.required("name")
         key = _visible_key(fields)
         require_model(request, "write", name)
@@ -187,7 +182,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.delete(f"{PREFIX}/registered-models/delete-tag", openapi_extra=declare("write"))
     def delete_registered_model_tag(request: Request,
-                                    fields: Fields = Depends(_fields)) -> Response:
+                                    fields: Fields = Depends(request_fields)) -> Response:
         name = fields.required("name")
         key = _visible_key(fields)
         require_model(request, "write", name)
@@ -198,7 +193,7 @@ def router(workspace: Workspace) -> APIRouter:
     # ------------------------------------------------------------ aliases
     @routes.post(f"{PREFIX}/registered-models/alias", openapi_extra=declare("write"))
     def set_registered_model_alias(request: Request,
-                                   fields: Fields = Depends(_fields)) -> Response:
+                                   fields: Fields = Depends(request_fields)) -> Response:
         name, alias = fields.required("name"), fields.required("alias")
         version = _version(fields)
         if re.fullmatch(r"[vV][0-9]+", alias.strip()):
@@ -213,7 +208,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.delete(f"{PREFIX}/registered-models/alias", openapi_extra=declare("write"))
     def delete_registered_model_alias(request: Request,
-                                      fields: Fields = Depends(_fields)) -> Response:
+                                      fields: Fields = Depends(request_fields)) -> Response:
         name, alias = fields.required("name"), fields.required("alias")
         require_model(request, "write", name)
         _model(registry, name)
@@ -227,7 +222,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.get(f"{PREFIX}/registered-models/alias", openapi_extra=declare("read"))
     def get_model_version_by_alias(request: Request,
-                                   fields: Fields = Depends(_fields)) -> Response:
+                                   fields: Fields = Depends(request_fields)) -> Response:
         name, alias = fields.required("name"), fields.required("alias")
         require_model(request, "read", name)
         model = _model(registry, name)
@@ -246,7 +241,7 @@ def router(workspace: Workspace) -> APIRouter:
     # ------------------------------------------------------------ model versions
     @routes.post(f"{PREFIX}/model-versions/create", openapi_extra=declare("write"))
     def create_model_version(request: Request,
-                             fields: Fields = Depends(_fields)) -> Response:
+                             fields: Fields = Depends(request_fields)) -> Response:
         name, source = fields.required("name"), fields.required("source")
         run_id, model_id = fields.string("run_id"), fields.string("model_id")
         tags = _tags(fields)
@@ -279,7 +274,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.get(f"{PREFIX}/model-versions/get", openapi_extra=declare("read"))
     def get_model_version(request: Request,
-                          fields: Fields = Depends(_fields)) -> Response:
+                          fields: Fields = Depends(request_fields)) -> Response:
         name, version = fields.required("name"), _version(fields)
         require_model(request, "read", name)
         return reply({"model_version": model_version_message(
@@ -287,7 +282,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.patch(f"{PREFIX}/model-versions/update", openapi_extra=declare("write"))
     def update_model_version(request: Request,
-                             fields: Fields = Depends(_fields)) -> Response:
+                             fields: Fields = Depends(request_fields)) -> Response:
         name, version = fields.required("name"), _version(fields)
         require_model(request, "write", name)
         _model_version(registry, name, version)
@@ -298,7 +293,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.delete(f"{PREFIX}/model-versions/delete", openapi_extra=declare("write"))
     def delete_model_version(request: Request,
-                             fields: Fields = Depends(_fields)) -> Response:
+                             fields: Fields = Depends(request_fields)) -> Response:
         name, version = fields.required("name"), _version(fields)
         require_model(request, "write", name)
         _model_version(registry, name, version)
@@ -311,7 +306,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.get(f"{PREFIX}/model-versions/search", openapi_extra=declare("read"))
     def search_model_versions(request: Request,
-                              fields: Fields = Depends(_fields)) -> Response:
+                              fields: Fields = Depends(request_fields)) -> Response:
         terms = parse_filter(fields.string("filter"), VERSION_ATTRIBUTES)
         order = parse_order_by(fields.strings("order_by"), VERSION_ORDER_KEYS,
                                default=["last_updated_timestamp DESC", "name ASC",
@@ -331,7 +326,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.get(f"{PREFIX}/model-versions/get-download-uri", openapi_extra=declare("read"))
     def get_model_version_download_uri(request: Request,
-                                       fields: Fields = Depends(_fields)) -> Response:
+                                       fields: Fields = Depends(request_fields)) -> Response:
         name, number = fields.required("name"), _version(fields)
         require_model(request, "read", name)
         version = _model_version(registry, name, number)
@@ -344,7 +339,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.post(f"{PREFIX}/model-versions/set-tag", openapi_extra=declare("write"))
     def set_model_version_tag(request: Request,
-                              fields: Fields = Depends(_fields)) -> Response:
+                              fields: Fields = Depends(request_fields)) -> Response:
         name, version = fields.required("name"), _version(fields)
         key = _visible_key(fields)
         require_model(request, "write", name)
@@ -355,7 +350,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.delete(f"{PREFIX}/model-versions/delete-tag", openapi_extra=declare("write"))
     def delete_model_version_tag(request: Request,
-                                 fields: Fields = Depends(_fields)) -> Response:
+                                 fields: Fields = Depends(request_fields)) -> Response:
         name, version = fields.required("name"), _version(fields)
         key = _visible_key(fields)
         require_model(request, "write", name)
@@ -365,7 +360,7 @@ def router(workspace: Workspace) -> APIRouter:
 
     @routes.post(f"{PREFIX}/model-versions/transition-stage", openapi_extra=declare("write"))
     def transition_model_version_stage(request: Request,
-                                       fields: Fields = Depends(_fields)) -> Response:
+                                       fields: Fields = Depends(request_fields)) -> Response:
         name, version = fields.required("name"), _version(fields)
         stage = fields.required("stage")
         require_model(request, "write", name)
