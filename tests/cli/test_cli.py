@@ -26,9 +26,11 @@ GROUPS = [
     ["ct"],
     ["users"],
     ["tokens"],
+    ["import"],
 ]
 COMMANDS = [
     ["init"],
+    ["import", "mlflow"],
     ["experiments", "list"],
     ["experiments", "show"],
     ["experiments", "create"],

@@ -383,18 +383,21 @@ def test_hostile_locations_are_not_read(local_ws: Workspace, tmp_path: Path) -> 
     assert not any(third in p for p in allowed.problems)
 
 
-def test_a_deleted_version_breaks_the_numbering_honestly(local_ws: Workspace,
-                                                          store: Path) -> None:
+def test_a_deleted_version_keeps_the_numbers_after_it(local_ws: Workspace,
+                                                       store: Path) -> None:
     v1 = store / "models" / "churn" / "version-1" / "meta.yaml"
     v1.write_text(v1.read_text().replace("current_stage: None", "current_stage: Deleted_Internal"))
     v2 = v1.read_text().replace("version: 1", "version: 2").replace(
         "current_stage: Deleted_Internal", "current_stage: None")
     _write(store / "models" / "churn" / "version-2" / "meta.yaml", v2)
+    (store / "models" / "churn" / "aliases" / "champion").write_text("2")
     report = import_mlflow(str(store), workspace=local_ws)
     assert "model 'churn' version 1: deleted in MLflow" in report.skipped
-    assert any("would call it version 1" in p for p in report.problems)
-    assert report.verification is not None and not report.verification.ok
-    assert report.verification.counts["model_versions"] == (1, 0)
+    assert report.problems == [] and report.verification is not None
+    assert report.verification.ok and report.verification.counts["model_versions"] == (1, 1)
+    registry = local_ws.stores.registry
+    assert [v.version for v in registry.list_model_versions("churn")] == [2]
+    assert registry.get_registered_model("churn").aliases == {"champion": 2}
 
 
 def test_cli(local_ws: Workspace, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -502,3 +505,24 @@ def test_mlflow3_logged_models(local_ws: Workspace, store: Path, in_a_run: bool)
     again = import_mlflow(str(store), workspace=local_ws)
     assert again.problems == [] and again.copied.artifacts == 0
     assert again.copied.model_versions == 0
+
+
+def test_version_numbers_are_kept_across_gaps(local_ws: Workspace, store: Path) -> None:
+    """MLflow numbers stay: version 3 after a deleted version 2 is ratchet's version 3, and
+    a version 2 that turns up later (it never can in MLflow) is reported, not renumbered."""
+    run = store / EXP / RUN
+    meta = (store / "models" / "churn" / "version-1" / "meta.yaml").read_text()
+    _write(store / "models" / "churn" / "version-3" / "meta.yaml",
+           meta.replace("version: 1", "version: 3").replace("first", "third"))
+    _write(store / "models" / "churn" / "aliases" / "challenger", "3")
+    report = import_mlflow(str(store), workspace=local_ws)
+    assert report.verification is not None and report.verification.ok, report.to_dict()
+    registry = local_ws.stores.registry
+    assert [v.version for v in registry.list_model_versions("churn")] == [1, 3]
+    assert registry.get_registered_model("churn").aliases == {"champion": 1, "challenger": 3}
+    assert (run / "artifacts" / "model" / "MLmodel").exists()
+    _write(store / "models" / "churn" / "version-2" / "meta.yaml",
+           meta.replace("version: 1", "version: 2"))
+    again = import_mlflow(str(store), workspace=local_ws)
+    assert any("version 2: not copied" in p and "only grow" in p for p in again.problems)
+    assert [v.version for v in registry.list_model_versions("churn")] == [1, 3]

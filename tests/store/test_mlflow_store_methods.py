@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ratchet.errors import AlreadyExists, InvalidInput, NotFound
+from ratchet.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from ratchet.store import ArtifactEntry
 from ratchet.store.database import open_database
 from ratchet.store.stores import SqlStores
@@ -140,3 +140,17 @@ def test_latest_metric_points(sql_stores: SqlStores) -> None:
         [("a", math.inf, 2, 12), ("b", 3.0, 5, 11)]
     assert math.isnan(found[two][0].value) and found[two][0].step == 1
     assert found["f" * 32] == [] and tracking.latest_metric_points([]) == {}
+
+
+def test_a_chosen_version_number(any_stores: Any) -> None:
+    registry, tracking = any_stores.registry, any_stores.tracking
+    run_id = tracking.create_run(tracking.create_experiment("e").experiment_id).run_id
+    files = dict(run_id=run_id, artifact_path="model", content_hash="b" * 64,
+                 flavor="sklearn", manifest={})
+    assert registry.create_model_version("m", **files, version=3).version == 3
+    assert registry.create_model_version("m", **files).version == 4  # numbers only grow
+    with pytest.raises(Conflict, match="next free one is 5"):
+        registry.create_model_version("m", **files, version=2)
+    with pytest.raises(InvalidInput):
+        registry.create_model_version("m", **files, version=0)
+    assert registry.get_registered_model("m").latest_version == 4

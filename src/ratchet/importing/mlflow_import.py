@@ -554,11 +554,9 @@ class MlflowImporter:
                 if not self._update_version(version, have[version.version], logged, label):
                     foreign.add(version.version)
                 continue
-            next_number = max(have, default=0) + 1
-            if next_number != version.version:
-                self._problem(f"{label}: not copied: ratchet numbers versions in sequence and "
-                              f"would call it version {next_number} (an earlier version was "
-                              "not copied)")
+            if version.version <= max(have, default=0):
+                self._problem(f"{label}: not copied: ratchet's versions of this model already "
+                              f"go up to {max(have)} (its numbers only grow)")
                 continue
             try:
                 created = self._create_version(version, logged, label)
@@ -636,10 +634,7 @@ class MlflowImporter:
             version.name, run_id=files.run_id, artifact_path=files.path,
             content_hash=content_hash, flavor=str(manifest.get("flavor", "mlflow")),
             manifest=manifest, description=version.description, created_by=None,
-            tags=tags or None)
-        if created.version != version.version:
-            self._problem(f"{label}: copied as version {created.version} (ratchet numbered "
-                          "it; a purged version's number is never reused)")
+            tags=tags or None, version=version.version)
         return created.version
 
     def _write_manifest(self, files: _Files, names: dict[str, ArtifactEntry], label: str

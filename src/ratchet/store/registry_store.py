@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from ratchet.clock import now_ms
-from ratchet.errors import AlreadyExists, Conflict, NotFound
+from ratchet.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from ratchet.names import alias_name, lookup_name, model_name
 from ratchet.store import schema as t
 from ratchet.store.database import Database
@@ -156,8 +156,16 @@ class RegistryStore:
         description: str | None = None,
         created_by: str | None = None,
         tags: Mapping[str, str] | None = None,
+        version: int | None = None,
     ) -> ModelVersion:
-        """Add the next version (numbered from 1), creating the registered model if needed."""
+        """Add the next version (numbered from 1), creating the registered model if needed.
+
+        ``version`` chooses the number (an import keeps its source's numbers, gaps
+        included); it must be above every number the model has had, so numbers still only
+        grow and a purged one is never reused."""
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)
+                                    or version < 1):
+            raise InvalidInput(f"version must be a positive integer, got {version!r}")
         name = validate_model_name(name)
         self.ensure_registered_model(name)
         self._refuse_deleted_model(name)
@@ -181,9 +189,13 @@ class RegistryStore:
 
                     raise NotFound(deleted_note(f"run {run_id}", run.deleted_at,
                                                 f"ratchet runs restore {run_id}"))
-            version = max(conn.execute(select(func.max(t.model_versions.c.version))
-                                       .where(t.model_versions.c.name == name)).scalar() or 0,
-                          purged or 0) + 1
+            following = max(conn.execute(select(func.max(t.model_versions.c.version))
+                                         .where(t.model_versions.c.name == name)).scalar()
+                            or 0, purged or 0) + 1
+            if version is not None and version < following:
+                raise Conflict(f"model {name!r} cannot get version {version}: its numbers "
+                               f"only grow and the next free one is {following}")
+            version = following if version is None else version
             try:
                 conn.execute(insert(t.model_versions).values(
                     name=name, version=version, run_id=run_id, artifact_path=artifact_path,
