@@ -4,12 +4,14 @@ ratchet's side: the versions are ratchet versions, aliases are one thing both wa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -151,23 +153,52 @@ def test_ratchet_serve_needs_trust_then_serves(ratchet_server: RatchetServer,
     assert "--trust" in refused.stdout + refused.stderr
     assert "Traceback" not in refused.stdout + refused.stderr
 
-    port = free_port()
-    log = ratchet_server.root / f"serve-{mlflow_version}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from ratchet.cli.main import main; main()", "serve",
-             f"{name}@champion", "--port", str(port), "--trust", "--no-log"],
-            env=ratchet_server.remote_env(), cwd=ratchet_server.root, stdout=out,
-            stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(url, process, log)
+    with served(ratchet_server, f"{name}@champion", "--trust") as url:
         rows = logged["rows"]
         answer = post_json(f"{url}/predict", {"inputs": rows})
         assert [int(p) for p in answer["predictions"]] == logged["predictions"]
         assert answer["model_name"] == name and answer["model_version"] == 1
         mlflow_style = post_json(f"{url}/invocations", {"dataframe_records": rows})
         assert [int(p) for p in mlflow_style["predictions"]] == logged["predictions"]
+
+
+def test_safety_follows_mlflows_format(ratchet_server: RatchetServer, report: dict[str, Any],
+                                       mlflow_version: str) -> None:
+    """A pickled MLflow model is unsafe in ratchet. MLflow 3 saves scikit-learn models with
+    skops by default: ratchet loads those without running code, so `ratchet serve` needs
+    no --trust for them."""
+    from ratchet.registry.client import RegistryClient
+
+    registry = ratchet_server.workspace.client(RegistryClient)
+    logged = value(report, "log_and_register")
+    pickled = registry.get_version(model_name(mlflow_version), 1)
+    assert pickled.flavor == "mlflow" and pickled.manifest.get("safe") is False
+    if not value(report, "mlflow3"):
+        return  # MLflow 2 has no skops format
+    name = f"{model_name(mlflow_version)}-skops"
+    got = value(report, "skops")
+    assert got["predictions"] == logged["predictions"]
+    assert registry.get_version(name, 1).manifest.get("safe") is True
+    with served(ratchet_server, f"{name}/1") as url:
+        answer = post_json(f"{url}/predict", {"inputs": logged["rows"]})
+        assert [int(p) for p in answer["predictions"]] == got["predictions"]
+
+
+@contextlib.contextmanager
+def served(ratchet_server: RatchetServer, model: str, *flags: str) -> Iterator[str]:
+    """``ratchet serve MODEL`` (remote mode, on a free port) until the block ends."""
+    port = free_port()
+    log = ratchet_server.root / f"serve-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from ratchet.cli.main import main; main()", "serve",
+             model, "--port", str(port), "--no-log", *flags],
+            env=ratchet_server.remote_env(), cwd=ratchet_server.root, stdout=out,
+            stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, process, log)
+        yield url
     finally:
         process.terminate()
         try:

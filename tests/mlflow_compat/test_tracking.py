@@ -121,6 +121,12 @@ def test_log_batch(report: dict[str, Any]) -> None:
     assert got["x_points"] == 1001
 
 
+def test_repeated_points_are_stored_once(report: dict[str, Any]) -> None:
+    """The client retries a write whose answer it lost: the same points again are not
+    stored twice (MLflow's store keys a point by run, key, step, timestamp and value)."""
+    assert value(report, "log_batch")["repeated"] == [[[0, 1.0], [1, 2.0]], [[0, 3.0]]]
+
+
 def test_search_runs_filters_and_order(report: dict[str, Any]) -> None:
     got = value(report, "search_runs")
     names = [f"search-{i}" for i in range(7)]

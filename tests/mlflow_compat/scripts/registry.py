@@ -42,9 +42,12 @@ def _() -> Any:
     mlflow.set_experiment(f"{prefix}-registry")
     with mlflow.start_run(run_name="registry") as run:
         where = {"name": "model"} if MLFLOW3 else {"artifact_path": "model"}
-        # Requirements given: inferring them loads the model in a subprocess (~10 s).
+        # Pickled (2.x's default; 3.x saves skops unless told): the model that needs
+        # trust to be served. Requirements given: inferring them loads the model in a
+        # subprocess (~10 s).
         info = mlflow.sklearn.log_model(model, registered_model_name=name,
                                         input_example=X.iloc[:3],
+                                        serialization_format="cloudpickle",
                                         pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
                                         **where)
     state["run_id"] = run.info.run_id
@@ -112,6 +115,20 @@ def _() -> Any:
             "duplicate_model": raised(lambda: client.create_registered_model(name)),
             "missing_alias": raised(lambda: client.get_model_version_by_alias(name, "nope")),
             "missing_version": raised(lambda: client.get_model_version(name, "99"))}
+
+
+if MLFLOW3:
+    @step("skops")
+    def _() -> Any:
+        """3.x's default format for scikit-learn: skops, which loads without running code."""
+        with mlflow.start_run(run_name="skops"):
+            info = mlflow.sklearn.log_model(
+                state["model"], name="model", registered_model_name=f"{name}-skops",
+                input_example=state["rows"].iloc[:2],
+                pip_requirements=[f"scikit-learn=={sklearn.__version__}"])
+        loaded = mlflow.pyfunc.load_model(f"models:/{name}-skops/1")
+        return {"version": str(info.registered_model_version),
+                "predictions": [int(v) for v in loaded.predict(state["rows"])]}
 
 
 @step("delete_alias")

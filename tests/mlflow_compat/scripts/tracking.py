@@ -132,6 +132,12 @@ def _() -> Any:
                                       Metric("m2", 2.5, now, 1)])
     # Past MLflow's 1000 metrics a call, the client splits the batch itself.
     client.log_batch(run_id, metrics=[Metric("x", 1.0, now, i) for i in range(1001)])
+    # A retried request sends the very same points again: stored once (as MLflow does).
+    again = [Metric("d", 1.0, now, 0), Metric("d", 2.0, now, 1)]
+    client.log_batch(run_id, metrics=again)
+    client.log_batch(run_id, metrics=again)
+    client.log_metric(run_id, "e", 3.0, timestamp=now, step=0)
+    client.log_metric(run_id, "e", 3.0, timestamp=now, step=0)
     client.set_terminated(run_id, "FAILED")
     view = run_view(run_id)
     return {"run": {k: view[k] for k in ("status", "run_name", "experiment_id")},
@@ -139,7 +145,8 @@ def _() -> Any:
             "tags": sorted(k for k in view["tags"] if k.startswith("t")),
             "latest_m": view["metrics"].get("m"), "m_points": len(history(run_id, "m")),
             "m_first": history(run_id, "m")[:3], "m2": history(run_id, "m2"),
-            "x_points": len(history(run_id, "x"))}
+            "x_points": len(history(run_id, "x")),
+            "repeated": [history(run_id, "d"), history(run_id, "e")]}
 
 
 @step("search_runs")
