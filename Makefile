@@ -48,13 +48,13 @@ MLFLOW_ENVS := .venv-mlflow2/.installed .venv-mlflow3/.installed .venv-mlflow3-s
 		$(MLFLOW_PINS)/mlflow%.txt pyproject.toml | $(BIN)/uv
 	rm -rf $(@D)
 	$(BIN)/uv venv --quiet --python $(BIN)/python $(@D)
-	$(BIN)/uv pip install --quiet --python $(@D)/bin/python -r $< -e .
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(@D)/bin/python -r $< -e .
 	touch $@
 
 .venv-mlflow3-skinny/.installed: $(MLFLOW_PINS)/mlflow3-skinny.txt | $(BIN)/uv
 	rm -rf $(@D)
 	$(BIN)/uv venv --quiet --python $(BIN)/python $(@D)
-	$(BIN)/uv pip install --quiet --python $(@D)/bin/python -r $<
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(@D)/bin/python -r $<
 	touch $@
 
 mlflow-envs: $(MLFLOW_ENVS)
