@@ -154,3 +154,14 @@ def test_a_chosen_version_number(any_stores: Any) -> None:
     with pytest.raises(InvalidInput):
         registry.create_model_version("m", **files, version=0)
     assert registry.get_registered_model("m").latest_version == 4
+
+
+def test_run_owner(sql_stores: SqlStores) -> None:
+    tracking = sql_stores.tracking
+    run_id = tracking.create_run(tracking.create_experiment("owner").experiment_id).run_id
+    assert tracking.run_owner(run_id) == ("owner", None)
+    sql_stores.deletion.delete_run(run_id)
+    name, deleted_at = tracking.run_owner(run_id)
+    assert name == "owner" and isinstance(deleted_at, int)
+    with pytest.raises(NotFound):
+        tracking.run_owner("f" * 32)

@@ -166,12 +166,14 @@ def create_app(workspace: "Workspace", options: ServerOptions | None = None, *,
                 "grants": [{"kind": k, "resource": r, "level": v}
                            for (k, r), v in sorted(who.grants.items())]}
 
+    # MLflow's REST API (docs/mlflow.md) first: its clients log one metric per request,
+    # and routes are matched in order (the store API adds ~150 routes before them).
+    for mlflow_router in mlflow_routers(workspace):
+        app.include_router(mlflow_router)
     app.include_router(store_router(workspace))
     from ratchet.server.artifact_routes import artifact_router
 
     app.include_router(artifact_router(workspace))
-    for mlflow_router in mlflow_routers(workspace):  # MLflow's REST API (docs/mlflow.md)
-        app.include_router(mlflow_router)
     for extend in extensions:
         extend(app)
     return _guarded(app, options)

@@ -36,6 +36,7 @@ from ratchet.clock import now_ms
 from ratchet.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from ratchet.ids import new_id
 from ratchet.names import check_key, experiment_name, lookup_name
+from ratchet.store import raw_sql
 from ratchet.store import schema as t
 from ratchet.store.database import Database
 from ratchet.store.metric_window import MetricWindow, check_window, read_window
@@ -94,7 +95,19 @@ class TrackingStore:
             },
             where=newer,
         )
-        self._metric_writer = MetricWriter(db, insert(t.metrics), self._latest_upsert)
+        m = t.metrics
+        logged_points = select(m.c.key, m.c.step, m.c.timestamp, m.c.value, m.c.is_nan).where(
+            m.c.run_id == bindparam("run_id"), m.c.key == bindparam("key"),
+            m.c.step >= bindparam("lo"), m.c.step <= bindparam("hi"))
+        self._metric_writer = MetricWriter(db, insert(t.metrics), self._latest_upsert,
+                                           logged_points)
+        # run_owner is asked on every write through MLflow's API: compiled once, read on
+        # the per-thread raw connection (the engine's per-call work costs more than it).
+        self._raw = raw_sql.RawConnections(db)
+        self._owner = raw_sql.CompiledStatement(db, select(
+            t.experiments.c.name, t.runs.c.deleted_at).join(
+            t.runs, t.runs.c.experiment_id == t.experiments.c.experiment_id)
+            .where(t.runs.c.run_id == bindparam("run_id")))
 
     # ---------------------------------------------------------------- experiments
     def create_experiment(
@@ -283,15 +296,12 @@ class TrackingStore:
     def run_owner(self, run_id: str) -> tuple[str, int | None]:
         """``(experiment name, deleted_at)`` of ``run_id`` in one indexed join: what the
         MLflow API checks before a write (permission, and a deleted run takes none)."""
-        with self.db.read() as conn:
-            row = conn.execute(
-                select(t.experiments.c.name, t.runs.c.deleted_at).join(
-                    t.runs, t.runs.c.experiment_id == t.experiments.c.experiment_id)
-                .where(t.runs.c.run_id == run_id)
-            ).first()
+        with self._raw.transaction(write=False) as cur:
+            cur.execute(self._owner.sql, self._owner.params({"run_id": run_id}))
+            row = cur.fetchone()
         if row is None:
             raise NotFound(f"no run with id {run_id!r}")
-        return str(row.name), row.deleted_at
+        return str(row[0]), row[1]
 
     def _run_exists(self, run_id: str) -> bool:
         with self.db.read() as conn:
@@ -476,8 +486,8 @@ class TrackingStore:
         ``skip_logged``: leave out points already stored with the same key, step,
         timestamp and value (and repeats inside the batch), so that a client retrying a
         batch whose answer it lost stores each point once (MLflow's store has that
-        uniqueness as its key). One indexed read of the batch's keys over its step range.
-        Returns the number of points written."""
+        uniqueness as its key). Read in the write's transaction, one indexed read per key
+        over the batch's step range. Returns the number of points written."""
         rows = []
         latest: dict[str, dict[str, Any]] = {}
         checked: set[str] = set()  # a batch repeats a few keys many times: check each once
@@ -499,34 +509,10 @@ class TrackingStore:
             prev = latest.get(key)
             if prev is None or (step, row["timestamp"]) >= (prev["step"], prev["timestamp"]):
                 latest[key] = row
-        if skip_logged and rows:
-            rows = self._unlogged(run_id, rows)
         if not rows:
             return 0
-        self._metric_writer.write(run_id, rows, list(latest.values()))
-        return len(rows)
-
-    def _unlogged(self, run_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        def identity(key: str, step: int, ts: int, value: float | None, is_nan: bool
-                     ) -> tuple[Any, ...]:
-            return (key, step, ts, None if is_nan else value)
-
-        m = t.metrics
-        keys = sorted({r["key"] for r in rows})
-        steps = [r["step"] for r in rows]
-        with self.db.read() as conn:
-            stored = {identity(*found) for found in conn.execute(
-                select(m.c.key, m.c.step, m.c.timestamp, m.c.value, m.c.is_nan)
-                .where(m.c.run_id == run_id, m.c.key.in_(keys),
-                       m.c.step >= min(steps), m.c.step <= max(steps)))}
-        fresh = []
-        for row in rows:
-            ident = identity(row["key"], row["step"], row["timestamp"], row["value"],
-                             row["is_nan"])
-            if ident not in stored:
-                stored.add(ident)
-                fresh.append(row)
-        return fresh
+        return self._metric_writer.write(run_id, rows, list(latest.values()),
+                                         skip_logged=skip_logged)
 
     def latest_metric_points(self, run_ids: Sequence[str]) -> dict[str, list[Metric]]:
         """The latest point (value, step, timestamp) of every metric of each run, by run
