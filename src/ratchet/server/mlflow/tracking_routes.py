@@ -142,14 +142,11 @@ def router(workspace: Workspace) -> Any:
         return reply(message(experiments=[msg.experiment(e) for e in page],
                                     next_page_token=token))
 
-    @api.post(f"{API}/experiments/search", openapi_extra=declare("read"))
-    def search_experiments_post(request: Request, fields: Fields = Depends(request_fields)
-                                ) -> Response:
-        return search_experiments(request, fields)
-
-    @api.get(f"{API}/experiments/search", openapi_extra=declare("read"))
-    def search_experiments_get(request: Request, fields: Fields = Depends(request_fields)
-                               ) -> Response:
+    # MLflow's client POSTs a search; its UI and older callers GET it.
+    @api.api_route(f"{API}/experiments/search", methods=["GET", "POST"],
+                   openapi_extra=declare("read"))
+    def search_experiments_route(request: Request, fields: Fields = Depends(request_fields)
+                   ) -> Response:
         return search_experiments(request, fields)
 
     @api.post(f"{API}/experiments/delete", openapi_extra=declare("write"))
@@ -389,14 +386,11 @@ def router(workspace: Workspace) -> Any:
         return reply(message(runs=[msg.run(r, latest[r.run_id]) for r in runs],
                              next_page_token=token))
 
-    @api.post(f"{API}/runs/search", openapi_extra=declare("read"))
-    def search_runs_post(request: Request, fields: Fields = Depends(request_fields)
-                         ) -> Response:
-        return search_runs(request, fields)
-
-    @api.get(f"{API}/runs/search", openapi_extra=declare("read"))
-    def search_runs_get(request: Request, fields: Fields = Depends(request_fields)
-                        ) -> Response:
+    # MLflow's client POSTs a search; its UI and older callers GET it.
+    @api.api_route(f"{API}/runs/search", methods=["GET", "POST"],
+                   openapi_extra=declare("read"))
+    def search_runs_route(request: Request, fields: Fields = Depends(request_fields)
+                   ) -> Response:
         return search_runs(request, fields)
 
     # ------------------------------------------------------------------ metrics, artifacts
