@@ -284,3 +284,11 @@ def test_a_models_reader_downloads_its_versions_files_without_the_experiment(
     assert root_listing.status_code == 403
     writing = site.put(f"{root}/model/extra.txt", b"x", who="rita")
     assert writing.status_code == 403
+
+
+def test_server_info_says_uploads_are_single_requests(site: Site) -> None:
+    answer = site.client.get("/api/3.0/mlflow/server-info")  # no token: public, as MLflow's
+    assert answer.status_code == 200
+    info = answer.json()
+    assert info["multipart_uploads_enabled"] is False
+    assert info["multipart_downloads_enabled"] is False

@@ -144,6 +144,18 @@ def router(workspace: Workspace) -> APIRouter:
 
     router = APIRouter(tags=["mlflow"])
 
+    @router.get("/api/3.0/mlflow/server-info", openapi_extra=declare("public"))
+    def server_info() -> dict[str, object]:
+        """What MLflow 3's client asks before a large upload or download: this server takes
+        every file as one streamed request (no multipart, no presigned URLs). Public, as
+        MLflow's: capabilities only, nothing about the workspace."""
+        return {"store_type": "SqlStore", "workspaces_enabled": False,
+                "trace_archival_enabled": False, "multipart_uploads_enabled": False,
+                "multipart_downloads_enabled": False,
+                "presigned_upload_run_id_supported": False,
+                "presigned_upload_model_id_supported": False,
+                "features_enabled": {"gateway": False}}
+
     @router.put(ARTIFACTS + "/{path:path}", openapi_extra=declare("write"))
     async def upload_artifact(path: str, request: Request) -> Response:
         """Store the body (any type, streamed) as the file at ``path``."""
