@@ -78,7 +78,13 @@ SLOW_KINDS = {
             "tests/serving/test_native_swap.py", "tests/serving/test_docs_page.py",
             "tests/server/test_large_artifact.py",
             "tests/serving/test_oip_triton_client.py", "tests/ct/test_live_rollout.py",
-            "tests/ct/test_backtest.py", "tests/ct/test_backtest_serving.py"),
+            "tests/ct/test_backtest.py", "tests/ct/test_backtest_serving.py",
+            # the real MLflow clients against a live ratchet server
+            "tests/mlflow_compat/test_access.py", "tests/mlflow_compat/test_artifacts.py",
+            "tests/mlflow_compat/test_autolog.py", "tests/mlflow_compat/test_docs.py",
+            "tests/mlflow_compat/test_import.py",
+            "tests/mlflow_compat/test_pyfunc_loads_ratchet_model.py",
+            "tests/mlflow_compat/test_registry.py", "tests/mlflow_compat/test_tracking.py"),
 }
 
 
