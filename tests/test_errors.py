@@ -44,6 +44,7 @@ EXPECTED_STATUS = {
     "Unauthorized": 401,
     "Forbidden": 403,
     "TooManyAttempts": 429,
+    "MlflowError": 400,  # per instance: the status MLflow gives its error_code
 }
 
 

@@ -211,6 +211,31 @@ class ModelFailed(RatchetError):
     http_status = 500
 
 
+# MLflow's error codes and the HTTP status MLflow's server answers each with
+# (mlflow.exceptions); the codes its clients read to decide what to raise and retry.
+MLFLOW_ERROR_STATUS = {
+    "INTERNAL_ERROR": 500, "INVALID_STATE": 500, "NOT_IMPLEMENTED": 501,
+    "TEMPORARILY_UNAVAILABLE": 503, "REQUEST_LIMIT_EXCEEDED": 429, "RESOURCE_CONFLICT": 409,
+    "ENDPOINT_NOT_FOUND": 404, "RESOURCE_DOES_NOT_EXIST": 404, "PERMISSION_DENIED": 403,
+    "UNAUTHENTICATED": 401, "BAD_REQUEST": 400, "RESOURCE_ALREADY_EXISTS": 400,
+    "INVALID_PARAMETER_VALUE": 400,
+}
+
+
+class MlflowError(RatchetError):
+    """A refusal of the team server's MLflow API (``ratchet.server.mlflow``) with MLflow's
+    ``error_code``; ``http_status`` is the one MLflow's server gives that code."""
+
+    http_status = 400
+
+    def __init__(self, error_code: str, message: str) -> None:
+        if error_code not in MLFLOW_ERROR_STATUS:
+            raise ValueError(f"unknown MLflow error code {error_code!r}")
+        super().__init__(message)
+        self.error_code = error_code
+        self.http_status = MLFLOW_ERROR_STATUS[error_code]
+
+
 __all__ = [
     "AlreadyExists",
     "BadRequest",
@@ -222,6 +247,7 @@ __all__ = [
     "IntegrityError",
     "InvalidInput",
     "LeaseLost",
+    "MlflowError",
     "ModelFailed",
     "NotFound",
     "OutboundRefused",

@@ -18,12 +18,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from ratchet.errors import (
+    MLFLOW_ERROR_STATUS,
     AlreadyExists,
     BadRequest,
     Conflict,
     ContentTooLarge,
     Forbidden,
     InvalidInput,
+    MlflowError,
     NotFound,
     RatchetError,
     Unauthorized,
@@ -36,24 +38,7 @@ MLFLOW_PREFIXES = ("/api/2.0/mlflow/", "/api/2.0/mlflow-artifacts/", "/api/3.0/m
                    "/ajax-api/2.0/mlflow/", "/ajax-api/2.0/mlflow-artifacts/")
 
 # error_code -> HTTP status, as MLflow's server answers them (mlflow.exceptions).
-STATUS_OF_CODE = {
-    "INTERNAL_ERROR": 500, "INVALID_STATE": 500, "NOT_IMPLEMENTED": 501,
-    "TEMPORARILY_UNAVAILABLE": 503, "REQUEST_LIMIT_EXCEEDED": 429, "RESOURCE_CONFLICT": 409,
-    "ENDPOINT_NOT_FOUND": 404, "RESOURCE_DOES_NOT_EXIST": 404, "PERMISSION_DENIED": 403,
-    "UNAUTHENTICATED": 401, "BAD_REQUEST": 400, "RESOURCE_ALREADY_EXISTS": 400,
-    "INVALID_PARAMETER_VALUE": 400,
-}
-
-
-class MlflowError(RatchetError):
-    """An error with MLflow's ``error_code``; its status is the one MLflow gives the code."""
-
-    def __init__(self, error_code: str, message: str) -> None:
-        if error_code not in STATUS_OF_CODE:
-            raise ValueError(f"unknown MLflow error code {error_code!r}")
-        super().__init__(message)
-        self.error_code = error_code
-        self.http_status = STATUS_OF_CODE[error_code]
+STATUS_OF_CODE = MLFLOW_ERROR_STATUS
 
 
 def invalid(message: str) -> MlflowError:
