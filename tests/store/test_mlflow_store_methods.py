@@ -165,3 +165,14 @@ def test_run_owner(sql_stores: SqlStores) -> None:
     assert name == "owner" and isinstance(deleted_at, int)
     with pytest.raises(NotFound):
         tracking.run_owner("f" * 32)
+
+
+def test_metric_history_pages(any_stores: Any) -> None:
+    tracking = any_stores.tracking
+    run_id = tracking.create_run(tracking.create_experiment("e").experiment_id).run_id
+    tracking.log_batch(run_id, [("m", float(i), i, 100 + i) for i in range(7)])
+    pages = [tracking.metric_history(run_id, "m", offset=o, limit=3) for o in (0, 3, 6, 9)]
+    assert [[p.step for p in page] for page in pages] == [[0, 1, 2], [3, 4, 5], [6], []]
+    assert [p.step for p in tracking.metric_history(run_id, "m")] == list(range(7))
+    with pytest.raises(InvalidInput):
+        tracking.metric_history(run_id, "m", limit=0)

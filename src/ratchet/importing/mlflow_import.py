@@ -32,6 +32,7 @@ from urllib.parse import unquote, urlparse
 
 from ratchet.errors import InvalidInput, NotFound, RatchetError
 from ratchet.hashing import hash_tree, hasher
+from ratchet.registry.mlflow_tags import MODEL_ID_TAG, RUN_ID_TAG, SOURCE_TAG
 from ratchet.store.mlflow_source import (
     MetricPoint,
     MlflowSource,
@@ -57,9 +58,6 @@ LOGGED_MODELS_DIR = "models"  # a logged model's files in its run: models/<model
 ALIAS_ACTOR = "ratchet import mlflow"
 # What MLflow's API answers for a version and ratchet's record has no field for, in hidden
 # version tags: the names ratchet.server.mlflow.registry_messages reads (a layer above).
-HIDDEN_SOURCE_TAG = "ratchet.mlflow.source"
-HIDDEN_MODEL_ID_TAG = "ratchet.mlflow.model_id"
-HIDDEN_RUN_ID_TAG = "ratchet.mlflow.run_id"
 _MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # it becomes a path segment
 _STATUSES = {"RUNNING": "running", "SCHEDULED": "running", "FINISHED": "finished",
              "FAILED": "failed", "KILLED": "killed"}
@@ -626,10 +624,10 @@ class MlflowImporter:
         content_hash = hash_tree((e.path[len(files.path) + 1:], e.digest) for e in entries)
         tags = dict(version.tags)
         if files.model_id is not None:  # MLflow's API shows it as a logged model's version
-            tags[HIDDEN_MODEL_ID_TAG] = files.model_id
-            tags[HIDDEN_SOURCE_TAG] = f"models:/{files.model_id}"
+            tags[MODEL_ID_TAG] = files.model_id
+            tags[SOURCE_TAG] = f"models:/{files.model_id}"
             if version.run_id:
-                tags[HIDDEN_RUN_ID_TAG] = version.run_id
+                tags[RUN_ID_TAG] = version.run_id
         created = self.registry.create_model_version(
             version.name, run_id=files.run_id, artifact_path=files.path,
             content_hash=content_hash, flavor=str(manifest.get("flavor", "mlflow")),

@@ -532,14 +532,20 @@ class TrackingStore:
                                               r.step, r.timestamp))
         return found
 
-    def metric_history(self, run_id: str, key: str) -> list[Metric]:
+    def metric_history(self, run_id: str, key: str, *, offset: int = 0,
+                       limit: int | None = None) -> list[Metric]:
+        """The points of ``key`` in (step, timestamp, arrival) order; ``offset`` and
+        ``limit`` read one page of them (MLflow's paged get-history)."""
+        if offset < 0 or (limit is not None and limit < 1):
+            raise InvalidInput(f"metric history: offset must be >= 0 and limit >= 1, got "
+                               f"{offset} and {limit}")
         m = t.metrics
+        query = (select(m.c.key, m.c.value, m.c.is_nan, m.c.step, m.c.timestamp)
+                 .where(m.c.run_id == run_id, m.c.key == key)
+                 .order_by(m.c.step, m.c.timestamp, m.c.id).offset(offset or None)
+                 .limit(limit))
         with self.db.read() as conn:
-            rows = conn.execute(
-                select(m.c.key, m.c.value, m.c.is_nan, m.c.step, m.c.timestamp)
-                .where(m.c.run_id == run_id, m.c.key == key)
-                .order_by(m.c.step, m.c.timestamp, m.c.id)
-            ).all()
+            rows = conn.execute(query).all()
         if not rows and not self._run_exists(run_id):
             raise NotFound(f"no run with id {run_id!r}")
         return [Metric(r.key, math.nan if r.is_nan else r.value, r.step, r.timestamp)

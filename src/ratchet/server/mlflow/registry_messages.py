@@ -14,14 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ratchet.registry.mlflow_tags import HIDDEN_TAG_PREFIX, MODEL_ID_TAG, RUN_ID_TAG, SOURCE_TAG
 from ratchet.server.mlflow.protocol import key_values, message
 from ratchet.store.records import ModelVersion, RegisteredModel
-
-HIDDEN_TAG_PREFIX = "ratchet.mlflow."
-SOURCE_TAG = HIDDEN_TAG_PREFIX + "source"
-MODEL_ID_TAG = HIDDEN_TAG_PREFIX + "model_id"
-RUN_ID_TAG = HIDDEN_TAG_PREFIX + "run_id"  # MLflow's run_id, when a logged model's holder
-# run is not it (a model logged outside a run has none)
 
 STAGE_NONE = "None"
 MLFLOW_STAGES = ("None", "Staging", "Production", "Archived")

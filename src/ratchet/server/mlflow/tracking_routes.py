@@ -404,13 +404,16 @@ def router(workspace: Workspace) -> Any:
             raise invalid(f"Invalid value {max_results} for parameter 'max_results' supplied. "
                           "It must be a positive integer.")
         run_experiment(request, run_id, "read")
-        history = tracking.metric_history(run_id, key)
         query = json.dumps([run_id, key, max_results])
         offset = search.page_offset(fields.string("page_token"), query)
-        end = len(history) if max_results is None else offset + max_results
-        token = search.page_token(end, query) if end < len(history) else None
-        return reply(message(metrics=[msg.metric(p) for p in history[offset:end]],
-                                    next_page_token=token))
+        # One page (and one point more, to know whether another follows) from the store.
+        page = tracking.metric_history(run_id, key, offset=offset,
+                                       limit=None if max_results is None else max_results + 1)
+        token = None
+        if max_results is not None and len(page) > max_results:
+            page = page[:max_results]
+            token = search.page_token(offset + max_results, query)
+        return reply(message(metrics=[msg.metric(p) for p in page], next_page_token=token))
 
     @api.get(f"{API}/metrics/get-history-bulk-interval", openapi_extra=declare("read"))
     def get_metric_history_bulk_interval(request: Request,
