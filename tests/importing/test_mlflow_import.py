@@ -526,3 +526,13 @@ def test_version_numbers_are_kept_across_gaps(local_ws: Workspace, store: Path) 
     again = import_mlflow(str(store), workspace=local_ws)
     assert any("version 2: not copied" in p and "only grow" in p for p in again.problems)
     assert [v.version for v in registry.list_model_versions("churn")] == [1, 3]
+
+
+def test_a_directory_that_is_not_a_file_store_is_refused(local_ws: Workspace,
+                                                         tmp_path: Path) -> None:
+    """A wrong directory is an error saying what to give, not an empty import that
+    verifies as matching."""
+    other = tmp_path / "not-mlruns"
+    (other / "src").mkdir(parents=True)
+    with pytest.raises(InvalidInput, match="is not an MLflow file store"):
+        import_mlflow(str(other), workspace=local_ws)

@@ -48,6 +48,13 @@ class FileMlflowSource:
         path = Path(root)
         if not path.is_dir():
             raise NotFound(f"MLflow store {str(root)!r}: no such directory")
+        # MLflow makes <root>/0/meta.yaml (Default) on first use: a directory with no
+        # experiment folder and no models/ is another directory, not an empty store.
+        if not any((child / "meta.yaml").is_file() for child in _subdirs(path.resolve())) \
+                and not (path / "models").is_dir():
+            raise InvalidInput(f"{str(root)!r} is not an MLflow file store: it holds no "
+                               "<experiment_id>/meta.yaml (give the mlruns directory, or an "
+                               "sqlite:/// or postgresql:// URL)")
         self.local_root: Path | None = path.resolve()
         self.root = self.local_root
         self.where = str(self.root)
