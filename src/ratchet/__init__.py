@@ -52,7 +52,7 @@ _LAZY = {
     "schedule": "ratchet.pipelines",
     "tune": "ratchet.tuning",
 }
-_SUBMODULES = {"ct", "data", "models", "monitoring", "pipelines", "serving", "tuning",
+_SUBMODULES = {"ct", "data", "features", "models", "monitoring", "pipelines", "serving", "tuning",
                "workspace"}
 
 __all__ = [

@@ -22,7 +22,7 @@ DEFAULT_HOME = ".ratchet"
 
 STARTER_CONFIG = """\
 # ratchet configuration. Environment variables override these values:
-# RATCHET_HOME, RATCHET_DB, RATCHET_ARTIFACTS, RATCHET_TRACKING_URI.
+# RATCHET_HOME, RATCHET_DB, RATCHET_ARTIFACTS, RATCHET_TRACKING_URI, RATCHET_ONLINE_STORE.
 [ratchet]
 # Where the embedded store lives; relative paths are relative to this file.
 home = ".ratchet"
@@ -30,6 +30,8 @@ home = ".ratchet"
 # db = "postgresql+psycopg://postgres@127.0.0.1:5432/ratchet"
 # Artifact store: a directory or any fsspec URL. Default: <home>/artifacts.
 # artifacts = "s3://bucket/ratchet"
+# Online feature store: a SQLite file (default: <home>/online.sqlite) or Redis.
+# online_store = "redis://127.0.0.1:6379/0"
 """
 
 
@@ -40,12 +42,19 @@ class Settings:
     artifacts_uri: str
     tracking_uri: str | None = None
     config_file: Path | None = None
+    # Where materialized features are served from: "sqlite:///<path>" or "redis://...".
+    online_store: str | None = None
+
+    @property
+    def online_store_uri(self) -> str:
+        return self.online_store or _sqlite_url(self.home / "online.sqlite")
 
     def __repr__(self) -> str:  # URLs may hold passwords: never print them
         tracking = redact_url(self.tracking_uri) if self.tracking_uri else None
         return (f"Settings(home={str(self.home)!r}, db_url={redact_url(self.db_url)!r}, "
                 f"artifacts_uri={redact_url(self.artifacts_uri)!r}, "
-                f"tracking_uri={tracking!r}, config_file={self.config_file and str(self.config_file)!r})")
+                f"tracking_uri={tracking!r}, config_file={self.config_file and str(self.config_file)!r}, "
+                f"online_store={redact_url(self.online_store_uri)!r})")
 
     __str__ = __repr__
 
@@ -69,7 +78,7 @@ def _read_config(path: Path) -> dict[str, object]:
     section = data.get("ratchet", {})
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: [ratchet] must be a table")
-    known = {"home", "db", "artifacts", "tracking_uri"}
+    known = {"home", "db", "artifacts", "tracking_uri", "online_store"}
     unknown = sorted(set(section) - known)
     if unknown:
         raise ConfigError(
@@ -120,12 +129,16 @@ def load_settings(cwd: Path | None = None, env: Mapping[str, str] | None = None)
         db = _sqlite_url(Path(db))
     artifacts = location("RATCHET_ARTIFACTS", "artifacts", str(home / "artifacts"))
     tracking_uri = env.get("RATCHET_TRACKING_URI") or file_values.get("tracking_uri")
+    online_store = location("RATCHET_ONLINE_STORE", "online_store", "")
+    if online_store and not _is_url(online_store):  # a bare path means a SQLite file
+        online_store = _sqlite_url(Path(online_store))
     return Settings(
         home=home,
         db_url=db,
         artifacts_uri=artifacts,
         tracking_uri=str(tracking_uri) if tracking_uri else None,
         config_file=config_file,
+        online_store=online_store or None,
     )
 
 

@@ -101,6 +101,13 @@ EXPOSED: dict[str, dict[str, Exposed]] = {
         "find_by_digest": Exposed(R), "list_versions": Exposed(R),
         "list_datasets": Exposed(R), "runs_using": Exposed(R), "find_source": Exposed(R),
     },
+    "features": {
+        **{name: Exposed(W) for name in (
+            "register_definition", "record_materialization", "link_training_set")},
+        **{name: Exposed(R) for name in (
+            "get_definition", "list_definitions", "definition_history",
+            "last_materialization", "training_set_definitions", "training_sets_using")},
+    },
     "pipelines": {
         **{name: Exposed(W) for name in (
             "create_pipeline_run", "heartbeat", "start_step", "set_attempts", "finish_step",
@@ -188,6 +195,7 @@ _STORE_CLASSES = {
     "deletion": "deletion:DeletionStore", "auth": "auth_store:AuthStore",
     "audit": "audit_store:AuditStore", "replies": "reply_store:ReplyStore",
     "logged_models": "logged_model_store:LoggedModelStore",
+    "features": "feature_definition_store:FeatureDefinitionStore",
 }
 
 

@@ -651,3 +651,49 @@ logged_model_inputs = Table(
     Column("created_at", BigInteger, nullable=False),
     Index(None, "model_id"),
 )
+
+
+# ---------------------------------------------------------------------------- feature store
+# Entities, feature views and on-demand views, each a numbered series of immutable
+# definitions (a changed definition is a new version); the spec is canonical JSON.
+feature_definitions = Table(
+    "feature_definitions",
+    metadata,
+    Column("kind", String(16), primary_key=True),  # entity | feature_view | on_demand
+    Column("name", NAME, primary_key=True),
+    Column("version", BigInteger, primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(256), nullable=True),
+)
+
+feature_materializations = Table(
+    "feature_materializations",
+    metadata,
+    # One materialization of a view's rows with event times in (start, end] into an online
+    # store; the latest end per (view, store) is where the next incremental run starts.
+    Column("materialization_id", ID, primary_key=True),
+    Column("view", NAME, nullable=False),
+    Column("view_version", BigInteger, nullable=False),
+    Column("online_store", String(512), nullable=False),
+    Column("start_at", BigInteger, nullable=True),  # µs since the epoch, exclusive; NULL: all
+    Column("end_at", BigInteger, nullable=False),  # µs since the epoch, inclusive
+    Column("rows", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index(None, "view", "online_store", "end_at"),
+)
+
+feature_training_sets = Table(
+    "feature_training_sets",
+    metadata,
+    # A training set logged as a dataset version, and the definition versions it was built
+    # from: the lineage from a model's training data back to its feature definitions.
+    Column("dataset_name", NAME, primary_key=True),
+    Column("dataset_version", BigInteger, primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("name", NAME, primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index(None, "kind", "name"),
+)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ratchet.store.dataset_store import DatasetStore
     from ratchet.store.deletion import DeletionStore
     from ratchet.store.deployment_store import DeploymentStore
+    from ratchet.store.feature_definition_store import FeatureDefinitionStore
     from ratchet.store.logged_model_store import LoggedModelStore
     from ratchet.store.monitor_store import MonitorStore
     from ratchet.store.pipeline_store import PipelineStore
@@ -61,6 +62,13 @@ class SqlStores:
         from ratchet.store.dataset_store import DatasetStore
 
         return DatasetStore(self.db)
+
+    @cached_property
+    def features(self) -> FeatureDefinitionStore:
+        """The feature store's definitions, materializations and training-set lineage."""
+        from ratchet.store.feature_definition_store import FeatureDefinitionStore
+
+        return FeatureDefinitionStore(self.db)
 
     @cached_property
     def pipelines(self) -> PipelineStore:
