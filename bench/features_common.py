@@ -165,7 +165,7 @@ def summarize_training_set(frame: Any, sample_row_ids: list[int]) -> dict[str, A
     rows: dict[str, list[float | None] | None] = dict.fromkeys(map(str, sample_row_ids))
     for rid, row in zip(wanted, values, strict=True):   # absent rows stay None
         rows[str(rid)] = [None if math.isnan(v) else float(v) for v in row]
-    return {"rows": len(frame), "distinct_row_ids": int(len(np.unique(row_ids))),
+    return {"rows": len(frame), "distinct_row_ids": len(np.unique(row_ids)),
             "columns": list(map(str, frame.columns)), "sums": sums, "nulls": nulls,
             "sample": rows}
 
