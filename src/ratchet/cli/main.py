@@ -15,6 +15,7 @@ from ratchet.cli import (
     db,
     deployments,
     experiments,
+    features,
     gc,
     importing,
     models,
@@ -43,6 +44,7 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(data.app, name="data")
+app.add_typer(features.app, name="features")
 app.add_typer(db.app, name="db")
 app.add_typer(pipelines.app, name="pipeline")
 app.add_typer(schedules.app, name="schedule")
