@@ -27,6 +27,7 @@ from ratchet.packaging.manifest import (
 )
 from ratchet.packaging.mlflow_format import FLAVOR as MLFLOW_FLAVOR
 from ratchet.packaging.mlflow_format import write_mlmodel
+from ratchet.packaging.model_features import ModelFeatures
 from ratchet.packaging.signature import Signature, as_frame, infer_signature
 
 if TYPE_CHECKING:
@@ -52,6 +53,12 @@ class LoadedModel:
         where = f"{directory / MANIFEST_FILENAME}: signature" if directory else "signature"
         self.signature: Signature | None = (
             None if manifest.signature is None else Signature.from_dict(manifest.signature, where)
+        )
+        self.features: ModelFeatures | None = (
+            None if manifest.features is None
+            else ModelFeatures.from_dict(manifest.features,
+                                         str(directory / MANIFEST_FILENAME) if directory
+                                         else "model manifest")
         )
 
     @property
@@ -116,13 +123,16 @@ def save_model(
     input_example: Any = None,
     signature: Signature | None = None,
     metrics: Mapping[str, float] | None = None,
+    features: ModelFeatures | None = None,
 ) -> Manifest:
     """Write ``model`` and its manifest into ``directory`` (new or empty).
 
     Without a ``signature`` one is inferred from ``input_example`` and the model's
     predictions on it; pass the training frame as the example for a fuller signature
     (only its first rows are stored as the example). The manifest is written last, so
-    a directory without one is an incomplete save.
+    a directory without one is an incomplete save. ``features``: the feature-store
+    inputs (``ratchet.packaging.model_features``): a server then takes entity keys and
+    fetches the features; such a model needs a signature (the columns it is given).
     """
     directory = Path(directory)
     if not callable(getattr(model, "predict", None)):
@@ -135,6 +145,8 @@ def save_model(
             f"its detected flavor is {detect_flavor(model)!r}"
         )
     clean_metrics = _check_metrics(metrics)
+    if features is not None and not isinstance(features, ModelFeatures):
+        raise InvalidInput(f"features must be a ModelFeatures, got {type(features).__name__}")
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise InvalidInput(
             f"{directory} is not an empty directory; save each model into a fresh one"
@@ -146,6 +158,11 @@ def save_model(
         example = example_records(input_example, names)
         if signature is None:
             signature = _infer_from_example(model, input_example, names)
+    if features is not None and signature is None:
+        raise InvalidInput(
+            "a model logged with features needs a signature: the columns it takes, in "
+            "order. Pass input_example=<a few rows of the training set's feature columns> "
+            "or signature=ratchet.packaging.infer_signature(X_train)")
     manifest_signature = None if signature is None else signature.to_dict()
     json.dumps([manifest_signature, example], allow_nan=False)  # fail before writing files
 
@@ -161,6 +178,7 @@ def save_model(
         safe=module.SAFE,
         has_predict_proba=callable(getattr(model, "predict_proba", None)),
         input_format=_input_format(model, name, input_example, names),
+        features=None if features is None else features.to_dict(),
     )
     write_mlmodel(directory, manifest)  # so mlflow.pyfunc.load_model loads it via ratchet
     write_json_atomic(directory / MANIFEST_FILENAME, manifest.to_json())

@@ -39,6 +39,9 @@ class Manifest:
     # What the model was trained on: "dataframe", "ndarray", or None when unknown.
     # Decides whether validated requests reach the model as a frame or an array.
     input_format: str | None = None
+    # The feature-store inputs (``model_features.ModelFeatures.to_dict``), or None: a
+    # model served from entity keys when set.
+    features: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         data = {"manifest_version": MANIFEST_VERSION, **asdict(self)}
@@ -71,10 +74,11 @@ class Manifest:
             "created_at": (str, False),
             "ratchet_version": (str, False),
             "input_format": (str, True),
+            "features": (dict, True),
         }
         for name, (types, nullable) in checks.items():
             if name not in data:
-                if name == "input_format":
+                if name in ("input_format", "features"):
                     continue
                 raise InvalidInput(f"{where}: model manifest has no {name!r} field")
             value = data[name]
@@ -104,6 +108,11 @@ class Manifest:
             raise InvalidInput(f"{where}: 'input_example' must be a list of records (objects)")
         if data.get("input_format") not in (None, *INPUT_FORMATS):
             raise InvalidInput(f"{where}: 'input_format' must be one of {INPUT_FORMATS} or null")
+        features = data.get("features")
+        if features is not None:
+            from ratchet.packaging.model_features import ModelFeatures
+
+            ModelFeatures.from_dict(features, where)  # a bad section fails at load, clearly
         return cls(
             flavor=data["flavor"],
             model_file=model_file,
@@ -116,6 +125,7 @@ class Manifest:
             created_at=data["created_at"],
             ratchet_version=data["ratchet_version"],
             input_format=data.get("input_format"),
+            features=features,
         )
 
 

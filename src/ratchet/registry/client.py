@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -104,7 +104,9 @@ class RegistryClient:
                   signature: Signature | None = None,
                   metrics: Mapping[str, float] | None = None, flavor: str | None = None,
                   description: str | None = None,
-                  tags: Mapping[str, str] | None = None) -> ModelVersion: ...
+                  tags: Mapping[str, str] | None = None,
+                  features: Sequence[str] | None = None,
+                  full_feature_names: bool = False) -> ModelVersion: ...
 
     @overload
     def log_model(self, run_id: str, model: object, *, name: None = None,
@@ -112,7 +114,9 @@ class RegistryClient:
                   signature: Signature | None = None,
                   metrics: Mapping[str, float] | None = None, flavor: str | None = None,
                   description: str | None = None,
-                  tags: Mapping[str, str] | None = None) -> LoggedModel: ...
+                  tags: Mapping[str, str] | None = None,
+                  features: Sequence[str] | None = None,
+                  full_feature_names: bool = False) -> LoggedModel: ...
 
     def log_model(
         self,
@@ -127,11 +131,23 @@ class RegistryClient:
         flavor: str | None = None,
         description: str | None = None,
         tags: Mapping[str, str] | None = None,
+        features: Sequence[str] | None = None,
+        full_feature_names: bool = False,
     ) -> ModelVersion | LoggedModel:
-        """Package ``model`` into the run's artifacts; with ``name``, register a new version."""
+        """Package ``model`` into the run's artifacts; with ``name``, register a new version.
+
+        ``features``: the feature references the model was trained on (as given to
+        ``ratchet.features.training_set``): the model is then served from entity keys, the
+        server fetching its features (``ratchet.packaging.model_features``)."""
         from ratchet.artifacts import normalize_artifact_path
         from ratchet.packaging import save_model
 
+        model_features = None
+        if features is not None:
+            from ratchet.packaging.model_features import model_features as describe
+
+            model_features = describe(features, full_feature_names=full_feature_names,
+                                      lookup=self._feature_definition)
         run = self.tracking.get_run(run_id)
         path = normalize_artifact_path(artifact_path) if artifact_path else self._free_path(run_id)
         with tempfile.TemporaryDirectory(prefix="ratchet-model-") as tmp:
@@ -141,6 +157,7 @@ class RegistryClient:
                 model, directory, flavor=flavor, input_example=input_example,
                 signature=signature,
                 metrics=dict(metrics) if metrics is not None else _finite(run.metrics),
+                features=model_features,
             )
             entries = self.tracking.log_artifacts(run_id, directory, path)
         manifest_dict = json.loads(manifest.to_json())
@@ -152,6 +169,10 @@ class RegistryClient:
             flavor=manifest.flavor, manifest=manifest_dict, description=description,
             created_by=actor_or_os_user(None), tags=tags,
         )
+
+    def _feature_definition(self, kind: str, name: str) -> tuple[int, dict[str, Any]]:
+        record = self.workspace.stores.features.get_definition(kind, name)
+        return record.version, record.spec
 
     def _free_path(self, run_id: str) -> str:
         taken = {e.path.split("/", 1)[0] for e in self.tracking.list_artifacts(run_id)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, overload
 
@@ -26,7 +26,9 @@ def log_model(model: object, name: str, *, artifact_path: str | None = None,
               input_example: Any = None, signature: Signature | None = None,
               metrics: Mapping[str, float] | None = None, flavor: str | None = None,
               description: str | None = None,
-              tags: Mapping[str, str] | None = None) -> ModelVersion: ...
+              tags: Mapping[str, str] | None = None,
+              features: Sequence[str] | None = None,
+              full_feature_names: bool = False) -> ModelVersion: ...
 
 
 @overload
@@ -34,16 +36,22 @@ def log_model(model: object, name: None = None, *, artifact_path: str | None = N
               input_example: Any = None, signature: Signature | None = None,
               metrics: Mapping[str, float] | None = None, flavor: str | None = None,
               description: str | None = None,
-              tags: Mapping[str, str] | None = None) -> LoggedModel: ...
+              tags: Mapping[str, str] | None = None,
+              features: Sequence[str] | None = None,
+              full_feature_names: bool = False) -> LoggedModel: ...
 
 
 def log_model(model: object, name: str | None = None, *, artifact_path: str | None = None,
               input_example: Any = None, signature: Signature | None = None,
               metrics: Mapping[str, float] | None = None, flavor: str | None = None,
               description: str | None = None,
-              tags: Mapping[str, str] | None = None) -> ModelVersion | LoggedModel:
+              tags: Mapping[str, str] | None = None,
+              features: Sequence[str] | None = None,
+              full_feature_names: bool = False) -> ModelVersion | LoggedModel:
     """Package ``model`` into the active run: a ``LoggedModel`` (``runs:/<id>/<path>``);
-    with ``name``, also register it as a new version of that model (a ``ModelVersion``)."""
+    with ``name``, also register it as a new version of that model (a ``ModelVersion``).
+    ``features``: the feature references it was trained on (``training_set``'s): it is
+    then served from entity keys, the server fetching the features."""
     run_id = tracking_fluent.client().active_run_id()
     if run_id is None:
         from ratchet.errors import InvalidInput
@@ -51,7 +59,8 @@ def log_model(model: object, name: str | None = None, *, artifact_path: str | No
         raise InvalidInput("log_model needs an active run: `with ratchet.start_run(): ...`")
     return client().log_model(run_id, model, name=name, artifact_path=artifact_path,
                               input_example=input_example, signature=signature,
-                              metrics=metrics, flavor=flavor, description=description, tags=tags)
+                              metrics=metrics, flavor=flavor, description=description, tags=tags,
+                              features=features, full_feature_names=full_feature_names)
 
 
 def load(uri: str, *, trust: bool = False, workspace: Workspace | None = None) -> LoadedModel:
