@@ -102,6 +102,9 @@ def load_definitions(target: str, *, require: bool = True) -> LoadedDefinitions:
     else:
         module = _import_module(target)
         file = getattr(module, "__file__", None)
+        if file is None:  # a namespace package: a folder of files, no module of its own
+            raise InvalidInput(f"{target} is a folder, not a Python file or module (give "
+                               "the .py file declaring the feature definitions)")
         base_dir = Path(file).resolve().parent if file else Path.cwd()
     found: dict[int, Definition] = {}
     for value in vars(module).values():

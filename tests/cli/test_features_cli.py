@@ -1,0 +1,280 @@
+"""``ratchet features``: plan/apply a definitions file, list/show, materialize, push, get and
+training-set, driven like a user through the CLI on a real embedded workspace; and every
+wrong input a one-line error with exit code 1."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.cli.conftest import Invoke, assert_user_error, strict_json
+
+DEFS = """\
+from datetime import timedelta
+
+import pandas as pd
+
+from ratchet.features import Entity, FeatureView, on_demand
+
+driver = Entity("driver", join_keys=["driver_id"])
+stats = FeatureView("driver_stats", entities=[driver], source="data/driver_stats.parquet",
+                    timestamp_field="event_ts", features=["trips", "rating"],
+                    ttl=timedelta(days={ttl_days}))
+
+
+@on_demand(inputs=["driver_stats:trips"], request=["distance_km"],
+           features=["trips_per_km"])
+def {function}(df):
+    return pd.DataFrame({{"trips_per_km": df["trips"] / df["distance_km"]}})
+"""
+
+
+def _write_defs(folder: Path, *, name: str = "defs_a", ttl_days: int = 7,
+                function: str = "trip_ratios") -> Path:
+    path = folder / f"{name}.py"
+    path.write_text(DEFS.format(ttl_days=ttl_days, function=function))
+    return path
+
+
+def _write_source(folder: Path) -> Path:
+    data = folder / "data"
+    data.mkdir(exist_ok=True)
+    path = data / "driver_stats.parquet"
+    pd.DataFrame({
+        "driver_id": [7, 7, 8],
+        "event_ts": pd.to_datetime(["2024-05-01 10:00", "2024-05-02 10:00",
+                                    "2024-05-01 09:00"], utc=True),
+        "trips": [10, 12, 3],
+        "rating": [4.5, 4.6, 3.9],
+    }).to_parquet(path)
+    return path
+
+
+@pytest.fixture
+def declared(project: Path) -> Path:
+    """A project with a Parquet source and a definitions file next to it (a fresh module
+    name per test: the CLI imports files under their stem, once per process)."""
+    _write_source(project)
+    return _write_defs(project, name=f"defs_{project.name.replace('-', '_')}")
+
+
+# ---------------------------------------------------------------- plan / apply
+def test_plan_shows_creates_and_changes_nothing(cli: Invoke, declared: Path) -> None:
+    result = cli("features", "plan", str(declared))
+    assert result.exit_code == 0, result.output
+    assert "+ create entity driver" in result.stdout
+    assert "+ create feature view driver_stats" in result.stdout
+    assert "+ create on-demand view trip_ratios" in result.stdout
+    assert "3 to create, 0 to update (to apply)" in result.stdout
+    listed = strict_json(cli("features", "list", "--json").stdout)
+    assert listed == []  # plan registered nothing
+
+
+def test_plan_exit_code_for_ci(cli: Invoke, declared: Path) -> None:
+    assert cli("features", "plan", str(declared), "--exit-code").exit_code == 2
+    assert cli("features", "apply", str(declared)).exit_code == 0
+    unchanged = cli("features", "plan", str(declared), "--exit-code")
+    assert unchanged.exit_code == 0, unchanged.output
+    assert "0 to create, 0 to update" in unchanged.stdout
+
+
+def test_apply_registers_versions_and_a_change_is_a_new_version(
+        cli: Invoke, declared: Path) -> None:
+    first = strict_json(cli("features", "apply", str(declared), "--json").stdout)
+    assert first["applied"] is True
+    assert {(i["kind"], i["name"], i["action"], i["version"]) for i in first["items"]} == {
+        ("entity", "driver", "create", 1), ("feature_view", "driver_stats", "create", 1),
+        ("on_demand", "trip_ratios", "create", 1)}
+    again = strict_json(cli("features", "apply", str(declared), "--json").stdout)
+    assert {i["action"] for i in again["items"]} == {"unchanged"}
+
+    declared.write_text(DEFS.format(ttl_days=3, function="trip_ratios"))
+    # The module is already imported in this process: a new file name re-reads it.
+    changed = _write_defs(declared.parent, name=declared.stem + "_v2", ttl_days=3)
+    plan = cli("features", "plan", str(changed))
+    assert "~ update feature view driver_stats (v1): ttl_seconds" in plan.stdout
+    updated = strict_json(cli("features", "apply", str(changed), "--json").stdout)
+    by_name = {i["name"]: i for i in updated["items"]}
+    assert by_name["driver_stats"]["action"] == "update"
+    assert by_name["driver_stats"]["version"] == 2
+
+
+def test_relative_sources_are_taken_from_the_files_folder(
+        cli: Invoke, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = project / "repo"
+    repo.mkdir()
+    _write_source(repo)
+    defs = _write_defs(repo, name="defs_relative")
+    elsewhere = project / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert cli("features", "apply", str(defs)).exit_code == 0
+    views = [d for d in strict_json(cli("features", "list", "--json").stdout)
+             if d["kind"] == "feature_view"]
+    assert views[0]["spec"]["source"] == str((repo / "data/driver_stats.parquet").resolve())
+
+
+def test_a_module_name_works_from_the_project_directory(cli: Invoke, project: Path) -> None:
+    _write_source(project)
+    package = project / "featpkg_mod"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    _write_defs(package, name="repo_defs")
+    (package / "data").mkdir()
+    _write_source(package)
+    result = cli("features", "apply", "featpkg_mod.repo_defs")
+    assert result.exit_code == 0, result.output
+    shown = strict_json(cli("features", "show", "trip_ratios", "--json").stdout)
+    assert shown["versions"][-1]["spec"]["function"] == "featpkg_mod.repo_defs:trip_ratios"
+
+
+def test_a_file_is_imported_under_its_stem(cli: Invoke, declared: Path) -> None:
+    """The registered function reference is the same in every process (not a name with a
+    per-process hash in it): serving and training import the same module name."""
+    cli("features", "apply", str(declared))
+    shown = strict_json(cli("features", "show", "trip_ratios", "--json").stdout)
+    assert shown["versions"][0]["spec"]["function"] == f"{declared.stem}:trip_ratios"
+
+
+# ---------------------------------------------------------------- list / show
+def test_list_and_show(cli: Invoke, declared: Path) -> None:
+    assert cli("features", "list").stdout.strip().startswith("no feature definitions")
+    cli("features", "apply", str(declared))
+    listed = cli("features", "list")
+    assert listed.exit_code == 0
+    for fragment in ("entities", "driver_id", "feature views", "trips, rating", "7d",
+                     "on-demand views", "trips_per_km", "distance_km"):
+        assert fragment in listed.stdout, fragment
+    as_json = strict_json(cli("features", "list", "--json").stdout)
+    assert [(d["kind"], d["name"], d["version"]) for d in as_json] == [
+        ("entity", "driver", 1), ("feature_view", "driver_stats", 1),
+        ("on_demand", "trip_ratios", 1)]
+
+    shown = cli("features", "show", "driver_stats")
+    assert shown.exit_code == 0, shown.output
+    for fragment in ("driver_stats (version 1)", "driver (driver_id)", "event_ts",
+                     "(first version)", "materialized", "never into"):
+        assert fragment in shown.stdout, fragment
+    detail = strict_json(cli("features", "show", "driver_stats", "--json").stdout)
+    assert detail["kind"] == "feature_view"
+    assert detail["last_materialization"] is None
+    assert detail["training_sets"] == []
+
+
+def test_show_lists_what_changed_between_versions(cli: Invoke, declared: Path) -> None:
+    cli("features", "apply", str(declared))
+    changed = _write_defs(declared.parent, name=declared.stem + "_ttl", ttl_days=1)
+    cli("features", "apply", str(changed))
+    detail = strict_json(cli("features", "show", "driver_stats", "--json").stdout)
+    assert [(v["version"], v["changes"]) for v in detail["versions"]] == [
+        (1, []), (2, ["ttl_seconds"])]
+    assert "ttl_seconds" in cli("features", "show", "driver_stats").stdout
+
+
+# ---------------------------------------------------------------- wrong input
+def test_a_file_that_does_not_exist(cli: Invoke, project: Path) -> None:
+    assert_user_error(cli("features", "plan", "missing.py"), "missing.py", "does not exist")
+    assert_user_error(cli("features", "apply", "no_such_module_xyz"),
+                      "no_such_module_xyz", "no such file or module")
+
+
+def test_a_folder_is_not_a_definitions_file(cli: Invoke, project: Path) -> None:
+    (project / "somewhere").mkdir()
+    assert_user_error(cli("features", "plan", "somewhere"), "somewhere", "folder")
+    assert_user_error(cli("features", "plan", "somewhere/"), "folder")
+
+
+def test_a_file_with_no_definitions(cli: Invoke, project: Path) -> None:
+    (project / "nothing_here.py").write_text("x = 1\n")
+    assert_user_error(cli("features", "plan", "nothing_here.py"),
+                      "declares no Entity, FeatureView or OnDemandFeatureView")
+
+
+def test_a_syntax_error_names_file_and_line(cli: Invoke, project: Path) -> None:
+    (project / "broken_syntax.py").write_text("x = 1\ndef f(:\n    pass\n")
+    lines = assert_user_error(cli("features", "plan", "broken_syntax.py"), "SyntaxError")
+    assert f"{project / 'broken_syntax.py'}:2" in lines[0]
+
+
+def test_an_error_raised_by_the_file_names_its_line(cli: Invoke, project: Path) -> None:
+    (project / "raises_here.py").write_text(textwrap.dedent("""\
+        from ratchet.features import Entity
+
+        ok = Entity("driver")
+        bad = Entity("no spaces allowed")
+    """))
+    lines = assert_user_error(cli("features", "apply", "raises_here.py"),
+                              "InvalidInput", "no spaces allowed")
+    assert f"{project / 'raises_here.py'}:4" in lines[0]
+    (project / "imports_missing.py").write_text("import not_installed_anywhere_xyz\n")
+    assert_user_error(cli("features", "plan", "imports_missing.py"),
+                      "imports_missing.py:1", "ModuleNotFoundError", "not_installed_anywhere_xyz")
+
+
+def test_a_file_named_like_an_imported_module(cli: Invoke, project: Path) -> None:
+    (project / "json.py").write_text("x = 1\n")
+    assert_user_error(cli("features", "plan", "json.py"), "module 'json'", "rename the file")
+
+
+def test_a_source_that_does_not_exist(cli: Invoke, project: Path) -> None:
+    _write_defs(project, name="defs_no_source")
+    assert_user_error(cli("features", "plan", "defs_no_source.py"),
+                      "driver_stats", "does not exist")
+    assert strict_json(cli("features", "list", "--json").stdout) == []
+
+
+def test_an_unknown_definition(cli: Invoke, project: Path) -> None:
+    assert_user_error(cli("features", "show", "nope"), "'nope'", "ratchet features list")
+
+
+def test_bad_times(cli: Invoke, project: Path) -> None:
+    assert_user_error(cli("features", "materialize", "--start", "yesterday"),
+                      "--start 'yesterday'", "ISO 8601")
+    assert_user_error(cli("features", "materialize", "--end", "2024-13-01"),
+                      "--end", "ISO 8601")
+    assert_user_error(cli("features", "materialize", "--start", "2024-05-02",
+                          "--end", "2024-05-01"), "is not before")
+
+
+def test_get_needs_entities_one_way(cli: Invoke, declared: Path) -> None:
+    cli("features", "apply", str(declared))
+    assert_user_error(cli("features", "get", "-f", "driver_stats:trips"),
+                      "--entity", "--entities-json")
+    assert_user_error(cli("features", "get", "-f", "driver_stats:trips",
+                          "--entities-json", "{not json"), "--entities-json is not JSON")
+    assert_user_error(cli("features", "get", "-f", "driver_stats:trips",
+                          "--entities-json", "[1, 2]"), "list of objects")
+    assert_user_error(cli("features", "get", "-f", "driver_stats:trips",
+                          "--entity", "driver_id"), "KEY=VALUE")
+    assert_user_error(cli("features", "get", "-f", "driver_stats:trips",
+                          "--entity", "driver_id=seven"), "integer key", "'seven'")
+    assert_user_error(cli("features", "get", "-f", "driver_stats:trips",
+                          "--entity", "rider=7"), "'rider' is not a join key")
+    assert_user_error(cli("features", "get", "-f", "nope:trips", "--entity", "driver_id=7"),
+                      "'nope'")
+
+
+def test_push_and_training_set_wrong_files(cli: Invoke, declared: Path) -> None:
+    cli("features", "apply", str(declared))
+    assert_user_error(cli("features", "push", "driver_stats", "missing.parquet"),
+                      "missing.parquet", "no such file")
+    assert_user_error(cli("features", "push", "driver_stats", str(declared.parent / "x.csv"),
+                          "--to", "everywhere"), "--to 'everywhere'")
+    assert_user_error(cli("features", "training-set", "missing.parquet", "-f",
+                          "driver_stats:trips", "--out", "out.parquet"),
+                      "missing.parquet", "no such file")
+    entities = declared.parent / "entities.parquet"
+    pd.DataFrame({"driver_id": [7]}).to_parquet(entities)
+    assert_user_error(cli("features", "training-set", str(entities), "-f",
+                          "driver_stats:trips", "--out", "out.csv"), "--out", ".parquet")
+
+
+def test_help_everywhere(cli: Invoke) -> None:
+    for command in ("plan", "apply", "list", "show", "materialize", "push", "get",
+                    "training-set"):
+        result = cli("features", command, "--help")
+        assert result.exit_code == 0, command
+        assert "Usage" in result.stdout
