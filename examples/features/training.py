@@ -1,0 +1,74 @@
+"""The trip-completion model's training pipeline, as the continuous-training controller runs
+it (``policy.yaml``).
+
+It receives ``data``: a dataset version of labeled rows, each with the entity keys
+(``driver_id``, ``zone_id``), the time the request was answered (``requested_at``) and the
+label (``completed``). The controller's retraining rows also hold the feature vector the
+server logged; the pipeline does not train on it: it builds its training set with
+``ratchet.features.training_set`` as of each row's time, with ``created_cutoff=True`` (a
+row computed after the request never reaches it), from the same definitions the server
+reads online, so what it learns from is what was served. The training set is recorded as
+a dataset version (lineage: the monitor compares live traffic with it), and the model is
+logged with the feature references, so a server takes entity keys only.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import ratchet
+from ratchet.errors import InvalidInput
+
+MODEL = "trip-completion"
+KEYS = ["driver_id", "zone_id"]
+TIME, LABEL = "requested_at", "completed"
+FEATURES = ["driver_stats:trips", "driver_stats:acceptance", "driver_stats:rating",
+            "zone_demand:open_requests", "zone_demand:surge"]
+COLUMNS = [ref.split(":", 1)[1] for ref in FEATURES]  # training_set's output names
+
+
+# Not cached: the training set depends on the feature store as well as on ``data``.
+@ratchet.step(dataset={"output": "trip-completion-training-set"}, cache=False)
+def training_frame(data: str, timestamp: str = TIME) -> pd.DataFrame:
+    """The labeled rows joined with the features as of each row's ``timestamp``."""
+    rows = ratchet.data.get(data).to_pandas()
+    needed = [*KEYS, timestamp, LABEL]
+    missing = [c for c in needed if c not in rows.columns]
+    if missing:
+        raise InvalidInput(
+            f"training data {data}: no column {', '.join(map(repr, missing))} (it has "
+            f"{', '.join(map(str, rows.columns))}); the rows need the entity keys, the time "
+            f"each was answered and the label (a CT policy adds the time with "
+            f"data.timestamp: {timestamp})")
+    entity = rows[needed].copy()
+    entity[timestamp] = pd.to_datetime(entity[timestamp], utc=True)
+    return ratchet.features.training_set(entity, features=FEATURES,
+                                         timestamp_field=timestamp,
+                                         created_cutoff=True).to_pandas()
+
+
+@ratchet.step
+def fit(train: pd.DataFrame, C: float = 1.0) -> int:
+    """Fit on the rows whose features were all known; register the model with the feature
+    references it reads. Returns the registered version."""
+    known = train.dropna(subset=COLUMNS)
+    if len(known) < 20:
+        raise InvalidInput(f"only {len(known)} of {len(train)} training rows have every "
+                           f"feature ({', '.join(COLUMNS)}); write or push feature rows that "
+                           "cover the labeled rows' times")
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=1000))
+    X = known[COLUMNS]
+    model.fit(X, known[LABEL].astype(int))
+    ratchet.log_params({"C": C, "rows": len(known), "rows_without_features":
+                        len(train) - len(known)})
+    ratchet.log_metrics({"train_accuracy": float(model.score(X, known[LABEL].astype(int)))})
+    version = ratchet.log_model(model, MODEL, input_example=X.head(20), features=FEATURES)
+    return version.version
+
+
+@ratchet.pipeline(experiment="trip-completion-ct")
+def training(data: str, C: float = 1.0, timestamp: str = TIME):
+    return fit(training_frame(data, timestamp), C)

@@ -1,0 +1,168 @@
+"""A small generated world for the feature store in the continuous-training loop.
+
+Ride-hailing: drivers publish hourly statistics, zones publish demand every half hour,
+riders request trips, and whether a trip was completed becomes known half an hour later.
+Everything is generated from one seed (no download), over ``days`` days from ``START``:
+
+- ``driver_stats`` rows (``driver_id``, ``event_ts`` = the end of the hour they cover,
+  ``created_ts`` = when they were computed, a minute or two later, ``trips``,
+  ``acceptance``, ``rating``). A driver's acceptance drifts down from the second day on
+  for half the drivers (feature drift a monitor can see). A few rows are *corrected*
+  40 minutes after they were first written: same ``event_ts``, a later ``created_ts``, a
+  different value (a backfill; a training set without ``created_cutoff`` would leak it).
+- ``zone_demand`` rows (``zone_id``, ``event_ts``, ``created_ts``, ``open_requests``,
+  ``surge``) every 30 minutes.
+- ``trips``: ``driver_id``, ``zone_id``, ``requested_at`` (whole seconds, UTC) and the
+  label ``completed`` (0/1), known at ``label_at`` = ``requested_at`` + 30 minutes. The
+  label depends on the driver's and zone's *latent* state at the request (not on the
+  published numbers), so a model learns from the features without being handed the answer.
+
+``World.history(view, until)`` are the rows already computed at ``until`` (what a batch
+source holds when the loop starts); ``World.arrivals(view, after, until)`` the rows
+computed in between, in the order they were computed (what a streaming job pushes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+START = "2024-05-01T00:00:00Z"
+DRIVER_KEYS, ZONE_KEYS = ["driver_id"], ["zone_id"]
+KEYS = ["driver_id", "zone_id"]
+TIME, LABEL = "requested_at", "completed"
+DRIVER_FEATURES = ["trips", "acceptance", "rating"]
+ZONE_FEATURES = ["open_requests", "surge"]
+LABEL_DELAY = "30min"
+
+
+@dataclass
+class World:
+    """The generated rows (pandas frames, times as tz-aware UTC timestamps)."""
+
+    driver_stats: pd.DataFrame
+    zone_demand: pd.DataFrame
+    trips: pd.DataFrame
+    start: pd.Timestamp
+    days: int
+    views: dict[str, pd.DataFrame] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.views = {"driver_stats": self.driver_stats, "zone_demand": self.zone_demand}
+
+    def day(self, number: int) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """Day ``number``'s bounds [start, end)."""
+        import pandas as pd
+
+        begin = self.start + pd.Timedelta(days=number)
+        return begin, begin + pd.Timedelta(days=1)
+
+    def history(self, view: str, until: pd.Timestamp) -> pd.DataFrame:
+        """The rows of ``view`` computed at or before ``until``, in the order computed."""
+        rows = self.views[view]
+        return rows[rows["created_ts"] <= until].reset_index(drop=True)
+
+    def arrivals(self, view: str, after: pd.Timestamp, until: pd.Timestamp) -> pd.DataFrame:
+        """The rows of ``view`` computed in (after, until], in the order computed."""
+        rows = self.views[view]
+        created = rows["created_ts"]
+        return rows[(created > after) & (created <= until)].reset_index(drop=True)
+
+    def trips_between(self, begin: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        """The trips requested in [begin, end), in request order."""
+        at = self.trips[TIME]
+        return self.trips[(at >= begin) & (at < end)].reset_index(drop=True)
+
+    def write_history(self, folder: str, until: pd.Timestamp) -> dict[str, str]:
+        """Each view's history at ``until`` as Parquet under ``folder/<view>/``: the
+        feature views' batch sources. Returns view -> folder."""
+        from pathlib import Path
+
+        paths = {}
+        for view in self.views:
+            target = Path(folder, view)
+            target.mkdir(parents=True, exist_ok=True)
+            self.history(view, until).to_parquet(target / "history.parquet", index=False)
+            paths[view] = str(target)
+        return paths
+
+
+def generate(*, days: int = 2, drivers: int = 12, zones: int = 3, trips_per_day: int = 400,
+             seed: int = 7, start: str = START) -> World:
+    """The world: ``days`` days of feature rows and trips."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    origin = pd.Timestamp(start)
+    hours = 24 * days
+    driver_ids = np.arange(1001, 1001 + drivers, dtype=np.int64)
+    zone_ids = [f"z{i}" for i in range(zones)]
+
+    # ---------------------------------------------------------------- latent state
+    base_accept = rng.uniform(0.55, 0.95, drivers)
+    drifting = rng.permutation(drivers) < drivers // 2
+    hour_index = np.arange(hours)
+    decline = np.clip((hour_index - 24) / 24, 0, None)  # from the second day on
+    # acceptance[h, d]: the driver's propensity during hour h
+    accept = np.clip(base_accept[None, :] - 0.35 * decline[:, None] * drifting[None, :]
+                     + rng.normal(0, 0.03, (hours, drivers)), 0.02, 0.99)
+    busy = np.clip(1.0 + 0.5 * np.sin(2 * np.pi * (hour_index % 24) / 24 - 1.2), 0.3, None)
+    slots = 2 * hours  # half hours
+    demand = np.clip(rng.normal(1.0, 0.25, (slots, zones))
+                     + 0.4 * np.sin(2 * np.pi * (np.arange(slots) % 48) / 48)[:, None], 0.2, None)
+
+    # ---------------------------------------------------------------- driver_stats
+    rows = []
+    for h in range(hours):
+        event = origin + pd.Timedelta(hours=h + 1)  # the hour [h, h+1) closes
+        for d, driver in enumerate(driver_ids):
+            created = event + pd.Timedelta(seconds=int(60 + rng.integers(0, 90)))
+            rows.append((int(driver), event, created, int(rng.poisson(3 * busy[h])),
+                         float(accept[h, d] + rng.normal(0, 0.02)),
+                         float(4.2 + 0.6 * base_accept[d] + rng.normal(0, 0.05))))
+    stats = pd.DataFrame(rows, columns=["driver_id", "event_ts", "created_ts",
+                                        *DRIVER_FEATURES])
+    # corrections: the same hour recomputed 40 minutes later with a different acceptance
+    fixed = stats.sample(n=max(1, len(stats) // 25), random_state=seed).copy()
+    fixed["created_ts"] = fixed["event_ts"] + pd.Timedelta(minutes=40)
+    fixed["acceptance"] = fixed["acceptance"] + rng.normal(0, 0.1, len(fixed))
+    stats = pd.concat([stats, fixed], ignore_index=True)
+    stats = stats.sort_values(["created_ts", "driver_id"], kind="stable", ignore_index=True)
+
+    # ---------------------------------------------------------------- zone_demand
+    rows = []
+    for s in range(slots):
+        event = origin + pd.Timedelta(minutes=30 * (s + 1))
+        for z, zone in enumerate(zone_ids):
+            created = event + pd.Timedelta(seconds=int(30 + rng.integers(0, 60)))
+            rows.append((zone, event, created, int(rng.poisson(8 * demand[s, z])),
+                         float(1.0 + 0.5 * max(demand[s, z] - 1.0, 0.0)
+                               + rng.normal(0, 0.02))))
+    zone_rows = pd.DataFrame(rows, columns=["zone_id", "event_ts", "created_ts",
+                                            *ZONE_FEATURES])
+    zone_rows = zone_rows.sort_values(["created_ts", "zone_id"], kind="stable",
+                                      ignore_index=True)
+
+    # ---------------------------------------------------------------- trips
+    per_day = []
+    for day in range(days):
+        # from 01:30 on: every view has a row within its ttl by then
+        offsets = np.sort(rng.choice(np.arange(5400, 86_400), trips_per_day, replace=False))
+        per_day.append(origin + pd.Timedelta(days=day) + pd.to_timedelta(offsets, unit="s"))
+    at = per_day[0].append(per_day[1:]) if len(per_day) > 1 else per_day[0]
+    n = len(at)
+    driver_of = rng.integers(0, drivers, n)
+    zone_of = rng.integers(0, zones, n)
+    hour_of = ((at - origin) // pd.Timedelta(hours=1)).to_numpy().astype(int)
+    slot_of = ((at - origin) // pd.Timedelta(minutes=30)).to_numpy().astype(int)
+    logit = 5.0 * (accept[hour_of, driver_of] - 0.6) - 1.2 * (demand[slot_of, zone_of] - 1.0)
+    completed = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+    trips = pd.DataFrame({"driver_id": driver_ids[driver_of],
+                          "zone_id": np.asarray(zone_ids, dtype=object)[zone_of],
+                          TIME: at, LABEL: completed})
+    trips["label_at"] = trips[TIME] + pd.Timedelta(LABEL_DELAY)
+    return World(stats, zone_rows, trips, origin, days)
