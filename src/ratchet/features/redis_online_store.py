@@ -66,10 +66,10 @@ def entry_name(view: str, key: str) -> str:
     return f"{KEY_PREFIX}{view}:{key}"
 
 
-def _decode(raw: bytes | None) -> StoredFeatures | None:
+def _decode(raw: bytes | str | None) -> StoredFeatures | None:
     if raw is None:
         return None
-    text = raw.decode()
+    text = raw if isinstance(raw, str) else raw.decode()
     event, created, version, payload = text.split(":", 3)
     return StoredFeatures(int(event), int(created) if created else None, int(version),
                           payload)

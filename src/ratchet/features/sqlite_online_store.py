@@ -16,7 +16,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from ratchet.errors import InvalidInput, StoreUnavailable
@@ -184,10 +184,8 @@ class SqliteOnlineStore:
             connections, self._connections = self._connections, []
             self._generation += 1
         for conn in connections:
-            try:
+            with suppress(sqlite3.Error):
                 conn.close()
-            except sqlite3.Error:
-                pass
 
     def __repr__(self) -> str:
         return f"SqliteOnlineStore({self.uri!r})"
