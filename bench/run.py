@@ -23,7 +23,8 @@ drift preset in ``bench/.venv-evidently`` vs a NumPy floor; always with Evidentl
 runs ``bench/ui_bench.py`` (the dashboard vs the MLflow UI in Chromium; MLflow in
 ``bench/.venv-mlflow-ui``; its data built once into ``bench/.cache/ui``, which takes
 most of an hour at 100,000 runs: build it first with ``bench/ui_data.py`` and
-``bench/ui_mlflow_load.py``).
+``bench/ui_mlflow_load.py``). The ``features`` scenario runs ``bench/features_bench.py``
+(the feature store's training set and online lookups vs Feast in ``bench/.venv-feast``).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ MLFLOW_REQUIREMENT = "mlflow==3.17.2"
 SUBPROCESS_TIMEOUT_S = 1800
 
 SCENARIOS = ("log_metric_single", "log_batch", "search_runs", "import_time", "data_log",
-             "data_validation", "pipelines", "serving", "drift", "ui")
+             "data_validation", "pipelines", "serving", "drift", "ui", "features")
 MLFLOW_SCENARIOS = frozenset(SCENARIOS[:4])
 
 # name -> size, for full runs and for --quick smoke runs
@@ -59,13 +60,15 @@ FULL = {"log_metric_single": 10_000, "sync_full": 2_000, "log_batch": 10_000,
         "data_log_mb": 1024, "data_log_reps": 3, "validation_rows": 1_000_000,
         "validation_reps": 3, "pipeline_reps": 5, "serving_requests": 5_000,
         "serving_warmup_requests": 500, "serving_duration_s": 10, "serving_warmup_s": 3,
-        "batch_rows": 10_000_000, "drift_rows": 1_000_000, "ui_runs": 100_000}
+        "batch_rows": 10_000_000, "drift_rows": 1_000_000, "ui_runs": 100_000,
+        "features_entity_rows": 1_000_000}
 QUICK = {"log_metric_single": 300, "sync_full": 200, "log_batch": 2_000,
          "search_runs": 2_000, "search_runs_big": 10_000, "reps": 3, "import_reps": 3,
          "data_log_mb": 100, "data_log_reps": 1, "validation_rows": 100_000,
          "validation_reps": 3, "pipeline_reps": 1, "serving_requests": 1_000,
          "serving_warmup_requests": 200, "serving_duration_s": 3, "serving_warmup_s": 1,
-         "batch_rows": 200_000, "drift_rows": 100_000, "ui_runs": 1_000}
+         "batch_rows": 200_000, "drift_rows": 100_000, "ui_runs": 1_000,
+         "features_entity_rows": 100_000}
 
 QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
              "NML_DISABLE_USAGE_LOGGING": "1", "MLFLOW_ENABLE_ASYNC_LOGGING": "false"}
@@ -502,6 +505,33 @@ def scenario_ui(sizes: dict[str, int], mlflow: bool, keep: bool) -> dict[str, An
     }
 
 
+# --- features: bench/features_bench.py (ratchet's feature store vs Feast) -------------------
+
+
+def scenario_features(sizes: dict[str, int], mlflow: bool, keep: bool) -> dict[str, Any]:
+    scale = "full" if sizes["features_entity_rows"] >= 1_000_000 else "small"
+    cmd = [str(ratchet_python()), str(BENCH / "features_bench.py"), "--compact",
+           "--scale", scale, *(["--keep"] if keep else [])]
+    doc = _run_json(cmd, f"features: training set of {sizes['features_entity_rows']:,} entity "
+                         "rows x 5 views x 10 features, online lookups on SQLite and Redis, "
+                         "ratchet vs Feast (bench/.venv-feast)")
+    summary = doc.get("summary", {})
+    offline = summary.get("offline", {})
+    return {
+        "unit": "seconds for the training set (lower is better); ratio = Feast / ratchet; "
+                "online p50/p99 per store under ratchet.summary.online",
+        "what": "point-in-time training set (5 views x 10 features, TTL 2 days) over Parquet "
+                "files, Feast's file offline store vs ratchet.features.training_set; then "
+                "materialize and 10,000 single-entity lookups of 10 features, SQLite and Redis",
+        "ratchet": doc, "baseline": "feast",
+        "ratchet_value": offline.get("ratchet_join_s"), "mlflow_value": None,
+        "feast_value": offline.get("feast_join_s"), "ratio": offline.get("speedup"),
+        "target": "training set >= 20x faster than Feast's file store, memory bounded by the "
+                  "data; online p50 <= Feast's on SQLite, <= 1 ms on Redis",
+        "checks": doc.get("checks", []),
+    }
+
+
 RUNNERS = {
     "log_metric_single": scenario_log_metric_single,
     "log_batch": scenario_log_batch,
@@ -513,6 +543,7 @@ RUNNERS = {
     "serving": scenario_serving,
     "drift": scenario_drift,
     "ui": scenario_ui,
+    "features": scenario_features,
 }
 
 
@@ -589,6 +620,10 @@ def main(argv: list[str] | None = None) -> int:
             result = scenario_pipelines(sizes, with_mlflow, args.keep)
             found = result["ratchet"].get("versions", {})
             doc["versions"].update(prefect=found.get("prefect"), metaflow=found.get("metaflow"))
+        elif name == "features":  # Feast in its own venv (bench/.venv-feast)
+            result = scenario_features(sizes, with_mlflow, args.keep)
+            feast_venv = result["ratchet"].get("versions", {}).get("feast_venv") or {}
+            doc["versions"]["feast"] = feast_venv.get("feast")
         elif name == "ui":  # its own MLflow venv (bench/.venv-mlflow-ui)
             result = scenario_ui(sizes, not args.skip_mlflow, args.keep)
         elif name == "serving":  # its own MLflow venv (bench/.venv-mlflow-serve)
