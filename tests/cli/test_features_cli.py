@@ -278,3 +278,135 @@ def test_help_everywhere(cli: Invoke) -> None:
         result = cli("features", command, "--help")
         assert result.exit_code == 0, command
         assert "Usage" in result.stdout
+
+
+# ---------------------------------------------------------------- online: materialize, push, get
+def _recent_source(folder: Path, *, key: str = "driver_id", keys: list[object] | None = None
+                   ) -> pd.Timestamp:
+    """Rows an hour old (inside the 7-day ttl at now), so online lookups return them."""
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    data = folder / "data"
+    data.mkdir(exist_ok=True)
+    keys = keys if keys is not None else [7, 7, 8]
+    pd.DataFrame({
+        key: keys,
+        "event_ts": [now - pd.Timedelta(hours=3), now - pd.Timedelta(hours=1),
+                     now - pd.Timedelta(hours=2)],
+        "trips": [10, 12, 3],
+        "rating": [4.5, 4.6, 3.9],
+    }).to_parquet(data / "driver_stats.parquet")
+    return now
+
+
+def _online_project(project: Path, name: str) -> Path:
+    _recent_source(project)
+    return _write_defs(project, name=name)
+
+
+def test_materialize_then_get(cli: Invoke, project: Path) -> None:
+    defs = _online_project(project, "defs_materialize")
+    assert cli("features", "apply", str(defs)).exit_code == 0
+    done = strict_json(cli("features", "materialize", "--json").stdout)
+    assert [(r["view"], r["view_version"], r["rows"], r["start"]) for r in done] == [
+        ("driver_stats", 1, 2, None)]
+    again = strict_json(cli("features", "materialize", "--view", "driver_stats",
+                            "--json").stdout)
+    assert again[0]["rows"] == 0 and again[0]["start"] == done[0]["end"]  # incremental
+
+    got = strict_json(cli("features", "get", "-f", "driver_stats:trips", "-f",
+                          "driver_stats:rating", "-e", "driver_id=7", "-e", "driver_id=8",
+                          "-e", "driver_id=99", "--json").stdout)
+    assert got["driver_id"] == [7, 8, 99]
+    assert got["trips"] == [12, 3, None]
+    assert got["rating"] == [4.6, 3.9, None]
+    ages = got["driver_stats__age_s"]
+    assert 3600 <= ages[0] < 3600 + 120 and 7200 <= ages[1] < 7200 + 120 and ages[2] is None
+
+    shown = cli("features", "get", "-f", "driver_stats", "-e", "driver_id=7")
+    assert shown.exit_code == 0
+    assert "12" in shown.stdout and "4.6" in shown.stdout and "driver_stats__age_s" in shown.stdout
+    same = strict_json(cli("features", "get", "-f", "driver_stats:trips", "--entities-json",
+                           '[{"driver_id": 7}, {"driver_id": 8}]', "--json").stdout)
+    assert same["trips"] == [12, 3]
+
+    detail = strict_json(cli("features", "show", "driver_stats", "--json").stdout)
+    assert detail["last_materialization"]["rows"] == 0  # the last (incremental) run
+    text = cli("features", "show", "driver_stats").stdout
+    assert "last materialization" in text and "online.sqlite" in text
+
+
+def test_materialize_a_window_and_unknown_views(cli: Invoke, project: Path) -> None:
+    defs = _online_project(project, "defs_window")
+    cli("features", "apply", str(defs))
+    window = strict_json(cli("features", "materialize", "--start", "2020-01-01",
+                             "--end", "2020-01-02T00:00:00Z", "--json").stdout)
+    assert window[0]["rows"] == 0
+    assert window[0]["start"] == "2020-01-01T00:00:00Z"
+    assert window[0]["end"] == "2020-01-02T00:00:00Z"
+    assert_user_error(cli("features", "materialize", "--view", "nope"), "'nope'")
+
+
+def test_push_then_get(cli: Invoke, project: Path) -> None:
+    defs = _online_project(project, "defs_push")
+    cli("features", "apply", str(defs))
+    cli("features", "materialize")
+    now = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=2)
+    pd.DataFrame({"driver_id": [7, 9], "event_ts": [now, now], "trips": [40, 1],
+                  "rating": [5.0, 3.0]}).to_parquet(project / "new.parquet")
+    pushed = cli("features", "push", "driver_stats", "new.parquet")
+    assert pushed.exit_code == 0, pushed.output
+    assert "pushed 2 rows to driver_stats v1" in pushed.stdout
+    assert "offline log" in pushed.stdout
+    later = (now + pd.Timedelta(seconds=1)).isoformat()
+    pd.DataFrame({"driver_id": [7], "event_ts": [later], "trips": [41], "rating": [5.0]}
+                 ).to_csv(project / "newer.csv", index=False)
+    online_only = strict_json(cli("features", "push", "driver_stats", "newer.csv", "--to",
+                                  "online", "--json").stdout)
+    assert online_only["rows"] == 1 and online_only["offline_file"] is None
+    got = strict_json(cli("features", "get", "-f", "driver_stats:trips", "-e", "driver_id=7",
+                          "-e", "driver_id=9", "-e", "driver_id=8", "--json").stdout)
+    assert got["trips"] == [41, 1, 3]
+
+    pd.DataFrame({"driver_id": [7], "event_ts": [now], "speed": [1.0]}
+                 ).to_parquet(project / "wrong.parquet")
+    assert_user_error(cli("features", "push", "driver_stats", "wrong.parquet"),
+                      "missing column", "'trips'")
+    assert_user_error(cli("features", "push", "nope", "new.parquet"), "'nope'")
+    (project / "rows.txt").write_text("driver_id\n7\n")
+    assert_user_error(cli("features", "push", "driver_stats", "rows.txt"), "rows.txt")
+
+
+def test_get_types_keys_as_the_source_does(cli: Invoke, project: Path) -> None:
+    """A string key that looks like a number stays a string; an integer key is parsed."""
+    _recent_source(project, key="customer_id", keys=["0042", "0042", "17"])
+    (project / "defs_string_keys.py").write_text(textwrap.dedent("""\
+        from ratchet.features import Entity, FeatureView
+
+        customer = Entity("customer", join_keys=["customer_id"])
+        spend = FeatureView("customer_stats", entities=[customer],
+                            source="data/driver_stats.parquet", timestamp_field="event_ts",
+                            features=["trips", "rating"])
+    """))
+    assert cli("features", "apply", "defs_string_keys.py").exit_code == 0
+    cli("features", "materialize")
+    got = strict_json(cli("features", "get", "-f", "customer_stats:trips", "-e",
+                          "customer_id=0042", "-e", "customer_id=17", "--json").stdout)
+    assert got["customer_id"] == ["0042", "17"]
+    assert got["trips"] == [12, 3]
+    by_json = strict_json(cli("features", "get", "-f", "customer_stats:trips",
+                              "--entities-json", '[{"customer_id": 17}]', "--json").stdout)
+    assert by_json["trips"] == [None]  # 17 is not "17": typed as written
+
+
+def test_get_with_on_demand_views_needs_their_code(cli: Invoke, project: Path) -> None:
+    defs = _online_project(project, "defs_on_demand_get")
+    cli("features", "apply", str(defs))
+    cli("features", "materialize")
+    got = strict_json(cli("features", "get", "-f", "trip_ratios", "-e",
+                          "driver_id=7,distance_km=4", "-d", str(defs), "--json").stdout)
+    assert got["trips_per_km"] == [3.0]
+    assert_user_error(cli("features", "get", "-f", "trip_ratios", "-e",
+                          "driver_id=7,distance_km=4", "-d", "missing_defs.py"),
+                      "missing_defs.py", "does not exist")
+    assert_user_error(cli("features", "get", "-f", "trip_ratios", "-e", "driver_id=7",
+                          "-d", str(defs)), "distance_km")

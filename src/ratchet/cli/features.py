@@ -464,18 +464,19 @@ def materialize(
     if not rows:
         note("nothing to materialize: no feature view with online=True is registered")
         return
-    out = table("view", "version", "rows", "from", "up to", "store")
+    out = table("view", "version", "rows", "from", "up to", "seconds", "note")
     for r in rows:
         add_row(out, r["view"], r["view_version"], f"{r['rows']:,}",
-                r["start"] or "the beginning", r["end"], r["online_store"])
+                r["start"] or "the beginning", r["end"], f"{r['seconds']:.2f}", r["skipped"])
     console().print(out)
+    note(f"online store: {rows[0]['online_store']}")
 
 
 def _materialized_dict(result: Any) -> dict[str, Any]:
-    record = getattr(result, "record", result)
-    return {"view": record.view, "view_version": record.view_version, "rows": record.rows,
-            "start": _us_iso(record.start_at), "end": _us_iso(record.end_at),
-            "online_store": _safe_uri(record.online_store)}
+    return {"view": result.view, "view_version": result.view_version, "rows": result.rows,
+            "start": _us_iso(result.start_at), "end": _us_iso(result.end_at),
+            "seconds": round(result.seconds, 3), "skipped": result.skipped,
+            "online_store": _safe_uri(result.online_store)}
 
 
 @app.command("push")
@@ -503,11 +504,16 @@ def push(
     session = Session()
     data = read_table(file)
     result = features.push(view, data, to=to, workspace=session.workspace)
-    rows = getattr(result, "rows", data.num_rows)
     if as_json:
-        print_json({"view": view, "rows": rows, "to": to, "file": str(file)})
+        print_json({**result.to_dict(), "to": to, "file": str(file)})
         return
-    say(f"pushed {rows:,} rows to {view} ({to.replace('_', ' ')})")
+    where = []
+    if to != "offline":
+        where.append(f"{result.online_rows:,} online entries")
+    if result.offline_file is not None:
+        where.append(f"the offline log ({Path(result.offline_file).name})")
+    say(f"pushed {result.rows:,} rows to {view} v{result.view_version}: "
+        f"{' and '.join(where)}")
 
 
 # ---------------------------------------------------------------- online lookup
