@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ratchet.packaging import LoadedModel
     from ratchet.serving.deployments import DeploymentClient
     from ratchet.serving.request_validation import ValidationPolicy
+    from ratchet.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +112,12 @@ class DeploymentWatcher:
                  cache_size: int = 4,
                  on_load: Callable[[ServedModel], None] | None = None,
                  on_swap: Callable[[RoutingTable], None] | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 workspace: Workspace | None = None) -> None:
         self.deployment = deployment
         self.rng = rng  # the routers' draws (a backtest's seeded replay); None: fresh
         self.source = source
+        self.workspace = workspace  # feature definitions and the online store (features)
         self.poll_interval_s = poll_interval_s
         self.policy = policy
         self.cache_size = cache_size
@@ -206,7 +209,8 @@ class DeploymentWatcher:
         started = time.perf_counter()
         model = self.source.load(ref)
         served = load_served_model(ref, model, policy=self.policy,
-                                   allowed_extra=(key,) if key else ())
+                                   allowed_extra=(key,) if key else (),
+                                   workspace=self.workspace)
         served.load_seconds = time.perf_counter() - started
         self._cache[cache_key] = served
         while len(self._cache) > self.cache_size:

@@ -20,6 +20,8 @@ from ratchet.serving.request_validation import RequestValidator, ValidationPolic
 
 if TYPE_CHECKING:
     from ratchet.packaging import LoadedModel
+    from ratchet.serving.feature_lookup import FeatureLookup, FeatureRequestValidator
+    from ratchet.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ class ModelVersionRef:
 class ServedModel:
     def __init__(self, ref: ModelVersionRef, model: LoadedModel, *,
                  policy: ValidationPolicy | None = None, allowed_extra: tuple[str, ...] = (),
-                 probabilities: bool = True) -> None:
+                 probabilities: bool = True, workspace: Workspace | None = None) -> None:
         if model.signature is None:
             # Nothing says which columns, in which order, of which kinds: every request
             # would fail (or reach the model unchecked). Refuse to load, with the fix.
@@ -48,7 +50,22 @@ class ServedModel:
         self.ref = ref
         self.model = model
         self.signature = model.signature
-        self.validator = RequestValidator(model.signature, policy, allowed_extra=allowed_extra)
+        self.validator: RequestValidator | FeatureRequestValidator
+        self.feature_lookup: FeatureLookup | None = None
+        if model.features is None:
+            self.validator = RequestValidator(model.signature, policy,
+                                              allowed_extra=allowed_extra)
+        else:  # called with entity keys: the features are fetched per request
+            from ratchet.serving.feature_lookup import FeatureLookup, FeatureRequestValidator
+
+            if workspace is None:
+                raise InvalidInput(f"model {ref} reads features from the feature store; "
+                                   "serve it with a workspace (its online store and "
+                                   "feature definitions)")
+            self.feature_lookup = FeatureLookup(str(ref), model.features, model.signature,
+                                                workspace)
+            self.validator = FeatureRequestValidator(self.feature_lookup, model.signature,
+                                                     policy, allowed_extra=allowed_extra)
         self.load_seconds = 0.0
         raw = model.raw
         self._predict = raw.predict  # type: ignore[attr-defined]
@@ -64,6 +81,7 @@ class ServedModel:
         self._labels_from_proba = self._proba is not None and not _final_is_svm(raw)
         self._classes_array: Any = None if classes is None else classes
         self._as_array = self._wants_array()
+        self._input_names = model.signature.input_names
 
     @property
     def is_classifier(self) -> bool:
@@ -81,7 +99,7 @@ class ServedModel:
         import numpy as np
 
         if self._as_array:
-            return np.array([columns[n] for n in self.validator.names], dtype=np.float64).T
+            return np.array([columns[n] for n in self._input_names], dtype=np.float64).T
         return self._frame(columns)
 
     def _frame(self, columns: Mapping[str, Any]) -> Any:
@@ -146,7 +164,7 @@ class ServedModel:
     def _example(self) -> dict[str, list[Any]] | None:
         records = self.model.manifest.input_example  # dicts, checked by the manifest
         if records:
-            return {n: [records[0].get(n)] for n in self.validator.names}
+            return {n: [records[0].get(n)] for n in self._input_names}
         if self.signature is None:
             return None
         row: dict[str, list[Any]] = {}

@@ -46,6 +46,10 @@ class ServingConfig:
     batch_max_wait_ms: float = DEFAULT_MAX_WAIT_MS
     batch_max_rows: int = DEFAULT_MAX_BATCH_ROWS
     access: AccessPolicy = field(default_factory=AccessPolicy)
+    # Modules (``package.module`` or ``path/to/file.py``) that declare the on-demand
+    # feature views of the models served: imported at startup, the only code the
+    # feature store runs here (``ratchet serve --features-module``).
+    features_modules: tuple[str, ...] = ()
 
 
 class ServerState:
@@ -82,7 +86,7 @@ class ServerState:
         self._stopped = threading.Event()
         self.watcher: DeploymentWatcher = DeploymentWatcher(
             deployment, source, poll_interval_s=config.poll_interval_s, policy=config.policy,
-            on_load=self.metrics.loaded, on_swap=self.metrics.swapped)
+            on_load=self.metrics.loaded, on_swap=self.metrics.swapped, workspace=workspace)
 
     def start(self) -> None:
         self.watcher.start()

@@ -187,7 +187,8 @@ def _settings_spec(workspace: Workspace) -> dict[str, Any]:
     s = workspace.settings
     return {"home": str(s.home), "db_url": s.db_url, "artifacts_uri": s.artifacts_uri,
             "tracking_uri": s.tracking_uri,
-            "config_file": str(s.config_file) if s.config_file else None}
+            "config_file": str(s.config_file) if s.config_file else None,
+            "online_store": s.online_store}
 
 
 def _workspace_of(spec: dict[str, Any]) -> Workspace:
@@ -198,7 +199,7 @@ def _workspace_of(spec: dict[str, Any]) -> Workspace:
     return Workspace(Settings(home=Path(s["home"]), db_url=s["db_url"],
                               artifacts_uri=s["artifacts_uri"], tracking_uri=s["tracking_uri"],
                               config_file=Path(s["config_file"]) if s["config_file"]
-                              else None))
+                              else None, online_store=s.get("online_store")))
 
 
 def _config_of(spec: dict[str, Any]) -> ServingConfig:
@@ -209,6 +210,7 @@ def _config_of(spec: dict[str, Any]) -> ServingConfig:
     fields = dict(spec["config"])
     access = dict(fields.pop("access"))
     access["allowed_hosts"] = tuple(access["allowed_hosts"])
+    fields["features_modules"] = tuple(fields.get("features_modules") or ())
     return ServingConfig(policy=ValidationPolicy(**fields.pop("policy")),
                          access=AccessPolicy(**access), **fields)
 

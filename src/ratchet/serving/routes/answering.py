@@ -21,7 +21,13 @@ from fastapi import Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from ratchet.errors import BadRequest, ModelFailed, RatchetError, RequestInvalid
+from ratchet.errors import (
+    BadRequest,
+    ModelFailed,
+    RatchetError,
+    RequestInvalid,
+    StoreUnavailable,
+)
 from ratchet.ids import new_id
 from ratchet.serving.response_formats import encode
 
@@ -143,7 +149,7 @@ class Answering:
                     metrics.rejected(exc.problems)
                     metrics.observe(table.routes[0].model, "invalid", 0.0)
                 return error_reply(exc, request_id)
-            except ModelFailed as exc:
+            except (ModelFailed, StoreUnavailable) as exc:  # 500; 503 (online features)
                 return error_reply(exc, request_id)
             if parsed.n_rows >= THREAD_FROM_ROWS:
                 out, extra = await run_in_threadpool(lambda: encode(render(answer, parsed)))
