@@ -1,0 +1,258 @@
+"""One day replayed both ways: what the server fetched online equals what a training set
+builds offline for the same entities at the same times.
+
+A project holds the generated world's feature history up to the start of day 1 (batch
+sources, materialized into the online store). The champion, trained by the example's
+pipeline on day 0's labels, is served from entity keys by the real app (FastAPI's
+TestClient). Day 1 is then played in time order: the feature rows computed so far are
+pushed (online store and offline log) as they are computed, and each trip request is sent
+with its driver and zone only, at its known time (the served app's clock is set to it:
+the log's timestamp and the online lookup's "now"). The prediction log's vectors are then
+compared, value for value (floats exactly), with ``training_set(created_cutoff=True)`` at
+the logged times; the labels are fed back, and a manual retrain through the controller
+runs the example's pipeline on the rows it built from the log, whose training set is again
+the served vectors.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+import ratchet
+from ratchet.serving.server_state import ServingConfig
+from tests.features import test_feature_pipeline as pipeline_tests
+from tests.features.test_feature_pipeline import (
+    COLUMNS,
+    FEATURES,
+    KEYS,
+    LABEL,
+    MODEL,
+    TIME,
+    Loop,
+    example,
+)
+
+loop = pipeline_tests.loop  # the project fixture, shared
+
+FAST = ServingConfig(poll_interval_s=0.05, log_flush_interval_s=0.1, startup_wait_s=10)
+VIEWS = ("driver_stats", "zone_demand")
+AGES = {"driver_stats": pd.Timedelta(hours=2), "zone_demand": pd.Timedelta(hours=1)}
+
+
+class ServerClock:
+    """The process's wall clock (``time.time_ns``) while a day is served, set by the test
+    to each request's time: what the server stamps the request with (the log's
+    timestamp), the online lookup's "now" and a push's time all read it, as they read the
+    wall clock live."""
+
+    def __init__(self, at: pd.Timestamp) -> None:
+        self.set(at)
+
+    def set(self, at: pd.Timestamp) -> None:
+        self.ns = int(at.as_unit("ns").value)
+
+    def __call__(self) -> int:
+        return self.ns
+
+
+@dataclass
+class Day:
+    """What happened while a day was served."""
+
+    answers: list[dict[str, Any]] = field(default_factory=list)
+    pushes: int = 0
+    pushed_rows: int = 0
+
+
+@pytest.fixture
+def champion(loop: Loop) -> int:
+    """The pipeline trained on day 0's labels, aliased champion; the online store holds
+    the latest history row of every entity at day 1's start."""
+    day0, day1 = loop.world.day(0)
+    run = loop.train(loop.log_rows(loop.labeled(day0, day1), "trips-day0"))
+    version = int(run.load("fit"))
+    ratchet.models.set_alias(MODEL, "champion", version, reason="test: trained on day 0")
+    results = ratchet.features.materialize(end=day1)
+    assert sorted(r.view for r in results) == sorted(VIEWS)
+    return version
+
+
+def serve_day(loop: Loop, client: TestClient, clock: ServerClock, trips: pd.DataFrame,
+              since: pd.Timestamp) -> Day:
+    """Push what is computed and send each trip request at its time, in time order."""
+    day = Day()
+    pushed_until = since
+    for trip in trips.itertuples(index=False):
+        at = getattr(trip, TIME)
+        clock.set(at)
+        for view in VIEWS:  # everything computed up to the request, before it
+            rows = loop.world.arrivals(view, pushed_until, at)
+            if len(rows):
+                ratchet.features.push(view, rows)
+                day.pushes += 1
+                day.pushed_rows += len(rows)
+        pushed_until = at
+        reply = client.post("/predict", json={"inputs": [{
+            "driver_id": int(trip.driver_id), "zone_id": str(trip.zone_id)}]})
+        assert reply.status_code == 200, reply.text
+        day.answers.append(reply.json())
+    return day
+
+
+@pytest.fixture
+def served_day(loop: Loop, champion: int, monkeypatch: pytest.MonkeyPatch
+               ) -> tuple[Day, pd.DataFrame]:
+    """Day 1 served on its own clock; the log read back after the server stopped (its
+    shutdown flushes)."""
+    from ratchet.serving import create_app
+    from ratchet.serving.prediction_query import predictions
+
+    begin, end = loop.world.day(1)
+    trips = loop.world.trips_between(begin, end)
+    clock = ServerClock(begin)
+    with monkeypatch.context() as patched:
+        patched.setattr(time, "time_ns", clock)
+        with TestClient(create_app(f"{MODEL}@champion", workspace=loop.workspace,
+                                   config=FAST)) as client:
+            day = serve_day(loop, client, clock, trips, begin)
+    logged = predictions(MODEL, workspace=loop.workspace)
+    return day, logged
+
+
+def offline(logged: pd.DataFrame, *, created_cutoff: bool = True) -> pd.DataFrame:
+    """The training set of the logged entities at the logged times."""
+    entity = pd.DataFrame({k: logged[f"input.{k}"].to_numpy() for k in KEYS})
+    entity[TIME] = logged["timestamp"].to_numpy()
+    return ratchet.features.training_set(entity, features=FEATURES, timestamp_field=TIME,
+                                         created_cutoff=created_cutoff).to_pandas()
+
+
+def test_the_served_vectors_equal_the_training_set_at_the_logged_times(
+        loop: Loop, champion: int, served_day: tuple[Day, pd.DataFrame]) -> None:
+    day, logged = served_day
+    trips = loop.world.trips_between(*loop.world.day(1))
+    # every request was answered by the champion and logged once, at its own time
+    assert len(logged) == len(trips) == len(day.answers) >= 100
+    assert (logged["status"] == "ok").all() and (logged["model_version"] == champion).all()
+    assert logged["timestamp"].tolist() == trips[TIME].tolist()
+    assert logged["input.driver_id"].tolist() == trips["driver_id"].tolist()
+    assert logged["input.zone_id"].tolist() == trips["zone_id"].tolist()
+    assert day.pushes > 24 and day.pushed_rows > 0  # the day's rows arrived as it went
+    # the logged vector: keys, every feature, each view's age
+    for column in COLUMNS:
+        assert logged[f"input.{column}"].notna().all(), column
+    for view, ttl in AGES.items():
+        ages = logged[f"input.{view}__age_s"]
+        assert (ages > 0).all() and (ages <= ttl.total_seconds()).all()
+    # ... equals the training set at the logged times, value for value
+    rebuilt = offline(logged)
+    assert rebuilt[KEYS].astype(object).values.tolist() == \
+        logged[[f"input.{k}" for k in KEYS]].astype(object).values.tolist()
+    for column in COLUMNS:
+        served = logged[f"input.{column}"].tolist()
+        built = rebuilt[column].tolist()
+        assert served == built, (column, [(i, a, b) for i, (a, b)
+                                          in enumerate(zip(served, built, strict=True))
+                                          if a != b][:5])
+        assert [type(v) for v in served] == [type(v) for v in built]  # float is float
+    # ... and so does the champion's answer on it
+    model = ratchet.models.load(f"models:/{MODEL}/{champion}")
+    answers = model.predict(rebuilt[COLUMNS])
+    assert answers.tolist() == logged["output.prediction"].tolist()
+    assert [a["predictions"][0] for a in day.answers] == answers.tolist()
+
+
+def test_without_the_created_cutoff_the_training_set_would_leak_corrections(
+        loop: Loop, served_day: tuple[Day, pd.DataFrame]) -> None:
+    """Corrections written after a request differ from what was served: only the cutoff
+    gives the served value back (and only in the corrected feature)."""
+    _, logged = served_day
+    leaky = offline(logged, created_cutoff=False)
+    served = logged["input.acceptance"].to_numpy()
+    differ = leaky["acceptance"].to_numpy() != served
+    assert differ.sum() >= 1
+    stats = loop.world.driver_stats
+    corrected = stats[stats.duplicated(["driver_id", "event_ts"], keep="first")]
+    assert set(leaky["acceptance"].to_numpy()[differ]) <= set(corrected["acceptance"])
+    for column in COLUMNS:
+        if column != "acceptance":
+            assert leaky[column].tolist() == logged[f"input.{column}"].tolist()
+
+
+def test_the_online_lookup_at_a_request_time_is_the_logged_vector(
+        loop: Loop, served_day: tuple[Day, pd.DataFrame]) -> None:
+    """After the day, the online store holds the newest rows: asked as of the last
+    request's time it answers what the server logged for that request."""
+    _, logged = served_day
+    last = logged.iloc[-1]
+    online = ratchet.features.get_online_features(
+        FEATURES, [{k: last[f"input.{k}"] for k in KEYS}], now=last["timestamp"])
+    values = online.to_pandas()
+    for column in COLUMNS:
+        assert values[column].iloc[0] == last[f"input.{column}"], column
+
+
+def test_the_controller_retrains_on_the_served_vectors(
+        loop: Loop, champion: int, served_day: tuple[Day, pd.DataFrame]) -> None:
+    """The day's labels come back; a manual retrain through the controller builds its
+    rows from the log and runs the example's pipeline on them: the training set it
+    builds is the served vectors, and the new version serves from entity keys."""
+    from ratchet.ct.controller import Controller
+    from ratchet.ct.live_world import LiveWorld
+    from ratchet.ct.policy import load_policy
+    from ratchet.serving.deployments import DeploymentClient
+
+    _, logged = served_day
+    trips = loop.world.trips_between(*loop.world.day(1))
+    deployments = loop.workspace.client(DeploymentClient)
+    end_ms = int(loop.world.day(1)[1].value // 1_000_000) + 3_600_000
+    outcome = deployments.record_feedback(MODEL, {"feedback": [
+        {"request_id": r, "row": 0, "value": int(v)}
+        for r, v in zip(logged["request_id"], trips[LABEL], strict=True)]}, now_ms=end_ms)
+    assert outcome.recorded == len(trips) and not outcome.rejected
+
+    policy = load_policy(example("training", "__file__").replace("training.py", "policy.yaml"))
+    world = LiveWorld(policy, deployments, clock=lambda: end_ms)
+    loop.workspace.stores.ct_state.request(MODEL, "retrain", at=end_ms, actor="test")
+    result = Controller(policy, world, holder="test").tick(max_steps=3)
+    events = {e.kind: e for e in loop.workspace.stores.ct_events.history(MODEL)}
+    assert "retrained" in events, (result.describe(), {k: e.summary for k, e in events.items()})
+    retrained = events["retrained"].evidence
+    train_ref = retrained["train"]
+    # the controller's rows: the log's keys, time, vector and label
+    rows = ratchet.data.get(train_ref).to_pandas()
+    assert {*KEYS, TIME, LABEL, *COLUMNS} <= set(rows.columns)
+    # the pipeline ran on them and rebuilt the served vectors
+    built = _pipeline_training_set(loop, retrained["pipeline_run"])
+    assert len(built) == len(rows)
+    for column in COLUMNS:
+        assert built[column].tolist() == rows[column].tolist(), column
+    loaded = ratchet.models.load(f"models:/{MODEL}/{retrained['version']}")
+    assert loaded.features is not None and loaded.features.entity_keys == tuple(KEYS)
+    assert np.isfinite(loaded.predict(built[COLUMNS]).astype(float)).all()
+
+
+def _pipeline_training_set(loop: Loop, pipeline_run: str) -> pd.DataFrame:
+    """The training-set dataset a pipeline run's training_frame step recorded."""
+    from ratchet.pipelines.runs import get_pipeline_run
+
+    run = get_pipeline_run(pipeline_run, workspace=loop.workspace)
+    (output,) = [o for o in run.step("training_frame").outputs if o.dataset is not None]
+    name, version = output.dataset
+    return ratchet.data.get(f"{name}@{version}").to_pandas()
+
+
+@pytest.fixture(autouse=True)
+def _stop_online_stores() -> Iterator[None]:
+    yield
+    from ratchet.features.online_store import close_shared_online_stores
+
+    close_shared_online_stores()
