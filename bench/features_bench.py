@@ -148,10 +148,14 @@ def ensure_feast_venv() -> dict[str, str | None]:
     return dict(found)
 
 
-def ratchet_problem() -> str | None:
-    """Why the ratchet contender cannot run (None when it can)."""
-    code = ("from ratchet.features import Entity, FeatureView, apply, training_set, "
-            "materialize, get_online_features")
+RATCHET_NEEDS = {"offline": "from ratchet.features import Entity, FeatureView, apply, training_set",
+                 "online": "from ratchet.features import Entity, FeatureView, apply, "
+                           "materialize, get_online_features"}
+
+
+def ratchet_problem(phase: str) -> str | None:
+    """Why the ratchet contender cannot run ``phase`` (None when it can)."""
+    code = RATCHET_NEEDS[phase]
     out = subprocess.run([str(ratchet_python()), "-c", code], capture_output=True, text=True,
                          env=child_env(), cwd=REPO)
     if out.returncode == 0:
@@ -374,10 +378,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                                      "pandas", "redis"], child_env())}
     if "feast" in contenders:
         versions["feast_venv"] = ensure_feast_venv()
-    problem = ratchet_problem()
-    if problem:
-        log(f"ratchet cannot run: {problem}")
-        contenders.remove("ratchet")
+    problems = {phase: ratchet_problem(phase) for phase in phases}
+    for phase, problem in problems.items():
+        if problem:
+            log(f"ratchet cannot run the {phase} phase: {problem}")
 
     root = Path(tempfile.mkdtemp(prefix="ratchet-bench-features-"))
     data = args.data_dir.resolve() if args.data_dir else root / "data"
@@ -391,6 +395,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         if "offline" in phases:
             for contender in contenders:
+                if contender == "ratchet" and problems["offline"]:
+                    continue
                 r = run_phase(contender, "offline", data, root, "sqlite", args.lookups)
                 if "error" not in r:
                     r["answers_check"] = check_training_set(r, expected)
@@ -414,6 +420,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for store in args.stores:
                 results["online"][store] = {}
                 for contender in contenders:
+                    if contender == "ratchet" and problems["online"]:
+                        continue
                     r = run_phase(contender, "online", data, root, store, args.lookups)
                     if "error" not in r:
                         r["answers_check"] = check_online(r, expected)
@@ -432,7 +440,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": {**machine_info(), "loadavg_at_start": args.loadavg_at_start,
                     "loadavg_at_end": os.getloadavg()},
         "python": platform.python_version(),
-        "versions": versions, "ratchet_problem": problem,
+        "versions": versions, "ratchet_problems": problems,
         "data": {**spec, "generate_s": generate_s, "sample_row_ids": len(spec["sample_row_ids"]),
                  "online_drivers": len(spec["online_drivers"])},
         "results": results,

@@ -14,6 +14,8 @@ online store), and the entity and the five feature views are applied with the Py
   ``store.get_online_features(10 features of fv0, [{"driver_id": id}]).to_dict()`` once per
   looked-up driver, each call timed; the values of the reference drivers are returned for
   the checks. Redis: ``127.0.0.1:6379`` db 15, flushed before and after (that db only).
+  The online phase applies the views without a TTL (``ttl=timedelta(0)``), as ratchet's
+  side does (ratchet would apply a TTL to online reads, Feast does not).
 
 Prints one JSON line. Feast 0.67 sends no usage data; ``FEAST_USAGE=False`` and
 ``DO_NOT_TRACK=1`` are set by the orchestrator all the same.
@@ -74,7 +76,7 @@ def write_repo(workdir: Path, store: str) -> None:
         "entity_key_serialization_version: 3\n")
 
 
-def apply_definitions(workdir: Path, data: Path) -> Any:
+def apply_definitions(workdir: Path, data: Path, ttl: timedelta) -> Any:
     from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
     from feast.types import Float64
 
@@ -83,7 +85,7 @@ def apply_definitions(workdir: Path, data: Path) -> Any:
     for k in range(VIEWS):
         source = FileSource(name=f"{view_name(k)}_source", path=str(data / f"{view_name(k)}.parquet"),
                             timestamp_field=FEATURE_TS)
-        views.append(FeatureView(name=view_name(k), entities=[driver], ttl=TTL,
+        views.append(FeatureView(name=view_name(k), entities=[driver], ttl=ttl,
                                  schema=[Field(name=f, dtype=Float64) for f in feature_names(k)],
                                  source=source, online=True))
     store = FeatureStore(repo_path=str(workdir))
@@ -102,7 +104,7 @@ def offline(args: Any, clock: Clock) -> dict[str, Any]:
     import pandas as pd
 
     write_repo(args.workdir, "sqlite")
-    store = apply_definitions(args.workdir, args.data)
+    store = apply_definitions(args.workdir, args.data, TTL)
     clock.lap("apply_s")
     entity_df = pd.read_parquet(args.data / "entity.parquet")
     clock.lap("read_entity_s")
@@ -125,7 +127,7 @@ def online(args: Any, clock: Clock) -> dict[str, Any]:
     if args.store == "redis":
         flush_redis()
     write_repo(args.workdir, args.store)
-    store = apply_definitions(args.workdir, args.data)
+    store = apply_definitions(args.workdir, args.data, timedelta(0))  # no TTL online
     clock.lap("apply_s")
     t0 = time.perf_counter()
     store.materialize(start_date=BASE - timedelta(days=1), end_date=BASE + SPAN + timedelta(days=1))
