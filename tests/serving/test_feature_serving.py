@@ -271,3 +271,19 @@ def test_redis_online_store_down_is_503_then_recovers(tmp_path: Path,
                 assert r.status_code == 200, r.text
     finally:
         close_shared_online_stores()
+
+
+def test_batch_scoring_reads_the_features_of_each_row(setup: Setup) -> None:
+    from ratchet.serving.batch_scoring import score_file
+
+    source = setup.root / "requests.parquet"
+    pd.DataFrame({"driver_id": [2, 1, 999], "km": [4.0, 2.0, 1.0]}).to_parquet(source)
+    result = score_file("eta_nullable/1", source, setup.root / "scored.parquet",
+                        workspace=setup.ws)
+    assert result.rows == 3
+    scored = pd.read_parquet(setup.root / "scored.parquet")
+    assert scored["driver_id"].tolist() == [2, 1, 999] and scored["prediction"].notna().all()
+    logged = predictions("eta_nullable", workspace=setup.ws).sort_values("row")
+    assert logged["input.driver_id"].tolist() == [2, 1, 999]
+    assert logged["input.trips_per_km"].tolist()[:2] == [7.5, 10.0]
+    assert np.isnan(logged["input.trips_per_km"].iloc[2])

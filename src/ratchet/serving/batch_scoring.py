@@ -77,7 +77,8 @@ def score_file(model: str, source: str | os.PathLike[str], output: str | os.Path
     if policy.max_rows < batch_rows:
         raise InvalidInput(f"policy max_rows ({policy.max_rows}) is below batch_rows "
                            f"({batch_rows})")
-    served = ServedModel(ref, registry.load(f"models:/{ref.name}/{ref.version}"), policy=policy)
+    served = ServedModel(ref, registry.load(f"models:/{ref.name}/{ref.version}"), policy=policy,
+                         workspace=registry.workspace)  # a model with features reads them
     data = open_source(source, batch_rows=batch_rows)
     deployment = deployment or name
     prediction_log = None
@@ -158,7 +159,8 @@ def _score_batch(served: ServedModel, batch: pa.RecordBatch, offset: int,
         prediction_log.record(LoggedRequest(
             request_id=f"batch-{new_id()}", timestamp_ms=arrival_ms, deployment=deployment,
             model_name=served.ref.name, model_version=served.ref.version, variant="batch",
-            latency_ms=(time.perf_counter() - started) * 1000, inputs=validated.columns,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            inputs={**validated.columns, **validated.extras},  # + entity keys, feature ages
             outputs=outputs, flags=validated.flags))
         prediction_log.flush()
     table = pa.Table.from_batches([batch])

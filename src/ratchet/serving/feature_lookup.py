@@ -330,7 +330,9 @@ def _check_keys(values: Any, name: str, problems: _Problems, *, text: bool) -> l
     integer is read as one)."""
     from ratchet.features.online_store import encode_key
 
-    values = list(values) if not isinstance(values, list) else values
+    if not isinstance(values, list):  # an array (batch scoring): plain Python values
+        tolist = getattr(values, "tolist", None)
+        values = tolist() if callable(tolist) else list(values)
     out = values
     for i, v in enumerate(values):
         if v is MISSING:
