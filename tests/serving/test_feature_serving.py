@@ -287,3 +287,12 @@ def test_batch_scoring_reads_the_features_of_each_row(setup: Setup) -> None:
     assert logged["input.driver_id"].tolist() == [2, 1, 999]
     assert logged["input.trips_per_km"].tolist()[:2] == [7.5, 10.0]
     assert np.isnan(logged["input.trips_per_km"].iloc[2])
+
+
+def test_openapi_documents_the_keys_a_features_model_takes(setup: Setup) -> None:
+    with TestClient(setup.app("eta/1")) as client:
+        client.post("/predict", json={"inputs": [{"driver_id": 1, "km": 2.0}]})
+        record = client.get("/openapi.json").json()["components"]["schemas"]["Record"]
+    assert record["required"] == ["driver_id", "km"]
+    assert record["properties"]["driver_id"]["type"] == ["integer", "string"]
+    assert "rating" not in record["properties"]

@@ -164,6 +164,14 @@ def request_schemas(model: ServedModel | None, policy: ValidationPolicy,
     if names:
         assert model is not None and model.signature is not None
         properties = {c.name: column_schema(c, policy) for c in model.signature.inputs}
+        if model.feature_lookup is not None:  # called with entity keys, not its features
+            lookup = model.feature_lookup
+            names = list(lookup.request_columns)
+            properties = {n: properties.get(n, {}) for n in names}
+            properties.update({k: {"type": ["integer", "string"],
+                                   "description": "An entity key: the server fetches the "
+                                                  "model's features for it."}
+                               for k in lookup.entity_keys})
         properties.update({k: {} for k in extra})
         record: dict[str, Any] = {
             "type": "object", "properties": properties, "required": names,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,10 +52,12 @@ class ScoringResult:
 def score_file(model: str, source: str | os.PathLike[str], output: str | os.PathLike[str], *,
                batch_rows: int = 100_000, policy: ValidationPolicy | None = None,
                workspace: Workspace | None = None, deployment: str | None = None,
-               log: bool = True, overwrite: bool = False, progress: bool = False
-               ) -> ScoringResult:
+               log: bool = True, overwrite: bool = False, progress: bool = False,
+               features_modules: Sequence[str] = ()) -> ScoringResult:
     """Score every row of ``source`` (a CSV/TSV/Parquet file or a directory of them, as
-    ``ratchet.data.readers`` reads it) into ``output`` (``.parquet`` or ``.csv``)."""
+    ``ratchet.data.readers`` reads it) into ``output`` (``.parquet`` or ``.csv``).
+    A model logged with features reads them for each row's entity keys; its on-demand
+    views' code comes from ``features_modules`` (modules or ``.py`` files)."""
     from ratchet.atomic import atomic_path
     from ratchet.data.readers import open_source
     from ratchet.registry import RegistryClient
@@ -77,6 +80,10 @@ def score_file(model: str, source: str | os.PathLike[str], output: str | os.Path
     if policy.max_rows < batch_rows:
         raise InvalidInput(f"policy max_rows ({policy.max_rows}) is below batch_rows "
                            f"({batch_rows})")
+    if features_modules:
+        from ratchet.serving.feature_lookup import import_features_modules
+
+        import_features_modules(features_modules)
     served = ServedModel(ref, registry.load(f"models:/{ref.name}/{ref.version}"), policy=policy,
                          workspace=registry.workspace)  # a model with features reads them
     data = open_source(source, batch_rows=batch_rows)
