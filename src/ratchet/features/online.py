@@ -18,6 +18,7 @@ Redis, one primary-key query per view on SQLite.
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -247,12 +248,52 @@ def online_lookup(features: Sequence[str], *, full_feature_names: bool = False,
     return OnlineLookup(selection, shared_online_store(ws.settings.online_store_uri))
 
 
+# Resolved lookups of get_online_features, by (database, online store, refs, full names):
+# reused while the metadata store's definition count is unchanged (definitions are
+# append-only) and the on-demand code objects are the ones resolved.
+_resolved: dict[tuple[Any, ...], tuple[int, OnlineLookup]] = {}
+_resolved_lock = threading.Lock()
+_MAX_RESOLVED = 256
+
+
+def _definitions_stamp(workspace: Workspace) -> int | None:
+    count = getattr(workspace.stores.features, "definitions_count", None)
+    return None if count is None else int(count())
+
+
+def _cached_lookup(features: Sequence[str], full_feature_names: bool,
+                   workspace: Workspace) -> OnlineLookup:
+    from ratchet.features.definitions import loaded_on_demand
+
+    if isinstance(features, str) or not isinstance(features, Sequence):
+        return online_lookup(features, full_feature_names=full_feature_names,
+                             workspace=workspace)
+    settings = workspace.settings
+    key = (settings.db_url, settings.tracking_uri, settings.online_store_uri,
+           tuple(features), bool(full_feature_names))
+    stamp = _definitions_stamp(workspace)
+    if stamp is not None:
+        hit = _resolved.get(key)
+        if hit is not None and hit[0] == stamp and all(
+                loaded_on_demand(s.view.name) is s.view for s in hit[1].selection.on_demand):
+            return hit[1]
+    lookup = online_lookup(features, full_feature_names=full_feature_names,
+                           workspace=workspace)
+    if stamp is not None:
+        with _resolved_lock:
+            if len(_resolved) >= _MAX_RESOLVED:
+                _resolved.clear()
+            _resolved[key] = (stamp, lookup)
+    return lookup
+
+
 def get_online_features(features: Sequence[str], entity_rows: object, *,
                         full_feature_names: bool = False, now: object = None,
                         workspace: Workspace | None = None) -> OnlineFeatures:
     """The latest values of ``features`` ("view:feature" or "view") for ``entity_rows``
     (a list of dicts, a dict of columns or a DataFrame with the entity keys, plus request
     fields for on-demand views), with each view's age. Missing entities get nulls."""
-    lookup = online_lookup(features, full_feature_names=full_feature_names,
-                           workspace=workspace)
-    return lookup.get(entity_rows, now=now)
+    from ratchet.workspace import resolve as resolve_workspace
+
+    ws = resolve_workspace(workspace)
+    return _cached_lookup(features, full_feature_names, ws).get(entity_rows, now=now)

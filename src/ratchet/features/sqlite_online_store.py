@@ -60,6 +60,10 @@ def _read_many(n: int) -> str:
             f"WHERE view = ? AND key IN ({','.join('?' * n)})")
 
 
+def _first(row: EncodedRow) -> str:
+    return row[0]
+
+
 def sqlite_path(uri: str) -> Path:
     """The file of a ``sqlite:///path`` URI (``sqlite:////abs/path`` or a relative path)."""
     if not uri.startswith(_PREFIX) or uri[len(_PREFIX):] in ("", ":memory:"):
@@ -130,8 +134,10 @@ class SqliteOnlineStore:
     def write(self, view: str, view_version: int, rows: Sequence[EncodedRow]) -> int:
         if not rows:
             return 0
+        # In key order (a stable sort: rows of one key keep their order), so the B-tree is
+        # walked once instead of at random.
         params = [(view, key, event_us, created_us, view_version, payload)
-                  for key, event_us, created_us, payload in rows]
+                  for key, event_us, created_us, payload in sorted(rows, key=_first)]
         conn = self._conn()
         with self._errors(f"writing {len(params)} rows of {view!r}"):
             conn.execute("BEGIN IMMEDIATE")
