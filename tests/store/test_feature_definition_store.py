@@ -80,3 +80,22 @@ def test_training_set_lineage_both_ways(any_stores: Any) -> None:
         ("train", 1, 2), ("train", 2, 3)]
     with pytest.raises(InvalidInput, match="kind"):
         store.link_training_set("train", 3, [("model", "m", 1)])
+
+
+def test_the_definition_count_stamps_every_new_version(any_stores: Any) -> None:
+    store = any_stores.features
+    assert store.definitions_count() == 0
+    store.register_definition("entity", "driver", "a" * 32, {})
+    store.register_definition("entity", "driver", "a" * 32, {})  # the same: no new version
+    assert store.definitions_count() == 1
+    store.register_definition("entity", "driver", "b" * 32, {"x": 1})
+    assert store.definitions_count() == 2
+
+
+def test_materializations_are_listed_newest_first(any_stores: Any) -> None:
+    store = any_stores.features
+    store.record_materialization("stats", 1, "sqlite:///x", None, 1_000, 10)
+    store.record_materialization("stats", 2, "redis://127.0.0.1:6379/0", None, 2_000, 3)
+    store.record_materialization("other", 1, "sqlite:///x", None, 2_000, 3)
+    assert [m.view_version for m in store.list_materializations("stats")] == [2, 1]
+    assert [m.rows for m in store.list_materializations("stats", "sqlite:///x")] == [10]

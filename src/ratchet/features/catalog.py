@@ -302,9 +302,12 @@ class FeatureCatalog:
                     chosen.append(f)
             return [_column_name(view_name, f, full_feature_names) for f in wanted]
 
+        kinds: dict[str, str] = {}  # one catalog read per view name, not per ref
         for ref in refs:
             view_name, feature = split_feature_ref(ref)
-            kind = self._kind_of(view_name, ref)
+            if view_name not in kinds:
+                kinds[view_name] = self._kind_of(view_name, ref)
+            kind = kinds[view_name]
             if kind == "feature_view":
                 requested.extend(fetch(view_name, feature, ref))
                 continue

@@ -105,7 +105,8 @@ EXPOSED: dict[str, dict[str, Exposed]] = {
         **{name: Exposed(W) for name in (
             "register_definition", "record_materialization", "link_training_set")},
         **{name: Exposed(R) for name in (
-            "get_definition", "list_definitions", "definition_history",
+            "get_definition", "list_definitions", "definition_history", "definitions_count",
+            "list_materializations",
             "last_materialization", "training_set_definitions", "training_sets_using")},
     },
     "pipelines": {

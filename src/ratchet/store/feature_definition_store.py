@@ -19,6 +19,7 @@ from ratchet.clock import now_ms
 from ratchet.errors import Conflict, InvalidInput, NotFound
 from ratchet.ids import new_id
 from ratchet.names import check_portable_name
+from ratchet.store import raw_sql
 from ratchet.store import schema as t
 from ratchet.store.database import Database
 
@@ -75,6 +76,17 @@ def _record(row: Any) -> FeatureDefinitionRecord:
 class FeatureDefinitionStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._raw = raw_sql.RawConnections(db)
+        self._count = raw_sql.CompiledStatement(
+            db, select(func.count()).select_from(t.feature_definitions))
+
+    def definitions_count(self) -> int:
+        """How many definition versions are registered. Definitions are append-only, so
+        this changes with every new version: the cheap stamp that tells a cache of
+        resolved definitions (the online lookup's) that it is stale."""
+        with self._raw.transaction(write=False) as cur:
+            cur.execute(self._count.sql, self._count.params({}))
+            return int(cur.fetchone()[0])
 
     # ------------------------------------------------------------------ definitions
     def register_definition(self, kind: str, name: str, digest: str, spec: dict[str, Any], *,
@@ -181,6 +193,19 @@ class FeatureDefinitionStore:
         return None if row is None else MaterializationRecord(
             row.materialization_id, row.view, row.view_version, row.online_store,
             row.start_at, row.end_at, row.rows, row.created_at)
+
+    def list_materializations(self, view: str, online_store: str | None = None
+                              ) -> list[MaterializationRecord]:
+        """Every materialization of ``view`` (into one online store), newest first."""
+        m = t.feature_materializations
+        query = select(m).where(m.c.view == view)
+        if online_store is not None:
+            query = query.where(m.c.online_store == online_store)
+        with self.db.read() as conn:
+            rows = conn.execute(query.order_by(m.c.created_at.desc(), m.c.end_at.desc())).all()
+        return [MaterializationRecord(r.materialization_id, r.view, r.view_version,
+                                      r.online_store, r.start_at, r.end_at, r.rows,
+                                      r.created_at) for r in rows]
 
     # ------------------------------------------------------------------ lineage
     def link_training_set(self, dataset_name: str, dataset_version: int,
