@@ -410,3 +410,101 @@ def test_get_with_on_demand_views_needs_their_code(cli: Invoke, project: Path) -
                       "missing_defs.py", "does not exist")
     assert_user_error(cli("features", "get", "-f", "trip_ratios", "-e", "driver_id=7",
                           "-d", str(defs)), "distance_km")
+
+
+# ---------------------------------------------------------------- training sets
+def _labels(project: Path) -> Path:
+    path = project / "labels.csv"
+    pd.DataFrame({
+        "driver_id": [7, 7, 8, 9],
+        "event_timestamp": ["2024-05-01T11:00:00Z", "2024-05-03T00:00:00Z",
+                            "2024-05-01T08:00:00Z", "2024-05-02T00:00:00Z"],
+        "distance_km": [2.0, 4.0, 1.0, 1.0],
+        "completed": [1, 0, 1, 0],
+    }).to_csv(path, index=False)
+    return path
+
+
+def test_training_set_written_logged_and_linked(cli: Invoke, declared: Path) -> None:
+    cli("features", "apply", str(declared))
+    labels = _labels(declared.parent)
+    out = declared.parent / "sets" / "train.parquet"
+    result = cli("features", "training-set", str(labels), "-f", "driver_stats:trips",
+                 "-f", "driver_stats:rating", "--out", str(out), "--log", "drivers-train",
+                 "--json")
+    assert result.exit_code == 0, result.output
+    summary = strict_json(result.stdout)
+    assert summary["rows"] == 4
+    assert summary["dataset"] == {"name": "drivers-train", "version": 1}
+    assert summary["definitions"] == [{"kind": "feature_view", "name": "driver_stats",
+                                       "version": 1}]
+    built = pd.read_parquet(out)
+    assert built["driver_id"].tolist() == [7, 7, 8, 9]  # entity rows keep their order
+    assert built["completed"].tolist() == [1, 0, 1, 0]
+    assert built["trips"].astype("Int64").tolist() == [10, 12, pd.NA, pd.NA]
+    assert built["rating"].tolist()[:2] == [4.5, 4.6]
+
+    detail = strict_json(cli("features", "show", "driver_stats", "--json").stdout)
+    assert detail["training_sets"] == [{"dataset": "drivers-train", "version": 1,
+                                        "definition_version": 1}]
+    assert "drivers-train" in cli("features", "show", "driver_stats").stdout
+
+    text = cli("features", "training-set", str(labels), "-f", "driver_stats:trips",
+               "--out", str(out))
+    assert text.exit_code == 0, text.output
+    assert f"wrote {out}: 4 rows" in text.stdout
+
+
+def test_training_set_with_on_demand_views_and_a_dataset(cli: Invoke, declared: Path) -> None:
+    import ratchet
+
+    cli("features", "apply", str(declared))
+    labels = _labels(declared.parent)
+    ratchet.data.log(pd.read_csv(labels), name="labels")
+    out = declared.parent / "ratios.parquet"
+    result = cli("features", "training-set", "dataset:labels", "-f",
+                 "trip_ratios:trips_per_km", "-d", str(declared), "--out", str(out),
+                 "--full-feature-names")
+    assert result.exit_code == 0, result.output
+    built = pd.read_parquet(out)
+    assert built["trip_ratios__trips_per_km"].tolist()[:2] == [5.0, 3.0]
+    assert "driver_stats__trips" not in built.columns  # fetched as an input only
+
+
+def test_on_demand_views_without_their_code_say_to_pass_definitions(
+        cli: Invoke, project: Path) -> None:
+    """A fresh process has not imported the on-demand code: --definitions is needed."""
+    import subprocess
+    import sys
+
+    defs = _online_project(project, "defs_code_needed")
+    assert cli("features", "apply", str(defs)).exit_code == 0
+    labels = _labels(project)
+    for args in (["get", "-f", "trip_ratios", "-e", "driver_id=7,distance_km=2"],
+                 ["training-set", str(labels), "-f", "trip_ratios:trips_per_km", "--out",
+                  str(project / "t.parquet")]):
+        done = subprocess.run([sys.executable, "-m", "ratchet.cli.main", "features", *args],
+                              capture_output=True, text=True, cwd=project)
+        assert done.returncode == 1, done.stderr
+        assert done.stdout == ""
+        assert done.stderr.count("error:") == 1 and "Traceback" not in done.stderr
+        assert "--definitions" in done.stderr
+        assert "defs_code_needed:trip_ratios" in done.stderr
+
+
+def test_training_set_wrong_input(cli: Invoke, declared: Path) -> None:
+    cli("features", "apply", str(declared))
+    labels = _labels(declared.parent)
+    out = str(declared.parent / "t.parquet")
+    assert_user_error(cli("features", "training-set", str(labels), "-f", "driver_stats:trips",
+                          "--out", out, "--timestamp-field", "when"), "'when'")
+    assert_user_error(cli("features", "training-set", str(labels), "-f", "nope:trips",
+                          "--out", out), "'nope'")
+    assert_user_error(cli("features", "training-set", str(labels), "-f",
+                          "driver_stats:speed", "--out", out), "'speed'")
+    assert_user_error(cli("features", "training-set", "dataset:no_such_labels", "-f",
+                          "driver_stats:trips", "--out", out), "no_such_labels")
+    (declared.parent / "folder.parquet").mkdir()
+    assert_user_error(cli("features", "training-set", str(labels), "-f", "driver_stats:trips",
+                          "--out", str(declared.parent / "folder.parquet")), "folder")
+    assert not Path(out).exists()

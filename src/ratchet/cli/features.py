@@ -172,8 +172,8 @@ def _import_error(given: str, path: Path | None, exc: Exception) -> InvalidInput
     mine = [f for f in frames if path is not None and Path(f.filename).resolve() == path]
     user = [f for f in frames if "/ratchet/" not in f.filename.replace("\\", "/")
             and "importlib" not in f.filename]
-    frame = (mine or user or frames or [None])[-1]
-    where = f"{frame.filename}:{frame.lineno}" if frame is not None else given
+    chosen = mine or user or frames
+    where = f"{chosen[-1].filename}:{chosen[-1].lineno}" if chosen else given
     message = str(exc).splitlines()[0] if str(exc) else ""
     return InvalidInput(f"{where}: importing {given} failed: {type(exc).__name__}"
                         + (f": {message}" if message else ""))
@@ -204,7 +204,7 @@ def apply(
     loaded = load_definitions(target)
     catalog = _catalog()
     result = catalog.apply(loaded.definitions, base_dir=loaded.base_dir,
-                           actor=_actor(catalog.workspace))
+                           actor=_actor())
     _print_plan(result, as_json)
 
 
@@ -215,7 +215,8 @@ def _print_plan(result: Any, as_json: bool) -> None:
     say(str(result))
 
 
-def _actor(workspace: Workspace) -> str | None:
+def _actor() -> str | None:
+    """Who applies: the OS user, as `ratchet ct` requests record it."""
     import getpass
 
     try:
@@ -516,6 +517,29 @@ def push(
         f"{' and '.join(where)}")
 
 
+def _load_on_demand_code(definitions: str | None, refs: Sequence[str],
+                         workspace: Workspace) -> None:
+    """Import ``--definitions``; without it, an on-demand view among ``refs`` (whose code
+    must run here) is a one-line error saying to pass it."""
+    from ratchet.features.definitions import loaded_on_demand, split_feature_ref
+
+    if definitions is not None:
+        load_definitions(definitions, require=False)
+        return
+    store = workspace.stores.features
+    for ref in refs:
+        name, _feature = split_feature_ref(ref)
+        if loaded_on_demand(name) is not None:
+            continue
+        try:
+            record = store.get_definition("on_demand", name)
+        except NotFound:
+            continue
+        raise InvalidInput(f"{ref!r} is an on-demand view: its code runs here, so pass the "
+                           f"file or module that declares it with --definitions (its "
+                           f"function is {record.spec.get('function')})")
+
+
 # ---------------------------------------------------------------- online lookup
 @app.command("get")
 def get(
@@ -540,9 +564,8 @@ def get(
     if (entity is None) == (entities_json is None):
         raise InvalidInput("give the entities with --entity KEY=VALUE (repeatable) or "
                            "--entities-json '[{...}]', one of the two")
-    if definitions is not None:
-        load_definitions(definitions, require=False)
     session = Session()
+    _load_on_demand_code(definitions, feature, session.workspace)
     if entities_json is not None:
         rows = _entities_from_json(entities_json)
     else:
@@ -685,9 +708,9 @@ def _literal(raw: str) -> Any:
 # ---------------------------------------------------------------- training sets
 @app.command("training-set")
 def training_set(
-    entity_file: Annotated[Path, typer.Argument(
+    entity_file: Annotated[str, typer.Argument(
         help="A Parquet or CSV file of entity rows: the join keys and a timestamp column "
-             "(plus labels and request fields).")],
+             "(plus labels and request fields); or a dataset, dataset:NAME[@VERSION].")],
     feature: FeatureOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="Write the training set here "
                                                           "(Parquet).")],
@@ -713,21 +736,18 @@ def training_set(
 
     from ratchet import features
     from ratchet.atomic import atomic_path
-    from ratchet.data.readers import read_table
 
-    if not entity_file.exists():
+    if not entity_file.startswith("dataset:") and not Path(entity_file).exists():
         raise NotFound(f"{entity_file}: no such file (give a Parquet or CSV file of entity "
-                       "rows)")
+                       "rows, or dataset:NAME for a logged dataset)")
     if out.suffix.lower() not in (".parquet", ".pq"):
         raise InvalidInput(f"--out {out}: the training set is written as Parquet; name the "
                            "file .parquet")
     if out.exists() and out.is_dir():
         raise InvalidInput(f"--out {out} is a folder; give a file name ending in .parquet")
-    if definitions is not None:
-        load_definitions(definitions, require=False)
     session = Session()
-    entities = read_table(entity_file)
-    result = features.training_set(entities, list(feature), timestamp_field=timestamp_field,
+    _load_on_demand_code(definitions, feature, session.workspace)
+    result = features.training_set(entity_file, list(feature), timestamp_field=timestamp_field,
                                    created_cutoff=created_cutoff,
                                    full_feature_names=full_feature_names,
                                    workspace=session.workspace)
