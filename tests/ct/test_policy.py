@@ -73,6 +73,8 @@ def test_a_yaml_policy_round_trips(tmp_path: Path) -> None:
     ({"gate": {"metrik": "f1"}}, "gate: unknown field"),
     ({"rollout": {"canary_percent": 0}}, "canary_percent"),
     ({"retries": 3}, "unknown field(s) retries"),
+    ({"data": {"label": "y", "timestamp": "y"}}, "data.timestamp must be a column name"),
+    ({"data": {"timestamp": ""}}, "data.timestamp must be a column name"),
 ])
 def test_mistakes_name_the_field(change: dict, message: str) -> None:
     data = {"model": "churn", "pipeline": "flows:training", **change}
@@ -151,3 +153,25 @@ def test_objects_can_be_given_directly() -> None:
     assert p.rollout.canary_percent == 5
     with pytest.raises(InvalidInput, match=r"rollout\.max_error_rate"):
         RolloutPolicy(max_error_rate=2)
+
+
+def test_labeled_rows_carry_the_request_time_when_asked() -> None:
+    import pandas as pd
+
+    from ratchet.ct.controller import labeled_rows
+
+    times = pd.to_datetime(["2026-03-01 10:00", "2026-03-01 11:00", "2026-03-01 12:00"],
+                           utc=True)
+    logged = pd.DataFrame({"request_id": ["a", "b", "c"], "row": [0, 0, 0],
+                           "variant": ["primary"] * 3, "status": ["ok", "ok", "ok"],
+                           "feedback": [1, None, 0], "timestamp": times,
+                           "input.driver_id": [7, 8, 9]})
+    plain = labeled_rows(logged, "label")
+    assert list(plain.columns) == ["driver_id", "label"]
+    timed = labeled_rows(logged, "label", "requested_at")
+    assert list(timed.columns) == ["driver_id", "requested_at", "label"]
+    assert timed["requested_at"].tolist() == [times[0], times[2]]
+    policy = policy_from_dict({"model": "eta", "pipeline": "flows:training",
+                               "data": {"label": "late", "timestamp": "requested_at"}})
+    assert policy.data.timestamp == "requested_at"
+    assert policy_from_dict(policy.to_dict()) == policy

@@ -388,7 +388,8 @@ class Controller:
 
             stamp = "input.\x00logged_at"  # each row's time, through labeled_rows' filter
             labeled = labeled_rows(logged.assign(**{stamp: logged["timestamp"]})
-                                   if len(logged) else logged, data_policy.label)
+                                   if len(logged) else logged, data_policy.label,
+                                   data_policy.timestamp)
             times = labeled.pop(stamp[6:]) if stamp[6:] in labeled.columns else None
             window = {"rule": "changepoint", "scanned": len(labeled),
                       "min_size": data_policy.holdout}
@@ -439,7 +440,7 @@ class Controller:
                 window.setdefault("note", "no change point: default window")
             frame = labeled.tail(size)
         else:
-            frame = labeled_rows(logged, data_policy.label).tail(size)
+            frame = labeled_rows(logged, data_policy.label, data_policy.timestamp).tail(size)
         production = len(frame)
         if len(frame) < size:  # young deployment: top up with what trained it
             frame = self._with_training_data(frame, cycle["champion"], size)
@@ -840,9 +841,12 @@ def run_training(policy: CTPolicy, workspace: Workspace, data: str) -> tuple[Any
     return run, int(max(versions))
 
 
-def labeled_rows(logged: pd.DataFrame, label: str) -> pd.DataFrame:
+def labeled_rows(logged: pd.DataFrame, label: str, timestamp: str | None = None
+                 ) -> pd.DataFrame:
     """The answered, labeled rows of a log frame as a training table: the model's inputs
-    and the feedback as ``label``, oldest first, one row per (request, row)."""
+    and the feedback as ``label``, oldest first, one row per (request, row); with
+    ``timestamp``, each row's request time (UTC) as that column too: the time a features
+    model's online vector was read as of."""
     import pandas as pd
 
     if not len(logged) or "feedback" not in logged.columns:
@@ -852,6 +856,8 @@ def labeled_rows(logged: pd.DataFrame, label: str) -> pd.DataFrame:
     rows = rows.drop_duplicates(["request_id", "row"])
     inputs = [c for c in rows.columns if c.startswith("input.")]
     frame = pd.DataFrame({c.removeprefix("input."): rows[c].to_numpy() for c in inputs})
+    if timestamp is not None:
+        frame[timestamp] = rows["timestamp"].to_numpy()
     frame[label] = pd.Series(rows["feedback"].to_numpy()).infer_objects()
     return frame.dropna(axis=1, how="all")
 

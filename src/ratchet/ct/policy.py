@@ -21,7 +21,8 @@ Written in Python (``CTPolicy(...)``) or YAML (``load_policy("churn.yaml")``)::
               max_error_rate: 0.01, max_latency_p99_ms: 50, max_accuracy_drop: 0.02,
               max_phase: 7d}      # a phase ends at its requests or after max_phase
     approval: false              # true: wait for ratchet ct approve|reject before promoting
-    data: {label: churned, rows: 20000, holdout: 2000}  # lookback: 30d bounds their age
+    data: {label: churned, rows: 20000, holdout: 2000}  # lookback: 30d bounds their age;
+                                 # timestamp: requested_at adds each row's request time
     monitor: {rows: 5000}        # the newest logged rows the controller judges at each tick
 
 Every field is checked when the policy is built; a mistake names the field.
@@ -144,10 +145,18 @@ class DataPolicy:
     refit: bool = False          # once the gate passed, retrain on train + holdout
     window: str = WINDOW_NEWEST  # or changepoint: the rows since the error rate last moved
     min_window: int | None = None  # changepoint: the fewest rows kept (train + holdout)
+    # Each row's request time (UTC) as this column: a pipeline building its training set
+    # from the feature store takes the features as of it (None: no time column).
+    timestamp: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.label, str) or not self.label:
             raise InvalidInput(f"data.label must be a column name, got {self.label!r}")
+        if self.timestamp is not None and (not isinstance(self.timestamp, str)
+                                           or not self.timestamp
+                                           or self.timestamp == self.label):
+            raise InvalidInput(f"data.timestamp must be a column name other than data.label, "
+                               f"got {self.timestamp!r}")
         for name in ("rows", "holdout", "min_rows"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
