@@ -11,7 +11,7 @@ import functools
 import inspect
 import re
 from collections import namedtuple
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -41,6 +41,10 @@ class StepOptions:
     dataset: Mapping[str, str] = field(default_factory=dict)  # output -> dataset name
     model: Mapping[str, str] = field(default_factory=dict)  # output -> registered model name
     capture_logs: bool = True
+    # A model output trained on the feature store: its feature refs (it is then served from
+    # entity keys) and whether they were named view__feature.
+    features: tuple[str, ...] | None = None
+    full_feature_names: bool = False
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -170,6 +174,8 @@ def step(
     dataset: str | Mapping[str, str] | None = ...,
     model: str | Mapping[str, str] | None = ...,
     capture_logs: bool = ...,
+    features: Sequence[str] | None = ...,
+    full_feature_names: bool = ...,
 ) -> Callable[[Callable[..., Any]], Step]: ...
 
 
@@ -194,6 +200,8 @@ def step(
     dataset: str | Mapping[str, str] | None = None,
     model: str | Mapping[str, str] | None = None,
     capture_logs: bool = True,
+    features: Sequence[str] | None = None,
+    full_feature_names: bool = False,
 ) -> Step | Callable[[Callable[..., Any]], Step]:
     """Declare a pipeline step. Bare ``@ratchet.step`` or ``@ratchet.step(retries=2, …)``.
 
@@ -205,6 +213,9 @@ def step(
     - ``dataset="features"``: store a DataFrame output as a version of that dataset;
       ``model="churn"``: register a model output as a version of that model. With several
       outputs, give a mapping ``{"output name": "dataset name"}``.
+    - ``features=["driver_stats:trips", ...]`` (with ``model=``): the model was trained on
+      ``ratchet.features.training_set`` with these features; it is registered to be served
+      from entity keys (``full_feature_names`` as given to the training set).
     """
 
     def decorate(func: Callable[..., Any]) -> Step:
@@ -213,7 +224,8 @@ def step(
             retries=retries, retry_on=retry_on, backoff=backoff,
             backoff_factor=backoff_factor, max_backoff=max_backoff, timeout=timeout,
             resources=Resources(cpus=cpus, gpus=gpus, memory=memory), outputs=outputs,
-            dataset=dataset, model=model, capture_logs=capture_logs,
+            dataset=dataset, model=model, capture_logs=capture_logs, features=features,
+            full_feature_names=full_feature_names,
         )
         return Step(func, options)
 
@@ -226,7 +238,7 @@ def step(
 
 def _build_options(func: Callable[..., Any], *, name: str | None,
                    retry_on: Any, outputs: Any, dataset: Any, model: Any,
-                   **rest: Any) -> StepOptions:
+                   features: Any = None, **rest: Any) -> StepOptions:
     step_name = name or default_name(func, "step")
     where = f"step {step_name!r}"
     if not isinstance(step_name, str) or not _NAME.match(step_name):
@@ -258,8 +270,18 @@ def _build_options(func: Callable[..., Any], *, name: str | None,
         if len(set(names)) != len(names) or not names:
             raise InvalidInput(f"{where}: outputs= names must be unique and not empty")
     output_names = names or (DEFAULT_OUTPUT,)
+    if features is not None:
+        if model is None:
+            raise InvalidInput(f"{where}: features= describes a model output: give model= too")
+        if isinstance(features, str) or not all(isinstance(f, str) and f for f in features) \
+                or not features:
+            raise InvalidInput(f"{where}: features= is a list of 'view:feature' references, "
+                               f"got {features!r}")
+        features = tuple(features)
+    if not isinstance(rest.get("full_feature_names", False), bool):
+        raise InvalidInput(f"{where}: full_feature_names= must be True or False")
     return StepOptions(
-        name=step_name, retry_on=retry_types, outputs=names,
+        name=step_name, retry_on=retry_types, outputs=names, features=features,
         dataset=_per_output(where, "dataset", dataset, output_names),
         model=_per_output(where, "model", model, output_names),
         **rest,

@@ -169,8 +169,11 @@ class StepTask:
         if self.tracking_run_id is None:
             raise InvalidInput(f"step {self.node!r}: model= needs the step's tracking run")
         registry = client.workspace.client(RegistryClient)
+        options = self.step.options
         version = registry.log_model(self.tracking_run_id, value, name=model_name,
-                                     artifact_path=f"model-{name}", input_example=input_example)
+                                     artifact_path=f"model-{name}", input_example=input_example,
+                                     features=options.features,
+                                     full_feature_names=options.full_feature_names)
         assert isinstance(version, ModelVersion)  # a name was given: a registered version
         entries = client.list_artifacts(self.tracking_run_id, f"model-{name}")
         prefix = f"model-{name}/"
