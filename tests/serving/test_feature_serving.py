@@ -296,3 +296,28 @@ def test_openapi_documents_the_keys_a_features_model_takes(setup: Setup) -> None
     assert record["required"] == ["driver_id", "km"]
     assert record["properties"]["driver_id"]["type"] == ["integer", "string"]
     assert "rating" not in record["properties"]
+
+
+def test_features_the_model_does_not_take_are_logged_not_given(setup: Setup) -> None:
+    registry = setup.ws.client(RegistryClient)
+    with registry.tracking.start_run(experiment="eta") as run:  # the whole view referenced
+        registry.log_model(run.id, LinearRegression().fit(TRAIN, Y), name="eta_view",
+                           input_example=TRAIN, features=["driver_stats", *REFS[1:]])
+    with TestClient(setup.app("eta_view/1")) as client:
+        r = client.post("/predict", json={"inputs": [{"driver_id": 1, "km": 2.0}]})
+        assert r.status_code == 200, r.text
+    logged = predictions("eta_view", workspace=setup.ws)
+    assert logged["input.trips"].tolist() == [20] and logged["input.rating"].tolist() == [4.5]
+
+
+def test_on_demand_code_not_imported_refuses_to_load_saying_how(
+        setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ratchet.features import definitions
+
+    monkeypatch.delitem(definitions._loaded, "trip_ratios")  # as in a fresh process
+    with TestClient(setup.app("eta/1", features_modules=())) as client:
+        r = client.post("/predict", json={"inputs": [{"driver_id": 1, "km": 2.0}]})
+        assert r.status_code == 503, r.text
+        error = r.json()["error"]
+        assert "'trip_ratios'" in error and "not loaded" in error
+        assert "--features-module" in error

@@ -93,6 +93,11 @@ class FeatureLookup:
         except (NotFound, Conflict) as exc:  # nothing a retry fixes: refuse to load
             raise InvalidInput(f"model {model} reads features that cannot be served: {exc}"
                                ) from None
+        except InvalidInput as exc:  # e.g. an on-demand view's code not imported here
+            raise InvalidInput(
+                f"model {model} reads features that cannot be served: {exc}. A server runs "
+                "only the on-demand code of the modules it is started with: `ratchet serve "
+                "--features-module MODULE_OR_FILE`") from None
         self.selection = selection
         self._check_against_manifest(selection)
         produced = {*(c for v in selection.views for c in v.columns),
@@ -107,6 +112,10 @@ class FeatureLookup:
         self.request_fields = tuple(f for f in selection.request_fields
                                     if f not in selection.entity_keys)
         self.age_columns = tuple(f"{v.view.name}{AGE_SUFFIX}" for v in selection.views)
+        # Features fetched that the model does not take (a whole view was referenced):
+        # logged with the vector, not given to the model.
+        inputs = set(signature.input_names)
+        self.unused_columns = tuple(c for c in selection.columns if c not in inputs)
         self._needs = (*self.entity_keys, *self.request_fields)
         self.store_uri = workspace.settings.online_store_uri
         self.online = OnlineLookup(selection, shared_online_store(self.store_uri))
@@ -249,7 +258,8 @@ class FeatureRequestValidator:
         self.names = list(lookup.request_columns)
         self._names_set = frozenset(self.names)
         inputs = set(signature.input_names)
-        logged = [*(c for c in self.names if c not in inputs), *lookup.age_columns]
+        logged = [*(c for c in self.names if c not in inputs), *lookup.unused_columns,
+                  *lookup.age_columns]
         self.inner = RequestValidator(signature, self.policy,
                                       allowed_extra=(*allowed_extra, *logged))
         self._plain = [f for f in lookup.request_fields if f not in inputs]
