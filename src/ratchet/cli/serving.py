@@ -85,6 +85,10 @@ def serve(
         "--trust", help="Run code from the model file (cloudpickle models, models MLflow "
         "pickled, MLflow python_function models): only for models "
         "from a trusted source.")] = False,
+    features_module: Annotated[list[str] | None, typer.Option(
+        "--features-module", help="A module (my_project.features) or .py file declaring the "
+        "on-demand feature views of the model: imported at startup, the only feature code "
+        "run (repeatable).")] = None,
 ) -> None:
     """Serve a model over HTTP: /predict, /invocations (MLflow), /v2 (Open Inference
     Protocol), /feedback, /metrics, /health/*, /docs."""
@@ -109,7 +113,8 @@ def serve(
                             protect=auth, max_in_flight=max_in_flight),
         poll_interval_s=poll_interval, log_predictions=not no_log,
         log_flush_interval_s=log_flush, batching=not no_batching,
-        batch_max_wait_ms=batch_wait_ms, batch_max_rows=batch_max_rows)
+        batch_max_wait_ms=batch_wait_ms, batch_max_rows=batch_max_rows,
+        features_modules=tuple(features_module or ()))
     connections = ConnectionLimits(max_header_bytes=max_header_bytes,
                                    header_timeout_s=timeout_header, body_timeout_s=timeout_body)
 
@@ -152,6 +157,10 @@ def predict(
     no_log: Annotated[bool, typer.Option("--no-log", help="Do not log predictions.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
+    features_module: Annotated[list[str] | None, typer.Option(
+        "--features-module", help="A module (my_project.features) or .py file declaring the "
+        "on-demand feature views of the model: imported at startup, the only feature code "
+        "run (repeatable).")] = None,
 ) -> None:
     """Score a file in record batches: the same validation and prediction log as the
     server, bounded memory, a progress bar."""
@@ -163,7 +172,8 @@ def predict(
     session = Session()
     result = score_file(model, source, output, batch_rows=batch_rows, policy=policy,
                         workspace=session.workspace, deployment=deployment, log=not no_log,
-                        overwrite=overwrite, progress=not as_json)
+                        overwrite=overwrite, progress=not as_json,
+                        features_modules=tuple(features_module or ()))
     if as_json:
         print_json(result.to_dict())
         return
