@@ -57,7 +57,7 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatabl
 
 # Keep tests hermetic: never pick up a developer's ratchet.toml or RATCHET_* variables.
 for _key in ("RATCHET_HOME", "RATCHET_DB", "RATCHET_ARTIFACTS", "RATCHET_TRACKING_URI",
-             "RATCHET_TRACKING_TOKEN"):
+             "RATCHET_TRACKING_TOKEN", "RATCHET_ONLINE_STORE"):
     os.environ.pop(_key, None)
 
 
@@ -84,7 +84,9 @@ SLOW_KINDS = {
             "tests/mlflow_compat/test_autolog.py", "tests/mlflow_compat/test_docs.py",
             "tests/mlflow_compat/test_import.py",
             "tests/mlflow_compat/test_pyfunc_loads_ratchet_model.py",
-            "tests/mlflow_compat/test_registry.py", "tests/mlflow_compat/test_tracking.py"),
+            "tests/mlflow_compat/test_registry.py", "tests/mlflow_compat/test_tracking.py",
+            # a real model server process over HTTP, the feature store behind it
+            "tests/features/test_no_skew.py"),
 }
 
 
