@@ -22,7 +22,7 @@ from sklearn.preprocessing import StandardScaler
 import ratchet
 from ratchet.errors import InvalidInput
 
-MODEL = "trip-completion"
+MODEL, TRAINING_SET = "trip-completion", "trip-completion-training-set"
 KEYS = ["driver_id", "zone_id"]
 TIME, LABEL = "requested_at", "completed"
 FEATURES = ["driver_stats:trips", "driver_stats:acceptance", "driver_stats:rating",
@@ -31,7 +31,7 @@ COLUMNS = [ref.split(":", 1)[1] for ref in FEATURES]  # training_set's output na
 
 
 # Not cached: the training set depends on the feature store as well as on ``data``.
-@ratchet.step(dataset={"output": "trip-completion-training-set"}, cache=False)
+@ratchet.step(dataset={"output": TRAINING_SET}, cache=False)
 def training_frame(data: str, timestamp: str = TIME) -> pd.DataFrame:
     """The labeled rows joined with the features as of each row's ``timestamp``."""
     rows = ratchet.data.get(data).to_pandas()
@@ -50,23 +50,25 @@ def training_frame(data: str, timestamp: str = TIME) -> pd.DataFrame:
                                          created_cutoff=True).to_pandas()
 
 
-@ratchet.step
-def fit(train: pd.DataFrame, C: float = 1.0) -> int:
-    """Fit on the rows whose features were all known; register the model with the feature
-    references it reads. Returns the registered version."""
+@ratchet.step(model={"output": MODEL}, features=FEATURES)
+def fit(train: pd.DataFrame, C: float = 1.0):
+    """Fit on the rows whose features were all known; the model is registered with the
+    feature references it reads (``features=``), so it serves from entity keys. The
+    training set is this run's ``train`` input: the model's lineage names it, and the
+    monitor compares live traffic (the logged vectors) with it."""
+    ratchet.data.log(train, TRAINING_SET, role="train")  # the same version: recorded as read
     known = train.dropna(subset=COLUMNS)
     if len(known) < 20:
         raise InvalidInput(f"only {len(known)} of {len(train)} training rows have every "
                            f"feature ({', '.join(COLUMNS)}); write or push feature rows that "
                            "cover the labeled rows' times")
     model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=1000))
-    X = known[COLUMNS]
-    model.fit(X, known[LABEL].astype(int))
-    ratchet.log_params({"C": C, "rows": len(known), "rows_without_features":
-                        len(train) - len(known)})
-    ratchet.log_metrics({"train_accuracy": float(model.score(X, known[LABEL].astype(int)))})
-    version = ratchet.log_model(model, MODEL, input_example=X.head(20), features=FEATURES)
-    return version.version
+    X, y = known[COLUMNS], known[LABEL].astype(int)
+    model.fit(X, y)
+    ratchet.log_params({"C": C, "rows": len(known),
+                        "rows_without_features": len(train) - len(known)})
+    ratchet.log_metrics({"train_accuracy": float(model.score(X, y))})
+    return model
 
 
 @ratchet.pipeline(experiment="trip-completion-ct")

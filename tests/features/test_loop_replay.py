@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -31,13 +31,15 @@ from ratchet.serving.server_state import ServingConfig
 from tests.features import test_feature_pipeline as pipeline_tests
 from tests.features.test_feature_pipeline import (
     COLUMNS,
+    EXAMPLE,
     FEATURES,
     KEYS,
     LABEL,
     MODEL,
+    PIPELINE,
     TIME,
     Loop,
-    example,
+    as_of,
 )
 
 loop = pipeline_tests.loop  # the project fixture, shared
@@ -78,7 +80,7 @@ def champion(loop: Loop) -> int:
     the latest history row of every entity at day 1's start."""
     day0, day1 = loop.world.day(0)
     run = loop.train(loop.log_rows(loop.labeled(day0, day1), "trips-day0"))
-    version = int(run.load("fit"))
+    version = loop.version(run)
     ratchet.models.set_alias(MODEL, "champion", version, reason="test: trained on day 0")
     results = ratchet.features.materialize(end=day1)
     assert sorted(r.view for r in results) == sorted(VIEWS)
@@ -127,11 +129,17 @@ def served_day(loop: Loop, champion: int, monkeypatch: pytest.MonkeyPatch
     return day, logged
 
 
-def offline(logged: pd.DataFrame, *, created_cutoff: bool = True) -> pd.DataFrame:
-    """The training set of the logged entities at the logged times."""
+def logged_entities(logged: pd.DataFrame) -> pd.DataFrame:
+    """The logged requests' entity keys and times, as an entity frame."""
     entity = pd.DataFrame({k: logged[f"input.{k}"].to_numpy() for k in KEYS})
     entity[TIME] = logged["timestamp"].to_numpy()
-    return ratchet.features.training_set(entity, features=FEATURES, timestamp_field=TIME,
+    return entity
+
+
+def offline(logged: pd.DataFrame, *, created_cutoff: bool = True) -> pd.DataFrame:
+    """The training set of the logged entities at the logged times."""
+    return ratchet.features.training_set(logged_entities(logged), features=FEATURES,
+                                         timestamp_field=TIME,
                                          created_cutoff=created_cutoff).to_pandas()
 
 
@@ -152,7 +160,16 @@ def test_the_served_vectors_equal_the_training_set_at_the_logged_times(
     for view, ttl in AGES.items():
         ages = logged[f"input.{view}__age_s"]
         assert (ages > 0).all() and (ages <= ttl.total_seconds()).all()
-    # ... equals the training set at the logged times, value for value
+    # ... is the point-in-time value (a row-by-row reference over the world's rows)
+    entity = logged_entities(logged)
+    world = loop.world
+    reference = pd.concat([
+        as_of(world.driver_stats, ["driver_id"], COLUMNS[:3], AGES["driver_stats"], entity),
+        as_of(world.zone_demand, ["zone_id"], COLUMNS[3:], AGES["zone_demand"], entity)],
+        axis=1)
+    for column in COLUMNS:
+        assert logged[f"input.{column}"].tolist() == reference[column].tolist(), column
+    # ... and equals the training set at the logged times, value for value
     rebuilt = offline(logged)
     assert rebuilt[KEYS].astype(object).values.tolist() == \
         logged[[f"input.{k}" for k in KEYS]].astype(object).values.tolist()
@@ -219,7 +236,7 @@ def test_the_controller_retrains_on_the_served_vectors(
         for r, v in zip(logged["request_id"], trips[LABEL], strict=True)]}, now_ms=end_ms)
     assert outcome.recorded == len(trips) and not outcome.rejected
 
-    policy = load_policy(example("training", "__file__").replace("training.py", "policy.yaml"))
+    policy = replace(load_policy(EXAMPLE / "policy.yaml"), pipeline=PIPELINE)
     world = LiveWorld(policy, deployments, clock=lambda: end_ms)
     loop.workspace.stores.ct_state.request(MODEL, "retrain", at=end_ms, actor="test")
     result = Controller(policy, world, holder="test").tick(max_steps=3)
