@@ -47,8 +47,11 @@ PER_KM = OnDemandFeatureView("per_km", function=per_km, inputs=["driver_stats:tr
                              request=["km"], features=["trips_per_km"])
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def ws(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspace]:
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def ws(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+       ) -> Iterator[Workspace]:
+    """One workspace per store for the module: the tests only read (one adds a view)."""
+    tmp_path = tmp_path_factory.mktemp("online")
     home = tmp_path / ".ratchet"
     online = (f"sqlite:///{tmp_path / 'online.sqlite'}" if request.param == "sqlite"
               else REDIS_URL)
@@ -213,8 +216,9 @@ def test_wrong_input(ws: Workspace) -> None:
     assert len(get_online_features(["driver_stats"], [], workspace=ws)) == 0
 
 
-def test_offline_only_views_are_refused(ws: Workspace, tmp_path: Path) -> None:
-    offline = FeatureView("archive", entities=[DRIVER], source=str(tmp_path / "stats.parquet"),
+def test_offline_only_views_are_refused(ws: Workspace) -> None:
+    offline = FeatureView("archive", entities=[DRIVER],
+                          source=str(ws.settings.home.parent / "stats.parquet"),
                           timestamp_field="event_ts", features=["trips"], online=False)
     ratchet.features.apply([offline], workspace=ws)
     with pytest.raises(InvalidInput, match="offline-only"):

@@ -18,9 +18,12 @@ with an earlier ``start``, or push them (``push`` writes the online store direct
 
 from __future__ import annotations
 
+import atexit
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -204,10 +207,13 @@ def write_entries(con: duckdb.DuckDBPyConnection, sql: str, *, view: FeatureView
     import duckdb
 
     table = "__ratchet_entries"
+    total = -1
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}")
-        total = int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
-        reader = con.sql(f"SELECT * FROM {table}").to_arrow_reader(batch_rows)
+        if progress is not None:  # counted first, for the progress bar's total
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}")
+            total = int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+            sql = f"SELECT * FROM {table}"
+        reader = con.sql(sql).to_arrow_reader(batch_rows)
     except duckdb.Error as exc:
         raise InvalidInput(f"{where}: cannot read its rows: {str(exc).splitlines()[0]}"
                            ) from None
@@ -232,19 +238,50 @@ def write_entries(con: duckdb.DuckDBPyConnection, sql: str, *, view: FeatureView
             written += store.write(view.name, view_version, rows)
             if progress is not None:
                 progress(view.name, written, total)
+    except duckdb.Error as exc:
+        raise InvalidInput(f"{where}: cannot read its rows: {str(exc).splitlines()[0]}"
+                           ) from None
     finally:
-        con.execute(f"DROP TABLE IF EXISTS {table}")
+        if progress is not None:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
     return written
 
 
-@contextmanager
-def open_duckdb(memory_limit: str = "1GB") -> Iterator[duckdb.DuckDBPyConnection]:
-    """A DuckDB connection whose session time zone is UTC (naive times are UTC)."""
+# One DuckDB database per process for materialize and push (opening one costs ~50 ms,
+# a push should not pay it); each call works on its own cursor (its own session: temp
+# tables, registered tables and settings are the cursor's).
+_duckdb: tuple[int, Any, Any] | None = None  # (pid, ExitStack, connection)
+_duckdb_lock = threading.Lock()
+
+
+def _shared_duckdb() -> duckdb.DuckDBPyConnection:
+    global _duckdb
     from ratchet.data.duckdb_connection import duckdb_connection
 
-    with duckdb_connection(memory_limit=memory_limit) as con:
-        con.execute("SET TimeZone = 'UTC'")
-        yield con
+    held = _duckdb
+    if held is not None and held[0] == os.getpid():
+        return held[2]
+    with _duckdb_lock:
+        held = _duckdb
+        if held is None or held[0] != os.getpid():  # new, or inherited across fork
+            stack = ExitStack()
+            con = stack.enter_context(duckdb_connection(memory_limit="1GB"))
+            atexit.register(stack.close)
+            held = _duckdb = (os.getpid(), stack, con)
+        return held[2]
+
+
+@contextmanager
+def open_duckdb() -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB session of the process's database whose time zone is UTC (naive times are
+    UTC)."""
+    cursor = _shared_duckdb().cursor()
+    try:
+        cursor.execute("SET enable_progress_bar = false")
+        cursor.execute("SET TimeZone = 'UTC'")
+        yield cursor
+    finally:
+        cursor.close()
 
 
 # ---------------------------------------------------------------------------- materialize

@@ -188,7 +188,7 @@ def push(view: str, data: object, *, to: str = "online_and_offline",
     table = table.append_column(ORDER_COLUMN, pa.array(range(table.num_rows), pa.int64()))
     pushed_at = now_us()
     store = shared_online_store(ws.settings.online_store_uri) if online else None
-    with open_duckdb(memory_limit="512MB") as con:
+    with open_duckdb() as con:
         con.register("__ratchet_pushed_input", table)
         given_types = column_types(con, "__ratchet_pushed_input", where=where)
         source_types = _source_types(feature_view, ws, con, where)
