@@ -4,9 +4,13 @@ a real ``ratchet server`` process.
 - ``mlflow_python``: the python of each pinned client venv (``make mlflow-envs`` makes them;
   a missing one FAILS the test, it is never skipped). Each version's tests form one xdist
   group, so under ``make test`` the 2.x and 3.x clients run side by side on the two workers.
-- ``ratchet_server``: one ``ratchet server --auth`` per test module (and worker) on a free
-  loopback port over a temp workspace; its admin and reader tokens are made with the CLI,
-  as an operator would. Stopped by PID at teardown.
+- ``mlflow_clients``: how a client program runs in its venv (``ClientProcesses.run``): a
+  fresh child forked from one server per venv and worker that imported mlflow once
+  (launcher.py), instead of a new interpreter paying ``import mlflow`` each time.
+- ``ratchet_server``: one ``ratchet server --auth`` per worker (the session), on a free
+  loopback port over a temp workspace, shared by the modules (their names are their own:
+  ``compat-<version>-...``); its admin and reader tokens are made with the CLI, as an
+  operator would. Stopped by PID at teardown. test_access.py has a server of its own.
 - ``ratchet_server.run_client(python, script, *args)``: runs ``scripts/<script>`` in a client
   venv with ``MLFLOW_TRACKING_URI``/``MLFLOW_TRACKING_TOKEN`` set and returns the JSON
   document it prints last; ``ratchet_server.cli(*args)`` runs the ``ratchet`` CLI against
@@ -31,6 +35,11 @@ import pytest
 
 from ratchet.config import Settings
 from ratchet.workspace import Workspace
+from tests.mlflow_compat.client_processes import (
+    FULL_CLIENT_MODULES,
+    SKINNY_CLIENT_MODULES,
+    ClientProcesses,
+)
 from tests.team_server import server_environment, spawn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,6 +80,29 @@ def mlflow_python(request: pytest.FixtureRequest) -> str:
     return env_python(version, MLFLOW_ENVS[version])
 
 
+@pytest.fixture(scope="session")
+def mlflow_clients(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClientProcesses]:
+    """Runs client programs in the client venvs (a fork server per venv, this worker's)."""
+    modules = {str(venv / "bin" / "python"): FULL_CLIENT_MODULES
+               for venv in MLFLOW_ENVS.values()}
+    modules[str(SKINNY_ENV[1] / "bin" / "python")] = SKINNY_CLIENT_MODULES
+    clients = ClientProcesses(tmp_path_factory.mktemp("mlflow-clients"), modules)
+    try:
+        yield clients
+    finally:
+        clients.close()
+
+
+def client_env(**extra: str) -> dict[str, str]:
+    """A client program's environment: none of the suite's RATCHET_*, MLFLOW_*, PYTEST_*."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("RATCHET_", "MLFLOW_", "PYTEST_", "COV_"))}
+    env.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1", PYTHONUNBUFFERED="1",
+               PYTHONDONTWRITEBYTECODE="1")
+    env.update(extra)
+    return env
+
+
 @pytest.fixture(scope="module")
 def mlflow_version(mlflow_python: str) -> str:
     return next(v for v, venv in MLFLOW_ENVS.items() if mlflow_python.startswith(str(venv)))
@@ -88,17 +120,14 @@ class RatchetServer:
     admin_token: str
     process: subprocess.Popen[bytes]
     log: Path
+    clients: ClientProcesses
     tokens: dict[str, str] = field(default_factory=dict)
 
     # -- the MLflow side -------------------------------------------------------------------
 
     def client_env(self, token: str | None = None, **extra: str) -> dict[str, str]:
         """A client process's environment: no RATCHET_* or MLFLOW_* of ours leak in."""
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("RATCHET_", "MLFLOW_", "PYTEST_", "COV_"))}
-        env.update(CLIENT_RETRIES)
-        env.update(MLFLOW_TRACKING_URI=self.url, MLFLOW_DISABLE_TELEMETRY="true",
-                   DO_NOT_TRACK="1", PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1")
+        env = client_env(**CLIENT_RETRIES, MLFLOW_TRACKING_URI=self.url)
         token = self.admin_token if token is None else token
         if token:
             env["MLFLOW_TRACKING_TOKEN"] = token
@@ -112,11 +141,10 @@ class RatchetServer:
         output (and the server log's tail)."""
         workdir = cwd or self.root / "client"
         workdir.mkdir(parents=True, exist_ok=True)
-        command = [python, str(SCRIPTS / script), *args]
         try:
-            done = subprocess.run(command, cwd=workdir, env=self.client_env(token, **extra_env),
-                                  capture_output=True, text=True, timeout=SCRIPT_TIMEOUT_S,
-                                  check=False)
+            done = self.clients.run(python, [str(SCRIPTS / script), *args], cwd=workdir,
+                                    env=self.client_env(token, **extra_env),
+                                    timeout=SCRIPT_TIMEOUT_S)
         except subprocess.TimeoutExpired as exc:
             raise ClientScriptFailed(f"{script} timed out after {SCRIPT_TIMEOUT_S} s:\n"
                                      f"{exc.stderr!r}\n{self.log_tail()}") from None
@@ -191,11 +219,9 @@ def local_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
     return done
 
 
-@pytest.fixture(scope="module")
-def ratchet_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RatchetServer]:
-    """A real ``ratchet server --auth`` on 127.0.0.1 over a fresh workspace, one per module;
-    an admin user and token made with ``ratchet users create`` / ``ratchet tokens create``."""
-    root = tmp_path_factory.mktemp("mlflow-compat")
+def start_ratchet_server(root: Path, clients: ClientProcesses) -> RatchetServer:
+    """``ratchet server --auth`` on 127.0.0.1 over a fresh workspace in ``root``; an admin
+    user and token made with ``ratchet users create`` / ``ratchet tokens create``."""
     home = root / "home"
     home.mkdir()
     env = server_environment(f"sqlite:///{root / 'server.db'}", root / "artifacts", home)
@@ -204,7 +230,15 @@ def ratchet_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ratchet
                                  "--label", "mlflow compat suite", "--json").stdout)["token"]
     log = root / "server.log"
     process, url = spawn(env, log, "--auth")
-    server = RatchetServer(url, root, env, token, process, log)
+    return RatchetServer(url, root, env, token, process, log, clients)
+
+
+@pytest.fixture(scope="session")
+def ratchet_server(tmp_path_factory: pytest.TempPathFactory,
+                   mlflow_clients: ClientProcesses) -> Iterator[RatchetServer]:
+    """A real ``ratchet server --auth`` over a fresh workspace, one per worker, shared by
+    the modules (each names what it makes after its module and client version)."""
+    server = start_ratchet_server(tmp_path_factory.mktemp("mlflow-compat"), mlflow_clients)
     try:
         yield server
     finally:

@@ -4,14 +4,29 @@ PERMISSION_DENIED). Its own server: failed sign-ins count against the address.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.mlflow_compat.conftest import RatchetServer
+from tests.mlflow_compat.client_processes import ClientProcesses
+from tests.mlflow_compat.conftest import RatchetServer, start_ratchet_server
 from tests.mlflow_compat.steps import value
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def ratchet_server(tmp_path_factory: pytest.TempPathFactory,
+                   mlflow_clients: ClientProcesses) -> Iterator[RatchetServer]:
+    """This module's own server (not the worker's shared one): the wrong token's failed
+    sign-ins count against 127.0.0.1 there, and must not throttle the other modules."""
+    server = start_ratchet_server(tmp_path_factory.mktemp("mlflow-compat-access"),
+                                  mlflow_clients)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,6 @@ the imported registered model the ratchet way."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,8 @@ from ratchet.importing import import_mlflow
 from ratchet.importing.mlflow_import import ImportReport
 from ratchet.workspace import Workspace
 from tests.conftest import PG_ADMIN_URL
-from tests.mlflow_compat.conftest import SCRIPT_TIMEOUT_S
+from tests.mlflow_compat.client_processes import ClientProcesses
+from tests.mlflow_compat.conftest import SCRIPT_TIMEOUT_S, client_env
 
 pytestmark = pytest.mark.e2e
 
@@ -48,10 +47,15 @@ if phase == "start":
         c.log_batch(run.info.run_id, metrics=[
             mlflow.entities.Metric("batch", float(i), 1000 + i, i) for i in range(200)])
         mlflow.log_text("hello", "notes/readme.txt")
+        import sklearn
         from sklearn.linear_model import LogisticRegression
         model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
         where = {"name": "model"} if major >= 3 else {"artifact_path": "model"}
-        mlflow.sklearn.log_model(model, registered_model_name="churn", **where)
+        # Requirements given: inferring them loads the model in a subprocess (5-10 s), and
+        # the import does not read them.
+        mlflow.sklearn.log_model(model, registered_model_name="churn",
+                                 pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
+                                 **where)
     c.set_registered_model_alias("churn", "champion", "1")
     c.set_registered_model_tag("churn", "owner", "me")
     c.set_model_version_tag("churn", "1", "validated", "yes")
@@ -77,16 +81,12 @@ else:
 '''
 
 
-def run_mlflow(python: str, cwd: Path, uri: str, artifacts: Path, *args: str,
-               **env_extra: str) -> dict[str, Any]:
+def run_mlflow(clients: ClientProcesses, python: str, cwd: Path, uri: str, artifacts: Path,
+               *args: str, **env_extra: str) -> dict[str, Any]:
     script = cwd / "make_store.py"
     script.write_text(SCRIPT)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RATCHET_", "MLFLOW_", "PYTEST_"))}
-    env.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1", PYTHONDONTWRITEBYTECODE="1",
-               **env_extra)
-    done = subprocess.run([python, str(script), uri, str(artifacts), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=SCRIPT_TIMEOUT_S, check=False)
+    done = clients.run(python, [str(script), uri, str(artifacts), *args], cwd=cwd,
+                       env=client_env(**env_extra), timeout=SCRIPT_TIMEOUT_S)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if "FallbackAsyncAdaptedQueuePool" in done.stderr:
         pytest.fail("this MLflow 2.x venv has SQLAlchemy 2.1, whose pools MLflow 2.22's SQL "
@@ -196,33 +196,38 @@ def assert_only_new(report: ImportReport, ws: Workspace, ids: dict[str, Any],
     assert ws.stores.tracking.get_run(later["later"]).params == {"p": "x"}
 
 
-def test_sqlite_store(mlflow_python: str, tmp_path: Path, workspace: Workspace) -> None:
+def test_sqlite_store(mlflow_clients: ClientProcesses, mlflow_python: str, tmp_path: Path,
+                      workspace: Workspace) -> None:
     store = tmp_path / "mlflow"
     store.mkdir()
     uri = f"sqlite:///{store / 'mlflow.db'}"
-    ids = run_mlflow(mlflow_python, store, uri, store / "artifacts", "start")
+    ids = run_mlflow(mlflow_clients, mlflow_python, store, uri, store / "artifacts", "start")
     # The store's own directory is the default artifact root (Default's ./mlruns is in it).
     assert_first_import(import_mlflow(str(store / "mlflow.db"), workspace=workspace),
                         workspace, ids)
     assert_nothing_new(import_mlflow(uri, workspace=workspace))
-    later = run_mlflow(mlflow_python, store, uri, store / "artifacts", "more", ids["live"])
+    later = run_mlflow(mlflow_clients, mlflow_python, store, uri, store / "artifacts", "more",
+                       ids["live"])
     assert_only_new(import_mlflow(uri, workspace=workspace), workspace, ids, later)
 
 
-def test_postgresql_store(mlflow_python: str, mlflow_version: str, tmp_path: Path,
-                          workspace: Workspace, pg_database: str) -> None:
+def test_postgresql_store(mlflow_clients: ClientProcesses, mlflow_python: str,
+                          mlflow_version: str, tmp_path: Path, workspace: Workspace,
+                          pg_database: str) -> None:
     artifacts = tmp_path / "artifacts"
-    has_psycopg2 = subprocess.run([mlflow_python, "-c", "import psycopg2"], check=False,
-                                  capture_output=True).returncode == 0
+    has_psycopg2 = mlflow_clients.run(mlflow_python, ["-c"], code="import psycopg2",
+                                      cwd=tmp_path, env=client_env(),
+                                      timeout=SCRIPT_TIMEOUT_S).returncode == 0
     if has_psycopg2:
-        ids = run_mlflow(mlflow_python, tmp_path, f"postgresql://{pg_database}", artifacts,
-                         "start")
+        ids = run_mlflow(mlflow_clients, mlflow_python, tmp_path,
+                         f"postgresql://{pg_database}", artifacts, "start")
     elif mlflow_version.startswith("2."):  # its queries need psycopg2's client-side casts
         pytest.fail("MLflow 2.x writes PostgreSQL through psycopg2 only: add "
                     "psycopg2-binary to tests/mlflow_compat/pins/mlflow2.txt")
     else:
-        ids = run_mlflow(mlflow_python, tmp_path, f"postgresql+psycopg://{pg_database}",
-                         artifacts, "start", PYTHONPATH=psycopg_path(tmp_path))
+        ids = run_mlflow(mlflow_clients, mlflow_python, tmp_path,
+                         f"postgresql+psycopg://{pg_database}", artifacts, "start",
+                         PYTHONPATH=psycopg_path(tmp_path))
     source = f"postgresql://{pg_database}"
     report = import_mlflow(source, workspace=workspace, artifacts_roots=[tmp_path])
     assert_first_import(report, workspace, ids)
@@ -232,16 +237,19 @@ def test_postgresql_store(mlflow_python: str, mlflow_version: str, tmp_path: Pat
     assert any("--artifacts-root" in p for p in bare.problems)
 
 
-def test_file_store(mlflow_python: str, tmp_path: Path, workspace: Workspace) -> None:
+def test_file_store(mlflow_clients: ClientProcesses, mlflow_python: str, tmp_path: Path,
+                    workspace: Workspace) -> None:
     mlruns = tmp_path / "mlruns"
-    ids = run_mlflow(mlflow_python, tmp_path, mlruns.as_uri(), tmp_path / "artifacts", "start",
+    ids = run_mlflow(mlflow_clients, mlflow_python, tmp_path, mlruns.as_uri(),
+                     tmp_path / "artifacts", "start",
                      MLFLOW_ALLOW_FILE_STORE="true")  # 3.x keeps it behind this switch
     report = import_mlflow(str(mlruns), workspace=workspace, artifacts_roots=[tmp_path])
     # MLflow 3's file store writes each metric of a run that logs a model once more.
     assert_first_import(report, workspace, ids, points=None)
     assert_nothing_new(import_mlflow(mlruns.as_uri(), workspace=workspace,
                                      artifacts_roots=[tmp_path]))
-    later = run_mlflow(mlflow_python, tmp_path, mlruns.as_uri(), tmp_path / "artifacts", "more",
-                       ids["live"], MLFLOW_ALLOW_FILE_STORE="true")
+    later = run_mlflow(mlflow_clients, mlflow_python, tmp_path, mlruns.as_uri(),
+                       tmp_path / "artifacts", "more", ids["live"],
+                       MLFLOW_ALLOW_FILE_STORE="true")
     assert_only_new(import_mlflow(str(mlruns), workspace=workspace, artifacts_roots=[tmp_path]),
                     workspace, ids, later)

@@ -10,8 +10,6 @@ trust, pickles only with it, a generic python_function model never without mlflo
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,8 @@ from ratchet.errors import InvalidInput, Untrusted
 from ratchet.packaging import load_model, save_model
 from ratchet.packaging.manifest import MANIFEST_FILENAME
 from ratchet.packaging.mlflow_format import MLMODEL_FILENAME, manifest_for_mlflow_model
+from tests.mlflow_compat.client_processes import ClientProcesses
+from tests.mlflow_compat.conftest import SCRIPT_TIMEOUT_S, client_env
 from tests.packaging.test_flavors import Doubler
 
 pytestmark = pytest.mark.e2e
@@ -102,16 +102,14 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def loaded(mlflow_python: str, saved: dict[str, Any]) -> dict[str, Any]:
+def loaded(mlflow_clients: ClientProcesses, mlflow_python: str,
+           saved: dict[str, Any]) -> dict[str, Any]:
     """The client's report: each model loaded with mlflow.pyfunc.load_model in its venv."""
     root: Path = saved["root"]
     cases = root / "cases.json"
     cases.write_text(json.dumps(saved["cases"]))
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RATCHET_", "MLFLOW_", "PYTEST_", "COV_"))}
-    env.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1", PYTHONDONTWRITEBYTECODE="1")
-    done = subprocess.run([mlflow_python, "-c", CLIENT, str(cases)], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=240, check=False)
+    done = mlflow_clients.run(mlflow_python, ["-c", str(cases)], code=CLIENT, cwd=root,
+                              env=client_env(), timeout=SCRIPT_TIMEOUT_S)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     assert done.returncode == 0 and lines, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     report: dict[str, Any] = json.loads(lines[-1])
@@ -153,7 +151,7 @@ def test_a_cloudpickle_model_is_refused_through_mlflow(loaded: dict[str, Any]) -
 # MLflow writes the directories (its own defaults: skops in 3.x, cloudpickle in 2.x).
 WRITER = r"""
 import json, sys
-import mlflow, mlflow.pyfunc, mlflow.sklearn
+import mlflow, mlflow.pyfunc, mlflow.sklearn, sklearn
 from mlflow.models import infer_signature
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
@@ -162,30 +160,30 @@ root = sys.argv[1]
 X, y = load_iris(return_X_y=True, as_frame=True)
 model = LogisticRegression(max_iter=500).fit(X, y)
 signature = infer_signature(X, model.predict(X))
-mlflow.sklearn.save_model(model, root + "/default", signature=signature)
+# Requirements given: inferring them loads each model in a subprocess (5-10 s each), and
+# ratchet does not read them.
+needs = [f"scikit-learn=={sklearn.__version__}"]
+mlflow.sklearn.save_model(model, root + "/default", signature=signature, pip_requirements=needs)
 mlflow.sklearn.save_model(model, root + "/pickle", signature=signature,
-                          serialization_format="pickle")
+                          serialization_format="pickle", pip_requirements=needs)
 
 class Doubler(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         return model_input.iloc[:, 0] * 2
 
-mlflow.pyfunc.save_model(root + "/pyfunc", python_model=Doubler())
+mlflow.pyfunc.save_model(root + "/pyfunc", python_model=Doubler(), pip_requirements=[])
 print(json.dumps({"predictions": model.predict(X).tolist(), "mlflow": mlflow.__version__}))
 """
 
 
 @pytest.fixture(scope="module")
-def mlflow_written(mlflow_python: str, tmp_path_factory: pytest.TempPathFactory
-                   ) -> tuple[Path, dict[str, Any]]:
+def mlflow_written(mlflow_clients: ClientProcesses, mlflow_python: str,
+                   tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """Directories the client's MLflow wrote, each given the manifest ratchet's registry
     derives from its MLmodel; and the predictions MLflow's side computed."""
     root = tmp_path_factory.mktemp("mlflow-models")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RATCHET_", "MLFLOW_", "PYTEST_", "COV_"))}
-    env.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1", PYTHONDONTWRITEBYTECODE="1")
-    done = subprocess.run([mlflow_python, "-c", WRITER, str(root)], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=240, check=False)
+    done = mlflow_clients.run(mlflow_python, ["-c", str(root)], code=WRITER, cwd=root,
+                              env=client_env(), timeout=SCRIPT_TIMEOUT_S)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     assert done.returncode == 0 and lines, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     for name in ("default", "pickle", "pyfunc"):
