@@ -321,3 +321,18 @@ def test_on_demand_code_not_imported_refuses_to_load_saying_how(
         error = r.json()["error"]
         assert "'trip_ratios'" in error and "not loaded" in error
         assert "--features-module" in error
+
+
+def test_open_inference_protocol_takes_the_keys(setup: Setup) -> None:
+    with TestClient(setup.app("eta/1")) as client:
+        client.post("/predict", json={"inputs": [{"driver_id": 1, "km": 2.0}]})  # loaded
+        meta = client.get("/v2/models/eta").json()
+        assert [(i["name"], i["datatype"]) for i in meta["inputs"]] == [
+            ("driver_id", "INT64"), ("km", "FP64")]
+        tensors = [{"name": "driver_id", "shape": [2], "datatype": "INT64", "data": [1, 2]},
+                   {"name": "km", "shape": [2], "datatype": "FP64", "data": [2.0, 4.0]}]
+        r = client.post("/v2/models/eta/infer", json={"inputs": tensors})
+        assert r.status_code == 200, r.text
+        expected = client.post("/predict", json={"inputs": {"driver_id": [1, 2],
+                                                            "km": [2.0, 4.0]}}).json()
+        assert r.json()["outputs"][0]["data"] == expected["predictions"]

@@ -56,6 +56,7 @@ from ratchet.serving.request_validation import (
 
 if TYPE_CHECKING:
     from ratchet.features.catalog import FeatureSelection
+    from ratchet.features.definitions import FeatureView
     from ratchet.packaging.model_features import ModelFeatures
     from ratchet.packaging.signature import Signature
     from ratchet.workspace import Workspace
@@ -119,6 +120,8 @@ class FeatureLookup:
         self._needs = (*self.entity_keys, *self.request_fields)
         self.store_uri = workspace.settings.online_store_uri
         self.online = OnlineLookup(selection, shared_online_store(self.store_uri))
+        self._workspace = workspace
+        self._key_kinds: dict[str, str] | None = None
 
     def _check_against_manifest(self, selection: FeatureSelection) -> None:
         """The resolution now must ask for what the manifest recorded at logging: the same
@@ -151,6 +154,26 @@ class FeatureLookup:
                 log.warning("model %s was logged with feature view %r version %d; version %d "
                             "is registered now and its materialized values are served",
                             self.model, view.view.name, logged, view.version)
+
+    def key_kinds(self) -> dict[str, str]:
+        """Each entity key's kind in the views' sources: "integer", "string" or "unknown"
+        (for documents such as the Open Inference Protocol's metadata; read once)."""
+        if self._key_kinds is None:
+            kinds: dict[str, str] = {}
+            for chosen in self.selection.views:
+                try:
+                    types = _source_types(chosen.view, self._workspace)
+                except Exception as exc:  # a document is no reason to fail: say unknown
+                    log.warning("model %s: the key types of feature view %r are unknown: %s",
+                                self.model, chosen.view.name, exc)
+                    types = {}
+                for key in chosen.view.join_keys:
+                    kind = types.get(key, "unknown")
+                    if kinds.get(key, kind) != kind:
+                        kind = "unknown"
+                    kinds[key] = kind
+            self._key_kinds = kinds
+        return self._key_kinds
 
     # ------------------------------------------------------------------ per request
     def fetch(self, given: Mapping[str, Sequence[Any]], n: int, *,
@@ -327,6 +350,25 @@ class FeatureRequestValidator:
                     problem = {**problem, "msg": f"{problem['msg']} ({why})"}
             problems.append(problem)
         return RequestInvalid(problems, exc.total)
+
+
+def _source_types(view: FeatureView, workspace: Workspace) -> dict[str, str]:
+    """Column -> "integer" / "string" / "other" of a view's source rows (DuckDB's view)."""
+    from ratchet.data.duckdb_connection import duckdb_connection
+    from ratchet.features.sources import view_files
+
+    scan = view_files(view, workspace)
+    if not scan.all_files:
+        return {}
+    with duckdb_connection(memory_limit="256MB") as con:
+        described = con.execute(f"DESCRIBE SELECT * FROM {scan.sql(view.join_keys)}").fetchall()
+    kinds = {}
+    for name, kind, *_ in described:
+        kind = str(kind).upper()
+        kinds[str(name)] = ("integer" if kind.rstrip("0123456789").endswith("INT")
+                            or kind in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT")
+                            else "string" if kind == "VARCHAR" else "other")
+    return kinds
 
 
 def _from_text(value: Any) -> Any:

@@ -83,6 +83,17 @@ def prediction_datatype(model: ServedModel) -> str:
 def oip_metadata(name: str, model: ServedModel) -> dict[str, Any]:
     inputs = [{"name": c.name, "datatype": _oip_type(c.dtype), "shape": [-1]}
               for c in (model.signature.inputs if model.signature else ())]
+    lookup = model.feature_lookup
+    if lookup is not None:  # called with entity keys (+ request fields), not its features
+        # Keys typed as their sources have them; a request field no signature types is
+        # described as a number (what on-demand request data almost always is).
+        given = {i["name"]: i for i in inputs}
+        kinds = lookup.key_kinds()
+        inputs = [given.get(name) or {
+            "name": name, "shape": [-1],
+            "datatype": ("INT64" if kinds.get(name) == "integer" else
+                         "BYTES" if name in kinds else "FP64")}
+            for name in lookup.request_columns]
     outputs = [{"name": "prediction", "datatype": prediction_datatype(model), "shape": [-1]}]
     if model.classes is not None:
         outputs.append({"name": "probabilities", "datatype": "FP64",
