@@ -217,6 +217,13 @@ def test_an_error_raised_by_the_file_names_its_line(cli: Invoke, project: Path) 
 def test_a_file_named_like_an_imported_module(cli: Invoke, project: Path) -> None:
     (project / "json.py").write_text("x = 1\n")
     assert_user_error(cli("features", "plan", "json.py"), "module 'json'", "rename the file")
+    # Not imported yet, but the standard library's or an installed package's name: taking
+    # it would shadow that module for the rest of the process.
+    (project / "tomllib.py").write_text("x = 1\n")
+    assert_user_error(cli("features", "plan", "tomllib.py"), "module 'tomllib'", "rename")
+    (project / "hypothesis.py").write_text("x = 1\n")
+    assert_user_error(cli("features", "plan", "hypothesis.py"), "module 'hypothesis'",
+                      "site-packages")
 
 
 def test_a_source_that_does_not_exist(cli: Invoke, project: Path) -> None:

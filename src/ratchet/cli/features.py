@@ -131,6 +131,15 @@ def _import_file(path: Path, given: str) -> ModuleType:
         raise InvalidInput(f"{given}: it would be imported as module {name!r}, which is "
                            f"already {'imported from ' + file if file else 'a built-in module'}"
                            "; rename the file")
+    try:
+        other = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        other = None
+    if name in sys.stdlib_module_names or (
+            other is not None and other.origin and Path(other.origin).resolve() != path):
+        where = other.origin if other is not None and other.origin else "the standard library"
+        raise InvalidInput(f"{given}: it would be imported as module {name!r}, which is "
+                           f"{where}; rename the file")
     folder = str(path.parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)  # sibling imports, and `import <stem>` finds this file
@@ -507,6 +516,9 @@ def push(
     result = features.push(view, data, to=to, workspace=session.workspace)
     if as_json:
         print_json({**result.to_dict(), "to": to, "file": str(file)})
+        return
+    if result.rows == 0:
+        note(f"{file} has no rows: nothing pushed")
         return
     where = []
     if to != "offline":
