@@ -32,12 +32,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from ratchet.errors import InvalidInput
-from ratchet.features.materialization import (
-    column_types,
-    epoch_us_sql,
-    open_duckdb,
-    quote_ident,
-)
+from ratchet.features.materialization import column_types, epoch_us_sql, quote_ident
 
 if TYPE_CHECKING:
     import duckdb
@@ -107,9 +102,12 @@ def point_in_time_join(entity: pa.Table, *, timestamp_column: str,
         raise InvalidInput("views must be JoinView objects")
     keys = _check(entity, timestamp_column, views)
     if connection is not None:
-        connection.execute("SET TimeZone = 'UTC'")
+        connection.execute("SET TimeZone = 'UTC'")  # naive times are UTC
         return _join(connection, entity, timestamp_column, views, keys, created_cutoff)
-    with open_duckdb(memory_limit) as con:
+    from ratchet.data.duckdb_connection import duckdb_connection
+
+    with duckdb_connection(memory_limit=memory_limit) as con:
+        con.execute("SET TimeZone = 'UTC'")
         return _join(con, entity, timestamp_column, views, keys, created_cutoff)
 
 
@@ -176,6 +174,18 @@ def _arange(n: int) -> pa.Array:
     return pa.array(np.arange(n, dtype=np.int64))
 
 
+def _epoch_us_sql(column: str, duckdb_type: str, *, where: str) -> str:
+    """A time column as µs since the epoch. Nanosecond times are floored to the µs (never
+    rounded: a time a nanosecond before a row's event time must not see that row)."""
+    kind = duckdb_type.upper()
+    if kind == "TIMESTAMP_NS":
+        return f"epoch_us({quote_ident(column)})"  # floors
+    if kind == "TIMESTAMPTZ_NS" or kind == "TIMESTAMP_NS WITH TIME ZONE":
+        ns = f"epoch_ns({quote_ident(column)})"
+        return f"(({ns} - (({ns} % 1000) + 1000) % 1000) // 1000)"
+    return epoch_us_sql(column, duckdb_type, where=where)
+
+
 def _category(duckdb_type: str) -> str:
     """Which key types compare with which: numbers, text, times; anything else only with
     itself."""
@@ -201,7 +211,7 @@ def _join(con: duckdb.DuckDBPyConnection, entity: pa.Table, timestamp_column: st
     con.register(source, _entity_side(entity, timestamp_column, keys))
     try:
         types = column_types(con, source, where="the entity rows")
-        when = epoch_us_sql(_TIME, types[_TIME], where=f"entity column {timestamp_column!r}")
+        when = _epoch_us_sql(_TIME, types[_TIME], where=f"entity column {timestamp_column!r}")
         key_list = "".join(f", __ratchet_k{i}" for i in range(len(keys)))
         try:
             con.execute(f"CREATE TEMP TABLE {table} AS SELECT {_ROW}, {when} AS {_TIME}"
@@ -256,9 +266,9 @@ def _view_sql(con: duckdb.DuckDBPyConnection, view: JoinView, entity_table: str,
                                f"{key_types[key]} in the entity rows; give both the same type")
     key_index = {key: keys.index(key) for key in view.join_keys}
     ks = [f"__ratchet_k{key_index[k]}" for k in view.join_keys]
-    event = epoch_us_sql(view.timestamp_field, types[view.timestamp_field], where=where)
+    event = _epoch_us_sql(view.timestamp_field, types[view.timestamp_field], where=where)
     created = ("CAST(NULL AS BIGINT)" if view.created_timestamp_field is None else
-               epoch_us_sql(view.created_timestamp_field,
+               _epoch_us_sql(view.created_timestamp_field,
                             types[view.created_timestamp_field], where=where))
     order = ("row_number() OVER ()" if view.order_column is None
              else f"CAST({quote_ident(view.order_column)} AS BIGINT)")
