@@ -336,3 +336,24 @@ def test_open_inference_protocol_takes_the_keys(setup: Setup) -> None:
         expected = client.post("/predict", json={"inputs": {"driver_id": [1, 2],
                                                             "km": [2.0, 4.0]}}).json()
         assert r.json()["outputs"][0]["data"] == expected["predictions"]
+
+
+def test_full_feature_names_and_a_features_model_without_a_workspace(setup: Setup) -> None:
+    from ratchet.errors import InvalidInput
+    from ratchet.serving.served_model import ModelVersionRef, ServedModel
+
+    full = TRAIN.rename(columns={"rating": "driver_stats__rating",
+                                 "trips_per_km": "trip_ratios__trips_per_km"})
+    registry = setup.ws.client(RegistryClient)
+    with registry.tracking.start_run(experiment="eta") as run:
+        registry.log_model(run.id, LinearRegression().fit(full, Y), name="eta_full",
+                           input_example=full, features=REFS, full_feature_names=True)
+    with TestClient(setup.app("eta_full/1")) as client:
+        r = client.post("/predict", json={"inputs": [{"driver_id": 2, "km": 4.0}]})
+        assert r.status_code == 200, r.text
+    logged = predictions("eta_full", workspace=setup.ws)
+    assert logged["input.driver_stats__rating"].tolist() == [3.5]
+    assert logged["input.trip_ratios__trips_per_km"].tolist() == [7.5]
+    loaded = registry.load("models:/eta_full/1")
+    with pytest.raises(InvalidInput, match="serve it with a workspace"):
+        ServedModel(ModelVersionRef("eta_full", 1), loaded)
