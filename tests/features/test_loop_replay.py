@@ -187,21 +187,31 @@ def test_the_served_vectors_equal_the_training_set_at_the_logged_times(
     assert [a["predictions"][0] for a in day.answers] == answers.tolist()
 
 
-def test_without_the_created_cutoff_the_training_set_would_leak_corrections(
+def test_without_the_created_cutoff_the_training_set_would_see_rows_written_later(
         loop: Loop, served_day: tuple[Day, pd.DataFrame]) -> None:
-    """Corrections written after a request differ from what was served: only the cutoff
-    gives the served value back (and only in the corrected feature)."""
+    """Without the cutoff, a training set sees rows computed after the request (the hour
+    that had just closed, a correction): values the server could not have had. Only the
+    cutoff gives back what was served."""
     _, logged = served_day
     leaky = offline(logged, created_cutoff=False)
-    served = logged["input.acceptance"].to_numpy()
-    differ = leaky["acceptance"].to_numpy() != served
-    assert differ.sum() >= 1
+    entity = logged_entities(logged)
     stats = loop.world.driver_stats
-    corrected = stats[stats.duplicated(["driver_id", "event_ts"], keep="first")]
-    assert set(leaky["acceptance"].to_numpy()[differ]) <= set(corrected["acceptance"])
-    for column in COLUMNS:
-        if column != "acceptance":
-            assert leaky[column].tolist() == logged[f"input.{column}"].tolist()
+    reference = as_of(stats, ["driver_id"], COLUMNS[:3], AGES["driver_stats"], entity,
+                      created_cutoff=False)
+    for column in COLUMNS[:3]:
+        assert leaky[column].tolist() == reference[column].tolist(), column
+    differ = np.flatnonzero(leaky["acceptance"].to_numpy()
+                            != logged["input.acceptance"].to_numpy())
+    assert len(differ) >= 5
+    for row in differ:  # each time, a row with E <= T was written after T
+        t, driver = entity[TIME].iloc[row], entity["driver_id"].iloc[row]
+        late = stats[(stats["driver_id"] == driver) & (stats["event_ts"] <= t)
+                     & (stats["created_ts"] > t)]
+        assert len(late), (row, t, driver)
+    # the zones' rows are also computed after their half hour closes
+    zones = leaky[COLUMNS[3:]].to_numpy() != logged[[f"input.{c}" for c in COLUMNS[3:]]
+                                                    ].to_numpy()
+    assert zones.any()
 
 
 def test_the_online_lookup_at_a_request_time_is_the_logged_vector(
