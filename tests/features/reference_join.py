@@ -2,7 +2,7 @@
 and every feature row, written straight from the rule (no sorting, no ASOF, no DuckDB).
 
 For an entity row with keys K and time T, a view's value is its feature row with the same K
-(no key null) whose event time E ≤ T, and E ≥ T − ttl with a ttl; with ``created_cutoff``
+(no key null) whose event time E ≤ T, and E ≥ T - ttl with a ttl; with ``created_cutoff``
 also created ≤ T (a missing created time always passes); among those the greatest
 (E, created with nulls lowest, position in the rows); no row: None.
 """

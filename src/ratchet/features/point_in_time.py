@@ -1,7 +1,7 @@
 """The point-in-time join: each entity row's feature values as of the row's time.
 
 For an entity row with keys K and time T, a view's value is its feature row with the same K
-whose event time E ≤ T (and E ≥ T − ttl with a ttl, both edges inclusive); among those, the
+whose event time E ≤ T (and E ≥ T - ttl with a ttl, both edges inclusive); among those, the
 greatest E, then the greatest created time (nulls lowest), then the last row in source
 order. With ``created_cutoff`` a row only counts once it was written: created ≤ T (a row
 without a created time counts from its event time). No row: nulls. Entity rows keep their
@@ -20,7 +20,7 @@ It runs in DuckDB as one ASOF join per view, never as merge-everything-then-filt
 
 DuckDB works within a memory limit and spills to disk; the per-view results stream out as
 Arrow batches. Memory is bounded by the data (the entity keys and times, one view's rows
-and the output), never by entity rows × history.
+and the output), never by entity rows x history.
 """
 
 from __future__ import annotations
