@@ -105,6 +105,11 @@ def test_ttl_edge_is_inclusive_then_null(ws: Workspace) -> None:
     past = get_online_features(["driver_stats:trips"], [{"driver_id": 2}],
                                now=edge + timedelta(microseconds=1), workspace=ws)
     assert past.columns["trips"] == [None] and past.ages["driver_stats"] == [None]
+    # now as µs since the epoch (what a server passes), same edges
+    edge_us = int(edge.timestamp()) * 1_000_000
+    lookup = online_lookup(["driver_stats:trips"], workspace=ws)
+    assert lookup.get([{"driver_id": 2}], now=edge_us).columns["trips"] == [30]
+    assert lookup.get([{"driver_id": 2}], now=edge_us + 1).columns["trips"] == [None]
 
 
 def test_a_value_from_the_future_is_not_served(ws: Workspace) -> None:

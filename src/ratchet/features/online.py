@@ -115,9 +115,15 @@ class OnlineLookup:
     def get(self, entity_rows: object, *, now: object = None) -> OnlineFeatures:
         """The online vectors of ``entity_rows``: a list of dicts, a dict of columns or a
         pandas DataFrame, holding the entity keys (and the request fields of on-demand
-        views)."""
+        views). ``now``: a datetime (naive is UTC), ISO text, or µs since the epoch as an
+        int; default the current time."""
         columns, n = _entity_columns(entity_rows, self._needs)
-        at = now_us() if now is None else to_us(now, "now")
+        if now is None:
+            at = now_us()
+        elif type(now) is int:  # µs since the epoch (a server's request time)
+            at = now
+        else:
+            at = to_us(now, "now")
         plans = self._plans
         lookups = []
         for plan in plans:
