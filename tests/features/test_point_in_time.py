@@ -219,6 +219,10 @@ def test_without_an_order_column_the_scan_order_breaks_ties(tmp_path: Path) -> N
     ent = entity({"k": [0], "t": [at(1)]})
     assert point_in_time_join(ent, timestamp_column="t", views=[v]
                               ).column("x").to_pylist() == [n - 1]
+    # created_cutoff finds the winner, then joins its features back by its place in order
+    created = JoinView("v", v.scan_sql, ("k",), "ts", "ts", ("x",), ("x",))
+    assert point_in_time_join(ent, timestamp_column="t", views=[created], created_cutoff=True
+                              ).column("x").to_pylist() == [n - 1]
 
 
 def test_an_empty_view_gives_nulls_and_no_entity_rows_give_an_empty_table(con) -> None:
