@@ -396,6 +396,11 @@ def _us_iso(us: int | None) -> str | None:
     return datetime.fromtimestamp(us / 1_000_000, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
+def _us_cell(us: int) -> str:
+    """A time for a table cell, to the second: 2024-05-01T12:00:00Z."""
+    return cell_time(us // 1000)
+
+
 def _ttl(seconds: float | None) -> str:
     from datetime import timedelta
 
@@ -474,11 +479,16 @@ def materialize(
     if not rows:
         note("nothing to materialize: no feature view with online=True is registered")
         return
-    out = table("view", "version", "rows", "from", "up to", "seconds", "note")
-    for r in rows:
+    out = table("view", "version", "entities", "from", "up to",
+                no_wrap=("view", "version", "entities", "from", "up to"))
+    for result, r in zip(results, rows, strict=True):
         add_row(out, r["view"], r["view_version"], f"{r['rows']:,}",
-                r["start"] or "the beginning", r["end"], f"{r['seconds']:.2f}", r["skipped"])
+                _us_cell(result.start_at) if result.start_at is not None else "the beginning",
+                _us_cell(result.end_at))
     console().print(out)
+    for r in rows:
+        if r["skipped"]:
+            note(f"{r['view']}: {r['skipped']}")
     note(f"online store: {rows[0]['online_store']}")
 
 
@@ -757,17 +767,28 @@ def training_set(
                            "file .parquet")
     if out.exists() and out.is_dir():
         raise InvalidInput(f"--out {out} is a folder; give a file name ending in .parquet")
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     session = Session()
     _load_on_demand_code(definitions, feature, session.workspace)
-    result = features.training_set(entity_file, list(feature), timestamp_field=timestamp_field,
-                                   created_cutoff=created_cutoff,
-                                   full_feature_names=full_feature_names,
-                                   workspace=session.workspace)
-    built = result.to_arrow()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        pq.write_table(built, tmp)
-    logged = result.log(log) if log is not None else None
+    stderr = error_console()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=stderr, transient=True,
+                  disable=as_json or not stderr.is_terminal) as spinner:
+        task = spinner.add_task("joining features as of each entity row", total=None)
+        result = features.training_set(entity_file, list(feature),
+                                       timestamp_field=timestamp_field,
+                                       created_cutoff=created_cutoff,
+                                       full_feature_names=full_feature_names,
+                                       workspace=session.workspace)
+        built = result.to_arrow()
+        spinner.update(task, description=f"writing {out}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as tmp:
+            pq.write_table(built, tmp)
+        if log is not None:
+            spinner.update(task, description=f"logging dataset {log}")
+        logged = result.log(log) if log is not None else None
     summary: dict[str, Any] = {
         "out": str(out), "rows": built.num_rows, "columns": built.column_names,
         "definitions": [{"kind": k, "name": n, "version": v}
