@@ -306,3 +306,18 @@ def test_online_equals_the_training_set_at_now(ws: Workspace, tmp_path: Path,
     assert clean(online.columns["trips"]) == clean(offline["trips"].tolist())
     assert clean(online.columns["rating"]) == clean(offline["rating"].tolist())
     assert any(v == -1 for v in online.columns["trips"])  # pushed rows won some ties
+
+
+def test_a_missing_source_is_an_error_an_empty_one_is_no_rows(ws: Workspace,
+                                                              tmp_path: Path) -> None:
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    pd.DataFrame({"driver_id": [1], "event_ts": [T0], "trips": [1], "rating": [1.0]}
+                 ).to_parquet(folder / "x.parquet")
+    ratchet.features.apply([_stats_view(folder)], workspace=ws)
+    (folder / "x.parquet").unlink()
+    [r] = materialize(workspace=ws)
+    assert (r.rows, r.skipped) == (0, "the view has no rows")
+    folder.rmdir()
+    with pytest.raises(NotFound, match="does not exist"):
+        materialize(workspace=ws)

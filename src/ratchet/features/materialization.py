@@ -342,9 +342,10 @@ def materialize(views: Sequence[str] | None = None, *, start: object = None,
                     time.perf_counter() - began, skipped="already materialized up to "
                     f"{from_us(view_start).isoformat()}"))
                 continue
+            scan = view_files(view, ws)  # a source that is gone is an error, not "no rows"
             try:
-                table_sql = view_files(view, ws).sql(_needed_columns(view))
-            except NotFound:
+                table_sql: str | None = scan.sql(_needed_columns(view))
+            except NotFound:  # no files (an empty folder or glob) and nothing pushed
                 table_sql = None
             rows = 0
             if table_sql is not None:
