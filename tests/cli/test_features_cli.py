@@ -515,3 +515,40 @@ def test_training_set_wrong_input(cli: Invoke, declared: Path) -> None:
     assert_user_error(cli("features", "training-set", str(labels), "-f", "driver_stats:trips",
                           "--out", str(declared.parent / "folder.parquet")), "folder")
     assert not Path(out).exists()
+
+
+# ---------------------------------------------------------------- every metadata backend
+@pytest.fixture
+def on_backend(client_backend: dict[str, str], project: Path,
+               monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The project's metadata on SQLite, PostgreSQL, or a live team server (remote mode)."""
+    for key, value in client_backend.items():
+        monkeypatch.setenv(key, value)
+    return project
+
+
+def test_the_commands_on_every_backend(cli: Invoke, on_backend: Path) -> None:
+    defs = _online_project(on_backend, f"defs_backend_{on_backend.name.replace('-', '_')}")
+    applied = cli("features", "apply", str(defs), "--json")
+    assert applied.exit_code == 0, applied.output
+    assert {i["action"] for i in strict_json(applied.stdout)["items"]} == {"create"}
+    assert cli("features", "plan", str(defs), "--exit-code").exit_code == 0
+    listed = strict_json(cli("features", "list", "--json").stdout)
+    assert [(d["kind"], d["name"]) for d in listed] == [
+        ("entity", "driver"), ("feature_view", "driver_stats"), ("on_demand", "trip_ratios")]
+    done = strict_json(cli("features", "materialize", "--json").stdout)
+    assert done[0]["rows"] == 2
+    got = strict_json(cli("features", "get", "-f", "driver_stats:trips", "-f", "trip_ratios",
+                          "-e", "driver_id=7,distance_km=2", "-d", str(defs),
+                          "--json").stdout)
+    assert got["trips"] == [12] and got["trips_per_km"] == [6.0]
+    labels = on_backend / "now_labels.parquet"
+    pd.DataFrame({"driver_id": [7, 8],
+                  "event_timestamp": [pd.Timestamp.now(tz="UTC")] * 2}).to_parquet(labels)
+    built = cli("features", "training-set", str(labels), "-f", "driver_stats:trips",
+                "--out", str(on_backend / "now.parquet"), "--log", "now-set", "--json")
+    assert built.exit_code == 0, built.output
+    assert pd.read_parquet(on_backend / "now.parquet")["trips"].tolist() == [12, 3]
+    detail = strict_json(cli("features", "show", "driver_stats", "--json").stdout)
+    assert detail["last_materialization"]["rows"] == 2
+    assert [t["dataset"] for t in detail["training_sets"]] == ["now-set"]
