@@ -144,6 +144,12 @@ def test_integer_keys_of_different_widths_match(con) -> None:
     assert join(con, ent, v)["x"] == [2]
 
 
+def test_an_all_null_entity_key_column_matches_nothing(con) -> None:
+    v = view(con, {"k": ["a"], "ts": [at(0)], "x": [1]})
+    ent = pa.table({"k": pa.array([None, None], pa.null()), "t": pa.array([at(1)] * 2)})
+    assert join(con, ent, v)["x"] == [None, None]
+
+
 def test_a_dictionary_encoded_entity_key_matches_text(con) -> None:
     v = view(con, {"k": ["a", "b"], "ts": [at(0)] * 2, "x": [1, 2]})
     ent = pa.table({"k": pa.array(["b", "a", "b"]).dictionary_encode(),

@@ -261,6 +261,8 @@ def _view_sql(con: duckdb.DuckDBPyConnection, view: JoinView, entity_table: str,
         raise InvalidInput(f"{where}: its rows have no column {', '.join(map(repr, missing))} "
                            f"(they have {', '.join(map(repr, sorted(types)))})")
     for key in view.join_keys:
+        if key_types[key] == '"NULL"':  # an all-null entity key column: matches nothing
+            continue
         if _category(types[key]) != _category(key_types[key]):
             raise InvalidInput(f"{where}: join key {key!r} is {types[key]} in its rows but "
                                f"{key_types[key]} in the entity rows; give both the same type")
