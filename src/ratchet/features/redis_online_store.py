@@ -6,7 +6,8 @@ value is ``<event µs>:<created µs or empty>:<view version>:<JSON object of val
 header lets the write script compare entries without parsing their values, and a read of
 any number of (view, key) pairs is one ``MGET``, one round trip.
 
-Writes go through a Lua script (one ``EVALSHA`` per chunk of rows): for each row it keeps
+Writes go through a Lua script (one ``EVALSHA`` per chunk of rows, the chunks of one write
+pipelined in one round trip): for each row it keeps
 the stored entry when that one is newer by (event time, created time with null lowest) and
 replaces it otherwise, so the newest-wins rule holds against concurrent writers and a chunk
 is applied atomically. All of a chunk's keys are in one script call, so a Redis Cluster
@@ -113,12 +114,14 @@ class RedisOnlineStore:
         if not rows:
             return 0
         with self._errors(f"writing {len(rows)} rows of {view!r}"):
+            pipe = self._client.pipeline(transaction=False)  # every chunk in one round trip
             for i in range(0, len(rows), _CHUNK):
                 chunk = rows[i:i + _CHUNK]
                 names = [entry_name(view, key) for key, _e, _c, _p in chunk]
                 values = [f"{event}:{'' if created is None else created}:{view_version}:"
                           f"{payload}" for _k, event, created, payload in chunk]
-                self._script(keys=names, args=values)
+                self._script(keys=names, args=values, client=pipe)
+            pipe.execute()
         return len(rows)
 
     def read(self, lookups: Sequence[Lookup]) -> list[StoredFeatures | None]:
