@@ -69,17 +69,24 @@ class Loop:
         return trips[trips["label_at"] <= end][[*KEYS, TIME, LABEL]]
 
 
-@pytest.fixture
-def loop(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Loop]:
-    home = workspace / ".ratchet"
-    monkeypatch.setenv("RATCHET_HOME", str(home))
-    monkeypatch.setenv("RATCHET_DB", f"sqlite:///{home / 'ratchet.db'}")
-    monkeypatch.setenv("RATCHET_ARTIFACTS", str(home / "artifacts"))
+def make_loop(project: Path, env: pytest.MonkeyPatch) -> Loop:
+    """The world's history up to day 1 as the views' sources, applied in ``project``,
+    whose ``.ratchet`` is the ambient workspace (``env`` sets it)."""
+    home = project / ".ratchet"
+    env.chdir(project)
+    env.setenv("RATCHET_HOME", str(home))
+    env.setenv("RATCHET_DB", f"sqlite:///{home / 'ratchet.db'}")
+    env.setenv("RATCHET_ARTIFACTS", str(home / "artifacts"))
     world = example("world", "generate")(trips_per_day=TRIPS_PER_DAY)
     day1 = world.day(1)[0]
-    world.write_history(str(workspace / "data"), until=day1)
-    ratchet.features.apply(example("definitions", "DEFINITIONS"), base_dir=workspace)
-    yield Loop(workspace, Workspace(load_settings()), world, day1)
+    world.write_history(str(project / "data"), until=day1)
+    ratchet.features.apply(example("definitions", "DEFINITIONS"), base_dir=project)
+    return Loop(project, Workspace(load_settings()), world, day1)
+
+
+@pytest.fixture
+def loop(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Loop]:
+    yield make_loop(workspace, monkeypatch)
     from ratchet.features.online_store import close_shared_online_stores
 
     close_shared_online_stores()

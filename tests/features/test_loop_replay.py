@@ -28,7 +28,6 @@ from fastapi.testclient import TestClient
 
 import ratchet
 from ratchet.serving.server_state import ServingConfig
-from tests.features import test_feature_pipeline as pipeline_tests
 from tests.features.test_feature_pipeline import (
     COLUMNS,
     EXAMPLE,
@@ -40,9 +39,8 @@ from tests.features.test_feature_pipeline import (
     TIME,
     Loop,
     as_of,
+    make_loop,
 )
-
-loop = pipeline_tests.loop  # the project fixture, shared
 
 FAST = ServingConfig(poll_interval_s=0.05, log_flush_interval_s=0.1, startup_wait_s=10)
 VIEWS = ("driver_stats", "zone_demand")
@@ -74,19 +72,6 @@ class Day:
     pushed_rows: int = 0
 
 
-@pytest.fixture
-def champion(loop: Loop) -> int:
-    """The pipeline trained on day 0's labels, aliased champion; the online store holds
-    the latest history row of every entity at day 1's start."""
-    day0, day1 = loop.world.day(0)
-    run = loop.train(loop.log_rows(loop.labeled(day0, day1), "trips-day0"))
-    version = loop.version(run)
-    ratchet.models.set_alias(MODEL, "champion", version, reason="test: trained on day 0")
-    results = ratchet.features.materialize(end=day1)
-    assert sorted(r.view for r in results) == sorted(VIEWS)
-    return version
-
-
 def serve_day(loop: Loop, client: TestClient, clock: ServerClock, trips: pd.DataFrame,
               since: pd.Timestamp) -> Day:
     """Push what is computed and send each trip request at its time, in time order."""
@@ -109,24 +94,43 @@ def serve_day(loop: Loop, client: TestClient, clock: ServerClock, trips: pd.Data
     return day
 
 
-@pytest.fixture
-def served_day(loop: Loop, champion: int, monkeypatch: pytest.MonkeyPatch
-               ) -> tuple[Day, pd.DataFrame]:
-    """Day 1 served on its own clock; the log read back after the server stopped (its
-    shutdown flushes)."""
+@dataclass
+class Replay:
+    loop: Loop
+    champion: int
+    day: Day
+    logged: pd.DataFrame
+
+
+@pytest.fixture(scope="module")
+def replay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replay]:
+    """Day 1 served on its own clock by the champion (the pipeline trained on day 0's
+    labels; the online store materialized at day 1's start); the log read back after the
+    server stopped (its shutdown flushes). Once for the module: the tests read it."""
+    from ratchet.features.online_store import close_shared_online_stores
     from ratchet.serving import create_app
     from ratchet.serving.prediction_query import predictions
 
-    begin, end = loop.world.day(1)
-    trips = loop.world.trips_between(begin, end)
-    clock = ServerClock(begin)
-    with monkeypatch.context() as patched:
-        patched.setattr(time, "time_ns", clock)
-        with TestClient(create_app(f"{MODEL}@champion", workspace=loop.workspace,
-                                   config=FAST)) as client:
-            day = serve_day(loop, client, clock, trips, begin)
-    logged = predictions(MODEL, workspace=loop.workspace)
-    return day, logged
+    with pytest.MonkeyPatch.context() as env:
+        loop = make_loop(tmp_path_factory.mktemp("project"), env)
+        day0, day1 = loop.world.day(0)
+        run = loop.train(loop.log_rows(loop.labeled(day0, day1), "trips-day0"))
+        champion = loop.version(run)
+        ratchet.models.set_alias(MODEL, "champion", champion, reason="test: trained on day 0")
+        results = ratchet.features.materialize(end=day1)
+        assert sorted(r.view for r in results) == sorted(VIEWS)
+
+        begin, end = loop.world.day(1)
+        trips = loop.world.trips_between(begin, end)
+        clock = ServerClock(begin)
+        with pytest.MonkeyPatch.context() as patched:
+            patched.setattr(time, "time_ns", clock)
+            with TestClient(create_app(f"{MODEL}@champion", workspace=loop.workspace,
+                                       config=FAST)) as client:
+                day = serve_day(loop, client, clock, trips, begin)
+        logged = predictions(MODEL, workspace=loop.workspace)
+        yield Replay(loop, champion, day, logged)
+        close_shared_online_stores()
 
 
 def logged_entities(logged: pd.DataFrame) -> pd.DataFrame:
@@ -144,8 +148,8 @@ def offline(logged: pd.DataFrame, *, created_cutoff: bool = True) -> pd.DataFram
 
 
 def test_the_served_vectors_equal_the_training_set_at_the_logged_times(
-        loop: Loop, champion: int, served_day: tuple[Day, pd.DataFrame]) -> None:
-    day, logged = served_day
+        replay: Replay) -> None:
+    loop, champion, day, logged = replay.loop, replay.champion, replay.day, replay.logged
     trips = loop.world.trips_between(*loop.world.day(1))
     # every request was answered by the champion and logged once, at its own time
     assert len(logged) == len(trips) == len(day.answers) >= 100
@@ -188,11 +192,11 @@ def test_the_served_vectors_equal_the_training_set_at_the_logged_times(
 
 
 def test_without_the_created_cutoff_the_training_set_would_see_rows_written_later(
-        loop: Loop, served_day: tuple[Day, pd.DataFrame]) -> None:
+        replay: Replay) -> None:
     """Without the cutoff, a training set sees rows computed after the request (the hour
     that had just closed, a correction): values the server could not have had. Only the
     cutoff gives back what was served."""
-    _, logged = served_day
+    loop, logged = replay.loop, replay.logged
     leaky = offline(logged, created_cutoff=False)
     entity = logged_entities(logged)
     stats = loop.world.driver_stats
@@ -214,12 +218,10 @@ def test_without_the_created_cutoff_the_training_set_would_see_rows_written_late
     assert zones.any()
 
 
-def test_the_online_lookup_at_a_request_time_is_the_logged_vector(
-        loop: Loop, served_day: tuple[Day, pd.DataFrame]) -> None:
+def test_the_online_lookup_at_a_request_time_is_the_logged_vector(replay: Replay) -> None:
     """After the day, the online store holds the newest rows: asked as of the last
     request's time it answers what the server logged for that request."""
-    _, logged = served_day
-    last = logged.iloc[-1]
+    last = replay.logged.iloc[-1]
     online = ratchet.features.get_online_features(
         FEATURES, [{k: last[f"input.{k}"] for k in KEYS}], now=last["timestamp"])
     values = online.to_pandas()
@@ -227,8 +229,7 @@ def test_the_online_lookup_at_a_request_time_is_the_logged_vector(
         assert values[column].iloc[0] == last[f"input.{column}"], column
 
 
-def test_the_controller_retrains_on_the_served_vectors(
-        loop: Loop, champion: int, served_day: tuple[Day, pd.DataFrame]) -> None:
+def test_the_controller_retrains_on_the_served_vectors(replay: Replay) -> None:
     """The day's labels come back; a manual retrain through the controller builds its
     rows from the log and runs the example's pipeline on them: the training set it
     builds is the served vectors, and the new version serves from entity keys."""
@@ -237,7 +238,7 @@ def test_the_controller_retrains_on_the_served_vectors(
     from ratchet.ct.policy import load_policy
     from ratchet.serving.deployments import DeploymentClient
 
-    _, logged = served_day
+    loop, logged = replay.loop, replay.logged
     trips = loop.world.trips_between(*loop.world.day(1))
     deployments = loop.workspace.client(DeploymentClient)
     end_ms = int(loop.world.day(1)[1].value // 1_000_000) + 3_600_000
@@ -249,37 +250,45 @@ def test_the_controller_retrains_on_the_served_vectors(
     policy = replace(load_policy(EXAMPLE / "policy.yaml"), pipeline=PIPELINE)
     world = LiveWorld(policy, deployments, clock=lambda: end_ms)
     loop.workspace.stores.ct_state.request(MODEL, "retrain", at=end_ms, actor="test")
-    result = Controller(policy, world, holder="test").tick(max_steps=3)
+    result = Controller(policy, world, holder="test").tick()
     events = {e.kind: e for e in loop.workspace.stores.ct_events.history(MODEL)}
-    assert "retrained" in events, (result.describe(), {k: e.summary for k, e in events.items()})
+    assert [e for _, _, e in result.steps][:4] == ["trigger", "data", "retrained", "gate"], \
+        (result.describe(), {k: e.summary for k, e in events.items()})
+    # monitoring judged the logged vectors against the champion's training set (its
+    # lineage) and saw the drivers' acceptance drift
+    monitored = loop.workspace.stores.monitor.latest(MODEL)
+    assert monitored is not None
+    assert monitored.result["reference"]["dataset"] == "trip-completion-training-set"
+    assert "acceptance" in monitored.result["drift"]["drifted_columns"]
+    # the controller's rows: the oldest labeled log rows (the newest are the holdout),
+    # each with its keys, request time (data.timestamp), logged vector and label
     retrained = events["retrained"].evidence
-    train_ref = retrained["train"]
-    # the controller's rows: the log's keys, time, vector and label
-    rows = ratchet.data.get(train_ref).to_pandas()
-    assert {*KEYS, TIME, LABEL, *COLUMNS} <= set(rows.columns)
-    # the pipeline ran on them and rebuilt the served vectors
-    built = _pipeline_training_set(loop, retrained["pipeline_run"])
-    assert len(built) == len(rows)
-    for column in COLUMNS:
-        assert built[column].tolist() == rows[column].tolist(), column
-    loaded = ratchet.models.load(f"models:/{MODEL}/{retrained['version']}")
-    assert loaded.features is not None and loaded.features.entity_keys == tuple(KEYS)
-    assert np.isfinite(loaded.predict(built[COLUMNS]).astype(float)).all()
-
-
-def _pipeline_training_set(loop: Loop, pipeline_run: str) -> pd.DataFrame:
-    """The training-set dataset a pipeline run's training_frame step recorded."""
+    rows = ratchet.data.get(retrained["train"]).to_pandas()
+    n = len(rows)
+    assert n == events["data"].evidence["train"] and 0 < n < len(logged)
+    assert rows[TIME].tolist() == logged["timestamp"].iloc[:n].tolist()
+    assert rows[LABEL].tolist() == trips[LABEL].iloc[:n].tolist()
+    for column in [*KEYS, *COLUMNS]:
+        assert rows[column].tolist() == logged[f"input.{column}"].iloc[:n].tolist(), column
+    # they reached the pipeline, whose training set, rebuilt from the feature store at
+    # those times, is the served vectors
     from ratchet.pipelines.runs import get_pipeline_run
 
-    run = get_pipeline_run(pipeline_run, workspace=loop.workspace)
+    run = get_pipeline_run(retrained["pipeline_run"], workspace=loop.workspace)
+    assert run.record.params["data"] == retrained["train"]
+    built = _training_set_of(run)
+    assert built[[*KEYS, TIME, LABEL]].values.tolist() == rows[[*KEYS, TIME, LABEL]] \
+        .values.tolist()
+    for column in COLUMNS:
+        assert built[column].tolist() == rows[column].tolist(), column
+    # the challenger serves from entity keys too, and was judged on the logged vectors
+    loaded = ratchet.models.load(f"models:/{MODEL}/{retrained['version']}")
+    assert loaded.features is not None and loaded.features.entity_keys == tuple(KEYS)
+    assert events["gate"].evidence["evidence"]["challenger"]["n"] == len(logged) - n
+
+
+def _training_set_of(run: Any) -> pd.DataFrame:
+    """The training-set dataset a pipeline run's training_frame step recorded."""
     (output,) = [o for o in run.step("training_frame").outputs if o.dataset is not None]
     name, version = output.dataset
     return ratchet.data.get(f"{name}@{version}").to_pandas()
-
-
-@pytest.fixture(autouse=True)
-def _stop_online_stores() -> Iterator[None]:
-    yield
-    from ratchet.features.online_store import close_shared_online_stores
-
-    close_shared_online_stores()
