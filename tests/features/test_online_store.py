@@ -301,3 +301,19 @@ def test_redis_layout_one_value_per_entity_under_the_prefix() -> None:
 def test_redis_bad_url() -> None:
     with pytest.raises(InvalidInput, match="not a Redis URL"):
         open_online_store("redis://127.0.0.1:notaport/0")
+
+
+def test_a_reader_sees_another_process_writes(store: OnlineStore, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    uri = (REDIS_URL if store.uri.startswith("redis")
+           else f"sqlite:///{tmp_path / 'online.sqlite'}")
+    store.write("v", 1, [("[1]", 1, None, _payload(x="before"))])
+    assert store.read([("v", "[1]")])[0] is not None  # this thread's connection is open
+    code = ("import sys; from ratchet.features.online_store import open_online_store; "
+            "s = open_online_store(sys.argv[1]); "
+            "s.write('v', 2, [('[1]', 2, None, '{\"x\": \"after\"}')]); s.close()")
+    subprocess.run([sys.executable, "-c", code, uri], check=True, timeout=120)
+    got = store.read([("v", "[1]")])[0]
+    assert got is not None and got.values == {"x": "after"} and got.view_version == 2
