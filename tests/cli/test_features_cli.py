@@ -552,3 +552,18 @@ def test_the_commands_on_every_backend(cli: Invoke, on_backend: Path) -> None:
     detail = strict_json(cli("features", "show", "driver_stats", "--json").stdout)
     assert detail["last_materialization"]["rows"] == 2
     assert [t["dataset"] for t in detail["training_sets"]] == ["now-set"]
+
+
+def test_show_entities_and_on_demand_views(cli: Invoke, declared: Path) -> None:
+    cli("features", "apply", str(declared))
+    entity = cli("features", "show", "driver")
+    assert entity.exit_code == 0, entity.output
+    assert "entity" in entity.stdout and "driver_id" in entity.stdout
+    on_demand = cli("features", "show", "trip_ratios")
+    assert on_demand.exit_code == 0, on_demand.output
+    for fragment in ("on-demand view", "trips_per_km", "driver_stats:trips", "distance_km",
+                     f"{declared.stem}:trip_ratios"):
+        assert fragment in on_demand.stdout, fragment
+    plan = strict_json(cli("features", "plan", str(declared), "--json").stdout)
+    assert plan["applied"] is False
+    assert {i["action"] for i in plan["items"]} == {"unchanged"}
