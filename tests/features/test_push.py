@@ -222,3 +222,24 @@ def test_offline_only_views_take_offline_pushes_only(ws: Workspace, tmp_path: Pa
     store = open_online_store(ws.settings.online_store_uri)
     assert store.count("archive") == 0
     store.close()
+
+
+def test_zoned_times_are_converted_to_utc(ws: Workspace) -> None:
+    paris = pd.Timestamp("2026-01-01 03:00", tz="Europe/Paris")  # 02:00 UTC
+    result = push("driver_stats", pd.DataFrame({"driver_id": [8], "event_ts": [paris],
+                                                "created": [paris], "trips": [1],
+                                                "rating": [1.0]}), workspace=ws)
+    assert result.offline_file is not None
+    table = pq.read_table(result.offline_file)
+    assert table.column("event_ts")[0].as_py() == datetime(2026, 1, 1, 2, 0)
+    assert table.column("created")[0].as_py() == datetime(2026, 1, 1, 2, 0)
+    got = get_online_features(["driver_stats:trips"], [{"driver_id": 8}],
+                              now=T0 + timedelta(hours=3), workspace=ws)
+    assert got.ages["driver_stats"] == [3600.0]
+
+
+def test_repeated_columns_are_refused(ws: Workspace) -> None:
+    frame = pd.DataFrame([[1, T0, 1, 1.0, 2]],
+                         columns=["driver_id", "event_ts", "trips", "rating", "trips"])
+    with pytest.raises(InvalidInput, match="Duplicate column names"):
+        push("driver_stats", frame, workspace=ws)
