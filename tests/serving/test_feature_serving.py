@@ -165,7 +165,7 @@ def test_entity_keys_only_are_answered_and_the_vector_is_logged(setup: Setup) ->
     arrival = pd.Timestamp(first["timestamp"].iloc[0])
     expected_ages = [(arrival - (setup.now - pd.Timedelta(days=d))).total_seconds()
                      for d in (1, 2)]
-    np.testing.assert_allclose(ages, expected_ages, atol=2.0)
+    np.testing.assert_allclose(ages, expected_ages, atol=1e-6)  # as of the arrival time
 
 
 @pytest.mark.parametrize(("row", "field", "words"), [

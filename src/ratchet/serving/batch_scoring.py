@@ -154,7 +154,8 @@ def _score_batch(served: ServedModel, batch: pa.RecordBatch, offset: int,
         # CSV: a column Arrow read as text (one bad cell) is read per cell, as the server
         # reads a CSV body, so only the bad rows are reported.
         validated = served.validator.validate(ParsedRequest(columns, batch.num_rows,
-                                                            text_cells=text_cells))
+                                                            text_cells=text_cells),
+                                              now_ms=arrival_ms)
     except RequestInvalid as exc:
         raise InvalidInput(f"rows {offset}..{offset + batch.num_rows - 1} do not match the "
                            f"model signature (row numbers below count from {offset}): "

@@ -290,7 +290,10 @@ class FeatureRequestValidator:
             max_columns=len(self.names) + len(self.allowed_extra) + _EXTRA_SLACK,
             max_rows=self.policy.max_rows)
 
-    def validate(self, request: ParsedRequest) -> ValidatedRequest:
+    def validate(self, request: ParsedRequest, *, now_ms: int | None = None
+                 ) -> ValidatedRequest:
+        """``now_ms``: the time the features are read as of (the request's arrival, which
+        the prediction log records); None: now."""
         n = request.n_rows
         if n > self.policy.max_rows:
             raise BadRequest(f"{n} rows in one request; the limit is {self.policy.max_rows} "
@@ -326,7 +329,8 @@ class FeatureRequestValidator:
                              f"{_shown_names(self.names)})")
         if problems.total:
             raise RequestInvalid(problems.items, problems.total)
-        fetched = self.lookup.fetch(given, n)  # StoreUnavailable (503), ModelFailed (500)
+        fetched = self.lookup.fetch(  # StoreUnavailable (503), ModelFailed (500)
+            given, n, now_us=None if now_ms is None else now_ms * 1000)
         columns: dict[str, Any] = {n: v for n, v in given.items()
                                    if n in self._names_set or n in self.allowed_extra}
         columns.update(fetched.columns)

@@ -76,7 +76,7 @@ class InferenceService:
     def answer(self, table: RoutingTable, request: ParsedRequest, request_id: str,
                arrival_ms: int, started: float) -> Answer:
         """Route, validate, predict (in this thread), log: the synchronous path."""
-        groups, validated = self.validate(table, request)
+        groups, validated = self.validate(table, request, arrival_ms)
         parts = {idx: self._predict(table, idx, validated[idx], rows if len(groups) > 1
                                     else None, request, request_id, arrival_ms, started)
                  for idx, rows in groups.items()}
@@ -91,9 +91,10 @@ class InferenceService:
         if offload:
             import asyncio
 
-            groups, validated = await asyncio.to_thread(self.validate, table, request)
+            groups, validated = await asyncio.to_thread(self.validate, table, request,
+                                                         arrival_ms)
         else:
-            groups, validated = self.validate(table, request)
+            groups, validated = self.validate(table, request, arrival_ms)
         parts = {}
         for idx, rows in groups.items():
             parts[idx] = await self._predict_async(
@@ -101,14 +102,18 @@ class InferenceService:
                 request_id, arrival_ms, started, predict)
         return self.assemble(table, request, request_id, arrival_ms, groups, validated, parts)
 
-    def validate(self, table: RoutingTable, request: ParsedRequest
+    def validate(self, table: RoutingTable, request: ParsedRequest,
+                 arrival_ms: int | None = None
                  ) -> tuple[dict[int, list[int]], dict[int, ValidatedRequest]]:
-        """Which route answers which rows, and the request validated for each route."""
+        """Which route answers which rows, and the request validated for each route.
+        ``arrival_ms``: the time a model served from entity keys reads its features as of
+        (the time the prediction log records)."""
         groups = self._route(table, request)
         validated: dict[int, ValidatedRequest] = {}
         try:
             for idx in groups:
-                validated[idx] = table.routes[idx].model.validator.validate(request)
+                validated[idx] = table.routes[idx].model.validator.validate(
+                    request, now_ms=arrival_ms)
         except RequestInvalid as exc:
             if self.metrics is not None:
                 self.metrics.rejected(exc.problems)
@@ -196,7 +201,7 @@ class InferenceService:
             raise ModelFailed(f"model {route.model.ref} failed: "
                               f"{type(exc).__name__}: {exc}") from exc
         # A canary/variant failure is answered by the primary, for the same rows.
-        return table.routes[0].model.validator.validate(request)
+        return table.routes[0].model.validator.validate(request, now_ms=arrival_ms)
 
     # ------------------------------------------------------------------ bookkeeping
     def _record(self, route: Route, columns: dict[str, Any], outputs: dict[str, list[Any]],
@@ -251,7 +256,7 @@ class InferenceService:
         started = time.perf_counter()
         try:
             try:
-                validated = route.model.validator.validate(request)
+                validated = route.model.validator.validate(request, now_ms=arrival_ms)
             except RequestInvalid as exc:
                 if self.log is not None:
                     from ratchet.serving.prediction_log import LoggedRequest

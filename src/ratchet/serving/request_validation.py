@@ -128,7 +128,10 @@ class RequestValidator:
             max_columns=len(self.names) + len(self.allowed_extra) + slack,
             max_rows=self.policy.max_rows)
 
-    def validate(self, request: ParsedRequest) -> ValidatedRequest:
+    def validate(self, request: ParsedRequest, *, now_ms: int | None = None
+                 ) -> ValidatedRequest:
+        """``now_ms``: unused here (a model served from entity keys reads its features as
+        of it, ``feature_lookup.FeatureRequestValidator``)."""
         n = request.n_rows
         if n > self.policy.max_rows:
             raise BadRequest(f"{n} rows in one request; the limit is {self.policy.max_rows} "
