@@ -25,10 +25,11 @@ LAUNCHER = Path(__file__).resolve().parent / "launcher.py"
 # What a launcher imports before it forks: what the programs import, and in full client
 # venvs the heavy parts of mlflow (pyfunc, the sklearn flavor, the SQL stores), pandas and
 # scikit-learn. The skinny client has mlflow alone.
-FULL_CLIENT_MODULES = ("mlflow", "mlflow.pyfunc", "mlflow.sklearn", "mlflow.artifacts",
-                       "mlflow.store.tracking.sqlalchemy_store", "pandas",
-                       "sklearn.linear_model", "sklearn.datasets")
-SKINNY_CLIENT_MODULES = ("mlflow",)
+FULL_CLIENT_MODULES: tuple[str, ...] = (
+    "mlflow", "mlflow.pyfunc", "mlflow.sklearn", "mlflow.artifacts",
+    "mlflow.store.tracking.sqlalchemy_store", "pandas", "sklearn.linear_model",
+    "sklearn.datasets")
+SKINNY_CLIENT_MODULES: tuple[str, ...] = ("mlflow",)
 # Importing the modules above takes ~3-5 s alone; on the loaded 2-core machine, allow more.
 READY_TIMEOUT_S = 180
 

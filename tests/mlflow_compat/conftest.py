@@ -83,8 +83,8 @@ def mlflow_python(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def mlflow_clients(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClientProcesses]:
     """Runs client programs in the client venvs (a fork server per venv, this worker's)."""
-    modules = {str(venv / "bin" / "python"): FULL_CLIENT_MODULES
-               for venv in MLFLOW_ENVS.values()}
+    modules: dict[str, tuple[str, ...]] = {str(venv / "bin" / "python"): FULL_CLIENT_MODULES
+                                          for venv in MLFLOW_ENVS.values()}
     modules[str(SKINNY_ENV[1] / "bin" / "python")] = SKINNY_CLIENT_MODULES
     clients = ClientProcesses(tmp_path_factory.mktemp("mlflow-clients"), modules)
     try:
