@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,7 @@ from tests.features.test_feature_pipeline import (
 
 FAST = ServingConfig(poll_interval_s=0.05, log_flush_interval_s=0.1, startup_wait_s=10)
 VIEWS = ("driver_stats", "zone_demand")
+REDIS_URL = "redis://127.0.0.1:6379/11"  # this module's db
 AGES = {"driver_stats": pd.Timedelta(hours=2), "zone_demand": pd.Timedelta(hours=1)}
 
 
@@ -102,35 +104,62 @@ class Replay:
     logged: pd.DataFrame
 
 
-@pytest.fixture(scope="module")
-def replay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replay]:
+def replayed(project: Path, env: pytest.MonkeyPatch) -> Replay:
     """Day 1 served on its own clock by the champion (the pipeline trained on day 0's
     labels; the online store materialized at day 1's start); the log read back after the
-    server stopped (its shutdown flushes). Once for the module: the tests read it."""
-    from ratchet.features.online_store import close_shared_online_stores
+    server stopped (its shutdown flushes)."""
     from ratchet.serving import create_app
     from ratchet.serving.prediction_query import predictions
 
-    with pytest.MonkeyPatch.context() as env:
-        loop = make_loop(tmp_path_factory.mktemp("project"), env)
-        day0, day1 = loop.world.day(0)
-        run = loop.train(loop.log_rows(loop.labeled(day0, day1), "trips-day0"))
-        champion = loop.version(run)
-        ratchet.models.set_alias(MODEL, "champion", champion, reason="test: trained on day 0")
-        results = ratchet.features.materialize(end=day1)
-        assert sorted(r.view for r in results) == sorted(VIEWS)
+    loop = make_loop(project, env)
+    day0, day1 = loop.world.day(0)
+    run = loop.train(loop.log_rows(loop.labeled(day0, day1), "trips-day0"))
+    champion = loop.version(run)
+    ratchet.models.set_alias(MODEL, "champion", champion, reason="test: trained on day 0")
+    results = ratchet.features.materialize(end=day1)
+    assert sorted(r.view for r in results) == sorted(VIEWS)
 
-        begin, end = loop.world.day(1)
-        trips = loop.world.trips_between(begin, end)
-        clock = ServerClock(begin)
-        with pytest.MonkeyPatch.context() as patched:
-            patched.setattr(time, "time_ns", clock)
-            with TestClient(create_app(f"{MODEL}@champion", workspace=loop.workspace,
-                                       config=FAST)) as client:
-                day = serve_day(loop, client, clock, trips, begin)
-        logged = predictions(MODEL, workspace=loop.workspace)
-        yield Replay(loop, champion, day, logged)
+    begin, end = loop.world.day(1)
+    trips = loop.world.trips_between(begin, end)
+    clock = ServerClock(begin)
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(time, "time_ns", clock)
+        with TestClient(create_app(f"{MODEL}@champion", workspace=loop.workspace,
+                                   config=FAST)) as client:
+            day = serve_day(loop, client, clock, trips, begin)
+    return Replay(loop, champion, day, predictions(MODEL, workspace=loop.workspace))
+
+
+@pytest.fixture(scope="module")
+def replay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replay]:
+    """The day replayed with the default online store (SQLite), once for the module's
+    tests (they read it)."""
+    from ratchet.features.online_store import close_shared_online_stores
+
+    with pytest.MonkeyPatch.context() as env:
+        yield replayed(tmp_path_factory.mktemp("project"), env)
         close_shared_online_stores()
+
+
+@pytest.fixture
+def replay_on_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Replay]:
+    """The day replayed with the real Redis on 127.0.0.1 as the online store (a db of this
+    module's own, emptied before and after)."""
+    import redis
+
+    from ratchet.features.online_store import close_shared_online_stores
+
+    server = redis.Redis.from_url(REDIS_URL)
+    server.flushdb()
+    monkeypatch.setenv("RATCHET_ONLINE_STORE", REDIS_URL)
+    try:
+        project = tmp_path / "project"
+        project.mkdir()
+        yield replayed(project, monkeypatch)
+    finally:
+        close_shared_online_stores()
+        server.flushdb()
+        server.close()
 
 
 def logged_entities(logged: pd.DataFrame) -> pd.DataFrame:
@@ -149,6 +178,16 @@ def offline(logged: pd.DataFrame, *, created_cutoff: bool = True) -> pd.DataFram
 
 def test_the_served_vectors_equal_the_training_set_at_the_logged_times(
         replay: Replay) -> None:
+    assert_served_equals_offline(replay)
+
+
+def test_with_redis_online_the_served_vectors_equal_the_training_set(
+        replay_on_redis: Replay) -> None:
+    assert replay_on_redis.loop.workspace.settings.online_store_uri == REDIS_URL
+    assert_served_equals_offline(replay_on_redis)
+
+
+def assert_served_equals_offline(replay: Replay) -> None:
     loop, champion, day, logged = replay.loop, replay.champion, replay.day, replay.logged
     trips = loop.world.trips_between(*loop.world.day(1))
     # every request was answered by the champion and logged once, at its own time
