@@ -317,3 +317,17 @@ def test_a_reader_sees_another_process_writes(store: OnlineStore, tmp_path: Path
     subprocess.run([sys.executable, "-c", code, uri], check=True, timeout=120)
     got = store.read([("v", "[1]")])[0]
     assert got is not None and got.values == {"x": "after"} and got.view_version == 2
+
+
+def test_redis_database_out_of_range_is_named() -> None:
+    store = open_online_store("redis://127.0.0.1:6379/99")
+    with pytest.raises(StoreUnavailable, match="Redis refused reading features: DB index"):
+        store.read([("v", "[1]")])
+    store.close()
+
+
+def test_sqlite_folder_that_cannot_be_made(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreUnavailable, match="cannot create"):
+        open_online_store(f"sqlite:///{blocker / 'sub' / 'online.sqlite'}")
