@@ -15,7 +15,8 @@ DOCS = Path(__file__).parents[1] / "docs"
 
 
 @pytest.mark.parametrize("page", ["quickstart.md", "data.md", "pipelines.md", "monitoring.md",
-                                  "continuous-training.md", "deleting.md", "api.md"])
+                                  "continuous-training.md", "deleting.md", "api.md",
+                                  "features.md"])
 def test_doc_page_runs(page: str, workspace: Path) -> None:
     namespace: dict[str, object] = {"__name__": "__docs__"}
     for _, code in blocks(DOCS / page, "python"):

@@ -27,9 +27,13 @@ GROUPS = [
     ["users"],
     ["tokens"],
     ["import"],
+    ["features"],
 ]
 COMMANDS = [
     ["init"],
+    ["features", "plan"], ["features", "apply"], ["features", "list"], ["features", "show"],
+    ["features", "materialize"], ["features", "push"], ["features", "get"],
+    ["features", "training-set"],
     ["import", "mlflow"],
     ["experiments", "list"],
     ["experiments", "show"],

@@ -183,7 +183,7 @@ class FeatureCatalog:
             else:
                 problems.append(f"{definition!r} is not an Entity, FeatureView or "
                                 "OnDemandFeatureView")
-        views = {name: d for (kind, name), d in by_key.items() if kind == "feature_view"}
+        views = {name: d for (kind, name), d in by_key.items() if isinstance(d, FeatureView)}
         for (kind, name), definition in by_key.items():
             other_kind = {"feature_view": "on_demand", "on_demand": "feature_view"}.get(kind)
             if other_kind and ((other_kind, name) in by_key or self._registered(other_kind, name)):
@@ -350,8 +350,9 @@ class FeatureCatalog:
         for selection in view_selections:
             keys.extend(k for k in selection.view.join_keys if k not in keys)
         request_fields: list[str] = []
-        for selection in od_selections:
-            request_fields.extend(f for f in selection.view.request if f not in request_fields)
+        for od_selection in od_selections:
+            request_fields.extend(f for f in od_selection.view.request
+                                  if f not in request_fields)
         produced = fetched + [c for s in od_selections for c in s.columns]
         every = [*keys, *request_fields, *produced]
         clashes = sorted({c for c in every if every.count(c) > 1})

@@ -114,14 +114,15 @@ class FeatureDefinitionStore:
                 if latest is not None and latest.digest == digest:
                     return _record(latest)
                 version = 1 if latest is None else latest.version + 1
+                created_at = now_ms()
                 values = {"kind": kind, "name": name, "version": version, "digest": digest,
-                          "spec": encoded, "created_at": now_ms(), "created_by": actor}
+                          "spec": encoded, "created_at": created_at, "created_by": actor}
                 try:
                     conn.execute(insert(d).values(**values))
                 except SAIntegrityError:
                     continue
             return FeatureDefinitionRecord(kind, name, version, digest, json.loads(encoded),
-                                           values["created_at"], actor)
+                                           created_at, actor)
         raise Conflict(f"{_KIND_WORDS[kind]} {name!r} is being changed by another writer; "
                        "apply again")
 
