@@ -116,16 +116,17 @@ def generate(*, days: int = 2, drivers: int = 12, zones: int = 3, trips_per_day:
                      + 0.4 * np.sin(2 * np.pi * (np.arange(slots) % 48) / 48)[:, None], 0.2, None)
 
     # ---------------------------------------------------------------- driver_stats
-    rows = []
-    for h in range(hours):
-        event = origin + pd.Timedelta(hours=h + 1)  # the hour [h, h+1) closes
-        for d, driver in enumerate(driver_ids):
-            created = event + pd.Timedelta(seconds=int(60 + rng.integers(0, 90)))
-            rows.append((int(driver), event, created, int(rng.poisson(3 * busy[h])),
-                         float(accept[h, d] + rng.normal(0, 0.02)),
-                         float(4.2 + 0.6 * base_accept[d] + rng.normal(0, 0.05))))
-    stats = pd.DataFrame(rows, columns=["driver_id", "event_ts", "created_ts",
-                                        *DRIVER_FEATURES])
+    # the hour [h, h+1) closes at h+1; its row is computed 60-150 s later
+    grid = (hours, drivers)
+    event = origin + pd.to_timedelta(np.repeat(hour_index + 1, drivers), unit="h")
+    stats = pd.DataFrame({
+        "driver_id": np.tile(driver_ids, hours),
+        "event_ts": event,
+        "created_ts": event + pd.to_timedelta(60 + rng.integers(0, 90, hours * drivers),
+                                              unit="s"),
+        "trips": rng.poisson(np.repeat(3 * busy, drivers)).astype(np.int64),
+        "acceptance": (accept + rng.normal(0, 0.02, grid)).ravel(),
+        "rating": (4.2 + 0.6 * base_accept[None, :] + rng.normal(0, 0.05, grid)).ravel()})
     # corrections: the same hour recomputed 40 minutes later with a different acceptance
     fixed = stats.sample(n=max(1, len(stats) // 25), random_state=seed).copy()
     fixed["created_ts"] = fixed["event_ts"] + pd.Timedelta(minutes=40)
@@ -134,16 +135,15 @@ def generate(*, days: int = 2, drivers: int = 12, zones: int = 3, trips_per_day:
     stats = stats.sort_values(["created_ts", "driver_id"], kind="stable", ignore_index=True)
 
     # ---------------------------------------------------------------- zone_demand
-    rows = []
-    for s in range(slots):
-        event = origin + pd.Timedelta(minutes=30 * (s + 1))
-        for z, zone in enumerate(zone_ids):
-            created = event + pd.Timedelta(seconds=int(30 + rng.integers(0, 60)))
-            rows.append((zone, event, created, int(rng.poisson(8 * demand[s, z])),
-                         float(1.0 + 0.5 * max(demand[s, z] - 1.0, 0.0)
-                               + rng.normal(0, 0.02))))
-    zone_rows = pd.DataFrame(rows, columns=["zone_id", "event_ts", "created_ts",
-                                            *ZONE_FEATURES])
+    event = origin + pd.to_timedelta(np.repeat(30 * (np.arange(slots) + 1), zones), unit="m")
+    zone_rows = pd.DataFrame({
+        "zone_id": np.tile(np.asarray(zone_ids, dtype=object), slots),
+        "event_ts": event,
+        "created_ts": event + pd.to_timedelta(30 + rng.integers(0, 60, slots * zones),
+                                              unit="s"),
+        "open_requests": rng.poisson(8 * demand).astype(np.int64).ravel(),
+        "surge": (1.0 + 0.5 * np.clip(demand - 1.0, 0.0, None)
+                  + rng.normal(0, 0.02, (slots, zones))).ravel()})
     zone_rows = zone_rows.sort_values(["created_ts", "zone_id"], kind="stable",
                                       ignore_index=True)
 
