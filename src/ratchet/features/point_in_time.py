@@ -20,7 +20,8 @@ It runs in DuckDB as one ASOF join per view, never as merge-everything-then-filt
 
 DuckDB works within a memory limit and spills to disk; the per-view results stream out as
 Arrow batches. Memory is bounded by the data (the entity keys and times, one view's rows
-and the output), never by entity rows x history.
+and the output), never by entity rows x history. Each view's result comes back in any
+order with the entity row's position and is put back in order by one permutation.
 """
 
 from __future__ import annotations
@@ -237,12 +238,25 @@ def _join(con: duckdb.DuckDBPyConnection, entity: pa.Table, timestamp_column: st
                 raise InvalidInput(f"feature view {view.name!r}: the join gave "
                                    f"{joined.num_rows} rows for {entity.num_rows} entity rows; "
                                    f"its order column {view.order_column!r} must be unique")
+            joined = joined.take(_inverse(joined.column(_ROW)))  # back in entity row order
             for j, column in enumerate(view.columns):
                 result = result.append_column(column, joined.column(f"__ratchet_f{j}"))
         return result
     finally:
         con.execute(f"DROP TABLE IF EXISTS {table}")
         con.unregister(source)
+
+
+def _inverse(positions: pa.ChunkedArray) -> pa.Array:
+    """The permutation that puts rows whose entity positions are ``positions`` back in entity
+    row order (cheaper than a sort in DuckDB)."""
+    import numpy as np
+    import pyarrow as pa
+
+    where = positions.to_numpy()
+    order = np.empty(len(where), dtype=np.int64)
+    order[where] = np.arange(len(where), dtype=np.int64)
+    return pa.array(order)
 
 
 def _view_sql(con: duckdb.DuckDBPyConnection, view: JoinView, entity_table: str,
@@ -302,8 +316,7 @@ def _view_sql(con: duckdb.DuckDBPyConnection, view: JoinView, entity_table: str,
             (f"__fv.__f{j}" if ttl_us is None else f"CASE WHEN {ok} THEN __fv.__f{j} END")
             + f" AS __ratchet_f{j}" for j in range(len(view.features)))
         return (f"WITH {rows} SELECT __ent.{_ROW}, {features} FROM {entity_table} AS __ent "
-                f"ASOF LEFT JOIN __seen AS __fv ON {same_keys} AND {probe} >= {build} "
-                f"ORDER BY __ent.{_ROW}")
+                f"ASOF LEFT JOIN __seen AS __fv ON {same_keys} AND {probe} >= {build}")
     # created_cutoff: visible from V = max(E, created); per key, the best row visible by V.
     partition = ", ".join(ks)
     best = (f"max(struct_pack(e := __e, c := __c, o := __o)) OVER (PARTITION BY {partition} "
@@ -317,4 +330,4 @@ def _view_sql(con: duckdb.DuckDBPyConnection, view: JoinView, entity_table: str,
             f"__m AS (SELECT __ent.{_ROW}, __ent.{_TIME}, __fv.__best FROM {entity_table} AS "
             f"__ent ASOF LEFT JOIN __best AS __fv ON {same_keys} AND __ent.{_TIME} >= __fv.__v) "
             f"SELECT __m.{_ROW}, {features} FROM __m LEFT JOIN __seen AS __w "
-            f"ON __w.__o = struct_extract(__m.__best, 'o') ORDER BY __m.{_ROW}")
+            f"ON __w.__o = struct_extract(__m.__best, 'o')")
