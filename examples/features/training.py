@@ -44,7 +44,15 @@ def training_frame(data: str, timestamp: str = TIME) -> pd.DataFrame:
             f"each was answered and the label (a CT policy adds the time with "
             f"data.timestamp: {timestamp})")
     entity = rows[needed].copy()
-    entity[timestamp] = pd.to_datetime(entity[timestamp], utc=True)
+    unlabeled = int(entity[LABEL].isna().sum())
+    if unlabeled:
+        raise InvalidInput(f"training data {data}: {unlabeled} of {len(entity)} rows have no "
+                           f"{LABEL!r}; give labeled rows only")
+    try:
+        entity[timestamp] = pd.to_datetime(entity[timestamp], utc=True)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(f"training data {data}: column {timestamp!r} must hold the time "
+                           f"each row was answered (UTC): {exc}") from None
     return ratchet.features.training_set(entity, features=FEATURES,
                                          timestamp_field=timestamp,
                                          created_cutoff=True).to_pandas()

@@ -211,6 +211,28 @@ def test_rows_without_their_time_are_refused_naming_the_column(loop: Loop) -> No
     assert "driver_id, zone_id, completed" in message  # what the rows have
 
 
+def test_rows_without_a_label_are_refused(loop: Loop) -> None:
+    day0, day1 = loop.world.day(0)
+    rows = loop.labeled(day0, day1).reset_index(drop=True)
+    rows[LABEL] = rows[LABEL].astype("Int64")
+    rows.loc[rows.index[-2:], LABEL] = None
+    with pytest.raises(StepFailed) as failed:
+        loop.train(loop.log_rows(rows, "unlabeled"))
+    assert f"2 of {len(rows)} rows have no 'completed'" in str(failed.value.__cause__)
+
+
+def test_times_that_are_not_times_are_refused_naming_the_column(loop: Loop) -> None:
+    day0, day1 = loop.world.day(0)
+    rows = loop.labeled(day0, day1).reset_index(drop=True)
+    rows[TIME] = rows[TIME].astype(str)  # ISO text is read as times ...
+    rows.loc[rows.index[-1], TIME] = "yesterday-ish"  # ... this is not
+    with pytest.raises(StepFailed) as failed:
+        loop.train(loop.log_rows(rows, "bad-times"))
+    message = str(failed.value.__cause__)
+    assert "column 'requested_at' must hold the time each row was answered" in message
+    assert "yesterday-ish" in message
+
+
 def test_a_time_column_under_another_name_is_a_parameter(loop: Loop) -> None:
     day0, day1 = loop.world.day(0)
     rows = loop.labeled(day0, day1).rename(columns={TIME: "timestamp"})
