@@ -43,6 +43,9 @@ from tests.features.test_feature_pipeline import (
     make_loop,
 )
 
+# One worker runs the module: its served day (the module fixture) is built once.
+pytestmark = pytest.mark.xdist_group("loop_replay")
+
 FAST = ServingConfig(poll_interval_s=0.05, log_flush_interval_s=0.1, startup_wait_s=10)
 VIEWS = ("driver_stats", "zone_demand")
 REDIS_URL = "redis://127.0.0.1:6379/11"  # this module's db
