@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -160,8 +161,31 @@ def test_on_demand_views_run_on_the_fetched_values(ws: Workspace) -> None:
     # trips is fetched only as the function's input: not in the output
     assert result.columns == {"driver_id": [1, 99], "trips_per_km": [5.0, None],
                               "rating": [4.5, None]}
+    # a request whose only entity is missing: the function sees NaN, as in a training set
+    alone = get_online_features(["per_km"], [{"driver_id": 99, "km": 2.0}], now=NOW,
+                                workspace=ws)
+    assert alone.columns["trips_per_km"] == [None]
     with pytest.raises(InvalidInput, match="entity row 0 has no 'km'"):
         get_online_features(["per_km"], [{"driver_id": 1}], now=NOW, workspace=ws)
+
+
+def log_trips(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"log_trips": np.log1p(frame["trips"]),
+                         "busy": frame["trips"] > 15})
+
+
+def test_on_demand_inputs_are_typed_like_a_training_set(ws: Workspace) -> None:
+    """All inputs missing: the function gets float NaN (not object None, which NumPy and
+    comparisons refuse), the same frame a training set would give it."""
+    view = OnDemandFeatureView("log_trips", function=log_trips, inputs=["driver_stats:trips"],
+                               features=["log_trips", "busy"])
+    ratchet.features.apply([view], workspace=ws)
+    alone = get_online_features(["log_trips"], [{"driver_id": 99}], now=NOW, workspace=ws)
+    assert alone.columns == {"driver_id": [99], "log_trips": [None], "busy": [False]}
+    both = get_online_features(["log_trips"], [{"driver_id": 1}, {"driver_id": 99}], now=NOW,
+                               workspace=ws)
+    assert both.columns["log_trips"] == [pytest.approx(np.log1p(20)), None]
+    assert both.columns["busy"] == [True, False]
 
 
 def test_one_lookup_is_one_store_read(ws: Workspace) -> None:

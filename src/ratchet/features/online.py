@@ -170,14 +170,33 @@ class OnlineLookup:
 
         produced: dict[str, list[Any]] = {}
         for s in self.selection.on_demand:
-            frame = pd.DataFrame({**{name: fetched[column] for column, name in s.inputs.items()},
-                                  **{f: columns[f] for f in s.view.request}},
-                                 index=pd.RangeIndex(n))
+            frame = pd.DataFrame(
+                {**{name: _series(fetched[column], n) for column, name in s.inputs.items()},
+                 **{f: _series(columns[f], n) for f in s.view.request}},
+                index=pd.RangeIndex(n))
             result = s.view.compute(frame)
             for feature, column in zip(s.features, s.columns, strict=True):
                 produced[column] = [None if _missing(v) else v
                                     for v in result[feature].tolist()]
         return produced
+
+
+def _series(values: list[Any], n: int) -> Any:
+    """A column of the on-demand function's input frame, typed as the training set types it
+    (through Arrow): integers with a missing value are floats with NaN, strings are objects
+    with None, and a column with no value at all is float NaN (a numeric feature's missing
+    values, as in a training set), never an object column of None that arithmetic fails on."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    try:
+        array = pa.array(values, from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError):  # mixed types: as they are
+        return pd.Series(values, dtype=object)
+    if pa.types.is_null(array.type):
+        return pd.Series(np.full(n, np.nan))
+    return array.to_pandas()
 
 
 def _missing(value: Any) -> bool:
