@@ -9,9 +9,12 @@ pushed (online store and offline log) as they are computed, and each trip reques
 with its driver and zone only, at its known time (the served app's clock is set to it:
 the log's timestamp and the online lookup's "now"). The prediction log's vectors are then
 compared, value for value (floats exactly), with ``training_set(created_cutoff=True)`` at
-the logged times; the labels are fed back, and a manual retrain through the controller
-runs the example's pipeline on the rows it built from the log, whose training set is again
-the served vectors.
+the logged times (and with a row-by-row reference); the same day is replayed once more with
+the real Redis as the online store. Then the labels are fed back and a manual retrain
+through the controller runs the example's pipeline on the rows it built from the log
+(keys, request time, logged vector, label): its training set is again the served vectors,
+and the monitor, judging the logged vectors against that pipeline's training set, sees the
+drivers' acceptance drift.
 """
 
 from __future__ import annotations
