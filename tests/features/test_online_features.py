@@ -233,7 +233,8 @@ def test_wrong_input(ws: Workspace) -> None:
         get_online_features(["driver_stats:trips"], [1], workspace=ws)
     with pytest.raises(InvalidInput, match="list of dicts"):
         get_online_features(["driver_stats:trips"], "driver_id=1", workspace=ws)
-    with pytest.raises(InvalidInput, match="integer, a string or a bool"):
+    with pytest.raises(InvalidInput, match="'driver_id' of feature view 'driver_stats': an "
+                       "entity key must be an integer, a string or a bool, got list"):
         get_online_features(["driver_stats:trips"], [{"driver_id": [1]}], workspace=ws)
     with pytest.raises(InvalidInput, match="ISO 8601"):
         get_online_features(["driver_stats:trips"], [{"driver_id": 1}], now="soon",

@@ -127,11 +127,15 @@ class OnlineLookup:
         plans = self._plans
         lookups = []
         for plan in plans:
-            if len(plan.keys) == 1:
-                keys = [encode_key((v,)) for v in columns[plan.keys[0]]]
-            else:
-                keys = [encode_key(row) for row in zip(*(columns[k] for k in plan.keys),
-                                                        strict=True)]
+            try:
+                if len(plan.keys) == 1:
+                    keys = [encode_key((v,)) for v in columns[plan.keys[0]]]
+                else:
+                    keys = [encode_key(row) for row in zip(*(columns[k] for k in plan.keys),
+                                                            strict=True)]
+            except InvalidInput as exc:
+                raise InvalidInput(f"entity rows: {', '.join(map(repr, plan.keys))} of "
+                                   f"feature view {plan.name!r}: {exc}") from None
             lookups.append(keys)
         wanted = [(plan.name, key) for plan, keys in zip(plans, lookups, strict=True)
                   for key in keys if key is not None]
