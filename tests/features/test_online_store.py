@@ -331,3 +331,29 @@ def test_sqlite_folder_that_cannot_be_made(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(StoreUnavailable, match="cannot create"):
         open_online_store(f"sqlite:///{blocker / 'sub' / 'online.sqlite'}")
+
+
+def test_readers_never_see_half_a_batch(store: OnlineStore) -> None:
+    """A batch lands whole: a reader reading every key at once sees one batch's values."""
+    keys = [f"[{k}]" for k in range(200)]
+    store.write("v", 1, [(key, 0, None, _payload(t=0)) for key in keys])
+    done = threading.Event()
+    seen: list[set[int]] = []
+
+    def reader() -> None:
+        while not done.is_set():
+            entries = store.read([("v", key) for key in keys])
+            seen.append({e.values["t"] for e in entries if e is not None})
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        for t in range(1, 40):
+            store.write("v", 1, [(key, t, None, _payload(t=t)) for key in keys])
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join()
+    assert seen and all(len(values) == 1 for values in seen)
+    assert max(max(values) for values in seen) <= 39
