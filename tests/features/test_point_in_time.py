@@ -293,7 +293,7 @@ def test_wrong_views_say_what_is_wrong(con) -> None:
                                            r"'speed', 'made' \(they have 'k', 'ts', 'x', 'y'\)"):
         point_in_time_join(ent, timestamp_column="t", connection=con, views=[
             JoinView("w", "v", ("k",), "ts", "made", ("speed",), ("speed",))])
-    with pytest.raises(InvalidInput, match="feature view 'w': the join failed: Conversion"):
+    with pytest.raises(InvalidInput, match="feature view 'w': cannot read its rows: Conversion"):
         point_in_time_join(ent, timestamp_column="t", connection=con, views=[
             JoinView("w", "(SELECT k, x, 'soon' AS y FROM v)", ("k",), "y", None, ("x",),
                      ("x",))])
