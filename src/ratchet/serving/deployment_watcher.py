@@ -66,6 +66,12 @@ class RoutingTable:
         return (self.revision, *((r.variant, r.model.ref) for r in self.all_routes))
 
     @property
+    def reads_features(self) -> bool:
+        """Whether a routed model reads the online feature store per request (I/O: its
+        validation runs off the event loop)."""
+        return any(r.model.feature_lookup is not None for r in self.routes)
+
+    @property
     def all_routes(self) -> tuple[Route, ...]:
         return (*self.routes, self.shadow) if self.shadow else self.routes
 

@@ -143,7 +143,7 @@ class Answering:
                           else parse(body, content_type, names, limits=limits))
                 answer = await server.service.answer_async(
                     table, parsed, request_id, arrival_ms, started, server.batcher.predict,
-                    offload=parsed.n_rows >= THREAD_FROM_ROWS)
+                    offload=parsed.n_rows >= THREAD_FROM_ROWS or table.reads_features)
             except BadRequest as exc:
                 if not isinstance(exc, RequestInvalid):  # those the service counted
                     metrics.rejected(exc.problems)
