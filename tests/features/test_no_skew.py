@@ -3,7 +3,7 @@ served from entity keys by a real server process over HTTP logs, for each entity
 vector ``training_set`` gives for the same entity at the request's time (with
 ``created_cutoff``), value for value, and the prediction the model makes on it.
 
-The feature rows cover the point-in-time rule's cases: several rows per entity (the
+On the default SQLite online store and on Redis. The feature rows cover the point-in-time rule's cases: several rows per entity (the
 latest wins), two rows at one event time (the later created wins), a row older than the
 ttl (nulls), a row from the future (not yet valid), an entity only pushed (the online
 write and the offline log), an entity with no rows at all (nulls); an on-demand view
@@ -65,7 +65,21 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     close_shared_online_stores()
 
 
-def test_the_served_vector_is_the_training_set_row_at_the_request_time(project: Path) -> None:
+@pytest.fixture(params=["sqlite", "redis"])
+def online_store(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The workspace's default SQLite online store, or a private redis-server."""
+    if request.param == "sqlite":
+        yield None
+        return
+    from tests.serving.test_feature_serving import _redis
+
+    port = _free_port()
+    with _redis(port):
+        yield f"redis://127.0.0.1:{port}/0"
+
+
+def test_the_served_vector_is_the_training_set_row_at_the_request_time(
+        project: Path, online_store: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
     now = pd.Timestamp.now(tz="UTC").floor("s")
     day = pd.Timedelta(days=1)
     rows = pd.DataFrame([
@@ -83,7 +97,7 @@ def test_the_served_vector_is_the_training_set_row_at_the_request_time(project: 
     rows.to_parquet(project / "stats.parquet")
     home = project / "home"
     settings = Settings(home=home, db_url=f"sqlite:///{home / 'ratchet.db'}",
-                        artifacts_uri=str(home / "artifacts"))
+                        artifacts_uri=str(home / "artifacts"), online_store=online_store)
     ws = Workspace(settings)
     driver = Entity("driver", join_keys=["driver_id"])
     view = FeatureView("driver_stats", entities=[driver], source="stats.parquet",
@@ -124,6 +138,8 @@ def test_the_served_vector_is_the_training_set_row_at_the_request_time(project: 
             log_flush_interval_s=0.1))
     """)
     entities = {"driver_id": [1, 2, 3, 4, 5, 6], "km": [2.0, 3.0, 4.0, 5.0, 10.0, 1.0]}
+    if online_store is not None:  # the server process reads it from its environment
+        monkeypatch.setenv("RATCHET_ONLINE_STORE", online_store)
     with running_process(settings, project, [sys.executable, "-c", script], port) as (
             url, _log):
         reply = httpx.post(f"{url}/predict", json={"inputs": entities}, timeout=30)

@@ -357,3 +357,20 @@ def test_full_feature_names_and_a_features_model_without_a_workspace(setup: Setu
     loaded = registry.load("models:/eta_full/1")
     with pytest.raises(InvalidInput, match="serve it with a workspace"):
         ServedModel(ModelVersionRef("eta_full", 1), loaded)
+
+
+def test_an_unusable_sqlite_online_store_is_503(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    broken = tmp_path / "online.sqlite"
+    broken.write_bytes(b"this is not a SQLite database" * 100)
+    s = Setup(tmp_path, online_store=f"sqlite:///{broken}")
+    s.apply(s.module)
+    s.log("eta", LinearRegression().fit(TRAIN, Y), TRAIN)
+    try:
+        with TestClient(s.app("eta/1")) as client:
+            r = client.post("/predict", json={"inputs": [{"driver_id": 1, "km": 2.0}]})
+            assert r.status_code == 503, r.text
+            assert "online store" in r.json()["error"]
+    finally:
+        close_shared_online_stores()
