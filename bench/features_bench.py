@@ -57,6 +57,7 @@ from features_common import (
     FEATURE_TS,
     FEATURES_PER_VIEW,
     JOIN_KEY,
+    REDIS_URL,
     ROW_ID,
     SPAN,
     TTL,
@@ -288,6 +289,19 @@ def warm_up(contender: str, data: Path) -> None:
                 pass
 
 
+def redis_problem() -> str | None:
+    """Why the Redis online store cannot be measured (None when it can)."""
+    import socket
+
+    host, port = REDIS_URL.removeprefix("redis://").split("/")[0].split(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return None
+    except OSError as exc:
+        return (f"Redis at {host}:{port} is not reachable ({exc.strerror or exc}): start it, "
+                "or pass --stores sqlite")
+
+
 def run_phase(contender: str, phase: str, data: Path, root: Path, store: str,
               lookups: int) -> dict[str, Any]:
     workdir = root / f"{contender}-{phase}-{store}"
@@ -419,7 +433,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "online" in phases:
             for store in args.stores:
                 results["online"][store] = {}
+                unreachable = redis_problem() if store == "redis" else None
+                if unreachable:
+                    log(unreachable)
                 for contender in contenders:
+                    if unreachable:
+                        results["online"][store][contender] = {"error": unreachable}
+                        continue
                     if contender == "ratchet" and problems["online"]:
                         continue
                     r = run_phase(contender, "online", data, root, store, args.lookups)
@@ -565,6 +585,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.lookups < 1:
         parser.error(f"--lookups must be at least 1, not {args.lookups}")
+    if args.data_dir is not None and args.data_dir.exists() and not args.data_dir.is_dir():
+        parser.error(f"--data-dir {args.data_dir} is a file, not a folder")
+    if (args.data_dir is not None and args.data_dir.is_dir()
+            and not (args.data_dir / "manifest.json").exists() and any(args.data_dir.iterdir())):
+        parser.error(f"--data-dir {args.data_dir} is a folder with other files in it: give an "
+                     "empty or new folder (the benchmark writes its data there)")
     args.argv = sys.argv[1:] if argv is None else argv
     args.started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     args.loadavg_at_start = os.getloadavg()

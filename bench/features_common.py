@@ -75,6 +75,12 @@ def parse_args(tool: str, argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.data = args.data.resolve()
     args.workdir = args.workdir.resolve()
+    if not (args.data / "manifest.json").is_file():
+        parser.error(f"--data {args.data} holds no manifest.json: generate the data with "
+                     "bench/features_bench.py --data-dir DIR first")
+    if args.lookups < 1 or args.warmup < 0:
+        parser.error("--lookups must be at least 1 and --warmup at least 0")
+    args.workdir.mkdir(parents=True, exist_ok=True)
     return args
 
 
