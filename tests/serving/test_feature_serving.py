@@ -374,3 +374,12 @@ def test_an_unusable_sqlite_online_store_is_503(tmp_path: Path,
             assert "online store" in r.json()["error"]
     finally:
         close_shared_online_stores()
+
+
+def test_serve_checks_the_features_modules_before_binding(setup: Setup) -> None:
+    from ratchet.errors import InvalidInput
+    from ratchet.serving.workers import serve
+
+    with pytest.raises(InvalidInput, match="'no_such_features_module' cannot be found"):
+        serve("eta/1", port=_free_port(), workspace=setup.ws,
+              config=ServingConfig(features_modules=("no_such_features_module",)))

@@ -212,6 +212,19 @@ class FeatureLookup:
         return "; ".join(parts) or None
 
 
+def _is_file_target(name: str) -> bool:
+    return name.endswith(".py") or "/" in name or "\\" in name
+
+
+def absolute_targets(targets: Sequence[str]) -> tuple[str, ...]:
+    """The targets with file paths made absolute (worker processes import them too)."""
+    from pathlib import Path
+
+    return tuple(str(Path(t.strip()).expanduser().resolve())
+                 if isinstance(t, str) and _is_file_target(t.strip()) else t
+                 for t in targets)
+
+
 def import_features_modules(targets: Sequence[str]) -> None:
     """Import the modules that declare on-demand views: their functions are the only
     feature code this server runs (never code from the metadata store).
@@ -230,7 +243,7 @@ def import_features_modules(targets: Sequence[str]) -> None:
         if not name:
             raise InvalidInput(f"a features module is 'package.module' or 'path/to/file.py', "
                                f"got {target!r}")
-        if name.endswith(".py") or "/" in name or "\\" in name:
+        if _is_file_target(name):
             path = Path(name).expanduser().resolve()
             if not path.is_file() or path.suffix != ".py":
                 raise InvalidInput(f"features module {name!r}: no such Python file "
@@ -417,4 +430,4 @@ def _check_keys(values: Any, name: str, problems: _Problems, *, text: bool) -> l
 
 
 __all__ = ["AGE_SUFFIX", "FeatureLookup", "FeatureRequestValidator", "Fetched",
-           "import_features_modules"]
+           "absolute_targets", "import_features_modules"]

@@ -3,7 +3,9 @@
 Classifiers answer with the predicted label and one ``proba_<class>`` column per class
 (monitoring estimates performance from these before labels arrive). The model input is
 built the way the model was trained: a float matrix for models fitted on arrays, a typed
-DataFrame (categories, datetimes) for models fitted on frames.
+DataFrame (categories, datetimes) for models fitted on frames. A model logged with
+``features=[...]`` is validated by ``feature_lookup.FeatureRequestValidator``: its requests
+carry entity keys, and the columns it predicts on are the features read for them.
 """
 
 from __future__ import annotations
