@@ -2,9 +2,10 @@
 it (``policy.yaml``).
 
 It receives ``data``: a dataset version of labeled rows, each with the entity keys
-(``driver_id``, ``zone_id``), the time the request was answered (``requested_at``) and the
-label (``completed``). The controller's retraining rows also hold the feature vector the
-server logged; the pipeline does not train on it: it builds its training set with
+(``driver_id``, ``zone_id``), the time the request was answered (``requested_at``), the
+request data the on-demand view reads (``distance_km``) and the label (``completed``).
+The controller's retraining rows also hold the feature vector the server logged; the
+pipeline does not train on it: it builds its training set with
 ``ratchet.features.training_set`` as of each row's time, with ``created_cutoff=True`` (a
 row computed after the request never reaches it), from the same definitions the server
 reads online, so what it learns from is what was served. The training set is recorded as
@@ -13,6 +14,8 @@ logged with the feature references, so a server takes entity keys only.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
@@ -25,9 +28,20 @@ from ratchet.errors import InvalidInput
 MODEL, TRAINING_SET = "trip-completion", "trip-completion-training-set"
 KEYS = ["driver_id", "zone_id"]
 TIME, LABEL = "requested_at", "completed"
+REQUEST = ["distance_km"]  # the request fields of trip_context (an on-demand view)
 FEATURES = ["driver_stats:trips", "driver_stats:acceptance", "driver_stats:rating",
-            "zone_demand:open_requests", "zone_demand:surge"]
+            "zone_demand:open_requests", "zone_demand:surge", "trip_context:pickup_pressure"]
 COLUMNS = [ref.split(":", 1)[1] for ref in FEATURES]  # training_set's output names
+DEFINITIONS_FILE = Path(__file__).resolve().with_name("trip_features.py")
+
+
+def import_on_demand_code() -> None:
+    """Import ``trip_features`` as a server does (``--features-module``): its on-demand
+    view's code then runs here as it runs there, under the module name it was registered
+    with."""
+    from ratchet.serving.feature_lookup import import_features_modules
+
+    import_features_modules([str(DEFINITIONS_FILE)])
 
 
 # Not cached: the training set depends on the feature store as well as on ``data``.
@@ -35,14 +49,15 @@ COLUMNS = [ref.split(":", 1)[1] for ref in FEATURES]  # training_set's output na
 def training_frame(data: str, timestamp: str = TIME) -> pd.DataFrame:
     """The labeled rows joined with the features as of each row's ``timestamp``."""
     rows = ratchet.data.get(data).to_pandas()
-    needed = [*KEYS, timestamp, LABEL]
+    needed = [*KEYS, timestamp, *REQUEST, LABEL]
     missing = [c for c in needed if c not in rows.columns]
     if missing:
         raise InvalidInput(
             f"training data {data}: no column {', '.join(map(repr, missing))} (it has "
             f"{', '.join(map(str, rows.columns))}); the rows need the entity keys, the time "
-            f"each was answered and the label (a CT policy adds the time with "
-            f"data.timestamp: {timestamp})")
+            f"each was answered, the request fields and the label (a CT policy adds the time "
+            f"with data.timestamp: {timestamp})")
+    import_on_demand_code()
     entity = rows[needed].copy()
     unlabeled = int(entity[LABEL].isna().sum())
     if unlabeled:

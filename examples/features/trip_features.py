@@ -1,5 +1,9 @@
 """The feature definitions of the trip-completion example (``ratchet features apply``).
 
+The module is also what a server imports to run the on-demand view
+(``ratchet serve --features-module examples/features/trip_features.py``): the same
+function computes ``pickup_pressure`` for every row of a training set and for each request.
+
 Sources are folders of Parquet files relative to the directory the definitions are applied
 from (``apply(base_dir=...)``): ``data/driver_stats/`` and ``data/zone_demand/`` hold the
 history a batch job wrote (``world.World.write_history``); what arrives later is pushed
@@ -10,7 +14,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from ratchet.features import Entity, FeatureView
+import pandas as pd
+
+from ratchet.features import Entity, FeatureView, on_demand
 
 driver = Entity("driver", join_keys=["driver_id"], description="a driver, by id")
 zone = Entity("zone", join_keys=["zone_id"], description="a city zone")
@@ -27,8 +33,19 @@ zone_demand = FeatureView(
     features=["open_requests", "surge"], ttl=timedelta(hours=1),
     description="each zone's open requests and surge multiplier, every 30 minutes")
 
-DEFINITIONS = [driver, zone, driver_stats, zone_demand]
+
+
+@on_demand(inputs=["driver_stats:acceptance", "zone_demand:surge"], request=["distance_km"],
+           features=["pickup_pressure"])
+def trip_context(rows: pd.DataFrame) -> pd.DataFrame:
+    """How hard the pickup is: the zone's surge times the trip's distance (a request
+    field), per unit of the driver's acceptance."""
+    return pd.DataFrame({"pickup_pressure": rows["surge"] * rows["distance_km"]
+                         / rows["acceptance"].clip(lower=0.05)})
+
+
+DEFINITIONS = [driver, zone, driver_stats, zone_demand, trip_context]
 
 # What the trip-completion model reads, as given to training_set and log_model.
 FEATURES = ["driver_stats:trips", "driver_stats:acceptance", "driver_stats:rating",
-            "zone_demand:open_requests", "zone_demand:surge"]
+            "zone_demand:open_requests", "zone_demand:surge", "trip_context:pickup_pressure"]

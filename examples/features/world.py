@@ -12,10 +12,11 @@ Everything is generated from one seed (no download), over ``days`` days from ``S
   different value (a backfill; a training set without ``created_cutoff`` would leak it).
 - ``zone_demand`` rows (``zone_id``, ``event_ts``, ``created_ts``, ``open_requests``,
   ``surge``) every 30 minutes.
-- ``trips``: ``driver_id``, ``zone_id``, ``requested_at`` (whole seconds, UTC) and the
-  label ``completed`` (0/1), known at ``label_at`` = ``requested_at`` + 30 minutes. The
-  label depends on the driver's and zone's *latent* state at the request (not on the
-  published numbers), so a model learns from the features without being handed the answer.
+- ``trips``: ``driver_id``, ``zone_id``, ``requested_at`` (whole seconds, UTC), the
+  rider's ``distance_km`` (request data the client sends) and the label ``completed``
+  (0/1), known at ``label_at`` = ``requested_at`` + 30 minutes. The label depends on the
+  driver's and zone's *latent* state at the request (not on the published numbers) and on
+  the distance, so a model learns from the features without being handed the answer.
 
 ``World.history(view, until)`` are the rows already computed at ``until`` (what a batch
 source holds when the loop starts); ``World.arrivals(view, after, until)`` the rows
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 START = "2024-05-01T00:00:00Z"
 DRIVER_KEYS, ZONE_KEYS = ["driver_id"], ["zone_id"]
 KEYS = ["driver_id", "zone_id"]
-TIME, LABEL = "requested_at", "completed"
+TIME, LABEL, REQUEST = "requested_at", "completed", "distance_km"
 DRIVER_FEATURES = ["trips", "acceptance", "rating"]
 ZONE_FEATURES = ["open_requests", "surge"]
 LABEL_DELAY = "30min"
@@ -159,10 +160,12 @@ def generate(*, days: int = 2, drivers: int = 12, zones: int = 3, trips_per_day:
     zone_of = rng.integers(0, zones, n)
     hour_of = ((at - origin) // pd.Timedelta(hours=1)).to_numpy().astype(int)
     slot_of = ((at - origin) // pd.Timedelta(minutes=30)).to_numpy().astype(int)
-    logit = 5.0 * (accept[hour_of, driver_of] - 0.6) - 1.2 * (demand[slot_of, zone_of] - 1.0)
+    distance = np.round(rng.uniform(0.5, 12.0, n), 1)
+    logit = 5.0 * (accept[hour_of, driver_of] - 0.6) - 1.2 * (demand[slot_of, zone_of] - 1.0) \
+        - 0.08 * (distance - 6.0)
     completed = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
     trips = pd.DataFrame({"driver_id": driver_ids[driver_of],
                           "zone_id": np.asarray(zone_ids, dtype=object)[zone_of],
-                          TIME: at, LABEL: completed})
+                          TIME: at, REQUEST: distance, LABEL: completed})
     trips["label_at"] = trips[TIME] + pd.Timedelta(LABEL_DELAY)
     return World(stats, zone_rows, trips, origin, days)

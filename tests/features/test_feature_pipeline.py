@@ -7,6 +7,7 @@ shared with test_loop_replay.py."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +27,9 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "features"
 PIPELINE = f"{EXAMPLE / 'training.py'}:training"
 MODEL = "trip-completion"
 KEYS, TIME, LABEL = ["driver_id", "zone_id"], "requested_at", "completed"
+REQUEST = ["distance_km"]
 FEATURES = ["driver_stats:trips", "driver_stats:acceptance", "driver_stats:rating",
-            "zone_demand:open_requests", "zone_demand:surge"]
+            "zone_demand:open_requests", "zone_demand:surge", "trip_context:pickup_pressure"]
 COLUMNS = [r.split(":")[1] for r in FEATURES]
 TRIPS_PER_DAY = 160
 
@@ -66,7 +68,7 @@ class Loop:
     def labeled(self, begin: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """The trips requested in [begin, end) whose label is known by ``end``."""
         trips = self.world.trips_between(begin, end)
-        return trips[trips["label_at"] <= end][[*KEYS, TIME, LABEL]]
+        return trips[trips["label_at"] <= end][[*KEYS, TIME, *REQUEST, LABEL]]
 
 
 def make_loop(project: Path, env: pytest.MonkeyPatch) -> Loop:
@@ -80,7 +82,10 @@ def make_loop(project: Path, env: pytest.MonkeyPatch) -> Loop:
     world = example("world", "generate")(trips_per_day=TRIPS_PER_DAY)
     day1 = world.day(1)[0]
     world.write_history(str(project / "data"), until=day1)
-    ratchet.features.apply(example("definitions", "DEFINITIONS"), base_dir=project)
+    # the definitions imported as the pipeline and the server import them (their on-demand
+    # view is registered under that module's name)
+    example("training", "import_on_demand_code")()
+    ratchet.features.apply(sys.modules["trip_features"].DEFINITIONS, base_dir=project)
     return Loop(project, Workspace(load_settings()), world, day1)
 
 
@@ -109,6 +114,19 @@ def as_of(rows: pd.DataFrame, keys: list[str], features: list[str], ttl: pd.Time
         for f in features:
             out[f].append(best[f].iloc[0] if len(best) else None)
     return pd.DataFrame(out)
+
+
+def expected_vectors(world: Any, entity: pd.DataFrame) -> pd.DataFrame:
+    """The model's columns for ``entity`` (keys, time, distance) by the reference:
+    both views as of each time with the cutoff, and the on-demand formula written out."""
+    frame = pd.concat([
+        as_of(world.driver_stats, ["driver_id"], COLUMNS[:3], pd.Timedelta(hours=2), entity),
+        as_of(world.zone_demand, ["zone_id"], COLUMNS[3:5], pd.Timedelta(hours=1), entity)],
+        axis=1)
+    frame["pickup_pressure"] = (frame["surge"].astype(float)
+                                * entity["distance_km"].to_numpy()
+                                / frame["acceptance"].astype(float).clip(lower=0.05))
+    return frame
 
 
 # ------------------------------------------------------------------ the world
@@ -154,7 +172,7 @@ def test_the_pipeline_trains_on_features_as_of_each_label_and_logs_a_keys_only_m
     (output,) = [o for s in run.steps for o in s.outputs if o.dataset is not None]
     name, number = output.dataset
     recorded = ratchet.data.get(f"{name}@{number}").to_pandas()
-    assert list(recorded.columns) == [*KEYS, TIME, LABEL, *COLUMNS]
+    assert list(recorded.columns) == [*KEYS, TIME, *REQUEST, LABEL, *COLUMNS]
     assert len(recorded) == len(rows)
     pd.testing.assert_frame_equal(recorded[[*KEYS, LABEL]], rows[[*KEYS, LABEL]]
                                   .reset_index(drop=True), check_dtype=False)
@@ -162,11 +180,7 @@ def test_the_pipeline_trains_on_features_as_of_each_label_and_logs_a_keys_only_m
     direct = ratchet.features.training_set(rows, features=FEATURES, timestamp_field=TIME,
                                            created_cutoff=True).to_pandas()
     pd.testing.assert_frame_equal(recorded, direct, check_dtype=False)
-    world = loop.world
-    expected = pd.concat([
-        as_of(world.driver_stats, ["driver_id"], COLUMNS[:3], pd.Timedelta(hours=2), rows),
-        as_of(world.zone_demand, ["zone_id"], COLUMNS[3:], pd.Timedelta(hours=1), rows)],
-        axis=1)
+    expected = expected_vectors(loop.world, rows.reset_index(drop=True))
     for column in COLUMNS:
         assert recorded[column].tolist() == expected[column].tolist(), column
     # the model takes entity keys: its manifest names the features it reads
@@ -174,7 +188,9 @@ def test_the_pipeline_trains_on_features_as_of_each_label_and_logs_a_keys_only_m
     assert loaded.features is not None
     assert loaded.features.refs == tuple(FEATURES)
     assert loaded.features.entity_keys == tuple(KEYS)
-    assert [d[1] for d in loaded.features.definitions] == ["driver_stats", "zone_demand"]
+    assert loaded.features.request_fields == tuple(REQUEST)
+    assert sorted(d[1] for d in loaded.features.definitions) == [
+        "driver_stats", "trip_context", "zone_demand"]
     assert loaded.signature is not None and loaded.signature.input_names == COLUMNS
     assert loaded.predict(recorded[COLUMNS]).shape == (len(rows),)
 
@@ -208,7 +224,7 @@ def test_rows_without_their_time_are_refused_naming_the_column(loop: Loop) -> No
         loop.train(data)
     message = str(failed.value.__cause__)
     assert "'requested_at'" in message and "data.timestamp" in message
-    assert "driver_id, zone_id, completed" in message  # what the rows have
+    assert "driver_id, zone_id, distance_km, completed" in message  # what the rows have
 
 
 def test_rows_without_a_label_are_refused(loop: Loop) -> None:
@@ -246,7 +262,7 @@ def test_labels_from_before_any_feature_row_cannot_train(loop: Loop) -> None:
     day0 = loop.world.day(0)[0]
     rows = pd.DataFrame({"driver_id": [1001] * 30, "zone_id": ["z0"] * 30,
                          TIME: day0 + pd.to_timedelta(np.arange(30), unit="s"),
-                         LABEL: [0, 1] * 15})
+                         "distance_km": 3.5, LABEL: [0, 1] * 15})
     with pytest.raises(StepFailed) as failed:
         loop.train(loop.log_rows(rows, "too-early"))
     message = str(failed.value.__cause__)

@@ -40,16 +40,20 @@ from tests.features.test_feature_pipeline import (
     LABEL,
     MODEL,
     PIPELINE,
+    REQUEST,
     TIME,
     Loop,
     as_of,
+    expected_vectors,
     make_loop,
 )
 
 # One worker runs the module: its served day (the module fixture) is built once.
 pytestmark = pytest.mark.xdist_group("loop_replay")
 
-FAST = ServingConfig(poll_interval_s=0.05, log_flush_interval_s=0.1, startup_wait_s=10)
+# the server imports the on-demand view's code as `--features-module` does
+SERVING = ServingConfig(poll_interval_s=0.05, log_flush_interval_s=0.1, startup_wait_s=10,
+                        features_modules=(str(EXAMPLE / "trip_features.py"),))
 VIEWS = ("driver_stats", "zone_demand")
 REDIS_URL = "redis://127.0.0.1:6379/11"  # this module's db
 AGES = {"driver_stats": pd.Timedelta(hours=2), "zone_demand": pd.Timedelta(hours=1)}
@@ -96,8 +100,9 @@ def serve_day(loop: Loop, client: TestClient, clock: ServerClock, trips: pd.Data
                 day.pushed_rows += len(rows)
         pushed_until = at
         reply = client.post("/predict", json={"inputs": [{
-            "driver_id": int(trip.driver_id), "zone_id": str(trip.zone_id)}]})
-        assert reply.status_code == 200, reply.text
+            "driver_id": int(trip.driver_id), "zone_id": str(trip.zone_id),
+            "distance_km": float(trip.distance_km)}]})
+        assert reply.status_code == 200, (len(day.answers), str(at), reply.text)
         day.answers.append(reply.json())
     return day
 
@@ -131,7 +136,7 @@ def replayed(project: Path, env: pytest.MonkeyPatch) -> Replay:
     with pytest.MonkeyPatch.context() as patched:
         patched.setattr(time, "time_ns", clock)
         with TestClient(create_app(f"{MODEL}@champion", workspace=loop.workspace,
-                                   config=FAST)) as client:
+                                   config=SERVING)) as client:
             day = serve_day(loop, client, clock, trips, begin)
     return Replay(loop, champion, day, predictions(MODEL, workspace=loop.workspace))
 
@@ -169,8 +174,8 @@ def replay_on_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 
 def logged_entities(logged: pd.DataFrame) -> pd.DataFrame:
-    """The logged requests' entity keys and times, as an entity frame."""
-    entity = pd.DataFrame({k: logged[f"input.{k}"].to_numpy() for k in KEYS})
+    """The logged requests' entity keys, request fields and times, as an entity frame."""
+    entity = pd.DataFrame({k: logged[f"input.{k}"].to_numpy() for k in [*KEYS, *REQUEST]})
     entity[TIME] = logged["timestamp"].to_numpy()
     return entity
 
@@ -211,11 +216,7 @@ def assert_served_equals_offline(replay: Replay) -> None:
         assert (ages > 0).all() and (ages <= ttl.total_seconds()).all()
     # ... is the point-in-time value (a row-by-row reference over the world's rows)
     entity = logged_entities(logged)
-    world = loop.world
-    reference = pd.concat([
-        as_of(world.driver_stats, ["driver_id"], COLUMNS[:3], AGES["driver_stats"], entity),
-        as_of(world.zone_demand, ["zone_id"], COLUMNS[3:], AGES["zone_demand"], entity)],
-        axis=1)
+    reference = expected_vectors(loop.world, entity)
     for column in COLUMNS:
         assert logged[f"input.{column}"].tolist() == reference[column].tolist(), column
     # ... and equals the training set at the logged times, value for value
@@ -258,8 +259,8 @@ def test_without_the_created_cutoff_the_training_set_would_see_rows_written_late
                      & (stats["created_ts"] > t)]
         assert len(late), (row, t, driver)
     # the zones' rows are also computed after their half hour closes
-    zones = leaky[COLUMNS[3:]].to_numpy() != logged[[f"input.{c}" for c in COLUMNS[3:]]
-                                                    ].to_numpy()
+    zones = leaky[COLUMNS[3:5]].to_numpy() != logged[[f"input.{c}" for c in COLUMNS[3:5]]
+                                                     ].to_numpy()
     assert zones.any()
 
 
@@ -268,7 +269,7 @@ def test_the_online_lookup_at_a_request_time_is_the_logged_vector(replay: Replay
     request's time it answers what the server logged for that request."""
     last = replay.logged.iloc[-1]
     online = ratchet.features.get_online_features(
-        FEATURES, [{k: last[f"input.{k}"] for k in KEYS}], now=last["timestamp"])
+        FEATURES, [{k: last[f"input.{k}"] for k in [*KEYS, *REQUEST]}], now=last["timestamp"])
     values = online.to_pandas()
     for column in COLUMNS:
         assert values[column].iloc[0] == last[f"input.{column}"], column
@@ -313,7 +314,7 @@ def test_the_controller_retrains_on_the_served_vectors(replay: Replay) -> None:
     assert n == events["data"].evidence["train"] and 0 < n < len(logged)
     assert rows[TIME].tolist() == logged["timestamp"].iloc[:n].tolist()
     assert rows[LABEL].tolist() == trips[LABEL].iloc[:n].tolist()
-    for column in [*KEYS, *COLUMNS]:
+    for column in [*KEYS, *REQUEST, *COLUMNS]:
         assert rows[column].tolist() == logged[f"input.{column}"].iloc[:n].tolist(), column
     # they reached the pipeline, whose training set, rebuilt from the feature store at
     # those times, is the served vectors
@@ -322,13 +323,14 @@ def test_the_controller_retrains_on_the_served_vectors(replay: Replay) -> None:
     run = get_pipeline_run(retrained["pipeline_run"], workspace=loop.workspace)
     assert run.record.params["data"] == retrained["train"]
     built = _training_set_of(run)
-    assert built[[*KEYS, TIME, LABEL]].values.tolist() == rows[[*KEYS, TIME, LABEL]] \
-        .values.tolist()
+    given = [*KEYS, TIME, *REQUEST, LABEL]
+    assert built[given].values.tolist() == rows[given].values.tolist()
     for column in COLUMNS:
         assert built[column].tolist() == rows[column].tolist(), column
     # the challenger serves from entity keys too, and was judged on the logged vectors
     loaded = ratchet.models.load(f"models:/{MODEL}/{retrained['version']}")
     assert loaded.features is not None and loaded.features.entity_keys == tuple(KEYS)
+    assert loaded.features.request_fields == tuple(REQUEST)
     assert events["gate"].evidence["evidence"]["challenger"]["n"] == len(logged) - n
 
 
