@@ -383,3 +383,22 @@ def test_serve_checks_the_features_modules_before_binding(setup: Setup) -> None:
     with pytest.raises(InvalidInput, match="'no_such_features_module' cannot be found"):
         serve("eta/1", port=_free_port(), workspace=setup.ws,
               config=ServingConfig(features_modules=("no_such_features_module",)))
+
+
+def test_monitoring_sees_the_served_features(setup: Setup) -> None:
+    from ratchet.monitoring.monitor import run_monitor
+
+    with TestClient(setup.app("eta/1")) as client:
+        for _ in range(20):
+            r = client.post("/predict", json={"inputs": {"driver_id": [1, 2] * 10,
+                                                         "km": [2.0, 4.0] * 10}})
+            assert r.status_code == 200, r.text
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame({"rating": rng.uniform(3.0, 5.0, 100),
+                              "trips_per_km": rng.uniform(1.0, 10.0, 100)})
+    run = run_monitor("eta", workspace=setup.ws, reference=reference, store=False)
+    assert run.result["rows"] == 400
+    drift = run.result["drift"]  # the fetched features, as served, against the reference
+    assert [c["column"] for c in drift["columns"]] == ["rating", "trips_per_km"]
+    assert all(c["n_current"] == 400 for c in drift["columns"])
+    assert drift["drifted_columns"] == ["rating", "trips_per_km"]  # two drivers only
