@@ -86,7 +86,9 @@ SLOW_KINDS = {
             "tests/mlflow_compat/test_pyfunc_loads_ratchet_model.py",
             "tests/mlflow_compat/test_registry.py", "tests/mlflow_compat/test_tracking.py",
             # a real model server process over HTTP, the feature store behind it
-            "tests/features/test_no_skew.py"),
+            "tests/features/test_no_skew.py",
+            # one served day replayed against the training set, then a controller retrain
+            "tests/features/test_loop_replay.py"),
 }
 
 
