@@ -487,7 +487,10 @@ def analyse(results: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     r_join = r_off["join_s"] if _ok(r_off) else None
     f_join = f_off["join_s"] if _ok(f_off) else None
     r_mem = r_off["peak_rss_mb"] if _ok(r_off) else None
-    r_added = r_mem - r_off["rss_before_join_mb"] if r_mem is not None else None
+    # what the join itself adds: the high-water mark right after it (before the result is
+    # converted and summarized) minus the resident set just before it
+    r_added = (r_off["hwm_after_join_mb"] - r_off["rss_before_join_mb"]
+               if r_off is not None and _ok(r_off) else None)
     speedup = ratio(f_join, r_join)
     checks = []
     if off:
@@ -526,8 +529,8 @@ def analyse(results: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
                                          r_off["join_cpu_s"] if _ok(r_off) else None),
                     "ratchet_peak_rss_mb": r_mem, "ratchet_join_added_mb": r_added,
                     "feast_peak_rss_mb": f_off["peak_rss_mb"] if _ok(f_off) else None,
-                    "feast_join_added_mb": (f_off["peak_rss_mb"] - f_off["rss_before_join_mb"]
-                                            if _ok(f_off) else None),
+                    "feast_join_added_mb": (f_off["hwm_after_join_mb"] - f_off["rss_before_join_mb"]
+                                            if f_off is not None and _ok(f_off) else None),
                     "feast_answers_ok": _ok(f_off) if f_off else None},
         "online": online_summary}, "checks": checks}
 
