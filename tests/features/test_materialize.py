@@ -96,20 +96,35 @@ def test_latest_row_per_entity_by_event_created_and_source_order(ws: Workspace,
 
 
 def test_values_keep_their_types_nan_is_null(ws: Workspace, tmp_path: Path) -> None:
+    import datetime as dt
+
     pd.DataFrame({"driver_id": ["a", "b"], "event_ts": [T0, T0],
                   "f32": np.array([0.1, np.nan], dtype="float32"),
                   "i": [1, 2], "s": ["x", None], "b": [True, False],
-                  "when": pd.to_datetime(["2026-01-02 03:04:05", "2026-01-03 00:00:00"])}
+                  "when": pd.to_datetime(["2026-01-02 03:04:05.25", None]),
+                  "at": pd.to_datetime(["2026-01-02 03:04:05+02:00"] * 2, utc=True),
+                  "day": [dt.date(1969, 12, 30), dt.date(2026, 3, 1)],
+                  "tags": [["p", "q"], []]}
                  ).to_parquet(tmp_path / "t.parquet")
+    features = ["f32", "i", "s", "b", "when", "at", "day", "tags"]
     view = FeatureView("typed", entities=[Entity("d", join_keys=["driver_id"])],
                        source=str(tmp_path / "t.parquet"), timestamp_field="event_ts",
-                       features=["f32", "i", "s", "b", "when"])
+                       features=features)
     ratchet.features.apply([view], workspace=ws)
     materialize(workspace=ws)
-    got = _online(ws, "typed", ["a", "b", 1], ["f32", "i", "s", "b", "when"])
-    assert got[0] == [float(np.float32(0.1)), 1, "x", True, "2026-01-02 03:04:05"]
-    assert got[1] == [None, 2, None, False, "2026-01-03 00:00:00"]
-    assert got[2] == [None] * 5  # the integer 1 is not the string "1"/"a"
+    got = _online(ws, "typed", ["a", "b", 1], features)
+    assert got[0] == [float(np.float32(0.1)), 1, "x", True,
+                      dt.datetime(2026, 1, 2, 3, 4, 5, 250_000),
+                      dt.datetime(2026, 1, 2, 1, 4, 5, tzinfo=UTC),
+                      dt.date(1969, 12, 30), ["p", "q"]]
+    assert got[1] == [None, 2, None, False, None, dt.datetime(2026, 1, 2, 1, 4, 5, tzinfo=UTC),
+                      dt.date(2026, 3, 1), []]
+    assert got[2] == [None] * len(features)  # the integer 1 is not the string "1"/"a"
+    # the same types as the training set's
+    offline = ratchet.features.training_set(
+        pd.DataFrame({"driver_id": ["a"], "event_timestamp": [T0 + timedelta(days=1)]}),
+        [f"typed:{f}" for f in ("when", "at", "day")], workspace=ws).to_arrow()
+    assert [offline.column(f)[0].as_py() for f in ("when", "at", "day")] == got[0][4:7]
 
 
 def test_incremental_runs_start_where_the_last_ended(ws: Workspace, tmp_path: Path) -> None:

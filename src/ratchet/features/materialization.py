@@ -141,10 +141,22 @@ def _key_sql(column: str, duckdb_type: str) -> str:
 
 
 def _value_sql(column: str, duckdb_type: str) -> str:
+    """A feature's value for the entry's JSON object (see online_store's value rules)."""
+    from ratchet.features.online_store import TAG_DAYS, TAG_US, TAG_UTC
+
     ident = quote_ident(column)
-    if duckdb_type.upper() in ("FLOAT", "DOUBLE", "REAL"):  # NaN is missing: null
+    kind = duckdb_type.upper()
+    if kind in ("FLOAT", "DOUBLE", "REAL"):  # NaN is missing: null
         return f"CASE WHEN isnan({ident}) THEN NULL ELSE CAST({ident} AS DOUBLE) END"
-    return ident
+    if kind == "TIMESTAMP WITH TIME ZONE":
+        tagged = f"json_object('{TAG_US}', epoch_us({ident}), '{TAG_UTC}', true)"
+    elif kind.startswith("TIMESTAMP"):
+        tagged = f"json_object('{TAG_US}', epoch_us(CAST({ident} AS TIMESTAMP)))"
+    elif kind == "DATE":
+        tagged = f"json_object('{TAG_DAYS}', date_diff('day', DATE '1970-01-01', {ident}))"
+    else:
+        return ident
+    return f"CASE WHEN {ident} IS NULL THEN NULL ELSE {tagged} END"
 
 
 def latest_rows_sql(view: FeatureView, table_sql: str, types: dict[str, str], *,

@@ -19,8 +19,10 @@ The rules every implementation keeps:
   (dates, bytes) are refused.
 - **Values are JSON.** The values of one entry are a JSON object, feature name → value:
   integers, floats, strings, bools and null as they are; a float NaN is stored as null
-  (missing, as everywhere in ratchet); ±infinity stays a float; timestamps, dates and
-  decimals come back as their text / numbers; lists stay lists. Writers produce the text
+  (missing, as everywhere in ratchet); ±infinity stays a float; timestamps come back as
+  datetimes (aware UTC for time-zone-aware columns, naive UTC otherwise, µs precision) and
+  dates as dates, as a training set gives them (stored as small tagged objects); decimals
+  come back as numbers, lists as lists, structs as dicts. Writers produce the text
   (``materialize`` and ``push`` have DuckDB encode each row), the store keeps it opaque.
 """
 
@@ -31,6 +33,7 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 from ratchet.errors import InvalidInput
@@ -41,6 +44,25 @@ EncodedRow = tuple[str, int, "int | None", str]
 
 # A read: (view name, encoded key).
 Lookup = tuple[str, str]
+
+
+# Timestamp and date values in an entry's JSON: tagged objects, so that they come back as
+# datetimes and dates (the types a training set gives), not as text or numbers.
+TAG_US = "__ratchet_us__"      # a timestamp: µs since the epoch (naive unless TAG_UTC)
+TAG_UTC = "__ratchet_utc__"    # ... of a time-zone-aware column: an aware UTC datetime
+TAG_DAYS = "__ratchet_days__"  # a date: days since 1970-01-01
+_EPOCH = datetime(1970, 1, 1)
+_EPOCH_DATE = date(1970, 1, 1)
+
+
+def _typed(obj: dict[str, Any]) -> Any:
+    if len(obj) <= 2:
+        if TAG_US in obj:
+            moment = _EPOCH + timedelta(microseconds=obj[TAG_US])
+            return moment.replace(tzinfo=UTC) if obj.get(TAG_UTC) else moment
+        if TAG_DAYS in obj:
+            return _EPOCH_DATE + timedelta(days=obj[TAG_DAYS])
+    return obj
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +76,11 @@ class StoredFeatures:
 
     @property
     def values(self) -> dict[str, Any]:
-        decoded: dict[str, Any] = json.loads(self.payload)
+        """Feature name → value; timestamps as datetimes, dates as dates."""
+        if "__ratchet_" not in self.payload:  # no time values: plain JSON, faster
+            plain: dict[str, Any] = json.loads(self.payload)
+            return plain
+        decoded: dict[str, Any] = json.loads(self.payload, object_hook=_typed)
         return decoded
 
 
