@@ -84,6 +84,22 @@ def test_the_ttl_edge_is_inclusive_and_older_values_are_null(con) -> None:
     assert join(con, ent, v)["x"] == [7, None, 7]
 
 
+def test_a_ttl_beyond_any_time_span_expires_nothing(con) -> None:
+    v = view(con, {"k": [1], "ts": [datetime(1900, 1, 1)], "x": [7]}, ttl=timedelta.max)
+    assert join(con, entity({"k": [1], "t": [datetime(9999, 1, 1)]}), v)["x"] == [7]
+
+
+def test_a_given_connection_is_left_as_it_was(con) -> None:
+    v = view(con, {"k": [1], "ts": [at(0)], "x": [7]})
+    before = con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+    with pytest.raises(InvalidInput):
+        join(con, entity({"k": [1], "t": [at(0)]}), v,
+             JoinView("bad", "v", ("k",), "ts", None, ("nope",), ("nope",)))
+    join(con, entity({"k": [1], "t": [at(0)]}), v)
+    assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == before
+    assert [name for (name,) in con.execute("SHOW TABLES").fetchall()] == ["v"]
+
+
 def test_a_null_value_in_the_winning_row_stays_null(con) -> None:
     v = view(con, {"k": [1, 1], "ts": [at(0), at(1)], "x": [1.5, None]})
     assert join(con, entity({"k": [1], "t": [at(2)]}), v)["x"] == [None]
