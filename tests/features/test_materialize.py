@@ -229,6 +229,10 @@ def test_wrong_input(ws: Workspace, tmp_path: Path) -> None:
         materialize(start=T0, end=T0, workspace=ws)
     with pytest.raises(InvalidInput, match="ISO 8601"):
         materialize(start="yesterday", workspace=ws)
+    with pytest.raises(InvalidInput, match="views must be feature view names"):
+        materialize(123, workspace=ws)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="views must be feature view names"):
+        materialize([1], workspace=ws)  # type: ignore[list-item]
     with pytest.raises(InvalidInput, match="batch_rows"):
         materialize(batch_rows=0, workspace=ws)
     with pytest.raises(InvalidInput, match="feature view 'driver_stats': cannot read"):

@@ -204,6 +204,8 @@ def test_wrong_input(ws: Workspace) -> None:
              workspace=ws)
     with pytest.raises(InvalidInput, match="push a pandas DataFrame"):
         push("driver_stats", 42, workspace=ws)
+    with pytest.raises(InvalidInput, match="the view is a feature view's name"):
+        push(7, good, workspace=ws)  # type: ignore[arg-type]
     with pytest.raises(NotFound, match="no feature view 'nope'"):
         push("nope", good, workspace=ws)
     # nothing was written by any of them

@@ -334,6 +334,9 @@ def _online_views(workspace: Workspace, names: Sequence[str] | None
         return [(v, version) for v, version in views if v.online]
     if isinstance(names, str):
         names = [names]
+    if not isinstance(names, Sequence) or not all(isinstance(n, str) for n in names):
+        raise InvalidInput(f"views must be feature view names (a list of strings), got "
+                           f"{names!r}")
     chosen = []
     for name in dict.fromkeys(names):
         view, version = catalog.view(name)

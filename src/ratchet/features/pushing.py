@@ -156,6 +156,8 @@ def push(view: str, data: object, *, to: str = "online_and_offline",
     from ratchet.features.sources import pushed_dir
     from ratchet.workspace import resolve as resolve_workspace
 
+    if not isinstance(view, str):
+        raise InvalidInput(f"push: the view is a feature view's name, got {view!r}")
     if to not in DESTINATIONS:
         raise InvalidInput(f"push to={to!r}: give one of {', '.join(DESTINATIONS)}")
     ws = resolve_workspace(workspace)
