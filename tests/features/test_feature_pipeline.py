@@ -83,7 +83,8 @@ def make_loop(project: Path, env: pytest.MonkeyPatch) -> Loop:
     day1 = world.day(1)[0]
     world.write_history(str(project / "data"), until=day1)
     # the definitions imported as the pipeline and the server import them (their on-demand
-    # view is registered under that module's name)
+    # view is registered under that module's name); the folder leaves sys.path afterwards
+    env.syspath_prepend(str(EXAMPLE))
     example("training", "import_on_demand_code")()
     ratchet.features.apply(sys.modules["trip_features"].DEFINITIONS, base_dir=project)
     return Loop(project, Workspace(load_settings()), world, day1)
