@@ -10,7 +10,9 @@ import pytest
 
 from tests.mlflow_compat.conftest import MLFLOW_ENVS, RatchetServer, env_python
 
-pytestmark = pytest.mark.e2e
+# With the 3.x client's other tests (one xdist group): on their worker, whose launcher
+# has imported that client's mlflow already, and whose server is up.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("mlflow3")]
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "mlflow.md"
 
 
