@@ -25,12 +25,21 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ratchet.errors import InvalidInput, NotFound
 from ratchet.features.definitions import FeatureView
 from ratchet.features.online_store import EncodedRow, OnlineStore, encode_key_columns
+from ratchet.features.time_sql import (
+    column_types,
+    epoch_us_sql,
+    from_us,
+    now_us,
+    quote_ident,
+    quote_literal,
+    to_us,
+)
 from ratchet.workspace import Workspace
 from ratchet.workspace import resolve as resolve_workspace
 
@@ -73,61 +82,6 @@ class MaterializeResult:
                 "start": None if self.start is None else self.start.isoformat(),
                 "end": self.end.isoformat(), "rows": self.rows,
                 "seconds": round(self.seconds, 3), "skipped": self.skipped}
-
-
-# ---------------------------------------------------------------------------- time
-
-def to_us(value: object, what: str) -> int:
-    """A datetime (naive means UTC), a date, an ISO 8601 text or a pandas Timestamp as
-    microseconds since the epoch."""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidInput(f"{what} {value!r} is not an ISO 8601 time "
-                               "(e.g. 2024-05-01T12:00:00Z)") from None
-    if isinstance(value, datetime):  # also pandas.Timestamp
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        delta = value - datetime(1970, 1, 1, tzinfo=UTC)
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    if isinstance(value, date):
-        return to_us(datetime(value.year, value.month, value.day), what)
-    raise InvalidInput(f"{what} must be a datetime, a date or an ISO 8601 text, got "
-                       f"{type(value).__name__} {value!r}")
-
-
-def from_us(us: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
-
-
-# ---------------------------------------------------------------------------- SQL
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quote_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def epoch_us_sql(column: str, duckdb_type: str, *, where: str) -> str:
-    """SQL for a timestamp column's value as µs since the epoch (naive times are UTC: the
-    connection's TimeZone is UTC)."""
-    ident = quote_ident(column)
-    kind = duckdb_type.upper()
-    if kind == "TIMESTAMP WITH TIME ZONE":
-        return f"epoch_us({ident})"
-    if kind.startswith("TIMESTAMP") or kind == "DATE":
-        return f"epoch_us(CAST({ident} AS TIMESTAMP))"
-    if kind == "VARCHAR":
-        return f"epoch_us(CAST({ident} AS TIMESTAMPTZ))"
-    raise InvalidInput(f"{where}: column {column!r} is {duckdb_type}, not a timestamp or "
-                       "date (store event and created times as timestamps)")
 
 
 def _key_sql(column: str, duckdb_type: str) -> str:
@@ -222,18 +176,6 @@ def _raw_time_bounds(column: str, duckdb_type: str, start_us: int | None,
         bounds.append(f"{ident} <= CAST(make_timestamp({int(end_us) + _DAY_US}::BIGINT) "
                       f"AS {kind})")
     return bounds
-
-
-def column_types(con: duckdb.DuckDBPyConnection, table_sql: str, *, where: str
-                 ) -> dict[str, str]:
-    import duckdb
-
-    try:
-        rows = con.execute(f"DESCRIBE SELECT * FROM {table_sql}").fetchall()
-    except duckdb.Error as exc:
-        raise InvalidInput(f"{where}: cannot read its rows: {str(exc).splitlines()[0]}"
-                           ) from None
-    return {str(r[0]): str(r[1]) for r in rows}
 
 
 def write_entries(con: duckdb.DuckDBPyConnection, sql: str, *, view: FeatureView,

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ratchet.errors import InvalidInput
-from ratchet.features.materialization import now_us, to_us
 from ratchet.features.online_store import OnlineStore, encode_key
+from ratchet.features.time_sql import now_us, to_us
 
 if TYPE_CHECKING:
     import pandas as pd

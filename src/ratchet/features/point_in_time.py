@@ -36,7 +36,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from ratchet.errors import InvalidInput
-from ratchet.features.materialization import column_types, epoch_us_sql, quote_ident
+from ratchet.features.time_sql import column_types, epoch_us_sql, quote_ident
 
 if TYPE_CHECKING:
     import duckdb
@@ -178,18 +178,6 @@ def _arange(n: int) -> pa.Array:
     return pa.array(np.arange(n, dtype=np.int64))
 
 
-def _epoch_us_sql(column: str, duckdb_type: str, *, where: str) -> str:
-    """A time column as µs since the epoch. Nanosecond times are floored to the µs (never
-    rounded: a time a nanosecond before a row's event time must not see that row)."""
-    kind = duckdb_type.upper()
-    if kind == "TIMESTAMP_NS":
-        return f"epoch_us({quote_ident(column)})"  # floors
-    if kind == "TIMESTAMPTZ_NS" or kind == "TIMESTAMP_NS WITH TIME ZONE":
-        ns = f"epoch_ns({quote_ident(column)})"
-        return f"(({ns} - (({ns} % 1000) + 1000) % 1000) // 1000)"
-    return epoch_us_sql(column, duckdb_type, where=where)
-
-
 def _category(duckdb_type: str) -> str:
     """Which key types compare with which: numbers, text, times; anything else only with
     itself."""
@@ -215,7 +203,7 @@ def _join(con: duckdb.DuckDBPyConnection, entity: pa.Table, timestamp_column: st
     con.register(source, _entity_side(entity, timestamp_column, keys))
     try:
         types = column_types(con, source, where="the entity rows")
-        when = _epoch_us_sql(_TIME, types[_TIME], where=f"entity column {timestamp_column!r}")
+        when = epoch_us_sql(_TIME, types[_TIME], where=f"entity column {timestamp_column!r}")
         key_list = "".join(f", __ratchet_k{i}" for i in range(len(keys)))
         try:
             con.execute(f"CREATE TEMP TABLE {table} AS SELECT {_ROW}, {when} AS {_TIME}"
@@ -299,9 +287,9 @@ def _view_sql(con: duckdb.DuckDBPyConnection, view: JoinView, entity_table: str,
                                f"{key_types[key]} in the entity rows; give both the same type")
     key_index = {key: keys.index(key) for key in view.join_keys}
     ks = [f"__ratchet_k{key_index[k]}" for k in view.join_keys]
-    event = _epoch_us_sql(view.timestamp_field, types[view.timestamp_field], where=where)
+    event = epoch_us_sql(view.timestamp_field, types[view.timestamp_field], where=where)
     created = ("CAST(NULL AS BIGINT)" if view.created_timestamp_field is None else
-               _epoch_us_sql(view.created_timestamp_field,
+               epoch_us_sql(view.created_timestamp_field,
                             types[view.created_timestamp_field], where=where))
     order = ("row_number() OVER ()" if view.order_column is None
              else f"CAST({quote_ident(view.order_column)} AS BIGINT)")

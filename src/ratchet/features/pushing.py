@@ -31,15 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from ratchet.errors import InvalidInput, NotFound
 from ratchet.features.definitions import FeatureView
-from ratchet.features.materialization import (
-    column_types,
-    latest_rows_sql,
-    now_us,
-    open_duckdb,
-    quote_ident,
-    quote_literal,
-    write_entries,
-)
+from ratchet.features.materialization import latest_rows_sql, open_duckdb, write_entries
+from ratchet.features.time_sql import column_types, now_us, quote_ident, quote_literal
 
 if TYPE_CHECKING:
     import duckdb

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ratchet.errors import InvalidInput, NotFound
+from ratchet.features.time_sql import quote_ident, quote_literal
 
 if TYPE_CHECKING:
     from ratchet.features.definitions import FeatureView
@@ -46,10 +47,10 @@ class SourceScan:
     def sql(self, columns: Sequence[str] | None = None) -> str:
         """A DuckDB table expression: the rows of every file (``columns`` only, when given)
         and ``__ratchet_seq``. Empty when the view has no rows at all."""
-        select = "*" if columns is None else ", ".join(_quote_ident(c) for c in columns)
+        select = "*" if columns is None else ", ".join(quote_ident(c) for c in columns)
         parts = []
         for index, path in enumerate(self.all_files):
-            literal = _quote_literal(path)
+            literal = quote_literal(path)
             if path.lower().endswith((".csv", ".csv.gz")):
                 scan = (f"SELECT {select}, ({index}::BIGINT << {_FILE_BITS}) + "
                         f"row_number() OVER () AS {SEQ_COLUMN} FROM read_csv({literal})")
@@ -62,14 +63,6 @@ class SourceScan:
             raise NotFound(f"feature view {self.view!r} has no rows: its source has no files "
                            "and nothing was pushed to it")
         return "(" + " UNION ALL BY NAME ".join(parts) + ")"
-
-
-def _quote_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def pushed_dir(workspace: Workspace, view: str) -> Path:
