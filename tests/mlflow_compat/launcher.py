@@ -80,8 +80,10 @@ def run_child(request: dict[str, Any]) -> NoReturn:
         else:
             print(stop.code, file=sys.stderr)
             code = 1
-    except BaseException:  # what python prints for an uncaught exception, and exit 1
-        traceback.print_exc()
+    except BaseException as exc:  # what python prints for an uncaught exception, and exit 1
+        # From the program's own frames (this function's frame left out).
+        traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next
+                                  if exc.__traceback__ else None)
         code = 1
     # What the interpreter does at exit: join non-daemon threads, run the atexit functions.
     try:
