@@ -171,7 +171,11 @@ def test_entity_keys_only_are_answered_and_the_vector_is_logged(setup: Setup) ->
 @pytest.mark.parametrize(("row", "field", "words"), [
     ({"km": 2.0}, "driver_id", "missing"),
     ({"driver_id": None, "km": 2.0}, "driver_id", "an entity key is needed"),
-    ({"driver_id": 1.5, "km": 2.0}, "driver_id", "expected an integer or a string"),
+    ({"driver_id": 1.5, "km": 2.0}, "driver_id", "expected an integer"),
+    ({"driver_id": "1", "km": 2.0}, "driver_id",
+     "expected an integer (the feature views' sources hold integer driver_id values), "
+     "got '1'"),
+    ({"driver_id": True, "km": 2.0}, "driver_id", "expected an integer"),
     ({"driver_id": {"id": 1}, "km": 2.0}, "driver_id", ""),
     ({"driver_id": 1}, "km", "missing"),
     ({"driver_id": 1, "km": 2.0, "rating": 5.0}, "rating", "not an input of the model"),
@@ -402,3 +406,29 @@ def test_monitoring_sees_the_served_features(setup: Setup) -> None:
     assert [c["column"] for c in drift["columns"]] == ["rating", "trips_per_km"]
     assert all(c["n_current"] == 400 for c in drift["columns"])
     assert drift["drifted_columns"] == ["rating", "trips_per_km"]  # two drivers only
+
+
+def test_string_keys_are_checked_by_the_sources_kind(setup: Setup) -> None:
+    pd.DataFrame({"zone": ["007", "12"], "event_ts": [setup.now - pd.Timedelta(hours=1)] * 2,
+                  "surge": [1.5, 2.0]}).to_parquet(setup.root / "zones.parquet")
+    zone = Entity("zone")
+    ratchet.features.apply([zone, FeatureView(
+        "zone_stats", entities=[zone], source="zones.parquet", timestamp_field="event_ts",
+        features=["surge"])], base_dir=setup.root, workspace=setup.ws)
+    ratchet.features.materialize(["zone_stats"], workspace=setup.ws)
+    X = pd.DataFrame({"surge": [1.0, 1.5, 2.0, 3.0]})
+    registry = setup.ws.client(RegistryClient)
+    with registry.tracking.start_run(experiment="eta") as run:
+        registry.log_model(run.id, LinearRegression().fit(X, Y), name="surge",
+                           input_example=X, features=["zone_stats:surge"])
+    with TestClient(setup.app("surge/1")) as client:
+        ok = client.post("/invocations", content=b"zone\n007\n12\n",  # CSV text stays text
+                         headers={"content-type": "text/csv"})
+        assert ok.status_code == 200, ok.text
+        r = client.post("/predict", json={"inputs": [{"zone": 12}]})
+        assert r.status_code == 422
+        assert "expected a string (the feature views' sources hold string zone values), " \
+               "got 12" in r.json()["error"]
+    logged = predictions("surge", workspace=setup.ws)
+    assert logged["input.zone"].tolist() == ["007", "12"]
+    assert logged["input.surge"].tolist() == [1.5, 2.0]

@@ -119,7 +119,11 @@ class FeatureLookup:
         self.unused_columns = tuple(c for c in selection.columns if c not in inputs)
         self._needs = (*self.entity_keys, *self.request_fields)
         self.store_uri = workspace.settings.online_store_uri
-        self.online = OnlineLookup(selection, shared_online_store(self.store_uri))
+        try:
+            self.online = OnlineLookup(selection, shared_online_store(self.store_uri))
+        except InvalidInput as exc:  # an offline-only view, an online store URI wrong
+            raise InvalidInput(f"model {model} reads features that cannot be served: {exc}"
+                               ) from None
         self._workspace = workspace
         self._key_kinds: dict[str, str] | None = None
 
@@ -157,13 +161,14 @@ class FeatureLookup:
 
     def key_kinds(self) -> dict[str, str]:
         """Each entity key's kind in the views' sources: "integer", "string" or "unknown"
-        (for documents such as the Open Inference Protocol's metadata; read once)."""
+        (read once, at load: requests' keys are checked against it, and the Open Inference
+        Protocol's metadata says it)."""
         if self._key_kinds is None:
             kinds: dict[str, str] = {}
             for chosen in self.selection.views:
                 try:
                     types = _source_types(chosen.view, self._workspace)
-                except Exception as exc:  # a document is no reason to fail: say unknown
+                except Exception as exc:  # unreadable now: keys are not checked by kind
                     log.warning("model %s: the key types of feature view %r are unknown: %s",
                                 self.model, chosen.view.name, exc)
                     types = {}
@@ -296,6 +301,7 @@ class FeatureRequestValidator:
         inputs = set(signature.input_names)
         logged = [*(c for c in self.names if c not in inputs), *lookup.unused_columns,
                   *lookup.age_columns]
+        self._key_kinds = lookup.key_kinds()  # read once, at load
         self.inner = RequestValidator(signature, self.policy,
                                       allowed_extra=(*allowed_extra, *logged))
         self._plain = [f for f in lookup.request_fields if f not in inputs]
@@ -323,7 +329,8 @@ class FeatureRequestValidator:
                              f"missing: the entity key of the model's features (send "
                              f"{_shown_names(self.lookup.entity_keys)})")
                 continue
-            given[key] = _check_keys(values, key, problems, text=request.text_cells)
+            given[key] = _check_keys(values, key, problems, text=request.text_cells,
+                                     kind=self._key_kinds.get(key, "unknown"))
         for field in self.lookup.request_fields:
             values = given.get(field)
             if values is None:
@@ -382,8 +389,7 @@ def _source_types(view: FeatureView, workspace: Workspace) -> dict[str, str]:
     kinds = {}
     for name, kind, *_ in described:
         kind = str(kind).upper()
-        kinds[str(name)] = ("integer" if kind.rstrip("0123456789").endswith("INT")
-                            or kind in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT")
+        kinds[str(name)] = ("integer" if "INT" in kind and kind != "INTERVAL"
                             else "string" if kind == "VARCHAR" else "other")
     return kinds
 
@@ -394,14 +400,20 @@ def _from_text(value: Any) -> Any:
     return None if value in CSV_NULLS else number_from_text(value)
 
 
-def _check_keys(values: Any, name: str, problems: _Problems, *, text: bool) -> list[Any]:
-    """Entity key values: one per row, each an integer or a string (a CSV cell that is an
-    integer is read as one)."""
+def _check_keys(values: Any, name: str, problems: _Problems, *, text: bool,
+                kind: str = "unknown") -> list[Any]:
+    """Entity key values: one per row, each of the kind the views' sources hold
+    (``kind``: "integer" or "string"; an integer or a string when not known). A CSV cell
+    is read as an integer when the key is one (or, not known, when it spells one)."""
     from ratchet.features.online_store import encode_key
 
     if not isinstance(values, list):  # an array (batch scoring): plain Python values
         tolist = getattr(values, "tolist", None)
         values = tolist() if callable(tolist) else list(values)
+    expected = {"integer": "an integer", "string": "a string"}.get(kind,
+                                                                   "an integer or a string")
+    source = f" (the feature views' sources hold {kind} {name} values)" if kind in (
+        "integer", "string") else ""
     out = values
     for i, v in enumerate(values):
         if v is MISSING:
@@ -410,7 +422,7 @@ def _check_keys(values: Any, name: str, problems: _Problems, *, text: bool) -> l
         if text and type(v) is str:
             if v in CSV_NULLS:
                 v = None
-            elif v.lstrip("-").isdigit() and str(int(v)) == v:
+            elif kind != "string" and v.lstrip("-").isdigit() and str(int(v)) == v:
                 v = int(v)
             if out is values:
                 out = list(values)
@@ -418,14 +430,18 @@ def _check_keys(values: Any, name: str, problems: _Problems, *, text: bool) -> l
         if v is None or (isinstance(v, float) and v != v):
             problems.add(i, name, NULL, "null: an entity key is needed in every row")
             continue
-        if isinstance(v, float) and not v.is_integer():
-            problems.add(i, name, TYPE, f"expected an integer or a string, got {v!r}")
+        integral = (isinstance(v, int) and not isinstance(v, bool)) or (
+            isinstance(v, float) and v.is_integer())
+        fits = {"integer": integral, "string": isinstance(v, str)}.get(
+            kind, integral or isinstance(v, str))
+        if not fits:
+            shown = type(v).__name__ if isinstance(v, list | dict) else repr(v)
+            problems.add(i, name, TYPE, f"expected {expected}{source}, got {shown}")
             continue
         try:
             encode_key([v])
-        except InvalidInput:
-            shown = type(v).__name__ if isinstance(v, list | dict) else repr(v)
-            problems.add(i, name, TYPE, f"expected an integer or a string, got {shown}")
+        except InvalidInput as exc:  # e.g. an infinite float
+            problems.add(i, name, TYPE, str(exc))
     return out
 
 
