@@ -169,3 +169,40 @@ def generate(*, days: int = 2, drivers: int = 12, zones: int = 3, trips_per_day:
                           TIME: at, REQUEST: distance, LABEL: completed})
     trips["label_at"] = trips[TIME] + pd.Timedelta(LABEL_DELAY)
     return World(stats, zone_rows, trips, origin, days)
+
+
+def write_example(project: str, *, live: bool = False, **options: int) -> dict[str, str]:
+    """The files a project needs to try the example from the command line: each view's
+    history under ``project/data/<view>/`` (the sources trip_features.py names) and
+    ``project/trips.parquet``, the labeled trips (keys, requested_at, distance_km,
+    completed): the first training rows. The world's history ends at day 1's start, or,
+    ``live``, now (it then covers the last ``days`` whole hours, so a server answering now
+    finds fresh features). Returns what was written."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    if live:
+        days = options.get("days", 2)
+        world = generate(**options, start=str(now.floor("h") - pd.Timedelta(days=days)))
+        begin, until = world.start, now
+    else:
+        world = generate(**options)
+        begin, until = world.day(0)[0], world.day(1)[0]
+    written = world.write_history(str(Path(project, "data")), until=until)
+    trips = world.trips_between(begin, until)
+    labeled = trips[trips["label_at"] <= until][[*KEYS, TIME, REQUEST, LABEL]]
+    target = Path(project, "trips.parquet")
+    labeled.to_parquet(target, index=False)
+    written["trips"] = str(target)
+    return written
+
+
+if __name__ == "__main__":  # python world.py [PROJECT_DIR] [--live]
+    import sys
+
+    args = [a for a in sys.argv[1:] if a != "--live"]
+    for name, path in write_example(args[0] if args else ".",
+                                    live="--live" in sys.argv[1:]).items():
+        print(f"{name}: {path}")

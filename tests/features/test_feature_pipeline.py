@@ -161,6 +161,34 @@ def test_the_world_is_reproducible_and_has_what_the_loop_needs() -> None:
     assert arrived["created_ts"].is_monotonic_increasing
 
 
+def test_the_live_example_serves_fresh_features_now(workspace: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python world.py DIR --live`` (README): the history ends now, so once applied and
+    materialized every driver and zone has features within their ttl at the wall clock."""
+    from ratchet.features.online_store import close_shared_online_stores
+
+    home = workspace / ".ratchet"
+    monkeypatch.setenv("RATCHET_HOME", str(home))
+    monkeypatch.setenv("RATCHET_DB", f"sqlite:///{home / 'ratchet.db'}")
+    monkeypatch.setenv("RATCHET_ARTIFACTS", str(home / "artifacts"))
+    written = example("world", "write_example")(str(workspace), live=True)
+    assert sorted(written) == ["driver_stats", "trips", "zone_demand"]
+    trips = pd.read_parquet(written["trips"])
+    assert list(trips.columns) == [*KEYS, TIME, *REQUEST, LABEL] and len(trips) > 500
+    assert trips[TIME].max() <= pd.Timestamp.now(tz="UTC")
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    example("training", "import_on_demand_code")()
+    ratchet.features.apply(sys.modules["trip_features"].DEFINITIONS, base_dir=workspace)
+    try:
+        ratchet.features.materialize()
+        rows = [{"driver_id": d, "zone_id": f"z{d % 3}", "distance_km": 2.0}
+                for d in range(1001, 1013)]
+        online = ratchet.features.get_online_features(FEATURES, rows).to_pandas()
+    finally:
+        close_shared_online_stores()
+    assert online[COLUMNS].notna().all().all(), online
+
+
 # ------------------------------------------------------------------ the pipeline
 def test_the_pipeline_trains_on_features_as_of_each_label_and_logs_a_keys_only_model(
         loop: Loop) -> None:
