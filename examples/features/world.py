@@ -171,7 +171,8 @@ def generate(*, days: int = 2, drivers: int = 12, zones: int = 3, trips_per_day:
     return World(stats, zone_rows, trips, origin, days)
 
 
-def write_example(project: str, *, live: bool = False, **options: int) -> dict[str, str]:
+def write_example(project: str, *, live: bool = False, days: int = 2, seed: int = 7
+                  ) -> dict[str, str]:
     """The files a project needs to try the example from the command line: each view's
     history under ``project/data/<view>/`` (the sources trip_features.py names) and
     ``project/trips.parquet``, the labeled trips (keys, requested_at, distance_km,
@@ -184,11 +185,11 @@ def write_example(project: str, *, live: bool = False, **options: int) -> dict[s
 
     now = pd.Timestamp.now(tz="UTC").floor("s")
     if live:
-        days = options.get("days", 2)
-        world = generate(**options, start=str(now.floor("h") - pd.Timedelta(days=days)))
+        world = generate(days=days, seed=seed,
+                         start=str(now.floor("h") - pd.Timedelta(days=days)))
         begin, until = world.start, now
     else:
-        world = generate(**options)
+        world = generate(days=days, seed=seed)
         begin, until = world.day(0)[0], world.day(1)[0]
     written = world.write_history(str(Path(project, "data")), until=until)
     trips = world.trips_between(begin, until)
