@@ -79,6 +79,9 @@ def fit(train: pd.DataFrame, C: float = 1.0):
     feature references it reads (``features=``), so it serves from entity keys. The
     training set is this run's ``train`` input: the model's lineage names it, and the
     monitor compares live traffic (the logged vectors) with it."""
+    if isinstance(C, bool) or not isinstance(C, int | float) or not C > 0:
+        raise InvalidInput(f"C (the inverse regularization strength) must be a number > 0, "
+                           f"got {C!r}")
     ratchet.data.log(train, TRAINING_SET, role="train")  # the same version: recorded as read
     known = train.dropna(subset=COLUMNS)
     if len(known) < 20:

@@ -285,6 +285,14 @@ def test_a_time_column_under_another_name_is_a_parameter(loop: Loop) -> None:
     assert loop.version(run) == 1
 
 
+def test_a_regularization_that_is_not_positive_is_refused(loop: Loop) -> None:
+    day0, day1 = loop.world.day(0)
+    with pytest.raises(StepFailed) as failed:
+        loop.train(loop.log_rows(loop.labeled(day0, day1), "trips-day0"), C=0)
+    assert "C (the inverse regularization strength) must be a number > 0, got 0" in \
+        str(failed.value.__cause__)
+
+
 def test_labels_from_before_any_feature_row_cannot_train(loop: Loop) -> None:
     """Every row's features are null (nothing was computed yet): a clear refusal, not a
     model fitted on nothing."""
