@@ -470,7 +470,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _ok(r: dict[str, Any] | None) -> bool:
-    return bool(r) and "error" not in r and r.get("answers_check", {}).get("ok") is True
+    return r is not None and "error" not in r and r.get("answers_check", {}).get("ok") is True
 
 
 def _answered(r: dict[str, Any] | None) -> float | None:
