@@ -48,11 +48,11 @@ def test_a_forked_program_ends_as_in_its_own_python(clients: ClientProcesses, py
                                                      name: str, tmp_path: Path) -> None:
     env = client_env(FOO="bar", PYTHONPATH=str(tmp_path / "extra"))
     code = PROGRAMS[name]
+    own = subprocess.run([python, "-c", code, "arg"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60, check=False)
     for _ in range(2):  # the second time too: nothing of the first run stays behind
         forked = clients.run(python, ["-c", "arg"], code=code, cwd=tmp_path, env=env,
                              timeout=60)
-        own = subprocess.run([python, "-c", code, "arg"], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=60, check=False)
         assert (forked.returncode, forked.stdout) == (own.returncode, own.stdout)
         assert forked.stderr.splitlines()[-1:] == own.stderr.splitlines()[-1:]
         assert "launcher.py" not in forked.stderr
