@@ -16,6 +16,9 @@ import pytest
 from tests.mlflow_compat.client_processes import ClientProcesses
 from tests.mlflow_compat.conftest import SKINNY_ENV, client_env, env_python
 
+# Needs a client venv (make mlflow-envs), which `make test-fast` does not build.
+pytestmark = pytest.mark.e2e
+
 PROGRAMS = {
     "exit_status": "import sys; print('out'); sys.exit(3)",
     "uncaught": "raise ValueError('boom')",
