@@ -93,7 +93,7 @@ def make_loop(project: Path, env: pytest.MonkeyPatch) -> Loop:
 @pytest.fixture
 def loop(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Loop]:
     yield make_loop(workspace, monkeypatch)
-    from ratchet.features.online_store import close_shared_online_stores
+    from ratchet.features.online_connections import close_shared_online_stores
 
     close_shared_online_stores()
 
@@ -165,7 +165,7 @@ def test_the_live_example_serves_fresh_features_now(workspace: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """``python world.py DIR --live`` (README): the history ends now, so once applied and
     materialized every driver and zone has features within their ttl at the wall clock."""
-    from ratchet.features.online_store import close_shared_online_stores
+    from ratchet.features.online_connections import close_shared_online_stores
 
     home = workspace / ".ratchet"
     monkeypatch.setenv("RATCHET_HOME", str(home))

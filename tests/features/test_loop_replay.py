@@ -145,7 +145,7 @@ def replayed(project: Path, env: pytest.MonkeyPatch) -> Replay:
 def replay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replay]:
     """The day replayed with the default online store (SQLite), once for the module's
     tests (they read it)."""
-    from ratchet.features.online_store import close_shared_online_stores
+    from ratchet.features.online_connections import close_shared_online_stores
 
     with pytest.MonkeyPatch.context() as env:
         yield replayed(tmp_path_factory.mktemp("project"), env)
@@ -158,7 +158,7 @@ def replay_on_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     module's own, emptied before and after)."""
     import redis
 
-    from ratchet.features.online_store import close_shared_online_stores
+    from ratchet.features.online_connections import close_shared_online_stores
 
     server = redis.Redis.from_url(REDIS_URL)
     server.flushdb()

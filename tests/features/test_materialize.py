@@ -19,11 +19,8 @@ from ratchet.errors import InvalidInput, NotFound
 from ratchet.features import Entity, FeatureView
 from ratchet.features.materialization import materialize
 from ratchet.features.online import get_online_features
-from ratchet.features.online_store import (
-    close_shared_online_stores,
-    encode_key,
-    open_online_store,
-)
+from ratchet.features.online_connections import close_shared_online_stores, open_online_store
+from ratchet.features.online_store import encode_key
 from ratchet.workspace import Workspace
 
 REDIS_URL = "redis://127.0.0.1:6379/13"

@@ -29,7 +29,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 import ratchet
 from ratchet.config import Settings
 from ratchet.features import Entity, FeatureView
-from ratchet.features.online_store import close_shared_online_stores
+from ratchet.features.online_connections import close_shared_online_stores
 from ratchet.registry import RegistryClient
 from ratchet.serving.prediction_query import predictions
 from ratchet.workspace import Workspace

@@ -17,7 +17,7 @@ from ratchet.features import Entity, FeatureView, OnDemandFeatureView
 from ratchet.features.catalog import FeatureCatalog
 from ratchet.features.materialization import materialize
 from ratchet.features.online import get_online_features
-from ratchet.features.online_store import close_shared_online_stores
+from ratchet.features.online_connections import close_shared_online_stores
 from ratchet.workspace import Workspace
 
 DRIVER = Entity("driver", join_keys=["driver_id"])

@@ -20,7 +20,7 @@ from ratchet.errors import InvalidInput, NotFound
 from ratchet.features import Entity, FeatureView, OnDemandFeatureView
 from ratchet.features.materialization import materialize
 from ratchet.features.online import get_online_features, online_lookup
-from ratchet.features.online_store import close_shared_online_stores
+from ratchet.features.online_connections import close_shared_online_stores
 from ratchet.workspace import Workspace
 
 REDIS_URL = "redis://127.0.0.1:6379/13"

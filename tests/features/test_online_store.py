@@ -13,14 +13,8 @@ import numpy as np
 import pytest
 
 from ratchet.errors import InvalidInput, StoreUnavailable
-from ratchet.features.online_store import (
-    OnlineStore,
-    decode_key,
-    encode_key,
-    encode_key_columns,
-    open_online_store,
-    shared_online_store,
-)
+from ratchet.features.online_connections import open_online_store, shared_online_store
+from ratchet.features.online_store import OnlineStore, decode_key, encode_key, encode_key_columns
 
 REDIS_URL = "redis://127.0.0.1:6379/13"  # this test file's own database, flushed here only
 
@@ -311,7 +305,7 @@ def test_a_reader_sees_another_process_writes(store: OnlineStore, tmp_path: Path
            else f"sqlite:///{tmp_path / 'online.sqlite'}")
     store.write("v", 1, [("[1]", 1, None, _payload(x="before"))])
     assert store.read([("v", "[1]")])[0] is not None  # this thread's connection is open
-    code = ("import sys; from ratchet.features.online_store import open_online_store; "
+    code = ("import sys; from ratchet.features.online_connections import open_online_store; "
             "s = open_online_store(sys.argv[1]); "
             "s.write('v', 2, [('[1]', 2, None, '{\"x\": \"after\"}')]); s.close()")
     subprocess.run([sys.executable, "-c", code, uri], check=True, timeout=120)

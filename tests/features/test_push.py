@@ -20,7 +20,7 @@ from ratchet.errors import InvalidInput, NotFound
 from ratchet.features import Entity, FeatureView
 from ratchet.features.materialization import materialize
 from ratchet.features.online import get_online_features
-from ratchet.features.online_store import close_shared_online_stores, open_online_store
+from ratchet.features.online_connections import close_shared_online_stores, open_online_store
 from ratchet.features.pushing import push
 from ratchet.features.sources import SEQ_COLUMN, pushed_dir, view_files
 from ratchet.workspace import Workspace

@@ -26,7 +26,7 @@ from sklearn.linear_model import LinearRegression
 import ratchet
 from ratchet.config import Settings
 from ratchet.features import Entity, FeatureView
-from ratchet.features.online_store import close_shared_online_stores
+from ratchet.features.online_connections import close_shared_online_stores
 from ratchet.registry import RegistryClient
 from ratchet.serving import create_app
 from ratchet.serving.prediction_query import predictions

@@ -295,7 +295,7 @@ def materialize(views: Sequence[str] | None = None, *, start: object = None,
                 ) -> list[MaterializeResult]:
     """Write the latest row of each entity of the online views (all of them, or ``views``)
     with event time in (``start``, ``end``] into the workspace's online store."""
-    from ratchet.features.online_store import shared_online_store
+    from ratchet.features.online_connections import shared_online_store
     from ratchet.features.sources import SEQ_COLUMN, view_files
 
     ws = resolve_workspace(workspace)

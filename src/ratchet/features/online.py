@@ -269,7 +269,7 @@ def online_lookup(features: Sequence[str], *, full_feature_names: bool = False,
     """Resolve ``features`` once against the catalog and the workspace's online store: the
     object a server keeps and calls per request."""
     from ratchet.features.catalog import FeatureCatalog
-    from ratchet.features.online_store import shared_online_store
+    from ratchet.features.online_connections import shared_online_store
     from ratchet.workspace import resolve as resolve_workspace
 
     ws = resolve_workspace(workspace)
@@ -293,7 +293,7 @@ def _definitions_stamp(workspace: Workspace) -> int | None:
 def _cached_lookup(features: Sequence[str], full_feature_names: bool,
                    workspace: Workspace) -> OnlineLookup:
     from ratchet.features.definitions import loaded_on_demand
-    from ratchet.features.online_store import shared_online_store
+    from ratchet.features.online_connections import shared_online_store
 
     if isinstance(features, str) or not isinstance(features, Sequence):
         return online_lookup(features, full_feature_names=full_feature_names,

@@ -30,14 +30,12 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 from ratchet.errors import InvalidInput
-from ratchet.redaction import redact_url
 
 # One write: (encoded key, event time µs, created time µs or None, JSON object of values).
 EncodedRow = tuple[str, int, "int | None", str]
@@ -181,54 +179,3 @@ def encode_key_columns(columns: Sequence[Sequence[Any]]) -> list[str | None]:
             return [f"[{v}]" for v in column]
         return [encode_key((v,)) for v in column]
     return [encode_key(row) for row in zip(*columns, strict=True)]
-
-
-# ---------------------------------------------------------------------------- opening
-
-_shared: dict[str, OnlineStore] = {}
-_shared_lock = threading.Lock()
-
-
-def open_online_store(uri: str) -> OnlineStore:
-    """A new connection to the online store at ``uri``: ``sqlite:///path`` (a file made on
-    first use) or ``redis://[:password@]host:port/db`` (``rediss://`` for TLS). The caller
-    closes it; :func:`shared_online_store` is the per-process one that library calls use."""
-    if not isinstance(uri, str) or not uri.strip():
-        raise InvalidInput(f"an online store is 'sqlite:///path' or 'redis://host:port/db', "
-                           f"got {uri!r}")
-    scheme = uri.partition(":")[0].lower()
-    if scheme == "sqlite":
-        from ratchet.features.sqlite_online_store import SqliteOnlineStore
-
-        return SqliteOnlineStore(uri)
-    if scheme in ("redis", "rediss", "unix"):
-        from ratchet.features.redis_online_store import RedisOnlineStore
-
-        return RedisOnlineStore(uri)
-    raise InvalidInput(f"online store {redact_url(uri)!r}: unknown kind {scheme!r}; use "
-                       "'sqlite:///path' or 'redis://host:port/db' (RATCHET_ONLINE_STORE or "
-                       "online_store in ratchet.toml)")
-
-
-def shared_online_store(uri: str) -> OnlineStore:
-    """The process's connection to ``uri``, opened on first use and kept: the online
-    lookup, materialize and push use it so that a serving process pays the connection
-    once. Safe to use from several threads (SQLite opens one connection per thread, Redis
-    pools them)."""
-    store = _shared.get(uri)
-    if store is not None:
-        return store
-    with _shared_lock:
-        store = _shared.get(uri)
-        if store is None:
-            store = _shared[uri] = open_online_store(uri)
-        return store
-
-
-def close_shared_online_stores() -> None:
-    """Close every shared connection (tests; a process about to exit)."""
-    with _shared_lock:
-        stores = list(_shared.values())
-        _shared.clear()
-    for store in stores:
-        store.close()

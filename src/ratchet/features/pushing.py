@@ -145,7 +145,7 @@ def push(view: str, data: object, *, to: str = "online_and_offline",
 
     from ratchet.atomic import atomic_path
     from ratchet.features.catalog import FeatureCatalog
-    from ratchet.features.online_store import shared_online_store
+    from ratchet.features.online_connections import shared_online_store
     from ratchet.features.sources import pushed_dir
     from ratchet.workspace import resolve as resolve_workspace
 

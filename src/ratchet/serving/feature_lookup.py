@@ -84,7 +84,7 @@ class FeatureLookup:
                  workspace: Workspace) -> None:
         from ratchet.features.catalog import FeatureCatalog
         from ratchet.features.online import OnlineLookup
-        from ratchet.features.online_store import shared_online_store
+        from ratchet.features.online_connections import shared_online_store
 
         self.model = model
         self.features = features
