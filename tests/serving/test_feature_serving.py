@@ -432,3 +432,24 @@ def test_string_keys_are_checked_by_the_sources_kind(setup: Setup) -> None:
     logged = predictions("surge", workspace=setup.ws)
     assert logged["input.zone"].tolist() == ["007", "12"]
     assert logged["input.surge"].tolist() == [1.5, 2.0]
+
+
+def test_requests_read_no_definitions_once_the_model_is_loaded(
+        setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ratchet.store.feature_definition_store import FeatureDefinitionStore
+
+    body = {"inputs": [{"driver_id": 1, "km": 2.0}, {"driver_id": 999, "km": 1.0}]}
+    with TestClient(setup.app("eta_nullable/1")) as client:
+        assert client.post("/predict", json=body).status_code == 200  # loaded now
+        reads: list[str] = []
+
+        def no_reads(self: object, *args: object, **kwargs: object) -> None:
+            reads.append(repr(args))
+            raise AssertionError("a definition was read on the request path")
+
+        for name in ("get_definition", "list_definitions", "definition_history"):
+            monkeypatch.setattr(FeatureDefinitionStore, name, no_reads)
+        for _ in range(5):
+            r = client.post("/predict", json=body)
+            assert r.status_code == 200, r.text
+        assert reads == []
