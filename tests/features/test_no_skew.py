@@ -1,13 +1,14 @@
 """No training/serving skew, end to end: a model trained on ``training_set(...)`` and
-served from entity keys by a real server process over HTTP logs, for each entity, the
-vector ``training_set`` gives for the same entity at the request's time (with
-``created_cutoff``), value for value, and the prediction the model makes on it.
+served from entity keys by ``ratchet serve`` (a process of its own) over HTTP logs, for
+each entity, the vector ``training_set`` gives for the same entity at the request's time
+(with ``created_cutoff``), value for value, and the prediction the model makes on it.
 
-On the default SQLite online store and on Redis. The feature rows cover the point-in-time rule's cases: several rows per entity (the
-latest wins), two rows at one event time (the later created wins), a row older than the
-ttl (nulls), a row from the future (not yet valid), an entity only pushed (the online
-write and the offline log), an entity with no rows at all (nulls); an on-demand view
-computes a feature from a fetched one and a request field.
+On the default SQLite online store and on Redis. The feature rows cover the point-in-time
+rule's cases: several rows per entity (the latest wins), two rows at one event time (the
+later created wins), a row older than the ttl (nulls), a row from the future (not yet
+valid), an entity only pushed (the online write and the offline log), an entity with no
+rows at all (nulls); an on-demand view computes a feature from a fetched one and a request
+field.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import importlib
 import socket
 import sys
-import textwrap
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -33,7 +33,7 @@ from ratchet.features.online_connections import close_shared_online_stores
 from ratchet.registry import RegistryClient
 from ratchet.serving.prediction_query import predictions
 from ratchet.workspace import Workspace
-from tests.serving.conftest import running_process
+from tests.serving.conftest import running_server
 
 REFS = ["driver_stats", "trip_ratios:trips_per_km"]
 FEATURES = ["trips", "rating", "trips_per_km"]
@@ -128,20 +128,13 @@ def test_the_served_vector_is_the_training_set_row_at_the_request_time(
         "driver_id": [5], "event_ts": [now - 6 * pd.Timedelta(hours=1)], "trips": [50],
         "rating": [4.9]}), workspace=ws)
 
-    # A real server process, importing the on-demand code as the operator names it.
-    port = _free_port()
-    script = textwrap.dedent(f"""
-        from ratchet.serving.server_state import ServingConfig
-        from ratchet.serving.workers import serve
-        serve("eta/1", port={port}, config=ServingConfig(
-            features_modules=({str(project / (MODULE + '.py'))!r},),
-            log_flush_interval_s=0.1))
-    """)
+    # `ratchet serve` in a process of its own, importing the on-demand code the operator
+    # names (a file: imported as the module `skew_features`, as the training code did).
     entities = {"driver_id": [1, 2, 3, 4, 5, 6], "km": [2.0, 3.0, 4.0, 5.0, 10.0, 1.0]}
     if online_store is not None:  # the server process reads it from its environment
         monkeypatch.setenv("RATCHET_ONLINE_STORE", online_store)
-    with running_process(settings, project, [sys.executable, "-c", script], port) as (
-            url, _log):
+    with running_server(settings, project, "eta/1", "--features-module",
+                        f"{MODULE}.py", "--log-flush", "0.1") as url:
         reply = httpx.post(f"{url}/predict", json={"inputs": entities}, timeout=30)
         assert reply.status_code == 200, reply.text
     served = reply.json()
