@@ -73,8 +73,15 @@ class Launcher:
         request = {"argv": argv, "code": code, "cwd": str(cwd), "env": env,
                    "stdout": str(stdout), "stderr": str(stderr)}
         assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(request).encode() + b"\n")
-        self.process.stdin.flush()
+        try:
+            self.process.stdin.write(json.dumps(request).encode() + b"\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            self.process.wait()
+            raise RuntimeError(
+                f"the MLflow client launcher ({self.python}) exited "
+                f"({self.process.returncode}) before it was given {argv[0]}:\n"
+                f"{self.log.read_text(errors='replace')[-4000:]}") from None
         child = int(self._read(30, "fork the program")["pid"])
         try:
             returncode = int(self._read(timeout, "run the program")["returncode"])
