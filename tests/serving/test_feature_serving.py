@@ -235,14 +235,14 @@ def test_on_demand_code_other_than_the_registered_refuses_to_load(setup: Setup) 
 
 
 def test_a_features_module_that_cannot_be_imported_stops_the_app(setup: Setup) -> None:
-    from ratchet.errors import InvalidInput
+    from ratchet.errors import InvalidInput, NotFound
 
-    with pytest.raises(InvalidInput, match="cannot be found"):
+    with pytest.raises(NotFound, match="no such file or module"):
         setup.app("eta/1", features_modules=("no_such_features_module",))
     (setup.root / "broken_features.py").write_text("def f(:\n")
-    with pytest.raises(InvalidInput, match=r"importing it failed \(line 1\)"):
+    with pytest.raises(InvalidInput, match=r"broken_features\.py:1: SyntaxError"):
         setup.app("eta/1", features_modules=(str(setup.root / "broken_features.py"),))
-    with pytest.raises(InvalidInput, match="no such Python file"):
+    with pytest.raises(NotFound, match=r"absent\.py: does not exist"):
         setup.app("eta/1", features_modules=(str(setup.root / "absent.py"),))
 
 
@@ -381,10 +381,10 @@ def test_an_unusable_sqlite_online_store_is_503(tmp_path: Path,
 
 
 def test_serve_checks_the_features_modules_before_binding(setup: Setup) -> None:
-    from ratchet.errors import InvalidInput
+    from ratchet.errors import NotFound
     from ratchet.serving.workers import serve
 
-    with pytest.raises(InvalidInput, match="'no_such_features_module' cannot be found"):
+    with pytest.raises(NotFound, match="no_such_features_module: no such file or module"):
         serve("eta/1", port=_free_port(), workspace=setup.ws,
               config=ServingConfig(features_modules=("no_such_features_module",)))
 

@@ -53,9 +53,9 @@ def create_app(model: str | None = None, *, deployment: str | None = None,
     config = config or ServingConfig()
     workspace = resolve(workspace)
     if config.features_modules:
-        from ratchet.serving.feature_lookup import import_features_modules
+        from ratchet.features.definition_modules import import_definition_modules
 
-        import_features_modules(config.features_modules)  # before any model loads
+        import_definition_modules(config.features_modules)  # before any model loads
     source: ModelSource
     if bundle is not None:
         from ratchet.serving.bundle import load_bundle

@@ -81,9 +81,9 @@ def score_file(model: str, source: str | os.PathLike[str], output: str | os.Path
         raise InvalidInput(f"policy max_rows ({policy.max_rows}) is below batch_rows "
                            f"({batch_rows})")
     if features_modules:
-        from ratchet.serving.feature_lookup import import_features_modules
+        from ratchet.features.definition_modules import import_definition_modules
 
-        import_features_modules(features_modules)
+        import_definition_modules(features_modules)
     served = ServedModel(ref, registry.load(f"models:/{ref.name}/{ref.version}"), policy=policy,
                          workspace=registry.workspace)  # a model with features reads them
     data = open_source(source, batch_rows=batch_rows)

@@ -18,8 +18,8 @@ that no feature provides. Per request the server:
 Everything else is resolved once, when the model version is loaded
 (:class:`FeatureLookup`): the references through ``FeatureCatalog.resolve`` (the rule the
 training set and the online lookup share), the on-demand code (imported by the operator,
-``ratchet serve --features-module``; its digest must be the one registered for the version
-the model was logged with), the online store's connection. A view registered in a newer
+``ratchet serve --features-module``, through ``features.definition_modules``; its digest
+must be the one registered for the version the model was logged with), the online store's connection. A view registered in a newer
 version since the model was logged is served (the online store holds what its latest
 materialization wrote) with a warning; an on-demand view whose code changed is refused.
 """
@@ -217,72 +217,6 @@ class FeatureLookup:
         return "; ".join(parts) or None
 
 
-def _is_file_target(name: str) -> bool:
-    return name.endswith(".py") or "/" in name or "\\" in name
-
-
-def absolute_targets(targets: Sequence[str]) -> tuple[str, ...]:
-    """The targets with file paths made absolute (worker processes import them too)."""
-    from pathlib import Path
-
-    return tuple(str(Path(t.strip()).expanduser().resolve())
-                 if isinstance(t, str) and _is_file_target(t.strip()) else t
-                 for t in targets)
-
-
-def import_features_modules(targets: Sequence[str]) -> None:
-    """Import the modules that declare on-demand views: their functions are the only
-    feature code this server runs (never code from the metadata store).
-
-    A target is ``package.module`` or ``path/to/module.py``; a file is imported as the
-    module its name says, with its folder on ``sys.path``, so its functions have the
-    ``module:qualname`` they had when the training script imported it (the registered
-    spec names it). A module that cannot be imported stops the server before it starts.
-    """
-    import importlib
-    import sys
-    from pathlib import Path
-
-    for target in targets:
-        name = target.strip() if isinstance(target, str) else ""
-        if not name:
-            raise InvalidInput(f"a features module is 'package.module' or 'path/to/file.py', "
-                               f"got {target!r}")
-        if _is_file_target(name):
-            path = Path(name).expanduser().resolve()
-            if not path.is_file() or path.suffix != ".py":
-                raise InvalidInput(f"features module {name!r}: no such Python file "
-                                   f"{str(path)!r}")
-            if not path.stem.isidentifier():
-                raise InvalidInput(f"features module {name!r}: {path.stem!r} is not a module "
-                                   "name; rename the file (letters, digits, '_')")
-            folder = str(path.parent)
-            if folder not in sys.path:
-                sys.path.insert(0, folder)
-            loaded = sys.modules.get(path.stem)
-            if loaded is not None and getattr(loaded, "__file__", None) and \
-                    Path(loaded.__file__ or "").resolve() != path:
-                raise InvalidInput(f"features module {name!r}: a module {path.stem!r} from "
-                                   f"{loaded.__file__} is imported already")
-            name = path.stem
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                raise InvalidInput(f"features module {name!r} cannot be found (is it on the "
-                                   "Python path? run from the project directory or give "
-                                   "its file)") from None
-            raise _import_failed(name, exc) from exc
-        except Exception as exc:
-            raise _import_failed(name, exc) from exc
-
-
-def _import_failed(name: str, exc: Exception) -> InvalidInput:
-    where = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) and exc.lineno else ""
-    return InvalidInput(f"features module {name!r}: importing it failed{where}: "
-                        f"{type(exc).__name__}: {exc}")
-
-
 class FeatureRequestValidator:
     """The request validation of a model served from entity keys: the request's keys and
     fields are checked, the features fetched, and the model's columns validated by a
@@ -445,5 +379,4 @@ def _check_keys(values: Any, name: str, problems: _Problems, *, text: bool,
     return out
 
 
-__all__ = ["AGE_SUFFIX", "FeatureLookup", "FeatureRequestValidator", "Fetched",
-           "absolute_targets", "import_features_modules"]
+__all__ = ["AGE_SUFFIX", "FeatureLookup", "FeatureRequestValidator", "Fetched"]

@@ -100,11 +100,14 @@ def serve(model: str | None = None, *, deployment: str | None = None,
         host, (h for h in config.access.allowed_hosts)))
     config = dataclasses.replace(config, access=access)
     if config.features_modules:  # a module that cannot be imported: one line, not N workers
-        from ratchet.serving.feature_lookup import absolute_targets, import_features_modules
+        from ratchet.features.definition_modules import (
+            absolute_targets,
+            import_definition_modules,
+        )
 
         config = dataclasses.replace(
             config, features_modules=absolute_targets(config.features_modules))
-        import_features_modules(config.features_modules)
+        import_definition_modules(config.features_modules)
     # Read now: a missing or empty token file is a one-line error. Workers get its path
     # (never the tokens) and read it themselves; RATCHET_SERVE_TOKEN they inherit.
     tokens = TokenSet.from_environment(access.token_file)
