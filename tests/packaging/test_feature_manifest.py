@@ -152,3 +152,20 @@ def test_log_model_records_the_features_section(ws: Workspace) -> None:
         registry.log_model(run.run_id, model, name="eta", input_example=X,
                            features=["nowhere:x"])
     assert [v.version for v in registry.list_versions("eta")] == [1]
+
+
+def test_log_model_with_features_on_every_backend(workspace_on: Path) -> None:
+    """SQLite, PostgreSQL and a live team server (remote mode): the same section."""
+    pd.DataFrame({"driver_id": [1, 2], "event_ts": pd.to_datetime(["2026-01-01"] * 2),
+                  "trips": [3, 4], "rating": [4.5, 4.0]}).to_parquet(
+        workspace_on / "stats.parquet")
+    ratchet.features.apply([DRIVER, FeatureView(
+        "driver_stats", entities=[DRIVER], source="stats.parquet", timestamp_field="event_ts",
+        features=["trips", "rating"])], base_dir=workspace_on)
+    X = pd.DataFrame({"rating": [4.5, 4.0, 3.0]})
+    with ratchet.start_run(experiment="eta"):
+        version = ratchet.log_model(LinearRegression().fit(X, [1.0, 2.0, 3.0]), "eta",
+                                    input_example=X, features=["driver_stats:rating"])
+    assert version.manifest["features"]["entity_keys"] == ["driver_id"]
+    assert version.manifest["features"]["definitions"] == [["feature_view", "driver_stats", 1]]
+    assert ratchet.models.load("models:/eta/1").features is not None
