@@ -190,6 +190,15 @@ def test_wrong_keys_and_fields_are_422_naming_them(setup: Setup, row: dict[str, 
         assert any(field in p["msg"] for p in body["detail"])
 
 
+def test_an_on_demand_view_failing_on_the_requests_data_is_422(setup: Setup) -> None:
+    with TestClient(setup.app("eta/1")) as client:
+        r = client.post("/predict", json={"inputs": [{"driver_id": 1, "km": "far"}]})
+        assert r.status_code == 422, r.text
+        assert "trip_ratios" in r.json()["error"] and "from this request" in r.json()["error"]
+        ok = client.post("/predict", json={"inputs": [{"driver_id": 1, "km": 2.0}]})
+        assert ok.status_code == 200, ok.text  # one bad request costs no other
+
+
 def test_an_unknown_or_expired_entity_is_null_features(setup: Setup) -> None:
     rows = [{"driver_id": 999, "km": 1.0}, {"driver_id": 3, "km": 1.0},
             {"driver_id": 1, "km": 2.0}]

@@ -188,8 +188,15 @@ class FeatureLookup:
         rows = {name: given[name] for name in self._needs}
         try:
             online = self.online.get(rows, now=now_us)
-        except (StoreUnavailable, ModelFailed):
+        except StoreUnavailable:
             raise
+        except ModelFailed as exc:
+            # An on-demand function raised on this request's data (it ran on the training
+            # set): the request's fault as far as the server can tell, a 422, not a 500.
+            message = f"the features of model {self.model} cannot be computed from this " \
+                      f"request: {exc}"
+            raise BadRequest(message, problems=[{"loc": ["body"], "msg": message,
+                                                 "type": "on_demand"}]) from None
         except InvalidInput as exc:  # an on-demand view returned something unusable
             raise ModelFailed(f"the features of model {self.model} cannot be computed: "
                               f"{exc}") from exc
@@ -283,7 +290,7 @@ class FeatureRequestValidator:
                              f"{_shown_names(self.names)})")
         if problems.total:
             raise RequestInvalid(problems.items, problems.total)
-        fetched = self.lookup.fetch(  # StoreUnavailable (503), ModelFailed (500)
+        fetched = self.lookup.fetch(  # StoreUnavailable (503), BadRequest (422)
             given, n, now_us=None if now_ms is None else now_ms * 1000)
         columns: dict[str, Any] = {n: v for n, v in given.items()
                                    if n in self._names_set or n in self.allowed_extra}
