@@ -9,6 +9,7 @@ started. Kept free of imports so that the CLI can set it at no cost.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -30,3 +31,19 @@ def launched(directory: str, entry: str) -> Iterator[None]:
 def location() -> tuple[str, str] | None:
     """(folder for git, entry point) set by a launcher, or None (``__main__`` is the code)."""
     return _location
+
+
+@contextmanager
+def cwd_importable() -> Iterator[None]:
+    """Modules named relative to the project (``module:name`` pipelines, definitions
+    modules) are found as ``python -m`` would find them: the working directory is on the
+    import path while the block runs."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)

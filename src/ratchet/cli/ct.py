@@ -61,7 +61,7 @@ def tick(
 ) -> None:
     """Advance the controller of POLICY's model until it has to wait (for cron or CI):
     watch, and when a trigger fires, retrain, gate, roll out, promote or roll back."""
-    from ratchet.cli.session import cwd_importable
+    from ratchet.user_code import cwd_importable
 
     controller = _controller(policy, trust=trust)
     with cwd_importable():
@@ -189,10 +189,10 @@ def backtest(
     shows."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ratchet.cli.session import cwd_importable
     from ratchet.ct.backtesting import backtest as run_backtest
     from ratchet.ct.backtesting import choose_inputs, parse_period
     from ratchet.ct.policy import load_policy
+    from ratchet.user_code import cwd_importable
 
     loaded = load_policy(policy)
     parse_period(period, "--period")  # errors name the options, before any work
@@ -329,8 +329,8 @@ def controller(
 
     from ratchet.cli.output import say
     from ratchet.cli.schedules import graceful_stop
-    from ratchet.cli.session import cwd_importable
     from ratchet.ct.controller import TickResult
+    from ratchet.user_code import cwd_importable
 
     ctl = _controller(policy, lease_ms=int(lease_ttl * 1000), trust=trust)
     stop = threading.Event()

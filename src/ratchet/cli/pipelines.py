@@ -23,7 +23,8 @@ from ratchet.cli.output import (
     short_digest,
     table,
 )
-from ratchet.cli.session import Session, cwd_importable
+from ratchet.cli.session import Session
+from ratchet.user_code import cwd_importable
 
 if TYPE_CHECKING:
     from rich.tree import Tree

@@ -26,7 +26,8 @@ from ratchet.cli.output import (
     say,
     table,
 )
-from ratchet.cli.session import Session, cwd_importable
+from ratchet.cli.session import Session
+from ratchet.user_code import cwd_importable
 
 if TYPE_CHECKING:
     from ratchet.pipelines.scheduler import Fired

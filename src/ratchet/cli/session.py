@@ -3,10 +3,6 @@ what it needs from it on first use."""
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -59,18 +55,3 @@ class Session:
         from ratchet.serving.deployments import DeploymentClient
 
         return self.workspace.client(DeploymentClient)
-
-
-@contextmanager
-def cwd_importable() -> Iterator[None]:
-    """Pipelines are named ``module:name`` relative to the project, as ``python -m`` would
-    find them: the working directory is on the import path while the command runs."""
-    cwd = os.getcwd()
-    added = cwd not in sys.path and "" not in sys.path
-    if added:
-        sys.path.insert(0, cwd)
-    try:
-        yield
-    finally:
-        if added and cwd in sys.path:
-            sys.path.remove(cwd)

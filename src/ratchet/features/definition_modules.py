@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 import sys
 import traceback
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 from ratchet.errors import InvalidInput, NotFound
 from ratchet.features.definitions import Definition, Entity, FeatureView, OnDemandFeatureView
+from ratchet.user_code import cwd_importable
 
 
 @dataclass(frozen=True)
@@ -130,25 +129,11 @@ def _import_file(path: Path, given: str) -> ModuleType:
     return module
 
 
-@contextmanager
-def _cwd_importable() -> Iterator[None]:
-    """A module is named relative to the project, as ``python -m`` would find it."""
-    cwd = os.getcwd()
-    added = cwd not in sys.path and "" not in sys.path
-    if added:
-        sys.path.insert(0, cwd)
-    try:
-        yield
-    finally:
-        if added and cwd in sys.path:
-            sys.path.remove(cwd)
-
-
 def _import_module(name: str) -> ModuleType:
     if not all(part.isidentifier() for part in name.split(".")):
         raise NotFound(f"{name}: no such file, and not a module name (give a .py file or a "
                        "module such as my_project.features)")
-    with _cwd_importable():
+    with cwd_importable():
         try:
             return importlib.import_module(name)
         except ModuleNotFoundError as exc:
