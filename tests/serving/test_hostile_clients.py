@@ -8,30 +8,40 @@ import contextlib
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from ratchet.config import Settings
-from ratchet.registry import RegistryClient
 from ratchet.workspace import Workspace
-from tests.serving.conftest import ROW, running_server
+from tests.serving.conftest import ROW, register_churn, running_server
 
 HALF_OPEN = 300
 TOKEN = "s3cret-token-for-tests"
 
 
-@pytest.fixture
-def server(churn_registry: RegistryClient, serving_settings: Settings,
-           tmp_path: Path) -> Iterator[str]:
-    tokens = tmp_path / "tokens"
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Settings]]:
+    """One `ratchet serve` of the churn champion for the module (each hostile client
+    leaves it as it found it: its sockets closed, nothing but predictions written), and
+    the settings of its workspace."""
+    root = tmp_path_factory.mktemp("hostile")
+    home = root / "home"
+    settings = Settings(home=home, db_url=f"sqlite:///{home / 'ratchet.db'}",
+                        artifacts_uri=str(home / "artifacts"))
+    register_churn(settings)
+    tokens = root / "tokens"
     tokens.write_text(f"# serving tokens\n{TOKEN}\nsecond-token\n")
-    with running_server(serving_settings, tmp_path, "churn@champion", "--timeout-header", "2",
+    with running_server(settings, root, "churn@champion", "--timeout-header", "2",
                         "--timeout-body", "2", "--token-file", str(tokens),
                         "--log-flush", "0.1") as url:
-        yield url
+        yield url, settings
+
+
+@pytest.fixture
+def server(served: tuple[str, Settings]) -> str:
+    return served[0]
 
 
 def _address(url: str) -> tuple[str, int]:
@@ -137,8 +147,10 @@ def test_dns_rebinding_host_is_refused(server: str) -> None:
             assert client.get("/v2/models/churn", headers={"Host": host}).status_code == 200
 
 
-def test_cross_site_posts_and_tokens(server: str, serving_settings: Settings) -> None:
+def test_cross_site_posts_and_tokens(served: tuple[str, Settings]) -> None:
     from ratchet.serving.prediction_query import predictions
+
+    server, serving_settings = served
 
     auth = {"Authorization": f"Bearer {TOKEN}"}
     with httpx.Client(base_url=server) as client:
