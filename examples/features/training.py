@@ -39,9 +39,9 @@ def import_on_demand_code() -> None:
     """Import ``trip_features`` as a server does (``--features-module``): its on-demand
     view's code then runs here as it runs there, under the module name it was registered
     with."""
-    from ratchet.serving.feature_lookup import import_features_modules
+    from ratchet.features.definition_modules import import_definitions
 
-    import_features_modules([str(DEFINITIONS_FILE)])
+    import_definitions(str(DEFINITIONS_FILE))
 
 
 # Not cached: the training set depends on the feature store as well as on ``data``.
