@@ -33,7 +33,7 @@ def view(source: str = "stats.parquet", **changes: object) -> FeatureView:
     return FeatureView("driver_stats", **args)  # type: ignore[arg-type]
 
 
-def ratio_view(name: str = "ratios") -> OnDemandFeatureView:
+def ratio_view(name: str = "catalog_ratios") -> OnDemandFeatureView:
     return OnDemandFeatureView(name, function=lambda df: {"per_km": df["trips"] / df["km"]},
                                inputs=["driver_stats:trips"], request=["km"],
                                features=["per_km"])
@@ -100,16 +100,16 @@ def test_resolve_fetches_inputs_hides_them_and_names_columns(ws: Workspace,
                                                              tmp_path: Path) -> None:
     ratchet.features.apply([view(), ratio_view()], base_dir=tmp_path, workspace=ws)
     catalog = FeatureCatalog(ws)
-    selection = catalog.resolve(["driver_stats:rating", "ratios:per_km"])
+    selection = catalog.resolve(["driver_stats:rating", "catalog_ratios:per_km"])
     assert selection.columns == ("rating", "per_km")
     assert selection.hidden == ("trips",)
     assert selection.entity_keys == ("driver_id",) and selection.request_fields == ("km",)
     assert selection.views[0].features == ("rating", "trips")
     assert selection.on_demand[0].inputs == {"trips": "trips"}
     assert selection.definitions() == [("feature_view", "driver_stats", 1),
-                                       ("on_demand", "ratios", 1)]
-    full = catalog.resolve(["driver_stats", "ratios:per_km"], full_feature_names=True)
-    assert full.columns == ("driver_stats__trips", "driver_stats__rating", "ratios__per_km")
+                                       ("on_demand", "catalog_ratios", 1)]
+    full = catalog.resolve(["driver_stats", "catalog_ratios:per_km"], full_feature_names=True)
+    assert full.columns == ("driver_stats__trips", "driver_stats__rating", "catalog_ratios__per_km")
     assert full.hidden == () and full.on_demand[0].inputs == {"driver_stats__trips": "trips"}
     with pytest.raises(NotFound, match="no feature view or on-demand view 'nope'"):
         catalog.resolve(["nope:x"])
@@ -130,14 +130,36 @@ def test_a_feature_in_two_views_needs_full_names(ws: Workspace, tmp_path: Path) 
         "driver_stats__trips", "other__trips")
 
 
+def _declared(name: str, function: object) -> OnDemandFeatureView:
+    return OnDemandFeatureView(name, function=function,  # type: ignore[arg-type]
+                               inputs=["driver_stats:trips"], request=["km"],
+                               features=["per_km"])
+
+
+def per_km(df: pd.DataFrame) -> dict[str, object]:
+    return {"per_km": df["trips"] / df["km"]}
+
+
 def test_on_demand_code_must_be_the_registered_code(ws: Workspace, tmp_path: Path) -> None:
-    ratchet.features.apply([view(), ratio_view("checked")], base_dir=tmp_path, workspace=ws)
+    ratchet.features.apply([view(), _declared("checked", per_km)], base_dir=tmp_path,
+                           workspace=ws)
     assert FeatureCatalog(ws).on_demand("checked")[1] == 1
-    # Another definition of the same name loaded in this process (changed code):
-    OnDemandFeatureView("checked", function=lambda df: {"per_km": df["trips"]},
-                        inputs=["driver_stats:trips"], request=["km"], features=["per_km"])
+
+    def edited(df: pd.DataFrame) -> dict[str, object]:  # the same function, edited
+        return {"per_km": df["trips"]}
+
+    edited.__qualname__ = per_km.__qualname__
+    _declared("checked", edited)  # declared again where it was: it replaces the first
     with pytest.raises(Conflict, match="differs from its registered version 1"):
         FeatureCatalog(ws).resolve(["checked:per_km"])
+
+
+def test_same_named_views_of_two_modules_the_registered_one_runs(ws: Workspace,
+                                                                 tmp_path: Path) -> None:
+    first = _declared("twice", per_km)
+    ratchet.features.apply([view(), first], base_dir=tmp_path, workspace=ws)
+    _declared("twice", lambda df: {"per_km": df["km"]})  # another module's, declared later
+    assert FeatureCatalog(ws).on_demand("twice")[0] is first
 
 
 def test_a_dataset_source(ws: Workspace, tmp_path: Path) -> None:

@@ -95,7 +95,8 @@ def test_redeclared_on_demand_code_is_not_served_from_the_cache(
     def triple(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({"twice": frame["trips"] * 3})
 
-    # the same name declared again in this process with other code: not the registered one
+    # the same function declared again (edited) in this process: not the registered code
+    triple.__qualname__ = double.__qualname__
     OnDemandFeatureView("twice", function=triple, inputs=["stats:trips"], features=["twice"])
     with pytest.raises(Conflict, match="differs from its registered version"):
         get_online_features(["twice"], [{"driver_id": 1}], now=now, workspace=ws)

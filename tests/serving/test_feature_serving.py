@@ -220,11 +220,16 @@ def test_an_unknown_or_expired_entity_is_null_features(setup: Setup) -> None:
     assert logged["input.driver_id"].tolist() == [999, 3, 1]
 
 
-def test_on_demand_code_other_than_the_registered_refuses_to_load(setup: Setup) -> None:
-    # The code loaded in this process changes (another module declares trip_ratios):
-    # the server refuses the model, saying why, and answers nothing with other code.
+def test_on_demand_code_other_than_the_registered_refuses_to_load(
+        setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A server whose --features-module declares trip_ratios with other code (in a process
+    # that has not imported the registered module): it refuses the model, saying why, and
+    # answers nothing with other code.
+    from ratchet.features import definitions
+
     other = _module(setup.root, change=" * 2")
     setup.module = other
+    monkeypatch.setattr(definitions, "_loaded", {})  # a fresh process's declarations
     with TestClient(setup.app("eta/1")) as client:
         r = client.post("/predict", json={"inputs": [{"driver_id": 1, "km": 2.0}]})
         assert r.status_code == 503, r.text

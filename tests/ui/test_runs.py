@@ -308,7 +308,11 @@ def test_artifacts_browse_preview_and_download(
     page.locator("#artifacts").get_by_role("link", name="red.png", exact=True).click()
     image = page.get_by_role("img", name="plots/red.png")
     image.wait_for()
-    page.wait_for_function("document.querySelector('img.artifact-image').complete")
+    # Polled from here, not by a predicate run in the page: the page's CSP (script-src
+    # 'self') refuses the eval a wait_for_function string needs.
+    from playwright.sync_api import expect
+
+    expect(page.locator("img.artifact-image")).to_have_js_property("complete", True)
     assert image.evaluate("img => img.naturalWidth") == 2
     page.locator("#artifacts").get_by_role("link", name="plots", exact=True).click()
     page.locator("#artifacts").get_by_role("link", name="vector.svg", exact=True).click()

@@ -20,7 +20,7 @@ from ratchet.features.definitions import (
     Entity,
     FeatureView,
     OnDemandFeatureView,
-    loaded_on_demand,
+    loaded_versions,
     split_feature_ref,
 )
 from ratchet.features.sources import SourceScan, source_columns, source_path_files
@@ -257,7 +257,9 @@ class FeatureCatalog:
         """A registered on-demand view, with the code this process imported for it: the
         code's digest must be the registered one (the same code at training and serving)."""
         record = self.store.get_definition("on_demand", name, version)
-        loaded = loaded_on_demand(name)
+        candidates = loaded_versions(name)
+        loaded = next((c for c in candidates if c.digest == record.digest),
+                      candidates[0] if candidates else None)
         if loaded is None:
             raise InvalidInput(
                 f"on-demand view {name!r} is registered (its function is "

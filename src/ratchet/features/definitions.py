@@ -217,9 +217,12 @@ def code_digest(function: Callable[..., Any]) -> str:
     return hash_bytes(text)[:32]
 
 
-# On-demand views made in this process, by name: what training and serving call. Code is
-# taken only from modules the user imported, never from the metadata store.
-_loaded: dict[str, OnDemandFeatureView] = {}
+# On-demand views made in this process: what training and serving call. Code is taken only
+# from modules the user imported, never from the metadata store. By name, then by where the
+# function is (module:qualname): declaring it again there (an edited notebook cell, a
+# reloaded module) replaces it; two modules declaring the same name both stay, and the one
+# whose code is the registered version is the one used.
+_loaded: dict[str, dict[str, OnDemandFeatureView]] = {}
 _loaded_lock = threading.Lock()
 
 
@@ -264,7 +267,9 @@ class OnDemandFeatureView:
                             ("description", str(description or ""))):
             object.__setattr__(self, attr, value)
         with _loaded_lock:
-            _loaded[name] = self
+            declared = _loaded.setdefault(name, {})
+            declared.pop(self.target, None)  # the newest declaration last
+            declared[self.target] = self
 
     kind = "on_demand"
 
@@ -336,9 +341,22 @@ def on_demand(*, features: Sequence[str], inputs: Sequence[str] = (),
 
 
 def loaded_on_demand(name: str) -> OnDemandFeatureView | None:
-    """The on-demand view of that name declared in this process, if any."""
+    """The on-demand view of that name declared last in this process, if any."""
+    found = loaded_versions(name)
+    return found[0] if found else None
+
+
+def loaded_versions(name: str) -> list[OnDemandFeatureView]:
+    """Every on-demand view of that name this process holds (one per module:qualname),
+    newest declaration first."""
     with _loaded_lock:
-        return _loaded.get(name)
+        return list(reversed(_loaded.get(name, {}).values()))
+
+
+def still_loaded(view: OnDemandFeatureView) -> bool:
+    """Whether ``view`` is still its module:qualname's declaration (not redeclared)."""
+    with _loaded_lock:
+        return _loaded.get(view.name, {}).get(view.target) is view
 
 
 Definition = Entity | FeatureView | OnDemandFeatureView

@@ -292,7 +292,7 @@ def _definitions_stamp(workspace: Workspace) -> int | None:
 
 def _cached_lookup(features: Sequence[str], full_feature_names: bool,
                    workspace: Workspace) -> OnlineLookup:
-    from ratchet.features.definitions import loaded_on_demand
+    from ratchet.features.definitions import still_loaded
     from ratchet.features.online_connections import shared_online_store
 
     if isinstance(features, str) or not isinstance(features, Sequence):
@@ -306,8 +306,7 @@ def _cached_lookup(features: Sequence[str], full_feature_names: bool,
         hit = _resolved.get(key)
         if (hit is not None and hit[0] == stamp
                 and hit[1].store is shared_online_store(settings.online_store_uri)
-                and all(loaded_on_demand(s.view.name) is s.view
-                        for s in hit[1].selection.on_demand)):
+                and all(still_loaded(s.view) for s in hit[1].selection.on_demand)):
             return hit[1]
     lookup = online_lookup(features, full_feature_names=full_feature_names,
                            workspace=workspace)
