@@ -21,6 +21,7 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ratchet.errors import InvalidInput
@@ -99,9 +100,8 @@ class OnlineLookup:
                                    "training_set, or set online=True, apply and materialize")
             ttl = s.view.ttl
             plans.append(_ViewPlan(s.view.name, s.version, s.view.join_keys, s.features,
-                                   s.columns, None if ttl is None else
-                                   (ttl.days * 86_400 + ttl.seconds) * 1_000_000
-                                   + ttl.microseconds))
+                                   s.columns, None if ttl is None
+                                   else ttl // timedelta(microseconds=1)))
         self._plans = tuple(plans)
         self.entity_keys = selection.entity_keys
         self.request_fields = selection.request_fields

@@ -162,8 +162,9 @@ def _check_entity_columns(entity: pa.Table, timestamp_field: str,
     have = set(entity.column_names)
     problems = []
     if timestamp_field not in have:
-        problems.append(f"no timestamp column {timestamp_field!r} (pass timestamp_field= to "
-                        "name the column holding each row's time)")
+        problems.append(f"no timestamp column {timestamp_field!r} (name the column "
+                        "holding each row's time: timestamp_field= in Python, "
+                        "--timestamp-field on the command line)")
     keys = [k for k in selection.entity_keys if k not in have]
     if keys:
         problems.append(f"no join key {', '.join(map(repr, keys))}")
